@@ -1,0 +1,113 @@
+/* The engine interface: what the Lloyd loop (lloyd.c) asks of a backend.
+ *
+ * The loop owns the algorithm's control flow (subsampling, redo, split
+ * decisions, statistics, best-run selection); an engine owns the data and the
+ * heavy arithmetic (assignment, objective, update, post-processing). Every op
+ * works on the engine's own copy of the training set and centroids, which may
+ * live on a device: the loop only ever moves k-sized vectors across.
+ *
+ * Each op returns a status and records its message in the context's errbuf.
+ * Bits: every engine must produce exactly the CPU engine's output bits.
+ */
+#ifndef FKM_ENGINE_H
+#define FKM_ENGINE_H
+
+#include "flashkm.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** One training run, validated, as the loop hands it to an engine. */
+typedef struct fkm_run {
+  const fkm_params *params;    /* full-size copy, validated */
+  int64_t n, d, k;             /* n: rows of the user's x */
+  fkm_dtype dtype;
+  const void *x;               /* user pointer, (n, d), host or device */
+  const float *weights;        /* user pointer, (n), or NULL */
+  const int64_t *train_rows;   /* host, n_train indices into x in training
+                                  order; NULL: row i is x row i */
+  int64_t n_train;             /* rows in the training set */
+  int64_t n_init;              /* user-supplied centroid rows */
+  int64_t k_frozen;            /* frozen_centroids ? n_init : 0 */
+} fkm_run;
+
+/** What one iteration reports back to the host. */
+typedef struct fkm_iter_result {
+  float obj;             /* float sum of distances in training order */
+  double obj_double;     /* the same in double */
+  float *counts;         /* host (k): float (weighted) counts after update,
+                            rows < k_frozen unspecified */
+  int64_t *hist;         /* host (k): unweighted label counts */
+  double assign_seconds; /* wall time of the assignment part */
+} fkm_iter_result;
+
+/** One split: row dst := perturbed copy of row src (SPEC section 6);
+ *  pairs are applied in order. */
+typedef struct fkm_split_pair {
+  int64_t dst, src;
+} fkm_split_pair;
+
+typedef struct fkm_engine fkm_engine;
+
+typedef struct fkm_engine_ops {
+  const char *name;
+  void (*destroy)(fkm_engine *e);
+  /** Human-readable device string, owned by the engine. */
+  const char *(*device_name)(fkm_engine *e);
+  fkm_status (*set_num_threads)(fkm_engine *e, int n);
+  fkm_status (*set_stream)(fkm_engine *e, struct CUstream_st *stream);
+
+  /** Begin a run: check input values (params->check_finite: x finite;
+   *  weights finite and >= 0 always; first n_init centroid rows finite), copy
+   *  the training set in (converted to float, rows in train_rows order) and
+   *  allocate everything the run needs. user_centroids: the caller's (k, d)
+   *  buffer whose first n_init rows are read. */
+  fkm_status (*begin)(fkm_engine *e, const fkm_run *run,
+                      const float *user_centroids);
+  /** Centroid rows [0, n_init) := the user's initial rows (read in begin). */
+  fkm_status (*load_initial)(fkm_engine *e);
+  /** Centroid rows i in [from, k) := training row perm[i] (perm: host, k). */
+  fkm_status (*init_rows)(fkm_engine *e, const int64_t *perm, int64_t from);
+  /** spherical / int_centroids of the run's params, on all k rows. */
+  fkm_status (*post_process)(fkm_engine *e);
+  /** Assign the training set, objective, update the non-frozen rows. */
+  fkm_status (*iterate)(fkm_engine *e, fkm_iter_result *out);
+  fkm_status (*apply_splits)(fkm_engine *e, const fkm_split_pair *pairs,
+                             int64_t count);
+  /** Copy the (k, d) centroids to / from host memory (best-run keeping). */
+  fkm_status (*read_centroids)(fkm_engine *e, float *host);
+  fkm_status (*write_centroids)(fkm_engine *e, const float *host);
+  /** Write the outputs: centroids (k, d); when labels or distances is not
+   *  NULL, assign all n input rows to the current centroids first. Nothing is
+   *  written unless everything succeeds. Pointers are the user's. */
+  fkm_status (*finish)(fkm_engine *e, float *centroids, int64_t *labels,
+                       float *distances);
+  /** Release the run's resources (also after a failed run). */
+  void (*end)(fkm_engine *e);
+
+  /** fkm_assign(): stateless, pointers are the user's. */
+  fkm_status (*assign)(fkm_engine *e, const fkm_params *params, int64_t n,
+                       int64_t d, int64_t k, fkm_dtype dtype, const void *x,
+                       const float *centroids, int64_t *labels,
+                       float *distances);
+} fkm_engine_ops;
+
+/** Every engine struct starts with this header. */
+struct fkm_engine {
+  const fkm_engine_ops *ops;
+  fkm_errbuf *err; /* the owning context's */
+};
+
+/** Engine constructors. cuda: returns FKM_ERR_NO_DEVICE without a usable
+ *  device, FKM_ERR_UNSUPPORTED in a build without CUDA. */
+fkm_status fkm_engine_cpu_create(fkm_errbuf *err, fkm_engine **out);
+fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device,
+                                  fkm_engine **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,43 @@
+/* Internal status plumbing: every internal function returns fkm_status and
+ * records a message on the context; these macros propagate it. Nothing here
+ * aborts or prints. */
+#ifndef FKM_STATUS_H
+#define FKM_STATUS_H
+
+#include "flashkm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FKM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define FKM_PRINTF(a, b)
+#endif
+
+/** Where messages go: a fixed buffer owned by the context. */
+typedef struct fkm_errbuf {
+  char msg[512];
+} fkm_errbuf;
+
+/** Record "message" for status s in err (may be NULL); returns s. */
+fkm_status fkm_fail(fkm_errbuf *err, fkm_status s, const char *fmt, ...)
+    FKM_PRINTF(3, 4);
+
+#define FKM_FORWARD(expr)                     \
+  do {                                        \
+    fkm_status fkm_fwd_s_ = (expr);           \
+    if (fkm_fwd_s_ != FKM_OK) return fkm_fwd_s_; \
+  } while (0)
+
+#define FKM_RETURN_IF(cond, err, status, ...)              \
+  do {                                                     \
+    if (cond) return fkm_fail((err), (status), __VA_ARGS__); \
+  } while (0)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
