@@ -180,6 +180,10 @@ FKM_API fkm_status fkm_params_init(fkm_params *params);
 
 /* ---------------------------------------------------------------- context */
 
+/** CUDA's stream type, declared so that this header needs no CUDA header:
+ *  a cudaStream_t is a struct CUstream_st *. */
+struct CUstream_st;
+
 /** Opaque context: backend, device, stream, thread count, last error. */
 typedef struct fkm_ctx fkm_ctx;
 

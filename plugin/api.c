@@ -1,0 +1,293 @@
+/* The public entry points: argument validation, context, dispatch. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctx_internal.h"
+#include "flashkm.h"
+#include "lloyd.h"
+#include "rng.h"
+
+#define FKM_STR2(x) #x
+#define FKM_STR(x) FKM_STR2(x)
+
+unsigned fkm_version(void) { return FKM_VERSION_NUMBER; }
+
+const char *fkm_version_string(void) {
+  return FKM_STR(FKM_VERSION_MAJOR) "." FKM_STR(FKM_VERSION_MINOR) "." FKM_STR(
+      FKM_VERSION_PATCH);
+}
+
+fkm_status fkm_params_init(fkm_params *p) {
+  if (!p) return FKM_ERR_INVALID_ARG;
+  memset(p, 0, sizeof *p);
+  p->struct_size = sizeof *p;
+  p->niter = 25;
+  p->nredo = 1;
+  p->min_points_per_centroid = 39;
+  p->max_points_per_centroid = 256;
+  p->seed = 1234;
+  p->metric = FKM_METRIC_L2;
+  p->assign_mode = FKM_ASSIGN_FAISS;
+  p->check_finite = 1;
+  return FKM_OK;
+}
+
+/* ------------------------------------------------------------- context */
+
+fkm_status fkm_ctx_create(fkm_backend backend, int device, fkm_ctx **out) {
+  if (!out) return FKM_ERR_INVALID_ARG;
+  *out = NULL;
+  if (backend != FKM_BACKEND_AUTO && backend != FKM_BACKEND_CPU &&
+      backend != FKM_BACKEND_CUDA)
+    return FKM_ERR_INVALID_ARG;
+  fkm_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return FKM_ERR_OUT_OF_MEMORY;
+  ctx->device = device;
+  fkm_status s = FKM_ERR_UNSUPPORTED;
+  if (backend == FKM_BACKEND_CUDA || backend == FKM_BACKEND_AUTO) {
+    s = fkm_engine_cuda_create(&ctx->err, device, &ctx->engine);
+    if (s == FKM_OK) ctx->backend = FKM_BACKEND_CUDA;
+    if (s != FKM_OK && backend == FKM_BACKEND_CUDA) {
+      free(ctx);
+      return s;
+    }
+  }
+  if (s != FKM_OK) {
+    s = fkm_engine_cpu_create(&ctx->err, &ctx->engine);
+    ctx->backend = FKM_BACKEND_CPU;
+  }
+  if (s != FKM_OK) {
+    free(ctx);
+    return s;
+  }
+  ctx->err.msg[0] = '\0';
+  *out = ctx;
+  return FKM_OK;
+}
+
+void fkm_ctx_destroy(fkm_ctx *ctx) {
+  if (!ctx) return;
+  if (ctx->engine) ctx->engine->ops->destroy(ctx->engine);
+  free(ctx);
+}
+
+fkm_backend fkm_ctx_backend(const fkm_ctx *ctx) {
+  return ctx ? ctx->backend : FKM_BACKEND_AUTO;
+}
+
+const char *fkm_ctx_last_error(const fkm_ctx *ctx) {
+  return ctx ? ctx->err.msg : "ctx is NULL";
+}
+
+const char *fkm_ctx_device_name(const fkm_ctx *ctx) {
+  return ctx ? ctx->engine->ops->device_name(ctx->engine) : "";
+}
+
+fkm_status fkm_ctx_set_error(fkm_ctx *ctx, fkm_status status, const char *msg) {
+  if (ctx) fkm_fail(&ctx->err, status, "%s", msg ? msg : "");
+  return status;
+}
+
+/* Every entry point clears the message first and returns through done(). */
+static fkm_status done(fkm_ctx *ctx, fkm_status s) {
+  if (s == FKM_OK) ctx->err.msg[0] = '\0';
+  return s;
+}
+
+fkm_status fkm_ctx_set_num_threads(fkm_ctx *ctx, int num_threads) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  return done(ctx, ctx->engine->ops->set_num_threads(ctx->engine, num_threads));
+}
+
+fkm_status fkm_ctx_set_stream(fkm_ctx *ctx, struct CUstream_st *stream) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  return done(ctx, ctx->engine->ops->set_stream(ctx->engine, stream));
+}
+
+/* ------------------------------------------------------------ validation */
+
+/* The caller's params over our defaults: fields its header did not know keep
+ * their defaults. */
+static fkm_status read_params(fkm_errbuf *err, const fkm_params *in,
+                              fkm_params *out) {
+  FKM_RETURN_IF(!in, err, FKM_ERR_INVALID_ARG, "params is NULL (use fkm_params_init)");
+  fkm_params_init(out);
+  FKM_RETURN_IF(in->struct_size < offsetof(fkm_params, log_user) + sizeof(void *) ||
+                    in->struct_size > sizeof(fkm_params),
+                err, FKM_ERR_INVALID_ARG,
+                "params->struct_size = %zu is not a size this library knows "
+                "(%zu); initialise params with fkm_params_init",
+                in->struct_size, sizeof(fkm_params));
+  memcpy(out, in, in->struct_size);
+  out->struct_size = sizeof *out;
+  const fkm_params *p = out;
+  FKM_RETURN_IF(p->niter < 0, err, FKM_ERR_INVALID_ARG,
+                "params->niter = %d must be >= 0", p->niter);
+  FKM_RETURN_IF(p->nredo < 1, err, FKM_ERR_INVALID_ARG,
+                "params->nredo = %d must be >= 1", p->nredo);
+  FKM_RETURN_IF(p->max_points_per_centroid < 1, err, FKM_ERR_INVALID_ARG,
+                "params->max_points_per_centroid = %d must be >= 1",
+                p->max_points_per_centroid);
+  FKM_RETURN_IF(p->min_points_per_centroid < 0, err, FKM_ERR_INVALID_ARG,
+                "params->min_points_per_centroid = %d must be >= 0",
+                p->min_points_per_centroid);
+  FKM_RETURN_IF(p->metric != FKM_METRIC_L2 && p->metric != FKM_METRIC_INNER_PRODUCT,
+                err, FKM_ERR_INVALID_ARG, "params->metric = %d is not a fkm_metric",
+                (int)p->metric);
+  FKM_RETURN_IF(p->assign_mode != FKM_ASSIGN_FAISS && p->assign_mode != FKM_ASSIGN_FAST,
+                err, FKM_ERR_INVALID_ARG,
+                "params->assign_mode = %d is not a fkm_assign_mode", (int)p->assign_mode);
+  return FKM_OK;
+}
+
+static fkm_status check_shape(fkm_ctx *ctx, const fkm_params *p, int64_t n,
+                              int64_t d, int64_t k, fkm_dtype dtype,
+                              const void *x, int n_may_be_below_k) {
+  fkm_errbuf *err = &ctx->err;
+  FKM_RETURN_IF(k < 1, err, FKM_ERR_INVALID_ARG, "k = %lld must be >= 1", (long long)k);
+  FKM_RETURN_IF(d < 1, err, FKM_ERR_INVALID_ARG, "d = %lld must be >= 1", (long long)d);
+  FKM_RETURN_IF(n < 0, err, FKM_ERR_INVALID_ARG, "n = %lld must be >= 0", (long long)n);
+  FKM_RETURN_IF(!n_may_be_below_k && n < k, err, FKM_ERR_INVALID_ARG,
+                "n = %lld must be >= k = %lld (number of training points at "
+                "least the number of clusters)",
+                (long long)n, (long long)k);
+  FKM_RETURN_IF(k > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
+                "k = %lld: at most 2^31 - 1 centroids", (long long)k);
+  FKM_RETURN_IF(n > INT64_MAX / 8 / d || k > INT64_MAX / 8 / d, err,
+                FKM_ERR_INVALID_ARG, "n * d or k * d overflows 64-bit byte offsets");
+  FKM_RETURN_IF(dtype != FKM_DTYPE_F32 && dtype != FKM_DTYPE_F16 &&
+                    dtype != FKM_DTYPE_BF16,
+                err, FKM_ERR_INVALID_ARG, "dtype = %d is not a fkm_dtype", (int)dtype);
+  FKM_RETURN_IF(!x && n > 0, err, FKM_ERR_INVALID_ARG, "x is NULL");
+  if (p->assign_mode == FKM_ASSIGN_FAST) {
+    FKM_RETURN_IF(dtype == FKM_DTYPE_F32, err, FKM_ERR_INVALID_ARG,
+                  "params->assign_mode = FKM_ASSIGN_FAST needs fp16 or bf16 "
+                  "data (dtype is f32)");
+    FKM_RETURN_IF(ctx->backend != FKM_BACKEND_CUDA, err, FKM_ERR_UNSUPPORTED,
+                  "params->assign_mode = FKM_ASSIGN_FAST runs on the CUDA "
+                  "backend only (this context is %s)",
+                  ctx->engine->ops->name);
+  }
+  return FKM_OK;
+}
+
+static fkm_status check_train(fkm_ctx *ctx, const fkm_params *p, int64_t n,
+                              int64_t d, int64_t k, fkm_dtype dtype,
+                              const void *x, const float *centroids,
+                              int64_t n_init, const fkm_iteration_stats *stats,
+                              int64_t stats_capacity) {
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(check_shape(ctx, p, n, d, k, dtype, x, 0));
+  FKM_RETURN_IF(!centroids, err, FKM_ERR_INVALID_ARG,
+                "centroids is NULL (an output of k * d floats)");
+  FKM_RETURN_IF(n_init < 0 || n_init > k, err, FKM_ERR_INVALID_ARG,
+                "n_init = %lld initial centroids: must be in [0, k = %lld]",
+                (long long)n_init, (long long)k);
+  FKM_RETURN_IF(stats_capacity < 0, err, FKM_ERR_INVALID_ARG,
+                "stats_capacity = %lld must be >= 0", (long long)stats_capacity);
+  FKM_RETURN_IF(!stats && stats_capacity > 0, err, FKM_ERR_INVALID_ARG,
+                "stats is NULL but stats_capacity = %lld", (long long)stats_capacity);
+  FKM_RETURN_IF((int64_t)p->niter * p->nredo > INT32_MAX, err, FKM_ERR_INVALID_ARG,
+                "niter * nredo = %lld is too large", (long long)p->niter * p->nredo);
+  return FKM_OK;
+}
+
+/* ---------------------------------------------------------------- train */
+
+fkm_status fkm_train(fkm_ctx *ctx, const fkm_params *params, int64_t n,
+                     int64_t d, int64_t k, fkm_dtype dtype, const void *x,
+                     const float *weights, float *centroids, int64_t n_init,
+                     int64_t *labels, float *distances,
+                     fkm_iteration_stats *stats, int64_t stats_capacity,
+                     int64_t *n_stats) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  FKM_FORWARD(read_params(&ctx->err, params, &p));
+  FKM_FORWARD(check_train(ctx, &p, n, d, k, dtype, x, centroids, n_init, stats,
+                          stats_capacity));
+  fkm_train_args a = {&p, n, d, k, dtype, x, weights, centroids, n_init,
+                      labels, distances, stats, stats_capacity, n_stats};
+  return done(ctx, fkm_lloyd_train(ctx->engine, &a));
+}
+
+fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params, int64_t n,
+                      int64_t d, int64_t k, fkm_dtype dtype, const void *x,
+                      const float *centroids, int64_t *labels,
+                      float *distances) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(read_params(err, params, &p));
+  FKM_FORWARD(check_shape(ctx, &p, n, d, k, dtype, x, 1));
+  FKM_RETURN_IF(!centroids, err, FKM_ERR_INVALID_ARG, "centroids is NULL");
+  FKM_RETURN_IF(!labels && !distances, err, FKM_ERR_INVALID_ARG,
+                "labels and distances are both NULL: nothing to compute");
+  if (n == 0) return done(ctx, FKM_OK);
+  return done(ctx, ctx->engine->ops->assign(ctx->engine, &p, n, d, k, dtype, x,
+                                            centroids, labels, distances));
+}
+
+static size_t dtype_size(fkm_dtype t) { return t == FKM_DTYPE_F32 ? 4 : 2; }
+
+/* The batched entry point as B runs of the Lloyd loop into private buffers,
+ * published only when all B succeeded. */
+fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
+                             int64_t batch, int64_t n, int64_t d, int64_t k,
+                             fkm_dtype dtype, const void *x,
+                             const float *weights, float *centroids,
+                             int64_t n_init, int64_t *labels,
+                             float *distances, fkm_iteration_stats *stats,
+                             int64_t stats_capacity, int64_t *n_stats) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(read_params(err, params, &p));
+  FKM_RETURN_IF(batch < 0, err, FKM_ERR_INVALID_ARG, "batch = %lld must be >= 0",
+                (long long)batch);
+  FKM_FORWARD(check_train(ctx, &p, n, d, k, dtype, x, centroids, n_init, stats,
+                          stats_capacity));
+  FKM_RETURN_IF(batch > INT64_MAX / 8 / (n * d > k * d ? n * d : k * d), err,
+                FKM_ERR_INVALID_ARG, "batch * n * d overflows 64-bit offsets");
+  const size_t cbytes = sizeof(float) * (size_t)(batch * k * d);
+  float *cent = malloc(cbytes ? cbytes : 1);
+  int64_t *lab = labels ? malloc(sizeof(int64_t) * (size_t)(batch * n) + 1) : NULL;
+  float *dis = distances ? malloc(sizeof(float) * (size_t)(batch * n) + 1) : NULL;
+  fkm_iteration_stats *st =
+      stats ? malloc(sizeof(fkm_iteration_stats) * (size_t)(batch * stats_capacity) + 1)
+            : NULL;
+  int64_t *ns = malloc(sizeof(int64_t) * (size_t)batch + 1);
+  fkm_status s = FKM_OK;
+  if (!cent || (labels && !lab) || (distances && !dis) || (stats && !st) || !ns)
+    s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
+                 "cannot allocate the batched outputs (batch = %lld)", (long long)batch);
+  if (s == FKM_OK) memcpy(cent, centroids, cbytes);
+  for (int64_t b = 0; b < batch && s == FKM_OK; b++) {
+    fkm_train_args a = {&p, n, d, k, dtype,
+                        (const char *)x + (size_t)(b * n * d) * dtype_size(dtype),
+                        weights ? weights + b * n : NULL,
+                        cent + b * k * d, n_init,
+                        lab ? lab + b * n : NULL, dis ? dis + b * n : NULL,
+                        st ? st + b * stats_capacity : NULL, stats_capacity,
+                        ns + b};
+    s = fkm_lloyd_train(ctx->engine, &a);
+  }
+  if (s == FKM_OK) {
+    memcpy(centroids, cent, cbytes);
+    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)(batch * n));
+    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)(batch * n));
+    if (stats)
+      memcpy(stats, st, sizeof(fkm_iteration_stats) * (size_t)(batch * stats_capacity));
+    if (n_stats) memcpy(n_stats, ns, sizeof(int64_t) * (size_t)batch);
+  }
+  free(cent);
+  free(lab);
+  free(dis);
+  free(st);
+  free(ns);
+  return done(ctx, s);
+}
+
+fkm_status fkm_rand_perm(int64_t n, int64_t seed, int64_t m, int64_t *out) {
+  return fkm_rand_perm_prefix(n, seed, m, out, NULL);
+}

@@ -1,0 +1,53 @@
+/* CPU kernels of the reference engine. Every function reproduces the
+ * arithmetic of SPEC sections 3-8 exactly; OpenMP parallelism never changes
+ * an output bit (each output is computed by one thread, in a fixed order). */
+#ifndef FKM_CPU_KERNELS_H
+#define FKM_CPU_KERNELS_H
+
+#include <stdint.h>
+
+#include "flashkm.h"
+
+/** Exact conversion of rows [0, n) of a (n, d) matrix of dtype to float. */
+void fkm_cpu_to_float(fkm_dtype dtype, const void *src, int64_t n, int64_t d,
+                      float *out);
+/** Row gather with conversion: out row i := src row rows[i]. */
+void fkm_cpu_gather_float(fkm_dtype dtype, const void *src, int64_t d,
+                          const int64_t *rows, int64_t n, float *out);
+
+/** out[i] = float(sum_j double(float(x_ij * x_ij))), FAISS's generic norm. */
+void fkm_cpu_norms(const float *x, int64_t n, int64_t d, float *out);
+
+/** Index of the first non-finite value of x (n * d floats), or -1. */
+int64_t fkm_cpu_first_nonfinite(const float *x, int64_t count);
+
+typedef struct fkm_assign_args {
+  const float *x;  /* (n, d) */
+  const float *xn; /* (n) norms of x (L2 only) */
+  int64_t n, d;
+  const float *c;  /* (k, d) */
+  const float *cn; /* (k) norms of c (L2 only) */
+  int64_t k;       /* 1 <= k <= INT32_MAX */
+  fkm_metric metric;
+  int64_t *labels; /* (n) out: -1 when no finite distance beats the start */
+  float *dist;     /* (n) out */
+} fkm_assign_args;
+
+/** The reference assignment (SPEC section 3): for L2 dis = max0(fl(fl(xn + cn)
+ *  - 2 ip)), for IP dis = ip, ip = the fmaf chain over j = 0..d-1; strict
+ *  argmin (argmax for IP) in increasing centroid order. Returns 0, or -1 when
+ *  the working memory cannot be allocated. */
+int fkm_cpu_assign(const fkm_assign_args *a);
+
+/* Internal: the packed-panel kernel and its portable twin (same bits). A
+ * panel holds 16 centroids transposed, panel[j * 16 + lane]; padding lanes
+ * hold NaN so that they never win. */
+#define FKM_CPU_PANEL 16
+void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
+                              int64_t i0, int64_t i1, float *best_v,
+                              int32_t *best_i);
+void fkm_cpu_assign_rows_portable(const fkm_assign_args *a,
+                                  const float *panels, int64_t i0, int64_t i1,
+                                  float *best_v, int32_t *best_i);
+
+#endif

@@ -1,0 +1,495 @@
+/* The CPU reference engine: host memory, OpenMP, the exact arithmetic of
+ * SPEC sections 3-8. Every output element is computed by one thread in a
+ * fixed order, so results do not depend on the thread count. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <omp.h>
+
+#include "cpu_kernels.h"
+#include "engine.h"
+
+typedef struct cpu_engine {
+  fkm_engine base;
+  int num_threads; /* 0: OpenMP's default */
+  char name[96];
+  /* the current run */
+  fkm_run run;
+  fkm_params params;
+  const float *user_init;
+  const float *xt; /* training set (n_train, d), owned when xt_own */
+  float *xt_own;
+  const float *wt; /* training weights (n_train) or NULL */
+  float *wt_own;
+  float *xn;       /* (n_train) norms, L2 only */
+  float *cent;     /* (k, d) */
+  float *cn;       /* (k) */
+  int64_t *labels; /* (n_train) */
+  float *dist;     /* (n_train) */
+  int64_t *offsets; /* (k + 1) */
+  int64_t *order;   /* (n_train) training rows grouped by label, stable */
+  int64_t *cursor;  /* (k) counting-sort fill positions */
+} cpu_engine;
+
+static cpu_engine *cpu(fkm_engine *e) { return (cpu_engine *)e; }
+
+/* The context's thread count applies inside an engine call only; the
+ * caller's OpenMP setting is restored on the way out. */
+typedef struct thread_scope { int saved; } thread_scope;
+static thread_scope threads_enter(const cpu_engine *c) {
+  thread_scope s = {omp_get_max_threads()};
+  if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
+  return s;
+}
+static void threads_leave(thread_scope s) { omp_set_num_threads(s.saved); }
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void *alloc_or_null(size_t count, size_t size) {
+  return malloc(count * size > 0 ? count * size : 1);
+}
+
+#define ALLOC(ptr, count, what)                                              \
+  do {                                                                       \
+    (ptr) = alloc_or_null((size_t)(count), sizeof(*(ptr)));                  \
+    if (!(ptr))                                                              \
+      return fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,                    \
+                      "cpu engine: cannot allocate %s (%lld elements)", what, \
+                      (long long)(count));                                   \
+  } while (0)
+
+/* ------------------------------------------------------------ input checks */
+
+static int64_t first_nonfinite_any(fkm_dtype dtype, const void *x,
+                                   int64_t count) {
+  if (dtype == FKM_DTYPE_F32) return fkm_cpu_first_nonfinite(x, count);
+  const uint16_t *h = x;
+  const uint16_t mask = dtype == FKM_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+  for (int64_t i = 0; i < count; i++)
+    if ((h[i] & mask) == mask) return i;
+  return -1;
+}
+
+static fkm_status check_x(fkm_errbuf *err, const char *name, fkm_dtype dtype,
+                          const void *x, int64_t n, int64_t d) {
+  int64_t bad = first_nonfinite_any(dtype, x, n * d);
+  FKM_RETURN_IF(bad >= 0, err, FKM_ERR_NOT_FINITE,
+                "%s contains NaN or Inf at row %lld, column %lld", name,
+                (long long)(bad / d), (long long)(bad % d));
+  return FKM_OK;
+}
+
+static fkm_status check_weights(fkm_errbuf *err, const float *w, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    FKM_RETURN_IF(!isfinite(w[i]), err, FKM_ERR_NOT_FINITE,
+                  "weights[%lld] is not finite", (long long)i);
+    FKM_RETURN_IF(w[i] < 0, err, FKM_ERR_INVALID_ARG,
+                  "weights[%lld] = %g is negative", (long long)i, (double)w[i]);
+  }
+  return FKM_OK;
+}
+
+/* ------------------------------------------------------------ run lifecycle */
+
+static void cpu_end(fkm_engine *e) {
+  cpu_engine *c = cpu(e);
+  free(c->xt_own);
+  free(c->wt_own);
+  free(c->xn);
+  free(c->cent);
+  free(c->cn);
+  free(c->labels);
+  free(c->dist);
+  free(c->offsets);
+  free(c->order);
+  free(c->cursor);
+  c->cursor = NULL;
+  c->xt_own = c->wt_own = c->xn = c->cent = c->cn = c->dist = NULL;
+  c->labels = c->offsets = c->order = NULL;
+  c->xt = c->wt = NULL;
+}
+
+static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
+                                 const float *user_centroids) {
+  c->run = *run;
+  c->params = *run->params;
+  c->run.params = &c->params;
+  c->user_init = user_centroids;
+  const int64_t n = run->n, d = run->d, k = run->k, nt = run->n_train;
+  fkm_errbuf *err = c->base.err;
+  if (c->params.check_finite) {
+    FKM_FORWARD(check_x(err, "x", run->dtype, run->x, n, d));
+    if (run->n_init > 0)
+      FKM_FORWARD(check_x(err, "initial centroids", FKM_DTYPE_F32,
+                          user_centroids, run->n_init, d));
+  }
+  if (run->weights) FKM_FORWARD(check_weights(err, run->weights, n));
+
+  if (run->train_rows) {
+    ALLOC(c->xt_own, nt * d, "the training set");
+    fkm_cpu_gather_float(run->dtype, run->x, d, run->train_rows, nt, c->xt_own);
+    c->xt = c->xt_own;
+    if (run->weights) {
+      ALLOC(c->wt_own, nt, "the training weights");
+      for (int64_t i = 0; i < nt; i++) c->wt_own[i] = run->weights[run->train_rows[i]];
+      c->wt = c->wt_own;
+    }
+  } else {
+    if (run->dtype == FKM_DTYPE_F32) {
+      c->xt = run->x;
+    } else {
+      ALLOC(c->xt_own, nt * d, "the training set");
+      fkm_cpu_to_float(run->dtype, run->x, nt, d, c->xt_own);
+      c->xt = c->xt_own;
+    }
+    c->wt = run->weights;
+  }
+  ALLOC(c->xn, nt, "norms");
+  if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(c->xt, nt, d, c->xn);
+  ALLOC(c->cent, k * d, "centroids");
+  ALLOC(c->cn, k, "centroid norms");
+  ALLOC(c->labels, nt, "labels");
+  ALLOC(c->dist, nt, "distances");
+  ALLOC(c->offsets, k + 1, "segment offsets");
+  ALLOC(c->order, nt, "the label order");
+  ALLOC(c->cursor, k, "the counting-sort cursors");
+  memset(c->cent, 0, sizeof(float) * (size_t)(k * d));
+  return FKM_OK;
+}
+
+static fkm_status cpu_begin(fkm_engine *e, const fkm_run *run,
+                            const float *user_centroids) {
+  cpu_engine *c = cpu(e);
+  thread_scope ts = threads_enter(c);
+  fkm_status s = cpu_begin_impl(c, run, user_centroids);
+  threads_leave(ts);
+  return s;
+}
+
+static fkm_status cpu_load_initial(fkm_engine *e) {
+  cpu_engine *c = cpu(e);
+  memcpy(c->cent, c->user_init, sizeof(float) * (size_t)(c->run.n_init * c->run.d));
+  return FKM_OK;
+}
+
+static fkm_status cpu_init_rows(fkm_engine *e, const int64_t *perm,
+                                int64_t from) {
+  cpu_engine *c = cpu(e);
+  const int64_t d = c->run.d;
+  for (int64_t i = from; i < c->run.k; i++)
+    memcpy(c->cent + i * d, c->xt + perm[i] * d, sizeof(float) * (size_t)d);
+  return FKM_OK;
+}
+
+/* SPEC section 8. */
+static fkm_status cpu_post_process(fkm_engine *e) {
+  cpu_engine *c = cpu(e);
+  const int64_t d = c->run.d, k = c->run.k;
+  thread_scope ts = threads_enter(c);
+  if (c->params.spherical) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < k; i++) {
+      float *ci = c->cent + i * d;
+      double s = 0;
+      for (int64_t j = 0; j < d; j++) s += (double)(ci[j] * ci[j]);
+      float nr = (float)s;
+      if (nr > 0) {
+        const float inv = (float)(1.0 / (double)sqrtf(nr));
+        for (int64_t j = 0; j < d; j++) ci[j] = ci[j] * inv;
+      }
+    }
+  }
+  if (c->params.int_centroids)
+    for (int64_t t = 0; t < k * d; t++) c->cent[t] = roundf(c->cent[t]);
+  threads_leave(ts);
+  return FKM_OK;
+}
+
+/* ------------------------------------------------------------- the iteration */
+
+static fkm_status assign_into(cpu_engine *c, const float *x, const float *xn,
+                              int64_t n, const float *cent, int64_t k,
+                              int64_t *labels, float *dist, const char *what) {
+  fkm_errbuf *err = c->base.err;
+  const int64_t d = c->run.d;
+  fkm_assign_args a = {x, xn, n, d, cent, c->cn, k, c->params.metric, labels, dist};
+  if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(cent, k, d, c->cn);
+  FKM_RETURN_IF(fkm_cpu_assign(&a) != 0, err, FKM_ERR_OUT_OF_MEMORY,
+                "cpu engine: cannot allocate the assignment's working memory");
+  for (int64_t i = 0; i < n; i++)
+    FKM_RETURN_IF(labels[i] < 0, err, FKM_ERR_NUMERIC,
+                  "%s row %lld has no finite distance to any centroid "
+                  "(float overflow in |x|^2 or <x, c>)",
+                  what, (long long)i);
+  return FKM_OK;
+}
+
+/* SPEC section 5: stable grouping of training rows by label (counting sort),
+ * then per centroid an in-order float sum, float count, reciprocal multiply. */
+static void update(cpu_engine *c, const int64_t *hist, float *counts) {
+  const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
+  const int64_t kf = c->run.k_frozen;
+  int64_t *off = c->offsets;
+  off[0] = 0;
+  for (int64_t i = 0; i < k; i++) off[i + 1] = off[i] + hist[i];
+  memcpy(c->cursor, off, sizeof(int64_t) * (size_t)k);
+  for (int64_t i = 0; i < nt; i++) c->order[c->cursor[c->labels[i]]++] = i;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t ci = kf; ci < k; ci++) {
+    float *cen = c->cent + ci * d;
+    float count = 0.0f;
+    for (int64_t j = 0; j < d; j++) cen[j] = 0.0f;
+    for (int64_t t = off[ci]; t < off[ci + 1]; t++) {
+      const int64_t i = c->order[t];
+      const float *xi = c->xt + i * d;
+      if (c->wt) {
+        const float w = c->wt[i];
+        count = count + w;
+        for (int64_t j = 0; j < d; j++) cen[j] = cen[j] + xi[j] * w;
+      } else {
+        count = count + 1.0f;
+        for (int64_t j = 0; j < d; j++) cen[j] = cen[j] + xi[j];
+      }
+    }
+    counts[ci] = count;
+    if (count != 0.0f) {
+      const float norm = 1.0f / count;
+      for (int64_t j = 0; j < d; j++) cen[j] = cen[j] * norm;
+    }
+  }
+  for (int64_t ci = 0; ci < kf; ci++) counts[ci] = 0.0f;
+}
+
+static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
+  const int64_t k = c->run.k, nt = c->run.n_train;
+  double t0 = now_seconds();
+  FKM_FORWARD(assign_into(c, c->xt, c->xn, nt, c->cent, k, c->labels, c->dist,
+                          "training set"));
+  out->assign_seconds = now_seconds() - t0;
+  float obj = 0.0f;
+  double objd = 0.0;
+  for (int64_t i = 0; i < nt; i++) {
+    obj += c->dist[i];
+    objd += (double)c->dist[i];
+  }
+  out->obj = obj;
+  out->obj_double = objd;
+  memset(out->hist, 0, sizeof(int64_t) * (size_t)k);
+  for (int64_t i = 0; i < nt; i++) out->hist[c->labels[i]]++;
+  update(c, out->hist, out->counts);
+  return FKM_OK;
+}
+
+static fkm_status cpu_iterate(fkm_engine *e, fkm_iter_result *out) {
+  cpu_engine *c = cpu(e);
+  thread_scope ts = threads_enter(c);
+  fkm_status s = cpu_iterate_impl(c, out);
+  threads_leave(ts);
+  return s;
+}
+
+/* SPEC section 6, the row operations (the loop picked the pairs). */
+static fkm_status cpu_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
+                                   int64_t count) {
+  cpu_engine *c = cpu(e);
+  const int64_t d = c->run.d;
+  const float up = 1.0f + 1.0f / 1024.0f, down = 1.0f - 1.0f / 1024.0f;
+  for (int64_t s = 0; s < count; s++) {
+    float *dst = c->cent + pairs[s].dst * d, *src = c->cent + pairs[s].src * d;
+    memmove(dst, src, sizeof(float) * (size_t)d);
+    for (int64_t j = 0; j < d; j++) {
+      if (j % 2 == 0) {
+        dst[j] = dst[j] * up;
+        src[j] = src[j] * down;
+      } else {
+        dst[j] = dst[j] * down;
+        src[j] = src[j] * up;
+      }
+    }
+  }
+  return FKM_OK;
+}
+
+static fkm_status cpu_read_centroids(fkm_engine *e, float *host) {
+  cpu_engine *c = cpu(e);
+  memcpy(host, c->cent, sizeof(float) * (size_t)(c->run.k * c->run.d));
+  return FKM_OK;
+}
+
+static fkm_status cpu_write_centroids(fkm_engine *e, const float *host) {
+  cpu_engine *c = cpu(e);
+  memcpy(c->cent, host, sizeof(float) * (size_t)(c->run.k * c->run.d));
+  return FKM_OK;
+}
+
+/* Float view of a user matrix: the matrix itself for f32, else a copy. */
+static fkm_status float_view(cpu_engine *c, fkm_dtype dtype, const void *x,
+                             int64_t n, int64_t d, const float **view,
+                             float **owned) {
+  *owned = NULL;
+  if (dtype == FKM_DTYPE_F32) {
+    *view = x;
+    return FKM_OK;
+  }
+  ALLOC(*owned, n * d, "a float copy of x");
+  fkm_cpu_to_float(dtype, x, n, d, *owned);
+  *view = *owned;
+  return FKM_OK;
+}
+
+static fkm_status assign_user(cpu_engine *c, fkm_dtype dtype, const void *x,
+                              int64_t n, const float *cent, int64_t k,
+                              int64_t *labels, float *dist) {
+  const int64_t d = c->run.d;
+  const float *xf = NULL;
+  float *xf_own = NULL, *xn = NULL;
+  fkm_status s = float_view(c, dtype, x, n, d, &xf, &xf_own);
+  if (s == FKM_OK) {
+    xn = alloc_or_null((size_t)n, sizeof(float));
+    if (!xn) s = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate norms");
+  }
+  if (s == FKM_OK) {
+    if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(xf, n, d, xn);
+    s = assign_into(c, xf, xn, n, cent, k, labels, dist, "x");
+  }
+  free(xn);
+  free(xf_own);
+  return s;
+}
+
+static fkm_status cpu_finish_impl(cpu_engine *c, float *centroids,
+                                  int64_t *labels, float *distances) {
+  const int64_t n = c->run.n, k = c->run.k, d = c->run.d;
+  int64_t *lab = NULL;
+  float *dis = NULL;
+  fkm_status s = FKM_OK;
+  if (labels || distances) {
+    lab = alloc_or_null((size_t)n, sizeof(int64_t));
+    dis = alloc_or_null((size_t)n, sizeof(float));
+    if (!lab || !dis)
+      s = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate the final labels");
+    if (s == FKM_OK)
+      s = assign_user(c, c->run.dtype, c->run.x, n, c->cent, k, lab, dis);
+  }
+  if (s == FKM_OK) {
+    memcpy(centroids, c->cent, sizeof(float) * (size_t)(k * d));
+    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)n);
+    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)n);
+  }
+  free(lab);
+  free(dis);
+  return s;
+}
+
+static fkm_status cpu_finish(fkm_engine *e, float *centroids, int64_t *labels,
+                             float *distances) {
+  cpu_engine *c = cpu(e);
+  thread_scope ts = threads_enter(c);
+  fkm_status s = cpu_finish_impl(c, centroids, labels, distances);
+  threads_leave(ts);
+  return s;
+}
+
+static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
+                             int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
+                             const void *x, const float *centroids,
+                             int64_t *labels, float *distances) {
+  cpu_engine *c = cpu(e);
+  fkm_errbuf *err = c->base.err;
+  memset(&c->run, 0, sizeof c->run);
+  c->params = *params;
+  c->run.params = &c->params;
+  c->run.n = n;
+  c->run.d = d;
+  c->run.k = k;
+  thread_scope ts = threads_enter(c);
+  fkm_status s = FKM_OK;
+  if (params->check_finite) {
+    s = check_x(err, "x", dtype, x, n, d);
+    if (s == FKM_OK) s = check_x(err, "centroids", FKM_DTYPE_F32, centroids, k, d);
+  }
+  int64_t *lab = NULL;
+  float *dis = NULL;
+  if (s == FKM_OK) {
+    lab = alloc_or_null((size_t)n, sizeof(int64_t));
+    dis = alloc_or_null((size_t)n, sizeof(float));
+    c->cn = alloc_or_null((size_t)k, sizeof(float));
+    if (!lab || !dis || !c->cn)
+      s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate the assignment outputs");
+  }
+  if (s == FKM_OK) s = assign_user(c, dtype, x, n, centroids, k, lab, dis);
+  if (s == FKM_OK) {
+    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)n);
+    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)n);
+  }
+  free(lab);
+  free(dis);
+  free(c->cn);
+  c->cn = NULL;
+  threads_leave(ts);
+  return s;
+}
+
+/* ------------------------------------------------------------ the engine */
+
+static const char *cpu_device_name(fkm_engine *e) {
+  cpu_engine *c = cpu(e);
+  int nt = c->num_threads > 0 ? c->num_threads : omp_get_max_threads();
+  snprintf(c->name, sizeof c->name, "CPU (%d OpenMP threads)", nt);
+  return c->name;
+}
+
+static fkm_status cpu_set_num_threads(fkm_engine *e, int n) {
+  FKM_RETURN_IF(n < 0, e->err, FKM_ERR_INVALID_ARG,
+                "num_threads = %d must be >= 0", n);
+  cpu(e)->num_threads = n;
+  return FKM_OK;
+}
+
+static fkm_status cpu_set_stream(fkm_engine *e, struct CUstream_st *stream) {
+  (void)e;
+  (void)stream;
+  return FKM_OK;
+}
+
+static void cpu_destroy(fkm_engine *e) {
+  if (!e) return;
+  cpu_end(e);
+  free(e);
+}
+
+static const fkm_engine_ops cpu_ops = {
+    "cpu",
+    cpu_destroy,
+    cpu_device_name,
+    cpu_set_num_threads,
+    cpu_set_stream,
+    cpu_begin,
+    cpu_load_initial,
+    cpu_init_rows,
+    cpu_post_process,
+    cpu_iterate,
+    cpu_apply_splits,
+    cpu_read_centroids,
+    cpu_write_centroids,
+    cpu_finish,
+    cpu_end,
+    cpu_assign,
+};
+
+fkm_status fkm_engine_cpu_create(fkm_errbuf *err, fkm_engine **out) {
+  cpu_engine *c = calloc(1, sizeof *c);
+  *out = NULL;
+  FKM_RETURN_IF(!c, err, FKM_ERR_OUT_OF_MEMORY, "cannot allocate the CPU engine");
+  c->base.ops = &cpu_ops;
+  c->base.err = err;
+  *out = &c->base;
+  return FKM_OK;
+}

@@ -1,0 +1,676 @@
+/* The CUDA engine: the training set, centroids and every per-iteration
+ * buffer live on one device; the Lloyd loop (lloyd.c) drives it through
+ * engine.h and only k-sized vectors cross to the host.
+ *
+ * Memory: one workspace per run, sized up front by plan_workspace() and
+ * taken with one stream-ordered allocation (its size is logged with
+ * verbose). Inputs and outputs may be host or device pointers: each is
+ * tested with cudaPointerGetAttributes; copies use cudaMemcpyDefault.
+ * Host data is copied once per run (x once more in finish when labels are
+ * asked for).
+ * Streams: everything runs on the context's stream (owned, non-blocking, or
+ * the caller's). The objective, a sequential chain, runs on a side stream
+ * joined before the iteration's single host synchronisation.
+ * Bits: every kernel reproduces the CPU reference's arithmetic (see
+ * the kernels in kernels/); nothing depends on timing or on the grid.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+
+#include "assign.cuh"
+#include "convert.cuh"
+#include "engine.h"
+#include "update.cuh"
+
+/* Device scalars written by kernels, read back at the iteration's sync. */
+typedef struct scalars {
+  float obj;
+  double obj_double;
+  long long bad_label;
+  unsigned long long first_bad;
+} scalars;
+
+typedef struct cuda_engine {
+  fkm_engine base;
+  int device;
+  int sm_count;
+  char name[320];
+  cudaStream_t own_stream, stream, side;
+  cudaEvent_t ev_a0, ev_a1, ev_obj;
+
+  /* the current run */
+  fkm_run run;
+  fkm_params params;
+  void *ws;
+  size_t ws_bytes;
+  const float *x; /* (nt, d): in ws, or the user's device f32 matrix */
+  float *w;       /* (nt) or NULL */
+  float *xn, *cent, *cn, *init, *dist, *counts;
+  int32_t *labels, *keys, *rows, *iota, *hist, *offsets;
+  int64_t *hist64, *pairs, *perm;
+  void *assign_work, *temp;
+  size_t temp_bytes;
+  fkm_assign_plan plan;
+  scalars *dsc;        /* device */
+  scalars *hsc;        /* pinned host */
+  float *h_counts;     /* pinned (k) */
+  int64_t *h_hist;     /* pinned (k) */
+} cuda_engine;
+
+static cuda_engine *eng(fkm_engine *e) { return (cuda_engine *)e; }
+
+/* ---------------------------------------------------------------- errors */
+
+/* The one place cudaGetErrorString is called. */
+static fkm_status cuda_fail(fkm_errbuf *err, cudaError_t e, const char *what,
+                            const char *file, int line) {
+  (void)cudaGetLastError(); /* clear a non-sticky error */
+  fkm_status s = e == cudaErrorMemoryAllocation ? FKM_ERR_OUT_OF_MEMORY : FKM_ERR_CUDA;
+  return fkm_fail(err, s, "%s:%d: %s: %s", file, line, what, cudaGetErrorString(e));
+}
+
+#define FKM_CUDA_TRY(c, call)                                            \
+  do {                                                                   \
+    cudaError_t fkm_e_ = (call);                                         \
+    if (fkm_e_ != cudaSuccess)                                           \
+      return cuda_fail((c)->base.err, fkm_e_, #call, __FILE__, __LINE__); \
+  } while (0)
+
+/* Inside functions with a cleanup label: record and jump. */
+#define FKM_CUDA_GOTO(c, call)                                                 \
+  do {                                                                         \
+    cudaError_t fkm_e_ = (call);                                               \
+    if (fkm_e_ != cudaSuccess) {                                               \
+      st = cuda_fail((c)->base.err, fkm_e_, #call, __FILE__, __LINE__);        \
+      goto done;                                                               \
+    }                                                                          \
+  } while (0)
+
+#define FKM_GOTO(expr)          \
+  do {                          \
+    st = (expr);                \
+    if (st != FKM_OK) goto done; \
+  } while (0)
+
+/* ------------------------------------------------------------- utilities */
+
+static int is_device_ptr(const void *p) {
+  struct cudaPointerAttributes attr;
+  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
+}
+
+static size_t dtype_size(fkm_dtype t) { return t == FKM_DTYPE_F32 ? 4 : 2; }
+
+/* First NaN/Inf of count elements of a host matrix, or -1 (the CPU engine's
+ * test on the raw encoding). */
+static int64_t host_first_nonfinite(fkm_dtype dtype, const void *x, int64_t count) {
+  if (dtype == FKM_DTYPE_F32) {
+    const float *f = x;
+    for (int64_t i = 0; i < count; i++)
+      if (!isfinite(f[i])) return i;
+    return -1;
+  }
+  const uint16_t *h = x;
+  const uint16_t mask = dtype == FKM_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+  for (int64_t i = 0; i < count; i++)
+    if ((h[i] & mask) == mask) return i;
+  return -1;
+}
+
+/* First non-finite element of a host or device matrix, or -1. */
+static fkm_status first_nonfinite(cuda_engine *c, fkm_dtype dtype, const void *x,
+                                  int64_t count, int64_t *first) {
+  if (!is_device_ptr(x)) {
+    *first = host_first_nonfinite(dtype, x, count);
+    return FKM_OK;
+  }
+  unsigned long long *df = NULL, hf = 0;
+  fkm_status st = FKM_OK;
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&df, sizeof *df, c->stream));
+  FKM_CUDA_GOTO(c, cudaMemsetAsync(df, 0xff, sizeof *df, c->stream));
+  FKM_CUDA_GOTO(c, fkm_launch_first_nonfinite(dtype, x, count, df, c->stream));
+  FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hf, df, sizeof hf, cudaMemcpyDeviceToHost, c->stream));
+  FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
+  *first = hf == ~0ull ? -1 : (int64_t)hf;
+done:
+  if (df) (void)cudaFreeAsync(df, c->stream);
+  return st;
+}
+
+static fkm_status check_x(cuda_engine *c, const char *name, fkm_dtype dtype,
+                          const void *x, int64_t n, int64_t d) {
+  int64_t bad = -1;
+  FKM_FORWARD(first_nonfinite(c, dtype, x, n * d, &bad));
+  FKM_RETURN_IF(bad >= 0, c->base.err, FKM_ERR_NOT_FINITE,
+                "%s contains NaN or Inf at row %lld, column %lld", name,
+                (long long)(bad / d), (long long)(bad % d));
+  return FKM_OK;
+}
+
+/* weights: the first bad entry decides (not finite, else negative). */
+static fkm_status check_weights(cuda_engine *c, const float *w, int64_t n) {
+  int64_t bad = -1;
+  float wb = 0.0f;
+  if (is_device_ptr(w)) {
+    unsigned long long *df = NULL, hf = 0;
+    fkm_status st = FKM_OK;
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&df, sizeof *df, c->stream));
+    FKM_CUDA_GOTO(c, cudaMemsetAsync(df, 0xff, sizeof *df, c->stream));
+    FKM_CUDA_GOTO(c, fkm_launch_first_bad_weight(w, n, df, c->stream));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hf, df, sizeof hf, cudaMemcpyDeviceToHost, c->stream));
+    FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
+    if (hf != ~0ull) {
+      bad = (int64_t)hf;
+      FKM_CUDA_GOTO(c, cudaMemcpy(&wb, w + bad, sizeof wb, cudaMemcpyDeviceToHost));
+    }
+  done:
+    if (df) (void)cudaFreeAsync(df, c->stream);
+    if (st != FKM_OK) return st;
+  } else {
+    for (int64_t i = 0; i < n && bad < 0; i++)
+      if (!isfinite(w[i]) || w[i] < 0) bad = i, wb = w[i];
+  }
+  if (bad < 0) return FKM_OK;
+  FKM_RETURN_IF(!isfinite(wb), c->base.err, FKM_ERR_NOT_FINITE,
+                "weights[%lld] is not finite", (long long)bad);
+  return fkm_fail(c->base.err, FKM_ERR_INVALID_ARG, "weights[%lld] = %g is negative",
+                  (long long)bad, (double)wb);
+}
+
+/* Device float copy of rows (rows ? rows[i] : i), i < n, of a host or
+ * device matrix of dtype. rows: host or NULL. out: device (n, d). */
+static fkm_status load_rows(cuda_engine *c, fkm_dtype dtype, const void *src,
+                            int64_t d, const int64_t *rows, int64_t n, float *out) {
+  fkm_status st = FKM_OK;
+  const size_t es = dtype_size(dtype), row_bytes = es * (size_t)d;
+  void *raw = NULL, *stage = NULL;
+  int64_t *drows = NULL;
+  if (n == 0) return FKM_OK;
+  if (is_device_ptr(src)) {
+    if (rows) {
+      FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&drows, sizeof(int64_t) * (size_t)n, c->stream));
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(drows, rows, sizeof(int64_t) * (size_t)n,
+                                       cudaMemcpyHostToDevice, c->stream));
+    }
+    fkm_convert_args a = {dtype, src, drows, n, d, out};
+    FKM_CUDA_GOTO(c, fkm_launch_convert(&a, c->stream));
+  } else {
+    const void *host = src;
+    if (rows) { /* gather on the host: only the training rows cross */
+      stage = malloc(row_bytes * (size_t)n);
+      if (!stage) {
+        st = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                      "cuda engine: cannot allocate %zu bytes of host staging",
+                      row_bytes * (size_t)n);
+        goto done;
+      }
+      for (int64_t i = 0; i < n; i++)
+        memcpy((char *)stage + row_bytes * (size_t)i,
+               (const char *)src + row_bytes * (size_t)rows[i], row_bytes);
+      host = stage;
+    }
+    if (dtype == FKM_DTYPE_F32) {
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(out, host, row_bytes * (size_t)n,
+                                       cudaMemcpyHostToDevice, c->stream));
+    } else {
+      FKM_CUDA_GOTO(c, cudaMallocAsync(&raw, row_bytes * (size_t)n, c->stream));
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(raw, host, row_bytes * (size_t)n,
+                                       cudaMemcpyHostToDevice, c->stream));
+      fkm_convert_args a = {dtype, raw, NULL, n, d, out};
+      FKM_CUDA_GOTO(c, fkm_launch_convert(&a, c->stream));
+    }
+    /* the staging buffer must outlive the copy */
+    FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
+  }
+done:
+  if (drows) (void)cudaFreeAsync(drows, c->stream);
+  if (raw) (void)cudaFreeAsync(raw, c->stream);
+  free(stage);
+  return st;
+}
+
+/* ------------------------------------------------------------- workspace */
+
+typedef struct carver {
+  char *base;
+  size_t off;
+} carver;
+
+static void *carve(carver *cv, size_t bytes) {
+  void *p = cv->base ? cv->base + cv->off : NULL;
+  cv->off += (bytes + 255) & ~(size_t)255;
+  return p;
+}
+
+/* Lays out (or, with a NULL base, sizes) the run's workspace. */
+static size_t plan_workspace(cuda_engine *c, char *base) {
+  const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
+  const int own_x = !(c->run.dtype == FKM_DTYPE_F32 && !c->run.train_rows &&
+                      is_device_ptr(c->run.x));
+  carver cv = {base, 0};
+  float *x = carve(&cv, own_x ? sizeof(float) * (size_t)(nt * d) : 0);
+  if (own_x) c->x = x;
+  c->w = c->run.weights ? carve(&cv, sizeof(float) * (size_t)nt) : NULL;
+  c->xn = carve(&cv, sizeof(float) * (size_t)nt);
+  c->cent = carve(&cv, sizeof(float) * (size_t)(k * d));
+  c->cn = carve(&cv, sizeof(float) * (size_t)k);
+  c->init = carve(&cv, sizeof(float) * (size_t)(c->run.n_init * d));
+  c->dist = carve(&cv, sizeof(float) * (size_t)nt);
+  c->labels = carve(&cv, sizeof(int32_t) * (size_t)nt);
+  c->keys = carve(&cv, sizeof(int32_t) * (size_t)nt);
+  c->rows = carve(&cv, sizeof(int32_t) * (size_t)nt);
+  c->iota = carve(&cv, sizeof(int32_t) * (size_t)nt);
+  c->hist = carve(&cv, sizeof(int32_t) * (size_t)k);
+  c->offsets = carve(&cv, sizeof(int32_t) * (size_t)k);
+  c->counts = carve(&cv, sizeof(float) * (size_t)k);
+  c->hist64 = carve(&cv, sizeof(int64_t) * (size_t)k);
+  c->pairs = carve(&cv, sizeof(int64_t) * (size_t)(2 * k));
+  c->perm = carve(&cv, sizeof(int64_t) * (size_t)k);
+  c->assign_work = carve(&cv, c->plan.work_bytes);
+  c->temp = carve(&cv, c->temp_bytes);
+  c->dsc = carve(&cv, sizeof(scalars));
+  return cv.off;
+}
+
+/* ------------------------------------------------------------ run lifecycle */
+
+static void cuda_end(fkm_engine *e) {
+  cuda_engine *c = eng(e);
+  (void)cudaSetDevice(c->device);
+  if (c->ws) {
+    (void)cudaFreeAsync(c->ws, c->stream);
+    (void)cudaStreamSynchronize(c->stream);
+  }
+  if (c->hsc) (void)cudaFreeHost(c->hsc);
+  if (c->h_counts) (void)cudaFreeHost(c->h_counts);
+  if (c->h_hist) (void)cudaFreeHost(c->h_hist);
+  (void)cudaGetLastError();
+  c->ws = NULL;
+  c->hsc = NULL;
+  c->h_counts = NULL;
+  c->h_hist = NULL;
+  c->x = NULL;
+}
+
+static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
+                             const float *user_centroids) {
+  cuda_engine *c = eng(e);
+  fkm_errbuf *err = c->base.err;
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  c->run = *run;
+  c->params = *run->params;
+  c->run.params = &c->params;
+  const int64_t n = run->n, d = run->d, k = run->k, nt = run->n_train;
+  FKM_RETURN_IF(nt > INT32_MAX || k > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
+                "cuda engine: %lld training rows, k = %lld: both must be < 2^31",
+                (long long)nt, (long long)k);
+  if (c->params.check_finite) {
+    FKM_FORWARD(check_x(c, "x", run->dtype, run->x, n, d));
+    if (run->n_init > 0)
+      FKM_FORWARD(check_x(c, "initial centroids", FKM_DTYPE_F32, user_centroids,
+                          run->n_init, d));
+  }
+  if (run->weights) FKM_FORWARD(check_weights(c, run->weights, n));
+
+  c->plan = fkm_assign_make_plan(nt, k, 8 * (int64_t)c->sm_count);
+  FKM_CUDA_TRY(c, fkm_group_temp_bytes(nt, k, &c->temp_bytes));
+  c->x = run->x; /* kept when plan_workspace finds it usable in place */
+  c->ws_bytes = plan_workspace(c, NULL);
+  FKM_CUDA_TRY(c, cudaMallocAsync(&c->ws, c->ws_bytes, c->stream));
+  plan_workspace(c, c->ws);
+  if (c->params.verbose && c->params.log) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "cuda engine: workspace %zu bytes on %s", c->ws_bytes, c->name);
+    c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+  }
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->hsc, sizeof(scalars)));
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_counts, sizeof(float) * (size_t)k));
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_hist, sizeof(int64_t) * (size_t)k));
+
+  if (c->x != run->x)
+    FKM_FORWARD(load_rows(c, run->dtype, run->x, d, run->train_rows, nt, (float *)c->x));
+  if (run->weights)
+    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w));
+  if (c->params.metric == FKM_METRIC_L2)
+    FKM_CUDA_TRY(c, fkm_launch_row_norms(c->x, nt, d, c->xn, c->stream));
+  if (run->n_init > 0)
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(c->init, user_centroids,
+                                    sizeof(float) * (size_t)(run->n_init * d),
+                                    cudaMemcpyDefault, c->stream));
+  FKM_CUDA_TRY(c, cudaMemsetAsync(c->cent, 0, sizeof(float) * (size_t)(k * d), c->stream));
+  FKM_CUDA_TRY(c, fkm_launch_iota(c->iota, nt, c->stream));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
+  return FKM_OK;
+}
+
+static fkm_status cuda_load_initial(fkm_engine *e) {
+  cuda_engine *c = eng(e);
+  if (c->run.n_init == 0) return FKM_OK;
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent, c->init,
+                                  sizeof(float) * (size_t)(c->run.n_init * c->run.d),
+                                  cudaMemcpyDeviceToDevice, c->stream));
+  return FKM_OK;
+}
+
+static fkm_status cuda_init_rows(fkm_engine *e, const int64_t *perm, int64_t from) {
+  cuda_engine *c = eng(e);
+  const int64_t k = c->run.k, d = c->run.d;
+  if (from >= k) return FKM_OK;
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->perm, perm + from, sizeof(int64_t) * (size_t)(k - from),
+                                  cudaMemcpyHostToDevice, c->stream));
+  fkm_convert_args a = {FKM_DTYPE_F32, c->x, c->perm, k - from, d, c->cent + from * d};
+  FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
+  return FKM_OK;
+}
+
+static fkm_status cuda_post_process(fkm_engine *e) {
+  cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, fkm_launch_post_process(c->cent, c->run.k, c->run.d, c->params.spherical,
+                                          c->params.int_centroids, c->stream));
+  return FKM_OK;
+}
+
+/* ------------------------------------------------------------- the iteration */
+
+static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
+  cuda_engine *c = eng(e);
+  const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
+  const int l2 = c->params.metric == FKM_METRIC_L2;
+  cudaStream_t s = c->stream;
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
+  if (l2) FKM_CUDA_TRY(c, fkm_launch_row_norms(c->cent, k, d, c->cn, s));
+  fkm_assign_args aa = {c->x, c->xn, c->cent, c->cn, nt, d, k, (int)c->params.metric,
+                        c->labels, c->dist, c->assign_work};
+  FKM_CUDA_TRY(c, fkm_launch_assign(&aa, &c->plan, s));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
+
+  /* The objective's sequential chain overlaps the update. */
+  FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_a1, 0));
+  FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, nt, &c->dsc->obj,
+                                       &c->dsc->obj_double, &c->dsc->bad_label, c->side));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
+
+  fkm_group_args ga = {c->labels, c->iota, nt, k, c->keys, c->rows, c->hist, c->offsets,
+                       c->temp, c->temp_bytes};
+  FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
+  fkm_update_args ua = {c->x, c->w, c->rows, c->hist, c->offsets, nt, d, k,
+                        c->run.k_frozen, c->cent, c->counts, c->hist64};
+  FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)k,
+                                  cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)k,
+                                  cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_obj, 0));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(s)); /* the iteration's one sync */
+
+  FKM_RETURN_IF(c->hsc->bad_label >= 0, c->base.err, FKM_ERR_NUMERIC,
+                "training set row %lld has no finite distance to any centroid "
+                "(float overflow in |x|^2 or <x, c>)",
+                c->hsc->bad_label);
+  float ms = 0.0f;
+  FKM_CUDA_TRY(c, cudaEventElapsedTime(&ms, c->ev_a0, c->ev_a1));
+  out->assign_seconds = 1e-3 * (double)ms;
+  out->obj = c->hsc->obj;
+  out->obj_double = c->hsc->obj_double;
+  memcpy(out->counts, c->h_counts, sizeof(float) * (size_t)k);
+  memcpy(out->hist, c->h_hist, sizeof(int64_t) * (size_t)k);
+  return FKM_OK;
+}
+
+static fkm_status cuda_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
+                                    int64_t count) {
+  cuda_engine *c = eng(e);
+  if (count == 0) return FKM_OK;
+  /* fkm_split_pair is two int64: the array is 2 * count int64, in order. */
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->pairs, pairs, sizeof(int64_t) * (size_t)(2 * count),
+                                  cudaMemcpyHostToDevice, c->stream));
+  FKM_CUDA_TRY(c, fkm_launch_splits(c->cent, c->run.d, c->pairs, count, c->stream));
+  return FKM_OK;
+}
+
+static fkm_status cuda_read_centroids(fkm_engine *e, float *host) {
+  cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(host, c->cent, sizeof(float) * (size_t)(c->run.k * c->run.d),
+                                  cudaMemcpyDefault, c->stream));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
+  return FKM_OK;
+}
+
+static fkm_status cuda_write_centroids(fkm_engine *e, const float *host) {
+  cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent, host, sizeof(float) * (size_t)(c->run.k * c->run.d),
+                                  cudaMemcpyDefault, c->stream));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
+  return FKM_OK;
+}
+
+/* Assign n rows of a user matrix (host or device, any dtype) to k device
+ * centroids; lab (n) int64 and dis (n) float are device buffers. Rows are
+ * processed in chunks of at most 2^26 floats when they must be converted or
+ * copied. Fails with FKM_ERR_NUMERIC on a row without a finite distance. */
+static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtype dtype,
+                              const void *x, int64_t n, int64_t d, const float *cent,
+                              int64_t k, int64_t *lab, float *dis, const char *what) {
+  fkm_status st = FKM_OK;
+  const int l2 = params->metric == FKM_METRIC_L2;
+  if (n == 0) return FKM_OK;
+  const int in_place = dtype == FKM_DTYPE_F32 && is_device_ptr(x);
+  int64_t chunk = in_place ? n : ((int64_t)1 << 26) / d;
+  if (chunk < 1) chunk = 1;
+  if (chunk > n) chunk = n;
+  /* scratch for the larger of the full chunk's and the last chunk's plans */
+  const int64_t last = n - ((n - 1) / chunk) * chunk;
+  const size_t wb_full = fkm_assign_make_plan(chunk, k, 8 * (int64_t)c->sm_count).work_bytes;
+  const size_t wb_last = fkm_assign_make_plan(last, k, 8 * (int64_t)c->sm_count).work_bytes;
+  const size_t work_bytes = wb_full > wb_last ? wb_full : wb_last;
+  float *xf = NULL, *xn = NULL, *cn = NULL;
+  int32_t *lab32 = NULL;
+  void *work = NULL;
+  scalars *dsc = NULL;
+  scalars hsc;
+  cudaStream_t s = c->stream;
+  if (!in_place)
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xf, sizeof(float) * (size_t)(chunk * d), s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xn, sizeof(float) * (size_t)chunk, s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cn, sizeof(float) * (size_t)k, s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab32, sizeof(int32_t) * (size_t)n, s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dsc, sizeof(scalars), s));
+  if (work_bytes) FKM_CUDA_GOTO(c, cudaMallocAsync(&work, work_bytes, s));
+  if (l2) FKM_CUDA_GOTO(c, fkm_launch_row_norms(cent, k, d, cn, s));
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t m = n - r0 < chunk ? n - r0 : chunk;
+    const float *xc;
+    if (in_place) {
+      xc = (const float *)x + r0 * d;
+    } else {
+      const char *src = (const char *)x + dtype_size(dtype) * (size_t)(r0 * d);
+      FKM_GOTO(load_rows(c, dtype, src, d, NULL, m, xf));
+      xc = xf;
+    }
+    if (l2) FKM_CUDA_GOTO(c, fkm_launch_row_norms(xc, m, d, xn, s));
+    const fkm_assign_plan p = fkm_assign_make_plan(m, k, 8 * (int64_t)c->sm_count);
+    fkm_assign_args aa = {xc, xn, cent, cn, m, d, k, (int)params->metric,
+                          lab32 + r0, dis + r0, work};
+    FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));
+  }
+  FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
+  /* first unassigned row: the objective kernel's scan, its sums unused */
+  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, n, &dsc->obj, &dsc->obj_double,
+                                        &dsc->bad_label, s));
+  FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
+  if (hsc.bad_label >= 0)
+    st = fkm_fail(c->base.err, FKM_ERR_NUMERIC,
+                  "%s row %lld has no finite distance to any centroid "
+                  "(float overflow in |x|^2 or <x, c>)",
+                  what, hsc.bad_label);
+done:
+  if (xf) (void)cudaFreeAsync(xf, s);
+  if (xn) (void)cudaFreeAsync(xn, s);
+  if (cn) (void)cudaFreeAsync(cn, s);
+  if (lab32) (void)cudaFreeAsync(lab32, s);
+  if (dsc) (void)cudaFreeAsync(dsc, s);
+  if (work) (void)cudaFreeAsync(work, s);
+  return st;
+}
+
+static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
+                              float *distances) {
+  cuda_engine *c = eng(e);
+  const int64_t n = c->run.n, k = c->run.k, d = c->run.d;
+  fkm_status st = FKM_OK;
+  int64_t *lab = NULL;
+  float *dis = NULL;
+  cudaStream_t s = c->stream;
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  if (labels || distances) {
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)n, s));
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)n, s));
+    FKM_GOTO(assign_user(c, &c->params, c->run.dtype, c->run.x, n, d, c->cent, k, lab, dis, "x"));
+  }
+  FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(k * d),
+                                   cudaMemcpyDefault, s));
+  if (labels)
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(labels, lab, sizeof(int64_t) * (size_t)n,
+                                     cudaMemcpyDefault, s));
+  if (distances)
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(distances, dis, sizeof(float) * (size_t)n,
+                                     cudaMemcpyDefault, s));
+  FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
+done:
+  if (lab) (void)cudaFreeAsync(lab, s);
+  if (dis) (void)cudaFreeAsync(dis, s);
+  return st;
+}
+
+static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n, int64_t d,
+                              int64_t k, fkm_dtype dtype, const void *x,
+                              const float *centroids, int64_t *labels, float *distances) {
+  cuda_engine *c = eng(e);
+  fkm_status st = FKM_OK;
+  float *cent = NULL, *dis = NULL;
+  int64_t *lab = NULL;
+  cudaStream_t s = c->stream;
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  FKM_RETURN_IF(k > INT32_MAX, c->base.err, FKM_ERR_UNSUPPORTED,
+                "cuda engine: k = %lld must be < 2^31", (long long)k);
+  if (params->check_finite) {
+    FKM_FORWARD(check_x(c, "x", dtype, x, n, d));
+    FKM_FORWARD(check_x(c, "centroids", FKM_DTYPE_F32, centroids, k, d));
+  }
+  const float *cd = centroids;
+  if (!is_device_ptr(centroids)) {
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cent, sizeof(float) * (size_t)(k * d), s));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(cent, centroids, sizeof(float) * (size_t)(k * d),
+                                     cudaMemcpyHostToDevice, s));
+    cd = cent;
+  }
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)n, s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)n, s));
+  FKM_GOTO(assign_user(c, params, dtype, x, n, d, cd, k, lab, dis, "x"));
+  if (labels)
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(labels, lab, sizeof(int64_t) * (size_t)n,
+                                     cudaMemcpyDefault, s));
+  if (distances)
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(distances, dis, sizeof(float) * (size_t)n,
+                                     cudaMemcpyDefault, s));
+  FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
+done:
+  if (cent) (void)cudaFreeAsync(cent, s);
+  if (lab) (void)cudaFreeAsync(lab, s);
+  if (dis) (void)cudaFreeAsync(dis, s);
+  (void)cudaStreamSynchronize(s);
+  return st;
+}
+
+/* ------------------------------------------------------------ the engine */
+
+static const char *cuda_device_name(fkm_engine *e) { return eng(e)->name; }
+
+static fkm_status cuda_set_num_threads(fkm_engine *e, int n) {
+  FKM_RETURN_IF(n < 0, e->err, FKM_ERR_INVALID_ARG, "num_threads = %d must be >= 0", n);
+  return FKM_OK;
+}
+
+static fkm_status cuda_set_stream(fkm_engine *e, struct CUstream_st *stream) {
+  cuda_engine *c = eng(e);
+  c->stream = stream ? (cudaStream_t)stream : c->own_stream;
+  return FKM_OK;
+}
+
+static void cuda_destroy(fkm_engine *e) {
+  if (!e) return;
+  cuda_engine *c = eng(e);
+  cuda_end(e);
+  if (c->ev_a0) (void)cudaEventDestroy(c->ev_a0);
+  if (c->ev_a1) (void)cudaEventDestroy(c->ev_a1);
+  if (c->ev_obj) (void)cudaEventDestroy(c->ev_obj);
+  if (c->side) (void)cudaStreamDestroy(c->side);
+  if (c->own_stream) (void)cudaStreamDestroy(c->own_stream);
+  (void)cudaGetLastError();
+  free(c);
+}
+
+static const fkm_engine_ops cuda_ops = {
+    "cuda",
+    cuda_destroy,
+    cuda_device_name,
+    cuda_set_num_threads,
+    cuda_set_stream,
+    cuda_begin,
+    cuda_load_initial,
+    cuda_init_rows,
+    cuda_post_process,
+    cuda_iterate,
+    cuda_apply_splits,
+    cuda_read_centroids,
+    cuda_write_centroids,
+    cuda_finish,
+    cuda_end,
+    cuda_assign,
+};
+
+fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out) {
+  *out = NULL;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    (void)cudaGetLastError();
+    return fkm_fail(err, FKM_ERR_NO_DEVICE, "backend cuda: no CUDA device is present");
+  }
+  FKM_RETURN_IF(device < 0 || device >= count, err, FKM_ERR_NO_DEVICE,
+                "backend cuda: device %d does not exist (%d present)", device, count);
+  cuda_engine *c = calloc(1, sizeof *c);
+  FKM_RETURN_IF(!c, err, FKM_ERR_OUT_OF_MEMORY, "cannot allocate the CUDA engine");
+  c->base.ops = &cuda_ops;
+  c->base.err = err;
+  c->device = device;
+  struct cudaDeviceProp prop;
+  cudaError_t ce = cudaSetDevice(device);
+  if (ce == cudaSuccess) ce = cudaGetDeviceProperties(&prop, device);
+  if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking);
+  if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking);
+  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a0);
+  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a1);
+  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_obj, cudaEventDisableTiming);
+  if (ce != cudaSuccess) {
+    fkm_status s = cuda_fail(err, ce, "creating the CUDA engine", __FILE__, __LINE__);
+    cuda_destroy(&c->base);
+    return s == FKM_ERR_CUDA ? FKM_ERR_NO_DEVICE : s;
+  }
+  c->stream = c->own_stream;
+  c->sm_count = prop.multiProcessorCount;
+  snprintf(c->name, sizeof c->name, "%s (device %d, sm_%d%d, %d SMs)", prop.name, device,
+           prop.major, prop.minor, prop.multiProcessorCount);
+  *out = &c->base;
+  return FKM_OK;
+}

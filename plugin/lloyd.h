@@ -1,0 +1,35 @@
+/* The Lloyd loop: faiss::Clustering::train, over any engine. */
+#ifndef FKM_LLOYD_H
+#define FKM_LLOYD_H
+
+#include "engine.h"
+
+/** Arguments of one training run, as fkm_train() received them (validated). */
+typedef struct fkm_train_args {
+  const fkm_params *params;
+  int64_t n, d, k;
+  fkm_dtype dtype;
+  const void *x;
+  const float *weights;
+  float *centroids;
+  int64_t n_init;
+  int64_t *labels;
+  float *distances;
+  fkm_iteration_stats *stats;
+  int64_t stats_capacity;
+  int64_t *n_stats;
+} fkm_train_args;
+
+fkm_status fkm_lloyd_train(fkm_engine *e, const fkm_train_args *a);
+
+/** SPEC section 6: choose the split pairs from the counts after an update.
+ *  counts (k) is updated as FAISS updates hassign. Returns the number of
+ *  pairs written to pairs (capacity k). */
+fkm_status fkm_split_plan(float *counts, int64_t k, int64_t k_frozen,
+                          int64_t n_train, fkm_split_pair *pairs,
+                          int64_t *npairs, fkm_errbuf *err);
+
+/** k * sum(h^2) / (sum h)^2 in double, in FAISS's order. */
+double fkm_imbalance_factor(const int64_t *hist, int64_t k);
+
+#endif

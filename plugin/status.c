@@ -1,0 +1,31 @@
+#include "status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+fkm_status fkm_fail(fkm_errbuf *err, fkm_status s, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return s;
+}
+
+const char *fkm_status_string(fkm_status status) {
+  switch (status) {
+    case FKM_OK: return "success";
+    case FKM_ERR_INVALID_ARG: return "invalid argument";
+    case FKM_ERR_NOT_FINITE: return "input contains NaN or Inf";
+    case FKM_ERR_OUT_OF_MEMORY: return "out of memory";
+    case FKM_ERR_UNSUPPORTED: return "unsupported by this build or backend";
+    case FKM_ERR_NO_DEVICE: return "no usable CUDA device";
+    case FKM_ERR_CUDA: return "CUDA error";
+    case FKM_ERR_INTERRUPTED: return "interrupted by the progress callback";
+    case FKM_ERR_NUMERIC: return "arithmetic overflow made the result undefined";
+    case FKM_ERR_FAISS: return "FAISS error";
+    case FKM_ERR_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
