@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what flashkm builds and tests with, from Debian 12's packages.
+# Idempotent; uses sudo when not root. FAISS 1.7.3 (libfaiss-dev,
+# python3-faiss) is the pinned parity reference.
+set -euo pipefail
+pkgs=(cmake g++ make pkg-config zlib1g-dev libopenblas-dev libfaiss-dev
+      python3-faiss python3-numpy python3-pytest libgtest-dev
+      dataset-fashion-mnist)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup-deps: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

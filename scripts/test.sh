@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# README command two: install what is needed, build (warnings are errors),
+# run every test: ctest (cpu, errors, parity, cli; gpu tests skip without a
+# GPU) and the Python package's pytest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-deps.sh
+BUILD=${BUILD:-build}
+JOBS=${JOBS:-$(nproc)}
+# nvcc is looked for on PATH and in CUDA's default prefix.
+[ -x /usr/local/cuda/bin/nvcc ] && export PATH="$PATH:/usr/local/cuda/bin"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
+cmake --build "$BUILD" -j"$JOBS"
+ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS"
+if [ -d python/tests ]; then
+  FLASHKM_LIBRARY="$PWD/$BUILD/plugin/libflashkm.so" PYTHONPATH="$PWD/python" \
+    /usr/bin/python3 -m pytest -q python/tests
+fi
