@@ -1,0 +1,134 @@
+/* Data movement kernels: grid-stride loops over elements, 64-bit indices.
+ * Conversions are exact (fp16 and bf16 are subsets of fp32). */
+#include "convert.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "flashkm.h"
+
+namespace {
+
+constexpr int THREADS = 256;
+
+unsigned grid_for(int64_t count) {
+  int64_t b = (count + THREADS - 1) / THREADS;
+  if (b > 65536) b = 65536; /* grid-stride beyond that */
+  return (unsigned)(b > 0 ? b : 1);
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v);
+template <>
+__device__ __forceinline__ float to_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+
+template <typename T>
+__global__ void convert(const T *__restrict__ src, const int64_t *__restrict__ rows,
+                        int64_t n, int64_t d, float *__restrict__ out) {
+  const int64_t total = n * d;
+  for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+       t += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t i = t / d, j = t % d;
+    const int64_t r = rows ? rows[i] : i;
+    out[t] = to_float<T>(src[r * d + j]);
+  }
+}
+
+/* Non-finite test on the raw encoding: all exponent bits set. */
+template <typename T>
+__device__ __forceinline__ bool nonfinite(T v);
+template <>
+__device__ __forceinline__ bool nonfinite<float>(float v) { return !isfinite(v); }
+template <>
+__device__ __forceinline__ bool nonfinite<__half>(__half v) {
+  return (__half_as_ushort(v) & 0x7c00u) == 0x7c00u;
+}
+template <>
+__device__ __forceinline__ bool nonfinite<__nv_bfloat16>(__nv_bfloat16 v) {
+  return (__bfloat16_as_ushort(v) & 0x7f80u) == 0x7f80u;
+}
+
+template <typename T>
+__global__ void first_nonfinite(const T *__restrict__ src, int64_t count,
+                                unsigned long long *first) {
+  for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < count;
+       t += (int64_t)gridDim.x * blockDim.x)
+    if (nonfinite<T>(src[t])) atomicMin(first, (unsigned long long)t);
+}
+
+__global__ void first_bad_weight(const float *__restrict__ w, int64_t n,
+                                 unsigned long long *first) {
+  for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n;
+       t += (int64_t)gridDim.x * blockDim.x)
+    if (!isfinite(w[t]) || w[t] < 0.0f) atomicMin(first, (unsigned long long)t);
+}
+
+__global__ void widen(const int32_t *__restrict__ in, int64_t n, int64_t *__restrict__ out) {
+  for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n;
+       t += (int64_t)gridDim.x * blockDim.x)
+    out[t] = in[t];
+}
+
+}  // namespace
+
+extern "C" cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_t s) {
+  const int64_t total = a->n * a->d;
+  if (total == 0) return cudaSuccess;
+  const unsigned g = grid_for(total);
+  switch (a->dtype) {
+    case FKM_DTYPE_F32:
+      convert<float><<<g, THREADS, 0, s>>>((const float *)a->src, a->rows, a->n, a->d, a->out);
+      break;
+    case FKM_DTYPE_F16:
+      convert<__half><<<g, THREADS, 0, s>>>((const __half *)a->src, a->rows, a->n, a->d, a->out);
+      break;
+    case FKM_DTYPE_BF16:
+      convert<__nv_bfloat16><<<g, THREADS, 0, s>>>((const __nv_bfloat16 *)a->src, a->rows,
+                                                  a->n, a->d, a->out);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_first_nonfinite(int dtype, const void *src, int64_t count,
+                                                  unsigned long long *first, cudaStream_t s) {
+  if (count == 0) return cudaSuccess;
+  const unsigned g = grid_for(count);
+  switch (dtype) {
+    case FKM_DTYPE_F32:
+      first_nonfinite<float><<<g, THREADS, 0, s>>>((const float *)src, count, first);
+      break;
+    case FKM_DTYPE_F16:
+      first_nonfinite<__half><<<g, THREADS, 0, s>>>((const __half *)src, count, first);
+      break;
+    case FKM_DTYPE_BF16:
+      first_nonfinite<__nv_bfloat16><<<g, THREADS, 0, s>>>((const __nv_bfloat16 *)src, count,
+                                                          first);
+      break;
+    default:
+      return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_first_bad_weight(const float *w, int64_t n,
+                                                   unsigned long long *first, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  first_bad_weight<<<grid_for(n), THREADS, 0, s>>>(w, n, first);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_widen_labels(const int32_t *in, int64_t n, int64_t *out,
+                                               cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  widen<<<grid_for(n), THREADS, 0, s>>>(in, n, out);
+  return cudaGetLastError();
+}

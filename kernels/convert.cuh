@@ -1,0 +1,49 @@
+/* Data movement kernels: exact dtype conversion with an optional row
+ * gather, input checks, label widening. Host launchers, included from C and
+ * CUDA; nothing here synchronises.
+ */
+#ifndef FKM_KERNELS_CONVERT_CUH
+#define FKM_KERNELS_CONVERT_CUH
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** out row i := float(src row (rows ? rows[i] : i)), i < n, d columns.
+ *  dtype: an fkm_dtype; f16/bf16 are converted exactly. src, rows, out:
+ *  device. */
+typedef struct fkm_convert_args {
+  int dtype;
+  const void *src;
+  const int64_t *rows; /* (n) or NULL */
+  int64_t n, d;
+  float *out;          /* (n, d) */
+} fkm_convert_args;
+cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_t s);
+
+/** *first := min(*first, index of the first NaN/Inf among count elements of
+ *  dtype at src). Set *first to ~0ull (memset 0xff) beforehand. */
+cudaError_t fkm_launch_first_nonfinite(int dtype, const void *src,
+                                       int64_t count,
+                                       unsigned long long *first,
+                                       cudaStream_t s);
+
+/** *first := min(*first, first i with w[i] not finite or negative). */
+cudaError_t fkm_launch_first_bad_weight(const float *w, int64_t n,
+                                        unsigned long long *first,
+                                        cudaStream_t s);
+
+/** out[i] = (int64) in[i]. */
+cudaError_t fkm_launch_widen_labels(const int32_t *in, int64_t n,
+                                    int64_t *out, cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

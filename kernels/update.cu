@@ -1,0 +1,262 @@
+/* The sort-inverse update and the small per-iteration kernels around it.
+ *
+ * Order is the contract (SPEC section 5): each centroid's sum is one float
+ * chain over its points in increasing training index, so partial sums can
+ * never be combined. Parallelism comes from the (centroid, dimension) pairs:
+ * one thread per pair walks its segment of the stably sorted row list. A
+ * cluster holding half the points is therefore d chains of n/2 additions,
+ * all running at once, while every other cluster proceeds in parallel: the
+ * update's critical path is the largest cluster's length, not n.
+ * Compiled with -fmad=false: nothing contracts, products are __fmul_rn.
+ */
+#include "update.cuh"
+
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
+
+namespace {
+
+constexpr int THREADS = 256;
+
+unsigned blocks_for(int64_t count) {
+  return (unsigned)((count + THREADS - 1) / THREADS);
+}
+
+/* Bits needed so that labels 0..k-1 and the all-ones pattern of -1 (seen in
+ * those bits) sort as k distinct, ordered keys: -1 lands after every label. */
+int key_bits(int64_t k) {
+  int b = 1;
+  while (b < 32 && ((int64_t)1 << b) <= k) b++;
+  return b;
+}
+
+__global__ void iota_kernel(int32_t *out, int64_t n) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = (int32_t)i;
+}
+
+/* Integer histogram: atomics on int32 give the same counts in any order. */
+__global__ void histogram(const int32_t *__restrict__ labels, int64_t n,
+                          int64_t k, int32_t *__restrict__ hist) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int32_t l = labels[i];
+  if (l >= 0 && l < k) atomicAdd(&hist[l], 1);
+}
+
+/* Layout: x (n, d) row-major, rows (n) the training rows sorted by label,
+ * offsets/hist (k) the segments. Thread t owns the pair (c, j) =
+ * (k_frozen + t / d, t % d): for d >= 32 a warp covers consecutive
+ * dimensions of one centroid (coalesced row reads, the row index is a
+ * broadcast); for small d a warp covers several centroids. Each thread reads
+ * its segment R rows at a time, all loads issued before the R in-order
+ * additions, so R loads are in flight per thread. */
+constexpr int R = 8;
+
+template <bool WEIGHTED>
+__global__ void __launch_bounds__(THREADS)
+centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
+              const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
+              const int32_t *__restrict__ offsets, int64_t d, int64_t k,
+              int64_t k_frozen, float *__restrict__ centroids,
+              float *__restrict__ counts) {
+  const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= (k - k_frozen) * d) return;
+  const int64_t c = k_frozen + t / d, j = t % d;
+  const int64_t b = offsets[c], e = b + hist[c];
+  float sum = 0.0f, count = 0.0f;
+  for (int64_t i = b; i < e; i += R) {
+    float v[R], wv[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      if (i + r < e) {
+        const int64_t row = rows[i + r];
+        v[r] = x[row * d + j];
+        wv[r] = WEIGHTED ? w[row] : 1.0f;
+      } else {
+        v[r] = 0.0f;
+        wv[r] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      if (i + r < e) {
+        if (WEIGHTED) {
+          count = __fadd_rn(count, wv[r]);
+          sum = __fadd_rn(sum, __fmul_rn(v[r], wv[r]));
+        } else {
+          sum = __fadd_rn(sum, v[r]);
+        }
+      }
+    }
+  }
+  /* Unweighted: adding 1.0f in float is exact up to 2^24 and saturates
+   * there (2^24 + 1 rounds to even, back to 2^24). */
+  if (!WEIGHTED) count = (float)(e - b < 16777216 ? e - b : 16777216);
+  if (count != 0.0f) sum = __fmul_rn(sum, __fdiv_rn(1.0f, count));
+  centroids[c * d + j] = sum;
+  if (j == 0) counts[c] = count;
+}
+
+__global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k,
+                              int64_t k_frozen, float *__restrict__ counts,
+                              int64_t *__restrict__ hist64) {
+  const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= k) return;
+  hist64[c] = hist[c];
+  if (c < k_frozen) counts[c] = 0.0f;
+}
+
+/* One thread: the float and double sums in point order are sequential
+ * chains by definition. The loads are unrolled ahead of the additions. */
+__global__ void objective(const float *__restrict__ dist,
+                          const int32_t *__restrict__ labels, int64_t n,
+                          float *obj, double *obj_double, long long *bad) {
+  float s = 0.0f;
+  double sd = 0.0;
+  long long first_bad = -1;
+  constexpr int U = 16;
+  int64_t i = 0;
+  for (; i + U <= n; i += U) {
+    float v[U];
+    int32_t l[U];
+#pragma unroll
+    for (int r = 0; r < U; r++) {
+      v[r] = dist[i + r];
+      l[r] = labels[i + r];
+    }
+#pragma unroll
+    for (int r = 0; r < U; r++) {
+      s = __fadd_rn(s, v[r]);
+      sd = __dadd_rn(sd, (double)v[r]);
+      if (l[r] < 0 && first_bad < 0) first_bad = i + r;
+    }
+  }
+  for (; i < n; i++) {
+    s = __fadd_rn(s, dist[i]);
+    sd = __dadd_rn(sd, (double)dist[i]);
+    if (labels[i] < 0 && first_bad < 0) first_bad = i;
+  }
+  *obj = s;
+  *obj_double = sd;
+  *bad = first_bad;
+}
+
+/* One block; thread t owns dimensions t, t + blockDim, ...: each column is
+ * processed by one thread through all pairs in order, so no barrier is
+ * needed between pairs. */
+__global__ void splits(float *__restrict__ cent, int64_t d,
+                       const int64_t *__restrict__ pairs, int64_t count) {
+  const float up = 1.0f + 1.0f / 1024.0f, down = 1.0f - 1.0f / 1024.0f;
+  for (int64_t p = 0; p < count; p++) {
+    float *dst = cent + pairs[2 * p] * d;
+    float *src = cent + pairs[2 * p + 1] * d;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+      const float v = src[j];
+      const bool even = (j % 2) == 0;
+      dst[j] = __fmul_rn(v, even ? up : down);
+      src[j] = __fmul_rn(v, even ? down : up);
+    }
+  }
+}
+
+/* One thread per row (the norm is a chain in j). */
+__global__ void post_process(float *__restrict__ cent, int64_t k, int64_t d,
+                             int spherical, int int_centroids) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= k) return;
+  float *ci = cent + i * d;
+  if (spherical) {
+    double s = 0.0;
+    for (int64_t j = 0; j < d; j++) s = __dadd_rn(s, (double)__fmul_rn(ci[j], ci[j]));
+    const float nr = __double2float_rn(s);
+    if (nr > 0.0f) {
+      const float inv = __double2float_rn(__ddiv_rn(1.0, (double)__fsqrt_rn(nr)));
+      for (int64_t j = 0; j < d; j++) ci[j] = __fmul_rn(ci[j], inv);
+    }
+  }
+  if (int_centroids)
+    for (int64_t j = 0; j < d; j++) ci[j] = roundf(ci[j]);
+}
+
+}  // namespace
+
+extern "C" cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes) {
+  size_t sort_bytes = 0, scan_bytes = 0;
+  cudaError_t e = cub::DeviceRadixSort::SortPairs(
+      nullptr, sort_bytes, (const int32_t *)nullptr, (int32_t *)nullptr,
+      (const int32_t *)nullptr, (int32_t *)nullptr, n, 0, key_bits(k));
+  if (e != cudaSuccess) return e;
+  e = cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (const int32_t *)nullptr,
+                                    (int32_t *)nullptr, k);
+  if (e != cudaSuccess) return e;
+  *bytes = sort_bytes > scan_bytes ? sort_bytes : scan_bytes;
+  return cudaSuccess;
+}
+
+extern "C" cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s) {
+  if (n == 0) return cudaSuccess;
+  iota_kernel<<<blocks_for(n), THREADS, 0, s>>>(iota, n);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s) {
+  size_t tb = a->temp_bytes;
+  cudaError_t e = cub::DeviceRadixSort::SortPairs(
+      a->temp, tb, (const int32_t *)a->labels, a->sorted_keys, a->iota, a->rows,
+      a->n, 0, key_bits(a->k), s);
+  if (e != cudaSuccess) return e;
+  e = cudaMemsetAsync(a->hist, 0, sizeof(int32_t) * (size_t)a->k, s);
+  if (e != cudaSuccess) return e;
+  if (a->n > 0) {
+    histogram<<<blocks_for(a->n), THREADS, 0, s>>>(a->labels, a->n, a->k, a->hist);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  tb = a->temp_bytes;
+  return cub::DeviceScan::ExclusiveSum(a->temp, tb, (const int32_t *)a->hist,
+                                       a->offsets, a->k, s);
+}
+
+extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s) {
+  const int64_t pairs = (a->k - a->k_frozen) * a->d;
+  if (pairs > 0) {
+    if (a->weights)
+      centroid_sums<true><<<blocks_for(pairs), THREADS, 0, s>>>(
+          a->x, a->weights, a->rows, a->hist, a->offsets, a->d, a->k, a->k_frozen,
+          a->centroids, a->counts);
+    else
+      centroid_sums<false><<<blocks_for(pairs), THREADS, 0, s>>>(
+          a->x, a->weights, a->rows, a->hist, a->offsets, a->d, a->k, a->k_frozen,
+          a->centroids, a->counts);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  finish_counts<<<blocks_for(a->k), THREADS, 0, s>>>(a->hist, a->k, a->k_frozen,
+                                                     a->counts, a->hist64);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
+                                            int64_t n, float *obj, double *obj_double,
+                                            long long *bad_label, cudaStream_t s) {
+  objective<<<1, 1, 0, s>>>(dist, labels, n, obj, obj_double, bad_label);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_splits(float *centroids, int64_t d,
+                                         const int64_t *pairs, int64_t count,
+                                         cudaStream_t s) {
+  if (count == 0) return cudaSuccess;
+  splits<<<1, THREADS, 0, s>>>(centroids, d, pairs, count);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_post_process(float *centroids, int64_t k, int64_t d,
+                                               int spherical, int int_centroids,
+                                               cudaStream_t s) {
+  if (!spherical && !int_centroids) return cudaSuccess;
+  post_process<<<blocks_for(k), THREADS, 0, s>>>(centroids, k, d, spherical,
+                                                 int_centroids);
+  return cudaGetLastError();
+}

@@ -1,0 +1,84 @@
+/* The sort-inverse update (SPEC section 5), the objective (section 4), the
+ * split row operations (section 6) and post-processing (section 8): host
+ * launchers. Included from C and CUDA; nothing here synchronises.
+ */
+#ifndef FKM_KERNELS_UPDATE_CUH
+#define FKM_KERNELS_UPDATE_CUH
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Bytes of CUB scratch the grouping of n labels needs (sort and scan). */
+cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes);
+
+/** Stable grouping of the training rows by label.
+ *  labels (n) in [0, k) or -1; iota (n) = 0..n-1 (fkm_launch_iota);
+ *  out: sorted_keys / rows (n): rows sorted by label, stable (a radix sort
+ *  of (label, index) pairs); hist (k) int32 label counts (labels -1 are not
+ *  counted and sort after every valid label); offsets (k) the exclusive scan
+ *  of hist. */
+typedef struct fkm_group_args {
+  const int32_t *labels;
+  const int32_t *iota;
+  int64_t n, k;
+  int32_t *sorted_keys;
+  int32_t *rows;
+  int32_t *hist;
+  int32_t *offsets;
+  void *temp;
+  size_t temp_bytes;
+} fkm_group_args;
+cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s);
+
+/** iota[i] = i for i < n. */
+cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s);
+
+/** The centroid update. For every centroid c in [k_frozen, k):
+ *  count = in-order float sum of 1 (or of w) over its segment, sum[j] =
+ *  in-order float sum of x[j] (or of fl(x[j] * w)), then c[j] = sum[j] *
+ *  fl(1 / count) when count != 0, else sum[j]. counts (k) float, rows <
+ *  k_frozen set to 0; hist64 (k) int64 = hist for all rows. */
+typedef struct fkm_update_args {
+  const float *x;        /* (n, d) training set */
+  const float *weights;  /* (n) or NULL */
+  const int32_t *rows;   /* (n) rows grouped by label */
+  const int32_t *hist;   /* (k) */
+  const int32_t *offsets;/* (k) */
+  int64_t n, d, k, k_frozen;
+  float *centroids;      /* (k, d) out (rows >= k_frozen) */
+  float *counts;         /* (k) out */
+  int64_t *hist64;       /* (k) out */
+} fkm_update_args;
+cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s);
+
+/** obj[0] = float sum of dist in order, obj_double[0] = double sum in
+ *  order; bad_label[0] = the first i with labels[i] < 0, or -1. A single
+ *  sequential chain: run it on a side stream. */
+cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
+                                 int64_t n, float *obj, double *obj_double,
+                                 long long *bad_label, cudaStream_t s);
+
+/** Split row operations, pairs (dst, src) applied in order:
+ *  dst := src; even j: dst *= 1 + 1/1024, src *= 1 - 1/1024; odd j the
+ *  reverse. pairs: device, 2 * count int64. */
+cudaError_t fkm_launch_splits(float *centroids, int64_t d,
+                              const int64_t *pairs, int64_t count,
+                              cudaStream_t s);
+
+/** spherical: rows with norm nr > 0 scaled by float(1 / double(sqrtf(nr)));
+ *  then int_centroids: roundf. */
+cudaError_t fkm_launch_post_process(float *centroids, int64_t k, int64_t d,
+                                    int spherical, int int_centroids,
+                                    cudaStream_t s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,523 @@
+// P0 parity of the CUDA engine (SPEC section 9): every output bit of
+// fkm_train / fkm_assign on the CUDA backend equals the CPU reference's
+// (centroids, labels, distances, stats except times, statuses), over a
+// matrix of shapes and adversarial inputs. Every test skips when no CUDA
+// device is present (CI has nvcc but no GPU).
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "assign.cuh"
+#include "fixtures.h"
+#include "flashkm.h"
+
+namespace {
+
+struct Ctx {
+  fkm_ctx *c = nullptr;
+  fkm_status status;
+  explicit Ctx(fkm_backend b) { status = fkm_ctx_create(b, 0, &c); }
+  ~Ctx() { fkm_ctx_destroy(c); }
+};
+
+fkm_params defaults() {
+  fkm_params p;
+  fkm_params_init(&p);
+  return p;
+}
+
+template <typename T>
+bool same_bits(const std::vector<T> &a, const std::vector<T> &b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+template <typename T>
+std::string first_diff(const std::vector<T> &a, const std::vector<T> &b) {
+  if (a.size() != b.size()) return "sizes differ";
+  for (size_t i = 0; i < a.size(); i++)
+    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0)
+      return "first difference at " + std::to_string(i) + ": " + std::to_string(a[i]) +
+             " vs " + std::to_string(b[i]);
+  return "";
+}
+
+struct Problem {
+  int64_t n = 0, d = 0, k = 0;
+  fkm_dtype dtype = FKM_DTYPE_F32;
+  std::vector<float> x;        // f32 data
+  std::vector<uint16_t> x16;   // f16 / bf16 data
+  std::vector<float> w;        // empty: no weights
+  std::vector<float> init;     // n_init * d
+  int64_t n_init = 0;
+  const void *data() const { return dtype == FKM_DTYPE_F32 ? (const void *)x.data() : x16.data(); }
+};
+
+struct Result {
+  fkm_status status = FKM_OK;
+  std::vector<float> centroids, distances;
+  std::vector<int64_t> labels;
+  std::vector<fkm_iteration_stats> stats;
+};
+
+// Runs fkm_train with host buffers, or with device copies of every input and
+// output when on_device (CUDA backend only).
+Result train(fkm_ctx *ctx, const fkm_params &p, const Problem &pb, bool on_device = false) {
+  Result r;
+  const int64_t n = pb.n, d = pb.d, k = pb.k;
+  r.centroids.assign(k * d, -7.f);
+  if (pb.n_init) std::memcpy(r.centroids.data(), pb.init.data(), sizeof(float) * pb.n_init * d);
+  r.labels.assign(n, -3);
+  r.distances.assign(n, -5.f);
+  r.stats.resize((size_t)p.niter * p.nredo + 1);
+  int64_t ns = -1;
+  const size_t xbytes = (size_t)(n * d) * (pb.dtype == FKM_DTYPE_F32 ? 4 : 2);
+  if (!on_device) {
+    r.status = fkm_train(ctx, &p, n, d, k, pb.dtype, pb.data(), pb.w.empty() ? nullptr : pb.w.data(),
+                         r.centroids.data(), pb.n_init, r.labels.data(), r.distances.data(),
+                         r.stats.data(), (int64_t)r.stats.size(), &ns);
+  } else {
+    void *dx = nullptr;
+    float *dw = nullptr, *dc = nullptr, *dd = nullptr;
+    int64_t *dl = nullptr;
+    EXPECT_EQ(cudaMalloc(&dx, xbytes), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(dx, pb.data(), xbytes, cudaMemcpyHostToDevice), cudaSuccess);
+    if (!pb.w.empty()) {
+      EXPECT_EQ(cudaMalloc((void **)&dw, sizeof(float) * n), cudaSuccess);
+      EXPECT_EQ(cudaMemcpy(dw, pb.w.data(), sizeof(float) * n, cudaMemcpyHostToDevice), cudaSuccess);
+    }
+    EXPECT_EQ(cudaMalloc((void **)&dc, sizeof(float) * k * d), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(dc, r.centroids.data(), sizeof(float) * k * d, cudaMemcpyHostToDevice),
+              cudaSuccess);
+    EXPECT_EQ(cudaMalloc((void **)&dl, sizeof(int64_t) * n), cudaSuccess);
+    EXPECT_EQ(cudaMalloc((void **)&dd, sizeof(float) * n), cudaSuccess);
+    r.status = fkm_train(ctx, &p, n, d, k, pb.dtype, dx, dw, dc, pb.n_init, dl, dd, r.stats.data(),
+                         (int64_t)r.stats.size(), &ns);
+    EXPECT_EQ(cudaMemcpy(r.centroids.data(), dc, sizeof(float) * k * d, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(r.labels.data(), dl, sizeof(int64_t) * n, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(r.distances.data(), dd, sizeof(float) * n, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    cudaFree(dx);
+    cudaFree(dw);
+    cudaFree(dc);
+    cudaFree(dl);
+    cudaFree(dd);
+  }
+  r.stats.resize(ns < 0 ? 0 : (size_t)ns);
+  return r;
+}
+
+void expect_same(const Result &gpu, const Result &cpu) {
+  ASSERT_EQ(gpu.status, cpu.status);
+  if (cpu.status != FKM_OK) return;
+  EXPECT_TRUE(same_bits(gpu.centroids, cpu.centroids)) << "centroids " << first_diff(gpu.centroids, cpu.centroids);
+  EXPECT_TRUE(same_bits(gpu.labels, cpu.labels)) << "labels " << first_diff(gpu.labels, cpu.labels);
+  EXPECT_TRUE(same_bits(gpu.distances, cpu.distances)) << "distances " << first_diff(gpu.distances, cpu.distances);
+  ASSERT_EQ(gpu.stats.size(), cpu.stats.size());
+  for (size_t i = 0; i < cpu.stats.size(); i++) {
+    EXPECT_EQ(std::memcmp(&gpu.stats[i].obj, &cpu.stats[i].obj, sizeof(float)), 0)
+        << "obj, iteration " << i << ": " << gpu.stats[i].obj << " vs " << cpu.stats[i].obj;
+    EXPECT_EQ(std::memcmp(&gpu.stats[i].obj_double, &cpu.stats[i].obj_double, sizeof(double)), 0)
+        << "obj_double, iteration " << i;
+    EXPECT_EQ(std::memcmp(&gpu.stats[i].imbalance_factor, &cpu.stats[i].imbalance_factor,
+                          sizeof(double)), 0)
+        << "imbalance, iteration " << i;
+    EXPECT_EQ(gpu.stats[i].nsplit, cpu.stats[i].nsplit) << "nsplit, iteration " << i;
+  }
+}
+
+class Cuda : public ::testing::Test {
+ protected:
+  Ctx *gpu = nullptr, *cpu = nullptr;
+  void SetUp() override {
+    gpu = new Ctx(FKM_BACKEND_CUDA);
+    if (gpu->status == FKM_ERR_NO_DEVICE || gpu->status == FKM_ERR_UNSUPPORTED)
+      GTEST_SKIP() << "no CUDA device: " << fkm_status_string(gpu->status);
+    ASSERT_EQ(gpu->status, FKM_OK);
+    ASSERT_EQ(fkm_ctx_backend(gpu->c), FKM_BACKEND_CUDA);
+    cpu = new Ctx(FKM_BACKEND_CPU);
+    ASSERT_EQ(cpu->status, FKM_OK);
+  }
+  void TearDown() override {
+    delete gpu;
+    delete cpu;
+  }
+  void check(const fkm_params &p, const Problem &pb, bool on_device = false) {
+    Result c = train(cpu->c, p, pb);
+    Result g = train(gpu->c, p, pb, on_device);
+    expect_same(g, c);
+    if (c.status == FKM_OK) {
+      ASSERT_GT(c.stats.size(), 0u);
+    }
+  }
+};
+
+Problem blobs(int64_t n, int64_t d, int64_t k, uint32_t seed, int nblobs = 0) {
+  Problem pb;
+  pb.n = n;
+  pb.d = d;
+  pb.k = k;
+  pb.x = fixtures::blobs(n, d, nblobs > 0 ? nblobs : (int)std::max<int64_t>(1, k / 2), seed);
+  return pb;
+}
+
+fkm_params quick(int niter) {
+  fkm_params p = defaults();
+  p.niter = niter;
+  p.min_points_per_centroid = 1;
+  return p;
+}
+
+// --------------------------------------------------------------- the matrix
+
+struct Shape {
+  int64_t d, k, n;
+  int niter;
+};
+
+void PrintTo(const Shape &s, std::ostream *os) {
+  *os << "d=" << s.d << " k=" << s.k << " n=" << s.n << " niter=" << s.niter;
+}
+
+std::vector<Shape> matrix() {
+  // N*K*d is capped so that the CPU reference (the oracle) stays fast; large
+  // K runs with few points per centroid, which also exercises splits.
+  const int64_t ds[] = {1, 3, 64, 100, 128, 129, 384, 768, 1536};
+  const int64_t ks[] = {1, 2, 7, 256, 1024, 8192, 65536};
+  const double cap = 1.2e10;
+  std::vector<Shape> out;
+  for (int64_t d : ds)
+    for (int64_t k : ks) {
+      int64_t n = std::max<int64_t>(3 * k, 1500);
+      if ((double)n * k * d > cap) n = k + k / 2;
+      if ((double)n * k * d > cap) continue;
+      const int niter = (double)n * k * d > 5e8 ? 2 : 5;
+      out.push_back({d, k, n, niter});
+    }
+  return out;
+}
+
+class CudaMatrix : public Cuda, public ::testing::WithParamInterface<Shape> {};
+
+TEST_P(CudaMatrix, TrainBitIdenticalToCpu) {
+  const Shape s = GetParam();
+  check(quick(s.niter), blobs(s.n, s.d, s.k, (uint32_t)(s.d * 7919 + s.k)));
+}
+
+TEST_P(CudaMatrix, InnerProductSphericalBitIdenticalToCpu) {
+  const Shape s = GetParam();
+  if ((double)s.n * s.k * s.d > 5e8) GTEST_SKIP() << "covered at smaller sizes";
+  fkm_params p = quick(s.niter);
+  p.metric = FKM_METRIC_INNER_PRODUCT;
+  p.spherical = 1;
+  check(p, blobs(s.n, s.d, s.k, (uint32_t)(s.d * 31 + s.k)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaMatrix, ::testing::ValuesIn(matrix()),
+                         [](const ::testing::TestParamInfo<Shape> &i) {
+                           return "d" + std::to_string(i.param.d) + "_k" +
+                                  std::to_string(i.param.k) + "_n" + std::to_string(i.param.n);
+                         });
+
+// ------------------------------------------------------------ options
+
+TEST_F(Cuda, SmallTinyCaseBitIdentical) {  // also the sanitizer's case
+  fkm_params p = quick(4);
+  Problem pb = blobs(300, 5, 6, 11);
+  pb.w = fixtures::uniform(300, 5, 0.0f, 2.0f);
+  check(p, pb);
+}
+
+TEST_F(Cuda, WeightsBitIdentical) {
+  fkm_params p = quick(6);
+  Problem pb = blobs(5000, 64, 100, 3);
+  pb.w = fixtures::uniform(pb.n, 4, 0.0f, 3.0f);
+  for (int64_t i = 0; i < pb.n; i += 7) pb.w[i] = 0.0f;
+  check(p, pb);
+}
+
+TEST_F(Cuda, FrozenInitialCentroidsBitIdentical) {
+  fkm_params p = quick(6);
+  p.frozen_centroids = 1;
+  Problem pb = blobs(4000, 32, 64, 5);
+  pb.n_init = 20;
+  pb.init.assign(pb.x.begin() + 100 * 32, pb.x.begin() + 120 * 32);
+  check(p, pb);
+}
+
+TEST_F(Cuda, NonFrozenInitialCentroidsBitIdentical) {
+  fkm_params p = quick(5);
+  Problem pb = blobs(4000, 32, 64, 6);
+  pb.n_init = 10;
+  pb.init.assign(pb.x.begin(), pb.x.begin() + 10 * 32);
+  check(p, pb);
+}
+
+TEST_F(Cuda, NredoKeepsSameRunAsCpu) {
+  fkm_params p = quick(4);
+  p.nredo = 3;
+  check(p, blobs(3000, 16, 50, 7));
+}
+
+TEST_F(Cuda, SubsamplingGathersSameRows) {
+  fkm_params p = quick(5);
+  p.max_points_per_centroid = 20;
+  check(p, blobs(20000, 24, 64, 8));
+}
+
+TEST_F(Cuda, IntCentroidsBitIdentical) {
+  fkm_params p = quick(5);
+  p.int_centroids = 1;
+  Problem pb = blobs(3000, 8, 20, 9);
+  for (auto &v : pb.x) v *= 40.0f;
+  check(p, pb);
+}
+
+TEST_F(Cuda, InnerProductWithoutSphericalBitIdentical) {
+  fkm_params p = quick(5);
+  p.metric = FKM_METRIC_INNER_PRODUCT;
+  check(p, blobs(3000, 40, 30, 10));
+}
+
+TEST_F(Cuda, DevicePointersGiveSameBitsAsHost) {
+  fkm_params p = quick(5);
+  Problem pb = blobs(6000, 48, 80, 12);
+  pb.w = fixtures::uniform(pb.n, 13, 0.5f, 1.5f);
+  check(p, pb, true);
+  p.max_points_per_centroid = 30;  // the device gather path
+  check(p, pb, true);
+}
+
+// f16 / bf16: random bit patterns of moderate exponent, exact in float.
+Problem half_problem(fkm_dtype t, int64_t n, int64_t d, int64_t k, uint32_t seed) {
+  Problem pb;
+  pb.n = n;
+  pb.d = d;
+  pb.k = k;
+  pb.dtype = t;
+  std::mt19937 g(seed);
+  pb.x16.resize(n * d);
+  for (auto &h : pb.x16) {
+    const uint32_t sign = g() & 1u, man = g();
+    if (t == FKM_DTYPE_F16)
+      h = (uint16_t)((sign << 15) | ((12u + g() % 6u) << 10) | (man & 0x3ffu));
+    else
+      h = (uint16_t)((sign << 15) | ((124u + g() % 6u) << 7) | (man & 0x7fu));
+  }
+  return pb;
+}
+
+TEST_F(Cuda, Float16InputBitIdentical) {
+  fkm_params p = quick(5);
+  Problem pb = half_problem(FKM_DTYPE_F16, 4000, 64, 50, 14);
+  check(p, pb);
+  check(p, pb, true);
+}
+
+TEST_F(Cuda, BFloat16InputBitIdentical) {
+  fkm_params p = quick(5);
+  Problem pb = half_problem(FKM_DTYPE_BF16, 4000, 96, 50, 15);
+  check(p, pb);
+  p.max_points_per_centroid = 40;
+  check(p, pb, true);
+}
+
+// ------------------------------------------------------------ adversarial
+
+TEST_F(Cuda, ExactTiesFromDuplicatePointsAndCentroidsPickLowestIndex) {
+  // Small-integer points: many exact distance ties; duplicated initial
+  // centroids tie exactly on every point.
+  fkm_params p = quick(6);
+  Problem pb;
+  pb.n = 4000;
+  pb.d = 3;
+  pb.k = 40;
+  std::mt19937 g(16);
+  pb.x.resize(pb.n * pb.d);
+  for (auto &v : pb.x) v = (float)(g() % 5);
+  pb.n_init = 10;
+  pb.init.resize(10 * 3);
+  for (int i = 0; i < 10; i++)
+    for (int j = 0; j < 3; j++) pb.init[i * 3 + j] = (float)((i / 2) % 5);
+  check(p, pb);
+}
+
+TEST_F(Cuda, NearTiesUnderCancellationMatch) {
+  // Pixel-like colours (0..255, d = 3): |x|^2 dwarfs the gaps, FAISS's
+  // formula cancels; labels must still be the reference's.
+  fkm_params p = quick(8);
+  Problem pb;
+  pb.n = 30000;
+  pb.d = 3;
+  pb.k = 64;
+  std::mt19937 g(17);
+  pb.x.resize(pb.n * pb.d);
+  for (auto &v : pb.x) v = (float)(200 + g() % 56);
+  check(p, pb);
+}
+
+TEST_F(Cuda, OneUlpNearTiesInAssignMatch) {
+  // Centroids 1 ulp apart around every point: distances differ in the last
+  // bits, through the fmaf chain.
+  fkm_params p = defaults();
+  const int64_t n = 2000, d = 16, k = 8;
+  std::vector<float> x = fixtures::uniform(n * d, 18, 1.0f, 2.0f), c(k * d);
+  for (int64_t i = 0; i < k; i++)
+    for (int64_t j = 0; j < d; j++)
+      c[i * d + j] = std::nextafter(1.5f, i % 2 ? 2.0f : 1.0f) + (float)(i / 2) * 1e-7f;
+  std::vector<int64_t> lc(n), lg(n);
+  std::vector<float> dc(n), dg(n);
+  ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lc.data(), dc.data()), FKM_OK);
+  ASSERT_EQ(fkm_assign(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lg.data(), dg.data()), FKM_OK);
+  EXPECT_TRUE(same_bits(lg, lc)) << first_diff(lg, lc);
+  EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
+}
+
+TEST_F(Cuda, HugeAndTinyMagnitudesMatch) {
+  fkm_params p = quick(4);
+  Problem big = blobs(3000, 16, 20, 19);
+  for (auto &v : big.x) v *= 1e17f;  // squares near 1e36, below FLT_MAX
+  check(p, big);
+  Problem tiny = blobs(3000, 16, 20, 20);
+  for (auto &v : tiny.x) v *= 1e-21f;  // squares underflow to subnormals and 0
+  check(p, tiny);
+}
+
+TEST_F(Cuda, FloatOverflowGivesSameNumericError) {
+  fkm_params p = quick(3);
+  Problem pb = blobs(2000, 8, 10, 21);
+  for (auto &v : pb.x) v *= 1e22f;  // |x|^2 overflows to inf
+  Result c = train(cpu->c, p, pb), g = train(gpu->c, p, pb);
+  EXPECT_EQ(c.status, FKM_ERR_NUMERIC);
+  EXPECT_EQ(g.status, c.status) << fkm_ctx_last_error(gpu->c);
+}
+
+TEST_F(Cuda, HalfThePointsInOneClusterMatch) {
+  fkm_params p = quick(5);
+  Problem pb = blobs(40000, 64, 128, 22);
+  for (int64_t i = 0; i < pb.n; i += 2)
+    for (int64_t j = 0; j < pb.d; j++) pb.x[i * pb.d + j] = 0.01f * (float)((i * 13 + j) % 7);
+  check(p, pb);
+}
+
+TEST_F(Cuda, ManyEmptyClustersSplitLikeCpu) {
+  fkm_params p = quick(8);
+  Problem pb = blobs(3000, 10, 256, 23, 12);  // 12 blobs, 256 centroids
+  for (int64_t i = 0; i < pb.n; i += 3)  // a third exact duplicates
+    std::memcpy(&pb.x[i * pb.d], &pb.x[0], sizeof(float) * pb.d);
+  check(p, pb);
+}
+
+TEST_F(Cuda, RepeatedRunsGiveIdenticalBits) {
+  fkm_params p = quick(6);
+  Problem pb = blobs(20000, 100, 300, 24);
+  Result a = train(gpu->c, p, pb), b = train(gpu->c, p, pb);
+  ASSERT_EQ(a.status, FKM_OK);
+  expect_same(a, b);
+}
+
+TEST_F(Cuda, NumberOfTrainingPointsEqualsKCopiesRows) {
+  fkm_params p = quick(4);
+  check(p, blobs(64, 9, 64, 25));
+}
+
+// ------------------------------------------------------------ fkm_assign
+
+TEST_F(Cuda, AssignMatchesCpuForBothMetricsAndSplitGrids) {
+  // small n with large k uses the split-k grid (ranges combined in order)
+  const int64_t shapes[][3] = {{100, 5000, 33}, {5000, 3, 1}, {3000, 700, 130}, {257, 65536, 4}};
+  for (auto &s : shapes) {
+    const int64_t n = s[0], k = s[1], d = s[2];
+    std::vector<float> x = fixtures::blobs(n, d, 5, (uint32_t)(n + k));
+    std::vector<float> c = fixtures::blobs(k, d, 5, (uint32_t)(n * k));
+    for (fkm_metric m : {FKM_METRIC_L2, FKM_METRIC_INNER_PRODUCT}) {
+      fkm_params p = defaults();
+      p.metric = m;
+      std::vector<int64_t> lc(n), lg(n, -9);
+      std::vector<float> dc(n), dg(n, -9.f);
+      ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lc.data(), dc.data()), FKM_OK);
+      ASSERT_EQ(fkm_assign(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lg.data(), dg.data()), FKM_OK)
+          << fkm_ctx_last_error(gpu->c);
+      EXPECT_TRUE(same_bits(lg, lc)) << "n " << n << " k " << k << " d " << d << " metric " << m << " " << first_diff(lg, lc);
+      EXPECT_TRUE(same_bits(dg, dc)) << "n " << n << " k " << k << " d " << d << " metric " << m << " " << first_diff(dg, dc);
+    }
+  }
+}
+
+// ------------------------------------------------------------ errors
+
+TEST_F(Cuda, NonFiniteAndNegativeWeightInputsGiveCpuStatuses) {
+  fkm_params p = quick(3);
+  Problem pb = blobs(1000, 8, 10, 26);
+  pb.x[517] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(train(gpu->c, p, pb).status, FKM_ERR_NOT_FINITE);
+  EXPECT_EQ(train(gpu->c, p, pb, true).status, FKM_ERR_NOT_FINITE);
+  pb.x[517] = 1.0f;
+  pb.w.assign(pb.n, 1.0f);
+  pb.w[40] = -1.0f;
+  pb.w[90] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(train(cpu->c, p, pb).status, FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(train(gpu->c, p, pb).status, FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(train(gpu->c, p, pb, true).status, FKM_ERR_INVALID_ARG);
+  pb.w[30] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(train(gpu->c, p, pb, true).status, FKM_ERR_NOT_FINITE);
+  // the context stays usable after errors
+  pb.w.clear();
+  check(p, pb);
+}
+
+// ------------------------------------------------------------ batched
+
+TEST_F(Cuda, BatchedEqualsSeparateCpuRuns) {
+  fkm_params p = quick(4);
+  const int64_t B = 3, n = 2000, d = 16, k = 20;
+  std::vector<float> x;
+  for (int64_t b = 0; b < B; b++) {
+    auto xb = fixtures::blobs(n, d, 8, (uint32_t)(100 + b));
+    x.insert(x.end(), xb.begin(), xb.end());
+  }
+  std::vector<float> cg(B * k * d), cc(k * d);
+  std::vector<int64_t> lg(B * n), lc(n);
+  ASSERT_EQ(fkm_train_batched(gpu->c, &p, B, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, cg.data(), 0,
+                              lg.data(), nullptr, nullptr, 0, nullptr),
+            FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  for (int64_t b = 0; b < B; b++) {
+    ASSERT_EQ(fkm_train(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data() + b * n * d, nullptr, cc.data(), 0,
+                        lc.data(), nullptr, nullptr, 0, nullptr),
+              FKM_OK);
+    EXPECT_EQ(std::memcmp(cc.data(), cg.data() + b * k * d, sizeof(float) * k * d), 0) << "batch " << b;
+    EXPECT_EQ(std::memcmp(lc.data(), lg.data() + b * n, sizeof(int64_t) * n), 0) << "batch " << b;
+  }
+}
+
+// ------------------------------------------------------------ host-only
+
+TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
+  // Runs without a GPU: the grid plan is a pure function.
+  const int64_t ns[] = {1, 63, 64, 1000, 100000, 4000000};
+  const int64_t ks[] = {1, 2, 64, 65, 1000, 65536, 4194304};
+  for (int64_t n : ns)
+    for (int64_t k : ks) {
+      const fkm_assign_plan p = fkm_assign_make_plan(n, k, 1056);
+      ASSERT_GE(p.ksplit, 1);
+      EXPECT_EQ(p.k_per_split % FKM_ASSIGN_BN, 0);
+      EXPECT_GE(p.ksplit * p.k_per_split, k) << "n " << n << " k " << k;
+      EXPECT_LT((p.ksplit - 1) * p.k_per_split, k) << "no empty range, n " << n << " k " << k;
+      EXPECT_EQ(p.row_blocks, (n + FKM_ASSIGN_BM - 1) / FKM_ASSIGN_BM);
+      if (p.ksplit == 1) EXPECT_EQ(p.work_bytes, 0u);
+      else EXPECT_EQ(p.work_bytes, (size_t)(p.ksplit * n) * 8u);
+    }
+  // many rows: no split at all
+  EXPECT_EQ(fkm_assign_make_plan(1 << 20, 1024, 1056).ksplit, 1);
+}
+
+}  // namespace
