@@ -1,0 +1,123 @@
+/* The flashkm command: shared pieces of the subcommands. */
+#ifndef FKM_CLI_H
+#define FKM_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "flashkm.h"
+#include "matrix_io.h"
+
+/* Exit codes, documented in docs/cli.md. */
+enum {
+  FKM_EXIT_OK = 0,
+  FKM_EXIT_FAIL = 1,        /* an error, or a parity level failed */
+  FKM_EXIT_USAGE = 2,       /* bad command line */
+  FKM_EXIT_INTERRUPTED = 130 /* Ctrl-C: 128 + SIGINT */
+};
+
+/** "flashkm: error: <message>" on stderr. */
+void fkm_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ------------------------------------------------------- option parsing */
+
+typedef struct fkm_cli_opt {
+  const char *name; /* long name without "--" */
+  char short_name;  /* 0: none */
+  int has_arg;
+  int id;
+} fkm_cli_opt;
+
+/** Walks argv from *i. Returns 1 with *id / *val set for an option, 2 with
+ *  *val set for a positional argument, 0 at the end, -1 on a bad option
+ *  (message printed). "--name=value" and "--name value" both work. */
+int fkm_cli_next(int argc, char **argv, int *i, const fkm_cli_opt *opts,
+                 int *id, const char **val);
+
+/** Parse an integer / number option value; -1 (with message) if malformed or
+ *  outside [lo, hi]. */
+int fkm_cli_int(const char *opt, const char *val, long long lo, long long hi,
+                long long *out);
+
+/* ---------------------------------------------- the training options */
+
+/** Options shared by train, parity and bench (FAISS's names). */
+typedef struct fkm_cli_train_opts {
+  fkm_params params;
+  int64_t k;
+  const char *init_path;
+  const char *weights_path;
+  fkm_backend backend;
+  int device;
+  int threads;
+  int quiet;
+} fkm_cli_train_opts;
+
+/** Ids of the shared options start here; subcommands use ids below it. */
+#define FKM_CLI_TRAIN_OPT_BASE 1000
+extern const fkm_cli_opt fkm_cli_train_opts_table[];
+
+void fkm_cli_train_opts_init(fkm_cli_train_opts *o);
+/** Apply option `id` (from fkm_cli_train_opts_table); -1 on a bad value. */
+int fkm_cli_train_opts_apply(fkm_cli_train_opts *o, int id, const char *val);
+/** Help text of the shared options. */
+void fkm_cli_train_opts_help(FILE *fp);
+
+/** Inputs of one training run, loaded and checked against each other. */
+typedef struct fkm_cli_inputs {
+  fkm_cli_matrix x, init, weights;
+  int64_t n_init;
+} fkm_cli_inputs;
+
+/** Load INPUT, --init and --weights and check them (k <= n, dimensions,
+ *  counts, finite values). Prints the error; returns -1 on failure. */
+int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o,
+                        fkm_cli_inputs *in);
+void fkm_cli_inputs_free(fkm_cli_inputs *in);
+
+/** Create a context for the options' backend/device/threads; prints the
+ *  error and returns NULL on failure. */
+fkm_ctx *fkm_cli_context(const fkm_cli_train_opts *o);
+
+const char *fkm_cli_backend_name(fkm_backend b);
+const char *fkm_cli_dtype_name(fkm_cli_elem e);
+
+/* ------------------------------------------------------ progress, Ctrl-C */
+
+/** Install the SIGINT handler: the first Ctrl-C asks the run to stop after
+ *  the current iteration, a second one kills the process. */
+void fkm_cli_sigint_install(void);
+int fkm_cli_interrupted(void);
+
+typedef struct fkm_cli_progress {
+  int niter_total; /* niter * nredo */
+  int done;
+  int tty;
+  int quiet;
+  double t_start, t_last;
+  fkm_iteration_stats last;
+} fkm_cli_progress;
+
+void fkm_cli_progress_init(fkm_cli_progress *p, const fkm_params *params, int quiet);
+/** fkm_progress_fn: prints, and returns non-zero after Ctrl-C. */
+int fkm_cli_progress_cb(void *user, int redo, int iter, const fkm_iteration_stats *s);
+/** Ends the live line. */
+void fkm_cli_progress_end(fkm_cli_progress *p);
+/** fkm_log_fn: warnings (and verbose info) to stderr. */
+void fkm_cli_log_cb(void *user, fkm_log_level level, const char *msg);
+
+/** Monotonic seconds. */
+double fkm_cli_now(void);
+
+/** A gzip'd idx3 image file (Fashion-MNIST) as float32 rows (mnist.c). */
+int fkm_cli_read_idx_images(const char *path, fkm_cli_matrix *m, char *msg);
+
+/* ------------------------------------------------------- subcommands */
+
+int fkm_cli_cmd_train(int argc, char **argv);
+int fkm_cli_cmd_build_ivf(int argc, char **argv);
+int fkm_cli_cmd_parity(int argc, char **argv);
+int fkm_cli_cmd_bench(int argc, char **argv);
+int fkm_cli_cmd_demo(int argc, char **argv);
+
+#endif

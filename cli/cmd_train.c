@@ -1,0 +1,248 @@
+/* flashkm train INPUT -k K [options] -o CENTROIDS */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OPT_OUT = 1, OPT_LABELS, OPT_JSON, OPT_HELP };
+
+static const fkm_cli_opt own_opts[] = {{"output", 'o', 1, OPT_OUT},
+                                       {"labels", 0, 1, OPT_LABELS},
+                                       {"json", 0, 1, OPT_JSON},
+                                       {"help", 'h', 0, OPT_HELP},
+                                       {NULL, 0, 0, 0}};
+
+static void help(FILE *fp) {
+  fputs(
+      "usage: flashkm train INPUT -k K [options] -o CENTROIDS\n"
+      "\n"
+      "Train K centroids on INPUT with FAISS's k-means, bit for bit.\n"
+      "INPUT: .fvecs .bvecs .fbin .u8bin .i8bin .npy (float32, float16, uint8,\n"
+      "int8), memory-mapped. CENTROIDS: .fvecs, .fbin or .npy (by extension).\n"
+      "\n"
+      "Output options:\n"
+      "  -o, --output FILE               the k x d float32 centroids (required)\n"
+      "      --labels FILE               label of every input point (.npy int64,\n"
+      "                                  .ivecs or .ibin int32)\n"
+      "      --json FILE                 parameters, device, dtype, subsample size,\n"
+      "                                  per-iteration statistics, times\n",
+      fp);
+  fkm_cli_train_opts_help(fp);
+  fputs(
+      "\n"
+      "Progress goes to stderr: a live line on a terminal, plain lines otherwise.\n"
+      "Ctrl-C stops after the current iteration (exit code 130, nothing written).\n",
+      fp);
+}
+
+/* JSON numbers cannot be NaN or Inf. */
+static void json_num(FILE *fp, double v) {
+  if (isfinite(v)) fprintf(fp, "%.17g", v);
+  else fputs("null", fp);
+}
+
+static void json_str(FILE *fp, const char *s) {
+  fputc('"', fp);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
+    else if (c < 0x20) fprintf(fp, "\\u%04x", c);
+    else fputc(c, fp);
+  }
+  fputc('"', fp);
+}
+
+typedef struct run_report {
+  const char *input;
+  const fkm_cli_train_opts *o;
+  const fkm_cli_inputs *in;
+  fkm_ctx *ctx;
+  const fkm_iteration_stats *stats;
+  int64_t n_stats;
+  double t_load, t_train, t_total;
+} run_report;
+
+static int write_json(const char *path, const run_report *r, char *msg) {
+  fkm_cli_outfile out;
+  if (fkm_cli_out_open(&out, path, msg) != 0) return -1;
+  FILE *fp = out.fp;
+  const fkm_params *p = &r->o->params;
+  int64_t n = r->in->x.n, k = r->o->k;
+  int64_t cap = k * (int64_t)p->max_points_per_centroid;
+  int64_t n_train = n > cap ? cap : n;
+  fprintf(fp, "{\n  \"flashkm_version\": ");
+  json_str(fp, fkm_version_string());
+  fprintf(fp, ",\n  \"input\": ");
+  json_str(fp, r->input);
+  fprintf(fp, ",\n  \"n\": %lld,\n  \"d\": %lld,\n  \"k\": %lld,\n", (long long)n,
+          (long long)r->in->x.d, (long long)k);
+  fprintf(fp, "  \"file_dtype\": \"%s\",\n  \"dtype\": \"%s\",\n",
+          fkm_cli_dtype_name(r->in->x.file_elem),
+          r->in->x.dtype == FKM_DTYPE_F16 ? "float16" : "float32");
+  fprintf(fp, "  \"n_train\": %lld,\n  \"subsampled\": %s,\n  \"n_init\": %lld,\n",
+          (long long)n_train, n > cap ? "true" : "false", (long long)r->in->n_init);
+  fprintf(fp,
+          "  \"params\": {\"niter\": %d, \"nredo\": %d, \"seed\": %lld, \"spherical\": %d, "
+          "\"int_centroids\": %d, \"frozen_centroids\": %d, \"min_points_per_centroid\": %d, "
+          "\"max_points_per_centroid\": %d, \"metric\": \"%s\", \"assign_mode\": \"%s\", "
+          "\"weights\": %s},\n",
+          p->niter, p->nredo, (long long)p->seed, p->spherical, p->int_centroids,
+          p->frozen_centroids, p->min_points_per_centroid, p->max_points_per_centroid,
+          p->metric == FKM_METRIC_L2 ? "l2" : "ip",
+          p->assign_mode == FKM_ASSIGN_FAST ? "fast" : "faiss",
+          r->o->weights_path ? "true" : "false");
+  fprintf(fp, "  \"backend\": \"%s\",\n  \"device\": ",
+          fkm_cli_backend_name(fkm_ctx_backend(r->ctx)));
+  json_str(fp, fkm_ctx_device_name(r->ctx));
+  fprintf(fp, ",\n  \"iteration_stats\": [");
+  for (int64_t i = 0; i < r->n_stats; i++) {
+    const fkm_iteration_stats *s = &r->stats[i];
+    fprintf(fp, "%s\n    {\"obj\": ", i ? "," : "");
+    json_num(fp, s->obj);
+    fprintf(fp, ", \"obj_double\": ");
+    json_num(fp, s->obj_double);
+    fprintf(fp, ", \"time\": ");
+    json_num(fp, s->time);
+    fprintf(fp, ", \"time_search\": ");
+    json_num(fp, s->time_search);
+    fprintf(fp, ", \"imbalance_factor\": ");
+    json_num(fp, s->imbalance_factor);
+    fprintf(fp, ", \"nsplit\": %d}", s->nsplit);
+  }
+  fprintf(fp, "%s],\n  \"obj\": ", r->n_stats ? "\n  " : "");
+  json_num(fp, r->n_stats ? r->stats[r->n_stats - 1].obj : 0.0);
+  fprintf(fp, ",\n  \"times\": {\"load_s\": ");
+  json_num(fp, r->t_load);
+  fprintf(fp, ", \"train_s\": ");
+  json_num(fp, r->t_train);
+  fprintf(fp, ", \"total_s\": ");
+  json_num(fp, r->t_total);
+  fprintf(fp, "}\n}\n");
+  return fkm_cli_out_commit(&out, msg);
+}
+
+int fkm_cli_cmd_train(int argc, char **argv) {
+  double t0 = fkm_cli_now();
+  fkm_cli_train_opts o;
+  fkm_cli_train_opts_init(&o);
+  const char *input = NULL, *out_path = NULL, *labels_path = NULL, *json_path = NULL;
+
+  /* Own options first, then the shared table. */
+  fkm_cli_opt table[64];
+  int nt = 0;
+  for (const fkm_cli_opt *p = own_opts; p->name; p++) table[nt++] = *p;
+  for (const fkm_cli_opt *p = fkm_cli_train_opts_table; p->name; p++) table[nt++] = *p;
+  table[nt] = (fkm_cli_opt){NULL, 0, 0, 0};
+
+  int i = 0, id, r;
+  const char *val;
+  while ((r = fkm_cli_next(argc, argv, &i, table, &id, &val)) != 0) {
+    if (r < 0) return FKM_EXIT_USAGE;
+    if (r == 2) {
+      if (input) {
+        fkm_cli_error("train takes one INPUT; '%s' is a second one", val);
+        return FKM_EXIT_USAGE;
+      }
+      input = val;
+      continue;
+    }
+    switch (id) {
+      case OPT_OUT: out_path = val; break;
+      case OPT_LABELS: labels_path = val; break;
+      case OPT_JSON: json_path = val; break;
+      case OPT_HELP: help(stdout); return FKM_EXIT_OK;
+      default:
+        if (fkm_cli_train_opts_apply(&o, id, val) != 0) return FKM_EXIT_USAGE;
+    }
+  }
+  if (!input || o.k < 0 || !out_path) {
+    fkm_cli_error("train needs INPUT, -k K and -o CENTROIDS (see flashkm train --help)");
+    return FKM_EXIT_USAGE;
+  }
+  char msg[FKM_CLI_MSG_LEN];
+  if (!fkm_cli_check_f32_output(out_path, msg) ||
+      (labels_path && !fkm_cli_check_label_output(labels_path, msg))) {
+    fkm_cli_error("%s", msg);
+    return FKM_EXIT_USAGE;
+  }
+
+  fkm_cli_inputs in;
+  if (fkm_cli_inputs_load(input, &o, &in) != 0) return FKM_EXIT_FAIL;
+  double t_load = fkm_cli_now() - t0;
+  fkm_ctx *ctx = fkm_cli_context(&o);
+  if (!ctx) {
+    fkm_cli_inputs_free(&in);
+    return FKM_EXIT_FAIL;
+  }
+
+  int64_t n = in.x.n, d = in.x.d, k = o.k;
+  int64_t cap = (int64_t)o.params.niter * o.params.nredo + 1;
+  float *centroids = calloc((size_t)(k * d), sizeof *centroids);
+  int64_t *labels = labels_path ? malloc((size_t)n * sizeof *labels) : NULL;
+  fkm_iteration_stats *stats = calloc((size_t)cap, sizeof *stats);
+  int rc = FKM_EXIT_FAIL;
+  if (!centroids || !stats || (labels_path && !labels)) {
+    fkm_cli_error("out of memory for %lld x %lld centroids", (long long)k, (long long)d);
+    goto done;
+  }
+  if (in.n_init) memcpy(centroids, in.init.data, (size_t)(in.n_init * d) * sizeof(float));
+
+  fkm_cli_progress prog;
+  fkm_cli_progress_init(&prog, &o.params, o.quiet);
+  o.params.progress = fkm_cli_progress_cb;
+  o.params.progress_user = &prog;
+  o.params.log = fkm_cli_log_cb;
+  if (!o.quiet)
+    fprintf(stderr, "flashkm %s: %lld x %lld %s (%s) -> k = %lld on %s\n",
+            fkm_version_string(), (long long)n, (long long)d,
+            fkm_cli_dtype_name(in.x.file_elem), input, (long long)k, fkm_ctx_device_name(ctx));
+  fkm_cli_sigint_install();
+  double t1 = fkm_cli_now();
+  int64_t n_stats = 0;
+  fkm_status s = fkm_train(ctx, &o.params, n, d, k, in.x.dtype, in.x.data,
+                           in.weights.data, centroids, in.n_init, labels, NULL, stats, cap,
+                           &n_stats);
+  double t_train = fkm_cli_now() - t1;
+  fkm_cli_progress_end(&prog);
+  if (s == FKM_ERR_INTERRUPTED) {
+    fkm_cli_error("interrupted after iteration %d/%d; no output written", prog.done,
+                  prog.niter_total);
+    rc = FKM_EXIT_INTERRUPTED;
+    goto done;
+  }
+  if (s != FKM_OK) {
+    fkm_cli_error("%s: training failed: %s: %s", input, fkm_status_string(s),
+                  fkm_ctx_last_error(ctx));
+    goto done;
+  }
+  if (n_stats > cap) n_stats = cap;
+
+  /* Each file appears complete or not at all; if a later one fails, the
+   * earlier ones of this run are removed so no partial result remains. */
+  run_report rep = {input, &o, &in, ctx, stats, n_stats, t_load, t_train, 0.0};
+  int wrote_out = 0, wrote_labels = 0;
+  if (fkm_cli_write_f32(out_path, k, d, centroids, msg) != 0) goto write_failed;
+  wrote_out = 1;
+  if (labels && fkm_cli_write_labels(labels_path, n, labels, msg) != 0) goto write_failed;
+  wrote_labels = labels != NULL;
+  rep.t_total = fkm_cli_now() - t0;
+  if (json_path && write_json(json_path, &rep, msg) != 0) goto write_failed;
+  if (!o.quiet)
+    fprintf(stderr, "done: %lld iterations in %.3f s (%.2f ms/iter), objective %.9g -> %s\n",
+            (long long)n_stats, t_train, n_stats ? 1e3 * t_train / (double)n_stats : 0.0,
+            n_stats ? (double)stats[n_stats - 1].obj : 0.0, out_path);
+  rc = FKM_EXIT_OK;
+  goto done;
+write_failed:
+  fkm_cli_error("%s", msg);
+  if (wrote_out) remove(out_path);
+  if (wrote_labels) remove(labels_path);
+done:
+  free(centroids);
+  free(labels);
+  free(stats);
+  fkm_ctx_destroy(ctx);
+  fkm_cli_inputs_free(&in);
+  return rc;
+}

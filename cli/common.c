@@ -1,0 +1,399 @@
+/* What the subcommands share: option parsing, the FAISS-named training
+ * options, loading and checking inputs, the context, progress and Ctrl-C. */
+#include "cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void fkm_cli_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("flashkm: error: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+double fkm_cli_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------- option parsing */
+
+int fkm_cli_next(int argc, char **argv, int *i, const fkm_cli_opt *opts,
+                 int *id, const char **val) {
+  if (*i >= argc) return 0;
+  const char *a = argv[(*i)++];
+  if (a[0] != '-' || a[1] == '\0') {
+    *val = a;
+    return 2;
+  }
+  const fkm_cli_opt *hit = NULL;
+  const char *inline_val = NULL;
+  if (a[1] == '-') {
+    const char *name = a + 2;
+    const char *eq = strchr(name, '=');
+    size_t len = eq ? (size_t)(eq - name) : strlen(name);
+    for (const fkm_cli_opt *o = opts; o->name; o++)
+      if (strlen(o->name) == len && !strncmp(o->name, name, len)) hit = o;
+    if (eq) inline_val = eq + 1;
+  } else if (a[2] == '\0') {
+    for (const fkm_cli_opt *o = opts; o->name; o++)
+      if (o->short_name && o->short_name == a[1]) hit = o;
+  }
+  if (!hit) {
+    fkm_cli_error("unknown option '%s' (see --help)", a);
+    return -1;
+  }
+  *id = hit->id;
+  *val = NULL;
+  if (hit->has_arg) {
+    if (inline_val) {
+      *val = inline_val;
+    } else if (*i < argc) {
+      *val = argv[(*i)++];
+    } else {
+      fkm_cli_error("option '%s' needs a value", a);
+      return -1;
+    }
+  } else if (inline_val) {
+    fkm_cli_error("option '--%s' takes no value", hit->name);
+    return -1;
+  }
+  return 1;
+}
+
+int fkm_cli_int(const char *opt, const char *val, long long lo, long long hi,
+                long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(val, &end, 10);
+  if (errno || end == val || *end != '\0') {
+    fkm_cli_error("%s: '%s' is not an integer", opt, val);
+    return -1;
+  }
+  if (v < lo || v > hi) {
+    fkm_cli_error("%s: %lld is outside [%lld, %lld]", opt, v, lo, hi);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* ---------------------------------------------- the training options */
+
+enum {
+  OPT_K = FKM_CLI_TRAIN_OPT_BASE,
+  OPT_NITER,
+  OPT_NREDO,
+  OPT_SEED,
+  OPT_MAXPTS,
+  OPT_MINPTS,
+  OPT_METRIC,
+  OPT_SPHERICAL,
+  OPT_INTC,
+  OPT_INIT,
+  OPT_FROZEN,
+  OPT_WEIGHTS,
+  OPT_BACKEND,
+  OPT_DEVICE,
+  OPT_FAST,
+  OPT_THREADS,
+  OPT_VERBOSE,
+  OPT_QUIET,
+  OPT_NO_CHECK
+};
+
+const fkm_cli_opt fkm_cli_train_opts_table[] = {
+    {"k", 'k', 1, OPT_K},
+    {"niter", 0, 1, OPT_NITER},
+    {"nredo", 0, 1, OPT_NREDO},
+    {"seed", 0, 1, OPT_SEED},
+    {"max-points-per-centroid", 0, 1, OPT_MAXPTS},
+    {"min-points-per-centroid", 0, 1, OPT_MINPTS},
+    {"metric", 0, 1, OPT_METRIC},
+    {"spherical", 0, 0, OPT_SPHERICAL},
+    {"int-centroids", 0, 0, OPT_INTC},
+    {"init", 0, 1, OPT_INIT},
+    {"frozen", 0, 0, OPT_FROZEN},
+    {"weights", 0, 1, OPT_WEIGHTS},
+    {"backend", 0, 1, OPT_BACKEND},
+    {"device", 0, 1, OPT_DEVICE},
+    {"fast", 0, 0, OPT_FAST},
+    {"threads", 0, 1, OPT_THREADS},
+    {"verbose", 'v', 0, OPT_VERBOSE},
+    {"quiet", 'q', 0, OPT_QUIET},
+    {"no-check-finite", 0, 0, OPT_NO_CHECK},
+    {NULL, 0, 0, 0}};
+
+void fkm_cli_train_opts_init(fkm_cli_train_opts *o) {
+  memset(o, 0, sizeof *o);
+  fkm_params_init(&o->params);
+  o->k = -1;
+  o->backend = FKM_BACKEND_AUTO;
+}
+
+int fkm_cli_train_opts_apply(fkm_cli_train_opts *o, int id, const char *val) {
+  long long v = 0;
+  fkm_params *p = &o->params;
+  switch (id) {
+    case OPT_K:
+      if (fkm_cli_int("-k", val, 1, INT64_MAX, &v)) return -1;
+      o->k = v;
+      return 0;
+    case OPT_NITER:
+      if (fkm_cli_int("--niter", val, 0, INT32_MAX, &v)) return -1;
+      p->niter = (int)v;
+      return 0;
+    case OPT_NREDO:
+      if (fkm_cli_int("--nredo", val, 1, INT32_MAX, &v)) return -1;
+      p->nredo = (int)v;
+      return 0;
+    case OPT_SEED:
+      if (fkm_cli_int("--seed", val, INT64_MIN, INT64_MAX, &v)) return -1;
+      p->seed = v;
+      return 0;
+    case OPT_MAXPTS:
+      if (fkm_cli_int("--max-points-per-centroid", val, 1, INT32_MAX, &v)) return -1;
+      p->max_points_per_centroid = (int)v;
+      return 0;
+    case OPT_MINPTS:
+      if (fkm_cli_int("--min-points-per-centroid", val, 0, INT32_MAX, &v)) return -1;
+      p->min_points_per_centroid = (int)v;
+      return 0;
+    case OPT_METRIC:
+      if (!strcmp(val, "l2")) p->metric = FKM_METRIC_L2;
+      else if (!strcmp(val, "ip")) p->metric = FKM_METRIC_INNER_PRODUCT;
+      else {
+        fkm_cli_error("--metric: '%s' is neither l2 nor ip", val);
+        return -1;
+      }
+      return 0;
+    case OPT_SPHERICAL: p->spherical = 1; return 0;
+    case OPT_INTC: p->int_centroids = 1; return 0;
+    case OPT_INIT: o->init_path = val; return 0;
+    case OPT_FROZEN: p->frozen_centroids = 1; return 0;
+    case OPT_WEIGHTS: o->weights_path = val; return 0;
+    case OPT_BACKEND:
+      if (!strcmp(val, "auto")) o->backend = FKM_BACKEND_AUTO;
+      else if (!strcmp(val, "cpu")) o->backend = FKM_BACKEND_CPU;
+      else if (!strcmp(val, "cuda")) o->backend = FKM_BACKEND_CUDA;
+      else {
+        fkm_cli_error("--backend: '%s' is not one of cpu, cuda, auto", val);
+        return -1;
+      }
+      return 0;
+    case OPT_DEVICE:
+      if (fkm_cli_int("--device", val, 0, 1 << 20, &v)) return -1;
+      o->device = (int)v;
+      return 0;
+    case OPT_FAST: p->assign_mode = FKM_ASSIGN_FAST; return 0;
+    case OPT_THREADS:
+      if (fkm_cli_int("--threads", val, 0, 1 << 20, &v)) return -1;
+      o->threads = (int)v;
+      return 0;
+    case OPT_VERBOSE: p->verbose = 1; return 0;
+    case OPT_QUIET: o->quiet = 1; return 0;
+    case OPT_NO_CHECK: p->check_finite = 0; return 0;
+    default:
+      fkm_cli_error("internal: unhandled option id %d", id);
+      return -1;
+  }
+}
+
+void fkm_cli_train_opts_help(FILE *fp) {
+  fputs(
+      "Clustering options (FAISS's ClusteringParameters, same defaults):\n"
+      "  -k, --k K                       number of centroids (required)\n"
+      "      --niter N                   Lloyd iterations per run (25)\n"
+      "      --nredo N                   runs, the best objective is kept (1)\n"
+      "      --seed S                    random seed (1234)\n"
+      "      --max-points-per-centroid N subsample above k*N points (256)\n"
+      "      --min-points-per-centroid N warn below k*N points (39)\n"
+      "      --metric l2|ip              distance (l2)\n"
+      "      --spherical                 L2-normalise centroids after each update\n"
+      "      --int-centroids             round centroids to integers\n"
+      "      --init FILE                 initial centroids (n_init <= k rows)\n"
+      "      --frozen                    the --init centroids never move\n"
+      "      --weights FILE              one float weight per input point\n"
+      "      --no-check-finite           skip the NaN/Inf scan of the input\n"
+      "Engine options:\n"
+      "      --backend cpu|cuda|auto     engine (auto: CUDA when present)\n"
+      "      --device N                  CUDA device ordinal (0)\n"
+      "      --threads N                 CPU engine threads (0: all)\n"
+      "      --fast                      fp16 data only: approximate tensor-core\n"
+      "                                  assignment, not FAISS's labels\n"
+      "  -v, --verbose                   informational log lines\n"
+      "  -q, --quiet                     no progress lines\n",
+      fp);
+}
+
+const char *fkm_cli_backend_name(fkm_backend b) {
+  return b == FKM_BACKEND_CUDA ? "cuda" : b == FKM_BACKEND_CPU ? "cpu" : "auto";
+}
+
+const char *fkm_cli_dtype_name(fkm_cli_elem e) {
+  switch (e) {
+    case FKM_CLI_F32: return "float32";
+    case FKM_CLI_F16: return "float16";
+    case FKM_CLI_U8: return "uint8";
+    default: return "int8";
+  }
+}
+
+/* ---------------------------------------------------------- inputs */
+
+static int report_nonfinite(const char *path, const fkm_cli_matrix *m) {
+  int64_t col = 0, row = fkm_cli_matrix_first_nonfinite(m, &col);
+  if (row < 0) return 0;
+  fkm_cli_error("%s: NaN or Inf at row %lld, column %lld", path, (long long)row,
+                (long long)col);
+  return -1;
+}
+
+int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o,
+                        fkm_cli_inputs *in) {
+  char msg[FKM_CLI_MSG_LEN];
+  memset(in, 0, sizeof *in);
+  if (fkm_cli_matrix_read(input, &in->x, msg) != 0) {
+    fkm_cli_error("%s", msg);
+    return -1;
+  }
+  if (o->k > in->x.n) {
+    fkm_cli_error("%s: k = %lld is larger than the number of points, n = %lld", input,
+                  (long long)o->k, (long long)in->x.n);
+    goto fail;
+  }
+  if (o->params.check_finite && report_nonfinite(input, &in->x)) goto fail;
+
+  if (o->init_path) {
+    if (fkm_cli_matrix_read(o->init_path, &in->init, msg) != 0 ||
+        fkm_cli_matrix_to_f32(&in->init, msg) != 0) {
+      fkm_cli_error("%s", msg);
+      goto fail;
+    }
+    if (in->init.d != in->x.d) {
+      fkm_cli_error("%s: dimension mismatch: d = %lld, the input %s has d = %lld", o->init_path,
+                    (long long)in->init.d, input, (long long)in->x.d);
+      goto fail;
+    }
+    if (in->init.n > o->k) {
+      fkm_cli_error("%s: %lld initial centroids, more than k = %lld", o->init_path,
+                    (long long)in->init.n, (long long)o->k);
+      goto fail;
+    }
+    if (report_nonfinite(o->init_path, &in->init)) goto fail;
+    in->n_init = in->init.n;
+  } else if (o->params.frozen_centroids) {
+    fkm_cli_error("--frozen needs --init FILE (the centroids to keep fixed)");
+    goto fail;
+  }
+
+  if (o->weights_path) {
+    if (fkm_cli_matrix_read(o->weights_path, &in->weights, msg) != 0 ||
+        fkm_cli_matrix_to_f32(&in->weights, msg) != 0) {
+      fkm_cli_error("%s", msg);
+      goto fail;
+    }
+    if (in->weights.n * in->weights.d != in->x.n || (in->weights.d != 1 && in->weights.n != 1)) {
+      fkm_cli_error("%s: %lld x %lld weights, the input %s has %lld points (want one weight each)",
+                    o->weights_path, (long long)in->weights.n, (long long)in->weights.d, input,
+                    (long long)in->x.n);
+      goto fail;
+    }
+    if (report_nonfinite(o->weights_path, &in->weights)) goto fail;
+    const float *w = in->weights.data;
+    for (int64_t i = 0; i < in->x.n; i++)
+      if (w[i] < 0.0f) {
+        fkm_cli_error("%s: negative weight %g at row %lld", o->weights_path, (double)w[i],
+                      (long long)i);
+        goto fail;
+      }
+  }
+  return 0;
+fail:
+  fkm_cli_inputs_free(in);
+  return -1;
+}
+
+void fkm_cli_inputs_free(fkm_cli_inputs *in) {
+  fkm_cli_matrix_free(&in->x);
+  fkm_cli_matrix_free(&in->init);
+  fkm_cli_matrix_free(&in->weights);
+}
+
+fkm_ctx *fkm_cli_context(const fkm_cli_train_opts *o) {
+  fkm_ctx *ctx = NULL;
+  fkm_status s = fkm_ctx_create(o->backend, o->device, &ctx);
+  if (s != FKM_OK) {
+    fkm_cli_error("cannot use backend '%s' (device %d): %s", fkm_cli_backend_name(o->backend),
+                  o->device, fkm_status_string(s));
+    return NULL;
+  }
+  if (o->threads > 0) fkm_ctx_set_num_threads(ctx, o->threads);
+  return ctx;
+}
+
+/* ------------------------------------------------------ progress, Ctrl-C */
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  g_interrupted = 1;
+}
+
+void fkm_cli_sigint_install(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C gets the default action */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+int fkm_cli_interrupted(void) { return g_interrupted != 0; }
+
+void fkm_cli_progress_init(fkm_cli_progress *p, const fkm_params *params, int quiet) {
+  memset(p, 0, sizeof *p);
+  p->niter_total = params->niter * params->nredo;
+  p->tty = isatty(STDERR_FILENO);
+  p->quiet = quiet;
+  p->t_start = p->t_last = fkm_cli_now();
+}
+
+int fkm_cli_progress_cb(void *user, int redo, int iter, const fkm_iteration_stats *s) {
+  fkm_cli_progress *p = user;
+  double now = fkm_cli_now();
+  p->done++;
+  p->last = *s;
+  double ms = 1e3 * (now - p->t_last);
+  double per = (now - p->t_start) / p->done;
+  double eta = per * (p->niter_total - p->done);
+  p->t_last = now;
+  if (!p->quiet) {
+    char redo_s[48] = "";
+    if (redo > 0) snprintf(redo_s, sizeof redo_s, " (redo %d, iter %d)", redo + 1, iter + 1);
+    fprintf(stderr, "%siter %d/%d%s  obj %.7g  imbalance %.4f  splits %d  %.1f ms/iter  ETA %.1f s%s",
+            p->tty ? "\r\033[K" : "", p->done, p->niter_total, redo_s, (double)s->obj,
+            s->imbalance_factor, s->nsplit, ms, eta, p->tty ? "" : "\n");
+    fflush(stderr);
+  }
+  return g_interrupted ? 1 : 0;
+}
+
+void fkm_cli_progress_end(fkm_cli_progress *p) {
+  if (!p->quiet && p->tty && p->done > 0) fputc('\n', stderr);
+}
+
+void fkm_cli_log_cb(void *user, fkm_log_level level, const char *msg) {
+  (void)user;
+  fprintf(stderr, "flashkm: %s%s\n", level == FKM_LOG_WARNING ? "warning: " : "", msg);
+}

@@ -1,0 +1,99 @@
+/* Reading and writing the vector files the CLI understands.
+ *
+ * Inputs are memory-mapped. Formats (picked by file extension):
+ *   .fvecs  rows of (int32 d, d float32)           .bvecs  rows of (int32 d, d uint8)
+ *   .fbin   int32 n, int32 d, then n*d float32     .u8bin / .i8bin  same with uint8 / int8
+ *   .npy    NumPy v1-v3, C order, 1-D or 2-D, dtype <f4, <f2, |u1, |i1
+ * float32 and float16 data is used in place (no copy) when its rows are
+ * contiguous (.fbin, .npy); .fvecs rows are gathered, and 8-bit data is
+ * converted to float32, as FAISS does with such files.
+ *
+ * Outputs (.fvecs, .fbin, .npy for float32; .npy, .ivecs, .ibin for labels)
+ * are written to a temporary file beside the target and renamed into place
+ * only when complete, so a failure never leaves a half-written file.
+ *
+ * Every failure fills a one-line message that names the file and the problem.
+ */
+#ifndef FKM_CLI_MATRIX_IO_H
+#define FKM_CLI_MATRIX_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flashkm.h"
+
+#define FKM_CLI_MSG_LEN 1024
+
+typedef enum fkm_cli_elem {
+  FKM_CLI_F32 = 0,
+  FKM_CLI_F16 = 1,
+  FKM_CLI_U8 = 2,
+  FKM_CLI_I8 = 3
+} fkm_cli_elem;
+
+/** A dense row-major (n, d) matrix ready for flashkm: data is float32 or
+ *  float16 (dtype), either pointing into a mapping or into owned memory. */
+typedef struct fkm_cli_matrix {
+  int64_t n, d;
+  fkm_dtype dtype;
+  fkm_cli_elem file_elem; /* element type stored in the file */
+  const void *data;
+  void *owned;            /* heap copy, or NULL */
+  void *map;              /* mmap base, or NULL */
+  size_t map_len;
+} fkm_cli_matrix;
+
+/** Map and check `path`. On failure returns -1 with a message in msg and
+ *  leaves *m empty. */
+int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg);
+
+/** Read an (n, k) int32 id matrix (.ivecs or .ibin, e.g. ground-truth
+ *  neighbours) into a malloc'd int64 array. */
+int fkm_cli_read_ids(const char *path, int64_t *n, int64_t *k, int64_t **ids, char *msg);
+
+/** Release a matrix (accepts an empty or zeroed one). */
+void fkm_cli_matrix_free(fkm_cli_matrix *m);
+
+/** Find the first non-finite value; returns its row, or -1 if all finite. */
+int64_t fkm_cli_matrix_first_nonfinite(const fkm_cli_matrix *m, int64_t *col);
+
+/** Convert to float32 in place (a float16 matrix gets an owned float copy;
+ *  float32 matrices are left as they are). Returns -1 on out-of-memory. */
+int fkm_cli_matrix_to_f32(fkm_cli_matrix *m, char *msg);
+
+/** Write an (n, d) float32 matrix; the format follows the extension of path
+ *  (.fvecs, .fbin, .npy). Atomic: temp file + rename. */
+int fkm_cli_write_f32(const char *path, int64_t n, int64_t d, const float *x,
+                      char *msg);
+
+/** Write n labels; .npy (int64), .ivecs or .ibin (int32). Atomic. */
+int fkm_cli_write_labels(const char *path, int64_t n, const int64_t *labels,
+                         char *msg);
+
+/** 1 if the extension of path is one fkm_cli_write_f32 accepts (else 0, with
+ *  a message), checked before any work starts. */
+int fkm_cli_check_f32_output(const char *path, char *msg);
+int fkm_cli_check_label_output(const char *path, char *msg);
+
+/** Lower-case extension of path without the dot ("fvecs"), or "". */
+const char *fkm_cli_extension(const char *path);
+
+/** Atomic output of arbitrary content: open a temp file beside path, the
+ *  caller writes to *fp, then commit renames it into place (or abort removes
+ *  it). */
+typedef struct fkm_cli_outfile {
+  char tmp[4096];
+  char final[4096];
+  void *fp; /* FILE* */
+} fkm_cli_outfile;
+
+int fkm_cli_out_open(fkm_cli_outfile *o, const char *path, char *msg);
+int fkm_cli_out_commit(fkm_cli_outfile *o, char *msg);
+void fkm_cli_out_abort(fkm_cli_outfile *o);
+
+/** A temporary path beside path for a writer that takes a file name (FAISS's
+ *  write_index); the caller renames it with rename() on success and removes
+ *  it on failure. */
+int fkm_cli_temp_path(const char *path, char *tmp, size_t len, char *msg);
+
+#endif

@@ -1,0 +1,108 @@
+# Install rules: `cmake --install BUILD [--prefix P]` puts in place
+#   lib/libflashkm.so*            the core library (and libflashkm_faiss.so* with FAISS)
+#   include/flashkm.h             the public C header (+ flashkm_faiss.h and the C++
+#                                 bridge header with FAISS)
+#   bin/flashkm                   the command
+#   lib/cmake/flashkm/            find_package(flashkm): targets flashkm::flashkm and,
+#                                 with FAISS, flashkm::flashkm_faiss
+#   lib/pkgconfig/flashkm.pc      pkg-config --cflags --libs flashkm
+include(CMakePackageConfigHelpers)
+
+set(FLASHKM_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/flashkm")
+
+set(_fkm_install_targets flashkm)
+if(TARGET flashkm_faiss)
+  list(APPEND _fkm_install_targets flashkm_faiss)
+  # libflashkm_faiss finds libflashkm beside it.
+  set_target_properties(flashkm_faiss PROPERTIES INSTALL_RPATH "$ORIGIN")
+endif()
+
+install(TARGETS ${_fkm_install_targets} EXPORT flashkm-targets
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/include/flashkm.h
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+if(TARGET flashkm_faiss)
+  install(FILES ${PROJECT_SOURCE_DIR}/include/flashkm_faiss.h
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  # The C++ drop-in (flashkm::Clustering) lives in faiss_shim/flashkm/.
+  if(IS_DIRECTORY ${PROJECT_SOURCE_DIR}/faiss_shim/flashkm)
+    install(DIRECTORY ${PROJECT_SOURCE_DIR}/faiss_shim/flashkm
+      DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
+  endif()
+endif()
+if(TARGET flashkm_cli)
+  install(TARGETS flashkm_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endif()
+
+install(EXPORT flashkm-targets
+  NAMESPACE flashkm::
+  FILE flashkm-targets.cmake
+  DESTINATION ${FLASHKM_INSTALL_CMAKEDIR})
+
+# The package config. flashkm::flashkm needs nothing else at link time (a
+# shared library with private dependencies); flashkm::flashkm_faiss needs
+# FAISS's targets when it passes them on to its users.
+set(FLASHKM_CONFIG_DEPENDENCIES "")
+if(TARGET flashkm_faiss)
+  get_target_property(_fkm_faiss_iface flashkm_faiss INTERFACE_LINK_LIBRARIES)
+  if(_fkm_faiss_iface MATCHES "(^|;)faiss($|;)")
+    string(APPEND FLASHKM_CONFIG_DEPENDENCIES
+      "find_dependency(OpenMP COMPONENTS C CXX)\nfind_dependency(faiss CONFIG)\n")
+  endif()
+endif()
+set(FLASHKM_CONFIG_HAVE_FAISS ${FLASHKM_HAVE_FAISS})
+set(FLASHKM_CONFIG_HAVE_CUDA ${FLASHKM_HAVE_CUDA})
+file(WRITE ${PROJECT_BINARY_DIR}/flashkm-config.cmake.in [=[
+# find_package(flashkm): imported targets flashkm::flashkm and, when flashkm
+# was built with FAISS, flashkm::flashkm_faiss.
+@PACKAGE_INIT@
+include(CMakeFindDependencyMacro)
+@FLASHKM_CONFIG_DEPENDENCIES@
+include("${CMAKE_CURRENT_LIST_DIR}/flashkm-targets.cmake")
+set(flashkm_HAVE_FAISS @FLASHKM_CONFIG_HAVE_FAISS@)
+set(flashkm_HAVE_CUDA @FLASHKM_CONFIG_HAVE_CUDA@)
+set(flashkm_flashkm_FOUND TRUE)
+set(flashkm_flashkm_faiss_FOUND ${flashkm_HAVE_FAISS})
+check_required_components(flashkm)
+]=])
+configure_package_config_file(
+  ${PROJECT_BINARY_DIR}/flashkm-config.cmake.in
+  ${PROJECT_BINARY_DIR}/flashkm-config.cmake
+  INSTALL_DESTINATION ${FLASHKM_INSTALL_CMAKEDIR})
+# 0.x: minor versions may break the ABI (SOVERSION follows the ABI major).
+write_basic_package_version_file(
+  ${PROJECT_BINARY_DIR}/flashkm-config-version.cmake
+  VERSION ${PROJECT_VERSION}
+  COMPATIBILITY SameMinorVersion)
+install(FILES
+  ${PROJECT_BINARY_DIR}/flashkm-config.cmake
+  ${PROJECT_BINARY_DIR}/flashkm-config-version.cmake
+  DESTINATION ${FLASHKM_INSTALL_CMAKEDIR})
+
+# pkg-config. The prefix is resolved at install time so that
+# `cmake --install --prefix P` yields a file that points into P.
+file(WRITE ${PROJECT_BINARY_DIR}/flashkm.pc.in [=[
+prefix=@FKM_PC_PREFIX@
+exec_prefix=${prefix}
+libdir=${prefix}/@CMAKE_INSTALL_LIBDIR@
+includedir=${prefix}/@CMAKE_INSTALL_INCLUDEDIR@
+
+Name: flashkm
+Description: @PROJECT_DESCRIPTION@
+Version: @PROJECT_VERSION@
+Libs: -L${libdir} -lflashkm
+Cflags: -I${includedir}
+]=])
+install(CODE "
+  set(FKM_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
+  set(CMAKE_INSTALL_LIBDIR \"${CMAKE_INSTALL_LIBDIR}\")
+  set(CMAKE_INSTALL_INCLUDEDIR \"${CMAKE_INSTALL_INCLUDEDIR}\")
+  set(PROJECT_DESCRIPTION \"${PROJECT_DESCRIPTION}\")
+  set(PROJECT_VERSION \"${PROJECT_VERSION}\")
+  configure_file(\"${PROJECT_BINARY_DIR}/flashkm.pc.in\" \"${PROJECT_BINARY_DIR}/flashkm.pc\" @ONLY)
+")
+install(FILES ${PROJECT_BINARY_DIR}/flashkm.pc
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
