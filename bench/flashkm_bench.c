@@ -1,0 +1,142 @@
+/* flashkm bench: ms per Lloyd iteration of the CUDA engine on the BENCH.md
+ * shapes, data on the device (random normal, cuRAND), parity mode.
+ *
+ * usage: flashkm_bench [quick|full] [niter]
+ *
+ * Timing: fkm_train's own per-iteration statistics (wall time between the
+ * iteration's single host synchronisations, assignment share from CUDA
+ * events); the median over iterations 2..niter-1 (0 and 1 are warm-up).
+ * Every run trains on all N points (max_points_per_centroid raised).
+ * Prints one table; the anchors are BENCH.md's H200 figures, not this run.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda_runtime_api.h>
+#include <curand.h>
+
+#include "flashkm.h"
+
+typedef struct shape {
+  long long n, k, d;
+  double flash_fp32_ms; /* BENCH.md anchor, flash-kmeans tf32, 0: none */
+  double faiss_gpu_ms;  /* BENCH.md anchor, FAISS 1.15 GPU k-means, 0: none */
+} shape;
+
+static const shape quick_shapes[] = {
+    {1000000, 1024, 128, 1.82, 217},
+    {1000000, 256, 128, 0.89, 0},
+    {200000, 4096, 128, 1.39, 69.1},
+    {1000000, 8192, 128, 10.0, 234},
+    {1000000, 1024, 768, 14.6, 0},
+};
+static const shape full_shapes[] = {
+    {1000000, 1024, 128, 1.82, 217}, {1000000, 256, 128, 0.89, 0},
+    {200000, 4096, 128, 1.39, 69.1}, {1000000, 8192, 128, 10.0, 234},
+    {8000000, 1024, 128, 11.8, 1662}, {1000000, 1024, 768, 14.6, 0},
+};
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+#define CHECK_CUDA(call)                                                      \
+  do {                                                                        \
+    cudaError_t e_ = (call);                                                  \
+    if (e_ != cudaSuccess) {                                                  \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,           \
+              cudaGetErrorString(e_));                                        \
+      return 1;                                                               \
+    }                                                                         \
+  } while (0)
+
+static int run_shape(fkm_ctx *ctx, const shape *s, int niter, FILE *out) {
+  const size_t nx = (size_t)(s->n * s->d);
+  float *x = NULL, *cent = NULL;
+  CHECK_CUDA(cudaMalloc((void **)&x, sizeof(float) * (nx + (nx & 1))));
+  CHECK_CUDA(cudaMalloc((void **)&cent, sizeof(float) * (size_t)(s->k * s->d)));
+  curandGenerator_t g;
+  if (curandCreateGenerator(&g, CURAND_RNG_PSEUDO_PHILOX4_32_10) != CURAND_STATUS_SUCCESS ||
+      curandSetPseudoRandomGeneratorSeed(g, 1234ull + (unsigned long long)s->k) !=
+          CURAND_STATUS_SUCCESS ||
+      curandGenerateNormal(g, x, nx + (nx & 1), 0.0f, 1.0f) != CURAND_STATUS_SUCCESS) {
+    fprintf(stderr, "curand failed\n");
+    return 1;
+  }
+  curandDestroyGenerator(g);
+  CHECK_CUDA(cudaDeviceSynchronize());
+
+  fkm_params p;
+  fkm_params_init(&p);
+  p.niter = niter;
+  p.max_points_per_centroid = (int)(s->n / s->k + 1);
+  fkm_iteration_stats *st = calloc((size_t)niter, sizeof *st);
+  int64_t ns = 0;
+  fkm_status r = fkm_train(ctx, &p, s->n, s->d, s->k, FKM_DTYPE_F32, x, NULL, cent, 0, NULL,
+                           NULL, st, niter, &ns);
+  if (r != FKM_OK) {
+    fprintf(stderr, "fkm_train: %s: %s\n", fkm_status_string(r), fkm_ctx_last_error(ctx));
+    return 1;
+  }
+  double it[256], as[256];
+  int m = 0;
+  for (int i = 2; i < ns && m < 256; i++, m++) {
+    it[m] = 1e3 * (st[i].time - st[i - 1].time);
+    as[m] = 1e3 * (st[i].time_search - st[i - 1].time_search);
+  }
+  const double ms = median(it, m), ams = median(as, m);
+  const double flop = 2.0 * (double)s->n * (double)s->k * (double)s->d;
+  /* BENCH.md's floor: fp16 tensor rate (763 TFLOP/s) vs reading X once
+   * (4.2 TB/s measured copy rate), here for fp32 X; the fp32 SIMT ceiling
+   * measured there is 51 TFLOP/s. */
+  const double floor_fp16 = fmax(flop / 763e12, (double)nx * 4 / 4.2e12) * 1e3;
+  const double floor_simt = fmax(flop / 51e12, (double)nx * 4 / 4.2e12) * 1e3;
+  char flash[32] = "-", faiss[32] = "-";
+  if (s->flash_fp32_ms > 0) snprintf(flash, sizeof flash, "%.2f (%.2fx)", s->flash_fp32_ms,
+                                     s->flash_fp32_ms / ms);
+  if (s->faiss_gpu_ms > 0) snprintf(faiss, sizeof faiss, "%.0f (%.0fx)", s->faiss_gpu_ms,
+                                    s->faiss_gpu_ms / ms);
+  fprintf(out, "| %lld x %lld, d=%lld | f32 | parity | %.3f | %.3f | %.3f | %.1f | %.0f%% | %.3f | %.3f | %s | %s |\n",
+          s->n, s->k, s->d, ms, ams, ms - ams, flop / ms * 1e-9, 100.0 * flop / ms * 1e-9 / 51.0,
+          floor_simt, floor_fp16, flash, faiss);
+  fflush(out);
+  free(st);
+  cudaFree(x);
+  cudaFree(cent);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const int full = argc > 1 && strcmp(argv[1], "full") == 0;
+  const int niter = argc > 2 ? atoi(argv[2]) : 8;
+  if (niter < 4 || niter > 200) {
+    fprintf(stderr, "niter must be in [4, 200]\n");
+    return 2;
+  }
+  fkm_ctx *ctx = NULL;
+  fkm_status r = fkm_ctx_create(FKM_BACKEND_CUDA, 0, &ctx);
+  if (r != FKM_OK) {
+    fprintf(stderr, "no CUDA context: %s\n", fkm_status_string(r));
+    return 1;
+  }
+  printf("device: %s\n", fkm_ctx_device_name(ctx));
+  printf("niter %d, ms/iter = median over iterations 2..%d; anchors: BENCH.md (H200), not this run\n\n",
+         niter, niter - 1);
+  printf("| shape (N x K) | dtype | mode | ms/iter | assign ms | update+rest ms | TFLOP/s | %% of fp32 SIMT 51 | fp32 SIMT floor ms | fp16 floor ms | flash fp32 (tf32) ms (ratio) | FAISS GPU ms (ratio) |\n");
+  printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  const shape *sh = full ? full_shapes : quick_shapes;
+  const int count = full ? (int)(sizeof full_shapes / sizeof *sh)
+                         : (int)(sizeof quick_shapes / sizeof *sh);
+  int rc = 0;
+  for (int i = 0; i < count && rc == 0; i++) rc = run_shape(ctx, &sh[i], niter, stdout);
+  fkm_ctx_destroy(ctx);
+  return rc;
+}
