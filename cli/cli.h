@@ -112,6 +112,18 @@ double fkm_cli_now(void);
 /** A gzip'd idx3 image file (Fashion-MNIST) as float32 rows (mnist.c). */
 int fkm_cli_read_idx_images(const char *path, fkm_cli_matrix *m, char *msg);
 
+/** SPEC's P1 lockstep (cmd_parity.c, FAISS builds only): every iteration
+ *  started from FAISS's own centroids, flashkm against faiss::Clustering.
+ *  Prints its report lines; returns 0 when it ran (-2 after Ctrl-C). */
+typedef struct fkm_cli_lockstep_result {
+  int applicable;           /* nredo = 1, nothing frozen, n > k */
+  int passed;               /* every comparable step equal bit for bit */
+  int64_t steps_near_tie;   /* steps whose assignments differ at near-ties only */
+  int64_t points_near_tie;  /* the points of those near-ties */
+} fkm_cli_lockstep_result;
+int fkm_cli_lockstep(fkm_ctx *ctx, const fkm_params *params, fkm_cli_inputs *in, int64_t k,
+                     int max_list, fkm_cli_lockstep_result *res);
+
 /* ------------------------------------------------------- subcommands */
 
 int fkm_cli_cmd_train(int argc, char **argv);

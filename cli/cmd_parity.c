@@ -108,7 +108,7 @@ static int compare_labels(fkm_ctx *ctx, const fkm_params *params, const float *x
     else rep->n_far++;
     if (bound > 0 && gap / bound > rep->worst_ratio) rep->worst_ratio = gap / bound;
     if (rep->n_diff <= max_list)
-      printf("%srow %lld: FAISS %lld, flashkm %lld, gap %.3g %s bound %.3g%s\n", prefix,
+      printf("%s%lld: FAISS %lld, flashkm %lld, gap %.3g %s bound %.3g%s\n", prefix,
              (long long)i, (long long)I[i * topk], (long long)L[i], gap, near ? "<=" : ">",
              bound, near ? "" : "  DISAGREEMENT");
   }
@@ -205,10 +205,12 @@ static float *training_rows(const parity_ctx *pc, int64_t *n_train) {
   return rows;
 }
 
-static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na) {
+static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
+                       int64_t *points_na) {
   const fkm_params *p0 = &pc->o->params;
   int64_t k = pc->o->k, d = pc->in->x.d;
   *steps_na = 0;
+  *points_na = 0;
   if (p0->nredo != 1 || p0->frozen_centroids || pc->in->x.n == k) {
     printf("P1 lockstep    n/a   needs nredo = 1, no frozen centroids and n > k\n");
     *out = LEVEL_NA;
@@ -272,12 +274,13 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na) {
       }
       diff_report dr;
       char prefix[64];
-      snprintf(prefix, sizeof prefix, "               iteration %d: ", t);
+      snprintf(prefix, sizeof prefix, "               iteration %d, training row ", t);
       int crc = compare_labels(pc->ctx, &p, rows, n_train, d, pp, k, pc->max_list, prefix, &dr);
       free(rows);
       if (crc != 0) goto out;
       if (dr.n_diff > 0 && dr.n_far == 0) {
         (*steps_na)++;
+        *points_na += dr.n_diff;
       } else {
         printf("P1 lockstep    FAIL  iteration %d: %lld of %lld centroid rows differ, nsplit %d/%d, "
                "imbalance %.17g/%.17g, with %lld label differences (%lld beyond the bound)\n",
@@ -304,6 +307,20 @@ out:
   free(cf);
   free(cF);
   free(pp);
+  return rc;
+}
+
+int fkm_cli_lockstep(fkm_ctx *ctx, const fkm_params *params, fkm_cli_inputs *in, int64_t k,
+                     int max_list, fkm_cli_lockstep_result *res) {
+  fkm_cli_train_opts o;
+  memset(&o, 0, sizeof o);
+  o.params = *params;
+  o.k = k;
+  parity_ctx pc = {NULL, &o, in, ctx, max_list};
+  level lv = LEVEL_NA;
+  int rc = p1_lockstep(&pc, &lv, &res->steps_near_tie, &res->points_near_tie);
+  res->passed = lv == LEVEL_PASS;
+  res->applicable = lv != LEVEL_NA;
   return rc;
 }
 
@@ -418,14 +435,14 @@ int fkm_cli_cmd_parity(int argc, char **argv) {
                  calloc((size_t)cap, sizeof(fkm_iteration_stats)), 0, 0, 0, 0};
   parity_ctx pc = {input, &o, &in, ctx, max_list};
   level l1 = LEVEL_NA, l2, l3;
-  int64_t steps_na = 0;
+  int64_t steps_na = 0, points_na = 0;
   rc = FKM_EXIT_FAIL;
   if (!cf || !cF || !pr.sf || !pr.sF) {
     fkm_cli_error("out of memory");
     goto out;
   }
 
-  int p1 = p1_lockstep(&pc, &l1, &steps_na);
+  int p1 = p1_lockstep(&pc, &l1, &steps_na, &points_na);
   if (p1 == -2) rc = FKM_EXIT_INTERRUPTED;
   if (p1 != 0) goto out;
 
@@ -437,7 +454,7 @@ int fkm_cli_cmd_parity(int argc, char **argv) {
 
   diff_report dr;
   printf("P2 assignment  on FAISS's final centroids, %lld points:\n", (long long)in.x.n);
-  if (compare_labels(ctx, &o.params, in.x.data, in.x.n, d, cF, k, max_list, "               ",
+  if (compare_labels(ctx, &o.params, in.x.data, in.x.n, d, cF, k, max_list, "               row ",
                      &dr) != 0)
     goto out;
   l2 = dr.n_far ? LEVEL_FAIL : LEVEL_PASS;

@@ -120,6 +120,30 @@ int fkm_fx_coarse_centroids(void *index, int64_t *nlist, int64_t *d, float **out
   });
 }
 
+int fkm_fx_ivf_params(void *index, fkm_params *p, int64_t *nlist, int *direct, char *msg) {
+  return guarded(msg, [&] {
+    faiss::IndexIVF *ivf = faiss::ivflib::extract_index_ivf(as_index(index));
+    *direct = dynamic_cast<faiss::IndexIVF *>(as_index(index)) != nullptr;
+    *nlist = int64_t(ivf->nlist);
+    const faiss::ClusteringParameters &cp = ivf->cp;
+    p->niter = cp.niter;
+    p->nredo = cp.nredo;
+    p->spherical = cp.spherical;
+    p->int_centroids = cp.int_centroids;
+    p->frozen_centroids = cp.frozen_centroids;
+    p->min_points_per_centroid = cp.min_points_per_centroid;
+    p->max_points_per_centroid = cp.max_points_per_centroid;
+    p->seed = cp.seed;
+    // Level1Quantizer::train_q1: clustering in the quantizer's metric, or in
+    // L2 when the quantizer is trained separately (mode 2); inner-product
+    // IVF clustering is spherical.
+    bool ip = ivf->quantizer_trains_alone != 2 &&
+              ivf->quantizer->metric_type == faiss::METRIC_INNER_PRODUCT;
+    p->metric = ip ? FKM_METRIC_INNER_PRODUCT : FKM_METRIC_L2;
+    if (ivf->metric_type == faiss::METRIC_INNER_PRODUCT) p->spherical = 1;
+  });
+}
+
 int fkm_fx_clustering(const fkm_params *p, int64_t n, int64_t d, int64_t k, const float *x,
                       const float *weights, float *centroids, int64_t n_init,
                       fkm_iteration_stats *stats, int64_t stats_capacity, int64_t *n_stats,

@@ -35,6 +35,12 @@ int fkm_fx_serialize(void *index, unsigned char **buf, size_t *len, char *msg);
 /** The IVF coarse centroids (nlist, d), malloc'd into *out. */
 int fkm_fx_coarse_centroids(void *index, int64_t *nlist, int64_t *d, float **out, char *msg);
 
+/** The clustering parameters FAISS uses to train the IVF level of index
+ *  (ivf->cp, the quantizer's metric, spherical for inner product) into *p
+ *  (initialised by the caller), nlist, and whether index is the IVF itself
+ *  (*direct = 1) rather than a chain around it. */
+int fkm_fx_ivf_params(void *index, fkm_params *p, int64_t *nlist, int *direct, char *msg);
+
 /** Stock faiss::Clustering::train with params (niter, nredo, seed, ...),
  *  on an IndexFlatL2 or IndexFlatIP by params->metric. centroids: (k, d), its
  *  first n_init rows are the initial centroids; receives the result. stats as

@@ -1,0 +1,57 @@
+# cmake --install into a fresh prefix, then use the installed tree the three
+# ways a user would: the command, find_package(flashkm), pkg-config.
+# -DBUILD=build dir -DWORK=scratch dir -DSRC=consumer sources -DLIBDIR=lib dir
+# name -DHAVE_FAISS=0|1
+cmake_minimum_required(VERSION 3.25)
+set(prefix "${WORK}/prefix")
+file(REMOVE_RECURSE "${WORK}")
+file(MAKE_DIRECTORY "${WORK}")
+
+function(run what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message(STATUS "${what}: exit ${rc}\n${out}${err}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "FAILED: ${what}")
+  endif()
+  set(out "${out}" PARENT_SCOPE)
+endfunction()
+
+run("install" ${CMAKE_COMMAND} --install "${BUILD}" --prefix "${prefix}")
+set(expect bin/flashkm include/flashkm.h ${LIBDIR}/libflashkm.so
+    ${LIBDIR}/cmake/flashkm/flashkm-config.cmake ${LIBDIR}/cmake/flashkm/flashkm-targets.cmake
+    ${LIBDIR}/cmake/flashkm/flashkm-config-version.cmake ${LIBDIR}/pkgconfig/flashkm.pc)
+if(HAVE_FAISS)
+  list(APPEND expect include/flashkm_faiss.h ${LIBDIR}/libflashkm_faiss.so)
+endif()
+foreach(f IN LISTS expect)
+  if(NOT EXISTS "${prefix}/${f}")
+    message(FATAL_ERROR "FAILED: ${f} is not installed")
+  endif()
+endforeach()
+
+# The installed command runs from its own RPATH.
+run("installed flashkm --version" "${prefix}/bin/flashkm" --version)
+
+# find_package(flashkm) with namespaced targets.
+run("configure consumer" ${CMAKE_COMMAND} -S "${SRC}" -B "${WORK}/consumer"
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+run("build consumer" ${CMAKE_COMMAND} --build "${WORK}/consumer")
+run("run consumer" "${WORK}/consumer/consumer")
+if(HAVE_FAISS)
+  run("run consumer_faiss" "${WORK}/consumer/consumer_faiss")
+endif()
+
+# pkg-config.
+find_program(PKG_CONFIG pkg-config)
+find_program(CC NAMES cc gcc)
+if(PKG_CONFIG AND CC)
+  set(ENV{PKG_CONFIG_PATH} "${prefix}/${LIBDIR}/pkgconfig")
+  run("pkg-config" ${PKG_CONFIG} --cflags --libs flashkm)
+  string(STRIP "${out}" flags)
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  run("cc with pkg-config flags" ${CC} "${SRC}/consumer.c" -o "${WORK}/consumer_pc" ${flags}
+      "-Wl,-rpath,${prefix}/${LIBDIR}")
+  run("run pkg-config consumer" "${WORK}/consumer_pc")
+else()
+  message(STATUS "pkg-config or cc missing: pkg-config check not run")
+endif()
