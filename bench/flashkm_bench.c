@@ -9,6 +9,7 @@
  * Every run trains on all N points (max_points_per_centroid raised).
  * Prints one table; the anchors are BENCH.md's H200 figures, not this run.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,32 @@ static const shape full_shapes[] = {
     {8000000, 1024, 128, 11.8, 1662}, {1000000, 1024, 768, 14.6, 0},
 };
 
+/* The engine's per-iteration phase times (verbose log lines). */
+typedef struct phases {
+  int count;
+  double v[6][256]; /* assign, group, update, objective, tc pass, refined points */
+} phases;
+
+static void on_log(void *user, fkm_log_level level, const char *msg) {
+  phases *ph = user;
+  double a, g, u, o, t1;
+  int refined;
+  (void)level;
+  if (ph->count < 256 &&
+      sscanf(msg,
+             "cuda engine phases (ms): assign %lf group %lf update %lf objective %lf tc_pass "
+             "%lf refined %d",
+             &a, &g, &u, &o, &t1, &refined) == 6) {
+    ph->v[4][ph->count] = t1;
+    ph->v[5][ph->count] = refined;
+    ph->v[0][ph->count] = a;
+    ph->v[1][ph->count] = g;
+    ph->v[2][ph->count] = u;
+    ph->v[3][ph->count] = o;
+    ph->count++;
+  }
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -58,7 +85,7 @@ static double median(double *v, int n) {
     }                                                                         \
   } while (0)
 
-static int run_shape(fkm_ctx *ctx, const shape *s, int niter, FILE *out) {
+static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, FILE *out) {
   const size_t nx = (size_t)(s->n * s->d);
   float *x = NULL, *cent = NULL;
   CHECK_CUDA(cudaMalloc((void **)&x, sizeof(float) * (nx + (nx & 1))));
@@ -78,6 +105,11 @@ static int run_shape(fkm_ctx *ctx, const shape *s, int niter, FILE *out) {
   fkm_params_init(&p);
   p.niter = niter;
   p.max_points_per_centroid = (int)(s->n / s->k + 1);
+  static phases ph;
+  ph.count = 0;
+  p.verbose = 1;
+  p.log = on_log;
+  p.log_user = &ph;
   fkm_iteration_stats *st = calloc((size_t)niter, sizeof *st);
   int64_t ns = 0;
   fkm_status r = fkm_train(ctx, &p, s->n, s->d, s->k, FKM_DTYPE_F32, x, NULL, cent, 0, NULL,
@@ -93,6 +125,8 @@ static int run_shape(fkm_ctx *ctx, const shape *s, int niter, FILE *out) {
     as[m] = 1e3 * (st[i].time_search - st[i - 1].time_search);
   }
   const double ms = median(it, m), ams = median(as, m);
+  double pm[6] = {0, 0, 0, 0, 0, 0};
+  for (int q = 0; q < 6 && ph.count > 2; q++) pm[q] = median(ph.v[q] + 2, ph.count - 2);
   const double flop = 2.0 * (double)s->n * (double)s->k * (double)s->d;
   /* BENCH.md's floor: fp16 tensor rate (763 TFLOP/s) vs reading X once
    * (4.2 TB/s measured copy rate), here for fp32 X; the fp32 SIMT ceiling
@@ -104,8 +138,8 @@ static int run_shape(fkm_ctx *ctx, const shape *s, int niter, FILE *out) {
                                      s->flash_fp32_ms / ms);
   if (s->faiss_gpu_ms > 0) snprintf(faiss, sizeof faiss, "%.0f (%.0fx)", s->faiss_gpu_ms,
                                     s->faiss_gpu_ms / ms);
-  fprintf(out, "| %lld x %lld, d=%lld | f32 | parity | %.3f | %.3f | %.3f | %.1f | %.0f%% | %.3f | %.3f | %s | %s |\n",
-          s->n, s->k, s->d, ms, ams, ms - ams, flop / ms * 1e-9, 100.0 * flop / ms * 1e-9 / 51.0,
+  fprintf(out, "| %lld x %lld, d=%lld | f32 | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.1f | %.0f%% | %.3f | %.3f | %s | %s |\n",
+          s->n, s->k, s->d, mode, ms, ams, pm[1], pm[2], pm[3], pm[4], pm[5], flop / ms * 1e-9, 100.0 * flop / ms * 1e-9 / 51.0,
           floor_simt, floor_fp16, flash, faiss);
   fflush(out);
   free(st);
@@ -121,8 +155,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "niter must be in [4, 200]\n");
     return 2;
   }
-  fkm_ctx *ctx = NULL;
+  /* Two contexts: the default parity path (certified tensor cores where
+   * they serve) and the SIMT reference kernel alone. */
+  fkm_ctx *ctx = NULL, *simt = NULL;
   fkm_status r = fkm_ctx_create(FKM_BACKEND_CUDA, 0, &ctx);
+  setenv("FLASHKM_CUDA_ASSIGN", "simt", 1);
+  if (r == FKM_OK) r = fkm_ctx_create(FKM_BACKEND_CUDA, 0, &simt);
+  unsetenv("FLASHKM_CUDA_ASSIGN");
   if (r != FKM_OK) {
     fprintf(stderr, "no CUDA context: %s\n", fkm_status_string(r));
     return 1;
@@ -130,13 +169,17 @@ int main(int argc, char **argv) {
   printf("device: %s\n", fkm_ctx_device_name(ctx));
   printf("niter %d, ms/iter = median over iterations 2..%d; anchors: BENCH.md (H200), not this run\n\n",
          niter, niter - 1);
-  printf("| shape (N x K) | dtype | mode | ms/iter | assign ms | update+rest ms | TFLOP/s | %% of fp32 SIMT 51 | fp32 SIMT floor ms | fp16 floor ms | flash fp32 (tf32) ms (ratio) | FAISS GPU ms (ratio) |\n");
-  printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  printf("| shape (N x K) | dtype | mode | ms/iter | assign ms | group ms | update ms | objective ms (side stream) | tc pass+certify ms | refined points | TFLOP/s | %% of fp32 SIMT 51 | fp32 SIMT floor ms | fp16 floor ms | flash fp32 (tf32) ms (ratio) | FAISS GPU ms (ratio) |\n");
+  printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const shape *sh = full ? full_shapes : quick_shapes;
   const int count = full ? (int)(sizeof full_shapes / sizeof *sh)
                          : (int)(sizeof quick_shapes / sizeof *sh);
   int rc = 0;
-  for (int i = 0; i < count && rc == 0; i++) rc = run_shape(ctx, &sh[i], niter, stdout);
+  for (int i = 0; i < count && rc == 0; i++) {
+    rc = run_shape(ctx, "parity (tc+certify)", &sh[i], niter, stdout);
+    if (rc == 0) rc = run_shape(simt, "parity (SIMT only)", &sh[i], niter, stdout);
+  }
   fkm_ctx_destroy(ctx);
+  fkm_ctx_destroy(simt);
   return rc;
 }

@@ -63,7 +63,12 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
             const float *__restrict__ c, const float *__restrict__ cn,
             int64_t n, int64_t d, int64_t k, int64_t k_per_split,
             int32_t *__restrict__ labels, float *__restrict__ dist,
-            float *__restrict__ part_v, int32_t *__restrict__ part_i) {
+            float *__restrict__ part_v, int32_t *__restrict__ part_i,
+            const int32_t *__restrict__ rows, const int *__restrict__ count) {
+  /* rows != NULL: the refine pass; the block's points are rows[m0 + r] for
+   * m0 + r < *count, results go to those rows. */
+  if (rows) n = *count;
+  if ((int64_t)blockIdx.x * BM >= n) return;
   __shared__ float As[BK][BM + 1];
   __shared__ float Bs[BK][BN + 1];
   const int tid = threadIdx.x;
@@ -81,7 +86,7 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
     best[i] = L2 ? INFINITY : -INFINITY;
     bidx[i] = -1;
     const int64_t p = m0 + ty + 16 * i;
-    pxn[i] = (L2 && p < n) ? xn[p] : 0.0f;
+    pxn[i] = (L2 && p < n) ? xn[rows ? rows[p] : p] : 0.0f;
   }
 
   for (int64_t n0 = kb; n0 < ke; n0 += BN) {
@@ -99,7 +104,7 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
         const int e = tid + r * THREADS;
         const int row = e / BK, col = e % BK;
         const int64_t p = m0 + row;
-        As[col][row] = (p < n && col < kmax) ? x[p * d + k0 + col] : 0.0f;
+        As[col][row] = (p < n && col < kmax) ? x[(rows ? rows[p] : p) * d + k0 + col] : 0.0f;
         const int64_t q = n0 + row;
         Bs[col][row] = (q < ke && col < kmax) ? c[q * d + k0 + col] : 0.0f;
       }
@@ -172,8 +177,9 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
         part_v[(int64_t)blockIdx.y * n + p] = best[i];
         part_i[(int64_t)blockIdx.y * n + p] = bidx[i];
       } else {
-        labels[p] = bidx[i];
-        dist[p] = best[i];
+        const int64_t out = rows ? rows[p] : p;
+        labels[out] = bidx[i];
+        dist[out] = best[i];
       }
     }
   }
@@ -203,6 +209,344 @@ __global__ void assign_combine(const float *__restrict__ part_v,
   dist[p] = bv;
 }
 
+/* ------------------------------------------------ certified tensor-core path
+ *
+ * Pass 1 (assign_tc) computes every distance approximately with tf32 tensor
+ * cores and keeps, per point, what the proof below needs. Pass 2 (certify)
+ * proves for most points that the reference formula picks the fast pass's
+ * label, and computes the reference distance of that one pair exactly; the
+ * other points go to a list that the SIMT reference kernel recomputes
+ * against all centroids (pass 3). Labels and distances are the reference's
+ * bits either way.
+ *
+ * The proof (SPEC section 3), standard model, u = 2^-24, X = |x|^2,
+ * C = |c|^2 (real), eta an absolute slack for underflow (each rounding in
+ * the subnormal range errs by at most 2^-150):
+ *  - norms: |xn_f - X| <= 3u X + d 2^-150 (float squares, double sum,
+ *    one rounding), likewise cn.
+ *  - reference inner product (fmaf chain): |ip_ref - <x,c>| <= gamma_d
+ *    sum|x_j c_j| <= 1.01 d u |x||c|.
+ *  - reference distance fl(fl(xn + cn) - 2 ip_ref):
+ *    E_ref <= (8u + 1.01 d u)(X + C) + eta (the fl(xn + cn) and final
+ *    roundings each add u times at most 2(X + C); |x||c| <= (X + C)/2).
+ *  - fast inner product: tf32 rounding (rna) of each operand is relative
+ *    2^-11, products of tf32 values are exact in fp32, and the MMA's fp32
+ *    accumulation is taken as 2 ulps per addition (Hopper's MMA does not
+ *    round to nearest): E_ip <= 1.01 (2^-10 + d 2^-22) |x||c| + eta.
+ *  - fast distance fl(fl(xn + cn) - fl(2 ip_fast)): E_fast <= 8u (X + C) +
+ *    2.01 E_ip.
+ *  So E(x, c) = E_fast + E_ref <= alpha |x||c| + beta (X + C) + eta3 bounds
+ *  |value - true distance| for both formulas, per pair. Let b be the
+ *  centroid of least fast value f(b). If every other c has
+ *  L(c) = f(c) - E(x, c) > f(b) + E(x, b), then ref(c) >= true(c) - E_ref >=
+ *  L(c) > f(b) + E(x, b) >= true(b) + E_ref >= ref(b): b is the reference's
+ *  strict argmin (clamping at 0 keeps that: the loser's raw value is > 0).
+ *  Inner product: the same on -ip, with E = 1.01 E_ip + 1.01 d u |x||c| +
+ *  eta. A non-finite fast value poisons the point (never certified). The
+ *  bound terms are evaluated in float from constants inflated by 1%, far
+ *  above the few roundings of that evaluation.
+ *
+ * Per point, pass 1 keeps: f1 (least fast value), i1 (its index, lowest on
+ * ties), e1 (its E), and the two least L values l1 <= l2 with j1 the index
+ * of l1. min over c != i1 of L(c) is l1 if j1 != i1, else l2. */
+constexpr int TBM = FKM_TC_BM, TBN = FKM_TC_BN, TBK = FKM_TC_BK;
+constexpr int TC_THREADS = 256; /* 8 warps: 4 along points x 2 along centroids */
+
+__device__ __forceinline__ uint32_t to_tf32(float v) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+  return r;
+}
+
+__device__ __forceinline__ void mma_tf32(float (&acc)[4], const uint32_t (&a)[4],
+                                         const uint32_t (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
+      "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+struct Cert {
+  float f1, e1, l1, l2;
+  int i1, j1;
+};
+
+__device__ __forceinline__ void cert_init(Cert &t) {
+  t.f1 = INFINITY;
+  t.e1 = 0.0f;
+  t.l1 = INFINITY;
+  t.l2 = INFINITY;
+  t.i1 = -1;
+  t.j1 = -1;
+}
+
+__device__ __forceinline__ void cert_poison(Cert &t) {
+  t.l1 = -INFINITY;
+  t.l2 = -INFINITY;
+  t.j1 = -2;
+}
+
+__device__ __forceinline__ void cert_push(Cert &t, float f, float e, int idx) {
+  if (!(fabsf(f) <= FLT_MAX)) {
+    cert_poison(t);
+    return;
+  }
+  if (f < t.f1) {
+    t.f1 = f;
+    t.e1 = e;
+    t.i1 = idx;
+  }
+  const float l = __fsub_rn(f, e);
+  if (l < t.l1) {
+    t.l2 = t.l1;
+    t.l1 = l;
+    t.j1 = idx;
+  } else if (l < t.l2) {
+    t.l2 = l;
+  }
+}
+
+/* Merge of two disjoint candidate sets. */
+__device__ __forceinline__ void cert_merge(Cert &t, const Cert &o) {
+  if (o.i1 >= 0 && (t.i1 < 0 || o.f1 < t.f1 || (o.f1 == t.f1 && o.i1 < t.i1))) {
+    t.f1 = o.f1;
+    t.e1 = o.e1;
+    t.i1 = o.i1;
+  }
+  if (o.l1 < t.l1) {
+    t.l2 = fminf(t.l1, o.l2);
+    t.l1 = o.l1;
+    t.j1 = o.j1;
+  } else {
+    t.l2 = fminf(t.l2, o.l1);
+  }
+}
+
+__device__ __forceinline__ bool cert_ok(const Cert &t) {
+  const float other = t.j1 != t.i1 ? t.l1 : t.l2;
+  return t.i1 >= 0 && t.l2 > -INFINITY && other > __fadd_ru(t.f1, t.e1);
+}
+
+__device__ __forceinline__ Cert cert_shfl(const Cert &t, int off) {
+  Cert o;
+  o.f1 = __shfl_xor_sync(0xffffffffu, t.f1, off);
+  o.e1 = __shfl_xor_sync(0xffffffffu, t.e1, off);
+  o.l1 = __shfl_xor_sync(0xffffffffu, t.l1, off);
+  o.l2 = __shfl_xor_sync(0xffffffffu, t.l2, off);
+  o.i1 = __shfl_xor_sync(0xffffffffu, t.i1, off);
+  o.j1 = __shfl_xor_sync(0xffffffffu, t.j1, off);
+  return o;
+}
+
+/* The bound's constants (see above), inflated by 1%. */
+struct BoundConsts {
+  float alpha, beta, eta;
+};
+
+__host__ __device__ inline BoundConsts bound_consts(bool l2, int64_t d) {
+  const double u = 0x1p-24, dd = (double)d;
+  const double eip = 1.01 * (0x1p-10 + dd * 0x1p-22);
+  BoundConsts b;
+  b.alpha = (float)(1.01 * (l2 ? 2.01 * eip : 1.01 * eip + 1.01 * dd * u));
+  b.beta = l2 ? (float)(1.01 * (16.0 + 1.01 * dd) * u) : 0.0f;
+  b.eta = (float)(4.0 * (8.0 * dd + 64.0) * 0x1p-149) + 0x1p-149f;
+  return b;
+}
+
+/* Per centroid: cb[c] = |c| and cb[k + c] = beta C, rounded up a little. */
+__global__ void centroid_bounds(const float *__restrict__ cn, int64_t k, float beta,
+                                float *__restrict__ cb) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= k) return;
+  const float up = 1.0f + 0x1p-20f;
+  cb[i] = __fmul_ru(__fsqrt_ru(cn[i]), up);
+  cb[k + i] = __fmul_ru(__fmul_ru(beta, cn[i]), up);
+}
+
+/* Pass 1. Layout as the SIMT kernel: block (blockIdx.x, blockIdx.y) owns
+ * TBM = 128 points and the centroid range of split blockIdx.y, in tiles of
+ * TBN = 64, dimensions staged TBK = 32 at a time in shared memory as tf32
+ * (rows padded by 4 words: the fragment reads of a warp hit 32 distinct
+ * banks). Warp w computes rows 32 (w / 2) .. +32 and columns 32 (w % 2) ..
+ * +32 of the tile with m16n8k8 tf32 MMAs (2 x 4 per k-step, 32 fp32
+ * accumulators per thread). Fragment layout (PTX ISA, m16n8k8 .tf32): lane
+ * = 4 g + t; A: (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); B: (k = t,
+ * n = g), (t + 4, g); C: (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
+ * Each thread keeps a Cert for its 4 rows; quads, then the two column warps,
+ * are merged at the end. The tile is the simplest one that keeps 8 MMAs in
+ * flight per warp; loads are not yet overlapped with the MMAs. */
+template <bool L2>
+__global__ void __launch_bounds__(TC_THREADS)
+assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
+          const float *__restrict__ c, const float *__restrict__ cn,
+          const float *__restrict__ cb, BoundConsts bc, int64_t n, int64_t d, int64_t k,
+          int64_t k_per_split, Cert *__restrict__ out) {
+  __shared__ uint32_t As[TBM][TBK + 4];
+  __shared__ uint32_t Bs[TBN][TBK + 4];
+  __shared__ Cert red[TBM];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3, wm = warp >> 1, wn = warp & 1;
+  const int64_t m0 = (int64_t)blockIdx.x * TBM;
+  const int64_t kb = (int64_t)blockIdx.y * k_per_split;
+  const int64_t ke = kb + k_per_split < k ? kb + k_per_split : k;
+
+  Cert st[4]; /* rows wm*32 + (q/2)*16 + (q%2)*8 + g */
+  float pxn[4], ax[4], bx[4];
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    cert_init(st[q]);
+    const int64_t p = m0 + wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
+    const float v = p < n ? xn[p] : 0.0f;
+    pxn[q] = v;
+    const float up = 1.0f + 0x1p-20f;
+    ax[q] = __fmul_ru(__fmul_ru(bc.alpha, __fsqrt_ru(v)), up);
+    bx[q] = __fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta);
+  }
+
+  for (int64_t n0 = kb; n0 < ke; n0 += TBN) {
+    float acc[2][4][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+      for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+
+    for (int64_t k0 = 0; k0 < d; k0 += TBK) {
+#pragma unroll
+      for (int r = 0; r < (TBM * TBK) / TC_THREADS; r++) {
+        const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
+        const int64_t p = m0 + row, kk = k0 + col;
+        As[row][col] = to_tf32(p < n && kk < d ? x[p * d + kk] : 0.0f);
+      }
+#pragma unroll
+      for (int r = 0; r < (TBN * TBK) / TC_THREADS; r++) {
+        const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
+        const int64_t q = n0 + row, kk = k0 + col;
+        Bs[row][col] = to_tf32(q < ke && kk < d ? c[q * d + kk] : 0.0f);
+      }
+      __syncthreads();
+#pragma unroll
+      for (int ks = 0; ks < TBK; ks += 8) {
+        uint32_t a[2][4], b[4][2];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+          const int rb = wm * 32 + mt * 16;
+          a[mt][0] = As[rb + g][ks + t];
+          a[mt][1] = As[rb + g + 8][ks + t];
+          a[mt][2] = As[rb + g][ks + t + 4];
+          a[mt][3] = As[rb + g + 8][ks + t + 4];
+        }
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) {
+          const int cbase = wn * 32 + nt * 8;
+          b[nt][0] = Bs[cbase + g][ks + t];
+          b[nt][1] = Bs[cbase + g][ks + t + 4];
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+          for (int nt = 0; nt < 4; nt++) mma_tf32(acc[mt][nt], a[mt], b[nt]);
+      }
+      __syncthreads();
+    }
+
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const int64_t q = n0 + wn * 32 + nt * 8 + 2 * t + j;
+        if (q >= ke) continue;
+        const float qcn = L2 ? cn[q] : 0.0f, qnc = cb[q], qbc = cb[k + q];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int r = mt * 2 + h;
+            const float v = acc[mt][nt][h * 2 + j];
+            const float f =
+                L2 ? __fsub_rn(__fadd_rn(pxn[r], qcn), __fadd_rn(v, v)) : -v;
+            const float e = __fadd_ru(__fmul_ru(ax[r], qnc), __fadd_ru(bx[r], qbc));
+            cert_push(st[r], f, e, (int)q);
+          }
+      }
+  }
+
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    cert_merge(st[q], cert_shfl(st[q], 1));
+    cert_merge(st[q], cert_shfl(st[q], 2));
+  }
+  if (wn == 1 && t == 0)
+#pragma unroll
+    for (int q = 0; q < 4; q++) red[wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g] = st[q];
+  __syncthreads();
+  if (wn == 0 && t == 0)
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const int row = wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
+      const int64_t p = m0 + row;
+      if (p >= n) continue;
+      cert_merge(st[q], red[row]);
+      out[(int64_t)blockIdx.y * n + p] = st[q];
+    }
+}
+
+constexpr int CERT_THREADS = 128;
+constexpr int CERT_BK = 32;
+
+/* Pass 2: one thread per point (block = 128 points). Merges the splits'
+ * Cert states in order, applies the test, and for a certified point
+ * computes the reference value of (point, best) exactly: the fmaf chain
+ * over j in order, x staged through shared memory (coalesced), the
+ * centroid row read from L1/L2. Uncertain points are appended to rows[]
+ * (order irrelevant: each is recomputed independently). */
+template <bool L2>
+__global__ void __launch_bounds__(CERT_THREADS)
+certify(const float *__restrict__ x, const float *__restrict__ xn,
+        const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
+        int64_t ksplit, const Cert *__restrict__ st, int32_t *__restrict__ labels,
+        float *__restrict__ dist, int32_t *__restrict__ rows, int *__restrict__ count) {
+  __shared__ float xs[CERT_THREADS][CERT_BK + 1];
+  const int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS;
+  const int64_t p = m0 + threadIdx.x;
+  bool ok = false;
+  int label = -1;
+  if (p < n) {
+    Cert t;
+    cert_init(t);
+    for (int64_t s = 0; s < ksplit; s++) cert_merge(t, st[s * n + p]);
+    ok = cert_ok(t);
+    label = t.i1;
+  }
+  float ip = 0.0f;
+  const float *crow = ok ? c + (int64_t)label * d : c;
+  for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
+    const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
+    __syncthreads();
+    for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
+      const int r = e / CERT_BK, col = e % CERT_BK;
+      xs[r][col] = (m0 + r < n && col < kmax) ? x[(m0 + r) * d + k0 + col] : 0.0f;
+    }
+    __syncthreads();
+    if (ok)
+      for (int j = 0; j < kmax; j++) ip = fmaf(xs[threadIdx.x][j], crow[k0 + j], ip);
+  }
+  if (p >= n) return;
+  if (ok) {
+    float dis = ip;
+    if (L2) {
+      dis = __fsub_rn(__fadd_rn(xn[p], cn[label]), __fadd_rn(ip, ip));
+      if (dis < 0.0f) dis = 0.0f;
+    }
+    labels[p] = label;
+    dist[p] = dis;
+  } else {
+    rows[atomicAdd(count, 1)] = (int32_t)p;
+  }
+}
+
 /* One thread per row; the row's squares are summed in double in order.
  * The reads are strided across a warp; this runs once per run for the
  * training set and once per iteration for the k centroids. */
@@ -219,33 +563,61 @@ __global__ void row_norms(const float *__restrict__ x, int64_t n, int64_t d,
   out[i] = __double2float_rn(s);
 }
 
+template <bool L2>
+cudaError_t launch_simt(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
+  const bool split = plan->ksplit > 1;
+  float *pv = split ? static_cast<float *>(a->work) : nullptr;
+  int32_t *pi = split ? reinterpret_cast<int32_t *>(pv + plan->ksplit * a->n) : nullptr;
+  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
+  assign_simt<L2><<<grid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, a->n, a->d, a->k,
+                                           plan->k_per_split, a->labels, a->dist, pv, pi,
+                                           nullptr, nullptr);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess || !split) return e;
+  assign_combine<L2><<<(unsigned)((a->n + 255) / 256), 256, 0, s>>>(pv, pi, a->n, plan->ksplit,
+                                                                   a->labels, a->dist);
+  return cudaGetLastError();
+}
+
+template <bool L2>
+cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
+  const int64_t n = a->n, k = a->k;
+  /* work: count (256 B), rows (n), centroid bounds (2k), Cert states */
+  char *w = static_cast<char *>(a->work);
+  int *count = reinterpret_cast<int *>(w);
+  int32_t *rows = reinterpret_cast<int32_t *>(w + 256);
+  float *cb = reinterpret_cast<float *>(w + 256 + 4 * n);
+  Cert *st = reinterpret_cast<Cert *>(w + 256 + 4 * n + 8 * k);
+  const BoundConsts bc = bound_consts(L2, a->d);
+  cudaError_t e = cudaMemsetAsync(count, 0, sizeof(int), s);
+  if (e != cudaSuccess) return e;
+  centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, cb);
+  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
+  assign_tc<L2><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, cb, bc, n, a->d, k,
+                                            plan->k_per_split, st);
+  certify<L2><<<(unsigned)((n + CERT_THREADS - 1) / CERT_THREADS), CERT_THREADS, 0, s>>>(
+      a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, a->labels, a->dist, rows, count);
+  if (a->pass1) {
+    e = cudaEventRecord(a->pass1, s);
+    if (e != cudaSuccess) return e;
+  }
+  /* Pass 3: the reference kernel on the uncertain rows (their number is on
+   * the device; blocks past it exit at once). */
+  assign_simt<L2><<<(unsigned)((n + BM - 1) / BM), THREADS, 0, s>>>(
+      a->x, a->xn, a->c, a->cn, n, a->d, a->k, a->k, a->labels, a->dist, nullptr, nullptr, rows,
+      count);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                                          const fkm_assign_plan *plan,
                                          cudaStream_t s) {
   if (a->n == 0) return cudaSuccess;
-  const bool split = plan->ksplit > 1;
-  float *pv = split ? static_cast<float *>(a->work) : nullptr;
-  int32_t *pi = split ? reinterpret_cast<int32_t *>(pv + plan->ksplit * a->n) : nullptr;
-  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
   const bool l2 = a->metric == FKM_METRIC_L2;
-  if (l2)
-    assign_simt<true><<<grid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, a->n, a->d,
-                                               a->k, plan->k_per_split, a->labels,
-                                               a->dist, pv, pi);
-  else
-    assign_simt<false><<<grid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, a->n, a->d,
-                                                a->k, plan->k_per_split, a->labels,
-                                                a->dist, pv, pi);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess || !split) return e;
-  const unsigned blocks = (unsigned)((a->n + 255) / 256);
-  if (l2)
-    assign_combine<true><<<blocks, 256, 0, s>>>(pv, pi, a->n, plan->ksplit, a->labels, a->dist);
-  else
-    assign_combine<false><<<blocks, 256, 0, s>>>(pv, pi, a->n, plan->ksplit, a->labels, a->dist);
-  return cudaGetLastError();
+  if (plan->tc) return l2 ? launch_tc<true>(a, plan, s) : launch_tc<false>(a, plan, s);
+  return l2 ? launch_simt<true>(a, plan, s) : launch_simt<false>(a, plan, s);
 }
 
 extern "C" cudaError_t fkm_launch_row_norms(const float *x, int64_t n, int64_t d,

@@ -16,55 +16,77 @@
 extern "C" {
 #endif
 
-/* Tile of the SIMT assignment kernel: FKM_ASSIGN_BM points x FKM_ASSIGN_BN
- * centroids per block, FKM_ASSIGN_BK dimensions staged per step. */
+/* Tile of the SIMT assignment kernel (the reference arithmetic):
+ * FKM_ASSIGN_BM points x FKM_ASSIGN_BN centroids per block, FKM_ASSIGN_BK
+ * dimensions staged per step. */
 #define FKM_ASSIGN_BM 64
 #define FKM_ASSIGN_BN 64
 #define FKM_ASSIGN_BK 16
+/* Tile of the tensor-core (tf32 mma.sync) first pass. */
+#define FKM_TC_BM 128
+#define FKM_TC_BN 64
+#define FKM_TC_BK 32
 
 /** How an assignment is split over the grid. */
 typedef struct fkm_assign_plan {
-  int64_t row_blocks; /* ceil(n / BM) */
+  int tc;             /* 1: certified tensor-core pass + refine, 0: SIMT only */
+  int64_t row_blocks; /* blocks along the points */
   int64_t ksplit;     /* centroid ranges handled by separate blocks */
-  int64_t k_per_split;/* centroids per range, a multiple of BN */
-  size_t work_bytes;  /* partial results when ksplit > 1 */
+  int64_t k_per_split;/* centroids per range, a multiple of the tile's BN */
+  size_t work_bytes;  /* device scratch the launch needs */
 } fkm_assign_plan;
+
+/** Whether the certified tensor-core path serves (n, k, d): it pays off once
+ *  there are enough centroids and dimensions to fill its tiles. */
+static inline int fkm_assign_use_tc(int64_t k, int64_t d) { return k >= 64 && d >= 16; }
 
 /** The grid plan, a pure function (host tests call it). With few row blocks
  *  the centroids are split into ranges so that about target_blocks blocks
  *  run; the ranges are combined in increasing centroid order, which keeps
  *  the strict-argmin tie rule (lowest index wins). */
-static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k,
-                                                   int64_t target_blocks) {
+static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t d,
+                                                   int64_t target_blocks, int allow_tc) {
   fkm_assign_plan p;
-  p.row_blocks = (n + FKM_ASSIGN_BM - 1) / FKM_ASSIGN_BM;
-  const int64_t col_tiles = (k + FKM_ASSIGN_BN - 1) / FKM_ASSIGN_BN;
+  p.tc = allow_tc && fkm_assign_use_tc(k, d);
+  const int64_t bm = p.tc ? FKM_TC_BM : FKM_ASSIGN_BM, bn = p.tc ? FKM_TC_BN : FKM_ASSIGN_BN;
+  p.row_blocks = (n + bm - 1) / bm;
+  const int64_t col_tiles = (k + bn - 1) / bn;
   int64_t ks = p.row_blocks >= target_blocks
                    ? 1
-                   : (target_blocks + p.row_blocks - 1) / p.row_blocks;
+                   : (target_blocks + p.row_blocks - 1) / (p.row_blocks > 0 ? p.row_blocks : 1);
   if (ks > col_tiles) ks = col_tiles;
   if (ks > 1024) ks = 1024;
   if (ks < 1) ks = 1;
   const int64_t tiles_per = (col_tiles + ks - 1) / ks;
-  p.k_per_split = tiles_per * FKM_ASSIGN_BN;
+  p.k_per_split = tiles_per * bn;
   p.ksplit = (k + p.k_per_split - 1) / p.k_per_split;
-  p.work_bytes = p.ksplit > 1
-                     ? (size_t)p.ksplit * (size_t)n * (sizeof(float) + sizeof(int32_t))
-                     : 0;
+  if (p.tc) /* count; uncertain list; centroid bounds; per split 24-byte states */
+    p.work_bytes = 256 + (size_t)n * 4 + (size_t)k * 8 + (size_t)p.ksplit * (size_t)n * 24;
+  else
+    p.work_bytes = p.ksplit > 1 ? (size_t)p.ksplit * (size_t)n * 8 : 0;
   return p;
 }
 
 typedef struct fkm_assign_args {
   const float *x;     /* (n, d) row-major, device */
-  const float *xn;    /* (n) float norms of x (L2 only), device */
+  const float *xn;    /* (n) float norms of x, device */
   const float *c;     /* (k, d) centroids, device */
-  const float *cn;    /* (k) float norms of c (L2 only), device */
+  const float *cn;    /* (k) float norms of c, device */
   int64_t n, d, k;    /* k <= INT32_MAX */
   int metric;         /* FKM_METRIC_L2 or FKM_METRIC_INNER_PRODUCT */
   int32_t *labels;    /* (n) out, -1 when no finite distance wins */
   float *dist;        /* (n) out */
   void *work;         /* plan.work_bytes of device scratch, or NULL */
+  cudaEvent_t pass1;  /* tc plan: recorded after certification, or NULL */
 } fkm_assign_args;
+
+/** tc plan: the device int counting the points the refine pass recomputed
+ *  (valid once the launch completed), inside args->work. */
+static inline const int *fkm_assign_refined_count(const fkm_assign_args *a,
+                                                  const fkm_assign_plan *p) {
+  (void)p;
+  return (const int *)a->work;
+}
 
 /** labels/dist of every row of x (SPEC section 3, the reference formula). */
 cudaError_t fkm_launch_assign(const fkm_assign_args *a,

@@ -26,21 +26,17 @@
 #include "engine.h"
 #include "update.cuh"
 
-/* Device scalars written by kernels, read back at the iteration's sync. */
-typedef struct scalars {
-  float obj;
-  double obj_double;
-  long long bad_label;
-  unsigned long long first_bad;
-} scalars;
+typedef fkm_objective scalars; /* read back at the iteration's sync */
 
 typedef struct cuda_engine {
   fkm_engine base;
   int device;
   int sm_count;
+  int allow_tc; /* the certified tensor-core assignment (env FLASHKM_CUDA_ASSIGN=simt: off) */
   char name[320];
   cudaStream_t own_stream, stream, side;
-  cudaEvent_t ev_a0, ev_a1, ev_obj;
+  cudaEvent_t ev_a0, ev_p1, ev_a1, ev_g1, ev_u1, ev_o0, ev_obj; /* phase timing */
+  int *h_refined; /* pinned: points the refine pass recomputed (verbose) */
 
   /* the current run */
   fkm_run run;
@@ -320,7 +316,7 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   }
   if (run->weights) FKM_FORWARD(check_weights(c, run->weights, n));
 
-  c->plan = fkm_assign_make_plan(nt, k, 8 * (int64_t)c->sm_count);
+  c->plan = fkm_assign_make_plan(nt, k, d, 8 * (int64_t)c->sm_count, c->allow_tc);
   FKM_CUDA_TRY(c, fkm_group_temp_bytes(nt, k, &c->temp_bytes));
   c->x = run->x; /* kept when plan_workspace finds it usable in place */
   c->ws_bytes = plan_workspace(c, NULL);
@@ -339,8 +335,7 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
     FKM_FORWARD(load_rows(c, run->dtype, run->x, d, run->train_rows, nt, (float *)c->x));
   if (run->weights)
     FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w));
-  if (c->params.metric == FKM_METRIC_L2)
-    FKM_CUDA_TRY(c, fkm_launch_row_norms(c->x, nt, d, c->xn, c->stream));
+  FKM_CUDA_TRY(c, fkm_launch_row_norms(c->x, nt, d, c->xn, c->stream));
   if (run->n_init > 0)
     FKM_CUDA_TRY(c, cudaMemcpyAsync(c->init, user_centroids,
                                     sizeof(float) * (size_t)(run->n_init * d),
@@ -383,34 +378,39 @@ static fkm_status cuda_post_process(fkm_engine *e) {
 static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   cuda_engine *c = eng(e);
   const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
-  const int l2 = c->params.metric == FKM_METRIC_L2;
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
-  if (l2) FKM_CUDA_TRY(c, fkm_launch_row_norms(c->cent, k, d, c->cn, s));
+  FKM_CUDA_TRY(c, fkm_launch_row_norms(c->cent, k, d, c->cn, s)); /* IP: for the bound */
   fkm_assign_args aa = {c->x, c->xn, c->cent, c->cn, nt, d, k, (int)c->params.metric,
-                        c->labels, c->dist, c->assign_work};
+                        c->labels, c->dist, c->assign_work, c->ev_p1};
   FKM_CUDA_TRY(c, fkm_launch_assign(&aa, &c->plan, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
 
   /* The objective's sequential chain overlaps the update. */
   FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_a1, 0));
-  FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, nt, &c->dsc->obj,
-                                       &c->dsc->obj_double, &c->dsc->bad_label, c->side));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_o0, c->side));
+  FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, nt, c->dsc, c->side));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
 
   fkm_group_args ga = {c->labels, c->iota, nt, k, c->keys, c->rows, c->hist, c->offsets,
                        c->temp, c->temp_bytes};
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_g1, s));
   fkm_update_args ua = {c->x, c->w, c->rows, c->hist, c->offsets, nt, d, k,
                         c->run.k_frozen, c->cent, c->counts, c->hist64};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_u1, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)k,
                                   cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)k,
                                   cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_obj, 0));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s));
+  const int verbose = c->params.verbose && c->params.log;
+  if (verbose && c->plan.tc)
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined, fkm_assign_refined_count(&aa, &c->plan),
+                                    sizeof(int), cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s)); /* the iteration's one sync */
 
   FKM_RETURN_IF(c->hsc->bad_label >= 0, c->base.err, FKM_ERR_NUMERIC,
@@ -420,6 +420,20 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   float ms = 0.0f;
   FKM_CUDA_TRY(c, cudaEventElapsedTime(&ms, c->ev_a0, c->ev_a1));
   out->assign_seconds = 1e-3 * (double)ms;
+  if (verbose) {
+    float mg = 0.0f, mu = 0.0f, mo = 0.0f, m1 = 0.0f;
+    if (c->plan.tc) FKM_CUDA_TRY(c, cudaEventElapsedTime(&m1, c->ev_a0, c->ev_p1));
+    FKM_CUDA_TRY(c, cudaEventElapsedTime(&mg, c->ev_a1, c->ev_g1));
+    FKM_CUDA_TRY(c, cudaEventElapsedTime(&mu, c->ev_g1, c->ev_u1));
+    FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_o0, c->ev_obj));
+    char msg[240];
+    snprintf(msg, sizeof msg,
+             "cuda engine phases (ms): assign %.4f group %.4f update %.4f objective %.4f "
+             "tc_pass %.4f refined %d",
+             (double)ms, (double)mg, (double)mu, (double)mo, (double)m1,
+             c->plan.tc ? *c->h_refined : -1);
+    c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+  }
   out->obj = c->hsc->obj;
   out->obj_double = c->hsc->obj_double;
   memcpy(out->counts, c->h_counts, sizeof(float) * (size_t)k);
@@ -462,7 +476,6 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
                               const void *x, int64_t n, int64_t d, const float *cent,
                               int64_t k, int64_t *lab, float *dis, const char *what) {
   fkm_status st = FKM_OK;
-  const int l2 = params->metric == FKM_METRIC_L2;
   if (n == 0) return FKM_OK;
   const int in_place = dtype == FKM_DTYPE_F32 && is_device_ptr(x);
   int64_t chunk = in_place ? n : ((int64_t)1 << 26) / d;
@@ -470,8 +483,9 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   if (chunk > n) chunk = n;
   /* scratch for the larger of the full chunk's and the last chunk's plans */
   const int64_t last = n - ((n - 1) / chunk) * chunk;
-  const size_t wb_full = fkm_assign_make_plan(chunk, k, 8 * (int64_t)c->sm_count).work_bytes;
-  const size_t wb_last = fkm_assign_make_plan(last, k, 8 * (int64_t)c->sm_count).work_bytes;
+  const int64_t target = 8 * (int64_t)c->sm_count;
+  const size_t wb_full = fkm_assign_make_plan(chunk, k, d, target, c->allow_tc).work_bytes;
+  const size_t wb_last = fkm_assign_make_plan(last, k, d, target, c->allow_tc).work_bytes;
   const size_t work_bytes = wb_full > wb_last ? wb_full : wb_last;
   float *xf = NULL, *xn = NULL, *cn = NULL;
   int32_t *lab32 = NULL;
@@ -486,7 +500,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab32, sizeof(int32_t) * (size_t)n, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dsc, sizeof(scalars), s));
   if (work_bytes) FKM_CUDA_GOTO(c, cudaMallocAsync(&work, work_bytes, s));
-  if (l2) FKM_CUDA_GOTO(c, fkm_launch_row_norms(cent, k, d, cn, s));
+  FKM_CUDA_GOTO(c, fkm_launch_row_norms(cent, k, d, cn, s));
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t m = n - r0 < chunk ? n - r0 : chunk;
     const float *xc;
@@ -497,16 +511,15 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
       FKM_GOTO(load_rows(c, dtype, src, d, NULL, m, xf));
       xc = xf;
     }
-    if (l2) FKM_CUDA_GOTO(c, fkm_launch_row_norms(xc, m, d, xn, s));
-    const fkm_assign_plan p = fkm_assign_make_plan(m, k, 8 * (int64_t)c->sm_count);
+    FKM_CUDA_GOTO(c, fkm_launch_row_norms(xc, m, d, xn, s));
+    const fkm_assign_plan p = fkm_assign_make_plan(m, k, d, target, c->allow_tc);
     fkm_assign_args aa = {xc, xn, cent, cn, m, d, k, (int)params->metric,
-                          lab32 + r0, dis + r0, work};
+                          lab32 + r0, dis + r0, work, NULL};
     FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));
   }
   FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
   /* first unassigned row: the objective kernel's scan, its sums unused */
-  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, n, &dsc->obj, &dsc->obj_double,
-                                        &dsc->bad_label, s));
+  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, n, dsc, s));
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0)
@@ -612,11 +625,12 @@ static void cuda_destroy(fkm_engine *e) {
   if (!e) return;
   cuda_engine *c = eng(e);
   cuda_end(e);
-  if (c->ev_a0) (void)cudaEventDestroy(c->ev_a0);
-  if (c->ev_a1) (void)cudaEventDestroy(c->ev_a1);
-  if (c->ev_obj) (void)cudaEventDestroy(c->ev_obj);
+  cudaEvent_t evs[] = {c->ev_a0, c->ev_p1, c->ev_a1, c->ev_g1, c->ev_u1, c->ev_o0, c->ev_obj};
+  for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
+    if (evs[i]) (void)cudaEventDestroy(evs[i]);
   if (c->side) (void)cudaStreamDestroy(c->side);
   if (c->own_stream) (void)cudaStreamDestroy(c->own_stream);
+  if (c->h_refined) (void)cudaFreeHost(c->h_refined);
   (void)cudaGetLastError();
   free(c);
 }
@@ -661,13 +675,20 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a0);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a1);
-  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_obj, cudaEventDisableTiming);
+  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_p1);
+  if (ce == cudaSuccess) ce = cudaMallocHost((void **)&c->h_refined, sizeof(int));
+  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_g1);
+  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_u1);
+  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_o0);
+  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_obj);
   if (ce != cudaSuccess) {
     fkm_status s = cuda_fail(err, ce, "creating the CUDA engine", __FILE__, __LINE__);
     cuda_destroy(&c->base);
     return s == FKM_ERR_CUDA ? FKM_ERR_NO_DEVICE : s;
   }
   c->stream = c->own_stream;
+  const char *mode = getenv("FLASHKM_CUDA_ASSIGN");
+  c->allow_tc = !(mode && strcmp(mode, "simt") == 0);
   c->sm_count = prop.multiProcessorCount;
   snprintf(c->name, sizeof c->name, "%s (device %d, sm_%d%d, %d SMs)", prop.name, device,
            prop.major, prop.minor, prop.multiProcessorCount);

@@ -11,7 +11,7 @@
 # architectures, default 90a), LOGS (log dir, default $OUT or $BUILD/logs),
 # GTEST_SRC (GoogleTest sources to build when GTest is not installed,
 # default .carry/googletest or /usr/src/googletest), BENCH (quick, full,
-# none), SANITIZE (1/0).
+# none), SANITIZE (1/0), TESTS (1/0).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=$(realpath -m "${BUILD:-build-gpu}")
@@ -19,6 +19,7 @@ ARCH=${ARCH:-90a}
 LOGS=${LOGS:-${OUT:-$BUILD/logs}}
 BENCH=${BENCH:-quick}
 SANITIZE=${SANITIZE:-1}
+TESTS=${TESTS:-1}
 JOBS=${JOBS:-$(nproc)}
 mkdir -p "$BUILD" "$LOGS"
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="$PATH:/usr/local/cuda/bin"
@@ -57,11 +58,13 @@ step build cmake --build "$BUILD" -j"$JOBS" --target test_gpu flashkm_bench
 TEST=$BUILD/tests/gpu/test_gpu
 # One process for the whole suite (ctest -L gpu runs one process per test,
 # the same tests).
-step gpu_tests "$TEST" --gtest_brief=1
-grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran" "$LOGS/gpu_tests.log" | tail -5
+if [ "$TESTS" = 1 ]; then
+  step gpu_tests "$TEST" --gtest_brief=1
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran" "$LOGS/gpu_tests.log" | tail -5
+fi
 
 if [ "$SANITIZE" = 1 ]; then
-  SMALL='Cuda.SmallTinyCaseBitIdentical:Cuda.NonFiniteAndNegativeWeightInputsGiveCpuStatuses'
+  SMALL='Cuda.SmallTinyCaseBitIdentical:Cuda.NonFiniteAndNegativeWeightInputsGiveCpuStatuses:Cuda.UncertainPointsAreRefinedToReferenceLabels'
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 --leak-check full \
     "$TEST" --gtest_filter="$SMALL:Cuda.AssignMatchesCpuForBothMetricsAndSplitGrids"
   step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \

@@ -8,6 +8,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -429,6 +430,44 @@ TEST_F(Cuda, NumberOfTrainingPointsEqualsKCopiesRows) {
   check(p, blobs(64, 9, 64, 25));
 }
 
+TEST_F(Cuda, SimtOnlyPathBitIdentical) {
+  // FLASHKM_CUDA_ASSIGN=simt: the reference kernel alone, no tensor cores.
+  setenv("FLASHKM_CUDA_ASSIGN", "simt", 1);
+  Ctx simt(FKM_BACKEND_CUDA);
+  unsetenv("FLASHKM_CUDA_ASSIGN");
+  ASSERT_EQ(simt.status, FKM_OK);
+  for (int64_t k : {100, 1024}) {
+    fkm_params p = quick(4);
+    Problem pb = blobs(8000, 96, k, (uint32_t)(27 + k));
+    Result c = train(cpu->c, p, pb), g = train(simt.c, p, pb);
+    expect_same(g, c);
+  }
+}
+
+TEST_F(Cuda, UncertainPointsAreRefinedToReferenceLabels) {
+  // Every point equidistant (up to rounding) from two centroid groups: the
+  // tensor-core pass cannot certify them, the refine pass must decide.
+  fkm_params p = defaults();
+  const int64_t n = 4096, d = 64, k = 128;
+  std::vector<float> x = fixtures::uniform(n * d, 28, -1.0f, 1.0f), c(k * d);
+  std::mt19937 g(29);
+  std::normal_distribution<float> N(0.f, 1.f);
+  for (int64_t i = 0; i < k / 2; i++)
+    for (int64_t j = 0; j < d; j++) {
+      c[i * d + j] = N(g);
+      c[(i + k / 2) * d + j] = std::nextafter(c[i * d + j], 10.0f);  // 1-ulp twins
+    }
+  std::vector<int64_t> lc(n), lg(n);
+  std::vector<float> dc(n), dg(n);
+  for (fkm_metric m : {FKM_METRIC_L2, FKM_METRIC_INNER_PRODUCT}) {
+    p.metric = m;
+    ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lc.data(), dc.data()), FKM_OK);
+    ASSERT_EQ(fkm_assign(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lg.data(), dg.data()), FKM_OK);
+    EXPECT_TRUE(same_bits(lg, lc)) << first_diff(lg, lc);
+    EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
+  }
+}
+
 // ------------------------------------------------------------ fkm_assign
 
 TEST_F(Cuda, AssignMatchesCpuForBothMetricsAndSplitGrids) {
@@ -505,19 +544,29 @@ TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
   // Runs without a GPU: the grid plan is a pure function.
   const int64_t ns[] = {1, 63, 64, 1000, 100000, 4000000};
   const int64_t ks[] = {1, 2, 64, 65, 1000, 65536, 4194304};
-  for (int64_t n : ns)
-    for (int64_t k : ks) {
-      const fkm_assign_plan p = fkm_assign_make_plan(n, k, 1056);
-      ASSERT_GE(p.ksplit, 1);
-      EXPECT_EQ(p.k_per_split % FKM_ASSIGN_BN, 0);
-      EXPECT_GE(p.ksplit * p.k_per_split, k) << "n " << n << " k " << k;
-      EXPECT_LT((p.ksplit - 1) * p.k_per_split, k) << "no empty range, n " << n << " k " << k;
-      EXPECT_EQ(p.row_blocks, (n + FKM_ASSIGN_BM - 1) / FKM_ASSIGN_BM);
-      if (p.ksplit == 1) EXPECT_EQ(p.work_bytes, 0u);
-      else EXPECT_EQ(p.work_bytes, (size_t)(p.ksplit * n) * 8u);
-    }
-  // many rows: no split at all
-  EXPECT_EQ(fkm_assign_make_plan(1 << 20, 1024, 1056).ksplit, 1);
+  for (int tc : {0, 1})
+    for (int64_t n : ns)
+      for (int64_t k : ks) {
+        const int64_t d = 128;
+        const fkm_assign_plan p = fkm_assign_make_plan(n, k, d, 1056, tc);
+        EXPECT_EQ(p.tc, tc && fkm_assign_use_tc(k, d));
+        const int64_t bm = p.tc ? FKM_TC_BM : FKM_ASSIGN_BM, bn = p.tc ? FKM_TC_BN : FKM_ASSIGN_BN;
+        ASSERT_GE(p.ksplit, 1);
+        EXPECT_EQ(p.k_per_split % bn, 0);
+        EXPECT_GE(p.ksplit * p.k_per_split, k) << "n " << n << " k " << k;
+        EXPECT_LT((p.ksplit - 1) * p.k_per_split, k) << "no empty range, n " << n << " k " << k;
+        EXPECT_EQ(p.row_blocks, (n + bm - 1) / bm);
+        if (p.tc)
+          EXPECT_EQ(p.work_bytes, 256u + (size_t)n * 4u + (size_t)k * 8u + (size_t)(p.ksplit * n) * 24u);
+        else if (p.ksplit == 1)
+          EXPECT_EQ(p.work_bytes, 0u);
+        else
+          EXPECT_EQ(p.work_bytes, (size_t)(p.ksplit * n) * 8u);
+      }
+  // many rows: no split at all; tiny k or d: the SIMT path
+  EXPECT_EQ(fkm_assign_make_plan(1 << 20, 1024, 128, 1056, 1).ksplit, 1);
+  EXPECT_EQ(fkm_assign_make_plan(1000, 7, 128, 1056, 1).tc, 0);
+  EXPECT_EQ(fkm_assign_make_plan(1000, 1024, 3, 1056, 1).tc, 0);
 }
 
 }  // namespace
