@@ -1,0 +1,34 @@
+"""flashkm: exact k-means for vector search, bit-identical to FAISS, faster.
+
+    import flashkm
+    km = flashkm.Kmeans(d, k, niter=20)      # same arguments as faiss.Kmeans
+    km.train(x)                              # numpy float32/float16, or GPU arrays
+    km.centroids, km.obj, km.iteration_stats, km.index, km.assign(x)
+
+    flashkm.train_index(index, x)            # any FAISS IVF index (or OPQ/PCA chain)
+    flashkm.patch_faiss()                    # faiss.Kmeans and IVF training use flashkm
+    flashkm.unpatch()
+
+The C library is found through FLASHKM_LIBRARY (path to libflashkm.so), else
+next to this package or in the install prefix.
+"""
+from ._lib import Context, Error, LibraryNotFound, find_library, library_path, version
+from .faiss_compat import is_patched, patch_faiss, train_index, unpatch
+from .kmeans import Kmeans, assign, train
+
+__version__ = "0.1.0"
+
+unpatch_faiss = unpatch
+
+
+def __getattr__(name):
+    # last_train_info lives in faiss_compat and changes after import.
+    if name == "last_train_info":
+        from . import faiss_compat
+        return faiss_compat.last_train_info
+    raise AttributeError("module 'flashkm' has no attribute %r" % name)
+
+
+__all__ = ["Kmeans", "train_index", "patch_faiss", "unpatch", "unpatch_faiss", "is_patched",
+           "train", "assign", "Context", "Error", "LibraryNotFound", "find_library",
+           "library_path", "version"]

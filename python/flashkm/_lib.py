@@ -1,0 +1,220 @@
+"""ctypes binding of the flashkm C library (include/flashkm.h).
+
+The library is found, in this order:
+  1. the path in the environment variable FLASHKM_LIBRARY;
+  2. libflashkm.so next to this package (a wheel or a copied build);
+  3. the install prefix this package sits in (PREFIX/lib/...), sys.prefix/lib,
+     /usr/local/lib, then the system's search path.
+"""
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+
+FKM_OK = 0
+FKM_ERR_INTERRUPTED = 7
+
+BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA = 0, 1, 2
+DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
+METRIC_INNER_PRODUCT, METRIC_L2 = 0, 1
+ASSIGN_FAISS, ASSIGN_FAST = 0, 1
+LOG_DEBUG, LOG_INFO, LOG_WARNING = 0, 1, 2
+
+_STATUS_NAMES = {
+    1: "FKM_ERR_INVALID_ARG", 2: "FKM_ERR_NOT_FINITE", 3: "FKM_ERR_OUT_OF_MEMORY",
+    4: "FKM_ERR_UNSUPPORTED", 5: "FKM_ERR_NO_DEVICE", 6: "FKM_ERR_CUDA",
+    7: "FKM_ERR_INTERRUPTED", 8: "FKM_ERR_NUMERIC", 9: "FKM_ERR_FAISS",
+    10: "FKM_ERR_INTERNAL",
+}
+
+
+class Error(RuntimeError):
+    """A flashkm call failed. `status` is the fkm_status code, `name` its name."""
+
+    def __init__(self, status, message):
+        self.status = status
+        self.name = _STATUS_NAMES.get(status, "FKM_ERR_%d" % status)
+        super().__init__(message)
+
+
+class LibraryNotFound(ImportError):
+    """The shared library libflashkm.so could not be located."""
+
+
+PROGRESS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                               ctypes.c_void_p)
+LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
+
+
+class IterationStats(ctypes.Structure):
+    _fields_ = [
+        ("obj", ctypes.c_float),
+        ("time", ctypes.c_double),
+        ("time_search", ctypes.c_double),
+        ("imbalance_factor", ctypes.c_double),
+        ("nsplit", ctypes.c_int),
+        ("obj_double", ctypes.c_double),
+    ]
+
+
+class Params(ctypes.Structure):
+    """fkm_params; fields are FAISS's ClusteringParameters names."""
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("niter", ctypes.c_int),
+        ("nredo", ctypes.c_int),
+        ("verbose", ctypes.c_int),
+        ("spherical", ctypes.c_int),
+        ("int_centroids", ctypes.c_int),
+        ("frozen_centroids", ctypes.c_int),
+        ("min_points_per_centroid", ctypes.c_int),
+        ("max_points_per_centroid", ctypes.c_int),
+        ("seed", ctypes.c_int64),
+        ("metric", ctypes.c_int),
+        ("assign_mode", ctypes.c_int),
+        ("check_finite", ctypes.c_int),
+        ("progress", PROGRESS_FN),
+        ("progress_user", ctypes.c_void_p),
+        ("log", LOG_FN),
+        ("log_user", ctypes.c_void_p),
+    ]
+
+
+def _candidates():
+    here = os.path.dirname(os.path.abspath(__file__))
+    names = ("libflashkm.so", "libflashkm.so.0")
+    dirs = [here, os.path.join(here, "lib")]
+    # PREFIX/lib/pythonX.Y/site-packages/flashkm -> PREFIX/lib (and PREFIX/lib64).
+    prefix = os.path.abspath(os.path.join(here, "..", "..", "..", ".."))
+    for base in (prefix, sys.prefix, "/usr/local"):
+        dirs += [os.path.join(base, "lib"), os.path.join(base, "lib64"),
+                 os.path.join(base, "lib", "x86_64-linux-gnu")]
+    for d in dirs:
+        for n in names:
+            yield os.path.join(d, n)
+
+
+def find_library():
+    """Path of the flashkm shared library, or raise LibraryNotFound."""
+    env = os.environ.get("FLASHKM_LIBRARY")
+    if env:
+        if not os.path.isfile(env):
+            raise LibraryNotFound("FLASHKM_LIBRARY=%s: no such file" % env)
+        return env
+    for path in _candidates():
+        if os.path.isfile(path):
+            return path
+    found = ctypes.util.find_library("flashkm")
+    if found:
+        return found
+    raise LibraryNotFound(
+        "cannot find libflashkm.so: set FLASHKM_LIBRARY to its path "
+        "(in a build tree: BUILD/plugin/libflashkm.so) or install flashkm "
+        "(cmake --install BUILD)")
+
+
+def _declare(lib):
+    i64, ip, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    sigs = {
+        "fkm_version": (ctypes.c_uint, []),
+        "fkm_version_string": (ctypes.c_char_p, []),
+        "fkm_status_string": (ctypes.c_char_p, [ip]),
+        "fkm_params_init": (ip, [ctypes.POINTER(Params)]),
+        "fkm_ctx_create": (ip, [ip, ip, ctypes.POINTER(vp)]),
+        "fkm_ctx_destroy": (None, [vp]),
+        "fkm_ctx_backend": (ip, [vp]),
+        "fkm_ctx_last_error": (ctypes.c_char_p, [vp]),
+        "fkm_ctx_set_num_threads": (ip, [vp, ip]),
+        "fkm_ctx_device_name": (ctypes.c_char_p, [vp]),
+        "fkm_train": (ip, [vp, ctypes.POINTER(Params), i64, i64, i64, ip, vp, vp, vp, i64,
+                           vp, vp, ctypes.POINTER(IterationStats), i64,
+                           ctypes.POINTER(i64)]),
+        "fkm_assign": (ip, [vp, ctypes.POINTER(Params), i64, i64, i64, ip, vp, vp, vp, vp]),
+        "fkm_rand_perm": (ip, [i64, i64, i64, vp]),
+    }
+    for name, (res, args) in sigs.items():
+        f = getattr(lib, name)
+        f.restype = res
+        f.argtypes = args
+
+
+_lib = None
+_lib_lock = threading.Lock()
+
+
+def lib():
+    """The loaded library (loaded on first use)."""
+    global _lib
+    with _lib_lock:
+        if _lib is None:
+            path = find_library()
+            try:
+                handle = ctypes.CDLL(path)
+            except OSError as e:
+                raise LibraryNotFound("cannot load %s: %s" % (path, e)) from e
+            _declare(handle)
+            _lib = handle
+        return _lib
+
+
+def library_path():
+    """Path of the library in use."""
+    return lib()._name
+
+
+def version():
+    """Version string of the loaded library ("0.1.0")."""
+    return lib().fkm_version_string().decode()
+
+
+def check(status, ctx=None):
+    """Raise Error for a non-zero status, with the context's detail."""
+    if status == FKM_OK:
+        return
+    text = lib().fkm_status_string(status).decode()
+    detail = lib().fkm_ctx_last_error(ctx).decode() if ctx else ""
+    raise Error(status, "%s: %s" % (text, detail) if detail else text)
+
+
+def default_params():
+    p = Params()
+    check(lib().fkm_params_init(ctypes.byref(p)))
+    return p
+
+
+_BACKENDS = {"auto": BACKEND_AUTO, "cpu": BACKEND_CPU, "cuda": BACKEND_CUDA, "gpu": BACKEND_CUDA}
+
+
+class Context:
+    """An fkm_ctx: backend ('auto', 'cpu', 'cuda'), device ordinal."""
+
+    def __init__(self, backend="auto", device=0, num_threads=0):
+        if backend not in _BACKENDS:
+            raise ValueError("backend must be one of auto, cpu, cuda, not %r" % (backend,))
+        self._lib = lib()
+        handle = ctypes.c_void_p()
+        check(self._lib.fkm_ctx_create(_BACKENDS[backend], int(device), ctypes.byref(handle)))
+        self.handle = handle
+        if num_threads:
+            check(self._lib.fkm_ctx_set_num_threads(handle, int(num_threads)), handle)
+
+    @property
+    def backend(self):
+        b = self._lib.fkm_ctx_backend(self.handle)
+        return "cuda" if b == BACKEND_CUDA else "cpu"
+
+    @property
+    def device_name(self):
+        return self._lib.fkm_ctx_device_name(self.handle).decode()
+
+    def close(self):
+        if self.handle:
+            self._lib.fkm_ctx_destroy(self.handle)
+            self.handle = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,180 @@
+"""FAISS integration through FAISS's own Python API only (works with any
+FAISS version: Debian's 1.7.3, pip's newest): train_index() and the opt-in
+patch_faiss() / unpatch()."""
+import threading
+import time
+
+import numpy as np
+
+from . import _lib, kmeans
+
+# Set while flashkm itself calls FAISS's original train(): the patched
+# methods then step aside.
+_local = threading.local()
+
+#: What the last train_index() did (a dict), for inspection and tests.
+last_train_info = None
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as e:  # pragma: no cover - exercised only without faiss
+        raise ImportError("flashkm.train_index needs the faiss Python package") from e
+    return faiss
+
+
+def _original_train(index, x):
+    """index.train(x) with stock FAISS, even while patched."""
+    prev = getattr(_local, "bypass", False)
+    _local.bypass = True
+    try:
+        index.train(x)
+    finally:
+        _local.bypass = prev
+
+
+def _ivf_and_input(faiss, index, x):
+    """The IVF level of index and the vectors it trains on: an IndexIVF itself,
+    or an IndexPreTransform chain ending in one, whose untrained transforms are
+    trained and applied in order exactly as IndexPreTransform::train does."""
+    idx = faiss.downcast_index(index)
+    if isinstance(idx, faiss.IndexPreTransform):
+        xt = x
+        for i in range(idx.chain.size()):
+            vt = faiss.downcast_VectorTransform(idx.chain.at(i))
+            if not vt.is_trained:
+                vt.train(xt)
+            xt = vt.apply(xt)
+        inner = faiss.downcast_index(idx.index)
+        if not isinstance(inner, faiss.IndexIVF):
+            raise ValueError("the IndexPreTransform chain ends in %s, not an IVF index"
+                             % type(inner).__name__)
+        return inner, np.ascontiguousarray(xt, dtype=np.float32)
+    if isinstance(idx, faiss.IndexIVF):
+        return idx, x
+    raise ValueError("%s has no IVF coarse level (IndexIVF*, or IndexPreTransform over one)"
+                     % type(idx).__name__)
+
+
+def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None):
+    """Train a FAISS index whose coarse level is IVF with flashkm's k-means.
+
+    index: a faiss IndexIVF* (IVF-Flat, IVF-PQ, IVF-SQ, ...), or an
+    IndexPreTransform chain (OPQ, PCA, ...) ending in one. x: (n, d) vectors
+    (converted to float32). The IVF's clustering parameters (index.cp: niter 10,
+    seed, max_points_per_centroid, ...; spherical for inner product) are used
+    as FAISS would; the centroids go into the coarse quantizer, and then
+    index.train(x) trains the rest (PQ, SQ, residuals) with FAISS itself, which
+    sees a trained quantizer and skips its own k-means. On tie-free data the
+    result equals stock index.train(x) bit for bit. Returns a dict describing
+    the run (also kept in flashkm.last_train_info).
+    """
+    global last_train_info
+    faiss = _faiss()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != index.d:
+        raise ValueError("x must be (n, %d), got shape %s" % (index.d, x.shape))
+    t0 = time.time()
+    ivf, xt = _ivf_and_input(faiss, index, x)
+    quantizer = faiss.downcast_index(ivf.quantizer)
+    nlist = ivf.nlist
+    info = {"nlist": nlist, "d": xt.shape[1], "n": xt.shape[0], "used_flashkm": False}
+    if quantizer.is_trained and quantizer.ntotal == nlist:
+        info["reason"] = "the quantizer was already trained"
+    elif ivf.quantizer_trains_alone == 1:
+        # The quantizer trains itself (e.g. a multi-index quantizer): FAISS's way.
+        info["reason"] = "quantizer_trains_alone == 1: left to FAISS"
+    else:
+        cp = {f: getattr(ivf.cp, f) for f in kmeans.CLUSTERING_FIELDS}
+        if verbose is not None:
+            cp["verbose"] = verbose
+        # FAISS clusters with the quantizer's metric (mode 0) or in L2 (mode 2);
+        # an inner-product IVF makes its clustering spherical.
+        if ivf.quantizer_trains_alone == 2:
+            metric = _lib.METRIC_L2
+        else:
+            metric = (_lib.METRIC_INNER_PRODUCT
+                      if quantizer.metric_type == faiss.METRIC_INNER_PRODUCT else _lib.METRIC_L2)
+        if ivf.metric_type == faiss.METRIC_INNER_PRODUCT:
+            cp["spherical"] = True
+        ctx = _lib.Context(backend, device, num_threads)
+        try:
+            centroids, stats = kmeans.train(ctx, xt, nlist, cp, metric)
+            info.update(backend=ctx.backend, device=ctx.device_name)
+        finally:
+            ctx.close()
+        quantizer.reset()
+        if not quantizer.is_trained:
+            quantizer.train(centroids)
+        quantizer.add(centroids)
+        info.update(used_flashkm=True, iteration_stats=stats, t_kmeans=time.time() - t0)
+    _original_train(index, x)
+    info["t_total"] = time.time() - t0
+    last_train_info = info
+    return info
+
+
+# ------------------------------------------------------------- patching
+
+_saved = None
+
+
+def _patched_train(original):
+    def train(self, x):
+        if getattr(_local, "bypass", False):
+            return original(self, x)
+        faiss = _faiss()
+        try:
+            probe = faiss.downcast_index(self)
+            if isinstance(probe, faiss.IndexPreTransform):
+                inner = faiss.downcast_index(probe.index)
+                applicable = isinstance(inner, faiss.IndexIVF)
+            else:
+                applicable = isinstance(probe, faiss.IndexIVF)
+        except Exception:
+            applicable = False
+        if not applicable:
+            return original(self, x)
+        train_index(self, x)
+
+    train.__doc__ = original.__doc__
+    train._flashkm_original = original
+    return train
+
+
+def patch_faiss():
+    """Opt-in: from now on, in this process, faiss.Kmeans is flashkm.Kmeans
+    and training any IVF index (or IndexPreTransform over one) runs flashkm's
+    k-means (through train_index). Undo with unpatch(). Idempotent."""
+    global _saved
+    faiss = _faiss()
+    if _saved is not None:
+        return
+    saved = {"Kmeans": faiss.Kmeans, "classes": []}
+    for name in dir(faiss):
+        cls = getattr(faiss, name)
+        if not isinstance(cls, type) or "train" not in cls.__dict__:
+            continue
+        if issubclass(cls, faiss.IndexIVF) or cls is faiss.IndexPreTransform:
+            original = cls.__dict__["train"]
+            saved["classes"].append((cls, original))
+            cls.train = _patched_train(original)
+    faiss.Kmeans = kmeans.Kmeans
+    _saved = saved
+
+
+def unpatch():
+    """Restore stock faiss.Kmeans and IVF training."""
+    global _saved
+    if _saved is None:
+        return
+    faiss = _faiss()
+    faiss.Kmeans = _saved["Kmeans"]
+    for cls, original in _saved["classes"]:
+        cls.train = original
+    _saved = None
+
+
+def is_patched():
+    return _saved is not None

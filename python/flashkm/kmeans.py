@@ -1,0 +1,229 @@
+"""flashkm.Kmeans: a drop-in for faiss.Kmeans, and the functions under it."""
+import ctypes
+import sys
+
+import numpy as np
+
+from . import _arrays, _lib
+
+# faiss.ClusteringParameters' fields and their defaults (FAISS 1.7.3).
+CLUSTERING_FIELDS = {
+    "niter": 25, "nredo": 1, "verbose": False, "spherical": False, "int_centroids": False,
+    "update_index": False, "frozen_centroids": False, "min_points_per_centroid": 39,
+    "max_points_per_centroid": 256, "seed": 1234, "decode_block_size": 32768,
+}
+STAT_FIELDS = ("obj", "time", "time_search", "imbalance_factor", "nsplit")
+
+
+def _make_params(cp, metric, fast=False):
+    p = _lib.default_params()
+    p.niter = int(cp["niter"])
+    p.nredo = int(cp["nredo"])
+    p.verbose = int(bool(cp["verbose"]))
+    p.spherical = int(bool(cp["spherical"]))
+    p.int_centroids = int(bool(cp["int_centroids"]))
+    p.frozen_centroids = int(bool(cp["frozen_centroids"]))
+    p.min_points_per_centroid = int(cp["min_points_per_centroid"])
+    p.max_points_per_centroid = int(cp["max_points_per_centroid"])
+    p.seed = int(cp["seed"])
+    p.metric = metric
+    p.assign_mode = _lib.ASSIGN_FAST if fast else _lib.ASSIGN_FAISS
+    return p
+
+
+class _Callbacks:
+    """Progress and log callbacks of one call; Ctrl-C inside the run stops it
+    after the current iteration and is re-raised afterwards."""
+
+    def __init__(self, verbose):
+        self.verbose = verbose
+        self.interrupted = False
+        self.progress = _lib.PROGRESS_FN(self._progress)
+        self.log = _lib.LOG_FN(self._log)
+
+    def _progress(self, user, redo, it, stats_ptr):
+        try:
+            if self.verbose:
+                s = _lib.IterationStats.from_address(stats_ptr)
+                sys.stdout.write("  Iteration %d (%.2f s, search %.2f s): objective=%g "
+                                 "imbalance=%.3f nsplit=%d       \r" %
+                                 (it, s.time, s.time_search, s.obj, s.imbalance_factor, s.nsplit))
+                sys.stdout.flush()
+            return 0
+        except KeyboardInterrupt:
+            self.interrupted = True
+            return 1
+
+    def _log(self, user, level, msg):
+        try:
+            if level == _lib.LOG_WARNING or self.verbose:
+                sys.stderr.write("flashkm: %s%s\n" % ("WARNING " if level == _lib.LOG_WARNING
+                                                      else "", msg.decode(errors="replace")))
+        except KeyboardInterrupt:
+            self.interrupted = True
+
+    def install(self, params):
+        params.progress = self.progress
+        params.log = self.log
+
+
+def _check_backend(arrays, ctx):
+    if ctx.backend != "cuda" and any(a is not None and a.on_device for a in arrays):
+        raise ValueError("GPU arrays need the CUDA backend, and this context runs on the %s"
+                         % ctx.backend)
+
+
+def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroids=None,
+          fast=False, return_labels=False, expect_d=None):
+    """k-means on x (n, d) with FAISS's semantics. cp: dict of
+    ClusteringParameters fields. Returns (centroids (k, d) float32, list of
+    iteration stats dicts[, labels int64 (n,), distances float32 (n,)])."""
+    params = dict(CLUSTERING_FIELDS)
+    params.update(cp or {})
+    p = _make_params(params, metric, fast)
+    cb = _Callbacks(bool(params["verbose"]))
+    cb.install(p)
+    with _arrays.as_array(x, 2, "x") as X:
+        n, d = X.shape
+        if expect_d is not None and d != expect_d:
+            raise AssertionError("x has d = %d, expected d = %d" % (d, expect_d))
+        W = _arrays.as_array(weights, 1, "weights", float_only=True) if weights is not None else None
+        I = (_arrays.as_array(init_centroids, 2, "init_centroids", float_only=True)
+             if init_centroids is not None else None)
+        try:
+            _check_backend((X, W, I), ctx)
+            if W is not None and W.shape[0] != n:
+                raise ValueError("weights has %d entries for %d points" % (W.shape[0], n))
+            centroids = np.zeros((k, d), dtype=np.float32)
+            n_init = 0
+            if I is not None:
+                if I.shape[1] != d:
+                    raise ValueError("init_centroids has d = %d, x has d = %d" % (I.shape[1], d))
+                n_init = I.shape[0]
+                if n_init > k:
+                    raise ValueError("%d init_centroids for k = %d" % (n_init, k))
+                if I.on_device:
+                    raise ValueError("init_centroids must be a host array")
+                centroids[:n_init] = np.ctypeslib.as_array(
+                    ctypes.cast(I.ptr, ctypes.POINTER(ctypes.c_float)), shape=(n_init, d))
+            cap = max(1, params["niter"] * params["nredo"] + 1)
+            stats = (_lib.IterationStats * cap)()
+            n_stats = ctypes.c_int64(0)
+            labels = np.empty(n, dtype=np.int64) if return_labels else None
+            dist = np.empty(n, dtype=np.float32) if return_labels else None
+            st = _lib.lib().fkm_train(
+                ctx.handle, ctypes.byref(p), n, d, k, X.dtype, X.ptr,
+                W.ptr if W is not None else None, centroids.ctypes.data, n_init,
+                labels.ctypes.data if return_labels else None,
+                dist.ctypes.data if return_labels else None, stats, cap, ctypes.byref(n_stats))
+        finally:
+            for a in (W, I):
+                if a is not None:
+                    a.release()
+    if params["verbose"]:
+        sys.stdout.write("\n")
+    if st == _lib.FKM_ERR_INTERRUPTED and cb.interrupted:
+        raise KeyboardInterrupt
+    _lib.check(st, ctx.handle)
+    out = [{f: getattr(stats[i], f) for f in STAT_FIELDS}
+           for i in range(min(n_stats.value, cap))]
+    if return_labels:
+        return centroids, out, labels, dist
+    return centroids, out
+
+
+def assign(ctx, x, centroids, metric=_lib.METRIC_L2):
+    """FAISS's k=1 flat search of x against centroids: (distances float32 (n,),
+    labels int64 (n,))."""
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    p = _make_params(CLUSTERING_FIELDS, metric)
+    with _arrays.as_array(x, 2, "x") as X:
+        _check_backend((X,), ctx)
+        n, d = X.shape
+        if c.ndim != 2 or c.shape[1] != d:
+            raise ValueError("centroids must be (k, %d), got %s" % (d, c.shape))
+        labels = np.empty(n, dtype=np.int64)
+        dist = np.empty(n, dtype=np.float32)
+        st = _lib.lib().fkm_assign(ctx.handle, ctypes.byref(p), n, d, c.shape[0], X.dtype, X.ptr,
+                                   c.ctypes.data, labels.ctypes.data, dist.ctypes.data)
+    _lib.check(st, ctx.handle)
+    return dist, labels
+
+
+class Kmeans:
+    """Drop-in for faiss.Kmeans(d, k, **kwargs).
+
+    Keyword arguments are faiss.ClusteringParameters' fields (niter=25, nredo=1,
+    verbose, spherical, int_centroids, frozen_centroids, seed=1234,
+    min_points_per_centroid=39, max_points_per_centroid=256, ...) plus `gpu`
+    (as faiss: False, True/-1 or a GPU count; any GPU request selects the CUDA
+    engine). flashkm's own: backend='auto'|'cpu'|'cuda', device=0,
+    num_threads=0, fast=False (fp16 data only, approximate).
+
+    As in faiss, spherical k-means uses the inner product (IndexFlatIP).
+    After train(): centroids (k, d) float32, obj (per-iteration objective),
+    iteration_stats (dicts with FAISS's field names), index (a faiss flat
+    index holding the centroids, when faiss is importable, else None).
+    """
+
+    def __init__(self, d, k, **kwargs):
+        self.d = d
+        self.k = k
+        self.gpu = False
+        self.backend = "auto"
+        self.device = 0
+        self.num_threads = 0
+        self.fast = False
+        self.cp = dict(CLUSTERING_FIELDS)
+        for key, v in kwargs.items():
+            if key == "gpu":
+                self.gpu = v
+                if v:
+                    self.backend = "cuda"
+            elif key in ("backend", "device", "num_threads", "fast"):
+                setattr(self, key, v)
+            elif key == "progressive_dim_steps":
+                raise NotImplementedError("flashkm.Kmeans does not do progressive-dimension "
+                                          "clustering; use faiss.Kmeans for it")
+            elif key in self.cp:
+                self.cp[key] = v
+            else:
+                raise AttributeError("'ClusteringParameters' has no field %r" % key)
+        self.centroids = None
+        self.obj = None
+        self.iteration_stats = None
+        self.index = None
+        self._ctx = None
+
+    @property
+    def metric(self):
+        return _lib.METRIC_INNER_PRODUCT if self.cp["spherical"] else _lib.METRIC_L2
+
+    def _context(self):
+        if self._ctx is None:
+            self._ctx = _lib.Context(self.backend, self.device, self.num_threads)
+        return self._ctx
+
+    def train(self, x, weights=None, init_centroids=None):
+        """k-means on x (n, d); returns the final objective (as faiss)."""
+        centroids, stats = train(self._context(), x, self.k, self.cp, self.metric, weights,
+                                 init_centroids, self.fast, expect_d=self.d)
+        self.centroids = centroids
+        self.iteration_stats = stats
+        self.obj = np.array([s["obj"] for s in stats])
+        self.index = self._faiss_index()
+        return self.obj[-1] if self.obj.size > 0 else 0.0
+
+    def _faiss_index(self):
+        try:
+            import faiss
+        except ImportError:
+            return None
+        index = faiss.IndexFlatIP(self.d) if self.cp["spherical"] else faiss.IndexFlatL2(self.d)
+        index.add(self.centroids)
+        return index
+
+    def assign(self, x):
+        """(distances (n,), labels (n,)) of x against the centroids."""
+        assert self.centroids is not None, "should train before assigning"
+        return assign(self._context(), x, self.centroids, self.metric)

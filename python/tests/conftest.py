@@ -1,0 +1,26 @@
+"""Shared fixtures. The C library comes from FLASHKM_LIBRARY (the README's
+test command points it at BUILD/plugin/libflashkm.so)."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+
+def blobs(n, d, centers, seed=0, spread=1.0):
+    """Gaussian blobs in float32: continuous values, so no exact ties."""
+    rs = np.random.RandomState(seed)
+    c = rs.randn(centers, d) * 5
+    return (c[rs.randint(0, centers, n)] + spread * rs.randn(n, d)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def x():
+    return blobs(5000, 16, 20)
+
+
+@pytest.fixture(scope="session")
+def faiss():
+    return pytest.importorskip("faiss")

@@ -1,0 +1,73 @@
+"""flashkm.train_index against stock index.train, through FAISS's Python API:
+the trained indexes serialise to the same bytes."""
+import numpy as np
+import pytest
+
+import flashkm
+from conftest import blobs
+
+FACTORIES = [
+    ("IVF32,Flat", "L2"),
+    ("IVF16,PQ2x4", "L2"),
+    ("IVF16,SQ8", "L2"),
+    ("IVF16,Flat", "IP"),
+    ("PCA8,IVF16,Flat", "L2"),
+    ("RR16,IVF16,SQ8", "L2"),
+]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return blobs(4000, 16, 24, seed=11)
+
+
+def trained_pair(faiss, factory, metric, x):
+    m = faiss.METRIC_INNER_PRODUCT if metric == "IP" else faiss.METRIC_L2
+    ours = faiss.index_factory(x.shape[1], factory, m)
+    info = flashkm.train_index(ours, x, backend="cpu")
+    stock = faiss.index_factory(x.shape[1], factory, m)
+    stock.train(x)
+    return ours, stock, info
+
+
+@pytest.mark.parametrize("factory,metric", FACTORIES)
+def test_trained_index_equals_stock_faiss_bytes(faiss, data, factory, metric):
+    ours, stock, info = trained_pair(faiss, factory, metric, data)
+    assert info["used_flashkm"] and len(info["iteration_stats"]) == 10  # IVF's cp.niter
+    assert ours.is_trained
+    ivf_ours, ivf_stock = faiss.extract_index_ivf(ours), faiss.extract_index_ivf(stock)
+    q_ours = ivf_ours.quantizer.reconstruct_n(0, ivf_ours.nlist)
+    q_stock = ivf_stock.quantizer.reconstruct_n(0, ivf_stock.nlist)
+    assert np.array_equal(q_ours, q_stock)
+    assert np.array_equal(faiss.serialize_index(ours), faiss.serialize_index(stock))
+
+
+def test_search_results_match_after_adding(faiss, data):
+    ours, stock, _ = trained_pair(faiss, "IVF16,Flat", "L2", data)
+    for index in (ours, stock):
+        index.add(data)
+        faiss.extract_index_ivf(index).nprobe = 4
+    Do, Io = ours.search(data[:200], 5)
+    Ds, Is = stock.search(data[:200], 5)
+    assert np.array_equal(Io, Is) and np.array_equal(Do, Ds)
+
+
+def test_index_without_ivf_is_refused(faiss, data):
+    with pytest.raises(ValueError, match="no IVF"):
+        flashkm.train_index(faiss.IndexFlatL2(16), data)
+    with pytest.raises(ValueError, match="not an IVF"):
+        flashkm.train_index(faiss.index_factory(16, "PCA8,Flat"), data)
+
+
+def test_wrong_dimension_is_refused(faiss, data):
+    with pytest.raises(ValueError, match=r"\(n, 8\)"):
+        flashkm.train_index(faiss.index_factory(8, "IVF4,Flat"), data)
+
+
+def test_already_trained_quantizer_is_left_to_faiss(faiss, data):
+    index = faiss.index_factory(16, "IVF8,Flat")
+    index.train(data)
+    before = index.quantizer.reconstruct_n(0, 8)
+    info = flashkm.train_index(index, data)
+    assert not info["used_flashkm"] and "already trained" in info["reason"]
+    assert np.array_equal(index.quantizer.reconstruct_n(0, 8), before)
