@@ -597,10 +597,6 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
                                             plan->k_per_split, st);
   certify<L2><<<(unsigned)((n + CERT_THREADS - 1) / CERT_THREADS), CERT_THREADS, 0, s>>>(
       a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, a->labels, a->dist, rows, count);
-  if (a->pass1) {
-    e = cudaEventRecord(a->pass1, s);
-    if (e != cudaSuccess) return e;
-  }
   /* Pass 3: the reference kernel on the uncertain rows (their number is on
    * the device; blocks past it exit at once). */
   assign_simt<L2><<<(unsigned)((n + BM - 1) / BM), THREADS, 0, s>>>(

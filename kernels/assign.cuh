@@ -77,7 +77,6 @@ typedef struct fkm_assign_args {
   int32_t *labels;    /* (n) out, -1 when no finite distance wins */
   float *dist;        /* (n) out */
   void *work;         /* plan.work_bytes of device scratch, or NULL */
-  cudaEvent_t pass1;  /* tc plan: recorded after certification, or NULL */
 } fkm_assign_args;
 
 /** tc plan: the device int counting the points the refine pass recomputed

@@ -108,162 +108,85 @@ __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k,
 }
 
 /* The objective (SPEC section 4): obj = fl(...fl(fl(0 + d0) + d1)...),
- * obj_double likewise in double, both in point order.
- *
- * The double chain rounds nowhere when every value is a multiple of 2^E (E
- * the least ulp exponent among the nonzero values) and sum |d_i| < 2^(53+E):
- * then every partial sum is a multiple of 2^E below 2^(53+E) in magnitude,
- * exactly representable, so the chain equals the exact sum, which integer
- * additions of d_i / 2^E (each < 2^53) give in any order. objective_scan
- * finds E, the bound and the first bad label; objective_int adds the
- * integers; the chain kernel falls back to the sequential double sum when
- * the bound fails (the check uses a float64 sum of |d_i| with a 2^-20
- * relative margin, far above its rounding error for n < 2^30; either path
- * gives the same bits, so the check's own rounding never shows).
- *
- * The float chain has no such shortcut (its partial sums round): one thread
- * adds from shared memory while the other warps of its block stream the
- * next stage in; its floor is n float-add latencies. */
-__device__ __forceinline__ int ulp_exponent(float v) {
-  const int e = (int)((__float_as_uint(v) >> 23) & 0xffu);
-  return e == 0 ? -149 : e - 150;
-}
-
-__global__ void objective_init(fkm_objective *o) {
+ * obj_double likewise in double, both in point order: sequential chains by
+ * definition (no partial sums may be combined). One block: lane 0 of warp 0
+ * runs the float chain and lane 0 of warp 1 the double chain, reading the
+ * same shared-memory stage, while warps 2..7 stream the next stage in. The
+ * floor is n dependent additions (float: 4 cycles each on Hopper). */
+__global__ void objective_reset(fkm_objective *o) {
   o->obj = 0.0f;
   o->obj_double = 0.0;
   o->bad_label = -1;
-  o->min_exp = 1 << 30;
-  o->nonfinite = 0;
-  o->abs_sum = 0.0;
-  o->int_sum = 0ull;
 }
 
-__global__ void objective_scan(const float *__restrict__ dist,
-                               const int32_t *__restrict__ labels, int64_t n,
-                               fkm_objective *o) {
-  int emin = 1 << 30, bad_value = 0;
+__global__ void objective_bad(const int32_t *__restrict__ labels, int64_t r0, int64_t r1,
+                              fkm_objective *o) {
   long long bad = -1;
-  double abs_sum = 0.0;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const float v = dist[i];
-    if (labels[i] < 0 && bad < 0) bad = i;
-    if (!isfinite(v)) bad_value = 1;
-    else if (v != 0.0f) {
-      emin = min(emin, ulp_exponent(v));
-      abs_sum += (double)fabsf(v);
-    }
-  }
-  for (int off = 16; off > 0; off /= 2) {
-    emin = min(emin, __shfl_xor_sync(0xffffffffu, emin, off));
-    bad_value |= __shfl_xor_sync(0xffffffffu, bad_value, off);
-    abs_sum += __shfl_xor_sync(0xffffffffu, abs_sum, off);
-    const long long ob = __shfl_xor_sync(0xffffffffu, bad, off);
-    if (ob >= 0 && (bad < 0 || ob < bad)) bad = ob;
-  }
-  if ((threadIdx.x & 31) == 0) {
-    atomicMin(&o->min_exp, emin);
-    if (bad_value) atomicOr(&o->nonfinite, 1);
-    atomicAdd(&o->abs_sum, abs_sum);
-    if (bad >= 0) atomicMin((unsigned long long *)&o->bad_label, (unsigned long long)bad);
-  }
-}
-
-__device__ __forceinline__ bool exact_double_ok(const fkm_objective *o) {
-  if (o->nonfinite) return false;
-  if (o->min_exp == (1 << 30)) return true; /* all zero: the chain is +0 */
-  return o->abs_sum < ldexp(1.0 - 0x1p-20, 53 + o->min_exp);
-}
-
-__global__ void objective_int(const float *__restrict__ dist, int64_t n, fkm_objective *o) {
-  if (!exact_double_ok(o)) return;
-  const int e = o->min_exp;
-  long long s = 0;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+  for (int64_t i = r0 + (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < r1;
        i += (int64_t)gridDim.x * blockDim.x)
-    s += (long long)ldexp((double)dist[i], -e); /* exact: an integer < 2^53 */
-  for (int off = 16; off > 0; off /= 2) s += __shfl_xor_sync(0xffffffffu, s, off);
-  if ((threadIdx.x & 31) == 0) atomicAdd(&o->int_sum, (unsigned long long)s);
+    if (labels[i] < 0) {
+      bad = i;
+      break;
+    }
+  if (bad >= 0) atomicMin((unsigned long long *)&o->bad_label, (unsigned long long)bad);
 }
 
 constexpr int CHAIN_THREADS = 256;
 constexpr int CHAIN_STAGE = 4096; /* floats per shared-memory stage */
+constexpr int LOADERS = 64;       /* threads 64..255 load */
 
-/* One block: warp 0 lane 0 runs the chains over stage t while warps 1..7
- * load stage t + 1 into the other buffer; one barrier per stage. */
 __global__ void __launch_bounds__(CHAIN_THREADS)
-objective_chain(const float *__restrict__ dist, int64_t n, fkm_objective *o) {
+objective_chain(const float *__restrict__ dist, int64_t r0, int64_t r1, fkm_objective *o) {
   __shared__ float4 buf[2][CHAIN_STAGE / 4];
-  const bool exact = exact_double_ok(o);
   const int tid = threadIdx.x;
+  const int64_t n = r1 - r0;
   const int64_t stages = (n + CHAIN_STAGE - 1) / CHAIN_STAGE;
   auto load = [&](int64_t st) {
     float *b = reinterpret_cast<float *>(buf[st & 1]);
     const int64_t base = st * CHAIN_STAGE;
-    for (int t = tid - 32; t < CHAIN_STAGE; t += CHAIN_THREADS - 32)
-      b[t] = base + t < n ? dist[base + t] : 0.0f;
+    for (int t = tid - LOADERS; t < CHAIN_STAGE; t += CHAIN_THREADS - LOADERS)
+      b[t] = base + t < n ? dist[r0 + base + t] : 0.0f;
   };
-  float s = 0.0f;
-  double sd = 0.0;
-  if (tid >= 32 && stages > 0) load(0);
+  float s = o->obj;
+  double sd = o->obj_double;
+  if (tid >= LOADERS && stages > 0) load(0);
   __syncthreads();
   for (int64_t st = 0; st < stages; st++) {
-    if (tid >= 32) {
+    const int m = (int)(n - st * CHAIN_STAGE < CHAIN_STAGE ? n - st * CHAIN_STAGE : CHAIN_STAGE);
+    const float4 *b = buf[st & 1];
+    const float *f = reinterpret_cast<const float *>(b);
+    if (tid >= LOADERS) {
       if (st + 1 < stages) load(st + 1);
-    } else if (tid == 0) {
-      const int64_t m = n - st * CHAIN_STAGE < CHAIN_STAGE ? n - st * CHAIN_STAGE : CHAIN_STAGE;
-      const float4 *b = buf[st & 1];
-      if (exact) {
-        /* 8 vector loads issued ahead of their 32 dependent additions */
-        int t = 0;
-        const int mm = (int)m;
-        for (; t + 32 <= mm; t += 32) {
-          float4 v[8];
+    } else if (tid == 0) { /* the float chain, 8 vector loads ahead */
+      int t = 0;
+      for (; t + 32 <= m; t += 32) {
+        float4 v[8];
 #pragma unroll
-          for (int r = 0; r < 8; r++) v[r] = b[t / 4 + r];
+        for (int r = 0; r < 8; r++) v[r] = b[t / 4 + r];
 #pragma unroll
-          for (int r = 0; r < 8; r++) {
-            s = __fadd_rn(s, v[r].x);
-            s = __fadd_rn(s, v[r].y);
-            s = __fadd_rn(s, v[r].z);
-            s = __fadd_rn(s, v[r].w);
-          }
-        }
-        const float *f = reinterpret_cast<const float *>(b);
-        for (; t < mm; t++) s = __fadd_rn(s, f[t]);
-      } else {
-        int t = 0;
-        const int mm = (int)m;
-        for (; t + 32 <= mm; t += 32) {
-          float4 v[8];
-#pragma unroll
-          for (int r = 0; r < 8; r++) v[r] = b[t / 4 + r];
-#pragma unroll
-          for (int r = 0; r < 8; r++) {
-            s = __fadd_rn(s, v[r].x);
-            sd = __dadd_rn(sd, (double)v[r].x);
-            s = __fadd_rn(s, v[r].y);
-            sd = __dadd_rn(sd, (double)v[r].y);
-            s = __fadd_rn(s, v[r].z);
-            sd = __dadd_rn(sd, (double)v[r].z);
-            s = __fadd_rn(s, v[r].w);
-            sd = __dadd_rn(sd, (double)v[r].w);
-          }
-        }
-        const float *f = reinterpret_cast<const float *>(b);
-        for (; t < mm; t++) {
-          s = __fadd_rn(s, f[t]);
-          sd = __dadd_rn(sd, (double)f[t]);
+        for (int r = 0; r < 8; r++) {
+          s = __fadd_rn(s, v[r].x);
+          s = __fadd_rn(s, v[r].y);
+          s = __fadd_rn(s, v[r].z);
+          s = __fadd_rn(s, v[r].w);
         }
       }
+      for (; t < m; t++) s = __fadd_rn(s, f[t]);
+    } else if (tid == 32) { /* the double chain */
+      int t = 0;
+      for (; t + 32 <= m; t += 32) {
+        double v[32];
+#pragma unroll
+        for (int r = 0; r < 32; r++) v[r] = (double)f[t + r];
+#pragma unroll
+        for (int r = 0; r < 32; r++) sd = __dadd_rn(sd, v[r]);
+      }
+      for (; t < m; t++) sd = __dadd_rn(sd, (double)f[t]);
     }
     __syncthreads();
   }
-  if (tid == 0) {
-    o->obj = s;
-    o->obj_double = exact ? ldexp((double)(long long)o->int_sum, o->min_exp) : sd;
-  }
+  if (tid == 0) o->obj = s;
+  if (tid == 32) o->obj_double = sd;
 }
 
 /* One block; thread t owns dimensions t, t + blockDim, ...: each column is
@@ -362,13 +285,13 @@ extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t 
 }
 
 extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
-                                            int64_t n, fkm_objective *out, cudaStream_t s) {
-  objective_init<<<1, 1, 0, s>>>(out);
-  if (n > 0) {
-    const unsigned g = blocks_for(n) < 1024u ? blocks_for(n) : 1024u;
-    objective_scan<<<g, THREADS, 0, s>>>(dist, labels, n, out);
-    objective_int<<<g, THREADS, 0, s>>>(dist, n, out);
-    objective_chain<<<1, CHAIN_THREADS, 0, s>>>(dist, n, out);
+                                            int64_t r0, int64_t r1, fkm_objective *out,
+                                            cudaStream_t s) {
+  if (r0 == 0) objective_reset<<<1, 1, 0, s>>>(out);
+  if (r1 > r0) {
+    const unsigned g = blocks_for(r1 - r0) < 1024u ? blocks_for(r1 - r0) : 1024u;
+    objective_bad<<<g, THREADS, 0, s>>>(labels, r0, r1, out);
+    objective_chain<<<1, CHAIN_THREADS, 0, s>>>(dist, r0, r1, out);
   }
   return cudaGetLastError();
 }

@@ -62,19 +62,16 @@ typedef struct fkm_objective {
   float obj;           /* float sum of dist in point order */
   double obj_double;   /* double sum of dist in point order */
   long long bad_label; /* first i with labels[i] < 0, or -1 */
-  /* scratch of the exact parallel double sum */
-  int min_exp;                /* least ulp exponent of the nonzero values */
-  int nonfinite;              /* a value is NaN or Inf */
-  double abs_sum;             /* approximate sum of |dist| (a bound check) */
-  unsigned long long int_sum; /* exact sum of dist / 2^min_exp, two's complement */
 } fkm_objective;
 
-/** obj: the float chain over dist in order (inherently sequential: one
- *  thread fed by a block of loaders). obj_double: equal to the sequential
- *  double chain, computed exactly in parallel when no partial sum can round
- *  (see update.cu), else by the same thread. Run it on a side stream. */
+/** Rows [r0, r1) of the objective: the float and double chains over dist in
+ *  order, continued from out's state (reset first when r0 == 0), and the
+ *  first negative label. The chains are sequential by definition; calling
+ *  this per chunk of rows on a side stream overlaps them with the
+ *  assignment of the next chunk. */
 cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
-                                 int64_t n, fkm_objective *out, cudaStream_t s);
+                                 int64_t r0, int64_t r1, fkm_objective *out,
+                                 cudaStream_t s);
 
 /** Split row operations, pairs (dst, src) applied in order:
  *  dst := src; even j: dst *= 1 + 1/1024, src *= 1 - 1/1024; odd j the

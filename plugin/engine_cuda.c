@@ -28,6 +28,11 @@
 
 typedef fkm_objective scalars; /* read back at the iteration's sync */
 
+/* The training set is assigned in up to this many row chunks so that the
+ * objective's sequential chain (side stream) runs behind the assignment of
+ * the next chunk instead of after the last one. */
+#define FKM_CUDA_CHUNKS 8
+
 typedef struct cuda_engine {
   fkm_engine base;
   int device;
@@ -35,8 +40,9 @@ typedef struct cuda_engine {
   int allow_tc; /* the certified tensor-core assignment (env FLASHKM_CUDA_ASSIGN=simt: off) */
   char name[320];
   cudaStream_t own_stream, stream, side;
-  cudaEvent_t ev_a0, ev_p1, ev_a1, ev_g1, ev_u1, ev_o0, ev_obj; /* phase timing */
-  int *h_refined; /* pinned: points the refine pass recomputed (verbose) */
+  cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_obj; /* phase timing */
+  cudaEvent_t ev_chunk[FKM_CUDA_CHUNKS];           /* chunk c assigned */
+  int *h_refined; /* pinned (FKM_CUDA_CHUNKS): points the refine pass recomputed */
 
   /* the current run */
   fkm_run run;
@@ -50,7 +56,8 @@ typedef struct cuda_engine {
   int64_t *hist64, *pairs, *perm;
   void *assign_work, *temp;
   size_t temp_bytes;
-  fkm_assign_plan plan;
+  fkm_assign_plan plan, plan_last; /* a full chunk, the last chunk */
+  int64_t chunk, nchunk;
   scalars *dsc;        /* device */
   scalars *hsc;        /* pinned host */
   float *h_counts;     /* pinned (k) */
@@ -270,7 +277,9 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   c->hist64 = carve(&cv, sizeof(int64_t) * (size_t)k);
   c->pairs = carve(&cv, sizeof(int64_t) * (size_t)(2 * k));
   c->perm = carve(&cv, sizeof(int64_t) * (size_t)k);
-  c->assign_work = carve(&cv, c->plan.work_bytes);
+  c->assign_work = carve(&cv, c->plan.work_bytes > c->plan_last.work_bytes
+                                  ? c->plan.work_bytes
+                                  : c->plan_last.work_bytes);
   c->temp = carve(&cv, c->temp_bytes);
   c->dsc = carve(&cv, sizeof(scalars));
   return cv.off;
@@ -316,7 +325,13 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   }
   if (run->weights) FKM_FORWARD(check_weights(c, run->weights, n));
 
-  c->plan = fkm_assign_make_plan(nt, k, d, 8 * (int64_t)c->sm_count, c->allow_tc);
+  c->nchunk = nt >= ((int64_t)1 << 18) ? FKM_CUDA_CHUNKS : 1;
+  c->chunk = (nt + c->nchunk - 1) / c->nchunk;
+  c->chunk = (c->chunk + 127) / 128 * 128;
+  c->nchunk = nt > 0 ? (nt + c->chunk - 1) / c->chunk : 1;
+  c->plan = fkm_assign_make_plan(c->chunk, k, d, 8 * (int64_t)c->sm_count, c->allow_tc);
+  c->plan_last = fkm_assign_make_plan(nt - (c->nchunk - 1) * c->chunk, k, d,
+                                      8 * (int64_t)c->sm_count, c->allow_tc);
   FKM_CUDA_TRY(c, fkm_group_temp_bytes(nt, k, &c->temp_bytes));
   c->x = run->x; /* kept when plan_workspace finds it usable in place */
   c->ws_bytes = plan_workspace(c, NULL);
@@ -380,17 +395,25 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  const int verbose = c->params.verbose && c->params.log;
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
   FKM_CUDA_TRY(c, fkm_launch_row_norms(c->cent, k, d, c->cn, s)); /* IP: for the bound */
-  fkm_assign_args aa = {c->x, c->xn, c->cent, c->cn, nt, d, k, (int)c->params.metric,
-                        c->labels, c->dist, c->assign_work, c->ev_p1};
-  FKM_CUDA_TRY(c, fkm_launch_assign(&aa, &c->plan, s));
+  for (int64_t ch = 0; ch < c->nchunk; ch++) {
+    const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+    const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
+    fkm_assign_args aa = {c->x + r0 * d, c->xn + r0, c->cent, c->cn, m, d, k,
+                          (int)c->params.metric, c->labels + r0, c->dist + r0,
+                          c->assign_work};
+    FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
+    if (verbose && plan->tc)
+      FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + ch, fkm_assign_refined_count(&aa, plan),
+                                      sizeof(int), cudaMemcpyDeviceToHost, s));
+    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_chunk[ch], s));
+    /* the objective's chain over this chunk runs behind the next chunk */
+    FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_chunk[ch], 0));
+    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, r0, r0 + m, c->dsc, c->side));
+  }
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
-
-  /* The objective's sequential chain overlaps the update. */
-  FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_a1, 0));
-  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_o0, c->side));
-  FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, nt, c->dsc, c->side));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
 
   fkm_group_args ga = {c->labels, c->iota, nt, k, c->keys, c->rows, c->hist, c->offsets,
@@ -407,10 +430,6 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
                                   cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_obj, 0));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s));
-  const int verbose = c->params.verbose && c->params.log;
-  if (verbose && c->plan.tc)
-    FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined, fkm_assign_refined_count(&aa, &c->plan),
-                                    sizeof(int), cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s)); /* the iteration's one sync */
 
   FKM_RETURN_IF(c->hsc->bad_label >= 0, c->base.err, FKM_ERR_NUMERIC,
@@ -421,17 +440,17 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   FKM_CUDA_TRY(c, cudaEventElapsedTime(&ms, c->ev_a0, c->ev_a1));
   out->assign_seconds = 1e-3 * (double)ms;
   if (verbose) {
-    float mg = 0.0f, mu = 0.0f, mo = 0.0f, m1 = 0.0f;
-    if (c->plan.tc) FKM_CUDA_TRY(c, cudaEventElapsedTime(&m1, c->ev_a0, c->ev_p1));
+    float mg = 0.0f, mu = 0.0f, mo = 0.0f;
+    int refined = c->plan.tc ? 0 : -1;
+    for (int64_t ch = 0; ch < c->nchunk && c->plan.tc; ch++) refined += c->h_refined[ch];
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mg, c->ev_a1, c->ev_g1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mu, c->ev_g1, c->ev_u1));
-    FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_o0, c->ev_obj));
+    FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_a1, c->ev_obj));
     char msg[240];
     snprintf(msg, sizeof msg,
-             "cuda engine phases (ms): assign %.4f group %.4f update %.4f objective %.4f "
-             "tc_pass %.4f refined %d",
-             (double)ms, (double)mg, (double)mu, (double)mo, (double)m1,
-             c->plan.tc ? *c->h_refined : -1);
+             "cuda engine phases (ms): assign %.4f group %.4f update %.4f objective-tail %.4f "
+             "refined %d",
+             (double)ms, (double)mg, (double)mu, (double)mo, refined);
     c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
   }
   out->obj = c->hsc->obj;
@@ -514,12 +533,12 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
     FKM_CUDA_GOTO(c, fkm_launch_row_norms(xc, m, d, xn, s));
     const fkm_assign_plan p = fkm_assign_make_plan(m, k, d, target, c->allow_tc);
     fkm_assign_args aa = {xc, xn, cent, cn, m, d, k, (int)params->metric,
-                          lab32 + r0, dis + r0, work, NULL};
+                          lab32 + r0, dis + r0, work};
     FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));
   }
   FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
   /* first unassigned row: the objective kernel's scan, its sums unused */
-  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, n, dsc, s));
+  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, dsc, s));
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0)
@@ -625,9 +644,11 @@ static void cuda_destroy(fkm_engine *e) {
   if (!e) return;
   cuda_engine *c = eng(e);
   cuda_end(e);
-  cudaEvent_t evs[] = {c->ev_a0, c->ev_p1, c->ev_a1, c->ev_g1, c->ev_u1, c->ev_o0, c->ev_obj};
+  cudaEvent_t evs[] = {c->ev_a0, c->ev_a1, c->ev_g1, c->ev_u1, c->ev_obj};
   for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
     if (evs[i]) (void)cudaEventDestroy(evs[i]);
+  for (int i = 0; i < FKM_CUDA_CHUNKS; i++)
+    if (c->ev_chunk[i]) (void)cudaEventDestroy(c->ev_chunk[i]);
   if (c->side) (void)cudaStreamDestroy(c->side);
   if (c->own_stream) (void)cudaStreamDestroy(c->own_stream);
   if (c->h_refined) (void)cudaFreeHost(c->h_refined);
@@ -675,11 +696,11 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a0);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a1);
-  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_p1);
-  if (ce == cudaSuccess) ce = cudaMallocHost((void **)&c->h_refined, sizeof(int));
+  if (ce == cudaSuccess) ce = cudaMallocHost((void **)&c->h_refined, FKM_CUDA_CHUNKS * sizeof(int));
+  for (int i = 0; i < FKM_CUDA_CHUNKS && ce == cudaSuccess; i++)
+    ce = cudaEventCreateWithFlags(&c->ev_chunk[i], cudaEventDisableTiming);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_g1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_u1);
-  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_o0);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_obj);
   if (ce != cudaSuccess) {
     fkm_status s = cuda_fail(err, ce, "creating the CUDA engine", __FILE__, __LINE__);

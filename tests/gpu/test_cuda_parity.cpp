@@ -425,6 +425,14 @@ TEST_F(Cuda, RepeatedRunsGiveIdenticalBits) {
   expect_same(a, b);
 }
 
+TEST_F(Cuda, ChunkedAssignmentOfLargeTrainingSetsBitIdentical) {
+  // >= 2^18 training rows: assigned in row chunks, the objective's chains
+  // continued across chunks on the side stream.
+  fkm_params p = quick(3);
+  check(p, blobs(300001, 8, 20, 30));   // SIMT path (k < 64)
+  check(p, blobs(300001, 32, 100, 31)); // tensor-core path
+}
+
 TEST_F(Cuda, NumberOfTrainingPointsEqualsKCopiesRows) {
   fkm_params p = quick(4);
   check(p, blobs(64, 9, 64, 25));
