@@ -9,12 +9,12 @@
 static int without_faiss(const char *cmd, int argc, char **argv) {
   for (int i = 0; i < argc; i++)
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: flashkm %s ...\n\nThis flashkm was built without FAISS: '%s' is not "
-             "available.\nInstall libfaiss-dev and rebuild to enable it.\n",
+      printf("usage: flashkm %s ...\n\nThis flashkm was built without the FAISS bridge: '%s' "
+             "is not available.\nInstall libfaiss-dev and rebuild to enable it.\n",
              cmd, cmd);
       return FKM_EXIT_OK;
     }
-  fkm_cli_error("'%s' needs FAISS, and this flashkm was built without FAISS "
+  fkm_cli_error("'%s' needs the FAISS bridge, and this flashkm was built without it "
                 "(install libfaiss-dev and rebuild)", cmd);
   return FKM_EXIT_FAIL;
 }
