@@ -1,0 +1,208 @@
+/* flashkm::Clustering and fkm_faiss_clustering_train: FAISS's
+ * Clustering::train (faiss/Clustering.cpp, 1.7.3) with the k-means itself
+ * done by fkm_train, which implements the same semantics (subsampling,
+ * nx == k, redo, splits, post-processing). What is left here is FAISS's
+ * bookkeeping around it: parameters, input centroids, statistics, index. */
+#include "flashkm/clustering.h"
+
+#include <faiss/impl/AuxIndexStructures.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "flashkm_faiss.h"
+#include "shim.h"
+
+namespace flashkm {
+
+Error::Error(fkm_status status, const std::string& msg)
+    : faiss::FaissException(msg), status_(status) {}
+
+namespace detail {
+
+void check(fkm_ctx* ctx, fkm_status status) {
+  if (status == FKM_OK) return;
+  std::string msg = std::string("flashkm: ") + fkm_status_string(status);
+  const char* detail = fkm_ctx_last_error(ctx);
+  if (detail && detail[0]) msg += std::string(": ") + detail;
+  throw Error(status, msg);
+}
+
+fkm_metric metric_of(const faiss::Index& index) {
+  switch (index.metric_type) {
+    case faiss::METRIC_L2: return FKM_METRIC_L2;
+    case faiss::METRIC_INNER_PRODUCT: return FKM_METRIC_INNER_PRODUCT;
+    default:
+      throw Error(FKM_ERR_UNSUPPORTED,
+                  "flashkm k-means supports METRIC_L2 and "
+                  "METRIC_INNER_PRODUCT; the index has metric_type " +
+                      std::to_string(int(index.metric_type)));
+  }
+}
+
+static int poll_faiss_interrupt(void*, int, int, const fkm_iteration_stats*) {
+  return faiss::InterruptCallback::is_interrupted() ? 1 : 0;
+}
+
+fkm_params params_of(const faiss::ClusteringParameters& cp, fkm_metric metric,
+                     fkm_log_fn log, void* log_user) {
+  fkm_params p;
+  fkm_params_init(&p);
+  p.niter = cp.niter;
+  p.nredo = cp.nredo;
+  p.verbose = cp.verbose;
+  p.spherical = cp.spherical;
+  p.int_centroids = cp.int_centroids;
+  p.frozen_centroids = cp.frozen_centroids;
+  p.min_points_per_centroid = cp.min_points_per_centroid;
+  p.max_points_per_centroid = cp.max_points_per_centroid;
+  p.seed = cp.seed;
+  p.metric = metric;
+  p.assign_mode = FKM_ASSIGN_FAISS;
+  p.check_finite = 1; /* FAISS checks float input for NaN / Inf too */
+  p.progress = poll_faiss_interrupt;
+  p.log = log;
+  p.log_user = log_user;
+  return p;
+}
+
+void load_index(faiss::Index& index, int64_t k, const float* centroids) {
+  index.reset();
+  if (!index.is_trained) index.train(k, centroids);
+  index.add(k, centroids);
+}
+
+void train(fkm_ctx* ctx, const fkm_params& params, int64_t n, int64_t d,
+           int64_t k, const float* x, const float* weights, const float* init,
+           int64_t n_init, std::vector<float>* centroids,
+           std::vector<fkm_iteration_stats>* stats) {
+  std::vector<float> cent(size_t(k) * size_t(d), 0.0f);
+  if (n_init > 0) std::memcpy(cent.data(), init, sizeof(float) * n_init * d);
+  /* One entry per iteration of every redo, or the single entry of nx == k. */
+  int64_t cap = std::max<int64_t>(1, int64_t(params.niter) * params.nredo);
+  std::vector<fkm_iteration_stats> st(static_cast<size_t>(cap));
+  int64_t n_stats = 0;
+  check(ctx, fkm_train(ctx, &params, n, d, k, FKM_DTYPE_F32, x, weights,
+                       cent.data(), n_init, nullptr, nullptr, st.data(), cap,
+                       &n_stats));
+  st.resize(size_t(std::min(n_stats, cap)));
+  centroids->swap(cent);
+  stats->swap(st);
+}
+
+}  // namespace detail
+
+Clustering::Clustering(int d, int k)
+    : faiss::Clustering(d, k), ctx_(nullptr), owns_ctx_(true) {}
+
+Clustering::Clustering(int d, int k, const faiss::ClusteringParameters& cp)
+    : faiss::Clustering(d, k, cp), ctx_(nullptr), owns_ctx_(true) {}
+
+Clustering::Clustering(int d, int k, fkm_ctx* ctx)
+    : faiss::Clustering(d, k), ctx_(ctx), owns_ctx_(false) {
+  if (!ctx) throw Error(FKM_ERR_INVALID_ARG, "flashkm::Clustering: ctx is NULL");
+}
+
+Clustering::Clustering(int d, int k, const faiss::ClusteringParameters& cp,
+                       fkm_ctx* ctx)
+    : faiss::Clustering(d, k, cp), ctx_(ctx), owns_ctx_(false) {
+  if (!ctx) throw Error(FKM_ERR_INVALID_ARG, "flashkm::Clustering: ctx is NULL");
+}
+
+Clustering::~Clustering() {
+  if (owns_ctx_) fkm_ctx_destroy(ctx_);
+}
+
+fkm_ctx* Clustering::context() {
+  if (!ctx_) {
+    fkm_status s = fkm_ctx_create(FKM_BACKEND_AUTO, 0, &ctx_);
+    if (s != FKM_OK)
+      throw Error(s, std::string("flashkm::Clustering: cannot create a context: ") +
+                         fkm_status_string(s));
+  }
+  return ctx_;
+}
+
+void Clustering::train(idx_t n, const float* x, faiss::Index& index,
+                       const float* weights) {
+  /* FAISS's own argument checks, in its order and with its wording. */
+  if (n < idx_t(k))
+    throw Error(FKM_ERR_INVALID_ARG,
+                "Number of training points (" + std::to_string(n) +
+                    ") should be at least as large as number of clusters (" +
+                    std::to_string(k) + ")");
+  if (size_t(index.d) != d)
+    throw Error(FKM_ERR_INVALID_ARG,
+                "Index dimension " + std::to_string(index.d) +
+                    " not the same as data dimension " + std::to_string(d));
+  if (centroids.size() % d != 0)
+    throw Error(FKM_ERR_INVALID_ARG,
+                "size of provided input centroids not a multiple of dimension");
+  const int64_t n_init = int64_t(centroids.size() / d);
+  if (n_init > int64_t(k))
+    throw Error(FKM_ERR_INVALID_ARG,
+                std::to_string(n_init) + " input centroids for k = " +
+                    std::to_string(k));
+
+  fkm_ctx* ctx = context();
+  const fkm_params p = detail::params_of(*this, detail::metric_of(index), log, log_user);
+  std::vector<float> cent;
+  std::vector<fkm_iteration_stats> st;
+  detail::train(ctx, p, n, int64_t(d), int64_t(k), x, weights, centroids.data(),
+                n_init, &cent, &st);
+
+  iteration_stats.reserve(iteration_stats.size() + st.size());
+  detail::load_index(index, int64_t(k), cent.data());
+  centroids.swap(cent);
+  for (const fkm_iteration_stats& s : st)
+    iteration_stats.push_back(faiss::ClusteringIterationStats{
+        s.obj, s.time, s.time_search, s.imbalance_factor, s.nsplit});
+}
+
+}  // namespace flashkm
+
+using flashkm::Error;
+
+extern "C" fkm_status fkm_faiss_clustering_train(
+    fkm_ctx* ctx, const fkm_params* params, int64_t n, int64_t d, int64_t k,
+    const float* x, const float* weights, void* index, float* centroids,
+    int64_t n_init, fkm_iteration_stats* stats, int64_t stats_capacity,
+    int64_t* n_stats) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  return flashkm::detail::guard(ctx, [&]() -> fkm_status {
+    if (!params) throw Error(FKM_ERR_INVALID_ARG, "params is NULL (use fkm_params_init)");
+    if (params->struct_size != sizeof(fkm_params))
+      throw Error(FKM_ERR_INVALID_ARG,
+                  "params->struct_size = " + std::to_string(params->struct_size) +
+                      " is not a size this library knows; initialise params "
+                      "with fkm_params_init");
+    if (!centroids)
+      throw Error(FKM_ERR_INVALID_ARG, "centroids is NULL (an output of k * d floats)");
+    if (stats_capacity < 0 || (!stats && stats_capacity > 0))
+      throw Error(FKM_ERR_INVALID_ARG, "stats / stats_capacity inconsistent");
+    fkm_params p = *params;
+    if (p.assign_mode != FKM_ASSIGN_FAISS)
+      throw Error(FKM_ERR_INVALID_ARG,
+                  "params->assign_mode: the FAISS bridge computes FAISS's "
+                  "labels, only FKM_ASSIGN_FAISS is accepted");
+    faiss::Index* idx = static_cast<faiss::Index*>(index);
+    if (idx) {
+      if (int64_t(idx->d) != d)
+        throw Error(FKM_ERR_INVALID_ARG,
+                    "index->d = " + std::to_string(idx->d) + " but d = " +
+                        std::to_string(d));
+      p.metric = flashkm::detail::metric_of(*idx);
+    }
+    std::vector<float> cent;
+    std::vector<fkm_iteration_stats> st;
+    flashkm::detail::train(ctx, p, n, d, k, x, weights, centroids, n_init, &cent, &st);
+    if (idx) flashkm::detail::load_index(*idx, k, cent.data());
+    /* Outputs are published only now that nothing can fail any more. */
+    std::memcpy(centroids, cent.data(), sizeof(float) * cent.size());
+    const int64_t ns = int64_t(st.size());
+    if (stats)
+      std::copy(st.begin(), st.begin() + std::min(ns, stats_capacity), stats);
+    if (n_stats) *n_stats = ns;
+    return FKM_OK;
+  });
+}

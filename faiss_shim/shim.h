@@ -1,0 +1,73 @@
+/* Internals of the FAISS bridge: the one place where exceptions become
+ * statuses, and the helpers flashkm::Clustering and the C entry points
+ * share. Not installed. */
+#ifndef FKM_FAISS_SHIM_H
+#define FKM_FAISS_SHIM_H
+
+#include <faiss/Clustering.h>
+#include <faiss/Index.h>
+#include <faiss/impl/FaissException.h>
+
+#include <cstdint>
+#include <exception>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "ctx_internal.h"
+#include "flashkm.h"
+#include "flashkm/clustering.h"
+
+namespace flashkm {
+namespace detail {
+
+/** Throws flashkm::Error(status, the context's last error) unless FKM_OK. */
+void check(fkm_ctx* ctx, fkm_status status);
+
+/** FAISS's metric as flashkm's; throws Error for metrics k-means cannot use. */
+fkm_metric metric_of(const faiss::Index& index);
+
+/** fkm_params for faiss::ClusteringParameters: FAISS's fields copied, the
+ *  progress callback polls faiss::InterruptCallback (as FAISS does after
+ *  every search), output to log. */
+fkm_params params_of(const faiss::ClusteringParameters& cp, fkm_metric metric,
+                     fkm_log_fn log, void* log_user);
+
+/** What FAISS leaves in the index after Clustering::train: the centroids,
+ *  alone (reset, trained first if needed, added). */
+void load_index(faiss::Index& index, int64_t k, const float* centroids);
+
+/** fkm_train on host float data into fresh buffers: centroids (k * d) whose
+ *  first n_init rows are read from init, and every stats entry. Throws. */
+void train(fkm_ctx* ctx, const fkm_params& params, int64_t n, int64_t d,
+           int64_t k, const float* x, const float* weights, const float* init,
+           int64_t n_init, std::vector<float>* centroids,
+           std::vector<fkm_iteration_stats>* stats);
+
+/** Runs f() and turns whatever it throws into a status with its message on
+ *  ctx; clears the message on success. f returns fkm_status. */
+template <class F>
+fkm_status guard(fkm_ctx* ctx, F&& f) noexcept {
+  try {
+    fkm_status s = f();
+    if (s == FKM_OK) fkm_ctx_set_error(ctx, FKM_OK, "");
+    return s;
+  } catch (const Error& e) {
+    return fkm_ctx_set_error(ctx, e.status(), e.what());
+  } catch (const faiss::FaissException& e) {
+    return fkm_ctx_set_error(ctx, FKM_ERR_FAISS, e.what());
+  } catch (const std::bad_alloc&) {
+    return fkm_ctx_set_error(ctx, FKM_ERR_OUT_OF_MEMORY,
+                             "host allocation failed in the FAISS bridge");
+  } catch (const std::exception& e) {
+    return fkm_ctx_set_error(ctx, FKM_ERR_FAISS, e.what());
+  } catch (...) {
+    return fkm_ctx_set_error(ctx, FKM_ERR_INTERNAL,
+                             "unknown exception in the FAISS bridge");
+  }
+}
+
+}  // namespace detail
+}  // namespace flashkm
+
+#endif

@@ -1,0 +1,130 @@
+/* fkm_faiss_train_index: Index::train() of an IVF index (alone or behind an
+ * IndexPreTransform chain) with the coarse k-means done by flashkm.
+ *
+ * It follows FAISS 1.7.3 step by step and replaces only the one call that
+ * runs a flat k-means, Level1Quantizer::train_q1's Clustering::train:
+ *  - IndexPreTransform::train: train the chain's untrained transforms in
+ *    order, each on the output of the previous ones, then the sub-index on
+ *    the transformed data (recursing here); when the sub-index is already
+ *    trained FAISS trains only transforms, so its own train() is called.
+ *  - IndexIVF: if the quantizer does not hold nlist trained centroids yet,
+ *    do what train_q1 does for quantizer_trains_alone 0 (cluster on the
+ *    quantizer or clustering_index in its metric, quantizer reset first) and
+ *    2 (cluster with L2 on an IndexFlatL2 or clustering_index, then train
+ *    the quantizer on the centroids if needed and add them), with
+ *    flashkm::Clustering and ivf->cp as is. FAISS's IVF constructor and
+ *    index_factory already set cp.spherical for inner product; honouring cp
+ *    as is keeps a caller's explicit choice, as FAISS does.
+ *    quantizer_trains_alone 1 (MultiIndexQuantizer, ResidualCoarseQuantizer)
+ *    runs no flat k-means: FAISS's own quantizer training runs.
+ *    Then the IVF's own train() runs: train_q1 sees a quantizer with nlist
+ *    centroids and skips, train_residual trains PQ / SQ / ... as in FAISS.
+ */
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/VectorTransform.h>
+
+#include <memory>
+
+#include "flashkm_faiss.h"
+#include "shim.h"
+
+namespace flashkm {
+namespace detail {
+namespace {
+
+/** The IVF at the end of index's pre-transform chain, or NULL. */
+faiss::IndexIVF* find_ivf(faiss::Index* index) {
+  while (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) index = pt->index;
+  return dynamic_cast<faiss::IndexIVF*>(index);
+}
+
+/** Level1Quantizer::train_q1 with flashkm's k-means. */
+void train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x) {
+  faiss::Index* q = ivf.quantizer;
+  if (q->is_trained && q->ntotal == faiss::Index::idx_t(ivf.nlist)) return;
+  if (dynamic_cast<faiss::IndexIVFFlatDedup*>(&ivf))
+    throw Error(FKM_ERR_UNSUPPORTED,
+                "IndexIVFFlatDedup deduplicates its training set before "
+                "k-means; train it with index->train()");
+  const int d = int(q->d);
+  const int nlist = int(ivf.nlist);
+  if (ivf.quantizer_trains_alone == 0) {
+    Clustering clus(d, nlist, ivf.cp, ctx);
+    q->reset();
+    if (ivf.clustering_index) {
+      clus.train(n, x, *ivf.clustering_index);
+      q->add(nlist, clus.centroids.data());
+    } else {
+      clus.train(n, x, *q);
+    }
+    q->is_trained = true;
+  } else if (ivf.quantizer_trains_alone == 2) {
+    if (!(ivf.metric_type == faiss::METRIC_L2 ||
+          (ivf.metric_type == faiss::METRIC_INNER_PRODUCT && ivf.cp.spherical)))
+      throw Error(FKM_ERR_FAISS,
+                  "quantizer_trains_alone = 2 needs METRIC_L2, or inner "
+                  "product with spherical clustering (as FAISS checks)");
+    if (q->ntotal != 0)
+      throw Error(FKM_ERR_INVALID_ARG,
+                  "the quantizer holds " + std::to_string(q->ntotal) +
+                      " vectors, neither 0 nor nlist = " + std::to_string(nlist));
+    Clustering clus(d, nlist, ivf.cp, ctx);
+    if (ivf.clustering_index) {
+      clus.train(n, x, *ivf.clustering_index);
+    } else {
+      faiss::IndexFlatL2 assigner(d);
+      clus.train(n, x, assigner);
+    }
+    if (!q->is_trained) q->train(nlist, clus.centroids.data());
+    q->add(nlist, clus.centroids.data());
+  }
+}
+
+void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x) {
+  if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(&index)) {
+    if (pt->index->is_trained) {
+      pt->train(n, x); /* transforms only: no k-means left to replace */
+      return;
+    }
+    /* IndexPreTransform::train with an untrained sub-index: every transform
+     * is trained if needed and applied, then the sub-index trains. */
+    std::unique_ptr<float[]> buf;
+    const float* xt = x;
+    for (faiss::VectorTransform* vt : pt->chain) {
+      if (!vt->is_trained) vt->train(n, xt);
+      buf.reset(vt->apply(n, xt));
+      xt = buf.get();
+    }
+    train_any(ctx, *pt->index, n, xt);
+    pt->is_trained = true;
+    return;
+  }
+  auto* ivf = dynamic_cast<faiss::IndexIVF*>(&index);
+  train_coarse(ctx, *ivf, n, x);
+  ivf->train(n, x);
+}
+
+}  // namespace
+}  // namespace detail
+}  // namespace flashkm
+
+extern "C" fkm_status fkm_faiss_train_index(fkm_ctx* ctx, void* index, int64_t n,
+                                            const float* x) {
+  using flashkm::Error;
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  return flashkm::detail::guard(ctx, [&]() -> fkm_status {
+    if (!index) throw Error(FKM_ERR_INVALID_ARG, "index is NULL");
+    if (n < 0) throw Error(FKM_ERR_INVALID_ARG, "n = " + std::to_string(n) + " must be >= 0");
+    if (!x && n > 0) throw Error(FKM_ERR_INVALID_ARG, "x is NULL");
+    faiss::Index* idx = static_cast<faiss::Index*>(index);
+    if (!flashkm::detail::find_ivf(idx))
+      throw Error(FKM_ERR_INVALID_ARG,
+                  "index is neither an IndexIVF nor an IndexPreTransform "
+                  "chain ending in one");
+    flashkm::detail::train_any(ctx, *idx, n, x);
+    return FKM_OK;
+  });
+}

@@ -1,0 +1,235 @@
+// P3 for FAISS indexes (SPEC section 9): index->train() of stock FAISS
+// against the same index trained through fkm_faiss_train_index and through
+// flashkm::Clustering on the coarse quantizer. The coarse centroids, PQ
+// codebooks, SQ ranges and OPQ matrix must be equal bit for bit, and the
+// trained indexes must answer searches identically. Also: the bridge's
+// C error handling.
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/IndexScalarQuantizer.h>
+#include <faiss/VectorTransform.h>
+#include <faiss/index_factory.h>
+#include <flashkm/clustering.h>
+
+#include <memory>
+
+#include "flashkm_faiss.h"
+#include "parity.h"
+
+namespace parity {
+namespace {
+
+Ctx& ctx() {
+  static Ctx c;
+  return c;
+}
+
+struct IvfCase {
+  const char* name;
+  const char* factory;
+  bool inner_product;
+  int64_t n = 20000;
+};
+
+void PrintTo(const IvfCase& c, std::ostream* os) { *os << c.name; }
+
+faiss::IndexIVF* ivf_of(faiss::Index* index) {
+  while (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) index = pt->index;
+  return dynamic_cast<faiss::IndexIVF*>(index);
+}
+
+const float* coarse_centroids(faiss::IndexIVF* ivf) {
+  faiss::Index* q = ivf->quantizer;
+  if (auto* h = dynamic_cast<faiss::IndexHNSW*>(q)) q = h->storage;
+  return dynamic_cast<faiss::IndexFlat*>(q)->get_xb();
+}
+
+// Every trained table of the index, by name, in a fixed order.
+std::vector<std::pair<std::string, std::vector<float>>> trained_tables(faiss::Index* index) {
+  std::vector<std::pair<std::string, std::vector<float>>> t;
+  if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) {
+    for (size_t i = 0; i < pt->chain.size(); i++)
+      if (auto* lt = dynamic_cast<faiss::LinearTransform*>(pt->chain[i])) {
+        t.emplace_back("transform " + std::to_string(i) + " A", lt->A);
+        t.emplace_back("transform " + std::to_string(i) + " b", lt->b);
+      }
+  }
+  faiss::IndexIVF* ivf = ivf_of(index);
+  const float* c = coarse_centroids(ivf);
+  t.emplace_back("coarse centroids", std::vector<float>(c, c + ivf->nlist * ivf->d));
+  if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(ivf)) t.emplace_back("PQ codebooks", pq->pq.centroids);
+  if (auto* sq = dynamic_cast<faiss::IndexIVFScalarQuantizer*>(ivf))
+    t.emplace_back("SQ trained", sq->sq.trained);
+  return t;
+}
+
+// The flashkm::Clustering route, written out as a user would: train the
+// transforms (if any), cluster the transformed data on the quantizer as
+// Level1Quantizer::train_q1 does, then let FAISS train the rest.
+void train_with_clustering(faiss::Index* index, int64_t n, const float* x) {
+  std::unique_ptr<float[]> buf;
+  const float* xt = x;
+  if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index))
+    for (faiss::VectorTransform* vt : pt->chain) {
+      vt->train(n, xt);
+      buf.reset(vt->apply(n, xt));
+      xt = buf.get();
+    }
+  faiss::IndexIVF* ivf = ivf_of(index);
+  flashkm::Clustering clus(int(ivf->d), int(ivf->nlist), ivf->cp, ctx().get());
+  if (ivf->quantizer_trains_alone == 2) {
+    faiss::IndexFlatL2 assigner(ivf->d);
+    clus.train(n, xt, assigner);
+    if (!ivf->quantizer->is_trained) ivf->quantizer->train(ivf->nlist, clus.centroids.data());
+    ivf->quantizer->add(ivf->nlist, clus.centroids.data());
+  } else {
+    clus.train(n, xt, *ivf->quantizer);
+    ivf->quantizer->is_trained = true;
+  }
+  index->train(n, x);
+}
+
+class ParityIvf : public ::testing::TestWithParam<IvfCase> {};
+
+TEST_P(ParityIvf, TrainedTablesAndSearchEqualStockFaiss) {
+  const IvfCase& c = GetParam();
+  ASSERT_NE(ctx().get(), nullptr);
+  const int64_t n = c.n, d = 32;
+  std::vector<float> x = blobs(n, d, 60, 21, 0.4f);
+  const faiss::MetricType mt = c.inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
+
+  std::unique_ptr<faiss::Index> stock(faiss::index_factory(int(d), c.factory, mt));
+  std::unique_ptr<faiss::Index> bridged(faiss::index_factory(int(d), c.factory, mt));
+  std::unique_ptr<faiss::Index> clustered(faiss::index_factory(int(d), c.factory, mt));
+  // FAISS's own PQ and OPQ training dominate the time (minutes on two
+  // cores with their defaults): fewer iterations, the same on all three.
+  for (faiss::Index* idx : {stock.get(), bridged.get(), clustered.get()}) {
+    if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(idx))
+      if (auto* opq = dynamic_cast<faiss::OPQMatrix*>(pt->chain[0])) {
+        opq->niter = 2;
+        opq->niter_pq = opq->niter_pq_0 = 2;
+        opq->max_train_points = 4096;
+      }
+    if (auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(ivf_of(idx))) {
+      ivfpq->pq.cp.niter = 4;
+      ivfpq->pq.cp.max_points_per_centroid = 32;
+    }
+  }
+  // The stock index clusters on a recording flat index (the same search as
+  // its own flat quantizer, or FAISS's IndexFlatL2 assigner for
+  // quantizer_trains_alone = 2) so that P3's premise can be checked.
+  faiss::IndexIVF* stock_ivf = ivf_of(stock.get());
+  RecordingIndex rec(stock_ivf->d, stock_ivf->quantizer_trains_alone == 2
+                                       ? faiss::METRIC_L2
+                                       : stock_ivf->quantizer->metric_type);
+  stock_ivf->clustering_index = &rec;
+  stock->train(n, x.data());
+  stock_ivf->clustering_index = nullptr;
+  int64_t near_ties = label_differences_along(ctx().get(), rec, c.name);
+  if (near_ties > 0)
+    GTEST_SKIP() << c.name << ": " << near_ties
+                 << " near-ties with this machine's BLAS: P3 does not apply here";
+  ASSERT_EQ(fkm_faiss_train_index(ctx().get(), bridged.get(), n, x.data()), FKM_OK)
+      << fkm_ctx_last_error(ctx().get());
+  EXPECT_STREQ(fkm_ctx_last_error(ctx().get()), "");
+  train_with_clustering(clustered.get(), n, x.data());
+  ASSERT_TRUE(bridged->is_trained);
+  ASSERT_TRUE(clustered->is_trained);
+
+  auto ref = trained_tables(stock.get());
+  auto viaC = trained_tables(bridged.get());
+  auto viaCxx = trained_tables(clustered.get());
+  ASSERT_EQ(ref.size(), viaC.size());
+  ASSERT_EQ(ref.size(), viaCxx.size());
+  std::string summary;
+  for (size_t i = 0; i < ref.size(); i++) {
+    BitDiff a = compare(ref[i].second, viaC[i].second);
+    BitDiff b = compare(ref[i].second, viaCxx[i].second);
+    EXPECT_EQ(a.ndiff, 0u) << c.name << " " << ref[i].first << " (fkm_faiss_train_index): "
+                           << describe(a);
+    EXPECT_EQ(b.ndiff, 0u) << c.name << " " << ref[i].first << " (flashkm::Clustering): "
+                           << describe(b);
+    summary += "; " + ref[i].first + " " + std::to_string(a.n) + " floats, " +
+               std::to_string(a.ndiff + b.ndiff) + " differ";
+  }
+
+  // The trained indexes behave identically (HNSW's graph depends on thread
+  // timing, so an HNSW quantizer is left out of this part).
+  const int64_t nq = dynamic_cast<faiss::IndexHNSW*>(ivf_of(stock.get())->quantizer) ? 0 : 200;
+  const int64_t kk = 5;
+  if (nq > 0)
+    for (auto* idx : {stock.get(), bridged.get(), clustered.get()}) idx->add(n, x.data());
+  std::vector<float> D0(nq * kk), D1(nq * kk);
+  std::vector<faiss::Index::idx_t> I0(nq * kk), I1(nq * kk);
+  if (nq > 0) stock->search(nq, x.data(), kk, D0.data(), I0.data());
+  for (auto* idx : {bridged.get(), clustered.get()}) {
+    if (nq == 0) break;
+    idx->search(nq, x.data(), kk, D1.data(), I1.data());
+    EXPECT_EQ(I0, I1) << c.name;
+    EXPECT_EQ(compare(D0, D1).ndiff, 0u) << c.name;
+  }
+  std::printf("P3 %-18s \"%s\" %s n %" PRId64 " d %" PRId64 "%s; %" PRId64
+              " searches x %" PRId64 " equal\n",
+              c.name, c.factory, c.inner_product ? "IP" : "L2", n, d, summary.c_str(), nq, kk);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Factory, ParityIvf,
+    ::testing::Values(IvfCase{"ivf_flat", "IVF64,Flat", false},
+                      IvfCase{"ivf_pq", "IVF64,PQ8np", false},
+                      IvfCase{"ivf_sq8", "IVF64,SQ8", false},
+                      IvfCase{"ivf_flat_ip", "IVF64,Flat", true},
+                      IvfCase{"opq_ivf_pq", "OPQ8,IVF64,PQ8np", false, 6000},
+                      IvfCase{"pca_ivf_flat", "PCA16,IVF32,Flat", false},
+                      IvfCase{"ivf_hnsw_flat", "IVF64_HNSW16,Flat", false}),
+    [](const ::testing::TestParamInfo<IvfCase>& i) { return i.param.name; });
+
+TEST(ParityIvfErrors, NonIvfIndexIsInvalidArgWithMessage) {
+  faiss::IndexFlatL2 flat(8);
+  std::vector<float> x(100 * 8, 0.5f);
+  EXPECT_EQ(fkm_faiss_train_index(ctx().get(), &flat, 100, x.data()), FKM_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())).find("IndexIVF"), std::string::npos);
+  EXPECT_EQ(fkm_faiss_train_index(ctx().get(), nullptr, 100, x.data()), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_faiss_train_index(nullptr, &flat, 100, x.data()), FKM_ERR_INVALID_ARG);
+}
+
+TEST(ParityIvfErrors, NanInputIsNotFiniteAndIndexStaysUntrained) {
+  std::unique_ptr<faiss::Index> index(faiss::index_factory(8, "IVF4,Flat"));
+  std::vector<float> x = blobs(200, 8, 4, 3);
+  x[123] = std::nanf("");
+  EXPECT_EQ(fkm_faiss_train_index(ctx().get(), index.get(), 200, x.data()), FKM_ERR_NOT_FINITE);
+  EXPECT_STRNE(fkm_ctx_last_error(ctx().get()), "");
+  EXPECT_FALSE(index->is_trained);
+}
+
+TEST(ParityIvfErrors, FaissExceptionBecomesErrFaissWithFaissMessage) {
+  // 100 points cannot train a PQ of 256 centroids: FAISS throws from
+  // train_residual, after flashkm trained the coarse quantizer.
+  std::unique_ptr<faiss::Index> index(faiss::index_factory(8, "IVF4,PQ4np"));
+  std::vector<float> x = blobs(100, 8, 4, 3);
+  EXPECT_EQ(fkm_faiss_train_index(ctx().get(), index.get(), 100, x.data()), FKM_ERR_FAISS);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())).find("Number of training points"),
+            std::string::npos)
+      << fkm_ctx_last_error(ctx().get());
+  // The context stays usable: the next call succeeds and clears the message.
+  std::vector<float> y = blobs(2000, 8, 4, 3);
+  std::unique_ptr<faiss::Index> ok(faiss::index_factory(8, "IVF4,Flat"));
+  EXPECT_EQ(fkm_faiss_train_index(ctx().get(), ok.get(), 2000, y.data()), FKM_OK);
+  EXPECT_STREQ(fkm_ctx_last_error(ctx().get()), "");
+}
+
+TEST(ParityIvfErrors, ClusteringTrainRejectsFastAssignMode) {
+  fkm_params p;
+  fkm_params_init(&p);
+  p.assign_mode = FKM_ASSIGN_FAST;
+  std::vector<float> x = blobs(200, 8, 4, 3), c(4 * 8);
+  EXPECT_EQ(fkm_faiss_clustering_train(ctx().get(), &p, 200, 8, 4, x.data(), nullptr, nullptr,
+                                       c.data(), 0, nullptr, 0, nullptr),
+            FKM_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())).find("assign_mode"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace parity
