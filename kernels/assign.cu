@@ -374,8 +374,9 @@ __global__ void centroid_bounds(const float *__restrict__ cn, int64_t k, float b
  * = 4 g + t; A: (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); B: (k = t,
  * n = g), (t + 4, g); C: (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
  * Each thread keeps a Cert for its 4 rows; quads, then the two column warps,
- * are merged at the end. The tile is the simplest one that keeps 8 MMAs in
- * flight per warp; loads are not yet overlapped with the MMAs. */
+ * are merged at the end. The global loads of the next step are in flight
+ * during the current step's MMAs (registers); a deeper cp.async/TMA
+ * pipeline and wgmma are the next steps. */
 template <bool L2>
 __global__ void __launch_bounds__(TC_THREADS)
 assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
@@ -404,53 +405,75 @@ assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
     bx[q] = __fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta);
   }
 
-  for (int64_t n0 = kb; n0 < ke; n0 += TBN) {
-    float acc[2][4][4];
+  /* Steps are (centroid tile, dimension chunk) pairs in order; the global
+   * loads of step s + 1 are issued into registers before the MMAs of step s
+   * (a two-stage register pipeline). */
+  constexpr int RA = (TBM * TBK) / TC_THREADS, RB = (TBN * TBK) / TC_THREADS;
+  const int64_t nk = (d + TBK - 1) / TBK;
+  const int64_t ntile = ke > kb ? (ke - kb + TBN - 1) / TBN : 0;
+  const int64_t steps = ntile * nk;
+  float ra[RA], rb[RB];
+  auto fetch = [&](int64_t step) {
+    const int64_t n0 = kb + (step / nk) * TBN, k0 = (step % nk) * TBK;
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-      for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
-
-    for (int64_t k0 = 0; k0 < d; k0 += TBK) {
-#pragma unroll
-      for (int r = 0; r < (TBM * TBK) / TC_THREADS; r++) {
-        const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
-        const int64_t p = m0 + row, kk = k0 + col;
-        As[row][col] = to_tf32(p < n && kk < d ? x[p * d + kk] : 0.0f);
-      }
-#pragma unroll
-      for (int r = 0; r < (TBN * TBK) / TC_THREADS; r++) {
-        const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
-        const int64_t q = n0 + row, kk = k0 + col;
-        Bs[row][col] = to_tf32(q < ke && kk < d ? c[q * d + kk] : 0.0f);
-      }
-      __syncthreads();
-#pragma unroll
-      for (int ks = 0; ks < TBK; ks += 8) {
-        uint32_t a[2][4], b[4][2];
-#pragma unroll
-        for (int mt = 0; mt < 2; mt++) {
-          const int rb = wm * 32 + mt * 16;
-          a[mt][0] = As[rb + g][ks + t];
-          a[mt][1] = As[rb + g + 8][ks + t];
-          a[mt][2] = As[rb + g][ks + t + 4];
-          a[mt][3] = As[rb + g + 8][ks + t + 4];
-        }
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) {
-          const int cbase = wn * 32 + nt * 8;
-          b[nt][0] = Bs[cbase + g][ks + t];
-          b[nt][1] = Bs[cbase + g][ks + t + 4];
-        }
-#pragma unroll
-        for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-          for (int nt = 0; nt < 4; nt++) mma_tf32(acc[mt][nt], a[mt], b[nt]);
-      }
-      __syncthreads();
+    for (int r = 0; r < RA; r++) {
+      const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
+      const int64_t p = m0 + row, kk = k0 + col;
+      ra[r] = p < n && kk < d ? x[p * d + kk] : 0.0f;
     }
+#pragma unroll
+    for (int r = 0; r < RB; r++) {
+      const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
+      const int64_t q = n0 + row, kk = k0 + col;
+      rb[r] = q < ke && kk < d ? c[q * d + kk] : 0.0f;
+    }
+  };
+  float acc[2][4][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+  if (steps > 0) fetch(0);
+  for (int64_t step = 0; step < steps; step++) {
+#pragma unroll
+    for (int r = 0; r < RA; r++) {
+      const int e = tid + r * TC_THREADS;
+      As[e / TBK][e % TBK] = to_tf32(ra[r]);
+    }
+#pragma unroll
+    for (int r = 0; r < RB; r++) {
+      const int e = tid + r * TC_THREADS;
+      Bs[e / TBK][e % TBK] = to_tf32(rb[r]);
+    }
+    __syncthreads();
+    if (step + 1 < steps) fetch(step + 1);
+#pragma unroll
+    for (int ks = 0; ks < TBK; ks += 8) {
+      uint32_t a[2][4], b[4][2];
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++) {
+        const int rbase = wm * 32 + mt * 16;
+        a[mt][0] = As[rbase + g][ks + t];
+        a[mt][1] = As[rbase + g + 8][ks + t];
+        a[mt][2] = As[rbase + g][ks + t + 4];
+        a[mt][3] = As[rbase + g + 8][ks + t + 4];
+      }
+#pragma unroll
+      for (int nt = 0; nt < 4; nt++) {
+        const int cbase = wn * 32 + nt * 8;
+        b[nt][0] = Bs[cbase + g][ks + t];
+        b[nt][1] = Bs[cbase + g][ks + t + 4];
+      }
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) mma_tf32(acc[mt][nt], a[mt], b[nt]);
+    }
+    __syncthreads();
+    if (step % nk != nk - 1) continue;
+    const int64_t n0 = kb + (step / nk) * TBN;
 
 #pragma unroll
     for (int nt = 0; nt < 4; nt++)
@@ -471,6 +494,12 @@ assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
             cert_push(st[r], f, e, (int)q);
           }
       }
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+      for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
   }
 
 #pragma unroll

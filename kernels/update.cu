@@ -11,6 +11,8 @@
  */
 #include "update.cuh"
 
+#include <float.h>
+
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
@@ -109,10 +111,17 @@ __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k,
 
 /* The objective (SPEC section 4): obj = fl(...fl(fl(0 + d0) + d1)...),
  * obj_double likewise in double, both in point order: sequential chains by
- * definition (no partial sums may be combined). One block: lane 0 of warp 0
- * runs the float chain and lane 0 of warp 1 the double chain, reading the
- * same shared-memory stage, while warps 2..7 stream the next stage in. The
- * floor is n dependent additions (float: 4 cycles each on Hopper). */
+ * definition (no partial sums may be combined).
+ * The float chain rounds at almost every step: one thread runs it from
+ * shared memory while warps 2..7 stream the next stage in; its floor is n
+ * dependent float additions (4 cycles each on Hopper).
+ * The double chain mostly does not round (float addends, 53-bit sums): it is
+ * cut into blocks of DBLOCK values; where a block's values are all >= 0 and
+ * multiples of g = min(ulp(s), least low bit of the block) with
+ * s + sum < 2^53 g, every partial sum in it is a multiple of g below 2^53 g,
+ * exactly representable, so the block adds exactly: one integer sum
+ * (dchain_blocks, in parallel) and one exact addition (dchain_seq). Other
+ * blocks (a rounding step, a negative value) run value by value. */
 __global__ void objective_reset(fkm_objective *o) {
   o->obj = 0.0f;
   o->obj_double = 0.0;
@@ -148,7 +157,6 @@ objective_chain(const float *__restrict__ dist, int64_t r0, int64_t r1, fkm_obje
       b[t] = base + t < n ? dist[r0 + base + t] : 0.0f;
   };
   float s = o->obj;
-  double sd = o->obj_double;
   if (tid >= LOADERS && stages > 0) load(0);
   __syncthreads();
   for (int64_t st = 0; st < stages; st++) {
@@ -172,21 +180,90 @@ objective_chain(const float *__restrict__ dist, int64_t r0, int64_t r1, fkm_obje
         }
       }
       for (; t < m; t++) s = __fadd_rn(s, f[t]);
-    } else if (tid == 32) { /* the double chain */
-      int t = 0;
-      for (; t + 32 <= m; t += 32) {
-        double v[32];
-#pragma unroll
-        for (int r = 0; r < 32; r++) v[r] = (double)f[t + r];
-#pragma unroll
-        for (int r = 0; r < 32; r++) sd = __dadd_rn(sd, v[r]);
-      }
-      for (; t < m; t++) sd = __dadd_rn(sd, (double)f[t]);
     }
     __syncthreads();
   }
   if (tid == 0) o->obj = s;
-  if (tid == 32) o->obj_double = sd;
+}
+
+constexpr int DBLOCK = 512;
+
+/* Exponent of the lowest set bit of a nonzero finite float. */
+__device__ __forceinline__ int lowbit_exp(float v) {
+  const uint32_t b = __float_as_uint(v), e = (b >> 23) & 0xffu;
+  const uint32_t m = e ? ((b & 0x7fffffu) | 0x800000u) : (b & 0x7fffffu);
+  return (e ? (int)e - 150 : -149) + __ffs((int)m) - 1;
+}
+
+/* Per block of DBLOCK values: glow (least low-bit exponent of the nonzero
+ * values, 1 << 30 when all zero), T = sum of v / 2^glow (< 2^62), and ok (all
+ * values finite, >= 0, and each v / 2^glow < 2^53). */
+struct DBlock {
+  unsigned long long t;
+  int glow, ok;
+};
+
+__global__ void __launch_bounds__(DBLOCK)
+dchain_blocks(const float *__restrict__ dist, int64_t r0, int64_t r1, DBlock *__restrict__ out) {
+  __shared__ int s_glow, s_ok;
+  __shared__ unsigned long long s_t;
+  const int64_t i = r0 + (int64_t)blockIdx.x * DBLOCK + threadIdx.x;
+  const float v = i < r1 ? dist[i] : 0.0f;
+  const bool fin = v >= 0.0f && v <= FLT_MAX; /* false for NaN, inf, negatives */
+  if (threadIdx.x == 0) {
+    s_glow = 1 << 30;
+    s_ok = 1;
+    s_t = 0ull;
+  }
+  __syncthreads();
+  if (!fin) atomicAnd(&s_ok, 0);
+  if (fin && v != 0.0f) atomicMin(&s_glow, lowbit_exp(v));
+  __syncthreads();
+  const int glow = s_glow;
+  if (fin && v != 0.0f) {
+    const double q = ldexp((double)v, -glow); /* an integer, exact */
+    if (q >= 0x1p53) atomicAnd(&s_ok, 0);
+    else atomicAdd(&s_t, (unsigned long long)q);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) out[blockIdx.x] = DBlock{s_t, glow, s_ok};
+}
+
+/* One thread: the double chain over the blocks, exact block additions where
+ * the test above holds, value by value elsewhere. */
+__global__ void dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1,
+                           const DBlock *__restrict__ blk, fkm_objective *o) {
+  double s = o->obj_double;
+  const int64_t nb = (r1 - r0 + DBLOCK - 1) / DBLOCK;
+  for (int64_t b = 0; b < nb; b++) {
+    const DBlock db = blk[b];
+    bool done = false;
+    if (db.ok && db.glow == (1 << 30)) {
+      done = true; /* all zeros: s + 0 = s for s >= +0 */
+    } else if (db.ok && s >= 0.0) {
+      int g = db.glow;
+      if (s > 0.0) {
+        const int ulp = (int)((__double_as_longlong(s) >> 52) & 0x7ff) - 1075;
+        g = min(g, ulp);
+      }
+      /* s / 2^g and T 2^(glow - g) as integers below 2^53 */
+      const double S = ldexp(s, -g);
+      const int sh = db.glow - g;
+      if (S < 0x1p53 && sh < 53 && db.t < (1ull << (53 - sh))) {
+        const unsigned long long tt = db.t << sh;
+        const unsigned long long tot = (unsigned long long)S + tt;
+        if (tot < (1ull << 53)) {
+          s = ldexp((double)tot, g);
+          done = true;
+        }
+      }
+    }
+    if (!done) {
+      const int64_t e = r0 + (b + 1) * DBLOCK < r1 ? r0 + (b + 1) * DBLOCK : r1;
+      for (int64_t i = r0 + b * DBLOCK; i < e; i++) s = __dadd_rn(s, (double)dist[i]);
+    }
+  }
+  o->obj_double = s;
 }
 
 /* One block; thread t owns dimensions t, t + blockDim, ...: each column is
@@ -286,14 +363,22 @@ extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t 
 
 extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
                                             int64_t r0, int64_t r1, fkm_objective *out,
-                                            cudaStream_t s) {
+                                            void *scratch, cudaStream_t s) {
   if (r0 == 0) objective_reset<<<1, 1, 0, s>>>(out);
   if (r1 > r0) {
     const unsigned g = blocks_for(r1 - r0) < 1024u ? blocks_for(r1 - r0) : 1024u;
     objective_bad<<<g, THREADS, 0, s>>>(labels, r0, r1, out);
     objective_chain<<<1, CHAIN_THREADS, 0, s>>>(dist, r0, r1, out);
+    DBlock *blk = static_cast<DBlock *>(scratch);
+    const unsigned nb = (unsigned)((r1 - r0 + DBLOCK - 1) / DBLOCK);
+    dchain_blocks<<<nb, DBLOCK, 0, s>>>(dist, r0, r1, blk);
+    dchain_seq<<<1, 1, 0, s>>>(dist, r0, r1, blk, out);
   }
   return cudaGetLastError();
+}
+
+extern "C" size_t fkm_objective_scratch_bytes(int64_t n) {
+  return sizeof(DBlock) * (size_t)((n + DBLOCK - 1) / DBLOCK + 1);
 }
 
 extern "C" cudaError_t fkm_launch_splits(float *centroids, int64_t d,

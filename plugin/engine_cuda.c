@@ -54,7 +54,7 @@ typedef struct cuda_engine {
   float *xn, *cent, *cn, *init, *dist, *counts;
   int32_t *labels, *keys, *rows, *iota, *hist, *offsets;
   int64_t *hist64, *pairs, *perm;
-  void *assign_work, *temp;
+  void *assign_work, *temp, *obj_scratch;
   size_t temp_bytes;
   fkm_assign_plan plan, plan_last; /* a full chunk, the last chunk */
   int64_t chunk, nchunk;
@@ -282,6 +282,7 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
                                   : c->plan_last.work_bytes);
   c->temp = carve(&cv, c->temp_bytes);
   c->dsc = carve(&cv, sizeof(scalars));
+  c->obj_scratch = carve(&cv, fkm_objective_scratch_bytes(c->chunk > 0 ? c->chunk : 1));
   return cv.off;
 }
 
@@ -411,7 +412,8 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_chunk[ch], s));
     /* the objective's chain over this chunk runs behind the next chunk */
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_chunk[ch], 0));
-    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, r0, r0 + m, c->dsc, c->side));
+    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, r0, r0 + m, c->dsc,
+                                         c->obj_scratch, c->side));
   }
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
@@ -508,7 +510,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   const size_t work_bytes = wb_full > wb_last ? wb_full : wb_last;
   float *xf = NULL, *xn = NULL, *cn = NULL;
   int32_t *lab32 = NULL;
-  void *work = NULL;
+  void *work = NULL, *oscr = NULL;
   scalars *dsc = NULL;
   scalars hsc;
   cudaStream_t s = c->stream;
@@ -538,7 +540,8 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   }
   FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
   /* first unassigned row: the objective kernel's scan, its sums unused */
-  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, dsc, s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync(&oscr, fkm_objective_scratch_bytes(n), s));
+  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, dsc, oscr, s));
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0)
@@ -553,6 +556,7 @@ done:
   if (lab32) (void)cudaFreeAsync(lab32, s);
   if (dsc) (void)cudaFreeAsync(dsc, s);
   if (work) (void)cudaFreeAsync(work, s);
+  if (oscr) (void)cudaFreeAsync(oscr, s);
   return st;
 }
 
