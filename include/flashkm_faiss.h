@@ -1,10 +1,21 @@
 /*
  * flashkm's FAISS bridge: C entry points, present only in builds with FAISS
- * (library flashkm_faiss). C++ users can also use flashkm::Clustering from
- * faiss_shim/flashkm_clustering.h, a drop-in faiss::Clustering.
+ * (library flashkm_faiss, C++17 inside, compiled against FAISS 1.7.3). C++
+ * users can also use flashkm::Clustering from <flashkm/clustering.h>
+ * (faiss_shim/flashkm/clustering.h in the source tree), a drop-in
+ * faiss::Clustering.
  *
- * Every function catches FAISS's exceptions and returns FKM_ERR_FAISS with
- * FAISS's message in fkm_ctx_last_error(); nothing throws across this header.
+ * This header is C99 and C++; it needs no FAISS header: indexes are passed
+ * as void* (a faiss::Index*, which is also what the FAISS C API's FaissIndex*
+ * points to).
+ *
+ * Errors: every function catches what FAISS throws and returns
+ * FKM_ERR_FAISS with FAISS's message in fkm_ctx_last_error(); flashkm's own
+ * failures keep their status (FKM_ERR_INVALID_ARG, FKM_ERR_NOT_FINITE, ...);
+ * host allocation failures are FKM_ERR_OUT_OF_MEMORY. Nothing throws across
+ * this header, nothing prints. A NULL ctx returns FKM_ERR_INVALID_ARG.
+ * Thread safety: as the context; the FAISS objects passed in must not be
+ * used concurrently.
  */
 #ifndef FLASHKM_FAISS_H
 #define FLASHKM_FAISS_H
@@ -17,29 +28,54 @@ extern "C" {
 
 /** Train a FAISS index whose coarse level is IVF, with flashkm's k-means.
  *
- *  index   a faiss::Index* (the C API's FaissIndex* is the same pointer):
- *          an IndexIVF (any subclass), or an IndexPreTransform chain ending in
- *          one. Other indexes return FKM_ERR_INVALID_ARG.
- *  n, x    (n, index->d) float, host memory.
+ *  index   a faiss::Index*: an IndexIVF (any subclass), or an
+ *          IndexPreTransform chain ending in one. Other indexes return
+ *          FKM_ERR_INVALID_ARG (before anything is trained).
+ *  n, x    (n, index->d) float, host memory, read only.
  *
- *  Trains the pre-transforms as FAISS would, runs flashkm k-means with the
- *  IVF's own clustering parameters (ivf->cp: niter 10, spherical for inner
- *  product), stores the centroids in the coarse quantizer (so FAISS skips its
- *  own k-means), then calls the index's train() for the rest (PQ, SQ,
- *  residuals). The result equals index->train(n, x) with stock FAISS
- *  (parity level P3 of SPEC.md). Blocks. */
+ *  Follows FAISS 1.7.3's Index::train step by step and replaces only the flat
+ *  k-means of Level1Quantizer::train_q1:
+ *   - IndexPreTransform: the untrained transforms are trained in order, each
+ *     on the output of the previous ones (FAISS's logic; trained ones are
+ *     kept), then the sub-index trains on the transformed data;
+ *   - IndexIVF whose quantizer does not yet hold nlist centroids:
+ *     quantizer_trains_alone 0 (flat quantizer): k-means with ivf->cp as is
+ *     (FAISS's IVF constructor and index_factory already make it spherical
+ *     for inner product) in the quantizer's metric, or on
+ *     ivf->clustering_index when set; quantizer_trains_alone 2 (HNSW ...):
+ *     k-means with L2 (or clustering_index), then the quantizer is trained
+ *     if needed and receives the centroids; quantizer_trains_alone 1
+ *     (multi-index, residual quantizers) runs no flat k-means: FAISS's own
+ *     training runs. IndexIVFFlatDedup returns FKM_ERR_UNSUPPORTED (FAISS
+ *     deduplicates its training set first).
+ *   - then the IVF's own train() runs the rest (it sees a trained quantizer
+ *     and skips its k-means): PQ, SQ, residual codebooks.
+ *  The result equals stock index->train(n, x) bit for bit wherever parity
+ *  level P3 of SPEC.md holds. On error the index may be partly trained (as
+ *  after a FAISS exception). Blocks. */
 FKM_API fkm_status fkm_faiss_train_index(fkm_ctx *ctx, void *index, int64_t n,
                                          const float *x);
 
 /** faiss::Clustering::train(n, x, *index, weights) with flashkm.
  *
- *  params     clustering parameters (metric is taken from index when index is
- *             not NULL, else from params).
- *  index      a faiss::Index* that receives the k centroids (reset first, as
- *             FAISS does), or NULL.
- *  centroids  (k, d) float host, in/out: first n_init rows are initial
- *             centroids; receives the trained ones.
- *  stats      as in fkm_train. */
+ *  params     clustering parameters (fkm_params_init, then FAISS's fields);
+ *             assign_mode must be FKM_ASSIGN_FAISS. The metric is the
+ *             index's when index is not NULL (METRIC_L2 or
+ *             METRIC_INNER_PRODUCT, else FKM_ERR_UNSUPPORTED), else
+ *             params->metric.
+ *  x, weights (n, d) float and (n) float or NULL, host memory, read only.
+ *  index      a faiss::Index* of dimension d, or NULL. On success it holds
+ *             exactly the k centroids, as FAISS leaves it: reset, trained on
+ *             them if it was not trained, then the centroids added. It is
+ *             only used to receive the centroids: assignment is always
+ *             FAISS's exact flat search.
+ *  centroids  (k, d) float host, in/out: the first n_init rows are initial
+ *             centroids (frozen with params->frozen_centroids); receives the
+ *             trained ones.
+ *  stats      as in fkm_train (one entry per iteration, as
+ *             faiss::Clustering::iteration_stats).
+ *  On error nothing is written (centroids, stats, n_stats) and the index is
+ *  unchanged unless FAISS itself failed while loading it. Blocks. */
 FKM_API fkm_status fkm_faiss_clustering_train(
     fkm_ctx *ctx, const fkm_params *params, int64_t n, int64_t d, int64_t k,
     const float *x, const float *weights, void *index, float *centroids,
