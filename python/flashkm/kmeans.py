@@ -1,6 +1,8 @@
 """flashkm.Kmeans: a drop-in for faiss.Kmeans, and the functions under it."""
 import ctypes
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -32,33 +34,50 @@ def _make_params(cp, metric, fast=False):
 
 
 class _Callbacks:
-    """Progress and log callbacks of one call; Ctrl-C inside the run stops it
-    after the current iteration and is re-raised afterwards."""
+    """Progress and log callbacks of one call. Ctrl-C during the run stops it
+    after the current iteration; KeyboardInterrupt is raised afterwards. In
+    the main thread a SIGINT handler that only sets a flag is installed for
+    the duration of the call (so the interrupt cannot land inside ctypes'
+    callback machinery); elsewhere Python's own handler raises inside the
+    callback, which is caught there."""
 
     def __init__(self, verbose):
         self.verbose = verbose
         self.interrupted = False
         self.progress = _lib.PROGRESS_FN(self._progress)
         self.log = _lib.LOG_FN(self._log)
+        self._old_handler = None
+
+    def _on_sigint(self, signum, frame):
+        self.interrupted = True
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old_handler is not None:
+            signal.signal(signal.SIGINT, self._old_handler)
+            self._old_handler = None
 
     def _progress(self, user, redo, it, stats_ptr):
         try:
-            if self.verbose:
-                s = _lib.IterationStats.from_address(stats_ptr)
-                sys.stdout.write("  Iteration %d (%.2f s, search %.2f s): objective=%g "
-                                 "imbalance=%.3f nsplit=%d       \r" %
-                                 (it, s.time, s.time_search, s.obj, s.imbalance_factor, s.nsplit))
-                sys.stdout.flush()
-            return 0
+            return 1 if self.interrupted else 0
         except KeyboardInterrupt:
             self.interrupted = True
             return 1
 
     def _log(self, user, level, msg):
+        # As FAISS: verbose lines to stdout, warnings to stderr.
         try:
-            if level == _lib.LOG_WARNING or self.verbose:
-                sys.stderr.write("flashkm: %s%s\n" % ("WARNING " if level == _lib.LOG_WARNING
-                                                      else "", msg.decode(errors="replace")))
+            text = msg.decode(errors="replace")
+            if level == _lib.LOG_WARNING:
+                sys.stderr.write("WARNING flashkm: %s\n" % text)
+            elif self.verbose:
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
         except KeyboardInterrupt:
             self.interrupted = True
 
@@ -87,7 +106,8 @@ def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroid
         n, d = X.shape
         if expect_d is not None and d != expect_d:
             raise AssertionError("x has d = %d, expected d = %d" % (d, expect_d))
-        W = _arrays.as_array(weights, 1, "weights", float_only=True) if weights is not None else None
+        W = (_arrays.as_array(weights, 1, "weights", float_only=True)
+             if weights is not None else None)
         I = (_arrays.as_array(init_centroids, 2, "init_centroids", float_only=True)
              if init_centroids is not None else None)
         try:
@@ -111,17 +131,17 @@ def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroid
             n_stats = ctypes.c_int64(0)
             labels = np.empty(n, dtype=np.int64) if return_labels else None
             dist = np.empty(n, dtype=np.float32) if return_labels else None
-            st = _lib.lib().fkm_train(
-                ctx.handle, ctypes.byref(p), n, d, k, X.dtype, X.ptr,
-                W.ptr if W is not None else None, centroids.ctypes.data, n_init,
-                labels.ctypes.data if return_labels else None,
-                dist.ctypes.data if return_labels else None, stats, cap, ctypes.byref(n_stats))
+            with cb:
+                st = _lib.lib().fkm_train(
+                    ctx.handle, ctypes.byref(p), n, d, k, X.dtype, X.ptr,
+                    W.ptr if W is not None else None, centroids.ctypes.data, n_init,
+                    labels.ctypes.data if return_labels else None,
+                    dist.ctypes.data if return_labels else None, stats, cap,
+                    ctypes.byref(n_stats))
         finally:
             for a in (W, I):
                 if a is not None:
                     a.release()
-    if params["verbose"]:
-        sys.stdout.write("\n")
     if st == _lib.FKM_ERR_INTERRUPTED and cb.interrupted:
         raise KeyboardInterrupt
     _lib.check(st, ctx.handle)

@@ -193,3 +193,32 @@ def test_bad_input_raises_flashkm_error_with_the_status():
 def test_dimension_mismatch_is_an_assertion_like_faiss():
     with pytest.raises(AssertionError):
         flashkm.Kmeans(5, 2, backend="cpu").train(blobs(10, 4, 2))
+
+
+def test_ctrl_c_stops_training_and_raises_keyboard_interrupt(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    # SIGINT may be ignored in a background job (CI): restore Python's handler.
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "import numpy as np, flashkm\n"
+        "x = np.random.RandomState(0).randn(2000, 8).astype(np.float32)\n"
+        "km = flashkm.Kmeans(8, 10, niter=10**6, verbose=True, backend='cpu')\n"
+        "try:\n"
+        "    km.train(x)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('\\nINTERRUPTED', km.centroids is None, flush=True)\n")
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), ".."))
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.time() + 60
+    while "Iteration" not in seen and time.time() < deadline:
+        seen += p.stdout.read(1)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "INTERRUPTED True" in out  # stopped, and no partial centroids kept
