@@ -1,7 +1,7 @@
 /* flashkm bench: ms per Lloyd iteration of the CUDA engine on the BENCH.md
  * shapes, data on the device (random normal, cuRAND), parity mode.
  *
- * usage: flashkm_bench [quick|full] [niter]
+ * usage: flashkm_bench [quick|full] [niter] [shape index]
  *
  * Timing: fkm_train's own per-iteration statistics (wall time between the
  * iteration's single host synchronisations, assignment share from CUDA
@@ -174,7 +174,9 @@ int main(int argc, char **argv) {
   const int count = full ? (int)(sizeof full_shapes / sizeof *sh)
                          : (int)(sizeof quick_shapes / sizeof *sh);
   int rc = 0;
+  const int only = argc > 3 ? atoi(argv[3]) : -1;
   for (int i = 0; i < count && rc == 0; i++) {
+    if (only >= 0 && i != only) continue;
     rc = run_shape(ctx, "parity (tc+certify)", &sh[i], niter, stdout);
     if (rc == 0) rc = run_shape(simt, "parity (SIMT only)", &sh[i], niter, stdout);
   }

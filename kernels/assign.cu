@@ -67,6 +67,7 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
             const int32_t *__restrict__ rows, const int *__restrict__ count) {
   /* rows != NULL: the refine pass; the block's points are rows[m0 + r] for
    * m0 + r < *count, results go to those rows. */
+  const int64_t stride = n; /* of the partials */
   if (rows) n = *count;
   if ((int64_t)blockIdx.x * BM >= n) return;
   __shared__ float As[BK][BM + 1];
@@ -174,8 +175,8 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
     const int64_t p = m0 + ty + 16 * i;
     if (tx == 0 && p < n) {
       if (part_v) {
-        part_v[(int64_t)blockIdx.y * n + p] = best[i];
-        part_i[(int64_t)blockIdx.y * n + p] = bidx[i];
+        part_v[(int64_t)blockIdx.y * stride + p] = best[i];
+        part_i[(int64_t)blockIdx.y * stride + p] = bidx[i];
       } else {
         const int64_t out = rows ? rows[p] : p;
         labels[out] = bidx[i];
@@ -192,9 +193,11 @@ template <bool L2>
 __global__ void assign_combine(const float *__restrict__ part_v,
                                const int32_t *__restrict__ part_i, int64_t n,
                                int64_t ksplit, int32_t *__restrict__ labels,
-                               float *__restrict__ dist) {
+                               float *__restrict__ dist, const int32_t *__restrict__ rows,
+                               const int *__restrict__ count) {
+  /* rows != NULL: partials of the refine pass, point i is rows[i], i < *count */
   const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (p >= n) return;
+  if (p >= (rows ? (int64_t)*count : n)) return;
   float bv = L2 ? INFINITY : -INFINITY;
   int bi = -1;
   for (int64_t s = 0; s < ksplit; s++) {
@@ -205,8 +208,9 @@ __global__ void assign_combine(const float *__restrict__ part_v,
       bi = oi;
     }
   }
-  labels[p] = bi;
-  dist[p] = bv;
+  const int64_t out = rows ? rows[p] : p;
+  labels[out] = bi;
+  dist[out] = bv;
 }
 
 /* ------------------------------------------------ certified tensor-core path
@@ -377,14 +381,14 @@ __global__ void centroid_bounds(const float *__restrict__ cn, int64_t k, float b
  * are merged at the end. The global loads of the next step are in flight
  * during the current step's MMAs (registers); a deeper cp.async/TMA
  * pipeline and wgmma are the next steps. */
-template <bool L2>
+template <bool L2, bool VEC>
 __global__ void __launch_bounds__(TC_THREADS)
 assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
           const float *__restrict__ c, const float *__restrict__ cn,
           const float *__restrict__ cb, BoundConsts bc, int64_t n, int64_t d, int64_t k,
           int64_t k_per_split, Cert *__restrict__ out) {
-  __shared__ uint32_t As[TBM][TBK + 4];
-  __shared__ uint32_t Bs[TBN][TBK + 4];
+  __shared__ __align__(16) uint32_t As[TBM][TBK + 4];
+  __shared__ __align__(16) uint32_t Bs[TBN][TBK + 4];
   __shared__ Cert red[TBM];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3, wm = warp >> 1, wn = warp & 1;
@@ -408,24 +412,45 @@ assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
   /* Steps are (centroid tile, dimension chunk) pairs in order; the global
    * loads of step s + 1 are issued into registers before the MMAs of step s
    * (a two-stage register pipeline). */
+  /* VEC (d % 4 == 0, 16-byte aligned rows): 16-byte loads and stores. */
   constexpr int RA = (TBM * TBK) / TC_THREADS, RB = (TBN * TBK) / TC_THREADS;
+  constexpr int RA4 = RA / 4, RB4 = RB / 4, C4 = TBK / 4;
   const int64_t nk = (d + TBK - 1) / TBK;
   const int64_t ntile = ke > kb ? (ke - kb + TBN - 1) / TBN : 0;
   const int64_t steps = ntile * nk;
   float ra[RA], rb[RB];
   auto fetch = [&](int64_t step) {
     const int64_t n0 = kb + (step / nk) * TBN, k0 = (step % nk) * TBK;
+    if constexpr (VEC) {
 #pragma unroll
-    for (int r = 0; r < RA; r++) {
-      const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
-      const int64_t p = m0 + row, kk = k0 + col;
-      ra[r] = p < n && kk < d ? x[p * d + kk] : 0.0f;
-    }
+      for (int r = 0; r < RA4; r++) {
+        const int e = tid + r * TC_THREADS, row = e / C4, col = (e % C4) * 4;
+        const int64_t p = m0 + row, kk = k0 + col;
+        const float4 v = p < n && kk < d ? *reinterpret_cast<const float4 *>(x + p * d + kk)
+                                         : make_float4(0.f, 0.f, 0.f, 0.f);
+        ra[4 * r] = v.x, ra[4 * r + 1] = v.y, ra[4 * r + 2] = v.z, ra[4 * r + 3] = v.w;
+      }
 #pragma unroll
-    for (int r = 0; r < RB; r++) {
-      const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
-      const int64_t q = n0 + row, kk = k0 + col;
-      rb[r] = q < ke && kk < d ? c[q * d + kk] : 0.0f;
+      for (int r = 0; r < RB4; r++) {
+        const int e = tid + r * TC_THREADS, row = e / C4, col = (e % C4) * 4;
+        const int64_t q = n0 + row, kk = k0 + col;
+        const float4 v = q < ke && kk < d ? *reinterpret_cast<const float4 *>(c + q * d + kk)
+                                          : make_float4(0.f, 0.f, 0.f, 0.f);
+        rb[4 * r] = v.x, rb[4 * r + 1] = v.y, rb[4 * r + 2] = v.z, rb[4 * r + 3] = v.w;
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < RA; r++) {
+        const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
+        const int64_t p = m0 + row, kk = k0 + col;
+        ra[r] = p < n && kk < d ? x[p * d + kk] : 0.0f;
+      }
+#pragma unroll
+      for (int r = 0; r < RB; r++) {
+        const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
+        const int64_t q = n0 + row, kk = k0 + col;
+        rb[r] = q < ke && kk < d ? c[q * d + kk] : 0.0f;
+      }
     }
   };
   float acc[2][4][4];
@@ -437,15 +462,32 @@ assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
       for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
   if (steps > 0) fetch(0);
   for (int64_t step = 0; step < steps; step++) {
+    if constexpr (VEC) {
 #pragma unroll
-    for (int r = 0; r < RA; r++) {
-      const int e = tid + r * TC_THREADS;
-      As[e / TBK][e % TBK] = to_tf32(ra[r]);
-    }
+      for (int r = 0; r < RA4; r++) {
+        const int e = tid + r * TC_THREADS;
+        *reinterpret_cast<uint4 *>(&As[e / C4][(e % C4) * 4]) =
+            make_uint4(to_tf32(ra[4 * r]), to_tf32(ra[4 * r + 1]), to_tf32(ra[4 * r + 2]),
+                       to_tf32(ra[4 * r + 3]));
+      }
 #pragma unroll
-    for (int r = 0; r < RB; r++) {
-      const int e = tid + r * TC_THREADS;
-      Bs[e / TBK][e % TBK] = to_tf32(rb[r]);
+      for (int r = 0; r < RB4; r++) {
+        const int e = tid + r * TC_THREADS;
+        *reinterpret_cast<uint4 *>(&Bs[e / C4][(e % C4) * 4]) =
+            make_uint4(to_tf32(rb[4 * r]), to_tf32(rb[4 * r + 1]), to_tf32(rb[4 * r + 2]),
+                       to_tf32(rb[4 * r + 3]));
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < RA; r++) {
+        const int e = tid + r * TC_THREADS;
+        As[e / TBK][e % TBK] = to_tf32(ra[r]);
+      }
+#pragma unroll
+      for (int r = 0; r < RB; r++) {
+        const int e = tid + r * TC_THREADS;
+        Bs[e / TBK][e % TBK] = to_tf32(rb[r]);
+      }
     }
     __syncthreads();
     if (step + 1 < steps) fetch(step + 1);
@@ -603,8 +645,8 @@ cudaError_t launch_simt(const fkm_assign_args *a, const fkm_assign_plan *plan, c
                                            nullptr, nullptr);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || !split) return e;
-  assign_combine<L2><<<(unsigned)((a->n + 255) / 256), 256, 0, s>>>(pv, pi, a->n, plan->ksplit,
-                                                                   a->labels, a->dist);
+  assign_combine<L2><<<(unsigned)((a->n + 255) / 256), 256, 0, s>>>(
+      pv, pi, a->n, plan->ksplit, a->labels, a->dist, nullptr, nullptr);
   return cudaGetLastError();
 }
 
@@ -622,15 +664,27 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   if (e != cudaSuccess) return e;
   centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, cb);
   const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
-  assign_tc<L2><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, cb, bc, n, a->d, k,
-                                            plan->k_per_split, st);
+  const bool vec = a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(a->c) % 16 == 0;
+  if (vec)
+    assign_tc<L2, true><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, cb, bc, n, a->d, k,
+                                                    plan->k_per_split, st);
+  else
+    assign_tc<L2, false><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, cb, bc, n, a->d,
+                                                     k, plan->k_per_split, st);
   certify<L2><<<(unsigned)((n + CERT_THREADS - 1) / CERT_THREADS), CERT_THREADS, 0, s>>>(
       a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, a->labels, a->dist, rows, count);
-  /* Pass 3: the reference kernel on the uncertain rows (their number is on
-   * the device; blocks past it exit at once). */
-  assign_simt<L2><<<(unsigned)((n + BM - 1) / BM), THREADS, 0, s>>>(
-      a->x, a->xn, a->c, a->cn, n, a->d, a->k, a->k, a->labels, a->dist, nullptr, nullptr, rows,
-      count);
+  /* Pass 3: the reference kernel on the uncertain rows, centroids split in
+   * refine_split ranges combined in order (the number of rows is on the
+   * device; blocks past it exit at once). */
+  float *pv = reinterpret_cast<float *>(w + 256 + 4 * n + 8 * k + 24 * plan->ksplit * n);
+  int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->refine_split * n);
+  const dim3 rgrid((unsigned)((n + BM - 1) / BM), (unsigned)plan->refine_split);
+  assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, a->d, a->k,
+                                            plan->refine_k_per_split, a->labels, a->dist, pv, pi,
+                                            rows, count);
+  assign_combine<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(pv, pi, n, plan->refine_split,
+                                                                 a->labels, a->dist, rows, count);
   return cudaGetLastError();
 }
 

@@ -33,6 +33,8 @@ typedef struct fkm_assign_plan {
   int64_t row_blocks; /* blocks along the points */
   int64_t ksplit;     /* centroid ranges handled by separate blocks */
   int64_t k_per_split;/* centroids per range, a multiple of the tile's BN */
+  int64_t refine_split;       /* tc: centroid ranges of the refine pass */
+  int64_t refine_k_per_split; /* tc: centroids per refine range */
   size_t work_bytes;  /* device scratch the launch needs */
 } fkm_assign_plan;
 
@@ -60,8 +62,15 @@ static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t
   const int64_t tiles_per = (col_tiles + ks - 1) / ks;
   p.k_per_split = tiles_per * bn;
   p.ksplit = (k + p.k_per_split - 1) / p.k_per_split;
-  if (p.tc) /* count; uncertain list; centroid bounds; per split 24-byte states */
-    p.work_bytes = 256 + (size_t)n * 4 + (size_t)k * 8 + (size_t)p.ksplit * (size_t)n * 24;
+  /* The refine pass sees few rows (their count is known on the device
+   * only): it always splits the centroids, up to 16 ranges of SIMT tiles. */
+  const int64_t simt_tiles = (k + FKM_ASSIGN_BN - 1) / FKM_ASSIGN_BN;
+  const int64_t rs = simt_tiles < 16 ? simt_tiles : 16;
+  p.refine_k_per_split = (simt_tiles + rs - 1) / rs * FKM_ASSIGN_BN;
+  p.refine_split = (k + p.refine_k_per_split - 1) / p.refine_k_per_split;
+  if (p.tc) /* count; uncertain list; centroid bounds; 24-byte states; refine partials */
+    p.work_bytes = 256 + (size_t)n * 4 + (size_t)k * 8 + (size_t)p.ksplit * (size_t)n * 24 +
+                   (size_t)p.refine_split * (size_t)n * 8;
   else
     p.work_bytes = p.ksplit > 1 ? (size_t)p.ksplit * (size_t)n * 8 : 0;
   return p;

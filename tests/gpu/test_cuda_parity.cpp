@@ -564,12 +564,17 @@ TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
         EXPECT_GE(p.ksplit * p.k_per_split, k) << "n " << n << " k " << k;
         EXPECT_LT((p.ksplit - 1) * p.k_per_split, k) << "no empty range, n " << n << " k " << k;
         EXPECT_EQ(p.row_blocks, (n + bm - 1) / bm);
-        if (p.tc)
-          EXPECT_EQ(p.work_bytes, 256u + (size_t)n * 4u + (size_t)k * 8u + (size_t)(p.ksplit * n) * 24u);
-        else if (p.ksplit == 1)
+        if (p.tc) {
+          EXPECT_EQ(p.work_bytes, 256u + (size_t)n * 4u + (size_t)k * 8u + (size_t)(p.ksplit * n) * 24u +
+                                      (size_t)(p.refine_split * n) * 8u);
+          EXPECT_LE(p.refine_split, 16);
+          EXPECT_GE(p.refine_split * p.refine_k_per_split, k);
+          EXPECT_LT((p.refine_split - 1) * p.refine_k_per_split, k);
+        } else if (p.ksplit == 1) {
           EXPECT_EQ(p.work_bytes, 0u);
-        else
+        } else {
           EXPECT_EQ(p.work_bytes, (size_t)(p.ksplit * n) * 8u);
+        }
       }
   // many rows: no split at all; tiny k or d: the SIMT path
   EXPECT_EQ(fkm_assign_make_plan(1 << 20, 1024, 128, 1056, 1).ksplit, 1);

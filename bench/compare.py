@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Side-by-side timing in one process on one GPU: flashkm against the peers.
+
+For each BENCH.md shape it times one Lloyd iteration (assignment + update)
+of
+  - flashkm, parity mode (FKM_ASSIGN_FAISS, the default) on float32 data,
+  - flashkm, FKM_ASSIGN_FAST on float16 data,
+  - flash-kmeans (the paper's Triton library) on the same tensors, float32
+    (its tf32 path) and float16, when `import flash_kmeans` works,
+  - FAISS k-means (GPU when the installed FAISS has it), when `import faiss`
+    works,
+and prints one table: ms per iteration, TFLOP/s, the fp16 floor, and each
+ratio. Data is random normal, generated on the GPU with a fixed seed; every
+input set is larger than L2.
+
+flashkm's time per iteration is (T(niter) - T(2)) / (niter - 2) over whole
+fkm_train_batched calls on device-resident data (fixed costs cancel; the one
+host synchronisation per iteration is included);
+flash-kmeans' is the median of CUDA-event-timed calls of its single-iteration
+function (assignment + sorted centroid update), after warm-up.
+
+Usage:
+  FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python[:path/to/flash-kmeans] \
+    python3 bench/compare.py [--shapes quick|full] [--niter 12] [--out FILE.md]
+Needs torch with CUDA. Peers that do not import are reported as absent.
+"""
+import argparse
+import ctypes
+import statistics
+import sys
+import time
+
+import torch
+
+from flashkm import _lib
+
+FP16_TFLOPS = 763.0   # BENCH.md, measured on an H200 (dense fp16 8192^3)
+HBM_TBPS = 4.2        # BENCH.md, device-to-device copy, read + written
+
+# (name, batch, n, k, d)
+SHAPES = {
+    "quick": [
+        ("1M x 1024", 1, 1 << 20, 1024, 128),
+        ("1M x 8192", 1, 1 << 20, 8192, 128),
+        ("200k x 4096", 1, 200_000, 4096, 128),
+        ("1M x 256", 1, 1 << 20, 256, 128),
+        ("32 x 64k x 1024", 32, 65_536, 1024, 128),
+        ("1M x 1024 d768", 1, 1 << 20, 1024, 768),
+    ],
+    "full": [
+        ("1M x 1024", 1, 1 << 20, 1024, 128),
+        ("1M x 8192", 1, 1 << 20, 8192, 128),
+        ("8M x 1024", 1, 8 << 20, 1024, 128),
+        ("32 x 64k x 1024", 32, 65_536, 1024, 128),
+        ("200k x 4096", 1, 200_000, 4096, 128),
+        ("1M x 256", 1, 1 << 20, 256, 128),
+        ("16M x 4096", 1, 16 << 20, 4096, 128),
+        ("1M x 1024 d768", 1, 1 << 20, 1024, 768),
+    ],
+}
+
+
+def floor_ms(b, n, k, d):
+    """BENCH.md's floor: max(fp16 tensor time, one read of x) + one more read."""
+    flop = 2.0 * b * n * k * d
+    xbytes = 2.0 * b * n * d
+    return max(flop / (FP16_TFLOPS * 1e9), xbytes / (HBM_TBPS * 1e9)) + xbytes / (HBM_TBPS * 1e9)
+
+
+class Flashkm:
+    name = "flashkm"
+
+    def __init__(self):
+        self.lib = _lib.lib()
+        f = self.lib.fkm_train_batched
+        i64, vp = ctypes.c_int64, ctypes.c_void_p
+        f.restype = ctypes.c_int
+        f.argtypes = [vp, ctypes.POINTER(_lib.Params), i64, i64, i64, i64, ctypes.c_int, vp,
+                      vp, vp, i64, vp, vp, ctypes.POINTER(_lib.IterationStats), i64,
+                      ctypes.POINTER(i64)]
+        self.ctx = _lib.Context("cuda")
+        self.device = self.ctx.device_name
+
+    def run(self, x, b, n, k, d, niter, fast):
+        """Wall seconds of one whole fkm_train_batched call."""
+        p = _lib.default_params()
+        p.niter = niter
+        p.max_points_per_centroid = n // k + 1   # time the whole N, no subsampling
+        p.min_points_per_centroid = 0
+        p.assign_mode = _lib.ASSIGN_FAST if fast else _lib.ASSIGN_FAISS
+        dtype = _lib.DTYPE_F16 if x.dtype == torch.float16 else _lib.DTYPE_F32
+        cent = torch.empty((b, k, d), device="cuda", dtype=torch.float32)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        st = self.lib.fkm_train_batched(self.ctx.handle, ctypes.byref(p), b, n, d, k, dtype,
+                                        x.data_ptr(), None, cent.data_ptr(), 0, None, None,
+                                        None, 0, None)
+        torch.cuda.synchronize()
+        _lib.check(st, self.ctx.handle)
+        return time.perf_counter() - t0
+
+    def ms_per_iter(self, x, b, n, k, d, niter, fast):
+        """(T(niter) - T(2)) / (niter - 2): steady iterations only, whatever the
+        run's fixed costs (upload, init, final assignment) are."""
+        self.run(x, b, n, k, d, 2, fast)  # warm-up: module load, allocations
+        t2 = self.run(x, b, n, k, d, 2, fast)
+        tn = self.run(x, b, n, k, d, niter, fast)
+        return 1e3 * (tn - t2) / (niter - 2)
+
+
+class FlashKmeans:
+    name = "flash-kmeans"
+
+    def __init__(self):
+        from flash_kmeans.kmeans_triton_impl import _euclid_iter
+        self.iter = _euclid_iter
+
+    def ms_per_iter(self, x, b, n, k, d, niter, fast):
+        del fast
+        x3 = x.view(b, n, d)
+        x_sq = (x3.float() ** 2).sum(-1).to(x3.dtype)
+        g = torch.Generator(device="cuda").manual_seed(7)
+        idx = torch.randint(0, n, (b, k), device="cuda", generator=g)
+        cent = torch.gather(x3, 1, idx[..., None].expand(-1, -1, d)).contiguous()
+        times = []
+        for it in range(niter):
+            e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            e0.record()
+            cent, _, _ = self.iter(x3, x_sq, cent)
+            e1.record()
+            torch.cuda.synchronize()
+            if it >= 2:
+                times.append(e0.elapsed_time(e1))
+        return statistics.median(times)
+
+
+class FaissGpu:
+    name = "FAISS"
+
+    def __init__(self):
+        import faiss
+        self.faiss = faiss
+        self.gpu = faiss.get_num_gpus() > 0
+
+    def ms_per_iter(self, x, b, n, k, d, niter, fast):
+        if fast or b > 1:
+            return None
+        xs = x.float().cpu().numpy()
+        km = self.faiss.Kmeans(d, k, niter=niter, gpu=self.gpu,
+                               max_points_per_centroid=n // k + 1)
+        t0 = time.perf_counter()
+        km.train(xs)
+        return 1e3 * (time.perf_counter() - t0) / niter
+
+
+def try_peer(cls):
+    try:
+        return cls()
+    except Exception as e:  # a peer that is not installed is reported, not fatal
+        print("# %s: not available here (%s)" % (cls.name, e.__class__.__name__), file=sys.stderr)
+        return None
+
+
+def fmt(v):
+    return "-" if v is None else "%.3f" % v
+
+
+def ratio(peer, ours):
+    return "-" if peer is None or ours is None else "%.2fx" % (peer / ours)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shapes", choices=sorted(SHAPES), default="quick")
+    ap.add_argument("--niter", type=int, default=12)
+    ap.add_argument("--out", help="also write the table to this markdown file")
+    args = ap.parse_args()
+    if args.niter < 4:
+        ap.error("--niter must be at least 4 (two warm-up iterations are dropped)")
+
+    ours = Flashkm()
+    flash = try_peer(FlashKmeans)
+    faiss = try_peer(FaissGpu)
+    head = ("| shape (B x N, K, d) | data | flashkm mode | flashkm ms/iter | TFLOP/s | "
+            "fp16 floor ms | flashkm / floor | flash-kmeans ms/iter | flash-kmeans / flashkm | "
+            "FAISS ms/iter | FAISS / flashkm |")
+    sep = "|" + "---|" * (head.count("|") - 1)
+    lines = ["device: %s; torch %s; niter %d (flashkm: (T(niter) - T(2)) / (niter - 2); "
+             "peers: median of iterations 2..%d)" %
+             (ours.device, torch.__version__, args.niter, args.niter - 1), "", head, sep]
+    print("\n".join(lines), flush=True)
+    g = torch.Generator(device="cuda").manual_seed(1234)
+    for name, b, n, k, d in SHAPES[args.shapes]:
+        x32 = torch.randn((b * n, d), device="cuda", dtype=torch.float32, generator=g)
+        for dtype, fast in ((torch.float32, False), (torch.float16, True)):
+            x = x32 if dtype == torch.float32 else x32.half()
+            try:
+                ms = ours.ms_per_iter(x, b, n, k, d, args.niter, fast)
+            except _lib.Error as e:
+                print("# flashkm %s %s: %s" % (name, dtype, e), file=sys.stderr)
+                ms = None
+            peer = flash.ms_per_iter(x, b, n, k, d, args.niter, fast) if flash else None
+            fms = faiss.ms_per_iter(x, b, n, k, d, args.niter, fast) if faiss else None
+            fl = floor_ms(b, n, k, d)
+            tf = None if ms is None else 2.0 * b * n * k * d / (ms * 1e9)
+            row = "| %s | %s | %s | %s | %s | %.3f | %s | %s | %s | %s | %s |" % (
+                name, "fp32" if dtype == torch.float32 else "fp16",
+                "fast" if fast else "parity", fmt(ms), "-" if tf is None else "%.1f" % tf,
+                fl, "-" if ms is None else "%.2fx" % (ms / fl), fmt(peer), ratio(peer, ms),
+                fmt(fms), ratio(fms, ms))
+            print(row, flush=True)
+            lines.append(row)
+            del x
+        del x32
+        torch.cuda.empty_cache()
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
