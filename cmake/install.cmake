@@ -43,27 +43,29 @@ install(EXPORT flashkm-targets
   DESTINATION ${FLASHKM_INSTALL_CMAKEDIR})
 
 # The package config. flashkm::flashkm needs nothing else at link time (a
-# shared library with private dependencies); flashkm::flashkm_faiss needs
-# FAISS's targets when it passes them on to its users.
-set(FLASHKM_CONFIG_DEPENDENCIES "")
+# shared library with private dependencies). flashkm::flashkm_faiss's C++
+# header (flashkm/clustering.h, flashkm::Clustering) derives from FAISS's
+# classes, so when FAISS's own package is found the target carries it.
 if(TARGET flashkm_faiss)
-  get_target_property(_fkm_faiss_iface flashkm_faiss INTERFACE_LINK_LIBRARIES)
-  if(_fkm_faiss_iface MATCHES "(^|;)faiss($|;)")
-    string(APPEND FLASHKM_CONFIG_DEPENDENCIES
-      "find_dependency(OpenMP COMPONENTS C CXX)\nfind_dependency(faiss CONFIG)\n")
-  endif()
+  set(FLASHKM_CONFIG_HAVE_FAISS ON)
+else()
+  set(FLASHKM_CONFIG_HAVE_FAISS OFF)
 endif()
-set(FLASHKM_CONFIG_HAVE_FAISS ${FLASHKM_HAVE_FAISS})
 set(FLASHKM_CONFIG_HAVE_CUDA ${FLASHKM_HAVE_CUDA})
 file(WRITE ${PROJECT_BINARY_DIR}/flashkm-config.cmake.in [=[
 # find_package(flashkm): imported targets flashkm::flashkm and, when flashkm
 # was built with FAISS, flashkm::flashkm_faiss.
 @PACKAGE_INIT@
-include(CMakeFindDependencyMacro)
-@FLASHKM_CONFIG_DEPENDENCIES@
-include("${CMAKE_CURRENT_LIST_DIR}/flashkm-targets.cmake")
 set(flashkm_HAVE_FAISS @FLASHKM_CONFIG_HAVE_FAISS@)
 set(flashkm_HAVE_CUDA @FLASHKM_CONFIG_HAVE_CUDA@)
+if(flashkm_HAVE_FAISS)
+  find_package(OpenMP QUIET COMPONENTS C CXX)  # FAISS's targets refer to OpenMP's
+  find_package(faiss CONFIG QUIET)
+endif()
+include("${CMAKE_CURRENT_LIST_DIR}/flashkm-targets.cmake")
+if(flashkm_HAVE_FAISS AND TARGET faiss)
+  set_property(TARGET flashkm::flashkm_faiss APPEND PROPERTY INTERFACE_LINK_LIBRARIES faiss)
+endif()
 set(flashkm_flashkm_FOUND TRUE)
 set(flashkm_flashkm_faiss_FOUND ${flashkm_HAVE_FAISS})
 check_required_components(flashkm)

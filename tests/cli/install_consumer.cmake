@@ -21,7 +21,8 @@ set(expect bin/flashkm include/flashkm.h ${LIBDIR}/libflashkm.so
     ${LIBDIR}/cmake/flashkm/flashkm-config.cmake ${LIBDIR}/cmake/flashkm/flashkm-targets.cmake
     ${LIBDIR}/cmake/flashkm/flashkm-config-version.cmake ${LIBDIR}/pkgconfig/flashkm.pc)
 if(HAVE_FAISS)
-  list(APPEND expect include/flashkm_faiss.h ${LIBDIR}/libflashkm_faiss.so)
+  list(APPEND expect include/flashkm_faiss.h include/flashkm/clustering.h
+       ${LIBDIR}/libflashkm_faiss.so)
 endif()
 foreach(f IN LISTS expect)
   if(NOT EXISTS "${prefix}/${f}")
@@ -39,6 +40,7 @@ run("build consumer" ${CMAKE_COMMAND} --build "${WORK}/consumer")
 run("run consumer" "${WORK}/consumer/consumer")
 if(HAVE_FAISS)
   run("run consumer_faiss" "${WORK}/consumer/consumer_faiss")
+  run("run consumer_clustering" "${WORK}/consumer/consumer_clustering")
 endif()
 
 # pkg-config.
