@@ -105,6 +105,9 @@ std::vector<Config> corner_configs() {
   c = Config{"tiny_n_below_blas_threshold", 19, 4, 3};  // FAISS's non-BLAS path
   c.niter = 5;
   v.push_back(c);
+  c = Config{"subsampled_to_k", 300, 8, 30};  // max_points_per_centroid 1: n_train == k
+  c.max_points = 1;
+  v.push_back(c);
   c = Config{"spherical_l2_int", 4000, 8, 20};
   c.spherical = true;
   c.int_centroids = true;

@@ -97,7 +97,7 @@ TEST_P(ParityIvf, TrainedTablesAndSearchEqualStockFaiss) {
   const IvfCase& c = GetParam();
   ASSERT_NE(ctx().get(), nullptr);
   const int64_t n = c.n, d = 32;
-  std::vector<float> x = blobs(n, d, 60, 21, 0.4f);
+  std::vector<float> x = blobs(n, d, 60, 21, 2.5f);
   const faiss::MetricType mt = c.inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
 
   std::unique_ptr<faiss::Index> stock(faiss::index_factory(int(d), c.factory, mt));

@@ -180,7 +180,7 @@ TEST(ParityLockstepLarge, N200kK1024TwoIterationsEqualFaiss) {
   Config c{"n200k_k1024", 200000, 32, 1024};
   c.niter = 2;
   c.nblobs = 300;
-  c.spread = 0.5f;
+  c.spread = 2.5f;
   lockstep(c);
 }
 
