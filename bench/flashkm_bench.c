@@ -23,20 +23,21 @@
 typedef struct shape {
   long long n, k, d;
   double flash_fp32_ms; /* BENCH.md anchor, flash-kmeans tf32, 0: none */
+  double flash_fp16_ms; /* BENCH.md anchor, flash-kmeans fp16, 0: none */
   double faiss_gpu_ms;  /* BENCH.md anchor, FAISS 1.15 GPU k-means, 0: none */
 } shape;
 
 static const shape quick_shapes[] = {
-    {1000000, 1024, 128, 1.82, 217},
-    {1000000, 256, 128, 0.89, 0},
-    {200000, 4096, 128, 1.39, 69.1},
-    {1000000, 8192, 128, 10.0, 234},
-    {1000000, 1024, 768, 14.6, 0},
+    {1000000, 1024, 128, 1.82, 1.13, 217},
+    {1000000, 256, 128, 0.89, 0.57, 0},
+    {200000, 4096, 128, 1.39, 1.01, 69.1},
+    {1000000, 8192, 128, 10.0, 6.06, 234},
+    {1000000, 1024, 768, 14.6, 0, 0},
 };
 static const shape full_shapes[] = {
-    {1000000, 1024, 128, 1.82, 217}, {1000000, 256, 128, 0.89, 0},
-    {200000, 4096, 128, 1.39, 69.1}, {1000000, 8192, 128, 10.0, 234},
-    {8000000, 1024, 128, 11.8, 1662}, {1000000, 1024, 768, 14.6, 0},
+    {1000000, 1024, 128, 1.82, 1.13, 217}, {1000000, 256, 128, 0.89, 0.57, 0},
+    {200000, 4096, 128, 1.39, 1.01, 69.1}, {1000000, 8192, 128, 10.0, 6.06, 234},
+    {8000000, 1024, 128, 11.8, 7.11, 1662}, {1000000, 1024, 768, 14.6, 0, 0},
 };
 
 /* The engine's per-iteration phase times (verbose log lines). */
@@ -84,7 +85,30 @@ static double median(double *v, int n) {
     }                                                                         \
   } while (0)
 
-static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, FILE *out) {
+/* float -> IEEE binary16, round to nearest even (normal range; the bench's
+ * normal(0, 1) data never leaves it except for underflow to subnormals). */
+static uint16_t float_to_half(float f) {
+  uint32_t b;
+  memcpy(&b, &f, 4);
+  const uint32_t sign = (b >> 16) & 0x8000u;
+  int e = (int)((b >> 23) & 0xffu) - 127 + 15;
+  uint32_t m = b & 0x7fffffu;
+  if (e >= 31) return (uint16_t)(sign | 0x7c00u);
+  if (e <= 0) { /* subnormal or zero */
+    if (e < -10) return (uint16_t)sign;
+    m |= 0x800000u;
+    const int sh = 14 - e;
+    uint32_t h = m >> sh, rem = m & ((1u << sh) - 1), half = 1u << (sh - 1);
+    if (rem > half || (rem == half && (h & 1u))) h++;
+    return (uint16_t)(sign | h);
+  }
+  uint32_t h = ((uint32_t)e << 10) | (m >> 13), rem = m & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++; /* may carry into the exponent */
+  return (uint16_t)(sign | h);
+}
+
+static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, FILE *out,
+                     int fast) {
   const size_t nx = (size_t)(s->n * s->d);
   float *x = NULL, *cent = NULL;
   CHECK_CUDA(cudaMalloc((void **)&x, sizeof(float) * (nx + (nx & 1))));
@@ -99,11 +123,25 @@ static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, 
   }
   curandDestroyGenerator(g);
   CHECK_CUDA(cudaDeviceSynchronize());
+  const void *xdata = x;
+  fkm_dtype dtype = FKM_DTYPE_F32;
+  if (fast) { /* the same data rounded to fp16, on the device */
+    float *h = malloc(sizeof(float) * nx);
+    uint16_t *h16 = malloc(sizeof(uint16_t) * nx);
+    if (!h || !h16) return 1;
+    CHECK_CUDA(cudaMemcpy(h, x, sizeof(float) * nx, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < nx; i++) h16[i] = float_to_half(h[i]);
+    CHECK_CUDA(cudaMemcpy(x, h16, sizeof(uint16_t) * nx, cudaMemcpyHostToDevice));
+    free(h);
+    free(h16);
+    dtype = FKM_DTYPE_F16;
+  }
 
   fkm_params p;
   fkm_params_init(&p);
   p.niter = niter;
   p.max_points_per_centroid = (int)(s->n / s->k + 1);
+  if (fast) p.assign_mode = FKM_ASSIGN_FAST;
   static phases ph;
   ph.count = 0;
   p.verbose = 1;
@@ -111,7 +149,7 @@ static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, 
   p.log_user = &ph;
   fkm_iteration_stats *st = calloc((size_t)niter, sizeof *st);
   int64_t ns = 0;
-  fkm_status r = fkm_train(ctx, &p, s->n, s->d, s->k, FKM_DTYPE_F32, x, NULL, cent, 0, NULL,
+  fkm_status r = fkm_train(ctx, &p, s->n, s->d, s->k, dtype, xdata, NULL, cent, 0, NULL,
                            NULL, st, niter, &ns);
   if (r != FKM_OK) {
     fprintf(stderr, "fkm_train: %s: %s\n", fkm_status_string(r), fkm_ctx_last_error(ctx));
@@ -133,12 +171,12 @@ static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, 
   const double floor_fp16 = fmax(flop / 763e12, (double)nx * 4 / 4.2e12) * 1e3;
   const double floor_simt = fmax(flop / 51e12, (double)nx * 4 / 4.2e12) * 1e3;
   char flash[32] = "-", faiss[32] = "-";
-  if (s->flash_fp32_ms > 0) snprintf(flash, sizeof flash, "%.2f (%.2fx)", s->flash_fp32_ms,
-                                     s->flash_fp32_ms / ms);
+  const double flash_ms = fast ? s->flash_fp16_ms : s->flash_fp32_ms;
+  if (flash_ms > 0) snprintf(flash, sizeof flash, "%.2f (%.2fx)", flash_ms, flash_ms / ms);
   if (s->faiss_gpu_ms > 0) snprintf(faiss, sizeof faiss, "%.0f (%.0fx)", s->faiss_gpu_ms,
                                     s->faiss_gpu_ms / ms);
-  fprintf(out, "| %lld x %lld, d=%lld | f32 | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.1f | %.0f%% | %.3f | %.3f | %s | %s |\n",
-          s->n, s->k, s->d, mode, ms, ams, pm[1], pm[2], pm[3], pm[4], flop / ms * 1e-9, 100.0 * flop / ms * 1e-9 / 51.0,
+  fprintf(out, "| %lld x %lld, d=%lld | %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.1f | %.0f%% | %.3f | %.3f | %s | %s |\n",
+          s->n, s->k, s->d, fast ? "f16" : "f32", mode, ms, ams, pm[1], pm[2], pm[3], pm[4], flop / ms * 1e-9, 100.0 * flop / ms * 1e-9 / 51.0,
           floor_simt, floor_fp16, flash, faiss);
   fflush(out);
   free(st);
@@ -168,7 +206,7 @@ int main(int argc, char **argv) {
   printf("device: %s\n", fkm_ctx_device_name(ctx));
   printf("niter %d, ms/iter = median over iterations 2..%d; anchors: BENCH.md (H200), not this run\n\n",
          niter, niter - 1);
-  printf("| shape (N x K) | dtype | mode | ms/iter | assign ms | group ms | update ms | objective tail ms (side stream, after assign) | refined points | TFLOP/s | %% of fp32 SIMT 51 | fp32 SIMT floor ms | fp16 floor ms | flash fp32 (tf32) ms (ratio) | FAISS GPU ms (ratio) |\n");
+  printf("| shape (N x K) | dtype | mode | ms/iter | assign ms | group ms | update ms | objective tail ms (side stream, after assign) | refined points | TFLOP/s | %% of fp32 SIMT 51 | fp32 SIMT floor ms | fp16 floor ms | flash-kmeans ms, same dtype (ratio) | FAISS GPU ms (ratio) |\n");
   printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const shape *sh = full ? full_shapes : quick_shapes;
   const int count = full ? (int)(sizeof full_shapes / sizeof *sh)
@@ -177,8 +215,9 @@ int main(int argc, char **argv) {
   const int only = argc > 3 ? atoi(argv[3]) : -1;
   for (int i = 0; i < count && rc == 0; i++) {
     if (only >= 0 && i != only) continue;
-    rc = run_shape(ctx, "parity (tc+certify)", &sh[i], niter, stdout);
-    if (rc == 0) rc = run_shape(simt, "parity (SIMT only)", &sh[i], niter, stdout);
+    rc = run_shape(ctx, "parity (tc+certify)", &sh[i], niter, stdout, 0);
+    if (rc == 0) rc = run_shape(simt, "parity (SIMT only)", &sh[i], niter, stdout, 0);
+    if (rc == 0) rc = run_shape(ctx, "FKM_ASSIGN_FAST", &sh[i], niter, stdout, 1);
   }
   fkm_ctx_destroy(ctx);
   fkm_ctx_destroy(simt);

@@ -10,7 +10,11 @@
  */
 #include "assign.cuh"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <float.h>
+
+#include <type_traits>
 
 #include "flashkm.h"
 
@@ -618,6 +622,219 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
   }
 }
 
+/* ------------------------------------------------ FKM_ASSIGN_FAST
+ *
+ * fp16/bf16 data only (the training set is held as float, converted exactly
+ * from the data type, so converting it back is exact); centroids are rounded
+ * to the data type (round to nearest). Same tiling as assign_tc with
+ * m16n8k16 MMAs: two per 32-dimension stage. Fragment layout (PTX ISA,
+ * m16n8k16 .f16/.bf16): lane = 4 g + t; A registers hold pairs (g, 2t..2t+1),
+ * (g + 8, 2t..), (g, 2t + 8..), (g + 8, 2t + 8..); B pairs (k = 2t..2t+1,
+ * n = g), (2t + 8.., g); C as for tf32. Each thread keeps a strict argmin for
+ * its 4 rows in increasing centroid order; quads and the two column warps
+ * merge lexicographically: deterministic, lowest index on ties. */
+template <typename T> __device__ __forceinline__ uint16_t to_bits(float v);
+template <> __device__ __forceinline__ uint16_t to_bits<__half>(float v) {
+  return __half_as_ushort(__float2half_rn(v));
+}
+template <> __device__ __forceinline__ uint16_t to_bits<__nv_bfloat16>(float v) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+template <typename T> __device__ __forceinline__ float from_bits(uint16_t b);
+template <> __device__ __forceinline__ float from_bits<__half>(uint16_t b) {
+  return __half2float(__ushort_as_half(b));
+}
+template <> __device__ __forceinline__ float from_bits<__nv_bfloat16>(uint16_t b) {
+  return __bfloat162float(__ushort_as_bfloat16(b));
+}
+
+template <typename T>
+__device__ __forceinline__ void mma_16(float (&acc)[4], const uint32_t (&a)[4],
+                                       const uint32_t (&b)[2]) {
+  if constexpr (std::is_same<T, __half>::value)
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* cn[i] = float(sum_j double(float(r_j * r_j))), r = centroid i rounded to T. */
+template <typename T>
+__global__ void rounded_norms(const float *__restrict__ c, int64_t k, int64_t d,
+                              float *__restrict__ cn) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= k) return;
+  double s = 0.0;
+  for (int64_t j = 0; j < d; j++) {
+    const float r = from_bits<T>(to_bits<T>(c[i * d + j]));
+    s = __dadd_rn(s, (double)__fmul_rn(r, r));
+  }
+  cn[i] = __double2float_rn(s);
+}
+
+constexpr int FBK = 32;
+
+template <bool L2, typename T>
+__global__ void __launch_bounds__(TC_THREADS)
+assign_fast(const float *__restrict__ x, const float *__restrict__ xn,
+            const float *__restrict__ c, const float *__restrict__ cnr, int64_t n, int64_t d,
+            int64_t k, int64_t k_per_split, int32_t *__restrict__ labels,
+            float *__restrict__ dist, float *__restrict__ part_v, int32_t *__restrict__ part_i) {
+  __shared__ __align__(16) uint16_t As[TBM][FBK + 8];
+  __shared__ __align__(16) uint16_t Bs[TBN][FBK + 8];
+  __shared__ float red_v[TBM];
+  __shared__ int red_i[TBM];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3, wm = warp >> 1, wn = warp & 1;
+  const int64_t m0 = (int64_t)blockIdx.x * TBM;
+  const int64_t kb = (int64_t)blockIdx.y * k_per_split;
+  const int64_t ke = kb + k_per_split < k ? kb + k_per_split : k;
+  float best[4], pxn[4];
+  int bidx[4];
+#pragma unroll
+  for (int q = 0; q < 4; q++) {
+    best[q] = L2 ? INFINITY : -INFINITY;
+    bidx[q] = -1;
+    const int64_t p = m0 + wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
+    pxn[q] = L2 && p < n ? xn[p] : 0.0f;
+  }
+  constexpr int RA = (TBM * FBK) / TC_THREADS, RB = (TBN * FBK) / TC_THREADS;
+  const int64_t nk = (d + FBK - 1) / FBK;
+  const int64_t ntile = ke > kb ? (ke - kb + TBN - 1) / TBN : 0;
+  const int64_t steps = ntile * nk;
+  float ra[RA], rb[RB];
+  auto fetch = [&](int64_t step) {
+    const int64_t n0 = kb + (step / nk) * TBN, k0 = (step % nk) * FBK;
+#pragma unroll
+    for (int r = 0; r < RA; r++) {
+      const int e = tid + r * TC_THREADS, row = e / FBK, col = e % FBK;
+      const int64_t p = m0 + row, kk = k0 + col;
+      ra[r] = p < n && kk < d ? x[p * d + kk] : 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < RB; r++) {
+      const int e = tid + r * TC_THREADS, row = e / FBK, col = e % FBK;
+      const int64_t q = n0 + row, kk = k0 + col;
+      rb[r] = q < ke && kk < d ? c[q * d + kk] : 0.0f;
+    }
+  };
+  float acc[2][4][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+  if (steps > 0) fetch(0);
+  for (int64_t step = 0; step < steps; step++) {
+#pragma unroll
+    for (int r = 0; r < RA; r++) {
+      const int e = tid + r * TC_THREADS;
+      As[e / FBK][e % FBK] = to_bits<T>(ra[r]);
+    }
+#pragma unroll
+    for (int r = 0; r < RB; r++) {
+      const int e = tid + r * TC_THREADS;
+      Bs[e / FBK][e % FBK] = to_bits<T>(rb[r]);
+    }
+    __syncthreads();
+    if (step + 1 < steps) fetch(step + 1);
+#pragma unroll
+    for (int ks = 0; ks < FBK; ks += 16) {
+      uint32_t a[2][4], b[4][2];
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++) {
+        const int rbase = wm * 32 + mt * 16;
+        a[mt][0] = *reinterpret_cast<const uint32_t *>(&As[rbase + g][ks + 2 * t]);
+        a[mt][1] = *reinterpret_cast<const uint32_t *>(&As[rbase + g + 8][ks + 2 * t]);
+        a[mt][2] = *reinterpret_cast<const uint32_t *>(&As[rbase + g][ks + 2 * t + 8]);
+        a[mt][3] = *reinterpret_cast<const uint32_t *>(&As[rbase + g + 8][ks + 2 * t + 8]);
+      }
+#pragma unroll
+      for (int nt = 0; nt < 4; nt++) {
+        const int cbase = wn * 32 + nt * 8;
+        b[nt][0] = *reinterpret_cast<const uint32_t *>(&Bs[cbase + g][ks + 2 * t]);
+        b[nt][1] = *reinterpret_cast<const uint32_t *>(&Bs[cbase + g][ks + 2 * t + 8]);
+      }
+#pragma unroll
+      for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) mma_16<T>(acc[mt][nt], a[mt], b[nt]);
+    }
+    __syncthreads();
+    if (step % nk != nk - 1) continue;
+    const int64_t n0 = kb + (step / nk) * TBN;
+#pragma unroll
+    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) {
+        const int64_t q = n0 + wn * 32 + nt * 8 + 2 * t + j;
+        if (q >= ke) continue;
+        const float qcn = L2 ? cnr[q] : 0.0f;
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int r = mt * 2 + h;
+            const float v = acc[mt][nt][h * 2 + j];
+            float dis = v;
+            if (L2) {
+              dis = __fsub_rn(__fadd_rn(pxn[r], qcn), __fadd_rn(v, v));
+              if (dis < 0.0f) dis = 0.0f;
+            }
+            if (better<L2>(dis, best[r])) {
+              best[r] = dis;
+              bidx[r] = (int)q;
+            }
+          }
+      }
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+      for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+  }
+#pragma unroll
+  for (int q = 0; q < 4; q++)
+#pragma unroll
+    for (int off = 1; off <= 2; off *= 2) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best[q], off);
+      const int oi = __shfl_xor_sync(0xffffffffu, bidx[q], off);
+      combine<L2>(best[q], bidx[q], ov, oi);
+    }
+  if (wn == 1 && t == 0)
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const int row = wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
+      red_v[row] = best[q];
+      red_i[row] = bidx[q];
+    }
+  __syncthreads();
+  if (wn == 0 && t == 0)
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const int row = wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
+      const int64_t p = m0 + row;
+      if (p >= n) continue;
+      combine<L2>(best[q], bidx[q], red_v[row], red_i[row]);
+      if (part_v) {
+        part_v[(int64_t)blockIdx.y * n + p] = best[q];
+        part_i[(int64_t)blockIdx.y * n + p] = bidx[q];
+      } else {
+        labels[p] = bidx[q];
+        dist[p] = best[q];
+      }
+    }
+}
+
 /* One thread per row; the row's squares are summed in double in order.
  * The reads are strided across a warp; this runs once per run for the
  * training set and once per iteration for the k centroids. */
@@ -688,6 +905,25 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   return cudaGetLastError();
 }
 
+template <bool L2, typename T>
+cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
+  const int64_t n = a->n, k = a->k;
+  char *w = static_cast<char *>(a->work);
+  float *cnr = reinterpret_cast<float *>(w + 256);
+  const bool split = plan->ksplit > 1;
+  float *pv = split ? reinterpret_cast<float *>(w + 256 + 4 * k) : nullptr;
+  int32_t *pi = split ? reinterpret_cast<int32_t *>(pv + plan->ksplit * n) : nullptr;
+  rounded_norms<T><<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->c, k, a->d, cnr);
+  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
+  assign_fast<L2, T><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, cnr, n, a->d, k,
+                                                 plan->k_per_split, a->labels, a->dist, pv, pi);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess || !split) return e;
+  assign_combine<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(
+      pv, pi, n, plan->ksplit, a->labels, a->dist, nullptr, nullptr);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
@@ -695,6 +931,11 @@ extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                                          cudaStream_t s) {
   if (a->n == 0) return cudaSuccess;
   const bool l2 = a->metric == FKM_METRIC_L2;
+  if (plan->fast_dtype == FKM_DTYPE_F16)
+    return l2 ? launch_fast<true, __half>(a, plan, s) : launch_fast<false, __half>(a, plan, s);
+  if (plan->fast_dtype == FKM_DTYPE_BF16)
+    return l2 ? launch_fast<true, __nv_bfloat16>(a, plan, s)
+              : launch_fast<false, __nv_bfloat16>(a, plan, s);
   if (plan->tc) return l2 ? launch_tc<true>(a, plan, s) : launch_tc<false>(a, plan, s);
   return l2 ? launch_simt<true>(a, plan, s) : launch_simt<false>(a, plan, s);
 }

@@ -30,6 +30,7 @@ extern "C" {
 /** How an assignment is split over the grid. */
 typedef struct fkm_assign_plan {
   int tc;             /* 1: certified tensor-core pass + refine, 0: SIMT only */
+  int fast_dtype;     /* FKM_ASSIGN_FAST: FKM_DTYPE_F16 / FKM_DTYPE_BF16; else -1 */
   int64_t row_blocks; /* blocks along the points */
   int64_t ksplit;     /* centroid ranges handled by separate blocks */
   int64_t k_per_split;/* centroids per range, a multiple of the tile's BN */
@@ -49,6 +50,7 @@ static inline int fkm_assign_use_tc(int64_t k, int64_t d) { return k >= 64 && d 
 static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t d,
                                                    int64_t target_blocks, int allow_tc) {
   fkm_assign_plan p;
+  p.fast_dtype = -1;
   p.tc = allow_tc && fkm_assign_use_tc(k, d);
   const int64_t bm = p.tc ? FKM_TC_BM : FKM_ASSIGN_BM, bn = p.tc ? FKM_TC_BN : FKM_ASSIGN_BN;
   p.row_blocks = (n + bm - 1) / bm;
@@ -73,6 +75,34 @@ static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t
                    (size_t)p.refine_split * (size_t)n * 8;
   else
     p.work_bytes = p.ksplit > 1 ? (size_t)p.ksplit * (size_t)n * 8 : 0;
+  return p;
+}
+
+/** FKM_ASSIGN_FAST (fp16/bf16 data): one fp16/bf16 tensor-core pass,
+ *  centroids rounded to the data type, fp32 accumulation, the distance
+ *  fl(fl(xn + cn') - 2 ip') with cn' the norm of the rounded centroid, strict
+ *  argmin (lowest index on ties). Deterministic, approximate. dtype:
+ *  FKM_DTYPE_F16 or FKM_DTYPE_BF16 (values 1 and 2). */
+static inline fkm_assign_plan fkm_assign_make_fast_plan(int64_t n, int64_t k, int64_t d,
+                                                        int64_t target_blocks, int dtype) {
+  fkm_assign_plan p = fkm_assign_make_plan(n, k, d, target_blocks, 1);
+  if (!p.tc) { /* the tc grid, whatever k and d */
+    p.tc = 1;
+    p.row_blocks = (n + FKM_TC_BM - 1) / FKM_TC_BM;
+    const int64_t col_tiles = (k + FKM_TC_BN - 1) / FKM_TC_BN;
+    int64_t ks = p.row_blocks >= target_blocks ? 1 : (target_blocks + p.row_blocks - 1) / p.row_blocks;
+    if (ks > col_tiles) ks = col_tiles;
+    if (ks > 1024) ks = 1024;
+    if (ks < 1) ks = 1;
+    p.k_per_split = (col_tiles + ks - 1) / ks * FKM_TC_BN;
+    p.ksplit = (k + p.k_per_split - 1) / p.k_per_split;
+  }
+  p.tc = 0;
+  p.fast_dtype = dtype;
+  p.refine_split = 0;
+  p.refine_k_per_split = 0;
+  /* rounded-centroid norms (k), then partial results when split */
+  p.work_bytes = 256 + (size_t)k * 4 + (p.ksplit > 1 ? (size_t)p.ksplit * (size_t)n * 8 : 0);
   return p;
 }
 

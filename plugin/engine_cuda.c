@@ -172,7 +172,9 @@ static fkm_status check_weights(cuda_engine *c, const float *w, int64_t n) {
     FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
     if (hf != ~0ull) {
       bad = (int64_t)hf;
-      FKM_CUDA_GOTO(c, cudaMemcpy(&wb, w + bad, sizeof wb, cudaMemcpyDeviceToHost));
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(&wb, w + bad, sizeof wb, cudaMemcpyDeviceToHost,
+                                       c->stream));
+      FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
     }
   done:
     if (df) (void)cudaFreeAsync(df, c->stream);
@@ -238,6 +240,16 @@ done:
   if (raw) (void)cudaFreeAsync(raw, c->stream);
   free(stage);
   return st;
+}
+
+/* The assignment plan for n rows: FKM_ASSIGN_FAST (fp16/bf16 data) or the
+ * parity path (certified tensor cores when allowed and useful, else SIMT). */
+static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
+                                 fkm_dtype dtype, int64_t n, int64_t k, int64_t d) {
+  const int64_t target = 8 * (int64_t)c->sm_count;
+  if (params->assign_mode == FKM_ASSIGN_FAST && dtype != FKM_DTYPE_F32)
+    return fkm_assign_make_fast_plan(n, k, d, target, (int)dtype);
+  return fkm_assign_make_plan(n, k, d, target, c->allow_tc);
 }
 
 /* ------------------------------------------------------------- workspace */
@@ -330,9 +342,8 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   c->chunk = (nt + c->nchunk - 1) / c->nchunk;
   c->chunk = (c->chunk + 127) / 128 * 128;
   c->nchunk = nt > 0 ? (nt + c->chunk - 1) / c->chunk : 1;
-  c->plan = fkm_assign_make_plan(c->chunk, k, d, 8 * (int64_t)c->sm_count, c->allow_tc);
-  c->plan_last = fkm_assign_make_plan(nt - (c->nchunk - 1) * c->chunk, k, d,
-                                      8 * (int64_t)c->sm_count, c->allow_tc);
+  c->plan = make_plan(c, &c->params, run->dtype, c->chunk, k, d);
+  c->plan_last = make_plan(c, &c->params, run->dtype, nt - (c->nchunk - 1) * c->chunk, k, d);
   FKM_CUDA_TRY(c, fkm_group_temp_bytes(nt, k, &c->temp_bytes));
   c->x = run->x; /* kept when plan_workspace finds it usable in place */
   c->ws_bytes = plan_workspace(c, NULL);
@@ -364,6 +375,7 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
 
 static fkm_status cuda_load_initial(fkm_engine *e) {
   cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   if (c->run.n_init == 0) return FKM_OK;
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent, c->init,
                                   sizeof(float) * (size_t)(c->run.n_init * c->run.d),
@@ -373,6 +385,7 @@ static fkm_status cuda_load_initial(fkm_engine *e) {
 
 static fkm_status cuda_init_rows(fkm_engine *e, const int64_t *perm, int64_t from) {
   cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   const int64_t k = c->run.k, d = c->run.d;
   if (from >= k) return FKM_OK;
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->perm, perm + from, sizeof(int64_t) * (size_t)(k - from),
@@ -384,6 +397,7 @@ static fkm_status cuda_init_rows(fkm_engine *e, const int64_t *perm, int64_t fro
 
 static fkm_status cuda_post_process(fkm_engine *e) {
   cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   FKM_CUDA_TRY(c, fkm_launch_post_process(c->cent, c->run.k, c->run.d, c->params.spherical,
                                           c->params.int_centroids, c->stream));
   return FKM_OK;
@@ -465,6 +479,7 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
 static fkm_status cuda_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
                                     int64_t count) {
   cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   if (count == 0) return FKM_OK;
   /* fkm_split_pair is two int64: the array is 2 * count int64, in order. */
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->pairs, pairs, sizeof(int64_t) * (size_t)(2 * count),
@@ -475,6 +490,7 @@ static fkm_status cuda_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
 
 static fkm_status cuda_read_centroids(fkm_engine *e, float *host) {
   cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(host, c->cent, sizeof(float) * (size_t)(c->run.k * c->run.d),
                                   cudaMemcpyDefault, c->stream));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
@@ -483,6 +499,7 @@ static fkm_status cuda_read_centroids(fkm_engine *e, float *host) {
 
 static fkm_status cuda_write_centroids(fkm_engine *e, const float *host) {
   cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent, host, sizeof(float) * (size_t)(c->run.k * c->run.d),
                                   cudaMemcpyDefault, c->stream));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
@@ -504,9 +521,8 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   if (chunk > n) chunk = n;
   /* scratch for the larger of the full chunk's and the last chunk's plans */
   const int64_t last = n - ((n - 1) / chunk) * chunk;
-  const int64_t target = 8 * (int64_t)c->sm_count;
-  const size_t wb_full = fkm_assign_make_plan(chunk, k, d, target, c->allow_tc).work_bytes;
-  const size_t wb_last = fkm_assign_make_plan(last, k, d, target, c->allow_tc).work_bytes;
+  const size_t wb_full = make_plan(c, params, dtype, chunk, k, d).work_bytes;
+  const size_t wb_last = make_plan(c, params, dtype, last, k, d).work_bytes;
   const size_t work_bytes = wb_full > wb_last ? wb_full : wb_last;
   float *xf = NULL, *xn = NULL, *cn = NULL;
   int32_t *lab32 = NULL;
@@ -533,7 +549,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
       xc = xf;
     }
     FKM_CUDA_GOTO(c, fkm_launch_row_norms(xc, m, d, xn, s));
-    const fkm_assign_plan p = fkm_assign_make_plan(m, k, d, target, c->allow_tc);
+    const fkm_assign_plan p = make_plan(c, params, dtype, m, k, d);
     fkm_assign_args aa = {xc, xn, cent, cn, m, d, k, (int)params->metric,
                           lab32 + r0, dis + r0, work};
     FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));

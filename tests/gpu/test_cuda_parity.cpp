@@ -499,6 +499,90 @@ TEST_F(Cuda, AssignMatchesCpuForBothMetricsAndSplitGrids) {
   }
 }
 
+// ------------------------------------------------------------ FKM_ASSIGN_FAST
+
+// Exact fp16 / bf16 encodings of floats that are multiples of 1/4 below 32
+// in magnitude (7 significant bits: exact in both types).
+uint16_t exact_half_bits(float v, fkm_dtype t) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  if (t == FKM_DTYPE_BF16) return (uint16_t)(b >> 16);
+  if (v == 0.0f) return (uint16_t)((b >> 16) & 0x8000u);
+  const uint32_t sign = (b >> 31) & 1u;
+  const int e = (int)((b >> 23) & 0xffu) - 127;
+  const uint32_t man = (b & 0x7fffffu) >> 13;
+  return (uint16_t)((sign << 15) | ((uint32_t)(e + 15) << 10) | man);
+}
+
+Problem quantized_blobs(fkm_dtype t, int64_t n, int64_t d, int nb, uint32_t seed) {
+  Problem pb;
+  pb.n = n;
+  pb.d = d;
+  pb.dtype = t;
+  std::mt19937 g(seed);
+  std::normal_distribution<float> N(0.f, 1.f);
+  std::vector<float> centres(nb * d);
+  for (auto &v : centres) v = (float)((int)(g() % 25) - 12);
+  pb.x16.resize(n * d);
+  for (int64_t i = 0; i < n; i++) {
+    const int b = (int)(g() % (uint32_t)nb);
+    for (int64_t j = 0; j < d; j++) {
+      float v = centres[b * d + j] + std::round(N(g) * 2.0f) / 4.0f;
+      v = std::min(std::max(v, -31.75f), 31.75f);
+      pb.x16[i * d + j] = exact_half_bits(v, t);
+    }
+  }
+  return pb;
+}
+
+TEST_F(Cuda, FastModeIsDeterministicAndAgreesWithParityOnClusteredData) {
+  for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
+    const int64_t n = 20000, d = 64, k = 256;
+    Problem pb = quantized_blobs(t, n, d, 40, t == FKM_DTYPE_F16 ? 41u : 42u);
+    // centroids: data rows (exactly representable), so rounding is exact
+    std::vector<float> c(k * d);
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t j = 0; j < d; j++) {
+        const uint16_t h = pb.x16[(i * 37 % n) * d + j];
+        uint32_t bits;
+        if (t == FKM_DTYPE_BF16) {
+          bits = (uint32_t)h << 16;
+        } else {
+          const uint32_t sign = (uint32_t)(h >> 15), e = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+          bits = e == 0 ? sign << 31 : (sign << 31) | ((e + 112u) << 23) | (man << 13);
+        }
+        std::memcpy(&c[i * d + j], &bits, 4);
+      }
+    fkm_params fast = defaults(), parity = defaults();
+    fast.assign_mode = FKM_ASSIGN_FAST;
+    std::vector<int64_t> l1(n), l2(n, -9), lp(n);
+    std::vector<float> d1(n), d2(n, -9.f), dp(n);
+    ASSERT_EQ(fkm_assign(gpu->c, &fast, n, d, k, t, pb.data(), c.data(), l1.data(), d1.data()), FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    ASSERT_EQ(fkm_assign(gpu->c, &fast, n, d, k, t, pb.data(), c.data(), l2.data(), d2.data()), FKM_OK);
+    EXPECT_TRUE(same_bits(l1, l2)) << "fast labels are not deterministic";
+    EXPECT_TRUE(same_bits(d1, d2)) << "fast distances are not deterministic";
+    ASSERT_EQ(fkm_assign(cpu->c, &parity, n, d, k, t, pb.data(), c.data(), lp.data(), dp.data()), FKM_OK);
+    int64_t agree = 0, valid = 0;
+    for (int64_t i = 0; i < n; i++) {
+      valid += l1[i] >= 0 && l1[i] < k;
+      if (l1[i] == lp[i]) {
+        agree++;
+        EXPECT_NEAR(d1[i], dp[i], 1e-3 * (1.0 + std::fabs(dp[i]))) << "point " << i;
+      }
+    }
+    EXPECT_EQ(valid, n);
+    EXPECT_GE(agree, n * 99 / 100) << "dtype " << t;
+    // training runs and is repeatable
+    fkm_params tp = quick(4);
+    tp.assign_mode = FKM_ASSIGN_FAST;
+    pb.k = 64;
+    Result a = train(gpu->c, tp, pb), b = train(gpu->c, tp, pb);
+    ASSERT_EQ(a.status, FKM_OK) << fkm_ctx_last_error(gpu->c);
+    expect_same(a, b);
+  }
+}
+
 // ------------------------------------------------------------ errors
 
 TEST_F(Cuda, NonFiniteAndNegativeWeightInputsGiveCpuStatuses) {
