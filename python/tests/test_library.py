@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import flashkm
 
 PKG = os.path.join(os.path.dirname(__file__), "..")
@@ -19,7 +21,10 @@ def test_library_version_matches_the_package():
 
 
 def test_flashkm_library_env_var_is_honoured():
+    if "FLASHKM_LIBRARY" not in os.environ:
+        pytest.skip("FLASHKM_LIBRARY is not set")
     assert flashkm.find_library() == os.environ["FLASHKM_LIBRARY"]
+    assert flashkm.library_path() == os.environ["FLASHKM_LIBRARY"]
 
 
 def test_missing_library_is_a_clear_error():
