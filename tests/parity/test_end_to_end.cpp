@@ -7,6 +7,7 @@
 // index contents, nsplit and imbalance factors equal bit for bit. (A near-tie
 // can only appear where another BLAS rounds differently; the test then lists
 // it, checks it against the bound and skips; the fixtures have none here.)
+#include <faiss/impl/AuxIndexStructures.h>
 #include <flashkm/clustering.h>
 
 #include "configs.h"
@@ -173,6 +174,64 @@ TEST(ParityEndToEndApi, OtherMetricIsRejectedWithUnsupported) {
   } catch (const flashkm::Error& e) {
     EXPECT_EQ(e.status(), FKM_ERR_UNSUPPORTED) << e.what();
   }
+}
+
+struct Collected {
+  std::vector<std::pair<fkm_log_level, std::string>> lines;
+};
+
+void collect(void* user, fkm_log_level level, const char* msg) {
+  static_cast<Collected*>(user)->lines.emplace_back(level, msg);
+}
+
+TEST(ParityEndToEndApi, VerboseAndWarningsGoToTheLogCallbackNotToStdoutOrStderr) {
+  Config c{"logging", 500, 8, 30};  // 500 < 30 * 39: FAISS warns on stderr
+  Problem pb = make_problem(c);
+  faiss::ClusteringParameters cp = faiss_params(c);
+  cp.verbose = true;
+  flashkm::Clustering fl(int(c.d), int(c.k), cp, ctx().get());
+  Collected got;
+  fl.log = collect;
+  fl.log_user = &got;
+  faiss::IndexFlatL2 index(c.d);
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  fl.train(c.n, pb.x.data(), index);
+  std::string out = ::testing::internal::GetCapturedStdout();
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(out, "");
+  EXPECT_EQ(err, "");
+  int warnings = 0;
+  for (auto& l : got.lines) warnings += l.first == FKM_LOG_WARNING;
+  EXPECT_GE(warnings, 1) << "no warning about too few points per centroid";
+  EXPECT_GT(got.lines.size(), size_t(warnings)) << "verbose produced no informational line";
+}
+
+struct InterruptAfter : faiss::InterruptCallback {
+  int calls = 0, limit;
+  explicit InterruptAfter(int limit) : limit(limit) {}
+  bool want_interrupt() override { return ++calls > limit; }
+};
+
+TEST(ParityEndToEndApi, FaissInterruptCallbackStopsTrainingWithInterrupted) {
+  Config c{"interrupted", 4000, 8, 20};
+  Problem pb = make_problem(c);
+  flashkm::Clustering fl(int(c.d), int(c.k), faiss_params(c), ctx().get());
+  faiss::IndexFlatL2 index(c.d);
+  auto* cb = new InterruptAfter(3);
+  faiss::InterruptCallback::instance.reset(cb);
+  try {
+    fl.train(c.n, pb.x.data(), index);
+    ADD_FAILURE() << "no exception";
+  } catch (const flashkm::Error& e) {
+    EXPECT_EQ(e.status(), FKM_ERR_INTERRUPTED) << e.what();
+  }
+  EXPECT_EQ(cb->calls, 4);  // polled once per iteration, stopped at the 4th
+  faiss::InterruptCallback::clear_instance();
+  EXPECT_TRUE(fl.centroids.empty());
+  EXPECT_EQ(index.ntotal, 0);
+  fl.train(c.n, pb.x.data(), index);  // and works again without the callback
+  EXPECT_EQ(index.ntotal, c.k);
 }
 
 }  // namespace

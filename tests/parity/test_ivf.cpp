@@ -7,6 +7,7 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexPQ.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexScalarQuantizer.h>
 #include <faiss/VectorTransform.h>
@@ -40,10 +41,14 @@ faiss::IndexIVF* ivf_of(faiss::Index* index) {
   return dynamic_cast<faiss::IndexIVF*>(index);
 }
 
-const float* coarse_centroids(faiss::IndexIVF* ivf) {
+// The coarse quantizer's trained table: flat centroids, or the product
+// quantizer of a multi-index.
+std::vector<float> coarse_table(faiss::IndexIVF* ivf) {
   faiss::Index* q = ivf->quantizer;
+  if (auto* mi = dynamic_cast<faiss::MultiIndexQuantizer*>(q)) return mi->pq.centroids;
   if (auto* h = dynamic_cast<faiss::IndexHNSW*>(q)) q = h->storage;
-  return dynamic_cast<faiss::IndexFlat*>(q)->get_xb();
+  const float* c = dynamic_cast<faiss::IndexFlat*>(q)->get_xb();
+  return std::vector<float>(c, c + ivf->nlist * ivf->d);
 }
 
 // Every trained table of the index, by name, in a fixed order.
@@ -57,8 +62,7 @@ std::vector<std::pair<std::string, std::vector<float>>> trained_tables(faiss::In
       }
   }
   faiss::IndexIVF* ivf = ivf_of(index);
-  const float* c = coarse_centroids(ivf);
-  t.emplace_back("coarse centroids", std::vector<float>(c, c + ivf->nlist * ivf->d));
+  t.emplace_back("coarse quantizer", coarse_table(ivf));
   if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(ivf)) t.emplace_back("PQ codebooks", pq->pq.centroids);
   if (auto* sq = dynamic_cast<faiss::IndexIVFScalarQuantizer*>(ivf))
     t.emplace_back("SQ trained", sq->sq.trained);
@@ -79,7 +83,9 @@ void train_with_clustering(faiss::Index* index, int64_t n, const float* x) {
     }
   faiss::IndexIVF* ivf = ivf_of(index);
   flashkm::Clustering clus(int(ivf->d), int(ivf->nlist), ivf->cp, ctx().get());
-  if (ivf->quantizer_trains_alone == 2) {
+  if (ivf->quantizer_trains_alone == 1) {
+    // a multi-index trains its own product quantizer: no flat k-means
+  } else if (ivf->quantizer_trains_alone == 2) {
     faiss::IndexFlatL2 assigner(ivf->d);
     clus.train(n, xt, assigner);
     if (!ivf->quantizer->is_trained) ivf->quantizer->train(ivf->nlist, clus.centroids.data());
@@ -112,6 +118,8 @@ TEST_P(ParityIvf, TrainedTablesAndSearchEqualStockFaiss) {
         opq->niter_pq = opq->niter_pq_0 = 2;
         opq->max_train_points = 4096;
       }
+    if (auto* mi = dynamic_cast<faiss::MultiIndexQuantizer*>(ivf_of(idx)->quantizer))
+      mi->pq.cp.niter = 4;
     if (auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(ivf_of(idx))) {
       ivfpq->pq.cp.niter = 4;
       ivfpq->pq.cp.max_points_per_centroid = 32;
@@ -131,6 +139,8 @@ TEST_P(ParityIvf, TrainedTablesAndSearchEqualStockFaiss) {
   if (near_ties > 0)
     GTEST_SKIP() << c.name << ": " << near_ties
                  << " near-ties with this machine's BLAS: P3 does not apply here";
+  EXPECT_EQ(rec.labels.empty(), stock_ivf->quantizer_trains_alone == 1)
+      << "FAISS ran a flat k-means exactly when the quantizer does not train alone";
   ASSERT_EQ(fkm_faiss_train_index(ctx().get(), bridged.get(), n, x.data()), FKM_OK)
       << fkm_ctx_last_error(ctx().get());
   EXPECT_STREQ(fkm_ctx_last_error(ctx().get()), "");
@@ -183,7 +193,8 @@ INSTANTIATE_TEST_SUITE_P(
                       IvfCase{"ivf_flat_ip", "IVF64,Flat", true},
                       IvfCase{"opq_ivf_pq", "OPQ8,IVF64,PQ8np", false, 6000},
                       IvfCase{"pca_ivf_flat", "PCA16,IVF32,Flat", false},
-                      IvfCase{"ivf_hnsw_flat", "IVF64_HNSW16,Flat", false}),
+                      IvfCase{"ivf_hnsw_flat", "IVF64_HNSW16,Flat", false},
+                      IvfCase{"imi_pq_trains_alone", "IMI2x4,PQ8np", false, 8000}),
     [](const ::testing::TestParamInfo<IvfCase>& i) { return i.param.name; });
 
 TEST(ParityIvfErrors, NonIvfIndexIsInvalidArgWithMessage) {
