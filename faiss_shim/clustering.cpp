@@ -8,6 +8,7 @@
 #include <faiss/impl/AuxIndexStructures.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "flashkm_faiss.h"
@@ -171,7 +172,10 @@ extern "C" fkm_status fkm_faiss_clustering_train(
   if (!ctx) return FKM_ERR_INVALID_ARG;
   return flashkm::detail::guard(ctx, [&]() -> fkm_status {
     if (!params) throw Error(FKM_ERR_INVALID_ARG, "params is NULL (use fkm_params_init)");
-    if (params->struct_size != sizeof(fkm_params))
+    /* The caller's fields over our defaults (append-only struct); fkm_train
+     * validates the values. */
+    if (params->struct_size < offsetof(fkm_params, metric) + sizeof(fkm_metric) ||
+        params->struct_size > sizeof(fkm_params))
       throw Error(FKM_ERR_INVALID_ARG,
                   "params->struct_size = " + std::to_string(params->struct_size) +
                       " is not a size this library knows; initialise params "
@@ -180,7 +184,10 @@ extern "C" fkm_status fkm_faiss_clustering_train(
       throw Error(FKM_ERR_INVALID_ARG, "centroids is NULL (an output of k * d floats)");
     if (stats_capacity < 0 || (!stats && stats_capacity > 0))
       throw Error(FKM_ERR_INVALID_ARG, "stats / stats_capacity inconsistent");
-    fkm_params p = *params;
+    fkm_params p;
+    fkm_params_init(&p);
+    std::memcpy(&p, params, params->struct_size);
+    p.struct_size = sizeof p;
     if (p.assign_mode != FKM_ASSIGN_FAISS)
       throw Error(FKM_ERR_INVALID_ARG,
                   "params->assign_mode: the FAISS bridge computes FAISS's "

@@ -242,5 +242,19 @@ TEST(ParityIvfErrors, ClusteringTrainRejectsFastAssignMode) {
   EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())).find("assign_mode"), std::string::npos);
 }
 
+TEST(ParityIvfErrors, ClusteringTrainRejectsUnknownStructSizeAndWritesNothing) {
+  fkm_params p;
+  fkm_params_init(&p);
+  std::vector<float> x = blobs(200, 8, 4, 3), c(4 * 8, -7.0f);
+  for (size_t size : {size_t(0), sizeof(fkm_params) + 8}) {
+    p.struct_size = size;
+    EXPECT_EQ(fkm_faiss_clustering_train(ctx().get(), &p, 200, 8, 4, x.data(), nullptr, nullptr,
+                                         c.data(), 0, nullptr, 0, nullptr),
+              FKM_ERR_INVALID_ARG);
+    EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())).find("struct_size"), std::string::npos);
+  }
+  for (float v : c) ASSERT_EQ(v, -7.0f);
+}
+
 }  // namespace
 }  // namespace parity
