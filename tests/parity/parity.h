@@ -35,6 +35,12 @@ class Ctx {
   fkm_ctx* ctx_ = nullptr;
 };
 
+// The suite's one context, created on first use.
+inline Ctx& ctx() {
+  static Ctx c;
+  return c;
+}
+
 // An IndexFlat that records what faiss::Clustering::train does with it:
 // every centroid table added (FAISS's centroids after init and after each
 // iteration), every k=1 search's labels and distances, and the first search's

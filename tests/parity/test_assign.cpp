@@ -17,8 +17,7 @@ struct AssignCase {
 };
 
 void check_assign(const AssignCase& a) {
-  static Ctx ctx;
-  ASSERT_NE(ctx.get(), nullptr);
+  ASSERT_NE(ctx().get(), nullptr);
   // Centroids: k distinct data rows (rand_perm, as a k-means init), moved a
   // little so that no point sits exactly on one.
   std::vector<int> perm(static_cast<size_t>(a.n));
@@ -37,10 +36,10 @@ void check_assign(const AssignCase& a) {
   fkm_params p;
   fkm_params_init(&p);
   p.metric = a.inner_product ? FKM_METRIC_INNER_PRODUCT : FKM_METRIC_L2;
-  ASSERT_EQ(fkm_assign(ctx.get(), &p, a.n, a.d, a.k, FKM_DTYPE_F32, a.x.data(), c.data(),
+  ASSERT_EQ(fkm_assign(ctx().get(), &p, a.n, a.d, a.k, FKM_DTYPE_F32, a.x.data(), c.data(),
                        lo.data(), dout.data()),
             FKM_OK)
-      << fkm_ctx_last_error(ctx.get());
+      << fkm_ctx_last_error(ctx().get());
   int64_t nd = check_labels(a.name, a.x.data(), a.n, a.d, c.data(), lf.data(), lo.data(),
                             a.inner_product, 1000);
   BitDiff dd = compare(df.data(), dout.data(), size_t(a.n));
@@ -48,7 +47,7 @@ void check_assign(const AssignCase& a) {
               " compared, %" PRId64 " differ (each a near-tie within bound); distance bits "
               "equal on %zu of %zu\n",
               a.name, a.n, a.d, a.k, a.inner_product ? "IP" : "L2",
-              fkm_ctx_device_name(ctx.get()), a.n, nd, dd.n - dd.ndiff, dd.n);
+              fkm_ctx_device_name(ctx().get()), a.n, nd, dd.n - dd.ndiff, dd.n);
 }
 
 TEST(ParityAssign, N200kK1024D128LabelsEqualFaissExceptProvenNearTies) {

@@ -16,11 +16,6 @@
 namespace parity {
 namespace {
 
-Ctx& ctx() {
-  static Ctx c;
-  return c;
-}
-
 void compare_stats(const char* name, const std::vector<faiss::ClusteringIterationStats>& f,
                    const std::vector<faiss::ClusteringIterationStats>& o, int64_t* obj_same) {
   ASSERT_EQ(f.size(), o.size()) << name;

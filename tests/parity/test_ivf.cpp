@@ -22,11 +22,6 @@
 namespace parity {
 namespace {
 
-Ctx& ctx() {
-  static Ctx c;
-  return c;
-}
-
 struct IvfCase {
   const char* name;
   const char* factory;

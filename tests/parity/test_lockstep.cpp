@@ -21,11 +21,6 @@
 namespace parity {
 namespace {
 
-Ctx& ctx() {
-  static Ctx c;
-  return c;
-}
-
 struct Totals {
   int64_t labels = 0, label_diff = 0, floats = 0, float_diff = 0, nsplit = 0;
   int64_t dis = 0, dis_same = 0, skipped_iters = 0;
