@@ -34,6 +34,10 @@ typedef struct fkm_cli_opt {
 int fkm_cli_next(int argc, char **argv, int *i, const fkm_cli_opt *opts,
                  int *id, const char **val);
 
+/** Record the one positional INPUT of cmd; -1 (message printed) if *input
+ *  is already set. */
+int fkm_cli_take_input(const char *cmd, const char *val, const char **input);
+
 /** Parse an integer / number option value; -1 (with message) if malformed or
  *  outside [lo, hi]. */
 int fkm_cli_int(const char *opt, const char *val, long long lo, long long hi,
@@ -56,6 +60,12 @@ typedef struct fkm_cli_train_opts {
 /** Ids of the shared options start here; subcommands use ids below it. */
 #define FKM_CLI_TRAIN_OPT_BASE 1000
 extern const fkm_cli_opt fkm_cli_train_opts_table[];
+
+/** A subcommand's option table: its own options (NULL-terminated), then the
+ *  shared training options named in keep (NULL: all of them). table must
+ *  hold FKM_CLI_MAX_OPTS entries. */
+#define FKM_CLI_MAX_OPTS 64
+void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli_opt *table);
 
 void fkm_cli_train_opts_init(fkm_cli_train_opts *o);
 /** Apply option `id` (from fkm_cli_train_opts_table); -1 on a bad value. */

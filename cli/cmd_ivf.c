@@ -264,19 +264,9 @@ enum {
   OPT_NQ,
   OPT_HELP
 };
-enum { ENG_METRIC, ENG_BACKEND, ENG_DEVICE, ENG_THREADS, ENG_QUIET };
 
-/* The engine options of the shared table (backend, device, threads, metric,
- * quiet) appended to own. */
-static void make_table(const fkm_cli_opt *own, fkm_cli_opt *table) {
-  static const char *keep[] = {"metric", "backend", "device", "threads", "quiet", NULL};
-  int nt = 0;
-  for (const fkm_cli_opt *p = own; p->name; p++) table[nt++] = *p;
-  for (const fkm_cli_opt *p = fkm_cli_train_opts_table; p->name; p++)
-    for (const char **k = keep; *k; k++)
-      if (!strcmp(p->name, *k)) table[nt++] = *p;
-  table[nt] = (fkm_cli_opt){NULL, 0, 0, 0};
-}
+/* build-ivf and demo take these of the shared options. */
+static const char *const engine_opts[] = {"metric", "backend", "device", "threads", "quiet", NULL};
 
 static const char engine_help[] =
     "      --metric l2|ip              distance of the index (l2)\n"
@@ -310,8 +300,8 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
                                     {"compare-faiss", 0, 0, OPT_COMPARE},
                                     {"help", 'h', 0, OPT_HELP},
                                     {NULL, 0, 0, 0}};
-  fkm_cli_opt table[32];
-  make_table(own, table);
+  fkm_cli_opt table[FKM_CLI_MAX_OPTS];
+  fkm_cli_make_table(own, engine_opts, table);
   fkm_cli_train_opts t;
   fkm_cli_train_opts_init(&t);
   ivf_job j;
@@ -325,11 +315,7 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
   while ((r = fkm_cli_next(argc, argv, &i, table, &id, &val)) != 0) {
     if (r < 0) return FKM_EXIT_USAGE;
     if (r == 2) {
-      if (input) {
-        fkm_cli_error("build-ivf takes one INPUT; '%s' is a second one", val);
-        return FKM_EXIT_USAGE;
-      }
-      input = val;
+      if (fkm_cli_take_input("build-ivf", val, &input)) return FKM_EXIT_USAGE;
       continue;
     }
     switch (id) {
@@ -420,8 +406,8 @@ int fkm_cli_cmd_demo(int argc, char **argv) {
                                     {"nq", 0, 1, OPT_NQ},
                                     {"help", 'h', 0, OPT_HELP},
                                     {NULL, 0, 0, 0}};
-  fkm_cli_opt table[32];
-  make_table(own, table);
+  fkm_cli_opt table[FKM_CLI_MAX_OPTS];
+  fkm_cli_make_table(own, engine_opts, table);
   fkm_cli_train_opts t;
   fkm_cli_train_opts_init(&t);
   ivf_job j;

@@ -349,16 +349,39 @@ static void bench_help(void) {
   fkm_cli_train_opts_help(stdout);
 }
 
-/* Parse, load, make the context: shared by parity and bench. */
-static int setup(int argc, char **argv, const char *cmd, fkm_cli_train_opts *o,
-                 fkm_cli_inputs *in, fkm_ctx **ctx, const char **input, int *max_list) {
+/* What parity and bench share: options, inputs, context, and the buffers of
+ * one flashkm run and one FAISS run. */
+typedef struct session {
+  fkm_cli_train_opts o;
+  fkm_cli_inputs in;
+  fkm_ctx *ctx;
+  const char *input;
+  int max_list;
+  int64_t cap; /* stats entries per run */
+  float *cf, *cF;
+  pair_run pr;
+} session;
+
+static void session_close(session *se) {
+  free(se->cf);
+  free(se->cF);
+  free(se->pr.sf);
+  free(se->pr.sF);
+  fkm_ctx_destroy(se->ctx);
+  fkm_cli_inputs_free(&se->in);
+}
+
+/* Parse, load, make the context, allocate. Returns -1 after --help. */
+static int setup(int argc, char **argv, const char *cmd, session *se) {
+  fkm_cli_train_opts *o = &se->o;
+  fkm_cli_inputs *in = &se->in;
+  fkm_ctx **ctx = &se->ctx;
+  const char **input = &se->input;
+  int *max_list = &se->max_list;
   static const fkm_cli_opt own[] = {
       {"max-listed", 0, 1, OPT_LIST}, {"help", 'h', 0, OPT_HELP}, {NULL, 0, 0, 0}};
-  fkm_cli_opt table[64];
-  int nt = 0;
-  for (const fkm_cli_opt *p = own; p->name; p++) table[nt++] = *p;
-  for (const fkm_cli_opt *p = fkm_cli_train_opts_table; p->name; p++) table[nt++] = *p;
-  table[nt] = (fkm_cli_opt){NULL, 0, 0, 0};
+  fkm_cli_opt table[FKM_CLI_MAX_OPTS];
+  fkm_cli_make_table(own, NULL, table);
   fkm_cli_train_opts_init(o);
   *input = NULL;
   int i = 0, id, r;
@@ -367,11 +390,7 @@ static int setup(int argc, char **argv, const char *cmd, fkm_cli_train_opts *o,
   while ((r = fkm_cli_next(argc, argv, &i, table, &id, &val)) != 0) {
     if (r < 0) return FKM_EXIT_USAGE;
     if (r == 2) {
-      if (*input) {
-        fkm_cli_error("%s takes one INPUT; '%s' is a second one", cmd, val);
-        return FKM_EXIT_USAGE;
-      }
-      *input = val;
+      if (fkm_cli_take_input(cmd, val, input)) return FKM_EXIT_USAGE;
       continue;
     }
     if (id == OPT_HELP) {
@@ -407,6 +426,17 @@ static int setup(int argc, char **argv, const char *cmd, fkm_cli_train_opts *o,
     fkm_cli_inputs_free(in);
     return FKM_EXIT_FAIL;
   }
+  se->cap = (int64_t)o->params.niter * o->params.nredo + 1;
+  size_t bytes = (size_t)(o->k * in->x.d) * sizeof(float);
+  se->cf = malloc(bytes);
+  se->cF = malloc(bytes);
+  se->pr.sf = calloc((size_t)se->cap, sizeof(fkm_iteration_stats));
+  se->pr.sF = calloc((size_t)se->cap, sizeof(fkm_iteration_stats));
+  if (!se->cf || !se->cF || !se->pr.sf || !se->pr.sF) {
+    fkm_cli_error("out of memory");
+    session_close(se);
+    return FKM_EXIT_FAIL;
+  }
   o->params.log = fkm_cli_log_cb;
   if (!o->quiet)
     fprintf(stderr, "%s: %lld x %lld %s (%s), k = %lld, flashkm on %s vs FAISS %s\n", cmd,
@@ -416,31 +446,24 @@ static int setup(int argc, char **argv, const char *cmd, fkm_cli_train_opts *o,
 }
 
 int fkm_cli_cmd_parity(int argc, char **argv) {
-  fkm_cli_train_opts o;
-  fkm_cli_inputs in;
-  fkm_ctx *ctx = NULL;
-  const char *input;
-  int max_list = 20;
-  int rc = setup(argc, argv, "parity", &o, &in, &ctx, &input, &max_list);
+  session se;
+  memset(&se, 0, sizeof se);
+  se.max_list = 20;
+  int rc = setup(argc, argv, "parity", &se);
   if (rc < 0) return FKM_EXIT_OK; /* --help */
   if (rc != FKM_EXIT_OK) return rc;
   fkm_cli_sigint_install();
-  o.params.progress = NULL;
-
-  int64_t k = o.k, d = in.x.d;
-  int64_t cap = (int64_t)o.params.niter * o.params.nredo + 1;
-  size_t bytes = (size_t)(k * d) * sizeof(float);
-  float *cf = malloc(bytes), *cF = malloc(bytes);
-  pair_run pr = {calloc((size_t)cap, sizeof(fkm_iteration_stats)),
-                 calloc((size_t)cap, sizeof(fkm_iteration_stats)), 0, 0, 0, 0};
-  parity_ctx pc = {input, &o, &in, ctx, max_list};
+  fkm_cli_train_opts o = se.o;
+  fkm_cli_inputs in = se.in;
+  fkm_ctx *ctx = se.ctx;
+  float *cf = se.cf, *cF = se.cF;
+  pair_run pr = se.pr;
+  int64_t k = o.k, d = in.x.d, cap = se.cap;
+  int max_list = se.max_list;
+  parity_ctx pc = {se.input, &o, &in, ctx, max_list};
   level l1 = LEVEL_NA, l2, l3;
   int64_t steps_na = 0, points_na = 0;
   rc = FKM_EXIT_FAIL;
-  if (!cf || !cF || !pr.sf || !pr.sF) {
-    fkm_cli_error("out of memory");
-    goto out;
-  }
 
   int p1 = p1_lockstep(&pc, &l1, &steps_na, &points_na);
   if (p1 == -2) rc = FKM_EXIT_INTERRUPTED;
@@ -496,56 +519,36 @@ int fkm_cli_cmd_parity(int argc, char **argv) {
   printf("verdict        %s\n", failed ? "FAIL" : "PASS");
   rc = failed ? FKM_EXIT_FAIL : FKM_EXIT_OK;
 out:
-  free(cf);
-  free(cF);
-  free(pr.sf);
-  free(pr.sF);
-  fkm_ctx_destroy(ctx);
-  fkm_cli_inputs_free(&in);
+  session_close(&se);
   return rc;
 }
 
 int fkm_cli_cmd_bench(int argc, char **argv) {
-  fkm_cli_train_opts o;
-  fkm_cli_inputs in;
-  fkm_ctx *ctx = NULL;
-  const char *input;
-  int max_list = 0;
-  int rc = setup(argc, argv, "bench", &o, &in, &ctx, &input, &max_list);
-  if (rc < 0) return FKM_EXIT_OK;
+  session se;
+  memset(&se, 0, sizeof se);
+  int rc = setup(argc, argv, "bench", &se);
+  if (rc < 0) return FKM_EXIT_OK; /* --help */
   if (rc != FKM_EXIT_OK) return rc;
-  int64_t k = o.k, d = in.x.d;
-  int64_t cap = (int64_t)o.params.niter * o.params.nredo + 1;
-  size_t bytes = (size_t)(k * d) * sizeof(float);
-  float *cf = malloc(bytes), *cF = malloc(bytes);
-  pair_run pr = {calloc((size_t)cap, sizeof(fkm_iteration_stats)),
-                 calloc((size_t)cap, sizeof(fkm_iteration_stats)), 0, 0, 0, 0};
-  rc = FKM_EXIT_FAIL;
-  if (!cf || !cF || !pr.sf || !pr.sF) {
-    fkm_cli_error("out of memory");
-    goto out;
-  }
   fkm_cli_sigint_install();
-  rc = run_pair(ctx, &o.params, &in, k, in.init.data, in.n_init, cf, cF, &pr, cap);
+  const fkm_cli_train_opts o = se.o;
+  int64_t k = o.k, d = se.in.x.d;
+  pair_run *pr = &se.pr;
+  rc = run_pair(se.ctx, &o.params, &se.in, k, se.in.init.data, se.in.n_init, se.cf, se.cF, pr,
+                se.cap);
   if (rc != FKM_EXIT_OK) goto out;
-  int64_t bad = rows_differing(cf, cF, k, d);
+  int64_t bad = rows_differing(se.cf, se.cF, k, d);
   char name[32];
   snprintf(name, sizeof name, "FAISS %s", fkm_fx_version());
-  printf("%lld x %lld, k = %lld, niter %d, nredo %d; flashkm on %s\n", (long long)in.x.n,
-         (long long)d, (long long)k, o.params.niter, o.params.nredo, fkm_ctx_device_name(ctx));
+  printf("%lld x %lld, k = %lld, niter %d, nredo %d; flashkm on %s\n", (long long)se.in.x.n,
+         (long long)d, (long long)k, o.params.niter, o.params.nredo, fkm_ctx_device_name(se.ctx));
   printf("%-14s %12s %12s\n", "", "train (s)", "ms/iter");
-  printf("%-14s %12.3f %12.2f\n", "flashkm", pr.tf, pr.nsf ? 1e3 * pr.tf / (double)pr.nsf : 0.0);
-  printf("%-14s %12.3f %12.2f\n", name, pr.tF, pr.nsF ? 1e3 * pr.tF / (double)pr.nsF : 0.0);
-  printf("speedup        %.2fx\n", pr.tF / pr.tf);
+  printf("%-14s %12.3f %12.2f\n", "flashkm", pr->tf, pr->nsf ? 1e3 * pr->tf / (double)pr->nsf : 0.0);
+  printf("%-14s %12.3f %12.2f\n", name, pr->tF, pr->nsF ? 1e3 * pr->tF / (double)pr->nsF : 0.0);
+  printf("speedup        %.2fx\n", pr->tF / pr->tf);
   printf("centroids      %s\n", bad ? "DIFFERENT (run flashkm parity for the report)"
                                     : "identical bit for bit");
   rc = FKM_EXIT_OK;
 out:
-  free(cf);
-  free(cF);
-  free(pr.sf);
-  free(pr.sF);
-  fkm_ctx_destroy(ctx);
-  fkm_cli_inputs_free(&in);
+  session_close(&se);
   return rc;
 }

@@ -128,23 +128,15 @@ int fkm_cli_cmd_train(int argc, char **argv) {
   fkm_cli_train_opts_init(&o);
   const char *input = NULL, *out_path = NULL, *labels_path = NULL, *json_path = NULL;
 
-  /* Own options first, then the shared table. */
-  fkm_cli_opt table[64];
-  int nt = 0;
-  for (const fkm_cli_opt *p = own_opts; p->name; p++) table[nt++] = *p;
-  for (const fkm_cli_opt *p = fkm_cli_train_opts_table; p->name; p++) table[nt++] = *p;
-  table[nt] = (fkm_cli_opt){NULL, 0, 0, 0};
+  fkm_cli_opt table[FKM_CLI_MAX_OPTS];
+  fkm_cli_make_table(own_opts, NULL, table);
 
   int i = 0, id, r;
   const char *val;
   while ((r = fkm_cli_next(argc, argv, &i, table, &id, &val)) != 0) {
     if (r < 0) return FKM_EXIT_USAGE;
     if (r == 2) {
-      if (input) {
-        fkm_cli_error("train takes one INPUT; '%s' is a second one", val);
-        return FKM_EXIT_USAGE;
-      }
-      input = val;
+      if (fkm_cli_take_input("train", val, &input)) return FKM_EXIT_USAGE;
       continue;
     }
     switch (id) {

@@ -70,6 +70,15 @@ int fkm_cli_next(int argc, char **argv, int *i, const fkm_cli_opt *opts,
   return 1;
 }
 
+int fkm_cli_take_input(const char *cmd, const char *val, const char **input) {
+  if (*input) {
+    fkm_cli_error("%s takes one INPUT; '%s' is a second one", cmd, val);
+    return -1;
+  }
+  *input = val;
+  return 0;
+}
+
 int fkm_cli_int(const char *opt, const char *val, long long lo, long long hi,
                 long long *out) {
   char *end;
@@ -132,6 +141,17 @@ const fkm_cli_opt fkm_cli_train_opts_table[] = {
     {"quiet", 'q', 0, OPT_QUIET},
     {"no-check-finite", 0, 0, OPT_NO_CHECK},
     {NULL, 0, 0, 0}};
+
+void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli_opt *table) {
+  int nt = 0;
+  for (const fkm_cli_opt *p = own; p->name; p++) table[nt++] = *p;
+  for (const fkm_cli_opt *p = fkm_cli_train_opts_table; p->name; p++) {
+    int kept = keep == NULL;
+    for (const char *const *k = keep; k && *k && !kept; k++) kept = !strcmp(p->name, *k);
+    if (kept) table[nt++] = *p;
+  }
+  table[nt] = (fkm_cli_opt){NULL, 0, 0, 0};
+}
 
 void fkm_cli_train_opts_init(fkm_cli_train_opts *o) {
   memset(o, 0, sizeof *o);
