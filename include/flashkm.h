@@ -264,9 +264,10 @@ FKM_API fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params,
 
 /** B independent problems of the same (n, d, k), stored back to back:
  *  x (B, n, d), weights (B, n) or NULL, centroids (B, k, d) in/out with n_init
- *  initial rows each, labels (B, n) and distances (B, n) or NULL,
- *  stats (B, stats_capacity) or NULL with n_stats (B) or NULL.
- *  Results equal B separate fkm_train() calls, bit for bit. */
+ *  initial rows each, labels (B, n) and distances (B, n) or NULL: host or
+ *  device, as in fkm_train. stats (B, stats_capacity) or NULL and n_stats (B)
+ *  or NULL: host. Results equal B separate fkm_train() calls, bit for bit.
+ *  Blocks until all B are done. */
 FKM_API fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                                      int64_t batch, int64_t n, int64_t d,
                                      int64_t k, fkm_dtype dtype,

@@ -230,8 +230,10 @@ fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params, int64_t n,
 
 static size_t dtype_size(fkm_dtype t) { return t == FKM_DTYPE_F32 ? 4 : 2; }
 
-/* The batched entry point as B runs of the Lloyd loop into private buffers,
- * published only when all B succeeded. */
+/* The batched entry point as B runs of the Lloyd loop into private host
+ * buffers, published only when all B succeeded. The user's centroids,
+ * labels and distances may be device memory: they move through the engine's
+ * copy op. */
 fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                              int64_t batch, int64_t n, int64_t d, int64_t k,
                              fkm_dtype dtype, const void *x,
@@ -261,7 +263,8 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
   if (!cent || (labels && !lab) || (distances && !dis) || (stats && !st) || !ns)
     s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
                  "cannot allocate the batched outputs (batch = %lld)", (long long)batch);
-  if (s == FKM_OK) memcpy(cent, centroids, cbytes);
+  const fkm_engine_ops *ops = ctx->engine->ops;
+  if (s == FKM_OK) s = ops->copy(ctx->engine, cent, centroids, cbytes);
   for (int64_t b = 0; b < batch && s == FKM_OK; b++) {
     fkm_train_args a = {&p, n, d, k, dtype,
                         (const char *)x + (size_t)(b * n * d) * dtype_size(dtype),
@@ -272,10 +275,12 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                         ns + b};
     s = fkm_lloyd_train(ctx->engine, &a);
   }
+  if (s == FKM_OK) s = ops->copy(ctx->engine, centroids, cent, cbytes);
+  if (s == FKM_OK && labels)
+    s = ops->copy(ctx->engine, labels, lab, sizeof(int64_t) * (size_t)(batch * n));
+  if (s == FKM_OK && distances)
+    s = ops->copy(ctx->engine, distances, dis, sizeof(float) * (size_t)(batch * n));
   if (s == FKM_OK) {
-    memcpy(centroids, cent, cbytes);
-    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)(batch * n));
-    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)(batch * n));
     if (stats)
       memcpy(stats, st, sizeof(fkm_iteration_stats) * (size_t)(batch * stats_capacity));
     if (n_stats) memcpy(n_stats, ns, sizeof(int64_t) * (size_t)batch);

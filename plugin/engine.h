@@ -87,6 +87,10 @@ typedef struct fkm_engine_ops {
   /** Release the run's resources (also after a failed run). */
   void (*end)(fkm_engine *e);
 
+  /** Copy bytes from src to dst, each a user pointer (host or device
+   *  memory, as this engine accepts) or host memory. Blocks. */
+  fkm_status (*copy)(fkm_engine *e, void *dst, const void *src, size_t bytes);
+
   /** fkm_assign(): stateless, pointers are the user's. */
   fkm_status (*assign)(fkm_engine *e, const fkm_params *params, int64_t n,
                        int64_t d, int64_t k, fkm_dtype dtype, const void *x,

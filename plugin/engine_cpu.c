@@ -397,6 +397,13 @@ static fkm_status cpu_finish(fkm_engine *e, float *centroids, int64_t *labels,
   return s;
 }
 
+static fkm_status cpu_copy(fkm_engine *e, void *dst, const void *src,
+                           size_t bytes) {
+  (void)e;
+  if (bytes) memcpy(dst, src, bytes);
+  return FKM_OK;
+}
+
 static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
                              int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
                              const void *x, const float *centroids,
@@ -481,6 +488,7 @@ static const fkm_engine_ops cpu_ops = {
     cpu_write_centroids,
     cpu_finish,
     cpu_end,
+    cpu_copy,
     cpu_assign,
 };
 

@@ -506,6 +506,15 @@ static fkm_status cuda_write_centroids(fkm_engine *e, const float *host) {
   return FKM_OK;
 }
 
+static fkm_status cuda_copy(fkm_engine *e, void *dst, const void *src, size_t bytes) {
+  cuda_engine *c = eng(e);
+  if (bytes == 0) return FKM_OK;
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, c->stream));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
+  return FKM_OK;
+}
+
 /* Assign n rows of a user matrix (host or device, any dtype) to k device
  * centroids; lab (n) int64 and dis (n) float are device buffers. Rows are
  * processed in chunks of at most 2^26 floats when they must be converted or
@@ -692,6 +701,7 @@ static const fkm_engine_ops cuda_ops = {
     cuda_write_centroids,
     cuda_finish,
     cuda_end,
+    cuda_copy,
     cuda_assign,
 };
 

@@ -630,6 +630,50 @@ TEST_F(Cuda, BatchedEqualsSeparateCpuRuns) {
   }
 }
 
+TEST_F(Cuda, BatchedWithDevicePointersEqualsHostPointers) {
+  // x, centroids (with initial rows), labels and distances all in device
+  // memory: same bits as the host-pointer call.
+  fkm_params p = quick(3);
+  const int64_t B = 2, n = 1500, d = 8, k = 12, n_init = 2;
+  std::vector<float> x;
+  for (int64_t b = 0; b < B; b++) {
+    auto xb = fixtures::blobs(n, d, 6, (uint32_t)(300 + b));
+    x.insert(x.end(), xb.begin(), xb.end());
+  }
+  std::vector<float> ch(B * k * d, 0.0f), dh(B * n);
+  for (int64_t b = 0; b < B; b++)
+    std::memcpy(&ch[b * k * d], &x[b * n * d + 7 * d], sizeof(float) * n_init * d);
+  std::vector<float> cd_host(ch);
+  std::vector<int64_t> lh(B * n);
+  ASSERT_EQ(fkm_train_batched(gpu->c, &p, B, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, ch.data(),
+                              n_init, lh.data(), dh.data(), nullptr, 0, nullptr),
+            FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  float *dx = nullptr, *dc = nullptr, *dd = nullptr;
+  int64_t *dl = nullptr;
+  ASSERT_EQ(cudaMalloc((void **)&dx, sizeof(float) * x.size()), cudaSuccess);
+  ASSERT_EQ(cudaMalloc((void **)&dc, sizeof(float) * cd_host.size()), cudaSuccess);
+  ASSERT_EQ(cudaMalloc((void **)&dd, sizeof(float) * B * n), cudaSuccess);
+  ASSERT_EQ(cudaMalloc((void **)&dl, sizeof(int64_t) * B * n), cudaSuccess);
+  cudaMemcpy(dx, x.data(), sizeof(float) * x.size(), cudaMemcpyHostToDevice);
+  cudaMemcpy(dc, cd_host.data(), sizeof(float) * cd_host.size(), cudaMemcpyHostToDevice);
+  fkm_status s = fkm_train_batched(gpu->c, &p, B, n, d, k, FKM_DTYPE_F32, dx, nullptr, dc, n_init,
+                                   dl, dd, nullptr, 0, nullptr);
+  std::vector<float> cg(B * k * d), dg(B * n);
+  std::vector<int64_t> lg(B * n);
+  cudaMemcpy(cg.data(), dc, sizeof(float) * cg.size(), cudaMemcpyDeviceToHost);
+  cudaMemcpy(dg.data(), dd, sizeof(float) * dg.size(), cudaMemcpyDeviceToHost);
+  cudaMemcpy(lg.data(), dl, sizeof(int64_t) * lg.size(), cudaMemcpyDeviceToHost);
+  cudaFree(dx);
+  cudaFree(dc);
+  cudaFree(dd);
+  cudaFree(dl);
+  ASSERT_EQ(s, FKM_OK) << fkm_ctx_last_error(gpu->c);
+  EXPECT_TRUE(same_bits(ch, cg)) << first_diff(ch, cg);
+  EXPECT_TRUE(same_bits(dh, dg)) << first_diff(dh, dg);
+  EXPECT_EQ(lh, lg);
+}
+
 // ------------------------------------------------------------ host-only
 
 TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
