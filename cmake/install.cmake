@@ -6,6 +6,7 @@
 #   lib/cmake/flashkm/            find_package(flashkm): targets flashkm::flashkm and,
 #                                 with FAISS, flashkm::flashkm_faiss
 #   lib/pkgconfig/flashkm.pc      pkg-config --cflags --libs flashkm
+#   lib/python3.X/dist-packages/flashkm   the Python package (finds libflashkm in the prefix)
 include(CMakePackageConfigHelpers)
 
 set(FLASHKM_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/flashkm")
@@ -108,3 +109,29 @@ install(CODE "
 ")
 install(FILES ${PROJECT_BINARY_DIR}/flashkm.pc
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# The Python package (pure Python) in python3's own layout below the prefix
+# (Debian: lib/python3.X/dist-packages); from there it finds PREFIX/lib.
+set(FLASHKM_PYTHON_INSTALL_DIR "" CACHE STRING
+    "Where cmake --install puts the flashkm Python package, relative to the prefix (empty: ask python3)")
+set(_fkm_pydir "${FLASHKM_PYTHON_INSTALL_DIR}")
+if(NOT _fkm_pydir)
+  # Debian's interpreter first: the one that sees python3-numpy and python3-faiss.
+  find_program(FLASHKM_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
+  if(NOT FLASHKM_PYTHON3)
+    find_program(FLASHKM_PYTHON3 python3)
+  endif()
+  if(FLASHKM_PYTHON3)
+    execute_process(
+      COMMAND ${FLASHKM_PYTHON3} -c "import sys; v = sys.version_info; d = 'dist-packages' if any(p.endswith('dist-packages') for p in sys.path) else 'site-packages'; print('lib/python%d.%d/%s' % (v[0], v[1], d))"
+      OUTPUT_VARIABLE _fkm_pydir OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _fkm_pyrc)
+    if(NOT _fkm_pyrc EQUAL 0)
+      set(_fkm_pydir "")
+    endif()
+  endif()
+endif()
+set(FLASHKM_PYTHON_DIR "${_fkm_pydir}" CACHE INTERNAL "where the Python package is installed")
+if(_fkm_pydir)
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/python/flashkm DESTINATION ${_fkm_pydir}
+    PATTERN "__pycache__" EXCLUDE)
+endif()

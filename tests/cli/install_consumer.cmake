@@ -1,7 +1,8 @@
 # cmake --install into a fresh prefix, then use the installed tree the three
 # ways a user would: the command, find_package(flashkm), pkg-config.
 # -DBUILD=build dir -DWORK=scratch dir -DSRC=consumer sources -DLIBDIR=lib dir
-# name -DHAVE_FAISS=0|1
+# name -DHAVE_FAISS=0|1 -DPYDIR=Python package dir below the prefix (or empty)
+# -DPYTHON=the python3 that chose it
 cmake_minimum_required(VERSION 3.25)
 set(prefix "${WORK}/prefix")
 file(REMOVE_RECURSE "${WORK}")
@@ -56,4 +57,26 @@ if(PKG_CONFIG AND CC)
   run("run pkg-config consumer" "${WORK}/consumer_pc")
 else()
   message(STATUS "pkg-config or cc missing: pkg-config check not run")
+endif()
+
+# The Python package finds the library in the prefix by itself.
+if(PYDIR AND PYTHON)
+  execute_process(COMMAND ${PYTHON} -c "import numpy" RESULT_VARIABLE no_numpy
+                  OUTPUT_QUIET ERROR_QUIET)
+  if(no_numpy)
+    message(STATUS "${PYTHON} has no numpy: Python check not run")
+  else()
+    unset(ENV{FLASHKM_LIBRARY})
+    set(ENV{PYTHONPATH} "${prefix}/${PYDIR}")
+    run("installed Python package" ${PYTHON} -c "
+import numpy as np, flashkm
+path = flashkm.library_path()
+assert path.startswith('${prefix}/'), path
+x = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [10, 10], [10, 11], [11, 10], [11, 11]], 'float32')
+km = flashkm.Kmeans(2, 2, min_points_per_centroid=1, backend='cpu')
+km.train(x)
+assert sorted(map(tuple, km.centroids.tolist())) == [(0.5, 0.5), (10.5, 10.5)], km.centroids
+print('python ok:', path)
+")
+  endif()
 endif()
