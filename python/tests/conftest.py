@@ -3,6 +3,11 @@ test command points it at BUILD/plugin/libflashkm.so)."""
 import os
 import sys
 
+# Passive OpenMP waits (read when FAISS and flashkm load, after this): FAISS's
+# short parallel loops otherwise spin on a loaded CI machine. Results do not
+# depend on it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import pytest
 
