@@ -8,7 +8,7 @@
 #include "flashkm.h"
 #include "matrix_io.h"
 
-/* Exit codes, documented in docs/cli.md. */
+/* Exit codes, documented in the README (the flashkm command). */
 enum {
   FKM_EXIT_OK = 0,
   FKM_EXIT_FAIL = 1,        /* an error, or a parity level failed */

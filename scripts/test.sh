@@ -14,5 +14,5 @@ cmake --build "$BUILD" -j"$JOBS"
 ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS"
 if [ -d python/tests ]; then
   FLASHKM_LIBRARY="$PWD/$BUILD/plugin/libflashkm.so" PYTHONPATH="$PWD/python" \
-    /usr/bin/python3 -m pytest -q python/tests
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
 fi
