@@ -244,19 +244,21 @@ __global__ void assign_combine(const float *__restrict__ part_v,
  *  - fast distance fl(fl(xn + cn) - fl(2 ip_fast)): E_fast <= 8u (X + C) +
  *    2.01 E_ip.
  *  So E(x, c) = E_fast + E_ref <= alpha |x||c| + beta (X + C) + eta3 bounds
- *  |value - true distance| for both formulas, per pair. Let b be the
- *  centroid of least fast value f(b). If every other c has
- *  L(c) = f(c) - E(x, c) > f(b) + E(x, b), then ref(c) >= true(c) - E_ref >=
- *  L(c) > f(b) + E(x, b) >= true(b) + E_ref >= ref(b): b is the reference's
- *  strict argmin (clamping at 0 keeps that: the loser's raw value is > 0).
- *  Inner product: the same on -ip, with E = 1.01 E_ip + 1.01 d u |x||c| +
- *  eta. A non-finite fast value poisons the point (never certified). The
- *  bound terms are evaluated in float from constants inflated by 1%, far
- *  above the few roundings of that evaluation.
+ *  |value - true distance| for both formulas, per pair. With |c| <= Cn and
+ *  beta C <= BC for every centroid (maxima over all k, rounded up),
+ *  E(x) = alpha |x| Cn + beta X + BC + eta3 >= E(x, c) for every c. Let b be
+ *  the centroid of least fast value f1 = f(b) and f2 the least fast value
+ *  of the other centroids. If f2 - E(x) > f1 + E(x), then for every c != b:
+ *  ref(c) >= true(c) - E_ref >= f(c) - E(x) >= f2 - E(x) > f1 + E(x) >=
+ *  true(b) + E_ref >= ref(b): b is the reference's strict argmin (clamping
+ *  at 0 keeps that: the loser's raw value is > 0). Inner product: the same
+ *  on -ip, with E = 1.01 E_ip + 1.01 d u |x||c| + eta. A non-finite fast
+ *  value poisons the point (never certified). The bound terms are evaluated
+ *  in float from constants inflated by 1%, rounded upwards, and the test
+ *  itself uses directed rounding.
  *
- * Per point, pass 1 keeps: f1 (least fast value), i1 (its index, lowest on
- * ties), e1 (its E), and the two least L values l1 <= l2 with j1 the index
- * of l1. min over c != i1 of L(c) is l1 if j1 != i1, else l2. */
+ * Per point, pass 1 keeps only f1, its index i1 and f2 (two compares per
+ * pair: the bound is per point, applied once in pass 2). */
 constexpr int TBM = FKM_TC_BM, TBN = FKM_TC_BN, TBK = FKM_TC_BK;
 constexpr int TC_THREADS = 256; /* 8 warps: 4 along points x 2 along centroids */
 
@@ -276,74 +278,53 @@ __device__ __forceinline__ void mma_tf32(float (&acc)[4], const uint32_t (&a)[4]
 }
 
 struct Cert {
-  float f1, e1, l1, l2;
-  int i1, j1;
+  float f1, f2; /* least fast value, least of the others; f2 = -inf: poisoned */
+  int i1;       /* index of f1, lowest on ties; -1 when empty */
 };
 
 __device__ __forceinline__ void cert_init(Cert &t) {
   t.f1 = INFINITY;
-  t.e1 = 0.0f;
-  t.l1 = INFINITY;
-  t.l2 = INFINITY;
+  t.f2 = INFINITY;
   t.i1 = -1;
-  t.j1 = -1;
 }
 
-__device__ __forceinline__ void cert_poison(Cert &t) {
-  t.l1 = -INFINITY;
-  t.l2 = -INFINITY;
-  t.j1 = -2;
-}
-
-__device__ __forceinline__ void cert_push(Cert &t, float f, float e, int idx) {
+/* Pushes come in increasing index order within a thread. */
+__device__ __forceinline__ void cert_push(Cert &t, float f, int idx) {
   if (!(fabsf(f) <= FLT_MAX)) {
-    cert_poison(t);
-    return;
-  }
-  if (f < t.f1) {
+    t.f2 = -INFINITY;
+  } else if (f < t.f1) {
+    t.f2 = fminf(t.f2, t.f1); /* keeps -inf: poison is sticky */
     t.f1 = f;
-    t.e1 = e;
     t.i1 = idx;
-  }
-  const float l = __fsub_rn(f, e);
-  if (l < t.l1) {
-    t.l2 = t.l1;
-    t.l1 = l;
-    t.j1 = idx;
-  } else if (l < t.l2) {
-    t.l2 = l;
+  } else {
+    t.f2 = fminf(t.f2, f);
   }
 }
 
 /* Merge of two disjoint candidate sets. */
 __device__ __forceinline__ void cert_merge(Cert &t, const Cert &o) {
+  const bool poisoned = t.f2 == -INFINITY || o.f2 == -INFINITY;
+  float f2;
   if (o.i1 >= 0 && (t.i1 < 0 || o.f1 < t.f1 || (o.f1 == t.f1 && o.i1 < t.i1))) {
+    f2 = fminf(t.f1, o.f2);
     t.f1 = o.f1;
-    t.e1 = o.e1;
     t.i1 = o.i1;
-  }
-  if (o.l1 < t.l1) {
-    t.l2 = fminf(t.l1, o.l2);
-    t.l1 = o.l1;
-    t.j1 = o.j1;
   } else {
-    t.l2 = fminf(t.l2, o.l1);
+    f2 = fminf(t.f2, o.f1);
   }
+  t.f2 = poisoned ? -INFINITY : f2;
 }
 
-__device__ __forceinline__ bool cert_ok(const Cert &t) {
-  const float other = t.j1 != t.i1 ? t.l1 : t.l2;
-  return t.i1 >= 0 && t.l2 > -INFINITY && other > __fadd_ru(t.f1, t.e1);
+/* The test of the proof above, e = E(x) rounded up. */
+__device__ __forceinline__ bool cert_ok(const Cert &t, float e) {
+  return t.i1 >= 0 && t.f2 > -INFINITY && __fsub_rd(t.f2, e) > __fadd_ru(t.f1, e);
 }
 
 __device__ __forceinline__ Cert cert_shfl(const Cert &t, int off) {
   Cert o;
   o.f1 = __shfl_xor_sync(0xffffffffu, t.f1, off);
-  o.e1 = __shfl_xor_sync(0xffffffffu, t.e1, off);
-  o.l1 = __shfl_xor_sync(0xffffffffu, t.l1, off);
-  o.l2 = __shfl_xor_sync(0xffffffffu, t.l2, off);
+  o.f2 = __shfl_xor_sync(0xffffffffu, t.f2, off);
   o.i1 = __shfl_xor_sync(0xffffffffu, t.i1, off);
-  o.j1 = __shfl_xor_sync(0xffffffffu, t.j1, off);
   return o;
 }
 
@@ -372,6 +353,34 @@ __global__ void centroid_bounds(const float *__restrict__ cn, int64_t k, float b
   cb[k + i] = __fmul_ru(__fmul_ru(beta, cn[i]), up);
 }
 
+/* cmax[0] = max_c cb[c], cmax[1] = max_c cb[k + c] (cmax zeroed first).
+ * The values are >= 0 (or +inf, NaN: then nothing certifies), so their bit
+ * patterns order like the values and an integer atomicMax gives the exact,
+ * order-independent maximum. */
+__global__ void bound_max(const float *__restrict__ cb, int64_t k, float *cmax) {
+  __shared__ int red[2][256];
+  int m0 = 0, m1 = 0;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < k;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    m0 = max(m0, __float_as_int(cb[i]));
+    m1 = max(m1, __float_as_int(cb[k + i]));
+  }
+  red[0][threadIdx.x] = m0;
+  red[1][threadIdx.x] = m1;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if ((int)threadIdx.x < w) {
+      red[0][threadIdx.x] = max(red[0][threadIdx.x], red[0][threadIdx.x + w]);
+      red[1][threadIdx.x] = max(red[1][threadIdx.x], red[1][threadIdx.x + w]);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    atomicMax(reinterpret_cast<int *>(cmax), red[0][0]);
+    atomicMax(reinterpret_cast<int *>(cmax) + 1, red[1][0]);
+  }
+}
+
 /* Pass 1. Layout as the SIMT kernel: block (blockIdx.x, blockIdx.y) owns
  * TBM = 128 points and the centroid range of split blockIdx.y, in tiles of
  * TBN = 64, dimensions staged TBK = 32 at a time in shared memory as tf32
@@ -388,9 +397,8 @@ __global__ void centroid_bounds(const float *__restrict__ cn, int64_t k, float b
 template <bool L2, bool VEC>
 __global__ void __launch_bounds__(TC_THREADS)
 assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
-          const float *__restrict__ c, const float *__restrict__ cn,
-          const float *__restrict__ cb, BoundConsts bc, int64_t n, int64_t d, int64_t k,
-          int64_t k_per_split, Cert *__restrict__ out) {
+          const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
+          int64_t k, int64_t k_per_split, Cert *__restrict__ out) {
   __shared__ __align__(16) uint32_t As[TBM][TBK + 4];
   __shared__ __align__(16) uint32_t Bs[TBN][TBK + 4];
   __shared__ Cert red[TBM];
@@ -401,16 +409,12 @@ assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
   const int64_t ke = kb + k_per_split < k ? kb + k_per_split : k;
 
   Cert st[4]; /* rows wm*32 + (q/2)*16 + (q%2)*8 + g */
-  float pxn[4], ax[4], bx[4];
+  float pxn[4];
 #pragma unroll
   for (int q = 0; q < 4; q++) {
     cert_init(st[q]);
     const int64_t p = m0 + wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
-    const float v = p < n ? xn[p] : 0.0f;
-    pxn[q] = v;
-    const float up = 1.0f + 0x1p-20f;
-    ax[q] = __fmul_ru(__fmul_ru(bc.alpha, __fsqrt_ru(v)), up);
-    bx[q] = __fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta);
+    pxn[q] = p < n ? xn[p] : 0.0f;
   }
 
   /* Steps are (centroid tile, dimension chunk) pairs in order; the global
@@ -527,7 +531,7 @@ assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
       for (int j = 0; j < 2; j++) {
         const int64_t q = n0 + wn * 32 + nt * 8 + 2 * t + j;
         if (q >= ke) continue;
-        const float qcn = L2 ? cn[q] : 0.0f, qnc = cb[q], qbc = cb[k + q];
+        const float qcn = L2 ? cn[q] : 0.0f;
 #pragma unroll
         for (int mt = 0; mt < 2; mt++)
 #pragma unroll
@@ -536,8 +540,7 @@ assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
             const float v = acc[mt][nt][h * 2 + j];
             const float f =
                 L2 ? __fsub_rn(__fadd_rn(pxn[r], qcn), __fadd_rn(v, v)) : -v;
-            const float e = __fadd_ru(__fmul_ru(ax[r], qnc), __fadd_ru(bx[r], qbc));
-            cert_push(st[r], f, e, (int)q);
+            cert_push(st[r], f, (int)q);
           }
       }
 #pragma unroll
@@ -581,7 +584,8 @@ template <bool L2>
 __global__ void __launch_bounds__(CERT_THREADS)
 certify(const float *__restrict__ x, const float *__restrict__ xn,
         const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
-        int64_t ksplit, const Cert *__restrict__ st, int32_t *__restrict__ labels,
+        int64_t ksplit, const Cert *__restrict__ st, BoundConsts bc,
+        const float *__restrict__ cmax, int32_t *__restrict__ labels,
         float *__restrict__ dist, int32_t *__restrict__ rows, int *__restrict__ count) {
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
   const int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS;
@@ -592,7 +596,12 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
     Cert t;
     cert_init(t);
     for (int64_t s = 0; s < ksplit; s++) cert_merge(t, st[s * n + p]);
-    ok = cert_ok(t);
+    /* E(x) = alpha |x| Cn + beta X + BC + eta, every term rounded up. */
+    const float up = 1.0f + 0x1p-20f, v = xn[p];
+    const float ax = __fmul_ru(__fmul_ru(bc.alpha, __fsqrt_ru(v)), up);
+    const float bx = __fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta);
+    const float e = __fadd_ru(__fmul_ru(ax, cmax[0]), __fadd_ru(bx, cmax[1]));
+    ok = cert_ok(t, e);
     label = t.i1;
   }
   float ip = 0.0f;
@@ -870,27 +879,32 @@ cudaError_t launch_simt(const fkm_assign_args *a, const fkm_assign_plan *plan, c
 template <bool L2>
 cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
   const int64_t n = a->n, k = a->k;
-  /* work: count (256 B), rows (n), centroid bounds (2k), Cert states */
+  /* work: count and cmax (256 B), rows (n), centroid bounds (2k), Cert
+   * states (24 B reserved per state) */
   char *w = static_cast<char *>(a->work);
   int *count = reinterpret_cast<int *>(w);
+  float *cmax = reinterpret_cast<float *>(w + 128);
   int32_t *rows = reinterpret_cast<int32_t *>(w + 256);
   float *cb = reinterpret_cast<float *>(w + 256 + 4 * n);
   Cert *st = reinterpret_cast<Cert *>(w + 256 + 4 * n + 8 * k);
   const BoundConsts bc = bound_consts(L2, a->d);
-  cudaError_t e = cudaMemsetAsync(count, 0, sizeof(int), s);
+  cudaError_t e = cudaMemsetAsync(w, 0, 256, s);
   if (e != cudaSuccess) return e;
   centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, cb);
+  bound_max<<<(unsigned)((k + 255) / 256 < 128 ? (k + 255) / 256 : 128), 256, 0, s>>>(cb, k,
+                                                                                       cmax);
   const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
   const bool vec = a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(a->c) % 16 == 0;
   if (vec)
-    assign_tc<L2, true><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, cb, bc, n, a->d, k,
+    assign_tc<L2, true><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, a->d, k,
                                                     plan->k_per_split, st);
   else
-    assign_tc<L2, false><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, cb, bc, n, a->d,
-                                                     k, plan->k_per_split, st);
+    assign_tc<L2, false><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, a->d, k,
+                                                     plan->k_per_split, st);
   certify<L2><<<(unsigned)((n + CERT_THREADS - 1) / CERT_THREADS), CERT_THREADS, 0, s>>>(
-      a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, a->labels, a->dist, rows, count);
+      a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, bc, cmax, a->labels, a->dist, rows,
+      count);
   /* Pass 3: the reference kernel on the uncertain rows, centroids split in
    * refine_split ranges combined in order (the number of rows is on the
    * device; blocks past it exit at once). */
