@@ -21,7 +21,6 @@ void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
                               int32_t *best_i) {
   const int64_t d = a->d, np = (a->k + FKM_CPU_PANEL - 1) / FKM_CPU_PANEL;
   const int l2 = a->metric == FKM_METRIC_L2;
-  const int cmp = l2 ? _CMP_LT_OQ : _CMP_GT_OQ;
   const __m256 zero = _mm256_setzero_ps();
   for (int64_t p = 0; p < np; p++) {
     const float *pan = panels + p * d * FKM_CPU_PANEL;
@@ -67,7 +66,7 @@ void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
         __m256i l0 = _mm256_loadu_si256((const __m256i *)bi);
         __m256i l1 = _mm256_loadu_si256((const __m256i *)(bi + 8));
         __m256 m0, m1;
-        if (cmp == _CMP_LT_OQ) {
+        if (l2) {
           m0 = _mm256_cmp_ps(dis0, v0, _CMP_LT_OQ);
           m1 = _mm256_cmp_ps(dis1, v1, _CMP_LT_OQ);
         } else {

@@ -344,21 +344,34 @@ static fkm_status float_view(cpu_engine *c, fkm_dtype dtype, const void *x,
   return FKM_OK;
 }
 
+/* Assign n rows of a user matrix to cent; on success write labels and
+ * distances (either may be NULL), on failure write nothing. */
 static fkm_status assign_user(cpu_engine *c, fkm_dtype dtype, const void *x,
                               int64_t n, const float *cent, int64_t k,
-                              int64_t *labels, float *dist) {
+                              int64_t *labels, float *distances) {
   const int64_t d = c->run.d;
   const float *xf = NULL;
-  float *xf_own = NULL, *xn = NULL;
+  float *xf_own = NULL, *xn = NULL, *dis = NULL;
+  int64_t *lab = NULL;
   fkm_status s = float_view(c, dtype, x, n, d, &xf, &xf_own);
   if (s == FKM_OK) {
     xn = alloc_or_null((size_t)n, sizeof(float));
-    if (!xn) s = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate norms");
+    lab = alloc_or_null((size_t)n, sizeof(int64_t));
+    dis = alloc_or_null((size_t)n, sizeof(float));
+    if (!xn || !lab || !dis)
+      s = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                   "cpu engine: cannot allocate the assignment of %lld rows", (long long)n);
   }
   if (s == FKM_OK) {
     if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(xf, n, d, xn);
-    s = assign_into(c, xf, xn, n, cent, k, labels, dist, "x");
+    s = assign_into(c, xf, xn, n, cent, k, lab, dis, "x");
   }
+  if (s == FKM_OK) {
+    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)n);
+    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)n);
+  }
+  free(lab);
+  free(dis);
   free(xn);
   free(xf_own);
   return s;
@@ -366,26 +379,12 @@ static fkm_status assign_user(cpu_engine *c, fkm_dtype dtype, const void *x,
 
 static fkm_status cpu_finish_impl(cpu_engine *c, float *centroids,
                                   int64_t *labels, float *distances) {
-  const int64_t n = c->run.n, k = c->run.k, d = c->run.d;
-  int64_t *lab = NULL;
-  float *dis = NULL;
-  fkm_status s = FKM_OK;
-  if (labels || distances) {
-    lab = alloc_or_null((size_t)n, sizeof(int64_t));
-    dis = alloc_or_null((size_t)n, sizeof(float));
-    if (!lab || !dis)
-      s = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate the final labels");
-    if (s == FKM_OK)
-      s = assign_user(c, c->run.dtype, c->run.x, n, c->cent, k, lab, dis);
-  }
-  if (s == FKM_OK) {
-    memcpy(centroids, c->cent, sizeof(float) * (size_t)(k * d));
-    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)n);
-    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)n);
-  }
-  free(lab);
-  free(dis);
-  return s;
+  const int64_t k = c->run.k, d = c->run.d;
+  if (labels || distances)
+    FKM_FORWARD(assign_user(c, c->run.dtype, c->run.x, c->run.n, c->cent, k, labels,
+                            distances));
+  memcpy(centroids, c->cent, sizeof(float) * (size_t)(k * d));
+  return FKM_OK;
 }
 
 static fkm_status cpu_finish(fkm_engine *e, float *centroids, int64_t *labels,
@@ -422,22 +421,12 @@ static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
     s = check_x(err, "x", dtype, x, n, d);
     if (s == FKM_OK) s = check_x(err, "centroids", FKM_DTYPE_F32, centroids, k, d);
   }
-  int64_t *lab = NULL;
-  float *dis = NULL;
   if (s == FKM_OK) {
-    lab = alloc_or_null((size_t)n, sizeof(int64_t));
-    dis = alloc_or_null((size_t)n, sizeof(float));
     c->cn = alloc_or_null((size_t)k, sizeof(float));
-    if (!lab || !dis || !c->cn)
-      s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate the assignment outputs");
+    if (!c->cn)
+      s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate centroid norms");
   }
-  if (s == FKM_OK) s = assign_user(c, dtype, x, n, centroids, k, lab, dis);
-  if (s == FKM_OK) {
-    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)n);
-    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)n);
-  }
-  free(lab);
-  free(dis);
+  if (s == FKM_OK) s = assign_user(c, dtype, x, n, centroids, k, labels, distances);
   free(c->cn);
   c->cn = NULL;
   threads_leave(ts);

@@ -585,6 +585,20 @@ done:
   return st;
 }
 
+/* Copy a device assignment (lab, dis: n each) to the user's labels and
+ * distances (host or device, either may be NULL) and wait for it. */
+static fkm_status publish_assignment(cuda_engine *c, const int64_t *lab, const float *dis,
+                                     int64_t n, int64_t *labels, float *distances) {
+  if (labels)
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(labels, lab, sizeof(int64_t) * (size_t)n,
+                                    cudaMemcpyDefault, c->stream));
+  if (distances)
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(distances, dis, sizeof(float) * (size_t)n,
+                                    cudaMemcpyDefault, c->stream));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
+  return FKM_OK;
+}
+
 static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
                               float *distances) {
   cuda_engine *c = eng(e);
@@ -601,13 +615,7 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
   }
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(k * d),
                                    cudaMemcpyDefault, s));
-  if (labels)
-    FKM_CUDA_GOTO(c, cudaMemcpyAsync(labels, lab, sizeof(int64_t) * (size_t)n,
-                                     cudaMemcpyDefault, s));
-  if (distances)
-    FKM_CUDA_GOTO(c, cudaMemcpyAsync(distances, dis, sizeof(float) * (size_t)n,
-                                     cudaMemcpyDefault, s));
-  FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
+  FKM_GOTO(publish_assignment(c, lab, dis, n, labels, distances));
 done:
   if (lab) (void)cudaFreeAsync(lab, s);
   if (dis) (void)cudaFreeAsync(dis, s);
@@ -639,13 +647,7 @@ static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)n, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)n, s));
   FKM_GOTO(assign_user(c, params, dtype, x, n, d, cd, k, lab, dis, "x"));
-  if (labels)
-    FKM_CUDA_GOTO(c, cudaMemcpyAsync(labels, lab, sizeof(int64_t) * (size_t)n,
-                                     cudaMemcpyDefault, s));
-  if (distances)
-    FKM_CUDA_GOTO(c, cudaMemcpyAsync(distances, dis, sizeof(float) * (size_t)n,
-                                     cudaMemcpyDefault, s));
-  FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
+  FKM_GOTO(publish_assignment(c, lab, dis, n, labels, distances));
 done:
   if (cent) (void)cudaFreeAsync(cent, s);
   if (lab) (void)cudaFreeAsync(lab, s);

@@ -135,13 +135,12 @@ static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
   return FKM_OK;
 }
 
-static fkm_status write_stats(const fkm_train_args *a, const loop_state *s) {
+static void write_stats(const fkm_train_args *a, const loop_state *s) {
   if (a->stats) {
     int64_t m = s->nstats < a->stats_capacity ? s->nstats : a->stats_capacity;
     memcpy(a->stats, s->stats, sizeof(fkm_iteration_stats) * (size_t)m);
   }
   if (a->n_stats) *a->n_stats = s->nstats;
-  return FKM_OK;
 }
 
 /* One redo: init, then niter iterations. *obj receives the last objective
