@@ -11,8 +11,12 @@
  */
 #include "update.cuh"
 
+#include "fchain.h"
+
 #include <float.h>
 
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_scan.cuh>
 
@@ -112,9 +116,23 @@ __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k,
 /* The objective (SPEC section 4): obj = fl(...fl(fl(0 + d0) + d1)...),
  * obj_double likewise in double, both in point order: sequential chains by
  * definition (no partial sums may be combined).
- * The float chain rounds at almost every step: one thread runs it from
- * shared memory while warps 2..7 stream the next stage in; its floor is n
- * dependent float additions (4 cycles each on Hopper).
+ * The float chain is cut into blocks of FKM_FC_BLOCK values and groups of
+ * FKM_FC_GROUP blocks. Inside one binade of the running sum s, a float chain
+ * is an integer sum in units of ulp(s) (ties resolved by the parity of s),
+ * so a run of values is summarised, for a candidate exponent of s, by its
+ * integer total and its least and greatest partial sum: applying it is an
+ * O(1) check (every partial stays strictly inside the binade) and an integer
+ * addition, bit-exact (kernels/fchain.h proves it and holds the arithmetic,
+ * which tests/cpu/test_fchain.cpp runs against the plain chain). The
+ * candidates are the exponent of a double estimate of s at the block's
+ * start and its two neighbours: fchain_estimate and fchain_prefix give that
+ * estimate (block sums, then one scan from the carried obj), fchain_summarise
+ * the summaries (parallel), fchain_walk the chain itself: one warp applies
+ * group summaries, descends to the blocks of a refused group and adds value
+ * by value (__fadd_rn) the blocks it refuses: where s crosses a binade, the
+ * start from 0, a bad guess, a NaN. A wrong estimate costs time, never bits.
+ * For n = 1M positive distances about 128 group steps and a dozen refused
+ * blocks remain sequential, instead of n dependent additions.
  * The double chain mostly does not round (float addends, 53-bit sums): it is
  * cut into blocks of DBLOCK values; where a block's values are all >= 0 and
  * multiples of g = min(ulp(s), least low bit of the block) with
@@ -140,50 +158,165 @@ __global__ void objective_bad(const int32_t *__restrict__ labels, int64_t r0, in
   if (bad >= 0) atomicMin((unsigned long long *)&o->bad_label, (unsigned long long)bad);
 }
 
-constexpr int CHAIN_THREADS = 256;
-constexpr int CHAIN_STAGE = 4096; /* floats per shared-memory stage */
-constexpr int LOADERS = 64;       /* threads 64..255 load */
+constexpr int FC_LANE = FKM_FC_BLOCK / 32; /* values per lane of a block's warp */
+constexpr int FC_WARPS = 32;                /* warps per group in fchain_summarise */
 
-__global__ void __launch_bounds__(CHAIN_THREADS)
-objective_chain(const float *__restrict__ dist, int64_t r0, int64_t r1, fkm_objective *o) {
-  __shared__ float4 buf[2][CHAIN_STAGE / 4];
-  const int tid = threadIdx.x;
-  const int64_t n = r1 - r0;
-  const int64_t stages = (n + CHAIN_STAGE - 1) / CHAIN_STAGE;
-  auto load = [&](int64_t st) {
-    float *b = reinterpret_cast<float *>(buf[st & 1]);
-    const int64_t base = st * CHAIN_STAGE;
-    for (int t = tid - LOADERS; t < CHAIN_STAGE; t += CHAIN_THREADS - LOADERS)
-      b[t] = base + t < n ? dist[r0 + base + t] : 0.0f;
-  };
-  float s = o->obj;
-  if (tid >= LOADERS && stages > 0) load(0);
+static_assert(FKM_FC_GROUP == 32, "a group is one warp's lanes");
+static_assert(FKM_FC_GROUP % FC_WARPS == 0, "whole blocks per warp");
+
+__host__ __device__ int64_t fc_blocks(int64_t n) { return (n + FKM_FC_BLOCK - 1) / FKM_FC_BLOCK; }
+__host__ __device__ int64_t fc_groups(int64_t n) { return (fc_blocks(n) + FKM_FC_GROUP - 1) / FKM_FC_GROUP; }
+
+/* The estimate of s, part 1: one thread per value, one thread block per
+ * block of values; est[b] = the double sum of block b's finite values (a
+ * fixed reduction tree: deterministic, and only a guess). */
+__global__ void __launch_bounds__(FKM_FC_BLOCK)
+fchain_estimate(const float *__restrict__ dist, int64_t r0, int64_t r1,
+                double *__restrict__ est) {
+  using Reduce = cub::BlockReduce<double, FKM_FC_BLOCK>;
+  __shared__ typename Reduce::TempStorage tmp;
+  const int64_t i = r0 + (int64_t)blockIdx.x * FKM_FC_BLOCK + threadIdx.x;
+  const float v = i < r1 ? dist[i] : 0.0f;
+  const double t = Reduce(tmp).Sum(fabsf(v) <= FLT_MAX ? (double)v : 0.0);
+  if (threadIdx.x == 0) est[blockIdx.x] = t;
+}
+
+/* Part 2, one thread block: est[b] := obj + est[0] + ... + est[b - 1], each
+ * thread scanning a contiguous slice around one block-wide scan. */
+constexpr int FC_SCAN = 1024;
+
+__global__ void __launch_bounds__(FC_SCAN)
+fchain_prefix(double *__restrict__ est, int64_t nb, const fkm_objective *o) {
+  using Scan = cub::BlockScan<double, FC_SCAN>;
+  __shared__ typename Scan::TempStorage tmp;
+  const int64_t per = (nb + FC_SCAN - 1) / FC_SCAN;
+  const int64_t b0 = threadIdx.x * per, b1 = b0 + per < nb ? b0 + per : nb;
+  double mine = 0.0;
+  for (int64_t b = b0; b < b1; b++) mine += est[b];
+  double run;
+  Scan(tmp).ExclusiveSum(mine, run);
+  run += (double)o->obj;
+  for (int64_t b = b0; b < b1; b++) {
+    const double v = est[b];
+    est[b] = run;
+    run += v;
+  }
+}
+
+__device__ fkm_fc_run shfl_down_run(const fkm_fc_run &x, int off) {
+  fkm_fc_run y;
+  for (int p = 0; p < 2; p++) {
+    y.d[p] = __shfl_down_sync(~0u, x.d[p], off);
+    y.lo[p] = __shfl_down_sync(~0u, x.lo[p], off);
+    y.hi[p] = __shfl_down_sync(~0u, x.hi[p], off);
+  }
+  y.bad = __shfl_down_sync(~0u, x.bad, off);
+  return y;
+}
+
+/* Joins the 32 lanes' summaries (same base) in lane order into lane 0. The
+ * join is exact integer arithmetic and associative, so this tree gives the
+ * sequential fold's summary. */
+__device__ void warp_join(fkm_fc_sum *x) {
+  const int lane = threadIdx.x % 32;
+  for (int off = 1; off < 32; off <<= 1) {
+    const bool take = (lane & (2 * off - 1)) == 0;
+    for (int c = 0; c < 3; c++) {
+      const fkm_fc_run y = shfl_down_run(x->run[c], off);
+      if (take) x->run[c] = fkm_fc_run_join(&x->run[c], &y);
+    }
+    const uint32_t f = __shfl_down_sync(~0u, x->flags, off);
+    if (take) x->flags &= f;
+  }
+}
+
+/* One thread block per group: warp w summarises block w of the
+ * group, lane l pushing values 8l .. 8l + 7 of a block at its three
+ * candidate exponents, then the lanes joined; warp 0 then joins the group's
+ * blocks at the first block's candidates (a block lacking one makes the
+ * group's run at that exponent bad). Layout: bsum (nb), gsum (ng). */
+__global__ void __launch_bounds__(32 * FC_WARPS)
+fchain_summarise(const float *__restrict__ dist, int64_t r0, int64_t r1,
+                 const double *__restrict__ est, fkm_fc_sum *__restrict__ bsum,
+                 fkm_fc_sum *__restrict__ gsum) {
+  __shared__ fkm_fc_sum blk[FKM_FC_GROUP];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t n = r1 - r0, nb = fc_blocks(n), b0 = (int64_t)blockIdx.x * FKM_FC_GROUP;
+  const int bn = (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP);
+  for (int k = warp * (FKM_FC_GROUP / FC_WARPS); k < (warp + 1) * (FKM_FC_GROUP / FC_WARPS) && k < bn;
+       k++) {
+    const int64_t b = b0 + k;
+    fkm_fc_sum x;
+    fkm_fc_sum_init(&x, fkm_fc_base(__float_as_uint(__double2float_rn(est[b]))));
+    const int64_t i0 = b * FKM_FC_BLOCK + lane * FC_LANE;
+#pragma unroll
+    for (int t = 0; t < FC_LANE; t++)
+      if (i0 + t < n) fkm_fc_sum_push(&x, __float_as_uint(dist[r0 + i0 + t]));
+    warp_join(&x);
+    if (lane == 0) {
+      bsum[b] = x;
+      blk[k] = x;
+    }
+  }
   __syncthreads();
-  for (int64_t st = 0; st < stages; st++) {
-    const int m = (int)(n - st * CHAIN_STAGE < CHAIN_STAGE ? n - st * CHAIN_STAGE : CHAIN_STAGE);
-    const float4 *b = buf[st & 1];
-    const float *f = reinterpret_cast<const float *>(b);
-    if (tid >= LOADERS) {
-      if (st + 1 < stages) load(st + 1);
-    } else if (tid == 0) { /* the float chain, 8 vector loads ahead */
-      int t = 0;
-      for (; t + 32 <= m; t += 32) {
-        float4 v[8];
-#pragma unroll
-        for (int r = 0; r < 8; r++) v[r] = b[t / 4 + r];
-#pragma unroll
-        for (int r = 0; r < 8; r++) {
-          s = __fadd_rn(s, v[r].x);
-          s = __fadd_rn(s, v[r].y);
-          s = __fadd_rn(s, v[r].z);
-          s = __fadd_rn(s, v[r].w);
+  if (warp != 0) return;
+  const int gbase = blk[0].base;
+  fkm_fc_sum x;
+  fkm_fc_sum_init(&x, gbase);
+  if (lane < bn) {
+    for (int c = 0; c < 3; c++) x.run[c] = fkm_fc_run_at(&blk[lane], gbase + c);
+    x.flags = blk[lane].flags;
+  }
+  warp_join(&x);
+  if (lane == 0) gsum[blockIdx.x] = x;
+}
+
+/* One warp walks the chain; lane 0 owns s, the other lanes stage what it
+ * reads into shared memory: 32 group summaries at a time, a refused group's
+ * block summaries, a refused block's values. Each step is a few dependent
+ * shared-memory reads and integer operations; a refused block costs
+ * FKM_FC_BLOCK dependent float additions. */
+__global__ void __launch_bounds__(32)
+fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1,
+            const fkm_fc_sum *__restrict__ bsum, const fkm_fc_sum *__restrict__ gsum,
+            fkm_objective *o) {
+  __shared__ fkm_fc_sum tile[32];
+  __shared__ fkm_fc_sum blk[FKM_FC_GROUP];
+  __shared__ float vals[FKM_FC_BLOCK];
+  const int lane = threadIdx.x;
+  const int64_t n = r1 - r0, nb = fc_blocks(n), ng = fc_groups(n);
+  uint32_t s = __float_as_uint(o->obj);
+  for (int64_t g0 = 0; g0 < ng; g0 += 32) {
+    const int gn = (int)(ng - g0 < 32 ? ng - g0 : 32);
+    __syncwarp();
+    if (lane < gn) tile[lane] = gsum[g0 + lane];
+    __syncwarp();
+    for (int gi = 0; gi < gn; gi++) {
+      int ok = lane == 0 ? fkm_fc_apply(&tile[gi], &s) : 0;
+      if (__shfl_sync(~0u, ok, 0)) continue;
+      const int64_t b0 = (g0 + gi) * FKM_FC_GROUP;
+      const int bn = (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP);
+      __syncwarp();
+      if (lane < bn) blk[lane] = bsum[b0 + lane];
+      __syncwarp();
+      for (int bi = 0; bi < bn; bi++) {
+        ok = lane == 0 ? fkm_fc_apply(&blk[bi], &s) : 0;
+        if (__shfl_sync(~0u, ok, 0)) continue;
+        const int64_t i0 = (b0 + bi) * FKM_FC_BLOCK;
+        const int m = (int)(n - i0 < FKM_FC_BLOCK ? n - i0 : FKM_FC_BLOCK);
+        __syncwarp();
+        for (int t = lane; t < m; t += 32) vals[t] = dist[r0 + i0 + t];
+        __syncwarp();
+        if (lane == 0) {
+          float f = __uint_as_float(s);
+#pragma unroll 8
+          for (int t = 0; t < m; t++) f = __fadd_rn(f, vals[t]);
+          s = __float_as_uint(f);
         }
       }
-      for (; t < m; t++) s = __fadd_rn(s, f[t]);
     }
-    __syncthreads();
   }
-  if (tid == 0) o->obj = s;
+  if (lane == 0) o->obj = __uint_as_float(s);
 }
 
 constexpr int DBLOCK = 512;
@@ -205,65 +338,101 @@ struct DBlock {
 
 __global__ void __launch_bounds__(DBLOCK)
 dchain_blocks(const float *__restrict__ dist, int64_t r0, int64_t r1, DBlock *__restrict__ out) {
-  __shared__ int s_glow, s_ok;
-  __shared__ unsigned long long s_t;
+  constexpr int W = DBLOCK / 32;
+  __shared__ int s_glow[W], s_ok[W];
+  __shared__ unsigned long long s_t[W];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int64_t i = r0 + (int64_t)blockIdx.x * DBLOCK + threadIdx.x;
   const float v = i < r1 ? dist[i] : 0.0f;
   const bool fin = v >= 0.0f && v <= FLT_MAX; /* false for NaN, inf, negatives */
-  if (threadIdx.x == 0) {
-    s_glow = 1 << 30;
-    s_ok = 1;
-    s_t = 0ull;
-  }
+  /* warp then block reductions (min, and, integer sum: exact in any order) */
+  int glow = fin && v != 0.0f ? lowbit_exp(v) : 1 << 30;
+  for (int off = 16; off > 0; off /= 2) glow = min(glow, __shfl_xor_sync(~0u, glow, off));
+  if (lane == 0) s_glow[warp] = glow;
   __syncthreads();
-  if (!fin) atomicAnd(&s_ok, 0);
-  if (fin && v != 0.0f) atomicMin(&s_glow, lowbit_exp(v));
-  __syncthreads();
-  const int glow = s_glow;
+  glow = s_glow[0];
+  for (int w = 1; w < W; w++) glow = min(glow, s_glow[w]);
+  unsigned long long q = 0;
+  int ok = fin;
   if (fin && v != 0.0f) {
-    const double q = ldexp((double)v, -glow); /* an integer, exact */
-    if (q >= 0x1p53) atomicAnd(&s_ok, 0);
-    else atomicAdd(&s_t, (unsigned long long)q);
+    const double qd = ldexp((double)v, -glow); /* an integer, exact */
+    if (qd >= 0x1p53) ok = 0;
+    else q = (unsigned long long)qd;
   }
+  for (int off = 16; off > 0; off /= 2) q += __shfl_xor_sync(~0u, q, off);
+  ok = __all_sync(~0u, ok);
+  if (lane == 0) s_t[warp] = q, s_ok[warp] = ok;
   __syncthreads();
-  if (threadIdx.x == 0) out[blockIdx.x] = DBlock{s_t, glow, s_ok};
+  if (threadIdx.x == 0) {
+    unsigned long long t = 0;
+    for (int w = 0; w < W; w++) t += s_t[w], ok &= s_ok[w];
+    out[blockIdx.x] = DBlock{t, glow, ok};
+  }
 }
 
-/* One thread: the double chain over the blocks, exact block additions where
- * the test above holds, value by value elsewhere. */
-__global__ void dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1,
-                           const DBlock *__restrict__ blk, fkm_objective *o) {
+/* One exact block addition s += (the block's values) where the test above
+ * holds; false (s untouched) elsewhere. For a normal s = M 2^E (M < 2^53 the
+ * integer significand, E the exponent of its last bit) the test needs
+ * glow >= E (else s / 2^g >= 2^53) and then is M + T 2^(glow - E) < 2^53:
+ * the sum keeps s's exponent and is assembled from its bits, integer
+ * operations only (this is the chain's critical path). */
+__device__ __forceinline__ bool dblock_apply(const DBlock &db, double &s) {
+  if (db.ok && db.glow == (1 << 30)) return true; /* all zeros: s + 0 = s for s >= +0 */
+  if (!db.ok || !(s >= 0.0)) return false;
+  const unsigned long long b = (unsigned long long)__double_as_longlong(s);
+  const int be = (int)(b >> 52);
+  if (be == 0) { /* +0 or subnormal: the general form, rare */
+    const int g = s > 0.0 ? min(db.glow, -1074) : db.glow;
+    const double S = ldexp(s, -g);
+    const int sh = db.glow - g;
+    if (!(S < 0x1p53 && sh < 53 && db.t < (1ull << (53 - sh)))) return false;
+    const unsigned long long tot = (unsigned long long)S + (db.t << sh);
+    if (tot >= (1ull << 53)) return false;
+    s = ldexp((double)tot, g);
+    return true;
+  }
+  const int sh = db.glow - (be - 1075); /* glow - E */
+  if (sh < 0 || sh >= 53 || db.t >= (1ull << (53 - sh))) return false;
+  const unsigned long long m = (b & ((1ull << 52) - 1)) | (1ull << 52);
+  const unsigned long long tot = m + (db.t << sh);
+  if (tot >= (1ull << 53)) return false;
+  s = __longlong_as_double((long long)(((unsigned long long)be << 52) | (tot - (1ull << 52))));
+  return true;
+}
+
+/* One warp: lane 0 runs the double chain over the blocks, exact block
+ * additions where the test above holds, value by value elsewhere; the warp
+ * stages the block records (DTILE at a time) and a refused block's values
+ * in shared memory, so the chain waits on shared memory, not on global
+ * loads. */
+constexpr int DTILE = 256;
+
+__global__ void __launch_bounds__(32)
+dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1,
+           const DBlock *__restrict__ blk, fkm_objective *o) {
+  __shared__ DBlock tile[DTILE];
+  __shared__ float vals[DBLOCK];
+  const int lane = threadIdx.x;
   double s = o->obj_double;
   const int64_t nb = (r1 - r0 + DBLOCK - 1) / DBLOCK;
-  for (int64_t b = 0; b < nb; b++) {
-    const DBlock db = blk[b];
-    bool done = false;
-    if (db.ok && db.glow == (1 << 30)) {
-      done = true; /* all zeros: s + 0 = s for s >= +0 */
-    } else if (db.ok && s >= 0.0) {
-      int g = db.glow;
-      if (s > 0.0) {
-        const int ulp = (int)((__double_as_longlong(s) >> 52) & 0x7ff) - 1075;
-        g = min(g, ulp);
-      }
-      /* s / 2^g and T 2^(glow - g) as integers below 2^53 */
-      const double S = ldexp(s, -g);
-      const int sh = db.glow - g;
-      if (S < 0x1p53 && sh < 53 && db.t < (1ull << (53 - sh))) {
-        const unsigned long long tt = db.t << sh;
-        const unsigned long long tot = (unsigned long long)S + tt;
-        if (tot < (1ull << 53)) {
-          s = ldexp((double)tot, g);
-          done = true;
-        }
-      }
-    }
-    if (!done) {
-      const int64_t e = r0 + (b + 1) * DBLOCK < r1 ? r0 + (b + 1) * DBLOCK : r1;
-      for (int64_t i = r0 + b * DBLOCK; i < e; i++) s = __dadd_rn(s, (double)dist[i]);
+  for (int64_t b0 = 0; b0 < nb; b0 += DTILE) {
+    const int bn = (int)(nb - b0 < DTILE ? nb - b0 : DTILE);
+    __syncwarp();
+    for (int i = lane; i < bn; i += 32) tile[i] = blk[b0 + i];
+    __syncwarp();
+    for (int bi = 0; bi < bn; bi++) {
+      const int done = lane == 0 ? (int)dblock_apply(tile[bi], s) : 0;
+      if (__shfl_sync(~0u, done, 0)) continue;
+      const int64_t i0 = r0 + (b0 + bi) * DBLOCK;
+      const int m = (int)(r1 - i0 < DBLOCK ? r1 - i0 : DBLOCK);
+      __syncwarp();
+      for (int t = lane; t < m; t += 32) vals[t] = dist[i0 + t];
+      __syncwarp();
+      if (lane == 0)
+        for (int t = 0; t < m; t++) s = __dadd_rn(s, (double)vals[t]);
     }
   }
-  o->obj_double = s;
+  if (lane == 0) o->obj_double = s;
 }
 
 /* One block; thread t owns dimensions t, t + blockDim, ...: each column is
@@ -301,6 +470,23 @@ __global__ void post_process(float *__restrict__ cent, int64_t k, int64_t d,
   }
   if (int_centroids)
     for (int64_t j = 0; j < d; j++) ci[j] = roundf(ci[j]);
+}
+
+/* The objective's scratch: the double chain's blocks, then the float
+ * chain's estimates and block and group summaries, each 256-byte aligned. */
+struct ObjectiveScratch {
+  size_t est, bsum, gsum, bytes;
+};
+
+size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+ObjectiveScratch objective_scratch(int64_t n) {
+  ObjectiveScratch l;
+  l.est = align256(sizeof(DBlock) * (size_t)((n + DBLOCK - 1) / DBLOCK + 1));
+  l.bsum = l.est + align256(sizeof(double) * (size_t)fc_blocks(n));
+  l.gsum = l.bsum + align256(sizeof(fkm_fc_sum) * (size_t)fc_blocks(n));
+  l.bytes = l.gsum + align256(sizeof(fkm_fc_sum) * (size_t)fc_groups(n));
+  return l;
 }
 
 }  // namespace
@@ -366,20 +552,28 @@ extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *la
                                             void *scratch, cudaStream_t s) {
   if (r0 == 0) objective_reset<<<1, 1, 0, s>>>(out);
   if (r1 > r0) {
-    const unsigned g = blocks_for(r1 - r0) < 1024u ? blocks_for(r1 - r0) : 1024u;
+    const int64_t n = r1 - r0;
+    const unsigned g = blocks_for(n) < 1024u ? blocks_for(n) : 1024u;
     objective_bad<<<g, THREADS, 0, s>>>(labels, r0, r1, out);
-    objective_chain<<<1, CHAIN_THREADS, 0, s>>>(dist, r0, r1, out);
-    DBlock *blk = static_cast<DBlock *>(scratch);
-    const unsigned nb = (unsigned)((r1 - r0 + DBLOCK - 1) / DBLOCK);
+    const ObjectiveScratch l = objective_scratch(n);
+    char *base = static_cast<char *>(scratch);
+    double *est = reinterpret_cast<double *>(base + l.est);
+    fkm_fc_sum *bsum = reinterpret_cast<fkm_fc_sum *>(base + l.bsum);
+    fkm_fc_sum *gsum = reinterpret_cast<fkm_fc_sum *>(base + l.gsum);
+    fchain_estimate<<<(unsigned)fc_blocks(n), FKM_FC_BLOCK, 0, s>>>(dist, r0, r1, est);
+    fchain_prefix<<<1, FC_SCAN, 0, s>>>(est, fc_blocks(n), out);
+    fchain_summarise<<<(unsigned)fc_groups(n), 32 * FC_WARPS, 0, s>>>(dist, r0, r1, est, bsum,
+                                                                      gsum);
+    fchain_walk<<<1, 32, 0, s>>>(dist, r0, r1, bsum, gsum, out);
+    DBlock *blk = reinterpret_cast<DBlock *>(base);
+    const unsigned nb = (unsigned)((n + DBLOCK - 1) / DBLOCK);
     dchain_blocks<<<nb, DBLOCK, 0, s>>>(dist, r0, r1, blk);
-    dchain_seq<<<1, 1, 0, s>>>(dist, r0, r1, blk, out);
+    dchain_seq<<<1, 32, 0, s>>>(dist, r0, r1, blk, out);
   }
   return cudaGetLastError();
 }
 
-extern "C" size_t fkm_objective_scratch_bytes(int64_t n) {
-  return sizeof(DBlock) * (size_t)((n + DBLOCK - 1) / DBLOCK + 1);
-}
+extern "C" size_t fkm_objective_scratch_bytes(int64_t n) { return objective_scratch(n).bytes; }
 
 extern "C" cudaError_t fkm_launch_splits(float *centroids, int64_t d,
                                          const int64_t *pairs, int64_t count,

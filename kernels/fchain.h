@@ -1,0 +1,237 @@
+/* Exact block steps of the objective's float chain (SPEC section 4):
+ * obj = fl(...fl(fl(s0 + a1) + a2)...), round to nearest even at every step.
+ * Pure integer arithmetic on float bit patterns, shared by the CUDA kernels
+ * (kernels/update.cu) and the host test that checks them
+ * (tests/cpu/test_fchain.cpp), so both run literally the same rules.
+ *
+ * Why a block of additions can be done in one step.
+ * Let s = S u with u = 2^(E-150) for a float of biased exponent E >= 2 (s
+ * normal, 2^23 <= |S| < 2^24, u its ulp). Every finite float a is an exact
+ * multiple of 2^-149, so a / u = q is exact, and rint(q) is an integer
+ * unless q = t + 1/2 (a tie). Take a run a_1..a_m and define R_0 = S,
+ * R_j = R_(j-1) + r_j with r_j = rint(q_j), and for a tie the even one of
+ * R_(j-1) + t_j and R_(j-1) + t_j + 1 (r_j = t_j or t_j + 1: it depends only
+ * on the parity of R_(j-1), hence of S; so a run is summarised once for S
+ * even and once for S odd). Claim: if every R_j (j >= 1) lies strictly
+ * inside the binade, 2^23 < R_j < 2^24 for s > 0 (-2^24 < R_j < -2^23 for
+ * s < 0), then the float chain gives s_j = R_j u exactly. By induction: the
+ * exact sum x = s_(j-1) + a_j = (R_(j-1) + q_j) u is within u/2 of R_j u,
+ * and strictly less than u/2 away unless it is a tie (then R_j is even).
+ * Since R_j is an integer in [2^23 + 1, 2^24 - 1], x / u lies in
+ * [2^23 + 1/2, 2^24 - 1/2], and 2^24 - 1/2 itself would be a tie resolved
+ * to the even 2^24, excluded; so 2^E' <= x < 2^(E'+1) - u/2 (E' the
+ * unbiased exponent). In that binade the floats are exactly the multiples
+ * of u, so round to nearest even gives the multiple of u nearest to x,
+ * ties to the even multiple: R_j u. It never overflows (x stays below the
+ * midpoint between the largest float of the binade and 2^(E'+1)). Both
+ * bounds must be strict: a partial equal to 2^23 u = 2^E' would be the
+ * rounding of an x that may lie below 2^E', where the grid is u/2 and the
+ * result can differ; a partial equal to 2^24 u = 2^(E'+1) is reached
+ * correctly but the next addition rounds on the grid 2u. The negative case
+ * is the mirror image (negation is exact and rounding is symmetric).
+ * The first two binades together (|s| < 2^-125: zero, subnormals and
+ * E = 1) have the single grid u = 2^-149, which every float is a multiple
+ * of: there the additions are exact (no ties) as long as |R_j| < 2^24, with
+ * either sign, through zero. An exact zero is +0 except (-0) + (-0) = -0, so
+ * the chain ends on -0 iff it starts on -0 and every value is -0.
+ * Consequently a run is summarised, for one exponent, by T = R_m - S and
+ * the least and greatest partial P_j = R_j - S, for both parities of S: an
+ * O(1) check and an integer addition apply it. A run with a value that is
+ * NaN or infinite, or with |q| >= 2^25 (no partial could stay in the
+ * binade), is marked bad for that exponent. Joining two runs is exact
+ * integer arithmetic and associative, so any reduction tree gives the same
+ * summary as the sequential fold.
+ * A summary holds three candidate exponents (base .. base + 2) chosen from
+ * an estimate of s at the run's start; a wrong guess, or a run that crosses
+ * a binade, makes fkm_fc_apply refuse and the caller adds value by value.
+ */
+#ifndef FKM_KERNELS_FCHAIN_H
+#define FKM_KERNELS_FCHAIN_H
+
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define FKM_HD __host__ __device__
+#else
+#define FKM_HD
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+  FKM_FC_BLOCK = 256, /* values per block summary */
+  FKM_FC_GROUP = 32,  /* blocks per group summary */
+  FKM_FC_FINITE = 1,  /* flag: every value is finite */
+  FKM_FC_NEGZERO = 2  /* flag: every value is -0 */
+};
+
+/* One run at one exponent; index p = parity of S. */
+typedef struct fkm_fc_run {
+  int64_t d[2];  /* T = R_m - S */
+  int64_t lo[2]; /* least partial P_j (fkm_fc_none() for an empty run) */
+  int64_t hi[2]; /* greatest partial (-fkm_fc_none() for an empty run) */
+  int32_t bad;
+} fkm_fc_run;
+
+/* A run at the candidate biased exponents base, base + 1, base + 2. */
+typedef struct fkm_fc_sum {
+  fkm_fc_run run[3];
+  int32_t base;
+  uint32_t flags; /* FKM_FC_FINITE | FKM_FC_NEGZERO, and-ed over the run */
+} fkm_fc_sum;
+
+static inline FKM_HD int64_t fkm_fc_none(void) { return (int64_t)1 << 62; }
+
+static inline FKM_HD int64_t fkm_fc_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline FKM_HD int64_t fkm_fc_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Parity of an int64 without relying on the sign of %. */
+static inline FKM_HD int fkm_fc_odd(int64_t v) { return (int)((uint64_t)v & 1u); }
+
+static inline FKM_HD void fkm_fc_run_init(fkm_fc_run *x) {
+  int p;
+  for (p = 0; p < 2; p++) {
+    x->d[p] = 0;
+    x->lo[p] = fkm_fc_none();
+    x->hi[p] = -fkm_fc_none();
+  }
+  x->bad = 0;
+}
+
+/* a / u for u = 2^(ec - 150), ec >= 1: *r = rint(a / u) and *tie = 0, or
+ * for a / u = t + 1/2 exactly, *r = t (the floor) and *tie = 1. Returns 0
+ * when a is NaN or infinite or |a / u| >= 2^25. */
+static inline FKM_HD int fkm_fc_units(uint32_t a, int ec, int64_t *r, int *tie) {
+  const int ea = (int)((a >> 23) & 0xffu);
+  const int64_t m = (int64_t)((a & 0x7fffffu) | (ea ? 0x800000u : 0u));
+  const int sh = (ea ? ea : 1) - ec; /* a / u = m 2^sh */
+  int64_t t = 0;
+  *tie = 0;
+  if (ea == 255) return 0;
+  if (m == 0) {
+    t = 0;
+  } else if (sh >= 0) {
+    if (sh >= 26) return 0;
+    t = m << sh;
+    if (t >= ((int64_t)1 << 25)) return 0;
+  } else if (sh >= -25) {
+    const int k = -sh;
+    const int64_t f = m & (((int64_t)1 << k) - 1), h = (int64_t)1 << (k - 1);
+    t = (m >> k) + (f > h ? 1 : 0);
+    *tie = f == h;
+  } /* else m < 2^24 <= 2^(k-1): below half a unit, t = 0 */
+  if (a >> 31) t = *tie ? -t - 1 : -t; /* floor of -(t + 1/2) for a tie */
+  *r = t;
+  return 1;
+}
+
+/* Appends the value a (float bits) to a run at exponent ec. */
+static inline FKM_HD void fkm_fc_run_push(fkm_fc_run *x, uint32_t a, int ec) {
+  int64_t r;
+  int tie, p;
+  if (!fkm_fc_units(a, ec, &r, &tie)) {
+    x->bad = 1;
+    return;
+  }
+  for (p = 0; p < 2; p++) {
+    /* the tie goes to the even one of R + r and R + r + 1, R = S + d */
+    const int64_t rr = r + (tie && fkm_fc_odd(p + x->d[p] + r) ? 1 : 0);
+    x->d[p] += rr;
+    x->lo[p] = fkm_fc_min(x->lo[p], x->d[p]);
+    x->hi[p] = fkm_fc_max(x->hi[p], x->d[p]);
+  }
+}
+
+/* The run a followed by the run b (same exponent). */
+static inline FKM_HD fkm_fc_run fkm_fc_run_join(const fkm_fc_run *a, const fkm_fc_run *b) {
+  fkm_fc_run x;
+  int p;
+  for (p = 0; p < 2; p++) {
+    const int q = fkm_fc_odd(p + a->d[p]); /* parity of S after a */
+    x.d[p] = a->d[p] + b->d[q];
+    x.lo[p] = fkm_fc_min(a->lo[p], a->d[p] + b->lo[q]);
+    x.hi[p] = fkm_fc_max(a->hi[p], a->d[p] + b->hi[q]);
+  }
+  x.bad = a->bad | b->bad;
+  return x;
+}
+
+/* The run of a summary at exponent ec, bad when ec is not a candidate. */
+static inline FKM_HD fkm_fc_run fkm_fc_run_at(const fkm_fc_sum *s, int ec) {
+  const int c = ec - s->base;
+  fkm_fc_run x;
+  if (c >= 0 && c < 3) return s->run[c];
+  fkm_fc_run_init(&x);
+  x.bad = 1;
+  return x;
+}
+
+/* Candidates around the estimate est (float bits) of s at the run's start:
+ * its exponent (counting subnormals and zero as 1, which shares their grid)
+ * and its neighbours, shifted to stay within 1..254. */
+static inline FKM_HD int fkm_fc_base(uint32_t est) {
+  const int e = (int)((est >> 23) & 0xffu) - 1;
+  return e < 1 ? 1 : e > 252 ? 252 : e;
+}
+
+static inline FKM_HD void fkm_fc_sum_init(fkm_fc_sum *x, int base) {
+  int c;
+  for (c = 0; c < 3; c++) fkm_fc_run_init(&x->run[c]);
+  x->base = base;
+  x->flags = FKM_FC_FINITE | FKM_FC_NEGZERO;
+}
+
+static inline FKM_HD uint32_t fkm_fc_flags(uint32_t a) {
+  return (((a >> 23) & 0xffu) != 0xffu ? (uint32_t)FKM_FC_FINITE : 0u) |
+         (a == 0x80000000u ? (uint32_t)FKM_FC_NEGZERO : 0u);
+}
+
+static inline FKM_HD void fkm_fc_sum_push(fkm_fc_sum *x, uint32_t a) {
+  int c;
+  for (c = 0; c < 3; c++) fkm_fc_run_push(&x->run[c], a, x->base + c);
+  x->flags &= fkm_fc_flags(a);
+}
+
+/* One O(1) step of the walker: *s (float bits) becomes the chain's value
+ * after the summarised run and 1 is returned, or 0 when the summary cannot
+ * be applied to this s (then *s is unchanged and the caller adds the run's
+ * values one by one). */
+static inline FKM_HD int fkm_fc_apply(const fkm_fc_sum *x, uint32_t *s) {
+  const uint32_t b = *s;
+  const int e = (int)((b >> 23) & 0xffu), ec = e ? e : 1, neg = (int)(b >> 31);
+  const int c = ec - x->base;
+  int64_t S, lo, hi, R;
+  const fkm_fc_run *run;
+  int p;
+  if (e == 255) /* inf plus finite values stays; NaN goes value by value */
+    return (b & 0x7fffffu) == 0 && (x->flags & FKM_FC_FINITE);
+  if (c < 0 || c > 2 || x->run[c].bad) return 0;
+  run = &x->run[c];
+  S = (int64_t)((b & 0x7fffffu) | (e ? 0x800000u : 0u));
+  if (neg) S = -S;
+  p = fkm_fc_odd(S);
+  lo = ec == 1 ? -((int64_t)1 << 24) : neg ? -((int64_t)1 << 24) : (int64_t)1 << 23;
+  hi = ec == 1 ? (int64_t)1 << 24 : neg ? -((int64_t)1 << 23) : (int64_t)1 << 24;
+  if (!(S + run->lo[p] > lo && S + run->hi[p] < hi)) return 0;
+  R = S + run->d[p];
+  if (R == 0) {
+    *s = b == 0x80000000u && (x->flags & FKM_FC_NEGZERO) ? 0x80000000u : 0u;
+    return 1;
+  }
+  /* |R| < 2^24; at ec == 1 its bits are the exponent field 0 or 1 and the
+   * mantissa; above, |R| >= 2^23 and the hidden bit is dropped */
+  *s = (R < 0 ? 0x80000000u : 0u) |
+       (ec == 1 ? (uint32_t)(R < 0 ? -R : R)
+                : ((uint32_t)ec << 23) | ((uint32_t)(R < 0 ? -R : R) - 0x800000u));
+  return 1;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#undef FKM_HD
+
+#endif

@@ -1,0 +1,167 @@
+// fkm_launch_objective (kernels/update.cu, compiled into this test: the
+// launchers are internal to libflashkm) against the sequential float and
+// double chains on the host, bit for bit, on adversarial distance arrays,
+// in one call and in chunks carrying the running sums. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "update.cuh"
+
+namespace {
+
+bool have_gpu() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+uint32_t bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return b;
+}
+
+float from_bits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+
+uint64_t bits(double f) {
+  uint64_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return b;
+}
+
+// Runs fkm_launch_objective over v in chunks ending at splits (and at n).
+fkm_objective device_objective(const std::vector<float>& v, std::vector<int64_t> splits) {
+  const int64_t n = (int64_t)v.size();
+  splits.push_back(n);
+  size_t scratch_bytes = 0;
+  int64_t r0 = 0;
+  for (int64_t r1 : splits) {
+    scratch_bytes = std::max(scratch_bytes, fkm_objective_scratch_bytes(r1 - r0));
+    r0 = r1;
+  }
+  float* dist = nullptr;
+  int32_t* labels = nullptr;
+  fkm_objective* out = nullptr;
+  void* scratch = nullptr;
+  cudaStream_t s = nullptr;
+  fkm_objective h{};
+  EXPECT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  EXPECT_EQ(cudaMalloc((void**)&dist, sizeof(float) * (size_t)n), cudaSuccess);
+  EXPECT_EQ(cudaMalloc((void**)&labels, sizeof(int32_t) * (size_t)n), cudaSuccess);
+  EXPECT_EQ(cudaMalloc((void**)&out, sizeof(fkm_objective)), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&scratch, scratch_bytes), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(dist, v.data(), sizeof(float) * (size_t)n, cudaMemcpyHostToDevice),
+            cudaSuccess);
+  EXPECT_EQ(cudaMemset(labels, 0, sizeof(int32_t) * (size_t)n), cudaSuccess);
+  r0 = 0;
+  for (int64_t r1 : splits) {
+    EXPECT_EQ(fkm_launch_objective(dist, labels, r0, r1, out, scratch, s), cudaSuccess);
+    r0 = r1;
+  }
+  EXPECT_EQ(cudaMemcpyAsync(&h, out, sizeof h, cudaMemcpyDeviceToHost, s), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  cudaFree(dist);
+  cudaFree(labels);
+  cudaFree(out);
+  cudaFree(scratch);
+  cudaStreamDestroy(s);
+  return h;
+}
+
+// Both chains' bits equal the host's (NaN: both NaN, the payloads differ
+// between the GPU's canonical NaN and x86's).
+void check(const std::vector<float>& v, std::vector<int64_t> splits = {}) {
+  float f = 0.0f;
+  double d = 0.0;
+  for (float x : v) {
+    f = f + x;
+    d = d + (double)x;
+  }
+  const fkm_objective o = device_objective(v, splits);
+  if (std::isnan(f)) {
+    EXPECT_TRUE(std::isnan(o.obj));
+  } else {
+    EXPECT_EQ(bits(f), bits(o.obj)) << "host " << f << " device " << o.obj;
+  }
+  if (std::isnan(d)) {
+    EXPECT_TRUE(std::isnan(o.obj_double));
+  } else {
+    EXPECT_EQ(bits(d), bits(o.obj_double)) << "host " << d << " device " << o.obj_double;
+  }
+  EXPECT_EQ(o.bad_label, -1);
+}
+
+TEST(GpuObjectiveChain, TypicalAndIntegerDistancesMatchTheHostChain) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(1000.0f, 300.0f);
+  std::uniform_int_distribution<int> ud(0, 1 << 17);
+  std::vector<float> v(1 << 20), w(1 << 20);
+  for (auto& x : v) x = std::fabs(nd(rng));
+  for (auto& x : w) x = (float)ud(rng);
+  check(v);
+  check(v, {333333, 700001});
+  check(w);
+  check(w, {8192, 8192 * 3 + 5});
+}
+
+TEST(GpuObjectiveChain, MixedSignsZerosSubnormalsMatchTheHostChain) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0.0f, 100.0f);
+  std::uniform_int_distribution<uint32_t> m(0, 0x7fffff), sg(0, 1);
+  std::vector<float> ip(300000), z(100000), sub(100000), canc;
+  for (auto& x : ip) x = nd(rng);
+  for (size_t i = 0; i < z.size(); i++) z[i] = i % 5 ? -0.0f : 0.0f;
+  for (auto& x : sub) x = from_bits((sg(rng) << 31) | (m(rng) >> 8));
+  for (int i = 0; i < 50000; i++) {
+    const float a = std::fabs(nd(rng));
+    canc.push_back(a);
+    canc.push_back(-a);
+  }
+  check(ip);
+  check(ip, {100000, 200000});
+  check(z);
+  check(std::vector<float>(70000, -0.0f));
+  check(sub);
+  check(canc, {12345});
+}
+
+TEST(GpuObjectiveChain, TiesSaturationOverflowAndNaNMatchTheHostChain) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int> k(0, 5), coin(0, 3);
+  std::vector<float> ties{1000.0f};
+  float s = 1000.0f;
+  for (int i = 0; i < 300000; i++) {
+    const float u = from_bits(bits(s) & 0x7f800000u) * 0x1p-23f;
+    const int c = coin(rng);  // exact, below half an ulp, or a tie (odd or even s)
+    const float a = c == 0 ? u * (float)k(rng) : c == 1 ? u * 0.25f : u * ((float)k(rng) + 0.5f);
+    ties.push_back(a);
+    s = s + a;
+  }
+  check(ties);
+  check(ties, {4097, 150000});
+  std::vector<float> big(40000);
+  for (size_t i = 0; i < big.size(); i++) big[i] = i % 2 ? FLT_MAX / 64.0f : 1.0e30f;
+  check(big);
+  big[30000] = -INFINITY;
+  check(big);
+  std::vector<float> nan(20000, 2.0f);
+  nan[5000] = NAN;
+  check(nan);
+  check(nan, {5000});
+}
+
+}  // namespace
