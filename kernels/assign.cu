@@ -60,7 +60,10 @@ __device__ __forceinline__ void combine(float &bv, int &bi, float ov, int oi) {
  * per-point running best (strict, increasing index); at the end the 16
  * threads sharing a point combine lexicographically.
  * Tile sizes: the classic 64 x 64 x 16 SIMT tile, 8.5 KB shared memory, good
- * occupancy on sm_80/sm_90; this is the correctness-first path. */
+ * occupancy on sm_80/sm_90; this is the correctness-first path.
+ * Blocks stride over the row blocks (gridDim.x of them at a time): the
+ * refine pass launches a few blocks for a row count known only on the
+ * device. */
 template <bool L2>
 __global__ void __launch_bounds__(THREADS)
 assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
@@ -73,118 +76,118 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
    * m0 + r < *count, results go to those rows. */
   const int64_t stride = n; /* of the partials */
   if (rows) n = *count;
-  if ((int64_t)blockIdx.x * BM >= n) return;
   __shared__ float As[BK][BM + 1];
   __shared__ float Bs[BK][BN + 1];
   const int tid = threadIdx.x;
   const int tx = tid % TX, ty = tid / TX;
-  const int64_t m0 = (int64_t)blockIdx.x * BM;
-  const int64_t kb = (int64_t)blockIdx.y * k_per_split;
-  int64_t ke = kb + k_per_split;
-  if (ke > k) ke = k;
+  for (int64_t m0 = (int64_t)blockIdx.x * BM; m0 < n; m0 += (int64_t)gridDim.x * BM) {
+    const int64_t kb = (int64_t)blockIdx.y * k_per_split;
+    int64_t ke = kb + k_per_split;
+    if (ke > k) ke = k;
 
-  float best[TM];
-  int bidx[TM];
-  float pxn[TM];
+    float best[TM];
+    int bidx[TM];
+    float pxn[TM];
 #pragma unroll
-  for (int i = 0; i < TM; i++) {
-    best[i] = L2 ? INFINITY : -INFINITY;
-    bidx[i] = -1;
-    const int64_t p = m0 + ty + 16 * i;
-    pxn[i] = (L2 && p < n) ? xn[rows ? rows[p] : p] : 0.0f;
-  }
-
-  for (int64_t n0 = kb; n0 < ke; n0 += BN) {
-    float acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; i++)
-#pragma unroll
-      for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
-
-    for (int64_t k0 = 0; k0 < d; k0 += BK) {
-      const int kmax = (int)((d - k0) < BK ? (d - k0) : BK);
-      /* Stage BM x BK of x and BN x BK of c (coalesced along dimensions). */
-#pragma unroll
-      for (int r = 0; r < (BM * BK) / THREADS; r++) {
-        const int e = tid + r * THREADS;
-        const int row = e / BK, col = e % BK;
-        const int64_t p = m0 + row;
-        As[col][row] = (p < n && col < kmax) ? x[(rows ? rows[p] : p) * d + k0 + col] : 0.0f;
-        const int64_t q = n0 + row;
-        Bs[col][row] = (q < ke && col < kmax) ? c[q * d + k0 + col] : 0.0f;
-      }
-      __syncthreads();
-      if (kmax == BK) {
-#pragma unroll
-        for (int kk = 0; kk < BK; kk++) {
-          float a[TM], b[TN];
-#pragma unroll
-          for (int i = 0; i < TM; i++) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-          for (int j = 0; j < TN; j++) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-          for (int i = 0; i < TM; i++)
-#pragma unroll
-            for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
-      } else {
-        for (int kk = 0; kk < kmax; kk++) {
-          float a[TM], b[TN];
-#pragma unroll
-          for (int i = 0; i < TM; i++) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-          for (int j = 0; j < TN; j++) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-          for (int i = 0; i < TM; i++)
-#pragma unroll
-            for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-        }
-      }
-      __syncthreads();
+    for (int i = 0; i < TM; i++) {
+      best[i] = L2 ? INFINITY : -INFINITY;
+      bidx[i] = -1;
+      const int64_t p = m0 + ty + 16 * i;
+      pxn[i] = (L2 && p < n) ? xn[rows ? rows[p] : p] : 0.0f;
     }
 
-    /* Distances and the running strict argmin, centroids in increasing
-     * order within this thread's subset. */
+    for (int64_t n0 = kb; n0 < ke; n0 += BN) {
+      float acc[TM][TN];
 #pragma unroll
-    for (int j = 0; j < TN; j++) {
-      const int64_t q = n0 + tx + 16 * j;
-      if (q >= ke) continue;
-      const float qcn = L2 ? cn[q] : 0.0f;
+      for (int i = 0; i < TM; i++)
 #pragma unroll
-      for (int i = 0; i < TM; i++) {
-        float dis;
-        if (L2) {
-          dis = __fsub_rn(__fadd_rn(pxn[i], qcn), __fadd_rn(acc[i][j], acc[i][j]));
-          if (dis < 0.0f) dis = 0.0f;
+        for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+
+      for (int64_t k0 = 0; k0 < d; k0 += BK) {
+        const int kmax = (int)((d - k0) < BK ? (d - k0) : BK);
+        /* Stage BM x BK of x and BN x BK of c (coalesced along dimensions). */
+#pragma unroll
+        for (int r = 0; r < (BM * BK) / THREADS; r++) {
+          const int e = tid + r * THREADS;
+          const int row = e / BK, col = e % BK;
+          const int64_t p = m0 + row;
+          As[col][row] = (p < n && col < kmax) ? x[(rows ? rows[p] : p) * d + k0 + col] : 0.0f;
+          const int64_t q = n0 + row;
+          Bs[col][row] = (q < ke && col < kmax) ? c[q * d + k0 + col] : 0.0f;
+        }
+        __syncthreads();
+        if (kmax == BK) {
+#pragma unroll
+          for (int kk = 0; kk < BK; kk++) {
+            float a[TM], b[TN];
+#pragma unroll
+            for (int i = 0; i < TM; i++) a[i] = As[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < TN; j++) b[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+#pragma unroll
+              for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+          }
         } else {
-          dis = acc[i][j];
+          for (int kk = 0; kk < kmax; kk++) {
+            float a[TM], b[TN];
+#pragma unroll
+            for (int i = 0; i < TM; i++) a[i] = As[kk][ty + 16 * i];
+#pragma unroll
+            for (int j = 0; j < TN; j++) b[j] = Bs[kk][tx + 16 * j];
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+#pragma unroll
+              for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+          }
         }
-        if (better<L2>(dis, best[i])) {
-          best[i] = dis;
-          bidx[i] = (int)q;
+        __syncthreads();
+      }
+
+      /* Distances and the running strict argmin, centroids in increasing
+       * order within this thread's subset. */
+#pragma unroll
+      for (int j = 0; j < TN; j++) {
+        const int64_t q = n0 + tx + 16 * j;
+        if (q >= ke) continue;
+        const float qcn = L2 ? cn[q] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < TM; i++) {
+          float dis;
+          if (L2) {
+            dis = __fsub_rn(__fadd_rn(pxn[i], qcn), __fadd_rn(acc[i][j], acc[i][j]));
+            if (dis < 0.0f) dis = 0.0f;
+          } else {
+            dis = acc[i][j];
+          }
+          if (better<L2>(dis, best[i])) {
+            best[i] = dis;
+            bidx[i] = (int)q;
+          }
         }
       }
     }
-  }
 
-  /* The 16 threads of a point are lanes tx = 0..15 of one half-warp. */
+    /* The 16 threads of a point are lanes tx = 0..15 of one half-warp. */
 #pragma unroll
-  for (int i = 0; i < TM; i++) {
+    for (int i = 0; i < TM; i++) {
 #pragma unroll
-    for (int off = TX / 2; off > 0; off /= 2) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best[i], off);
-      const int oi = __shfl_xor_sync(0xffffffffu, bidx[i], off);
-      combine<L2>(best[i], bidx[i], ov, oi);
-    }
-    const int64_t p = m0 + ty + 16 * i;
-    if (tx == 0 && p < n) {
-      if (part_v) {
-        part_v[(int64_t)blockIdx.y * stride + p] = best[i];
-        part_i[(int64_t)blockIdx.y * stride + p] = bidx[i];
-      } else {
-        const int64_t out = rows ? rows[p] : p;
-        labels[out] = bidx[i];
-        dist[out] = best[i];
+      for (int off = TX / 2; off > 0; off /= 2) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best[i], off);
+        const int oi = __shfl_xor_sync(0xffffffffu, bidx[i], off);
+        combine<L2>(best[i], bidx[i], ov, oi);
+      }
+      const int64_t p = m0 + ty + 16 * i;
+      if (tx == 0 && p < n) {
+        if (part_v) {
+          part_v[(int64_t)blockIdx.y * stride + p] = best[i];
+          part_i[(int64_t)blockIdx.y * stride + p] = bidx[i];
+        } else {
+          const int64_t out = rows ? rows[p] : p;
+          labels[out] = bidx[i];
+          dist[out] = best[i];
+        }
       }
     }
   }
@@ -219,128 +222,188 @@ __global__ void assign_combine(const float *__restrict__ part_v,
 
 /* ------------------------------------------------ certified tensor-core path
  *
- * Pass 1 (assign_tc) computes every distance approximately with tf32 tensor
- * cores and keeps, per point, what the proof below needs. Pass 2 (certify)
- * proves for most points that the reference formula picks the fast pass's
- * label, and computes the reference distance of that one pair exactly; the
- * other points go to a list that the SIMT reference kernel recomputes
- * against all centroids (pass 3). Labels and distances are the reference's
- * bits either way.
+ * Pass 1 (assign_mma) computes every distance approximately with fp16
+ * tensor cores and keeps, per point, what the proof below needs. Pass 2
+ * (certify) proves for most points that the reference formula's label is
+ * the fast pass's best centroid, or one of its two best, and computes the
+ * reference distance of those pairs exactly; the other points go to a list
+ * that the SIMT reference kernel recomputes against all centroids (pass 3).
+ * Labels and distances are the reference's bits either way.
+ *
+ * Operands. x is packed once per run as fp16 of x 2^sx, one power of two for
+ * the whole matrix with max|x| 2^sx in [2^14, 2^15) (fkm_launch_pack_x); each
+ * centroid as fp16 of c 2^sc(c), its own power of two, chosen the same way
+ * (pack_centroids). The MMA accumulates the scaled products in fp32, and
+ * the fast value of a pair is one fused operation,
+ *   g(x, c) = fl(cn - acc 2^(1 - sx - sc))  (L2),  fl(-acc 2^(-sx - sc))  (IP),
+ * so that |x|^2, the same for every centroid, is left out (it cancels in the
+ * proof below). The power of two is exact (its exponent is kept in
+ * [-126, 60]; a centroid outside that range, or with a non-finite or huge
+ * norm, gets a NaN constant, which poisons every point).
  *
  * The proof (SPEC section 3), standard model, u = 2^-24, X = |x|^2,
- * C = |c|^2 (real), eta an absolute slack for underflow (each rounding in
- * the subnormal range errs by at most 2^-150):
- *  - norms: |xn_f - X| <= 3u X + d 2^-150 (float squares, double sum,
- *    one rounding), likewise cn.
+ * C = |c|^2 (real), T(c) = |x - c|^2 the true distance, eta an absolute
+ * slack for underflow (each rounding in the subnormal range errs by at most
+ * 2^-150), D = d rounded up to 64 (the padded length):
+ *  - norms: |xn_f - X| <= 3u X + d 2^-150 (float squares, double sum, one
+ *    rounding), likewise cn.
  *  - reference inner product (fmaf chain): |ip_ref - <x,c>| <= gamma_d
  *    sum|x_j c_j| <= 1.01 d u |x||c|.
  *  - reference distance fl(fl(xn + cn) - 2 ip_ref):
- *    E_ref <= (8u + 1.01 d u)(X + C) + eta (the fl(xn + cn) and final
- *    roundings each add u times at most 2(X + C); |x||c| <= (X + C)/2).
- *  - fast inner product: tf32 rounding (rna) of each operand is relative
- *    2^-11, products of tf32 values are exact in fp32, and the MMA's fp32
+ *    E_ref <= (8u + 1.01 d u)(X + C) + eta.
+ *  - fast inner product: fp16 rounding (to nearest) of a scaled element errs
+ *    by at most 2^-11 of it, or by 2^-25 absolute in the subnormal range, so
+ *    |x~_j - x_j| <= 2^-11 |x_j| + 2^-25 2^-sx, and for the centroid the
+ *    absolute part is 2^-25 2^-sc <= 2^-39 |c| (max|c_j| 2^sc >= 2^14);
+ *    products of fp16 values are exact in fp32, and the MMA's fp32
  *    accumulation is taken as 2 ulps per addition (Hopper's MMA does not
- *    round to nearest): E_ip <= 1.01 (2^-10 + d 2^-22) |x||c| + eta.
- *  - fast distance fl(fl(xn + cn) - fl(2 ip_fast)): E_fast <= 8u (X + C) +
- *    2.01 E_ip.
- *  So E(x, c) = E_fast + E_ref <= alpha |x||c| + beta (X + C) + eta3 bounds
- *  |value - true distance| for both formulas, per pair. With |c| <= Cn and
- *  beta C <= BC for every centroid (maxima over all k, rounded up),
- *  E(x) = alpha |x| Cn + beta X + BC + eta3 >= E(x, c) for every c. Let b be
- *  the centroid of least fast value f1 = f(b) and f2 the least fast value
- *  of the other centroids. If f2 - E(x) > f1 + E(x), then for every c != b:
- *  ref(c) >= true(c) - E_ref >= f(c) - E(x) >= f2 - E(x) > f1 + E(x) >=
- *  true(b) + E_ref >= ref(b): b is the reference's strict argmin (clamping
- *  at 0 keeps that: the loser's raw value is > 0). Inner product: the same
- *  on -ip, with E = 1.01 E_ip + 1.01 d u |x||c| + eta. A non-finite fast
- *  value poisons the point (never certified). The bound terms are evaluated
- *  in float from constants inflated by 1%, rounded upwards, and the test
- *  itself uses directed rounding.
+ *    round to nearest): E_ip <= 1.01 (2^-10 + D 2^-22 + 2^-38 sqrt(D)) |x||c|
+ *    + 1.01 sqrt(D) 2^-25 2^-sx |c| + eta.
+ *  - fast value: |g(x, c) - (T(c) - X)| <= |cn - C| + 2 E_ip + u |cn -
+ *    2 ip_fast| <= 8u (X + C) + 2.01 E_ip.
+ *  So E(x, c) = E_fast + E_ref <= A(x) |c| + beta (X + C) + eta3, with
+ *  A(x) = alpha |x| + gamma 2^-sx, bounds both errors, per pair.
+ *  Pass 1 also keeps, per pair, h(c) = fl(g(c) - A(x) |c|') (|c|' and A(x)
+ *  rounded up); its rounding errs by at most u |g - A |c|'| <= 2.02 u (X + C)
+ *  (IP: 0.52 u (X + C)), which beta includes. With BC >= beta C for every
+ *  centroid (the maximum over all k, rounded up) and B(x) = beta X + BC +
+ *  eta3: h(c) - B(x) <= g(c) - E(x, c) <= T(c) - X - E_ref(c) <= ref(c) - X
+ *  and ref(b) - X <= g(b) + A(x) |b| + B(x) for every pair.
+ *  Let b be the centroid of least fast value g1 (lowest index on ties) and
+ *  U = g1 + A(x)|b|' + B(x).
+ *  (1) If hm = min over c != b of h(c) satisfies hm - B(x) > U, then for
+ *  every c != b: ref(c) - X >= h(c) - B(x) >= hm - B(x) > U >= ref(b) - X:
+ *  b is the reference's strict argmin (clamping at 0 keeps that: the
+ *  loser's raw value is > T(b) >= 0).
+ *  (2) Else, for a second candidate b' (the least h other than b) and hm2 =
+ *  min over c outside {b, b'} of h(c): if hm2 - B(x) > U, the same chain
+ *  shows every c outside {b, b'} strictly worse than b under the reference:
+ *  the reference's label is whichever of b, b' wins under its own rule
+ *  (value, then index), and certify computes both exactly.
+ *  Inner product: the same on -ip, with A(x) |c| = 1.01 E_ip + 1.01 d u
+ *  |x||c|. A poisoned centroid (NaN constant) poisons every point: never
+ *  certified. The bound terms are evaluated in float from constants
+ *  inflated by 1%, rounded upwards, and the tests use directed rounding.
  *
- * Per point, pass 1 keeps only f1, its index i1 and f2 (two compares per
- * pair: the bound is per point, applied once in pass 2). */
-constexpr int TBM = FKM_TC_BM, TBN = FKM_TC_BN, TBK = FKM_TC_BK;
-constexpr int TC_THREADS = 256; /* 8 warps: 4 along points x 2 along centroids */
+ * Per point, pass 1 keeps the argmin (g1, b) of g, the two least h with
+ * their indices and the third least h: hm and hm2 follow from them. Per
+ * pair two fused operations, five min/max or compares and eight selects,
+ * no branch. */
+constexpr int MBM = FKM_MMA_BM, MBN = FKM_MMA_BN, MBK = FKM_MMA_BK;
+constexpr int MMA_THREADS = 256; /* 8 warps: 4 along points x 2 along centroids */
+constexpr int MSTAGES = 3;       /* cp.async pipeline depth */
+constexpr int TILE = MBM * MBK;  /* 16-bit elements of one 128 x 64 tile (16 KB) */
+constexpr int RES_MAX_CHUNKS = 4; /* x tile resident in shared memory up to d = 256 */
+static_assert(MBM == MBN, "one tile loader serves both operands");
 
-__device__ __forceinline__ uint32_t to_tf32(float v) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
-  return r;
-}
-
-__device__ __forceinline__ void mma_tf32(float (&acc)[4], const uint32_t (&a)[4],
-                                         const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, "
-      "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+/* The scale exponent of a matrix whose max|v| has the bits mb: max|v| 2^s in
+ * [2^14, 2^15) (0 for an all-zero matrix). */
+__host__ __device__ inline int scale_exp(int mb) {
+  if (mb <= 0) return 0;
+  const int e = (mb >> 23) & 0xff;
+  if (e == 0) { /* subnormal: the exponent of its leading bit */
+    int m = mb & 0x7fffff, lead = 0;
+    while (m > 1) m >>= 1, lead++;
+    return 14 - (lead - 149);
+  }
+  return 14 - (e - 127);
 }
 
 struct Cert {
-  float f1, f2; /* least fast value, least of the others; f2 = -inf: poisoned */
-  int i1;       /* index of f1, lowest on ties; -1 when empty */
+  float g1, h1, h2, h3; /* h1 <= h2 <= h3; all -inf: poisoned */
+  int b1, hb1, hb2;     /* -1 when empty */
 };
+static_assert(sizeof(Cert) == 28, "fkm_mma_work_layout reserves 28 bytes per state");
 
 __device__ __forceinline__ void cert_init(Cert &t) {
-  t.f1 = INFINITY;
-  t.f2 = INFINITY;
-  t.i1 = -1;
+  t.g1 = t.h1 = t.h2 = t.h3 = INFINITY;
+  t.b1 = t.hb1 = t.hb2 = -1;
 }
 
-/* Pushes come in increasing index order within a thread. */
-__device__ __forceinline__ void cert_push(Cert &t, float f, int idx) {
-  if (!(fabsf(f) <= FLT_MAX)) {
-    t.f2 = -INFINITY;
-  } else if (f < t.f1) {
-    t.f2 = fminf(t.f2, t.f1); /* keeps -inf: poison is sticky */
-    t.f1 = f;
-    t.i1 = idx;
-  } else {
-    t.f2 = fminf(t.f2, f);
-  }
+/* Pushes come in increasing index order within a thread (strict compares
+ * keep the lowest index on ties). */
+__device__ __forceinline__ void cert_push(Cert &t, float g, float h, int idx) {
+  const bool pg = g < t.g1, p1 = h < t.h1, p2 = h < t.h2;
+  t.g1 = pg ? g : t.g1;
+  t.b1 = pg ? idx : t.b1;
+  t.h3 = fminf(t.h3, fmaxf(h, t.h2));
+  t.h2 = p1 ? t.h1 : p2 ? h : t.h2;
+  t.hb2 = p1 ? t.hb1 : p2 ? idx : t.hb2;
+  t.h1 = p1 ? h : t.h1;
+  t.hb1 = p1 ? idx : t.hb1;
 }
 
-/* Merge of two disjoint candidate sets. */
+__device__ __forceinline__ void cert_poison(Cert &t) { t.h1 = t.h2 = t.h3 = -INFINITY; }
+
+/* (value, index) order; empty entries (index -1) last. */
+__device__ __forceinline__ bool lex_less(float a, int ia, float b, int ib) {
+  if (ia < 0) return false;
+  if (ib < 0) return true;
+  return a < b || (a == b && ia < ib);
+}
+
+/* Merge of two disjoint candidate sets: the argmin of g, the two least h of
+ * the four entries, the other two join h3. Poison is sticky (-inf wins
+ * every minimum). */
 __device__ __forceinline__ void cert_merge(Cert &t, const Cert &o) {
-  const bool poisoned = t.f2 == -INFINITY || o.f2 == -INFINITY;
-  float f2;
-  if (o.i1 >= 0 && (t.i1 < 0 || o.f1 < t.f1 || (o.f1 == t.f1 && o.i1 < t.i1))) {
-    f2 = fminf(t.f1, o.f2);
-    t.f1 = o.f1;
-    t.i1 = o.i1;
+  if (lex_less(o.g1, o.b1, t.g1, t.b1)) t.g1 = o.g1, t.b1 = o.b1;
+  const bool poisoned = t.h3 == -INFINITY || o.h3 == -INFINITY;
+  float l1, l2; /* h of the two entries that drop out */
+  if (lex_less(o.h1, o.hb1, t.h1, t.hb1)) {
+    if (lex_less(o.h2, o.hb2, t.h1, t.hb1)) {
+      l1 = t.h1, l2 = t.h2;
+      t.h2 = o.h2, t.hb2 = o.hb2;
+    } else {
+      l1 = o.h2, l2 = t.h2;
+      t.h2 = t.h1, t.hb2 = t.hb1;
+    }
+    t.h1 = o.h1, t.hb1 = o.hb1;
+  } else if (lex_less(o.h1, o.hb1, t.h2, t.hb2)) {
+    l1 = t.h2, l2 = o.h2;
+    t.h2 = o.h1, t.hb2 = o.hb1;
   } else {
-    f2 = fminf(t.f2, o.f1);
+    l1 = o.h1, l2 = o.h2;
   }
-  t.f2 = poisoned ? -INFINITY : f2;
-}
-
-/* The test of the proof above, e = E(x) rounded up. */
-__device__ __forceinline__ bool cert_ok(const Cert &t, float e) {
-  return t.i1 >= 0 && t.f2 > -INFINITY && __fsub_rd(t.f2, e) > __fadd_ru(t.f1, e);
+  t.h3 = fminf(fminf(t.h3, o.h3), fminf(l1, l2));
+  if (poisoned) cert_poison(t);
 }
 
 __device__ __forceinline__ Cert cert_shfl(const Cert &t, int off) {
   Cert o;
-  o.f1 = __shfl_xor_sync(0xffffffffu, t.f1, off);
-  o.f2 = __shfl_xor_sync(0xffffffffu, t.f2, off);
-  o.i1 = __shfl_xor_sync(0xffffffffu, t.i1, off);
+  o.g1 = __shfl_xor_sync(0xffffffffu, t.g1, off);
+  o.h1 = __shfl_xor_sync(0xffffffffu, t.h1, off);
+  o.h2 = __shfl_xor_sync(0xffffffffu, t.h2, off);
+  o.h3 = __shfl_xor_sync(0xffffffffu, t.h3, off);
+  o.b1 = __shfl_xor_sync(0xffffffffu, t.b1, off);
+  o.hb1 = __shfl_xor_sync(0xffffffffu, t.hb1, off);
+  o.hb2 = __shfl_xor_sync(0xffffffffu, t.hb2, off);
   return o;
 }
 
 /* The bound's constants (see above), inflated by 1%. */
 struct BoundConsts {
-  float alpha, beta, eta;
+  float alpha, beta, gamma, eta;
 };
 
 __host__ __device__ inline BoundConsts bound_consts(bool l2, int64_t d) {
-  const double u = 0x1p-24, dd = (double)d;
-  const double eip = 1.01 * (0x1p-10 + dd * 0x1p-22);
+  const double u = 0x1p-24, dd = (double)d, dp = (double)((d + MBK - 1) / MBK * MBK);
+  const double rt = sqrt(dp);
+  const double eip = 1.01 * (0x1p-10 + dp * 0x1p-22 + rt * 0x1p-38);
+  const double f = l2 ? 2.01 : 1.01;
   BoundConsts b;
-  b.alpha = (float)(1.01 * (l2 ? 2.01 * eip : 1.01 * eip + 1.01 * dd * u));
-  b.beta = l2 ? (float)(1.01 * (16.0 + 1.01 * dd) * u) : 0.0f;
+  b.alpha = (float)(1.01 * (l2 ? f * eip : f * eip + 1.01 * dd * u));
+  b.beta = (float)(1.01 * (l2 ? 16.0 + 1.01 * dd + 2.03 : 0.53) * u);
+  b.gamma = (float)(1.01 * f * 1.01 * rt * 0x1p-25);
   b.eta = (float)(4.0 * (8.0 * dd + 64.0) * 0x1p-149) + 0x1p-149f;
   return b;
+}
+
+/* A(x) = alpha |x| + gamma 2^-sx, rounded up (xn: the float |x|^2). Pass 1
+ * and certify evaluate it with this one function: the same bits. */
+__device__ __forceinline__ float point_a(const BoundConsts &bc, float xn, int sx) {
+  const float up = 1.0f + 0x1p-20f;
+  const float gam = __fadd_ru(ldexpf(bc.gamma, -sx), 0x1p-149f);
+  return __fadd_ru(__fmul_ru(__fmul_ru(bc.alpha, __fsqrt_ru(xn)), up), gam);
 }
 
 /* Per centroid: cb[c] = |c| and cb[k + c] = beta C, rounded up a little. */
@@ -353,295 +416,40 @@ __global__ void centroid_bounds(const float *__restrict__ cn, int64_t k, float b
   cb[k + i] = __fmul_ru(__fmul_ru(beta, cn[i]), up);
 }
 
-/* cmax[0] = max_c cb[c], cmax[1] = max_c cb[k + c] (cmax zeroed first).
- * The values are >= 0 (or +inf, NaN: then nothing certifies), so their bit
- * patterns order like the values and an integer atomicMax gives the exact,
- * order-independent maximum. */
-__global__ void bound_max(const float *__restrict__ cb, int64_t k, float *cmax) {
-  __shared__ int red[2][256];
-  int m0 = 0, m1 = 0;
+/* Bits of the maximum of non-negative floats (or +inf, NaN: then nothing
+ * certifies), reduced per block then with an integer atomicMax (the bit
+ * patterns of such values order like the values): exact and
+ * order-independent. */
+__device__ __forceinline__ void block_max_to(int m, int *dst) {
+  __shared__ int red[32];
+  for (int off = 16; off > 0; off /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, off));
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    m = (int)threadIdx.x < (int)(blockDim.x >> 5) ? red[threadIdx.x] : 0;
+    for (int off = 16; off > 0; off /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, off));
+    if (threadIdx.x == 0) atomicMax(dst, m);
+  }
+}
+
+/* *bc_max = max_c beta C, i.e. of cb[k + c] (zeroed first). */
+__global__ void bound_max(const float *__restrict__ cb, int64_t k, float *bc_max) {
+  int m = 0;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < k;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    m0 = max(m0, __float_as_int(cb[i]));
-    m1 = max(m1, __float_as_int(cb[k + i]));
-  }
-  red[0][threadIdx.x] = m0;
-  red[1][threadIdx.x] = m1;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w /= 2) {
-    if ((int)threadIdx.x < w) {
-      red[0][threadIdx.x] = max(red[0][threadIdx.x], red[0][threadIdx.x + w]);
-      red[1][threadIdx.x] = max(red[1][threadIdx.x], red[1][threadIdx.x + w]);
-    }
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) {
-    atomicMax(reinterpret_cast<int *>(cmax), red[0][0]);
-    atomicMax(reinterpret_cast<int *>(cmax) + 1, red[1][0]);
-  }
+       i += (int64_t)gridDim.x * blockDim.x)
+    m = max(m, __float_as_int(cb[k + i]));
+  block_max_to(m, reinterpret_cast<int *>(bc_max));
 }
 
-/* Pass 1. Layout as the SIMT kernel: block (blockIdx.x, blockIdx.y) owns
- * TBM = 128 points and the centroid range of split blockIdx.y, in tiles of
- * TBN = 64, dimensions staged TBK = 32 at a time in shared memory as tf32
- * (rows padded by 4 words: the fragment reads of a warp hit 32 distinct
- * banks). Warp w computes rows 32 (w / 2) .. +32 and columns 32 (w % 2) ..
- * +32 of the tile with m16n8k8 tf32 MMAs (2 x 4 per k-step, 32 fp32
- * accumulators per thread). Fragment layout (PTX ISA, m16n8k8 .tf32): lane
- * = 4 g + t; A: (g, t), (g + 8, t), (g, t + 4), (g + 8, t + 4); B: (k = t,
- * n = g), (t + 4, g); C: (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
- * Each thread keeps a Cert for its 4 rows; quads, then the two column warps,
- * are merged at the end. The global loads of the next step are in flight
- * during the current step's MMAs (registers); a deeper cp.async/TMA
- * pipeline and wgmma are the next steps. */
-template <bool L2, bool VEC>
-__global__ void __launch_bounds__(TC_THREADS)
-assign_tc(const float *__restrict__ x, const float *__restrict__ xn,
-          const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
-          int64_t k, int64_t k_per_split, Cert *__restrict__ out) {
-  __shared__ __align__(16) uint32_t As[TBM][TBK + 4];
-  __shared__ __align__(16) uint32_t Bs[TBN][TBK + 4];
-  __shared__ Cert red[TBM];
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int g = lane >> 2, t = lane & 3, wm = warp >> 1, wn = warp & 1;
-  const int64_t m0 = (int64_t)blockIdx.x * TBM;
-  const int64_t kb = (int64_t)blockIdx.y * k_per_split;
-  const int64_t ke = kb + k_per_split < k ? kb + k_per_split : k;
-
-  Cert st[4]; /* rows wm*32 + (q/2)*16 + (q%2)*8 + g */
-  float pxn[4];
-#pragma unroll
-  for (int q = 0; q < 4; q++) {
-    cert_init(st[q]);
-    const int64_t p = m0 + wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
-    pxn[q] = p < n ? xn[p] : 0.0f;
-  }
-
-  /* Steps are (centroid tile, dimension chunk) pairs in order; the global
-   * loads of step s + 1 are issued into registers before the MMAs of step s
-   * (a two-stage register pipeline). */
-  /* VEC (d % 4 == 0, 16-byte aligned rows): 16-byte loads and stores. */
-  constexpr int RA = (TBM * TBK) / TC_THREADS, RB = (TBN * TBK) / TC_THREADS;
-  constexpr int RA4 = RA / 4, RB4 = RB / 4, C4 = TBK / 4;
-  const int64_t nk = (d + TBK - 1) / TBK;
-  const int64_t ntile = ke > kb ? (ke - kb + TBN - 1) / TBN : 0;
-  const int64_t steps = ntile * nk;
-  float ra[RA], rb[RB];
-  auto fetch = [&](int64_t step) {
-    const int64_t n0 = kb + (step / nk) * TBN, k0 = (step % nk) * TBK;
-    if constexpr (VEC) {
-#pragma unroll
-      for (int r = 0; r < RA4; r++) {
-        const int e = tid + r * TC_THREADS, row = e / C4, col = (e % C4) * 4;
-        const int64_t p = m0 + row, kk = k0 + col;
-        const float4 v = p < n && kk < d ? *reinterpret_cast<const float4 *>(x + p * d + kk)
-                                         : make_float4(0.f, 0.f, 0.f, 0.f);
-        ra[4 * r] = v.x, ra[4 * r + 1] = v.y, ra[4 * r + 2] = v.z, ra[4 * r + 3] = v.w;
-      }
-#pragma unroll
-      for (int r = 0; r < RB4; r++) {
-        const int e = tid + r * TC_THREADS, row = e / C4, col = (e % C4) * 4;
-        const int64_t q = n0 + row, kk = k0 + col;
-        const float4 v = q < ke && kk < d ? *reinterpret_cast<const float4 *>(c + q * d + kk)
-                                          : make_float4(0.f, 0.f, 0.f, 0.f);
-        rb[4 * r] = v.x, rb[4 * r + 1] = v.y, rb[4 * r + 2] = v.z, rb[4 * r + 3] = v.w;
-      }
-    } else {
-#pragma unroll
-      for (int r = 0; r < RA; r++) {
-        const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
-        const int64_t p = m0 + row, kk = k0 + col;
-        ra[r] = p < n && kk < d ? x[p * d + kk] : 0.0f;
-      }
-#pragma unroll
-      for (int r = 0; r < RB; r++) {
-        const int e = tid + r * TC_THREADS, row = e / TBK, col = e % TBK;
-        const int64_t q = n0 + row, kk = k0 + col;
-        rb[r] = q < ke && kk < d ? c[q * d + kk] : 0.0f;
-      }
-    }
-  };
-  float acc[2][4][4];
-#pragma unroll
-  for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-    for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-      for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
-  if (steps > 0) fetch(0);
-  for (int64_t step = 0; step < steps; step++) {
-    if constexpr (VEC) {
-#pragma unroll
-      for (int r = 0; r < RA4; r++) {
-        const int e = tid + r * TC_THREADS;
-        *reinterpret_cast<uint4 *>(&As[e / C4][(e % C4) * 4]) =
-            make_uint4(to_tf32(ra[4 * r]), to_tf32(ra[4 * r + 1]), to_tf32(ra[4 * r + 2]),
-                       to_tf32(ra[4 * r + 3]));
-      }
-#pragma unroll
-      for (int r = 0; r < RB4; r++) {
-        const int e = tid + r * TC_THREADS;
-        *reinterpret_cast<uint4 *>(&Bs[e / C4][(e % C4) * 4]) =
-            make_uint4(to_tf32(rb[4 * r]), to_tf32(rb[4 * r + 1]), to_tf32(rb[4 * r + 2]),
-                       to_tf32(rb[4 * r + 3]));
-      }
-    } else {
-#pragma unroll
-      for (int r = 0; r < RA; r++) {
-        const int e = tid + r * TC_THREADS;
-        As[e / TBK][e % TBK] = to_tf32(ra[r]);
-      }
-#pragma unroll
-      for (int r = 0; r < RB; r++) {
-        const int e = tid + r * TC_THREADS;
-        Bs[e / TBK][e % TBK] = to_tf32(rb[r]);
-      }
-    }
-    __syncthreads();
-    if (step + 1 < steps) fetch(step + 1);
-#pragma unroll
-    for (int ks = 0; ks < TBK; ks += 8) {
-      uint32_t a[2][4], b[4][2];
-#pragma unroll
-      for (int mt = 0; mt < 2; mt++) {
-        const int rbase = wm * 32 + mt * 16;
-        a[mt][0] = As[rbase + g][ks + t];
-        a[mt][1] = As[rbase + g + 8][ks + t];
-        a[mt][2] = As[rbase + g][ks + t + 4];
-        a[mt][3] = As[rbase + g + 8][ks + t + 4];
-      }
-#pragma unroll
-      for (int nt = 0; nt < 4; nt++) {
-        const int cbase = wn * 32 + nt * 8;
-        b[nt][0] = Bs[cbase + g][ks + t];
-        b[nt][1] = Bs[cbase + g][ks + t + 4];
-      }
-#pragma unroll
-      for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-        for (int nt = 0; nt < 4; nt++) mma_tf32(acc[mt][nt], a[mt], b[nt]);
-    }
-    __syncthreads();
-    if (step % nk != nk - 1) continue;
-    const int64_t n0 = kb + (step / nk) * TBN;
-
-#pragma unroll
-    for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-      for (int j = 0; j < 2; j++) {
-        const int64_t q = n0 + wn * 32 + nt * 8 + 2 * t + j;
-        if (q >= ke) continue;
-        const float qcn = L2 ? cn[q] : 0.0f;
-#pragma unroll
-        for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-          for (int h = 0; h < 2; h++) {
-            const int r = mt * 2 + h;
-            const float v = acc[mt][nt][h * 2 + j];
-            const float f =
-                L2 ? __fsub_rn(__fadd_rn(pxn[r], qcn), __fadd_rn(v, v)) : -v;
-            cert_push(st[r], f, (int)q);
-          }
-      }
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-      for (int nt = 0; nt < 4; nt++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
-  }
-
-#pragma unroll
-  for (int q = 0; q < 4; q++) {
-    cert_merge(st[q], cert_shfl(st[q], 1));
-    cert_merge(st[q], cert_shfl(st[q], 2));
-  }
-  if (wn == 1 && t == 0)
-#pragma unroll
-    for (int q = 0; q < 4; q++) red[wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g] = st[q];
-  __syncthreads();
-  if (wn == 0 && t == 0)
-#pragma unroll
-    for (int q = 0; q < 4; q++) {
-      const int row = wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
-      const int64_t p = m0 + row;
-      if (p >= n) continue;
-      cert_merge(st[q], red[row]);
-      out[(int64_t)blockIdx.y * n + p] = st[q];
-    }
+/* *xmax = bits of max |x_ij| (zeroed first). */
+__global__ void abs_max(const float *__restrict__ x, int64_t count, int *xmax) {
+  int m = 0;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
+       i += (int64_t)gridDim.x * blockDim.x)
+    m = max(m, __float_as_int(fabsf(x[i])));
+  block_max_to(m, xmax);
 }
 
-constexpr int CERT_THREADS = 128;
-constexpr int CERT_BK = 32;
-
-/* Pass 2: one thread per point (block = 128 points). Merges the splits'
- * Cert states in order, applies the test, and for a certified point
- * computes the reference value of (point, best) exactly: the fmaf chain
- * over j in order, x staged through shared memory (coalesced), the
- * centroid row read from L1/L2. Uncertain points are appended to rows[]
- * (order irrelevant: each is recomputed independently). */
-template <bool L2>
-__global__ void __launch_bounds__(CERT_THREADS)
-certify(const float *__restrict__ x, const float *__restrict__ xn,
-        const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
-        int64_t ksplit, const Cert *__restrict__ st, BoundConsts bc,
-        const float *__restrict__ cmax, int32_t *__restrict__ labels,
-        float *__restrict__ dist, int32_t *__restrict__ rows, int *__restrict__ count) {
-  __shared__ float xs[CERT_THREADS][CERT_BK + 1];
-  const int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS;
-  const int64_t p = m0 + threadIdx.x;
-  bool ok = false;
-  int label = -1;
-  if (p < n) {
-    Cert t;
-    cert_init(t);
-    for (int64_t s = 0; s < ksplit; s++) cert_merge(t, st[s * n + p]);
-    /* E(x) = alpha |x| Cn + beta X + BC + eta, every term rounded up. */
-    const float up = 1.0f + 0x1p-20f, v = xn[p];
-    const float ax = __fmul_ru(__fmul_ru(bc.alpha, __fsqrt_ru(v)), up);
-    const float bx = __fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta);
-    const float e = __fadd_ru(__fmul_ru(ax, cmax[0]), __fadd_ru(bx, cmax[1]));
-    ok = cert_ok(t, e);
-    label = t.i1;
-  }
-  float ip = 0.0f;
-  const float *crow = ok ? c + (int64_t)label * d : c;
-  for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
-    const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
-    __syncthreads();
-    for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
-      const int r = e / CERT_BK, col = e % CERT_BK;
-      xs[r][col] = (m0 + r < n && col < kmax) ? x[(m0 + r) * d + k0 + col] : 0.0f;
-    }
-    __syncthreads();
-    if (ok)
-      for (int j = 0; j < kmax; j++) ip = fmaf(xs[threadIdx.x][j], crow[k0 + j], ip);
-  }
-  if (p >= n) return;
-  if (ok) {
-    float dis = ip;
-    if (L2) {
-      dis = __fsub_rn(__fadd_rn(xn[p], cn[label]), __fadd_rn(ip, ip));
-      if (dis < 0.0f) dis = 0.0f;
-    }
-    labels[p] = label;
-    dist[p] = dis;
-  } else {
-    rows[atomicAdd(count, 1)] = (int32_t)p;
-  }
-}
-
-/* ------------------------------------------------ FKM_ASSIGN_FAST
- *
- * fp16/bf16 data only (the training set is held as float, converted exactly
- * from the data type, so converting it back is exact); centroids are rounded
- * to the data type (round to nearest). Same tiling as assign_tc with
- * m16n8k16 MMAs: two per 32-dimension stage. Fragment layout (PTX ISA,
- * m16n8k16 .f16/.bf16): lane = 4 g + t; A registers hold pairs (g, 2t..2t+1),
- * (g + 8, 2t..), (g, 2t + 8..), (g + 8, 2t + 8..); B pairs (k = 2t..2t+1,
- * n = g), (2t + 8.., g); C as for tf32. Each thread keeps a strict argmin for
- * its 4 rows in increasing centroid order; quads and the two column warps
- * merge lexicographically: deterministic, lowest index on ties. */
 template <typename T> __device__ __forceinline__ uint16_t to_bits(float v);
 template <> __device__ __forceinline__ uint16_t to_bits<__half>(float v) {
   return __half_as_ushort(__float2half_rn(v));
@@ -655,6 +463,102 @@ template <> __device__ __forceinline__ float from_bits<__half>(uint16_t b) {
 }
 template <> __device__ __forceinline__ float from_bits<__nv_bfloat16>(uint16_t b) {
   return __bfloat162float(__ushort_as_bfloat16(b));
+}
+
+/* Eight 16-bit elements (16 bytes) per thread: rows padded to rows_pad, dims
+ * to dp, zeros in the padding. SCALED: fp16 of v 2^s, s from *xmax. */
+template <typename T, bool SCALED>
+__global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int64_t rows_pad,
+                          int64_t dp, const int *__restrict__ xmax, uint16_t *__restrict__ out) {
+  const int s = SCALED ? scale_exp(*xmax) : 0;
+  const int64_t groups = rows_pad * (dp / 8);
+  for (int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; gi < groups;
+       gi += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t row = gi / (dp / 8), j0 = (gi % (dp / 8)) * 8;
+    uint16_t h[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+      const float v = row < n && j0 + e < d ? x[row * d + j0 + e] : 0.0f;
+      h[e] = to_bits<T>(SCALED ? ldexpf(v, s) : v);
+    }
+    uint4 w;
+    w.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+    w.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
+    w.z = (uint32_t)h[4] | ((uint32_t)h[5] << 16);
+    w.w = (uint32_t)h[6] | ((uint32_t)h[7] << 16);
+    *reinterpret_cast<uint4 *>(out + row * dp + j0) = w;
+  }
+}
+
+/* One warp per (padded) centroid row: the packed row and its constants
+ * cc[q] = (shift, factor, |c|', 0): g = fl(shift - acc factor) is the fast
+ * value, |c|' (PARITY: cb[q], |c| rounded up) enters h.
+ * PARITY (fp16): the row scaled by its own power of two; L2: shift = cn,
+ * factor = 2^(1 - sx - sc); IP: shift 0, factor 2^(-sx - sc); NaN shift
+ * when the factor's exponent leaves [-126, 60] or cn is not finite and below
+ * 2^120 (then |g| cannot overflow: |acc| < 2^42 for D <= 4096... and the
+ * fast pass never claims anything about that centroid).
+ * FAST: the row rounded to T unscaled; L2: shift = the norm of the rounded
+ * row (float squares summed in double, a fixed order), factor 2; IP: 0, 1.
+ * Padding rows (q >= k) are zero with constants (0, 0): their values are
+ * never pushed. */
+template <typename T, bool PARITY>
+__global__ void pack_centroids(const float *__restrict__ c, const float *__restrict__ cn,
+                               const float *__restrict__ cb, int64_t k, int64_t d, int64_t dp,
+                               bool l2, const int *__restrict__ xmax, uint16_t *__restrict__ out,
+                               float4 *__restrict__ cc) {
+  const int lane = threadIdx.x & 31;
+  const int64_t q = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  if (q >= (k + MBN - 1) / MBN * MBN) return;
+  const float *row = c + q * d;
+  int m = 0;
+  if (q < k)
+    for (int64_t j = lane; j < d; j += 32) m = max(m, __float_as_int(fabsf(row[j])));
+  for (int off = 16; off > 0; off /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, off));
+  const int sc = PARITY ? scale_exp(m) : 0;
+  double s2 = 0.0;
+  for (int64_t j = lane; j < dp; j += 32) {
+    const float v = q < k && j < d ? row[j] : 0.0f;
+    const uint16_t h = to_bits<T>(PARITY ? ldexpf(v, sc) : v);
+    out[q * dp + j] = h;
+    if (!PARITY) {
+      const float r = from_bits<T>(h);
+      s2 = __dadd_rn(s2, (double)__fmul_rn(r, r));
+    }
+  }
+  if (!PARITY)
+    for (int off = 16; off > 0; off /= 2) s2 = __dadd_rn(s2, __shfl_xor_sync(0xffffffffu, s2, off));
+  if (lane != 0) return;
+  float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (q < k) {
+    if (PARITY) {
+      const int e = (l2 ? 1 : 0) - scale_exp(*xmax) - sc;
+      const float norm = cn[q];
+      const bool ok = e >= -126 && e <= 60 && norm >= 0.0f && norm < 0x1p120f;
+      v = make_float4(ok ? (l2 ? norm : 0.0f) : NAN, ldexpf(1.0f, e), cb[q], 0.0f);
+    } else {
+      v = make_float4(l2 ? __double2float_rn(s2) : 0.0f, l2 ? 2.0f : 1.0f, 0.0f, 0.0f);
+    }
+  }
+  cc[q] = v;
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t *smem) {
+  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s)
+               : "memory");
 }
 
 template <typename T>
@@ -674,157 +578,188 @@ __device__ __forceinline__ void mma_16(float (&acc)[4], const uint32_t (&a)[4],
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-/* cn[i] = float(sum_j double(float(r_j * r_j))), r = centroid i rounded to T. */
-template <typename T>
-__global__ void rounded_norms(const float *__restrict__ c, int64_t k, int64_t d,
-                              float *__restrict__ cn) {
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= k) return;
-  double s = 0.0;
-  for (int64_t j = 0; j < d; j++) {
-    const float r = from_bits<T>(to_bits<T>(c[i * d + j]));
-    s = __dadd_rn(s, (double)__fmul_rn(r, r));
-  }
-  cn[i] = __double2float_rn(s);
+/* A 128 x 64 tile in shared memory: row r's 16-byte segment s is stored at
+ * segment s ^ (r % 8), so that the eight rows one ldmatrix phase reads
+ * (same segment, consecutive rows) hit eight different bank groups. */
+__device__ __forceinline__ int swz(int row, int seg) {
+  return row * MBK + ((seg ^ (row & 7)) << 3);
 }
 
-constexpr int FBK = 32;
+/* cp.async of rows [0, 128) x dims [0, 64) of src (row stride ld). */
+__device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, int64_t ld,
+                                          int tid) {
+#pragma unroll
+  for (int i = 0; i < TILE / 8 / MMA_THREADS; i++) {
+    const int e = tid + i * MMA_THREADS, row = e >> 3, seg = e & 7;
+    cp_async16(dst + swz(row, seg), src + (int64_t)row * ld + seg * 8);
+  }
+}
 
-template <bool L2, typename T>
-__global__ void __launch_bounds__(TC_THREADS)
-assign_fast(const float *__restrict__ x, const float *__restrict__ xn,
-            const float *__restrict__ c, const float *__restrict__ cnr, int64_t n, int64_t d,
-            int64_t k, int64_t k_per_split, int32_t *__restrict__ labels,
-            float *__restrict__ dist, float *__restrict__ part_v, int32_t *__restrict__ part_i) {
-  __shared__ __align__(16) uint16_t As[TBM][FBK + 8];
-  __shared__ __align__(16) uint16_t Bs[TBN][FBK + 8];
-  __shared__ float red_v[TBM];
-  __shared__ int red_i[TBM];
+/* Pass 1 (PARITY: fp16, per-point Cert states per split) and the FAST pass
+ * (T = __half or __nv_bfloat16, a strict argmin per split).
+ * Block (blockIdx.x, blockIdx.y): MBM = 128 points, the centroid range of
+ * split blockIdx.y in tiles of MBN = 128; warp w computes rows 32 (w / 2)
+ * .. +32 and columns 64 (w % 2) .. +64 of each tile with m16n8k16 MMAs
+ * (2 x 8 per 16 dimensions, 64 fp32 accumulators per thread), fragments
+ * through ldmatrix. Dimensions stream in chunks of MBK = 64 through an
+ * MSTAGES-deep cp.async pipeline; RES: the block's x rows stay in shared
+ * memory for the whole launch (d <= 256), else they stream with the
+ * centroids. Fragment layout (PTX ISA, m16n8k16): lane = 4 g + t; C: (g,
+ * 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1). After each centroid tile
+ * every thread pushes its 4 rows x 16 columns in increasing column order;
+ * quads, then the two column warps, merge at the end. */
+template <typename T, bool PARITY, bool RES>
+__global__ void __launch_bounds__(MMA_THREADS, 2)
+assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
+           const float4 *__restrict__ cc, const float *__restrict__ xn, BoundConsts bc,
+           const int *__restrict__ xmax, int64_t n, int64_t dp, int64_t k,
+           int64_t k_per_split, Cert *__restrict__ st, float *__restrict__ pv,
+           int32_t *__restrict__ pi) {
+  extern __shared__ __align__(128) uint16_t smem[];
+  __shared__ Cert red[MBM];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3, wm = warp >> 1, wn = warp & 1;
-  const int64_t m0 = (int64_t)blockIdx.x * TBM;
+  const int64_t m0 = (int64_t)blockIdx.x * MBM;
   const int64_t kb = (int64_t)blockIdx.y * k_per_split;
   const int64_t ke = kb + k_per_split < k ? kb + k_per_split : k;
-  float best[4], pxn[4];
+  const int nkc = (int)(dp / MBK);
+  const int64_t steps = (ke - kb + MBN - 1) / MBN * nkc;
+  const uint16_t *xa = xp + m0 * dp;
+  uint16_t *Bs = RES ? smem + nkc * TILE : smem; /* stage s: Bs + s TILE (RES) */
+
+  /* Steps are (centroid tile, dimension chunk) pairs in order; the loader
+   * and the compute loop each keep their position as counters (no 64-bit
+   * division per step). */
+  int ld_stg = 0, ld_kc = 0;
+  const uint16_t *ld_b = cp + kb * dp; /* the loader's centroid tile */
+  auto issue = [&]() {
+    const uint16_t *bsrc = ld_b + ld_kc * MBK;
+    if (RES) {
+      load_tile(Bs + ld_stg * TILE, bsrc, dp, tid);
+    } else {
+      load_tile(smem + 2 * ld_stg * TILE, xa + ld_kc * MBK, dp, tid);
+      load_tile(smem + (2 * ld_stg + 1) * TILE, bsrc, dp, tid);
+    }
+    ld_stg = ld_stg + 1 == MSTAGES ? 0 : ld_stg + 1;
+    if (++ld_kc == nkc) ld_kc = 0, ld_b += MBN * dp;
+  };
+
+  Cert st4[4]; /* PARITY: rows wm*32 + (q/2)*16 + (q%2)*8 + g */
+  bool poisoned = false;
+  float best[4], pa[4];
   int bidx[4];
+  const int sx = PARITY ? scale_exp(*xmax) : 0;
 #pragma unroll
   for (int q = 0; q < 4; q++) {
-    best[q] = L2 ? INFINITY : -INFINITY;
+    cert_init(st4[q]);
+    best[q] = INFINITY;
     bidx[q] = -1;
     const int64_t p = m0 + wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
-    pxn[q] = L2 && p < n ? xn[p] : 0.0f;
+    pa[q] = PARITY && p < n ? point_a(bc, xn[p], sx) : 0.0f;
   }
-  constexpr int RA = (TBM * FBK) / TC_THREADS, RB = (TBN * FBK) / TC_THREADS;
-  const int64_t nk = (d + FBK - 1) / FBK;
-  const int64_t ntile = ke > kb ? (ke - kb + TBN - 1) / TBN : 0;
-  const int64_t steps = ntile * nk;
-  float ra[RA], rb[RB];
-  auto fetch = [&](int64_t step) {
-    const int64_t n0 = kb + (step / nk) * TBN, k0 = (step % nk) * FBK;
-#pragma unroll
-    for (int r = 0; r < RA; r++) {
-      const int e = tid + r * TC_THREADS, row = e / FBK, col = e % FBK;
-      const int64_t p = m0 + row, kk = k0 + col;
-      ra[r] = p < n && kk < d ? x[p * d + kk] : 0.0f;
-    }
-#pragma unroll
-    for (int r = 0; r < RB; r++) {
-      const int e = tid + r * TC_THREADS, row = e / FBK, col = e % FBK;
-      const int64_t q = n0 + row, kk = k0 + col;
-      rb[r] = q < ke && kk < d ? c[q * d + kk] : 0.0f;
-    }
-  };
-  float acc[2][4][4];
+  float acc[2][8][4];
 #pragma unroll
   for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-    for (int nt = 0; nt < 4; nt++)
+    for (int nt = 0; nt < 8; nt++)
 #pragma unroll
       for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
-  if (steps > 0) fetch(0);
+
+  if (RES)
+    for (int kc = 0; kc < nkc; kc++) load_tile(smem + kc * TILE, xa + kc * MBK, dp, tid);
+#pragma unroll
+  for (int s = 0; s < MSTAGES - 1; s++) {
+    if (s < steps) issue();
+    cp_async_commit();
+  }
+  int stg = MSTAGES - 1, kc = nkc - 1; /* advanced at the top of each step */
+  int64_t n0 = kb - MBN;
   for (int64_t step = 0; step < steps; step++) {
+    stg = stg + 1 == MSTAGES ? 0 : stg + 1;
+    if (++kc == nkc) kc = 0, n0 += MBN;
+    cp_async_wait<MSTAGES - 2>();
+    __syncthreads(); /* stage stg landed; the stage refilled below is free */
+    if (step + MSTAGES - 1 < steps) issue();
+    cp_async_commit();
+    const uint16_t *At = RES ? smem + kc * TILE : smem + 2 * stg * TILE;
+    const uint16_t *Bt = RES ? Bs + stg * TILE : smem + (2 * stg + 1) * TILE;
 #pragma unroll
-    for (int r = 0; r < RA; r++) {
-      const int e = tid + r * TC_THREADS;
-      As[e / FBK][e % FBK] = to_bits<T>(ra[r]);
-    }
+    for (int ks = 0; ks < MBK / 16; ks++) {
+      uint32_t a[2][4], b[8][2];
 #pragma unroll
-    for (int r = 0; r < RB; r++) {
-      const int e = tid + r * TC_THREADS;
-      Bs[e / FBK][e % FBK] = to_bits<T>(rb[r]);
-    }
-    __syncthreads();
-    if (step + 1 < steps) fetch(step + 1);
+      for (int mt = 0; mt < 2; mt++)
+        ldsm_x4(a[mt], At + swz(wm * 32 + mt * 16 + (lane & 15), ks * 2 + (lane >> 4)));
 #pragma unroll
-    for (int ks = 0; ks < FBK; ks += 16) {
-      uint32_t a[2][4], b[4][2];
-#pragma unroll
-      for (int mt = 0; mt < 2; mt++) {
-        const int rbase = wm * 32 + mt * 16;
-        a[mt][0] = *reinterpret_cast<const uint32_t *>(&As[rbase + g][ks + 2 * t]);
-        a[mt][1] = *reinterpret_cast<const uint32_t *>(&As[rbase + g + 8][ks + 2 * t]);
-        a[mt][2] = *reinterpret_cast<const uint32_t *>(&As[rbase + g][ks + 2 * t + 8]);
-        a[mt][3] = *reinterpret_cast<const uint32_t *>(&As[rbase + g + 8][ks + 2 * t + 8]);
-      }
-#pragma unroll
-      for (int nt = 0; nt < 4; nt++) {
-        const int cbase = wn * 32 + nt * 8;
-        b[nt][0] = *reinterpret_cast<const uint32_t *>(&Bs[cbase + g][ks + 2 * t]);
-        b[nt][1] = *reinterpret_cast<const uint32_t *>(&Bs[cbase + g][ks + 2 * t + 8]);
+      for (int np = 0; np < 4; np++) {
+        uint32_t r[4];
+        ldsm_x4(r, Bt + swz(wn * 64 + np * 16 + (lane & 7) + ((lane >> 4) << 3),
+                            ks * 2 + ((lane >> 3) & 1)));
+        b[2 * np][0] = r[0], b[2 * np][1] = r[1], b[2 * np + 1][0] = r[2], b[2 * np + 1][1] = r[3];
       }
 #pragma unroll
       for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-        for (int nt = 0; nt < 4; nt++) mma_16<T>(acc[mt][nt], a[mt], b[nt]);
+        for (int nt = 0; nt < 8; nt++) mma_16<T>(acc[mt][nt], a[mt], b[nt]);
     }
-    __syncthreads();
-    if (step % nk != nk - 1) continue;
-    const int64_t n0 = kb + (step / nk) * TBN;
+    if (kc != nkc - 1) continue;
+
+    /* Columns past ke (padding, or the next range) get +inf: no effect on
+     * either state; cc is readable up to k rounded up to MBN. */
+    const int qe = (int)(ke - n0 < MBN ? ke - n0 : MBN);
 #pragma unroll
-    for (int nt = 0; nt < 4; nt++)
+    for (int nt = 0; nt < 8; nt++)
 #pragma unroll
       for (int j = 0; j < 2; j++) {
-        const int64_t q = n0 + wn * 32 + nt * 8 + 2 * t + j;
-        if (q >= ke) continue;
-        const float qcn = L2 ? cnr[q] : 0.0f;
+        const int qc = wn * 64 + nt * 8 + 2 * t + j, q = (int)(n0 + qc);
+        const float4 cq = __ldg(cc + n0 + qc);
+        if (PARITY) poisoned |= qc < qe && cq.x != cq.x;
 #pragma unroll
         for (int mt = 0; mt < 2; mt++)
 #pragma unroll
           for (int h = 0; h < 2; h++) {
             const int r = mt * 2 + h;
-            const float v = acc[mt][nt][h * 2 + j];
-            float dis = v;
-            if (L2) {
-              dis = __fsub_rn(__fadd_rn(pxn[r], qcn), __fadd_rn(v, v));
-              if (dis < 0.0f) dis = 0.0f;
-            }
-            if (better<L2>(dis, best[r])) {
-              best[r] = dis;
-              bidx[r] = (int)q;
+            const float gv =
+                qc < qe ? fmaf(-acc[mt][nt][h * 2 + j], cq.y, cq.x) : INFINITY;
+            if (PARITY) {
+              cert_push(st4[r], gv, fmaf(-pa[r], cq.z, gv), q);
+            } else if (gv < best[r]) {
+              best[r] = gv;
+              bidx[r] = q;
             }
           }
       }
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-      for (int nt = 0; nt < 4; nt++)
+      for (int nt = 0; nt < 8; nt++)
 #pragma unroll
         for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
   }
+  cp_async_wait<0>();
+
+  if (PARITY && poisoned)
+#pragma unroll
+    for (int q = 0; q < 4; q++) cert_poison(st4[q]);
+  /* quads (lanes t = 0..3 hold disjoint columns of the same rows), then the
+   * two column warps through shared memory */
 #pragma unroll
   for (int q = 0; q < 4; q++)
 #pragma unroll
     for (int off = 1; off <= 2; off *= 2) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best[q], off);
-      const int oi = __shfl_xor_sync(0xffffffffu, bidx[q], off);
-      combine<L2>(best[q], bidx[q], ov, oi);
+      if (PARITY) {
+        cert_merge(st4[q], cert_shfl(st4[q], off));
+      } else {
+        const float ov = __shfl_xor_sync(0xffffffffu, best[q], off);
+        const int oi = __shfl_xor_sync(0xffffffffu, bidx[q], off);
+        combine<true>(best[q], bidx[q], ov, oi);
+      }
     }
   if (wn == 1 && t == 0)
 #pragma unroll
     for (int q = 0; q < 4; q++) {
-      const int row = wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
-      red_v[row] = best[q];
-      red_i[row] = bidx[q];
+      Cert v = st4[q];
+      if (!PARITY) v.g1 = best[q], v.b1 = bidx[q]; /* the FAST argmin rides in g1, b1 */
+      red[wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g] = v;
     }
   __syncthreads();
   if (wn == 0 && t == 0)
@@ -833,15 +768,135 @@ assign_fast(const float *__restrict__ x, const float *__restrict__ xn,
       const int row = wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
       const int64_t p = m0 + row;
       if (p >= n) continue;
-      combine<L2>(best[q], bidx[q], red_v[row], red_i[row]);
-      if (part_v) {
-        part_v[(int64_t)blockIdx.y * n + p] = best[q];
-        part_i[(int64_t)blockIdx.y * n + p] = bidx[q];
+      const int64_t o = (int64_t)blockIdx.y * n + p;
+      if (PARITY) {
+        cert_merge(st4[q], red[row]);
+        st[o] = st4[q];
       } else {
-        labels[p] = bidx[q];
-        dist[p] = best[q];
+        combine<true>(best[q], bidx[q], red[row].g1, red[row].b1);
+        pv[o] = best[q];
+        pi[o] = bidx[q];
       }
     }
+}
+
+/* FAST: the ranges' argmins combined in increasing range order (a later
+ * range wins only when strictly better), then the reported distance. */
+template <bool L2>
+__global__ void fast_finish(const float *__restrict__ pv, const int32_t *__restrict__ pi,
+                            int64_t n, int64_t ksplit, const float *__restrict__ xn,
+                            int32_t *__restrict__ labels, float *__restrict__ dist) {
+  const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= n) return;
+  float bv = INFINITY;
+  int bi = -1;
+  for (int64_t s = 0; s < ksplit; s++) {
+    const int oi = pi[s * n + p];
+    const float ov = pv[s * n + p];
+    if (oi >= 0 && (bi < 0 || ov < bv)) bv = ov, bi = oi;
+  }
+  labels[p] = bi;
+  dist[p] = L2 ? fmaxf(__fadd_rn(xn[p], bv), 0.0f) : -bv;
+}
+
+constexpr int CERT_THREADS = 128;
+constexpr int CERT_BK = 32;
+
+/* Pass 2: one thread per point (block = 128 points). Merges the splits'
+ * states, applies the tests (1) and (2) of the proof, and computes the
+ * reference value of (point, candidate) exactly for its one or two
+ * candidates: the fmaf chain over j in order, x staged through shared
+ * memory (coalesced), the centroid rows read CERT_BK values ahead from
+ * L1/L2 (16-byte loads when VEC). Uncertain points are appended to rows[]
+ * (order irrelevant: each is recomputed on its own). */
+template <bool VEC>
+__device__ __forceinline__ float cert_chunk(float ip, const float (&xr)[CERT_BK + 1],
+                                            const float *crow, int kmax) {
+  if (VEC && kmax == CERT_BK) {
+    float cv[CERT_BK];
+#pragma unroll
+    for (int j = 0; j < CERT_BK; j += 4) {
+      const float4 w = __ldg(reinterpret_cast<const float4 *>(crow + j));
+      cv[j] = w.x, cv[j + 1] = w.y, cv[j + 2] = w.z, cv[j + 3] = w.w;
+    }
+#pragma unroll
+    for (int j = 0; j < CERT_BK; j++) ip = fmaf(xr[j], cv[j], ip);
+  } else {
+    for (int j = 0; j < kmax; j++) ip = fmaf(xr[j], crow[j], ip);
+  }
+  return ip;
+}
+
+template <bool L2, bool VEC>
+__global__ void __launch_bounds__(CERT_THREADS)
+certify(const float *__restrict__ x, const float *__restrict__ xn,
+        const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
+        int64_t ksplit, const Cert *__restrict__ st, BoundConsts bc,
+        const float *__restrict__ cb, const float *__restrict__ bc_max,
+        const int *__restrict__ xmax, int32_t *__restrict__ labels, float *__restrict__ dist,
+        int32_t *__restrict__ rows, int *__restrict__ count) {
+  __shared__ float xs[CERT_THREADS][CERT_BK + 1];
+  const int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS;
+  const int64_t p = m0 + threadIdx.x;
+  int ncand = 0, b2 = -1; /* 0: uncertain, 1: b, 2: b and b2 */
+  Cert t;
+  cert_init(t);
+  if (p < n) {
+    for (int64_t s = 0; s < ksplit; s++) cert_merge(t, st[s * n + p]);
+    if (t.b1 >= 0 && t.h3 > -INFINITY) {
+      /* B(x) = beta X + BC + eta and U = g1 + A(x) |b|' + B(x), rounded up */
+      const float v = xn[p], up = 1.0f + 0x1p-20f;
+      const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta), *bc_max);
+      const float ab = __fmul_ru(point_a(bc, v, scale_exp(*xmax)), cb[t.b1]);
+      const float u = __fadd_ru(__fadd_ru(t.g1, ab), bx);
+      const bool in = t.hb1 == t.b1 || t.hb2 == t.b1;
+      const float hm = t.hb1 == t.b1 ? t.h2 : t.h1; /* least h over c != b */
+      b2 = t.hb1 == t.b1 ? t.hb2 : t.hb1;
+      const float hm2 = in ? t.h3 : t.h2; /* least h outside {b, b2} */
+      if (__fsub_rd(hm, bx) > u) ncand = 1;
+      else if (b2 >= 0 && __fsub_rd(hm2, bx) > u) ncand = 2;
+    }
+  }
+  float ip1 = 0.0f, ip2 = 0.0f;
+  const float *c1 = ncand ? c + (int64_t)t.b1 * d : c;
+  const float *c2 = ncand == 2 ? c + (int64_t)b2 * d : c;
+  for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
+    const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
+    __syncthreads();
+    for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
+      const int r = e / CERT_BK, col = e % CERT_BK;
+      xs[r][col] = (m0 + r < n && col < kmax) ? x[(m0 + r) * d + k0 + col] : 0.0f;
+    }
+    __syncthreads();
+    if (ncand) ip1 = cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
+    if (ncand == 2) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
+  }
+  if (p >= n) return;
+  float v1 = ip1, v2 = ip2;
+  if (L2 && ncand) {
+    v1 = __fsub_rn(__fadd_rn(xn[p], cn[t.b1]), __fadd_rn(ip1, ip1));
+    if (v1 < 0.0f) v1 = 0.0f;
+    if (ncand == 2) {
+      v2 = __fsub_rn(__fadd_rn(xn[p], cn[b2]), __fadd_rn(ip2, ip2));
+      if (v2 < 0.0f) v2 = 0.0f;
+    }
+  }
+  int label = t.b1;
+  float dis = v1;
+  if (ncand == 2) {
+    if (v1 != v1 || v2 != v2) {
+      ncand = 0; /* cannot happen within the proof's assumptions: recompute */
+    } else if (better<L2>(v2, v1) || (v2 == v1 && b2 < t.b1)) {
+      label = b2;
+      dis = v2;
+    }
+  }
+  if (ncand) {
+    labels[p] = label;
+    dist[p] = dis;
+  } else {
+    rows[atomicAdd(count, 1)] = (int32_t)p;
+  }
 }
 
 /* One thread per row; the row's squares are summed in double in order.
@@ -876,41 +931,64 @@ cudaError_t launch_simt(const fkm_assign_args *a, const fkm_assign_plan *plan, c
   return cudaGetLastError();
 }
 
+/* Pass 1 on the packed operands: centroids packed into the scratch, then
+ * the MMA kernel (x resident in shared memory when d <= 256). */
+template <typename T, bool PARITY>
+cudaError_t launch_mma(const fkm_assign_args *a, const fkm_assign_plan *plan,
+                       const fkm_mma_work &lay, const BoundConsts &bc, const float *cb,
+                       Cert *st, float *pv, int32_t *pi, cudaStream_t s) {
+  char *w = static_cast<char *>(a->work);
+  uint16_t *cpack = reinterpret_cast<uint16_t *>(w + lay.cpack);
+  float4 *cc = reinterpret_cast<float4 *>(w + lay.cconst);
+  const int64_t dp = fkm_pack_dims(a->d), kp = fkm_round_up(a->k, MBN);
+  pack_centroids<T, PARITY><<<(unsigned)((kp * 32 + 255) / 256), 256, 0, s>>>(
+      a->c, a->cn, cb, a->k, a->d, dp, a->metric == FKM_METRIC_L2, a->xmax, cpack, cc);
+  const int nkc = (int)(dp / MBK);
+  const bool res = nkc <= RES_MAX_CHUNKS;
+  const size_t smem = sizeof(uint16_t) * TILE * (size_t)(res ? nkc + MSTAGES : 2 * MSTAGES);
+  auto kern = res ? assign_mma<T, PARITY, true> : assign_mma<T, PARITY, false>;
+  cudaError_t e =
+      cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  if (e == cudaSuccess) /* room for two blocks per multiprocessor where registers allow */
+    e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
+                             cudaSharedmemCarveoutMaxShared);
+  if (e != cudaSuccess) return e;
+  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
+  kern<<<grid, MMA_THREADS, smem, s>>>(a->xp, cpack, cc, a->xn, bc, a->xmax, a->n, dp, a->k,
+                                       plan->k_per_split, st, pv, pi);
+  return cudaGetLastError();
+}
+
 template <bool L2>
 cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
   const int64_t n = a->n, k = a->k;
-  /* work: count and cmax (256 B), rows (n), centroid bounds (2k), Cert
-   * states (24 B reserved per state) */
+  const fkm_mma_work lay = fkm_mma_work_layout(n, k, a->d, plan);
   char *w = static_cast<char *>(a->work);
   int *count = reinterpret_cast<int *>(w);
-  float *cmax = reinterpret_cast<float *>(w + 128);
-  int32_t *rows = reinterpret_cast<int32_t *>(w + 256);
-  float *cb = reinterpret_cast<float *>(w + 256 + 4 * n);
-  Cert *st = reinterpret_cast<Cert *>(w + 256 + 4 * n + 8 * k);
+  float *bc_max = reinterpret_cast<float *>(w + 128);
+  int32_t *rows = reinterpret_cast<int32_t *>(w + lay.rows);
+  float *cb = reinterpret_cast<float *>(w + lay.cb);
+  Cert *st = reinterpret_cast<Cert *>(w + lay.states);
   const BoundConsts bc = bound_consts(L2, a->d);
   cudaError_t e = cudaMemsetAsync(w, 0, 256, s);
   if (e != cudaSuccess) return e;
   centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, cb);
   bound_max<<<(unsigned)((k + 255) / 256 < 128 ? (k + 255) / 256 : 128), 256, 0, s>>>(cb, k,
-                                                                                       cmax);
-  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
-  const bool vec = a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(a->c) % 16 == 0;
-  if (vec)
-    assign_tc<L2, true><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, a->d, k,
-                                                    plan->k_per_split, st);
-  else
-    assign_tc<L2, false><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, a->d, k,
-                                                     plan->k_per_split, st);
-  certify<L2><<<(unsigned)((n + CERT_THREADS - 1) / CERT_THREADS), CERT_THREADS, 0, s>>>(
-      a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, bc, cmax, a->labels, a->dist, rows,
-      count);
+                                                                                       bc_max);
+  e = launch_mma<__half, true>(a, plan, lay, bc, cb, st, nullptr, nullptr, s);
+  if (e != cudaSuccess) return e;
+  const bool vec = a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0;
+  auto cert = vec ? certify<L2, true> : certify<L2, false>;
+  cert<<<(unsigned)((n + CERT_THREADS - 1) / CERT_THREADS), CERT_THREADS, 0, s>>>(
+      a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, bc, cb, bc_max, a->xmax, a->labels,
+      a->dist, rows, count);
   /* Pass 3: the reference kernel on the uncertain rows, centroids split in
    * refine_split ranges combined in order (the number of rows is on the
    * device; blocks past it exit at once). */
-  float *pv = reinterpret_cast<float *>(w + 256 + 4 * n + 8 * k + 24 * plan->ksplit * n);
+  float *pv = reinterpret_cast<float *>(w + lay.partials);
   int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->refine_split * n);
-  const dim3 rgrid((unsigned)((n + BM - 1) / BM), (unsigned)plan->refine_split);
+  const int64_t rblocks = (n + BM - 1) / BM < 1024 ? (n + BM - 1) / BM : 1024;
+  const dim3 rgrid((unsigned)rblocks, (unsigned)plan->refine_split);
   assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, a->d, a->k,
                                             plan->refine_k_per_split, a->labels, a->dist, pv, pi,
                                             rows, count);
@@ -921,20 +999,15 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
 
 template <bool L2, typename T>
 cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
-  const int64_t n = a->n, k = a->k;
-  char *w = static_cast<char *>(a->work);
-  float *cnr = reinterpret_cast<float *>(w + 256);
-  const bool split = plan->ksplit > 1;
-  float *pv = split ? reinterpret_cast<float *>(w + 256 + 4 * k) : nullptr;
-  int32_t *pi = split ? reinterpret_cast<int32_t *>(pv + plan->ksplit * n) : nullptr;
-  rounded_norms<T><<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->c, k, a->d, cnr);
-  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
-  assign_fast<L2, T><<<grid, TC_THREADS, 0, s>>>(a->x, a->xn, a->c, cnr, n, a->d, k,
-                                                 plan->k_per_split, a->labels, a->dist, pv, pi);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess || !split) return e;
-  assign_combine<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(
-      pv, pi, n, plan->ksplit, a->labels, a->dist, nullptr, nullptr);
+  const int64_t n = a->n;
+  const fkm_mma_work lay = fkm_mma_work_layout(n, a->k, a->d, plan);
+  float *pv = reinterpret_cast<float *>(static_cast<char *>(a->work) + lay.partials);
+  int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->ksplit * n);
+  const BoundConsts bc = bound_consts(L2, a->d); /* unused by the FAST pass */
+  cudaError_t e = launch_mma<T, false>(a, plan, lay, bc, nullptr, nullptr, pv, pi, s);
+  if (e != cudaSuccess) return e;
+  fast_finish<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(pv, pi, n, plan->ksplit, a->xn,
+                                                              a->labels, a->dist);
   return cudaGetLastError();
 }
 
@@ -960,3 +1033,24 @@ extern "C" cudaError_t fkm_launch_row_norms(const float *x, int64_t n, int64_t d
   row_norms<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, n, d, out);
   return cudaGetLastError();
 }
+
+extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dtype,
+                                         uint16_t *xp, int *xmax, cudaStream_t s) {
+  const int64_t dp = fkm_pack_dims(d), rp = fkm_round_up(n, MBM);
+  if (rp == 0) return cudaSuccess;
+  const int64_t groups = rp * (dp / 8);
+  const unsigned blocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
+  if (fast_dtype == FKM_DTYPE_F16) {
+    pack_rows<__half, false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, xp);
+  } else if (fast_dtype == FKM_DTYPE_BF16) {
+    pack_rows<__nv_bfloat16, false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, xp);
+  } else {
+    cudaError_t e = cudaMemsetAsync(xmax, 0, sizeof(int), s);
+    if (e != cudaSuccess) return e;
+    if (n * d > 0)
+      abs_max<<<blocks < 1024 ? blocks : 1024, 256, 0, s>>>(x, n * d, xmax);
+    pack_rows<__half, true><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, xmax, xp);
+  }
+  return cudaGetLastError();
+}
+

@@ -22,10 +22,24 @@ extern "C" {
 #define FKM_ASSIGN_BM 64
 #define FKM_ASSIGN_BN 64
 #define FKM_ASSIGN_BK 16
-/* Tile of the tensor-core (tf32 mma.sync) first pass. */
-#define FKM_TC_BM 128
-#define FKM_TC_BN 64
-#define FKM_TC_BK 32
+/* Tile of the tensor-core passes (mma.sync m16n8k16 on 16-bit operands):
+ * FKM_MMA_BM points x FKM_MMA_BN centroids per block, FKM_MMA_BK dimensions
+ * per pipeline stage. */
+#define FKM_MMA_BM 128
+#define FKM_MMA_BN 128
+#define FKM_MMA_BK 64
+
+static inline int64_t fkm_round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+/** The tensor-core passes read x and the centroids as packed 16-bit copies:
+ *  rows padded to a multiple of FKM_MMA_BM, dimensions to FKM_MMA_BK, the
+ *  padding zero. Row i of the packed copy is row i of the matrix, so a row
+ *  range of a packed matrix is a packed matrix too when it starts at a
+ *  multiple of FKM_MMA_BM. */
+static inline int64_t fkm_pack_dims(int64_t d) { return fkm_round_up(d, FKM_MMA_BK); }
+static inline size_t fkm_pack_x_bytes(int64_t n, int64_t d) {
+  return (size_t)2 * (size_t)fkm_round_up(n, FKM_MMA_BM) * (size_t)fkm_pack_dims(d);
+}
 
 /** How an assignment is split over the grid. */
 typedef struct fkm_assign_plan {
@@ -39,70 +53,102 @@ typedef struct fkm_assign_plan {
   size_t work_bytes;  /* device scratch the launch needs */
 } fkm_assign_plan;
 
+/** Byte offsets of the tensor-core passes' scratch inside args->work:
+ *  count (int, offset 0) and the bound maximum (a float, offset 128);
+ *  parity: the uncertain rows (n int), centroid bounds (2k floats), the
+ *  per-point states of pass 1 (ksplit x n, 28 bytes) and the refine
+ *  partials (refine_split x n x 8 bytes); both modes: the packed centroids
+ *  (fkm_pack_x_bytes(k, d)) and their per-centroid constants (float4, k
+ *  rounded up to FKM_MMA_BN); fast: the partials (ksplit x n x 8 bytes). */
+typedef struct fkm_mma_work {
+  size_t rows, cb, cpack, cconst, states, partials, end;
+} fkm_mma_work;
+
+static inline size_t fkm_align256(size_t v) { return (v + 255) & ~(size_t)255; }
+
+static inline fkm_mma_work fkm_mma_work_layout(int64_t n, int64_t k, int64_t d,
+                                               const fkm_assign_plan *p) {
+  const int parity = p->fast_dtype < 0;
+  fkm_mma_work w;
+  size_t o = 256;
+  w.rows = o;
+  o = fkm_align256(o + (parity ? (size_t)n * 4 : 0));
+  w.cb = o;
+  o = fkm_align256(o + (parity ? (size_t)k * 8 : 0));
+  w.cpack = o;
+  o = fkm_align256(o + fkm_pack_x_bytes(k, d));
+  w.cconst = o;
+  o = fkm_align256(o + (size_t)fkm_round_up(k, FKM_MMA_BN) * 16);
+  w.states = o;
+  o = fkm_align256(o + (parity ? (size_t)p->ksplit * (size_t)n * 28 : 0));
+  w.partials = o;
+  o = fkm_align256(o + (size_t)(parity ? p->refine_split : p->ksplit) * (size_t)n * 8);
+  w.end = o;
+  return w;
+}
+
 /** Whether the certified tensor-core path serves (n, k, d): it pays off once
  *  there are enough centroids and dimensions to fill its tiles. */
 static inline int fkm_assign_use_tc(int64_t k, int64_t d) { return k >= 64 && d >= 16; }
 
-/** The grid plan, a pure function (host tests call it). With few row blocks
- *  the centroids are split into ranges so that about target_blocks blocks
- *  run; the ranges are combined in increasing centroid order, which keeps
- *  the strict-argmin tie rule (lowest index wins). */
+/* ksplit and k_per_split for tiles of bn centroids and rows of bm points:
+ * with few row blocks the centroids are split into ranges so that about
+ * target_blocks blocks run. */
+static inline void fkm_assign_split(fkm_assign_plan *p, int64_t n, int64_t k, int64_t bm,
+                                    int64_t bn, int64_t target_blocks) {
+  p->row_blocks = (n + bm - 1) / bm;
+  const int64_t col_tiles = (k + bn - 1) / bn;
+  int64_t ks = p->row_blocks >= target_blocks
+                   ? 1
+                   : (target_blocks + p->row_blocks - 1) / (p->row_blocks > 0 ? p->row_blocks : 1);
+  if (ks > col_tiles) ks = col_tiles;
+  if (ks > 1024) ks = 1024;
+  if (ks < 1) ks = 1;
+  const int64_t tiles_per = (col_tiles + ks - 1) / ks;
+  p->k_per_split = tiles_per * bn;
+  p->ksplit = (k + p->k_per_split - 1) / p->k_per_split;
+}
+
+/** The grid plan, a pure function (host tests call it). The ranges are
+ *  combined in increasing centroid order, which keeps the strict-argmin tie
+ *  rule (lowest index wins). */
 static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t d,
                                                    int64_t target_blocks, int allow_tc) {
   fkm_assign_plan p;
   p.fast_dtype = -1;
   p.tc = allow_tc && fkm_assign_use_tc(k, d);
-  const int64_t bm = p.tc ? FKM_TC_BM : FKM_ASSIGN_BM, bn = p.tc ? FKM_TC_BN : FKM_ASSIGN_BN;
-  p.row_blocks = (n + bm - 1) / bm;
-  const int64_t col_tiles = (k + bn - 1) / bn;
-  int64_t ks = p.row_blocks >= target_blocks
-                   ? 1
-                   : (target_blocks + p.row_blocks - 1) / (p.row_blocks > 0 ? p.row_blocks : 1);
-  if (ks > col_tiles) ks = col_tiles;
-  if (ks > 1024) ks = 1024;
-  if (ks < 1) ks = 1;
-  const int64_t tiles_per = (col_tiles + ks - 1) / ks;
-  p.k_per_split = tiles_per * bn;
-  p.ksplit = (k + p.k_per_split - 1) / p.k_per_split;
+  if (p.tc)
+    fkm_assign_split(&p, n, k, FKM_MMA_BM, FKM_MMA_BN, target_blocks);
+  else
+    fkm_assign_split(&p, n, k, FKM_ASSIGN_BM, FKM_ASSIGN_BN, target_blocks);
   /* The refine pass sees few rows (their count is known on the device
    * only): it always splits the centroids, up to 16 ranges of SIMT tiles. */
   const int64_t simt_tiles = (k + FKM_ASSIGN_BN - 1) / FKM_ASSIGN_BN;
   const int64_t rs = simt_tiles < 16 ? simt_tiles : 16;
   p.refine_k_per_split = (simt_tiles + rs - 1) / rs * FKM_ASSIGN_BN;
   p.refine_split = (k + p.refine_k_per_split - 1) / p.refine_k_per_split;
-  if (p.tc) /* count; uncertain list; centroid bounds; 24-byte states; refine partials */
-    p.work_bytes = 256 + (size_t)n * 4 + (size_t)k * 8 + (size_t)p.ksplit * (size_t)n * 24 +
-                   (size_t)p.refine_split * (size_t)n * 8;
+  if (p.tc)
+    p.work_bytes = fkm_mma_work_layout(n, k, d, &p).end;
   else
     p.work_bytes = p.ksplit > 1 ? (size_t)p.ksplit * (size_t)n * 8 : 0;
   return p;
 }
 
 /** FKM_ASSIGN_FAST (fp16/bf16 data): one fp16/bf16 tensor-core pass,
- *  centroids rounded to the data type, fp32 accumulation, the distance
- *  fl(fl(xn + cn') - 2 ip') with cn' the norm of the rounded centroid, strict
- *  argmin (lowest index on ties). Deterministic, approximate. dtype:
- *  FKM_DTYPE_F16 or FKM_DTYPE_BF16 (values 1 and 2). */
+ *  centroids rounded to the data type, fp32 accumulation. The label is the
+ *  strict argmin (lowest index on ties) of fl(cn' - 2 ip') (L2, cn' the norm
+ *  of the rounded centroid) or of -ip' (inner product); the distance is
+ *  max(0, fl(xn + that value)) or ip'. Deterministic, approximate. dtype:
+ *  FKM_DTYPE_F16 or FKM_DTYPE_BF16 (values 1 and 2). Any k and d. */
 static inline fkm_assign_plan fkm_assign_make_fast_plan(int64_t n, int64_t k, int64_t d,
                                                         int64_t target_blocks, int dtype) {
-  fkm_assign_plan p = fkm_assign_make_plan(n, k, d, target_blocks, 1);
-  if (!p.tc) { /* the tc grid, whatever k and d */
-    p.tc = 1;
-    p.row_blocks = (n + FKM_TC_BM - 1) / FKM_TC_BM;
-    const int64_t col_tiles = (k + FKM_TC_BN - 1) / FKM_TC_BN;
-    int64_t ks = p.row_blocks >= target_blocks ? 1 : (target_blocks + p.row_blocks - 1) / p.row_blocks;
-    if (ks > col_tiles) ks = col_tiles;
-    if (ks > 1024) ks = 1024;
-    if (ks < 1) ks = 1;
-    p.k_per_split = (col_tiles + ks - 1) / ks * FKM_TC_BN;
-    p.ksplit = (k + p.k_per_split - 1) / p.k_per_split;
-  }
+  fkm_assign_plan p;
   p.tc = 0;
   p.fast_dtype = dtype;
+  fkm_assign_split(&p, n, k, FKM_MMA_BM, FKM_MMA_BN, target_blocks);
   p.refine_split = 0;
   p.refine_k_per_split = 0;
-  /* rounded-centroid norms (k), then partial results when split */
-  p.work_bytes = 256 + (size_t)k * 4 + (p.ksplit > 1 ? (size_t)p.ksplit * (size_t)n * 8 : 0);
+  p.work_bytes = fkm_mma_work_layout(n, k, d, &p).end;
   return p;
 }
 
@@ -116,6 +162,8 @@ typedef struct fkm_assign_args {
   int32_t *labels;    /* (n) out, -1 when no finite distance wins */
   float *dist;        /* (n) out */
   void *work;         /* plan.work_bytes of device scratch, or NULL */
+  const uint16_t *xp; /* tc and fast plans: x packed by fkm_launch_pack_x */
+  const int *xmax;    /* tc plans: the word fkm_launch_pack_x wrote */
 } fkm_assign_args;
 
 /** tc plan: the device int counting the points the refine pass recomputed
@@ -125,6 +173,15 @@ static inline const int *fkm_assign_refined_count(const fkm_assign_args *a,
   (void)p;
   return (const int *)a->work;
 }
+
+/** Packs n rows of x ((n, d) floats, device) into xp (fkm_pack_x_bytes(n,
+ *  d) bytes). fast_dtype -1 (parity, the tc plan): fp16 of x times one power
+ *  of two for the whole matrix, chosen so that max|x| lands in [2^14, 2^15);
+ *  *xmax receives the bits of max|x| (the scale is derived from it).
+ *  FKM_DTYPE_F16 / FKM_DTYPE_BF16: the values converted unscaled, exact for
+ *  data of that type; xmax is not used. */
+cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dtype,
+                              uint16_t *xp, int *xmax, cudaStream_t s);
 
 /** labels/dist of every row of x (SPEC section 3, the reference formula). */
 cudaError_t fkm_launch_assign(const fkm_assign_args *a,

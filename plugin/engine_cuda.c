@@ -28,9 +28,10 @@
 
 typedef fkm_objective scalars; /* read back at the iteration's sync */
 
-/* The training set is assigned in up to this many row chunks so that the
- * objective's sequential chain (side stream) runs behind the assignment of
- * the next chunk instead of after the last one. */
+/* The training set is assigned in up to this many row chunks of at least
+ * 2^18 rows, so that the objective (side stream) runs behind the
+ * assignment of the next chunk instead of after the last one; a chunk that
+ * large still fills the GPU without splitting the centroid range. */
 #define FKM_CUDA_CHUNKS 8
 
 typedef struct cuda_engine {
@@ -50,6 +51,8 @@ typedef struct cuda_engine {
   void *ws;
   size_t ws_bytes;
   const float *x; /* (nt, d): in ws, or the user's device f32 matrix */
+  uint16_t *xp;   /* x packed for the tensor-core passes (in ws), or NULL */
+  int *xmax;      /* the word fkm_launch_pack_x writes (parity scale) */
   float *w;       /* (nt) or NULL */
   float *xn, *cent, *cn, *init, *dist, *counts;
   int32_t *labels, *keys, *rows, *iota, *hist, *offsets;
@@ -252,6 +255,9 @@ static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
   return fkm_assign_make_plan(n, k, d, target, c->allow_tc);
 }
 
+/* Whether a plan's kernels read x through its packed 16-bit copy. */
+static int plan_packs(const fkm_assign_plan *p) { return p->tc || p->fast_dtype >= 0; }
+
 /* ------------------------------------------------------------- workspace */
 
 typedef struct carver {
@@ -274,6 +280,9 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   float *x = carve(&cv, own_x ? sizeof(float) * (size_t)(nt * d) : 0);
   if (own_x) c->x = x;
   c->w = c->run.weights ? carve(&cv, sizeof(float) * (size_t)nt) : NULL;
+  const int packs = plan_packs(&c->plan);
+  c->xp = packs ? carve(&cv, fkm_pack_x_bytes(nt, d)) : NULL;
+  c->xmax = packs ? carve(&cv, sizeof(int)) : NULL;
   c->xn = carve(&cv, sizeof(float) * (size_t)nt);
   c->cent = carve(&cv, sizeof(float) * (size_t)(k * d));
   c->cn = carve(&cv, sizeof(float) * (size_t)k);
@@ -338,7 +347,9 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   }
   if (run->weights) FKM_FORWARD(check_weights(c, run->weights, n));
 
-  c->nchunk = nt >= ((int64_t)1 << 18) ? FKM_CUDA_CHUNKS : 1;
+  c->nchunk = nt >> 18;
+  if (c->nchunk > FKM_CUDA_CHUNKS) c->nchunk = FKM_CUDA_CHUNKS;
+  if (c->nchunk < 1) c->nchunk = 1;
   c->chunk = (nt + c->nchunk - 1) / c->nchunk;
   c->chunk = (c->chunk + 127) / 128 * 128;
   c->nchunk = nt > 0 ? (nt + c->chunk - 1) / c->chunk : 1;
@@ -363,6 +374,9 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   if (run->weights)
     FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w));
   FKM_CUDA_TRY(c, fkm_launch_row_norms(c->x, nt, d, c->xn, c->stream));
+  if (c->xp)
+    FKM_CUDA_TRY(c, fkm_launch_pack_x(c->x, nt, d, c->plan.fast_dtype, c->xp, c->xmax,
+                                      c->stream));
   if (run->n_init > 0)
     FKM_CUDA_TRY(c, cudaMemcpyAsync(c->init, user_centroids,
                                     sizeof(float) * (size_t)(run->n_init * d),
@@ -418,7 +432,8 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
     const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
     fkm_assign_args aa = {c->x + r0 * d, c->xn + r0, c->cent, c->cn, m, d, k,
                           (int)c->params.metric, c->labels + r0, c->dist + r0,
-                          c->assign_work};
+                          c->assign_work, c->xp ? c->xp + r0 * fkm_pack_dims(d) : NULL,
+                          c->xmax};
     FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
     if (verbose && plan->tc)
       FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + ch, fkm_assign_refined_count(&aa, plan),
@@ -533,7 +548,11 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   const size_t wb_full = make_plan(c, params, dtype, chunk, k, d).work_bytes;
   const size_t wb_last = make_plan(c, params, dtype, last, k, d).work_bytes;
   const size_t work_bytes = wb_full > wb_last ? wb_full : wb_last;
+  const fkm_assign_plan p0 = make_plan(c, params, dtype, chunk, k, d);
+  const int packs = plan_packs(&p0);
   float *xf = NULL, *xn = NULL, *cn = NULL;
+  uint16_t *xp = NULL;
+  int *xmax = NULL;
   int32_t *lab32 = NULL;
   void *work = NULL, *oscr = NULL;
   scalars *dsc = NULL;
@@ -546,6 +565,10 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab32, sizeof(int32_t) * (size_t)n, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dsc, sizeof(scalars), s));
   if (work_bytes) FKM_CUDA_GOTO(c, cudaMallocAsync(&work, work_bytes, s));
+  if (packs) {
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xp, fkm_pack_x_bytes(chunk, d), s));
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xmax, sizeof(int), s));
+  }
   FKM_CUDA_GOTO(c, fkm_launch_row_norms(cent, k, d, cn, s));
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t m = n - r0 < chunk ? n - r0 : chunk;
@@ -559,8 +582,9 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
     }
     FKM_CUDA_GOTO(c, fkm_launch_row_norms(xc, m, d, xn, s));
     const fkm_assign_plan p = make_plan(c, params, dtype, m, k, d);
+    if (packs) FKM_CUDA_GOTO(c, fkm_launch_pack_x(xc, m, d, p.fast_dtype, xp, xmax, s));
     fkm_assign_args aa = {xc, xn, cent, cn, m, d, k, (int)params->metric,
-                          lab32 + r0, dis + r0, work};
+                          lab32 + r0, dis + r0, work, xp, xmax};
     FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));
   }
   FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
@@ -581,6 +605,8 @@ done:
   if (lab32) (void)cudaFreeAsync(lab32, s);
   if (dsc) (void)cudaFreeAsync(dsc, s);
   if (work) (void)cudaFreeAsync(work, s);
+  if (xp) (void)cudaFreeAsync(xp, s);
+  if (xmax) (void)cudaFreeAsync(xmax, s);
   if (oscr) (void)cudaFreeAsync(oscr, s);
   return st;
 }
@@ -725,7 +751,13 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   cudaError_t ce = cudaSetDevice(device);
   if (ce == cudaSuccess) ce = cudaGetDeviceProperties(&prop, device);
   if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&c->own_stream, cudaStreamNonBlocking);
-  if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&c->side, cudaStreamNonBlocking);
+  /* The objective's side stream at the greatest priority: its small
+   * kernels get the next free block slots instead of queueing behind the
+   * whole assignment of the next chunk. */
+  int prio_low = 0, prio_high = 0;
+  if (ce == cudaSuccess) ce = cudaDeviceGetStreamPriorityRange(&prio_low, &prio_high);
+  if (ce == cudaSuccess)
+    ce = cudaStreamCreateWithPriority(&c->side, cudaStreamNonBlocking, prio_high);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a0);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a1);
   if (ce == cudaSuccess) ce = cudaMallocHost((void **)&c->h_refined, FKM_CUDA_CHUNKS * sizeof(int));

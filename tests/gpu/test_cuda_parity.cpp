@@ -426,11 +426,11 @@ TEST_F(Cuda, RepeatedRunsGiveIdenticalBits) {
 }
 
 TEST_F(Cuda, ChunkedAssignmentOfLargeTrainingSetsBitIdentical) {
-  // >= 2^18 training rows: assigned in row chunks, the objective's chains
-  // continued across chunks on the side stream.
+  // >= 2 x 2^18 training rows: assigned in row chunks, the objective's
+  // chains continued across chunks on the side stream.
   fkm_params p = quick(3);
-  check(p, blobs(300001, 8, 20, 30));   // SIMT path (k < 64)
-  check(p, blobs(300001, 32, 100, 31)); // tensor-core path
+  check(p, blobs(600001, 8, 20, 30));   // SIMT path (k < 64)
+  check(p, blobs(600001, 32, 100, 31)); // tensor-core path
 }
 
 TEST_F(Cuda, NumberOfTrainingPointsEqualsKCopiesRows) {
@@ -686,15 +686,24 @@ TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
         const int64_t d = 128;
         const fkm_assign_plan p = fkm_assign_make_plan(n, k, d, 1056, tc);
         EXPECT_EQ(p.tc, tc && fkm_assign_use_tc(k, d));
-        const int64_t bm = p.tc ? FKM_TC_BM : FKM_ASSIGN_BM, bn = p.tc ? FKM_TC_BN : FKM_ASSIGN_BN;
+        const int64_t bm = p.tc ? FKM_MMA_BM : FKM_ASSIGN_BM, bn = p.tc ? FKM_MMA_BN : FKM_ASSIGN_BN;
         ASSERT_GE(p.ksplit, 1);
         EXPECT_EQ(p.k_per_split % bn, 0);
         EXPECT_GE(p.ksplit * p.k_per_split, k) << "n " << n << " k " << k;
         EXPECT_LT((p.ksplit - 1) * p.k_per_split, k) << "no empty range, n " << n << " k " << k;
         EXPECT_EQ(p.row_blocks, (n + bm - 1) / bm);
         if (p.tc) {
-          EXPECT_EQ(p.work_bytes, 256u + (size_t)n * 4u + (size_t)k * 8u + (size_t)(p.ksplit * n) * 24u +
-                                      (size_t)(p.refine_split * n) * 8u);
+          // the scratch regions follow each other, 256-byte aligned, each large enough
+          const fkm_mma_work w = fkm_mma_work_layout(n, k, d, &p);
+          EXPECT_EQ(p.work_bytes, w.end);
+          EXPECT_GE(w.rows, 256u);
+          EXPECT_GE(w.cb, w.rows + (size_t)n * 4u);
+          EXPECT_GE(w.cpack, w.cb + (size_t)k * 8u);
+          EXPECT_GE(w.cconst, w.cpack + fkm_pack_x_bytes(k, d));
+          EXPECT_GE(w.states, w.cconst + (size_t)fkm_round_up(k, FKM_MMA_BN) * 16u);
+          EXPECT_GE(w.partials, w.states + (size_t)(p.ksplit * n) * 28u);
+          EXPECT_GE(w.end, w.partials + (size_t)(p.refine_split * n) * 8u);
+          for (size_t o : {w.rows, w.cb, w.cpack, w.cconst, w.states, w.partials}) EXPECT_EQ(o % 256u, 0u);
           EXPECT_LE(p.refine_split, 16);
           EXPECT_GE(p.refine_split * p.refine_k_per_split, k);
           EXPECT_LT((p.refine_split - 1) * p.refine_k_per_split, k);
