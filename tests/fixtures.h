@@ -8,6 +8,23 @@
 
 namespace fixtures {
 
+// The bit patterns of floats and doubles, and back.
+inline uint32_t bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return b;
+}
+inline uint64_t bits(double f) {
+  uint64_t b;
+  std::memcpy(&b, &f, sizeof b);
+  return b;
+}
+inline float from_bits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof f);
+  return f;
+}
+
 // n points in d dims around `blobs` centres spread with `spread`.
 inline std::vector<float> blobs(int64_t n, int64_t d, int blobs, uint32_t seed,
                                 float spread = 0.3f, float offset = 0.0f) {

@@ -13,23 +13,16 @@
 #include <random>
 #include <vector>
 
+#include "fixtures.h"
+
 extern "C" {
 #include "fchain.h"
 }
 
 namespace {
 
-uint32_t bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-
-float from_bits(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
+using fixtures::bits;
+using fixtures::from_bits;
 
 float sequential(const float* v, int64_t n, float s) {
   for (int64_t i = 0; i < n; i++) s = s + v[i];

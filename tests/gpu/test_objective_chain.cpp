@@ -13,6 +13,8 @@
 #include <random>
 #include <vector>
 
+#include "fixtures.h"
+
 #include "update.cuh"
 
 namespace {
@@ -22,23 +24,8 @@ bool have_gpu() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-uint32_t bits(float f) {
-  uint32_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
-
-float from_bits(uint32_t b) {
-  float f;
-  std::memcpy(&f, &b, sizeof f);
-  return f;
-}
-
-uint64_t bits(double f) {
-  uint64_t b;
-  std::memcpy(&b, &f, sizeof b);
-  return b;
-}
+using fixtures::bits;
+using fixtures::from_bits;
 
 // Runs fkm_launch_objective over v in chunks ending at splits (and at n).
 fkm_objective device_objective(const std::vector<float>& v, std::vector<int64_t> splits) {
