@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU check: from a clean tree on a machine with an NVIDIA GPU and CUDA 13,
 # build flashkm with the CUDA engine, run the gpu tests (bit parity with the
-# CPU reference), compute-sanitizer memcheck and racecheck on a small case,
-# and a short bench. Prints a summary; exits non-zero on any failure.
+# CPU reference, the objective kernels against the host chains),
+# compute-sanitizer memcheck, racecheck and synccheck on small cases, and a
+# short bench. Prints a summary; exits non-zero on any failure.
 #
 #   scripts/gpu-check.sh            # everything
 #   BENCH=full scripts/gpu-check.sh # the larger bench set
@@ -54,13 +55,15 @@ fi
 
 step configure cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLASHKM_WITH_FAISS=OFF \
   -DFLASHKM_WITH_CUDA=ON -DFLASHKM_CUDA_ARCHITECTURES="$ARCH" "${CMAKE_EXTRA[@]}"
-step build cmake --build "$BUILD" -j"$JOBS" --target test_gpu flashkm_bench
+step build cmake --build "$BUILD" -j"$JOBS" --target test_gpu test_gpu_objective flashkm_bench
 TEST=$BUILD/tests/gpu/test_gpu
+OBJ_TEST=$BUILD/tests/gpu/test_gpu_objective
 # One process for the whole suite (ctest -L gpu runs one process per test,
 # the same tests).
 if [ "$TESTS" = 1 ]; then
   step gpu_tests "$TEST" --gtest_brief=1
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |tests ran" "$LOGS/gpu_tests.log" | tail -5
+  step objective_tests "$OBJ_TEST" --gtest_brief=1
 fi
 
 if [ "$SANITIZE" = 1 ]; then
@@ -71,6 +74,7 @@ if [ "$SANITIZE" = 1 ]; then
     "$TEST" --gtest_filter="$SMALL"
   step synccheck compute-sanitizer --tool synccheck --error-exitcode 1 \
     "$TEST" --gtest_filter="Cuda.SmallTinyCaseBitIdentical"
+  step memcheck_objective compute-sanitizer --tool memcheck --error-exitcode 1 "$OBJ_TEST"
 fi
 
 if [ "$BENCH" != none ]; then
@@ -80,7 +84,8 @@ fi
 
 echo
 echo "summary ($(date -u +%FT%TZ)):"
-for k in gtest configure build gpu_tests memcheck racecheck synccheck bench; do
+for k in gtest configure build gpu_tests objective_tests memcheck racecheck synccheck \
+  memcheck_objective bench; do
   [ -n "${result[$k]:-}" ] && printf '  %-10s %s\n' "$k" "${result[$k]}"
 done
 exit $fail
