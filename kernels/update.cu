@@ -400,30 +400,60 @@ __device__ __forceinline__ bool dblock_apply(const DBlock &db, double &s) {
   return true;
 }
 
-/* One warp: lane 0 runs the double chain over the blocks, exact block
- * additions where the test above holds, value by value elsewhere; the warp
- * stages the block records (DTILE at a time) and a refused block's values
- * in shared memory, so the chain waits on shared memory, not on global
- * loads. */
-constexpr int DTILE = 256;
-
+/* One warp walks the double chain. While s is a positive normal double with
+ * exponent field be, a block that passes dblock_apply's test adds the
+ * integer T 2^(glow - E) to s's significand, so 32 consecutive blocks are
+ * applied at once: each lane computes its block's addend for the current
+ * be, a warp scan gives the running significands, and the walk advances to
+ * the first block that is refused or would take the significand to 2^53
+ * (the sum leaving s's binade). That block goes through dblock_apply (its
+ * general form covers s = 0 and subnormal s) or value by value on lane 0,
+ * its values staged in shared memory. The same bits as applying the blocks
+ * one by one: the significand's partial sums are the scan's. */
 __global__ void __launch_bounds__(32)
 dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1,
            const DBlock *__restrict__ blk, fkm_objective *o) {
-  __shared__ DBlock tile[DTILE];
   __shared__ float vals[DBLOCK];
   const int lane = threadIdx.x;
-  double s = o->obj_double;
+  double s = o->obj_double; /* the same in every lane */
   const int64_t nb = (r1 - r0 + DBLOCK - 1) / DBLOCK;
-  for (int64_t b0 = 0; b0 < nb; b0 += DTILE) {
-    const int bn = (int)(nb - b0 < DTILE ? nb - b0 : DTILE);
-    __syncwarp();
-    for (int i = lane; i < bn; i += 32) tile[i] = blk[b0 + i];
-    __syncwarp();
-    for (int bi = 0; bi < bn; bi++) {
-      const int done = lane == 0 ? (int)dblock_apply(tile[bi], s) : 0;
-      if (__shfl_sync(~0u, done, 0)) continue;
-      const int64_t i0 = r0 + (b0 + bi) * DBLOCK;
+  int64_t b = 0;
+  while (b < nb) {
+    const unsigned long long sb = (unsigned long long)__double_as_longlong(s);
+    const int be = (int)(sb >> 52); /* >= 2048 for a negative s */
+    int adv = 0;
+    if (be > 0 && be < 2047) {
+      unsigned long long v = 0;
+      bool ok = false;
+      if (b + lane < nb) {
+        const DBlock db = blk[b + lane];
+        if (db.ok && db.glow == (1 << 30)) {
+          ok = true; /* all zeros */
+        } else if (db.ok) {
+          const int sh = db.glow - (be - 1075);
+          ok = sh >= 0 && sh < 53 && db.t < (1ull << (53 - sh));
+          v = ok ? db.t << sh : 0;
+        }
+      }
+      for (int off = 1; off < 32; off <<= 1) { /* inclusive scan, < 2^58: no overflow */
+        const unsigned long long y = __shfl_up_sync(~0u, v, off);
+        if (lane >= off) v += y;
+      }
+      const unsigned long long m = (sb & ((1ull << 52) - 1)) | (1ull << 52);
+      const unsigned bad = __ballot_sync(~0u, !(ok && m + v < (1ull << 53)));
+      adv = bad ? __ffs((int)bad) - 1 : 32;
+      if (adv > 0) {
+        const unsigned long long mv = m + __shfl_sync(~0u, v, adv - 1);
+        s = __longlong_as_double((long long)(((unsigned long long)be << 52) | (mv - (1ull << 52))));
+        b += adv;
+      }
+    }
+    if (adv == 32 || b >= nb) continue;
+    /* block b on its own */
+    int done = 0;
+    if (lane == 0) done = (int)dblock_apply(blk[b], s);
+    if (!__shfl_sync(~0u, done, 0)) {
+      const int64_t i0 = r0 + b * DBLOCK;
       const int m = (int)(r1 - i0 < DBLOCK ? r1 - i0 : DBLOCK);
       __syncwarp();
       for (int t = lane; t < m; t += 32) vals[t] = dist[i0 + t];
@@ -431,6 +461,8 @@ dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1,
       if (lane == 0)
         for (int t = 0; t < m; t++) s = __dadd_rn(s, (double)vals[t]);
     }
+    s = __shfl_sync(~0u, s, 0);
+    b++;
   }
   if (lane == 0) o->obj_double = s;
 }
