@@ -7,10 +7,11 @@
  * verbose). Inputs and outputs may be host or device pointers: each is
  * tested with cudaPointerGetAttributes; copies use cudaMemcpyDefault.
  * Host data is copied once per run (x once more in finish when labels are
- * asked for).
+ * asked for); the training set is packed once per run into the 16-bit copy
+ * the tensor-core pass reads.
  * Streams: everything runs on the context's stream (owned, non-blocking, or
- * the caller's). The objective, a sequential chain, runs on a side stream
- * joined before the iteration's single host synchronisation.
+ * the caller's). The objective runs on a side stream of the greatest
+ * priority, joined before the iteration's single host synchronisation.
  * Bits: every kernel reproduces the CPU reference's arithmetic (see
  * the kernels in kernels/); nothing depends on timing or on the grid.
  */
@@ -545,11 +546,10 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   if (chunk > n) chunk = n;
   /* scratch for the larger of the full chunk's and the last chunk's plans */
   const int64_t last = n - ((n - 1) / chunk) * chunk;
-  const size_t wb_full = make_plan(c, params, dtype, chunk, k, d).work_bytes;
+  const fkm_assign_plan p_full = make_plan(c, params, dtype, chunk, k, d);
   const size_t wb_last = make_plan(c, params, dtype, last, k, d).work_bytes;
-  const size_t work_bytes = wb_full > wb_last ? wb_full : wb_last;
-  const fkm_assign_plan p0 = make_plan(c, params, dtype, chunk, k, d);
-  const int packs = plan_packs(&p0);
+  const size_t work_bytes = p_full.work_bytes > wb_last ? p_full.work_bytes : wb_last;
+  const int packs = plan_packs(&p_full);
   float *xf = NULL, *xn = NULL, *cn = NULL;
   uint16_t *xp = NULL;
   int *xmax = NULL;
