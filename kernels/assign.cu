@@ -239,7 +239,8 @@ __global__ void assign_combine(const float *__restrict__ part_v,
  * so that |x|^2, the same for every centroid, is left out (it cancels in the
  * proof below). The power of two is exact (its exponent is kept in
  * [-126, 60]; a centroid outside that range, or with a non-finite or huge
- * norm, gets a NaN constant, which poisons every point).
+ * norm, gets a NaN constant and raises the launch's poison flag, with which
+ * certify certifies no point).
  *
  * The proof (SPEC section 3), standard model, u = 2^-24, X = |x|^2,
  * C = |c|^2 (real), T(c) = |x - c|^2 the true distance, eta an absolute
@@ -281,8 +282,8 @@ __global__ void assign_combine(const float *__restrict__ part_v,
  *  the reference's label is whichever of b, b' wins under its own rule
  *  (value, then index), and certify computes both exactly.
  *  Inner product: the same on -ip, with A(x) |c| = 1.01 E_ip + 1.01 d u
- *  |x||c|. A poisoned centroid (NaN constant) poisons every point: never
- *  certified. The bound terms are evaluated in float from constants
+ *  |x||c|. A poisoned centroid (NaN constant, poison flag raised) poisons
+ *  every point: none is certified. The bound terms are evaluated in float from constants
  *  inflated by 1%, rounded upwards, and the tests use directed rounding.
  *
  * Per point, pass 1 keeps the argmin (g1, b) of g, the two least h with
@@ -450,6 +451,23 @@ __global__ void abs_max(const float *__restrict__ x, int64_t count, int *xmax) {
   block_max_to(m, xmax);
 }
 
+/* The packed layout of the tensor-core passes' operands. A matrix of rows
+ * padded to 128 and dimensions padded to dp (a multiple of 64) is stored as
+ * 128 x 64 tiles of 16 KB, tile (r / 128, j / 64) at element offset
+ * (r / 128 * dp / 64 + j / 64) TILE, row-block major; inside a tile, row r
+ * takes 64 elements (128 bytes) and its 16-byte segment s is stored at
+ * segment s ^ (r % 8). That is the order the kernels want in shared memory
+ * (the eight rows one ldmatrix phase reads hit eight bank groups; it is
+ * also the 128-byte swizzle wgmma reads), so a tile moves as one contiguous
+ * copy. Rows [128 i, n) of a packed matrix are a packed matrix too. */
+__host__ __device__ __forceinline__ int swz(int row, int seg) {
+  return row * MBK + ((seg ^ (row & 7)) << 3);
+}
+__host__ __device__ __forceinline__ int64_t packed_at(int64_t r, int64_t j, int64_t dp) {
+  return ((r >> 7) * (dp >> 6) + (j >> 6)) * TILE + swz((int)(r & 127), (int)((j & 63) >> 3)) +
+         (j & 7);
+}
+
 template <typename T> __device__ __forceinline__ uint16_t to_bits(float v);
 template <> __device__ __forceinline__ uint16_t to_bits<__half>(float v) {
   return __half_as_ushort(__float2half_rn(v));
@@ -486,7 +504,7 @@ __global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int
     w.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
     w.z = (uint32_t)h[4] | ((uint32_t)h[5] << 16);
     w.w = (uint32_t)h[6] | ((uint32_t)h[7] << 16);
-    *reinterpret_cast<uint4 *>(out + row * dp + j0) = w;
+    *reinterpret_cast<uint4 *>(out + packed_at(row, j0, dp)) = w;
   }
 }
 
@@ -500,13 +518,16 @@ __global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int
  * fast pass never claims anything about that centroid).
  * FAST: the row rounded to T unscaled; L2: shift = the norm of the rounded
  * row (float squares summed in double, a fixed order), factor 2; IP: 0, 1.
- * Padding rows (q >= k) are zero with constants (0, 0): their values are
- * never pushed. */
+ * Padding rows (q >= k) are zero with constants (+inf, 0, 0): their value is
+ * fl(-0 0 + inf) = +inf in every row, which changes no state, so the passes
+ * need no column mask (a split's range ends on a tile boundary or at k).
+ * PARITY: *poison := 1 when some centroid is poisoned (zeroed by the
+ * launcher). */
 template <typename T, bool PARITY>
 __global__ void pack_centroids(const float *__restrict__ c, const float *__restrict__ cn,
                                const float *__restrict__ cb, int64_t k, int64_t d, int64_t dp,
                                bool l2, const int *__restrict__ xmax, uint16_t *__restrict__ out,
-                               float4 *__restrict__ cc) {
+                               float4 *__restrict__ cc, int *__restrict__ poison) {
   const int lane = threadIdx.x & 31;
   const int64_t q = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   if (q >= (k + MBN - 1) / MBN * MBN) return;
@@ -520,7 +541,7 @@ __global__ void pack_centroids(const float *__restrict__ c, const float *__restr
   for (int64_t j = lane; j < dp; j += 32) {
     const float v = q < k && j < d ? row[j] : 0.0f;
     const uint16_t h = to_bits<T>(PARITY ? ldexpf(v, sc) : v);
-    out[q * dp + j] = h;
+    out[packed_at(q, j, dp)] = h;
     if (!PARITY) {
       const float r = from_bits<T>(h);
       s2 = __dadd_rn(s2, (double)__fmul_rn(r, r));
@@ -529,13 +550,14 @@ __global__ void pack_centroids(const float *__restrict__ c, const float *__restr
   if (!PARITY)
     for (int off = 16; off > 0; off /= 2) s2 = __dadd_rn(s2, __shfl_xor_sync(0xffffffffu, s2, off));
   if (lane != 0) return;
-  float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  float4 v = make_float4(INFINITY, 0.0f, 0.0f, 0.0f);
   if (q < k) {
     if (PARITY) {
       const int e = (l2 ? 1 : 0) - scale_exp(*xmax) - sc;
       const float norm = cn[q];
       const bool ok = e >= -126 && e <= 60 && norm >= 0.0f && norm < 0x1p120f;
       v = make_float4(ok ? (l2 ? norm : 0.0f) : NAN, ldexpf(1.0f, e), cb[q], 0.0f);
+      if (!ok) atomicOr(poison, 1);
     } else {
       v = make_float4(l2 ? __double2float_rn(s2) : 0.0f, l2 ? 2.0f : 1.0f, 0.0f, 0.0f);
     }
@@ -578,20 +600,43 @@ __device__ __forceinline__ void mma_16(float (&acc)[4], const uint32_t (&a)[4],
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-/* A 128 x 64 tile in shared memory: row r's 16-byte segment s is stored at
- * segment s ^ (r % 8), so that the eight rows one ldmatrix phase reads
- * (same segment, consecutive rows) hit eight different bank groups. */
-__device__ __forceinline__ int swz(int row, int seg) {
-  return row * MBK + ((seg ^ (row & 7)) << 3);
-}
-
-/* cp.async of rows [0, 128) x dims [0, 64) of src (row stride ld). */
-__device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, int64_t ld,
-                                          int tid) {
+/* cp.async of one packed 128 x 64 tile (16 KB, contiguous, already in its
+ * shared-memory order) to dst. */
+__device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, int tid) {
 #pragma unroll
   for (int i = 0; i < TILE / 8 / MMA_THREADS; i++) {
-    const int e = tid + i * MMA_THREADS, row = e >> 3, seg = e & 7;
-    cp_async16(dst + swz(row, seg), src + (int64_t)row * ld + seg * 8);
+    const int e = (tid + i * MMA_THREADS) * 8;
+    cp_async16(dst + e, src + e);
+  }
+}
+
+/* One (point, centroid) value of pass 1 pushed into the point's state, in
+ * increasing centroid order within a thread: PARITY the Cert state, else the
+ * FAST strict argmin. */
+template <bool PARITY>
+__device__ __forceinline__ void push_pair(Cert &s, float &best, int &bidx, float acc,
+                                          const float4 &cq, float pa, int q) {
+  const float gv = fmaf(-acc, cq.y, cq.x);
+  if (PARITY) {
+    cert_push(s, gv, fmaf(-pa, cq.z, gv), q);
+  } else if (gv < best) {
+    best = gv;
+    bidx = q;
+  }
+}
+
+/* Lanes t = 0..3 of a quad hold disjoint columns of the same row. */
+template <bool PARITY>
+__device__ __forceinline__ void merge_quad(Cert &s, float &best, int &bidx) {
+#pragma unroll
+  for (int off = 1; off <= 2; off *= 2) {
+    if (PARITY) {
+      cert_merge(s, cert_shfl(s, off));
+    } else {
+      const float ov = __shfl_xor_sync(0xffffffffu, best, off);
+      const int oi = __shfl_xor_sync(0xffffffffu, bidx, off);
+      combine<true>(best, bidx, ov, oi);
+    }
   }
 }
 
@@ -633,19 +678,18 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   int ld_stg = 0, ld_kc = 0;
   const uint16_t *ld_b = cp + kb * dp; /* the loader's centroid tile */
   auto issue = [&]() {
-    const uint16_t *bsrc = ld_b + ld_kc * MBK;
+    const uint16_t *bsrc = ld_b + ld_kc * TILE;
     if (RES) {
-      load_tile(Bs + ld_stg * TILE, bsrc, dp, tid);
+      load_tile(Bs + ld_stg * TILE, bsrc, tid);
     } else {
-      load_tile(smem + 2 * ld_stg * TILE, xa + ld_kc * MBK, dp, tid);
-      load_tile(smem + (2 * ld_stg + 1) * TILE, bsrc, dp, tid);
+      load_tile(smem + 2 * ld_stg * TILE, xa + ld_kc * TILE, tid);
+      load_tile(smem + (2 * ld_stg + 1) * TILE, bsrc, tid);
     }
     ld_stg = ld_stg + 1 == MSTAGES ? 0 : ld_stg + 1;
     if (++ld_kc == nkc) ld_kc = 0, ld_b += MBN * dp;
   };
 
   Cert st4[4]; /* PARITY: rows wm*32 + (q/2)*16 + (q%2)*8 + g */
-  bool poisoned = false;
   float best[4], pa[4];
   int bidx[4];
   const int sx = PARITY ? scale_exp(*xmax) : 0;
@@ -666,7 +710,7 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
       for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
 
   if (RES)
-    for (int kc = 0; kc < nkc; kc++) load_tile(smem + kc * TILE, xa + kc * MBK, dp, tid);
+    for (int kc = 0; kc < nkc; kc++) load_tile(smem + kc * TILE, xa + kc * TILE, tid);
 #pragma unroll
   for (int s = 0; s < MSTAGES - 1; s++) {
     if (s < steps) issue();
@@ -703,30 +747,19 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
     }
     if (kc != nkc - 1) continue;
 
-    /* Columns past ke (padding, or the next range) get +inf: no effect on
-     * either state; cc is readable up to k rounded up to MBN. */
-    const int qe = (int)(ke - n0 < MBN ? ke - n0 : MBN);
+    /* columns past ke are padding (value +inf); cc is readable up to k
+     * rounded up to MBN */
+    const float4 *ccp = cc + n0 + wn * 64 + 2 * t;
+    const int qb = (int)n0 + wn * 64 + 2 * t;
 #pragma unroll
     for (int nt = 0; nt < 8; nt++)
 #pragma unroll
       for (int j = 0; j < 2; j++) {
-        const int qc = wn * 64 + nt * 8 + 2 * t + j, q = (int)(n0 + qc);
-        const float4 cq = __ldg(cc + n0 + qc);
-        if (PARITY) poisoned |= qc < qe && cq.x != cq.x;
+        const float4 cq = __ldg(ccp + nt * 8 + j);
 #pragma unroll
-        for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-          for (int h = 0; h < 2; h++) {
-            const int r = mt * 2 + h;
-            const float gv =
-                qc < qe ? fmaf(-acc[mt][nt][h * 2 + j], cq.y, cq.x) : INFINITY;
-            if (PARITY) {
-              cert_push(st4[r], gv, fmaf(-pa[r], cq.z, gv), q);
-            } else if (gv < best[r]) {
-              best[r] = gv;
-              bidx[r] = q;
-            }
-          }
+        for (int r = 0; r < 4; r++)
+          push_pair<PARITY>(st4[r], best[r], bidx[r], acc[r >> 1][nt][(r & 1) * 2 + j], cq,
+                            pa[r], qb + nt * 8 + j);
       }
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -737,23 +770,10 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   }
   cp_async_wait<0>();
 
-  if (PARITY && poisoned)
-#pragma unroll
-    for (int q = 0; q < 4; q++) cert_poison(st4[q]);
   /* quads (lanes t = 0..3 hold disjoint columns of the same rows), then the
    * two column warps through shared memory */
 #pragma unroll
-  for (int q = 0; q < 4; q++)
-#pragma unroll
-    for (int off = 1; off <= 2; off *= 2) {
-      if (PARITY) {
-        cert_merge(st4[q], cert_shfl(st4[q], off));
-      } else {
-        const float ov = __shfl_xor_sync(0xffffffffu, best[q], off);
-        const int oi = __shfl_xor_sync(0xffffffffu, bidx[q], off);
-        combine<true>(best[q], bidx[q], ov, oi);
-      }
-    }
+  for (int q = 0; q < 4; q++) merge_quad<PARITY>(st4[q], best[q], bidx[q]);
   if (wn == 1 && t == 0)
 #pragma unroll
     for (int q = 0; q < 4; q++) {
@@ -778,6 +798,343 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
         pi[o] = bidx[q];
       }
     }
+}
+
+/* ------------------------------------------------ Hopper: pass 1 on wgmma
+ *
+ * assign_wgmma computes what assign_mma computes (the same per-pair values g
+ * and h up to the order in which the tensor cores add the exact fp16
+ * products, which the proof's model of the fp32 accumulation covers; the
+ * same states, pushed in the same order) with sm_90a's asynchronous
+ * warpgroup MMA, so that the per-pair bookkeeping of one centroid tile runs
+ * while the tensor cores compute the next.
+ *
+ * Work items are (row block of MBM = 128 points, centroid range) pairs,
+ * item = row block * ksplit + range; block b takes items b, b + gridDim.x,
+ * ... (a persistent grid of one block per multiprocessor, or one block per
+ * item).
+ * Block: two consumer warpgroups (warps 0-7) and a producer warpgroup
+ * (warps 8-11, one thread of which works); setmaxnreg moves registers from
+ * the producer to the consumers (40 and 232 per thread).
+ * Consumer warpgroup w owns points m0 + 64 w .. +64 of the item; each of its
+ * warps owns 16 of them (lane = 4 g + t: rows g and g + 8) and, per tile,
+ * all 128 centroids: wgmma m64n128k16 leaves (row g or g + 8, column
+ * 8 i + 2 t + j) in d[4 i + 2 h + j], the m16n8 fragment of mma.sync per 8
+ * columns, so the same pushes apply; a thread pushes its 32 columns per
+ * tile in increasing order and the quads merge at the end of the item (no
+ * cross-warp merge: a warp sees every centroid of its rows).
+ * Operands come from shared memory through matrix descriptors (K-major,
+ * 128-byte swizzle: exactly the packed tile layout, see packed_at). An
+ * item's x rows (dp / 64 tiles) are resident in one of two buffers (the
+ * next item's rows load while this one computes); centroid chunks stream
+ * through a ring of nslots 16 KB slots, each filled by one bulk copy
+ * (cp.async.bulk, completion counted on the slot's "full" mbarrier) with,
+ * on a tile's first chunk, the tile's 128 centroid constants (2 KB, into the
+ * tile's constant slot), and handed back through its "empty" mbarrier by
+ * the 8 consumer warps once the tile's pushes are done. Accumulators are
+ * double-buffered across items too: tile s + 1 is issued before tile s's
+ * pushes, and wgmma.wait_group 1 proves tile s complete. nslots >= 2 dp/64
+ * (a tile and its predecessor held at once) and a multiple of dp / 64. */
+constexpr int WG_SLOTS_MAX = 8;
+constexpr int WG_CONSUMERS = 256;
+constexpr int WG_THREADS = WG_CONSUMERS + 128; /* the producer: a whole warpgroup */
+constexpr int WG_MAX_CHUNKS = 2;               /* dp <= 128 */
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ uint32_t smem_addr(const void *p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(b)), "r"(count)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(b)),
+               "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(b)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
+  /* the retry loop inside the asm: no divergent branch for ptxas to see */
+  asm volatile(
+      "{\n .reg .pred p;\n WAIT:\n"
+      " mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      " @!p bra WAIT;\n}\n" ::"r"(smem_addr(b)),
+      "r"(parity)
+      : "memory");
+}
+/* One bulk copy of bytes (a multiple of 16, both addresses 16-aligned). */
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, unsigned bytes,
+                                          uint64_t *bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+      ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+}
+
+/* Matrix descriptor of a K-major operand in the 128-byte swizzle: rows of
+ * 128 bytes, groups of 8 rows 1024 bytes apart (the stride byte offset), the
+ * leading byte offset unused for this layout (1 by convention); bits 62-63
+ * = 1: 128-byte swizzle. The address must sit on a 1024-byte boundary plus
+ * a multiple of 32 bytes inside the first row (one k16 step per 32 bytes). */
+__device__ __forceinline__ uint64_t sw128_desc(const void *p) {
+  return (uint64_t)((smem_addr(p) & 0x3FFFFu) >> 4) | ((uint64_t)1 << 16) |
+         ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wg_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Keeps the compiler from moving accesses of the accumulators across the
+ * wgmma fences and waits. */
+__device__ __forceinline__ void acc_fence(float (&d)[64]) {
+#pragma unroll
+  for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+/* d (+)= A B^T for a 64 x 16 slice of x and a 128 x 16 slice of centroids;
+ * scale_d 0 overwrites d. */
+template <typename T>
+__device__ __forceinline__ void wgmma_128(float (&d)[64], uint64_t da, uint64_t db, int scale_d) {
+  if constexpr (std::is_same<T, __half>::value)
+    asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "r"(scale_d));
+  else
+    asm volatile(
+      "{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+          "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+          "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+          "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+          "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+          "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+          "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(da), "l"(db), "r"(scale_d));
+}
+#endif
+
+/* Where the consumers stand in their sequence of (item, tile). */
+struct WgTile {
+  int64_t m0, kb, ke, n0; /* item rows, range, tile's first centroid */
+  int item_i;             /* ordinal of the item in this block's sequence */
+  int j, nt;              /* tile within the item, tiles of the item */
+};
+
+template <typename T, bool PARITY>
+__global__ void __launch_bounds__(WG_THREADS, 1)
+assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
+             const float4 *__restrict__ cc, const float *__restrict__ xn, BoundConsts bc,
+             const int *__restrict__ xmax, int64_t n, int64_t dp, int64_t k,
+             int64_t k_per_split, int64_t ksplit, int nslots, Cert *__restrict__ st,
+             float *__restrict__ pv, int32_t *__restrict__ pi) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ uint8_t wg_raw[];
+  __shared__ uint64_t full[WG_SLOTS_MAX], empty[WG_SLOTS_MAX], xfull[2], xempty[2];
+  const int nkc = (int)(dp / MBK);
+  uint16_t *xs = reinterpret_cast<uint16_t *>(
+      wg_raw + ((1024u - (smem_addr(wg_raw) & 1023u)) & 1023u)); /* 2 x nkc tiles */
+  uint16_t *ring = xs + 2 * nkc * TILE;                         /* nslots tiles */
+  float4 *ccs = reinterpret_cast<float4 *>(ring + nslots * TILE); /* nslots / nkc x MBN */
+  /* the warp index through a shuffle: provably warp-uniform for ptxas, which
+   * otherwise serialises the wgmma of a possibly divergent path */
+  const int tid = threadIdx.x, lane = tid & 31;
+  const int warp = __shfl_sync(0xffffffffu, tid >> 5, 0);
+  const int64_t row_blocks = (n + MBM - 1) / MBM, items = row_blocks * ksplit;
+  /* (item, tile) cursor: false past the block's last item */
+  auto start_item = [&](WgTile &c, int64_t item, int item_i) {
+    if (item >= items) return false;
+    c.m0 = item / ksplit * MBM;
+    c.kb = item % ksplit * k_per_split;
+    c.ke = c.kb + k_per_split < k ? c.kb + k_per_split : k;
+    c.nt = (int)((c.ke - c.kb + MBN - 1) / MBN);
+    c.item_i = item_i;
+    c.j = 0;
+    c.n0 = c.kb;
+    return true;
+  };
+  auto advance = [&](WgTile &c) {
+    if (++c.j < c.nt) {
+      c.n0 += MBN;
+      return true;
+    }
+    return start_item(c, (int64_t)blockIdx.x + (int64_t)(c.item_i + 1) * gridDim.x,
+                      c.item_i + 1);
+  };
+
+  if (tid == 0) {
+    for (int i = 0; i < nslots; i++) mbar_init(&full[i], 1), mbar_init(&empty[i], 8);
+    for (int i = 0; i < 2; i++) mbar_init(&xfull[i], 1), mbar_init(&xempty[i], 8);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warp >= WG_CONSUMERS / 32) { /* the producer */
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (warp != WG_CONSUMERS / 32 || lane != 0) return;
+    WgTile c;
+    int slot = 0, round = 0;
+    for (bool more = start_item(c, blockIdx.x, 0); more;) {
+      const int buf = c.item_i & 1;
+      if (c.item_i >= 2) mbar_wait(&xempty[buf], (unsigned)((c.item_i >> 1) - 1) & 1u);
+      mbar_expect_tx(&xfull[buf], (unsigned)(nkc * TILE * 2));
+      for (int kc = 0; kc < nkc; kc++)
+        bulk_load(xs + (buf * nkc + kc) * TILE, xp + c.m0 * dp + kc * TILE, TILE * 2,
+                  &xfull[buf]);
+      const int64_t item_i = c.item_i;
+      do { /* the item's tiles, chunk by chunk */
+        const uint16_t *src = cp + c.n0 * dp;
+        for (int kc = 0; kc < nkc; kc++) {
+          if (round > 0) mbar_wait(&empty[slot], (unsigned)(round - 1) & 1u);
+          mbar_expect_tx(&full[slot], TILE * 2 + (kc == 0 ? MBN * 16 : 0));
+          bulk_load(ring + slot * TILE, src + kc * TILE, TILE * 2, &full[slot]);
+          if (kc == 0) bulk_load(ccs + slot / nkc * MBN, cc + c.n0, MBN * 16, &full[slot]);
+          if (++slot == nslots) slot = 0, round++;
+        }
+        more = advance(c);
+      } while (more && c.item_i == item_i);
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int wg = warp >> 2, g = lane >> 2, t = lane & 3;
+  const int rbase = wg * 64 + (warp & 3) * 16 + g; /* rows rbase, rbase + 8 of an item */
+  const int sx = PARITY ? scale_exp(*xmax) : 0;
+  Cert st2[2];
+  float best[2], pa[2];
+  int bidx[2];
+
+  int cslot = 0, cround = 0; /* the issue side's position in the ring */
+  auto issue = [&](float (&acc)[64], const WgTile &c) {
+    const int buf = c.item_i & 1;
+    if (c.j == 0) mbar_wait(&xfull[buf], (unsigned)(c.item_i >> 1) & 1u);
+    wg_fence();
+    const uint64_t da0 = sw128_desc(xs + buf * nkc * TILE + wg * 64 * MBK);
+    for (int kc = 0; kc < nkc; kc++) {
+      mbar_wait(&full[cslot], (unsigned)cround & 1u);
+      const uint64_t da = da0 + (uint64_t)((kc * TILE * 2) >> 4);
+      const uint64_t db = sw128_desc(ring + cslot * TILE);
+#pragma unroll
+      for (int ks = 0; ks < MBK / 16; ks++) wgmma_128<T>(acc, da + 2 * ks, db + 2 * ks, kc | ks);
+      if (++cslot == nslots) cslot = 0, cround++;
+    }
+    wg_commit();
+  };
+  int rslot = 0; /* the finishing side's position in the ring */
+  auto finish = [&](float (&acc)[64], const WgTile &c) {
+    acc_fence(acc);
+    /* the item's last wgmma completed: its x buffer may be refilled */
+    if (c.j == c.nt - 1 && lane == 0) mbar_arrive(&xempty[c.item_i & 1]);
+    if (c.j == 0) {
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        cert_init(st2[h]);
+        best[h] = INFINITY;
+        bidx[h] = -1;
+        const int64_t p = c.m0 + rbase + 8 * h;
+        pa[h] = PARITY && p < n ? point_a(bc, xn[p], sx) : 0.0f;
+      }
+    }
+    /* the tile's constants; columns past ke are padding (value +inf) */
+    const float4 *ccp = ccs + rslot / nkc * MBN + 2 * t;
+    const int qb = (int)c.n0 + 2 * t;
+#pragma unroll
+    for (int i = 0; i < 16; i++)
+#pragma unroll
+      for (int jj = 0; jj < 2; jj++) {
+        const float4 cq = ccp[8 * i + jj];
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+          push_pair<PARITY>(st2[h], best[h], bidx[h], acc[4 * i + 2 * h + jj], cq, pa[h],
+                            qb + 8 * i + jj);
+      }
+    __syncwarp();
+    for (int kc = 0; kc < nkc; kc++) {
+      if (lane == 0) mbar_arrive(&empty[rslot]);
+      if (++rslot == nslots) rslot = 0;
+    }
+    if (c.j != c.nt - 1) return;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      merge_quad<PARITY>(st2[h], best[h], bidx[h]);
+      const int64_t p = c.m0 + rbase + 8 * h;
+      if (t != 0 || p >= n) continue;
+      const int64_t o = c.kb / k_per_split * n + p;
+      if (PARITY) {
+        st[o] = st2[h];
+      } else {
+        pv[o] = best[h];
+        pi[o] = bidx[h];
+      }
+    }
+  };
+
+  float acc0[64], acc1[64];
+  WgTile cur, prev0, prev1;
+  if (!start_item(cur, blockIdx.x, 0)) return;
+  for (bool first = true;; first = false) {
+    issue(acc0, cur);
+    prev0 = cur;
+    if (!first) {
+      wg_wait<1>();
+      finish(acc1, prev1);
+    }
+    if (!advance(cur)) {
+      wg_wait<0>();
+      finish(acc0, prev0);
+      break;
+    }
+    issue(acc1, cur);
+    prev1 = cur;
+    wg_wait<1>();
+    finish(acc0, prev0);
+    if (!advance(cur)) {
+      wg_wait<0>();
+      finish(acc1, prev1);
+      break;
+    }
+  }
+#else
+  (void)xp, (void)cp, (void)cc, (void)xn, (void)bc, (void)xmax, (void)n, (void)dp, (void)k;
+  (void)k_per_split, (void)ksplit, (void)nslots, (void)st, (void)pv, (void)pi;
+#endif
+}
+
+/* 1 in a build whose code for this device has the wgmma kernels (sm_90a). */
+__global__ void wgmma_probe(int *out) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  *out = 1;
+#else
+  *out = 0;
+#endif
 }
 
 /* FAST: the ranges' argmins combined in increasing range order (a later
@@ -833,8 +1190,9 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
         const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
         int64_t ksplit, const Cert *__restrict__ st, BoundConsts bc,
         const float *__restrict__ cb, const float *__restrict__ bc_max,
-        const int *__restrict__ xmax, int32_t *__restrict__ labels, float *__restrict__ dist,
-        int32_t *__restrict__ rows, int *__restrict__ count) {
+        const int *__restrict__ xmax, const int *__restrict__ poison,
+        int32_t *__restrict__ labels, float *__restrict__ dist, int32_t *__restrict__ rows,
+        int *__restrict__ count) {
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
   const int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS;
   const int64_t p = m0 + threadIdx.x;
@@ -843,7 +1201,7 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
   cert_init(t);
   if (p < n) {
     for (int64_t s = 0; s < ksplit; s++) cert_merge(t, st[s * n + p]);
-    if (t.b1 >= 0 && t.h3 > -INFINITY) {
+    if (t.b1 >= 0 && t.h3 > -INFINITY && *poison == 0) {
       /* B(x) = beta X + BC + eta and U = g1 + A(x) |b|' + B(x), rounded up */
       const float v = xn[p], up = 1.0f + 0x1p-20f;
       const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta), *bc_max);
@@ -936,24 +1294,45 @@ cudaError_t launch_simt(const fkm_assign_args *a, const fkm_assign_plan *plan, c
 template <typename T, bool PARITY>
 cudaError_t launch_mma(const fkm_assign_args *a, const fkm_assign_plan *plan,
                        const fkm_mma_work &lay, const BoundConsts &bc, const float *cb,
-                       Cert *st, float *pv, int32_t *pi, cudaStream_t s) {
+                       int *poison, Cert *st, float *pv, int32_t *pi, cudaStream_t s) {
   char *w = static_cast<char *>(a->work);
   uint16_t *cpack = reinterpret_cast<uint16_t *>(w + lay.cpack);
   float4 *cc = reinterpret_cast<float4 *>(w + lay.cconst);
   const int64_t dp = fkm_pack_dims(a->d), kp = fkm_round_up(a->k, MBN);
   pack_centroids<T, PARITY><<<(unsigned)((kp * 32 + 255) / 256), 256, 0, s>>>(
-      a->c, a->cn, cb, a->k, a->d, dp, a->metric == FKM_METRIC_L2, a->xmax, cpack, cc);
+      a->c, a->cn, cb, a->k, a->d, dp, a->metric == FKM_METRIC_L2, a->xmax, cpack, cc, poison);
   const int nkc = (int)(dp / MBK);
+  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
+  cudaError_t e;
+  if (plan->wgmma > 0 && nkc <= WG_MAX_CHUNKS) {
+    /* persistent: plan->wgmma blocks (the multiprocessors), 8 ring slots */
+    const int nslots = WG_SLOTS_MAX;
+    const size_t smem = 1024 + sizeof(uint16_t) * TILE * (size_t)(2 * nkc + nslots) +
+                        (size_t)(nslots / nkc) * MBN * 16;
+    e = cudaFuncSetAttribute(assign_wgmma<T, PARITY>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)smem);
+    if (e != cudaSuccess) return e;
+    const int64_t items = plan->row_blocks * plan->ksplit;
+    /* Parity: persistent, one block per multiprocessor (measured 3% faster
+     * at 1M x 1024 than a block per item). FAST: a block per item, so that
+     * the objective's kernels on the side stream find free multiprocessors
+     * between blocks (persistent, FAST's objective tail grew from 0.2 to
+     * 0.6 ms at 1M x 1024 and the iteration got 7% slower). */
+    const int64_t cap = PARITY ? plan->wgmma : items;
+    const unsigned blocks = (unsigned)(items < cap ? items : cap);
+    assign_wgmma<T, PARITY><<<blocks, WG_THREADS, smem, s>>>(
+        a->xp, cpack, cc, a->xn, bc, a->xmax, a->n, dp, a->k, plan->k_per_split, plan->ksplit,
+        nslots, st, pv, pi);
+    return cudaGetLastError();
+  }
   const bool res = nkc <= RES_MAX_CHUNKS;
   const size_t smem = sizeof(uint16_t) * TILE * (size_t)(res ? nkc + MSTAGES : 2 * MSTAGES);
   auto kern = res ? assign_mma<T, PARITY, true> : assign_mma<T, PARITY, false>;
-  cudaError_t e =
-      cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e == cudaSuccess) /* room for two blocks per multiprocessor where registers allow */
     e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
                              cudaSharedmemCarveoutMaxShared);
   if (e != cudaSuccess) return e;
-  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
   kern<<<grid, MMA_THREADS, smem, s>>>(a->xp, cpack, cc, a->xn, bc, a->xmax, a->n, dp, a->k,
                                        plan->k_per_split, st, pv, pi);
   return cudaGetLastError();
@@ -965,6 +1344,7 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   const fkm_mma_work lay = fkm_mma_work_layout(n, k, a->d, plan);
   char *w = static_cast<char *>(a->work);
   int *count = reinterpret_cast<int *>(w);
+  int *poison = reinterpret_cast<int *>(w + 64);
   float *bc_max = reinterpret_cast<float *>(w + 128);
   int32_t *rows = reinterpret_cast<int32_t *>(w + lay.rows);
   float *cb = reinterpret_cast<float *>(w + lay.cb);
@@ -975,13 +1355,13 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, cb);
   bound_max<<<(unsigned)((k + 255) / 256 < 128 ? (k + 255) / 256 : 128), 256, 0, s>>>(cb, k,
                                                                                        bc_max);
-  e = launch_mma<__half, true>(a, plan, lay, bc, cb, st, nullptr, nullptr, s);
+  e = launch_mma<__half, true>(a, plan, lay, bc, cb, poison, st, nullptr, nullptr, s);
   if (e != cudaSuccess) return e;
   const bool vec = a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0;
   auto cert = vec ? certify<L2, true> : certify<L2, false>;
   cert<<<(unsigned)((n + CERT_THREADS - 1) / CERT_THREADS), CERT_THREADS, 0, s>>>(
-      a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, bc, cb, bc_max, a->xmax, a->labels,
-      a->dist, rows, count);
+      a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, bc, cb, bc_max, a->xmax, poison,
+      a->labels, a->dist, rows, count);
   /* Pass 3: the reference kernel on the uncertain rows, centroids split in
    * refine_split ranges combined in order (the number of rows is on the
    * device; blocks past it exit at once). */
@@ -1004,7 +1384,7 @@ cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, c
   float *pv = reinterpret_cast<float *>(static_cast<char *>(a->work) + lay.partials);
   int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->ksplit * n);
   const BoundConsts bc = bound_consts(L2, a->d); /* unused by the FAST pass */
-  cudaError_t e = launch_mma<T, false>(a, plan, lay, bc, nullptr, nullptr, pv, pi, s);
+  cudaError_t e = launch_mma<T, false>(a, plan, lay, bc, nullptr, nullptr, nullptr, pv, pi, s);
   if (e != cudaSuccess) return e;
   fast_finish<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(pv, pi, n, plan->ksplit, a->xn,
                                                               a->labels, a->dist);
@@ -1054,3 +1434,15 @@ extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, i
   return cudaGetLastError();
 }
 
+
+extern "C" cudaError_t fkm_assign_probe_wgmma(int *ok) {
+  *ok = 0;
+  int *d = nullptr;
+  cudaError_t e = cudaMalloc(&d, sizeof(int));
+  if (e != cudaSuccess) return e;
+  wgmma_probe<<<1, 1>>>(d);
+  e = cudaGetLastError();
+  if (e == cudaSuccess) e = cudaMemcpy(ok, d, sizeof(int), cudaMemcpyDeviceToHost);
+  const cudaError_t f = cudaFree(d);
+  return e != cudaSuccess ? e : f;
+}

@@ -33,9 +33,11 @@ static inline int64_t fkm_round_up(int64_t v, int64_t m) { return (v + m - 1) / 
 
 /** The tensor-core passes read x and the centroids as packed 16-bit copies:
  *  rows padded to a multiple of FKM_MMA_BM, dimensions to FKM_MMA_BK, the
- *  padding zero. Row i of the packed copy is row i of the matrix, so a row
- *  range of a packed matrix is a packed matrix too when it starts at a
- *  multiple of FKM_MMA_BM. */
+ *  padding zero, stored as contiguous FKM_MMA_BM x FKM_MMA_BK tiles in
+ *  the kernels' shared-memory order (packed_at in assign.cu). Rows of the
+ *  block [FKM_MMA_BM i, +FKM_MMA_BM) start at element FKM_MMA_BM i times
+ *  the padded dimension, so a row range of a packed matrix is a packed
+ *  matrix too when it starts at a multiple of FKM_MMA_BM. */
 static inline int64_t fkm_pack_dims(int64_t d) { return fkm_round_up(d, FKM_MMA_BK); }
 static inline size_t fkm_pack_x_bytes(int64_t n, int64_t d) {
   return (size_t)2 * (size_t)fkm_round_up(n, FKM_MMA_BM) * (size_t)fkm_pack_dims(d);
@@ -45,6 +47,10 @@ static inline size_t fkm_pack_x_bytes(int64_t n, int64_t d) {
 typedef struct fkm_assign_plan {
   int tc;             /* 1: certified tensor-core pass + refine, 0: SIMT only */
   int fast_dtype;     /* FKM_ASSIGN_FAST: FKM_DTYPE_F16 / FKM_DTYPE_BF16; else -1 */
+  int wgmma;          /* > 0: the tensor-core passes run on sm_90a's wgmma where
+                         d <= 128; parity mode on a persistent grid of that
+                         many blocks
+                         (the caller sets it, see fkm_assign_probe_wgmma) */
   int64_t row_blocks; /* blocks along the points */
   int64_t ksplit;     /* centroid ranges handled by separate blocks */
   int64_t k_per_split;/* centroids per range, a multiple of the tile's BN */
@@ -54,7 +60,8 @@ typedef struct fkm_assign_plan {
 } fkm_assign_plan;
 
 /** Byte offsets of the tensor-core passes' scratch inside args->work:
- *  count (int, offset 0) and the bound maximum (a float, offset 128);
+ *  count (int, offset 0), the poison flag (int, offset 64) and the bound
+ *  maximum (a float, offset 128);
  *  parity: the uncertain rows (n int), centroid bounds (2k floats), the
  *  per-point states of pass 1 (ksplit x n, 28 bytes) and the refine
  *  partials (refine_split x n x 8 bytes); both modes: the packed centroids
@@ -116,6 +123,7 @@ static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t
                                                    int64_t target_blocks, int allow_tc) {
   fkm_assign_plan p;
   p.fast_dtype = -1;
+  p.wgmma = 0;
   p.tc = allow_tc && fkm_assign_use_tc(k, d);
   if (p.tc)
     fkm_assign_split(&p, n, k, FKM_MMA_BM, FKM_MMA_BN, target_blocks);
@@ -144,6 +152,7 @@ static inline fkm_assign_plan fkm_assign_make_fast_plan(int64_t n, int64_t k, in
                                                         int64_t target_blocks, int dtype) {
   fkm_assign_plan p;
   p.tc = 0;
+  p.wgmma = 0;
   p.fast_dtype = dtype;
   fkm_assign_split(&p, n, k, FKM_MMA_BM, FKM_MMA_BN, target_blocks);
   p.refine_split = 0;
@@ -182,6 +191,11 @@ static inline const int *fkm_assign_refined_count(const fkm_assign_args *a,
  *  data of that type; xmax is not used. */
 cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dtype,
                               uint16_t *xp, int *xmax, cudaStream_t s);
+
+/** *ok := 1 when this build has the wgmma kernels for the current device
+ *  (sm_90a code on a compute capability 9.0 device), else 0. Synchronous:
+ *  allocates a word, runs a one-thread kernel, copies the word back. */
+cudaError_t fkm_assign_probe_wgmma(int *ok);
 
 /** labels/dist of every row of x (SPEC section 3, the reference formula). */
 cudaError_t fkm_launch_assign(const fkm_assign_args *a,

@@ -40,6 +40,8 @@ typedef struct cuda_engine {
   int device;
   int sm_count;
   int allow_tc; /* the certified tensor-core assignment (env FLASHKM_CUDA_ASSIGN=simt: off) */
+  int wgmma;    /* its passes on wgmma (sm_90a builds on 9.0 devices; env
+                   FLASHKM_CUDA_ASSIGN=mma: off) */
   char name[320];
   cudaStream_t own_stream, stream, side;
   cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_obj; /* phase timing */
@@ -251,9 +253,11 @@ done:
 static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
                                  fkm_dtype dtype, int64_t n, int64_t k, int64_t d) {
   const int64_t target = 8 * (int64_t)c->sm_count;
-  if (params->assign_mode == FKM_ASSIGN_FAST && dtype != FKM_DTYPE_F32)
-    return fkm_assign_make_fast_plan(n, k, d, target, (int)dtype);
-  return fkm_assign_make_plan(n, k, d, target, c->allow_tc);
+  fkm_assign_plan p = params->assign_mode == FKM_ASSIGN_FAST && dtype != FKM_DTYPE_F32
+                          ? fkm_assign_make_fast_plan(n, k, d, target, (int)dtype)
+                          : fkm_assign_make_plan(n, k, d, target, c->allow_tc);
+  p.wgmma = c->wgmma ? c->sm_count : 0; /* its persistent grid */
+  return p;
 }
 
 /* Whether a plan's kernels read x through its packed 16-bit copy. */
@@ -774,6 +778,14 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   c->stream = c->own_stream;
   const char *mode = getenv("FLASHKM_CUDA_ASSIGN");
   c->allow_tc = !(mode && strcmp(mode, "simt") == 0);
+  if (c->allow_tc && !(mode && strcmp(mode, "mma") == 0) && prop.major == 9 && prop.minor == 0) {
+    ce = fkm_assign_probe_wgmma(&c->wgmma);
+    if (ce != cudaSuccess) {
+      fkm_status s = cuda_fail(err, ce, "probing the wgmma kernels", __FILE__, __LINE__);
+      cuda_destroy(&c->base);
+      return s;
+    }
+  }
   c->sm_count = prop.multiProcessorCount;
   snprintf(c->name, sizeof c->name, "%s (device %d, sm_%d%d, %d SMs)", prop.name, device,
            prop.major, prop.minor, prop.multiProcessorCount);
