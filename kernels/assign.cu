@@ -116,9 +116,11 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
           Bs[col][row] = (q < ke && col < kmax) ? c[q * d + k0 + col] : 0.0f;
         }
         __syncthreads();
-        if (kmax == BK) {
+        /* the full chunk with a compile-time trip count, the tail without */
+        auto fma_chunk = [&](auto full) {
+          constexpr bool FULL = decltype(full)::value;
 #pragma unroll
-          for (int kk = 0; kk < BK; kk++) {
+          for (int kk = 0; kk < (FULL ? BK : kmax); kk++) {
             float a[TM], b[TN];
 #pragma unroll
             for (int i = 0; i < TM; i++) a[i] = As[kk][ty + 16 * i];
@@ -129,19 +131,11 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
 #pragma unroll
               for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
           }
-        } else {
-          for (int kk = 0; kk < kmax; kk++) {
-            float a[TM], b[TN];
-#pragma unroll
-            for (int i = 0; i < TM; i++) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < TN; j++) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < TM; i++)
-#pragma unroll
-              for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
-          }
-        }
+        };
+        if (kmax == BK)
+          fma_chunk(std::true_type{});
+        else
+          fma_chunk(std::false_type{});
         __syncthreads();
       }
 
@@ -932,7 +926,7 @@ __device__ __forceinline__ void wgmma_128(float (&d)[64], uint64_t da, uint64_t 
 
 /* Where the consumers stand in their sequence of (item, tile). */
 struct WgTile {
-  int64_t m0, kb, ke, n0; /* item rows, range, tile's first centroid */
+  int64_t m0, kb, n0; /* item rows, range start, tile's first centroid */
   int item_i;             /* ordinal of the item in this block's sequence */
   int j, nt;              /* tile within the item, tiles of the item */
 };
@@ -962,8 +956,8 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
     if (item >= items) return false;
     c.m0 = item / ksplit * MBM;
     c.kb = item % ksplit * k_per_split;
-    c.ke = c.kb + k_per_split < k ? c.kb + k_per_split : k;
-    c.nt = (int)((c.ke - c.kb + MBN - 1) / MBN);
+    const int64_t ke = c.kb + k_per_split < k ? c.kb + k_per_split : k;
+    c.nt = (int)((ke - c.kb + MBN - 1) / MBN);
     c.item_i = item_i;
     c.j = 0;
     c.n0 = c.kb;
