@@ -21,7 +21,7 @@ function (assignment + sorted centroid update), after warm-up.
 
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python[:path/to/flash-kmeans] \
-    python3 bench/compare.py [--shapes quick|full] [--niter 12] [--out FILE.md]
+    python3 bench/compare.py [--shapes quick|core|batched|full] [--niter 12] [--out FILE.md]
 Needs torch with CUDA. Peers that do not import are reported as absent.
 """
 import argparse
@@ -52,6 +52,9 @@ SHAPES = {
         ("1M x 256", 1, 1 << 20, 256, 128),
         ("32 x 64k x 1024", 32, 65_536, 1024, 128),
         ("1M x 1024 d768", 1, 1 << 20, 1024, 768),
+    ],
+    "batched": [
+        ("32 x 64k x 1024", 32, 65_536, 1024, 128),
     ],
     "full": [
         ("1M x 1024", 1, 1 << 20, 1024, 128),

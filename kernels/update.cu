@@ -41,6 +41,15 @@ __global__ void iota_kernel(int32_t *out, int64_t n) {
   if (i < n) out[i] = (int32_t)i;
 }
 
+/* Batched runs: the global centroid row of each problem-local label. */
+__global__ void compose_keys(const int32_t *__restrict__ labels, int64_t n, int64_t rows,
+                             int64_t k_problem, int32_t *__restrict__ out) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int32_t l = labels[i];
+  out[i] = l < 0 ? -1 : (int32_t)(l + i / rows * k_problem);
+}
+
 /* Integer histogram: atomics on int32 give the same counts in any order. */
 __global__ void histogram(const int32_t *__restrict__ labels, int64_t n,
                           int64_t k, int32_t *__restrict__ hist) {
@@ -51,8 +60,10 @@ __global__ void histogram(const int32_t *__restrict__ labels, int64_t n,
 }
 
 /* Layout: x (n, d) row-major, rows (n) the training rows sorted by label,
- * offsets/hist (k) the segments. Thread t owns the pair (c, j) =
- * (k_frozen + t / d, t % d): for d >= 32 a warp covers consecutive
+ * offsets/hist (k) the segments. Centroids come in blocks of kp (one
+ * problem's); the first k_frozen of each block are skipped. Thread t owns
+ * the pair (c, j) with j = t % d and c the (t / d)-th non-frozen centroid:
+ * for d >= 32 a warp covers consecutive
  * dimensions of one centroid (coalesced row reads, the row index is a
  * broadcast); for small d a warp covers several centroids. Each thread reads
  * its segment R rows at a time, all loads issued before the R in-order
@@ -64,11 +75,13 @@ __global__ void __launch_bounds__(THREADS)
 centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
               const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
               const int32_t *__restrict__ offsets, int64_t d, int64_t k,
-              int64_t k_frozen, float *__restrict__ centroids,
+              int64_t kp, int64_t k_frozen, float *__restrict__ centroids,
               float *__restrict__ counts) {
   const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (t >= (k - k_frozen) * d) return;
-  const int64_t c = k_frozen + t / d, j = t % d;
+  const int64_t moving = kp - k_frozen; /* per problem */
+  if (t >= k / kp * moving * d) return;
+  const int64_t q = t / d, j = t % d;
+  const int64_t c = q / moving * kp + k_frozen + q % moving;
   const int64_t b = offsets[c], e = b + hist[c];
   float sum = 0.0f, count = 0.0f;
   for (int64_t i = b; i < e; i += R) {
@@ -104,13 +117,13 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
   if (j == 0) counts[c] = count;
 }
 
-__global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k,
+__global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k, int64_t kp,
                               int64_t k_frozen, float *__restrict__ counts,
                               int64_t *__restrict__ hist64) {
   const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= k) return;
   hist64[c] = hist[c];
-  if (c < k_frozen) counts[c] = 0.0f;
+  if (c % kp < k_frozen) counts[c] = 0.0f;
 }
 
 /* The objective (SPEC section 4): obj = fl(...fl(fl(0 + d0) + d1)...),
@@ -543,15 +556,23 @@ extern "C" cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s)
 }
 
 extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s) {
+  const int32_t *keys = a->labels;
+  cudaError_t e;
+  if (a->problems > 1 && a->n > 0) {
+    compose_keys<<<blocks_for(a->n), THREADS, 0, s>>>(a->labels, a->n, a->n / a->problems,
+                                                      a->k / a->problems, a->composed);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    keys = a->composed;
+  }
   size_t tb = a->temp_bytes;
-  cudaError_t e = cub::DeviceRadixSort::SortPairs(
-      a->temp, tb, (const int32_t *)a->labels, a->sorted_keys, a->iota, a->rows,
-      a->n, 0, key_bits(a->k), s);
+  e = cub::DeviceRadixSort::SortPairs(a->temp, tb, keys, a->sorted_keys, a->iota, a->rows,
+                                      a->n, 0, key_bits(a->k), s);
   if (e != cudaSuccess) return e;
   e = cudaMemsetAsync(a->hist, 0, sizeof(int32_t) * (size_t)a->k, s);
   if (e != cudaSuccess) return e;
   if (a->n > 0) {
-    histogram<<<blocks_for(a->n), THREADS, 0, s>>>(a->labels, a->n, a->k, a->hist);
+    histogram<<<blocks_for(a->n), THREADS, 0, s>>>(keys, a->n, a->k, a->hist);
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
@@ -561,20 +582,16 @@ extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s)
 }
 
 extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s) {
-  const int64_t pairs = (a->k - a->k_frozen) * a->d;
+  const int64_t pairs = a->k / a->k_problem * (a->k_problem - a->k_frozen) * a->d;
   if (pairs > 0) {
-    if (a->weights)
-      centroid_sums<true><<<blocks_for(pairs), THREADS, 0, s>>>(
-          a->x, a->weights, a->rows, a->hist, a->offsets, a->d, a->k, a->k_frozen,
-          a->centroids, a->counts);
-    else
-      centroid_sums<false><<<blocks_for(pairs), THREADS, 0, s>>>(
-          a->x, a->weights, a->rows, a->hist, a->offsets, a->d, a->k, a->k_frozen,
-          a->centroids, a->counts);
+    auto kern = a->weights ? centroid_sums<true> : centroid_sums<false>;
+    kern<<<blocks_for(pairs), THREADS, 0, s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
+                                               a->d, a->k, a->k_problem, a->k_frozen,
+                                               a->centroids, a->counts);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
-  finish_counts<<<blocks_for(a->k), THREADS, 0, s>>>(a->hist, a->k, a->k_frozen,
+  finish_counts<<<blocks_for(a->k), THREADS, 0, s>>>(a->hist, a->k, a->k_problem, a->k_frozen,
                                                      a->counts, a->hist64);
   return cudaGetLastError();
 }

@@ -14,7 +14,8 @@
 extern "C" {
 #endif
 
-/** Bytes of CUB scratch the grouping of n labels needs (sort and scan). */
+/** Bytes of CUB scratch the grouping of n labels needs (sort and scan);
+ *  k: all centroids (of every problem). */
 cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes);
 
 /** Stable grouping of the training rows by label.
@@ -22,11 +23,17 @@ cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes);
  *  out: sorted_keys / rows (n): rows sorted by label, stable (a radix sort
  *  of (label, index) pairs); hist (k) int32 label counts (labels -1 are not
  *  counted and sort after every valid label); offsets (k) the exclusive scan
- *  of hist. */
+ *  of hist.
+ *  Batched runs (problems > 1): the n rows are problems blocks of
+ *  n / problems rows, labels are local to the problem (in [0, k /
+ *  problems)); the keys sorted are the global centroid rows b * (k /
+ *  problems) + label, written to composed (n) first. */
 typedef struct fkm_group_args {
   const int32_t *labels;
   const int32_t *iota;
   int64_t n, k;
+  int64_t problems;   /* >= 1 */
+  int32_t *composed;  /* (n) scratch when problems > 1, else unused */
   int32_t *sorted_keys;
   int32_t *rows;
   int32_t *hist;
@@ -39,7 +46,8 @@ cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s);
 /** iota[i] = i for i < n. */
 cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s);
 
-/** The centroid update. For every centroid c in [k_frozen, k):
+/** The centroid update. For every centroid c of each block of k_problem
+ *  rows (one problem's centroids) but the block's first k_frozen:
  *  count = in-order float sum of 1 (or of w) over its segment, sum[j] =
  *  in-order float sum of x[j] (or of fl(x[j] * w)), then c[j] = sum[j] *
  *  fl(1 / count) when count != 0, else sum[j]. counts (k) float, rows <
@@ -51,7 +59,8 @@ typedef struct fkm_update_args {
   const int32_t *hist;   /* (k) */
   const int32_t *offsets;/* (k) */
   int64_t n, d, k, k_frozen;
-  float *centroids;      /* (k, d) out (rows >= k_frozen) */
+  int64_t k_problem;     /* centroids per problem: k, or k / batch */
+  float *centroids;      /* (k, d) out (non-frozen rows) */
   float *counts;         /* (k) out */
   int64_t *hist64;       /* (k) out */
 } fkm_update_args;

@@ -206,7 +206,7 @@ fkm_status fkm_train(fkm_ctx *ctx, const fkm_params *params, int64_t n,
   FKM_FORWARD(read_params(&ctx->err, params, &p));
   FKM_FORWARD(check_train(ctx, &p, n, d, k, dtype, x, centroids, n_init, stats,
                           stats_capacity));
-  fkm_train_args a = {&p, n, d, k, dtype, x, weights, centroids, n_init,
+  fkm_train_args a = {&p, 1, n, d, k, dtype, x, weights, centroids, n_init,
                       labels, distances, stats, stats_capacity, n_stats};
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
@@ -228,12 +228,9 @@ fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params, int64_t n,
                                             centroids, labels, distances));
 }
 
-static size_t dtype_size(fkm_dtype t) { return t == FKM_DTYPE_F32 ? 4 : 2; }
-
-/* The batched entry point as B runs of the Lloyd loop into private host
- * buffers, published only when all B succeeded. The user's centroids,
- * labels and distances may be device memory: they move through the engine's
- * copy op. */
+/* The batched entry point: one run of the Lloyd loop over all B problems in
+ * lockstep (lloyd.c); the engine keeps each problem's rows to its own
+ * centroids. */
 fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                              int64_t batch, int64_t n, int64_t d, int64_t k,
                              fkm_dtype dtype, const void *x,
@@ -251,46 +248,11 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                           stats_capacity));
   FKM_RETURN_IF(batch > INT64_MAX / 8 / (n * d > k * d ? n * d : k * d), err,
                 FKM_ERR_INVALID_ARG, "batch * n * d overflows 64-bit offsets");
-  const size_t cbytes = sizeof(float) * (size_t)(batch * k * d);
-  float *cent = malloc(cbytes ? cbytes : 1);
-  int64_t *lab = labels ? malloc(sizeof(int64_t) * (size_t)(batch * n) + 1) : NULL;
-  float *dis = distances ? malloc(sizeof(float) * (size_t)(batch * n) + 1) : NULL;
-  fkm_iteration_stats *st =
-      stats ? malloc(sizeof(fkm_iteration_stats) * (size_t)(batch * stats_capacity) + 1)
-            : NULL;
-  int64_t *ns = malloc(sizeof(int64_t) * (size_t)batch + 1);
-  fkm_status s = FKM_OK;
-  if (!cent || (labels && !lab) || (distances && !dis) || (stats && !st) || !ns)
-    s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
-                 "cannot allocate the batched outputs (batch = %lld)", (long long)batch);
-  const fkm_engine_ops *ops = ctx->engine->ops;
-  if (s == FKM_OK) s = ops->copy(ctx->engine, cent, centroids, cbytes);
-  for (int64_t b = 0; b < batch && s == FKM_OK; b++) {
-    fkm_train_args a = {&p, n, d, k, dtype,
-                        (const char *)x + (size_t)(b * n * d) * dtype_size(dtype),
-                        weights ? weights + b * n : NULL,
-                        cent + b * k * d, n_init,
-                        lab ? lab + b * n : NULL, dis ? dis + b * n : NULL,
-                        st ? st + b * stats_capacity : NULL, stats_capacity,
-                        ns + b};
-    s = fkm_lloyd_train(ctx->engine, &a);
-  }
-  if (s == FKM_OK) s = ops->copy(ctx->engine, centroids, cent, cbytes);
-  if (s == FKM_OK && labels)
-    s = ops->copy(ctx->engine, labels, lab, sizeof(int64_t) * (size_t)(batch * n));
-  if (s == FKM_OK && distances)
-    s = ops->copy(ctx->engine, distances, dis, sizeof(float) * (size_t)(batch * n));
-  if (s == FKM_OK) {
-    if (stats)
-      memcpy(stats, st, sizeof(fkm_iteration_stats) * (size_t)(batch * stats_capacity));
-    if (n_stats) memcpy(n_stats, ns, sizeof(int64_t) * (size_t)batch);
-  }
-  free(cent);
-  free(lab);
-  free(dis);
-  free(st);
-  free(ns);
-  return done(ctx, s);
+  FKM_RETURN_IF(stats_capacity > 0 && batch > INT64_MAX / 64 / stats_capacity, err,
+                FKM_ERR_INVALID_ARG, "batch * stats_capacity is too large");
+  fkm_train_args a = {&p, batch, n, d, k, dtype, x, weights, centroids, n_init,
+                      labels, distances, stats, stats_capacity, n_stats};
+  return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
 
 fkm_status fkm_rand_perm(int64_t n, int64_t seed, int64_t m, int64_t *out) {

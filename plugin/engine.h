@@ -6,6 +6,13 @@
  * works on the engine's own copy of the training set and centroids, which may
  * live on a device: the loop only ever moves k-sized vectors across.
  *
+ * A run holds `batch` independent problems of the same shape, stored back to
+ * back (fkm_train_batched; fkm_train is batch 1): the engine's training set
+ * is (batch * n_train, d), problem b's rows first at b * n_train, and its
+ * centroids (batch * k, d), problem b's at b * k. A row of problem b is only
+ * ever assigned to problem b's centroids. The loop drives all problems in
+ * lockstep: one iterate call runs an iteration of every problem.
+ *
  * Each op returns a status and records its message in the context's errbuf.
  * Bits: every engine must produce exactly the CPU engine's output bits.
  */
@@ -22,29 +29,32 @@ extern "C" {
 /** One training run, validated, as the loop hands it to an engine. */
 typedef struct fkm_run {
   const fkm_params *params;    /* full-size copy, validated */
-  int64_t n, d, k;             /* n: rows of the user's x */
+  int64_t batch;               /* problems, >= 1 */
+  int64_t n, d, k;             /* per problem; n: rows of the user's x */
   fkm_dtype dtype;
-  const void *x;               /* user pointer, (n, d), host or device */
-  const float *weights;        /* user pointer, (n), or NULL */
-  const int64_t *train_rows;   /* host, n_train indices into x in training
-                                  order; NULL: row i is x row i */
+  const void *x;               /* user pointer, (batch, n, d), host or device */
+  const float *weights;        /* user pointer, (batch, n), or NULL */
+  const int64_t *train_rows;   /* host, n_train indices into each problem's
+                                  x in training order (the same for every
+                                  problem); NULL: row i is x row i */
   int64_t n_train;             /* rows in the training set */
   int64_t n_init;              /* user-supplied centroid rows */
   int64_t k_frozen;            /* frozen_centroids ? n_init : 0 */
 } fkm_run;
 
-/** What one iteration reports back to the host. */
+/** What one iteration reports back to the host, per problem; every array
+ *  is host memory owned by the loop. */
 typedef struct fkm_iter_result {
-  float obj;             /* float sum of distances in training order */
-  double obj_double;     /* the same in double */
-  float *counts;         /* host (k): float (weighted) counts after update,
-                            rows < k_frozen unspecified */
-  int64_t *hist;         /* host (k): unweighted label counts */
-  double assign_seconds; /* wall time of the assignment part */
+  float *obj;            /* (batch) float sum of distances in training order */
+  double *obj_double;    /* (batch) the same in double */
+  float *counts;         /* (batch, k): float (weighted) counts after update,
+                            rows < k_frozen of each problem unspecified */
+  int64_t *hist;         /* (batch, k): unweighted label counts */
+  double assign_seconds; /* wall time of the assignment part (all problems) */
 } fkm_iter_result;
 
 /** One split: row dst := perturbed copy of row src (SPEC section 6);
- *  pairs are applied in order. */
+ *  pairs are applied in order. Rows index the (batch * k) centroids. */
 typedef struct fkm_split_pair {
   int64_t dst, src;
 } fkm_split_pair;
@@ -62,26 +72,31 @@ typedef struct fkm_engine_ops {
   /** Begin a run: check input values (params->check_finite: x finite;
    *  weights finite and >= 0 always; first n_init centroid rows finite), copy
    *  the training set in (converted to float, rows in train_rows order) and
-   *  allocate everything the run needs. user_centroids: the caller's (k, d)
-   *  buffer whose first n_init rows are read. */
+   *  allocate everything the run needs. user_centroids: the caller's
+   *  (batch, k, d) buffer whose first n_init rows of each problem are read. */
   fkm_status (*begin)(fkm_engine *e, const fkm_run *run,
                       const float *user_centroids);
-  /** Centroid rows [0, n_init) := the user's initial rows (read in begin). */
+  /** Each problem's centroid rows [0, n_init) := the user's initial rows
+   *  (read in begin). */
   fkm_status (*load_initial)(fkm_engine *e);
-  /** Centroid rows i in [from, k) := training row perm[i] (perm: host, k). */
+  /** Each problem's centroid rows i in [from, k) := its training row
+   *  perm[i] (perm: host, k). */
   fkm_status (*init_rows)(fkm_engine *e, const int64_t *perm, int64_t from);
-  /** spherical / int_centroids of the run's params, on all k rows. */
+  /** spherical / int_centroids of the run's params, on all rows. */
   fkm_status (*post_process)(fkm_engine *e);
-  /** Assign the training set, objective, update the non-frozen rows. */
+  /** Assign every problem's training set to its centroids, objectives,
+   *  update the non-frozen rows. */
   fkm_status (*iterate)(fkm_engine *e, fkm_iter_result *out);
   fkm_status (*apply_splits)(fkm_engine *e, const fkm_split_pair *pairs,
                              int64_t count);
-  /** Copy the (k, d) centroids to / from host memory (best-run keeping). */
+  /** Copy the (batch, k, d) centroids to / from host memory (best-run
+   *  keeping). */
   fkm_status (*read_centroids)(fkm_engine *e, float *host);
   fkm_status (*write_centroids)(fkm_engine *e, const float *host);
-  /** Write the outputs: centroids (k, d); when labels or distances is not
-   *  NULL, assign all n input rows to the current centroids first. Nothing is
-   *  written unless everything succeeds. Pointers are the user's. */
+  /** Write the outputs: centroids (batch, k, d); when labels or distances
+   *  (batch, n) is not NULL, assign all n input rows of each problem to its
+   *  current centroids first. Nothing is written unless everything
+   *  succeeds. Pointers are the user's. */
   fkm_status (*finish)(fkm_engine *e, float *centroids, int64_t *labels,
                        float *distances);
   /** Release the run's resources (also after a failed run). */

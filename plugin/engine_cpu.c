@@ -20,15 +20,16 @@ typedef struct cpu_engine {
   fkm_run run;
   fkm_params params;
   const float *user_init;
-  const float *xt; /* training set (n_train, d), owned when xt_own */
+  /* every problem's rows and centroids back to back (engine.h) */
+  const float *xt; /* training set (batch * n_train, d), owned when xt_own */
   float *xt_own;
-  const float *wt; /* training weights (n_train) or NULL */
+  const float *wt; /* training weights (batch * n_train) or NULL */
   float *wt_own;
-  float *xn;       /* (n_train) norms, L2 only */
-  float *cent;     /* (k, d) */
-  float *cn;       /* (k) */
-  int64_t *labels; /* (n_train) */
-  float *dist;     /* (n_train) */
+  float *xn;       /* (batch * n_train) norms, L2 only */
+  float *cent;     /* (batch * k, d) */
+  float *cn;       /* (k), one problem's */
+  int64_t *labels; /* (n_train), one problem's */
+  float *dist;     /* (n_train), one problem's */
   int64_t *offsets; /* (k + 1) */
   int64_t *order;   /* (n_train) training rows grouped by label, stable */
   int64_t *cursor;  /* (k) counting-sort fill positions */
@@ -77,13 +78,18 @@ static int64_t first_nonfinite_any(fkm_dtype dtype, const void *x,
   return -1;
 }
 
+/* rows of x: batch problems of n rows each, back to back. */
 static fkm_status check_x(fkm_errbuf *err, const char *name, fkm_dtype dtype,
-                          const void *x, int64_t n, int64_t d) {
-  int64_t bad = first_nonfinite_any(dtype, x, n * d);
-  FKM_RETURN_IF(bad >= 0, err, FKM_ERR_NOT_FINITE,
-                "%s contains NaN or Inf at row %lld, column %lld", name,
-                (long long)(bad / d), (long long)(bad % d));
-  return FKM_OK;
+                          const void *x, int64_t batch, int64_t n, int64_t d) {
+  const int64_t bad = first_nonfinite_any(dtype, x, batch * n * d);
+  if (bad < 0) return FKM_OK;
+  const int64_t row = bad / d;
+  if (batch > 1)
+    return fkm_fail(err, FKM_ERR_NOT_FINITE,
+                    "%s contains NaN or Inf in problem %lld at row %lld, column %lld", name,
+                    (long long)(row / n), (long long)(row % n), (long long)(bad % d));
+  return fkm_fail(err, FKM_ERR_NOT_FINITE, "%s contains NaN or Inf at row %lld, column %lld",
+                  name, (long long)row, (long long)(bad % d));
 }
 
 static fkm_status check_weights(fkm_errbuf *err, const float *w, int64_t n) {
@@ -122,45 +128,50 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
   c->params = *run->params;
   c->run.params = &c->params;
   c->user_init = user_centroids;
-  const int64_t n = run->n, d = run->d, k = run->k, nt = run->n_train;
+  const int64_t B = run->batch, n = run->n, d = run->d, k = run->k, nt = run->n_train;
   fkm_errbuf *err = c->base.err;
   if (c->params.check_finite) {
-    FKM_FORWARD(check_x(err, "x", run->dtype, run->x, n, d));
-    if (run->n_init > 0)
-      FKM_FORWARD(check_x(err, "initial centroids", FKM_DTYPE_F32,
-                          user_centroids, run->n_init, d));
+    FKM_FORWARD(check_x(err, "x", run->dtype, run->x, B, n, d));
+    for (int64_t b = 0; b < B && run->n_init > 0; b++)
+      FKM_FORWARD(check_x(err, "initial centroids", FKM_DTYPE_F32, user_centroids + b * k * d,
+                          1, run->n_init, d));
   }
-  if (run->weights) FKM_FORWARD(check_weights(err, run->weights, n));
+  if (run->weights) FKM_FORWARD(check_weights(err, run->weights, B * n));
 
+  const size_t xb = (run->dtype == FKM_DTYPE_F32 ? 4 : 2) * (size_t)(n * d);
   if (run->train_rows) {
-    ALLOC(c->xt_own, nt * d, "the training set");
-    fkm_cpu_gather_float(run->dtype, run->x, d, run->train_rows, nt, c->xt_own);
+    ALLOC(c->xt_own, B * nt * d, "the training set");
+    for (int64_t b = 0; b < B; b++)
+      fkm_cpu_gather_float(run->dtype, (const char *)run->x + xb * (size_t)b, d,
+                           run->train_rows, nt, c->xt_own + b * nt * d);
     c->xt = c->xt_own;
     if (run->weights) {
-      ALLOC(c->wt_own, nt, "the training weights");
-      for (int64_t i = 0; i < nt; i++) c->wt_own[i] = run->weights[run->train_rows[i]];
+      ALLOC(c->wt_own, B * nt, "the training weights");
+      for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < nt; i++)
+          c->wt_own[b * nt + i] = run->weights[b * n + run->train_rows[i]];
       c->wt = c->wt_own;
     }
   } else {
     if (run->dtype == FKM_DTYPE_F32) {
       c->xt = run->x;
     } else {
-      ALLOC(c->xt_own, nt * d, "the training set");
-      fkm_cpu_to_float(run->dtype, run->x, nt, d, c->xt_own);
+      ALLOC(c->xt_own, B * nt * d, "the training set");
+      fkm_cpu_to_float(run->dtype, run->x, B * nt, d, c->xt_own);
       c->xt = c->xt_own;
     }
     c->wt = run->weights;
   }
-  ALLOC(c->xn, nt, "norms");
-  if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(c->xt, nt, d, c->xn);
-  ALLOC(c->cent, k * d, "centroids");
+  ALLOC(c->xn, B * nt, "norms");
+  if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(c->xt, B * nt, d, c->xn);
+  ALLOC(c->cent, B * k * d, "centroids");
   ALLOC(c->cn, k, "centroid norms");
   ALLOC(c->labels, nt, "labels");
   ALLOC(c->dist, nt, "distances");
   ALLOC(c->offsets, k + 1, "segment offsets");
   ALLOC(c->order, nt, "the label order");
   ALLOC(c->cursor, k, "the counting-sort cursors");
-  memset(c->cent, 0, sizeof(float) * (size_t)(k * d));
+  memset(c->cent, 0, sizeof(float) * (size_t)(B * k * d));
   return FKM_OK;
 }
 
@@ -175,23 +186,28 @@ static fkm_status cpu_begin(fkm_engine *e, const fkm_run *run,
 
 static fkm_status cpu_load_initial(fkm_engine *e) {
   cpu_engine *c = cpu(e);
-  memcpy(c->cent, c->user_init, sizeof(float) * (size_t)(c->run.n_init * c->run.d));
+  const int64_t kd = c->run.k * c->run.d;
+  for (int64_t b = 0; b < c->run.batch; b++)
+    memcpy(c->cent + b * kd, c->user_init + b * kd,
+           sizeof(float) * (size_t)(c->run.n_init * c->run.d));
   return FKM_OK;
 }
 
 static fkm_status cpu_init_rows(fkm_engine *e, const int64_t *perm,
                                 int64_t from) {
   cpu_engine *c = cpu(e);
-  const int64_t d = c->run.d;
-  for (int64_t i = from; i < c->run.k; i++)
-    memcpy(c->cent + i * d, c->xt + perm[i] * d, sizeof(float) * (size_t)d);
+  const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
+  for (int64_t b = 0; b < c->run.batch; b++)
+    for (int64_t i = from; i < k; i++)
+      memcpy(c->cent + (b * k + i) * d, c->xt + (b * nt + perm[i]) * d,
+             sizeof(float) * (size_t)d);
   return FKM_OK;
 }
 
 /* SPEC section 8. */
 static fkm_status cpu_post_process(fkm_engine *e) {
   cpu_engine *c = cpu(e);
-  const int64_t d = c->run.d, k = c->run.k;
+  const int64_t d = c->run.d, k = c->run.batch * c->run.k;
   thread_scope ts = threads_enter(c);
   if (c->params.spherical) {
 #pragma omp parallel for schedule(static)
@@ -214,26 +230,39 @@ static fkm_status cpu_post_process(fkm_engine *e) {
 
 /* ------------------------------------------------------------- the iteration */
 
+/* what, problem: the rows' name in messages; problem < 0 in an unbatched
+ * run. */
 static fkm_status assign_into(cpu_engine *c, const float *x, const float *xn,
                               int64_t n, const float *cent, int64_t k,
-                              int64_t *labels, float *dist, const char *what) {
+                              int64_t *labels, float *dist, const char *what,
+                              int64_t problem) {
   fkm_errbuf *err = c->base.err;
   const int64_t d = c->run.d;
   fkm_assign_args a = {x, xn, n, d, cent, c->cn, k, c->params.metric, labels, dist};
   if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(cent, k, d, c->cn);
   FKM_RETURN_IF(fkm_cpu_assign(&a) != 0, err, FKM_ERR_OUT_OF_MEMORY,
                 "cpu engine: cannot allocate the assignment's working memory");
-  for (int64_t i = 0; i < n; i++)
-    FKM_RETURN_IF(labels[i] < 0, err, FKM_ERR_NUMERIC,
-                  "%s row %lld has no finite distance to any centroid "
-                  "(float overflow in |x|^2 or <x, c>)",
-                  what, (long long)i);
+  for (int64_t i = 0; i < n; i++) {
+    if (labels[i] >= 0) continue;
+    if (problem >= 0)
+      return fkm_fail(err, FKM_ERR_NUMERIC,
+                      "%s of problem %lld, row %lld has no finite distance to any "
+                      "centroid (float overflow in |x|^2 or <x, c>)",
+                      what, (long long)problem, (long long)i);
+    return fkm_fail(err, FKM_ERR_NUMERIC,
+                    "%s row %lld has no finite distance to any centroid "
+                    "(float overflow in |x|^2 or <x, c>)",
+                    what, (long long)i);
+  }
   return FKM_OK;
 }
 
 /* SPEC section 5: stable grouping of training rows by label (counting sort),
- * then per centroid an in-order float sum, float count, reciprocal multiply. */
-static void update(cpu_engine *c, const int64_t *hist, float *counts) {
+ * then per centroid an in-order float sum, float count, reciprocal multiply.
+ * x, w: the problem's training rows and weights; cent, hist, counts: its k
+ * rows; c->labels its labels. */
+static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
+                   const int64_t *hist, float *counts) {
   const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
   const int64_t kf = c->run.k_frozen;
   int64_t *off = c->offsets;
@@ -243,14 +272,14 @@ static void update(cpu_engine *c, const int64_t *hist, float *counts) {
   for (int64_t i = 0; i < nt; i++) c->order[c->cursor[c->labels[i]]++] = i;
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t ci = kf; ci < k; ci++) {
-    float *cen = c->cent + ci * d;
+    float *cen = cent + ci * d;
     float count = 0.0f;
     for (int64_t j = 0; j < d; j++) cen[j] = 0.0f;
     for (int64_t t = off[ci]; t < off[ci + 1]; t++) {
       const int64_t i = c->order[t];
-      const float *xi = c->xt + i * d;
-      if (c->wt) {
-        const float w = c->wt[i];
+      const float *xi = xt + i * d;
+      if (wt) {
+        const float w = wt[i];
         count = count + w;
         for (int64_t j = 0; j < d; j++) cen[j] = cen[j] + xi[j] * w;
       } else {
@@ -267,23 +296,31 @@ static void update(cpu_engine *c, const int64_t *hist, float *counts) {
   for (int64_t ci = 0; ci < kf; ci++) counts[ci] = 0.0f;
 }
 
+/* Problems one after the other (each problem's bits depend on its rows and
+ * centroids only). */
 static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
-  const int64_t k = c->run.k, nt = c->run.n_train;
-  double t0 = now_seconds();
-  FKM_FORWARD(assign_into(c, c->xt, c->xn, nt, c->cent, k, c->labels, c->dist,
-                          "training set"));
-  out->assign_seconds = now_seconds() - t0;
-  float obj = 0.0f;
-  double objd = 0.0;
-  for (int64_t i = 0; i < nt; i++) {
-    obj += c->dist[i];
-    objd += (double)c->dist[i];
+  const int64_t k = c->run.k, nt = c->run.n_train, d = c->run.d, B = c->run.batch;
+  out->assign_seconds = 0;
+  for (int64_t b = 0; b < B; b++) {
+    const float *xt = c->xt + b * nt * d, *wt = c->wt ? c->wt + b * nt : NULL;
+    float *cent = c->cent + b * k * d;
+    int64_t *hist = out->hist + b * k;
+    double t0 = now_seconds();
+    FKM_FORWARD(assign_into(c, xt, c->xn + b * nt, nt, cent, k, c->labels, c->dist,
+                            "training set", B > 1 ? b : -1));
+    out->assign_seconds += now_seconds() - t0;
+    float obj = 0.0f;
+    double objd = 0.0;
+    for (int64_t i = 0; i < nt; i++) {
+      obj += c->dist[i];
+      objd += (double)c->dist[i];
+    }
+    out->obj[b] = obj;
+    out->obj_double[b] = objd;
+    memset(hist, 0, sizeof(int64_t) * (size_t)k);
+    for (int64_t i = 0; i < nt; i++) hist[c->labels[i]]++;
+    update(c, xt, wt, cent, hist, out->counts + b * k);
   }
-  out->obj = obj;
-  out->obj_double = objd;
-  memset(out->hist, 0, sizeof(int64_t) * (size_t)k);
-  for (int64_t i = 0; i < nt; i++) out->hist[c->labels[i]]++;
-  update(c, out->hist, out->counts);
   return FKM_OK;
 }
 
@@ -319,13 +356,13 @@ static fkm_status cpu_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
 
 static fkm_status cpu_read_centroids(fkm_engine *e, float *host) {
   cpu_engine *c = cpu(e);
-  memcpy(host, c->cent, sizeof(float) * (size_t)(c->run.k * c->run.d));
+  memcpy(host, c->cent, sizeof(float) * (size_t)(c->run.batch * c->run.k * c->run.d));
   return FKM_OK;
 }
 
 static fkm_status cpu_write_centroids(fkm_engine *e, const float *host) {
   cpu_engine *c = cpu(e);
-  memcpy(c->cent, host, sizeof(float) * (size_t)(c->run.k * c->run.d));
+  memcpy(c->cent, host, sizeof(float) * (size_t)(c->run.batch * c->run.k * c->run.d));
   return FKM_OK;
 }
 
@@ -344,46 +381,62 @@ static fkm_status float_view(cpu_engine *c, fkm_dtype dtype, const void *x,
   return FKM_OK;
 }
 
-/* Assign n rows of a user matrix to cent; on success write labels and
- * distances (either may be NULL), on failure write nothing. */
+/* Assign n rows of a user matrix to cent into lab and dis (n each). */
 static fkm_status assign_user(cpu_engine *c, fkm_dtype dtype, const void *x,
                               int64_t n, const float *cent, int64_t k,
-                              int64_t *labels, float *distances) {
+                              int64_t *lab, float *dis, int64_t problem) {
   const int64_t d = c->run.d;
   const float *xf = NULL;
-  float *xf_own = NULL, *xn = NULL, *dis = NULL;
-  int64_t *lab = NULL;
+  float *xf_own = NULL, *xn = NULL;
   fkm_status s = float_view(c, dtype, x, n, d, &xf, &xf_own);
   if (s == FKM_OK) {
     xn = alloc_or_null((size_t)n, sizeof(float));
-    lab = alloc_or_null((size_t)n, sizeof(int64_t));
-    dis = alloc_or_null((size_t)n, sizeof(float));
-    if (!xn || !lab || !dis)
+    if (!xn)
       s = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
-                   "cpu engine: cannot allocate the assignment of %lld rows", (long long)n);
+                   "cpu engine: cannot allocate the norms of %lld rows", (long long)n);
   }
   if (s == FKM_OK) {
     if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(xf, n, d, xn);
-    s = assign_into(c, xf, xn, n, cent, k, lab, dis, "x");
+    s = assign_into(c, xf, xn, n, cent, k, lab, dis, "x", problem);
   }
-  if (s == FKM_OK) {
-    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)n);
-    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)n);
-  }
-  free(lab);
-  free(dis);
   free(xn);
   free(xf_own);
   return s;
 }
 
+/* Assign every problem's n rows to its centroids; on success write labels
+ * and distances (batch * n each, either may be NULL), on failure nothing. */
+static fkm_status assign_problems(cpu_engine *c, fkm_dtype dtype, const void *x,
+                                  int64_t batch, int64_t n, const float *cent,
+                                  int64_t k, int64_t *labels, float *distances) {
+  const int64_t d = c->run.d;
+  const size_t xb = (dtype == FKM_DTYPE_F32 ? 4 : 2) * (size_t)(n * d);
+  int64_t *lab = alloc_or_null((size_t)(batch * n), sizeof(int64_t));
+  float *dis = alloc_or_null((size_t)(batch * n), sizeof(float));
+  fkm_status s = FKM_OK;
+  if (!lab || !dis)
+    s = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                 "cpu engine: cannot allocate the assignment of %lld rows",
+                 (long long)(batch * n));
+  for (int64_t b = 0; b < batch && s == FKM_OK; b++)
+    s = assign_user(c, dtype, (const char *)x + xb * (size_t)b, n, cent + b * k * d, k,
+                    lab + b * n, dis + b * n, batch > 1 ? b : -1);
+  if (s == FKM_OK) {
+    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)(batch * n));
+    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)(batch * n));
+  }
+  free(lab);
+  free(dis);
+  return s;
+}
+
 static fkm_status cpu_finish_impl(cpu_engine *c, float *centroids,
                                   int64_t *labels, float *distances) {
-  const int64_t k = c->run.k, d = c->run.d;
+  const int64_t k = c->run.k, d = c->run.d, B = c->run.batch;
   if (labels || distances)
-    FKM_FORWARD(assign_user(c, c->run.dtype, c->run.x, c->run.n, c->cent, k, labels,
-                            distances));
-  memcpy(centroids, c->cent, sizeof(float) * (size_t)(k * d));
+    FKM_FORWARD(assign_problems(c, c->run.dtype, c->run.x, B, c->run.n, c->cent, k, labels,
+                                distances));
+  memcpy(centroids, c->cent, sizeof(float) * (size_t)(B * k * d));
   return FKM_OK;
 }
 
@@ -412,21 +465,22 @@ static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
   memset(&c->run, 0, sizeof c->run);
   c->params = *params;
   c->run.params = &c->params;
+  c->run.batch = 1;
   c->run.n = n;
   c->run.d = d;
   c->run.k = k;
   thread_scope ts = threads_enter(c);
   fkm_status s = FKM_OK;
   if (params->check_finite) {
-    s = check_x(err, "x", dtype, x, n, d);
-    if (s == FKM_OK) s = check_x(err, "centroids", FKM_DTYPE_F32, centroids, k, d);
+    s = check_x(err, "x", dtype, x, 1, n, d);
+    if (s == FKM_OK) s = check_x(err, "centroids", FKM_DTYPE_F32, centroids, 1, k, d);
   }
   if (s == FKM_OK) {
     c->cn = alloc_or_null((size_t)k, sizeof(float));
     if (!c->cn)
       s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate centroid norms");
   }
-  if (s == FKM_OK) s = assign_user(c, dtype, x, n, centroids, k, labels, distances);
+  if (s == FKM_OK) s = assign_problems(c, dtype, x, 1, n, centroids, k, labels, distances);
   free(c->cn);
   c->cn = NULL;
   threads_leave(ts);

@@ -12,6 +12,12 @@
  * Streams: everything runs on the context's stream (owned, non-blocking, or
  * the caller's). The objective runs on a side stream of the greatest
  * priority, joined before the iteration's single host synchronisation.
+ * Batched runs (engine.h): the problems' training rows, centroids and
+ * per-row buffers lie back to back; each problem's rows are assigned to its
+ * own centroids (one assignment launch per problem and row chunk), then one
+ * grouping sorts every row by its global centroid row (problem * k + label)
+ * and one update kernel computes all B * k centroids: the iteration still
+ * has one host synchronisation, whatever B.
  * Bits: every kernel reproduces the CPU reference's arithmetic (see
  * the kernels in kernels/); nothing depends on timing or on the grid.
  */
@@ -46,28 +52,31 @@ typedef struct cuda_engine {
   cudaStream_t own_stream, stream, side;
   cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_obj; /* phase timing */
   cudaEvent_t ev_chunk[FKM_CUDA_CHUNKS];           /* chunk c assigned */
-  int *h_refined; /* pinned (FKM_CUDA_CHUNKS): points the refine pass recomputed */
 
-  /* the current run */
+  /* the current run: B problems; per-row buffers (B * nt), per-centroid
+   * buffers (B * k), problem b's part at b * nt, b * k */
   fkm_run run;
   fkm_params params;
   void *ws;
   size_t ws_bytes;
-  const float *x; /* (nt, d): in ws, or the user's device f32 matrix */
-  uint16_t *xp;   /* x packed for the tensor-core passes (in ws), or NULL */
-  int *xmax;      /* the word fkm_launch_pack_x writes (parity scale) */
-  float *w;       /* (nt) or NULL */
+  const float *x; /* (B * nt, d): in ws, or the user's device f32 matrix */
+  uint16_t *xp;   /* x packed for the tensor-core passes (in ws), or NULL:
+                     B packed matrices of xp_stride elements */
+  int64_t xp_stride;
+  int *xmax;      /* (B) the words fkm_launch_pack_x writes (parity scale) */
+  float *w;       /* (B * nt) or NULL */
   float *xn, *cent, *cn, *init, *dist, *counts;
-  int32_t *labels, *keys, *rows, *iota, *hist, *offsets;
+  int32_t *labels, *keys, *rows, *iota, *hist, *offsets, *composed;
   int64_t *hist64, *pairs, *perm;
   void *assign_work, *temp, *obj_scratch;
   size_t temp_bytes;
   fkm_assign_plan plan, plan_last; /* a full chunk, the last chunk */
   int64_t chunk, nchunk;
-  scalars *dsc;        /* device */
-  scalars *hsc;        /* pinned host */
-  float *h_counts;     /* pinned (k) */
-  int64_t *h_hist;     /* pinned (k) */
+  scalars *dsc;        /* device (B) */
+  scalars *hsc;        /* pinned host (B) */
+  float *h_counts;     /* pinned (B * k) */
+  int64_t *h_hist;     /* pinned (B * k) */
+  int *h_refined;      /* pinned (B * nchunk): points the refine pass recomputed */
 } cuda_engine;
 
 static cuda_engine *eng(fkm_engine *e) { return (cuda_engine *)e; }
@@ -154,14 +163,21 @@ done:
   return st;
 }
 
+/* rows of x: batch problems of n rows each, back to back (the CPU engine's
+ * messages). */
 static fkm_status check_x(cuda_engine *c, const char *name, fkm_dtype dtype,
-                          const void *x, int64_t n, int64_t d) {
+                          const void *x, int64_t batch, int64_t n, int64_t d) {
   int64_t bad = -1;
-  FKM_FORWARD(first_nonfinite(c, dtype, x, n * d, &bad));
-  FKM_RETURN_IF(bad >= 0, c->base.err, FKM_ERR_NOT_FINITE,
-                "%s contains NaN or Inf at row %lld, column %lld", name,
-                (long long)(bad / d), (long long)(bad % d));
-  return FKM_OK;
+  FKM_FORWARD(first_nonfinite(c, dtype, x, batch * n * d, &bad));
+  if (bad < 0) return FKM_OK;
+  const int64_t row = bad / d;
+  if (batch > 1)
+    return fkm_fail(c->base.err, FKM_ERR_NOT_FINITE,
+                    "%s contains NaN or Inf in problem %lld at row %lld, column %lld", name,
+                    (long long)(row / n), (long long)(row % n), (long long)(bad % d));
+  return fkm_fail(c->base.err, FKM_ERR_NOT_FINITE,
+                  "%s contains NaN or Inf at row %lld, column %lld", name, (long long)row,
+                  (long long)(bad % d));
 }
 
 /* weights: the first bad entry decides (not finite, else negative). */
@@ -278,7 +294,8 @@ static void *carve(carver *cv, size_t bytes) {
 
 /* Lays out (or, with a NULL base, sizes) the run's workspace. */
 static size_t plan_workspace(cuda_engine *c, char *base) {
-  const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
+  const int64_t B = c->run.batch, d = c->run.d;
+  const int64_t nt = B * c->run.n_train, k = B * c->run.k; /* all problems */
   const int own_x = !(c->run.dtype == FKM_DTYPE_F32 && !c->run.train_rows &&
                       is_device_ptr(c->run.x));
   carver cv = {base, 0};
@@ -286,28 +303,30 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   if (own_x) c->x = x;
   c->w = c->run.weights ? carve(&cv, sizeof(float) * (size_t)nt) : NULL;
   const int packs = plan_packs(&c->plan);
-  c->xp = packs ? carve(&cv, fkm_pack_x_bytes(nt, d)) : NULL;
-  c->xmax = packs ? carve(&cv, sizeof(int)) : NULL;
+  c->xp_stride = (int64_t)(fkm_pack_x_bytes(c->run.n_train, d) / 2);
+  c->xp = packs ? carve(&cv, fkm_pack_x_bytes(c->run.n_train, d) * (size_t)B) : NULL;
+  c->xmax = packs ? carve(&cv, sizeof(int) * (size_t)B) : NULL;
   c->xn = carve(&cv, sizeof(float) * (size_t)nt);
   c->cent = carve(&cv, sizeof(float) * (size_t)(k * d));
   c->cn = carve(&cv, sizeof(float) * (size_t)k);
-  c->init = carve(&cv, sizeof(float) * (size_t)(c->run.n_init * d));
+  c->init = carve(&cv, sizeof(float) * (size_t)(B * c->run.n_init * d));
   c->dist = carve(&cv, sizeof(float) * (size_t)nt);
   c->labels = carve(&cv, sizeof(int32_t) * (size_t)nt);
   c->keys = carve(&cv, sizeof(int32_t) * (size_t)nt);
   c->rows = carve(&cv, sizeof(int32_t) * (size_t)nt);
   c->iota = carve(&cv, sizeof(int32_t) * (size_t)nt);
+  c->composed = B > 1 ? carve(&cv, sizeof(int32_t) * (size_t)nt) : NULL;
   c->hist = carve(&cv, sizeof(int32_t) * (size_t)k);
   c->offsets = carve(&cv, sizeof(int32_t) * (size_t)k);
   c->counts = carve(&cv, sizeof(float) * (size_t)k);
   c->hist64 = carve(&cv, sizeof(int64_t) * (size_t)k);
   c->pairs = carve(&cv, sizeof(int64_t) * (size_t)(2 * k));
-  c->perm = carve(&cv, sizeof(int64_t) * (size_t)k);
+  c->perm = carve(&cv, sizeof(int64_t) * (size_t)c->run.k);
   c->assign_work = carve(&cv, c->plan.work_bytes > c->plan_last.work_bytes
                                   ? c->plan.work_bytes
                                   : c->plan_last.work_bytes);
   c->temp = carve(&cv, c->temp_bytes);
-  c->dsc = carve(&cv, sizeof(scalars));
+  c->dsc = carve(&cv, sizeof(scalars) * (size_t)B);
   c->obj_scratch = carve(&cv, fkm_objective_scratch_bytes(c->chunk > 0 ? c->chunk : 1));
   return cv.off;
 }
@@ -324,33 +343,46 @@ static void cuda_end(fkm_engine *e) {
   if (c->hsc) (void)cudaFreeHost(c->hsc);
   if (c->h_counts) (void)cudaFreeHost(c->h_counts);
   if (c->h_hist) (void)cudaFreeHost(c->h_hist);
+  if (c->h_refined) (void)cudaFreeHost(c->h_refined);
   (void)cudaGetLastError();
   c->ws = NULL;
   c->hsc = NULL;
   c->h_counts = NULL;
   c->h_hist = NULL;
+  c->h_refined = NULL;
   c->x = NULL;
 }
 
-static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
-                             const float *user_centroids) {
-  cuda_engine *c = eng(e);
+/* Problem b's rows of train_rows, as rows of the (batch * n, d) matrix
+ * (host, batch * n_train), or NULL when train_rows is NULL. */
+static fkm_status global_rows(cuda_engine *c, const fkm_run *run, int64_t **out) {
+  *out = NULL;
+  if (!run->train_rows) return FKM_OK;
+  const int64_t nt = run->n_train;
+  int64_t *g = malloc(sizeof(int64_t) * (size_t)(run->batch * nt));
+  FKM_RETURN_IF(!g, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                "cuda engine: cannot allocate %lld row indices", (long long)(run->batch * nt));
+  for (int64_t b = 0; b < run->batch; b++)
+    for (int64_t i = 0; i < nt; i++) g[b * nt + i] = b * run->n + run->train_rows[i];
+  *out = g;
+  return FKM_OK;
+}
+
+static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *user_centroids,
+                             int64_t *grows) {
   fkm_errbuf *err = c->base.err;
-  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
-  c->run = *run;
-  c->params = *run->params;
-  c->run.params = &c->params;
-  const int64_t n = run->n, d = run->d, k = run->k, nt = run->n_train;
-  FKM_RETURN_IF(nt > INT32_MAX || k > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
-                "cuda engine: %lld training rows, k = %lld: both must be < 2^31",
-                (long long)nt, (long long)k);
+  const int64_t B = run->batch, n = run->n, d = run->d, k = run->k, nt = run->n_train;
+  FKM_RETURN_IF(B * nt > INT32_MAX || B * k > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
+                "cuda engine: %lld training rows, %lld centroids (all problems): both must be "
+                "< 2^31",
+                (long long)(B * nt), (long long)(B * k));
   if (c->params.check_finite) {
-    FKM_FORWARD(check_x(c, "x", run->dtype, run->x, n, d));
-    if (run->n_init > 0)
-      FKM_FORWARD(check_x(c, "initial centroids", FKM_DTYPE_F32, user_centroids,
+    FKM_FORWARD(check_x(c, "x", run->dtype, run->x, B, n, d));
+    for (int64_t b = 0; b < B && run->n_init > 0; b++)
+      FKM_FORWARD(check_x(c, "initial centroids", FKM_DTYPE_F32, user_centroids + b * k * d, 1,
                           run->n_init, d));
   }
-  if (run->weights) FKM_FORWARD(check_weights(c, run->weights, n));
+  if (run->weights) FKM_FORWARD(check_weights(c, run->weights, B * n));
 
   c->nchunk = nt >> 18;
   if (c->nchunk > FKM_CUDA_CHUNKS) c->nchunk = FKM_CUDA_CHUNKS;
@@ -360,7 +392,7 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   c->nchunk = nt > 0 ? (nt + c->chunk - 1) / c->chunk : 1;
   c->plan = make_plan(c, &c->params, run->dtype, c->chunk, k, d);
   c->plan_last = make_plan(c, &c->params, run->dtype, nt - (c->nchunk - 1) * c->chunk, k, d);
-  FKM_CUDA_TRY(c, fkm_group_temp_bytes(nt, k, &c->temp_bytes));
+  FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, &c->temp_bytes));
   c->x = run->x; /* kept when plan_workspace finds it usable in place */
   c->ws_bytes = plan_workspace(c, NULL);
   FKM_CUDA_TRY(c, cudaMallocAsync(&c->ws, c->ws_bytes, c->stream));
@@ -370,55 +402,77 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
     snprintf(msg, sizeof msg, "cuda engine: workspace %zu bytes on %s", c->ws_bytes, c->name);
     c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
   }
-  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->hsc, sizeof(scalars)));
-  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_counts, sizeof(float) * (size_t)k));
-  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_hist, sizeof(int64_t) * (size_t)k));
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->hsc, sizeof(scalars) * (size_t)B));
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_counts, sizeof(float) * (size_t)(B * k)));
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_hist, sizeof(int64_t) * (size_t)(B * k)));
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_refined, sizeof(int) * (size_t)(B * c->nchunk)));
 
   if (c->x != run->x)
-    FKM_FORWARD(load_rows(c, run->dtype, run->x, d, run->train_rows, nt, (float *)c->x));
+    FKM_FORWARD(load_rows(c, run->dtype, run->x, d, grows, B * nt, (float *)c->x));
   if (run->weights)
-    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w));
-  FKM_CUDA_TRY(c, fkm_launch_row_norms(c->x, nt, d, c->xn, c->stream));
-  if (c->xp)
-    FKM_CUDA_TRY(c, fkm_launch_pack_x(c->x, nt, d, c->plan.fast_dtype, c->xp, c->xmax,
-                                      c->stream));
-  if (run->n_init > 0)
-    FKM_CUDA_TRY(c, cudaMemcpyAsync(c->init, user_centroids,
-                                    sizeof(float) * (size_t)(run->n_init * d),
-                                    cudaMemcpyDefault, c->stream));
-  FKM_CUDA_TRY(c, cudaMemsetAsync(c->cent, 0, sizeof(float) * (size_t)(k * d), c->stream));
-  FKM_CUDA_TRY(c, fkm_launch_iota(c->iota, nt, c->stream));
+    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, grows, B * nt, c->w));
+  FKM_CUDA_TRY(c, fkm_launch_row_norms(c->x, B * nt, d, c->xn, c->stream));
+  for (int64_t b = 0; b < B && c->xp; b++) /* each problem packed on its own */
+    FKM_CUDA_TRY(c, fkm_launch_pack_x(c->x + b * nt * d, nt, d, c->plan.fast_dtype,
+                                      c->xp + b * c->xp_stride, c->xmax + b, c->stream));
+  if (run->n_init > 0) /* each problem's first n_init rows, packed together */
+    FKM_CUDA_TRY(c, cudaMemcpy2DAsync(c->init, sizeof(float) * (size_t)(run->n_init * d),
+                                      user_centroids, sizeof(float) * (size_t)(k * d),
+                                      sizeof(float) * (size_t)(run->n_init * d), (size_t)B,
+                                      cudaMemcpyDefault, c->stream));
+  FKM_CUDA_TRY(c, cudaMemsetAsync(c->cent, 0, sizeof(float) * (size_t)(B * k * d), c->stream));
+  FKM_CUDA_TRY(c, fkm_launch_iota(c->iota, B * nt, c->stream));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
   return FKM_OK;
+}
+
+static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
+                             const float *user_centroids) {
+  cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  c->run = *run;
+  c->params = *run->params;
+  c->run.params = &c->params;
+  int64_t *grows = NULL;
+  fkm_status st = global_rows(c, run, &grows);
+  if (st == FKM_OK) st = begin_impl(c, run, user_centroids, grows);
+  free(grows);
+  return st;
 }
 
 static fkm_status cuda_load_initial(fkm_engine *e) {
   cuda_engine *c = eng(e);
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
-  if (c->run.n_init == 0) return FKM_OK;
-  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent, c->init,
-                                  sizeof(float) * (size_t)(c->run.n_init * c->run.d),
-                                  cudaMemcpyDeviceToDevice, c->stream));
+  const int64_t d = c->run.d, ni = c->run.n_init;
+  if (ni == 0) return FKM_OK;
+  FKM_CUDA_TRY(c, cudaMemcpy2DAsync(c->cent, sizeof(float) * (size_t)(c->run.k * d), c->init,
+                                    sizeof(float) * (size_t)(ni * d),
+                                    sizeof(float) * (size_t)(ni * d), (size_t)c->run.batch,
+                                    cudaMemcpyDeviceToDevice, c->stream));
   return FKM_OK;
 }
 
 static fkm_status cuda_init_rows(fkm_engine *e, const int64_t *perm, int64_t from) {
   cuda_engine *c = eng(e);
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
-  const int64_t k = c->run.k, d = c->run.d;
+  const int64_t k = c->run.k, d = c->run.d, nt = c->run.n_train;
   if (from >= k) return FKM_OK;
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->perm, perm + from, sizeof(int64_t) * (size_t)(k - from),
                                   cudaMemcpyHostToDevice, c->stream));
-  fkm_convert_args a = {FKM_DTYPE_F32, c->x, c->perm, k - from, d, c->cent + from * d};
-  FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
+  for (int64_t b = 0; b < c->run.batch; b++) {
+    fkm_convert_args a = {FKM_DTYPE_F32, c->x + b * nt * d, c->perm, k - from, d,
+                          c->cent + (b * k + from) * d};
+    FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
+  }
   return FKM_OK;
 }
 
 static fkm_status cuda_post_process(fkm_engine *e) {
   cuda_engine *c = eng(e);
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
-  FKM_CUDA_TRY(c, fkm_launch_post_process(c->cent, c->run.k, c->run.d, c->params.spherical,
-                                          c->params.int_centroids, c->stream));
+  FKM_CUDA_TRY(c, fkm_launch_post_process(c->cent, c->run.batch * c->run.k, c->run.d,
+                                          c->params.spherical, c->params.int_centroids,
+                                          c->stream));
   return FKM_OK;
 }
 
@@ -426,59 +480,75 @@ static fkm_status cuda_post_process(fkm_engine *e) {
 
 static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   cuda_engine *c = eng(e);
-  const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
+  const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   const int verbose = c->params.verbose && c->params.log;
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
-  FKM_CUDA_TRY(c, fkm_launch_row_norms(c->cent, k, d, c->cn, s)); /* IP: for the bound */
-  for (int64_t ch = 0; ch < c->nchunk; ch++) {
-    const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
-    const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
-    fkm_assign_args aa = {c->x + r0 * d, c->xn + r0, c->cent, c->cn, m, d, k,
-                          (int)c->params.metric, c->labels + r0, c->dist + r0,
-                          c->assign_work, c->xp ? c->xp + r0 * fkm_pack_dims(d) : NULL,
-                          c->xmax};
-    FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
-    if (verbose && plan->tc)
-      FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + ch, fkm_assign_refined_count(&aa, plan),
-                                      sizeof(int), cudaMemcpyDeviceToHost, s));
-    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_chunk[ch], s));
-    /* the objective's chain over this chunk runs behind the next chunk */
-    FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_chunk[ch], 0));
-    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, r0, r0 + m, c->dsc,
-                                         c->obj_scratch, c->side));
+  FKM_CUDA_TRY(c, fkm_launch_row_norms(c->cent, B * k, d, c->cn, s)); /* IP: for the bound */
+  for (int64_t b = 0; b < B; b++) {
+    const int64_t rb = b * nt; /* the problem's first row */
+    for (int64_t ch = 0; ch < c->nchunk; ch++) {
+      const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+      const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
+      fkm_assign_args aa = {c->x + (rb + r0) * d, c->xn + rb + r0, c->cent + b * k * d,
+                            c->cn + b * k, m, d, k, (int)c->params.metric,
+                            c->labels + rb + r0, c->dist + rb + r0, c->assign_work,
+                            c->xp ? c->xp + b * c->xp_stride + r0 * fkm_pack_dims(d) : NULL,
+                            c->xmax ? c->xmax + b : NULL};
+      FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
+      if (verbose && plan->tc)
+        FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + b * c->nchunk + ch,
+                                        fkm_assign_refined_count(&aa, plan), sizeof(int),
+                                        cudaMemcpyDeviceToHost, s));
+      /* the objective's chain over this chunk runs behind the next chunk
+       * (an event is reused once the side stream's wait has captured it) */
+      cudaEvent_t ev = c->ev_chunk[ch % FKM_CUDA_CHUNKS];
+      FKM_CUDA_TRY(c, cudaEventRecord(ev, s));
+      FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, ev, 0));
+      FKM_CUDA_TRY(c, fkm_launch_objective(c->dist + rb, c->labels + rb, r0, r0 + m,
+                                           c->dsc + b, c->obj_scratch, c->side));
+    }
   }
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
 
-  fkm_group_args ga = {c->labels, c->iota, nt, k, c->keys, c->rows, c->hist, c->offsets,
-                       c->temp, c->temp_bytes};
+  fkm_group_args ga = {c->labels, c->iota, B * nt, B * k, B, c->composed, c->keys, c->rows,
+                       c->hist, c->offsets, c->temp, c->temp_bytes};
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_g1, s));
-  fkm_update_args ua = {c->x, c->w, c->rows, c->hist, c->offsets, nt, d, k,
-                        c->run.k_frozen, c->cent, c->counts, c->hist64};
+  fkm_update_args ua = {c->x, c->w, c->rows, c->hist, c->offsets, B * nt, d, B * k,
+                        c->run.k_frozen, k, c->cent, c->counts, c->hist64};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_u1, s));
-  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)k,
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)(B * k),
                                   cudaMemcpyDeviceToHost, s));
-  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)k,
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)(B * k),
                                   cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_obj, 0));
-  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars) * (size_t)B,
+                                  cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s)); /* the iteration's one sync */
 
-  FKM_RETURN_IF(c->hsc->bad_label >= 0, c->base.err, FKM_ERR_NUMERIC,
-                "training set row %lld has no finite distance to any centroid "
-                "(float overflow in |x|^2 or <x, c>)",
-                c->hsc->bad_label);
+  for (int64_t b = 0; b < B; b++) {
+    if (c->hsc[b].bad_label < 0) continue;
+    if (B > 1)
+      return fkm_fail(c->base.err, FKM_ERR_NUMERIC,
+                      "training set of problem %lld, row %lld has no finite distance to any "
+                      "centroid (float overflow in |x|^2 or <x, c>)",
+                      (long long)b, c->hsc[b].bad_label);
+    return fkm_fail(c->base.err, FKM_ERR_NUMERIC,
+                    "training set row %lld has no finite distance to any centroid "
+                    "(float overflow in |x|^2 or <x, c>)",
+                    c->hsc[b].bad_label);
+  }
   float ms = 0.0f;
   FKM_CUDA_TRY(c, cudaEventElapsedTime(&ms, c->ev_a0, c->ev_a1));
   out->assign_seconds = 1e-3 * (double)ms;
   if (verbose) {
     float mg = 0.0f, mu = 0.0f, mo = 0.0f;
     int refined = c->plan.tc ? 0 : -1;
-    for (int64_t ch = 0; ch < c->nchunk && c->plan.tc; ch++) refined += c->h_refined[ch];
+    for (int64_t i = 0; i < B * c->nchunk && c->plan.tc; i++) refined += c->h_refined[i];
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mg, c->ev_a1, c->ev_g1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mu, c->ev_g1, c->ev_u1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_a1, c->ev_obj));
@@ -489,10 +559,12 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
              (double)ms, (double)mg, (double)mu, (double)mo, refined);
     c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
   }
-  out->obj = c->hsc->obj;
-  out->obj_double = c->hsc->obj_double;
-  memcpy(out->counts, c->h_counts, sizeof(float) * (size_t)k);
-  memcpy(out->hist, c->h_hist, sizeof(int64_t) * (size_t)k);
+  for (int64_t b = 0; b < B; b++) {
+    out->obj[b] = c->hsc[b].obj;
+    out->obj_double[b] = c->hsc[b].obj_double;
+  }
+  memcpy(out->counts, c->h_counts, sizeof(float) * (size_t)(B * k));
+  memcpy(out->hist, c->h_hist, sizeof(int64_t) * (size_t)(B * k));
   return FKM_OK;
 }
 
@@ -511,7 +583,8 @@ static fkm_status cuda_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
 static fkm_status cuda_read_centroids(fkm_engine *e, float *host) {
   cuda_engine *c = eng(e);
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
-  FKM_CUDA_TRY(c, cudaMemcpyAsync(host, c->cent, sizeof(float) * (size_t)(c->run.k * c->run.d),
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(host, c->cent,
+                                  sizeof(float) * (size_t)(c->run.batch * c->run.k * c->run.d),
                                   cudaMemcpyDefault, c->stream));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
   return FKM_OK;
@@ -520,7 +593,8 @@ static fkm_status cuda_read_centroids(fkm_engine *e, float *host) {
 static fkm_status cuda_write_centroids(fkm_engine *e, const float *host) {
   cuda_engine *c = eng(e);
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
-  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent, host, sizeof(float) * (size_t)(c->run.k * c->run.d),
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent, host,
+                                  sizeof(float) * (size_t)(c->run.batch * c->run.k * c->run.d),
                                   cudaMemcpyDefault, c->stream));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
   return FKM_OK;
@@ -538,10 +612,11 @@ static fkm_status cuda_copy(fkm_engine *e, void *dst, const void *src, size_t by
 /* Assign n rows of a user matrix (host or device, any dtype) to k device
  * centroids; lab (n) int64 and dis (n) float are device buffers. Rows are
  * processed in chunks of at most 2^26 floats when they must be converted or
- * copied. Fails with FKM_ERR_NUMERIC on a row without a finite distance. */
+ * copied. Fails with FKM_ERR_NUMERIC on a row without a finite distance
+ * (the message names the problem when problem >= 0). */
 static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtype dtype,
                               const void *x, int64_t n, int64_t d, const float *cent,
-                              int64_t k, int64_t *lab, float *dis, const char *what) {
+                              int64_t k, int64_t *lab, float *dis, int64_t problem) {
   fkm_status st = FKM_OK;
   if (n == 0) return FKM_OK;
   const int in_place = dtype == FKM_DTYPE_F32 && is_device_ptr(x);
@@ -597,11 +672,16 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, dsc, oscr, s));
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
-  if (hsc.bad_label >= 0)
+  if (hsc.bad_label >= 0 && problem >= 0)
     st = fkm_fail(c->base.err, FKM_ERR_NUMERIC,
-                  "%s row %lld has no finite distance to any centroid "
+                  "x of problem %lld, row %lld has no finite distance to any centroid "
                   "(float overflow in |x|^2 or <x, c>)",
-                  what, hsc.bad_label);
+                  (long long)problem, hsc.bad_label);
+  else if (hsc.bad_label >= 0)
+    st = fkm_fail(c->base.err, FKM_ERR_NUMERIC,
+                  "x row %lld has no finite distance to any centroid "
+                  "(float overflow in |x|^2 or <x, c>)",
+                  hsc.bad_label);
 done:
   if (xf) (void)cudaFreeAsync(xf, s);
   if (xn) (void)cudaFreeAsync(xn, s);
@@ -632,20 +712,24 @@ static fkm_status publish_assignment(cuda_engine *c, const int64_t *lab, const f
 static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
                               float *distances) {
   cuda_engine *c = eng(e);
-  const int64_t n = c->run.n, k = c->run.k, d = c->run.d;
+  const int64_t B = c->run.batch, n = c->run.n, k = c->run.k, d = c->run.d;
+  const size_t xb = dtype_size(c->run.dtype) * (size_t)(n * d);
   fkm_status st = FKM_OK;
   int64_t *lab = NULL;
   float *dis = NULL;
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   if (labels || distances) {
-    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)n, s));
-    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)n, s));
-    FKM_GOTO(assign_user(c, &c->params, c->run.dtype, c->run.x, n, d, c->cent, k, lab, dis, "x"));
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)(B * n), s));
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)(B * n), s));
+    for (int64_t b = 0; b < B; b++)
+      FKM_GOTO(assign_user(c, &c->params, c->run.dtype, (const char *)c->run.x + xb * (size_t)b,
+                           n, d, c->cent + b * k * d, k, lab + b * n, dis + b * n,
+                           B > 1 ? b : -1));
   }
-  FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(k * d),
+  FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(B * k * d),
                                    cudaMemcpyDefault, s));
-  FKM_GOTO(publish_assignment(c, lab, dis, n, labels, distances));
+  FKM_GOTO(publish_assignment(c, lab, dis, B * n, labels, distances));
 done:
   if (lab) (void)cudaFreeAsync(lab, s);
   if (dis) (void)cudaFreeAsync(dis, s);
@@ -664,8 +748,8 @@ static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n
   FKM_RETURN_IF(k > INT32_MAX, c->base.err, FKM_ERR_UNSUPPORTED,
                 "cuda engine: k = %lld must be < 2^31", (long long)k);
   if (params->check_finite) {
-    FKM_FORWARD(check_x(c, "x", dtype, x, n, d));
-    FKM_FORWARD(check_x(c, "centroids", FKM_DTYPE_F32, centroids, k, d));
+    FKM_FORWARD(check_x(c, "x", dtype, x, 1, n, d));
+    FKM_FORWARD(check_x(c, "centroids", FKM_DTYPE_F32, centroids, 1, k, d));
   }
   const float *cd = centroids;
   if (!is_device_ptr(centroids)) {
@@ -676,7 +760,7 @@ static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n
   }
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)n, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)n, s));
-  FKM_GOTO(assign_user(c, params, dtype, x, n, d, cd, k, lab, dis, "x"));
+  FKM_GOTO(assign_user(c, params, dtype, x, n, d, cd, k, lab, dis, -1));
   FKM_GOTO(publish_assignment(c, lab, dis, n, labels, distances));
 done:
   if (cent) (void)cudaFreeAsync(cent, s);
@@ -712,7 +796,6 @@ static void cuda_destroy(fkm_engine *e) {
     if (c->ev_chunk[i]) (void)cudaEventDestroy(c->ev_chunk[i]);
   if (c->side) (void)cudaStreamDestroy(c->side);
   if (c->own_stream) (void)cudaStreamDestroy(c->own_stream);
-  if (c->h_refined) (void)cudaFreeHost(c->h_refined);
   (void)cudaGetLastError();
   free(c);
 }
@@ -764,7 +847,6 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
     ce = cudaStreamCreateWithPriority(&c->side, cudaStreamNonBlocking, prio_high);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a0);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a1);
-  if (ce == cudaSuccess) ce = cudaMallocHost((void **)&c->h_refined, FKM_CUDA_CHUNKS * sizeof(int));
   for (int i = 0; i < FKM_CUDA_CHUNKS && ce == cudaSuccess; i++)
     ce = cudaEventCreateWithFlags(&c->ev_chunk[i], cudaEventDisableTiming);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_g1);

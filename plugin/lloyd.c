@@ -93,98 +93,165 @@ fkm_status fkm_split_plan(float *counts, int64_t k, int64_t k_frozen,
   return FKM_OK;
 }
 
-/* Host-side buffers of one training run. */
+/* Host-side buffers of one training run (all problems). */
 typedef struct loop_state {
-  float *counts;          /* (k) */
-  int64_t *hist;          /* (k) */
+  float *counts;          /* (batch, k) */
+  int64_t *hist;          /* (batch, k) */
+  float *obj;             /* (batch) this iteration's objectives */
+  double *obj_double;     /* (batch) */
   int64_t *perm;          /* (k) the redo's init permutation */
   int64_t *rows;          /* (k * max_points_per_centroid) subsample rows */
-  fkm_split_pair *pairs;  /* (k) */
-  float *best;            /* (k, d) with nredo > 1 */
-  fkm_iteration_stats *stats; /* (niter * nredo) */
-  int64_t nstats;
+  fkm_split_pair *pairs;  /* (batch, k) */
+  float *best;            /* (batch, k, d) with nredo > 1 */
+  float *cur;             /* (batch, k, d) with nredo > 1: a redo's result */
+  float *best_obj;        /* (batch) */
+  int64_t *best_nstats;   /* (batch) */
+  fkm_iteration_stats *stats; /* (batch, niter * nredo) */
+  int64_t nst;            /* stats capacity per problem */
+  int64_t nstats;         /* stats recorded per problem so far */
 } loop_state;
 
 static void loop_free(loop_state *s) {
   free(s->counts);
   free(s->hist);
+  free(s->obj);
+  free(s->obj_double);
   free(s->perm);
   free(s->rows);
   free(s->pairs);
   free(s->best);
+  free(s->cur);
+  free(s->best_obj);
+  free(s->best_nstats);
   free(s->stats);
+}
+
+static void *alloc_n(int64_t count, size_t size) {
+  return malloc(size * (size_t)(count > 0 ? count : 1));
 }
 
 static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
                              int64_t nrows, fkm_errbuf *err) {
   const fkm_params *p = a->params;
-  const int64_t nst = (int64_t)p->niter * p->nredo;
-  s->counts = malloc(sizeof(float) * (size_t)a->k);
-  s->hist = malloc(sizeof(int64_t) * (size_t)a->k);
-  s->perm = malloc(sizeof(int64_t) * (size_t)a->k);
-  s->rows = nrows > 0 ? malloc(sizeof(int64_t) * (size_t)nrows) : NULL;
-  s->pairs = malloc(sizeof(fkm_split_pair) * (size_t)a->k);
-  s->stats = malloc(sizeof(fkm_iteration_stats) * (size_t)(nst > 0 ? nst : 1));
-  s->best = p->nredo > 1 ? malloc(sizeof(float) * (size_t)(a->k * a->d)) : NULL;
-  FKM_RETURN_IF(!s->counts || !s->hist || !s->perm || !s->pairs || !s->stats ||
-                    (nrows > 0 && !s->rows) ||
-                    (p->nredo > 1 && !s->best),
+  const int64_t B = a->batch, bk = a->batch * a->k, redo = p->nredo > 1;
+  s->nst = (int64_t)p->niter * p->nredo;
+  if (s->nst < 1) s->nst = 1;
+  s->counts = alloc_n(bk, sizeof(float));
+  s->hist = alloc_n(bk, sizeof(int64_t));
+  s->obj = alloc_n(B, sizeof(float));
+  s->obj_double = alloc_n(B, sizeof(double));
+  s->perm = alloc_n(a->k, sizeof(int64_t));
+  s->rows = nrows > 0 ? alloc_n(nrows, sizeof(int64_t)) : NULL;
+  s->pairs = alloc_n(bk, sizeof(fkm_split_pair));
+  s->stats = alloc_n(B * s->nst, sizeof(fkm_iteration_stats));
+  s->best_obj = alloc_n(B, sizeof(float));
+  s->best_nstats = alloc_n(B, sizeof(int64_t));
+  s->best = redo ? alloc_n(bk * a->d, sizeof(float)) : NULL;
+  s->cur = redo ? alloc_n(bk * a->d, sizeof(float)) : NULL;
+  FKM_RETURN_IF(!s->counts || !s->hist || !s->obj || !s->obj_double || !s->perm ||
+                    !s->pairs || !s->stats || !s->best_obj || !s->best_nstats ||
+                    (nrows > 0 && !s->rows) || (redo && (!s->best || !s->cur)),
                 err, FKM_ERR_OUT_OF_MEMORY,
-                "cannot allocate the host buffers of the Lloyd loop (k = %lld)",
-                (long long)a->k);
+                "cannot allocate the host buffers of the Lloyd loop (batch = %lld, "
+                "k = %lld)",
+                (long long)B, (long long)a->k);
   return FKM_OK;
 }
 
 static void write_stats(const fkm_train_args *a, const loop_state *s) {
-  if (a->stats) {
-    int64_t m = s->nstats < a->stats_capacity ? s->nstats : a->stats_capacity;
-    memcpy(a->stats, s->stats, sizeof(fkm_iteration_stats) * (size_t)m);
+  for (int64_t b = 0; b < a->batch; b++) {
+    const int64_t have = a->params->nredo > 1 ? s->best_nstats[b] : s->nstats;
+    if (a->stats) {
+      const int64_t m = have < a->stats_capacity ? have : a->stats_capacity;
+      memcpy(a->stats + b * a->stats_capacity, s->stats + b * s->nst,
+             sizeof(fkm_iteration_stats) * (size_t)m);
+    }
+    if (a->n_stats) a->n_stats[b] = have;
   }
-  if (a->n_stats) *a->n_stats = s->nstats;
 }
 
-/* One redo: init, then niter iterations. *obj receives the last objective
- * (0 when niter == 0, as FAISS). */
+/* One redo of every problem: init, then niter iterations. s->obj receives
+ * each problem's last objective (0 when niter == 0, as FAISS). */
 static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
                            const fkm_run *run, loop_state *s, int redo,
-                           double t0, double *t_search, float *obj) {
+                           double t0, double *t_search) {
   const fkm_params *p = a->params;
   const fkm_engine_ops *ops = e->ops;
-  const int64_t k = a->k;
+  const int64_t k = a->k, B = a->batch;
   fkm_errbuf *err = e->err;
   FKM_FORWARD(fkm_rand_perm_prefix(run->n_train,
                                    p->seed + 1 + (int64_t)redo * 15486557,
                                    k, s->perm, err));
   FKM_FORWARD(ops->init_rows(e, s->perm, run->n_init));
   FKM_FORWARD(ops->post_process(e));
-  *obj = 0;
+  for (int64_t b = 0; b < B; b++) s->obj[b] = 0;
   for (int it = 0; it < p->niter; it++) {
-    fkm_iter_result r = {0};
-    r.counts = s->counts;
-    r.hist = s->hist;
+    fkm_iter_result r = {s->obj, s->obj_double, s->counts, s->hist, 0.0};
     FKM_FORWARD(ops->iterate(e, &r));
     *t_search += r.assign_seconds;
-    *obj = r.obj;
-    int64_t npairs = 0;
-    FKM_FORWARD(fkm_split_plan(s->counts, k, run->k_frozen, run->n_train,
-                               s->pairs, &npairs, err));
-    if (npairs > 0) FKM_FORWARD(ops->apply_splits(e, s->pairs, npairs));
-    fkm_iteration_stats *st = &s->stats[s->nstats++];
-    st->obj = r.obj;
-    st->time = now_seconds() - t0;
-    st->time_search = *t_search;
-    st->imbalance_factor = fkm_imbalance_factor(s->hist, k);
-    st->nsplit = (int)npairs;
-    st->obj_double = r.obj_double;
-    logf_(p, FKM_LOG_INFO,
-          "  Iteration %d (%.2f s, search %.2f s): objective=%g imbalance=%.3f nsplit=%d",
-          it, st->time, st->time_search, (double)st->obj, st->imbalance_factor,
-          st->nsplit);
+    const double t = now_seconds() - t0;
+    /* every problem's splits, then one engine call applies them all */
+    int64_t total = 0;
+    for (int64_t b = 0; b < B; b++) {
+      int64_t npairs = 0;
+      fkm_split_pair *pb = s->pairs + total;
+      FKM_FORWARD(fkm_split_plan(s->counts + b * k, k, run->k_frozen, run->n_train, pb,
+                                 &npairs, err));
+      for (int64_t i = 0; i < npairs; i++) {
+        pb[i].dst += b * k;
+        pb[i].src += b * k;
+      }
+      total += npairs;
+      fkm_iteration_stats *st = &s->stats[b * s->nst + s->nstats];
+      st->obj = s->obj[b];
+      st->time = t;
+      st->time_search = *t_search;
+      st->imbalance_factor = fkm_imbalance_factor(s->hist + b * k, k);
+      st->nsplit = (int)npairs;
+      st->obj_double = s->obj_double[b];
+      if (B > 1)
+        logf_(p, FKM_LOG_INFO,
+              "  Problem %lld iteration %d (%.2f s, search %.2f s): objective=%g "
+              "imbalance=%.3f nsplit=%d",
+              (long long)b, it, st->time, st->time_search, (double)st->obj,
+              st->imbalance_factor, st->nsplit);
+      else
+        logf_(p, FKM_LOG_INFO,
+              "  Iteration %d (%.2f s, search %.2f s): objective=%g imbalance=%.3f nsplit=%d",
+              it, st->time, st->time_search, (double)st->obj, st->imbalance_factor,
+              st->nsplit);
+    }
+    s->nstats++;
+    if (total > 0) FKM_FORWARD(ops->apply_splits(e, s->pairs, total));
     FKM_FORWARD(ops->post_process(e));
-    if (p->progress && p->progress(p->progress_user, redo, it, st) != 0)
-      return fkm_fail(err, FKM_ERR_INTERRUPTED,
-                      "interrupted by the progress callback after iteration %d of redo %d",
-                      it, redo);
+    for (int64_t b = 0; b < B && p->progress; b++)
+      if (p->progress(p->progress_user, redo, it, &s->stats[b * s->nst + s->nstats - 1]) != 0)
+        return fkm_fail(err, FKM_ERR_INTERRUPTED,
+                        "interrupted by the progress callback after iteration %d of redo %d",
+                        it, redo);
+  }
+  return FKM_OK;
+}
+
+/* nredo > 1: keep each problem's centroids of this redo when its objective
+ * is strictly better than its best so far. */
+static fkm_status keep_best(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
+  const int l2 = a->params->metric == FKM_METRIC_L2;
+  const size_t kd = (size_t)(a->k * a->d);
+  int read = 0;
+  for (int64_t b = 0; b < a->batch; b++) {
+    const float obj = s->obj[b];
+    if (!(l2 ? obj < s->best_obj[b] : obj > s->best_obj[b])) continue;
+    if (!read) FKM_FORWARD(e->ops->read_centroids(e, s->cur));
+    read = 1;
+    if (a->batch > 1)
+      logf_(a->params, FKM_LOG_INFO, "Problem %lld: objective improved: keep new clusters",
+            (long long)b);
+    else
+      logf_(a->params, FKM_LOG_INFO, "Objective improved: keep new clusters");
+    memcpy(s->best + (size_t)b * kd, s->cur + (size_t)b * kd, sizeof(float) * kd);
+    s->best_nstats[b] = s->nstats;
+    s->best_obj[b] = obj;
   }
   return FKM_OK;
 }
@@ -193,11 +260,12 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   const fkm_params *p = a->params;
   const fkm_engine_ops *ops = e->ops;
   fkm_errbuf *err = e->err;
-  const int64_t n = a->n, k = a->k, d = a->d;
-  fkm_run run = {p, n, d, k, a->dtype, a->x, a->weights, NULL, n, a->n_init,
+  const int64_t n = a->n, k = a->k, d = a->d, B = a->batch;
+  fkm_run run = {p, B, n, d, k, a->dtype, a->x, a->weights, NULL, n, a->n_init,
                  p->frozen_centroids ? a->n_init : 0};
 
-  /* Subsampling: rows perm[0..k*max) in permutation order. */
+  /* Subsampling: rows perm[0..k*max) in permutation order, the same rows of
+   * every problem (the permutation depends on n and the seed only). */
   const int64_t max_train = k * (int64_t)p->max_points_per_centroid;
   const int subsample = n > max_train;
   FKM_RETURN_IF(subsample && n > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
@@ -220,15 +288,16 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   if (run.n_train == k) {
     /* FAISS copies the first k rows of its input (x_in, not the subsample)
      * and reports one iteration {0, 0, 0, 1, 0}; nothing is post-processed. */
-    run.train_rows = NULL;
+    for (int64_t i = 0; i < k; i++) s->perm[i] = i;
+    run.train_rows = s->perm; /* rows 0..k-1 of each problem */
     run.n_init = 0;
     run.k_frozen = 0;
     FKM_FORWARD(ops->begin(e, &run, a->centroids));
-    for (int64_t i = 0; i < k; i++) s->perm[i] = i;
     FKM_FORWARD(ops->init_rows(e, s->perm, 0));
     fkm_iteration_stats one = {0.0f, 0.0, 0.0, 1.0, 0, 0.0};
-    s->stats[0] = one;
+    for (int64_t b = 0; b < B; b++) s->stats[b * s->nst] = one;
     s->nstats = 1;
+    for (int64_t b = 0; b < B; b++) s->best_nstats[b] = 1;
     logf_(p, FKM_LOG_INFO,
           "Number of training points (%lld) same as number of clusters, just copying",
           (long long)k);
@@ -239,38 +308,36 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   logf_(p, FKM_LOG_INFO,
         "Clustering %lld points in %lldD to %lld clusters, redo %d times, %d iterations",
         (long long)run.n_train, (long long)d, (long long)k, p->nredo, p->niter);
+  if (B > 1) logf_(p, FKM_LOG_INFO, "%lld problems trained together", (long long)B);
   if (a->n_init > 0) FKM_FORWARD(ops->load_initial(e));
 
   const int l2 = p->metric == FKM_METRIC_L2;
-  float best_obj = l2 ? HUGE_VALF : -HUGE_VALF;
-  int64_t best_nstats = -1;
+  for (int64_t b = 0; b < B; b++) {
+    s->best_nstats[b] = -1;
+    s->best_obj[b] = l2 ? HUGE_VALF : -HUGE_VALF;
+  }
   double t0 = now_seconds(), t_search = 0;
   for (int redo = 0; redo < p->nredo; redo++) {
     if (p->nredo > 1) logf_(p, FKM_LOG_INFO, "Outer iteration %d / %d", redo, p->nredo);
-    float obj;
-    FKM_FORWARD(run_redo(e, a, &run, s, redo, t0, &t_search, &obj));
-    if (p->nredo > 1 && (l2 ? obj < best_obj : obj > best_obj)) {
-      logf_(p, FKM_LOG_INFO, "Objective improved: keep new clusters");
-      FKM_FORWARD(ops->read_centroids(e, s->best));
-      best_nstats = s->nstats;
-      best_obj = obj;
-    }
+    FKM_FORWARD(run_redo(e, a, &run, s, redo, t0, &t_search));
+    if (p->nredo > 1) FKM_FORWARD(keep_best(e, a, s));
   }
   if (p->nredo > 1) {
-    FKM_RETURN_IF(best_nstats < 0, err, FKM_ERR_NUMERIC,
-                  "no redo reached a comparable objective (NaN): the data "
-                  "overflows float arithmetic");
+    for (int64_t b = 0; b < B; b++)
+      FKM_RETURN_IF(s->best_nstats[b] < 0, err, FKM_ERR_NUMERIC,
+                    "no redo reached a comparable objective (NaN)%s: the data "
+                    "overflows float arithmetic",
+                    B > 1 ? " in one of the problems" : "");
     FKM_FORWARD(ops->write_centroids(e, s->best));
-    s->nstats = best_nstats;
   }
   return ops->finish(e, a->centroids, a->labels, a->distances);
 }
 
 fkm_status fkm_lloyd_train(fkm_engine *e, const fkm_train_args *a) {
   loop_state s = {0};
-  fkm_status st = train(e, a, &s);
-  if (st == FKM_OK) write_stats(a, &s);
-  e->ops->end(e);
+  fkm_status st = a->batch > 0 ? train(e, a, &s) : FKM_OK;
+  if (st == FKM_OK && a->batch > 0) write_stats(a, &s);
+  if (a->batch > 0) e->ops->end(e);
   loop_free(&s);
   return st;
 }

@@ -4,9 +4,14 @@
 
 #include "engine.h"
 
-/** Arguments of one training run, as fkm_train() received them (validated). */
+/** Arguments of one training run, as fkm_train() or fkm_train_batched()
+ *  received them (validated): batch problems of the same shape stored back
+ *  to back (x (batch, n, d), weights (batch, n), centroids (batch, k, d),
+ *  labels and distances (batch, n), stats (batch, stats_capacity), n_stats
+ *  (batch)); fkm_train is batch 1. */
 typedef struct fkm_train_args {
   const fkm_params *params;
+  int64_t batch;
   int64_t n, d, k;
   fkm_dtype dtype;
   const void *x;
@@ -20,6 +25,9 @@ typedef struct fkm_train_args {
   int64_t *n_stats;
 } fkm_train_args;
 
+/** Trains every problem of a, in lockstep (one engine iteration runs an
+ *  iteration of all problems); each problem's outputs are the bits of a run
+ *  of that problem alone. Outputs are written only on success. */
 fkm_status fkm_lloyd_train(fkm_engine *e, const fkm_train_args *a);
 
 /** SPEC section 6: choose the split pairs from the counts after an update.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "assign.cuh"
+#include "batched_cases.h"
 #include "fixtures.h"
 #include "flashkm.h"
 
@@ -672,6 +673,55 @@ TEST_F(Cuda, BatchedWithDevicePointersEqualsHostPointers) {
   EXPECT_TRUE(same_bits(ch, cg)) << first_diff(ch, cg);
   EXPECT_TRUE(same_bits(dh, dg)) << first_diff(dh, dg);
   EXPECT_EQ(lh, lg);
+}
+
+// The shared batched table (tests/batched_cases.h): the CUDA engine's
+// lockstep batched run against separate CPU runs of each problem.
+class CudaBatched : public Cuda, public ::testing::WithParamInterface<batched::Case> {};
+
+TEST_P(CudaBatched, EqualsSeparateCpuRuns) {
+  const batched::Case &c = GetParam();
+  const batched::Data s = batched::make(c);
+  batched::expect_equal(c, batched::run_batched(gpu->c, c, s),
+                        batched::run_separately(cpu->c, c, s));
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, CudaBatched, ::testing::ValuesIn(batched::cases()),
+                         [](const ::testing::TestParamInfo<batched::Case> &i) {
+                           return std::string(i.param.name);
+                         });
+
+TEST_F(Cuda, BatchedChunkedRowsEqualSeparateCpuRuns) {
+  // 2^19 rows per problem: each problem's assignment runs in two row chunks
+  batched::Case c{"chunked", 2, 1 << 19, 16, 70};
+  c.niter = 2;
+  const batched::Data s = batched::make(c);
+  batched::expect_equal(c, batched::run_batched(gpu->c, c, s),
+                        batched::run_separately(cpu->c, c, s));
+}
+
+TEST_F(Cuda, BatchedFastModeEqualsSeparateFastRuns) {
+  // FKM_ASSIGN_FAST is deterministic per GPU and path: a batched run gives
+  // each problem the bits of its own run.
+  batched::Case c{"fast", 3, 4000, 128, 256};
+  c.dtype = FKM_DTYPE_F16;
+  c.niter = 3;
+  const batched::Data s = batched::make(c);
+  fkm_params p = batched::params(c);
+  p.assign_mode = FKM_ASSIGN_FAST;
+  std::vector<float> cb(s.centroids), cs(s.centroids);
+  std::vector<int64_t> lb(c.batch * c.n), ls(c.batch * c.n);
+  ASSERT_EQ(fkm_train_batched(gpu->c, &p, c.batch, c.n, c.d, c.k, c.dtype, s.x16.data(), nullptr,
+                              cb.data(), 0, lb.data(), nullptr, nullptr, 0, nullptr),
+            FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  for (int64_t b = 0; b < c.batch; b++)
+    ASSERT_EQ(fkm_train(gpu->c, &p, c.n, c.d, c.k, c.dtype, s.x16.data() + b * c.n * c.d, nullptr,
+                        cs.data() + b * c.k * c.d, 0, ls.data() + b * c.n, nullptr, nullptr, 0,
+                        nullptr),
+              FKM_OK);
+  EXPECT_TRUE(same_bits(cb, cs)) << first_diff(cb, cs);
+  EXPECT_EQ(lb, ls);
 }
 
 // ------------------------------------------------------------ host-only
