@@ -2,6 +2,7 @@
  * shapes, data on the device (random normal, cuRAND), parity mode.
  *
  * usage: flashkm_bench [quick|full] [niter] [shape index]
+ * (the last shape of each list is BENCH.md's batched one, 32 problems)
  *
  * Timing: fkm_train's own per-iteration statistics (wall time between the
  * iteration's single host synchronisations, assignment share from CUDA
@@ -22,22 +23,25 @@
 
 typedef struct shape {
   long long n, k, d;
+  long long batch;      /* problems of (n, k, d) trained by fkm_train_batched; 1: fkm_train */
   double flash_fp32_ms; /* BENCH.md anchor, flash-kmeans tf32, 0: none */
   double flash_fp16_ms; /* BENCH.md anchor, flash-kmeans fp16, 0: none */
   double faiss_gpu_ms;  /* BENCH.md anchor, FAISS 1.15 GPU k-means, 0: none */
 } shape;
 
 static const shape quick_shapes[] = {
-    {1000000, 1024, 128, 1.82, 1.13, 217},
-    {1000000, 256, 128, 0.89, 0.57, 0},
-    {200000, 4096, 128, 1.39, 1.01, 69.1},
-    {1000000, 8192, 128, 10.0, 6.06, 234},
-    {1000000, 1024, 768, 14.6, 0, 0},
+    {1000000, 1024, 128, 1, 1.82, 1.13, 217},
+    {1000000, 256, 128, 1, 0.89, 0.57, 0},
+    {200000, 4096, 128, 1, 1.39, 1.01, 69.1},
+    {1000000, 8192, 128, 1, 10.0, 6.06, 234},
+    {1000000, 1024, 768, 1, 14.6, 0, 0},
+    {65536, 1024, 128, 32, 3.63, 3.04, 1226},
 };
 static const shape full_shapes[] = {
-    {1000000, 1024, 128, 1.82, 1.13, 217}, {1000000, 256, 128, 0.89, 0.57, 0},
-    {200000, 4096, 128, 1.39, 1.01, 69.1}, {1000000, 8192, 128, 10.0, 6.06, 234},
-    {8000000, 1024, 128, 11.8, 7.11, 1662}, {1000000, 1024, 768, 14.6, 0, 0},
+    {1000000, 1024, 128, 1, 1.82, 1.13, 217}, {1000000, 256, 128, 1, 0.89, 0.57, 0},
+    {200000, 4096, 128, 1, 1.39, 1.01, 69.1}, {1000000, 8192, 128, 1, 10.0, 6.06, 234},
+    {8000000, 1024, 128, 1, 11.8, 7.11, 1662}, {1000000, 1024, 768, 1, 14.6, 0, 0},
+    {65536, 1024, 128, 32, 3.63, 3.04, 1226},
 };
 
 /* The engine's per-iteration phase times (verbose log lines). */
@@ -109,10 +113,10 @@ static uint16_t float_to_half(float f) {
 
 static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, FILE *out,
                      int fast) {
-  const size_t nx = (size_t)(s->n * s->d);
+  const size_t nx = (size_t)(s->batch * s->n * s->d);
   float *x = NULL, *cent = NULL;
   CHECK_CUDA(cudaMalloc((void **)&x, sizeof(float) * (nx + (nx & 1))));
-  CHECK_CUDA(cudaMalloc((void **)&cent, sizeof(float) * (size_t)(s->k * s->d)));
+  CHECK_CUDA(cudaMalloc((void **)&cent, sizeof(float) * (size_t)(s->batch * s->k * s->d)));
   curandGenerator_t g;
   if (curandCreateGenerator(&g, CURAND_RNG_PSEUDO_PHILOX4_32_10) != CURAND_STATUS_SUCCESS ||
       curandSetPseudoRandomGeneratorSeed(g, 1234ull + (unsigned long long)s->k) !=
@@ -147,10 +151,18 @@ static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, 
   p.verbose = 1;
   p.log = on_log;
   p.log_user = &ph;
-  fkm_iteration_stats *st = calloc((size_t)niter, sizeof *st);
-  int64_t ns = 0;
-  fkm_status r = fkm_train(ctx, &p, s->n, s->d, s->k, dtype, xdata, NULL, cent, 0, NULL,
-                           NULL, st, niter, &ns);
+  /* batched: problem 0's statistics (every problem's iteration ends at the
+   * same host synchronisation) */
+  fkm_iteration_stats *st = calloc((size_t)(niter * s->batch), sizeof *st);
+  int64_t ns = 0, *nss = calloc((size_t)s->batch, sizeof *nss);
+  if (!st || !nss) return 1;
+  fkm_status r = s->batch == 1
+                     ? fkm_train(ctx, &p, s->n, s->d, s->k, dtype, xdata, NULL, cent, 0, NULL,
+                                 NULL, st, niter, &ns)
+                     : fkm_train_batched(ctx, &p, s->batch, s->n, s->d, s->k, dtype, xdata,
+                                         NULL, cent, 0, NULL, NULL, st, niter, nss);
+  if (s->batch > 1) ns = nss[0];
+  free(nss);
   if (r != FKM_OK) {
     fprintf(stderr, "fkm_train: %s: %s\n", fkm_status_string(r), fkm_ctx_last_error(ctx));
     return 1;
@@ -164,7 +176,7 @@ static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, 
   const double ms = median(it, m), ams = median(as, m);
   double pm[5] = {0, 0, 0, 0, 0};
   for (int q = 0; q < 5 && ph.count > 2; q++) pm[q] = median(ph.v[q] + 2, ph.count - 2);
-  const double flop = 2.0 * (double)s->n * (double)s->k * (double)s->d;
+  const double flop = 2.0 * (double)s->batch * (double)s->n * (double)s->k * (double)s->d;
   /* BENCH.md's floor: fp16 tensor rate (763 TFLOP/s) vs reading X once
    * (4.2 TB/s measured copy rate), here for fp32 X; the fp32 SIMT ceiling
    * measured there is 51 TFLOP/s. */
@@ -175,8 +187,13 @@ static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, 
   if (flash_ms > 0) snprintf(flash, sizeof flash, "%.2f (%.2fx)", flash_ms, flash_ms / ms);
   if (s->faiss_gpu_ms > 0) snprintf(faiss, sizeof faiss, "%.0f (%.0fx)", s->faiss_gpu_ms,
                                     s->faiss_gpu_ms / ms);
-  fprintf(out, "| %lld x %lld, d=%lld | %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.1f | %.0f%% | %.3f | %.3f | %s | %s |\n",
-          s->n, s->k, s->d, fast ? "f16" : "f32", mode, ms, ams, pm[1], pm[2], pm[3], pm[4], flop / ms * 1e-9, 100.0 * flop / ms * 1e-9 / 51.0,
+  char name[64];
+  if (s->batch > 1)
+    snprintf(name, sizeof name, "%lld x %lld x %lld, d=%lld", s->batch, s->n, s->k, s->d);
+  else
+    snprintf(name, sizeof name, "%lld x %lld, d=%lld", s->n, s->k, s->d);
+  fprintf(out, "| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.1f | %.0f%% | %.3f | %.3f | %s | %s |\n",
+          name, fast ? "f16" : "f32", mode, ms, ams, pm[1], pm[2], pm[3], pm[4], flop / ms * 1e-9, 100.0 * flop / ms * 1e-9 / 51.0,
           floor_simt, floor_fp16, flash, faiss);
   fflush(out);
   free(st);

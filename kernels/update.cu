@@ -153,14 +153,24 @@ __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k, int64
  * exactly representable, so the block adds exactly: one integer sum
  * (dchain_blocks, in parallel) and one exact addition (dchain_seq). Other
  * blocks (a rounding step, a negative value) run value by value. */
+/* Batched objectives: blockIdx.y is the problem; its values start
+ * blockIdx.y * xs elements further, its scratch blockIdx.y * ss bytes
+ * further, its result is o[blockIdx.y]. */
+template <typename T> __device__ __forceinline__ T *problem_ptr(T *p, size_t bytes) {
+  return reinterpret_cast<T *>(reinterpret_cast<uintptr_t>(p) + (size_t)blockIdx.y * bytes);
+}
+
 __global__ void objective_reset(fkm_objective *o) {
+  o += blockIdx.y;
   o->obj = 0.0f;
   o->obj_double = 0.0;
   o->bad_label = -1;
 }
 
 __global__ void objective_bad(const int32_t *__restrict__ labels, int64_t r0, int64_t r1,
-                              fkm_objective *o) {
+                              int64_t xs, fkm_objective *o) {
+  labels += blockIdx.y * xs;
+  o += blockIdx.y;
   long long bad = -1;
   for (int64_t i = r0 + (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < r1;
        i += (int64_t)gridDim.x * blockDim.x)
@@ -184,8 +194,10 @@ __host__ __device__ int64_t fc_groups(int64_t n) { return (fc_blocks(n) + FKM_FC
  * block of values; est[b] = the double sum of block b's finite values (a
  * fixed reduction tree: deterministic, and only a guess). */
 __global__ void __launch_bounds__(FKM_FC_BLOCK)
-fchain_estimate(const float *__restrict__ dist, int64_t r0, int64_t r1,
-                double *__restrict__ est) {
+fchain_estimate(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+                double *__restrict__ est, size_t ss) {
+  dist += blockIdx.y * xs;
+  est = problem_ptr(est, ss);
   using Reduce = cub::BlockReduce<double, FKM_FC_BLOCK>;
   __shared__ typename Reduce::TempStorage tmp;
   const int64_t i = r0 + (int64_t)blockIdx.x * FKM_FC_BLOCK + threadIdx.x;
@@ -199,7 +211,9 @@ fchain_estimate(const float *__restrict__ dist, int64_t r0, int64_t r1,
 constexpr int FC_SCAN = 1024;
 
 __global__ void __launch_bounds__(FC_SCAN)
-fchain_prefix(double *__restrict__ est, int64_t nb, const fkm_objective *o) {
+fchain_prefix(double *__restrict__ est, int64_t nb, size_t ss, const fkm_objective *o) {
+  est = problem_ptr(est, ss);
+  o += blockIdx.y;
   using Scan = cub::BlockScan<double, FC_SCAN>;
   __shared__ typename Scan::TempStorage tmp;
   const int64_t per = (nb + FC_SCAN - 1) / FC_SCAN;
@@ -249,9 +263,13 @@ __device__ void warp_join(fkm_fc_sum *x) {
  * blocks at the first block's candidates (a block lacking one makes the
  * group's run at that exponent bad). Layout: bsum (nb), gsum (ng). */
 __global__ void __launch_bounds__(32 * FC_WARPS)
-fchain_summarise(const float *__restrict__ dist, int64_t r0, int64_t r1,
+fchain_summarise(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
                  const double *__restrict__ est, fkm_fc_sum *__restrict__ bsum,
-                 fkm_fc_sum *__restrict__ gsum) {
+                 fkm_fc_sum *__restrict__ gsum, size_t ss) {
+  dist += blockIdx.y * xs;
+  est = problem_ptr(est, ss);
+  bsum = problem_ptr(bsum, ss);
+  gsum = problem_ptr(gsum, ss);
   __shared__ fkm_fc_sum blk[FKM_FC_GROUP];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t n = r1 - r0, nb = fc_blocks(n), b0 = (int64_t)blockIdx.x * FKM_FC_GROUP;
@@ -290,9 +308,13 @@ fchain_summarise(const float *__restrict__ dist, int64_t r0, int64_t r1,
  * shared-memory reads and integer operations; a refused block costs
  * FKM_FC_BLOCK dependent float additions. */
 __global__ void __launch_bounds__(32)
-fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1,
-            const fkm_fc_sum *__restrict__ bsum, const fkm_fc_sum *__restrict__ gsum,
+fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+            const fkm_fc_sum *__restrict__ bsum, const fkm_fc_sum *__restrict__ gsum, size_t ss,
             fkm_objective *o) {
+  dist += blockIdx.y * xs;
+  bsum = problem_ptr(bsum, ss);
+  gsum = problem_ptr(gsum, ss);
+  o += blockIdx.y;
   __shared__ fkm_fc_sum tile[32];
   __shared__ fkm_fc_sum blk[FKM_FC_GROUP];
   __shared__ float vals[FKM_FC_BLOCK];
@@ -350,7 +372,10 @@ struct DBlock {
 };
 
 __global__ void __launch_bounds__(DBLOCK)
-dchain_blocks(const float *__restrict__ dist, int64_t r0, int64_t r1, DBlock *__restrict__ out) {
+dchain_blocks(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+              DBlock *__restrict__ out, size_t ss) {
+  dist += blockIdx.y * xs;
+  out = problem_ptr(out, ss);
   constexpr int W = DBLOCK / 32;
   __shared__ int s_glow[W], s_ok[W];
   __shared__ unsigned long long s_t[W];
@@ -424,8 +449,11 @@ __device__ __forceinline__ bool dblock_apply(const DBlock &db, double &s) {
  * its values staged in shared memory. The same bits as applying the blocks
  * one by one: the significand's partial sums are the scan's. */
 __global__ void __launch_bounds__(32)
-dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1,
-           const DBlock *__restrict__ blk, fkm_objective *o) {
+dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+           const DBlock *__restrict__ blk, size_t ss, fkm_objective *o) {
+  dist += blockIdx.y * xs;
+  blk = problem_ptr(blk, ss);
+  o += blockIdx.y;
   __shared__ float vals[DBLOCK];
   const int lane = threadIdx.x;
   double s = o->obj_double; /* the same in every lane */
@@ -597,32 +625,42 @@ extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t 
 }
 
 extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
-                                            int64_t r0, int64_t r1, fkm_objective *out,
+                                            int64_t r0, int64_t r1, int64_t problems,
+                                            int64_t stride, fkm_objective *out,
                                             void *scratch, cudaStream_t s) {
-  if (r0 == 0) objective_reset<<<1, 1, 0, s>>>(out);
-  if (r1 > r0) {
-    const int64_t n = r1 - r0;
+  const int64_t n = r1 - r0;
+  const ObjectiveScratch l = objective_scratch(n);
+  /* gridDim.y is at most 65535: problems in slices of that many */
+  for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
+    const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
+    const float *dp = dist + p0 * stride;
+    fkm_objective *op = out + p0;
+    char *base = static_cast<char *>(scratch) + (size_t)p0 * l.bytes;
+    if (r0 == 0) objective_reset<<<dim3(1, np), 1, 0, s>>>(op);
+    if (n <= 0) continue;
     const unsigned g = blocks_for(n) < 1024u ? blocks_for(n) : 1024u;
-    objective_bad<<<g, THREADS, 0, s>>>(labels, r0, r1, out);
-    const ObjectiveScratch l = objective_scratch(n);
-    char *base = static_cast<char *>(scratch);
+    objective_bad<<<dim3(g, np), THREADS, 0, s>>>(labels + p0 * stride, r0, r1, stride, op);
     double *est = reinterpret_cast<double *>(base + l.est);
     fkm_fc_sum *bsum = reinterpret_cast<fkm_fc_sum *>(base + l.bsum);
     fkm_fc_sum *gsum = reinterpret_cast<fkm_fc_sum *>(base + l.gsum);
-    fchain_estimate<<<(unsigned)fc_blocks(n), FKM_FC_BLOCK, 0, s>>>(dist, r0, r1, est);
-    fchain_prefix<<<1, FC_SCAN, 0, s>>>(est, fc_blocks(n), out);
-    fchain_summarise<<<(unsigned)fc_groups(n), 32 * FC_WARPS, 0, s>>>(dist, r0, r1, est, bsum,
-                                                                      gsum);
-    fchain_walk<<<1, 32, 0, s>>>(dist, r0, r1, bsum, gsum, out);
+    const size_t ss = l.bytes;
+    fchain_estimate<<<dim3((unsigned)fc_blocks(n), np), FKM_FC_BLOCK, 0, s>>>(dp, r0, r1, stride,
+                                                                              est, ss);
+    fchain_prefix<<<dim3(1, np), FC_SCAN, 0, s>>>(est, fc_blocks(n), ss, op);
+    fchain_summarise<<<dim3((unsigned)fc_groups(n), np), 32 * FC_WARPS, 0, s>>>(
+        dp, r0, r1, stride, est, bsum, gsum, ss);
+    fchain_walk<<<dim3(1, np), 32, 0, s>>>(dp, r0, r1, stride, bsum, gsum, ss, op);
     DBlock *blk = reinterpret_cast<DBlock *>(base);
     const unsigned nb = (unsigned)((n + DBLOCK - 1) / DBLOCK);
-    dchain_blocks<<<nb, DBLOCK, 0, s>>>(dist, r0, r1, blk);
-    dchain_seq<<<1, 32, 0, s>>>(dist, r0, r1, blk, out);
+    dchain_blocks<<<dim3(nb, np), DBLOCK, 0, s>>>(dp, r0, r1, stride, blk, ss);
+    dchain_seq<<<dim3(1, np), 32, 0, s>>>(dp, r0, r1, stride, blk, ss, op);
   }
   return cudaGetLastError();
 }
 
-extern "C" size_t fkm_objective_scratch_bytes(int64_t n) { return objective_scratch(n).bytes; }
+extern "C" size_t fkm_objective_scratch_bytes(int64_t n, int64_t problems) {
+  return objective_scratch(n).bytes * (size_t)(problems > 0 ? problems : 1);
+}
 
 extern "C" cudaError_t fkm_launch_splits(float *centroids, int64_t d,
                                          const int64_t *pairs, int64_t count,

@@ -77,12 +77,16 @@ typedef struct fkm_objective {
  *  order, continued from out's state (reset first when r0 == 0), and the
  *  first negative label. The chains are sequential by definition; calling
  *  this per chunk of rows on a side stream overlaps them with the
- *  assignment of the next chunk. scratch: fkm_objective_scratch_bytes(r1 -
- *  r0) bytes of device memory, not shared with a concurrent call. */
+ *  assignment of the next chunk. problems independent objectives are
+ *  computed at once: problem p's rows start p * stride elements into dist
+ *  and labels, its result is out[p] (labels rows relative to the problem).
+ *  scratch: fkm_objective_scratch_bytes(r1 - r0, problems) bytes of device
+ *  memory, not shared with a concurrent call. */
 cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
-                                 int64_t r0, int64_t r1, fkm_objective *out,
+                                 int64_t r0, int64_t r1, int64_t problems,
+                                 int64_t stride, fkm_objective *out,
                                  void *scratch, cudaStream_t s);
-size_t fkm_objective_scratch_bytes(int64_t n);
+size_t fkm_objective_scratch_bytes(int64_t n, int64_t problems);
 
 /** Split row operations, pairs (dst, src) applied in order:
  *  dst := src; even j: dst *= 1 + 1/1024, src *= 1 - 1/1024; odd j the

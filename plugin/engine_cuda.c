@@ -41,6 +41,12 @@ typedef fkm_objective scalars; /* read back at the iteration's sync */
  * large still fills the GPU without splitting the centroid range. */
 #define FKM_CUDA_CHUNKS 8
 
+/* Batched runs assign the problems on up to this many streams forked from
+ * the context's stream and joined back (problem b on lane b % lanes): one
+ * problem's small kernels run beside another's large ones. Each lane has
+ * its own assignment scratch; the bits do not depend on the lane. */
+#define FKM_CUDA_LANES 4
+
 typedef struct cuda_engine {
   fkm_engine base;
   int device;
@@ -50,6 +56,8 @@ typedef struct cuda_engine {
                    FLASHKM_CUDA_ASSIGN=mma: off) */
   char name[320];
   cudaStream_t own_stream, stream, side;
+  cudaStream_t lane[FKM_CUDA_LANES];               /* batched assignment */
+  cudaEvent_t ev_lane[FKM_CUDA_LANES], ev_fork;
   cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_obj; /* phase timing */
   cudaEvent_t ev_chunk[FKM_CUDA_CHUNKS];           /* chunk c assigned */
 
@@ -68,8 +76,9 @@ typedef struct cuda_engine {
   float *xn, *cent, *cn, *init, *dist, *counts;
   int32_t *labels, *keys, *rows, *iota, *hist, *offsets, *composed;
   int64_t *hist64, *pairs, *perm;
-  void *assign_work, *temp, *obj_scratch;
-  size_t temp_bytes;
+  void *assign_work, *temp, *obj_scratch; /* assign_work: lanes x work_bytes */
+  size_t temp_bytes, work_bytes;
+  int lanes; /* streams the problems are assigned on (1: the context's) */
   fkm_assign_plan plan, plan_last; /* a full chunk, the last chunk */
   int64_t chunk, nchunk;
   scalars *dsc;        /* device (B) */
@@ -322,12 +331,16 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   c->hist64 = carve(&cv, sizeof(int64_t) * (size_t)k);
   c->pairs = carve(&cv, sizeof(int64_t) * (size_t)(2 * k));
   c->perm = carve(&cv, sizeof(int64_t) * (size_t)c->run.k);
-  c->assign_work = carve(&cv, c->plan.work_bytes > c->plan_last.work_bytes
-                                  ? c->plan.work_bytes
-                                  : c->plan_last.work_bytes);
+  c->work_bytes = (c->plan.work_bytes > c->plan_last.work_bytes ? c->plan.work_bytes
+                                                                 : c->plan_last.work_bytes);
+  c->work_bytes = (c->work_bytes + 255) & ~(size_t)255;
+  c->assign_work = carve(&cv, c->work_bytes * (size_t)c->lanes);
   c->temp = carve(&cv, c->temp_bytes);
   c->dsc = carve(&cv, sizeof(scalars) * (size_t)B);
-  c->obj_scratch = carve(&cv, fkm_objective_scratch_bytes(c->chunk > 0 ? c->chunk : 1));
+  /* one chunk per problem: every problem's objective in one call */
+  c->obj_scratch = carve(&cv, c->nchunk == 1
+                                  ? fkm_objective_scratch_bytes(c->run.n_train, B)
+                                  : fkm_objective_scratch_bytes(c->chunk > 0 ? c->chunk : 1, 1));
   return cv.off;
 }
 
@@ -336,6 +349,11 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
 static void cuda_end(fkm_engine *e) {
   cuda_engine *c = eng(e);
   (void)cudaSetDevice(c->device);
+  /* a run that failed between a fork and its join may have lane work in
+   * flight on the workspace */
+  for (int l = 0; l < FKM_CUDA_LANES; l++)
+    if (c->lane[l]) (void)cudaStreamSynchronize(c->lane[l]);
+  if (c->side) (void)cudaStreamSynchronize(c->side);
   if (c->ws) {
     (void)cudaFreeAsync(c->ws, c->stream);
     (void)cudaStreamSynchronize(c->stream);
@@ -390,6 +408,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   c->chunk = (nt + c->nchunk - 1) / c->nchunk;
   c->chunk = (c->chunk + 127) / 128 * 128;
   c->nchunk = nt > 0 ? (nt + c->chunk - 1) / c->chunk : 1;
+  c->lanes = B < FKM_CUDA_LANES ? (int)B : FKM_CUDA_LANES;
   c->plan = make_plan(c, &c->params, run->dtype, c->chunk, k, d);
   c->plan_last = make_plan(c, &c->params, run->dtype, nt - (c->nchunk - 1) * c->chunk, k, d);
   FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, &c->temp_bytes));
@@ -486,29 +505,47 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   const int verbose = c->params.verbose && c->params.log;
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
   FKM_CUDA_TRY(c, fkm_launch_row_norms(c->cent, B * k, d, c->cn, s)); /* IP: for the bound */
+  if (c->lanes > 1) { /* fork */
+    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_fork, s));
+    for (int l = 0; l < c->lanes; l++)
+      FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->lane[l], c->ev_fork, 0));
+  }
   for (int64_t b = 0; b < B; b++) {
     const int64_t rb = b * nt; /* the problem's first row */
+    const cudaStream_t ls = c->lanes > 1 ? c->lane[b % c->lanes] : s;
+    void *work = (char *)c->assign_work + c->work_bytes * (size_t)(b % c->lanes);
     for (int64_t ch = 0; ch < c->nchunk; ch++) {
       const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
       const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
       fkm_assign_args aa = {c->x + (rb + r0) * d, c->xn + rb + r0, c->cent + b * k * d,
                             c->cn + b * k, m, d, k, (int)c->params.metric,
-                            c->labels + rb + r0, c->dist + rb + r0, c->assign_work,
+                            c->labels + rb + r0, c->dist + rb + r0, work,
                             c->xp ? c->xp + b * c->xp_stride + r0 * fkm_pack_dims(d) : NULL,
                             c->xmax ? c->xmax + b : NULL};
-      FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
+      FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, ls));
       if (verbose && plan->tc)
         FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + b * c->nchunk + ch,
                                         fkm_assign_refined_count(&aa, plan), sizeof(int),
-                                        cudaMemcpyDeviceToHost, s));
+                                        cudaMemcpyDeviceToHost, ls));
+      if (c->nchunk == 1) continue;
       /* the objective's chain over this chunk runs behind the next chunk
        * (an event is reused once the side stream's wait has captured it) */
       cudaEvent_t ev = c->ev_chunk[ch % FKM_CUDA_CHUNKS];
-      FKM_CUDA_TRY(c, cudaEventRecord(ev, s));
+      FKM_CUDA_TRY(c, cudaEventRecord(ev, ls));
       FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, ev, 0));
-      FKM_CUDA_TRY(c, fkm_launch_objective(c->dist + rb, c->labels + rb, r0, r0 + m,
+      FKM_CUDA_TRY(c, fkm_launch_objective(c->dist + rb, c->labels + rb, r0, r0 + m, 1, 0,
                                            c->dsc + b, c->obj_scratch, c->side));
     }
+  }
+  for (int l = 0; l < c->lanes && c->lanes > 1; l++) { /* join */
+    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_lane[l], c->lane[l]));
+    FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_lane[l], 0));
+  }
+  if (c->nchunk == 1) { /* every problem's objective at once, behind the grouping */
+    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_chunk[0], s));
+    FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_chunk[0], 0));
+    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, 0, nt, B, nt, c->dsc,
+                                         c->obj_scratch, c->side));
   }
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
@@ -668,8 +705,8 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   }
   FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
   /* first unassigned row: the objective kernel's scan, its sums unused */
-  FKM_CUDA_GOTO(c, cudaMallocAsync(&oscr, fkm_objective_scratch_bytes(n), s));
-  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, dsc, oscr, s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync(&oscr, fkm_objective_scratch_bytes(n, 1), s));
+  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, 1, 0, dsc, oscr, s));
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0 && problem >= 0)
@@ -794,6 +831,11 @@ static void cuda_destroy(fkm_engine *e) {
     if (evs[i]) (void)cudaEventDestroy(evs[i]);
   for (int i = 0; i < FKM_CUDA_CHUNKS; i++)
     if (c->ev_chunk[i]) (void)cudaEventDestroy(c->ev_chunk[i]);
+  for (int i = 0; i < FKM_CUDA_LANES; i++) {
+    if (c->ev_lane[i]) (void)cudaEventDestroy(c->ev_lane[i]);
+    if (c->lane[i]) (void)cudaStreamDestroy(c->lane[i]);
+  }
+  if (c->ev_fork) (void)cudaEventDestroy(c->ev_fork);
   if (c->side) (void)cudaStreamDestroy(c->side);
   if (c->own_stream) (void)cudaStreamDestroy(c->own_stream);
   (void)cudaGetLastError();
@@ -849,6 +891,11 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a1);
   for (int i = 0; i < FKM_CUDA_CHUNKS && ce == cudaSuccess; i++)
     ce = cudaEventCreateWithFlags(&c->ev_chunk[i], cudaEventDisableTiming);
+  for (int i = 0; i < FKM_CUDA_LANES && ce == cudaSuccess; i++) {
+    ce = cudaStreamCreateWithFlags(&c->lane[i], cudaStreamNonBlocking);
+    if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_lane[i], cudaEventDisableTiming);
+  }
+  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_fork, cudaEventDisableTiming);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_g1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_u1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_obj);

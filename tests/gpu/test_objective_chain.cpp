@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "fixtures.h"
@@ -27,14 +29,19 @@ bool have_gpu() {
 using fixtures::bits;
 using fixtures::from_bits;
 
-// Runs fkm_launch_objective over v in chunks ending at splits (and at n).
-fkm_objective device_objective(const std::vector<float>& v, std::vector<int64_t> splits) {
-  const int64_t n = (int64_t)v.size();
+// Runs fkm_launch_objective over the problems vs (all of one length n) in
+// one call per chunk, chunks ending at splits (and at n). The problems lie
+// n + 3 values apart, the 3 between them NaN (never read).
+std::vector<fkm_objective> device_objectives(const std::vector<std::vector<float>>& vs,
+                                             std::vector<int64_t> splits) {
+  const int64_t P = (int64_t)vs.size(), n = (int64_t)vs[0].size(), stride = n + 3;
+  std::vector<float> all((size_t)(P * stride), std::nanf(""));
+  for (int64_t p = 0; p < P; p++) std::copy(vs[p].begin(), vs[p].end(), all.begin() + p * stride);
   splits.push_back(n);
   size_t scratch_bytes = 0;
   int64_t r0 = 0;
   for (int64_t r1 : splits) {
-    scratch_bytes = std::max(scratch_bytes, fkm_objective_scratch_bytes(r1 - r0));
+    scratch_bytes = std::max(scratch_bytes, fkm_objective_scratch_bytes(r1 - r0, P));
     r0 = r1;
   }
   float* dist = nullptr;
@@ -42,21 +49,23 @@ fkm_objective device_objective(const std::vector<float>& v, std::vector<int64_t>
   fkm_objective* out = nullptr;
   void* scratch = nullptr;
   cudaStream_t s = nullptr;
-  fkm_objective h{};
+  std::vector<fkm_objective> h((size_t)P);
   EXPECT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
-  EXPECT_EQ(cudaMalloc((void**)&dist, sizeof(float) * (size_t)n), cudaSuccess);
-  EXPECT_EQ(cudaMalloc((void**)&labels, sizeof(int32_t) * (size_t)n), cudaSuccess);
-  EXPECT_EQ(cudaMalloc((void**)&out, sizeof(fkm_objective)), cudaSuccess);
+  EXPECT_EQ(cudaMalloc((void**)&dist, sizeof(float) * all.size()), cudaSuccess);
+  EXPECT_EQ(cudaMalloc((void**)&labels, sizeof(int32_t) * all.size()), cudaSuccess);
+  EXPECT_EQ(cudaMalloc((void**)&out, sizeof(fkm_objective) * (size_t)P), cudaSuccess);
   EXPECT_EQ(cudaMalloc(&scratch, scratch_bytes), cudaSuccess);
-  EXPECT_EQ(cudaMemcpy(dist, v.data(), sizeof(float) * (size_t)n, cudaMemcpyHostToDevice),
+  EXPECT_EQ(cudaMemcpy(dist, all.data(), sizeof(float) * all.size(), cudaMemcpyHostToDevice),
             cudaSuccess);
-  EXPECT_EQ(cudaMemset(labels, 0, sizeof(int32_t) * (size_t)n), cudaSuccess);
+  EXPECT_EQ(cudaMemset(labels, 0, sizeof(int32_t) * all.size()), cudaSuccess);
   r0 = 0;
   for (int64_t r1 : splits) {
-    EXPECT_EQ(fkm_launch_objective(dist, labels, r0, r1, out, scratch, s), cudaSuccess);
+    EXPECT_EQ(fkm_launch_objective(dist, labels, r0, r1, P, stride, out, scratch, s), cudaSuccess);
     r0 = r1;
   }
-  EXPECT_EQ(cudaMemcpyAsync(&h, out, sizeof h, cudaMemcpyDeviceToHost, s), cudaSuccess);
+  EXPECT_EQ(cudaMemcpyAsync(h.data(), out, sizeof(fkm_objective) * (size_t)P,
+                            cudaMemcpyDeviceToHost, s),
+            cudaSuccess);
   EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
   cudaFree(dist);
   cudaFree(labels);
@@ -66,16 +75,19 @@ fkm_objective device_objective(const std::vector<float>& v, std::vector<int64_t>
   return h;
 }
 
+fkm_objective device_objective(const std::vector<float>& v, std::vector<int64_t> splits) {
+  return device_objectives({v}, std::move(splits))[0];
+}
+
 // Both chains' bits equal the host's (NaN: both NaN, the payloads differ
 // between the GPU's canonical NaN and x86's).
-void check(const std::vector<float>& v, std::vector<int64_t> splits = {}) {
+void expect_host_chain(const std::vector<float>& v, const fkm_objective& o) {
   float f = 0.0f;
   double d = 0.0;
   for (float x : v) {
     f = f + x;
     d = d + (double)x;
   }
-  const fkm_objective o = device_objective(v, splits);
   if (std::isnan(f)) {
     EXPECT_TRUE(std::isnan(o.obj));
   } else {
@@ -87,6 +99,31 @@ void check(const std::vector<float>& v, std::vector<int64_t> splits = {}) {
     EXPECT_EQ(bits(d), bits(o.obj_double)) << "host " << d << " device " << o.obj_double;
   }
   EXPECT_EQ(o.bad_label, -1);
+}
+
+void check(const std::vector<float>& v, std::vector<int64_t> splits = {}) {
+  expect_host_chain(v, device_objective(v, std::move(splits)));
+}
+
+TEST(GpuObjectiveChain, BatchedProblemsEachMatchTheirHostChain) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  // one call computes several problems' objectives: each its own chain
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(1000.0f, 300.0f), sd(0.0f, 50.0f);
+  const int64_t n = 70001;
+  std::vector<std::vector<float>> vs(5, std::vector<float>(n));
+  for (auto& x : vs[0]) x = std::fabs(nd(rng));
+  for (auto& x : vs[1]) x = sd(rng);
+  for (int64_t i = 0; i < n; i++) vs[2][i] = (float)(i % 97);
+  for (auto& x : vs[3]) x = std::fabs(nd(rng)) * 1e30f;
+  vs[4].assign(n, -0.0f);
+  for (const std::vector<int64_t>& splits : {std::vector<int64_t>{}, {30000}}) {
+    const std::vector<fkm_objective> o = device_objectives(vs, splits);
+    for (size_t p = 0; p < vs.size(); p++) {
+      SCOPED_TRACE("problem " + std::to_string(p));
+      expect_host_chain(vs[p], o[p]);
+    }
+  }
 }
 
 TEST(GpuObjectiveChain, TypicalAndIntegerDistancesMatchTheHostChain) {
