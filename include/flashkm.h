@@ -266,8 +266,13 @@ FKM_API fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params,
  *  x (B, n, d), weights (B, n) or NULL, centroids (B, k, d) in/out with n_init
  *  initial rows each, labels (B, n) and distances (B, n) or NULL: host or
  *  device, as in fkm_train. stats (B, stats_capacity) or NULL and n_stats (B)
- *  or NULL: host. Results equal B separate fkm_train() calls, bit for bit.
- *  Blocks until all B are done. */
+ *  or NULL: host. Results equal B separate fkm_train() calls, bit for bit
+ *  (statistics' times aside). The problems are trained together, one
+ *  iteration of all of them per step: the progress callback is called for
+ *  problems 0..B-1 after each iteration, before the next iteration starts,
+ *  and its stopping the run stops all problems. Nothing is written unless
+ *  all B succeed; an error message names the problem. Blocks until all B
+ *  are done. */
 FKM_API fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                                      int64_t batch, int64_t n, int64_t d,
                                      int64_t k, fkm_dtype dtype,

@@ -18,7 +18,6 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
-#include <cub/device/device_scan.cuh>
 
 namespace {
 
@@ -50,38 +49,63 @@ __global__ void compose_keys(const int32_t *__restrict__ labels, int64_t n, int6
   out[i] = l < 0 ? -1 : (int32_t)(l + i / rows * k_problem);
 }
 
-/* Integer histogram: atomics on int32 give the same counts in any order. */
-__global__ void histogram(const int32_t *__restrict__ labels, int64_t n,
-                          int64_t k, int32_t *__restrict__ hist) {
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const int32_t l = labels[i];
-  if (l >= 0 && l < k) atomicAdd(&hist[l], 1);
+/* Index of the first sorted key >= c, keys compared in their low key bits
+ * (mask): the sort's order, where -1 (all ones) lands after every label. */
+__device__ __forceinline__ int64_t lower_bound(const int32_t *__restrict__ keys, int64_t n,
+                                               uint32_t mask, uint32_t c) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) >> 1;
+    if (((uint32_t)keys[mid] & mask) < c) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
-/* Layout: x (n, d) row-major, rows (n) the training rows sorted by label,
- * offsets/hist (k) the segments. Centroids come in blocks of kp (one
- * problem's); the first k_frozen of each block are skipped. Thread t owns
- * the pair (c, j) with j = t % d and c the (t / d)-th non-frozen centroid:
- * for d >= 32 a warp covers consecutive
- * dimensions of one centroid (coalesced row reads, the row index is a
- * broadcast); for small d a warp covers several centroids. Each thread reads
- * its segment R rows at a time, all loads issued before the R in-order
- * additions, so R loads are in flight per thread. */
-constexpr int R = 8;
+/* Segment c of the sorted keys: offsets[c], hist[c] (one thread per
+ * centroid, two binary searches; no atomics, no scan). */
+__global__ void segments(const int32_t *__restrict__ keys, int64_t n, int64_t k, uint32_t mask,
+                         int32_t *__restrict__ hist, int32_t *__restrict__ offsets) {
+  const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= k) return;
+  const int64_t b = lower_bound(keys, n, mask, (uint32_t)c);
+  const int64_t e = lower_bound(keys, n, mask, (uint32_t)c + 1);
+  offsets[c] = (int32_t)b;
+  hist[c] = (int32_t)(e - b);
+}
 
-template <bool WEIGHTED>
+/* The float training set (n, d). (Reading FKM_ASSIGN_FAST's exact 16-bit
+ * packed copy instead was measured: half the bytes, but the packed layout's
+ * index arithmetic per element made the kernel 2.4x slower at 1M x 1024.) */
+struct FloatRows {
+  const float *x;
+  int64_t d;
+  __device__ __forceinline__ float operator()(int64_t row, int64_t j) const {
+    return x[row * d + j];
+  }
+};
+
+/* Layout: rows (n) the training rows sorted by label, offsets/hist (k) the
+ * segments. Centroids come in blocks of kp (one problem's); the first
+ * k_frozen of each block are skipped. Thread t owns the pair (c, j) with
+ * j = t % d and c the (t / d)-th non-frozen centroid: for d >= 32 a warp
+ * covers consecutive dimensions of one centroid (coalesced row reads, the
+ * row index is a broadcast); for small d a warp covers several centroids.
+ * Each thread reads its segment R rows at a time, all loads issued before
+ * the R in-order additions, so R loads are in flight per thread (R is
+ * larger when there are few pairs, to keep enough bytes in flight). */
+template <bool WEIGHTED, int R, typename Src>
 __global__ void __launch_bounds__(THREADS)
-centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
-              const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
-              const int32_t *__restrict__ offsets, int64_t d, int64_t k,
-              int64_t kp, int64_t k_frozen, float *__restrict__ centroids,
-              float *__restrict__ counts) {
+centroid_sums(Src src, const float *__restrict__ w, const int32_t *__restrict__ rows,
+              const int32_t *__restrict__ hist, const int32_t *__restrict__ offsets, int64_t d,
+              int64_t k, int64_t kp, int64_t k_frozen, int64_t skip_above,
+              float *__restrict__ centroids, float *__restrict__ counts) {
   const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   const int64_t moving = kp - k_frozen; /* per problem */
   if (t >= k / kp * moving * d) return;
   const int64_t q = t / d, j = t % d;
   const int64_t c = q / moving * kp + k_frozen + q % moving;
+  if (hist[c] > skip_above) return; /* centroid_sums_long's */
   const int64_t b = offsets[c], e = b + hist[c];
   float sum = 0.0f, count = 0.0f;
   for (int64_t i = b; i < e; i += R) {
@@ -90,7 +114,7 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
     for (int r = 0; r < R; r++) {
       if (i + r < e) {
         const int64_t row = rows[i + r];
-        v[r] = x[row * d + j];
+        v[r] = src(row, j);
         wv[r] = WEIGHTED ? w[row] : 1.0f;
       } else {
         v[r] = 0.0f;
@@ -115,6 +139,156 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
   if (count != 0.0f) sum = __fmul_rn(sum, __fdiv_rn(1.0f, count));
   centroids[c * d + j] = sum;
   if (j == 0) counts[c] = count;
+}
+
+/* Long segments (more than LONG_SEG rows, e.g. 1M points in 256 clusters,
+ * or one cluster holding half the points): one thread per (c, j) walks its
+ * segment with at most R loads in flight and two dependent latencies (row
+ * index, then value) per R rows, so the longest segment alone sets the
+ * kernel's time. Here one warp owns centroid c and dimensions [j0, j0 + 32):
+ * the rows stream through shared memory in a ring of LS stages of LR rows
+ * (cp.async, LS - 1 stages in flight; 4-byte copies, so any d), the row
+ * indices are read two stages ahead of their copies, and lane l adds column
+ * j0 + l of each staged row in order: the same in-order chain, the same
+ * bits, with the loads far ahead of it. */
+constexpr int LONG_SEG = 1024, LR = 64, LS = 4;
+
+__device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
+  const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(sa), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+
+/* One warp: centroid c's segment [b, b + len) of rows, column j (lane's). */
+template <bool WEIGHTED>
+__device__ void sum_long_segment(const float *__restrict__ x, const float *__restrict__ w,
+                                 const int32_t *__restrict__ rows, int64_t d, int64_t c,
+                                 int64_t b, int64_t len, int64_t j, float (*tile)[LR][32],
+                                 float (*wt)[LR], float *__restrict__ centroids,
+                                 float *__restrict__ counts) {
+  const int lane = threadIdx.x;
+  const bool col = j < d;
+  const int64_t nst = (len + LR - 1) / LR; /* stages */
+  /* lane l holds rows l and l + 32 of a stage: the indices of the stage to
+   * copy next (cur) and of the one after (nxt) */
+  auto load_idx = [&](int64_t st, int32_t *v) {
+    const int64_t i0 = st * LR;
+    v[0] = st < nst && i0 + lane < len ? rows[b + i0 + lane] : 0;
+    v[1] = st < nst && i0 + 32 + lane < len ? rows[b + i0 + 32 + lane] : 0;
+  };
+  auto issue = [&](int64_t st, const int32_t *v) {
+    if (st < nst) {
+      const int buf = (int)(st % LS);
+      const int m = (int)(len - st * LR < LR ? len - st * LR : LR);
+      for (int r = 0; r < m; r++) {
+        const int64_t row = __shfl_sync(~0u, v[r >> 5], r & 31);
+        if (col) cp_async4(&tile[buf][r][lane], x + row * d + j);
+      }
+      if (WEIGHTED) {
+        if (lane < m) cp_async4(&wt[buf][lane], w + v[0]);
+        if (lane + 32 < m) cp_async4(&wt[buf][lane + 32], w + v[1]);
+      }
+    }
+    cp_async_commit(); /* an empty group past the end keeps the count */
+  };
+  int32_t cur[2], nxt[2];
+  for (int64_t st = 0; st < LS - 1; st++) {
+    load_idx(st, cur);
+    issue(st, cur);
+  }
+  load_idx(LS - 1, cur);
+  load_idx(LS, nxt);
+  float sum = 0.0f, count = 0.0f;
+  for (int64_t st = 0; st < nst; st++) {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(LS - 2));
+    __syncwarp(); /* stage st is in shared memory for every lane */
+    const int buf = (int)(st % LS);
+    const int m = (int)(len - st * LR < LR ? len - st * LR : LR);
+    if (col) {
+#pragma unroll 8
+      for (int r = 0; r < m; r++) {
+        if (WEIGHTED) {
+          const float wv = wt[buf][r];
+          count = __fadd_rn(count, wv);
+          sum = __fadd_rn(sum, __fmul_rn(tile[buf][r][lane], wv));
+        } else {
+          sum = __fadd_rn(sum, tile[buf][r][lane]);
+        }
+      }
+    }
+    __syncwarp(); /* the buffer of stage st + LS - 1 (the one of st - 1) is free */
+    issue(st + LS - 1, cur);
+    cur[0] = nxt[0];
+    cur[1] = nxt[1];
+    load_idx(st + LS + 1, nxt);
+  }
+  asm volatile("cp.async.wait_group 0;\n" ::);
+  __syncwarp(); /* the ring is free for the next segment */
+  if (!WEIGHTED) count = (float)(len < 16777216 ? len : 16777216);
+  if (count != 0.0f) sum = __fmul_rn(sum, __fdiv_rn(1.0f, count));
+  if (col) centroids[c * d + j] = sum;
+  if (j == 0) counts[c] = count;
+}
+
+/* A fixed grid of warps strides over the (centroid, 32-dimension slice)
+ * items and takes the long segments: a run without any pays a short scan of
+ * hist, not a block per item. */
+template <bool WEIGHTED>
+__global__ void __launch_bounds__(32)
+centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
+                   const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
+                   const int32_t *__restrict__ offsets, int64_t d, int64_t kp, int64_t k_frozen,
+                   int64_t total, float *__restrict__ centroids, float *__restrict__ counts) {
+  __shared__ float tile[LS][LR][32];
+  __shared__ float wt[LS][LR];
+  const int64_t moving = kp - k_frozen, slices = (d + 31) / 32;
+  for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
+    const int64_t q = item / slices, c = q / moving * kp + k_frozen + q % moving;
+    const int64_t len = hist[c];
+    if (len <= LONG_SEG) continue;
+    sum_long_segment<WEIGHTED>(x, w, rows, d, c, offsets[c], len,
+                               item % slices * 32 + threadIdx.x, tile, wt, centroids, counts);
+  }
+}
+
+template <typename Src>
+cudaError_t launch_sums(const fkm_update_args *a, Src src, int64_t pairs, cudaStream_t s) {
+  /* below about 2^17 pairs, 8 loads per thread leave the memory system
+   * underfed (1M x 256 at d = 128 has 2^15) */
+  const bool deep = pairs < (1 << 17);
+  /* The staged kernel runs when segments are long on average (>= 2 LONG_SEG
+   * rows per moving centroid): measured on an H100, it took 1M x 256's
+   * update from 0.65 to 0.39 ms, but beside the simple kernel it made
+   * 1M x 1024's (1k rows per centroid) 0.26 -> 0.34 ms. Elsewhere a rare long
+   * segment stays in the simple kernel. */
+  const int64_t moving = a->k / a->k_problem * (a->k_problem - a->k_frozen);
+  const bool longs = moving > 0 && a->n / moving >= 2 * LONG_SEG;
+  cudaError_t e;
+  if (longs && a->aux) { /* fork */
+    e = cudaEventRecord(a->ev_fork, s);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(a->aux, a->ev_fork, 0);
+    if (e != cudaSuccess) return e;
+  }
+  auto kern = a->weights ? (deep ? centroid_sums<true, 32, Src> : centroid_sums<true, 8, Src>)
+                         : (deep ? centroid_sums<false, 32, Src> : centroid_sums<false, 8, Src>);
+  kern<<<blocks_for(pairs), THREADS, 0, s>>>(src, a->weights, a->rows, a->hist, a->offsets,
+                                             a->d, a->k, a->k_problem, a->k_frozen,
+                                             longs ? LONG_SEG : INT64_MAX, a->centroids,
+                                             a->counts);
+  e = cudaGetLastError();
+  if (e != cudaSuccess || !longs) return e;
+  /* the long segments on the aux stream, beside the short ones (disjoint
+   * centroids), joined back before anything after the update */
+  const int64_t total = moving * ((a->d + 31) / 32);
+  const unsigned grid = (unsigned)(total < 4096 ? total : 4096);
+  auto lk = a->weights ? centroid_sums_long<true> : centroid_sums_long<false>;
+  lk<<<grid, 32, 0, a->aux ? a->aux : s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
+                                           a->d, a->k_problem, a->k_frozen, total,
+                                           a->centroids, a->counts);
+  e = cudaGetLastError();
+  if (e != cudaSuccess || !a->aux) return e;
+  e = cudaEventRecord(a->ev_join, a->aux);
+  return e != cudaSuccess ? e : cudaStreamWaitEvent(s, a->ev_join, 0);
 }
 
 __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k, int64_t kp,
@@ -565,16 +739,9 @@ ObjectiveScratch objective_scratch(int64_t n) {
 }  // namespace
 
 extern "C" cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes) {
-  size_t sort_bytes = 0, scan_bytes = 0;
-  cudaError_t e = cub::DeviceRadixSort::SortPairs(
-      nullptr, sort_bytes, (const int32_t *)nullptr, (int32_t *)nullptr,
-      (const int32_t *)nullptr, (int32_t *)nullptr, n, 0, key_bits(k));
-  if (e != cudaSuccess) return e;
-  e = cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, (const int32_t *)nullptr,
-                                    (int32_t *)nullptr, k);
-  if (e != cudaSuccess) return e;
-  *bytes = sort_bytes > scan_bytes ? sort_bytes : scan_bytes;
-  return cudaSuccess;
+  return cub::DeviceRadixSort::SortPairs(nullptr, *bytes, (const int32_t *)nullptr,
+                                         (int32_t *)nullptr, (const int32_t *)nullptr,
+                                         (int32_t *)nullptr, n, 0, key_bits(k));
 }
 
 extern "C" cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s) {
@@ -594,29 +761,20 @@ extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s)
     keys = a->composed;
   }
   size_t tb = a->temp_bytes;
+  const int bits = key_bits(a->k);
   e = cub::DeviceRadixSort::SortPairs(a->temp, tb, keys, a->sorted_keys, a->iota, a->rows,
-                                      a->n, 0, key_bits(a->k), s);
+                                      a->n, 0, bits, s);
   if (e != cudaSuccess) return e;
-  e = cudaMemsetAsync(a->hist, 0, sizeof(int32_t) * (size_t)a->k, s);
-  if (e != cudaSuccess) return e;
-  if (a->n > 0) {
-    histogram<<<blocks_for(a->n), THREADS, 0, s>>>(keys, a->n, a->k, a->hist);
-    e = cudaGetLastError();
-    if (e != cudaSuccess) return e;
-  }
-  tb = a->temp_bytes;
-  return cub::DeviceScan::ExclusiveSum(a->temp, tb, (const int32_t *)a->hist,
-                                       a->offsets, a->k, s);
+  const uint32_t mask = bits >= 32 ? ~0u : (1u << bits) - 1u;
+  segments<<<blocks_for(a->k), THREADS, 0, s>>>(a->sorted_keys, a->n, a->k, mask, a->hist,
+                                                a->offsets);
+  return cudaGetLastError();
 }
 
 extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s) {
   const int64_t pairs = a->k / a->k_problem * (a->k_problem - a->k_frozen) * a->d;
   if (pairs > 0) {
-    auto kern = a->weights ? centroid_sums<true> : centroid_sums<false>;
-    kern<<<blocks_for(pairs), THREADS, 0, s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
-                                               a->d, a->k, a->k_problem, a->k_frozen,
-                                               a->centroids, a->counts);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e = launch_sums(a, FloatRows{a->x, a->d}, pairs, s);
     if (e != cudaSuccess) return e;
   }
   finish_counts<<<blocks_for(a->k), THREADS, 0, s>>>(a->hist, a->k, a->k_problem, a->k_frozen,

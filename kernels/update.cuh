@@ -14,7 +14,7 @@
 extern "C" {
 #endif
 
-/** Bytes of CUB scratch the grouping of n labels needs (sort and scan);
+/** Bytes of CUB scratch the grouping of n labels needs (the sort);
  *  k: all centroids (of every problem). */
 cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes);
 
@@ -22,8 +22,9 @@ cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes);
  *  labels (n) in [0, k) or -1; iota (n) = 0..n-1 (fkm_launch_iota);
  *  out: sorted_keys / rows (n): rows sorted by label, stable (a radix sort
  *  of (label, index) pairs); hist (k) int32 label counts (labels -1 are not
- *  counted and sort after every valid label); offsets (k) the exclusive scan
- *  of hist.
+ *  counted and sort after every valid label); offsets (k) the start of each
+ *  label's segment in the sorted order (found by binary search, so hist and
+ *  offsets need no atomics and no scan).
  *  Batched runs (problems > 1): the n rows are problems blocks of
  *  n / problems rows, labels are local to the problem (in [0, k /
  *  problems)); the keys sorted are the global centroid rows b * (k /
@@ -60,6 +61,11 @@ typedef struct fkm_update_args {
   const int32_t *offsets;/* (k) */
   int64_t n, d, k, k_frozen;
   int64_t k_problem;     /* centroids per problem: k, or k / batch */
+  /* Optional: segments longer than 1024 rows are summed by a second kernel
+   * on aux (forked with ev_fork, joined back with ev_join), beside the
+   * others; NULL: one after the other on the launch's stream. */
+  cudaStream_t aux;
+  cudaEvent_t ev_fork, ev_join;
   float *centroids;      /* (k, d) out (non-frozen rows) */
   float *counts;         /* (k) out */
   int64_t *hist64;       /* (k) out */

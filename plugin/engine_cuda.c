@@ -58,6 +58,7 @@ typedef struct cuda_engine {
   cudaStream_t own_stream, stream, side;
   cudaStream_t lane[FKM_CUDA_LANES];               /* batched assignment */
   cudaEvent_t ev_lane[FKM_CUDA_LANES], ev_fork;
+  cudaEvent_t ev_ufork, ev_ujoin;                  /* the update's aux stream */
   cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_obj; /* phase timing */
   cudaEvent_t ev_chunk[FKM_CUDA_CHUNKS];           /* chunk c assigned */
 
@@ -554,8 +555,10 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
                        c->hist, c->offsets, c->temp, c->temp_bytes};
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_g1, s));
+  /* the lanes are joined: lane 0 serves as the update's aux stream */
   fkm_update_args ua = {c->x, c->w, c->rows, c->hist, c->offsets, B * nt, d, B * k,
-                        c->run.k_frozen, k, c->cent, c->counts, c->hist64};
+                        c->run.k_frozen, k, c->lane[0], c->ev_ufork, c->ev_ujoin, c->cent,
+                        c->counts, c->hist64};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_u1, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)(B * k),
@@ -836,6 +839,8 @@ static void cuda_destroy(fkm_engine *e) {
     if (c->lane[i]) (void)cudaStreamDestroy(c->lane[i]);
   }
   if (c->ev_fork) (void)cudaEventDestroy(c->ev_fork);
+  if (c->ev_ufork) (void)cudaEventDestroy(c->ev_ufork);
+  if (c->ev_ujoin) (void)cudaEventDestroy(c->ev_ujoin);
   if (c->side) (void)cudaStreamDestroy(c->side);
   if (c->own_stream) (void)cudaStreamDestroy(c->own_stream);
   (void)cudaGetLastError();
@@ -896,6 +901,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
     if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_lane[i], cudaEventDisableTiming);
   }
   if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_fork, cudaEventDisableTiming);
+  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_ufork, cudaEventDisableTiming);
+  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_ujoin, cudaEventDisableTiming);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_g1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_u1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_obj);

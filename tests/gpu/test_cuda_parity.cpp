@@ -410,6 +410,19 @@ TEST_F(Cuda, HalfThePointsInOneClusterMatch) {
   check(p, pb);
 }
 
+TEST_F(Cuda, LongWeightedSegmentsWithFrozenRowsMatch) {
+  // clusters of thousands of rows take the staged update (segments longer
+  // than 1024 rows), weighted, d = 100 (a partial warp of dimensions), with
+  // frozen initial rows before the moving ones
+  fkm_params p = quick(4);
+  p.frozen_centroids = 1;
+  Problem pb = blobs(30000, 100, 8, 23, 6);
+  pb.w = fixtures::uniform(pb.n, 5, 0.0f, 2.0f);
+  pb.n_init = 2;
+  pb.init.assign(pb.x.begin() + 50 * pb.d, pb.x.begin() + 52 * pb.d);
+  check(p, pb);
+}
+
 TEST_F(Cuda, ManyEmptyClustersSplitLikeCpu) {
   fkm_params p = quick(8);
   Problem pb = blobs(3000, 10, 256, 23, 12);  // 12 blobs, 256 centroids
@@ -585,6 +598,47 @@ TEST_F(Cuda, FastModeIsDeterministicAndAgreesWithParityOnClusteredData) {
 }
 
 // ------------------------------------------------------------ errors
+
+TEST_F(Cuda, FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate) {
+  // FKM_ASSIGN_FAST's update reads the 16-bit packed copy of x. On blobs far
+  // apart, with one initial centroid in each blob, FAST's labels are the
+  // exact ones at every iteration, so its centroids must be the reference's
+  // bits. Batched (two problems: the packed matrices' stride) and d = 100
+  // (padded dimensions).
+  for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
+    const int64_t B = 2, n = 3000, d = 100, k = 12;
+    std::mt19937 g(t == FKM_DTYPE_F16 ? 51u : 52u);
+    std::normal_distribution<float> N(0.f, 1.f);
+    std::vector<uint16_t> x16(B * n * d);
+    std::vector<float> init(B * k * d);
+    for (int64_t b = 0; b < B; b++) {
+      std::vector<float> centres(k * d);
+      for (auto &v : centres) v = (float)((int)(g() % 25) - 12);
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < d; j++) {
+          float v = centres[(i % k) * d + j] + std::round(N(g) * 2.0f) / 4.0f;
+          v = std::min(std::max(v, -31.75f), 31.75f);
+          x16[(b * n + i) * d + j] = exact_half_bits(v, t);
+          if (i < k) init[(b * k + i) * d + j] = v;  // row i is in blob i
+        }
+    }
+    fkm_params fast = quick(4), parity = quick(4);
+    fast.assign_mode = FKM_ASSIGN_FAST;
+    std::vector<float> cg(init), cc(init);
+    std::vector<int64_t> lg(B * n), lc(B * n);
+    ASSERT_EQ(fkm_train_batched(gpu->c, &fast, B, n, d, k, t, x16.data(), nullptr, cg.data(), k,
+                                lg.data(), nullptr, nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    for (int64_t b = 0; b < B; b++)
+      ASSERT_EQ(fkm_train(cpu->c, &parity, n, d, k, t, x16.data() + b * n * d, nullptr,
+                          cc.data() + b * k * d, k, lc.data() + b * n, nullptr, nullptr, 0,
+                          nullptr),
+                FKM_OK);
+    EXPECT_EQ(lg, lc) << "dtype " << t << ": FAST labels differ on separated blobs";
+    EXPECT_TRUE(same_bits(cg, cc)) << "dtype " << t << " " << first_diff(cg, cc);
+  }
+}
 
 TEST_F(Cuda, NonFiniteAndNegativeWeightInputsGiveCpuStatuses) {
   fkm_params p = quick(3);
