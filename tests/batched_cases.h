@@ -156,15 +156,21 @@ inline const void *xptr(const Case &c, const Data &s, int64_t b) {
   return s.x.data() + b * c.n * c.d;
 }
 
-inline Out run_batched(fkm_ctx *ctx, const Case &c, const Data &s) {
+/* Outputs filled with markers, the centroids with the initial rows. */
+inline Out fresh(const Case &c, const Data &s) {
   Out o;
-  const fkm_params p = params(c);
-  o.cap = (int64_t)p.niter * p.nredo + 1;
+  o.cap = (int64_t)c.niter * c.nredo + 1;
   o.centroids = s.centroids;
   o.labels.assign(c.batch * c.n, -3);
   o.distances.assign(c.batch * c.n, -5.0f);
   o.stats.resize(c.batch * o.cap);
   o.n_stats.assign(c.batch, -1);
+  return o;
+}
+
+inline Out run_batched(fkm_ctx *ctx, const Case &c, const Data &s) {
+  Out o = fresh(c, s);
+  const fkm_params p = params(c);
   o.status = fkm_train_batched(ctx, &p, c.batch, c.n, c.d, c.k, c.dtype, xptr(c, s, 0),
                                s.w.empty() ? nullptr : s.w.data(), o.centroids.data(),
                                c.n_init, o.labels.data(), o.distances.data(), o.stats.data(),
@@ -174,14 +180,8 @@ inline Out run_batched(fkm_ctx *ctx, const Case &c, const Data &s) {
 }
 
 inline Out run_separately(fkm_ctx *ctx, const Case &c, const Data &s) {
-  Out o;
+  Out o = fresh(c, s);
   const fkm_params p = params(c);
-  o.cap = (int64_t)p.niter * p.nredo + 1;
-  o.centroids = s.centroids;
-  o.labels.assign(c.batch * c.n, -3);
-  o.distances.assign(c.batch * c.n, -5.0f);
-  o.stats.resize(c.batch * o.cap);
-  o.n_stats.assign(c.batch, -1);
   for (int64_t b = 0; b < c.batch && o.status == FKM_OK; b++) {
     o.status = fkm_train(ctx, &p, c.n, c.d, c.k, c.dtype, xptr(c, s, b),
                          s.w.empty() ? nullptr : s.w.data() + b * c.n,
