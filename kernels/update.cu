@@ -74,18 +74,17 @@ __global__ void segments(const int32_t *__restrict__ keys, int64_t n, int64_t k,
   hist[c] = (int32_t)(e - b);
 }
 
-/* The float training set (n, d). (Reading FKM_ASSIGN_FAST's exact 16-bit
- * packed copy instead was measured: half the bytes, but the packed layout's
- * index arithmetic per element made the kernel 2.4x slower at 1M x 1024.) */
-struct FloatRows {
-  const float *x;
-  int64_t d;
-  __device__ __forceinline__ float operator()(int64_t row, int64_t j) const {
-    return x[row * d + j];
-  }
-};
+/* The q-th non-frozen centroid: centroids come in blocks of kp (one
+ * problem's), the first k_frozen of each block frozen. */
+__device__ __forceinline__ int64_t moving_centroid(int64_t q, int64_t kp, int64_t k_frozen) {
+  const int64_t moving = kp - k_frozen;
+  return q / moving * kp + k_frozen + q % moving;
+}
 
-/* Layout: rows (n) the training rows sorted by label, offsets/hist (k) the
+/* Layout: x (n, d) row-major (reading FKM_ASSIGN_FAST's exact 16-bit packed
+ * copy instead was measured: half the bytes, but the packed layout's index
+ * arithmetic per element made the kernel 2.4x slower at 1M x 1024), rows
+ * (n) the training rows sorted by label, offsets/hist (k) the
  * segments. Centroids come in blocks of kp (one problem's); the first
  * k_frozen of each block are skipped. Thread t owns the pair (c, j) with
  * j = t % d and c the (t / d)-th non-frozen centroid: for d >= 32 a warp
@@ -94,17 +93,16 @@ struct FloatRows {
  * Each thread reads its segment R rows at a time, all loads issued before
  * the R in-order additions, so R loads are in flight per thread (R is
  * larger when there are few pairs, to keep enough bytes in flight). */
-template <bool WEIGHTED, int R, typename Src>
+template <bool WEIGHTED, int R>
 __global__ void __launch_bounds__(THREADS)
-centroid_sums(Src src, const float *__restrict__ w, const int32_t *__restrict__ rows,
-              const int32_t *__restrict__ hist, const int32_t *__restrict__ offsets, int64_t d,
-              int64_t k, int64_t kp, int64_t k_frozen, int64_t skip_above,
-              float *__restrict__ centroids, float *__restrict__ counts) {
+centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
+              const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
+              const int32_t *__restrict__ offsets, int64_t d, int64_t pairs, int64_t kp,
+              int64_t k_frozen, int64_t skip_above, float *__restrict__ centroids,
+              float *__restrict__ counts) {
   const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  const int64_t moving = kp - k_frozen; /* per problem */
-  if (t >= k / kp * moving * d) return;
-  const int64_t q = t / d, j = t % d;
-  const int64_t c = q / moving * kp + k_frozen + q % moving;
+  if (t >= pairs) return;
+  const int64_t j = t % d, c = moving_centroid(t / d, kp, k_frozen);
   if (hist[c] > skip_above) return; /* centroid_sums_long's */
   const int64_t b = offsets[c], e = b + hist[c];
   float sum = 0.0f, count = 0.0f;
@@ -114,7 +112,7 @@ centroid_sums(Src src, const float *__restrict__ w, const int32_t *__restrict__ 
     for (int r = 0; r < R; r++) {
       if (i + r < e) {
         const int64_t row = rows[i + r];
-        v[r] = src(row, j);
+        v[r] = x[row * d + j];
         wv[r] = WEIGHTED ? w[row] : 1.0f;
       } else {
         v[r] = 0.0f;
@@ -241,9 +239,9 @@ centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
                    int64_t total, float *__restrict__ centroids, float *__restrict__ counts) {
   __shared__ float tile[LS][LR][32];
   __shared__ float wt[LS][LR];
-  const int64_t moving = kp - k_frozen, slices = (d + 31) / 32;
+  const int64_t slices = (d + 31) / 32;
   for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
-    const int64_t q = item / slices, c = q / moving * kp + k_frozen + q % moving;
+    const int64_t c = moving_centroid(item / slices, kp, k_frozen);
     const int64_t len = hist[c];
     if (len <= LONG_SEG) continue;
     sum_long_segment<WEIGHTED>(x, w, rows, d, c, offsets[c], len,
@@ -251,8 +249,9 @@ centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
   }
 }
 
-template <typename Src>
-cudaError_t launch_sums(const fkm_update_args *a, Src src, int64_t pairs, cudaStream_t s) {
+/* moving: the non-frozen centroids of all problems, pairs = moving * d. */
+cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s) {
+  const int64_t pairs = moving * a->d;
   /* below about 2^17 pairs, 8 loads per thread leave the memory system
    * underfed (1M x 256 at d = 128 has 2^15) */
   const bool deep = pairs < (1 << 17);
@@ -261,18 +260,17 @@ cudaError_t launch_sums(const fkm_update_args *a, Src src, int64_t pairs, cudaSt
    * update from 0.65 to 0.39 ms, but beside the simple kernel it made
    * 1M x 1024's (1k rows per centroid) 0.26 -> 0.34 ms. Elsewhere a rare long
    * segment stays in the simple kernel. */
-  const int64_t moving = a->k / a->k_problem * (a->k_problem - a->k_frozen);
-  const bool longs = moving > 0 && a->n / moving >= 2 * LONG_SEG;
+  const bool longs = a->n / moving >= 2 * LONG_SEG;
   cudaError_t e;
   if (longs && a->aux) { /* fork */
     e = cudaEventRecord(a->ev_fork, s);
     if (e == cudaSuccess) e = cudaStreamWaitEvent(a->aux, a->ev_fork, 0);
     if (e != cudaSuccess) return e;
   }
-  auto kern = a->weights ? (deep ? centroid_sums<true, 32, Src> : centroid_sums<true, 8, Src>)
-                         : (deep ? centroid_sums<false, 32, Src> : centroid_sums<false, 8, Src>);
-  kern<<<blocks_for(pairs), THREADS, 0, s>>>(src, a->weights, a->rows, a->hist, a->offsets,
-                                             a->d, a->k, a->k_problem, a->k_frozen,
+  auto kern = a->weights ? (deep ? centroid_sums<true, 32> : centroid_sums<true, 8>)
+                         : (deep ? centroid_sums<false, 32> : centroid_sums<false, 8>);
+  kern<<<blocks_for(pairs), THREADS, 0, s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
+                                             a->d, pairs, a->k_problem, a->k_frozen,
                                              longs ? LONG_SEG : INT64_MAX, a->centroids,
                                              a->counts);
   e = cudaGetLastError();
@@ -772,9 +770,9 @@ extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s)
 }
 
 extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s) {
-  const int64_t pairs = a->k / a->k_problem * (a->k_problem - a->k_frozen) * a->d;
-  if (pairs > 0) {
-    cudaError_t e = launch_sums(a, FloatRows{a->x, a->d}, pairs, s);
+  const int64_t moving = a->k / a->k_problem * (a->k_problem - a->k_frozen);
+  if (moving > 0) {
+    cudaError_t e = launch_sums(a, moving, s);
     if (e != cudaSuccess) return e;
   }
   finish_counts<<<blocks_for(a->k), THREADS, 0, s>>>(a->hist, a->k, a->k_problem, a->k_frozen,
