@@ -216,13 +216,22 @@ __global__ void assign_combine(const float *__restrict__ part_v,
 
 /* ------------------------------------------------ certified tensor-core path
  *
- * Pass 1 (assign_mma) computes every distance approximately with fp16
- * tensor cores and keeps, per point, what the proof below needs. Pass 2
- * (certify) proves for most points that the reference formula's label is
- * the fast pass's best centroid, or one of its two best, and computes the
- * reference distance of those pairs exactly; the other points go to a list
- * that the SIMT reference kernel recomputes against all centroids (pass 3).
- * Labels and distances are the reference's bits either way.
+ * A cascade of three stages, each on the rows the one before left:
+ *  - the screen: a tensor-core pass over every row computes every distance
+ *    approximately with fp16 and keeps per point the two least values of h
+ *    below and the index of the least (state Top2, four ALU operations per
+ *    pair); certify proves test (1) below for most points and computes the
+ *    reference distance of that one pair exactly;
+ *  - the rows it left are gathered, packed, and go through the same pass
+ *    keeping the full state (Cert, below: thirteen ALU operations per
+ *    pair), and certify applies tests (1) and (2) (the label is one of two
+ *    candidates, both computed exactly);
+ *  - the rows left after that go to a list that the SIMT reference kernel
+ *    recomputes against all centroids.
+ * Labels and distances are the reference's bits either way; the cascade
+ * only decides how much work a point costs (at 1M x 1024 on random normal
+ * data the screen leaves a few percent of the rows, and the second stage a
+ * few hundredths of a percent).
  *
  * Operands. x is packed once per run as fp16 of x 2^sx, one power of two for
  * the whole matrix with max|x| 2^sx in [2^14, 2^15) (fkm_launch_pack_x); each
@@ -275,15 +284,22 @@ __global__ void assign_combine(const float *__restrict__ part_v,
  *  shows every c outside {b, b'} strictly worse than b under the reference:
  *  the reference's label is whichever of b, b' wins under its own rule
  *  (value, then index), and certify computes both exactly.
+ *  The screen keeps no g: its b is the least h (h1, lowest index on ties)
+ *  and h2 the least h over the other centroids. Since h(b) is g(b) - A(x)
+ *  |b|' rounded once, g(b) <= h1 + A(x) |b|' + B(x), so U' = h1 + 2 (A(x)
+ *  |b|' + B(x)) >= ref(b) - X and test (1) holds with hm = h2 and U'. If
+ *  the least g and the least h are different centroids, test (1) on the
+ *  full state fails anyway (hm <= h(b) < U there), so the screen certifies
+ *  every point test (1) would, up to the one extra B(x).
  *  Inner product: the same on -ip, with A(x) |c| = 1.01 E_ip + 1.01 d u
  *  |x||c|. A poisoned centroid (NaN constant, poison flag raised) poisons
  *  every point: none is certified. The bound terms are evaluated in float from constants
  *  inflated by 1%, rounded upwards, and the tests use directed rounding.
  *
- * Per point, pass 1 keeps the argmin (g1, b) of g, the two least h with
- * their indices and the third least h: hm and hm2 follow from them. Per
- * pair two fused operations, five min/max or compares and eight selects,
- * no branch. */
+ * Per point, the second stage keeps the argmin (g1, b) of g, the two least
+ * h with their indices and the third least h: hm and hm2 follow from them.
+ * Per pair two fused operations, five min/max or compares and eight
+ * selects, no branch. */
 constexpr int MBM = FKM_MMA_BM, MBN = FKM_MMA_BN, MBK = FKM_MMA_BK;
 constexpr int MMA_THREADS = 256; /* 8 warps: 4 along points x 2 along centroids */
 constexpr int MSTAGES = 3;       /* cp.async pipeline depth */
@@ -478,11 +494,16 @@ template <> __device__ __forceinline__ float from_bits<__nv_bfloat16>(uint16_t b
 }
 
 /* Eight 16-bit elements (16 bytes) per thread: rows padded to rows_pad, dims
- * to dp, zeros in the padding. SCALED: fp16 of v 2^s, s from *xmax. */
+ * to dp, zeros in the padding. SCALED: fp16 of v 2^s, s from *xmax.
+ * count != NULL: packs the rows rows[0 .. *count) of x (a gather; n and
+ * rows_pad follow from the count on the device). */
 template <typename T, bool SCALED>
 __global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int64_t rows_pad,
-                          int64_t dp, const int *__restrict__ xmax, uint16_t *__restrict__ out) {
+                          int64_t dp, const int *__restrict__ xmax,
+                          const int32_t *__restrict__ rows, const int *__restrict__ count,
+                          uint16_t *__restrict__ out) {
   const int s = SCALED ? scale_exp(*xmax) : 0;
+  if (count) n = *count, rows_pad = (n + MBM - 1) / MBM * MBM;
   const int64_t groups = rows_pad * (dp / 8);
   for (int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; gi < groups;
        gi += (int64_t)gridDim.x * blockDim.x) {
@@ -490,7 +511,7 @@ __global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int
     uint16_t h[8];
 #pragma unroll
     for (int e = 0; e < 8; e++) {
-      const float v = row < n && j0 + e < d ? x[row * d + j0 + e] : 0.0f;
+      const float v = row < n && j0 + e < d ? x[(rows ? rows[row] : row) * d + j0 + e] : 0.0f;
       h[e] = to_bits<T>(SCALED ? ldexpf(v, s) : v);
     }
     uint4 w;
@@ -604,38 +625,78 @@ __device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, in
   }
 }
 
-/* One (point, centroid) value of pass 1 pushed into the point's state, in
- * increasing centroid order within a thread: PARITY the Cert state, else the
- * FAST strict argmin. */
-template <bool PARITY>
-__device__ __forceinline__ void push_pair(Cert &s, float &best, int &bidx, float acc,
-                                          const float4 &cq, float pa, int q) {
+/* The per-point states of the tensor-core passes, one type per pass; each
+ * has init, push (one (point, centroid) value, in increasing centroid order
+ * within a thread), merge (disjoint centroid sets) and a lane shuffle.
+ *  - Arg, the FAST pass: the strict argmin of g.
+ *  - Top2, the parity screen: the least h, its index and the second least
+ *    h (ties between the two leave h2 == h1, which certifies nothing).
+ *    Per pair two fused operations on the FMA pipe and four compares,
+ *    min/max or selects on the ALU pipe (Cert needs thirteen).
+ *  - Cert, the parity pass on the rows the screen left (see above). */
+struct Arg {
+  float v;
+  int i;
+};
+struct Top2 {
+  float h1, h2;
+  int b; /* -1 when empty */
+};
+static_assert(sizeof(Top2) == 12, "fkm_mma_work_layout reserves 12 bytes per screen state");
+static_assert(sizeof(Arg) == 8, "fkm_mma_work_layout reserves 8 bytes per FAST partial");
+
+__device__ __forceinline__ void state_init(Arg &t) { t.v = INFINITY, t.i = -1; }
+__device__ __forceinline__ void state_init(Top2 &t) { t.h1 = t.h2 = INFINITY, t.b = -1; }
+__device__ __forceinline__ void state_init(Cert &t) { cert_init(t); }
+
+/* g = fl(shift - acc factor), h = fl(g - A(x) |c|') (see the proof). */
+__device__ __forceinline__ void state_push(Arg &t, float acc, const float4 &cq, float, int q) {
   const float gv = fmaf(-acc, cq.y, cq.x);
-  if (PARITY) {
-    cert_push(s, gv, fmaf(-pa, cq.z, gv), q);
-  } else if (gv < best) {
-    best = gv;
-    bidx = q;
-  }
+  if (gv < t.v) t.v = gv, t.i = q;
 }
+__device__ __forceinline__ void state_push(Top2 &t, float acc, const float4 &cq, float pa, int q) {
+  const float h = fmaf(-pa, cq.z, fmaf(-acc, cq.y, cq.x));
+  const bool p = h < t.h1;
+  t.h2 = fminf(t.h2, fmaxf(h, t.h1));
+  t.h1 = p ? h : t.h1;
+  t.b = p ? q : t.b;
+}
+__device__ __forceinline__ void state_push(Cert &t, float acc, const float4 &cq, float pa, int q) {
+  const float gv = fmaf(-acc, cq.y, cq.x);
+  cert_push(t, gv, fmaf(-pa, cq.z, gv), q);
+}
+
+__device__ __forceinline__ void state_merge(Arg &t, const Arg &o) { combine<true>(t.v, t.i, o.v, o.i); }
+__device__ __forceinline__ void state_merge(Top2 &t, const Top2 &o) {
+  t.h2 = fminf(fminf(t.h2, o.h2), fmaxf(t.h1, o.h1));
+  if (lex_less(o.h1, o.b, t.h1, t.b)) t.h1 = o.h1, t.b = o.b;
+}
+__device__ __forceinline__ void state_merge(Cert &t, const Cert &o) { cert_merge(t, o); }
+
+__device__ __forceinline__ Arg state_shfl(const Arg &t, int off) {
+  return Arg{__shfl_xor_sync(0xffffffffu, t.v, off), __shfl_xor_sync(0xffffffffu, t.i, off)};
+}
+__device__ __forceinline__ Top2 state_shfl(const Top2 &t, int off) {
+  return Top2{__shfl_xor_sync(0xffffffffu, t.h1, off), __shfl_xor_sync(0xffffffffu, t.h2, off),
+              __shfl_xor_sync(0xffffffffu, t.b, off)};
+}
+__device__ __forceinline__ Cert state_shfl(const Cert &t, int off) { return cert_shfl(t, off); }
 
 /* Lanes t = 0..3 of a quad hold disjoint columns of the same row. */
-template <bool PARITY>
-__device__ __forceinline__ void merge_quad(Cert &s, float &best, int &bidx) {
+template <class S> __device__ __forceinline__ void merge_quad(S &s) {
 #pragma unroll
-  for (int off = 1; off <= 2; off *= 2) {
-    if (PARITY) {
-      cert_merge(s, cert_shfl(s, off));
-    } else {
-      const float ov = __shfl_xor_sync(0xffffffffu, best, off);
-      const int oi = __shfl_xor_sync(0xffffffffu, bidx, off);
-      combine<true>(best, bidx, ov, oi);
-    }
-  }
+  for (int off = 1; off <= 2; off *= 2) state_merge(s, state_shfl(s, off));
 }
 
-/* Pass 1 (PARITY: fp16, per-point Cert states per split) and the FAST pass
- * (T = __half or __nv_bfloat16, a strict argmin per split).
+/* The FAST pass needs no bound term per point. */
+template <class S> constexpr bool uses_bound() { return !std::is_same<S, Arg>::value; }
+
+/* The tensor-core passes: S = Top2 (the parity screen) or Cert (the parity
+ * pass over the rows the screen left), T = __half; S = Arg (FAST), T =
+ * __half or __nv_bfloat16. One state per point and split: st[split n + p].
+ * rows != NULL (the parity pass after the screen): the packed rows xp are
+ * the gathered rows rows[0 .. *count) and n is *count, read on the device;
+ * blocks past it exit.
  * Block (blockIdx.x, blockIdx.y): MBM = 128 points, the centroid range of
  * split blockIdx.y in tiles of MBN = 128; warp w computes rows 32 (w / 2)
  * .. +32 and columns 64 (w % 2) .. +64 of each tile with m16n8k16 MMAs
@@ -647,18 +708,20 @@ __device__ __forceinline__ void merge_quad(Cert &s, float &best, int &bidx) {
  * 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1). After each centroid tile
  * every thread pushes its 4 rows x 16 columns in increasing column order;
  * quads, then the two column warps, merge at the end. */
-template <typename T, bool PARITY, bool RES>
+template <typename T, class S, bool RES>
 __global__ void __launch_bounds__(MMA_THREADS, 2)
 assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
            const float4 *__restrict__ cc, const float *__restrict__ xn, BoundConsts bc,
            const int *__restrict__ xmax, int64_t n, int64_t dp, int64_t k,
-           int64_t k_per_split, Cert *__restrict__ st, float *__restrict__ pv,
-           int32_t *__restrict__ pi) {
+           int64_t k_per_split, const int32_t *__restrict__ rows, const int *__restrict__ count,
+           S *__restrict__ st) {
   extern __shared__ __align__(128) uint16_t smem[];
-  __shared__ Cert red[MBM];
+  __shared__ S red[MBM];
+  if (count) n = *count;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3, wm = warp >> 1, wn = warp & 1;
   const int64_t m0 = (int64_t)blockIdx.x * MBM;
+  if (m0 >= n) return;
   const int64_t kb = (int64_t)blockIdx.y * k_per_split;
   const int64_t ke = kb + k_per_split < k ? kb + k_per_split : k;
   const int nkc = (int)(dp / MBK);
@@ -683,17 +746,14 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
     if (++ld_kc == nkc) ld_kc = 0, ld_b += MBN * dp;
   };
 
-  Cert st4[4]; /* PARITY: rows wm*32 + (q/2)*16 + (q%2)*8 + g */
-  float best[4], pa[4];
-  int bidx[4];
-  const int sx = PARITY ? scale_exp(*xmax) : 0;
+  S st4[4]; /* rows wm*32 + (q/2)*16 + (q%2)*8 + g */
+  float pa[4];
+  const int sx = uses_bound<S>() ? scale_exp(*xmax) : 0;
 #pragma unroll
   for (int q = 0; q < 4; q++) {
-    cert_init(st4[q]);
-    best[q] = INFINITY;
-    bidx[q] = -1;
+    state_init(st4[q]);
     const int64_t p = m0 + wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
-    pa[q] = PARITY && p < n ? point_a(bc, xn[p], sx) : 0.0f;
+    pa[q] = uses_bound<S>() && p < n ? point_a(bc, xn[rows ? rows[p] : p], sx) : 0.0f;
   }
   float acc[2][8][4];
 #pragma unroll
@@ -752,8 +812,7 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
         const float4 cq = __ldg(ccp + nt * 8 + j);
 #pragma unroll
         for (int r = 0; r < 4; r++)
-          push_pair<PARITY>(st4[r], best[r], bidx[r], acc[r >> 1][nt][(r & 1) * 2 + j], cq,
-                            pa[r], qb + nt * 8 + j);
+          state_push(st4[r], acc[r >> 1][nt][(r & 1) * 2 + j], cq, pa[r], qb + nt * 8 + j);
       }
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
@@ -767,14 +826,10 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   /* quads (lanes t = 0..3 hold disjoint columns of the same rows), then the
    * two column warps through shared memory */
 #pragma unroll
-  for (int q = 0; q < 4; q++) merge_quad<PARITY>(st4[q], best[q], bidx[q]);
+  for (int q = 0; q < 4; q++) merge_quad(st4[q]);
   if (wn == 1 && t == 0)
 #pragma unroll
-    for (int q = 0; q < 4; q++) {
-      Cert v = st4[q];
-      if (!PARITY) v.g1 = best[q], v.b1 = bidx[q]; /* the FAST argmin rides in g1, b1 */
-      red[wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g] = v;
-    }
+    for (int q = 0; q < 4; q++) red[wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g] = st4[q];
   __syncthreads();
   if (wn == 0 && t == 0)
 #pragma unroll
@@ -782,34 +837,25 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
       const int row = wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
       const int64_t p = m0 + row;
       if (p >= n) continue;
-      const int64_t o = (int64_t)blockIdx.y * n + p;
-      if (PARITY) {
-        cert_merge(st4[q], red[row]);
-        st[o] = st4[q];
-      } else {
-        combine<true>(best[q], bidx[q], red[row].g1, red[row].b1);
-        pv[o] = best[q];
-        pi[o] = bidx[q];
-      }
+      state_merge(st4[q], red[row]);
+      st[(int64_t)blockIdx.y * n + p] = st4[q];
     }
 }
 
-/* ------------------------------------------------ Hopper: pass 1 on wgmma
+/* ------------------------------------------------ Hopper: the passes on wgmma
  *
  * assign_wgmma computes what assign_mma computes (the same per-pair values g
  * and h up to the order in which the tensor cores add the exact fp16
  * products, which the proof's model of the fp32 accumulation covers; the
  * same states, pushed in the same order) with sm_90a's asynchronous
- * warpgroup MMA, so that the per-pair bookkeeping of one centroid tile runs
- * while the tensor cores compute the next.
+ * warpgroup MMA.
  *
- * Work items are (row block of MBM = 128 points, centroid range) pairs,
- * item = row block * ksplit + range; block b takes items b, b + gridDim.x,
- * ... (a persistent grid of one block per multiprocessor, or one block per
- * item).
- * Block: two consumer warpgroups (warps 0-7) and a producer warpgroup
- * (warps 8-11, one thread of which works); setmaxnreg moves registers from
- * the producer to the consumers (40 and 232 per thread).
+ * Work items are (WG_ROWS = 256 points, centroid range) pairs, item = row
+ * group * ksplit + range; block b takes items b, b + gridDim.x, ... (a
+ * persistent grid of one block per multiprocessor, or one block per item).
+ * Block: WG_CWG = 4 consumer warpgroups (warps 0-15) and a producer
+ * warpgroup (warps 16-19, one thread of which works); 96 registers per
+ * thread, no setmaxnreg.
  * Consumer warpgroup w owns points m0 + 64 w .. +64 of the item; each of its
  * warps owns 16 of them (lane = 4 g + t: rows g and g + 8) and, per tile,
  * all 128 centroids: wgmma m64n128k16 leaves (row g or g + 8, column
@@ -817,22 +863,30 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
  * columns, so the same pushes apply; a thread pushes its 32 columns per
  * tile in increasing order and the quads merge at the end of the item (no
  * cross-warp merge: a warp sees every centroid of its rows).
+ * Each warpgroup has one set of accumulators: it issues a tile's MMAs,
+ * waits for them, and pushes; the four warpgroups drift apart, so that the
+ * tensor cores serve one while the others push (measured against two
+ * warpgroups with double-buffered accumulators: 2-3% faster, and simpler).
  * Operands come from shared memory through matrix descriptors (K-major,
  * 128-byte swizzle: exactly the packed tile layout, see packed_at). An
- * item's x rows (dp / 64 tiles) are resident in one of two buffers (the
- * next item's rows load while this one computes); centroid chunks stream
- * through a ring of nslots 16 KB slots, each filled by one bulk copy
- * (cp.async.bulk, completion counted on the slot's "full" mbarrier) with,
- * on a tile's first chunk, the tile's 128 centroid constants (2 KB, into the
- * tile's constant slot), and handed back through its "empty" mbarrier by
- * the 8 consumer warps once the tile's pushes are done. Accumulators are
- * double-buffered across items too: tile s + 1 is issued before tile s's
- * pushes, and wgmma.wait_group 1 proves tile s complete. nslots >= 2 dp/64
- * (a tile and its predecessor held at once) and a multiple of dp / 64. */
+ * item's x rows (two packed row blocks of dp / 64 tiles; the last item may
+ * have one) are resident in one of two buffers (the next item's rows load
+ * while this one computes); centroid chunks stream through a ring of nslots
+ * 16 KB slots (two tiles), each filled by one bulk copy (cp.async.bulk,
+ * completion counted on the slot's "full" mbarrier) with, on a tile's first
+ * chunk, the tile's 128 centroid constants (2 KB, into the tile's constant
+ * slot), and handed back through its "empty" mbarrier by the 512 consumer
+ * threads once the tile's pushes are done. */
+constexpr int WG_CWG = 4;                 /* consumer warpgroups */
+constexpr int WG_ROWS = 64 * WG_CWG;      /* rows per item */
+constexpr int WG_RB = WG_ROWS / MBM;      /* packed 128-row blocks per item */
+constexpr int WG_THREADS = 128 * (WG_CWG + 1); /* + the producer warpgroup */
 constexpr int WG_SLOTS_MAX = 8;
-constexpr int WG_CONSUMERS = 256;
-constexpr int WG_THREADS = WG_CONSUMERS + 128; /* the producer: a whole warpgroup */
-constexpr int WG_MAX_CHUNKS = 2;               /* dp <= 128 */
+constexpr int WG_MAX_CHUNKS = 2;          /* dp <= 128 */
+/* ring slots: two tiles (a tile is dp / 64 slots), eight where d <= 64 */
+__host__ __device__ constexpr int wg_slots(int nkc) { return nkc == 1 ? 8 : 4; }
+static_assert(WG_ROWS % MBM == 0, "an item is whole packed row blocks");
+static_assert(wg_slots(1) <= WG_SLOTS_MAX && wg_slots(2) <= WG_SLOTS_MAX, "barrier arrays");
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ uint32_t smem_addr(const void *p) {
@@ -924,37 +978,39 @@ __device__ __forceinline__ void wgmma_128(float (&d)[64], uint64_t da, uint64_t 
 #undef FKM_WGMMA_D
 #endif
 
-/* Where the consumers stand in their sequence of (item, tile). */
+/* Where a warpgroup stands in its block's sequence of (item, tile). */
 struct WgTile {
   int64_t m0, kb, n0; /* item rows, range start, tile's first centroid */
   int item_i;             /* ordinal of the item in this block's sequence */
   int j, nt;              /* tile within the item, tiles of the item */
 };
 
-template <typename T, bool PARITY>
+template <typename T, class S>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
              const float4 *__restrict__ cc, const float *__restrict__ xn, BoundConsts bc,
              const int *__restrict__ xmax, int64_t n, int64_t dp, int64_t k,
-             int64_t k_per_split, int64_t ksplit, int nslots, Cert *__restrict__ st,
-             float *__restrict__ pv, int32_t *__restrict__ pi) {
+             int64_t k_per_split, int64_t ksplit, int nslots,
+             const int32_t *__restrict__ rows, const int *__restrict__ count,
+             S *__restrict__ st) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t wg_raw[];
+  if (count) n = *count; /* the gathered rows (see assign_mma) */
   __shared__ uint64_t full[WG_SLOTS_MAX], empty[WG_SLOTS_MAX], xfull[2], xempty[2];
   const int nkc = (int)(dp / MBK);
   uint16_t *xs = reinterpret_cast<uint16_t *>(
-      wg_raw + ((1024u - (smem_addr(wg_raw) & 1023u)) & 1023u)); /* 2 x nkc tiles */
-  uint16_t *ring = xs + 2 * nkc * TILE;                         /* nslots tiles */
+      wg_raw + ((1024u - (smem_addr(wg_raw) & 1023u)) & 1023u)); /* 2 x WG_RB x nkc tiles */
+  uint16_t *ring = xs + 2 * WG_RB * nkc * TILE;                 /* nslots tiles */
   float4 *ccs = reinterpret_cast<float4 *>(ring + nslots * TILE); /* nslots / nkc x MBN */
   /* the warp index through a shuffle: provably warp-uniform for ptxas, which
    * otherwise serialises the wgmma of a possibly divergent path */
   const int tid = threadIdx.x, lane = tid & 31;
   const int warp = __shfl_sync(0xffffffffu, tid >> 5, 0);
-  const int64_t row_blocks = (n + MBM - 1) / MBM, items = row_blocks * ksplit;
+  const int64_t items = (n + WG_ROWS - 1) / WG_ROWS * ksplit;
   /* (item, tile) cursor: false past the block's last item */
   auto start_item = [&](WgTile &c, int64_t item, int item_i) {
     if (item >= items) return false;
-    c.m0 = item / ksplit * MBM;
+    c.m0 = item / ksplit * WG_ROWS;
     c.kb = item % ksplit * k_per_split;
     const int64_t ke = c.kb + k_per_split < k ? c.kb + k_per_split : k;
     c.nt = (int)((ke - c.kb + MBN - 1) / MBN);
@@ -972,25 +1028,31 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
                       c.item_i + 1);
   };
 
+  /* every consumer thread hands slots and x buffers back itself (its own
+   * reads are then ordered before the refill that the producer issues) */
+  constexpr unsigned consumer_warps = 4 * WG_CWG, consumers = 32 * consumer_warps;
   if (tid == 0) {
-    for (int i = 0; i < nslots; i++) mbar_init(&full[i], 1), mbar_init(&empty[i], 8);
-    for (int i = 0; i < 2; i++) mbar_init(&xfull[i], 1), mbar_init(&xempty[i], 8);
+    for (int i = 0; i < nslots; i++) mbar_init(&full[i], 1), mbar_init(&empty[i], consumers);
+    for (int i = 0; i < 2; i++) mbar_init(&xfull[i], 1), mbar_init(&xempty[i], consumers);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
 
-  if (warp >= WG_CONSUMERS / 32) { /* the producer */
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
-    if (warp != WG_CONSUMERS / 32 || lane != 0) return;
+  if (warp >= (int)consumer_warps) { /* the producer */
+    if (warp != (int)consumer_warps || lane != 0) return;
     WgTile c;
     int slot = 0, round = 0;
     for (bool more = start_item(c, blockIdx.x, 0); more;) {
       const int buf = c.item_i & 1;
       if (c.item_i >= 2) mbar_wait(&xempty[buf], (unsigned)((c.item_i >> 1) - 1) & 1u);
-      mbar_expect_tx(&xfull[buf], (unsigned)(nkc * TILE * 2));
-      for (int kc = 0; kc < nkc; kc++)
-        bulk_load(xs + (buf * nkc + kc) * TILE, xp + c.m0 * dp + kc * TILE, TILE * 2,
-                  &xfull[buf]);
+      /* the item's packed row blocks that exist (the last may be short) */
+      const int rbs = (int)((n - c.m0 + MBM - 1) / MBM < WG_RB ? (n - c.m0 + MBM - 1) / MBM
+                                                                : WG_RB);
+      mbar_expect_tx(&xfull[buf], (unsigned)(rbs * nkc * TILE * 2));
+      for (int rb = 0; rb < rbs; rb++)
+        for (int kc = 0; kc < nkc; kc++)
+          bulk_load(xs + ((buf * WG_RB + rb) * nkc + kc) * TILE,
+                    xp + (c.m0 + rb * MBM) * dp + kc * TILE, TILE * 2, &xfull[buf]);
       const int64_t item_i = c.item_i;
       do { /* the item's tiles, chunk by chunk */
         const uint16_t *src = cp + c.n0 * dp;
@@ -1007,107 +1069,77 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
     return;
   }
 
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   const int wg = warp >> 2, g = lane >> 2, t = lane & 3;
   const int rbase = wg * 64 + (warp & 3) * 16 + g; /* rows rbase, rbase + 8 of an item */
-  const int sx = PARITY ? scale_exp(*xmax) : 0;
-  Cert st2[2];
-  float best[2], pa[2];
-  int bidx[2];
-
-  int cslot = 0, cround = 0; /* the issue side's position in the ring */
-  auto issue = [&](float (&acc)[64], const WgTile &c) {
+  const int sx = uses_bound<S>() ? scale_exp(*xmax) : 0;
+  S st2[2];
+  float pa[2];
+  float acc[64];
+  int slot = 0, round = 0; /* this warpgroup's position in the ring */
+  WgTile c;
+  for (bool more = start_item(c, blockIdx.x, 0); more; more = advance(c)) {
     const int buf = c.item_i & 1;
-    if (c.j == 0) mbar_wait(&xfull[buf], (unsigned)(c.item_i >> 1) & 1u);
-    wg_fence();
-    const uint64_t da0 = sw128_desc(xs + buf * nkc * TILE + wg * 64 * MBK);
-    for (int kc = 0; kc < nkc; kc++) {
-      mbar_wait(&full[cslot], (unsigned)cround & 1u);
-      const uint64_t da = da0 + (uint64_t)((kc * TILE * 2) >> 4);
-      const uint64_t db = sw128_desc(ring + cslot * TILE);
-#pragma unroll
-      for (int ks = 0; ks < MBK / 16; ks++) wgmma_128<T>(acc, da + 2 * ks, db + 2 * ks, kc | ks);
-      if (++cslot == nslots) cslot = 0, cround++;
-    }
-    wg_commit();
-  };
-  int rslot = 0; /* the finishing side's position in the ring */
-  auto finish = [&](float (&acc)[64], const WgTile &c) {
-    acc_fence(acc);
-    /* the item's last wgmma completed: its x buffer may be refilled */
-    if (c.j == c.nt - 1 && lane == 0) mbar_arrive(&xempty[c.item_i & 1]);
     if (c.j == 0) {
+      mbar_wait(&xfull[buf], (unsigned)(c.item_i >> 1) & 1u);
 #pragma unroll
       for (int h = 0; h < 2; h++) {
-        cert_init(st2[h]);
-        best[h] = INFINITY;
-        bidx[h] = -1;
+        state_init(st2[h]);
         const int64_t p = c.m0 + rbase + 8 * h;
-        pa[h] = PARITY && p < n ? point_a(bc, xn[p], sx) : 0.0f;
+        pa[h] = uses_bound<S>() && p < n ? point_a(bc, xn[rows ? rows[p] : p], sx) : 0.0f;
       }
     }
-    /* the tile's constants; columns past ke are padding (value +inf) */
-    const float4 *ccp = ccs + rslot / nkc * MBN + 2 * t;
-    const int qb = (int)c.n0 + 2 * t;
+    /* Every warpgroup computes every tile, also one whose rows lie past n
+     * in the last item (its results are not stored; where its packed row
+     * block was not loaded it reads the buffer's older rows). */
+    const int slot0 = slot;
+    {
+      wg_fence();
+      const uint64_t da0 =
+          sw128_desc(xs + (buf * WG_RB + wg / 2) * nkc * TILE + (wg % 2) * 64 * MBK);
+      for (int kc = 0; kc < nkc; kc++) {
+        mbar_wait(&full[slot], (unsigned)round & 1u);
+        const uint64_t da = da0 + (uint64_t)((kc * TILE * 2) >> 4);
+        const uint64_t db = sw128_desc(ring + slot * TILE);
 #pragma unroll
-    for (int i = 0; i < 16; i++)
-#pragma unroll
-      for (int jj = 0; jj < 2; jj++) {
-        const float4 cq = ccp[8 * i + jj];
-#pragma unroll
-        for (int h = 0; h < 2; h++)
-          push_pair<PARITY>(st2[h], best[h], bidx[h], acc[4 * i + 2 * h + jj], cq, pa[h],
-                            qb + 8 * i + jj);
+        for (int ks = 0; ks < MBK / 16; ks++) wgmma_128<T>(acc, da + 2 * ks, db + 2 * ks, kc | ks);
+        if (++slot == nslots) slot = 0, round++;
       }
-    __syncwarp();
-    for (int kc = 0; kc < nkc; kc++) {
-      if (lane == 0) mbar_arrive(&empty[rslot]);
-      if (++rslot == nslots) rslot = 0;
+      wg_commit();
+      wg_wait<0>();
+      acc_fence(acc);
     }
-    if (c.j != c.nt - 1) return;
+    /* the item's last wgmma completed: its x buffer may be refilled */
+    if (c.j == c.nt - 1) mbar_arrive(&xempty[buf]);
+    {
+      /* the tile's constants; columns past ke are padding (value +inf) */
+      const float4 *ccp = ccs + slot0 / nkc * MBN + 2 * t;
+      const int qb = (int)c.n0 + 2 * t;
+#pragma unroll
+      for (int i = 0; i < 16; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+          const float4 cq = ccp[8 * i + jj];
+#pragma unroll
+          for (int h = 0; h < 2; h++)
+            state_push(st2[h], acc[4 * i + 2 * h + jj], cq, pa[h], qb + 8 * i + jj);
+        }
+    }
+    /* the tile's slots (and constants) are free */
+    for (int kc = 0, sl = slot0; kc < nkc; kc++) {
+      mbar_arrive(&empty[sl]);
+      if (++sl == nslots) sl = 0;
+    }
+    if (c.j != c.nt - 1) continue;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
-      merge_quad<PARITY>(st2[h], best[h], bidx[h]);
+      merge_quad(st2[h]);
       const int64_t p = c.m0 + rbase + 8 * h;
-      if (t != 0 || p >= n) continue;
-      const int64_t o = c.kb / k_per_split * n + p;
-      if (PARITY) {
-        st[o] = st2[h];
-      } else {
-        pv[o] = best[h];
-        pi[o] = bidx[h];
-      }
-    }
-  };
-
-  float acc0[64], acc1[64];
-  WgTile cur, prev0, prev1;
-  if (!start_item(cur, blockIdx.x, 0)) return;
-  for (bool first = true;; first = false) {
-    issue(acc0, cur);
-    prev0 = cur;
-    if (!first) {
-      wg_wait<1>();
-      finish(acc1, prev1);
-    }
-    if (!advance(cur)) {
-      wg_wait<0>();
-      finish(acc0, prev0);
-      break;
-    }
-    issue(acc1, cur);
-    prev1 = cur;
-    wg_wait<1>();
-    finish(acc0, prev0);
-    if (!advance(cur)) {
-      wg_wait<0>();
-      finish(acc1, prev1);
-      break;
+      if (t == 0 && p < n) st[c.kb / k_per_split * n + p] = st2[h];
     }
   }
 #else
   (void)xp, (void)cp, (void)cc, (void)xn, (void)bc, (void)xmax, (void)n, (void)dp, (void)k;
-  (void)k_per_split, (void)ksplit, (void)nslots, (void)st, (void)pv, (void)pi;
+  (void)k_per_split, (void)ksplit, (void)nslots, (void)rows, (void)count, (void)st;
 #endif
 }
 
@@ -1123,17 +1155,15 @@ __global__ void wgmma_probe(int *out) {
 /* FAST: the ranges' argmins combined in increasing range order (a later
  * range wins only when strictly better), then the reported distance. */
 template <bool L2>
-__global__ void fast_finish(const float *__restrict__ pv, const int32_t *__restrict__ pi,
-                            int64_t n, int64_t ksplit, const float *__restrict__ xn,
+__global__ void fast_finish(const Arg *__restrict__ part, int64_t n, int64_t ksplit, const float *__restrict__ xn,
                             int32_t *__restrict__ labels, float *__restrict__ dist) {
   const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= n) return;
   float bv = INFINITY;
   int bi = -1;
   for (int64_t s = 0; s < ksplit; s++) {
-    const int oi = pi[s * n + p];
-    const float ov = pv[s * n + p];
-    if (oi >= 0 && (bi < 0 || ov < bv)) bv = ov, bi = oi;
+    const Arg o = part[s * n + p];
+    if (o.i >= 0 && (bi < 0 || o.v < bv)) bv = o.v, bi = o.i;
   }
   labels[p] = bi;
   dist[p] = L2 ? fmaxf(__fadd_rn(xn[p], bv), 0.0f) : -bv;
@@ -1142,13 +1172,14 @@ __global__ void fast_finish(const float *__restrict__ pv, const int32_t *__restr
 constexpr int CERT_THREADS = 128;
 constexpr int CERT_BK = 32;
 
-/* Pass 2: one thread per point (block = 128 points). Merges the splits'
- * states, applies the tests (1) and (2) of the proof, and computes the
- * reference value of (point, candidate) exactly for its one or two
- * candidates: the fmaf chain over j in order, x staged through shared
- * memory (coalesced), the centroid rows read CERT_BK values ahead from
- * L1/L2 (16-byte loads when VEC). Uncertain points are appended to rows[]
- * (order irrelevant: each is recomputed on its own). */
+/* Certify: one thread per point (block = 128 points). Merges the splits'
+ * states, applies the proof's tests, and computes the reference value of
+ * (point, candidate) exactly for its one or two candidates: the fmaf chain
+ * over j in order, x staged through shared memory (VEC: 16-byte loads, all
+ * of a stage in flight at once; the block's row indices read once), the
+ * centroid rows read CERT_BK values ahead from L1/L2 (16-byte loads when
+ * VEC). Uncertain points are appended to rows[] (order irrelevant: each is
+ * recomputed on its own). */
 template <bool VEC>
 __device__ __forceinline__ float cert_chunk(float ip, const float (&xr)[CERT_BK + 1],
                                             const float *crow, int kmax) {
@@ -1167,46 +1198,97 @@ __device__ __forceinline__ float cert_chunk(float ip, const float (&xr)[CERT_BK 
   return ip;
 }
 
-template <bool L2, bool VEC>
+/* The proof's tests on a point's merged state: 0 (uncertain), 1 (b1 is the
+ * reference's label) or 2 (it is b1 or b2). pax = A(x), bx = B(x). */
+__device__ __forceinline__ int candidates(const Cert &t, float pax, float bx,
+                                          const float *__restrict__ cb, int &b1, int &b2) {
+  b1 = t.b1;
+  b2 = -1;
+  if (t.b1 < 0 || !(t.h3 > -INFINITY)) return 0;
+  /* U = g1 + A(x) |b|' + B(x), rounded up */
+  const float u = __fadd_ru(__fadd_ru(t.g1, __fmul_ru(pax, cb[t.b1])), bx);
+  const bool in = t.hb1 == t.b1 || t.hb2 == t.b1;
+  const float hm = t.hb1 == t.b1 ? t.h2 : t.h1; /* least h over c != b */
+  const int c2 = t.hb1 == t.b1 ? t.hb2 : t.hb1;
+  const float hm2 = in ? t.h3 : t.h2; /* least h outside {b, c2} */
+  if (__fsub_rd(hm, bx) > u) return 1;
+  if (c2 < 0 || !(__fsub_rd(hm2, bx) > u)) return 0;
+  b2 = c2;
+  return 2;
+}
+/* The screen keeps b = the least h, and g(b) <= h1 + A(x) |b|' + (the
+ * rounding of h, within B(x)): U = h1 + 2 (A(x) |b|' + B(x)) bounds
+ * ref(b) - X, and test (1) applies with hm = h2. */
+__device__ __forceinline__ int candidates(const Top2 &t, float pax, float bx,
+                                          const float *__restrict__ cb, int &b1, int &b2) {
+  b1 = t.b;
+  b2 = -1;
+  if (t.b < 0) return 0;
+  const float ab = __fadd_ru(__fmul_ru(pax, cb[t.b]), bx);
+  const float u = __fadd_ru(__fadd_ru(t.h1, ab), ab);
+  return __fsub_rd(t.h2, bx) > u ? 1 : 0;
+}
+
+/* S = Top2 after the screen, Cert after the pass over the rows the screen
+ * left; in_rows != NULL: the states are those of rows in_rows[0 ..
+ * *in_count) (stride *in_count), which are the rows labels are written to
+ * and appended to rows[]. */
+template <bool L2, bool VEC, class S>
 __global__ void __launch_bounds__(CERT_THREADS)
 certify(const float *__restrict__ x, const float *__restrict__ xn,
         const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
-        int64_t ksplit, const Cert *__restrict__ st, BoundConsts bc,
+        int64_t ksplit, const S *__restrict__ st, BoundConsts bc,
         const float *__restrict__ cb, const float *__restrict__ bc_max,
         const int *__restrict__ xmax, const int *__restrict__ poison,
+        const int32_t *__restrict__ in_rows, const int *__restrict__ in_count,
         int32_t *__restrict__ labels, float *__restrict__ dist, int32_t *__restrict__ rows,
         int *__restrict__ count) {
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
+  __shared__ int64_t srow[CERT_THREADS]; /* the block's rows of x, -1 past n */
+  if (in_count) n = *in_count;
   const int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS;
+  if (m0 >= n) return;
   const int64_t p = m0 + threadIdx.x;
-  int ncand = 0, b2 = -1; /* 0: uncertain, 1: b, 2: b and b2 */
-  Cert t;
-  cert_init(t);
+  const int64_t row = p < n ? (in_rows ? in_rows[p] : p) : -1;
+  srow[threadIdx.x] = row;
+  int ncand = 0, b1 = -1, b2 = -1; /* 0: uncertain, 1: b1, 2: b1 and b2 */
   if (p < n) {
-    for (int64_t s = 0; s < ksplit; s++) cert_merge(t, st[s * n + p]);
-    if (t.b1 >= 0 && t.h3 > -INFINITY && *poison == 0) {
-      /* B(x) = beta X + BC + eta and U = g1 + A(x) |b|' + B(x), rounded up */
-      const float v = xn[p], up = 1.0f + 0x1p-20f;
+    S t;
+    state_init(t);
+    for (int64_t s = 0; s < ksplit; s++) state_merge(t, st[s * n + p]);
+    if (*poison == 0) {
+      /* B(x) = beta X + BC + eta, rounded up */
+      const float v = xn[row], up = 1.0f + 0x1p-20f;
       const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta), *bc_max);
-      const float ab = __fmul_ru(point_a(bc, v, scale_exp(*xmax)), cb[t.b1]);
-      const float u = __fadd_ru(__fadd_ru(t.g1, ab), bx);
-      const bool in = t.hb1 == t.b1 || t.hb2 == t.b1;
-      const float hm = t.hb1 == t.b1 ? t.h2 : t.h1; /* least h over c != b */
-      b2 = t.hb1 == t.b1 ? t.hb2 : t.hb1;
-      const float hm2 = in ? t.h3 : t.h2; /* least h outside {b, b2} */
-      if (__fsub_rd(hm, bx) > u) ncand = 1;
-      else if (b2 >= 0 && __fsub_rd(hm2, bx) > u) ncand = 2;
+      ncand = candidates(t, point_a(bc, v, scale_exp(*xmax)), bx, cb, b1, b2);
     }
   }
   float ip1 = 0.0f, ip2 = 0.0f;
-  const float *c1 = ncand ? c + (int64_t)t.b1 * d : c;
+  const float *c1 = ncand ? c + (int64_t)b1 * d : c;
   const float *c2 = ncand == 2 ? c + (int64_t)b2 * d : c;
   for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
     const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
     __syncthreads();
-    for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
-      const int r = e / CERT_BK, col = e % CERT_BK;
-      xs[r][col] = (m0 + r < n && col < kmax) ? x[(m0 + r) * d + k0 + col] : 0.0f;
+    if (VEC && kmax == CERT_BK) {
+      constexpr int Q = CERT_BK / 4; /* float4 per row and stage */
+      float4 v[Q]; /* CERT_THREADS rows x Q float4 = Q per thread */
+#pragma unroll
+      for (int i = 0; i < CERT_BK / 4; i++) {
+        const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / Q;
+        v[i] = srow[r] >= 0 ? __ldg(reinterpret_cast<const float4 *>(x + srow[r] * d + k0) + e % Q)
+                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+#pragma unroll
+      for (int i = 0; i < CERT_BK / 4; i++) {
+        const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / Q, col = e % Q * 4;
+        xs[r][col] = v[i].x, xs[r][col + 1] = v[i].y, xs[r][col + 2] = v[i].z,
+        xs[r][col + 3] = v[i].w;
+      }
+    } else {
+      for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
+        const int r = e / CERT_BK, col = e % CERT_BK;
+        xs[r][col] = srow[r] >= 0 && col < kmax ? x[srow[r] * d + k0 + col] : 0.0f;
+      }
     }
     __syncthreads();
     if (ncand) ip1 = cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
@@ -1215,28 +1297,28 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
   if (p >= n) return;
   float v1 = ip1, v2 = ip2;
   if (L2 && ncand) {
-    v1 = __fsub_rn(__fadd_rn(xn[p], cn[t.b1]), __fadd_rn(ip1, ip1));
+    v1 = __fsub_rn(__fadd_rn(xn[row], cn[b1]), __fadd_rn(ip1, ip1));
     if (v1 < 0.0f) v1 = 0.0f;
     if (ncand == 2) {
-      v2 = __fsub_rn(__fadd_rn(xn[p], cn[b2]), __fadd_rn(ip2, ip2));
+      v2 = __fsub_rn(__fadd_rn(xn[row], cn[b2]), __fadd_rn(ip2, ip2));
       if (v2 < 0.0f) v2 = 0.0f;
     }
   }
-  int label = t.b1;
+  int label = b1;
   float dis = v1;
   if (ncand == 2) {
     if (v1 != v1 || v2 != v2) {
       ncand = 0; /* cannot happen within the proof's assumptions: recompute */
-    } else if (better<L2>(v2, v1) || (v2 == v1 && b2 < t.b1)) {
+    } else if (better<L2>(v2, v1) || (v2 == v1 && b2 < b1)) {
       label = b2;
       dis = v2;
     }
   }
   if (ncand) {
-    labels[p] = label;
-    dist[p] = dis;
+    labels[row] = label;
+    dist[row] = dis;
   } else {
-    rows[atomicAdd(count, 1)] = (int32_t)p;
+    rows[atomicAdd(count, 1)] = (int32_t)row;
   }
 }
 
@@ -1272,87 +1354,127 @@ cudaError_t launch_simt(const fkm_assign_args *a, const fkm_assign_plan *plan, c
   return cudaGetLastError();
 }
 
-/* Pass 1 on the packed operands: centroids packed into the scratch, then
- * the MMA kernel (x resident in shared memory when d <= 256). */
+/* The centroids packed into the scratch with their constants (PARITY:
+ * fp16, each row scaled; poison raised for a centroid the bound cannot
+ * cover). */
 template <typename T, bool PARITY>
-cudaError_t launch_mma(const fkm_assign_args *a, const fkm_assign_plan *plan,
-                       const fkm_mma_work &lay, const BoundConsts &bc, const float *cb,
-                       int *poison, Cert *st, float *pv, int32_t *pi, cudaStream_t s) {
+cudaError_t launch_pack_centroids(const fkm_assign_args *a, const fkm_mma_work &lay,
+                                  const float *cb, int *poison, cudaStream_t s) {
   char *w = static_cast<char *>(a->work);
-  uint16_t *cpack = reinterpret_cast<uint16_t *>(w + lay.cpack);
-  float4 *cc = reinterpret_cast<float4 *>(w + lay.cconst);
   const int64_t dp = fkm_pack_dims(a->d), kp = fkm_round_up(a->k, MBN);
   pack_centroids<T, PARITY><<<(unsigned)((kp * 32 + 255) / 256), 256, 0, s>>>(
-      a->c, a->cn, cb, a->k, a->d, dp, a->metric == FKM_METRIC_L2, a->xmax, cpack, cc, poison);
+      a->c, a->cn, cb, a->k, a->d, dp, a->metric == FKM_METRIC_L2, a->xmax,
+      reinterpret_cast<uint16_t *>(w + lay.cpack), reinterpret_cast<float4 *>(w + lay.cconst),
+      poison);
+  return cudaGetLastError();
+}
+
+/* One tensor-core pass (state S) over the n packed rows xp, or over the
+ * *count gathered rows (rows != NULL, at most n), centroids in ksplit ranges
+ * of k_per_split: wgmma where the plan has it and d <= 128, else mma.sync
+ * (x resident in shared memory when d <= 256). */
+template <typename T, class S>
+cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
+                        const fkm_mma_work &lay, const uint16_t *xp, int64_t n,
+                        const int32_t *rows, const int *count, int64_t ksplit,
+                        int64_t k_per_split, const BoundConsts &bc, S *st, cudaStream_t s) {
+  char *w = static_cast<char *>(a->work);
+  const uint16_t *cpack = reinterpret_cast<const uint16_t *>(w + lay.cpack);
+  const float4 *cc = reinterpret_cast<const float4 *>(w + lay.cconst);
+  const int64_t dp = fkm_pack_dims(a->d), row_blocks = (n + MBM - 1) / MBM;
   const int nkc = (int)(dp / MBK);
-  const dim3 grid((unsigned)plan->row_blocks, (unsigned)plan->ksplit);
   cudaError_t e;
   if (plan->wgmma > 0 && nkc <= WG_MAX_CHUNKS) {
-    /* persistent: plan->wgmma blocks (the multiprocessors), 8 ring slots */
-    const int nslots = WG_SLOTS_MAX;
-    const size_t smem = 1024 + sizeof(uint16_t) * TILE * (size_t)(2 * nkc + nslots) +
+    const int nslots = wg_slots(nkc);
+    const size_t smem = 1024 + sizeof(uint16_t) * TILE * (size_t)(2 * WG_RB * nkc + nslots) +
                         (size_t)(nslots / nkc) * MBN * 16;
-    e = cudaFuncSetAttribute(assign_wgmma<T, PARITY>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    e = cudaFuncSetAttribute(assign_wgmma<T, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)smem);
     if (e != cudaSuccess) return e;
-    const int64_t items = plan->row_blocks * plan->ksplit;
+    const int64_t items = (n + WG_ROWS - 1) / WG_ROWS * ksplit;
     /* Parity: persistent, one block per multiprocessor (measured 3% faster
      * at 1M x 1024 than a block per item). FAST: a block per item, so that
      * the objective's kernels on the side stream find free multiprocessors
      * between blocks (persistent, FAST's objective tail grew from 0.2 to
      * 0.6 ms at 1M x 1024 and the iteration got 7% slower). */
-    const int64_t cap = PARITY ? plan->wgmma : items;
+    const int64_t cap = uses_bound<S>() ? plan->wgmma : items;
     const unsigned blocks = (unsigned)(items < cap ? items : cap);
-    assign_wgmma<T, PARITY><<<blocks, WG_THREADS, smem, s>>>(
-        a->xp, cpack, cc, a->xn, bc, a->xmax, a->n, dp, a->k, plan->k_per_split, plan->ksplit,
-        nslots, st, pv, pi);
+    assign_wgmma<T, S><<<blocks, WG_THREADS, smem, s>>>(xp, cpack, cc, a->xn, bc, a->xmax, n,
+                                                        dp, a->k, k_per_split, ksplit, nslots,
+                                                        rows, count, st);
     return cudaGetLastError();
   }
   const bool res = nkc <= RES_MAX_CHUNKS;
   const size_t smem = sizeof(uint16_t) * TILE * (size_t)(res ? nkc + MSTAGES : 2 * MSTAGES);
-  auto kern = res ? assign_mma<T, PARITY, true> : assign_mma<T, PARITY, false>;
+  auto kern = res ? assign_mma<T, S, true> : assign_mma<T, S, false>;
   e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e == cudaSuccess) /* room for two blocks per multiprocessor where registers allow */
     e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
                              cudaSharedmemCarveoutMaxShared);
   if (e != cudaSuccess) return e;
-  kern<<<grid, MMA_THREADS, smem, s>>>(a->xp, cpack, cc, a->xn, bc, a->xmax, a->n, dp, a->k,
-                                       plan->k_per_split, st, pv, pi);
+  const dim3 grid((unsigned)row_blocks, (unsigned)ksplit);
+  kern<<<grid, MMA_THREADS, smem, s>>>(xp, cpack, cc, a->xn, bc, a->xmax, n, dp, a->k,
+                                       k_per_split, rows, count, st);
   return cudaGetLastError();
 }
 
+/* The parity cascade (see "certified tensor-core path"): the screen over
+ * every row, certify its states (test (1)), gather and pack the rows it
+ * left, the Cert pass over them, certify (tests (1) and (2)), and the
+ * reference kernel over the rest. Every count stays on the device. */
 template <bool L2>
 cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
-  const int64_t n = a->n, k = a->k;
-  const fkm_mma_work lay = fkm_mma_work_layout(n, k, a->d, plan);
+  const int64_t n = a->n, k = a->k, d = a->d;
+  const fkm_mma_work lay = fkm_mma_work_layout(n, k, d, plan);
   char *w = static_cast<char *>(a->work);
-  int *count = reinterpret_cast<int *>(w);
+  int *count = reinterpret_cast<int *>(w), *count1 = count + 1;
   int *poison = reinterpret_cast<int *>(w + 64);
   float *bc_max = reinterpret_cast<float *>(w + 128);
   int32_t *rows = reinterpret_cast<int32_t *>(w + lay.rows);
+  int32_t *rows1 = reinterpret_cast<int32_t *>(w + lay.rows1);
   float *cb = reinterpret_cast<float *>(w + lay.cb);
-  Cert *st = reinterpret_cast<Cert *>(w + lay.states);
-  const BoundConsts bc = bound_consts(L2, a->d);
+  Top2 *st1 = reinterpret_cast<Top2 *>(w + lay.states);
+  uint16_t *xg = reinterpret_cast<uint16_t *>(w + lay.gath);
+  Cert *st2 = reinterpret_cast<Cert *>(w + lay.partials); /* then the refine partials */
+  const BoundConsts bc = bound_consts(L2, d);
   cudaError_t e = cudaMemsetAsync(w, 0, 256, s);
   if (e != cudaSuccess) return e;
   centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, cb);
   bound_max<<<(unsigned)((k + 255) / 256 < 128 ? (k + 255) / 256 : 128), 256, 0, s>>>(cb, k,
                                                                                        bc_max);
-  e = launch_mma<__half, true>(a, plan, lay, bc, cb, poison, st, nullptr, nullptr, s);
+  e = launch_pack_centroids<__half, true>(a, lay, cb, poison, s);
+  if (e == cudaSuccess)
+    e = launch_pass<__half, Top2>(a, plan, lay, a->xp, n, nullptr, nullptr, plan->ksplit,
+                                  plan->k_per_split, bc, st1, s);
   if (e != cudaSuccess) return e;
-  const bool vec = a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0;
-  auto cert = vec ? certify<L2, true> : certify<L2, false>;
-  cert<<<(unsigned)((n + CERT_THREADS - 1) / CERT_THREADS), CERT_THREADS, 0, s>>>(
-      a->x, a->xn, a->c, a->cn, n, a->d, plan->ksplit, st, bc, cb, bc_max, a->xmax, poison,
-      a->labels, a->dist, rows, count);
-  /* Pass 3: the reference kernel on the uncertain rows, centroids split in
-   * refine_split ranges combined in order (the number of rows is on the
-   * device; blocks past it exit at once). */
+  const bool vec = d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(a->x) % 16 == 0;
+  const unsigned cblocks = (unsigned)((n + CERT_THREADS - 1) / CERT_THREADS);
+  auto cert1 = vec ? certify<L2, true, Top2> : certify<L2, false, Top2>;
+  cert1<<<cblocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->ksplit, st1, bc,
+                                         cb, bc_max, a->xmax, poison, nullptr, nullptr,
+                                         a->labels, a->dist, rows1, count1);
+  /* the rows the screen left, gathered and packed like x */
+  const int64_t dp = fkm_pack_dims(d), groups = fkm_round_up(n, MBM) * (dp / 8);
+  const unsigned gblocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
+  pack_rows<__half, true><<<gblocks, 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, rows1, count1, xg);
+  e = launch_pass<__half, Cert>(a, plan, lay, xg, n, rows1, count1, plan->cert_split,
+                                plan->cert_k_per_split, bc, st2, s);
+  if (e != cudaSuccess) return e;
+  auto cert2 = vec ? certify<L2, true, Cert> : certify<L2, false, Cert>;
+  cert2<<<cblocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->cert_split, st2,
+                                         bc, cb, bc_max, a->xmax, poison, rows1, count1,
+                                         a->labels, a->dist, rows, count);
+  /* The reference kernel on the rows left, centroids split in refine_split
+   * ranges combined in order (the number of rows is on the device; blocks
+   * past it exit at once). */
   float *pv = reinterpret_cast<float *>(w + lay.partials);
   int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->refine_split * n);
-  const int64_t rblocks = (n + BM - 1) / BM < 1024 ? (n + BM - 1) / BM : 1024;
+  /* few rows are left: a small grid (blocks stride over the rows), so that
+   * the blocks that find nothing to do cost little */
+  const int64_t rblocks = (n + BM - 1) / BM < 32 ? (n + BM - 1) / BM : 32;
   const dim3 rgrid((unsigned)rblocks, (unsigned)plan->refine_split);
-  assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, a->d, a->k,
+  assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, a->k,
                                             plan->refine_k_per_split, a->labels, a->dist, pv, pi,
                                             rows, count);
   assign_combine<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(pv, pi, n, plan->refine_split,
@@ -1364,12 +1486,14 @@ template <bool L2, typename T>
 cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
   const int64_t n = a->n;
   const fkm_mma_work lay = fkm_mma_work_layout(n, a->k, a->d, plan);
-  float *pv = reinterpret_cast<float *>(static_cast<char *>(a->work) + lay.partials);
-  int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->ksplit * n);
+  Arg *part = reinterpret_cast<Arg *>(static_cast<char *>(a->work) + lay.partials);
   const BoundConsts bc = bound_consts(L2, a->d); /* unused by the FAST pass */
-  cudaError_t e = launch_mma<T, false>(a, plan, lay, bc, nullptr, nullptr, nullptr, pv, pi, s);
+  cudaError_t e = launch_pack_centroids<T, false>(a, lay, nullptr, nullptr, s);
+  if (e == cudaSuccess)
+    e = launch_pass<T, Arg>(a, plan, lay, a->xp, n, nullptr, nullptr, plan->ksplit,
+                            plan->k_per_split, bc, part, s);
   if (e != cudaSuccess) return e;
-  fast_finish<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(pv, pi, n, plan->ksplit, a->xn,
+  fast_finish<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(part, n, plan->ksplit, a->xn,
                                                               a->labels, a->dist);
   return cudaGetLastError();
 }
@@ -1404,15 +1528,16 @@ extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, i
   const int64_t groups = rp * (dp / 8);
   const unsigned blocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
   if (fast_dtype == FKM_DTYPE_F16) {
-    pack_rows<__half, false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, xp);
+    pack_rows<__half, false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, nullptr, nullptr, xp);
   } else if (fast_dtype == FKM_DTYPE_BF16) {
-    pack_rows<__nv_bfloat16, false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, xp);
+    pack_rows<__nv_bfloat16, false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, nullptr,
+                                                            nullptr, xp);
   } else {
     cudaError_t e = cudaMemsetAsync(xmax, 0, sizeof(int), s);
     if (e != cudaSuccess) return e;
     if (n * d > 0)
       abs_max<<<blocks < 1024 ? blocks : 1024, 256, 0, s>>>(x, n * d, xmax);
-    pack_rows<__half, true><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, xmax, xp);
+    pack_rows<__half, true><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, xmax, nullptr, nullptr, xp);
   }
   return cudaGetLastError();
 }

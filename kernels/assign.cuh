@@ -54,21 +54,29 @@ typedef struct fkm_assign_plan {
   int64_t row_blocks; /* blocks along the points */
   int64_t ksplit;     /* centroid ranges handled by separate blocks */
   int64_t k_per_split;/* centroids per range, a multiple of the tile's BN */
+  int64_t cert_split;         /* tc: centroid ranges of the pass over the rows
+                                 the screen left (a multiple of FKM_MMA_BN each) */
+  int64_t cert_k_per_split;   /* tc: centroids per such range */
   int64_t refine_split;       /* tc: centroid ranges of the refine pass */
   int64_t refine_k_per_split; /* tc: centroids per refine range */
   size_t work_bytes;  /* device scratch the launch needs */
 } fkm_assign_plan;
 
-/** Byte offsets of the tensor-core passes' scratch inside args->work:
- *  count (int, offset 0), the poison flag (int, offset 64) and the bound
- *  maximum (a float, offset 128);
- *  parity: the uncertain rows (n int), centroid bounds (2k floats), the
- *  per-point states of pass 1 (ksplit x n, 28 bytes) and the refine
- *  partials (refine_split x n x 8 bytes); both modes: the packed centroids
- *  (fkm_pack_x_bytes(k, d)) and their per-centroid constants (float4, k
- *  rounded up to FKM_MMA_BN); fast: the partials (ksplit x n x 8 bytes). */
+/** Byte offsets of the tensor-core passes' scratch inside args->work: the
+ *  count of rows the refine pass recomputes (int, offset 0), the poison flag
+ *  (int, offset 64), the bound maximum (a float, offset 128) and the count
+ *  of rows the screen left (int, offset 4);
+ *  parity: the rows the refine pass recomputes (n int), the rows the screen
+ *  left (n int), centroid bounds (2k floats), the screen's states (ksplit x
+ *  n, 12 bytes), the screen's rows gathered and packed
+ *  (fkm_pack_x_bytes(n, d)), and one region for the states of the pass
+ *  over them (cert_split x n, 28 bytes) then the refine partials
+ *  (refine_split x n x 8 bytes);
+ *  both modes: the packed centroids (fkm_pack_x_bytes(k, d)) and their
+ *  per-centroid constants (float4, k rounded up to FKM_MMA_BN); fast: the
+ *  partials (ksplit x n x 8 bytes). */
 typedef struct fkm_mma_work {
-  size_t rows, cb, cpack, cconst, states, partials, end;
+  size_t rows, rows1, cb, cpack, cconst, states, gath, partials, end;
 } fkm_mma_work;
 
 static inline size_t fkm_align256(size_t v) { return (v + 255) & ~(size_t)255; }
@@ -80,6 +88,8 @@ static inline fkm_mma_work fkm_mma_work_layout(int64_t n, int64_t k, int64_t d,
   size_t o = 256;
   w.rows = o;
   o = fkm_align256(o + (parity ? (size_t)n * 4 : 0));
+  w.rows1 = o;
+  o = fkm_align256(o + (parity ? (size_t)n * 4 : 0));
   w.cb = o;
   o = fkm_align256(o + (parity ? (size_t)k * 8 : 0));
   w.cpack = o;
@@ -87,9 +97,13 @@ static inline fkm_mma_work fkm_mma_work_layout(int64_t n, int64_t k, int64_t d,
   w.cconst = o;
   o = fkm_align256(o + (size_t)fkm_round_up(k, FKM_MMA_BN) * 16);
   w.states = o;
-  o = fkm_align256(o + (parity ? (size_t)p->ksplit * (size_t)n * 28 : 0));
+  o = fkm_align256(o + (parity ? (size_t)p->ksplit * (size_t)n * 12 : 0));
+  w.gath = o;
+  o = fkm_align256(o + (parity ? fkm_pack_x_bytes(n, d) : 0));
   w.partials = o;
-  o = fkm_align256(o + (size_t)(parity ? p->refine_split : p->ksplit) * (size_t)n * 8);
+  const size_t cert = (size_t)p->cert_split * 28, refine = (size_t)p->refine_split * 8;
+  o = fkm_align256(o + (parity ? (cert > refine ? cert : refine) : (size_t)p->ksplit * 8) *
+                           (size_t)n);
   w.end = o;
   return w;
 }
@@ -135,6 +149,11 @@ static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t
   const int64_t rs = simt_tiles < 16 ? simt_tiles : 16;
   p.refine_k_per_split = (simt_tiles + rs - 1) / rs * FKM_ASSIGN_BN;
   p.refine_split = (k + p.refine_k_per_split - 1) / p.refine_k_per_split;
+  /* The pass over the rows the screen left: few rows, so up to 4 ranges. */
+  const int64_t tc_tiles = (k + FKM_MMA_BN - 1) / FKM_MMA_BN;
+  const int64_t cs = tc_tiles < 4 ? tc_tiles : 4;
+  p.cert_k_per_split = (tc_tiles + cs - 1) / cs * FKM_MMA_BN;
+  p.cert_split = (k + p.cert_k_per_split - 1) / p.cert_k_per_split;
   if (p.tc)
     p.work_bytes = fkm_mma_work_layout(n, k, d, &p).end;
   else
@@ -157,6 +176,8 @@ static inline fkm_assign_plan fkm_assign_make_fast_plan(int64_t n, int64_t k, in
   fkm_assign_split(&p, n, k, FKM_MMA_BM, FKM_MMA_BN, target_blocks);
   p.refine_split = 0;
   p.refine_k_per_split = 0;
+  p.cert_split = 0;
+  p.cert_k_per_split = 0;
   p.work_bytes = fkm_mma_work_layout(n, k, d, &p).end;
   return p;
 }
@@ -175,8 +196,9 @@ typedef struct fkm_assign_args {
   const int *xmax;    /* tc plans: the word fkm_launch_pack_x wrote */
 } fkm_assign_args;
 
-/** tc plan: the device int counting the points the refine pass recomputed
- *  (valid once the launch completed), inside args->work. */
+/** tc plan: two device ints inside args->work, valid once the launch
+ *  completed: the points the refine pass recomputed, then the points the
+ *  screen could not certify (the second pass's rows). */
 static inline const int *fkm_assign_refined_count(const fkm_assign_args *a,
                                                   const fkm_assign_plan *p) {
   (void)p;

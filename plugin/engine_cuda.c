@@ -86,7 +86,8 @@ typedef struct cuda_engine {
   scalars *hsc;        /* pinned host (B) */
   float *h_counts;     /* pinned (B * k) */
   int64_t *h_hist;     /* pinned (B * k) */
-  int *h_refined;      /* pinned (B * nchunk): points the refine pass recomputed */
+  int *h_refined;      /* pinned (B * nchunk x 2): points the refine pass recomputed,
+                          points the screen left */
 } cuda_engine;
 
 static cuda_engine *eng(fkm_engine *e) { return (cuda_engine *)e; }
@@ -425,7 +426,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->hsc, sizeof(scalars) * (size_t)B));
   FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_counts, sizeof(float) * (size_t)(B * k)));
   FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_hist, sizeof(int64_t) * (size_t)(B * k)));
-  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_refined, sizeof(int) * (size_t)(B * c->nchunk)));
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_refined, sizeof(int) * (size_t)(2 * B * c->nchunk)));
 
   if (c->x != run->x)
     FKM_FORWARD(load_rows(c, run->dtype, run->x, d, grows, B * nt, (float *)c->x));
@@ -525,8 +526,8 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
                             c->xmax ? c->xmax + b : NULL};
       FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, ls));
       if (verbose && plan->tc)
-        FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + b * c->nchunk + ch,
-                                        fkm_assign_refined_count(&aa, plan), sizeof(int),
+        FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + 2 * (b * c->nchunk + ch),
+                                        fkm_assign_refined_count(&aa, plan), 2 * sizeof(int),
                                         cudaMemcpyDeviceToHost, ls));
       if (c->nchunk == 1) continue;
       /* the objective's chain over this chunk runs behind the next chunk
@@ -587,16 +588,17 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   out->assign_seconds = 1e-3 * (double)ms;
   if (verbose) {
     float mg = 0.0f, mu = 0.0f, mo = 0.0f;
-    int refined = c->plan.tc ? 0 : -1;
-    for (int64_t i = 0; i < B * c->nchunk && c->plan.tc; i++) refined += c->h_refined[i];
+    int refined = c->plan.tc ? 0 : -1, screened = refined;
+    for (int64_t i = 0; i < B * c->nchunk && c->plan.tc; i++)
+      refined += c->h_refined[2 * i], screened += c->h_refined[2 * i + 1];
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mg, c->ev_a1, c->ev_g1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mu, c->ev_g1, c->ev_u1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_a1, c->ev_obj));
     char msg[240];
     snprintf(msg, sizeof msg,
              "cuda engine phases (ms): assign %.4f group %.4f update %.4f objective-tail %.4f "
-             "refined %d",
-             (double)ms, (double)mg, (double)mu, (double)mo, refined);
+             "refined %d (left by the screen %d)",
+             (double)ms, (double)mg, (double)mu, (double)mo, refined, screened);
     c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
   }
   for (int64_t b = 0; b < B; b++) {

@@ -801,16 +801,24 @@ TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
           const fkm_mma_work w = fkm_mma_work_layout(n, k, d, &p);
           EXPECT_EQ(p.work_bytes, w.end);
           EXPECT_GE(w.rows, 256u);
-          EXPECT_GE(w.cb, w.rows + (size_t)n * 4u);
+          EXPECT_GE(w.rows1, w.rows + (size_t)n * 4u);
+          EXPECT_GE(w.cb, w.rows1 + (size_t)n * 4u);
           EXPECT_GE(w.cpack, w.cb + (size_t)k * 8u);
           EXPECT_GE(w.cconst, w.cpack + fkm_pack_x_bytes(k, d));
           EXPECT_GE(w.states, w.cconst + (size_t)fkm_round_up(k, FKM_MMA_BN) * 16u);
-          EXPECT_GE(w.partials, w.states + (size_t)(p.ksplit * n) * 28u);
+          EXPECT_GE(w.gath, w.states + (size_t)(p.ksplit * n) * 12u);
+          EXPECT_GE(w.partials, w.gath + fkm_pack_x_bytes(n, d));
           EXPECT_GE(w.end, w.partials + (size_t)(p.refine_split * n) * 8u);
-          for (size_t o : {w.rows, w.cb, w.cpack, w.cconst, w.states, w.partials}) EXPECT_EQ(o % 256u, 0u);
+          EXPECT_GE(w.end, w.partials + (size_t)(p.cert_split * n) * 28u);
+          for (size_t o : {w.rows, w.rows1, w.cb, w.cpack, w.cconst, w.states, w.gath, w.partials})
+            EXPECT_EQ(o % 256u, 0u);
           EXPECT_LE(p.refine_split, 16);
           EXPECT_GE(p.refine_split * p.refine_k_per_split, k);
           EXPECT_LT((p.refine_split - 1) * p.refine_k_per_split, k);
+          EXPECT_LE(p.cert_split, 4);
+          EXPECT_EQ(p.cert_k_per_split % FKM_MMA_BN, 0);
+          EXPECT_GE(p.cert_split * p.cert_k_per_split, k);
+          EXPECT_LT((p.cert_split - 1) * p.cert_k_per_split, k);
         } else if (p.ksplit == 1) {
           EXPECT_EQ(p.work_bytes, 0u);
         } else {
