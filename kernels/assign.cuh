@@ -45,7 +45,7 @@ static inline size_t fkm_pack_x_bytes(int64_t n, int64_t d) {
 
 /** How an assignment is split over the grid. */
 typedef struct fkm_assign_plan {
-  int tc;             /* 1: certified tensor-core pass + refine, 0: SIMT only */
+  int tc;             /* 1: the certified tensor-core cascade + refine, 0: SIMT only */
   int fast_dtype;     /* FKM_ASSIGN_FAST: FKM_DTYPE_F16 / FKM_DTYPE_BF16; else -1 */
   int wgmma;          /* > 0: the tensor-core passes run on sm_90a's wgmma where
                          d <= 128; parity mode on a persistent grid of that
@@ -55,8 +55,9 @@ typedef struct fkm_assign_plan {
   int64_t ksplit;     /* centroid ranges handled by separate blocks */
   int64_t k_per_split;/* centroids per range, a multiple of the tile's BN */
   int64_t cert_split;         /* tc: centroid ranges of the pass over the rows
-                                 the screen left (a multiple of FKM_MMA_BN each) */
-  int64_t cert_k_per_split;   /* tc: centroids per such range */
+                                 the screen left (at most 4) */
+  int64_t cert_k_per_split;   /* tc: centroids per such range, a multiple of
+                                 FKM_MMA_BN */
   int64_t refine_split;       /* tc: centroid ranges of the refine pass */
   int64_t refine_k_per_split; /* tc: centroids per refine range */
   size_t work_bytes;  /* device scratch the launch needs */
