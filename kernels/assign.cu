@@ -219,7 +219,7 @@ __global__ void assign_combine(const float *__restrict__ part_v,
  * A cascade of three stages, each on the rows the one before left:
  *  - the screen: a tensor-core pass over every row computes every distance
  *    approximately with fp16 and keeps per point the two least values of h
- *    below and the index of the least (state Top2, four ALU operations per
+ *    below and the index of the least (state Top2, five ALU operations per
  *    pair); certify proves test (1) below for most points and computes the
  *    reference distance of that one pair exactly;
  *  - the rows it left are gathered, packed, and go through the same pass
@@ -631,8 +631,8 @@ __device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, in
  *  - Arg, the FAST pass: the strict argmin of g.
  *  - Top2, the parity screen: the least h, its index and the second least
  *    h (ties between the two leave h2 == h1, which certifies nothing).
- *    Per pair two fused operations on the FMA pipe and four compares,
- *    min/max or selects on the ALU pipe (Cert needs thirteen).
+ *    Per pair two fused operations on the FMA pipe and five ALU
+ *    operations (a compare, two min/max, two selects; Cert needs thirteen).
  *  - Cert, the parity pass on the rows the screen left (see above). */
 struct Arg {
   float v;
