@@ -197,21 +197,23 @@ __global__ void assign_combine(const float *__restrict__ part_v,
                                float *__restrict__ dist, const int32_t *__restrict__ rows,
                                const int *__restrict__ count) {
   /* rows != NULL: partials of the refine pass, point i is rows[i], i < *count */
-  const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (p >= (rows ? (int64_t)*count : n)) return;
-  float bv = L2 ? INFINITY : -INFINITY;
-  int bi = -1;
-  for (int64_t s = 0; s < ksplit; s++) {
-    const int oi = part_i[s * n + p];
-    const float ov = part_v[s * n + p];
-    if (oi >= 0 && better<L2>(ov, bv)) {
-      bv = ov;
-      bi = oi;
+  const int64_t m = rows ? (int64_t)*count : n;
+  for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < m;
+       p += (int64_t)gridDim.x * blockDim.x) {
+    float bv = L2 ? INFINITY : -INFINITY;
+    int bi = -1;
+    for (int64_t s = 0; s < ksplit; s++) {
+      const int oi = part_i[s * n + p];
+      const float ov = part_v[s * n + p];
+      if (oi >= 0 && better<L2>(ov, bv)) {
+        bv = ov;
+        bi = oi;
+      }
     }
+    const int64_t out = rows ? rows[p] : p;
+    labels[out] = bi;
+    dist[out] = bv;
   }
-  const int64_t out = rows ? rows[p] : p;
-  labels[out] = bi;
-  dist[out] = bv;
 }
 
 /* ------------------------------------------------ certified tensor-core path
@@ -885,6 +887,13 @@ constexpr int WG_SLOTS_MAX = 8;
 constexpr int WG_MAX_CHUNKS = 2;          /* dp <= 128 */
 /* ring slots: two tiles (a tile is dp / 64 slots), eight where d <= 64 */
 __host__ __device__ constexpr int wg_slots(int nkc) { return nkc == 1 ? 8 : 4; }
+/* Registers per thread: 96 at launch (five warps per SM sub-partition),
+ * then the producer warpgroup gives 72 of its own back and the consumer
+ * warps take 16 more (4 x 16 <= 72 per sub-partition: setmaxnreg.inc waits
+ * for registers the block released, 120 would wait forever); at 96 the
+ * screen's loop spilled. */
+constexpr int WG_PRODUCER_REGS = 24, WG_CONSUMER_REGS = 112;
+static_assert(4 * (WG_CONSUMER_REGS - 96) <= 96 - WG_PRODUCER_REGS, "the registers released");
 static_assert(WG_ROWS % MBM == 0, "an item is whole packed row blocks");
 static_assert(wg_slots(1) <= WG_SLOTS_MAX && wg_slots(2) <= WG_SLOTS_MAX, "barrier arrays");
 
@@ -932,6 +941,13 @@ __device__ __forceinline__ uint64_t sw128_desc(const void *p) {
          ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
 
+/* Registers move from the producer warpgroup to the consumers. */
+template <int R> __device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R> __device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
@@ -1039,6 +1055,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   __syncthreads();
 
   if (warp >= (int)consumer_warps) { /* the producer */
+    setmaxnreg_dec<WG_PRODUCER_REGS>();
     if (warp != (int)consumer_warps || lane != 0) return;
     WgTile c;
     int slot = 0, round = 0;
@@ -1069,6 +1086,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
     return;
   }
 
+  setmaxnreg_inc<WG_CONSUMER_REGS>();
   const int wg = warp >> 2, g = lane >> 2, t = lane & 3;
   const int rbase = wg * 64 + (warp & 3) * 16 + g; /* rows rbase, rbase + 8 of an item */
   const int sx = uses_bound<S>() ? scale_exp(*xmax) : 0;
@@ -1093,16 +1111,22 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
      * block was not loaded it reads the buffer's older rows). */
     const int slot0 = slot;
     {
+      /* all of the tile's chunks arrive before the first wgmma: a wait (a
+       * retry loop) between the fence and the MMAs makes ptxas serialise
+       * them (C7520) */
+      for (int kc = 0; kc < nkc; kc++) {
+        mbar_wait(&full[slot], (unsigned)round & 1u);
+        if (++slot == nslots) slot = 0, round++;
+      }
       wg_fence();
       const uint64_t da0 =
           sw128_desc(xs + (buf * WG_RB + wg / 2) * nkc * TILE + (wg % 2) * 64 * MBK);
-      for (int kc = 0; kc < nkc; kc++) {
-        mbar_wait(&full[slot], (unsigned)round & 1u);
+      for (int kc = 0, sl = slot0; kc < nkc; kc++) {
         const uint64_t da = da0 + (uint64_t)((kc * TILE * 2) >> 4);
-        const uint64_t db = sw128_desc(ring + slot * TILE);
+        const uint64_t db = sw128_desc(ring + sl * TILE);
 #pragma unroll
         for (int ks = 0; ks < MBK / 16; ks++) wgmma_128<T>(acc, da + 2 * ks, db + 2 * ks, kc | ks);
-        if (++slot == nslots) slot = 0, round++;
+        if (++sl == nslots) sl = 0;
       }
       wg_commit();
       wg_wait<0>();
@@ -1170,6 +1194,9 @@ __global__ void fast_finish(const Arg *__restrict__ part, int64_t n, int64_t ksp
 }
 
 constexpr int CERT_THREADS = 128;
+/* Grid of the kernels over a row list whose length is known only on the
+ * device (blocks stride over it): two blocks per multiprocessor of an H100. */
+constexpr unsigned FEW_BLOCKS = 264;
 constexpr int CERT_BK = 32;
 
 /* Certify: one thread per point (block = 128 points). Merges the splits'
@@ -1246,79 +1273,82 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
   __shared__ int64_t srow[CERT_THREADS]; /* the block's rows of x, -1 past n */
   if (in_count) n = *in_count;
-  const int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS;
-  if (m0 >= n) return;
-  const int64_t p = m0 + threadIdx.x;
-  const int64_t row = p < n ? (in_rows ? in_rows[p] : p) : -1;
-  srow[threadIdx.x] = row;
-  int ncand = 0, b1 = -1, b2 = -1; /* 0: uncertain, 1: b1, 2: b1 and b2 */
-  if (p < n) {
-    S t;
-    state_init(t);
-    for (int64_t s = 0; s < ksplit; s++) state_merge(t, st[s * n + p]);
-    if (*poison == 0) {
-      /* B(x) = beta X + BC + eta, rounded up */
-      const float v = xn[row], up = 1.0f + 0x1p-20f;
-      const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta), *bc_max);
-      ncand = candidates(t, point_a(bc, v, scale_exp(*xmax)), bx, cb, b1, b2);
-    }
-  }
-  float ip1 = 0.0f, ip2 = 0.0f;
-  const float *c1 = ncand ? c + (int64_t)b1 * d : c;
-  const float *c2 = ncand == 2 ? c + (int64_t)b2 * d : c;
-  for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
-    const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
-    __syncthreads();
-    if (VEC && kmax == CERT_BK) {
-      constexpr int Q = CERT_BK / 4; /* float4 per row and stage */
-      float4 v[Q]; /* CERT_THREADS rows x Q float4 = Q per thread */
-#pragma unroll
-      for (int i = 0; i < CERT_BK / 4; i++) {
-        const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / Q;
-        v[i] = srow[r] >= 0 ? __ldg(reinterpret_cast<const float4 *>(x + srow[r] * d + k0) + e % Q)
-                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      }
-#pragma unroll
-      for (int i = 0; i < CERT_BK / 4; i++) {
-        const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / Q, col = e % Q * 4;
-        xs[r][col] = v[i].x, xs[r][col + 1] = v[i].y, xs[r][col + 2] = v[i].z,
-        xs[r][col + 3] = v[i].w;
-      }
-    } else {
-      for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
-        const int r = e / CERT_BK, col = e % CERT_BK;
-        xs[r][col] = srow[r] >= 0 && col < kmax ? x[srow[r] * d + k0 + col] : 0.0f;
+  /* blocks stride over the points (the pass over the rows the screen left
+   * launches a few blocks for a count known only on the device) */
+  for (int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS; m0 < n;
+       m0 += (int64_t)gridDim.x * CERT_THREADS) {
+    const int64_t p = m0 + threadIdx.x;
+    const int64_t row = p < n ? (in_rows ? in_rows[p] : p) : -1;
+    srow[threadIdx.x] = row;
+    int ncand = 0, b1 = -1, b2 = -1; /* 0: uncertain, 1: b1, 2: b1 and b2 */
+    if (p < n) {
+      S t;
+      state_init(t);
+      for (int64_t s = 0; s < ksplit; s++) state_merge(t, st[s * n + p]);
+      if (*poison == 0) {
+        /* B(x) = beta X + BC + eta, rounded up */
+        const float v = xn[row], up = 1.0f + 0x1p-20f;
+        const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta), *bc_max);
+        ncand = candidates(t, point_a(bc, v, scale_exp(*xmax)), bx, cb, b1, b2);
       }
     }
-    __syncthreads();
-    if (ncand) ip1 = cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
-    if (ncand == 2) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
-  }
-  if (p >= n) return;
-  float v1 = ip1, v2 = ip2;
-  if (L2 && ncand) {
-    v1 = __fsub_rn(__fadd_rn(xn[row], cn[b1]), __fadd_rn(ip1, ip1));
-    if (v1 < 0.0f) v1 = 0.0f;
+    float ip1 = 0.0f, ip2 = 0.0f;
+    const float *c1 = ncand ? c + (int64_t)b1 * d : c;
+    const float *c2 = ncand == 2 ? c + (int64_t)b2 * d : c;
+    for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
+      const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
+      __syncthreads();
+      if (VEC && kmax == CERT_BK) {
+        constexpr int Q = CERT_BK / 4; /* float4 per row and stage */
+        float4 v[Q]; /* CERT_THREADS rows x Q float4 = Q per thread */
+#pragma unroll
+        for (int i = 0; i < CERT_BK / 4; i++) {
+          const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / Q;
+          const float4 *xr = reinterpret_cast<const float4 *>(x + srow[r] * d + k0);
+          v[i] = srow[r] >= 0 ? __ldg(xr + e % Q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int i = 0; i < CERT_BK / 4; i++) {
+          const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / Q, col = e % Q * 4;
+          xs[r][col] = v[i].x, xs[r][col + 1] = v[i].y, xs[r][col + 2] = v[i].z,
+          xs[r][col + 3] = v[i].w;
+        }
+      } else {
+        for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
+          const int r = e / CERT_BK, col = e % CERT_BK;
+          xs[r][col] = srow[r] >= 0 && col < kmax ? x[srow[r] * d + k0 + col] : 0.0f;
+        }
+      }
+      __syncthreads();
+      if (ncand) ip1 = cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
+      if (ncand == 2) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
+    }
+    if (p >= n) continue;
+    float v1 = ip1, v2 = ip2;
+    if (L2 && ncand) {
+      v1 = __fsub_rn(__fadd_rn(xn[row], cn[b1]), __fadd_rn(ip1, ip1));
+      if (v1 < 0.0f) v1 = 0.0f;
+      if (ncand == 2) {
+        v2 = __fsub_rn(__fadd_rn(xn[row], cn[b2]), __fadd_rn(ip2, ip2));
+        if (v2 < 0.0f) v2 = 0.0f;
+      }
+    }
+    int label = b1;
+    float dis = v1;
     if (ncand == 2) {
-      v2 = __fsub_rn(__fadd_rn(xn[row], cn[b2]), __fadd_rn(ip2, ip2));
-      if (v2 < 0.0f) v2 = 0.0f;
+      if (v1 != v1 || v2 != v2) {
+        ncand = 0; /* cannot happen within the proof's assumptions: recompute */
+      } else if (better<L2>(v2, v1) || (v2 == v1 && b2 < b1)) {
+        label = b2;
+        dis = v2;
+      }
     }
-  }
-  int label = b1;
-  float dis = v1;
-  if (ncand == 2) {
-    if (v1 != v1 || v2 != v2) {
-      ncand = 0; /* cannot happen within the proof's assumptions: recompute */
-    } else if (better<L2>(v2, v1) || (v2 == v1 && b2 < b1)) {
-      label = b2;
-      dis = v2;
+    if (ncand) {
+      labels[row] = label;
+      dist[row] = dis;
+    } else {
+      rows[atomicAdd(count, 1)] = (int32_t)row;
     }
-  }
-  if (ncand) {
-    labels[row] = label;
-    dist[row] = dis;
-  } else {
-    rows[atomicAdd(count, 1)] = (int32_t)row;
   }
 }
 
@@ -1462,7 +1492,10 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
                                 plan->cert_k_per_split, bc, st2, s);
   if (e != cudaSuccess) return e;
   auto cert2 = vec ? certify<L2, true, Cert> : certify<L2, false, Cert>;
-  cert2<<<cblocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->cert_split, st2,
+  /* the rows the screen left: a few blocks stride over them (their count
+   * is on the device) */
+  const unsigned c2blocks = cblocks < FEW_BLOCKS ? cblocks : FEW_BLOCKS;
+  cert2<<<c2blocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->cert_split, st2,
                                          bc, cb, bc_max, a->xmax, poison, rows1, count1,
                                          a->labels, a->dist, rows, count);
   /* The reference kernel on the rows left, centroids split in refine_split
@@ -1477,7 +1510,8 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, a->k,
                                             plan->refine_k_per_split, a->labels, a->dist, pv, pi,
                                             rows, count);
-  assign_combine<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(pv, pi, n, plan->refine_split,
+  const unsigned cmblocks = (unsigned)((n + 255) / 256 < FEW_BLOCKS ? (n + 255) / 256 : FEW_BLOCKS);
+  assign_combine<L2><<<cmblocks, 256, 0, s>>>(pv, pi, n, plan->refine_split,
                                                                  a->labels, a->dist, rows, count);
   return cudaGetLastError();
 }

@@ -35,11 +35,16 @@
 
 typedef fkm_objective scalars; /* read back at the iteration's sync */
 
-/* The training set is assigned in up to this many row chunks of at least
- * 2^18 rows, so that the objective (side stream) runs behind the
- * assignment of the next chunk instead of after the last one; a chunk that
- * large still fills the GPU without splitting the centroid range. */
+/* The training set is assigned in up to FKM_CUDA_CHUNKS row chunks of at
+ * least 2^FKM_CUDA_CHUNK_LOG2 rows, so that the objective (side stream)
+ * runs behind the assignment of the next chunk instead of after the last
+ * one. Each chunk pays the assignment's fixed costs (the cascade's small
+ * passes, the persistent grid's last wave): measured on an H100 at
+ * 1M x 1024, three chunks of 2^18 or more rows took 0.26 ms more
+ * assignment per iteration than one chunk, which leaves about 0.1 ms of
+ * objective unhidden, so chunks start at 2^20 rows. */
 #define FKM_CUDA_CHUNKS 8
+#define FKM_CUDA_CHUNK_LOG2 20
 
 /* Batched runs assign the problems on up to this many streams forked from
  * the context's stream and joined back (problem b on lane b % lanes): one
@@ -54,6 +59,8 @@ typedef struct cuda_engine {
   int allow_tc; /* the certified tensor-core assignment (env FLASHKM_CUDA_ASSIGN=simt: off) */
   int wgmma;    /* its passes on wgmma (sm_90a builds on 9.0 devices; env
                    FLASHKM_CUDA_ASSIGN=mma: off) */
+  int chunk_log2; /* least training rows per chunk, log2 (FKM_CUDA_CHUNK_LOG2;
+                     env FLASHKM_CUDA_CHUNK_LOG2, 10 to 30, for tests) */
   char name[320];
   cudaStream_t own_stream, stream, side;
   cudaStream_t lane[FKM_CUDA_LANES];               /* batched assignment */
@@ -404,7 +411,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   }
   if (run->weights) FKM_FORWARD(check_weights(c, run->weights, B * n));
 
-  c->nchunk = nt >> 18;
+  c->nchunk = nt >> c->chunk_log2;
   if (c->nchunk > FKM_CUDA_CHUNKS) c->nchunk = FKM_CUDA_CHUNKS;
   if (c->nchunk < 1) c->nchunk = 1;
   c->chunk = (nt + c->nchunk - 1) / c->nchunk;
@@ -924,6 +931,9 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
       return s;
     }
   }
+  const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
+  c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;
+  if (c->chunk_log2 < 10 || c->chunk_log2 > 30) c->chunk_log2 = FKM_CUDA_CHUNK_LOG2;
   c->sm_count = prop.multiProcessorCount;
   snprintf(c->name, sizeof c->name, "%s (device %d, sm_%d%d, %d SMs)", prop.name, device,
            prop.major, prop.minor, prop.multiProcessorCount);

@@ -440,11 +440,18 @@ TEST_F(Cuda, RepeatedRunsGiveIdenticalBits) {
 }
 
 TEST_F(Cuda, ChunkedAssignmentOfLargeTrainingSetsBitIdentical) {
-  // >= 2 x 2^18 training rows: assigned in row chunks, the objective's
+  // >= 2 x 2^20 training rows: assigned in row chunks, the objective's
   // chains continued across chunks on the side stream.
   fkm_params p = quick(3);
-  check(p, blobs(600001, 8, 20, 30));   // SIMT path (k < 64)
-  check(p, blobs(600001, 32, 100, 31)); // tensor-core path
+  check(p, blobs(2 * (1 << 20) + 1, 8, 20, 30)); // SIMT path (k < 64)
+  // chunks of >= 2^18 rows (FLASHKM_CUDA_CHUNK_LOG2), tensor-core path
+  setenv("FLASHKM_CUDA_CHUNK_LOG2", "18", 1);
+  Ctx small(FKM_BACKEND_CUDA);
+  unsetenv("FLASHKM_CUDA_CHUNK_LOG2");
+  ASSERT_EQ(small.status, FKM_OK);
+  Problem pb = blobs(600001, 32, 100, 31);
+  Result c = train(cpu->c, p, pb), g = train(small.c, p, pb);
+  expect_same(g, c);
 }
 
 TEST_F(Cuda, NumberOfTrainingPointsEqualsKCopiesRows) {
