@@ -9,6 +9,7 @@
  * is written as fmaf, every other one is an explicitly rounded intrinsic.
  */
 #include "assign.cuh"
+#include "sm90.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -857,7 +858,9 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
  * persistent grid of one block per multiprocessor, or one block per item).
  * Block: WG_CWG = 4 consumer warpgroups (warps 0-15) and a producer
  * warpgroup (warps 16-19, one thread of which works); 96 registers per
- * thread, no setmaxnreg.
+ * thread at launch, then 24 for the producer and 112 for the consumers
+ * (setmaxnreg; at 96 the consumers' loop spilled: 1M x 1024 parity went
+ * from 2.04 to 1.84 ms per iteration on an H100).
  * Consumer warpgroup w owns points m0 + 64 w .. +64 of the item; each of its
  * warps owns 16 of them (lane = 4 g + t: rows g and g + 8) and, per tile,
  * all 128 centroids: wgmma m64n128k16 leaves (row g or g + 8, column
@@ -898,39 +901,6 @@ static_assert(WG_ROWS % MBM == 0, "an item is whole packed row blocks");
 static_assert(wg_slots(1) <= WG_SLOTS_MAX && wg_slots(2) <= WG_SLOTS_MAX, "barrier arrays");
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-  return (uint32_t)__cvta_generic_to_shared(p);
-}
-__device__ __forceinline__ void mbar_init(uint64_t *b, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(b)), "r"(count)
-               : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(b)),
-               "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(b)) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
-  /* the retry loop inside the asm: no divergent branch for ptxas to see */
-  asm volatile(
-      "{\n .reg .pred p;\n WAIT:\n"
-      " mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      " @!p bra WAIT;\n}\n" ::"r"(smem_addr(b)),
-      "r"(parity)
-      : "memory");
-}
-/* One bulk copy of bytes (a multiple of 16, both addresses 16-aligned). */
-__device__ __forceinline__ void bulk_load(void *dst, const void *src, unsigned bytes,
-                                          uint64_t *bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
-      ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar))
-      : "memory");
-}
-
 /* Matrix descriptor of a K-major operand in the 128-byte swizzle: rows of
  * 128 bytes, groups of 8 rows 1024 bytes apart (the stride byte offset), the
  * leading byte offset unused for this layout (1 by convention); bits 62-63
@@ -1199,8 +1169,9 @@ constexpr int CERT_THREADS = 128;
 constexpr unsigned FEW_BLOCKS = 264;
 constexpr int CERT_BK = 32;
 
-/* Certify: one thread per point (block = 128 points). Merges the splits'
- * states, applies the proof's tests, and computes the reference value of
+/* Certify: one thread per point (blocks of 128 points stride over them).
+ * Merges the splits' states, applies the proof's tests, and computes the
+ * reference value of
  * (point, candidate) exactly for its one or two candidates: the fmaf chain
  * over j in order, x staged through shared memory (VEC: 16-byte loads, all
  * of a stage in flight at once; the block's row indices read once), the

@@ -12,6 +12,7 @@
 #include "update.cuh"
 
 #include "fchain.h"
+#include "sm90.cuh"
 
 #include <float.h>
 
@@ -249,6 +250,91 @@ centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
   }
 }
 
+/* The long segments on sm_90, unweighted, d % 4 == 0 and x 16-byte aligned:
+ * the same warp items and the same in-order chain (lane l adds column
+ * j0 + l of each row), but the rows' slices are copied by the bulk-copy
+ * engine: lane r issues one cp.async.bulk of row r of a stage (BLR rows,
+ * the slice's 4 min(32, d - j0) bytes), completion counted on the stage's
+ * mbarrier, BLS - 1 stages in flight, the row indices read one stage ahead.
+ * Measured on an H100 at 1M x 256 (d = 128): the cp.async kernel above
+ * spent about 24 warp instructions per row (an index shuffle, a 4-byte
+ * copy and its address per row and lane), this one about 3. */
+constexpr int BLR = 32, BLS = 8;
+static_assert(BLR == 32 && BLS >= 2, "lane r copies row r of a stage; a stage in flight");
+
+__global__ void __launch_bounds__(32)
+centroid_sums_long_bulk(const float *__restrict__ x, const int32_t *__restrict__ rows,
+                        const int32_t *__restrict__ hist, const int32_t *__restrict__ offsets,
+                        int64_t d, int64_t kp, int64_t k_frozen, int64_t total,
+                        float *__restrict__ centroids, float *__restrict__ counts) {
+#if FKM_HAVE_BULK
+  __shared__ __align__(128) float tile[BLS][BLR][32];
+  __shared__ uint64_t full[BLS];
+  const int lane = threadIdx.x;
+  if (lane == 0)
+    for (int i = 0; i < BLS; i++) mbar_init(&full[i], 1);
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  __syncwarp();
+  const int64_t slices = (d + 31) / 32;
+  uint32_t g = 0; /* stages this warp has consumed: stage g uses buffer g % BLS */
+  for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
+    const int64_t c = moving_centroid(item / slices, kp, k_frozen);
+    const int64_t len = hist[c];
+    if (len <= LONG_SEG) continue;
+    const int64_t b = offsets[c], j0 = item % slices * 32, nst = (len + BLR - 1) / BLR;
+    const int width = (int)(d - j0 < 32 ? d - j0 : 32);
+    const unsigned bytes = 4u * (unsigned)width;
+    auto index = [&](int64_t st) { /* lane's row of stage st, -1 past the segment */
+      const int64_t i = st * BLR + lane;
+      return st < nst && i < len ? rows[b + i] : -1;
+    };
+    auto issue = [&](int64_t st, int32_t row) {
+      if (st >= nst) return;
+      const int m = (int)(len - st * BLR < BLR ? len - st * BLR : BLR);
+      uint64_t *bar = &full[(g + st) % BLS];
+      if (lane == 0) mbar_expect_tx(bar, (unsigned)m * bytes);
+      __syncwarp();
+      if (row >= 0) bulk_load(&tile[(g + st) % BLS][lane][0], x + row * d + j0, bytes, bar);
+    };
+    int32_t nxt = index(0);
+    for (int64_t st = 0; st < BLS - 1; st++) {
+      const int32_t row = nxt;
+      nxt = index(st + 1);
+      issue(st, row);
+    }
+    float sum = 0.0f;
+    for (int64_t st = 0; st < nst; st++) {
+      const uint32_t gs = g + (uint32_t)st;
+      mbar_wait(&full[gs % BLS], (gs / BLS) & 1u);
+      const int m = (int)(len - st * BLR < BLR ? len - st * BLR : BLR);
+      const float(*t)[32] = tile[gs % BLS];
+      if (lane < width) {
+        if (m == BLR) {
+#pragma unroll
+          for (int r = 0; r < BLR; r++) sum = __fadd_rn(sum, t[r][lane]);
+        } else {
+          for (int r = 0; r < m; r++) sum = __fadd_rn(sum, t[r][lane]);
+        }
+      }
+      __syncwarp();       /* every lane is done with stage st's buffer */
+      fence_proxy_async(); /* before the bulk copies that refill it */
+      /* the index of stage st + BLS - 1 was read one stage ago */
+      const int32_t row = nxt;
+      nxt = index(st + BLS);
+      issue(st + BLS - 1, row);
+    }
+    g += (uint32_t)nst;
+    const float count = (float)(len < 16777216 ? len : 16777216);
+    const float v = __fmul_rn(sum, __fdiv_rn(1.0f, count));
+    if (lane < width) centroids[c * d + j0 + lane] = v;
+    if (j0 + lane == 0) counts[c] = count;
+  }
+#else
+  (void)x, (void)rows, (void)hist, (void)offsets, (void)d, (void)kp, (void)k_frozen;
+  (void)total, (void)centroids, (void)counts;
+#endif
+}
+
 /* moving: the non-frozen centroids of all problems, pairs = moving * d. */
 cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s) {
   const int64_t pairs = moving * a->d;
@@ -279,10 +365,25 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
    * centroids), joined back before anything after the update */
   const int64_t total = moving * ((a->d + 31) / 32);
   const unsigned grid = (unsigned)(total < 4096 ? total : 4096);
-  auto lk = a->weights ? centroid_sums_long<true> : centroid_sums_long<false>;
-  lk<<<grid, 32, 0, a->aux ? a->aux : s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
-                                           a->d, a->k_problem, a->k_frozen, total,
-                                           a->centroids, a->counts);
+  const cudaStream_t ls = a->aux ? a->aux : s;
+  /* the bulk-copy kernel where its conditions hold and this device runs
+   * its sm_90 code (binaryVersion: the code the device got) */
+  cudaFuncAttributes fa;
+  e = cudaFuncGetAttributes(&fa, centroid_sums_long_bulk);
+  if (e != cudaSuccess) return e;
+  if (!a->weights && a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0 &&
+      fa.binaryVersion >= 90) {
+    /* about the blocks that fit at once (32 KB of shared memory each);
+     * warps take further items in turn */
+    const unsigned bgrid = grid < 1024 ? grid : 1024;
+    centroid_sums_long_bulk<<<bgrid, 32, 0, ls>>>(a->x, a->rows, a->hist, a->offsets, a->d,
+                                                  a->k_problem, a->k_frozen, total, a->centroids,
+                                                  a->counts);
+  } else {
+    auto lk = a->weights ? centroid_sums_long<true> : centroid_sums_long<false>;
+    lk<<<grid, 32, 0, ls>>>(a->x, a->weights, a->rows, a->hist, a->offsets, a->d,
+                            a->k_problem, a->k_frozen, total, a->centroids, a->counts);
+  }
   e = cudaGetLastError();
   if (e != cudaSuccess || !a->aux) return e;
   e = cudaEventRecord(a->ev_join, a->aux);
@@ -783,9 +884,12 @@ extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t 
 extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
                                             int64_t r0, int64_t r1, int64_t problems,
                                             int64_t stride, fkm_objective *out,
-                                            void *scratch, cudaStream_t s) {
+                                            void *scratch, cudaStream_t s,
+                                            cudaStream_t aux, cudaEvent_t ev_fork,
+                                            cudaEvent_t ev_join) {
   const int64_t n = r1 - r0;
   const ObjectiveScratch l = objective_scratch(n);
+  cudaError_t e;
   /* gridDim.y is at most 65535: problems in slices of that many */
   for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
     const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
@@ -800,16 +904,28 @@ extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *la
     fkm_fc_sum *bsum = reinterpret_cast<fkm_fc_sum *>(base + l.bsum);
     fkm_fc_sum *gsum = reinterpret_cast<fkm_fc_sum *>(base + l.gsum);
     const size_t ss = l.bytes;
+    /* the double chain (its own scratch and result field) beside the float
+     * chain: both are sequential walks of a single warp */
+    const cudaStream_t ds = aux ? aux : s;
+    if (aux) {
+      if ((e = cudaEventRecord(ev_fork, s)) != cudaSuccess) return e;
+      if ((e = cudaStreamWaitEvent(aux, ev_fork, 0)) != cudaSuccess) return e;
+    }
+    DBlock *blk = reinterpret_cast<DBlock *>(base);
+    const unsigned nb = (unsigned)((n + DBLOCK - 1) / DBLOCK);
+    dchain_blocks<<<dim3(nb, np), DBLOCK, 0, ds>>>(dp, r0, r1, stride, blk, ss);
+    dchain_seq<<<dim3(1, np), 32, 0, ds>>>(dp, r0, r1, stride, blk, ss, op);
     fchain_estimate<<<dim3((unsigned)fc_blocks(n), np), FKM_FC_BLOCK, 0, s>>>(dp, r0, r1, stride,
                                                                               est, ss);
     fchain_prefix<<<dim3(1, np), FC_SCAN, 0, s>>>(est, fc_blocks(n), ss, op);
     fchain_summarise<<<dim3((unsigned)fc_groups(n), np), 32 * FC_WARPS, 0, s>>>(
         dp, r0, r1, stride, est, bsum, gsum, ss);
     fchain_walk<<<dim3(1, np), 32, 0, s>>>(dp, r0, r1, stride, bsum, gsum, ss, op);
-    DBlock *blk = reinterpret_cast<DBlock *>(base);
-    const unsigned nb = (unsigned)((n + DBLOCK - 1) / DBLOCK);
-    dchain_blocks<<<dim3(nb, np), DBLOCK, 0, s>>>(dp, r0, r1, stride, blk, ss);
-    dchain_seq<<<dim3(1, np), 32, 0, s>>>(dp, r0, r1, stride, blk, ss, op);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+    if (aux) {
+      if ((e = cudaEventRecord(ev_join, aux)) != cudaSuccess) return e;
+      if ((e = cudaStreamWaitEvent(s, ev_join, 0)) != cudaSuccess) return e;
+    }
   }
   return cudaGetLastError();
 }

@@ -87,11 +87,15 @@ typedef struct fkm_objective {
  *  computed at once: problem p's rows start p * stride elements into dist
  *  and labels, its result is out[p] (labels rows relative to the problem).
  *  scratch: fkm_objective_scratch_bytes(r1 - r0, problems) bytes of device
- *  memory, not shared with a concurrent call. */
+ *  memory, not shared with a concurrent call. aux != NULL: the double chain
+ *  runs on aux beside the float chain (forked after ev_fork is recorded on
+ *  s, joined back through ev_join before the call's work on s ends); aux
+ *  NULL: everything on s. */
 cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
                                  int64_t r0, int64_t r1, int64_t problems,
                                  int64_t stride, fkm_objective *out,
-                                 void *scratch, cudaStream_t s);
+                                 void *scratch, cudaStream_t s, cudaStream_t aux,
+                                 cudaEvent_t ev_fork, cudaEvent_t ev_join);
 size_t fkm_objective_scratch_bytes(int64_t n, int64_t problems);
 
 /** Split row operations, pairs (dst, src) applied in order:

@@ -11,7 +11,8 @@
  * the tensor-core pass reads.
  * Streams: everything runs on the context's stream (owned, non-blocking, or
  * the caller's). The objective runs on a side stream of the greatest
- * priority, joined before the iteration's single host synchronisation.
+ * priority (its double chain on a second one), joined before the
+ * iteration's single host synchronisation.
  * Batched runs (engine.h): the problems' training rows, centroids and
  * per-row buffers lie back to back; each problem's rows are assigned to its
  * own centroids (one assignment launch per problem and row chunk), then one
@@ -63,6 +64,8 @@ typedef struct cuda_engine {
                      env FLASHKM_CUDA_CHUNK_LOG2, 10 to 30, for tests) */
   char name[320];
   cudaStream_t own_stream, stream, side;
+  cudaStream_t side_aux;                           /* the objective's double chain */
+  cudaEvent_t ev_ofork, ev_ojoin;
   cudaStream_t lane[FKM_CUDA_LANES];               /* batched assignment */
   cudaEvent_t ev_lane[FKM_CUDA_LANES], ev_fork;
   cudaEvent_t ev_ufork, ev_ujoin;                  /* the update's aux stream */
@@ -363,6 +366,7 @@ static void cuda_end(fkm_engine *e) {
   for (int l = 0; l < FKM_CUDA_LANES; l++)
     if (c->lane[l]) (void)cudaStreamSynchronize(c->lane[l]);
   if (c->side) (void)cudaStreamSynchronize(c->side);
+  if (c->side_aux) (void)cudaStreamSynchronize(c->side_aux);
   if (c->ws) {
     (void)cudaFreeAsync(c->ws, c->stream);
     (void)cudaStreamSynchronize(c->stream);
@@ -543,7 +547,8 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
       FKM_CUDA_TRY(c, cudaEventRecord(ev, ls));
       FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, ev, 0));
       FKM_CUDA_TRY(c, fkm_launch_objective(c->dist + rb, c->labels + rb, r0, r0 + m, 1, 0,
-                                           c->dsc + b, c->obj_scratch, c->side));
+                                           c->dsc + b, c->obj_scratch, c->side, c->side_aux,
+                                           c->ev_ofork, c->ev_ojoin));
     }
   }
   for (int l = 0; l < c->lanes && c->lanes > 1; l++) { /* join */
@@ -554,7 +559,8 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_chunk[0], s));
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_chunk[0], 0));
     FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, 0, nt, B, nt, c->dsc,
-                                         c->obj_scratch, c->side));
+                                         c->obj_scratch, c->side, c->side_aux, c->ev_ofork,
+                                         c->ev_ojoin));
   }
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
@@ -718,7 +724,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
   /* first unassigned row: the objective kernel's scan, its sums unused */
   FKM_CUDA_GOTO(c, cudaMallocAsync(&oscr, fkm_objective_scratch_bytes(n, 1), s));
-  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, 1, 0, dsc, oscr, s));
+  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, 1, 0, dsc, oscr, s, NULL, NULL, NULL));
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0 && problem >= 0)
@@ -851,6 +857,9 @@ static void cuda_destroy(fkm_engine *e) {
   if (c->ev_ufork) (void)cudaEventDestroy(c->ev_ufork);
   if (c->ev_ujoin) (void)cudaEventDestroy(c->ev_ujoin);
   if (c->side) (void)cudaStreamDestroy(c->side);
+  if (c->side_aux) (void)cudaStreamDestroy(c->side_aux);
+  if (c->ev_ofork) (void)cudaEventDestroy(c->ev_ofork);
+  if (c->ev_ojoin) (void)cudaEventDestroy(c->ev_ojoin);
   if (c->own_stream) (void)cudaStreamDestroy(c->own_stream);
   (void)cudaGetLastError();
   free(c);
@@ -901,6 +910,10 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   if (ce == cudaSuccess) ce = cudaDeviceGetStreamPriorityRange(&prio_low, &prio_high);
   if (ce == cudaSuccess)
     ce = cudaStreamCreateWithPriority(&c->side, cudaStreamNonBlocking, prio_high);
+  if (ce == cudaSuccess)
+    ce = cudaStreamCreateWithPriority(&c->side_aux, cudaStreamNonBlocking, prio_high);
+  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_ofork, cudaEventDisableTiming);
+  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_ojoin, cudaEventDisableTiming);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a0);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_a1);
   for (int i = 0; i < FKM_CUDA_CHUNKS && ce == cudaSuccess; i++)

@@ -410,6 +410,21 @@ TEST_F(Cuda, HalfThePointsInOneClusterMatch) {
   check(p, pb);
 }
 
+TEST_F(Cuda, LongUnweightedSegmentsMatch) {
+  // unweighted clusters of thousands of rows: on sm_90 the bulk-copy update
+  // where d % 4 == 0 (d = 100: a last slice of 4 dimensions; frozen initial
+  // rows), the cp.async one at d = 30; d = 2048, 20 clusters: more
+  // (centroid, slice) items than warps, so warps take several in turn
+  fkm_params p = quick(4);
+  p.frozen_centroids = 1;
+  Problem pb = blobs(30000, 100, 8, 24, 6);
+  pb.n_init = 2;
+  pb.init.assign(pb.x.begin() + 70 * pb.d, pb.x.begin() + 72 * pb.d);
+  check(p, pb);
+  check(quick(3), blobs(30000, 30, 8, 25, 6));
+  check(quick(3), blobs(44000, 2048, 20, 26));
+}
+
 TEST_F(Cuda, LongWeightedSegmentsWithFrozenRowsMatch) {
   // clusters of thousands of rows take the staged update (segments longer
   // than 1024 rows), weighted, d = 100 (a partial warp of dimensions), with

@@ -31,9 +31,10 @@ using fixtures::from_bits;
 
 // Runs fkm_launch_objective over the problems vs (all of one length n) in
 // one call per chunk, chunks ending at splits (and at n). The problems lie
-// n + 3 values apart, the 3 between them NaN (never read).
+// n + 3 values apart, the 3 between them NaN (never read). forked: the
+// double chain on a second stream (the engine's way).
 std::vector<fkm_objective> device_objectives(const std::vector<std::vector<float>>& vs,
-                                             std::vector<int64_t> splits) {
+                                             std::vector<int64_t> splits, bool forked = true) {
   const int64_t P = (int64_t)vs.size(), n = (int64_t)vs[0].size(), stride = n + 3;
   std::vector<float> all((size_t)(P * stride), std::nanf(""));
   for (int64_t p = 0; p < P; p++) std::copy(vs[p].begin(), vs[p].end(), all.begin() + p * stride);
@@ -48,9 +49,15 @@ std::vector<fkm_objective> device_objectives(const std::vector<std::vector<float
   int32_t* labels = nullptr;
   fkm_objective* out = nullptr;
   void* scratch = nullptr;
-  cudaStream_t s = nullptr;
+  cudaStream_t s = nullptr, aux = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
   std::vector<fkm_objective> h((size_t)P);
   EXPECT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  if (forked) {
+    EXPECT_EQ(cudaStreamCreateWithFlags(&aux, cudaStreamNonBlocking), cudaSuccess);
+    EXPECT_EQ(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), cudaSuccess);
+    EXPECT_EQ(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), cudaSuccess);
+  }
   EXPECT_EQ(cudaMalloc((void**)&dist, sizeof(float) * all.size()), cudaSuccess);
   EXPECT_EQ(cudaMalloc((void**)&labels, sizeof(int32_t) * all.size()), cudaSuccess);
   EXPECT_EQ(cudaMalloc((void**)&out, sizeof(fkm_objective) * (size_t)P), cudaSuccess);
@@ -60,7 +67,9 @@ std::vector<fkm_objective> device_objectives(const std::vector<std::vector<float
   EXPECT_EQ(cudaMemset(labels, 0, sizeof(int32_t) * all.size()), cudaSuccess);
   r0 = 0;
   for (int64_t r1 : splits) {
-    EXPECT_EQ(fkm_launch_objective(dist, labels, r0, r1, P, stride, out, scratch, s), cudaSuccess);
+    EXPECT_EQ(fkm_launch_objective(dist, labels, r0, r1, P, stride, out, scratch, s, aux, fork,
+                                   join),
+              cudaSuccess);
     r0 = r1;
   }
   EXPECT_EQ(cudaMemcpyAsync(h.data(), out, sizeof(fkm_objective) * (size_t)P,
@@ -72,11 +81,17 @@ std::vector<fkm_objective> device_objectives(const std::vector<std::vector<float
   cudaFree(out);
   cudaFree(scratch);
   cudaStreamDestroy(s);
+  if (forked) {
+    cudaStreamDestroy(aux);
+    cudaEventDestroy(fork);
+    cudaEventDestroy(join);
+  }
   return h;
 }
 
-fkm_objective device_objective(const std::vector<float>& v, std::vector<int64_t> splits) {
-  return device_objectives({v}, std::move(splits))[0];
+fkm_objective device_objective(const std::vector<float>& v, std::vector<int64_t> splits,
+                               bool forked) {
+  return device_objectives({v}, std::move(splits), forked)[0];
 }
 
 // Both chains' bits equal the host's (NaN: both NaN, the payloads differ
@@ -101,8 +116,10 @@ void expect_host_chain(const std::vector<float>& v, const fkm_objective& o) {
   EXPECT_EQ(o.bad_label, -1);
 }
 
+// Both ways: the double chain on the call's stream and forked.
 void check(const std::vector<float>& v, std::vector<int64_t> splits = {}) {
-  expect_host_chain(v, device_objective(v, std::move(splits)));
+  expect_host_chain(v, device_objective(v, splits, false));
+  expect_host_chain(v, device_objective(v, splits, true));
 }
 
 TEST(GpuObjectiveChain, BatchedProblemsEachMatchTheirHostChain) {
