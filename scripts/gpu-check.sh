@@ -72,8 +72,9 @@ fi
 
 if [ "$SANITIZE" = 1 ]; then
   SMALL='Cuda.SmallTinyCaseBitIdentical:Cuda.NonFiniteAndNegativeWeightInputsGiveCpuStatuses:Cuda.UncertainPointsAreRefinedToReferenceLabels'
-  # the staged update (shared memory, cp.async) and the batched lockstep path
-  SMALL="$SMALL:Cuda.LongWeightedSegmentsWithFrozenRowsMatch:Table/CudaBatched.EqualsSeparateCpuRuns/weights_nredo3"
+  # the staged updates (cp.async; bulk copies on sm_90) and the batched lockstep path
+  SMALL="$SMALL:Cuda.LongWeightedSegmentsWithFrozenRowsMatch:Cuda.LongUnweightedSegmentsMatch"
+  SMALL="$SMALL:Table/CudaBatched.EqualsSeparateCpuRuns/weights_nredo3"
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 --leak-check full \
     "$TEST" --gtest_filter="$SMALL:Cuda.AssignMatchesCpuForBothMetricsAndSplitGrids:Cuda.FastModeIsDeterministicAndAgreesWithParityOnClusteredData"
   step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \

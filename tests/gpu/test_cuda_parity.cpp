@@ -413,8 +413,7 @@ TEST_F(Cuda, HalfThePointsInOneClusterMatch) {
 TEST_F(Cuda, LongUnweightedSegmentsMatch) {
   // unweighted clusters of thousands of rows: on sm_90 the bulk-copy update
   // where d % 4 == 0 (d = 100: a last slice of 4 dimensions; frozen initial
-  // rows), the cp.async one at d = 30; d = 2048, 20 clusters: more
-  // (centroid, slice) items than warps, so warps take several in turn
+  // rows), the cp.async one at d = 30
   fkm_params p = quick(4);
   p.frozen_centroids = 1;
   Problem pb = blobs(30000, 100, 8, 24, 6);
@@ -422,6 +421,12 @@ TEST_F(Cuda, LongUnweightedSegmentsMatch) {
   pb.init.assign(pb.x.begin() + 70 * pb.d, pb.x.begin() + 72 * pb.d);
   check(p, pb);
   check(quick(3), blobs(30000, 30, 8, 25, 6));
+}
+
+TEST_F(Cuda, LongSegmentsWithSeveralItemsPerWarpMatch) {
+  // d = 2048, 20 clusters of about 2200 rows: more (centroid, 32-dimension
+  // slice) items than the long-segment kernel's warps, so warps take several
+  // in turn (the bulk copies' stage count carries over)
   check(quick(3), blobs(44000, 2048, 20, 26));
 }
 
