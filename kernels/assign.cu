@@ -324,7 +324,7 @@ __host__ __device__ inline int scale_exp(int mb) {
 }
 
 struct Cert {
-  float g1, h1, h2, h3; /* h1 <= h2 <= h3; all -inf: poisoned */
+  float g1, h1, h2, h3; /* h1 <= h2 <= h3 */
   int b1, hb1, hb2;     /* -1 when empty */
 };
 static_assert(sizeof(Cert) == 28, "fkm_mma_work_layout reserves 28 bytes per state");
@@ -347,8 +347,6 @@ __device__ __forceinline__ void cert_push(Cert &t, float g, float h, int idx) {
   t.hb1 = p1 ? idx : t.hb1;
 }
 
-__device__ __forceinline__ void cert_poison(Cert &t) { t.h1 = t.h2 = t.h3 = -INFINITY; }
-
 /* (value, index) order; empty entries (index -1) last. */
 __device__ __forceinline__ bool lex_less(float a, int ia, float b, int ib) {
   if (ia < 0) return false;
@@ -357,11 +355,9 @@ __device__ __forceinline__ bool lex_less(float a, int ia, float b, int ib) {
 }
 
 /* Merge of two disjoint candidate sets: the argmin of g, the two least h of
- * the four entries, the other two join h3. Poison is sticky (-inf wins
- * every minimum). */
+ * the four entries, the other two join h3. */
 __device__ __forceinline__ void cert_merge(Cert &t, const Cert &o) {
   if (lex_less(o.g1, o.b1, t.g1, t.b1)) t.g1 = o.g1, t.b1 = o.b1;
-  const bool poisoned = t.h3 == -INFINITY || o.h3 == -INFINITY;
   float l1, l2; /* h of the two entries that drop out */
   if (lex_less(o.h1, o.hb1, t.h1, t.hb1)) {
     if (lex_less(o.h2, o.hb2, t.h1, t.hb1)) {
@@ -379,7 +375,6 @@ __device__ __forceinline__ void cert_merge(Cert &t, const Cert &o) {
     l1 = o.h1, l2 = o.h2;
   }
   t.h3 = fminf(fminf(t.h3, o.h3), fminf(l1, l2));
-  if (poisoned) cert_poison(t);
 }
 
 __device__ __forceinline__ Cert cert_shfl(const Cert &t, int off) {
@@ -759,12 +754,15 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
     pa[q] = uses_bound<S>() && p < n ? point_a(bc, xn[rows ? rows[p] : p], sx) : 0.0f;
   }
   float acc[2][8][4];
+  auto zero_acc = [&]() {
 #pragma unroll
-  for (int mt = 0; mt < 2; mt++)
+    for (int mt = 0; mt < 2; mt++)
 #pragma unroll
-    for (int nt = 0; nt < 8; nt++)
+      for (int nt = 0; nt < 8; nt++)
 #pragma unroll
-      for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+        for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+  };
+  zero_acc();
 
   if (RES)
     for (int kc = 0; kc < nkc; kc++) load_tile(smem + kc * TILE, xa + kc * TILE, tid);
@@ -817,12 +815,7 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
         for (int r = 0; r < 4; r++)
           state_push(st4[r], acc[r >> 1][nt][(r & 1) * 2 + j], cq, pa[r], qb + nt * 8 + j);
       }
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-      for (int nt = 0; nt < 8; nt++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) acc[mt][nt][r] = 0.0f;
+    zero_acc();
   }
   cp_async_wait<0>();
 
@@ -1202,7 +1195,7 @@ __device__ __forceinline__ int candidates(const Cert &t, float pax, float bx,
                                           const float *__restrict__ cb, int &b1, int &b2) {
   b1 = t.b1;
   b2 = -1;
-  if (t.b1 < 0 || !(t.h3 > -INFINITY)) return 0;
+  if (t.b1 < 0) return 0;
   /* U = g1 + A(x) |b|' + B(x), rounded up */
   const float u = __fadd_ru(__fadd_ru(t.g1, __fmul_ru(pax, cb[t.b1])), bx);
   const bool in = t.hb1 == t.b1 || t.hb2 == t.b1;

@@ -82,6 +82,23 @@ __device__ __forceinline__ int64_t moving_centroid(int64_t q, int64_t kp, int64_
   return q / moving * kp + k_frozen + q % moving;
 }
 
+/* Unweighted count of a segment of len rows: adding 1.0f in float is exact
+ * up to 2^24 and saturates there (2^24 + 1 rounds to even, back to 2^24). */
+__device__ __forceinline__ float unweighted_count(int64_t len) {
+  return (float)(len < 16777216 ? len : 16777216);
+}
+
+/* The end of a (centroid c, dimension j) chain: c[j] = sum * fl(1 / count)
+ * when count != 0, else sum (stored where col: j < d); counts[c] once, by
+ * the thread of dimension 0. */
+__device__ __forceinline__ void store_mean(float sum, float count, int64_t c, int64_t d,
+                                           int64_t j, bool col, float *__restrict__ centroids,
+                                           float *__restrict__ counts) {
+  if (count != 0.0f) sum = __fmul_rn(sum, __fdiv_rn(1.0f, count));
+  if (col) centroids[c * d + j] = sum;
+  if (j == 0) counts[c] = count;
+}
+
 /* Layout: x (n, d) row-major (reading FKM_ASSIGN_FAST's exact 16-bit packed
  * copy instead was measured: half the bytes, but the packed layout's index
  * arithmetic per element made the kernel 2.4x slower at 1M x 1024), rows
@@ -132,12 +149,8 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
       }
     }
   }
-  /* Unweighted: adding 1.0f in float is exact up to 2^24 and saturates
-   * there (2^24 + 1 rounds to even, back to 2^24). */
-  if (!WEIGHTED) count = (float)(e - b < 16777216 ? e - b : 16777216);
-  if (count != 0.0f) sum = __fmul_rn(sum, __fdiv_rn(1.0f, count));
-  centroids[c * d + j] = sum;
-  if (j == 0) counts[c] = count;
+  if (!WEIGHTED) count = unweighted_count(e - b);
+  store_mean(sum, count, c, d, j, true, centroids, counts);
 }
 
 /* Long segments (more than LONG_SEG rows, e.g. 1M points in 256 clusters,
@@ -223,10 +236,8 @@ __device__ void sum_long_segment(const float *__restrict__ x, const float *__res
   }
   asm volatile("cp.async.wait_group 0;\n" ::);
   __syncwarp(); /* the ring is free for the next segment */
-  if (!WEIGHTED) count = (float)(len < 16777216 ? len : 16777216);
-  if (count != 0.0f) sum = __fmul_rn(sum, __fdiv_rn(1.0f, count));
-  if (col) centroids[c * d + j] = sum;
-  if (j == 0) counts[c] = count;
+  if (!WEIGHTED) count = unweighted_count(len);
+  store_mean(sum, count, c, d, j, col, centroids, counts);
 }
 
 /* A fixed grid of warps strides over the (centroid, 32-dimension slice)
@@ -324,10 +335,7 @@ centroid_sums_long_bulk(const float *__restrict__ x, const int32_t *__restrict__
       issue(st + BLS - 1, row);
     }
     g += (uint32_t)nst;
-    const float count = (float)(len < 16777216 ? len : 16777216);
-    const float v = __fmul_rn(sum, __fdiv_rn(1.0f, count));
-    if (lane < width) centroids[c * d + j0 + lane] = v;
-    if (j0 + lane == 0) counts[c] = count;
+    store_mean(sum, unweighted_count(len), c, d, j0 + lane, lane < width, centroids, counts);
   }
 #else
   (void)x, (void)rows, (void)hist, (void)offsets, (void)d, (void)kp, (void)k_frozen;
@@ -366,13 +374,10 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   const int64_t total = moving * ((a->d + 31) / 32);
   const unsigned grid = (unsigned)(total < 4096 ? total : 4096);
   const cudaStream_t ls = a->aux ? a->aux : s;
-  /* the bulk-copy kernel where its conditions hold and this device runs
-   * its sm_90 code (binaryVersion: the code the device got) */
-  cudaFuncAttributes fa;
-  e = cudaFuncGetAttributes(&fa, centroid_sums_long_bulk);
-  if (e != cudaSuccess) return e;
-  if (!a->weights && a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0 &&
-      fa.binaryVersion >= 90) {
+  /* the bulk-copy kernel where its conditions hold and the device runs its
+   * sm_90 code (fkm_update_probe_bulk) */
+  if (a->bulk && !a->weights && a->d % 4 == 0 &&
+      reinterpret_cast<uintptr_t>(a->x) % 16 == 0) {
     /* about the blocks that fit at once (32 KB of shared memory each);
      * warps take further items in turn */
     const unsigned bgrid = grid < 1024 ? grid : 1024;
@@ -868,6 +873,14 @@ extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s)
   segments<<<blocks_for(a->k), THREADS, 0, s>>>(a->sorted_keys, a->n, a->k, mask, a->hist,
                                                 a->offsets);
   return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_update_probe_bulk(int *ok) {
+  cudaFuncAttributes fa;
+  *ok = 0;
+  const cudaError_t e = cudaFuncGetAttributes(&fa, centroid_sums_long_bulk);
+  if (e == cudaSuccess) *ok = fa.binaryVersion >= 90; /* the code this device got */
+  return e;
 }
 
 extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s) {

@@ -69,8 +69,13 @@ typedef struct fkm_update_args {
   float *centroids;      /* (k, d) out (non-frozen rows) */
   float *counts;         /* (k) out */
   int64_t *hist64;       /* (k) out */
+  int bulk;              /* fkm_update_probe_bulk's answer for this device */
 } fkm_update_args;
 cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s);
+
+/** *ok := 1 when the current device runs this build's sm_90 code of the
+ *  update (its long segments then come by bulk copies), else 0. */
+cudaError_t fkm_update_probe_bulk(int *ok);
 
 /** The objective of one iteration, written by fkm_launch_objective. */
 typedef struct fkm_objective {
