@@ -23,7 +23,7 @@ function (assignment + sorted centroid update), after warm-up.
 
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python[:path/to/flash-kmeans] \
-    python3 bench/compare.py [--shapes quick|core|batched|full] [--niter 12] [--out FILE.md]
+    python3 bench/compare.py [--shapes quick|core|batched|large|full] [--niter 12] [--out FILE.md]
 Needs torch with CUDA. Peers that do not import are reported as absent.
 """
 import argparse
@@ -66,7 +66,13 @@ SHAPES = {
         ("200k x 4096", 1, 200_000, 4096, 128),
         ("1M x 256", 1, 1 << 20, 256, 128),
         ("16M x 4096", 1, 16 << 20, 4096, 128),
+        ("4.19M x 65536", 1, 1 << 22, 65_536, 128),
         ("1M x 1024 d768", 1, 1 << 20, 1024, 768),
+    ],
+    "large": [
+        ("8M x 1024", 1, 8 << 20, 1024, 128),
+        ("16M x 4096", 1, 16 << 20, 4096, 128),
+        ("4.19M x 65536", 1, 1 << 22, 65_536, 128),
     ],
 }
 

@@ -9,6 +9,7 @@
  * is written as fmaf, every other one is an explicitly rounded intrinsic.
  */
 #include "assign.cuh"
+#include "packed.cuh"
 #include "sm90.cuh"
 
 #include <cuda_bf16.h>
@@ -306,7 +307,7 @@ __global__ void assign_combine(const float *__restrict__ part_v,
 constexpr int MBM = FKM_MMA_BM, MBN = FKM_MMA_BN, MBK = FKM_MMA_BK;
 constexpr int MMA_THREADS = 256; /* 8 warps: 4 along points x 2 along centroids */
 constexpr int MSTAGES = 3;       /* cp.async pipeline depth */
-constexpr int TILE = MBM * MBK;  /* 16-bit elements of one 128 x 64 tile (16 KB) */
+constexpr int TILE = FKM_TILE;   /* 16-bit elements of one 128 x 64 tile (16 KB) */
 constexpr int RES_MAX_CHUNKS = 4; /* x tile resident in shared memory up to d = 256 */
 static_assert(MBM == MBN, "one tile loader serves both operands");
 
@@ -459,23 +460,7 @@ __global__ void abs_max(const float *__restrict__ x, int64_t count, int *xmax) {
   block_max_to(m, xmax);
 }
 
-/* The packed layout of the tensor-core passes' operands. A matrix of rows
- * padded to 128 and dimensions padded to dp (a multiple of 64) is stored as
- * 128 x 64 tiles of 16 KB, tile (r / 128, j / 64) at element offset
- * (r / 128 * dp / 64 + j / 64) TILE, row-block major; inside a tile, row r
- * takes 64 elements (128 bytes) and its 16-byte segment s is stored at
- * segment s ^ (r % 8). That is the order the kernels want in shared memory
- * (the eight rows one ldmatrix phase reads hit eight bank groups; it is
- * also the 128-byte swizzle wgmma reads), so a tile moves as one contiguous
- * copy. Rows [128 i, n) of a packed matrix are a packed matrix too. */
-__host__ __device__ __forceinline__ int swz(int row, int seg) {
-  return row * MBK + ((seg ^ (row & 7)) << 3);
-}
-__host__ __device__ __forceinline__ int64_t packed_at(int64_t r, int64_t j, int64_t dp) {
-  return ((r >> 7) * (dp >> 6) + (j >> 6)) * TILE + swz((int)(r & 127), (int)((j & 63) >> 3)) +
-         (j & 7);
-}
-
+/* The packed layout: kernels/packed.cuh. */
 template <typename T> __device__ __forceinline__ uint16_t to_bits(float v);
 template <> __device__ __forceinline__ uint16_t to_bits<__half>(float v) {
   return __half_as_ushort(__float2half_rn(v));
@@ -874,13 +859,25 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
  * completion counted on the slot's "full" mbarrier) with, on a tile's first
  * chunk, the tile's 128 centroid constants (2 KB, into the tile's constant
  * slot), and handed back through its "empty" mbarrier by the 512 consumer
- * threads once the tile's pushes are done. */
+ * threads once the tile's pushes are done.
+ * STREAM (dp > 128: an item's rows no longer fit): each of WG_STREAM_SLOTS
+ * slots holds a centroid chunk and the item's x chunk of the same 64
+ * dimensions (48 KB); a warpgroup issues a chunk's MMAs once its slot is
+ * full (a fence and a commit group per chunk, at most two in flight) and
+ * hands the slot back once they completed; the constants come from global
+ * memory (they stay in L1). The item's x chunks are then read once per
+ * centroid tile: the plan cuts the centroids into ranges
+ * (fkm_assign_plan_wgmma) so that the blocks running at once share a few
+ * row groups whose x stays in L2 (measured at 1M x 1024, d = 768: one range
+ * read x from DRAM once per tile, and the assignment took 3.97 ms instead
+ * of 2.56). */
 constexpr int WG_CWG = 4;                 /* consumer warpgroups */
 constexpr int WG_ROWS = 64 * WG_CWG;      /* rows per item */
 constexpr int WG_RB = WG_ROWS / MBM;      /* packed 128-row blocks per item */
 constexpr int WG_THREADS = 128 * (WG_CWG + 1); /* + the producer warpgroup */
 constexpr int WG_SLOTS_MAX = 8;
-constexpr int WG_MAX_CHUNKS = 2;          /* dp <= 128 */
+constexpr int WG_MAX_CHUNKS = 2;          /* dp <= 128: x rows resident */
+constexpr int WG_STREAM_SLOTS = 4;        /* beyond: slots of a centroid and an x chunk */
 /* ring slots: two tiles (a tile is dp / 64 slots), eight where d <= 64 */
 __host__ __device__ constexpr int wg_slots(int nkc) { return nkc == 1 ? 8 : 4; }
 /* Registers per thread: 96 at launch (five warps per SM sub-partition),
@@ -964,7 +961,7 @@ struct WgTile {
   int j, nt;              /* tile within the item, tiles of the item */
 };
 
-template <typename T, class S>
+template <typename T, class S, bool STREAM>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
              const float4 *__restrict__ cc, const float *__restrict__ xn, BoundConsts bc,
@@ -979,8 +976,9 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   const int nkc = (int)(dp / MBK);
   uint16_t *xs = reinterpret_cast<uint16_t *>(
       wg_raw + ((1024u - (smem_addr(wg_raw) & 1023u)) & 1023u)); /* 2 x WG_RB x nkc tiles */
-  uint16_t *ring = xs + 2 * WG_RB * nkc * TILE;                 /* nslots tiles */
+  uint16_t *ring = xs + (STREAM ? 0 : 2 * WG_RB * nkc * TILE);   /* nslots slots */
   float4 *ccs = reinterpret_cast<float4 *>(ring + nslots * TILE); /* nslots / nkc x MBN */
+  constexpr int SLOT = STREAM ? (1 + WG_RB) * TILE : TILE;       /* a slot's elements */
   /* the warp index through a shuffle: provably warp-uniform for ptxas, which
    * otherwise serialises the wgmma of a possibly divergent path */
   const int tid = threadIdx.x, lane = tid & 31;
@@ -1024,23 +1022,34 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
     int slot = 0, round = 0;
     for (bool more = start_item(c, blockIdx.x, 0); more;) {
       const int buf = c.item_i & 1;
-      if (c.item_i >= 2) mbar_wait(&xempty[buf], (unsigned)((c.item_i >> 1) - 1) & 1u);
       /* the item's packed row blocks that exist (the last may be short) */
       const int rbs = (int)((n - c.m0 + MBM - 1) / MBM < WG_RB ? (n - c.m0 + MBM - 1) / MBM
                                                                 : WG_RB);
-      mbar_expect_tx(&xfull[buf], (unsigned)(rbs * nkc * TILE * 2));
-      for (int rb = 0; rb < rbs; rb++)
-        for (int kc = 0; kc < nkc; kc++)
-          bulk_load(xs + ((buf * WG_RB + rb) * nkc + kc) * TILE,
-                    xp + (c.m0 + rb * MBM) * dp + kc * TILE, TILE * 2, &xfull[buf]);
+      if (!STREAM) {
+        if (c.item_i >= 2) mbar_wait(&xempty[buf], (unsigned)((c.item_i >> 1) - 1) & 1u);
+        mbar_expect_tx(&xfull[buf], (unsigned)(rbs * nkc * TILE * 2));
+        for (int rb = 0; rb < rbs; rb++)
+          for (int kc = 0; kc < nkc; kc++)
+            bulk_load(xs + ((buf * WG_RB + rb) * nkc + kc) * TILE,
+                      xp + (c.m0 + rb * MBM) * dp + kc * TILE, TILE * 2, &xfull[buf]);
+      }
       const int64_t item_i = c.item_i;
       do { /* the item's tiles, chunk by chunk */
         const uint16_t *src = cp + c.n0 * dp;
         for (int kc = 0; kc < nkc; kc++) {
           if (round > 0) mbar_wait(&empty[slot], (unsigned)(round - 1) & 1u);
-          mbar_expect_tx(&full[slot], TILE * 2 + (kc == 0 ? MBN * 16 : 0));
-          bulk_load(ring + slot * TILE, src + kc * TILE, TILE * 2, &full[slot]);
-          if (kc == 0) bulk_load(ccs + slot / nkc * MBN, cc + c.n0, MBN * 16, &full[slot]);
+          uint16_t *sl = ring + slot * SLOT;
+          if (STREAM) { /* the centroid chunk and the item's x chunk */
+            mbar_expect_tx(&full[slot], (unsigned)((1 + rbs) * TILE * 2));
+            bulk_load(sl, src + kc * TILE, TILE * 2, &full[slot]);
+            for (int rb = 0; rb < rbs; rb++)
+              bulk_load(sl + (1 + rb) * TILE, xp + (c.m0 + rb * MBM) * dp + kc * TILE,
+                        TILE * 2, &full[slot]);
+          } else {
+            mbar_expect_tx(&full[slot], TILE * 2 + (kc == 0 ? MBN * 16 : 0));
+            bulk_load(sl, src + kc * TILE, TILE * 2, &full[slot]);
+            if (kc == 0) bulk_load(ccs + slot / nkc * MBN, cc + c.n0, MBN * 16, &full[slot]);
+          }
           if (++slot == nslots) slot = 0, round++;
         }
         more = advance(c);
@@ -1061,7 +1070,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   for (bool more = start_item(c, blockIdx.x, 0); more; more = advance(c)) {
     const int buf = c.item_i & 1;
     if (c.j == 0) {
-      mbar_wait(&xfull[buf], (unsigned)(c.item_i >> 1) & 1u);
+      if (!STREAM) mbar_wait(&xfull[buf], (unsigned)(c.item_i >> 1) & 1u);
 #pragma unroll
       for (int h = 0; h < 2; h++) {
         state_init(st2[h]);
@@ -1073,7 +1082,34 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
      * in the last item (its results are not stored; where its packed row
      * block was not loaded it reads the buffer's older rows). */
     const int slot0 = slot;
-    {
+    if (STREAM) {
+      /* chunk by chunk: a chunk's MMAs are issued once its slot is full and
+       * its slot is handed back once they completed, while the next
+       * chunk's run (a fence and a commit group per chunk, at most two
+       * groups in flight) */
+      int prev = 0;
+      for (int kc = 0; kc < nkc; kc++) {
+        mbar_wait(&full[slot], (unsigned)round & 1u);
+        wg_fence();
+        acc_fence(acc);
+        const uint16_t *sl = ring + slot * SLOT;
+        const uint64_t da = sw128_desc(sl + (1 + wg / 2) * TILE + (wg % 2) * 64 * MBK);
+        const uint64_t db = sw128_desc(sl);
+#pragma unroll
+        for (int ks = 0; ks < MBK / 16; ks++) wgmma_128<T>(acc, da + 2 * ks, db + 2 * ks, kc | ks);
+        wg_commit();
+        if (kc > 0) {
+          wg_wait<1>();
+          acc_fence(acc);
+          mbar_arrive(&empty[prev]);
+        }
+        prev = slot;
+        if (++slot == nslots) slot = 0, round++;
+      }
+      wg_wait<0>();
+      acc_fence(acc);
+      mbar_arrive(&empty[prev]);
+    } else {
       /* all of the tile's chunks arrive before the first wgmma: a wait (a
        * retry loop) between the fence and the MMAs makes ptxas serialise
        * them (C7520) */
@@ -1096,10 +1132,11 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
       acc_fence(acc);
     }
     /* the item's last wgmma completed: its x buffer may be refilled */
-    if (c.j == c.nt - 1) mbar_arrive(&xempty[buf]);
+    if (!STREAM && c.j == c.nt - 1) mbar_arrive(&xempty[buf]);
     {
-      /* the tile's constants; columns past ke are padding (value +inf) */
-      const float4 *ccp = ccs + slot0 / nkc * MBN + 2 * t;
+      /* the tile's constants (STREAM: from global memory, where they stay
+       * in L1); columns past ke are padding (value +inf) */
+      const float4 *ccp = (STREAM ? cc + c.n0 : ccs + slot0 / nkc * MBN) + 2 * t;
       const int qb = (int)c.n0 + 2 * t;
 #pragma unroll
       for (int i = 0; i < 16; i++)
@@ -1112,7 +1149,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
         }
     }
     /* the tile's slots (and constants) are free */
-    for (int kc = 0, sl = slot0; kc < nkc; kc++) {
+    for (int kc = 0, sl = slot0; kc < nkc && !STREAM; kc++) {
       mbar_arrive(&empty[sl]);
       if (++sl == nslots) sl = 0;
     }
@@ -1365,7 +1402,8 @@ cudaError_t launch_pack_centroids(const fkm_assign_args *a, const fkm_mma_work &
 
 /* One tensor-core pass (state S) over the n packed rows xp, or over the
  * *count gathered rows (rows != NULL, at most n), centroids in ksplit ranges
- * of k_per_split: wgmma where the plan has it and d <= 128, else mma.sync
+ * of k_per_split: wgmma where the plan has it (x rows streamed beside the
+ * centroid chunks where d > 128), else mma.sync
  * (x resident in shared memory when d <= 256). */
 template <typename T, class S>
 cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
@@ -1378,12 +1416,17 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
   const int64_t dp = fkm_pack_dims(a->d), row_blocks = (n + MBM - 1) / MBM;
   const int nkc = (int)(dp / MBK);
   cudaError_t e;
-  if (plan->wgmma > 0 && nkc <= WG_MAX_CHUNKS) {
-    const int nslots = wg_slots(nkc);
-    const size_t smem = 1024 + sizeof(uint16_t) * TILE * (size_t)(2 * WG_RB * nkc + nslots) +
-                        (size_t)(nslots / nkc) * MBN * 16;
-    e = cudaFuncSetAttribute(assign_wgmma<T, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)smem);
+  if (plan->wgmma > 0) {
+    /* x rows resident per item up to WG_MAX_CHUNKS chunks, else streamed
+     * with the centroid chunks */
+    const bool stream = nkc > WG_MAX_CHUNKS;
+    const int nslots = stream ? WG_STREAM_SLOTS : wg_slots(nkc);
+    const size_t smem =
+        1024 + (stream ? sizeof(uint16_t) * TILE * (size_t)((1 + WG_RB) * nslots)
+                       : sizeof(uint16_t) * TILE * (size_t)(2 * WG_RB * nkc + nslots) +
+                             (size_t)(nslots / nkc) * MBN * 16);
+    auto kern = stream ? assign_wgmma<T, S, true> : assign_wgmma<T, S, false>;
+    e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     const int64_t items = (n + WG_ROWS - 1) / WG_ROWS * ksplit;
     /* Parity: persistent, one block per multiprocessor (measured 3% faster
@@ -1393,9 +1436,8 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
      * 0.6 ms at 1M x 1024 and the iteration got 7% slower). */
     const int64_t cap = uses_bound<S>() ? plan->wgmma : items;
     const unsigned blocks = (unsigned)(items < cap ? items : cap);
-    assign_wgmma<T, S><<<blocks, WG_THREADS, smem, s>>>(xp, cpack, cc, a->xn, bc, a->xmax, n,
-                                                        dp, a->k, k_per_split, ksplit, nslots,
-                                                        rows, count, st);
+    kern<<<blocks, WG_THREADS, smem, s>>>(xp, cpack, cc, a->xn, bc, a->xmax, n, dp, a->k,
+                                          k_per_split, ksplit, nslots, rows, count, st);
     return cudaGetLastError();
   }
   const bool res = nkc <= RES_MAX_CHUNKS;

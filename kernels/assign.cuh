@@ -47,10 +47,10 @@ static inline size_t fkm_pack_x_bytes(int64_t n, int64_t d) {
 typedef struct fkm_assign_plan {
   int tc;             /* 1: the certified tensor-core cascade + refine, 0: SIMT only */
   int fast_dtype;     /* FKM_ASSIGN_FAST: FKM_DTYPE_F16 / FKM_DTYPE_BF16; else -1 */
-  int wgmma;          /* > 0: the tensor-core passes run on sm_90a's wgmma where
-                         d <= 128; parity mode on a persistent grid of that
-                         many blocks
-                         (the caller sets it, see fkm_assign_probe_wgmma) */
+  int wgmma;          /* > 0: the tensor-core passes run on sm_90a's wgmma;
+                         parity mode on a persistent grid of that many
+                         blocks (the caller sets it with
+                         fkm_assign_plan_wgmma, see fkm_assign_probe_wgmma) */
   int64_t row_blocks; /* blocks along the points */
   int64_t ksplit;     /* centroid ranges handled by separate blocks */
   int64_t k_per_split;/* centroids per range, a multiple of the tile's BN */
@@ -181,6 +181,28 @@ static inline fkm_assign_plan fkm_assign_make_fast_plan(int64_t n, int64_t k, in
   p.cert_k_per_split = 0;
   p.work_bytes = fkm_mma_work_layout(n, k, d, &p).end;
   return p;
+}
+
+/** Sets plan->wgmma = sms (the caller found the wgmma kernels usable,
+ *  fkm_assign_probe_wgmma). Where d > 128 those stream x beside the
+ *  centroid chunks, each item's x chunks once per centroid tile: the
+ *  centroids are then cut into at least enough ranges that the row groups
+ *  the blocks running at once work on (one block per multiprocessor on
+ *  consecutive items, ksplit items per row group of 256) fit in
+ *  FKM_STREAM_L2_BYTES of L2, so that x comes from DRAM about once. */
+#define FKM_STREAM_L2_BYTES ((int64_t)16 << 20)
+static inline void fkm_assign_plan_wgmma(fkm_assign_plan *p, int64_t n, int64_t k, int64_t d,
+                                         int sms) {
+  const int64_t dp = fkm_pack_dims(d), col_tiles = (k + FKM_MMA_BN - 1) / FKM_MMA_BN;
+  p->wgmma = sms;
+  if (sms <= 0 || dp <= 2 * FKM_MMA_BK || !(p->tc || p->fast_dtype >= 0)) return;
+  int64_t want = ((int64_t)sms * 256 * dp * 2 + FKM_STREAM_L2_BYTES - 1) / FKM_STREAM_L2_BYTES;
+  if (want > col_tiles) want = col_tiles;
+  if (p->ksplit >= want) return;
+  const int64_t tiles_per = col_tiles / want; /* rounded down: at least want ranges */
+  p->k_per_split = tiles_per * FKM_MMA_BN;
+  p->ksplit = (k + p->k_per_split - 1) / p->k_per_split;
+  p->work_bytes = fkm_mma_work_layout(n, k, d, p).end;
 }
 
 typedef struct fkm_assign_args {

@@ -11,10 +11,18 @@
  */
 #include "update.cuh"
 
+#include "flashkm.h"
+
 #include "fchain.h"
+#include "packed.cuh"
 #include "sm90.cuh"
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include <float.h>
+
+#include <type_traits>
 
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -261,25 +269,87 @@ centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
   }
 }
 
-/* The long segments on sm_90, unweighted, d % 4 == 0 and x 16-byte aligned:
- * the same warp items and the same in-order chain (lane l adds column
- * j0 + l of each row), but the rows' slices are copied by the bulk-copy
- * engine: lane r issues one cp.async.bulk of row r of a stage (BLR rows,
- * the slice's 4 min(32, d - j0) bytes), completion counted on the stage's
- * mbarrier, BLS - 1 stages in flight, the row indices read one stage ahead.
- * Measured on an H100 at 1M x 256 (d = 128): the cp.async kernel above
- * spent about 24 warp instructions per row (an index shuffle, a 4-byte
- * copy and its address per row and lane), this one about 3. */
+/* The long segments on sm_90, unweighted: the same warp items and the same
+ * in-order chains, but each row's slice is copied by the bulk-copy engine:
+ * lane r issues one cp.async.bulk of row r of a stage (BLR rows), completion
+ * counted on the stage's mbarrier, BLS - 1 stages in flight, the row
+ * indices read one stage ahead. A stage holds 32 words per row; the row
+ * source (below) says what a word is. Measured on an H100 at 1M x 256
+ * (d = 128): the cp.async kernel above spent about 24 warp instructions per
+ * row (an index shuffle, a 4-byte copy and its address per row and lane),
+ * this one about 3. */
 constexpr int BLR = 32, BLS = 8;
 static_assert(BLR == 32 && BLS >= 2, "lane r copies row r of a stage; a stage in flight");
 
+}  // namespace
+
+/* Row sources of centroid_sums_long_bulk (a named namespace: the sm_80
+ * code, which has no bulk copies, references none of their members): 32 columns per item (lane l's
+ * column j0 + l), a row's slice copied as ROW_BYTES bytes, at() its global
+ * address and the permutation it arrives in, value() lane l's element of a
+ * staged row. */
+
+namespace fkm_rows {
+
+/* x in float (d % 4 == 0, 16-byte aligned): copies of 4 min(32, d - j0)
+ * bytes. */
+struct FloatRows {
+  static constexpr int ROW_BYTES = 128;
+  const float *x;
+  int64_t d;
+  __device__ const void *at(int32_t row, int64_t j0, uint32_t &sw) const {
+    sw = 0;
+    return x + (int64_t)row * d + j0;
+  }
+  __device__ unsigned bytes(int64_t j0) const { return 4u * (unsigned)(d - j0 < 32 ? d - j0 : 32); }
+  __device__ float value(const uint8_t *row, uint32_t, int lane) const {
+    return reinterpret_cast<const float *>(row)[lane];
+  }
+};
+
+/* FKM_ASSIGN_FAST's packed 16-bit copy of x (kernels/packed.cuh; exact: the
+ * data's own type, unscaled): a 32-column slice of a row is one half of its
+ * 128 bytes in a tile, 64 contiguous bytes whose 16-byte segments are
+ * permuted by the row's swizzle (lane l's element is l ^ 8 (r % 4) of the
+ * copy, the half is the other one where r % 8 >= 4). Half the bytes of the
+ * float rows. problems packed matrices of rows rows each, stride elements
+ * apart (batched runs: global row = problem rows + local row). */
+template <typename T> struct PackedRows {
+  static constexpr int ROW_BYTES = 64;
+  const uint16_t *xp;
+  int64_t dp, stride;
+  uint32_t rows;
+  __device__ const void *at(int32_t row, int64_t j0, uint32_t &sw) const {
+    const uint32_t b = (uint32_t)row / rows, r = (uint32_t)row - b * rows;
+    sw = (r & 3u) << 3;
+    return xp + (int64_t)b * stride + packed_at(r, j0 & ~(int64_t)63, dp) - (r & 7u) * 8 +
+           (((j0 >> 5) & 1) ^ ((r >> 2) & 1)) * 32;
+  }
+  __device__ unsigned bytes(int64_t) const { return 64u; }
+  __device__ float value(const uint8_t *row, uint32_t sw, int lane) const {
+    const unsigned short b = reinterpret_cast<const unsigned short *>(row)[(uint32_t)lane ^ sw];
+    if constexpr (std::is_same<T, __half>::value)
+      return __half2float(__ushort_as_half(b));
+    else
+      return __bfloat162float(__ushort_as_bfloat16(b));
+  }
+};
+
+}  // namespace fkm_rows
+
+namespace {
+using fkm_rows::FloatRows;
+using fkm_rows::PackedRows;
+
+template <class Src>
 __global__ void __launch_bounds__(32)
-centroid_sums_long_bulk(const float *__restrict__ x, const int32_t *__restrict__ rows,
+centroid_sums_long_bulk(Src src, const int32_t *__restrict__ rows,
                         const int32_t *__restrict__ hist, const int32_t *__restrict__ offsets,
                         int64_t d, int64_t kp, int64_t k_frozen, int64_t total,
                         float *__restrict__ centroids, float *__restrict__ counts) {
 #if FKM_HAVE_BULK
-  __shared__ __align__(128) float tile[BLS][BLR][32];
+  __shared__ __align__(128) uint8_t tile[BLS][BLR][Src::ROW_BYTES];
+  __shared__ uint32_t swx[BLS][BLR]; /* each staged row's word permutation */
   __shared__ uint64_t full[BLS];
   const int lane = threadIdx.x;
   if (lane == 0)
@@ -293,8 +363,7 @@ centroid_sums_long_bulk(const float *__restrict__ x, const int32_t *__restrict__
     const int64_t len = hist[c];
     if (len <= LONG_SEG) continue;
     const int64_t b = offsets[c], j0 = item % slices * 32, nst = (len + BLR - 1) / BLR;
-    const int width = (int)(d - j0 < 32 ? d - j0 : 32);
-    const unsigned bytes = 4u * (unsigned)width;
+    const unsigned bytes = src.bytes(j0);
     auto index = [&](int64_t st) { /* lane's row of stage st, -1 past the segment */
       const int64_t i = st * BLR + lane;
       return st < nst && i < len ? rows[b + i] : -1;
@@ -302,10 +371,13 @@ centroid_sums_long_bulk(const float *__restrict__ x, const int32_t *__restrict__
     auto issue = [&](int64_t st, int32_t row) {
       if (st >= nst) return;
       const int m = (int)(len - st * BLR < BLR ? len - st * BLR : BLR);
-      uint64_t *bar = &full[(g + st) % BLS];
+      const int buf = (int)((g + st) % BLS);
+      uint64_t *bar = &full[buf];
+      const void *from = nullptr;
+      if (row >= 0) from = src.at(row, j0, swx[buf][lane]);
       if (lane == 0) mbar_expect_tx(bar, (unsigned)m * bytes);
-      __syncwarp();
-      if (row >= 0) bulk_load(&tile[(g + st) % BLS][lane][0], x + row * d + j0, bytes, bar);
+      __syncwarp(); /* also orders swx before its readers */
+      if (row >= 0) bulk_load(&tile[buf][lane][0], from, bytes, bar);
     };
     int32_t nxt = index(0);
     for (int64_t st = 0; st < BLS - 1; st++) {
@@ -314,17 +386,19 @@ centroid_sums_long_bulk(const float *__restrict__ x, const int32_t *__restrict__
       issue(st, row);
     }
     float sum = 0.0f;
+    const bool col = j0 + lane < d;
     for (int64_t st = 0; st < nst; st++) {
       const uint32_t gs = g + (uint32_t)st;
       mbar_wait(&full[gs % BLS], (gs / BLS) & 1u);
       const int m = (int)(len - st * BLR < BLR ? len - st * BLR : BLR);
-      const float(*t)[32] = tile[gs % BLS];
-      if (lane < width) {
+      const uint8_t(*t)[Src::ROW_BYTES] = tile[gs % BLS];
+      const uint32_t *sw = swx[gs % BLS];
+      if (col) {
         if (m == BLR) {
 #pragma unroll
-          for (int r = 0; r < BLR; r++) sum = __fadd_rn(sum, t[r][lane]);
+          for (int r = 0; r < BLR; r++) sum = __fadd_rn(sum, src.value(t[r], sw[r], lane));
         } else {
-          for (int r = 0; r < m; r++) sum = __fadd_rn(sum, t[r][lane]);
+          for (int r = 0; r < m; r++) sum = __fadd_rn(sum, src.value(t[r], sw[r], lane));
         }
       }
       __syncwarp();       /* every lane is done with stage st's buffer */
@@ -335,10 +409,10 @@ centroid_sums_long_bulk(const float *__restrict__ x, const int32_t *__restrict__
       issue(st + BLS - 1, row);
     }
     g += (uint32_t)nst;
-    store_mean(sum, unweighted_count(len), c, d, j0 + lane, lane < width, centroids, counts);
+    store_mean(sum, unweighted_count(len), c, d, j0 + lane, col, centroids, counts);
   }
 #else
-  (void)x, (void)rows, (void)hist, (void)offsets, (void)d, (void)kp, (void)k_frozen;
+  (void)src, (void)rows, (void)hist, (void)offsets, (void)d, (void)kp, (void)k_frozen;
   (void)total, (void)centroids, (void)counts;
 #endif
 }
@@ -375,15 +449,27 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   const unsigned grid = (unsigned)(total < 4096 ? total : 4096);
   const cudaStream_t ls = a->aux ? a->aux : s;
   /* the bulk-copy kernel where its conditions hold and the device runs its
-   * sm_90 code (fkm_update_probe_bulk) */
-  if (a->bulk && !a->weights && a->d % 4 == 0 &&
-      reinterpret_cast<uintptr_t>(a->x) % 16 == 0) {
-    /* about the blocks that fit at once (32 KB of shared memory each);
-     * warps take further items in turn */
+   * sm_90 code (fkm_update_probe_bulk): from the packed 16-bit copy when
+   * there is one, else from float x where d % 4 == 0 and x is 16-byte
+   * aligned; about the blocks that fit at once (32 KB of shared memory
+   * each), warps take further items in turn */
+  const bool bulk = a->bulk && !a->weights;
+  if (bulk && a->xp) {
+    const int64_t dp = fkm_pack_dims(a->d);
     const unsigned bgrid = grid < 1024 ? grid : 1024;
-    centroid_sums_long_bulk<<<bgrid, 32, 0, ls>>>(a->x, a->rows, a->hist, a->offsets, a->d,
-                                                  a->k_problem, a->k_frozen, total, a->centroids,
-                                                  a->counts);
+    if (a->xp_dtype == FKM_DTYPE_F16)
+      centroid_sums_long_bulk<<<bgrid, 32, 0, ls>>>(
+          PackedRows<__half>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows}, a->rows, a->hist,
+          a->offsets, a->d, a->k_problem, a->k_frozen, total, a->centroids, a->counts);
+    else
+      centroid_sums_long_bulk<<<bgrid, 32, 0, ls>>>(
+          PackedRows<__nv_bfloat16>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows}, a->rows,
+          a->hist, a->offsets, a->d, a->k_problem, a->k_frozen, total, a->centroids, a->counts);
+  } else if (bulk && a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0) {
+    const unsigned bgrid = grid < 1024 ? grid : 1024;
+    centroid_sums_long_bulk<<<bgrid, 32, 0, ls>>>(FloatRows{a->x, a->d}, a->rows, a->hist,
+                                                  a->offsets, a->d, a->k_problem, a->k_frozen,
+                                                  total, a->centroids, a->counts);
   } else {
     auto lk = a->weights ? centroid_sums_long<true> : centroid_sums_long<false>;
     lk<<<grid, 32, 0, ls>>>(a->x, a->weights, a->rows, a->hist, a->offsets, a->d,
@@ -878,7 +964,7 @@ extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s)
 extern "C" cudaError_t fkm_update_probe_bulk(int *ok) {
   cudaFuncAttributes fa;
   *ok = 0;
-  const cudaError_t e = cudaFuncGetAttributes(&fa, centroid_sums_long_bulk);
+  const cudaError_t e = cudaFuncGetAttributes(&fa, centroid_sums_long_bulk<FloatRows>);
   if (e == cudaSuccess) *ok = fa.binaryVersion >= 90; /* the code this device got */
   return e;
 }

@@ -70,6 +70,14 @@ typedef struct fkm_update_args {
   float *counts;         /* (k) out */
   int64_t *hist64;       /* (k) out */
   int bulk;              /* fkm_update_probe_bulk's answer for this device */
+  /* Optional: x's exact packed 16-bit copy (FKM_ASSIGN_FAST with fp16 /
+   * bf16 data: the data's own type, unscaled; fkm_launch_pack_x), read
+   * instead of x by the bulk-copy kernel for long segments: one packed
+   * matrix of xp_rows rows per problem, xp_stride elements apart. NULL:
+   * x only. */
+  const uint16_t *xp;
+  int xp_dtype;          /* FKM_DTYPE_F16 or FKM_DTYPE_BF16 */
+  int64_t xp_rows, xp_stride;
 } fkm_update_args;
 cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s);
 

@@ -294,7 +294,7 @@ static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
   fkm_assign_plan p = params->assign_mode == FKM_ASSIGN_FAST && dtype != FKM_DTYPE_F32
                           ? fkm_assign_make_fast_plan(n, k, d, target, (int)dtype)
                           : fkm_assign_make_plan(n, k, d, target, c->allow_tc);
-  p.wgmma = c->wgmma ? c->sm_count : 0; /* its persistent grid */
+  fkm_assign_plan_wgmma(&p, n, k, d, c->wgmma ? c->sm_count : 0); /* its persistent grid */
   return p;
 }
 
@@ -573,7 +573,9 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   /* the lanes are joined: lane 0 serves as the update's aux stream */
   fkm_update_args ua = {c->x, c->w, c->rows, c->hist, c->offsets, B * nt, d, B * k,
                         c->run.k_frozen, k, c->lane[0], c->ev_ufork, c->ev_ujoin, c->cent,
-                        c->counts, c->hist64, c->bulk};
+                        c->counts, c->hist64, c->bulk,
+                        c->plan.fast_dtype >= 0 ? c->xp : NULL, c->plan.fast_dtype, nt,
+                        c->xp_stride};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_u1, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)(B * k),

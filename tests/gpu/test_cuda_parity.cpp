@@ -631,9 +631,12 @@ TEST_F(Cuda, FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate) {
   // apart, with one initial centroid in each blob, FAST's labels are the
   // exact ones at every iteration, so its centroids must be the reference's
   // bits. Batched (two problems: the packed matrices' stride) and d = 100
-  // (padded dimensions).
+  // (padded dimensions); clusters of 250 rows, then of 3750 (long segments:
+  // on sm_90 the bulk copies of packed rows, 30000 rows a problem, not a
+  // multiple of the 128-row blocks).
+  for (const int64_t n : {3000, 30000})
   for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
-    const int64_t B = 2, n = 3000, d = 100, k = 12;
+    const int64_t B = 2, d = 100, k = n == 3000 ? 12 : 8;
     std::mt19937 g(t == FKM_DTYPE_F16 ? 51u : 52u);
     std::normal_distribution<float> N(0.f, 1.f);
     std::vector<uint16_t> x16(B * n * d);
@@ -856,6 +859,36 @@ TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
   EXPECT_EQ(fkm_assign_make_plan(1 << 20, 1024, 128, 1056, 1).ksplit, 1);
   EXPECT_EQ(fkm_assign_make_plan(1000, 7, 128, 1056, 1).tc, 0);
   EXPECT_EQ(fkm_assign_make_plan(1000, 1024, 3, 1056, 1).tc, 0);
+}
+
+TEST(AssignPlan, WgmmaRangesKeepStreamedRowsInL2) {
+  // d <= 128 (x resident): the split is untouched; beyond, enough centroid
+  // ranges that sms / ksplit row groups of 256 x dp fp16 fit the L2 budget,
+  // valid ranges and a workspace that holds the partials
+  const fkm_assign_plan a = fkm_assign_make_fast_plan(1 << 20, 1024, 128, 1056, FKM_DTYPE_F16);
+  fkm_assign_plan b = a;
+  fkm_assign_plan_wgmma(&b, 1 << 20, 1024, 128, 132);
+  EXPECT_EQ(b.wgmma, 132);
+  EXPECT_EQ(b.ksplit, a.ksplit);
+  for (int64_t d : {129, 768, 1536, 4096})
+    for (int64_t k : {64, 1024, 65536})
+      for (int tc : {0, 1}) {
+        const int64_t n = 1 << 20, dp = fkm_pack_dims(d), tiles = (k + 127) / 128;
+        fkm_assign_plan p = tc ? fkm_assign_make_plan(n, k, d, 1056, 1)
+                               : fkm_assign_make_fast_plan(n, k, d, 1056, FKM_DTYPE_F16);
+        fkm_assign_plan_wgmma(&p, n, k, d, 132);
+        const int64_t need = (132 * 256 * dp * 2 + FKM_STREAM_L2_BYTES - 1) / FKM_STREAM_L2_BYTES;
+        EXPECT_GE(p.ksplit, need < tiles ? need : tiles) << "d " << d << " k " << k;
+        EXPECT_EQ(p.k_per_split % FKM_MMA_BN, 0);
+        EXPECT_GE(p.ksplit * p.k_per_split, k);
+        EXPECT_LT((p.ksplit - 1) * p.k_per_split, k);
+        EXPECT_EQ(p.work_bytes, fkm_mma_work_layout(n, k, d, &p).end);
+      }
+  // no wgmma: nothing changes
+  fkm_assign_plan c = fkm_assign_make_fast_plan(1 << 20, 1024, 768, 1056, FKM_DTYPE_F16);
+  fkm_assign_plan_wgmma(&c, 1 << 20, 1024, 768, 0);
+  EXPECT_EQ(c.wgmma, 0);
+  EXPECT_EQ(c.ksplit, fkm_assign_make_fast_plan(1 << 20, 1024, 768, 1056, FKM_DTYPE_F16).ksplit);
 }
 
 }  // namespace

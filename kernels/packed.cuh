@@ -1,0 +1,31 @@
+/* The packed 16-bit layout of the tensor-core passes' operands (device
+ * code): the assignment writes and reads it, FKM_ASSIGN_FAST's update reads
+ * x through it. CUDA only.
+ *
+ * A matrix of rows padded to 128 and dimensions padded to dp (a multiple of
+ * 64) is stored as 128 x 64 tiles of 16 KB, tile (r / 128, j / 64) at element
+ * offset (r / 128 * dp / 64 + j / 64) FKM_TILE, row-block major; inside a
+ * tile, row r takes 64 elements (128 bytes) and its 16-byte segment s is
+ * stored at segment s ^ (r % 8). That is the order the kernels want in
+ * shared memory (the eight rows one ldmatrix phase reads hit eight bank
+ * groups; it is also the 128-byte swizzle wgmma reads), so a tile moves as
+ * one contiguous copy. Rows [128 i, n) of a packed matrix are a packed
+ * matrix too. */
+#ifndef FKM_KERNELS_PACKED_CUH
+#define FKM_KERNELS_PACKED_CUH
+
+#include <stdint.h>
+
+#include "assign.cuh"
+
+constexpr int FKM_TILE = FKM_MMA_BM * FKM_MMA_BK; /* 16-bit elements of a tile */
+
+__host__ __device__ __forceinline__ int swz(int row, int seg) {
+  return row * FKM_MMA_BK + ((seg ^ (row & 7)) << 3);
+}
+__host__ __device__ __forceinline__ int64_t packed_at(int64_t r, int64_t j, int64_t dp) {
+  return ((r >> 7) * (dp >> 6) + (j >> 6)) * FKM_TILE +
+         swz((int)(r & 127), (int)((j & 63) >> 3)) + (j & 7);
+}
+
+#endif
