@@ -194,38 +194,97 @@ static inline FKM_HD void fkm_fc_sum_push(fkm_fc_sum *x, uint32_t a) {
   x->flags &= fkm_fc_flags(a);
 }
 
+/* A finite float s (bits b) in units of its binade: ec the exponent of the
+ * units (1 for zeros and subnormals, whose grid is the same 2^-149),
+ * *S = s / u (|S| < 2^24, signed), and the bounds every partial must stay
+ * strictly inside (lo < S + P < hi). */
+static inline FKM_HD int fkm_fc_decode(uint32_t b, int64_t *S, int64_t *lo, int64_t *hi) {
+  const int e = (int)((b >> 23) & 0xffu), ec = e ? e : 1, neg = (int)(b >> 31);
+  *S = (int64_t)((b & 0x7fffffu) | (e ? 0x800000u : 0u));
+  if (neg) *S = -*S;
+  *lo = ec == 1 ? -((int64_t)1 << 24) : neg ? -((int64_t)1 << 24) : (int64_t)1 << 23;
+  *hi = ec == 1 ? (int64_t)1 << 24 : neg ? -((int64_t)1 << 23) : (int64_t)1 << 24;
+  return ec;
+}
+
+/* x's run at exponent ec, or NULL when it has none or it is bad. */
+static inline FKM_HD const fkm_fc_run *fkm_fc_run_for(const fkm_fc_sum *x, int ec) {
+  const int c = ec - x->base;
+  return c < 0 || c > 2 || x->run[c].bad ? 0 : &x->run[c];
+}
+
+/* Whether every partial of run stays strictly inside (lo, hi) from S. */
+static inline FKM_HD int fkm_fc_fits(const fkm_fc_run *run, int64_t S, int64_t lo, int64_t hi) {
+  const int p = fkm_fc_odd(S);
+  return S + run->lo[p] > lo && S + run->hi[p] < hi;
+}
+
+/* The float bits of R units at exponent ec (|R| < 2^24, and |R| >= 2^23
+ * where ec > 1); R == 0 is -0 when negzero. At ec == 1 R's bits are the
+ * exponent field 0 or 1 and the mantissa; above, the hidden bit is dropped. */
+static inline FKM_HD uint32_t fkm_fc_encode(int64_t R, int ec, int negzero) {
+  if (R == 0) return negzero ? 0x80000000u : 0u;
+  return (R < 0 ? 0x80000000u : 0u) |
+         (ec == 1 ? (uint32_t)(R < 0 ? -R : R)
+                  : ((uint32_t)ec << 23) | ((uint32_t)(R < 0 ? -R : R) - 0x800000u));
+}
+
 /* One O(1) step of the walker: *s (float bits) becomes the chain's value
  * after the summarised run and 1 is returned, or 0 when the summary cannot
  * be applied to this s (then *s is unchanged and the caller adds the run's
  * values one by one). */
 static inline FKM_HD int fkm_fc_apply(const fkm_fc_sum *x, uint32_t *s) {
   const uint32_t b = *s;
-  const int e = (int)((b >> 23) & 0xffu), ec = e ? e : 1, neg = (int)(b >> 31);
-  const int c = ec - x->base;
-  int64_t S, lo, hi, R;
+  int64_t S, lo, hi;
   const fkm_fc_run *run;
-  int p;
-  if (e == 255) /* inf plus finite values stays; NaN goes value by value */
+  if (((b >> 23) & 0xffu) == 255u) /* inf plus finite values stays; NaN goes value by value */
     return (b & 0x7fffffu) == 0 && (x->flags & FKM_FC_FINITE);
-  if (c < 0 || c > 2 || x->run[c].bad) return 0;
-  run = &x->run[c];
-  S = (int64_t)((b & 0x7fffffu) | (e ? 0x800000u : 0u));
-  if (neg) S = -S;
-  p = fkm_fc_odd(S);
-  lo = ec == 1 ? -((int64_t)1 << 24) : neg ? -((int64_t)1 << 24) : (int64_t)1 << 23;
-  hi = ec == 1 ? (int64_t)1 << 24 : neg ? -((int64_t)1 << 23) : (int64_t)1 << 24;
-  if (!(S + run->lo[p] > lo && S + run->hi[p] < hi)) return 0;
-  R = S + run->d[p];
-  if (R == 0) {
-    *s = b == 0x80000000u && (x->flags & FKM_FC_NEGZERO) ? 0x80000000u : 0u;
-    return 1;
-  }
-  /* |R| < 2^24; at ec == 1 its bits are the exponent field 0 or 1 and the
-   * mantissa; above, |R| >= 2^23 and the hidden bit is dropped */
-  *s = (R < 0 ? 0x80000000u : 0u) |
-       (ec == 1 ? (uint32_t)(R < 0 ? -R : R)
-                : ((uint32_t)ec << 23) | ((uint32_t)(R < 0 ? -R : R) - 0x800000u));
+  const int ec = fkm_fc_decode(b, &S, &lo, &hi);
+  run = fkm_fc_run_for(x, ec);
+  if (!run || !fkm_fc_fits(run, S, lo, hi)) return 0;
+  *s = fkm_fc_encode(S + run->d[fkm_fc_odd(S)], ec,
+                     b == 0x80000000u && (x->flags & FKM_FC_NEGZERO));
   return 1;
+}
+
+/* Runs applied one after the other, as a function of the parity q of the
+ * starting S: S -> S + d[q] (the parity after each run follows from q and
+ * the offsets, so a sequence of runs that all apply is such a map too).
+ * fkm_fc_then(a, b): a, then b. Associative, so a warp can scan it. */
+typedef struct fkm_fc_step {
+  int64_t d[2];
+} fkm_fc_step;
+
+static inline FKM_HD fkm_fc_step fkm_fc_then(fkm_fc_step a, fkm_fc_step b) {
+  fkm_fc_step r; /* selects, not b.d[parity]: registers on the device */
+  r.d[0] = a.d[0] + (fkm_fc_odd(a.d[0]) ? b.d[1] : b.d[0]);
+  r.d[1] = a.d[1] + (fkm_fc_odd(1 + a.d[1]) ? b.d[1] : b.d[0]);
+  return r;
+}
+
+/* The walker's prefix step over summaries x[0..m) for a finite *s: the
+ * longest prefix whose runs all fit, each checked at the S the composed
+ * offsets of the ones before it give, is applied at once; returns its
+ * length (*s unchanged when 0). The same value as fkm_fc_apply one summary
+ * at a time (integer additions are exact). The CUDA walker computes the
+ * prefixes of up to 32 summaries at once, one per lane (a shuffle scan of
+ * fkm_fc_then); this is its sequential statement. */
+static inline FKM_HD int fkm_fc_apply_prefix(const fkm_fc_sum *x, int m, uint32_t *s) {
+  int64_t S, lo, hi;
+  const int ec = fkm_fc_decode(*s, &S, &lo, &hi), q = fkm_fc_odd(S);
+  fkm_fc_step acc = {{0, 0}};
+  int i, negzero = *s == 0x80000000u;
+  for (i = 0; i < m; i++) {
+    const fkm_fc_run *run = fkm_fc_run_for(&x[i], ec);
+    fkm_fc_step st;
+    if (!run || !fkm_fc_fits(run, S + acc.d[q], lo, hi)) break;
+    st.d[0] = run->d[0];
+    st.d[1] = run->d[1];
+    acc = fkm_fc_then(acc, st);
+    negzero = negzero && (x[i].flags & FKM_FC_NEGZERO);
+  }
+  if (i > 0) *s = fkm_fc_encode(S + acc.d[q], ec, negzero);
+  return i;
 }
 
 #ifdef __cplusplus

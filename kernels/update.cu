@@ -15,7 +15,6 @@
 
 #include "fchain.h"
 #include "packed.cuh"
-#include "sm90.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -269,65 +268,47 @@ centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
   }
 }
 
-/* The long segments on sm_90, unweighted: the same warp items and the same
- * in-order chains, but each row's slice is copied by the bulk-copy engine:
- * lane r issues one cp.async.bulk of row r of a stage (BLR rows), completion
- * counted on the stage's mbarrier, BLS - 1 stages in flight, the row
- * indices read one stage ahead. A stage holds 32 words per row; the row
- * source (below) says what a word is. Measured on an H100 at 1M x 256
- * (d = 128): the cp.async kernel above spent about 24 warp instructions per
- * row (an index shuffle, a 4-byte copy and its address per row and lane),
- * this one about 3. */
-constexpr int BLR = 32, BLS = 8;
-static_assert(BLR == 32 && BLS >= 2, "lane r copies row r of a stage; a stage in flight");
+/* Row sources of centroid_sums_long_async: 32 columns per item (lane l's
+ * column j0 + l), a row's slice of bytes(j0) bytes (a multiple of 16) at
+ * at(row, j0, g), whose 16-byte piece i belongs at piece i ^ g of the
+ * staged row; value() reads lane l's element of a staged row. */
 
-}  // namespace
-
-/* Row sources of centroid_sums_long_bulk (a named namespace: the sm_80
- * code, which has no bulk copies, references none of their members): 32 columns per item (lane l's
- * column j0 + l), a row's slice copied as ROW_BYTES bytes, at() its global
- * address and the permutation it arrives in, value() lane l's element of a
- * staged row. */
-
-namespace fkm_rows {
-
-/* x in float (d % 4 == 0, 16-byte aligned): copies of 4 min(32, d - j0)
- * bytes. */
+/* x in float (d % 4 == 0, 16-byte aligned): 4 min(32, d - j0) bytes. */
 struct FloatRows {
   static constexpr int ROW_BYTES = 128;
   const float *x;
   int64_t d;
-  __device__ const void *at(int32_t row, int64_t j0, uint32_t &sw) const {
-    sw = 0;
+  __device__ const void *at(int32_t row, int64_t j0, int &g) const {
+    g = 0;
     return x + (int64_t)row * d + j0;
   }
   __device__ unsigned bytes(int64_t j0) const { return 4u * (unsigned)(d - j0 < 32 ? d - j0 : 32); }
-  __device__ float value(const uint8_t *row, uint32_t, int lane) const {
+  __device__ float value(const uint8_t *row, int lane) const {
     return reinterpret_cast<const float *>(row)[lane];
   }
 };
 
 /* FKM_ASSIGN_FAST's packed 16-bit copy of x (kernels/packed.cuh; exact: the
  * data's own type, unscaled): a 32-column slice of a row is one half of its
- * 128 bytes in a tile, 64 contiguous bytes whose 16-byte segments are
- * permuted by the row's swizzle (lane l's element is l ^ 8 (r % 4) of the
- * copy, the half is the other one where r % 8 >= 4). Half the bytes of the
- * float rows. problems packed matrices of rows rows each, stride elements
- * apart (batched runs: global row = problem rows + local row). */
+ * 128 bytes in a tile (the other half where r % 8 >= 4), 64 contiguous
+ * bytes whose 16-byte pieces are permuted by the row's swizzle (piece i
+ * holds the slice's piece i ^ (r % 4)). Half the bytes of the float rows.
+ * problems packed matrices of rows rows each, stride elements apart
+ * (batched runs: global row = problem rows + local row). */
 template <typename T> struct PackedRows {
   static constexpr int ROW_BYTES = 64;
   const uint16_t *xp;
   int64_t dp, stride;
   uint32_t rows;
-  __device__ const void *at(int32_t row, int64_t j0, uint32_t &sw) const {
+  __device__ const void *at(int32_t row, int64_t j0, int &g) const {
     const uint32_t b = (uint32_t)row / rows, r = (uint32_t)row - b * rows;
-    sw = (r & 3u) << 3;
+    g = (int)(r & 3u);
     return xp + (int64_t)b * stride + packed_at(r, j0 & ~(int64_t)63, dp) - (r & 7u) * 8 +
            (((j0 >> 5) & 1) ^ ((r >> 2) & 1)) * 32;
   }
   __device__ unsigned bytes(int64_t) const { return 64u; }
-  __device__ float value(const uint8_t *row, uint32_t sw, int lane) const {
-    const unsigned short b = reinterpret_cast<const unsigned short *>(row)[(uint32_t)lane ^ sw];
+  __device__ float value(const uint8_t *row, int lane) const {
+    const unsigned short b = reinterpret_cast<const unsigned short *>(row)[lane];
     if constexpr (std::is_same<T, __half>::value)
       return __half2float(__ushort_as_half(b));
     else
@@ -335,52 +316,65 @@ template <typename T> struct PackedRows {
   }
 };
 
-}  // namespace fkm_rows
+/* The long segments, unweighted, by 16-byte cp.async (any sm_80+ device):
+ * one warp owns centroid c and 32 dimensions (lane l adds column j0 + l of
+ * each staged row in order: the same chain, the same bits); a stage's BLR
+ * row slices are copied as 16-byte pieces, lane l
+ * copying piece l % G of row l / G + 32 / G i (G = pieces per slice; the
+ * row's address and permutation come by shuffles from the lane that read
+ * its index), each piece put back in its logical place (so the staged rows
+ * are plain), AS - 1 stages in flight. It replaced a kernel that copied
+ * each row's slice with one cp.async.bulk (lane r, row r): ncu (H100,
+ * 1M x 256) counted about 21 warp instructions per row there, 5.6 cycles
+ * per issued instruction and DRAM 41 % busy, the per-row copies (whose
+ * operands pass through uniform registers one lane at a time) bounding it;
+ * here a row costs G / 32 copies and shuffles per lane. Update at
+ * 1M x 256: float 0.31 -> 0.22 ms, packed 0.20 -> 0.12 ms. */
+constexpr int BLR = 32, AS = 8; /* rows per stage, stages */
 
-namespace {
-using fkm_rows::FloatRows;
-using fkm_rows::PackedRows;
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+  const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(gmem));
+}
 
 template <class Src>
 __global__ void __launch_bounds__(32)
-centroid_sums_long_bulk(Src src, const int32_t *__restrict__ rows,
-                        const int32_t *__restrict__ hist, const int32_t *__restrict__ offsets,
-                        int64_t d, int64_t kp, int64_t k_frozen, int64_t total,
-                        float *__restrict__ centroids, float *__restrict__ counts) {
-#if FKM_HAVE_BULK
-  __shared__ __align__(128) uint8_t tile[BLS][BLR][Src::ROW_BYTES];
-  __shared__ uint32_t swx[BLS][BLR]; /* each staged row's word permutation */
-  __shared__ uint64_t full[BLS];
-  const int lane = threadIdx.x;
-  if (lane == 0)
-    for (int i = 0; i < BLS; i++) mbar_init(&full[i], 1);
-  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-  __syncwarp();
+centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
+                         const int32_t *__restrict__ hist, const int32_t *__restrict__ offsets,
+                         int64_t d, int64_t kp, int64_t k_frozen, int64_t total,
+                         float *__restrict__ centroids, float *__restrict__ counts) {
+  constexpr int G = Src::ROW_BYTES / 16, RPP = 32 / G; /* pieces per row, rows per pass */
+  __shared__ __align__(128) uint8_t tile[AS][BLR][Src::ROW_BYTES];
+  const int lane = threadIdx.x, q = lane % G;
   const int64_t slices = (d + 31) / 32;
-  uint32_t g = 0; /* stages this warp has consumed: stage g uses buffer g % BLS */
   for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
     const int64_t c = moving_centroid(item / slices, kp, k_frozen);
     const int64_t len = hist[c];
     if (len <= LONG_SEG) continue;
     const int64_t b = offsets[c], j0 = item % slices * 32, nst = (len + BLR - 1) / BLR;
-    const unsigned bytes = src.bytes(j0);
+    const int pieces = (int)(src.bytes(j0) / 16); /* of a row's slice */
     auto index = [&](int64_t st) { /* lane's row of stage st, -1 past the segment */
       const int64_t i = st * BLR + lane;
       return st < nst && i < len ? rows[b + i] : -1;
     };
     auto issue = [&](int64_t st, int32_t row) {
-      if (st >= nst) return;
-      const int m = (int)(len - st * BLR < BLR ? len - st * BLR : BLR);
-      const int buf = (int)((g + st) % BLS);
-      uint64_t *bar = &full[buf];
-      const void *from = nullptr;
-      if (row >= 0) from = src.at(row, j0, swx[buf][lane]);
-      if (lane == 0) mbar_expect_tx(bar, (unsigned)m * bytes);
-      __syncwarp(); /* also orders swx before its readers */
-      if (row >= 0) bulk_load(&tile[buf][lane][0], from, bytes, bar);
+      if (st < nst) {
+        int g = 0; /* the row's piece permutation */
+        const char *from = row >= 0 ? static_cast<const char *>(src.at(row, j0, g)) : nullptr;
+        uint8_t(*t)[Src::ROW_BYTES] = tile[st % AS];
+#pragma unroll
+        for (int p = 0; p < BLR / RPP; p++) {
+          const int r = p * RPP + lane / G;
+          const char *f = reinterpret_cast<const char *>(
+              __shfl_sync(~0u, reinterpret_cast<uintptr_t>(from), r));
+          const int gr = __shfl_sync(~0u, g, r);
+          if (f && q < pieces) cp_async16(&t[r][16 * (q ^ gr)], f + 16 * q);
+        }
+      }
+      cp_async_commit(); /* an empty group past the end keeps the count */
     };
     int32_t nxt = index(0);
-    for (int64_t st = 0; st < BLS - 1; st++) {
+    for (int64_t st = 0; st < AS - 1; st++) {
       const int32_t row = nxt;
       nxt = index(st + 1);
       issue(st, row);
@@ -388,33 +382,27 @@ centroid_sums_long_bulk(Src src, const int32_t *__restrict__ rows,
     float sum = 0.0f;
     const bool col = j0 + lane < d;
     for (int64_t st = 0; st < nst; st++) {
-      const uint32_t gs = g + (uint32_t)st;
-      mbar_wait(&full[gs % BLS], (gs / BLS) & 1u);
+      asm volatile("cp.async.wait_group %0;\n" ::"n"(AS - 2));
+      __syncwarp(); /* stage st is in shared memory for every lane */
       const int m = (int)(len - st * BLR < BLR ? len - st * BLR : BLR);
-      const uint8_t(*t)[Src::ROW_BYTES] = tile[gs % BLS];
-      const uint32_t *sw = swx[gs % BLS];
+      const uint8_t(*t)[Src::ROW_BYTES] = tile[st % AS];
       if (col) {
         if (m == BLR) {
 #pragma unroll
-          for (int r = 0; r < BLR; r++) sum = __fadd_rn(sum, src.value(t[r], sw[r], lane));
+          for (int r = 0; r < BLR; r++) sum = __fadd_rn(sum, src.value(t[r], lane));
         } else {
-          for (int r = 0; r < m; r++) sum = __fadd_rn(sum, src.value(t[r], sw[r], lane));
+          for (int r = 0; r < m; r++) sum = __fadd_rn(sum, src.value(t[r], lane));
         }
       }
-      __syncwarp();       /* every lane is done with stage st's buffer */
-      fence_proxy_async(); /* before the bulk copies that refill it */
-      /* the index of stage st + BLS - 1 was read one stage ago */
+      __syncwarp(); /* stage st's buffer (the next one to fill) is free */
       const int32_t row = nxt;
-      nxt = index(st + BLS);
-      issue(st + BLS - 1, row);
+      nxt = index(st + AS);
+      issue(st + AS - 1, row);
     }
-    g += (uint32_t)nst;
+    asm volatile("cp.async.wait_group 0;\n" ::);
+    __syncwarp(); /* the ring is free for the next item */
     store_mean(sum, unweighted_count(len), c, d, j0 + lane, col, centroids, counts);
   }
-#else
-  (void)src, (void)rows, (void)hist, (void)offsets, (void)d, (void)kp, (void)k_frozen;
-  (void)total, (void)centroids, (void)counts;
-#endif
 }
 
 /* moving: the non-frozen centroids of all problems, pairs = moving * d. */
@@ -448,28 +436,25 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   const int64_t total = moving * ((a->d + 31) / 32);
   const unsigned grid = (unsigned)(total < 4096 ? total : 4096);
   const cudaStream_t ls = a->aux ? a->aux : s;
-  /* the bulk-copy kernel where its conditions hold and the device runs its
-   * sm_90 code (fkm_update_probe_bulk): from the packed 16-bit copy when
-   * there is one, else from float x where d % 4 == 0 and x is 16-byte
-   * aligned; about the blocks that fit at once (32 KB of shared memory
-   * each), warps take further items in turn */
-  const bool bulk = a->bulk && !a->weights;
-  if (bulk && a->xp) {
+  /* unweighted: the 16-byte cp.async kernel, from the packed 16-bit copy
+   * when there is one, else from float x where d % 4 == 0 and x is 16-byte
+   * aligned */
+  const bool unweighted = !a->weights;
+  /* about the blocks that fit at once; warps take further items in turn */
+  const unsigned bgrid = grid < 1024 ? grid : 1024;
+  auto sums = [&](auto src) {
+    centroid_sums_long_async<<<bgrid, 32, 0, ls>>>(src, a->rows, a->hist, a->offsets, a->d,
+                                                   a->k_problem, a->k_frozen, total,
+                                                   a->centroids, a->counts);
+  };
+  if (unweighted && a->xp) {
     const int64_t dp = fkm_pack_dims(a->d);
-    const unsigned bgrid = grid < 1024 ? grid : 1024;
     if (a->xp_dtype == FKM_DTYPE_F16)
-      centroid_sums_long_bulk<<<bgrid, 32, 0, ls>>>(
-          PackedRows<__half>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows}, a->rows, a->hist,
-          a->offsets, a->d, a->k_problem, a->k_frozen, total, a->centroids, a->counts);
+      sums(PackedRows<__half>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows});
     else
-      centroid_sums_long_bulk<<<bgrid, 32, 0, ls>>>(
-          PackedRows<__nv_bfloat16>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows}, a->rows,
-          a->hist, a->offsets, a->d, a->k_problem, a->k_frozen, total, a->centroids, a->counts);
-  } else if (bulk && a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0) {
-    const unsigned bgrid = grid < 1024 ? grid : 1024;
-    centroid_sums_long_bulk<<<bgrid, 32, 0, ls>>>(FloatRows{a->x, a->d}, a->rows, a->hist,
-                                                  a->offsets, a->d, a->k_problem, a->k_frozen,
-                                                  total, a->centroids, a->counts);
+      sums(PackedRows<__nv_bfloat16>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows});
+  } else if (unweighted && a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0) {
+    sums(FloatRows{a->x, a->d});
   } else {
     auto lk = a->weights ? centroid_sums_long<true> : centroid_sums_long<false>;
     lk<<<grid, 32, 0, ls>>>(a->x, a->weights, a->rows, a->hist, a->offsets, a->d,
@@ -666,11 +651,56 @@ fchain_summarise(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t
   if (lane == 0) gsum[blockIdx.x] = x;
 }
 
-/* One warp walks the chain; lane 0 owns s, the other lanes stage what it
- * reads into shared memory: 32 group summaries at a time, a refused group's
- * block summaries, a refused block's values. Each step is a few dependent
- * shared-memory reads and integer operations; a refused block costs
- * FKM_FC_BLOCK dependent float additions. */
+/* fkm_fc_apply_prefix on a warp: lane i holds summary x[i] (m <= 32, in
+ * shared memory), the lanes scan the composed offsets (fkm_fc_then), lane i
+ * checks its run at S plus the offsets of the runs before it, and the
+ * summaries before the first lane that does not fit are applied at once.
+ * *s (finite, the same in every lane) is updated in every lane. */
+__device__ int fc_apply_prefix(const fkm_fc_sum *x, int m, uint32_t *s) {
+  const int lane = threadIdx.x % 32;
+  int64_t S, lo, hi;
+  const int ec = fkm_fc_decode(*s, &S, &lo, &hi), q = fkm_fc_odd(S);
+  const fkm_fc_run *run = lane < m ? fkm_fc_run_for(&x[lane], ec) : nullptr;
+  fkm_fc_step inc;
+  inc.d[0] = run ? run->d[0] : 0;
+  inc.d[1] = run ? run->d[1] : 0;
+  for (int off = 1; off < 32; off <<= 1) { /* inclusive scan of the offsets */
+    fkm_fc_step y;
+    y.d[0] = __shfl_up_sync(~0u, inc.d[0], off);
+    y.d[1] = __shfl_up_sync(~0u, inc.d[1], off);
+    if (lane >= off) inc = fkm_fc_then(y, inc);
+  }
+  const int64_t incq = q ? inc.d[1] : inc.d[0];
+  int64_t before = __shfl_up_sync(~0u, incq, 1); /* the runs before this lane's */
+  if (lane == 0) before = 0;
+  const bool fits = run && fkm_fc_fits(run, S + before, lo, hi);
+  const unsigned bad = __ballot_sync(~0u, lane < m && !fits);
+  const int n = bad ? __ffs((int)bad) - 1 : m;
+  if (n == 0) return 0;
+  const int64_t R = S + __shfl_sync(~0u, incq, n - 1);
+  const unsigned nz = __ballot_sync(~0u, lane < n && (x[lane].flags & FKM_FC_NEGZERO));
+  const unsigned first = n == 32 ? ~0u : (1u << n) - 1u;
+  *s = fkm_fc_encode(R, ec, *s == 0x80000000u && (nz & first) == first);
+  return n;
+}
+
+/* The longest prefix of x[0..m) that applies to s (every lane): the warp
+ * step for a finite s, else one summary by fkm_fc_apply (an infinite s). */
+__device__ int fc_advance(const fkm_fc_sum *x, int m, uint32_t *s) {
+  if (((*s >> 23) & 0xffu) != 255u) return fc_apply_prefix(x, m, s);
+  uint32_t t = *s;
+  const int ok = threadIdx.x % 32 == 0 ? fkm_fc_apply(&x[0], &t) : 0;
+  *s = __shfl_sync(~0u, t, 0);
+  return __shfl_sync(~0u, ok, 0);
+}
+
+/* One warp walks the chain (s in every lane): 32 group summaries at a time
+ * are staged in shared memory and applied by warp steps (fc_advance); a
+ * group that does not apply has its block summaries staged and applied the
+ * same way, and a block that does not apply has its values staged and
+ * added one by one by lane 0 (FKM_FC_BLOCK dependent float additions).
+ * Applying the summaries one at a time took about 200 us at 1M values on
+ * an H100 (ncu); a warp step costs about what one such application did. */
 __global__ void __launch_bounds__(32)
 fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
             const fkm_fc_sum *__restrict__ bsum, const fkm_fc_sum *__restrict__ gsum, size_t ss,
@@ -690,17 +720,19 @@ fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
     __syncwarp();
     if (lane < gn) tile[lane] = gsum[g0 + lane];
     __syncwarp();
-    for (int gi = 0; gi < gn; gi++) {
-      int ok = lane == 0 ? fkm_fc_apply(&tile[gi], &s) : 0;
-      if (__shfl_sync(~0u, ok, 0)) continue;
+    for (int gi = 0; gi < gn;) {
+      gi += fc_advance(tile + gi, gn - gi, &s);
+      if (gi == gn) break;
+      /* group g0 + gi does not apply: its blocks */
       const int64_t b0 = (g0 + gi) * FKM_FC_GROUP;
       const int bn = (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP);
       __syncwarp();
       if (lane < bn) blk[lane] = bsum[b0 + lane];
       __syncwarp();
-      for (int bi = 0; bi < bn; bi++) {
-        ok = lane == 0 ? fkm_fc_apply(&blk[bi], &s) : 0;
-        if (__shfl_sync(~0u, ok, 0)) continue;
+      for (int bi = 0; bi < bn;) {
+        bi += fc_advance(blk + bi, bn - bi, &s);
+        if (bi == bn) break;
+        /* block b0 + bi does not apply: its values */
         const int64_t i0 = (b0 + bi) * FKM_FC_BLOCK;
         const int m = (int)(n - i0 < FKM_FC_BLOCK ? n - i0 : FKM_FC_BLOCK);
         __syncwarp();
@@ -712,13 +744,17 @@ fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
           for (int t = 0; t < m; t++) f = __fadd_rn(f, vals[t]);
           s = __float_as_uint(f);
         }
+        s = __shfl_sync(~0u, s, 0);
+        bi++;
       }
+      gi++;
     }
   }
   if (lane == 0) o->obj = __uint_as_float(s);
 }
 
 constexpr int DBLOCK = 512;
+constexpr int DCACHE = 512; /* block summaries dchain_seq stages at a time */
 
 /* Exponent of the lowest set bit of a nonzero finite float. */
 __device__ __forceinline__ int lowbit_exp(float v) {
@@ -772,12 +808,15 @@ dchain_blocks(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs
   }
 }
 
-/* One exact block addition s += (the block's values) where the test above
- * holds; false (s untouched) elsewhere. For a normal s = M 2^E (M < 2^53 the
- * integer significand, E the exponent of its last bit) the test needs
- * glow >= E (else s / 2^g >= 2^53) and then is M + T 2^(glow - E) < 2^53:
- * the sum keeps s's exponent and is assembled from its bits, integer
- * operations only (this is the chain's critical path). */
+/* One exact block addition s += (the block's values) where the test below
+ * holds; false (s untouched) elsewhere. The values are >= 0, finite, and
+ * multiples of 2^glow; s is a multiple of 2^ls (its lowest set bit), so
+ * every partial sum s + v_1 + ... + v_j is a multiple of 2^g, g =
+ * min(ls, glow), and they increase: all are doubles (and each addition is
+ * exact) iff the last, F = s + T 2^glow, is below 2^(g + 53). Then F =
+ * (s / 2^g + T 2^(glow - g)) 2^g, an integer below 2^53 times 2^g: exact,
+ * whether or not F leaves s's binade (growing sums cross one every
+ * doubling; those blocks used to go value by value). */
 __device__ __forceinline__ bool dblock_apply(const DBlock &db, double &s) {
   if (db.ok && db.glow == (1 << 30)) return true; /* all zeros: s + 0 = s for s >= +0 */
   if (!db.ok || !(s >= 0.0)) return false;
@@ -793,12 +832,16 @@ __device__ __forceinline__ bool dblock_apply(const DBlock &db, double &s) {
     s = ldexp((double)tot, g);
     return true;
   }
-  const int sh = db.glow - (be - 1075); /* glow - E */
-  if (sh < 0 || sh >= 53 || db.t >= (1ull << (53 - sh))) return false;
   const unsigned long long m = (b & ((1ull << 52) - 1)) | (1ull << 52);
-  const unsigned long long tot = m + (db.t << sh);
+  const int ls = be - 1075 + __ffsll((long long)m) - 1; /* s's lowest set bit */
+  const int g = min(ls, db.glow), sh = db.glow - g;
+  /* s / 2^g = m / 2^(g - E) (E = be - 1075 <= ls), an integer below 2^53
+   * when g >= E (g < E: the values are finer than s's last bit, and F >= s
+   * >= 2^(g + 53)); F below 2^(g + 53) and, with g + 53 <= 1023, finite */
+  if (g < be - 1075 || sh >= 53 || db.t >= (1ull << (53 - sh)) || g + 53 > 1023) return false;
+  const unsigned long long tot = (m >> (g - (be - 1075))) + (db.t << sh);
   if (tot >= (1ull << 53)) return false;
-  s = __longlong_as_double((long long)(((unsigned long long)be << 52) | (tot - (1ull << 52))));
+  s = ldexp((double)tot, g);
   return true;
 }
 
@@ -808,10 +851,13 @@ __device__ __forceinline__ bool dblock_apply(const DBlock &db, double &s) {
  * applied at once: each lane computes its block's addend for the current
  * be, a warp scan gives the running significands, and the walk advances to
  * the first block that is refused or would take the significand to 2^53
- * (the sum leaving s's binade). That block goes through dblock_apply (its
- * general form covers s = 0 and subnormal s) or value by value on lane 0,
- * its values staged in shared memory. The same bits as applying the blocks
- * one by one: the significand's partial sums are the scan's. */
+ * (the sum leaving s's binade). That block goes through dblock_apply (which
+ * also takes it across the binade when that is exact, and covers s = 0 and
+ * subnormal s) or value by value on lane 0, its values staged in shared
+ * memory. The same bits as applying the blocks one by one: the
+ * significand's partial sums are the scan's. The block summaries come
+ * through shared memory DCACHE at a time (one memory latency per DCACHE
+ * blocks, not per warp step). */
 __global__ void __launch_bounds__(32)
 dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
            const DBlock *__restrict__ blk, size_t ss, fkm_objective *o) {
@@ -819,11 +865,18 @@ dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
   blk = problem_ptr(blk, ss);
   o += blockIdx.y;
   __shared__ float vals[DBLOCK];
+  __shared__ DBlock cache[DCACHE]; /* blocks [cb, cb + DCACHE) */
   const int lane = threadIdx.x;
   double s = o->obj_double; /* the same in every lane */
   const int64_t nb = (r1 - r0 + DBLOCK - 1) / DBLOCK;
-  int64_t b = 0;
+  int64_t b = 0, cb = -DCACHE;
   while (b < nb) {
+    if (b + 32 > cb + DCACHE) { /* stage the next DCACHE summaries: one latency */
+      cb = b;
+      __syncwarp();
+      for (int j = lane; j < DCACHE && cb + j < nb; j += 32) cache[j] = blk[cb + j];
+      __syncwarp();
+    }
     const unsigned long long sb = (unsigned long long)__double_as_longlong(s);
     const int be = (int)(sb >> 52); /* >= 2048 for a negative s */
     int adv = 0;
@@ -831,7 +884,7 @@ dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
       unsigned long long v = 0;
       bool ok = false;
       if (b + lane < nb) {
-        const DBlock db = blk[b + lane];
+        const DBlock db = cache[b - cb + lane];
         if (db.ok && db.glow == (1 << 30)) {
           ok = true; /* all zeros */
         } else if (db.ok) {
@@ -856,7 +909,7 @@ dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
     if (adv == 32 || b >= nb) continue;
     /* block b on its own */
     int done = 0;
-    if (lane == 0) done = (int)dblock_apply(blk[b], s);
+    if (lane == 0) done = (int)dblock_apply(cache[b - cb], s);
     if (!__shfl_sync(~0u, done, 0)) {
       const int64_t i0 = r0 + b * DBLOCK;
       const int m = (int)(r1 - i0 < DBLOCK ? r1 - i0 : DBLOCK);
@@ -959,14 +1012,6 @@ extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s)
   segments<<<blocks_for(a->k), THREADS, 0, s>>>(a->sorted_keys, a->n, a->k, mask, a->hist,
                                                 a->offsets);
   return cudaGetLastError();
-}
-
-extern "C" cudaError_t fkm_update_probe_bulk(int *ok) {
-  cudaFuncAttributes fa;
-  *ok = 0;
-  const cudaError_t e = cudaFuncGetAttributes(&fa, centroid_sums_long_bulk<FloatRows>);
-  if (e == cudaSuccess) *ok = fa.binaryVersion >= 90; /* the code this device got */
-  return e;
 }
 
 extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s) {

@@ -69,10 +69,9 @@ typedef struct fkm_update_args {
   float *centroids;      /* (k, d) out (non-frozen rows) */
   float *counts;         /* (k) out */
   int64_t *hist64;       /* (k) out */
-  int bulk;              /* fkm_update_probe_bulk's answer for this device */
   /* Optional: x's exact packed 16-bit copy (FKM_ASSIGN_FAST with fp16 /
    * bf16 data: the data's own type, unscaled; fkm_launch_pack_x), read
-   * instead of x by the bulk-copy kernel for long segments: one packed
+   * instead of x by the long-segment kernel (unweighted): one packed
    * matrix of xp_rows rows per problem, xp_stride elements apart. NULL:
    * x only. */
   const uint16_t *xp;
@@ -81,9 +80,6 @@ typedef struct fkm_update_args {
 } fkm_update_args;
 cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s);
 
-/** *ok := 1 when the current device runs this build's sm_90 code of the
- *  update (its long segments then come by bulk copies), else 0. */
-cudaError_t fkm_update_probe_bulk(int *ok);
 
 /** The objective of one iteration, written by fkm_launch_objective. */
 typedef struct fkm_objective {

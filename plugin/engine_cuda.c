@@ -60,7 +60,6 @@ typedef struct cuda_engine {
   int allow_tc; /* the certified tensor-core assignment (env FLASHKM_CUDA_ASSIGN=simt: off) */
   int wgmma;    /* its passes on wgmma (sm_90a builds on 9.0 devices; env
                    FLASHKM_CUDA_ASSIGN=mma: off) */
-  int bulk;       /* the update's bulk-copy kernel runs here (fkm_update_probe_bulk) */
   int chunk_log2; /* least training rows per chunk, log2 (FKM_CUDA_CHUNK_LOG2;
                      env FLASHKM_CUDA_CHUNK_LOG2, 10 to 30, for tests) */
   char name[320];
@@ -573,7 +572,7 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   /* the lanes are joined: lane 0 serves as the update's aux stream */
   fkm_update_args ua = {c->x, c->w, c->rows, c->hist, c->offsets, B * nt, d, B * k,
                         c->run.k_frozen, k, c->lane[0], c->ev_ufork, c->ev_ujoin, c->cent,
-                        c->counts, c->hist64, c->bulk,
+                        c->counts, c->hist64,
                         c->plan.fast_dtype >= 0 ? c->xp : NULL, c->plan.fast_dtype, nt,
                         c->xp_stride};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
@@ -946,12 +945,6 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
       cuda_destroy(&c->base);
       return s;
     }
-  }
-  ce = fkm_update_probe_bulk(&c->bulk);
-  if (ce != cudaSuccess) {
-    fkm_status s = cuda_fail(err, ce, "probing the update kernels", __FILE__, __LINE__);
-    cuda_destroy(&c->base);
-    return s;
   }
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
   c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;

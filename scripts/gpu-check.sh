@@ -72,8 +72,11 @@ fi
 
 if [ "$SANITIZE" = 1 ]; then
   SMALL='Cuda.SmallTinyCaseBitIdentical:Cuda.NonFiniteAndNegativeWeightInputsGiveCpuStatuses:Cuda.UncertainPointsAreRefinedToReferenceLabels'
-  # the staged updates (cp.async; bulk copies on sm_90) and the batched lockstep path
+  # the staged updates (4- and 16-byte cp.async, float and packed rows), the streamed wgmma
+  # pass (d = 384) and the batched lockstep path
   SMALL="$SMALL:Cuda.LongWeightedSegmentsWithFrozenRowsMatch:Cuda.LongUnweightedSegmentsMatch"
+  SMALL="$SMALL:Cuda.FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate"
+  SMALL="$SMALL:Shapes/CudaMatrix.TrainBitIdenticalToCpu/d384_k256_n1500"
   SMALL="$SMALL:Table/CudaBatched.EqualsSeparateCpuRuns/weights_nredo3"
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 --leak-check full \
     "$TEST" --gtest_filter="$SMALL:Cuda.AssignMatchesCpuForBothMetricsAndSplitGrids:Cuda.FastModeIsDeterministicAndAgreesWithParityOnClusteredData"

@@ -115,24 +115,39 @@ float walk(const float* v, int64_t n, float s0, Stats* st, const std::vector<int
     const int64_t b0 = g * FKM_FC_GROUP;
     grp[g] = group_summary(blk, b0, std::min<int64_t>(FKM_FC_GROUP, nb - b0));
   }
+  // as the CUDA walker: tiles of 32 group summaries applied by prefix steps
+  // (fkm_fc_apply_prefix for a finite s, one fkm_fc_apply otherwise), a
+  // group that does not apply by its blocks the same way, a block that does
+  // not apply value by value
+  auto advance = [](const fkm_fc_sum* x, int m, uint32_t* s) {
+    if (((*s >> 23) & 0xffu) != 255u) return fkm_fc_apply_prefix(x, m, s);
+    return fkm_fc_apply(x, s);
+  };
   uint32_t s = bits(s0);
-  for (int64_t g = 0; g < ng; g++) {
-    const int64_t b0 = g * FKM_FC_GROUP, bn = std::min<int64_t>(FKM_FC_GROUP, nb - b0);
-    st->blocks += bn;
-    if (fkm_fc_apply(&grp[g], &s)) {
-      st->group_blocks += bn;
-      continue;
-    }
-    for (int64_t b = b0; b < b0 + bn; b++) {
-      if (fkm_fc_apply(&blk[b], &s)) {
-        st->block_applied++;
-        continue;
+  for (int64_t g0 = 0; g0 < ng; g0 += 32) {
+    const int gn = (int)std::min<int64_t>(32, ng - g0);
+    for (int gi = 0; gi < gn;) {
+      const int a = advance(&grp[g0 + gi], gn - gi, &s);
+      for (int j = 0; j < a; j++)
+        st->group_blocks += std::min<int64_t>(FKM_FC_GROUP, nb - (g0 + gi + j) * FKM_FC_GROUP);
+      gi += a;
+      if (gi == gn) break;
+      const int64_t b0 = (g0 + gi) * FKM_FC_GROUP;
+      const int bn = (int)std::min<int64_t>(FKM_FC_GROUP, nb - b0);
+      for (int bi = 0; bi < bn;) {
+        const int ab = advance(&blk[b0 + bi], bn - bi, &s);
+        st->block_applied += ab;
+        bi += ab;
+        if (bi == bn) break;
+        st->added++;
+        const int64_t i0 = (b0 + bi) * FKM_FC_BLOCK, m = std::min<int64_t>(FKM_FC_BLOCK, n - i0);
+        s = bits(sequential(v + i0, m, from_bits(s)));
+        bi++;
       }
-      st->added++;
-      const int64_t i0 = b * FKM_FC_BLOCK, m = std::min<int64_t>(FKM_FC_BLOCK, n - i0);
-      s = bits(sequential(v + i0, m, from_bits(s)));
+      gi++;
     }
   }
+  st->blocks += nb;
   return from_bits(s);
 }
 

@@ -411,9 +411,9 @@ TEST_F(Cuda, HalfThePointsInOneClusterMatch) {
 }
 
 TEST_F(Cuda, LongUnweightedSegmentsMatch) {
-  // unweighted clusters of thousands of rows: on sm_90 the bulk-copy update
+  // unweighted clusters of thousands of rows: the 16-byte cp.async update
   // where d % 4 == 0 (d = 100: a last slice of 4 dimensions; frozen initial
-  // rows), the cp.async one at d = 30
+  // rows), the 4-byte one at d = 30
   fkm_params p = quick(4);
   p.frozen_centroids = 1;
   Problem pb = blobs(30000, 100, 8, 24, 6);
@@ -426,7 +426,7 @@ TEST_F(Cuda, LongUnweightedSegmentsMatch) {
 TEST_F(Cuda, LongSegmentsWithSeveralItemsPerWarpMatch) {
   // d = 2048, 20 clusters of about 2200 rows: more (centroid, 32-dimension
   // slice) items than the long-segment kernel's warps, so warps take several
-  // in turn (the bulk copies' stage count carries over)
+  // in turn (each item drains the copies of the one before)
   check(quick(3), blobs(44000, 2048, 20, 26));
 }
 
@@ -577,9 +577,12 @@ Problem quantized_blobs(fkm_dtype t, int64_t n, int64_t d, int nb, uint32_t seed
 }
 
 TEST_F(Cuda, FastModeIsDeterministicAndAgreesWithParityOnClusteredData) {
+  // d = 64: x resident in the wgmma pass; d = 200: streamed beside the
+  // centroid chunks
+  for (const int64_t d : {64, 200})
   for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
-    const int64_t n = 20000, d = 64, k = 256;
-    Problem pb = quantized_blobs(t, n, d, 40, t == FKM_DTYPE_F16 ? 41u : 42u);
+    const int64_t n = 20000, k = 256;
+    Problem pb = quantized_blobs(t, n, d, 40, (t == FKM_DTYPE_F16 ? 41u : 42u) + (uint32_t)d);
     // centroids: data rows (exactly representable), so rounding is exact
     std::vector<float> c(k * d);
     for (int64_t i = 0; i < k; i++)
@@ -632,7 +635,7 @@ TEST_F(Cuda, FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate) {
   // exact ones at every iteration, so its centroids must be the reference's
   // bits. Batched (two problems: the packed matrices' stride) and d = 100
   // (padded dimensions); clusters of 250 rows, then of 3750 (long segments:
-  // on sm_90 the bulk copies of packed rows, 30000 rows a problem, not a
+  // the 16-byte copies of packed rows, 30000 rows a problem, not a
   // multiple of the 128-row blocks).
   for (const int64_t n : {3000, 30000})
   for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
