@@ -184,21 +184,31 @@ static inline fkm_assign_plan fkm_assign_make_fast_plan(int64_t n, int64_t k, in
 }
 
 /** Sets plan->wgmma = sms (the caller found the wgmma kernels usable,
- *  fkm_assign_probe_wgmma). Where d > 128 those stream x beside the
- *  centroid chunks, each item's x chunks once per centroid tile: the
- *  centroids are then cut into at least enough ranges that the row groups
- *  the blocks running at once work on (one block per multiprocessor on
- *  consecutive items, ksplit items per row group of 256) fit in
- *  FKM_STREAM_L2_BYTES of L2, so that x comes from DRAM about once. */
+ *  fkm_assign_probe_wgmma) and re-cuts the centroid ranges for its items
+ *  of 256 rows, of which one block per multiprocessor runs at a time:
+ *  - ranges only where there are fewer row groups than multiprocessors
+ *    (the split for mma.sync aims at 8 blocks per multiprocessor: a
+ *    problem of 64k rows got 3 ranges, each item reloading its x rows and
+ *    the partials merged 3 times over);
+ *  - where d > 128 the items stream their x chunks once per centroid tile:
+ *    at least enough ranges that the row groups the blocks running at once
+ *    work on (ksplit items per row group, consecutive) fit in
+ *    FKM_STREAM_L2_BYTES of L2, so that x comes from DRAM about once. */
 #define FKM_STREAM_L2_BYTES ((int64_t)16 << 20)
 static inline void fkm_assign_plan_wgmma(fkm_assign_plan *p, int64_t n, int64_t k, int64_t d,
                                          int sms) {
   const int64_t dp = fkm_pack_dims(d), col_tiles = (k + FKM_MMA_BN - 1) / FKM_MMA_BN;
+  const int64_t groups = (n + 255) / 256;
   p->wgmma = sms;
-  if (sms <= 0 || dp <= 2 * FKM_MMA_BK || !(p->tc || p->fast_dtype >= 0)) return;
-  int64_t want = ((int64_t)sms * 256 * dp * 2 + FKM_STREAM_L2_BYTES - 1) / FKM_STREAM_L2_BYTES;
+  if (sms <= 0 || !(p->tc || p->fast_dtype >= 0)) return;
+  int64_t want = groups >= sms ? 1 : (sms + groups - 1) / (groups > 0 ? groups : 1);
+  if (dp > 2 * FKM_MMA_BK) {
+    const int64_t l2 =
+        ((int64_t)sms * 256 * dp * 2 + FKM_STREAM_L2_BYTES - 1) / FKM_STREAM_L2_BYTES;
+    if (l2 > want) want = l2;
+  }
   if (want > col_tiles) want = col_tiles;
-  if (p->ksplit >= want) return;
+  if (want < 1) want = 1;
   const int64_t tiles_per = col_tiles / want; /* rounded down: at least want ranges */
   p->k_per_split = tiles_per * FKM_MMA_BN;
   p->ksplit = (k + p->k_per_split - 1) / p->k_per_split;

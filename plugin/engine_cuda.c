@@ -51,7 +51,7 @@ typedef fkm_objective scalars; /* read back at the iteration's sync */
  * the context's stream and joined back (problem b on lane b % lanes): one
  * problem's small kernels run beside another's large ones. Each lane has
  * its own assignment scratch; the bits do not depend on the lane. */
-#define FKM_CUDA_LANES 4
+#define FKM_CUDA_LANES 8
 
 typedef struct cuda_engine {
   fkm_engine base;

@@ -865,7 +865,7 @@ TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
 }
 
 TEST(AssignPlan, WgmmaRangesKeepStreamedRowsInL2) {
-  // d <= 128 (x resident): the split is untouched; beyond, enough centroid
+  // 1M rows, d <= 128 (x resident): no ranges; beyond, enough centroid
   // ranges that sms / ksplit row groups of 256 x dp fp16 fit the L2 budget,
   // valid ranges and a workspace that holds the partials
   const fkm_assign_plan a = fkm_assign_make_fast_plan(1 << 20, 1024, 128, 1056, FKM_DTYPE_F16);
@@ -873,6 +873,18 @@ TEST(AssignPlan, WgmmaRangesKeepStreamedRowsInL2) {
   fkm_assign_plan_wgmma(&b, 1 << 20, 1024, 128, 132);
   EXPECT_EQ(b.wgmma, 132);
   EXPECT_EQ(b.ksplit, a.ksplit);
+  // at least one row group of 256 per multiprocessor: no ranges (the
+  // mma.sync split gives this batched problem of 64k rows 3); fewer: enough
+  // ranges for one item per multiprocessor
+  fkm_assign_plan c64 = fkm_assign_make_fast_plan(65536, 1024, 128, 1056, FKM_DTYPE_F16);
+  EXPECT_EQ(c64.ksplit, 3);
+  fkm_assign_plan_wgmma(&c64, 65536, 1024, 128, 132);
+  EXPECT_EQ(c64.ksplit, 1);
+  EXPECT_EQ(c64.work_bytes, fkm_mma_work_layout(65536, 1024, 128, &c64).end);
+  fkm_assign_plan c20 = fkm_assign_make_plan(20000, 1024, 128, 1056, 1);
+  fkm_assign_plan_wgmma(&c20, 20000, 1024, 128, 132);
+  EXPECT_GE(c20.ksplit * ((20000 + 255) / 256), 132);
+  EXPECT_EQ(c20.work_bytes, fkm_mma_work_layout(20000, 1024, 128, &c20).end);
   for (int64_t d : {129, 768, 1536, 4096})
     for (int64_t k : {64, 1024, 65536})
       for (int tc : {0, 1}) {
