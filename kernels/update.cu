@@ -170,7 +170,7 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
  * indices are read two stages ahead of their copies, and lane l adds column
  * j0 + l of each staged row in order: the same in-order chain, the same
  * bits, with the loads far ahead of it. */
-constexpr int LONG_SEG = 1024, LR = 64, LS = 4;
+constexpr int LONG_SEG = 1024, MID_SEG = 512, LR = 64, LS = 4;
 
 __device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
   const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
@@ -341,7 +341,7 @@ template <class Src>
 __global__ void __launch_bounds__(32)
 centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
                          const int32_t *__restrict__ hist, const int32_t *__restrict__ offsets,
-                         int64_t d, int64_t kp, int64_t k_frozen, int64_t total,
+                         int64_t d, int64_t kp, int64_t k_frozen, int64_t total, int64_t min_len,
                          float *__restrict__ centroids, float *__restrict__ counts) {
   constexpr int G = Src::ROW_BYTES / 16, RPP = 32 / G; /* pieces per row, rows per pass */
   __shared__ __align__(128) uint8_t tile[AS][BLR][Src::ROW_BYTES];
@@ -350,7 +350,7 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
   for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
     const int64_t c = moving_centroid(item / slices, kp, k_frozen);
     const int64_t len = hist[c];
-    if (len <= LONG_SEG) continue;
+    if (len <= min_len) continue;
     const int64_t b = offsets[c], j0 = item % slices * 32, nst = (len + BLR - 1) / BLR;
     const int pieces = (int)(src.bytes(j0) / 16); /* of a row's slice */
     auto index = [&](int64_t st) { /* lane's row of stage st, -1 past the segment */
@@ -411,12 +411,20 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   /* below about 2^17 pairs, 8 loads per thread leave the memory system
    * underfed (1M x 256 at d = 128 has 2^15) */
   const bool deep = pairs < (1 << 17);
-  /* The staged kernel runs when segments are long on average (>= 2 LONG_SEG
-   * rows per moving centroid): measured on an H100, it took 1M x 256's
-   * update from 0.65 to 0.39 ms, but beside the simple kernel it made
-   * 1M x 1024's (1k rows per centroid) 0.26 -> 0.34 ms. Elsewhere a rare long
-   * segment stays in the simple kernel. */
-  const bool longs = a->n / moving >= 2 * LONG_SEG;
+  /* Segments longer than long_min rows go to a staged kernel, beside the
+   * simple one: where segments average >= 2 LONG_SEG rows (1M x 256), those
+   * over LONG_SEG (measured on an H100 with the 4-byte cp.async kernel:
+   * 1M x 256's update 0.65 -> 0.39 ms, but 1M x 1024's, 1k rows per
+   * centroid, 0.26 -> 0.34); where the 16-byte kernel applies and segments
+   * average >= MID_SEG rows (1M x 1024), those over MID_SEG / 2. Elsewhere
+   * a rare long segment stays in the simple kernel. */
+  const bool async16 = !a->weights && (a->xp || (a->d % 4 == 0 &&
+                                                  reinterpret_cast<uintptr_t>(a->x) % 16 == 0));
+  const int64_t avg = a->n / moving;
+  const int64_t long_min = avg >= 2 * LONG_SEG          ? LONG_SEG
+                           : async16 && avg >= MID_SEG ? MID_SEG / 2
+                                                       : INT64_MAX;
+  const bool longs = long_min != INT64_MAX;
   cudaError_t e;
   if (longs && a->aux) { /* fork */
     e = cudaEventRecord(a->ev_fork, s);
@@ -427,8 +435,7 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
                          : (deep ? centroid_sums<false, 32> : centroid_sums<false, 8>);
   kern<<<blocks_for(pairs), THREADS, 0, s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
                                              a->d, pairs, a->k_problem, a->k_frozen,
-                                             longs ? LONG_SEG : INT64_MAX, a->centroids,
-                                             a->counts);
+                                             long_min, a->centroids, a->counts);
   e = cudaGetLastError();
   if (e != cudaSuccess || !longs) return e;
   /* the long segments on the aux stream, beside the short ones (disjoint
@@ -439,21 +446,20 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   /* unweighted: the 16-byte cp.async kernel, from the packed 16-bit copy
    * when there is one, else from float x where d % 4 == 0 and x is 16-byte
    * aligned */
-  const bool unweighted = !a->weights;
   /* about the blocks that fit at once; warps take further items in turn */
-  const unsigned bgrid = grid < 1024 ? grid : 1024;
+  const unsigned bgrid = grid < 2048 ? grid : 2048;
   auto sums = [&](auto src) {
     centroid_sums_long_async<<<bgrid, 32, 0, ls>>>(src, a->rows, a->hist, a->offsets, a->d,
-                                                   a->k_problem, a->k_frozen, total,
+                                                   a->k_problem, a->k_frozen, total, long_min,
                                                    a->centroids, a->counts);
   };
-  if (unweighted && a->xp) {
+  if (async16 && a->xp) {
     const int64_t dp = fkm_pack_dims(a->d);
     if (a->xp_dtype == FKM_DTYPE_F16)
       sums(PackedRows<__half>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows});
     else
       sums(PackedRows<__nv_bfloat16>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows});
-  } else if (unweighted && a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->x) % 16 == 0) {
+  } else if (async16) {
     sums(FloatRows{a->x, a->d});
   } else {
     auto lk = a->weights ? centroid_sums_long<true> : centroid_sums_long<false>;

@@ -634,12 +634,13 @@ TEST_F(Cuda, FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate) {
   // apart, with one initial centroid in each blob, FAST's labels are the
   // exact ones at every iteration, so its centroids must be the reference's
   // bits. Batched (two problems: the packed matrices' stride) and d = 100
-  // (padded dimensions); clusters of 250 rows, then of 3750 (long segments:
-  // the 16-byte copies of packed rows, 30000 rows a problem, not a
-  // multiple of the 128-row blocks).
-  for (const int64_t n : {3000, 30000})
+  // (padded dimensions); clusters of 250 rows, then of 750 and 3750 (the
+  // staged 16-byte copies of packed rows for segments over 256 and over
+  // 1024 rows; 9000 and 30000 rows a problem, not multiples of the 128-row
+  // blocks).
+  for (const int64_t n : {3000, 9000, 30000})
   for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
-    const int64_t B = 2, d = 100, k = n == 3000 ? 12 : 8;
+    const int64_t B = 2, d = 100, k = n == 30000 ? 8 : 12;
     std::mt19937 g(t == FKM_DTYPE_F16 ? 51u : 52u);
     std::normal_distribution<float> N(0.f, 1.f);
     std::vector<uint16_t> x16(B * n * d);
