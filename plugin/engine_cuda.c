@@ -150,18 +150,34 @@ static size_t dtype_size(fkm_dtype t) { return t == FKM_DTYPE_F32 ? 4 : 2; }
 
 /* First NaN/Inf of count elements of a host matrix, or -1 (the CPU engine's
  * test on the raw encoding). */
-static int64_t host_first_nonfinite(fkm_dtype dtype, const void *x, int64_t count) {
+/* First non-finite element of x[i0, i1) (raw encoding for f16 / bf16), or
+ * -1. */
+static int64_t host_scan_nonfinite(fkm_dtype dtype, const void *x, int64_t i0, int64_t i1) {
   if (dtype == FKM_DTYPE_F32) {
     const float *f = x;
-    for (int64_t i = 0; i < count; i++)
+    for (int64_t i = i0; i < i1; i++)
       if (!isfinite(f[i])) return i;
     return -1;
   }
   const uint16_t *h = x;
   const uint16_t mask = dtype == FKM_DTYPE_F16 ? 0x7c00u : 0x7f80u;
-  for (int64_t i = 0; i < count; i++)
+  for (int64_t i = i0; i < i1; i++)
     if ((h[i] & mask) == mask) return i;
   return -1;
+}
+
+/* The same over all count elements, blocks of 2^20 on OpenMP's threads:
+ * the first bad element of the first block that has one. */
+static int64_t host_first_nonfinite(fkm_dtype dtype, const void *x, int64_t count) {
+  const int64_t block = (int64_t)1 << 20, nb = (count + block - 1) / block;
+  int64_t first = INT64_MAX;
+#pragma omp parallel for schedule(static) reduction(min : first)
+  for (int64_t b = 0; b < nb; b++) {
+    const int64_t i1 = (b + 1) * block < count ? (b + 1) * block : count;
+    const int64_t f = host_scan_nonfinite(dtype, x, b * block, i1);
+    if (f >= 0 && f < first) first = f;
+  }
+  return first == INT64_MAX ? -1 : first;
 }
 
 /* First non-finite element of a host or device matrix, or -1. */
