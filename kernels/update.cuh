@@ -61,9 +61,11 @@ typedef struct fkm_update_args {
   const int32_t *offsets;/* (k) */
   int64_t n, d, k, k_frozen;
   int64_t k_problem;     /* centroids per problem: k, or k / batch */
-  /* Optional: segments longer than 1024 rows are summed by a second kernel
-   * on aux (forked with ev_fork, joined back with ev_join), beside the
-   * others; NULL: one after the other on the launch's stream. */
+  /* Optional: long segments (over 1024 rows where segments average 2048 or
+   * more; over 256 where they average 512 or more and the 16-byte staged
+   * kernel applies) are summed by a second kernel on aux (forked with
+   * ev_fork, joined back with ev_join), beside the others; NULL: one after
+   * the other on the launch's stream. */
   cudaStream_t aux;
   cudaEvent_t ev_fork, ev_join;
   float *centroids;      /* (k, d) out (non-frozen rows) */
