@@ -34,7 +34,7 @@ static inline int64_t fkm_round_up(int64_t v, int64_t m) { return (v + m - 1) / 
 /** The tensor-core passes read x and the centroids as packed 16-bit copies:
  *  rows padded to a multiple of FKM_MMA_BM, dimensions to FKM_MMA_BK, the
  *  padding zero, stored as contiguous FKM_MMA_BM x FKM_MMA_BK tiles in
- *  the kernels' shared-memory order (packed_at in assign.cu). Rows of the
+ *  the kernels' shared-memory order (kernels/packed.cuh). Rows of the
  *  block [FKM_MMA_BM i, +FKM_MMA_BM) start at element FKM_MMA_BM i times
  *  the padded dimension, so a row range of a packed matrix is a packed
  *  matrix too when it starts at a multiple of FKM_MMA_BM. */

@@ -1,4 +1,4 @@
-/* Hopper (sm_90) helpers shared by the kernels: shared-memory addresses,
+/* Hopper (sm_90) helpers of the wgmma passes: shared-memory addresses,
  * mbarriers and the bulk-copy engine (cp.async.bulk, completion counted in
  * bytes on an mbarrier). Device code only, compiled where __CUDA_ARCH__ >=
  * 900; callers keep an sm_80 path. */

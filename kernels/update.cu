@@ -394,7 +394,7 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
           for (int r = 0; r < m; r++) sum = __fadd_rn(sum, src.value(t[r], lane));
         }
       }
-      __syncwarp(); /* stage st's buffer (the next one to fill) is free */
+      __syncwarp(); /* (the refill below is stage st - 1's buffer: free since the top) */
       const int32_t row = nxt;
       nxt = index(st + AS);
       issue(st + AS - 1, row);

@@ -148,10 +148,10 @@ static int is_device_ptr(const void *p) {
 
 static size_t dtype_size(fkm_dtype t) { return t == FKM_DTYPE_F32 ? 4 : 2; }
 
-/* First NaN/Inf of count elements of a host matrix, or -1 (the CPU engine's
- * test on the raw encoding). */
-/* First non-finite element of x[i0, i1) (raw encoding for f16 / bf16), or
- * -1. */
+/* First NaN/Inf of elements [i0, i1) of a host matrix, or -1: the CPU
+ * engine's test, on the raw encoding for f16 / bf16 (a NaN or Inf has an
+ * all-ones exponent field; no conversion needed).
+ */
 static int64_t host_scan_nonfinite(fkm_dtype dtype, const void *x, int64_t i0, int64_t i1) {
   if (dtype == FKM_DTYPE_F32) {
     const float *f = x;
