@@ -79,7 +79,7 @@ if [ "$SANITIZE" = 1 ]; then
   SMALL="$SMALL:Shapes/CudaMatrix.TrainBitIdenticalToCpu/d384_k256_n1500"
   SMALL="$SMALL:Table/CudaBatched.EqualsSeparateCpuRuns/weights_nredo3"
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 --leak-check full \
-    "$TEST" --gtest_filter="$SMALL:Cuda.AssignMatchesCpuForBothMetricsAndSplitGrids:Cuda.FastModeIsDeterministicAndAgreesWithParityOnClusteredData"
+    "$TEST" --gtest_filter="$SMALL:Cuda.AssignMatchesCpuForBothMetricsAndSplitGrids:Cuda.FastModeIsDeterministicAndAgreesWithParityOnClusteredData:Cuda.AssignWithOneCentroidRangeMatchesCpu"
   step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \
     "$TEST" --gtest_filter="$SMALL"
   step synccheck compute-sanitizer --tool synccheck --error-exitcode 1 \

@@ -517,6 +517,33 @@ TEST_F(Cuda, UncertainPointsAreRefinedToReferenceLabels) {
   }
 }
 
+TEST_F(Cuda, AssignWithOneCentroidRangeMatchesCpu) {
+  // Enough rows (>= 256 per multiprocessor) that the wgmma screen runs with
+  // one centroid range (the other tests' shapes split the centroids). Every
+  // eighth centroid is a 1-ulp twin of the one before, so that the rows near
+  // those are left to the Cert pass and the refine pass. d = 99: scalar
+  // loads in certify.
+  const int64_t n = 50000, k = 1024;
+  for (const int64_t d : {64, 99, 128}) {
+    std::vector<float> x = fixtures::blobs(n, d, 200, (uint32_t)(60 + d)), c(k * d);
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t j = 0; j < d; j++)
+        c[i * d + j] = i % 8 == 7 ? std::nextafter(c[(i - 1) * d + j], 10.0f)
+                                  : x[(i * 41 % n) * d + j];
+    for (fkm_metric m : {FKM_METRIC_L2, FKM_METRIC_INNER_PRODUCT}) {
+      fkm_params p = defaults();
+      p.metric = m;
+      std::vector<int64_t> lc(n), lg(n, -9);
+      std::vector<float> dc(n), dg(n, -9.f);
+      ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lc.data(), dc.data()), FKM_OK);
+      ASSERT_EQ(fkm_assign(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lg.data(), dg.data()), FKM_OK)
+          << fkm_ctx_last_error(gpu->c);
+      EXPECT_TRUE(same_bits(lg, lc)) << "d " << d << " metric " << m << " " << first_diff(lg, lc);
+      EXPECT_TRUE(same_bits(dg, dc)) << "d " << d << " metric " << m << " " << first_diff(dg, dc);
+    }
+  }
+}
+
 // ------------------------------------------------------------ fkm_assign
 
 TEST_F(Cuda, AssignMatchesCpuForBothMetricsAndSplitGrids) {
