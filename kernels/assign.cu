@@ -1010,7 +1010,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   constexpr unsigned consumer_warps = 4 * WG_CWG, consumers = 32 * consumer_warps;
   if (tid == 0) {
     for (int i = 0; i < nslots; i++) mbar_init(&full[i], 1), mbar_init(&empty[i], consumers);
-    for (int i = 0; i < 2; i++) mbar_init(&xfull[i], 1), mbar_init(&xempty[i], consumers);
+    for (int i = 0; i < 2 && !STREAM; i++) mbar_init(&xfull[i], 1), mbar_init(&xempty[i], consumers);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();

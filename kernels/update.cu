@@ -383,7 +383,9 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
     const bool col = j0 + lane < d;
     for (int64_t st = 0; st < nst; st++) {
       asm volatile("cp.async.wait_group %0;\n" ::"n"(AS - 2));
-      __syncwarp(); /* stage st is in shared memory for every lane */
+      /* stage st is in shared memory for every lane, and every lane is done
+       * with stage st - 1, whose buffer the refill below takes */
+      __syncwarp();
       const int m = (int)(len - st * BLR < BLR ? len - st * BLR : BLR);
       const uint8_t(*t)[Src::ROW_BYTES] = tile[st % AS];
       if (col) {
@@ -394,7 +396,6 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
           for (int r = 0; r < m; r++) sum = __fadd_rn(sum, src.value(t[r], lane));
         }
       }
-      __syncwarp(); /* (the refill below is stage st - 1's buffer: free since the top) */
       const int32_t row = nxt;
       nxt = index(st + AS);
       issue(st + AS - 1, row);

@@ -242,18 +242,8 @@ static fkm_status assign_into(cpu_engine *c, const float *x, const float *xn,
   if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(cent, k, d, c->cn);
   FKM_RETURN_IF(fkm_cpu_assign(&a) != 0, err, FKM_ERR_OUT_OF_MEMORY,
                 "cpu engine: cannot allocate the assignment's working memory");
-  for (int64_t i = 0; i < n; i++) {
-    if (labels[i] >= 0) continue;
-    if (problem >= 0)
-      return fkm_fail(err, FKM_ERR_NUMERIC,
-                      "%s of problem %lld, row %lld has no finite distance to any "
-                      "centroid (float overflow in |x|^2 or <x, c>)",
-                      what, (long long)problem, (long long)i);
-    return fkm_fail(err, FKM_ERR_NUMERIC,
-                    "%s row %lld has no finite distance to any centroid "
-                    "(float overflow in |x|^2 or <x, c>)",
-                    what, (long long)i);
-  }
+  for (int64_t i = 0; i < n; i++)
+    if (labels[i] < 0) return fkm_fail_no_finite(err, what, problem, i);
   return FKM_OK;
 }
 

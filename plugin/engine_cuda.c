@@ -602,18 +602,10 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
                                   cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s)); /* the iteration's one sync */
 
-  for (int64_t b = 0; b < B; b++) {
-    if (c->hsc[b].bad_label < 0) continue;
-    if (B > 1)
-      return fkm_fail(c->base.err, FKM_ERR_NUMERIC,
-                      "training set of problem %lld, row %lld has no finite distance to any "
-                      "centroid (float overflow in |x|^2 or <x, c>)",
-                      (long long)b, c->hsc[b].bad_label);
-    return fkm_fail(c->base.err, FKM_ERR_NUMERIC,
-                    "training set row %lld has no finite distance to any centroid "
-                    "(float overflow in |x|^2 or <x, c>)",
-                    c->hsc[b].bad_label);
-  }
+  for (int64_t b = 0; b < B; b++)
+    if (c->hsc[b].bad_label >= 0)
+      return fkm_fail_no_finite(c->base.err, "training set", B > 1 ? b : -1,
+                                c->hsc[b].bad_label);
   float ms = 0.0f;
   FKM_CUDA_TRY(c, cudaEventElapsedTime(&ms, c->ev_a0, c->ev_a1));
   out->assign_seconds = 1e-3 * (double)ms;
@@ -745,16 +737,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
   FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, 1, 0, dsc, oscr, s, NULL, NULL, NULL));
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
-  if (hsc.bad_label >= 0 && problem >= 0)
-    st = fkm_fail(c->base.err, FKM_ERR_NUMERIC,
-                  "x of problem %lld, row %lld has no finite distance to any centroid "
-                  "(float overflow in |x|^2 or <x, c>)",
-                  (long long)problem, hsc.bad_label);
-  else if (hsc.bad_label >= 0)
-    st = fkm_fail(c->base.err, FKM_ERR_NUMERIC,
-                  "x row %lld has no finite distance to any centroid "
-                  "(float overflow in |x|^2 or <x, c>)",
-                  hsc.bad_label);
+  if (hsc.bad_label >= 0) st = fkm_fail_no_finite(c->base.err, "x", problem, hsc.bad_label);
 done:
   if (xf) (void)cudaFreeAsync(xf, s);
   if (xn) (void)cudaFreeAsync(xn, s);

@@ -13,6 +13,15 @@ fkm_status fkm_fail(fkm_errbuf *err, fkm_status s, const char *fmt, ...) {
   return s;
 }
 
+fkm_status fkm_fail_no_finite(fkm_errbuf *err, const char *what, int64_t problem, int64_t row) {
+  static const char cause[] = "has no finite distance to any centroid "
+                              "(float overflow in |x|^2 or <x, c>)";
+  if (problem >= 0)
+    return fkm_fail(err, FKM_ERR_NUMERIC, "%s of problem %lld, row %lld %s", what,
+                    (long long)problem, (long long)row, cause);
+  return fkm_fail(err, FKM_ERR_NUMERIC, "%s row %lld %s", what, (long long)row, cause);
+}
+
 const char *fkm_status_string(fkm_status status) {
   switch (status) {
     case FKM_OK: return "success";

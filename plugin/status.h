@@ -25,6 +25,10 @@ typedef struct fkm_errbuf {
 fkm_status fkm_fail(fkm_errbuf *err, fkm_status s, const char *fmt, ...)
     FKM_PRINTF(3, 4);
 
+/** FKM_ERR_NUMERIC for a row of `what` ("x", "training set") with no
+ *  finite distance to any centroid; problem >= 0 names the batched problem. */
+fkm_status fkm_fail_no_finite(fkm_errbuf *err, const char *what, int64_t problem, int64_t row);
+
 #define FKM_FORWARD(expr)                     \
   do {                                        \
     fkm_status fkm_fwd_s_ = (expr);           \
