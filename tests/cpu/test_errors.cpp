@@ -116,7 +116,18 @@ TEST(BadInput, InfInXIsAcceptedWhenFiniteCheckIsOff) {
   f.x[5] = INFINITY;
   f.p.check_finite = 0;
   // Inf makes |x|^2 infinite: that row has no finite distance at all.
-  expect_error(f, f.train(), FKM_ERR_NUMERIC, "no finite distance");
+  expect_error(f, f.train(), FKM_ERR_NUMERIC, "training set row 1 has no finite distance");
+}
+
+TEST(BadInput, BatchedRowWithoutFiniteDistanceNamesItsProblem) {
+  Fixture f;
+  f.p.check_finite = 0;
+  f.x[(N / 2 + 7) * D] = INFINITY;  // problem 1, row 7
+  std::vector<float> cent(2 * K * D);
+  fkm_status s = fkm_train_batched(f.ctx, &f.p, 2, N / 2, D, K, FKM_DTYPE_F32, f.x.data(), nullptr,
+                                   cent.data(), 0, f.lab.data(), f.dis.data(), f.st.data(), 64,
+                                   &f.nst);
+  expect_error(f, s, FKM_ERR_NUMERIC, "training set of problem 1, row 7 has no finite distance");
 }
 
 TEST(BadInput, NegativeWeight) {
