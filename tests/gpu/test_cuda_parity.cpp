@@ -152,6 +152,21 @@ class Cuda : public ::testing::Test {
     delete gpu;
     delete cpu;
   }
+  // fkm_assign on both backends, both metrics: the same label and distance bits.
+  void check_assign(int64_t n, int64_t d, int64_t k, const std::vector<float> &x,
+                    const std::vector<float> &c) {
+    for (fkm_metric m : {FKM_METRIC_L2, FKM_METRIC_INNER_PRODUCT}) {
+      fkm_params p = defaults();
+      p.metric = m;
+      std::vector<int64_t> lc(n), lg(n, -9);
+      std::vector<float> dc(n), dg(n, -9.f);
+      ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lc.data(), dc.data()), FKM_OK);
+      ASSERT_EQ(fkm_assign(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lg.data(), dg.data()), FKM_OK)
+          << fkm_ctx_last_error(gpu->c);
+      EXPECT_TRUE(same_bits(lg, lc)) << "n " << n << " k " << k << " d " << d << " metric " << m << " " << first_diff(lg, lc);
+      EXPECT_TRUE(same_bits(dg, dc)) << "n " << n << " k " << k << " d " << d << " metric " << m << " " << first_diff(dg, dc);
+    }
+  }
   void check(const fkm_params &p, const Problem &pb, bool on_device = false) {
     Result c = train(cpu->c, p, pb);
     Result g = train(gpu->c, p, pb, on_device);
@@ -530,17 +545,7 @@ TEST_F(Cuda, AssignWithOneCentroidRangeMatchesCpu) {
       for (int64_t j = 0; j < d; j++)
         c[i * d + j] = i % 8 == 7 ? std::nextafter(c[(i - 1) * d + j], 10.0f)
                                   : x[(i * 41 % n) * d + j];
-    for (fkm_metric m : {FKM_METRIC_L2, FKM_METRIC_INNER_PRODUCT}) {
-      fkm_params p = defaults();
-      p.metric = m;
-      std::vector<int64_t> lc(n), lg(n, -9);
-      std::vector<float> dc(n), dg(n, -9.f);
-      ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lc.data(), dc.data()), FKM_OK);
-      ASSERT_EQ(fkm_assign(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lg.data(), dg.data()), FKM_OK)
-          << fkm_ctx_last_error(gpu->c);
-      EXPECT_TRUE(same_bits(lg, lc)) << "d " << d << " metric " << m << " " << first_diff(lg, lc);
-      EXPECT_TRUE(same_bits(dg, dc)) << "d " << d << " metric " << m << " " << first_diff(dg, dc);
-    }
+    check_assign(n, d, k, x, c);
   }
 }
 
@@ -553,17 +558,7 @@ TEST_F(Cuda, AssignMatchesCpuForBothMetricsAndSplitGrids) {
     const int64_t n = s[0], k = s[1], d = s[2];
     std::vector<float> x = fixtures::blobs(n, d, 5, (uint32_t)(n + k));
     std::vector<float> c = fixtures::blobs(k, d, 5, (uint32_t)(n * k));
-    for (fkm_metric m : {FKM_METRIC_L2, FKM_METRIC_INNER_PRODUCT}) {
-      fkm_params p = defaults();
-      p.metric = m;
-      std::vector<int64_t> lc(n), lg(n, -9);
-      std::vector<float> dc(n), dg(n, -9.f);
-      ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lc.data(), dc.data()), FKM_OK);
-      ASSERT_EQ(fkm_assign(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lg.data(), dg.data()), FKM_OK)
-          << fkm_ctx_last_error(gpu->c);
-      EXPECT_TRUE(same_bits(lg, lc)) << "n " << n << " k " << k << " d " << d << " metric " << m << " " << first_diff(lg, lc);
-      EXPECT_TRUE(same_bits(dg, dc)) << "n " << n << " k " << k << " d " << d << " metric " << m << " " << first_diff(dg, dc);
-    }
+    check_assign(n, d, k, x, c);
   }
 }
 
