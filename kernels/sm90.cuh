@@ -8,7 +8,6 @@
 #include <stdint.h>
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define FKM_HAVE_BULK 1
 __device__ __forceinline__ uint32_t smem_addr(const void *p) {
   return (uint32_t)__cvta_generic_to_shared(p);
 }
@@ -41,14 +40,6 @@ __device__ __forceinline__ void bulk_load(void *dst, const void *src, unsigned b
       ::"r"(smem_addr(dst)), "l"(src), "r"(bytes), "r"(smem_addr(bar))
       : "memory");
 }
-
-/* Orders this thread's earlier generic-proxy accesses of shared memory
- * before its later bulk copies into it (buffer reuse). */
-__device__ __forceinline__ void fence_proxy_async() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-#else
-#define FKM_HAVE_BULK 0
 #endif
 
 #endif
