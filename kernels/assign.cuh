@@ -113,6 +113,20 @@ static inline fkm_mma_work fkm_mma_work_layout(int64_t n, int64_t k, int64_t d,
  *  there are enough centroids and dimensions to fill its tiles. */
 static inline int fkm_assign_use_tc(int64_t k, int64_t d) { return k >= 64 && d >= 16; }
 
+/* Ranges of tiles_per tiles of bn centroids over k centroids (the last may
+ * be short): *k_per centroids per range; returns the number of ranges. */
+static inline int64_t fkm_ranges(int64_t k, int64_t bn, int64_t tiles_per, int64_t *k_per) {
+  *k_per = tiles_per * bn;
+  return (k + *k_per - 1) / *k_per;
+}
+
+/* At most max ranges (never more than there are tiles), of as equal a
+ * number of tiles as whole tiles allow (rounded up). */
+static inline int64_t fkm_ranges_at_most(int64_t k, int64_t bn, int64_t max, int64_t *k_per) {
+  const int64_t tiles = (k + bn - 1) / bn, r = tiles < max ? tiles : max;
+  return fkm_ranges(k, bn, (tiles + r - 1) / r, k_per);
+}
+
 /* ksplit and k_per_split for tiles of bn centroids and rows of bm points:
  * with few row blocks the centroids are split into ranges so that about
  * target_blocks blocks run. */
@@ -126,9 +140,7 @@ static inline void fkm_assign_split(fkm_assign_plan *p, int64_t n, int64_t k, in
   if (ks > col_tiles) ks = col_tiles;
   if (ks > 1024) ks = 1024;
   if (ks < 1) ks = 1;
-  const int64_t tiles_per = (col_tiles + ks - 1) / ks;
-  p->k_per_split = tiles_per * bn;
-  p->ksplit = (k + p->k_per_split - 1) / p->k_per_split;
+  p->ksplit = fkm_ranges_at_most(k, bn, ks, &p->k_per_split);
 }
 
 /** The grid plan, a pure function (host tests call it). The ranges are
@@ -146,15 +158,9 @@ static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t
     fkm_assign_split(&p, n, k, FKM_ASSIGN_BM, FKM_ASSIGN_BN, target_blocks);
   /* The refine pass sees few rows (their count is known on the device
    * only): it always splits the centroids, up to 16 ranges of SIMT tiles. */
-  const int64_t simt_tiles = (k + FKM_ASSIGN_BN - 1) / FKM_ASSIGN_BN;
-  const int64_t rs = simt_tiles < 16 ? simt_tiles : 16;
-  p.refine_k_per_split = (simt_tiles + rs - 1) / rs * FKM_ASSIGN_BN;
-  p.refine_split = (k + p.refine_k_per_split - 1) / p.refine_k_per_split;
+  p.refine_split = fkm_ranges_at_most(k, FKM_ASSIGN_BN, 16, &p.refine_k_per_split);
   /* The pass over the rows the screen left: few rows, so up to 4 ranges. */
-  const int64_t tc_tiles = (k + FKM_MMA_BN - 1) / FKM_MMA_BN;
-  const int64_t cs = tc_tiles < 4 ? tc_tiles : 4;
-  p.cert_k_per_split = (tc_tiles + cs - 1) / cs * FKM_MMA_BN;
-  p.cert_split = (k + p.cert_k_per_split - 1) / p.cert_k_per_split;
+  p.cert_split = fkm_ranges_at_most(k, FKM_MMA_BN, 4, &p.cert_k_per_split);
   if (p.tc)
     p.work_bytes = fkm_mma_work_layout(n, k, d, &p).end;
   else
@@ -209,9 +215,8 @@ static inline void fkm_assign_plan_wgmma(fkm_assign_plan *p, int64_t n, int64_t 
   }
   if (want > col_tiles) want = col_tiles;
   if (want < 1) want = 1;
-  const int64_t tiles_per = col_tiles / want; /* rounded down: at least want ranges */
-  p->k_per_split = tiles_per * FKM_MMA_BN;
-  p->ksplit = (k + p->k_per_split - 1) / p->k_per_split;
+  /* tiles per range rounded down: at least want ranges */
+  p->ksplit = fkm_ranges(k, FKM_MMA_BN, col_tiles / want, &p->k_per_split);
   p->work_bytes = fkm_mma_work_layout(n, k, d, p).end;
 }
 
