@@ -9,6 +9,7 @@
  * is written as fmaf, every other one is an explicitly rounded intrinsic.
  */
 #include "assign.cuh"
+#include "cp_async.cuh"
 #include "packed.cuh"
 #include "sm90.cuh"
 
@@ -563,16 +564,6 @@ __global__ void pack_centroids(const float *__restrict__ c, const float *__restr
   cc[q] = v;
 }
 
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const uint16_t *smem) {
   const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -674,6 +665,15 @@ template <class S> __device__ __forceinline__ void merge_quad(S &s) {
 /* The FAST pass needs no bound term per point. */
 template <class S> constexpr bool uses_bound() { return !std::is_same<S, Arg>::value; }
 
+/* A(x) of the pass's row p (rows != NULL: row rows[p] of x), 0 past n or
+ * where the pass keeps no bound. */
+template <class S>
+__device__ __forceinline__ float row_a(const BoundConsts &bc, const float *__restrict__ xn,
+                                       const int32_t *__restrict__ rows, int64_t p, int64_t n,
+                                       int sx) {
+  return uses_bound<S>() && p < n ? point_a(bc, xn[rows ? rows[p] : p], sx) : 0.0f;
+}
+
 /* The tensor-core passes: S = Top2 (the parity screen) or Cert (the parity
  * pass over the rows the screen left), T = __half; S = Arg (FAST), T =
  * __half or __nv_bfloat16. One state per point and split: st[split n + p].
@@ -736,7 +736,7 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   for (int q = 0; q < 4; q++) {
     state_init(st4[q]);
     const int64_t p = m0 + wm * 32 + (q >> 1) * 16 + (q & 1) * 8 + g;
-    pa[q] = uses_bound<S>() && p < n ? point_a(bc, xn[rows ? rows[p] : p], sx) : 0.0f;
+    pa[q] = row_a<S>(bc, xn, rows, p, n, sx);
   }
   float acc[2][8][4];
   auto zero_acc = [&]() {
@@ -1075,7 +1075,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
       for (int h = 0; h < 2; h++) {
         state_init(st2[h]);
         const int64_t p = c.m0 + rbase + 8 * h;
-        pa[h] = uses_bound<S>() && p < n ? point_a(bc, xn[rows ? rows[p] : p], sx) : 0.0f;
+        pa[h] = row_a<S>(bc, xn, rows, p, n, sx);
       }
     }
     /* Every warpgroup computes every tile, also one whose rows lie past n
@@ -1183,14 +1183,11 @@ __global__ void fast_finish(const Arg *__restrict__ part, int64_t n, int64_t ksp
                             int32_t *__restrict__ labels, float *__restrict__ dist) {
   const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= n) return;
-  float bv = INFINITY;
-  int bi = -1;
-  for (int64_t s = 0; s < ksplit; s++) {
-    const Arg o = part[s * n + p];
-    if (o.i >= 0 && (bi < 0 || o.v < bv)) bv = o.v, bi = o.i;
-  }
-  labels[p] = bi;
-  dist[p] = L2 ? fmaxf(__fadd_rn(xn[p], bv), 0.0f) : -bv;
+  Arg b;
+  state_init(b);
+  for (int64_t s = 0; s < ksplit; s++) state_merge(b, part[s * n + p]);
+  labels[p] = b.i;
+  dist[p] = L2 ? fmaxf(__fadd_rn(xn[p], b.v), 0.0f) : -b.v;
 }
 
 constexpr int CERT_THREADS = 128;

@@ -13,6 +13,7 @@
 
 #include "flashkm.h"
 
+#include "cp_async.cuh"
 #include "fchain.h"
 #include "packed.cuh"
 
@@ -172,12 +173,6 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
  * bits, with the loads far ahead of it. */
 constexpr int LONG_SEG = 1024, MID_SEG = 512, LR = 64, LS = 4;
 
-__device__ __forceinline__ void cp_async4(void *smem, const void *gmem) {
-  const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(sa), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-
 /* One warp: centroid c's segment [b, b + len) of rows, column j (lane's). */
 template <bool WEIGHTED>
 __device__ void sum_long_segment(const float *__restrict__ x, const float *__restrict__ w,
@@ -219,7 +214,7 @@ __device__ void sum_long_segment(const float *__restrict__ x, const float *__res
   load_idx(LS, nxt);
   float sum = 0.0f, count = 0.0f;
   for (int64_t st = 0; st < nst; st++) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(LS - 2));
+    cp_async_wait<LS - 2>();
     __syncwarp(); /* stage st is in shared memory for every lane */
     const int buf = (int)(st % LS);
     const int m = (int)(len - st * LR < LR ? len - st * LR : LR);
@@ -241,7 +236,7 @@ __device__ void sum_long_segment(const float *__restrict__ x, const float *__res
     cur[1] = nxt[1];
     load_idx(st + LS + 1, nxt);
   }
-  asm volatile("cp.async.wait_group 0;\n" ::);
+  cp_async_wait<0>();
   __syncwarp(); /* the ring is free for the next segment */
   if (!WEIGHTED) count = unweighted_count(len);
   store_mean(sum, count, c, d, j, col, centroids, counts);
@@ -332,11 +327,6 @@ template <typename T> struct PackedRows {
  * 1M x 256: float 0.31 -> 0.22 ms, packed 0.20 -> 0.12 ms. */
 constexpr int BLR = 32, AS = 8; /* rows per stage, stages */
 
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-  const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(gmem));
-}
-
 template <class Src>
 __global__ void __launch_bounds__(32)
 centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
@@ -382,7 +372,7 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
     float sum = 0.0f;
     const bool col = j0 + lane < d;
     for (int64_t st = 0; st < nst; st++) {
-      asm volatile("cp.async.wait_group %0;\n" ::"n"(AS - 2));
+      cp_async_wait<AS - 2>();
       /* stage st is in shared memory for every lane, and every lane is done
        * with stage st - 1, whose buffer the refill below takes */
       __syncwarp();
@@ -400,7 +390,7 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
       nxt = index(st + AS);
       issue(st + AS - 1, row);
     }
-    asm volatile("cp.async.wait_group 0;\n" ::);
+    cp_async_wait<0>();
     __syncwarp(); /* the ring is free for the next item */
     store_mean(sum, unweighted_count(len), c, d, j0 + lane, col, centroids, counts);
   }
