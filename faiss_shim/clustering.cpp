@@ -6,13 +6,20 @@
 #include "flashkm/clustering.h"
 
 #include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/utils/distances.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <mutex>
 
 #include "flashkm_faiss.h"
 #include "shim.h"
+
+#define FKM_S2(x) #x
+#define FKM_S(x) FKM_S2(x)
+#define FKM_FAISS_VERSION_STR \
+  FKM_S(FAISS_VERSION_MAJOR) "." FKM_S(FAISS_VERSION_MINOR) "." FKM_S(FAISS_VERSION_PATCH)
 
 namespace flashkm {
 
@@ -41,6 +48,51 @@ fkm_metric metric_of(const faiss::Index& index) {
   }
 }
 
+/* The linked FAISS's profile: its release, and its loops as measured. */
+static fkm_status linked_profile(fkm_profile* out) {
+  const int version =
+      FAISS_VERSION_MAJOR * 10000 + FAISS_VERSION_MINOR * 100 + FAISS_VERSION_PATCH;
+  fkm_loop_order loops[3];
+  float x[FKM_PROBE_MAX_D], y[FKM_PROBE_MAX_D];
+  std::vector<float> obs[3];
+  for (auto& o : obs) o.resize(FKM_PROBE_CASES);
+  for (int i = 0; i < FKM_PROBE_CASES; i++) {
+    int64_t d;
+    fkm_probe_case(i, &d, x, y);
+    obs[FKM_PROBE_NORM][i] = faiss::fvec_norm_L2sqr(x, size_t(d));
+    obs[FKM_PROBE_L2][i] = faiss::fvec_L2sqr(x, y, size_t(d));
+    obs[FKM_PROBE_IP][i] = faiss::fvec_inner_product(x, y, size_t(d));
+  }
+  fkm_status probed = FKM_OK;
+  for (int f = 0; f < 3 && probed == FKM_OK; f++)
+    probed = fkm_probe_identify(fkm_probe_fn(f), obs[f].data(), &loops[f]);
+  /* The level: the one whose table loops are the measured ones. */
+  fkm_status st = FKM_ERR_UNSUPPORTED;
+  for (fkm_simd simd : {FKM_SIMD_NONE, FKM_SIMD_AVX2, FKM_SIMD_AVX512}) {
+    fkm_profile p;
+    if (fkm_profile_init(&p, version, simd) != FKM_OK) continue;
+    if (st != FKM_OK) { /* the first level the release has, unless one matches */
+      *out = p;
+      st = FKM_OK;
+    }
+    if (probed == FKM_OK && std::memcmp(&p.norm, &loops[0], sizeof loops[0]) == 0 &&
+        std::memcmp(&p.l2, &loops[1], sizeof loops[1]) == 0 &&
+        std::memcmp(&p.ip, &loops[2], sizeof loops[2]) == 0) {
+      *out = p;
+      break;
+    }
+  }
+  if (st != FKM_OK) {
+    fkm_profile_init(out, fkm_profile_nearest(version), FKM_SIMD_NONE);
+    return FKM_ERR_UNSUPPORTED;
+  }
+  if (probed != FKM_OK) return FKM_ERR_UNSUPPORTED;
+  out->norm = loops[0];
+  out->l2 = loops[1];
+  out->ip = loops[2];
+  return FKM_OK;
+}
+
 static int poll_faiss_interrupt(void*, int, int, const fkm_iteration_stats*) {
   return faiss::InterruptCallback::is_interrupted() ? 1 : 0;
 }
@@ -61,6 +113,24 @@ fkm_params params_of(const faiss::ClusteringParameters& cp, fkm_metric metric,
   p.metric = metric;
   p.assign_mode = FKM_ASSIGN_FAISS;
   p.check_finite = 1; /* FAISS checks float input for NaN / Inf too */
+  if (fkm_faiss_profile(&p.profile) != FKM_OK) {
+    char name[64];
+    fkm_profile_name(&p.profile, name, sizeof name);
+    throw Error(FKM_ERR_UNSUPPORTED,
+                std::string("flashkm has no profile for the linked FAISS " FKM_FAISS_VERSION_STR
+                            " (nearest: ") + name + ")");
+  }
+#if FAISS_VERSION_MAJOR * 100 + FAISS_VERSION_MINOR >= 109
+  p.check_finite = cp.check_input_data_for_NaNs;
+  p.use_faster_subsampling = cp.use_faster_subsampling;
+#endif
+#if FAISS_VERSION_MAJOR * 100 + FAISS_VERSION_MINOR >= 114
+  p.init_method = fkm_init_method(int(cp.init_method));
+  p.afkmc2_chain_length = int(cp.afkmc2_chain_length);
+#endif
+#if FAISS_VERSION_MAJOR * 10000 + FAISS_VERSION_MINOR * 100 + FAISS_VERSION_PATCH >= 11402
+  p.early_stop_threshold = cp.early_stop_threshold;
+#endif
   p.progress = poll_faiss_interrupt;
   p.log = log;
   p.log_user = log_user;
@@ -164,6 +234,21 @@ void Clustering::train(idx_t n, const float* x, faiss::Index& index,
 
 using flashkm::Error;
 
+extern "C" fkm_status fkm_faiss_profile(fkm_profile* profile) {
+  if (!profile) return FKM_ERR_INVALID_ARG;
+  static std::once_flag once;
+  static fkm_profile cached;
+  static fkm_status cached_status;
+  try {
+    std::call_once(once, [] { cached_status = flashkm::detail::linked_profile(&cached); });
+  } catch (...) {
+    return FKM_ERR_INTERNAL;
+  }
+  *profile = cached;
+  profile->blas_threshold = faiss::distance_compute_blas_threshold;
+  return cached_status;
+}
+
 extern "C" fkm_status fkm_faiss_clustering_train(
     fkm_ctx* ctx, const fkm_params* params, int64_t n, int64_t d, int64_t k,
     const float* x, const float* weights, void* index, float* centroids,
@@ -188,6 +273,9 @@ extern "C" fkm_status fkm_faiss_clustering_train(
     fkm_params_init(&p);
     std::memcpy(&p, params, params->struct_size);
     p.struct_size = sizeof p;
+    if (p.profile.faiss_version == 0 && fkm_faiss_profile(&p.profile) != FKM_OK)
+      throw Error(FKM_ERR_UNSUPPORTED,
+                  "flashkm has no profile for the linked FAISS " FKM_FAISS_VERSION_STR);
     if (p.assign_mode != FKM_ASSIGN_FAISS)
       throw Error(FKM_ERR_INVALID_ARG,
                   "params->assign_mode: the FAISS bridge computes FAISS's "

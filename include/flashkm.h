@@ -5,9 +5,11 @@
  * -Werror) and C++, and needs no CUDA header.
  *
  * Contract: fkm_train() computes the centroids faiss::Clustering::train()
- * computes (FAISS 1.7.3 semantics, see SPEC.md in the repository), bit for
- * bit, on every backend. fkm_assign() gives the labels of FAISS's k=1 flat
- * search in FAISS's own float formula.
+ * computes, bit for bit, on every backend, in the arithmetic of the FAISS
+ * build that params->profile names (docs/semantics.md, docs/profiles.md);
+ * the default profile is flashkm's own reference (FAISS 1.7.3's formula).
+ * fkm_assign() gives the labels of FAISS's k=1 flat search in that
+ * profile's own float formula.
  *
  * Conventions used by every entry point:
  *  - Every function returns fkm_status (FKM_OK == 0). Nothing aborts, exits
@@ -51,7 +53,7 @@ extern "C" {
 /* ---------------------------------------------------------------- version */
 
 #define FKM_VERSION_MAJOR 0
-#define FKM_VERSION_MINOR 1
+#define FKM_VERSION_MINOR 2
 #define FKM_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH, as fkm_version() returns it. */
 #define FKM_VERSION_NUMBER \
@@ -148,7 +150,121 @@ typedef int (*fkm_progress_fn)(void *user, int redo, int iter,
  *  informational lines. msg is valid during the call only. */
 typedef void (*fkm_log_fn)(void *user, fkm_log_level level, const char *msg);
 
+/* ---------------------------------------------------------------- profiles */
+
+/** SIMD level of the FAISS build a profile describes (x86-64): the library
+ *  variant FAISS's loader picked (generic / avx2 / avx512 wheels up to
+ *  1.14.1), or the level FAISS 1.14.2+ dispatches to at run time
+ *  (faiss.SIMDConfig; AVX512_VPOPCNT and AVX512_SPR count as AVX512). */
+typedef enum fkm_simd {
+  FKM_SIMD_NONE = 0,
+  FKM_SIMD_AVX2 = 1,
+  FKM_SIMD_AVX512 = 2
+} fkm_simd;
+
+/** The summation order of one of FAISS's own reduction loops
+ *  (fvec_norm_L2sqr, fvec_L2sqr, fvec_inner_product) as a compiler
+ *  vectorised it. Terms are x_j * x_j, (x_j - y_j)^2 or x_j * y_j:
+ *  - the main loop keeps `width` lane sums, lane l adding the terms
+ *    j = l, l + width, ... below width * floor(d / width) in order, each as
+ *    fma(a, b, acc) when main_fma, else acc + fl(a * b);
+ *  - tail_width > 0: when at least tail_width terms remain, one vector step
+ *    of tail_width lanes; tail_separate = 0: the lanes are first folded to
+ *    tail_width (lane l += lane l + w/2, halving) and the step continues in
+ *    them; 1: the main lanes are folded to one sum, the step's terms are
+ *    summed apart (same halving) and added to it; tail_fma as main_fma;
+ *  - the lanes are folded to one sum by halving (lane l += lane l + w/2);
+ *  - the remaining terms are added one by one, fused when scalar_fma.
+ *  width = 1 is a plain sequential loop; width = 0 sums float products in
+ *  double and rounds once (FAISS 1.7.3's generic fvec_norm_L2sqr). See
+ *  docs/profiles.md for the orders measured on each FAISS release. */
+typedef struct fkm_loop_order {
+  int32_t width;
+  int32_t main_fma;
+  int32_t tail_width;
+  int32_t tail_separate;
+  int32_t tail_fma;
+  int32_t scalar_fma;
+} fkm_loop_order;
+
+/** Whose arithmetic a run reproduces: a FAISS release at a SIMD level (the
+ *  k=1 search's path per shape, distance formula and scan order, norms,
+ *  the update's fused multiply-add, early stop, initialisation, random
+ *  streams), plus the summation orders of FAISS's own loops in that build.
+ *  Fill with fkm_profile_init() (or fkm_profile_parse()); a door that can
+ *  call FAISS may overwrite norm / l2 / ip with the orders it measured
+ *  (fkm_probe_*). The dot products of FAISS's BLAS paths are computed in
+ *  flashkm's order (an fma chain over j = 0..d-1); where the BLAS rounds a
+ *  near-tie the other way the labels can differ (docs/semantics.md, P2). */
+typedef struct fkm_profile {
+  int32_t faiss_version;  /**< 0: flashkm's reference; else MAJOR*10000 +
+                               MINOR*100 + PATCH of a FAISS release */
+  fkm_simd simd;          /**< SIMD level of that build */
+  int64_t blas_threshold; /**< faiss::distance_compute_blas_threshold;
+                               < 0: the release's default (20, or 128000
+                               from 1.14.2) */
+  fkm_loop_order norm;    /**< fvec_norm_L2sqr */
+  fkm_loop_order l2;      /**< fvec_L2sqr */
+  fkm_loop_order ip;      /**< fvec_inner_product */
+} fkm_profile;
+
+/** Fill *profile for FAISS release faiss_version (0: flashkm's reference)
+ *  at SIMD level simd, with the loop orders measured on that release's pip
+ *  wheel (Debian's build for 1.7.3). FKM_ERR_UNSUPPORTED for a release or
+ *  level this library has no profile for (1.7.3 as Debian's generic build
+ *  only, 1.7.4 without AVX-512); see fkm_profile_nearest(). */
+FKM_API fkm_status fkm_profile_init(fkm_profile *profile, int faiss_version,
+                                    fkm_simd simd);
+
+/** The release nearest to faiss_version that fkm_profile_init() knows
+ *  (for doors that fall back with a warning); 0 for 0. */
+FKM_API int fkm_profile_nearest(int faiss_version);
+
+/** The profile's name into buf (size bytes, NUL-terminated, truncated):
+ *  "flashkm", or "faiss-MAJOR.MINOR.PATCH-none|avx2|avx512", with
+ *  "+loops" when its loop orders are not the release's measured ones and
+ *  "+blas=T" when blas_threshold is not the release's default. */
+FKM_API fkm_status fkm_profile_name(const fkm_profile *profile, char *buf,
+                                    size_t size);
+
+/** Parse "flashkm" or "faiss-MAJOR.MINOR[.PATCH][-none|-avx2|-avx512]"
+ *  (without a level: the one FAISS would load on this CPU) into *profile
+ *  through fkm_profile_init(). FKM_ERR_INVALID_ARG for bad text,
+ *  FKM_ERR_UNSUPPORTED for an unknown release. */
+FKM_API fkm_status fkm_profile_parse(const char *name, fkm_profile *profile);
+
+/** Learning a build's loop orders. A door evaluates FAISS's own function on
+ *  each of the FKM_PROBE_CASES inputs fkm_probe_case() returns and hands
+ *  the results to fkm_probe_identify(), which returns the loop order that
+ *  reproduces all of them. */
+#define FKM_PROBE_CASES 160
+#define FKM_PROBE_MAX_D 80
+
+typedef enum fkm_probe_fn {
+  FKM_PROBE_NORM = 0, /**< fvec_norm_L2sqr(x, d) */
+  FKM_PROBE_L2 = 1,   /**< fvec_L2sqr(x, y, d) */
+  FKM_PROBE_IP = 2    /**< fvec_inner_product(x, y, d) */
+} fkm_probe_fn;
+
+/** Input i in [0, FKM_PROBE_CASES): *d in [1, FKM_PROBE_MAX_D] and x, y
+ *  (FKM_PROBE_MAX_D floats each, host) receive the vectors. Thread-safe. */
+FKM_API fkm_status fkm_probe_case(int i, int64_t *d, float *x, float *y);
+
+/** observed[i] = FAISS's fn on input i for every i. On FKM_OK *order
+ *  reproduces every observation bit for bit; FKM_ERR_UNSUPPORTED when no
+ *  order this library models does. Thread-safe. */
+FKM_API fkm_status fkm_probe_identify(fkm_probe_fn fn, const float *observed,
+                                      fkm_loop_order *order);
+
 /* -------------------------------------------------------------- parameters */
+
+/** How the centroids a run does not receive from the caller start
+ *  (faiss::ClusteringInitMethod, FAISS 1.14+). */
+typedef enum fkm_init_method {
+  FKM_INIT_RANDOM = 0,           /**< rows of a random permutation (FAISS's default) */
+  FKM_INIT_KMEANS_PLUS_PLUS = 1, /**< k-means++ D^2 sampling */
+  FKM_INIT_AFK_MC2 = 2           /**< AFK-MC^2 Markov-chain seeding */
+} fkm_init_method;
 
 /** Training parameters. Always initialise with fkm_params_init(): it sets
  *  struct_size and FAISS's defaults. Fields are only ever appended; a caller
@@ -173,10 +289,28 @@ typedef struct fkm_params {
   void *progress_user;
   fkm_log_fn log;              /**< log callback, may be NULL (then silent) */
   void *log_user;
+  /* appended in 0.2 */
+  fkm_profile profile;          /**< whose arithmetic (flashkm's reference) */
+  fkm_init_method init_method;  /**< FKM_INIT_RANDOM; others need a FAISS
+                                     1.14+ profile or flashkm's */
+  int afkmc2_chain_length;      /**< 50 */
+  double early_stop_threshold;  /**< stop when |obj - prev| / |prev| <= this
+                                     (FAISS 1.14.2+); < 0: never (-1) */
+  int use_faster_subsampling;   /**< SplitMix64 sampling with duplicates
+                                     (FAISS 1.9+) (0) */
 } fkm_params;
 
-/** Fill *params with FAISS's defaults. Returns FKM_ERR_INVALID_ARG for NULL. */
-FKM_API fkm_status fkm_params_init(fkm_params *params);
+/** Fill the first `size` bytes of *params with the defaults (FAISS's for
+ *  its fields) and set struct_size = size. size is the caller's
+ *  sizeof(fkm_params), which the macro fkm_params_init passes: a program
+ *  compiled against an older header gets exactly its fields initialised.
+ *  FKM_ERR_INVALID_ARG for NULL or a size this library does not know. */
+FKM_API fkm_status fkm_params_init_size(fkm_params *params, size_t size);
+
+/** Fill *params with the defaults: fkm_params_init_size(params,
+ *  sizeof(fkm_params)). (The library also exports a function of this name
+ *  for programs built against flashkm 0.1, which initialises 0.1's fields.) */
+#define fkm_params_init(params) fkm_params_init_size((params), sizeof(fkm_params))
 
 /* ---------------------------------------------------------------- context */
 

@@ -56,10 +56,23 @@ extern "C" {
 FKM_API fkm_status fkm_faiss_train_index(fkm_ctx *ctx, void *index, int64_t n,
                                          const float *x);
 
+/** The profile of the FAISS this bridge was compiled and linked with
+ *  (docs/profiles.md): its release (FAISS_VERSION_*), the summation orders
+ *  of its fvec_norm_L2sqr, fvec_L2sqr and fvec_inner_product measured by
+ *  calling them (fkm_probe_*), the SIMD level those orders belong to, and
+ *  the current faiss::distance_compute_blas_threshold. FKM_ERR_UNSUPPORTED
+ *  (*profile then holds the nearest release's, with a message on no
+ *  context: use fkm_profile_name) when flashkm has no profile for that
+ *  release or its loops. Thread-safe. */
+FKM_API fkm_status fkm_faiss_profile(fkm_profile *profile);
+
 /** faiss::Clustering::train(n, x, *index, weights) with flashkm.
  *
  *  params     clustering parameters (fkm_params_init, then FAISS's fields);
- *             assign_mode must be FKM_ASSIGN_FAISS. The metric is the
+ *             assign_mode must be FKM_ASSIGN_FAISS. params->profile left
+ *             at flashkm's (faiss_version 0) means the linked FAISS's
+ *             (fkm_faiss_profile); another profile is used as given. The
+ *             metric is the
  *             index's when index is not NULL (METRIC_L2 or
  *             METRIC_INNER_PRODUCT, else FKM_ERR_UNSUPPORTED), else
  *             params->metric.

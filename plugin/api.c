@@ -1,8 +1,10 @@
 /* The public entry points: argument validation, context, dispatch. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "arith.h"
 #include "ctx_internal.h"
 #include "flashkm.h"
 #include "lloyd.h"
@@ -18,20 +20,37 @@ const char *fkm_version_string(void) {
       FKM_VERSION_PATCH);
 }
 
-fkm_status fkm_params_init(fkm_params *p) {
-  if (!p) return FKM_ERR_INVALID_ARG;
-  memset(p, 0, sizeof *p);
-  p->struct_size = sizeof *p;
-  p->niter = 25;
-  p->nredo = 1;
-  p->min_points_per_centroid = 39;
-  p->max_points_per_centroid = 256;
-  p->seed = 1234;
-  p->metric = FKM_METRIC_L2;
-  p->assign_mode = FKM_ASSIGN_FAISS;
-  p->check_finite = 1;
+/* struct_size of flashkm 0.1's fkm_params: the fields up to log_user. */
+#define FKM_PARAMS_V1_SIZE (offsetof(fkm_params, log_user) + sizeof(void *))
+
+fkm_status fkm_params_init_size(fkm_params *out, size_t size) {
+  if (!out || size < FKM_PARAMS_V1_SIZE || size > sizeof(fkm_params))
+    return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  memset(&p, 0, sizeof p);
+  p.niter = 25;
+  p.nredo = 1;
+  p.min_points_per_centroid = 39;
+  p.max_points_per_centroid = 256;
+  p.seed = 1234;
+  p.metric = FKM_METRIC_L2;
+  p.assign_mode = FKM_ASSIGN_FAISS;
+  p.check_finite = 1;
+  fkm_profile_init(&p.profile, 0, FKM_SIMD_NONE);
+  p.init_method = FKM_INIT_RANDOM;
+  p.afkmc2_chain_length = 50;
+  p.early_stop_threshold = -1.0;
+  p.use_faster_subsampling = 0;
+  p.struct_size = size;
+  memcpy(out, &p, size);
   return FKM_OK;
 }
+
+/* The 0.1 entry point, for programs built against that header (the header
+ * now names a macro). */
+#undef fkm_params_init
+FKM_API fkm_status fkm_params_init(fkm_params *p);
+fkm_status fkm_params_init(fkm_params *p) { return fkm_params_init_size(p, FKM_PARAMS_V1_SIZE); }
 
 /* ------------------------------------------------------------- context */
 
@@ -112,9 +131,8 @@ fkm_status fkm_ctx_set_stream(fkm_ctx *ctx, struct CUstream_st *stream) {
 static fkm_status read_params(fkm_errbuf *err, const fkm_params *in,
                               fkm_params *out) {
   FKM_RETURN_IF(!in, err, FKM_ERR_INVALID_ARG, "params is NULL (use fkm_params_init)");
-  fkm_params_init(out);
-  FKM_RETURN_IF(in->struct_size < offsetof(fkm_params, log_user) + sizeof(void *) ||
-                    in->struct_size > sizeof(fkm_params),
+  fkm_params_init_size(out, sizeof *out);
+  FKM_RETURN_IF(in->struct_size < FKM_PARAMS_V1_SIZE || in->struct_size > sizeof(fkm_params),
                 err, FKM_ERR_INVALID_ARG,
                 "params->struct_size = %zu is not a size this library knows "
                 "(%zu); initialise params with fkm_params_init",
@@ -138,6 +156,19 @@ static fkm_status read_params(fkm_errbuf *err, const fkm_params *in,
   FKM_RETURN_IF(p->assign_mode != FKM_ASSIGN_FAISS && p->assign_mode != FKM_ASSIGN_FAST,
                 err, FKM_ERR_INVALID_ARG,
                 "params->assign_mode = %d is not a fkm_assign_mode", (int)p->assign_mode);
+  FKM_RETURN_IF(p->init_method != FKM_INIT_RANDOM &&
+                    p->init_method != FKM_INIT_KMEANS_PLUS_PLUS &&
+                    p->init_method != FKM_INIT_AFK_MC2,
+                err, FKM_ERR_INVALID_ARG, "params->init_method = %d is not a fkm_init_method",
+                (int)p->init_method);
+  FKM_RETURN_IF(p->afkmc2_chain_length < 0 || p->afkmc2_chain_length > 65535, err,
+                FKM_ERR_INVALID_ARG,
+                "params->afkmc2_chain_length = %d must be in [0, 65535] (FAISS's uint16_t)",
+                p->afkmc2_chain_length);
+  FKM_RETURN_IF(p->early_stop_threshold != p->early_stop_threshold, err, FKM_ERR_INVALID_ARG,
+                "params->early_stop_threshold is NaN");
+  fkm_arith arith; /* the profile: a known release and level, well-formed loops */
+  FKM_FORWARD(fkm_arith_of(&p->profile, &arith, err));
   return FKM_OK;
 }
 

@@ -1,5 +1,7 @@
 #include "cpu_kernels.h"
+#include "faiss_scan.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +75,12 @@ void fkm_cpu_norms(const float *x, int64_t n, int64_t d, float *out) {
   }
 }
 
+void fkm_cpu_norms_arith(const fkm_arith *a, fkm_path path, const float *x, int64_t n,
+                         int64_t d, float *out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) out[i] = fkm_arith_norm(a, path, x + i * d, d);
+}
+
 int64_t fkm_cpu_first_nonfinite(const float *x, int64_t count) {
   int64_t first = -1;
 #pragma omp parallel
@@ -122,6 +130,22 @@ void fkm_cpu_assign_rows_portable(const fkm_assign_args *a,
   }
 }
 
+void fkm_cpu_ip_block_portable(const float *x, int64_t d, const float *panels, int64_t i0,
+                               int64_t i1, int64_t p0, int64_t p1, float *out, int64_t ldo) {
+  for (int64_t p = p0; p < p1; p++) {
+    const float *pan = panels + p * d * FKM_CPU_PANEL;
+    for (int64_t i = i0; i < i1; i++) {
+      const float *xi = x + i * d;
+      float *o = out + (i - i0) * ldo + (p - p0) * FKM_CPU_PANEL;
+      for (int lane = 0; lane < FKM_CPU_PANEL; lane++) {
+        float ip = 0.0f;
+        for (int64_t j = 0; j < d; j++) ip = fmaf(xi[j], pan[j * FKM_CPU_PANEL + lane], ip);
+        o[lane] = ip;
+      }
+    }
+  }
+}
+
 #ifdef FKM_HAVE_AVX2_KERNEL
 static int have_avx2_fma(void) {
   __builtin_cpu_init();
@@ -135,20 +159,27 @@ static int have_avx2_fma(void) { return 0; }
  * sits in L1, and a chunk's best-per-lane state stays in L2. */
 enum { ROW_CHUNK = 96 };
 
-int fkm_cpu_assign(const fkm_assign_args *a) {
-  const int64_t d = a->d, k = a->k;
+/* The centroids as panels of FKM_CPU_PANEL, transposed; padding lanes NaN
+ * (scale: each value times it, exactly; 1 or -2). NULL when out of memory. */
+static float *make_panels(const float *c, int64_t k, int64_t d, float scale) {
   const int64_t np = (k + FKM_CPU_PANEL - 1) / FKM_CPU_PANEL;
   float *panels = malloc(sizeof(float) * (size_t)(np * d * FKM_CPU_PANEL));
-  if (!panels) return -1;
+  if (!panels) return NULL;
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < np; p++) {
     float *pan = panels + p * d * FKM_CPU_PANEL;
     for (int lane = 0; lane < FKM_CPU_PANEL; lane++) {
-      int64_t c = p * FKM_CPU_PANEL + lane;
+      int64_t ci = p * FKM_CPU_PANEL + lane;
       for (int64_t j = 0; j < d; j++)
-        pan[j * FKM_CPU_PANEL + lane] = c < k ? a->c[c * d + j] : NAN;
+        pan[j * FKM_CPU_PANEL + lane] = ci < k ? scale * c[ci * d + j] : NAN;
     }
   }
+  return panels;
+}
+
+static int plain_assign(const fkm_assign_args *a) {
+  float *panels = make_panels(a->c, a->k, a->d, 1.0f);
+  if (!panels) return -1;
   const int avx2 = have_avx2_fma();
   const int l2 = a->metric == FKM_METRIC_L2;
   const int64_t nchunks = (a->n + ROW_CHUNK - 1) / ROW_CHUNK;
@@ -198,4 +229,128 @@ int fkm_cpu_assign(const fkm_assign_args *a) {
   }
   free(panels);
   return failed ? -1 : 0;
+}
+
+/* ------------------------------------------------------------ profiles */
+
+/* The direct path (exhaustive_L2sqr_seq / exhaustive_inner_product_seq):
+ * FAISS's own loop per pair, a sequential strict scan. */
+static void direct_assign(const fkm_assign_args *a) {
+  const int l2 = a->metric == FKM_METRIC_L2;
+  const fkm_loop_order *o = l2 ? &a->arith->l2 : &a->arith->ip;
+  const fkm_probe_fn fn = l2 ? FKM_PROBE_L2 : FKM_PROBE_IP;
+  const int64_t d = a->d;
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t i = 0; i < a->n; i++) {
+    fkm_top1 r = fkm_top1_begin(l2);
+    for (int64_t j = 0; j < a->k; j++)
+      fkm_scan_plain(&r, l2, fkm_loop_eval(o, fn, a->x + i * d, a->c + j * d, d), j);
+    a->labels[i] = r.idx;
+    a->dist[i] = r.dis;
+  }
+}
+
+static void ip_block(int avx2, const float *x, int64_t d, const float *panels, int64_t i0,
+                     int64_t i1, int64_t p0, int64_t p1, float *out, int64_t ldo) {
+#ifdef FKM_HAVE_AVX2_KERNEL
+  if (avx2) {
+    fkm_cpu_ip_block_avx2(x, d, panels, i0, i1, p0, p1, out, ldo);
+    return;
+  }
+#endif
+  (void)avx2;
+  fkm_cpu_ip_block_portable(x, d, panels, i0, i1, p0, p1, out, ldo);
+}
+
+/* FAISS's database blocks (distance_compute_blas_database_bs). */
+enum { DB_BLOCK = 1024 };
+
+/* The paths whose scans need the dot products themselves: the cmax lanes,
+ * the fused kernel's lanes, FAISS 1.15's laned Top1. Dot products of a row
+ * chunk against a block of 1024 centroids at a time, then each row's scan
+ * in centroid order. The fused kernel's main part multiplies -2 x by c:
+ * its panels hold -2 c, exactly, and the same chain gives that product. */
+static int laned_assign(const fkm_assign_args *a) {
+  const fkm_arith *ar = a->arith;
+  const int64_t d = a->d, k = a->k;
+  const int l2 = a->metric == FKM_METRIC_L2;
+  const int fused = a->path == FKM_PATH_FUSED;
+  float *panels = make_panels(a->c, k, d, fused ? -2.0f : 1.0f);
+  if (!panels) return -1;
+  const int avx2 = have_avx2_fma();
+  const int64_t nchunks = (a->n + ROW_CHUNK - 1) / ROW_CHUNK;
+  int failed = 0;
+#pragma omp parallel
+  {
+    float *buf = malloc(sizeof(float) * ROW_CHUNK * DB_BLOCK);
+    fkm_cmax_scan *cs = l2 && !fused ? malloc(sizeof(fkm_cmax_scan) * ROW_CHUNK) : NULL;
+    fkm_lanes_scan *ls = !l2 ? malloc(sizeof(fkm_lanes_scan) * ROW_CHUNK) : NULL;
+    fkm_fused_scan *fs = fused ? malloc(sizeof(fkm_fused_scan) * ROW_CHUNK) : NULL;
+    const int ok = buf && (cs || ls || fs);
+    if (!ok) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ch = 0; ch < nchunks; ch++) {
+      if (!ok) continue;
+      const int64_t i0 = ch * ROW_CHUNK, i1 = i0 + ROW_CHUNK < a->n ? i0 + ROW_CHUNK : a->n;
+      for (int64_t i = i0; i < i1; i++) {
+        if (fused) fkm_fused_begin(&fs[i - i0], ar->fused_lanes, k, a->xn[i]);
+        if (cs) fkm_cmax_begin(&cs[i - i0], ar->cmax_lanes, a->xn[i]);
+        if (ls) fkm_lanes_begin(&ls[i - i0], ar->top1_lanes, 0);
+      }
+      for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
+        const int64_t j1 = j0 + DB_BLOCK < k ? j0 + DB_BLOCK : k;
+        ip_block(avx2, a->x, d, panels, i0, i1, j0 / FKM_CPU_PANEL,
+                 (j1 + FKM_CPU_PANEL - 1) / FKM_CPU_PANEL, buf, DB_BLOCK);
+        for (int64_t i = i0; i < i1; i++) {
+          const float *ips = buf + (i - i0) * DB_BLOCK, *xi = a->x + i * d;
+          if (fused) {
+            fkm_fused_scan *s = &fs[i - i0];
+            for (int64_t j = j0; j < j1; j++) {
+              if (j < s->main)
+                fkm_fused_feed_main(s, j, fkm_fused_t(xi, a->c + j * d, d, ips[j - j0], a->cn[j]));
+              else
+                fkm_fused_feed_left(s, j, fkm_fused_dot(xi, a->c + j * d, d), a->cn[j]);
+            }
+          } else if (cs) {
+            fkm_cmax_scan *s = &cs[i - i0];
+            fkm_cmax_block(s, j0, j1 - j0);
+            for (int64_t j = j0; j < j1; j++) fkm_cmax_feed(s, j - j0, ips[j - j0], a->cn[j]);
+            fkm_cmax_block_end(s);
+          } else {
+            fkm_lanes_scan *s = &ls[i - i0];
+            fkm_lanes_block(s, j0, j1 - j0);
+            for (int64_t j = j0; j < j1; j++) fkm_lanes_feed(s, j - j0, ips[j - j0]);
+            fkm_lanes_block_end(s);
+          }
+        }
+      }
+      for (int64_t i = i0; i < i1; i++) {
+        const fkm_top1 r = fused ? fkm_fused_end(&fs[i - i0]) : cs ? cs[i - i0].r : ls[i - i0].r;
+        a->labels[i] = r.idx;
+        a->dist[i] = r.dis;
+      }
+    }
+    free(buf);
+    free(cs);
+    free(ls);
+    free(fs);
+  }
+  free(panels);
+  return failed ? -1 : 0;
+}
+
+int fkm_cpu_assign(const fkm_assign_args *a) {
+  const fkm_arith *ar = a->arith;
+  if (!ar) return plain_assign(a);
+  if (a->path == FKM_PATH_DIRECT) {
+    direct_assign(a);
+    return 0;
+  }
+  if (a->path == FKM_PATH_FUSED ||
+      (a->metric == FKM_METRIC_L2 ? ar->cmax_lanes > 0 : ar->top1_lanes > 1))
+    return laned_assign(a);
+  return plain_assign(a);
 }

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "arith.h"
 #include "flashkm.h"
 
 /** Exact conversion of rows [0, n) of a (n, d) matrix of dtype to float. */
@@ -17,6 +18,10 @@ void fkm_cpu_gather_float(fkm_dtype dtype, const void *src, int64_t d,
 
 /** out[i] = float(sum_j double(float(x_ij * x_ij))), FAISS's generic norm. */
 void fkm_cpu_norms(const float *x, int64_t n, int64_t d, float *out);
+
+/** The norms a profile's search path uses (fkm_arith_norm), rows [0, n). */
+void fkm_cpu_norms_arith(const fkm_arith *a, fkm_path path, const float *x, int64_t n,
+                         int64_t d, float *out);
 
 /** Index of the first non-finite value of x (n * d floats), or -1. */
 int64_t fkm_cpu_first_nonfinite(const float *x, int64_t count);
@@ -31,12 +36,18 @@ typedef struct fkm_assign_args {
   fkm_metric metric;
   int64_t *labels; /* (n) out: -1 when no finite distance beats the start */
   float *dist;     /* (n) out */
+  const fkm_arith *arith; /* the profile's traits; NULL: flashkm's reference */
+  fkm_path path;          /* the path FAISS takes for these rows (fkm_arith_path);
+                             xn and cn are that path's norms (unused: DIRECT) */
 } fkm_assign_args;
 
-/** The reference assignment (SPEC section 3): for L2 dis = max0(fl(fl(xn + cn)
- *  - 2 ip)), for IP dis = ip, ip = the fmaf chain over j = 0..d-1; strict
- *  argmin (argmax for IP) in increasing centroid order. Returns 0, or -1 when
- *  the working memory cannot be allocated. */
+/** FAISS's k=1 search in a profile's arithmetic (docs/profiles.md). The
+ *  reference (arith NULL, and every profile whose path needs neither lanes
+ *  nor its own loops): for L2 dis = max0(fl(fl(xn + cn) - 2 ip)), for IP
+ *  dis = ip, ip = the fmaf chain over j = 0..d-1; strict argmin (argmax
+ *  for IP) in increasing centroid order. Other paths follow
+ *  kernels/faiss_scan.h. Returns 0, or -1 when the working memory cannot
+ *  be allocated. */
 int fkm_cpu_assign(const fkm_assign_args *a);
 
 /* Internal: the packed-panel kernel and its portable twin (same bits). A
@@ -49,5 +60,13 @@ void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
 void fkm_cpu_assign_rows_portable(const fkm_assign_args *a,
                                   const float *panels, int64_t i0, int64_t i1,
                                   float *best_v, int32_t *best_i);
+/* The dot products alone: out[(i - i0) * ldo + (c - c0)] = the fmaf chain
+ * of row i of x (n rows, d) with centroid c, for rows [i0, i1) and the
+ * panels [p0, p1) (c0 = p0 * FKM_CPU_PANEL; padding lanes are written too,
+ * ldo >= (p1 - p0) * FKM_CPU_PANEL). */
+void fkm_cpu_ip_block_avx2(const float *x, int64_t d, const float *panels, int64_t i0,
+                           int64_t i1, int64_t p0, int64_t p1, float *out, int64_t ldo);
+void fkm_cpu_ip_block_portable(const float *x, int64_t d, const float *panels, int64_t i0,
+                               int64_t i1, int64_t p0, int64_t p1, float *out, int64_t ldo);
 
 #endif

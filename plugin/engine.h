@@ -19,6 +19,7 @@
 #ifndef FKM_ENGINE_H
 #define FKM_ENGINE_H
 
+#include "arith.h"
 #include "flashkm.h"
 #include "status.h"
 
@@ -40,6 +41,7 @@ typedef struct fkm_run {
   int64_t n_train;             /* rows in the training set */
   int64_t n_init;              /* user-supplied centroid rows */
   int64_t k_frozen;            /* frozen_centroids ? n_init : 0 */
+  const fkm_arith *arith;      /* params->profile's traits */
 } fkm_run;
 
 /** What one iteration reports back to the host, per problem; every array
@@ -89,6 +91,9 @@ typedef struct fkm_engine_ops {
   fkm_status (*iterate)(fkm_engine *e, fkm_iter_result *out);
   fkm_status (*apply_splits)(fkm_engine *e, const fkm_split_pair *pairs,
                              int64_t count);
+  /** Copy the (batch, n_train, d) float training set to host memory
+   *  (seeding with k-means++ / AFK-MC^2 runs on the host). */
+  fkm_status (*read_train)(fkm_engine *e, float *host);
   /** Copy the (batch, k, d) centroids to / from host memory (best-run
    *  keeping). */
   fkm_status (*read_centroids)(fkm_engine *e, float *host);

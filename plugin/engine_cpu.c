@@ -19,6 +19,8 @@ typedef struct cpu_engine {
   /* the current run */
   fkm_run run;
   fkm_params params;
+  fkm_arith arith;
+  fkm_path train_path; /* the search path of the training set's n_train rows */
   const float *user_init;
   /* every problem's rows and centroids back to back (engine.h) */
   const float *xt; /* training set (batch * n_train, d), owned when xt_own */
@@ -127,6 +129,8 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
   c->run = *run;
   c->params = *run->params;
   c->run.params = &c->params;
+  c->arith = *run->arith;
+  c->run.arith = &c->arith;
   c->user_init = user_centroids;
   const int64_t B = run->batch, n = run->n, d = run->d, k = run->k, nt = run->n_train;
   fkm_errbuf *err = c->base.err;
@@ -163,7 +167,9 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
     c->wt = run->weights;
   }
   ALLOC(c->xn, B * nt, "norms");
-  if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(c->xt, B * nt, d, c->xn);
+  c->train_path = fkm_arith_path(&c->arith, c->params.metric, nt, d);
+  if (c->params.metric == FKM_METRIC_L2)
+    fkm_cpu_norms_arith(&c->arith, c->train_path, c->xt, B * nt, d, c->xn);
   ALLOC(c->cent, B * k * d, "centroids");
   ALLOC(c->cn, k, "centroid norms");
   ALLOC(c->labels, nt, "labels");
@@ -213,9 +219,7 @@ static fkm_status cpu_post_process(fkm_engine *e) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < k; i++) {
       float *ci = c->cent + i * d;
-      double s = 0;
-      for (int64_t j = 0; j < d; j++) s += (double)(ci[j] * ci[j]);
-      float nr = (float)s;
+      const float nr = fkm_arith_norm(&c->arith, FKM_PATH_BLAS, ci, d); /* fvec_renorm_L2 */
       if (nr > 0) {
         const float inv = (float)(1.0 / (double)sqrtf(nr));
         for (int64_t j = 0; j < d; j++) ci[j] = ci[j] * inv;
@@ -230,16 +234,19 @@ static fkm_status cpu_post_process(fkm_engine *e) {
 
 /* ------------------------------------------------------------- the iteration */
 
-/* what, problem: the rows' name in messages; problem < 0 in an unbatched
+/* x's n rows (their norms xn for path) to cent, in FAISS's search for path.
+ * what, problem: the rows' name in messages; problem < 0 in an unbatched
  * run. */
-static fkm_status assign_into(cpu_engine *c, const float *x, const float *xn,
+static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, const float *xn,
                               int64_t n, const float *cent, int64_t k,
                               int64_t *labels, float *dist, const char *what,
                               int64_t problem) {
   fkm_errbuf *err = c->base.err;
   const int64_t d = c->run.d;
-  fkm_assign_args a = {x, xn, n, d, cent, c->cn, k, c->params.metric, labels, dist};
-  if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(cent, k, d, c->cn);
+  fkm_assign_args a = {x, xn, n, d, cent, c->cn, k, c->params.metric, labels, dist,
+                       &c->arith, path};
+  if (c->params.metric == FKM_METRIC_L2 && path != FKM_PATH_DIRECT)
+    fkm_cpu_norms_arith(&c->arith, path, cent, k, d, c->cn);
   FKM_RETURN_IF(fkm_cpu_assign(&a) != 0, err, FKM_ERR_OUT_OF_MEMORY,
                 "cpu engine: cannot allocate the assignment's working memory");
   for (int64_t i = 0; i < n; i++)
@@ -271,7 +278,10 @@ static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
       if (wt) {
         const float w = wt[i];
         count = count + w;
-        for (int64_t j = 0; j < d; j++) cen[j] = cen[j] + xi[j] * w;
+        if (c->arith.weighted_fma)
+          for (int64_t j = 0; j < d; j++) cen[j] = fmaf(xi[j], w, cen[j]);
+        else
+          for (int64_t j = 0; j < d; j++) cen[j] = cen[j] + xi[j] * w;
       } else {
         count = count + 1.0f;
         for (int64_t j = 0; j < d; j++) cen[j] = cen[j] + xi[j];
@@ -296,8 +306,8 @@ static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
     float *cent = c->cent + b * k * d;
     int64_t *hist = out->hist + b * k;
     double t0 = now_seconds();
-    FKM_FORWARD(assign_into(c, xt, c->xn + b * nt, nt, cent, k, c->labels, c->dist,
-                            "training set", B > 1 ? b : -1));
+    FKM_FORWARD(assign_into(c, c->train_path, xt, c->xn + b * nt, nt, cent, k, c->labels,
+                            c->dist, "training set", B > 1 ? b : -1));
     out->assign_seconds += now_seconds() - t0;
     float obj = 0.0f;
     double objd = 0.0;
@@ -344,6 +354,12 @@ static fkm_status cpu_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
   return FKM_OK;
 }
 
+static fkm_status cpu_read_train(fkm_engine *e, float *host) {
+  cpu_engine *c = cpu(e);
+  memcpy(host, c->xt, sizeof(float) * (size_t)(c->run.batch * c->run.n_train * c->run.d));
+  return FKM_OK;
+}
+
 static fkm_status cpu_read_centroids(fkm_engine *e, float *host) {
   cpu_engine *c = cpu(e);
   memcpy(host, c->cent, sizeof(float) * (size_t)(c->run.batch * c->run.k * c->run.d));
@@ -386,8 +402,9 @@ static fkm_status assign_user(cpu_engine *c, fkm_dtype dtype, const void *x,
                    "cpu engine: cannot allocate the norms of %lld rows", (long long)n);
   }
   if (s == FKM_OK) {
-    if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms(xf, n, d, xn);
-    s = assign_into(c, xf, xn, n, cent, k, lab, dis, "x", problem);
+    const fkm_path path = fkm_arith_path(&c->arith, c->params.metric, n, d);
+    if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms_arith(&c->arith, path, xf, n, d, xn);
+    s = assign_into(c, path, xf, xn, n, cent, k, lab, dis, "x", problem);
   }
   free(xn);
   free(xf_own);
@@ -459,8 +476,10 @@ static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
   c->run.n = n;
   c->run.d = d;
   c->run.k = k;
+  fkm_status s = fkm_arith_of(&params->profile, &c->arith, err);
+  if (s != FKM_OK) return s;
+  c->run.arith = &c->arith;
   thread_scope ts = threads_enter(c);
-  fkm_status s = FKM_OK;
   if (params->check_finite) {
     s = check_x(err, "x", dtype, x, 1, n, d);
     if (s == FKM_OK) s = check_x(err, "centroids", FKM_DTYPE_F32, centroids, 1, k, d);
@@ -517,6 +536,7 @@ static const fkm_engine_ops cpu_ops = {
     cpu_post_process,
     cpu_iterate,
     cpu_apply_splits,
+    cpu_read_train,
     cpu_read_centroids,
     cpu_write_centroids,
     cpu_finish,

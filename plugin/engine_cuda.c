@@ -645,6 +645,17 @@ static fkm_status cuda_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
   return FKM_OK;
 }
 
+static fkm_status cuda_read_train(fkm_engine *e, float *host) {
+  cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(host, c->x,
+                                  sizeof(float) * (size_t)(c->run.batch * c->run.n_train *
+                                                           c->run.d),
+                                  cudaMemcpyDefault, c->stream));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
+  return FKM_OK;
+}
+
 static fkm_status cuda_read_centroids(fkm_engine *e, float *host) {
   cuda_engine *c = eng(e);
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
@@ -878,6 +889,7 @@ static const fkm_engine_ops cuda_ops = {
     cuda_post_process,
     cuda_iterate,
     cuda_apply_splits,
+    cuda_read_train,
     cuda_read_centroids,
     cuda_write_centroids,
     cuda_finish,

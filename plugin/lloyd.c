@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "init.h"
 #include "rng.h"
 
 static double now_seconds(void) {
@@ -97,7 +98,8 @@ fkm_status fkm_split_plan(float *counts, int64_t k, int64_t k_frozen,
 typedef struct loop_state {
   float *counts;          /* (batch, k) */
   int64_t *hist;          /* (batch, k) */
-  float *obj;             /* (batch) this iteration's objectives */
+  float *obj;             /* (batch) each problem's last objective of the redo */
+  float *obj_iter;        /* (batch) this iteration's objectives */
   double *obj_double;     /* (batch) */
   int64_t *perm;          /* (k) the redo's init permutation */
   int64_t *rows;          /* (k * max_points_per_centroid) subsample rows */
@@ -108,13 +110,18 @@ typedef struct loop_state {
   int64_t *best_nstats;   /* (batch) */
   fkm_iteration_stats *stats; /* (batch, niter * nredo) */
   int64_t nst;            /* stats capacity per problem */
-  int64_t nstats;         /* stats recorded per problem so far */
+  int64_t *nstats;        /* (batch) stats recorded per problem so far */
+  int *active;            /* (batch) still iterating in this redo (early stop) */
+  float *stopped;         /* (batch, k, d) centroids of problems that stopped early */
+  float *train_host;      /* (batch, n_train, d) for host seeding, or NULL */
+  float *cent_host;       /* (batch, k, d) for host seeding, or NULL */
 } loop_state;
 
 static void loop_free(loop_state *s) {
   free(s->counts);
   free(s->hist);
   free(s->obj);
+  free(s->obj_iter);
   free(s->obj_double);
   free(s->perm);
   free(s->rows);
@@ -124,6 +131,11 @@ static void loop_free(loop_state *s) {
   free(s->best_obj);
   free(s->best_nstats);
   free(s->stats);
+  free(s->nstats);
+  free(s->active);
+  free(s->stopped);
+  free(s->train_host);
+  free(s->cent_host);
 }
 
 static void *alloc_n(int64_t count, size_t size) {
@@ -139,6 +151,7 @@ static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
   s->counts = alloc_n(bk, sizeof(float));
   s->hist = alloc_n(bk, sizeof(int64_t));
   s->obj = alloc_n(B, sizeof(float));
+  s->obj_iter = alloc_n(B, sizeof(float));
   s->obj_double = alloc_n(B, sizeof(double));
   s->perm = alloc_n(a->k, sizeof(int64_t));
   s->rows = nrows > 0 ? alloc_n(nrows, sizeof(int64_t)) : NULL;
@@ -146,11 +159,18 @@ static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
   s->stats = alloc_n(B * s->nst, sizeof(fkm_iteration_stats));
   s->best_obj = alloc_n(B, sizeof(float));
   s->best_nstats = alloc_n(B, sizeof(int64_t));
+  s->nstats = calloc((size_t)B, sizeof(int64_t));
+  s->active = alloc_n(B, sizeof(int));
   s->best = redo ? alloc_n(bk * a->d, sizeof(float)) : NULL;
-  s->cur = redo ? alloc_n(bk * a->d, sizeof(float)) : NULL;
-  FKM_RETURN_IF(!s->counts || !s->hist || !s->obj || !s->obj_double || !s->perm ||
-                    !s->pairs || !s->stats || !s->best_obj || !s->best_nstats ||
-                    (nrows > 0 && !s->rows) || (redo && (!s->best || !s->cur)),
+  /* batched problems that stop early keep their centroids on the host */
+  const int keep = B > 1 && p->early_stop_threshold >= 0;
+  s->cur = redo || keep ? alloc_n(bk * a->d, sizeof(float)) : NULL;
+  s->stopped = keep ? alloc_n(bk * a->d, sizeof(float)) : NULL;
+  FKM_RETURN_IF(!s->counts || !s->hist || !s->obj || !s->obj_iter || !s->obj_double ||
+                    !s->perm || !s->pairs || !s->stats || !s->best_obj ||
+                    !s->best_nstats || !s->nstats || !s->active ||
+                    (nrows > 0 && !s->rows) || ((redo || keep) && !s->cur) ||
+                    (keep && !s->stopped),
                 err, FKM_ERR_OUT_OF_MEMORY,
                 "cannot allocate the host buffers of the Lloyd loop (batch = %lld, "
                 "k = %lld)",
@@ -160,7 +180,7 @@ static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
 
 static void write_stats(const fkm_train_args *a, const loop_state *s) {
   for (int64_t b = 0; b < a->batch; b++) {
-    const int64_t have = a->params->nredo > 1 ? s->best_nstats[b] : s->nstats;
+    const int64_t have = a->params->nredo > 1 ? s->best_nstats[b] : s->nstats[b];
     if (a->stats) {
       const int64_t m = have < a->stats_capacity ? have : a->stats_capacity;
       memcpy(a->stats + b * a->stats_capacity, s->stats + b * s->nst,
@@ -170,23 +190,93 @@ static void write_stats(const fkm_train_args *a, const loop_state *s) {
   }
 }
 
-/* One redo of every problem: init, then niter iterations. s->obj receives
- * each problem's last objective (0 when niter == 0, as FAISS). */
+/* FAISS's actual_seed: the seed, or from 1.9 on a clock reading when the
+ * (int) seed is negative. Unsigned arithmetic: offsets never overflow. */
+static uint64_t actual_seed(const fkm_params *p, const fkm_arith *ar) {
+  if (ar->seed_clock && (int32_t)(uint32_t)p->seed < 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+  }
+  return (uint64_t)p->seed;
+}
+
+/* Rows [n_init, k) of every problem from k-means++ / AFK-MC^2 over its
+ * training set (FAISS's ClusteringInitialization, on the host); rows
+ * [0, n_init) are the existing centroids it seeds around. */
+static fkm_status seed_on_host(fkm_engine *e, const fkm_train_args *a, const fkm_run *run,
+                               loop_state *s, uint64_t seed) {
+  const int64_t B = a->batch, k = a->k, d = a->d, nt = run->n_train, n_in = run->n_init;
+  fkm_errbuf *err = e->err;
+  if (!s->train_host) {
+    s->train_host = alloc_n(B * nt * d, sizeof(float));
+    s->cent_host = alloc_n(B * k * d, sizeof(float));
+    FKM_RETURN_IF(!s->train_host || !s->cent_host, err, FKM_ERR_OUT_OF_MEMORY,
+                  "cannot allocate a host copy of the training set (%lld x %lld) for "
+                  "seeding", (long long)(B * nt), (long long)d);
+    FKM_FORWARD(e->ops->read_train(e, s->train_host));
+  }
+  FKM_FORWARD(e->ops->read_centroids(e, s->cent_host));
+  for (int64_t b = 0; b < B; b++) {
+    float *cent = s->cent_host + b * k * d;
+    const fkm_init_args ia = {s->train_host + b * nt * d, nt, d, k - n_in, cent + n_in * d,
+                              n_in > 0 ? cent : NULL, n_in, seed,
+                              a->params->afkmc2_chain_length};
+    FKM_FORWARD(fkm_init_centroids(run->arith, a->params->init_method, &ia, err));
+  }
+  return e->ops->write_centroids(e, s->cent_host);
+}
+
+/* FAISS 1.14.2+'s early stop, in its float arithmetic: the relative change
+ * of the objective from the previous iteration. */
+static int stops_early(const fkm_params *p, float prev, float obj) {
+  if (prev == 0) return 0; /* change = DBL_MAX */
+  const float change = fabsf(prev - obj) / fabsf(prev);
+  return (double)change <= p->early_stop_threshold;
+}
+
+/* Problems that stopped early keep the centroids they stopped with: the
+ * engine iterated them along with the others; put theirs back. */
+static fkm_status restore_stopped(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
+  const size_t kd = (size_t)(a->k * a->d);
+  int any = 0;
+  for (int64_t b = 0; b < a->batch; b++) any |= !s->active[b];
+  if (!any || a->batch == 1) return FKM_OK;
+  FKM_FORWARD(e->ops->read_centroids(e, s->cur));
+  for (int64_t b = 0; b < a->batch; b++)
+    if (!s->active[b])
+      memcpy(s->cur + (size_t)b * kd, s->stopped + (size_t)b * kd, sizeof(float) * kd);
+  return e->ops->write_centroids(e, s->cur);
+}
+
+/* One redo of every problem: init, then niter iterations (fewer for a
+ * problem that stops early). s->obj receives each problem's last objective
+ * (0 when niter == 0, as FAISS). */
 static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
                            const fkm_run *run, loop_state *s, int redo,
-                           double t0, double *t_search) {
+                           uint64_t seed, double t0, double *t_search) {
   const fkm_params *p = a->params;
   const fkm_engine_ops *ops = e->ops;
   const int64_t k = a->k, B = a->batch;
   fkm_errbuf *err = e->err;
-  FKM_FORWARD(fkm_rand_perm_prefix(run->n_train,
-                                   p->seed + 1 + (int64_t)redo * 15486557,
-                                   k, s->perm, err));
-  FKM_FORWARD(ops->init_rows(e, s->perm, run->n_init));
+  const uint64_t rseed = seed + 1 + (uint64_t)redo * 15486557u;
+  if (p->init_method == FKM_INIT_RANDOM || run->n_init >= k) {
+    FKM_FORWARD(fkm_rand_perm_prefix(run->n_train, (int64_t)(rseed & 0xffffffffu), k, s->perm,
+                                     err));
+    FKM_FORWARD(ops->init_rows(e, s->perm, run->n_init));
+  } else {
+    FKM_FORWARD(seed_on_host(e, a, run, s, rseed));
+  }
   FKM_FORWARD(ops->post_process(e));
-  for (int64_t b = 0; b < B; b++) s->obj[b] = 0;
-  for (int it = 0; it < p->niter; it++) {
-    fkm_iter_result r = {s->obj, s->obj_double, s->counts, s->hist, 0.0};
+  const int early = run->arith->early_stop && p->early_stop_threshold >= 0;
+  int nactive = (int)B;
+  for (int64_t b = 0; b < B; b++) {
+    s->obj[b] = 0;
+    s->active[b] = 1;
+  }
+  float *obj_it = s->obj_iter;
+  for (int it = 0; it < p->niter && nactive > 0; it++) {
+    fkm_iter_result r = {obj_it, s->obj_double, s->counts, s->hist, 0.0};
     FKM_FORWARD(ops->iterate(e, &r));
     *t_search += r.assign_seconds;
     const double t = now_seconds() - t0;
@@ -202,8 +292,10 @@ static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
         pb[i].src += b * k;
       }
       total += npairs;
-      fkm_iteration_stats *st = &s->stats[b * s->nst + s->nstats];
-      st->obj = s->obj[b];
+      if (!s->active[b]) continue;
+      s->obj[b] = obj_it[b];
+      fkm_iteration_stats *st = &s->stats[b * s->nst + s->nstats[b]];
+      st->obj = obj_it[b];
       st->time = t;
       st->time_search = *t_search;
       st->imbalance_factor = fkm_imbalance_factor(s->hist + b * k, k);
@@ -220,17 +312,43 @@ static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
               "  Iteration %d (%.2f s, search %.2f s): objective=%g imbalance=%.3f nsplit=%d",
               it, st->time, st->time_search, (double)st->obj, st->imbalance_factor,
               st->nsplit);
+      s->nstats[b]++;
     }
-    s->nstats++;
     if (total > 0) FKM_FORWARD(ops->apply_splits(e, s->pairs, total));
     FKM_FORWARD(ops->post_process(e));
     for (int64_t b = 0; b < B && p->progress; b++)
-      if (p->progress(p->progress_user, redo, it, &s->stats[b * s->nst + s->nstats - 1]) != 0)
+      if (s->active[b] &&
+          p->progress(p->progress_user, redo, it, &s->stats[b * s->nst + s->nstats[b] - 1]) != 0)
         return fkm_fail(err, FKM_ERR_INTERRUPTED,
                         "interrupted by the progress callback after iteration %d of redo %d",
                         it, redo);
+    if (!early || it == 0) continue;
+    int stopping = 0;
+    for (int64_t b = 0; b < B; b++) {
+      const fkm_iteration_stats *hs = &s->stats[b * s->nst + s->nstats[b] - 2];
+      if (s->active[b] && stops_early(p, hs[0].obj, hs[1].obj)) {
+        s->active[b] = -1; /* stops now */
+        stopping = 1;
+      }
+    }
+    if (!stopping) continue;
+    if (B > 1) FKM_FORWARD(ops->read_centroids(e, s->cur));
+    for (int64_t b = 0; b < B; b++) {
+      if (s->active[b] >= 0) continue;
+      s->active[b] = 0;
+      nactive--;
+      if (B > 1) {
+        const size_t kd = (size_t)(k * a->d);
+        memcpy(s->stopped + (size_t)b * kd, s->cur + (size_t)b * kd, sizeof(float) * kd);
+      }
+      if (B > 1)
+        logf_(p, FKM_LOG_INFO, "  Problem %lld converged at iteration %d: objective did not change",
+              (long long)b, it);
+      else
+        logf_(p, FKM_LOG_INFO, "  Converged at iteration %d: objective did not change", it);
+    }
   }
-  return FKM_OK;
+  return restore_stopped(e, a, s);
 }
 
 /* nredo > 1: keep each problem's centroids of this redo when its objective
@@ -250,8 +368,54 @@ static fkm_status keep_best(fkm_engine *e, const fkm_train_args *a, loop_state *
     else
       logf_(a->params, FKM_LOG_INFO, "Objective improved: keep new clusters");
     memcpy(s->best + (size_t)b * kd, s->cur + (size_t)b * kd, sizeof(float) * kd);
-    s->best_nstats[b] = s->nstats;
+    s->best_nstats[b] = s->nstats[b];
     s->best_obj[b] = obj;
+  }
+  return FKM_OK;
+}
+
+/* Which parameters the profile's FAISS has: a run never silently ignores
+ * one (docs/profiles.md). */
+static fkm_status check_features(const fkm_params *p, const fkm_arith *ar, fkm_errbuf *err) {
+  char name[64];
+  fkm_profile_name(&p->profile, name, sizeof name);
+  FKM_RETURN_IF(p->init_method != FKM_INIT_RANDOM && !ar->init_methods, err,
+                FKM_ERR_INVALID_ARG,
+                "params->init_method = %d: k-means++ and AFK-MC^2 exist from FAISS 1.14 "
+                "on; the profile is %s",
+                (int)p->init_method, name);
+  FKM_RETURN_IF(p->early_stop_threshold >= 0 && !ar->early_stop, err, FKM_ERR_INVALID_ARG,
+                "params->early_stop_threshold = %g: early stopping exists from FAISS "
+                "1.14.2 on; the profile is %s (set it below 0)",
+                p->early_stop_threshold, name);
+  FKM_RETURN_IF(p->use_faster_subsampling && !ar->faster_subsampling, err,
+                FKM_ERR_INVALID_ARG,
+                "params->use_faster_subsampling: exists from FAISS 1.9 on; the profile is %s",
+                name);
+  return FKM_OK;
+}
+
+/* The k * max_points_per_centroid training rows, in FAISS's order. */
+static fkm_status subsample(const fkm_params *p, const fkm_arith *ar, int64_t n, int64_t m,
+                            uint64_t seed, int64_t *rows, fkm_errbuf *err) {
+  if (!p->use_faster_subsampling) {
+    FKM_RETURN_IF(n > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
+                  "n = %lld: subsampling follows faiss::rand_perm, whose permutation is "
+                  "int (n <= 2^31 - 1; use_faster_subsampling has no such limit)",
+                  (long long)n);
+    return fkm_rand_perm_prefix(n, (int64_t)(seed & 0xffffffffu), m, rows, err);
+  }
+  FKM_RETURN_IF(ar->faster_subsampling == 1 && n > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
+                "n = %lld: FAISS before 1.14.2 draws faster subsampling rows as int",
+                (long long)n);
+  uint64_t state = seed; /* SplitMix64RandomGenerator */
+  for (int64_t i = 0; i < m; i++) {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    rows[i] = ar->faster_subsampling == 1 ? (int64_t)(z % (uint64_t)n)
+                                          : (int64_t)((z & 0x7fffffffffffffffull) % (uint64_t)n);
   }
   return FKM_OK;
 }
@@ -261,26 +425,27 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   const fkm_engine_ops *ops = e->ops;
   fkm_errbuf *err = e->err;
   const int64_t n = a->n, k = a->k, d = a->d, B = a->batch;
+  fkm_arith arith;
+  FKM_FORWARD(fkm_arith_of(&p->profile, &arith, err));
+  FKM_FORWARD(check_features(p, &arith, err));
   fkm_run run = {p, B, n, d, k, a->dtype, a->x, a->weights, NULL, n, a->n_init,
-                 p->frozen_centroids ? a->n_init : 0};
+                 p->frozen_centroids ? a->n_init : 0, &arith};
+  const uint64_t seed = actual_seed(p, &arith);
 
   /* Subsampling: rows perm[0..k*max) in permutation order, the same rows of
    * every problem (the permutation depends on n and the seed only). */
   const int64_t max_train = k * (int64_t)p->max_points_per_centroid;
-  const int subsample = n > max_train;
-  FKM_RETURN_IF(subsample && n > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
-                "n = %lld: subsampling follows faiss::rand_perm, whose "
-                "permutation is int (n <= 2^31 - 1)", (long long)n);
-  FKM_FORWARD(loop_alloc(s, a, subsample ? max_train : 0, err));
-  if (subsample) {
+  const int subsample_it = n > max_train;
+  FKM_FORWARD(loop_alloc(s, a, subsample_it ? max_train : 0, err));
+  if (subsample_it) {
     logf_(p, FKM_LOG_INFO, "Sampling a subset of %lld / %lld for training",
           (long long)max_train, (long long)n);
-    FKM_FORWARD(fkm_rand_perm_prefix(n, p->seed, max_train, s->rows, err));
+    FKM_FORWARD(subsample(p, &arith, n, max_train, seed, s->rows, err));
     run.train_rows = s->rows;
     run.n_train = max_train;
   } else if (n < k * (int64_t)p->min_points_per_centroid) {
     logf_(p, FKM_LOG_WARNING,
-          "WARNING clustering %lld points to %lld centroids: please provide at "
+          "clustering %lld points to %lld centroids: please provide at "
           "least %lld training points",
           (long long)n, (long long)k, (long long)(k * p->min_points_per_centroid));
   }
@@ -295,9 +460,11 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
     FKM_FORWARD(ops->begin(e, &run, a->centroids));
     FKM_FORWARD(ops->init_rows(e, s->perm, 0));
     fkm_iteration_stats one = {0.0f, 0.0, 0.0, 1.0, 0, 0.0};
-    for (int64_t b = 0; b < B; b++) s->stats[b * s->nst] = one;
-    s->nstats = 1;
-    for (int64_t b = 0; b < B; b++) s->best_nstats[b] = 1;
+    for (int64_t b = 0; b < B; b++) {
+      s->stats[b * s->nst] = one;
+      s->nstats[b] = 1;
+      s->best_nstats[b] = 1;
+    }
     logf_(p, FKM_LOG_INFO,
           "Number of training points (%lld) same as number of clusters, just copying",
           (long long)k);
@@ -319,7 +486,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   double t0 = now_seconds(), t_search = 0;
   for (int redo = 0; redo < p->nredo; redo++) {
     if (p->nredo > 1) logf_(p, FKM_LOG_INFO, "Outer iteration %d / %d", redo, p->nredo);
-    FKM_FORWARD(run_redo(e, a, &run, s, redo, t0, &t_search));
+    FKM_FORWARD(run_redo(e, a, &run, s, redo, seed, t0, &t_search));
     if (p->nredo > 1) FKM_FORWARD(keep_best(e, a, s));
   }
   if (p->nredo > 1) {

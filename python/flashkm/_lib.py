@@ -13,6 +13,7 @@ import sys
 import threading
 
 FKM_OK = 0
+FKM_ERR_UNSUPPORTED = 4
 FKM_ERR_INTERRUPTED = 7
 
 BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA = 0, 1, 2
@@ -20,6 +21,10 @@ DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
 METRIC_INNER_PRODUCT, METRIC_L2 = 0, 1
 ASSIGN_FAISS, ASSIGN_FAST = 0, 1
 LOG_DEBUG, LOG_INFO, LOG_WARNING = 0, 1, 2
+SIMD_NONE, SIMD_AVX2, SIMD_AVX512 = 0, 1, 2
+INIT_RANDOM, INIT_KMEANS_PLUS_PLUS, INIT_AFK_MC2 = 0, 1, 2
+PROBE_NORM, PROBE_L2, PROBE_IP = 0, 1, 2
+PROBE_CASES, PROBE_MAX_D = 160, 80
 
 _STATUS_NAMES = {
     1: "FKM_ERR_INVALID_ARG", 2: "FKM_ERR_NOT_FINITE", 3: "FKM_ERR_OUT_OF_MEMORY",
@@ -58,6 +63,27 @@ class IterationStats(ctypes.Structure):
     ]
 
 
+class LoopOrder(ctypes.Structure):
+    """fkm_loop_order: the summation order of one of FAISS's loops."""
+    _fields_ = [(name, ctypes.c_int32) for name in (
+        "width", "main_fma", "tail_width", "tail_separate", "tail_fma", "scalar_fma")]
+
+    def as_tuple(self):
+        return tuple(getattr(self, f) for f, _ in self._fields_)
+
+
+class Profile(ctypes.Structure):
+    """fkm_profile: whose arithmetic a run reproduces."""
+    _fields_ = [
+        ("faiss_version", ctypes.c_int32),
+        ("simd", ctypes.c_int),
+        ("blas_threshold", ctypes.c_int64),
+        ("norm", LoopOrder),
+        ("l2", LoopOrder),
+        ("ip", LoopOrder),
+    ]
+
+
 class Params(ctypes.Structure):
     """fkm_params; fields are FAISS's ClusteringParameters names."""
     _fields_ = [
@@ -78,6 +104,11 @@ class Params(ctypes.Structure):
         ("progress_user", ctypes.c_void_p),
         ("log", LOG_FN),
         ("log_user", ctypes.c_void_p),
+        ("profile", Profile),
+        ("init_method", ctypes.c_int),
+        ("afkmc2_chain_length", ctypes.c_int),
+        ("early_stop_threshold", ctypes.c_double),
+        ("use_faster_subsampling", ctypes.c_int),
     ]
 
 
@@ -120,7 +151,13 @@ def _declare(lib):
         "fkm_version": (ctypes.c_uint, []),
         "fkm_version_string": (ctypes.c_char_p, []),
         "fkm_status_string": (ctypes.c_char_p, [ip]),
-        "fkm_params_init": (ip, [ctypes.POINTER(Params)]),
+        "fkm_params_init_size": (ip, [ctypes.POINTER(Params), ctypes.c_size_t]),
+        "fkm_profile_init": (ip, [ctypes.POINTER(Profile), ip, ip]),
+        "fkm_profile_nearest": (ip, [ip]),
+        "fkm_profile_name": (ip, [ctypes.POINTER(Profile), ctypes.c_char_p, ctypes.c_size_t]),
+        "fkm_profile_parse": (ip, [ctypes.c_char_p, ctypes.POINTER(Profile)]),
+        "fkm_probe_case": (ip, [ip, ctypes.POINTER(i64), vp, vp]),
+        "fkm_probe_identify": (ip, [ip, vp, ctypes.POINTER(LoopOrder)]),
         "fkm_ctx_create": (ip, [ip, ip, ctypes.POINTER(vp)]),
         "fkm_ctx_destroy": (None, [vp]),
         "fkm_ctx_backend": (ip, [vp]),
@@ -164,7 +201,7 @@ def library_path():
 
 
 def version():
-    """Version string of the loaded library ("0.1.0")."""
+    """Version string of the loaded library ("0.2.0")."""
     return lib().fkm_version_string().decode()
 
 
@@ -179,8 +216,15 @@ def check(status, ctx=None):
 
 def default_params():
     p = Params()
-    check(lib().fkm_params_init(ctypes.byref(p)))
+    check(lib().fkm_params_init_size(ctypes.byref(p), ctypes.sizeof(Params)))
     return p
+
+
+def profile_name(profile):
+    """The name of an fkm_profile ("faiss-1.15.1-avx512", "flashkm")."""
+    buf = ctypes.create_string_buffer(96)
+    check(lib().fkm_profile_name(ctypes.byref(profile), buf, len(buf)))
+    return buf.value.decode()
 
 
 _BACKENDS = {"auto": BACKEND_AUTO, "cpu": BACKEND_CPU, "cuda": BACKEND_CUDA, "gpu": BACKEND_CUDA}

@@ -7,6 +7,7 @@ import time
 import numpy as np
 
 from . import _lib, kmeans
+from . import profile as _profile
 
 # Set while flashkm itself calls FAISS's original train(): the patched
 # methods then step aside.
@@ -22,6 +23,11 @@ def _faiss():
     except ImportError as e:  # pragma: no cover - exercised only without faiss
         raise ImportError("flashkm.train_index needs the faiss Python package") from e
     return faiss
+
+
+def original_faiss_kmeans(faiss):
+    """faiss.Kmeans as FAISS ships it, also while patch_faiss() is active."""
+    return _saved["Kmeans"] if _saved is not None else faiss.Kmeans
 
 
 def _original_train(index, x):
@@ -57,7 +63,30 @@ def _ivf_and_input(faiss, index, x):
                      % type(idx).__name__)
 
 
-def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None):
+def _clustering_params(faiss, ivf, prof):
+    """index.cp as a dict of the fields flashkm implements, in the profile's
+    release. A field flashkm does not implement that is not at FAISS's
+    default (or a clustering_index, which FAISS would search with), is
+    returned as the reason to leave the training to FAISS."""
+    fields = kmeans.clustering_fields(prof)
+    cp = {f: getattr(ivf.cp, f) for f in fields if hasattr(ivf.cp, f)}
+    default = faiss.ClusteringParameters()
+    for name in dir(ivf.cp):
+        if name.startswith("_") or name in fields or name == "this" or name == "thisown":
+            continue
+        value = getattr(ivf.cp, name)
+        if callable(value):
+            continue
+        if value != getattr(default, name, value):
+            return cp, "index.cp.%s = %r is not implemented by flashkm: left to FAISS" % (
+                name, value)
+    if getattr(ivf, "clustering_index", None) is not None:
+        return cp, "the IVF has a clustering_index (FAISS assigns with it): left to FAISS"
+    return cp, None
+
+
+def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
+                profile="auto"):
     """Train a FAISS index whose coarse level is IVF with flashkm's k-means.
 
     index: a faiss IndexIVF* (IVF-Flat, IVF-PQ, IVF-SQ, ...), or an
@@ -79,14 +108,18 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None)
     ivf, xt = _ivf_and_input(faiss, index, x)
     quantizer = faiss.downcast_index(ivf.quantizer)
     nlist = ivf.nlist
-    info = {"nlist": nlist, "d": xt.shape[1], "n": xt.shape[0], "used_flashkm": False}
+    prof = _profile.resolve(profile)
+    info = {"nlist": nlist, "d": xt.shape[1], "n": xt.shape[0], "used_flashkm": False,
+            "profile": prof.describe()}
+    cp, refuse = _clustering_params(faiss, ivf, prof)
     if quantizer.is_trained and quantizer.ntotal == nlist:
         info["reason"] = "the quantizer was already trained"
     elif ivf.quantizer_trains_alone == 1:
         # The quantizer trains itself (e.g. a multi-index quantizer): FAISS's way.
         info["reason"] = "quantizer_trains_alone == 1: left to FAISS"
+    elif refuse:
+        info["reason"] = refuse
     else:
-        cp = {f: getattr(ivf.cp, f) for f in kmeans.CLUSTERING_FIELDS}
         if verbose is not None:
             cp["verbose"] = verbose
         # FAISS clusters with the quantizer's metric (mode 0) or in L2 (mode 2);
@@ -100,7 +133,7 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None)
             cp["spherical"] = True
         ctx = _lib.Context(backend, device, num_threads)
         try:
-            centroids, stats = kmeans.train(ctx, xt, nlist, cp, metric)
+            centroids, stats = kmeans.train(ctx, xt, nlist, cp, metric, profile=prof)
             info.update(backend=ctx.backend, device=ctx.device_name)
         finally:
             ctx.close()

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 
 from . import _arrays, _lib
+from . import profile as _profile
 
 # faiss.ClusteringParameters' fields and their defaults (FAISS 1.7.3).
 CLUSTERING_FIELDS = {
@@ -14,11 +15,49 @@ CLUSTERING_FIELDS = {
     "update_index": False, "frozen_centroids": False, "min_points_per_centroid": 39,
     "max_points_per_centroid": 256, "seed": 1234, "decode_block_size": 32768,
 }
+# Fields later releases added: (first release, defaults).
+LATER_FIELDS = (
+    (10900, {"check_input_data_for_NaNs": True, "use_faster_subsampling": False}),
+    (11400, {"init_method": 0, "afkmc2_chain_length": 50}),
+    (11402, {"early_stop_threshold": 0.0}),
+)
 STAT_FIELDS = ("obj", "time", "time_search", "imbalance_factor", "nsplit")
+INIT_METHODS = {"random": _lib.INIT_RANDOM, "kmeans++": _lib.INIT_KMEANS_PLUS_PLUS,
+                "k-means++": _lib.INIT_KMEANS_PLUS_PLUS, "afkmc2": _lib.INIT_AFK_MC2,
+                "afk-mc2": _lib.INIT_AFK_MC2}
 
 
-def _make_params(cp, metric, fast=False):
+def clustering_fields(prof):
+    """The ClusteringParameters fields (with FAISS's defaults) of the FAISS a
+    profile reproduces. flashkm's own profile has them all, with FAISS
+    1.7.3's behaviour by default: early_stop_threshold -1 (never)."""
+    v = prof.profile.faiss_version
+    fields = dict(CLUSTERING_FIELDS)
+    for first, extra in LATER_FIELDS:
+        if v == 0 or v >= first:
+            fields.update(extra)
+    if v == 0:
+        fields["early_stop_threshold"] = -1.0
+    return fields
+
+
+def _init_method(v):
+    if isinstance(v, str):
+        try:
+            return INIT_METHODS[v.lower()]
+        except KeyError:
+            raise ValueError("init_method %r: expected one of %s or FAISS's "
+                             "ClusteringInitMethod values" % (v, sorted(INIT_METHODS))) from None
+    v = int(v)
+    if v not in (0, 1, 2):
+        raise ValueError("init_method = %d is not a ClusteringInitMethod" % v)
+    return v
+
+
+def _make_params(cp, metric, fast=False, prof=None):
+    prof = prof if prof is not None else _profile.named("flashkm")
     p = _lib.default_params()
+    p.profile = prof.for_call()
     p.niter = int(cp["niter"])
     p.nredo = int(cp["nredo"])
     p.verbose = int(bool(cp["verbose"]))
@@ -30,6 +69,12 @@ def _make_params(cp, metric, fast=False):
     p.seed = int(cp["seed"])
     p.metric = metric
     p.assign_mode = _lib.ASSIGN_FAST if fast else _lib.ASSIGN_FAISS
+    p.check_finite = int(bool(cp.get("check_input_data_for_NaNs", True)))
+    p.use_faster_subsampling = int(bool(cp.get("use_faster_subsampling", False)))
+    p.init_method = _init_method(cp.get("init_method", 0))
+    p.afkmc2_chain_length = int(cp.get("afkmc2_chain_length", 50))
+    if "early_stop_threshold" in cp:
+        p.early_stop_threshold = float(cp["early_stop_threshold"])
     return p
 
 
@@ -93,13 +138,16 @@ def _check_backend(arrays, ctx):
 
 
 def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroids=None,
-          fast=False, return_labels=False, expect_d=None):
+          fast=False, return_labels=False, expect_d=None, profile="flashkm"):
     """k-means on x (n, d) with FAISS's semantics. cp: dict of
-    ClusteringParameters fields. Returns (centroids (k, d) float32, list of
-    iteration stats dicts[, labels int64 (n,), distances float32 (n,)])."""
-    params = dict(CLUSTERING_FIELDS)
+    ClusteringParameters fields; profile: whose arithmetic (a name, 'auto' for
+    the imported faiss's, or a flashkm.profile.ProfileInfo). Returns
+    (centroids (k, d) float32, list of iteration stats dicts[, labels int64
+    (n,), distances float32 (n,)])."""
+    prof = _profile.resolve(profile)
+    params = clustering_fields(prof)
     params.update(cp or {})
-    p = _make_params(params, metric, fast)
+    p = _make_params(params, metric, fast, prof)
     cb = _Callbacks(bool(params["verbose"]))
     cb.install(p)
     with _arrays.as_array(x, 2, "x") as X:
@@ -152,11 +200,12 @@ def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroid
     return centroids, out
 
 
-def assign(ctx, x, centroids, metric=_lib.METRIC_L2):
-    """FAISS's k=1 flat search of x against centroids: (distances float32 (n,),
-    labels int64 (n,))."""
+def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm"):
+    """FAISS's k=1 flat search of x against centroids in a profile's
+    arithmetic: (distances float32 (n,), labels int64 (n,))."""
     c = np.ascontiguousarray(centroids, dtype=np.float32)
-    p = _make_params(CLUSTERING_FIELDS, metric)
+    prof = _profile.resolve(profile)
+    p = _make_params(clustering_fields(prof), metric, False, prof)
     with _arrays.as_array(x, 2, "x") as X:
         _check_backend((X,), ctx)
         n, d = X.shape
@@ -173,17 +222,26 @@ def assign(ctx, x, centroids, metric=_lib.METRIC_L2):
 class Kmeans:
     """Drop-in for faiss.Kmeans(d, k, **kwargs).
 
-    Keyword arguments are faiss.ClusteringParameters' fields (niter=25, nredo=1,
-    verbose, spherical, int_centroids, frozen_centroids, seed=1234,
-    min_points_per_centroid=39, max_points_per_centroid=256, ...) plus `gpu`
-    (as faiss: False, True/-1 or a GPU count; any GPU request selects the CUDA
-    engine). flashkm's own: backend='auto'|'cpu'|'cuda', device=0,
-    num_threads=0, fast=False (fp16 data only, approximate).
+    Keyword arguments are faiss.ClusteringParameters' fields of the FAISS
+    whose arithmetic is reproduced (niter=25, nredo=1, verbose, spherical,
+    int_centroids, frozen_centroids, seed=1234, min_points_per_centroid=39,
+    max_points_per_centroid=256, and from FAISS 1.9 / 1.14 / 1.14.2 on
+    check_input_data_for_NaNs, use_faster_subsampling, init_method,
+    afkmc2_chain_length, early_stop_threshold), plus `gpu` (as faiss:
+    False, True/-1 or a GPU count; any GPU request selects the CUDA engine).
+    flashkm's own: profile='auto' (the imported faiss's arithmetic, see
+    flashkm.profile; flashkm's own without faiss; or a profile name),
+    backend='auto'|'cpu'|'cuda', device=0, num_threads=0, fast=False (fp16
+    data only, approximate). A ClusteringParameters field flashkm does not
+    implement (e.g. a newer FAISS's use_super_kmeans) is handed to
+    faiss.Kmeans when it is not at its default, with a ProfileWarning: the
+    centroids are then FAISS's own, never other ones.
 
     As in faiss, spherical k-means uses the inner product (IndexFlatIP).
     After train(): centroids (k, d) float32, obj (per-iteration objective),
     iteration_stats (dicts with FAISS's field names), index (a faiss flat
-    index holding the centroids, when faiss is importable, else None).
+    index holding the centroids, when faiss is importable, else None),
+    profile (the flashkm.profile.ProfileInfo used).
     """
 
     def __init__(self, d, k, **kwargs):
@@ -194,7 +252,9 @@ class Kmeans:
         self.device = 0
         self.num_threads = 0
         self.fast = False
-        self.cp = dict(CLUSTERING_FIELDS)
+        self.profile = _profile.resolve(kwargs.pop("profile", "auto"))
+        self.cp = clustering_fields(self.profile)
+        self._faiss_only = {}
         for key, v in kwargs.items():
             if key == "gpu":
                 self.gpu = v
@@ -207,8 +267,11 @@ class Kmeans:
                                           "clustering; use faiss.Kmeans for it")
             elif key in self.cp:
                 self.cp[key] = v
+            elif _faiss_default(key) is not _MISSING:
+                self._faiss_only[key] = v
             else:
                 raise AttributeError("'ClusteringParameters' has no field %r" % key)
+        self._kwargs = dict(kwargs)
         self.centroids = None
         self.obj = None
         self.iteration_stats = None
@@ -224,15 +287,48 @@ class Kmeans:
             self._ctx = _lib.Context(self.backend, self.device, self.num_threads)
         return self._ctx
 
+    def _delegated(self):
+        """The fields only FAISS implements that are not at FAISS's default."""
+        return {k: v for k, v in self._faiss_only.items() if v != _faiss_default(k)}
+
     def train(self, x, weights=None, init_centroids=None):
         """k-means on x (n, d); returns the final objective (as faiss)."""
+        from . import faiss_compat
+        other = self._delegated()
+        if other:
+            return self._train_with_faiss(x, weights, init_centroids, other)
         centroids, stats = train(self._context(), x, self.k, self.cp, self.metric, weights,
-                                 init_centroids, self.fast, expect_d=self.d)
+                                 init_centroids, self.fast, expect_d=self.d,
+                                 profile=self.profile)
         self.centroids = centroids
         self.iteration_stats = stats
         self.obj = np.array([s["obj"] for s in stats])
         self.index = self._faiss_index()
+        faiss_compat.last_train_info = {
+            "used_flashkm": True, "profile": self.profile.describe(),
+            "backend": self._context().backend, "device": self._context().device_name,
+            "iteration_stats": stats}
         return self.obj[-1] if self.obj.size > 0 else 0.0
+
+    def _train_with_faiss(self, x, weights, init_centroids, fields):
+        import warnings
+
+        import faiss
+
+        from . import faiss_compat
+        note = ("flashkm does not implement %s: faiss.Kmeans trains this run"
+                % ", ".join("%s=%r" % kv for kv in sorted(fields.items())))
+        warnings.warn(note, _profile.ProfileWarning, stacklevel=3)
+        cls = faiss_compat.original_faiss_kmeans(faiss)
+        kw = {k: v for k, v in self._kwargs.items()
+              if k not in ("backend", "device", "num_threads", "fast")}
+        km = cls(self.d, self.k, **kw)
+        obj = km.train(x, weights=weights, init_centroids=init_centroids)
+        self.centroids, self.obj, self.iteration_stats = km.centroids, km.obj, km.iteration_stats
+        self.index = km.index
+        faiss_compat.last_train_info = {"used_flashkm": False, "reason": note,
+                                        "profile": self.profile.describe()}
+        return obj
 
     def _faiss_index(self):
         try:
@@ -246,4 +342,18 @@ class Kmeans:
     def assign(self, x):
         """(distances (n,), labels (n,)) of x against the centroids."""
         assert self.centroids is not None, "should train before assigning"
-        return assign(self._context(), x, self.centroids, self.metric)
+        return assign(self._context(), x, self.centroids, self.metric, profile=self.profile)
+
+
+_MISSING = object()
+
+
+def _faiss_default(field):
+    """The default of a ClusteringParameters field of the imported faiss
+    that flashkm does not know, or _MISSING."""
+    try:
+        import faiss
+    except ImportError:
+        return _MISSING
+    cp = faiss.ClusteringParameters()
+    return getattr(cp, field, _MISSING) if not field.startswith("_") else _MISSING

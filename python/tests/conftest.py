@@ -21,6 +21,24 @@ def blobs(n, d, centers, seed=0, spread=1.0):
     return (c[rs.randint(0, centers, n)] + spread * rs.randn(n, d)).astype(np.float32)
 
 
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+
+
+def fashion_mnist(n):
+    """The first n Fashion-MNIST training images as (n, 784) float32 pixels
+    (Debian's dataset-fashion-mnist), or None when it is not installed."""
+    import gzip
+    if not os.path.exists(FASHION_MNIST):
+        return None
+    with gzip.open(FASHION_MNIST, "rb") as f:
+        head = np.frombuffer(f.read(16), dtype=">u4")
+        assert head[0] == 0x803, "not an idx3 file"
+        rows, cols = int(head[2]), int(head[3])
+        n = min(n, int(head[1]))
+        pix = np.frombuffer(f.read(n * rows * cols), dtype=np.uint8)
+    return pix.reshape(n, rows * cols).astype(np.float32)
+
+
 @pytest.fixture(scope="session")
 def x():
     return blobs(5000, 16, 20)

@@ -5,6 +5,7 @@ import pytest
 
 import flashkm
 from conftest import blobs
+from flashkm.profile import version_number
 
 FACTORIES = [
     ("IVF32,Flat", "L2"),
@@ -33,7 +34,12 @@ def trained_pair(faiss, factory, metric, x):
 @pytest.mark.parametrize("factory,metric", FACTORIES)
 def test_trained_index_equals_stock_faiss_bytes(faiss, data, factory, metric):
     ours, stock, info = trained_pair(faiss, factory, metric, data)
-    assert info["used_flashkm"] and len(info["iteration_stats"]) == 10  # IVF's cp.niter
+    # IVF's cp.niter = 10; FAISS 1.14.2+ stops early when the objective repeats
+    stats = info["iteration_stats"]
+    assert info["used_flashkm"] and 1 <= len(stats) <= 10
+    if len(stats) < 10:
+        assert stats[-1]["obj"] == stats[-2]["obj"]
+        assert version_number(faiss.__version__) >= 11402  # early stop exists
     assert ours.is_trained
     ivf_ours, ivf_stock = faiss.extract_index_ivf(ours), faiss.extract_index_ivf(stock)
     q_ours = ivf_ours.quantizer.reconstruct_n(0, ivf_ours.nlist)
