@@ -3,6 +3,8 @@
  *
  * usage: flashkm_bench [quick|full] [niter] [shape index]
  * (the last shape of each list is BENCH.md's batched one, 32 problems)
+ * FLASHKM_BENCH_PROFILES="faiss-1.15.1-avx512,..." adds a parity row per
+ * shape in each of those profiles (docs/profiles.md).
  *
  * Timing: fkm_train's own per-iteration statistics (wall time between the
  * iteration's single host synchronisations, assignment share from CUDA
@@ -108,7 +110,7 @@ static uint16_t float_to_half(float f) {
 }
 
 static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, FILE *out,
-                     int fast) {
+                     int fast, const fkm_profile *prof) {
   const size_t nx = (size_t)(s->batch * s->n * s->d);
   float *x = NULL, *cent = NULL;
   CHECK_CUDA(cudaMalloc((void **)&x, sizeof(float) * (nx + (nx & 1))));
@@ -142,6 +144,7 @@ static int run_shape(fkm_ctx *ctx, const char *mode, const shape *s, int niter, 
   p.niter = niter;
   p.max_points_per_centroid = (int)(s->n / s->k + 1);
   if (fast) p.assign_mode = FKM_ASSIGN_FAST;
+  if (prof) p.profile = *prof;
   static phases ph;
   ph.count = 0;
   p.verbose = 1;
@@ -227,9 +230,22 @@ int main(int argc, char **argv) {
     const shape *sh = &shapes[a];
     if (!full && !sh->quick) continue;
     if (only >= 0 && ++i != only) continue;
-    rc = run_shape(ctx, "parity (tc+certify)", sh, niter, stdout, 0);
-    if (rc == 0) rc = run_shape(simt, "parity (SIMT only)", sh, niter, stdout, 0);
-    if (rc == 0) rc = run_shape(ctx, "FKM_ASSIGN_FAST", sh, niter, stdout, 1);
+    rc = run_shape(ctx, "parity (tc+certify)", sh, niter, stdout, 0, NULL);
+    if (rc == 0) rc = run_shape(simt, "parity (SIMT only)", sh, niter, stdout, 0, NULL);
+    if (rc == 0) rc = run_shape(ctx, "FKM_ASSIGN_FAST", sh, niter, stdout, 1, NULL);
+    const char *profiles = getenv("FLASHKM_BENCH_PROFILES");
+    char list[256], mode[96];
+    snprintf(list, sizeof list, "%s", profiles ? profiles : "");
+    for (char *save = NULL, *name = strtok_r(list, ",", &save); name && rc == 0;
+         name = strtok_r(NULL, ",", &save)) {
+      fkm_profile prof;
+      if (fkm_profile_parse(name, &prof) != FKM_OK) {
+        fprintf(stderr, "FLASHKM_BENCH_PROFILES: unknown profile %s\n", name);
+        return 2;
+      }
+      snprintf(mode, sizeof mode, "parity, %s", name);
+      rc = run_shape(ctx, mode, sh, niter, stdout, 0, &prof);
+    }
   }
   fkm_ctx_destroy(ctx);
   fkm_ctx_destroy(simt);

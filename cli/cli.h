@@ -2,6 +2,7 @@
 #ifndef FKM_CLI_H
 #define FKM_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -55,6 +56,8 @@ typedef struct fkm_cli_train_opts {
   int device;
   int threads;
   int quiet;
+  int profile_given;     /* --faiss-profile on the command line */
+  char profile_arg[64];  /* "linked", "flashkm" or the profile named */
 } fkm_cli_train_opts;
 
 /** Ids of the shared options start here; subcommands use ids below it. */
@@ -70,6 +73,8 @@ void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli
 void fkm_cli_train_opts_init(fkm_cli_train_opts *o);
 /** Apply option `id` (from fkm_cli_train_opts_table); -1 on a bad value. */
 int fkm_cli_train_opts_apply(fkm_cli_train_opts *o, int id, const char *val);
+/** "faiss-1.7.3-none (the linked FAISS)": the run's profile, for reports. */
+void fkm_cli_profile_describe(const fkm_cli_train_opts *o, char *buf, size_t size);
 /** Help text of the shared options. */
 void fkm_cli_train_opts_help(FILE *fp);
 

@@ -92,7 +92,11 @@ static int write_json(const char *path, const run_report *r, char *msg) {
           p->metric == FKM_METRIC_L2 ? "l2" : "ip",
           p->assign_mode == FKM_ASSIGN_FAST ? "fast" : "faiss",
           r->o->weights_path ? "true" : "false");
-  fprintf(fp, "  \"backend\": \"%s\",\n  \"device\": ",
+  char prof[128];
+  fkm_cli_profile_describe(r->o, prof, sizeof prof);
+  fprintf(fp, "  \"profile\": ");
+  json_str(fp, prof);
+  fprintf(fp, ",\n  \"backend\": \"%s\",\n  \"device\": ",
           fkm_cli_backend_name(fkm_ctx_backend(r->ctx)));
   json_str(fp, fkm_ctx_device_name(r->ctx));
   fprintf(fp, ",\n  \"iteration_stats\": [");
@@ -185,10 +189,14 @@ int fkm_cli_cmd_train(int argc, char **argv) {
   o.params.progress = fkm_cli_progress_cb;
   o.params.progress_user = &prog;
   o.params.log = fkm_cli_log_cb;
-  if (!o.quiet)
-    fprintf(stderr, "flashkm %s: %lld x %lld %s (%s) -> k = %lld on %s\n",
+  if (!o.quiet) {
+    char prof[128];
+    fkm_cli_profile_describe(&o, prof, sizeof prof);
+    fprintf(stderr, "flashkm %s: %lld x %lld %s (%s) -> k = %lld on %s, profile %s\n",
             fkm_version_string(), (long long)n, (long long)d,
-            fkm_cli_dtype_name(in.x.file_elem), input, (long long)k, fkm_ctx_device_name(ctx));
+            fkm_cli_dtype_name(in.x.file_elem), input, (long long)k, fkm_ctx_device_name(ctx),
+            prof);
+  }
   fkm_cli_sigint_install();
   double t1 = fkm_cli_now();
   int64_t n_stats = 0;

@@ -1,6 +1,9 @@
 /* What the subcommands share: option parsing, the FAISS-named training
  * options, loading and checking inputs, the context, progress and Ctrl-C. */
 #include "cli.h"
+#ifdef FLASHKM_HAVE_FAISS
+#include "flashkm_faiss.h"
+#endif
 
 #include <errno.h>
 #include <signal.h>
@@ -117,7 +120,8 @@ enum {
   OPT_THREADS,
   OPT_VERBOSE,
   OPT_QUIET,
-  OPT_NO_CHECK
+  OPT_NO_CHECK,
+  OPT_PROFILE
 };
 
 const fkm_cli_opt fkm_cli_train_opts_table[] = {
@@ -140,6 +144,7 @@ const fkm_cli_opt fkm_cli_train_opts_table[] = {
     {"verbose", 'v', 0, OPT_VERBOSE},
     {"quiet", 'q', 0, OPT_QUIET},
     {"no-check-finite", 0, 0, OPT_NO_CHECK},
+    {"faiss-profile", 0, 1, OPT_PROFILE},
     {NULL, 0, 0, 0}};
 
 void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli_opt *table) {
@@ -153,11 +158,58 @@ void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli
   table[nt] = (fkm_cli_opt){NULL, 0, 0, 0};
 }
 
+/* "linked": the FAISS this command is built with; flashkm's own without. */
+static int set_profile(fkm_cli_train_opts *o, const char *name) {
+  fkm_status s;
+  if (!strcmp(name, "linked")) {
+#ifdef FLASHKM_HAVE_FAISS
+    s = fkm_faiss_profile(&o->params.profile);
+    if (s != FKM_OK) {
+      char near[64];
+      fkm_profile_name(&o->params.profile, near, sizeof near);
+      fkm_cli_error("--faiss-profile linked: flashkm has no profile for the linked FAISS "
+                    "(nearest: %s; name it to use it)", near);
+      return -1;
+    }
+#else
+    fkm_profile_init(&o->params.profile, 0, FKM_SIMD_NONE);
+#endif
+  } else if ((s = fkm_profile_parse(name, &o->params.profile)) != FKM_OK) {
+    if (s == FKM_ERR_UNSUPPORTED)
+      fkm_cli_error("--faiss-profile: flashkm %s has no profile for %s", fkm_version_string(),
+                    name);
+    else
+      fkm_cli_error("--faiss-profile: '%s' is not 'linked', 'flashkm' or "
+                    "'faiss-MAJOR.MINOR[.PATCH][-none|-avx2|-avx512]'",
+                    name);
+    return -1;
+  }
+  snprintf(o->profile_arg, sizeof o->profile_arg, "%s", name);
+  return 0;
+}
+
 void fkm_cli_train_opts_init(fkm_cli_train_opts *o) {
   memset(o, 0, sizeof *o);
   fkm_params_init(&o->params);
   o->k = -1;
   o->backend = FKM_BACKEND_AUTO;
+#ifdef FLASHKM_HAVE_FAISS
+  /* the FAISS this command links, when flashkm has its profile */
+  if (fkm_faiss_profile(&o->params.profile) != FKM_OK)
+    fkm_profile_init(&o->params.profile, 0, FKM_SIMD_NONE);
+  snprintf(o->profile_arg, sizeof o->profile_arg, "linked");
+#else
+  snprintf(o->profile_arg, sizeof o->profile_arg, "flashkm");
+#endif
+}
+
+void fkm_cli_profile_describe(const fkm_cli_train_opts *o, char *buf, size_t size) {
+  char name[80];
+  fkm_profile_name(&o->params.profile, name, sizeof name);
+  if (!strcmp(o->profile_arg, "linked"))
+    snprintf(buf, size, "%s (the linked FAISS)", name);
+  else
+    snprintf(buf, size, "%s", name);
 }
 
 int fkm_cli_train_opts_apply(fkm_cli_train_opts *o, int id, const char *val) {
@@ -214,7 +266,14 @@ int fkm_cli_train_opts_apply(fkm_cli_train_opts *o, int id, const char *val) {
       if (fkm_cli_int("--device", val, 0, 1 << 20, &v)) return -1;
       o->device = (int)v;
       return 0;
-    case OPT_FAST: p->assign_mode = FKM_ASSIGN_FAST; return 0;
+    case OPT_FAST: /* flashkm's approximate labels: its own profile unless one is named */
+      p->assign_mode = FKM_ASSIGN_FAST;
+      if (!o->profile_given) fkm_profile_init(&p->profile, 0, FKM_SIMD_NONE);
+      if (!o->profile_given) snprintf(o->profile_arg, sizeof o->profile_arg, "flashkm");
+      return 0;
+    case OPT_PROFILE:
+      o->profile_given = 1;
+      return set_profile(o, val);
     case OPT_THREADS:
       if (fkm_cli_int("--threads", val, 0, 1 << 20, &v)) return -1;
       o->threads = (int)v;
@@ -244,6 +303,9 @@ void fkm_cli_train_opts_help(FILE *fp) {
       "      --frozen                    the --init centroids never move\n"
       "      --weights FILE              one float weight per input point\n"
       "      --no-check-finite           skip the NaN/Inf scan of the input\n"
+      "      --faiss-profile NAME        whose arithmetic to reproduce (docs/profiles.md):\n"
+      "                                  linked (the FAISS built in, the default),\n"
+      "                                  flashkm, or faiss-1.15.1[-none|-avx2|-avx512]...\n"
       "Engine options:\n"
       "      --backend cpu|cuda|auto     engine (auto: CUDA when present)\n"
       "      --device N                  CUDA device ordinal (0)\n"

@@ -9,6 +9,7 @@
  * is written as fmaf, every other one is an explicitly rounded intrinsic.
  */
 #include "assign.cuh"
+#include "faiss_scan.h"
 #include "cp_async.cuh"
 #include "packed.cuh"
 #include "sm90.cuh"
@@ -396,14 +397,20 @@ struct BoundConsts {
   float alpha, beta, gamma, eta;
 };
 
-__host__ __device__ inline BoundConsts bound_consts(bool l2, int64_t d) {
+/* float_norms: the norms are a FAISS build's float loops (a profile's,
+ * kernels/profile.cu) instead of float squares summed in double: each errs
+ * by up to 1.01 d u of the norm instead of 3u, in E_ref (both norms, and
+ * one more rounding of the cmax formula) and in E_fast (|c|^2), which the
+ * extra 3.07 d u (X + C) covers (docs/profiles.md, "Certification"). */
+__host__ __device__ inline BoundConsts bound_consts(bool l2, int64_t d, bool float_norms) {
   const double u = 0x1p-24, dd = (double)d, dp = (double)((d + MBK - 1) / MBK * MBK);
   const double rt = sqrt(dp);
   const double eip = 1.01 * (0x1p-10 + dp * 0x1p-22 + rt * 0x1p-38);
   const double f = l2 ? 2.01 : 1.01;
   BoundConsts b;
   b.alpha = (float)(1.01 * (l2 ? f * eip : f * eip + 1.01 * dd * u));
-  b.beta = (float)(1.01 * (l2 ? 16.0 + 1.01 * dd + 2.03 : 0.53) * u);
+  b.beta = (float)(1.01 * (l2 ? 16.0 + 1.01 * dd + 2.03 + (float_norms ? 3.07 * dd : 0.0) : 0.53) *
+                    u);
   b.gamma = (float)(1.01 * f * 1.01 * rt * 0x1p-25);
   b.eta = (float)(4.0 * (8.0 * dd + 64.0) * 0x1p-149) + 0x1p-149f;
   return b;
@@ -1264,7 +1271,10 @@ __device__ __forceinline__ int candidates(const Top2 &t, float pax, float bx,
 /* S = Top2 after the screen, Cert after the pass over the rows the screen
  * left; in_rows != NULL: the states are those of rows in_rows[0 ..
  * *in_count) (stride *in_count), which are the rows labels are written to
- * and appended to rows[]. */
+ * and appended to rows[]. cmax_lanes (L2): a certified label's value is
+ * exhaustive_L2sqr_blas_cmax's (fkm_cmax_certified); defer_pairs: a row
+ * narrowed to two candidates is listed in pairs[] (row, b1, b2) instead of
+ * decided (a profile's laned scan decides it, profile.cu). */
 template <bool L2, bool VEC, class S>
 __global__ void __launch_bounds__(CERT_THREADS)
 certify(const float *__restrict__ x, const float *__restrict__ xn,
@@ -1274,7 +1284,8 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
         const int *__restrict__ xmax, const int *__restrict__ poison,
         const int32_t *__restrict__ in_rows, const int *__restrict__ in_count,
         int32_t *__restrict__ labels, float *__restrict__ dist, int32_t *__restrict__ rows,
-        int *__restrict__ count) {
+        int *__restrict__ count, int64_t k, int cmax_lanes, int defer_pairs,
+        int32_t *__restrict__ pairs, int *__restrict__ pair_count) {
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
   __shared__ int64_t srow[CERT_THREADS]; /* the block's rows of x, -1 past n */
   if (in_count) n = *in_count;
@@ -1329,6 +1340,19 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
       if (ncand == 2) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
     }
     if (p >= n) continue;
+    if (ncand == 2 && defer_pairs) {
+      const int slot = atomicAdd(pair_count, 1);
+      pairs[3 * slot] = (int32_t)row;
+      pairs[3 * slot + 1] = b1;
+      pairs[3 * slot + 2] = b2;
+      continue;
+    }
+    if (L2 && ncand == 1 && cmax_lanes) {
+      const fkm_top1 r = fkm_cmax_certified(b1, ip1, cn[b1], xn[row], k, cmax_lanes);
+      labels[row] = (int32_t)r.idx;
+      dist[row] = r.dis;
+      continue;
+    }
     float v1 = ip1, v2 = ip2;
     if (L2 && ncand) {
       v1 = __fsub_rn(__fadd_rn(xn[row], cn[b1]), __fadd_rn(ip1, ip1));
@@ -1355,22 +1379,6 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
       rows[atomicAdd(count, 1)] = (int32_t)row;
     }
   }
-}
-
-/* One thread per row; the row's squares are summed in double in order.
- * The reads are strided across a warp; this runs once per run for the
- * training set and once per iteration for the k centroids. */
-__global__ void row_norms(const float *__restrict__ x, int64_t n, int64_t d,
-                          float *__restrict__ out) {
-  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float *xi = x + i * d;
-  double s = 0.0;
-  for (int64_t j = 0; j < d; j++) {
-    const float v = xi[j];
-    s = __dadd_rn(s, (double)__fmul_rn(v, v));
-  }
-  out[i] = __double2float_rn(s);
 }
 
 template <bool L2>
@@ -1467,16 +1475,17 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   const int64_t n = a->n, k = a->k, d = a->d;
   const fkm_mma_work lay = fkm_mma_work_layout(n, k, d, plan);
   char *w = static_cast<char *>(a->work);
-  int *count = reinterpret_cast<int *>(w), *count1 = count + 1;
+  int *count = reinterpret_cast<int *>(w), *count1 = count + 1, *pair_count = count + 2;
   int *poison = reinterpret_cast<int *>(w + 64);
   float *bc_max = reinterpret_cast<float *>(w + 128);
   int32_t *rows = reinterpret_cast<int32_t *>(w + lay.rows);
   int32_t *rows1 = reinterpret_cast<int32_t *>(w + lay.rows1);
+  int32_t *pairs = reinterpret_cast<int32_t *>(w + lay.pairs);
   float *cb = reinterpret_cast<float *>(w + lay.cb);
   Top2 *st1 = reinterpret_cast<Top2 *>(w + lay.states);
   uint16_t *xg = reinterpret_cast<uint16_t *>(w + lay.gath);
   Cert *st2 = reinterpret_cast<Cert *>(w + lay.partials); /* then the refine partials */
-  const BoundConsts bc = bound_consts(L2, d);
+  const BoundConsts bc = bound_consts(L2, d, a->float_norms != 0);
   cudaError_t e = cudaMemsetAsync(w, 0, 256, s);
   if (e != cudaSuccess) return e;
   centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, cb);
@@ -1493,7 +1502,8 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   auto cert1 = vec ? certify<L2, true, Top2> : certify<L2, false, Top2>;
   cert1<<<cblocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->ksplit, st1, bc,
                                          cb, bc_max, a->xmax, poison, nullptr, nullptr,
-                                         a->labels, a->dist, rows1, count1);
+                                         a->labels, a->dist, rows1, count1, k, a->cmax_lanes,
+                                         a->defer_pairs, pairs, pair_count);
   /* the rows the screen left, gathered and packed like x */
   const int64_t dp = fkm_pack_dims(d), groups = fkm_round_up(n, MBM) * (dp / 8);
   const unsigned gblocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
@@ -1507,7 +1517,8 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   const unsigned c2blocks = cblocks < CERT2_BLOCKS ? cblocks : CERT2_BLOCKS;
   cert2<<<c2blocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->cert_split, st2,
                                          bc, cb, bc_max, a->xmax, poison, rows1, count1,
-                                         a->labels, a->dist, rows, count);
+                                         a->labels, a->dist, rows, count, k, a->cmax_lanes,
+                                         a->defer_pairs, pairs, pair_count);
   /* The reference kernel on the rows left, centroids split in refine_split
    * ranges combined in order (the number of rows is on the device; blocks
    * past it exit at once). */
@@ -1532,7 +1543,7 @@ cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, c
   const int64_t n = a->n;
   const fkm_mma_work lay = fkm_mma_work_layout(n, a->k, a->d, plan);
   Arg *part = reinterpret_cast<Arg *>(static_cast<char *>(a->work) + lay.partials);
-  const BoundConsts bc = bound_consts(L2, a->d); /* unused by the FAST pass */
+  const BoundConsts bc = bound_consts(L2, a->d, false); /* unused by the FAST pass */
   cudaError_t e = launch_pack_centroids<T, false>(a, lay, nullptr, nullptr, s);
   if (e == cudaSuccess)
     e = launch_pass<T, Arg>(a, plan, lay, a->xp, n, nullptr, nullptr, plan->ksplit,
@@ -1557,13 +1568,6 @@ extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
               : launch_fast<false, __nv_bfloat16>(a, plan, s);
   if (plan->tc) return l2 ? launch_tc<true>(a, plan, s) : launch_tc<false>(a, plan, s);
   return l2 ? launch_simt<true>(a, plan, s) : launch_simt<false>(a, plan, s);
-}
-
-extern "C" cudaError_t fkm_launch_row_norms(const float *x, int64_t n, int64_t d,
-                                            float *out, cudaStream_t s) {
-  if (n == 0) return cudaSuccess;
-  row_norms<<<(unsigned)((n + 255) / 256), 256, 0, s>>>(x, n, d, out);
-  return cudaGetLastError();
 }
 
 extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dtype,

@@ -65,10 +65,12 @@ typedef struct fkm_assign_plan {
 
 /** Byte offsets of the tensor-core passes' scratch inside args->work: the
  *  count of rows the refine pass recomputes (int, offset 0), the poison flag
- *  (int, offset 64), the bound maximum (a float, offset 128) and the count
- *  of rows the screen left (int, offset 4);
+ *  (int, offset 64), the bound maximum (a float, offset 128), the count
+ *  of rows the screen left (int, offset 4) and of deferred pairs (int,
+ *  offset 8);
  *  parity: the rows the refine pass recomputes (n int), the rows the screen
- *  left (n int), centroid bounds (2k floats), the screen's states (ksplit x
+ *  left (n int), the deferred pairs (n x 3 int: row, two candidates),
+ *  centroid bounds (2k floats), the screen's states (ksplit x
  *  n, 12 bytes), the screen's rows gathered and packed
  *  (fkm_pack_x_bytes(n, d)), and one region for the states of the pass
  *  over them (cert_split x n, 28 bytes) then the refine partials
@@ -77,7 +79,7 @@ typedef struct fkm_assign_plan {
  *  per-centroid constants (float4, k rounded up to FKM_MMA_BN); fast: the
  *  partials (ksplit x n x 8 bytes). */
 typedef struct fkm_mma_work {
-  size_t rows, rows1, cb, cpack, cconst, states, gath, partials, end;
+  size_t rows, rows1, pairs, cb, cpack, cconst, states, gath, partials, end;
 } fkm_mma_work;
 
 static inline size_t fkm_align256(size_t v) { return (v + 255) & ~(size_t)255; }
@@ -91,6 +93,8 @@ static inline fkm_mma_work fkm_mma_work_layout(int64_t n, int64_t k, int64_t d,
   o = fkm_align256(o + (parity ? (size_t)n * 4 : 0));
   w.rows1 = o;
   o = fkm_align256(o + (parity ? (size_t)n * 4 : 0));
+  w.pairs = o;
+  o = fkm_align256(o + (parity ? (size_t)n * 12 : 0));
   w.cb = o;
   o = fkm_align256(o + (parity ? (size_t)k * 8 : 0));
   w.cpack = o;
@@ -232,6 +236,14 @@ typedef struct fkm_assign_args {
   void *work;         /* plan.work_bytes of device scratch, or NULL */
   const uint16_t *xp; /* tc and fast plans: x packed by fkm_launch_pack_x */
   const int *xmax;    /* tc plans: the word fkm_launch_pack_x wrote */
+  int float_norms;    /* tc: xn, cn are a FAISS build's float loops (wider bound) */
+  int cmax_lanes;     /* tc, L2: a certified label's value and the block rule of
+                         exhaustive_L2sqr_blas_cmax with these lanes (0: the
+                         plain formula) */
+  int defer_pairs;    /* tc: rows narrowed to two candidates are listed
+                         (fkm_assign_pairs) for the caller to decide (a
+                         profile's laned scan, profile.cuh); their labels and
+                         distances are then unspecified */
 } fkm_assign_args;
 
 /** tc plan: two device ints inside args->work, valid once the launch
@@ -241,6 +253,23 @@ static inline const int *fkm_assign_refined_count(const fkm_assign_args *a,
                                                   const fkm_assign_plan *p) {
   (void)p;
   return (const int *)a->work;
+}
+
+/** tc plan with defer_pairs: the deferred rows (device, row, candidate,
+ *  candidate; their count is the int at fkm_assign_pair_count). */
+static inline const int32_t *fkm_assign_pairs(const fkm_assign_args *a,
+                                              const fkm_assign_plan *p) {
+  return (const int32_t *)((const char *)a->work + fkm_mma_work_layout(a->n, a->k, a->d, p).pairs);
+}
+static inline const int *fkm_assign_pair_count(const fkm_assign_args *a) {
+  return (const int *)((const char *)a->work + 8);
+}
+
+/** tc plan: the rows the refine pass recomputed (device, count at
+ *  fkm_assign_refined_count), valid once the launch completed. */
+static inline const int32_t *fkm_assign_left_rows(const fkm_assign_args *a,
+                                                  const fkm_assign_plan *p) {
+  return (const int32_t *)((const char *)a->work + fkm_mma_work_layout(a->n, a->k, a->d, p).rows);
 }
 
 /** Packs n rows of x ((n, d) floats, device) into xp (fkm_pack_x_bytes(n,
@@ -260,10 +289,6 @@ cudaError_t fkm_assign_probe_wgmma(int *ok);
 /** labels/dist of every row of x (SPEC section 3, the reference formula). */
 cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                               const fkm_assign_plan *plan, cudaStream_t s);
-
-/** out[i] = float(sum_j double(float(x_ij * x_ij))), in order j = 0..d-1. */
-cudaError_t fkm_launch_row_norms(const float *x, int64_t n, int64_t d,
-                                 float *out, cudaStream_t s);
 
 #ifdef __cplusplus
 }

@@ -249,6 +249,8 @@ FKM_SCAN_HD static inline void fkm_cmax_block(fkm_cmax_scan *s, int64_t j0, int6
     s->lmin[l] = init;
     s->lidx[l] = 0;
   }
+  /* a tail centroid never fed (a replay over some candidates only) never wins */
+  for (int64_t q = s->main; q < count; q++) s->left[q - s->main] = INFINITY;
 }
 
 /** Centroid j0 + q of the current block: its dot product and norm. */
@@ -280,6 +282,37 @@ FKM_SCAN_HD static inline void fkm_cmax_block_end(fkm_cmax_scan *s) {
     s->r.dis = cur;
     s->r.idx = (int64_t)cur_idx;
   }
+}
+
+/** exhaustive_L2sqr_blas_cmax's result for a row whose unique winner, with
+ *  a margin above every rounding of the formula (the CUDA cascade's
+ *  certificate, docs/profiles.md), is centroid b with dot product ip: b's
+ *  value in the formula of its position (a lane value, or the plain
+ *  formula in the last block's tail); then each later block starts its
+ *  lanes at fl(best - |x|^2), and when fl(fl(best - |x|^2) + |x|^2) < best
+ *  that block's first centroid takes the label with that value. */
+FKM_SCAN_HD static inline fkm_top1 fkm_cmax_certified(int64_t b, float ip, float cn, float xn,
+                                                      int64_t k, int lanes) {
+  const int64_t j0 = b / 1024 * 1024, count = k - j0 < 1024 ? k - j0 : 1024;
+  const int64_t main = count / (2 * lanes) * (2 * lanes);
+  fkm_top1 r;
+  r.idx = b;
+  if (b - j0 < main) {
+    r.dis = fmaf(ip, -2.0f, cn) + xn;
+    if (r.dis < 0) r.dis = 0;
+  } else {
+    r.dis = fkm_l2_plain(xn, cn, ip);
+  }
+  for (int64_t jb = j0 + 1024; jb < k; jb += 1024) {
+    const float t = r.dis - xn;
+    float cand = t + xn;
+    if (cand < 0) cand = 0;
+    if (r.dis > cand) {
+      r.dis = cand;
+      r.idx = jb;
+    }
+  }
+  return r;
 }
 
 /** exhaustive_L2sqr_fused_cmax (d <= 16 on AVX2, <= 32 on AVX-512): lanes
@@ -393,6 +426,7 @@ FKM_SCAN_HD static inline void fkm_lanes_block(fkm_lanes_scan *s, int64_t j0, in
     s->best[l] = s->r.dis;
     s->bidx[l] = (int32_t)s->r.idx;
   }
+  for (int64_t q = s->main; q < count; q++) s->tail[q - s->main] = s->l2 ? INFINITY : -INFINITY;
 }
 
 FKM_SCAN_HD static inline void fkm_lanes_feed(fkm_lanes_scan *s, int64_t q, float v) {

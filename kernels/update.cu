@@ -14,6 +14,7 @@
 #include "flashkm.h"
 
 #include "cp_async.cuh"
+#include "faiss_scan.h"
 #include "fchain.h"
 #include "packed.cuh"
 
@@ -119,7 +120,13 @@ __device__ __forceinline__ void store_mean(float sum, float count, int64_t c, in
  * Each thread reads its segment R rows at a time, all loads issued before
  * the R in-order additions, so R loads are in flight per thread (R is
  * larger when there are few pairs, to keep enough bytes in flight). */
-template <bool WEIGHTED, int R>
+/* W: 0 unweighted; 1 weighted, sum + fl(x w) (two roundings); 2 weighted,
+ * fma(x, w, sum) (the AVX builds of FAISS before 1.14.2, docs/profiles.md). */
+__device__ __forceinline__ float weighted_add(int W, float sum, float v, float w) {
+  return W == 2 ? __fmaf_rn(v, w, sum) : __fadd_rn(sum, __fmul_rn(v, w));
+}
+
+template <int W, int R>
 __global__ void __launch_bounds__(THREADS)
 centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
               const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
@@ -139,7 +146,7 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
       if (i + r < e) {
         const int64_t row = rows[i + r];
         v[r] = x[row * d + j];
-        wv[r] = WEIGHTED ? w[row] : 1.0f;
+        wv[r] = W ? w[row] : 1.0f;
       } else {
         v[r] = 0.0f;
         wv[r] = 0.0f;
@@ -148,16 +155,16 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
 #pragma unroll
     for (int r = 0; r < R; r++) {
       if (i + r < e) {
-        if (WEIGHTED) {
+        if (W) {
           count = __fadd_rn(count, wv[r]);
-          sum = __fadd_rn(sum, __fmul_rn(v[r], wv[r]));
+          sum = weighted_add(W, sum, v[r], wv[r]);
         } else {
           sum = __fadd_rn(sum, v[r]);
         }
       }
     }
   }
-  if (!WEIGHTED) count = unweighted_count(e - b);
+  if (!W) count = unweighted_count(e - b);
   store_mean(sum, count, c, d, j, true, centroids, counts);
 }
 
@@ -174,7 +181,7 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
 constexpr int LONG_SEG = 1024, MID_SEG = 512, LR = 64, LS = 4;
 
 /* One warp: centroid c's segment [b, b + len) of rows, column j (lane's). */
-template <bool WEIGHTED>
+template <int W>
 __device__ void sum_long_segment(const float *__restrict__ x, const float *__restrict__ w,
                                  const int32_t *__restrict__ rows, int64_t d, int64_t c,
                                  int64_t b, int64_t len, int64_t j, float (*tile)[LR][32],
@@ -198,7 +205,7 @@ __device__ void sum_long_segment(const float *__restrict__ x, const float *__res
         const int64_t row = __shfl_sync(~0u, v[r >> 5], r & 31);
         if (col) cp_async4(&tile[buf][r][lane], x + row * d + j);
       }
-      if (WEIGHTED) {
+      if (W) {
         if (lane < m) cp_async4(&wt[buf][lane], w + v[0]);
         if (lane + 32 < m) cp_async4(&wt[buf][lane + 32], w + v[1]);
       }
@@ -221,10 +228,10 @@ __device__ void sum_long_segment(const float *__restrict__ x, const float *__res
     if (col) {
 #pragma unroll 8
       for (int r = 0; r < m; r++) {
-        if (WEIGHTED) {
+        if (W) {
           const float wv = wt[buf][r];
           count = __fadd_rn(count, wv);
-          sum = __fadd_rn(sum, __fmul_rn(tile[buf][r][lane], wv));
+          sum = weighted_add(W, sum, tile[buf][r][lane], wv);
         } else {
           sum = __fadd_rn(sum, tile[buf][r][lane]);
         }
@@ -238,14 +245,14 @@ __device__ void sum_long_segment(const float *__restrict__ x, const float *__res
   }
   cp_async_wait<0>();
   __syncwarp(); /* the ring is free for the next segment */
-  if (!WEIGHTED) count = unweighted_count(len);
+  if (!W) count = unweighted_count(len);
   store_mean(sum, count, c, d, j, col, centroids, counts);
 }
 
 /* A fixed grid of warps strides over the (centroid, 32-dimension slice)
  * items and takes the long segments: a run without any pays a short scan of
  * hist, not a block per item. */
-template <bool WEIGHTED>
+template <int W>
 __global__ void __launch_bounds__(32)
 centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
                    const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
@@ -258,7 +265,7 @@ centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
     const int64_t c = moving_centroid(item / slices, kp, k_frozen);
     const int64_t len = hist[c];
     if (len <= LONG_SEG) continue;
-    sum_long_segment<WEIGHTED>(x, w, rows, d, c, offsets[c], len,
+    sum_long_segment<W>(x, w, rows, d, c, offsets[c], len,
                                item % slices * 32 + threadIdx.x, tile, wt, centroids, counts);
   }
 }
@@ -422,8 +429,9 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
     if (e == cudaSuccess) e = cudaStreamWaitEvent(a->aux, a->ev_fork, 0);
     if (e != cudaSuccess) return e;
   }
-  auto kern = a->weights ? (deep ? centroid_sums<true, 32> : centroid_sums<true, 8>)
-                         : (deep ? centroid_sums<false, 32> : centroid_sums<false, 8>);
+  auto kern = !a->weights          ? (deep ? centroid_sums<0, 32> : centroid_sums<0, 8>)
+              : a->weighted_fma ? (deep ? centroid_sums<2, 32> : centroid_sums<2, 8>)
+                                : (deep ? centroid_sums<1, 32> : centroid_sums<1, 8>);
   kern<<<blocks_for(pairs), THREADS, 0, s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
                                              a->d, pairs, a->k_problem, a->k_frozen,
                                              long_min, a->centroids, a->counts);
@@ -453,7 +461,9 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   } else if (async16) {
     sums(FloatRows{a->x, a->d});
   } else {
-    auto lk = a->weights ? centroid_sums_long<true> : centroid_sums_long<false>;
+    auto lk = !a->weights          ? centroid_sums_long<0>
+              : a->weighted_fma ? centroid_sums_long<2>
+                                : centroid_sums_long<1>;
     lk<<<grid, 32, 0, ls>>>(a->x, a->weights, a->rows, a->hist, a->offsets, a->d,
                             a->k_problem, a->k_frozen, total, a->centroids, a->counts);
   }
@@ -940,16 +950,15 @@ __global__ void splits(float *__restrict__ cent, int64_t d,
   }
 }
 
-/* One thread per row (the norm is a chain in j). */
+/* One thread per row (the norm is a chain in j): fvec_renorm_L2, its norm
+ * in the profile's loop order. */
 __global__ void post_process(float *__restrict__ cent, int64_t k, int64_t d,
-                             int spherical, int int_centroids) {
+                             int spherical, int int_centroids, fkm_loop_order norm) {
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= k) return;
   float *ci = cent + i * d;
   if (spherical) {
-    double s = 0.0;
-    for (int64_t j = 0; j < d; j++) s = __dadd_rn(s, (double)__fmul_rn(ci[j], ci[j]));
-    const float nr = __double2float_rn(s);
+    const float nr = fkm_loop_eval(&norm, FKM_PROBE_NORM, ci, ci, d);
     if (nr > 0.0f) {
       const float inv = __double2float_rn(__ddiv_rn(1.0, (double)__fsqrt_rn(nr)));
       for (int64_t j = 0; j < d; j++) ci[j] = __fmul_rn(ci[j], inv);
@@ -1085,9 +1094,9 @@ extern "C" cudaError_t fkm_launch_splits(float *centroids, int64_t d,
 
 extern "C" cudaError_t fkm_launch_post_process(float *centroids, int64_t k, int64_t d,
                                                int spherical, int int_centroids,
-                                               cudaStream_t s) {
+                                               const fkm_loop_order *norm, cudaStream_t s) {
   if (!spherical && !int_centroids) return cudaSuccess;
   post_process<<<blocks_for(k), THREADS, 0, s>>>(centroids, k, d, spherical,
-                                                 int_centroids);
+                                                 int_centroids, *norm);
   return cudaGetLastError();
 }

@@ -10,6 +10,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "flashkm.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -79,6 +81,8 @@ typedef struct fkm_update_args {
   const uint16_t *xp;
   int xp_dtype;          /* FKM_DTYPE_F16 or FKM_DTYPE_BF16 */
   int64_t xp_rows, xp_stride;
+  int weighted_fma;      /* weighted: sum = fma(x, w, sum) (a profile's, see
+                            docs/profiles.md), else sum + fl(x w) */
 } fkm_update_args;
 cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s);
 
@@ -116,11 +120,12 @@ cudaError_t fkm_launch_splits(float *centroids, int64_t d,
                               const int64_t *pairs, int64_t count,
                               cudaStream_t s);
 
-/** spherical: rows with norm nr > 0 scaled by float(1 / double(sqrtf(nr)));
- *  then int_centroids: roundf. */
+/** spherical: rows with norm nr > 0 (the profile's fvec_norm_L2sqr loop,
+ *  *norm) scaled by float(1 / double(sqrtf(nr))); then int_centroids:
+ *  roundf. */
 cudaError_t fkm_launch_post_process(float *centroids, int64_t k, int64_t d,
                                     int spherical, int int_centroids,
-                                    cudaStream_t s);
+                                    const fkm_loop_order *norm, cudaStream_t s);
 
 #ifdef __cplusplus
 }

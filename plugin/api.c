@@ -199,6 +199,9 @@ static fkm_status check_shape(fkm_ctx *ctx, const fkm_params *p, int64_t n,
                   "params->assign_mode = FKM_ASSIGN_FAST runs on the CUDA "
                   "backend only (this context is %s)",
                   ctx->engine->ops->name);
+    FKM_RETURN_IF(p->profile.faiss_version != 0, err, FKM_ERR_INVALID_ARG,
+                  "params->assign_mode = FKM_ASSIGN_FAST computes flashkm's approximate "
+                  "labels, never a FAISS's: it takes the flashkm profile");
   }
   return FKM_OK;
 }

@@ -32,6 +32,7 @@
 #include "assign.cuh"
 #include "convert.cuh"
 #include "engine.h"
+#include "profile.cuh"
 #include "update.cuh"
 
 typedef fkm_objective scalars; /* read back at the iteration's sync */
@@ -76,6 +77,8 @@ typedef struct cuda_engine {
    * buffers (B * k), problem b's part at b * nt, b * k */
   fkm_run run;
   fkm_params params;
+  fkm_arith arith;
+  fkm_scan_desc sd; /* the training set's search (its path: n_train rows) */
   void *ws;
   size_t ws_bytes;
   const float *x; /* (B * nt, d): in ws, or the user's device f32 matrix */
@@ -304,17 +307,35 @@ done:
 /* The assignment plan for n rows: FKM_ASSIGN_FAST (fp16/bf16 data) or the
  * parity path (certified tensor cores when allowed and useful, else SIMT). */
 static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
-                                 fkm_dtype dtype, int64_t n, int64_t k, int64_t d) {
+                                 const fkm_scan_desc *sd, fkm_dtype dtype, int64_t n,
+                                 int64_t k, int64_t d) {
   const int64_t target = 8 * (int64_t)c->sm_count;
+  /* the fused and direct paths replay FAISS's scan on every row */
   fkm_assign_plan p = params->assign_mode == FKM_ASSIGN_FAST && dtype != FKM_DTYPE_F32
                           ? fkm_assign_make_fast_plan(n, k, d, target, (int)dtype)
-                          : fkm_assign_make_plan(n, k, d, target, c->allow_tc);
+                          : fkm_assign_make_plan(n, k, d, target, c->allow_tc && sd->path == 0);
   fkm_assign_plan_wgmma(&p, n, k, d, c->wgmma ? c->sm_count : 0); /* its persistent grid */
   return p;
 }
 
 /* Whether a plan's kernels read x through its packed 16-bit copy. */
 static int plan_packs(const fkm_assign_plan *p) { return p->tc || p->fast_dtype >= 0; }
+
+/* The device scan of a search of n rows in a profile (kernels/profile.cuh). */
+static fkm_scan_desc scan_desc(const fkm_arith *a, fkm_metric metric, int64_t n, int64_t d) {
+  fkm_scan_desc s;
+  memset(&s, 0, sizeof s);
+  s.norm = a->norm;
+  s.l2 = a->l2;
+  s.ip = a->ip;
+  s.path = (int)fkm_arith_path(a, metric, n, d);
+  s.metric = (int)metric;
+  s.cmax_lanes = a->cmax_lanes;
+  s.top1_lanes = a->top1_lanes;
+  s.fused_lanes = a->fused_lanes;
+  s.fused_norm4_hadd = a->fused_norm4_hadd;
+  return s;
+}
 
 /* ------------------------------------------------------------- workspace */
 
@@ -438,8 +459,9 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   c->chunk = (c->chunk + 127) / 128 * 128;
   c->nchunk = nt > 0 ? (nt + c->chunk - 1) / c->chunk : 1;
   c->lanes = B < FKM_CUDA_LANES ? (int)B : FKM_CUDA_LANES;
-  c->plan = make_plan(c, &c->params, run->dtype, c->chunk, k, d);
-  c->plan_last = make_plan(c, &c->params, run->dtype, nt - (c->nchunk - 1) * c->chunk, k, d);
+  c->plan = make_plan(c, &c->params, &c->sd, run->dtype, c->chunk, k, d);
+  c->plan_last =
+      make_plan(c, &c->params, &c->sd, run->dtype, nt - (c->nchunk - 1) * c->chunk, k, d);
   FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, &c->temp_bytes));
   c->x = run->x; /* kept when plan_workspace finds it usable in place */
   c->ws_bytes = plan_workspace(c, NULL);
@@ -459,7 +481,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
     FKM_FORWARD(load_rows(c, run->dtype, run->x, d, grows, B * nt, (float *)c->x));
   if (run->weights)
     FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, grows, B * nt, c->w));
-  FKM_CUDA_TRY(c, fkm_launch_row_norms(c->x, B * nt, d, c->xn, c->stream));
+  FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->x, B * nt, d, c->xn, c->stream));
   for (int64_t b = 0; b < B && c->xp; b++) /* each problem packed on its own */
     FKM_CUDA_TRY(c, fkm_launch_pack_x(c->x + b * nt * d, nt, d, c->plan.fast_dtype,
                                       c->xp + b * c->xp_stride, c->xmax + b, c->stream));
@@ -481,6 +503,9 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   c->run = *run;
   c->params = *run->params;
   c->run.params = &c->params;
+  c->arith = *run->arith;
+  c->run.arith = &c->arith;
+  c->sd = scan_desc(&c->arith, c->params.metric, run->n_train, run->d);
   int64_t *grows = NULL;
   fkm_status st = global_rows(c, run, &grows);
   if (st == FKM_OK) st = begin_impl(c, run, user_centroids, grows);
@@ -520,7 +545,7 @@ static fkm_status cuda_post_process(fkm_engine *e) {
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   FKM_CUDA_TRY(c, fkm_launch_post_process(c->cent, c->run.batch * c->run.k, c->run.d,
                                           c->params.spherical, c->params.int_centroids,
-                                          c->stream));
+                                          &c->arith.norm, c->stream));
   return FKM_OK;
 }
 
@@ -533,7 +558,8 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   const int verbose = c->params.verbose && c->params.log;
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
-  FKM_CUDA_TRY(c, fkm_launch_row_norms(c->cent, B * k, d, c->cn, s)); /* IP: for the bound */
+  /* IP: for the bound */
+  FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, B * k, d, c->cn, s));
   if (c->lanes > 1) { /* fork */
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_fork, s));
     for (int l = 0; l < c->lanes; l++)
@@ -546,12 +572,24 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
     for (int64_t ch = 0; ch < c->nchunk; ch++) {
       const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
       const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
-      fkm_assign_args aa = {c->x + (rb + r0) * d, c->xn + rb + r0, c->cent + b * k * d,
-                            c->cn + b * k, m, d, k, (int)c->params.metric,
-                            c->labels + rb + r0, c->dist + rb + r0, work,
-                            c->xp ? c->xp + b * c->xp_stride + r0 * fkm_pack_dims(d) : NULL,
-                            c->xmax ? c->xmax + b : NULL};
-      FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, ls));
+      fkm_assign_args aa = {
+          .x = c->x + (rb + r0) * d,
+          .xn = c->xn + rb + r0,
+          .c = c->cent + b * k * d,
+          .cn = c->cn + b * k,
+          .n = m,
+          .d = d,
+          .k = k,
+          .metric = (int)c->params.metric,
+          .labels = c->labels + rb + r0,
+          .dist = c->dist + rb + r0,
+          .work = work,
+          .xp = c->xp ? c->xp + b * c->xp_stride + r0 * fkm_pack_dims(d) : NULL,
+          .xmax = c->xmax ? c->xmax + b : NULL};
+      if (plan->fast_dtype >= 0)
+        FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, ls));
+      else
+        FKM_CUDA_TRY(c, fkm_launch_assign_profile(&aa, plan, &c->sd, ls));
       if (verbose && plan->tc)
         FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + 2 * (b * c->nchunk + ch),
                                         fkm_assign_refined_count(&aa, plan), 2 * sizeof(int),
@@ -590,7 +628,7 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
                         c->run.k_frozen, k, c->lane[0], c->ev_ufork, c->ev_ujoin, c->cent,
                         c->counts, c->hist64,
                         c->plan.fast_dtype >= 0 ? c->xp : NULL, c->plan.fast_dtype, nt,
-                        c->xp_stride};
+                        c->xp_stride, c->arith.weighted_fma};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_u1, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)(B * k),
@@ -690,19 +728,21 @@ static fkm_status cuda_copy(fkm_engine *e, void *dst, const void *src, size_t by
  * processed in chunks of at most 2^26 floats when they must be converted or
  * copied. Fails with FKM_ERR_NUMERIC on a row without a finite distance
  * (the message names the problem when problem >= 0). */
-static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtype dtype,
-                              const void *x, int64_t n, int64_t d, const float *cent,
-                              int64_t k, int64_t *lab, float *dis, int64_t problem) {
+static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fkm_arith *ar,
+                              fkm_dtype dtype, const void *x, int64_t n, int64_t d,
+                              const float *cent, int64_t k, int64_t *lab, float *dis,
+                              int64_t problem) {
   fkm_status st = FKM_OK;
   if (n == 0) return FKM_OK;
+  const fkm_scan_desc sd = scan_desc(ar, params->metric, n, d); /* FAISS's search of n rows */
   const int in_place = dtype == FKM_DTYPE_F32 && is_device_ptr(x);
   int64_t chunk = in_place ? n : ((int64_t)1 << 26) / d;
   if (chunk < 1) chunk = 1;
   if (chunk > n) chunk = n;
   /* scratch for the larger of the full chunk's and the last chunk's plans */
   const int64_t last = n - ((n - 1) / chunk) * chunk;
-  const fkm_assign_plan p_full = make_plan(c, params, dtype, chunk, k, d);
-  const size_t wb_last = make_plan(c, params, dtype, last, k, d).work_bytes;
+  const fkm_assign_plan p_full = make_plan(c, params, &sd, dtype, chunk, k, d);
+  const size_t wb_last = make_plan(c, params, &sd, dtype, last, k, d).work_bytes;
   const size_t work_bytes = p_full.work_bytes > wb_last ? p_full.work_bytes : wb_last;
   const int packs = plan_packs(&p_full);
   float *xf = NULL, *xn = NULL, *cn = NULL;
@@ -724,7 +764,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xp, fkm_pack_x_bytes(chunk, d), s));
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xmax, sizeof(int), s));
   }
-  FKM_CUDA_GOTO(c, fkm_launch_row_norms(cent, k, d, cn, s));
+  FKM_CUDA_GOTO(c, fkm_launch_profile_norms(&sd, cent, k, d, cn, s));
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
     const int64_t m = n - r0 < chunk ? n - r0 : chunk;
     const float *xc;
@@ -735,12 +775,26 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, fkm_dtyp
       FKM_GOTO(load_rows(c, dtype, src, d, NULL, m, xf));
       xc = xf;
     }
-    FKM_CUDA_GOTO(c, fkm_launch_row_norms(xc, m, d, xn, s));
-    const fkm_assign_plan p = make_plan(c, params, dtype, m, k, d);
+    FKM_CUDA_GOTO(c, fkm_launch_profile_norms(&sd, xc, m, d, xn, s));
+    const fkm_assign_plan p = make_plan(c, params, &sd, dtype, m, k, d);
     if (packs) FKM_CUDA_GOTO(c, fkm_launch_pack_x(xc, m, d, p.fast_dtype, xp, xmax, s));
-    fkm_assign_args aa = {xc, xn, cent, cn, m, d, k, (int)params->metric,
-                          lab32 + r0, dis + r0, work, xp, xmax};
-    FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));
+    fkm_assign_args aa = {.x = xc,
+                          .xn = xn,
+                          .c = cent,
+                          .cn = cn,
+                          .n = m,
+                          .d = d,
+                          .k = k,
+                          .metric = (int)params->metric,
+                          .labels = lab32 + r0,
+                          .dist = dis + r0,
+                          .work = work,
+                          .xp = xp,
+                          .xmax = xmax};
+    if (p.fast_dtype >= 0)
+      FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));
+    else
+      FKM_CUDA_GOTO(c, fkm_launch_assign_profile(&aa, &p, &sd, s));
   }
   FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
   /* first unassigned row: the objective kernel's scan, its sums unused */
@@ -790,9 +844,9 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)(B * n), s));
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)(B * n), s));
     for (int64_t b = 0; b < B; b++)
-      FKM_GOTO(assign_user(c, &c->params, c->run.dtype, (const char *)c->run.x + xb * (size_t)b,
-                           n, d, c->cent + b * k * d, k, lab + b * n, dis + b * n,
-                           B > 1 ? b : -1));
+      FKM_GOTO(assign_user(c, &c->params, &c->arith, c->run.dtype,
+                           (const char *)c->run.x + xb * (size_t)b, n, d, c->cent + b * k * d,
+                           k, lab + b * n, dis + b * n, B > 1 ? b : -1));
   }
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(B * k * d),
                                    cudaMemcpyDefault, s));
@@ -814,6 +868,8 @@ static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   FKM_RETURN_IF(k > INT32_MAX, c->base.err, FKM_ERR_UNSUPPORTED,
                 "cuda engine: k = %lld must be < 2^31", (long long)k);
+  fkm_arith arith;
+  FKM_FORWARD(fkm_arith_of(&params->profile, &arith, c->base.err));
   if (params->check_finite) {
     FKM_FORWARD(check_x(c, "x", dtype, x, 1, n, d));
     FKM_FORWARD(check_x(c, "centroids", FKM_DTYPE_F32, centroids, 1, k, d));
@@ -827,7 +883,7 @@ static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n
   }
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)n, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)n, s));
-  FKM_GOTO(assign_user(c, params, dtype, x, n, d, cd, k, lab, dis, -1));
+  FKM_GOTO(assign_user(c, params, &arith, dtype, x, n, d, cd, k, lab, dis, -1));
   FKM_GOTO(publish_assignment(c, lab, dis, n, labels, distances));
 done:
   if (cent) (void)cudaFreeAsync(cent, s);

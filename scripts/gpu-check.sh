@@ -78,6 +78,13 @@ if [ "$SANITIZE" = 1 ]; then
   SMALL="$SMALL:Cuda.FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate"
   SMALL="$SMALL:Shapes/CudaMatrix.TrainBitIdenticalToCpu/d384_k256_n1500"
   SMALL="$SMALL:Table/CudaBatched.EqualsSeparateCpuRuns/weights_nredo3"
+  # profiles: the cascade with deferred pairs and the replay (laned scans,
+  # cmax blocks), the fused and direct paths, the fused weighted update
+  SMALL="$SMALL:All/CudaProfiles.AssignEqualsCpuBothMetrics/faiss_1_15_1_avx512_ties_blocks"
+  SMALL="$SMALL:All/CudaProfiles.TrainL2EqualsCpu/faiss_1_15_1_avx2_ties_blocks"
+  SMALL="$SMALL:All/CudaProfiles.TrainL2EqualsCpu/faiss_1_8_0_avx2_fused_d16"
+  SMALL="$SMALL:All/CudaProfiles.WeightedTrainEqualsCpu/faiss_1_8_0_avx512_blas_cascade"
+  SMALL="$SMALL:All/CudaProfiles.TrainSphericalInnerProductEqualsCpu/faiss_1_15_1_none_direct_1_15"
   step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 --leak-check full \
     "$TEST" --gtest_filter="$SMALL:Cuda.AssignMatchesCpuForBothMetricsAndSplitGrids:Cuda.FastModeIsDeterministicAndAgreesWithParityOnClusteredData:Cuda.AssignWithOneCentroidRangeMatchesCpu"
   step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \

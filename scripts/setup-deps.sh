@@ -4,7 +4,7 @@
 # python3-faiss) is the pinned parity reference.
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config zlib1g-dev libopenblas-dev libfaiss-dev
-      python3-faiss python3-numpy python3-pytest libgtest-dev
+      python3-faiss python3-numpy python3-pytest python3-venv libgtest-dev
       dataset-fashion-mnist)
 missing=()
 for p in "${pkgs[@]}"; do

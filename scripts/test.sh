@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # README command two: install what is needed, build (warnings are errors),
 # run every test: ctest (cpu, errors, parity, cli; gpu tests skip without a
-# GPU) and the Python package's pytest suite.
+# GPU), the Python package's pytest suite against Debian's FAISS 1.7.3, and
+# the parity suite against pip's faiss-cpu wheels at every SIMD level this
+# CPU runs (scripts/test-faiss-wheels.sh; FAISS_WHEELS=none skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-deps.sh
@@ -15,4 +17,7 @@ ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS"
 if [ -d python/tests ]; then
   FLASHKM_LIBRARY="$PWD/$BUILD/plugin/libflashkm.so" PYTHONPATH="$PWD/python" \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
+  if [ "${FAISS_WHEELS:-}" != none ]; then
+    BUILD="$BUILD" scripts/test-faiss-wheels.sh
+  fi
 fi

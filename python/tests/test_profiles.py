@@ -23,7 +23,7 @@ import pytest
 
 import flashkm
 from conftest import blobs, fashion_mnist
-from flashkm import _lib
+from flashkm import _lib, parity
 from flashkm import profile as P
 
 CPU = "cpu"
@@ -109,31 +109,13 @@ def test_faiss_loops_reproduced_on_fresh_vectors(faiss, info, ctx, d):
 # ------------------------------------------------------------------ search
 
 
-def near_tie_bound(x, c, a, b):
-    """How far apart two centroids' distances can be and still be ordered
-    differently by FAISS's BLAS and flashkm's dot product: both are within
-    gamma_d sum|x_j c_j| of the exact one, the formula adds u (|x|^2 + |c|^2)."""
-    d = x.shape[0]
-    u = 2.0 ** -24
-    x64 = np.abs(x.astype(np.float64))
-    s = sum(x64 @ np.abs(c[j].astype(np.float64)) for j in (a, b))
-    nrm = (x64 ** 2).sum() + sum((c[j].astype(np.float64) ** 2).sum() for j in (a, b))
-    return 4.2 * d * u * s + 8 * u * nrm
-
-
 def check_labels(x, c, metric, fl, I):
     """Every differing label is a near-tie within the bound; returns their count."""
-    bad = np.nonzero(fl != I)[0]
-    for i in bad:
-        a, b = int(fl[i]), int(I[i])
-        x64, ca, cb = (v.astype(np.float64) for v in (x[i], c[a], c[b]))
-        if metric == "l2":
-            gap = abs(((x64 - ca) ** 2).sum() - ((x64 - cb) ** 2).sum())
-        else:
-            gap = abs(x64 @ ca - x64 @ cb)
-        assert gap <= near_tie_bound(x[i], c, a, b), (
-            "row %d: flashkm %d, FAISS %d, gap %g is no near-tie" % (i, a, b, gap))
-    return len(bad)
+    diffs = parity.label_differences(x, c, metric == "l2", fl, I)
+    for row, a, b, gap, bound in diffs:
+        assert gap <= bound, "row %d: flashkm %d, FAISS %d, gap %g is no near-tie" % (
+            row, a, b, gap)
+    return len(diffs)
 
 
 def own_code(info, metric, n, d):
@@ -209,63 +191,12 @@ def test_search_exact_ties_follow_faiss_scan(faiss, info, ctx, n, d, k):
 # ------------------------------------------------------------------ training
 
 
-def faiss_step(faiss, d, k, cp, x, cent, weights=None):
-    """One FAISS iteration from the given centroids (all k supplied: no
-    initialisation draws), with the same subsampling."""
-    clus = faiss.Clustering(d, k)
-    for f, v in cp.items():
-        setattr(clus, f, v)
-    clus.niter = 1
-    faiss.copy_array_to_vector(cent.ravel(), clus.centroids)
-    index = faiss.IndexFlatIP(d) if cp.get("spherical") else faiss.IndexFlatL2(d)
-    clus.train(x, index, weights)
-    st = clus.iteration_stats.at(0)
-    return (faiss.vector_to_array(clus.centroids).reshape(k, d),
-            (st.obj, st.imbalance_factor, st.nsplit))
-
-
-def training_rows(x, k, cp):
-    """The rows FAISS trains on: a rand_perm prefix when n > k * max."""
-    import ctypes
-    m = k * cp.get("max_points_per_centroid", 256)
-    if len(x) <= m:
-        return x
-    perm = np.empty(m, dtype=np.int64)
-    _lib.check(_lib.lib().fkm_rand_perm(len(x), cp.get("seed", 1234), m,
-                                        perm.ctypes.data_as(ctypes.c_void_p)))
-    return x[perm]
-
-
 def lockstep(faiss, info, ctx, d, k, cp, x, weights, niter):
-    """Runs flashkm and FAISS one iteration at a time from FAISS's centroids;
-    returns the number of iterations that differed, each explained by a
-    near-tie of the assignment (checked)."""
-    metric = "ip" if cp.get("spherical") else "l2"
-    cent = x[np.random.RandomState(0).choice(len(x), k, replace=False)].copy()
-    differed = 0
-    for _ in range(niter):
-        want, (obj, imb, nsplit) = faiss_step(faiss, d, k, cp, x, cent, weights)
-        got, stats = flashkm.train(ctx, x, k, dict(cp, niter=1), _lib.METRIC_INNER_PRODUCT
-                                   if metric == "ip" else _lib.METRIC_L2, weights, cent,
-                                   profile=info)
-        if not np.array_equal(bits(got), bits(want)):
-            # the labels on the centroids both started from must explain it
-            index = faiss.IndexFlatL2(d) if metric == "l2" else faiss.IndexFlatIP(d)
-            start = cent.copy()
-            if cp.get("spherical"):
-                start /= np.linalg.norm(start, axis=1, keepdims=True)
-            index.add(start)
-            xs = training_rows(x, k, cp)
-            _, I = index.search(xs, 1)
-            _, fl = flashkm.assign(ctx, xs, start, _lib.METRIC_L2 if metric == "l2" else
-                                   _lib.METRIC_INNER_PRODUCT, profile=info)
-            assert check_labels(xs, start, metric, fl, I[:, 0]) > 0, (
-                "centroids differ with identical labels")
-            differed += 1
-        else:
-            assert stats[0]["imbalance_factor"] == imb and stats[0]["nsplit"] == nsplit
-        cent = want
-    return differed
+    """P1 (flashkm.parity.lockstep): the number of iterations that differed,
+    each explained by near-ties within the bound (checked)."""
+    res = parity.lockstep(faiss, info, ctx, x, k, cp, weights, niter=niter)
+    assert res["unexplained"] == 0, res
+    return res["near_tie_steps"]
 
 
 TRAIN = [
@@ -302,6 +233,19 @@ def run_both(faiss, d, k, kw, x, w=None, init=None):
     return fk, mk
 
 
+def test_parity_module_reports_every_level(faiss, tmp_path, capsys):
+    """python -m flashkm.parity on a tie-free file: P1, P2 and P3 pass."""
+    x = blobs(3000, 8, 6, seed=2)
+    path = tmp_path / "blobs.npy"
+    np.save(path, x)
+    rc = parity.main([str(path), "-k", "12", "--niter", "6"])
+    out = capsys.readouterr().out
+    assert "profile        %s" % P.detect(faiss).name in out
+    assert "P1 lockstep    PASS" in out and "P2 assignment  PASS" in out, out
+    assert "P3 end to end  PASS" in out and "verdict        PASS" in out, out
+    assert rc == 0
+
+
 def assert_same_run(fk, mk):
     assert np.array_equal(bits(fk.centroids), bits(mk.centroids))
     fs, ms = fk.iteration_stats, mk.iteration_stats
@@ -326,19 +270,23 @@ E2E = [
 
 
 @pytest.mark.parametrize("name,n,d,k,kw", E2E, ids=[t[0] for t in E2E])
-def test_end_to_end_equals_faiss_kmeans(faiss, info, name, n, d, k, kw):
+def test_end_to_end_equals_faiss_kmeans(faiss, info, ctx, name, n, d, k, kw):
+    """Whole runs equal faiss.Kmeans's where FAISS computes every distance
+    with its own code; where this build sends the shape to its BLAS (a
+    generic build), the same configuration in lockstep instead (P1)."""
     kw = dict(kw)
-    if not (own_code(info, "l2", n, d) or own_code(info, "l2", min(n, k * kw.get(
-            "max_points_per_centroid", 256)), d)) and d > 3:
-        pytest.skip("%s: this build sends (n=%d, d=%d) to its BLAS (covered by the "
-                    "lockstep test)" % (info.name, n, d))
     w = np.random.RandomState(1).rand(n).astype(np.float32) * 3 if kw.pop("weights", 0) else None
     ni = kw.pop("init", 0)
     x = blobs(n, d, max(k // 2, 2), seed=n + d + k)
     init = x[:ni] + 0.5 if ni else None
     kw.setdefault("niter", 12)
-    fk, mk = run_both(faiss, d, k, kw, x, w, init)
-    assert_same_run(fk, mk)
+    n_train = min(n, k * kw.get("max_points_per_centroid", 256))
+    if own_code(info, "l2", n_train, d):
+        fk, mk = run_both(faiss, d, k, kw, x, w, init)
+        assert_same_run(fk, mk)
+    else:
+        cp = {f: v for f, v in kw.items() if f not in ("nredo", "frozen_centroids", "niter")}
+        assert lockstep(faiss, info, ctx, d, k, cp, x, w, niter=4) <= 1
 
 
 def test_new_parameters_follow_this_faiss(faiss, info, version):
@@ -376,3 +324,8 @@ def test_fashion_mnist_lockstep(faiss, info, ctx):
     if x is None:
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     lockstep(faiss, info, ctx, x.shape[1], 24, {}, x, None, niter=3)
+    # and where the runs part ways, P2 lists the near-ties on FAISS's centroids
+    fk = faiss.Kmeans(x.shape[1], 24, niter=5)
+    fk.train(x)
+    diffs, beyond = parity.assignment(faiss, info, ctx, x, fk.centroids, True)
+    assert beyond == 0, diffs

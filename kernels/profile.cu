@@ -1,0 +1,356 @@
+/* FAISS's k=1 search in a profile's arithmetic (profile.cuh).
+ *
+ * Compiled with -fmad=false: every fused operation is an explicit fmaf, as
+ * in kernels/faiss_scan.h, whose functions these kernels call, so the GPU
+ * runs literally the CPU engine's rules.
+ *
+ * Why the certified labels stand (docs/profiles.md, "Certification"): the
+ * cascade's bound covers every profile's formula once its norm term allows
+ * for float-accumulated norms (a loop of d terms in any order errs by at
+ * most gamma_d |x|^2); a row it certifies with one candidate b has
+ * f(b) < f(c) for every other c under the profile's formula f, with a
+ * margin above one rounding of |x|^2. Then b is its lane's least value
+ * (f is monotone in t = fma(ip, -2, |c|^2)), wins the lane reduction and
+ * its block, and only exhaustive_L2sqr_blas_cmax's block start can still
+ * move the label: each later block starts its lanes at fl(best - |x|^2),
+ * and when fl(fl(best - |x|^2) + |x|^2) < best its first centroid takes
+ * over with that value; certify applies exactly that (fkm_cmax_certified).
+ * Rows the cascade narrows to two candidates are the near-ties the lane
+ * rules decide: replay_pairs replays the scan over the two; the rows it
+ * cannot certify at all are replayed in full, a warp per row
+ * (replay_laned). */
+#include "faiss_scan.h"
+#include "profile.cuh"
+
+namespace {
+
+constexpr int THREADS = 128;
+constexpr int64_t DB_BLOCK = 1024; /* FAISS's distance_compute_blas_database_bs */
+
+__global__ void profile_norms(fkm_scan_desc s, const float *__restrict__ x, int64_t n,
+                              int64_t d, float *__restrict__ out) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float *xi = x + i * d;
+  out[i] = s.path == 1 ? fkm_fused_norm(xi, d, s.fused_norm4_hadd)
+                       : fkm_loop_eval(&s.norm, FKM_PROBE_NORM, xi, xi, d);
+}
+
+/* The exact replay of one row's scan over the k centroids, in order. */
+__device__ fkm_top1 replay_row(const fkm_scan_desc &s, const float *__restrict__ xi, float xn,
+                               const float *__restrict__ c, const float *__restrict__ cn,
+                               int64_t d, int64_t k) {
+  const int l2 = s.metric == FKM_METRIC_L2;
+  if (s.path == 2) { /* direct: FAISS's own loop per pair */
+    fkm_top1 r = fkm_top1_begin(l2);
+    const fkm_loop_order *o = l2 ? &s.l2 : &s.ip;
+    for (int64_t j = 0; j < k; j++)
+      fkm_scan_plain(&r, l2, fkm_loop_eval(o, l2 ? FKM_PROBE_L2 : FKM_PROBE_IP, xi, c + j * d, d),
+                     j);
+    return r;
+  }
+  if (s.path == 1) { /* fused kernel */
+    fkm_fused_scan f;
+    fkm_fused_begin(&f, s.fused_lanes, k, xn);
+    for (int64_t j = 0; j < k; j++) {
+      const float *cj = c + j * d;
+      if (j < f.main)
+        fkm_fused_feed_main(&f, j, fkm_fused_t(xi, cj, d, fkm_fused_dp(xi, cj, d), cn[j]));
+      else
+        fkm_fused_feed_left(&f, j, fkm_fused_dot(xi, cj, d), cn[j]);
+    }
+    return fkm_fused_end(&f);
+  }
+  if (l2 && s.cmax_lanes > 0) {
+    fkm_cmax_scan m;
+    fkm_cmax_begin(&m, s.cmax_lanes, xn);
+    for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
+      const int64_t cnt = k - j0 < DB_BLOCK ? k - j0 : DB_BLOCK;
+      fkm_cmax_block(&m, j0, cnt);
+      for (int64_t q = 0; q < cnt; q++)
+        fkm_cmax_feed(&m, q, fkm_ip_chain(xi, c + (j0 + q) * d, d), cn[j0 + q]);
+      fkm_cmax_block_end(&m);
+    }
+    return m.r;
+  }
+  if (!l2 && s.top1_lanes > 1) {
+    fkm_lanes_scan t;
+    fkm_lanes_begin(&t, s.top1_lanes, 0);
+    for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
+      const int64_t cnt = k - j0 < DB_BLOCK ? k - j0 : DB_BLOCK;
+      fkm_lanes_block(&t, j0, cnt);
+      for (int64_t q = 0; q < cnt; q++) fkm_lanes_feed(&t, q, fkm_ip_chain(xi, c + (j0 + q) * d, d));
+      fkm_lanes_block_end(&t);
+    }
+    return t.r;
+  }
+  fkm_top1 r = fkm_top1_begin(l2); /* the plain scan */
+  for (int64_t j = 0; j < k; j++) {
+    const float ip = fkm_ip_chain(xi, c + j * d, d);
+    fkm_scan_plain(&r, l2, l2 ? fkm_l2_plain(xn, cn[j], ip) : ip, j);
+  }
+  return r;
+}
+
+/* One thread per row: rows[p] for p < *count, or every row p < n. */
+__global__ void __launch_bounds__(THREADS)
+profile_replay(fkm_scan_desc s, const float *__restrict__ x, const float *__restrict__ xn,
+               const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
+               int64_t k, const int32_t *__restrict__ rows, const int *__restrict__ count,
+               int32_t *__restrict__ labels, float *__restrict__ dist) {
+  if (count) n = *count;
+  for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < n;
+       p += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t row = rows ? rows[p] : p;
+    const fkm_top1 r = replay_row(s, x + row * d, xn ? xn[row] : 0.0f, c, cn, d, k);
+    labels[row] = (int32_t)r.idx;
+    dist[row] = r.dis;
+  }
+}
+
+/* A deferred row (the cascade narrowed it to two candidates, every other
+ * centroid worse than both with a margin): the laned scan replayed over
+ * the two alone. The others hold lanes only with values that lose the
+ * reduction to a candidate, so leaving them out changes no outcome; the
+ * blocks without a candidate still run their starts (cmax's block rule). */
+__global__ void __launch_bounds__(THREADS)
+replay_pairs(fkm_scan_desc s, const float *__restrict__ x, const float *__restrict__ xn,
+             const float *__restrict__ c, const float *__restrict__ cn, int64_t d, int64_t k,
+             const int32_t *__restrict__ pairs, const int *__restrict__ count,
+             int32_t *__restrict__ labels, float *__restrict__ dist) {
+  const int n = *count;
+  for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < n;
+       p += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t row = pairs[3 * p];
+    const int64_t b1 = pairs[3 * p + 1], b2 = pairs[3 * p + 2];
+    const int64_t cand[2] = {b1 < b2 ? b1 : b2, b1 < b2 ? b2 : b1};
+    const float *xi = x + row * d;
+    const float ip[2] = {fkm_ip_chain(xi, c + cand[0] * d, d), fkm_ip_chain(xi, c + cand[1] * d, d)};
+    fkm_top1 r;
+    if (s.metric == FKM_METRIC_L2) {
+      fkm_cmax_scan m;
+      fkm_cmax_begin(&m, s.cmax_lanes, xn[row]);
+      for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
+        const int64_t cnt = k - j0 < DB_BLOCK ? k - j0 : DB_BLOCK;
+        fkm_cmax_block(&m, j0, cnt);
+        for (int e = 0; e < 2; e++)
+          if (cand[e] >= j0 && cand[e] < j0 + cnt && (e == 0 || cand[1] != cand[0]))
+            fkm_cmax_feed(&m, cand[e] - j0, ip[e], cn[cand[e]]);
+        fkm_cmax_block_end(&m);
+      }
+      r = m.r;
+    } else {
+      fkm_lanes_scan t;
+      fkm_lanes_begin(&t, s.top1_lanes, 0);
+      for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
+        const int64_t cnt = k - j0 < DB_BLOCK ? k - j0 : DB_BLOCK;
+        fkm_lanes_block(&t, j0, cnt);
+        for (int e = 0; e < 2; e++)
+          if (cand[e] >= j0 && cand[e] < j0 + cnt && (e == 0 || cand[1] != cand[0]))
+            fkm_lanes_feed(&t, cand[e] - j0, ip[e]);
+        fkm_lanes_block_end(&t);
+      }
+      r = t.r;
+    }
+    labels[row] = (int32_t)r.idx;
+    dist[row] = r.dis;
+  }
+}
+
+/* (v, i) better than (w, j) in a lane's sequence of strict comparisons:
+ * the smaller distance (larger inner product), the earlier position on a
+ * tie; i < 0 is an empty slot. */
+__device__ __forceinline__ bool lane_better(bool l2, float v, int64_t i, float w, int64_t j) {
+  if (i < 0) return false;
+  if (j < 0) return true;
+  if (l2 ? v < w : v > w) return true;
+  return v == w && i < j;
+}
+
+/* One warp per row the cascade could not certify, for the laned BLAS scans
+ * (cmax, FAISS 1.15's laned top-1), LANED_ROWS rows (warps) per block.
+ * The block walks the centroids 32 at a time; their rows go through shared
+ * memory in tiles of 32 dimensions (one coalesced load serves the block's
+ * rows), and thread t of each warp runs the fma chain of its row with
+ * centroid j0 + q0 + t over the tiles in order (j = 0..d-1, as
+ * fkm_ip_chain). A lane's values (positions q = l mod L) are combined
+ * across the warp with shuffles into the least value at its earliest
+ * position, which is what the lane's sequential strict comparisons keep,
+ * and merged into the lane's state (every thread keeps the state of lane
+ * t mod L); the block's end (lane reduction, tail, add_result) runs as the
+ * sequential code, every thread alike. A NaN anywhere in a row (outside the
+ * proof's assumptions) makes its warp's thread 0 replay that row alone,
+ * sequentially, after the walk. Measured on an H200 at 1M x 1024, d = 128
+ * (about 3800 such rows): the same replay with each thread reading its
+ * centroid's row from global memory took 3 ms. */
+constexpr int LANED_ROWS = 8, TILE_D = 32;
+
+__global__ void __launch_bounds__(32 * LANED_ROWS)
+replay_laned(fkm_scan_desc s, const float *__restrict__ x, const float *__restrict__ xn,
+             const float *__restrict__ c, const float *__restrict__ cn, int64_t d, int64_t k,
+             const int32_t *__restrict__ rows, const int *__restrict__ count,
+             int32_t *__restrict__ labels, float *__restrict__ dist) {
+  __shared__ float ct[32][TILE_D + 1];        /* 32 centroids x a tile of dimensions */
+  __shared__ float xt[LANED_ROWS][TILE_D];    /* each warp's row, the same tile */
+  const unsigned full = 0xffffffffu;
+  const int t = (int)(threadIdx.x & 31), w = (int)(threadIdx.x >> 5);
+  const bool l2 = s.metric == FKM_METRIC_L2;
+  const int L = l2 ? s.cmax_lanes : s.top1_lanes, step = l2 ? 2 * L : L;
+  const float empty = l2 ? INFINITY : -INFINITY;
+  const int n = *count;
+  for (int64_t p0 = (int64_t)blockIdx.x * LANED_ROWS; p0 < n;
+       p0 += (int64_t)gridDim.x * LANED_ROWS) {
+    const int64_t p = p0 + w;
+    const bool live = p < n; /* idle warps still load tiles and meet the barriers */
+    const int64_t row = live ? rows[p] : 0;
+    const float *xi = x + row * d;
+    const float x2 = l2 && live ? xn[row] : 0.0f;
+    fkm_top1 r = fkm_top1_begin(l2);
+    bool bad = false;
+    for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
+      const int64_t cnt = k - j0 < DB_BLOCK ? k - j0 : DB_BLOCK;
+      const int64_t main = cnt / step * step;
+      /* lane t % L: cmax starts at fl(best - |x|^2), index 0 (local); the
+       * laned top-1 at the running best and its index */
+      float lv = l2 ? r.dis - x2 : r.dis;
+      int64_t li = l2 ? 0 : r.idx;
+      float tailv = empty; /* this thread's tail value (the last chunk's) */
+      for (int64_t q0 = 0; q0 < cnt; q0 += 32) {
+        const int64_t q = q0 + t;
+        float ip = 0.0f;
+        for (int64_t dt = 0; dt < d; dt += TILE_D) {
+          const int width = (int)(d - dt < TILE_D ? d - dt : TILE_D);
+          __syncthreads(); /* the previous tile is used up */
+          for (int e = (int)threadIdx.x; e < 32 * TILE_D; e += 32 * LANED_ROWS) {
+            const int r32 = e / TILE_D, col = e % TILE_D;
+            const int64_t j = j0 + q0 + r32;
+            ct[r32][col] = j < j0 + cnt && col < width ? c[j * d + dt + col] : 0.0f;
+          }
+          xt[w][t] = live && t < width ? xi[dt + t] : 0.0f;
+          __syncthreads();
+          for (int jj = 0; jj < width; jj++) ip = fmaf(xt[w][jj], ct[t][jj], ip);
+        }
+        float v = empty;
+        int64_t vi = -1;
+        if (live && q < cnt) {
+          const float val = l2 ? (q < main ? fmaf(ip, -2.0f, cn[j0 + q])
+                                           : fkm_l2_plain(x2, cn[j0 + q], ip))
+                               : ip;
+          bad = bad || val != val;
+          if (q < main) {
+            v = val;
+            vi = l2 ? q : j0 + q;
+          } else {
+            tailv = val;
+          }
+        }
+        for (int off = L; off < 32; off *= 2) { /* the lane's chunk winner */
+          const float ov = __shfl_xor_sync(full, v, off);
+          const int64_t oi = __shfl_xor_sync(full, vi, off);
+          if (lane_better(l2, ov, oi, v, vi)) {
+            v = ov;
+            vi = oi;
+          }
+        }
+        if (vi >= 0 && (l2 ? v < lv : v > lv)) { /* strictly better than the state */
+          lv = v;
+          li = vi;
+        }
+      }
+      /* the block's end, as the sequential code (every thread alike) */
+      const int64_t qlast = (cnt - 1) / 32 * 32; /* the tail lies in the last chunk */
+      if (l2) {
+        float cur = r.dis;
+        uint32_t cur_idx = (uint32_t)r.idx;
+        for (int l = 0; l < L; l++) {
+          const float mv = __shfl_sync(full, lv, l);
+          const int64_t mi = __shfl_sync(full, li, l);
+          float cand = mv + x2;
+          if (cand < 0) cand = 0;
+          const int64_t ci = mi + j0;
+          if (cur > cand) {
+            cur = cand;
+            cur_idx = (uint32_t)ci;
+          } else if (cur == cand && (int64_t)cur_idx > ci) {
+            cur_idx = (uint32_t)ci;
+          }
+        }
+        for (int64_t q = main; q < cnt; q++) {
+          const float dv = __shfl_sync(full, tailv, (int)(q - qlast));
+          if (cur > dv) {
+            cur = dv;
+            cur_idx = (uint32_t)(j0 + q);
+          }
+        }
+        if (r.dis > cur) {
+          r.dis = cur;
+          r.idx = (int64_t)cur_idx;
+        }
+      } else {
+        for (int l = 0; l < L; l++) {
+          const float mv = __shfl_sync(full, lv, l);
+          const int64_t mi = __shfl_sync(full, li, l);
+          if (r.dis < mv) {
+            r.dis = mv;
+            r.idx = (int64_t)(int32_t)mi;
+          }
+        }
+        for (int64_t q = main; q < cnt; q++)
+          fkm_scan_plain(&r, 0, __shfl_sync(full, tailv, (int)(q - qlast)), j0 + q);
+      }
+    }
+    bad = __any_sync(full, bad);
+    if (live && t == 0) {
+      if (bad) r = replay_row(s, xi, x2, c, cn, d, k);
+      labels[row] = (int32_t)r.idx;
+      dist[row] = r.dis;
+    }
+  }
+}
+
+unsigned grid_for(int64_t rows) {
+  const int64_t b = (rows + THREADS - 1) / THREADS;
+  return (unsigned)(b < 1 ? 1 : b < 65535 ? b : 65535);
+}
+
+}  // namespace
+
+extern "C" cudaError_t fkm_launch_profile_norms(const fkm_scan_desc *s, const float *x,
+                                                int64_t n, int64_t d, float *out,
+                                                cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  profile_norms<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(*s, x, n, d, out);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
+                                                 const fkm_assign_plan *plan,
+                                                 const fkm_scan_desc *s, cudaStream_t stream) {
+  if (a->n == 0) return cudaSuccess;
+  const int plain = fkm_scan_is_plain(s);
+  if (!plain && (s->path != 0 || !plan->tc)) { /* no cascade: replay every row */
+    profile_replay<<<grid_for(a->n), THREADS, 0, stream>>>(*s, a->x, a->xn, a->c, a->cn, a->n,
+                                                            a->d, a->k, nullptr, nullptr,
+                                                            a->labels, a->dist);
+    return cudaGetLastError();
+  }
+  fkm_assign_args ca = *a;
+  ca.float_norms = s->norm.width != 0;
+  ca.cmax_lanes = s->metric == FKM_METRIC_L2 ? s->cmax_lanes : 0;
+  ca.defer_pairs = !plain;
+  cudaError_t e = fkm_launch_assign(&ca, plan, stream);
+  if (e != cudaSuccess || plain) return e;
+  /* the deferred pairs and the rows the cascade left (counts on the device):
+   * grids sized for a few per cent of the rows, striding */
+  const int64_t few = a->n / 16 + 1;
+  replay_pairs<<<grid_for(few), THREADS, 0, stream>>>(
+      *s, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_pairs(&ca, plan),
+      fkm_assign_pair_count(&ca), a->labels, a->dist);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  const int64_t groups = (few + LANED_ROWS - 1) / LANED_ROWS;
+  replay_laned<<<(unsigned)(groups < 65535 ? groups : 65535), 32 * LANED_ROWS, 0, stream>>>(
+      *s, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
+      fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
+  return cudaGetLastError();
+}
