@@ -16,6 +16,25 @@
 
 enum { MR = 6 };
 
+/* The dot products of rows [r0, r0 + MR) of x (rows past i1 repeat the
+ * last one) with the 16 centroids of a panel: acc[r][h] holds lanes
+ * 8h..8h+7, each one fmaf chain over j = 0..d-1. */
+static inline void accumulate(const float *x, int64_t d, const float *pan, int64_t r0,
+                              int64_t i1, __m256 acc[MR][2]) {
+  const float *xr[MR];
+  for (int r = 0; r < MR; r++) xr[r] = x + (r0 + r < i1 ? r0 + r : i1 - 1) * d;
+  for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < d; j++) {
+    const __m256 b0 = _mm256_loadu_ps(pan + j * FKM_CPU_PANEL);
+    const __m256 b1 = _mm256_loadu_ps(pan + j * FKM_CPU_PANEL + 8);
+    for (int r = 0; r < MR; r++) {
+      const __m256 av = _mm256_broadcast_ss(xr[r] + j);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+}
+
 void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
                               int64_t i0, int64_t i1, float *best_v,
                               int32_t *best_i) {
@@ -37,20 +56,8 @@ void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     const __m256i idx1 = _mm256_add_epi32(idx0, _mm256_set1_epi32(8));
     for (int64_t r0 = i0; r0 < i1; r0 += MR) {
-      const float *xr[MR];
-      for (int r = 0; r < MR; r++)
-        xr[r] = a->x + (r0 + r < i1 ? r0 + r : i1 - 1) * d;
       __m256 acc[MR][2];
-      for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = zero;
-      for (int64_t j = 0; j < d; j++) {
-        const __m256 b0 = _mm256_loadu_ps(pan + j * FKM_CPU_PANEL);
-        const __m256 b1 = _mm256_loadu_ps(pan + j * FKM_CPU_PANEL + 8);
-        for (int r = 0; r < MR; r++) {
-          const __m256 av = _mm256_broadcast_ss(xr[r] + j);
-          acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-          acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
-        }
-      }
+      accumulate(a->x, d, pan, r0, i1, acc);
       for (int r = 0; r < MR && r0 + r < i1; r++) {
         __m256 dis0 = acc[r][0], dis1 = acc[r][1];
         if (l2) {
@@ -91,24 +98,12 @@ void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
  * j = 0..d-1 (the scans of kernels/faiss_scan.h read them). */
 void fkm_cpu_ip_block_avx2(const float *x, int64_t d, const float *panels, int64_t i0,
                            int64_t i1, int64_t p0, int64_t p1, float *out, int64_t ldo) {
-  const __m256 zero = _mm256_setzero_ps();
   for (int64_t p = p0; p < p1; p++) {
     const float *pan = panels + p * d * FKM_CPU_PANEL;
     float *col = out + (p - p0) * FKM_CPU_PANEL;
     for (int64_t r0 = i0; r0 < i1; r0 += MR) {
-      const float *xr[MR];
-      for (int r = 0; r < MR; r++) xr[r] = x + (r0 + r < i1 ? r0 + r : i1 - 1) * d;
       __m256 acc[MR][2];
-      for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = zero;
-      for (int64_t j = 0; j < d; j++) {
-        const __m256 b0 = _mm256_loadu_ps(pan + j * FKM_CPU_PANEL);
-        const __m256 b1 = _mm256_loadu_ps(pan + j * FKM_CPU_PANEL + 8);
-        for (int r = 0; r < MR; r++) {
-          const __m256 av = _mm256_broadcast_ss(xr[r] + j);
-          acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-          acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
-        }
-      }
+      accumulate(x, d, pan, r0, i1, acc);
       for (int r = 0; r < MR && r0 + r < i1; r++) {
         _mm256_storeu_ps(col + (r0 + r - i0) * ldo, acc[r][0]);
         _mm256_storeu_ps(col + (r0 + r - i0) * ldo + 8, acc[r][1]);

@@ -266,6 +266,7 @@ E2E = [
     ("nredo", 9000, 6, 10, {"nredo": 3, "niter": 8}),
     ("init_frozen", 9000, 6, 10, {"init": 4, "frozen_centroids": True}),
     ("subsample", 60000, 4, 30, {"max_points_per_centroid": 100}),
+    ("pixel_colours", 60000, 3, 64, {"niter": 10, "pixels": True}),
 ]
 
 
@@ -277,7 +278,13 @@ def test_end_to_end_equals_faiss_kmeans(faiss, info, ctx, name, n, d, k, kw):
     kw = dict(kw)
     w = np.random.RandomState(1).rand(n).astype(np.float32) * 3 if kw.pop("weights", 0) else None
     ni = kw.pop("init", 0)
-    x = blobs(n, d, max(k // 2, 2), seed=n + d + k)
+    if kw.pop("pixels", False):  # image colours: integers 0..255, many duplicate points
+        rs = np.random.RandomState(7)
+        palette = rs.randint(0, 256, (40, d))
+        x = np.clip(palette[rs.randint(0, 40, n)] + rs.randint(-6, 7, (n, d)), 0, 255)
+        x = x.astype(np.float32)
+    else:
+        x = blobs(n, d, max(k // 2, 2), seed=n + d + k)
     init = x[:ni] + 0.5 if ni else None
     kw.setdefault("niter", 12)
     n_train = min(n, k * kw.get("max_points_per_centroid", 256))

@@ -14,17 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "compare.h"
 #include "fixtures.h"
 #include "flashkm.h"
 
 namespace {
-
-struct Ctx {
-  fkm_ctx *c = nullptr;
-  fkm_status status;
-  explicit Ctx(fkm_backend b) { status = fkm_ctx_create(b, 0, &c); }
-  ~Ctx() { fkm_ctx_destroy(c); }
-};
 
 const char *const PROFILES[] = {
     "flashkm",          "faiss-1.7.3",       "faiss-1.8.0-avx2",   "faiss-1.8.0-avx512",
@@ -61,20 +55,6 @@ Out train(fkm_ctx *ctx, const fkm_params &p, int64_t n, int64_t d, int64_t k,
   return o;
 }
 
-template <typename T>
-bool same(const std::vector<T> &a, const std::vector<T> &b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
-
-template <typename T>
-std::string diff(const std::vector<T> &a, const std::vector<T> &b) {
-  for (size_t i = 0; i < a.size() && i < b.size(); i++)
-    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0)
-      return "first difference at " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " +
-             std::to_string(b[i]);
-  return a.size() == b.size() ? "" : "sizes differ";
-}
-
 struct Case {
   const char *name;
   int64_t n, d, k;
@@ -104,30 +84,17 @@ std::vector<float> data(const Case &c, uint32_t seed) {
   return x;
 }
 
-class ProfileFixture : public ::testing::Test {
+class ProfileFixture : public GpuCpuTest {
  protected:
-  Ctx *gpu = nullptr, *cpu = nullptr;
-  void SetUp() override {
-    gpu = new Ctx(FKM_BACKEND_CUDA);
-    if (gpu->status == FKM_ERR_NO_DEVICE || gpu->status == FKM_ERR_UNSUPPORTED)
-      GTEST_SKIP() << "no CUDA device: " << fkm_status_string(gpu->status);
-    ASSERT_EQ(gpu->status, FKM_OK);
-    cpu = new Ctx(FKM_BACKEND_CPU);
-    ASSERT_EQ(cpu->status, FKM_OK);
-  }
-  void TearDown() override {
-    delete gpu;
-    delete cpu;
-  }
   void compare(const fkm_params &p, const Case &c, const std::vector<float> &x,
                const std::vector<float> &w) {
     const Out a = train(cpu->c, p, c.n, c.d, c.k, x, w);
     const Out b = train(gpu->c, p, c.n, c.d, c.k, x, w);
     ASSERT_EQ(a.status, FKM_OK) << fkm_ctx_last_error(cpu->c);
     ASSERT_EQ(b.status, FKM_OK) << fkm_ctx_last_error(gpu->c);
-    EXPECT_TRUE(same(a.cent, b.cent)) << "centroids " << diff(a.cent, b.cent);
-    EXPECT_TRUE(same(a.lab, b.lab)) << "labels " << diff(a.lab, b.lab);
-    EXPECT_TRUE(same(a.dist, b.dist)) << "distances " << diff(a.dist, b.dist);
+    EXPECT_TRUE(same_bits(a.cent, b.cent)) << "centroids " << first_diff(a.cent, b.cent);
+    EXPECT_TRUE(same_bits(a.lab, b.lab)) << "labels " << first_diff(a.lab, b.lab);
+    EXPECT_TRUE(same_bits(a.dist, b.dist)) << "distances " << first_diff(a.dist, b.dist);
     ASSERT_EQ(a.stats.size(), b.stats.size());
     for (size_t i = 0; i < a.stats.size(); i++) {
       EXPECT_EQ(std::memcmp(&a.stats[i].obj, &b.stats[i].obj, 4), 0) << "obj at " << i;
@@ -178,8 +145,8 @@ TEST_P(CudaProfiles, AssignEqualsCpuBothMetrics) {
     ASSERT_EQ(fkm_assign(gpu->c, &p, c.n, c.d, c.k, FKM_DTYPE_F32, x.data(), cc.data(), lb.data(),
                          db.data()), FKM_OK)
         << fkm_ctx_last_error(gpu->c);
-    EXPECT_TRUE(same(la, lb)) << "metric " << m << " labels " << diff(la, lb);
-    EXPECT_TRUE(same(da, db)) << "metric " << m << " distances " << diff(da, db);
+    EXPECT_TRUE(same_bits(la, lb)) << "metric " << m << " labels " << first_diff(la, lb);
+    EXPECT_TRUE(same_bits(da, db)) << "metric " << m << " distances " << first_diff(da, db);
   }
 }
 

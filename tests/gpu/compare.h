@@ -1,0 +1,55 @@
+// Shared by the GPU suites: contexts on both backends, and bit comparison
+// of output vectors with the first difference for the failure message.
+#ifndef FKM_TESTS_GPU_COMPARE_H
+#define FKM_TESTS_GPU_COMPARE_H
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "flashkm.h"
+
+struct Ctx {
+  fkm_ctx *c = nullptr;
+  fkm_status status;
+  explicit Ctx(fkm_backend b) { status = fkm_ctx_create(b, 0, &c); }
+  ~Ctx() { fkm_ctx_destroy(c); }
+};
+
+template <typename T>
+bool same_bits(const std::vector<T> &a, const std::vector<T> &b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+template <typename T>
+std::string first_diff(const std::vector<T> &a, const std::vector<T> &b) {
+  if (a.size() != b.size()) return "sizes differ";
+  for (size_t i = 0; i < a.size(); i++)
+    if (std::memcmp(&a[i], &b[i], sizeof(T)) != 0)
+      return "first difference at " + std::to_string(i) + ": " + std::to_string(a[i]) +
+             " vs " + std::to_string(b[i]);
+  return "";
+}
+
+/** A CUDA context and a CPU context (the oracle); skips without a device. */
+class GpuCpuTest : public ::testing::Test {
+ protected:
+  Ctx *gpu = nullptr, *cpu = nullptr;
+  void SetUp() override {
+    gpu = new Ctx(FKM_BACKEND_CUDA);
+    if (gpu->status == FKM_ERR_NO_DEVICE || gpu->status == FKM_ERR_UNSUPPORTED)
+      GTEST_SKIP() << "no CUDA device: " << fkm_status_string(gpu->status);
+    ASSERT_EQ(gpu->status, FKM_OK);
+    ASSERT_EQ(fkm_ctx_backend(gpu->c), FKM_BACKEND_CUDA);
+    cpu = new Ctx(FKM_BACKEND_CPU);
+    ASSERT_EQ(cpu->status, FKM_OK);
+  }
+  void TearDown() override {
+    delete gpu;
+    delete cpu;
+  }
+};
+
+#endif
