@@ -24,6 +24,9 @@
 
 #define FKM_CLI_MSG_LEN 1024
 
+/** Formats a one-line message into msg (FKM_CLI_MSG_LEN bytes); returns -1. */
+int fkm_cli_fail(char *msg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 typedef enum fkm_cli_elem {
   FKM_CLI_F32 = 0,
   FKM_CLI_F16 = 1,

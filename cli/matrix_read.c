@@ -1,5 +1,5 @@
-/* Vector file formats: memory-mapped readers and atomic writers (see
- * matrix_io.h for the list). */
+/* Vector file formats: the memory-mapped readers (see matrix_io.h for the
+ * list). */
 #include "matrix_io.h"
 
 #include <ctype.h>
@@ -14,10 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int fail(char *msg, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int fail(char *msg, const char *fmt, ...) {
+int fkm_cli_fail(char *msg, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, FKM_CLI_MSG_LEN, fmt, ap);
@@ -53,18 +50,18 @@ static int32_t read_i32(const unsigned char *p) {
 static int parse_bin(const char *path, const unsigned char *b, size_t len,
                      fkm_cli_elem e, fkm_cli_matrix *m, char *msg) {
   if (len < 8)
-    return fail(msg, "%s: truncated file: %zu bytes, the header alone is 8",
+    return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, the header alone is 8",
                 path, len);
   int64_t n = read_i32(b), d = read_i32(b + 4);
   if (n <= 0 || d <= 0)
-    return fail(msg, "%s: bad header: n = %lld, d = %lld (both must be > 0)",
+    return fkm_cli_fail(msg, "%s: bad header: n = %lld, d = %lld (both must be > 0)",
                 path, (long long)n, (long long)d);
   uint64_t want = 8 + (uint64_t)n * (uint64_t)d * elem_size(e);
   if (len < want)
-    return fail(msg, "%s: truncated file: %zu bytes, header (n = %lld, d = %lld) needs %llu",
+    return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, header (n = %lld, d = %lld) needs %llu",
                 path, len, (long long)n, (long long)d, (unsigned long long)want);
   if (len > want)
-    return fail(msg, "%s: %zu bytes, header (n = %lld, d = %lld) needs %llu: trailing data",
+    return fkm_cli_fail(msg, "%s: %zu bytes, header (n = %lld, d = %lld) needs %llu: trailing data",
                 path, len, (long long)n, (long long)d, (unsigned long long)want);
   m->n = n;
   m->d = d;
@@ -77,26 +74,26 @@ static int parse_bin(const char *path, const unsigned char *b, size_t len,
 static int parse_vecs(const char *path, const unsigned char *b, size_t len,
                       fkm_cli_elem e, const char *format, fkm_cli_matrix *m, char *msg) {
   if (len < 4)
-    return fail(msg, "%s: truncated file: %zu bytes, not even one row header",
+    return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, not even one row header",
                 path, len);
   int64_t d = read_i32(b);
   if (d <= 0 || d > (1 << 24))
-    return fail(msg, "%s: wrong magic: the first row's dimension is %lld; not a .%s file",
+    return fkm_cli_fail(msg, "%s: wrong magic: the first row's dimension is %lld; not a .%s file",
                 path, (long long)d, format);
   size_t row = 4 + (size_t)d * elem_size(e);
   if (len % row != 0)
-    return fail(msg, "%s: truncated file: %zu bytes is not a whole number of rows of %zu bytes (d = %lld)",
+    return fkm_cli_fail(msg, "%s: truncated file: %zu bytes is not a whole number of rows of %zu bytes (d = %lld)",
                 path, len, row, (long long)d);
   int64_t n = (int64_t)(len / row);
   for (int64_t i = 0; i < n; i++) {
     int32_t di = read_i32(b + (size_t)i * row);
     if (di != d)
-      return fail(msg, "%s: dimension mismatch at row %lld: %d, the first row has %lld",
+      return fkm_cli_fail(msg, "%s: dimension mismatch at row %lld: %d, the first row has %lld",
                   path, (long long)i, di, (long long)d);
   }
   size_t es = elem_size(e);
   unsigned char *dst = malloc((size_t)n * (size_t)d * es);
-  if (!dst) return fail(msg, "%s: out of memory gathering %lld rows", path, (long long)n);
+  if (!dst) return fkm_cli_fail(msg, "%s: out of memory gathering %lld rows", path, (long long)n);
   for (int64_t i = 0; i < n; i++)
     memcpy(dst + (size_t)i * (size_t)d * es, b + (size_t)i * row + 4, (size_t)d * es);
   m->n = n;
@@ -122,21 +119,21 @@ static const char *npy_field(const char *hdr, const char *key) {
 static int parse_npy(const char *path, const unsigned char *b, size_t len,
                      fkm_cli_matrix *m, char *msg) {
   if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
-    return fail(msg, "%s: wrong magic: not a .npy file", path);
+    return fkm_cli_fail(msg, "%s: wrong magic: not a .npy file", path);
   size_t hlen, hoff;
   if (b[6] == 1) {
     hlen = (size_t)b[8] | ((size_t)b[9] << 8);
     hoff = 10;
   } else if (b[6] == 2 || b[6] == 3) {
-    if (len < 12) return fail(msg, "%s: truncated file: .npy header cut short", path);
+    if (len < 12) return fkm_cli_fail(msg, "%s: truncated file: .npy header cut short", path);
     hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
     hoff = 12;
   } else {
-    return fail(msg, "%s: unsupported .npy version %d", path, b[6]);
+    return fkm_cli_fail(msg, "%s: unsupported .npy version %d", path, b[6]);
   }
-  if (hoff + hlen > len) return fail(msg, "%s: truncated file: .npy header cut short", path);
+  if (hoff + hlen > len) return fkm_cli_fail(msg, "%s: truncated file: .npy header cut short", path);
   char hdr[4096];
-  if (hlen >= sizeof hdr) return fail(msg, "%s: .npy header too long (%zu bytes)", path, hlen);
+  if (hlen >= sizeof hdr) return fkm_cli_fail(msg, "%s: .npy header too long (%zu bytes)", path, hlen);
   memcpy(hdr, b + hoff, hlen);
   hdr[hlen] = '\0';
 
@@ -144,7 +141,7 @@ static int parse_npy(const char *path, const unsigned char *b, size_t len,
   const char *fortran = npy_field(hdr, "'fortran_order'");
   const char *shape = npy_field(hdr, "'shape'");
   if (!descr || !fortran || !shape)
-    return fail(msg, "%s: malformed .npy header: %s", path, hdr);
+    return fkm_cli_fail(msg, "%s: malformed .npy header: %s", path, hdr);
   fkm_cli_elem e;
   if (!strncmp(descr, "'<f4'", 5)) e = FKM_CLI_F32;
   else if (!strncmp(descr, "'<f2'", 5)) e = FKM_CLI_F16;
@@ -153,32 +150,32 @@ static int parse_npy(const char *path, const unsigned char *b, size_t len,
   else {
     char dt[16] = {0};
     sscanf(descr, "%15[^,}]", dt);
-    return fail(msg, "%s: unsupported .npy dtype %s (float32, float16, uint8, int8 are)", path, dt);
+    return fkm_cli_fail(msg, "%s: unsupported .npy dtype %s (float32, float16, uint8, int8 are)", path, dt);
   }
   if (!strncmp(fortran, "True", 4))
-    return fail(msg, "%s: .npy array is in Fortran order; save it C-contiguous", path);
+    return fkm_cli_fail(msg, "%s: .npy array is in Fortran order; save it C-contiguous", path);
   long long dims[3];
   int nd = 0;
   const char *p = shape;
-  if (*p++ != '(') return fail(msg, "%s: malformed .npy shape", path);
+  if (*p++ != '(') return fkm_cli_fail(msg, "%s: malformed .npy shape", path);
   while (*p && *p != ')') {
     while (*p == ' ' || *p == ',') p++;
     if (*p == ')') break;
     char *end;
     long long v = strtoll(p, &end, 10);
-    if (end == p) return fail(msg, "%s: malformed .npy shape", path);
-    if (nd == 3) return fail(msg, "%s: .npy array has more than 2 dimensions", path);
+    if (end == p) return fkm_cli_fail(msg, "%s: malformed .npy shape", path);
+    if (nd == 3) return fkm_cli_fail(msg, "%s: .npy array has more than 2 dimensions", path);
     dims[nd++] = v;
     p = end;
   }
-  if (nd == 0) return fail(msg, "%s: .npy array is a scalar, not a matrix", path);
-  if (nd == 3) return fail(msg, "%s: .npy array has more than 2 dimensions", path);
+  if (nd == 0) return fkm_cli_fail(msg, "%s: .npy array is a scalar, not a matrix", path);
+  if (nd == 3) return fkm_cli_fail(msg, "%s: .npy array has more than 2 dimensions", path);
   int64_t n = dims[0], d = nd == 2 ? dims[1] : 1;
   if (n <= 0 || d <= 0)
-    return fail(msg, "%s: empty .npy array (shape %lld x %lld)", path, (long long)n, (long long)d);
+    return fkm_cli_fail(msg, "%s: empty .npy array (shape %lld x %lld)", path, (long long)n, (long long)d);
   uint64_t want = hoff + hlen + (uint64_t)n * (uint64_t)d * elem_size(e);
   if (len < want)
-    return fail(msg, "%s: truncated file: %zu bytes, shape (%lld, %lld) needs %llu",
+    return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, shape (%lld, %lld) needs %llu",
                 path, len, (long long)n, (long long)d, (unsigned long long)want);
   m->n = n;
   m->d = d;
@@ -191,7 +188,7 @@ static int parse_npy(const char *path, const unsigned char *b, size_t len,
 static int widen_bytes(const char *path, fkm_cli_matrix *m, char *msg) {
   size_t count = (size_t)m->n * (size_t)m->d;
   float *f = malloc(count * sizeof *f);
-  if (!f) return fail(msg, "%s: out of memory converting %zu bytes to float", path, count);
+  if (!f) return fkm_cli_fail(msg, "%s: out of memory converting %zu bytes to float", path, count);
   if (m->file_elem == FKM_CLI_U8) {
     const uint8_t *s = m->data;
     for (size_t i = 0; i < count; i++) f[i] = (float)s[i];
@@ -207,20 +204,20 @@ static int widen_bytes(const char *path, fkm_cli_matrix *m, char *msg) {
 
 static int map_file(const char *path, fkm_cli_matrix *m, char *msg) {
   int fd = open(path, O_RDONLY);
-  if (fd < 0) return fail(msg, "%s: cannot open: %s", path, strerror(errno));
+  if (fd < 0) return fkm_cli_fail(msg, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(fd);
-    return fail(msg, "%s: not a regular file", path);
+    return fkm_cli_fail(msg, "%s: not a regular file", path);
   }
   size_t len = (size_t)st.st_size;
   if (len == 0) {
     close(fd);
-    return fail(msg, "%s: empty file", path);
+    return fkm_cli_fail(msg, "%s: empty file", path);
   }
   void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
   close(fd);
-  if (map == MAP_FAILED) return fail(msg, "%s: cannot map: %s", path, strerror(errno));
+  if (map == MAP_FAILED) return fkm_cli_fail(msg, "%s: cannot map: %s", path, strerror(errno));
   m->map = map;
   m->map_len = len;
   return 0;
@@ -237,7 +234,7 @@ int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg) {
   else if (!strcmp(ext, "bvecs")) kind = BVECS;
   else if (!strcmp(ext, "npy")) kind = NPY;
   else
-    return fail(msg, "%s: unknown format '.%s' (known: .fvecs .bvecs .fbin .u8bin .i8bin .npy)",
+    return fkm_cli_fail(msg, "%s: unknown format '.%s' (known: .fvecs .bvecs .fbin .u8bin .i8bin .npy)",
                 path, ext);
 
   if (map_file(path, m, msg) != 0) return -1;
@@ -270,7 +267,7 @@ int fkm_cli_read_ids(const char *path, int64_t *n, int64_t *k, int64_t **ids, ch
   const char *ext = fkm_cli_extension(path);
   int is_vecs = !strcmp(ext, "ivecs");
   if (!is_vecs && strcmp(ext, "ibin"))
-    return fail(msg, "%s: unknown format '.%s' for ground truth (known: .ivecs .ibin)", path, ext);
+    return fkm_cli_fail(msg, "%s: unknown format '.%s' for ground truth (known: .ivecs .ibin)", path, ext);
   if (map_file(path, &m, msg) != 0) return -1;
   /* int32 has the size of float32: the float parsers check the layout. */
   int rc = is_vecs ? parse_vecs(path, m.map, m.map_len, FKM_CLI_F32, "ivecs", &m, msg)
@@ -279,7 +276,7 @@ int fkm_cli_read_ids(const char *path, int64_t *n, int64_t *k, int64_t **ids, ch
     int64_t count = m.n * m.d;
     int64_t *out = malloc((size_t)count * sizeof *out);
     if (!out) {
-      rc = fail(msg, "%s: out of memory", path);
+      rc = fkm_cli_fail(msg, "%s: out of memory", path);
     } else {
       const unsigned char *src = m.data;
       for (int64_t i = 0; i < count; i++) out[i] = read_i32(src + 4 * i);
@@ -336,7 +333,7 @@ int fkm_cli_matrix_to_f32(fkm_cli_matrix *m, char *msg) {
   if (m->dtype == FKM_DTYPE_F32) return 0;
   size_t count = (size_t)m->n * (size_t)m->d;
   float *f = malloc(count * sizeof *f);
-  if (!f) return fail(msg, "out of memory converting %zu float16 values", count);
+  if (!f) return fkm_cli_fail(msg, "out of memory converting %zu float16 values", count);
   const uint16_t *h = m->data;
   for (size_t i = 0; i < count; i++) f[i] = half_to_float(h[i]);
   free(m->owned);
@@ -346,139 +343,3 @@ int fkm_cli_matrix_to_f32(fkm_cli_matrix *m, char *msg) {
   return 0;
 }
 
-/* ------------------------------------------------------------- writers */
-
-int fkm_cli_temp_path(const char *path, char *tmp, size_t len, char *msg) {
-  int w = snprintf(tmp, len, "%s.tmp-XXXXXX", path);
-  if (w < 0 || (size_t)w >= len) return fail(msg, "%s: path too long", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) return fail(msg, "%s: cannot create a file beside it: %s", path, strerror(errno));
-  close(fd);
-  return 0;
-}
-
-int fkm_cli_out_open(fkm_cli_outfile *o, const char *path, char *msg) {
-  memset(o, 0, sizeof *o);
-  if (strlen(path) >= sizeof o->final) return fail(msg, "%s: path too long", path);
-  strcpy(o->final, path);
-  int w = snprintf(o->tmp, sizeof o->tmp, "%s.tmp-XXXXXX", path);
-  if (w < 0 || (size_t)w >= sizeof o->tmp) return fail(msg, "%s: path too long", path);
-  int fd = mkstemp(o->tmp);
-  if (fd < 0) return fail(msg, "%s: cannot create: %s", path, strerror(errno));
-  fchmod(fd, 0644);
-  o->fp = fdopen(fd, "wb");
-  if (!o->fp) {
-    close(fd);
-    unlink(o->tmp);
-    return fail(msg, "%s: cannot open: %s", path, strerror(errno));
-  }
-  return 0;
-}
-
-int fkm_cli_out_commit(fkm_cli_outfile *o, char *msg) {
-  FILE *fp = o->fp;
-  o->fp = NULL;
-  int bad = ferror(fp);
-  if (fclose(fp) != 0) bad = 1;
-  if (bad) {
-    unlink(o->tmp);
-    return fail(msg, "%s: write failed: %s", o->final, strerror(errno));
-  }
-  if (rename(o->tmp, o->final) != 0) {
-    int e = errno;
-    unlink(o->tmp);
-    return fail(msg, "%s: cannot rename the finished file into place: %s", o->final, strerror(e));
-  }
-  return 0;
-}
-
-void fkm_cli_out_abort(fkm_cli_outfile *o) {
-  if (o->fp) {
-    fclose(o->fp);
-    o->fp = NULL;
-    unlink(o->tmp);
-  }
-}
-
-static void write_npy_header(FILE *fp, const char *descr, int64_t n, int64_t d, int two_d) {
-  char dict[256];
-  if (two_d)
-    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%lld, %lld), }",
-             descr, (long long)n, (long long)d);
-  else
-    snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (%lld,), }",
-             descr, (long long)n);
-  size_t body = strlen(dict) + 1; /* + '\n' */
-  size_t total = (10 + body + 63) / 64 * 64;
-  size_t hlen = total - 10;
-  unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
-                           (unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
-  fwrite(pre, 1, 10, fp);
-  fputs(dict, fp);
-  for (size_t i = body; i < hlen; i++) fputc(' ', fp);
-  fputc('\n', fp);
-}
-
-int fkm_cli_check_f32_output(const char *path, char *msg) {
-  const char *e = fkm_cli_extension(path);
-  if (!strcmp(e, "fvecs") || !strcmp(e, "fbin") || !strcmp(e, "npy")) return 1;
-  fail(msg, "%s: cannot write '.%s' (use .fvecs, .fbin or .npy)", path, e);
-  return 0;
-}
-
-int fkm_cli_check_label_output(const char *path, char *msg) {
-  const char *e = fkm_cli_extension(path);
-  if (!strcmp(e, "ivecs") || !strcmp(e, "ibin") || !strcmp(e, "npy")) return 1;
-  fail(msg, "%s: cannot write labels as '.%s' (use .npy, .ivecs or .ibin)", path, e);
-  return 0;
-}
-
-int fkm_cli_write_f32(const char *path, int64_t n, int64_t d, const float *x, char *msg) {
-  if (!fkm_cli_check_f32_output(path, msg)) return -1;
-  const char *e = fkm_cli_extension(path);
-  if ((!strcmp(e, "fvecs") || !strcmp(e, "fbin")) && (n > INT32_MAX || d > INT32_MAX))
-    return fail(msg, "%s: %lld x %lld does not fit the int32 header of .%s", path,
-                (long long)n, (long long)d, e);
-  fkm_cli_outfile o;
-  if (fkm_cli_out_open(&o, path, msg) != 0) return -1;
-  FILE *fp = o.fp;
-  if (!strcmp(e, "fvecs")) {
-    int32_t d32 = (int32_t)d;
-    for (int64_t i = 0; i < n; i++) {
-      fwrite(&d32, 4, 1, fp);
-      fwrite(x + i * d, 4, (size_t)d, fp);
-    }
-  } else if (!strcmp(e, "fbin")) {
-    int32_t h[2] = {(int32_t)n, (int32_t)d};
-    fwrite(h, 4, 2, fp);
-    fwrite(x, 4, (size_t)(n * d), fp);
-  } else {
-    write_npy_header(fp, "<f4", n, d, 1);
-    fwrite(x, 4, (size_t)(n * d), fp);
-  }
-  return fkm_cli_out_commit(&o, msg);
-}
-
-int fkm_cli_write_labels(const char *path, int64_t n, const int64_t *labels, char *msg) {
-  if (!fkm_cli_check_label_output(path, msg)) return -1;
-  const char *e = fkm_cli_extension(path);
-  fkm_cli_outfile o;
-  if (fkm_cli_out_open(&o, path, msg) != 0) return -1;
-  FILE *fp = o.fp;
-  if (!strcmp(e, "npy")) {
-    write_npy_header(fp, "<i8", n, 1, 0);
-    fwrite(labels, 8, (size_t)n, fp);
-  } else {
-    int is_vecs = !strcmp(e, "ivecs");
-    if (!is_vecs) {
-      int32_t h[2] = {(int32_t)n, 1};
-      fwrite(h, 4, 2, fp);
-    }
-    for (int64_t i = 0; i < n; i++) {
-      int32_t one = 1, l = (int32_t)labels[i];
-      if (is_vecs) fwrite(&one, 4, 1, fp);
-      fwrite(&l, 4, 1, fp);
-    }
-  }
-  return fkm_cli_out_commit(&o, msg);
-}
