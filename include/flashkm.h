@@ -341,7 +341,11 @@ FKM_API fkm_backend fkm_ctx_backend(const fkm_ctx *ctx);
  *  Owned by the context, valid until its next call. */
 FKM_API const char *fkm_ctx_last_error(const fkm_ctx *ctx);
 
-/** Number of host threads the CPU engine uses (0: OpenMP's default). */
+/** Number of host threads the CPU engine uses (0: OpenMP's default, lowered
+ *  to the limit below). Results do not depend on it. A count above what this
+ *  machine can run (16 per processor available to the process, OpenMP's
+ *  thread limit, half of RLIMIT_NPROC) is FKM_ERR_INVALID_ARG: the OpenMP
+ *  runtime would end the process when thread creation fails. */
 FKM_API fkm_status fkm_ctx_set_num_threads(fkm_ctx *ctx, int num_threads);
 
 /** Run on a caller-owned CUDA stream (a cudaStream_t) instead of the

@@ -130,6 +130,13 @@ fkm_status fkm_engine_cpu_create(fkm_errbuf *err, fkm_engine **out);
 fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device,
                                   fkm_engine **out);
 
+/** Host threads: at most FKM_THREADS_PER_PROCESSOR per processor this
+ *  process may run on, OpenMP's thread limit, half of RLIMIT_NPROC
+ *  (engine_cpu.c). fkm_check_num_threads refuses a count above it. */
+#define FKM_THREADS_PER_PROCESSOR 16
+int fkm_thread_limit(void);
+fkm_status fkm_check_num_threads(fkm_errbuf *err, int n);
+
 #ifdef __cplusplus
 }
 #endif

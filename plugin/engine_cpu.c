@@ -1,11 +1,14 @@
 /* The CPU reference engine: host memory, OpenMP, the exact arithmetic of
  * SPEC sections 3-8. Every output element is computed by one thread in a
  * fixed order, so results do not depend on the thread count. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, getrlimit */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <sys/resource.h>
 
 #include <omp.h>
 
@@ -45,7 +48,21 @@ typedef struct thread_scope { int saved; } thread_scope;
 static thread_scope threads_enter(const cpu_engine *c) {
   thread_scope s = {omp_get_max_threads()};
   if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
+  else if (s.saved > fkm_thread_limit()) omp_set_num_threads(fkm_thread_limit());
   return s;
+}
+
+/* The runtime cannot report a failed thread creation (libgomp exits the
+ * process): counts above what this machine can run are refused (the
+ * context's) or lowered (OpenMP's default, e.g. a huge OMP_NUM_THREADS). */
+int fkm_thread_limit(void) {
+  long limit = (long)FKM_THREADS_PER_PROCESSOR * omp_get_num_procs();
+  if (omp_get_thread_limit() < limit) limit = omp_get_thread_limit();
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+      (rlim_t)limit > rl.rlim_cur / 2)
+    limit = (long)(rl.rlim_cur / 2); /* the user's other processes count too */
+  return limit < 1 ? 1 : (int)limit;
 }
 static void threads_leave(thread_scope s) { omp_set_num_threads(s.saved); }
 
@@ -496,6 +513,16 @@ static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
   return s;
 }
 
+fkm_status fkm_check_num_threads(fkm_errbuf *err, int n) {
+  FKM_RETURN_IF(n < 0, err, FKM_ERR_INVALID_ARG, "num_threads = %d must be >= 0", n);
+  const int limit = fkm_thread_limit();
+  FKM_RETURN_IF(n > limit, err, FKM_ERR_INVALID_ARG,
+                "num_threads = %d: more threads than this machine runs (%d processors; "
+                "at most %d threads)",
+                n, omp_get_num_procs(), limit);
+  return FKM_OK;
+}
+
 /* ------------------------------------------------------------ the engine */
 
 static const char *cpu_device_name(fkm_engine *e) {
@@ -506,8 +533,7 @@ static const char *cpu_device_name(fkm_engine *e) {
 }
 
 static fkm_status cpu_set_num_threads(fkm_engine *e, int n) {
-  FKM_RETURN_IF(n < 0, e->err, FKM_ERR_INVALID_ARG,
-                "num_threads = %d must be >= 0", n);
+  FKM_FORWARD(fkm_check_num_threads(e->err, n));
   cpu(e)->num_threads = n;
   return FKM_OK;
 }

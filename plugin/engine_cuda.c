@@ -898,8 +898,7 @@ done:
 static const char *cuda_device_name(fkm_engine *e) { return eng(e)->name; }
 
 static fkm_status cuda_set_num_threads(fkm_engine *e, int n) {
-  FKM_RETURN_IF(n < 0, e->err, FKM_ERR_INVALID_ARG, "num_threads = %d must be >= 0", n);
-  return FKM_OK;
+  return fkm_check_num_threads(e->err, n);
 }
 
 static fkm_status cuda_set_stream(fkm_engine *e, struct CUstream_st *stream) {

@@ -109,7 +109,8 @@ typedef struct loop_state {
   float *best_obj;        /* (batch) */
   int64_t *best_nstats;   /* (batch) */
   fkm_iteration_stats *stats; /* (batch, niter * nredo) */
-  int64_t nst;            /* stats capacity per problem */
+  int64_t nst;            /* stats capacity per problem (grows, stats_reserve) */
+  int64_t nst_max;        /* niter * nredo: the most a problem records */
   int64_t *nstats;        /* (batch) stats recorded per problem so far */
   int *active;            /* (batch) still iterating in this redo (early stop) */
   float *stopped;         /* (batch, k, d) centroids of problems that stopped early */
@@ -142,12 +143,34 @@ static void *alloc_n(int64_t count, size_t size) {
   return malloc(size * (size_t)(count > 0 ? count : 1));
 }
 
+/* The statistics grow with the iterations run, not niter * nredo (huge
+ * niter with early stopping is a way to say "until converged"). */
+#define STATS_FIRST 64
+static fkm_status stats_reserve(loop_state *s, int64_t B, int64_t need, fkm_errbuf *err) {
+  if (need <= s->nst) return FKM_OK;
+  int64_t cap = s->nst > s->nst_max / 2 ? s->nst_max : 2 * s->nst;
+  if (cap < need) cap = need;
+  const int64_t fit = INT64_MAX / (int64_t)sizeof(fkm_iteration_stats) / (B > 0 ? B : 1);
+  fkm_iteration_stats *grown = cap <= fit ? alloc_n(B * cap, sizeof *grown) : NULL;
+  FKM_RETURN_IF(!grown, err, FKM_ERR_OUT_OF_MEMORY,
+                "cannot allocate the iteration statistics: %lld problems x %lld iterations "
+                "of %zu bytes",
+                (long long)B, (long long)cap, sizeof *grown);
+  for (int64_t b = 0; b < B; b++)
+    memcpy(grown + b * cap, s->stats + b * s->nst, sizeof *grown * (size_t)s->nstats[b]);
+  free(s->stats);
+  s->stats = grown;
+  s->nst = cap;
+  return FKM_OK;
+}
+
 static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
                              int64_t nrows, fkm_errbuf *err) {
   const fkm_params *p = a->params;
   const int64_t B = a->batch, bk = a->batch * a->k, redo = p->nredo > 1;
-  s->nst = (int64_t)p->niter * p->nredo;
-  if (s->nst < 1) s->nst = 1;
+  s->nst_max = (int64_t)p->niter * p->nredo;
+  if (s->nst_max < 1) s->nst_max = 1;
+  s->nst = s->nst_max < STATS_FIRST ? s->nst_max : STATS_FIRST;
   s->counts = alloc_n(bk, sizeof(float));
   s->hist = alloc_n(bk, sizeof(int64_t));
   s->obj = alloc_n(B, sizeof(float));
@@ -277,6 +300,7 @@ static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
   float *obj_it = s->obj_iter;
   for (int it = 0; it < p->niter && nactive > 0; it++) {
     fkm_iter_result r = {obj_it, s->obj_double, s->counts, s->hist, 0.0};
+    for (int64_t b = 0; b < B; b++) FKM_FORWARD(stats_reserve(s, B, s->nstats[b] + 1, err));
     FKM_FORWARD(ops->iterate(e, &r));
     *t_search += r.assign_seconds;
     const double t = now_seconds() - t0;

@@ -3,7 +3,9 @@
 // usable. The interrupt callback stops a run cleanly.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -238,6 +240,75 @@ TEST(Errors, ProgressCallbackInterruptsCleanly) {
   f.p.progress_user = &calls;
   expect_error(f, f.train(), FKM_ERR_INTERRUPTED, "after iteration 2");
   EXPECT_EQ(calls, 3);
+}
+
+// Issue 19, finding 3: a thread count the machine cannot run was accepted,
+// and libgomp ended the process at the next train; it is refused when set.
+TEST(BadInput, ThreadCountAboveWhatTheMachineRuns) {
+  Fixture f;
+  for (int n : {100000, 1 << 30, INT32_MAX}) {
+    EXPECT_EQ(fkm_ctx_set_num_threads(f.ctx, n), FKM_ERR_INVALID_ARG) << n;
+    std::string msg = fkm_ctx_last_error(f.ctx);
+    EXPECT_NE(msg.find("more threads than this machine runs"), std::string::npos) << msg;
+    f.expect_untouched();
+    f.expect_still_works();
+  }
+  // the largest count allowed is named, and runs
+  ASSERT_EQ(fkm_ctx_set_num_threads(f.ctx, 100000), FKM_ERR_INVALID_ARG);
+  std::string msg = fkm_ctx_last_error(f.ctx);
+  size_t at = msg.find("at most ");
+  ASSERT_NE(at, std::string::npos) << msg;
+  int limit = std::atoi(msg.c_str() + at + 8);
+  ASSERT_GE(limit, 1) << msg;
+  EXPECT_EQ(fkm_ctx_set_num_threads(f.ctx, limit + 1), FKM_ERR_INVALID_ARG);
+  ASSERT_EQ(fkm_ctx_set_num_threads(f.ctx, limit), FKM_OK);
+  f.expect_still_works();
+  EXPECT_EQ(fkm_ctx_set_num_threads(f.ctx, -1), FKM_ERR_INVALID_ARG);
+}
+
+// Issue 19, finding 8: niter = 2^31 - 1 (with early stopping: "until it
+// converges") asked for statistics of every possible iteration up front
+// and failed for memory; they now grow with the iterations run.
+TEST(Errors, HugeNiterStopsEarlyWithTheStatisticsOfTheIterationsRun) {
+  Fixture f;
+  ASSERT_EQ(fkm_profile_parse("faiss-1.15.1-avx2", &f.p.profile), FKM_OK);
+  f.p.early_stop_threshold = 0.0;
+  f.p.niter = INT32_MAX;
+  ASSERT_EQ(f.train(), FKM_OK) << fkm_ctx_last_error(f.ctx);
+  ASSERT_GE(f.nst, 2);
+  ASSERT_LT(f.nst, (int64_t)f.st.size());
+  EXPECT_EQ(f.st[f.nst - 1].obj, f.st[f.nst - 2].obj);  // stopped: unchanged objective
+  // more iterations than the first statistics block (64), recorded whole
+  std::vector<fkm_iteration_stats> many(1000);
+  std::vector<float> c(K * D);
+  fkm_params p;
+  fkm_params_init(&p);
+  p.niter = 300;
+  p.nredo = 2;
+  int64_t got = 0;
+  ASSERT_EQ(fkm_train(f.ctx, &p, N, D, K, FKM_DTYPE_F32, f.x.data(), nullptr, c.data(), 0,
+                      nullptr, nullptr, many.data(), (int64_t)many.size(), &got),
+            FKM_OK);
+  EXPECT_GE(got, 300);  // the best redo's statistics include the redos before it
+  EXPECT_LE(got, 600);
+  for (int64_t i = 0; i < got; i++) ASSERT_GT(many[i].obj, 0.0f) << i;
+}
+
+// Issue 19, finding 7: the seed's arithmetic at the int64 extremes (a
+// signed overflow before; the sanitizer build runs this test).
+TEST(Errors, SeedsAtTheIntegerExtremesTrain) {
+  for (int64_t seed : {INT64_MAX, INT64_MIN, (int64_t)-1, (int64_t)0, (int64_t)INT32_MAX}) {
+    Fixture f;
+    f.p.seed = seed;
+    f.p.nredo = 3;
+    ASSERT_EQ(f.train(), FKM_OK) << seed << ": " << fkm_ctx_last_error(f.ctx);
+    ASSERT_EQ(fkm_profile_parse("faiss-1.15.1-avx2", &f.p.profile), FKM_OK);
+    f.p.seed = seed & 0x7fffffff;  // negative seeds take the clock from FAISS 1.9 on
+    f.p.init_method = FKM_INIT_KMEANS_PLUS_PLUS;
+    f.p.use_faster_subsampling = 1;
+    f.p.max_points_per_centroid = 20;  // subsample
+    ASSERT_EQ(f.train(), FKM_OK) << seed << ": " << fkm_ctx_last_error(f.ctx);
+  }
 }
 
 TEST(Errors, StatusStringsAreStaticAndDistinct) {
