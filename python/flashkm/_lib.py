@@ -230,32 +230,56 @@ def profile_name(profile):
 _BACKENDS = {"auto": BACKEND_AUTO, "cpu": BACKEND_CPU, "cuda": BACKEND_CUDA, "gpu": BACKEND_CUDA}
 
 
+def c_int(name, value, lo=-2**31, hi=2**31 - 1):
+    """value as a C int argument: a ValueError naming it when out of range
+    (ctypes would wrap it silently)."""
+    v = int(value)
+    if not lo <= v <= hi:
+        raise ValueError("%s = %d is outside [%d, %d]" % (name, v, lo, hi))
+    return v
+
+
 class Context:
-    """An fkm_ctx: backend ('auto', 'cpu', 'cuda'), device ordinal."""
+    """An fkm_ctx: backend ('auto', 'cpu', 'cuda'), device ordinal.
+
+    Safe to share between threads: calls on one context are serialised by
+    its lock (the library allows one thread at a time per context, and
+    ctypes releases the GIL during a call). Use `with ctx.lock:` around a
+    library call and the reading of its error."""
 
     def __init__(self, backend="auto", device=0, num_threads=0):
         if backend not in _BACKENDS:
             raise ValueError("backend must be one of auto, cpu, cuda, not %r" % (backend,))
         self._lib = lib()
+        self.lock = threading.RLock()
+        device = c_int("device", device)
+        num_threads = c_int("num_threads", num_threads, 0)
         handle = ctypes.c_void_p()
-        check(self._lib.fkm_ctx_create(_BACKENDS[backend], int(device), ctypes.byref(handle)))
+        check(self._lib.fkm_ctx_create(_BACKENDS[backend], device, ctypes.byref(handle)))
         self.handle = handle
         if num_threads:
-            check(self._lib.fkm_ctx_set_num_threads(handle, int(num_threads)), handle)
+            try:
+                check(self._lib.fkm_ctx_set_num_threads(handle, num_threads), handle)
+            except Error:
+                self.close()
+                raise
 
     @property
     def backend(self):
-        b = self._lib.fkm_ctx_backend(self.handle)
+        with self.lock:
+            b = self._lib.fkm_ctx_backend(self.handle)
         return "cuda" if b == BACKEND_CUDA else "cpu"
 
     @property
     def device_name(self):
-        return self._lib.fkm_ctx_device_name(self.handle).decode()
+        with self.lock:
+            return self._lib.fkm_ctx_device_name(self.handle).decode()
 
     def close(self):
-        if self.handle:
-            self._lib.fkm_ctx_destroy(self.handle)
-            self.handle = None
+        with self.lock:
+            if self.handle:
+                self._lib.fkm_ctx_destroy(self.handle)
+                self.handle = None
 
     def __del__(self):
         try:

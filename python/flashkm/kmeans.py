@@ -22,6 +22,7 @@ LATER_FIELDS = (
     (11402, {"early_stop_threshold": 0.0}),
 )
 STAT_FIELDS = ("obj", "time", "time_search", "imbalance_factor", "nsplit")
+STATS_BUFFER = 4096  # statistics copied by the library; beyond, the callback's
 INIT_METHODS = {"random": _lib.INIT_RANDOM, "kmeans++": _lib.INIT_KMEANS_PLUS_PLUS,
                 "k-means++": _lib.INIT_KMEANS_PLUS_PLUS, "afkmc2": _lib.INIT_AFK_MC2,
                 "afk-mc2": _lib.INIT_AFK_MC2}
@@ -58,21 +59,23 @@ def _make_params(cp, metric, fast=False, prof=None):
     prof = prof if prof is not None else _profile.named("flashkm")
     p = _lib.default_params()
     p.profile = prof.for_call()
-    p.niter = int(cp["niter"])
-    p.nredo = int(cp["nredo"])
+    p.niter = _lib.c_int("niter", cp["niter"])
+    p.nredo = _lib.c_int("nredo", cp["nredo"])
     p.verbose = int(bool(cp["verbose"]))
     p.spherical = int(bool(cp["spherical"]))
     p.int_centroids = int(bool(cp["int_centroids"]))
     p.frozen_centroids = int(bool(cp["frozen_centroids"]))
-    p.min_points_per_centroid = int(cp["min_points_per_centroid"])
-    p.max_points_per_centroid = int(cp["max_points_per_centroid"])
-    p.seed = int(cp["seed"])
+    p.min_points_per_centroid = _lib.c_int("min_points_per_centroid",
+                                           cp["min_points_per_centroid"])
+    p.max_points_per_centroid = _lib.c_int("max_points_per_centroid",
+                                           cp["max_points_per_centroid"])
+    p.seed = _lib.c_int("seed", cp["seed"], -2**63, 2**63 - 1)
     p.metric = metric
     p.assign_mode = _lib.ASSIGN_FAST if fast else _lib.ASSIGN_FAISS
     p.check_finite = int(bool(cp.get("check_input_data_for_NaNs", True)))
     p.use_faster_subsampling = int(bool(cp.get("use_faster_subsampling", False)))
     p.init_method = _init_method(cp.get("init_method", 0))
-    p.afkmc2_chain_length = int(cp.get("afkmc2_chain_length", 50))
+    p.afkmc2_chain_length = _lib.c_int("afkmc2_chain_length", cp.get("afkmc2_chain_length", 50))
     if "early_stop_threshold" in cp:
         p.early_stop_threshold = float(cp["early_stop_threshold"])
     return p
@@ -89,6 +92,7 @@ class _Callbacks:
     def __init__(self, verbose):
         self.verbose = verbose
         self.interrupted = False
+        self.stats = []  # every iteration's statistics, as they come
         self.progress = _lib.PROGRESS_FN(self._progress)
         self.log = _lib.LOG_FN(self._log)
         self._old_handler = None
@@ -109,6 +113,8 @@ class _Callbacks:
 
     def _progress(self, user, redo, it, stats_ptr):
         try:
+            st = ctypes.cast(stats_ptr, ctypes.POINTER(_lib.IterationStats)).contents
+            self.stats.append({f: getattr(st, f) for f in STAT_FIELDS})
             return 1 if self.interrupted else 0
         except KeyboardInterrupt:
             self.interrupted = True
@@ -174,27 +180,32 @@ def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroid
                     raise ValueError("init_centroids must be a host array")
                 centroids[:n_init] = np.ctypeslib.as_array(
                     ctypes.cast(I.ptr, ctypes.POINTER(ctypes.c_float)), shape=(n_init, d))
-            cap = max(1, params["niter"] * params["nredo"] + 1)
+            # the library copies up to STATS_BUFFER statistics; a longer run
+            # (a huge niter with early stopping) has them from the callback
+            cap = max(1, min(p.niter * p.nredo + 1, STATS_BUFFER))
             stats = (_lib.IterationStats * cap)()
             n_stats = ctypes.c_int64(0)
             labels = np.empty(n, dtype=np.int64) if return_labels else None
             dist = np.empty(n, dtype=np.float32) if return_labels else None
-            with cb:
+            with cb, ctx.lock:
                 st = _lib.lib().fkm_train(
                     ctx.handle, ctypes.byref(p), n, d, k, X.dtype, X.ptr,
                     W.ptr if W is not None else None, centroids.ctypes.data, n_init,
                     labels.ctypes.data if return_labels else None,
                     dist.ctypes.data if return_labels else None, stats, cap,
                     ctypes.byref(n_stats))
+                if not (st == _lib.FKM_ERR_INTERRUPTED and cb.interrupted):
+                    _lib.check(st, ctx.handle)
         finally:
             for a in (W, I):
                 if a is not None:
                     a.release()
     if st == _lib.FKM_ERR_INTERRUPTED and cb.interrupted:
         raise KeyboardInterrupt
-    _lib.check(st, ctx.handle)
-    out = [{f: getattr(stats[i], f) for f in STAT_FIELDS}
-           for i in range(min(n_stats.value, cap))]
+    if n_stats.value <= cap:
+        out = [{f: getattr(stats[i], f) for f in STAT_FIELDS} for i in range(n_stats.value)]
+    else:
+        out = cb.stats[:n_stats.value]
     if return_labels:
         return centroids, out, labels, dist
     return centroids, out
@@ -213,9 +224,11 @@ def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm"):
             raise ValueError("centroids must be (k, %d), got %s" % (d, c.shape))
         labels = np.empty(n, dtype=np.int64)
         dist = np.empty(n, dtype=np.float32)
-        st = _lib.lib().fkm_assign(ctx.handle, ctypes.byref(p), n, d, c.shape[0], X.dtype, X.ptr,
-                                   c.ctypes.data, labels.ctypes.data, dist.ctypes.data)
-    _lib.check(st, ctx.handle)
+        with ctx.lock:
+            st = _lib.lib().fkm_assign(ctx.handle, ctypes.byref(p), n, d, c.shape[0], X.dtype,
+                                       X.ptr, c.ctypes.data, labels.ctypes.data,
+                                       dist.ctypes.data)
+            _lib.check(st, ctx.handle)
     return dist, labels
 
 
@@ -277,22 +290,31 @@ class Kmeans:
         self.iteration_stats = None
         self.index = None
         self._ctx = None
+        self._lock = threading.RLock()  # one train / assign at a time
 
     @property
     def metric(self):
         return _lib.METRIC_INNER_PRODUCT if self.cp["spherical"] else _lib.METRIC_L2
 
     def _context(self):
-        if self._ctx is None:
-            self._ctx = _lib.Context(self.backend, self.device, self.num_threads)
-        return self._ctx
+        with self._lock:
+            if self._ctx is None:
+                self._ctx = _lib.Context(self.backend, self.device, self.num_threads)
+            return self._ctx
 
     def _delegated(self):
         """The fields only FAISS implements that are not at FAISS's default."""
         return {k: v for k, v in self._faiss_only.items() if v != _faiss_default(k)}
 
     def train(self, x, weights=None, init_centroids=None):
-        """k-means on x (n, d); returns the final objective (as faiss)."""
+        """k-means on x (n, d); returns the final objective (as faiss).
+
+        Thread-safe: calls from several threads on one Kmeans run one after
+        the other (the last one's result stays), as with faiss.Kmeans."""
+        with self._lock:
+            return self._train(x, weights, init_centroids)
+
+    def _train(self, x, weights, init_centroids):
         from . import faiss_compat
         other = self._delegated()
         if other:
@@ -341,8 +363,10 @@ class Kmeans:
 
     def assign(self, x):
         """(distances (n,), labels (n,)) of x against the centroids."""
-        assert self.centroids is not None, "should train before assigning"
-        return assign(self._context(), x, self.centroids, self.metric, profile=self.profile)
+        with self._lock:
+            assert self.centroids is not None, "should train before assigning"
+            return assign(self._context(), x, self.centroids, self.metric,
+                          profile=self.profile)
 
 
 _MISSING = object()
