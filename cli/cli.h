@@ -57,6 +57,7 @@ typedef struct fkm_cli_train_opts {
   int threads;
   int quiet;
   int profile_given;     /* --faiss-profile on the command line */
+  int early_stop_given;  /* --early-stop-threshold on the command line */
   char profile_arg[64];  /* "linked", "flashkm" or the profile named */
 } fkm_cli_train_opts;
 
@@ -99,33 +100,43 @@ const char *fkm_cli_dtype_name(fkm_cli_elem e);
 
 /* ------------------------------------------------------ progress, Ctrl-C */
 
-/** Install the SIGINT handler: the first Ctrl-C asks the run to stop after
- *  the current iteration, a second one kills the process. */
+/** The handlers of SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE (main.c
+ *  installs them first): a fatal one removes the run's files in flight
+ *  (fkm_cli_outputs_remove) before the process dies of it. */
+void fkm_cli_signals_install(void);
+/** From here on the first Ctrl-C asks the run to stop after the current
+ *  iteration (fkm_cli_interrupted); a second one, or one while outputs are
+ *  written, ends the process (nothing written). */
 void fkm_cli_sigint_install(void);
 int fkm_cli_interrupted(void);
 
 typedef struct fkm_cli_progress {
-  int niter_total; /* niter * nredo */
-  int done;
+  int64_t niter_total; /* niter * nredo */
+  int64_t done;
   int tty;
   int quiet;
   double t_start, t_last;
   fkm_iteration_stats last;
+  /* every iteration's statistics, as they come (a run of niter = 2^31 - 1
+   * that stops early needs room for the iterations it ran only) */
+  fkm_iteration_stats *all;
+  int64_t n_all, cap_all;
+  int out_of_memory; /* the list could not grow: the run was stopped */
 } fkm_cli_progress;
 
 void fkm_cli_progress_init(fkm_cli_progress *p, const fkm_params *params, int quiet);
-/** fkm_progress_fn: prints, and returns non-zero after Ctrl-C. */
+/** fkm_progress_fn: records the statistics, prints, and returns non-zero
+ *  after Ctrl-C (or when the list cannot grow). */
 int fkm_cli_progress_cb(void *user, int redo, int iter, const fkm_iteration_stats *s);
 /** Ends the live line. */
 void fkm_cli_progress_end(fkm_cli_progress *p);
+/** Releases the statistics list. */
+void fkm_cli_progress_free(fkm_cli_progress *p);
 /** fkm_log_fn: warnings (and verbose info) to stderr. */
 void fkm_cli_log_cb(void *user, fkm_log_level level, const char *msg);
 
 /** Monotonic seconds. */
 double fkm_cli_now(void);
-
-/** A gzip'd idx3 image file (Fashion-MNIST) as float32 rows (mnist.c). */
-int fkm_cli_read_idx_images(const char *path, fkm_cli_matrix *m, char *msg);
 
 /** SPEC's P1 lockstep (cmd_parity.c, FAISS builds only): every iteration
  *  started from FAISS's own centroids, flashkm against faiss::Clustering.

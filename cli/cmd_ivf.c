@@ -106,15 +106,10 @@ static int write_index_atomic(void *index, const char *path, char *msg) {
   char tmp[4096];
   if (fkm_cli_temp_path(path, tmp, sizeof tmp, msg) != 0) return -1;
   if (fkm_fx_write(index, tmp, msg) != 0) {
-    unlink(tmp);
+    fkm_cli_temp_discard(tmp);
     return -1;
   }
-  if (rename(tmp, path) != 0) {
-    snprintf(msg, FKM_CLI_MSG_LEN, "%s: cannot rename the finished index into place", path);
-    unlink(tmp);
-    return -1;
-  }
-  return 0;
+  return fkm_cli_temp_commit(tmp, path, msg);
 }
 
 /* The two trainings parted ways: find out whether only FAISS's BLAS near-ties
@@ -175,6 +170,7 @@ static int run_ivf(const ivf_job *j) {
             (long long)j->n, (long long)j->d, fkm_ctx_device_name(ctx));
   if (build_side(j, ctx, &fk, msg) != 0) goto fail;
   if (j->out_path && write_index_atomic(fk.index, j->out_path, msg) != 0) goto fail;
+  fkm_cli_outputs_keep();
   if (j->compare) {
     if (!quiet) fprintf(stderr, "training '%s' with stock FAISS %s...\n", j->factory, fkm_fx_version());
     if (build_side(j, NULL, &fs, msg) != 0) goto fail;
@@ -357,6 +353,11 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
   if (gtpath && !qpath) {
     fkm_cli_error("--gt needs --queries");
     return FKM_EXIT_USAGE;
+  }
+  char wmsg[FKM_CLI_MSG_LEN];
+  if (fkm_cli_check_writable(j.out_path, "the index", wmsg) != 0) {
+    fkm_cli_error("%s", wmsg);
+    return FKM_EXIT_FAIL;
   }
 
   fkm_cli_matrix x, q;

@@ -432,8 +432,16 @@ static int setup(int argc, char **argv, const char *cmd, session *se) {
   se->cF = malloc(bytes);
   se->pr.sf = calloc((size_t)se->cap, sizeof(fkm_iteration_stats));
   se->pr.sF = calloc((size_t)se->cap, sizeof(fkm_iteration_stats));
-  if (!se->cf || !se->cF || !se->pr.sf || !se->pr.sF) {
-    fkm_cli_error("out of memory");
+  if (!se->cf || !se->cF) {
+    fkm_cli_error("out of memory for 2 x %lld x %lld centroids", (long long)o->k,
+                  (long long)in->x.d);
+    session_close(se);
+    return FKM_EXIT_FAIL;
+  }
+  if (!se->pr.sf || !se->pr.sF) { /* both sides' statistics are compared whole */
+    fkm_cli_error("out of memory for the iteration statistics: 2 x %lld entries of %zu bytes "
+                  "(niter * nredo + 1; lower --niter)",
+                  (long long)se->cap, sizeof(fkm_iteration_stats));
     session_close(se);
     return FKM_EXIT_FAIL;
   }

@@ -7,6 +7,10 @@
 
 enum { OPT_OUT = 1, OPT_LABELS, OPT_JSON, OPT_HELP };
 
+/* Statistics held in a buffer handed to the library (beyond: the progress
+ * callback's list). */
+#define STATS_BUFFER 4096
+
 static const fkm_cli_opt own_opts[] = {{"output", 'o', 1, OPT_OUT},
                                        {"labels", 0, 1, OPT_LABELS},
                                        {"json", 0, 1, OPT_JSON},
@@ -86,12 +90,19 @@ static int write_json(const char *path, const run_report *r, char *msg) {
           "  \"params\": {\"niter\": %d, \"nredo\": %d, \"seed\": %lld, \"spherical\": %d, "
           "\"int_centroids\": %d, \"frozen_centroids\": %d, \"min_points_per_centroid\": %d, "
           "\"max_points_per_centroid\": %d, \"metric\": \"%s\", \"assign_mode\": \"%s\", "
-          "\"weights\": %s},\n",
+          "\"weights\": %s, \"init_method\": \"%s\", \"afkmc2_chain_length\": %d, "
+          "\"use_faster_subsampling\": %d, \"early_stop_threshold\": ",
           p->niter, p->nredo, (long long)p->seed, p->spherical, p->int_centroids,
           p->frozen_centroids, p->min_points_per_centroid, p->max_points_per_centroid,
           p->metric == FKM_METRIC_L2 ? "l2" : "ip",
           p->assign_mode == FKM_ASSIGN_FAST ? "fast" : "faiss",
-          r->o->weights_path ? "true" : "false");
+          r->o->weights_path ? "true" : "false",
+          p->init_method == FKM_INIT_KMEANS_PLUS_PLUS ? "kmeans++"
+          : p->init_method == FKM_INIT_AFK_MC2       ? "afkmc2"
+                                                      : "random",
+          p->afkmc2_chain_length, p->use_faster_subsampling);
+  json_num(fp, p->early_stop_threshold);
+  fprintf(fp, "},\n");
   char prof[128];
   fkm_cli_profile_describe(r->o, prof, sizeof prof);
   fprintf(fp, "  \"profile\": ");
@@ -157,10 +168,20 @@ int fkm_cli_cmd_train(int argc, char **argv) {
     return FKM_EXIT_USAGE;
   }
   char msg[FKM_CLI_MSG_LEN];
+  const char *outs[] = {out_path, labels_path, json_path};
+  static const char *const out_opts[] = {"-o", "--labels", "--json"};
   if (!fkm_cli_check_f32_output(out_path, msg) ||
-      (labels_path && !fkm_cli_check_label_output(labels_path, msg))) {
+      (labels_path && !fkm_cli_check_label_output(labels_path, msg)) ||
+      fkm_cli_check_distinct(outs, out_opts, 3, msg) != 0) {
     fkm_cli_error("%s", msg);
     return FKM_EXIT_USAGE;
+  }
+  /* an output that cannot be written fails now, not after the training */
+  if (fkm_cli_check_writable(out_path, "the centroids", msg) != 0 ||
+      (labels_path && fkm_cli_check_writable(labels_path, "the labels", msg) != 0) ||
+      (json_path && fkm_cli_check_writable(json_path, "the report", msg) != 0)) {
+    fkm_cli_error("%s", msg);
+    return FKM_EXIT_FAIL;
   }
 
   fkm_cli_inputs in;
@@ -173,19 +194,26 @@ int fkm_cli_cmd_train(int argc, char **argv) {
   }
 
   int64_t n = in.x.n, d = in.x.d, k = o.k;
-  int64_t cap = (int64_t)o.params.niter * o.params.nredo + 1;
+  /* The statistics: the library's copy when it fits a small buffer, else
+   * the progress callback's list (the iterations actually run). */
+  int64_t want = (int64_t)o.params.niter * o.params.nredo + 1;
+  int64_t cap = want < STATS_BUFFER ? want : STATS_BUFFER;
   float *centroids = calloc((size_t)(k * d), sizeof *centroids);
   int64_t *labels = labels_path ? malloc((size_t)n * sizeof *labels) : NULL;
   fkm_iteration_stats *stats = calloc((size_t)cap, sizeof *stats);
   int rc = FKM_EXIT_FAIL;
-  if (!centroids || !stats || (labels_path && !labels)) {
+  fkm_cli_progress prog;
+  fkm_cli_progress_init(&prog, &o.params, o.quiet);
+  if (!centroids) {
     fkm_cli_error("out of memory for %lld x %lld centroids", (long long)k, (long long)d);
+    goto done;
+  }
+  if (!stats || (labels_path && !labels)) {
+    fkm_cli_error("out of memory for %lld labels", (long long)n);
     goto done;
   }
   if (in.n_init) memcpy(centroids, in.init.data, (size_t)(in.n_init * d) * sizeof(float));
 
-  fkm_cli_progress prog;
-  fkm_cli_progress_init(&prog, &o.params, o.quiet);
   o.params.progress = fkm_cli_progress_cb;
   o.params.progress_user = &prog;
   o.params.log = fkm_cli_log_cb;
@@ -205,9 +233,14 @@ int fkm_cli_cmd_train(int argc, char **argv) {
                            &n_stats);
   double t_train = fkm_cli_now() - t1;
   fkm_cli_progress_end(&prog);
+  if (s == FKM_ERR_INTERRUPTED && prog.out_of_memory) {
+    fkm_cli_error("out of memory for the statistics of iteration %lld; no output written",
+                  (long long)prog.n_all + 1);
+    goto done;
+  }
   if (s == FKM_ERR_INTERRUPTED) {
-    fkm_cli_error("interrupted after iteration %d/%d; no output written", prog.done,
-                  prog.niter_total);
+    fkm_cli_error("interrupted after iteration %lld/%lld; no output written",
+                  (long long)prog.done, (long long)prog.niter_total);
     rc = FKM_EXIT_INTERRUPTED;
     goto done;
   }
@@ -216,29 +249,31 @@ int fkm_cli_cmd_train(int argc, char **argv) {
                   fkm_ctx_last_error(ctx));
     goto done;
   }
-  if (n_stats > cap) n_stats = cap;
+  const fkm_iteration_stats *all = stats;
+  if (n_stats > cap) { /* beyond the buffer: the progress list holds them */
+    all = prog.all;
+    if (n_stats > prog.n_all) n_stats = prog.n_all;
+  }
 
   /* Each file appears complete or not at all; if a later one fails, the
    * earlier ones of this run are removed so no partial result remains. */
-  run_report rep = {input, &o, &in, ctx, stats, n_stats, t_load, t_train, 0.0};
-  int wrote_out = 0, wrote_labels = 0;
+  run_report rep = {input, &o, &in, ctx, all, n_stats, t_load, t_train, 0.0};
   if (fkm_cli_write_f32(out_path, k, d, centroids, msg) != 0) goto write_failed;
-  wrote_out = 1;
   if (labels && fkm_cli_write_labels(labels_path, n, labels, msg) != 0) goto write_failed;
-  wrote_labels = labels != NULL;
   rep.t_total = fkm_cli_now() - t0;
   if (json_path && write_json(json_path, &rep, msg) != 0) goto write_failed;
+  fkm_cli_outputs_keep();
   if (!o.quiet)
     fprintf(stderr, "done: %lld iterations in %.3f s (%.2f ms/iter), objective %.9g -> %s\n",
             (long long)n_stats, t_train, n_stats ? 1e3 * t_train / (double)n_stats : 0.0,
-            n_stats ? (double)stats[n_stats - 1].obj : 0.0, out_path);
+            n_stats ? (double)all[n_stats - 1].obj : 0.0, out_path);
   rc = FKM_EXIT_OK;
   goto done;
 write_failed:
   fkm_cli_error("%s", msg);
-  if (wrote_out) remove(out_path);
-  if (wrote_labels) remove(labels_path);
+  fkm_cli_outputs_remove(); /* the outputs this run put in place */
 done:
+  fkm_cli_progress_free(&prog);
   free(centroids);
   free(labels);
   free(stats);

@@ -121,7 +121,11 @@ enum {
   OPT_VERBOSE,
   OPT_QUIET,
   OPT_NO_CHECK,
-  OPT_PROFILE
+  OPT_PROFILE,
+  OPT_EARLY_STOP,
+  OPT_INIT_METHOD,
+  OPT_AFKMC2_CHAIN,
+  OPT_FASTER_SUBSAMPLING
 };
 
 const fkm_cli_opt fkm_cli_train_opts_table[] = {
@@ -145,6 +149,10 @@ const fkm_cli_opt fkm_cli_train_opts_table[] = {
     {"quiet", 'q', 0, OPT_QUIET},
     {"no-check-finite", 0, 0, OPT_NO_CHECK},
     {"faiss-profile", 0, 1, OPT_PROFILE},
+    {"early-stop-threshold", 0, 1, OPT_EARLY_STOP},
+    {"init-method", 0, 1, OPT_INIT_METHOD},
+    {"afkmc2-chain-length", 0, 1, OPT_AFKMC2_CHAIN},
+    {"faster-subsampling", 0, 0, OPT_FASTER_SUBSAMPLING},
     {NULL, 0, 0, 0}};
 
 void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli_opt *table) {
@@ -156,6 +164,15 @@ void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli
     if (kept) table[nt++] = *p;
   }
   table[nt] = (fkm_cli_opt){NULL, 0, 0, 0};
+}
+
+/* The defaults of the profile's FAISS for the fields it has: from 1.14.2
+ * on, ClusteringParameters.early_stop_threshold = 0 (stop when the
+ * objective repeats); flashkm's own profile and older releases never stop
+ * early. An --early-stop-threshold given on the command line wins. */
+static void profile_defaults(fkm_cli_train_opts *o) {
+  if (o->early_stop_given) return;
+  o->params.early_stop_threshold = o->params.profile.faiss_version >= 11402 ? 0.0 : -1.0;
 }
 
 /* "linked": the FAISS this command is built with; flashkm's own without. */
@@ -185,6 +202,7 @@ static int set_profile(fkm_cli_train_opts *o, const char *name) {
     return -1;
   }
   snprintf(o->profile_arg, sizeof o->profile_arg, "%s", name);
+  profile_defaults(o);
   return 0;
 }
 
@@ -198,6 +216,7 @@ void fkm_cli_train_opts_init(fkm_cli_train_opts *o) {
   if (fkm_faiss_profile(&o->params.profile) != FKM_OK)
     fkm_profile_init(&o->params.profile, 0, FKM_SIMD_NONE);
   snprintf(o->profile_arg, sizeof o->profile_arg, "linked");
+  profile_defaults(o);
 #else
   snprintf(o->profile_arg, sizeof o->profile_arg, "flashkm");
 #endif
@@ -270,10 +289,38 @@ int fkm_cli_train_opts_apply(fkm_cli_train_opts *o, int id, const char *val) {
       p->assign_mode = FKM_ASSIGN_FAST;
       if (!o->profile_given) fkm_profile_init(&p->profile, 0, FKM_SIMD_NONE);
       if (!o->profile_given) snprintf(o->profile_arg, sizeof o->profile_arg, "flashkm");
+      profile_defaults(o);
       return 0;
     case OPT_PROFILE:
       o->profile_given = 1;
       return set_profile(o, val);
+    case OPT_EARLY_STOP: {
+      char *end;
+      errno = 0;
+      double t = strtod(val, &end);
+      if (errno || end == val || *end != '\0' || t != t) {
+        fkm_cli_error("--early-stop-threshold: '%s' is not a number", val);
+        return -1;
+      }
+      p->early_stop_threshold = t;
+      o->early_stop_given = 1;
+      return 0;
+    }
+    case OPT_INIT_METHOD:
+      if (!strcmp(val, "random")) p->init_method = FKM_INIT_RANDOM;
+      else if (!strcmp(val, "kmeans++") || !strcmp(val, "k-means++"))
+        p->init_method = FKM_INIT_KMEANS_PLUS_PLUS;
+      else if (!strcmp(val, "afkmc2") || !strcmp(val, "afk-mc2")) p->init_method = FKM_INIT_AFK_MC2;
+      else {
+        fkm_cli_error("--init-method: '%s' is not one of random, kmeans++, afkmc2", val);
+        return -1;
+      }
+      return 0;
+    case OPT_AFKMC2_CHAIN:
+      if (fkm_cli_int("--afkmc2-chain-length", val, 0, 65535, &v)) return -1;
+      p->afkmc2_chain_length = (int)v;
+      return 0;
+    case OPT_FASTER_SUBSAMPLING: p->use_faster_subsampling = 1; return 0;
     case OPT_THREADS:
       if (fkm_cli_int("--threads", val, 0, 1 << 20, &v)) return -1;
       o->threads = (int)v;
@@ -305,7 +352,12 @@ void fkm_cli_train_opts_help(FILE *fp) {
       "      --no-check-finite           skip the NaN/Inf scan of the input\n"
       "      --faiss-profile NAME        whose arithmetic to reproduce (docs/profiles.md):\n"
       "                                  linked (the FAISS built in, the default),\n"
-      "                                  flashkm, or faiss-1.15.1[-none|-avx2|-avx512]...\n"
+      "                                  flashkm, or faiss-1.15.1[-none|-avx2|-avx512]...\n"      "  The fields of later FAISS releases (the profile's FAISS must have them):\n"
+      "      --early-stop-threshold T    stop when |obj change| / |obj| <= T (1.14.2+;\n"
+      "                                  its default 0 there, off before)\n"
+      "      --init-method M             random, kmeans++ or afkmc2 (1.14+; random)\n"
+      "      --afkmc2-chain-length N     AFK-MC^2's Markov chain length (50)\n"
+      "      --faster-subsampling        SplitMix64 subsample (1.9+; off)\n"
       "Engine options:\n"
       "      --backend cpu|cuda|auto     engine (auto: CUDA when present)\n"
       "      --device N                  CUDA device ordinal (0)\n"
@@ -419,56 +471,104 @@ fkm_ctx *fkm_cli_context(const fkm_cli_train_opts *o) {
                   o->device, fkm_status_string(s));
     return NULL;
   }
-  if (o->threads > 0) fkm_ctx_set_num_threads(ctx, o->threads);
+  if (o->threads > 0 && fkm_ctx_set_num_threads(ctx, o->threads) != FKM_OK) {
+    fkm_cli_error("--threads %d: %s", o->threads, fkm_ctx_last_error(ctx));
+    fkm_ctx_destroy(ctx);
+    return NULL;
+  }
   return ctx;
 }
 
 /* ------------------------------------------------------ progress, Ctrl-C */
 
-static volatile sig_atomic_t g_interrupted;
+static volatile sig_atomic_t g_interrupted, g_sigint_polled;
 
-static void on_sigint(int sig) {
-  (void)sig;
-  g_interrupted = 1;
+/* A fatal signal removes the run's files in flight (matrix_write.c) and
+ * then takes its default action (the exit status says which signal). The
+ * first Ctrl-C of a command that polls fkm_cli_interrupted() only asks it
+ * to stop, unless outputs are being written. */
+static void on_signal(int sig) {
+  if (sig == SIGINT && g_sigint_polled && !g_interrupted && !fkm_cli_outputs_pending()) {
+    g_interrupted = 1;
+    return;
+  }
+  fkm_cli_outputs_remove();
+  signal(sig, SIG_DFL);
+  raise(sig);
 }
 
-void fkm_cli_sigint_install(void) {
+void fkm_cli_signals_install(void) {
+  static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE};
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
-  sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C gets the default action */
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaddset(&sa.sa_mask, sigs[i]);
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+    struct sigaction old;
+    /* hang-ups and broken pipes ignored by the parent (nohup) stay ignored;
+     * Ctrl-C is handled even in a background job, as the run's own stop */
+    const int keep_ignored = sigs[i] == SIGHUP || sigs[i] == SIGPIPE;
+    if (keep_ignored && sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+      continue;
+    sigaction(sigs[i], &sa, NULL);
+  }
 }
+
+void fkm_cli_sigint_install(void) { g_sigint_polled = 1; }
 
 int fkm_cli_interrupted(void) { return g_interrupted != 0; }
 
 void fkm_cli_progress_init(fkm_cli_progress *p, const fkm_params *params, int quiet) {
   memset(p, 0, sizeof *p);
-  p->niter_total = params->niter * params->nredo;
+  p->niter_total = (int64_t)params->niter * params->nredo;
   p->tty = isatty(STDERR_FILENO);
   p->quiet = quiet;
   p->t_start = p->t_last = fkm_cli_now();
 }
 
+static int record(fkm_cli_progress *p, const fkm_iteration_stats *s) {
+  if (p->n_all == p->cap_all) {
+    int64_t cap = p->cap_all ? 2 * p->cap_all : 64;
+    fkm_iteration_stats *grown = realloc(p->all, (size_t)cap * sizeof *grown);
+    if (!grown) return -1;
+    p->all = grown;
+    p->cap_all = cap;
+  }
+  p->all[p->n_all++] = *s;
+  return 0;
+}
+
 int fkm_cli_progress_cb(void *user, int redo, int iter, const fkm_iteration_stats *s) {
   fkm_cli_progress *p = user;
   double now = fkm_cli_now();
+  if (record(p, s) != 0) {
+    p->out_of_memory = 1;
+    return 1;
+  }
   p->done++;
   p->last = *s;
   double ms = 1e3 * (now - p->t_last);
-  double per = (now - p->t_start) / p->done;
-  double eta = per * (p->niter_total - p->done);
+  double per = (now - p->t_start) / (double)p->done;
+  double eta = per * (double)(p->niter_total - p->done);
   p->t_last = now;
   if (!p->quiet) {
     char redo_s[48] = "";
     if (redo > 0) snprintf(redo_s, sizeof redo_s, " (redo %d, iter %d)", redo + 1, iter + 1);
-    fprintf(stderr, "%siter %d/%d%s  obj %.7g  imbalance %.4f  splits %d  %.1f ms/iter  ETA %.1f s%s",
-            p->tty ? "\r\033[K" : "", p->done, p->niter_total, redo_s, (double)s->obj,
-            s->imbalance_factor, s->nsplit, ms, eta, p->tty ? "" : "\n");
+    fprintf(stderr,
+            "%siter %lld/%lld%s  obj %.7g  imbalance %.4f  splits %d  %.1f ms/iter  ETA %.1f s%s",
+            p->tty ? "\r\033[K" : "", (long long)p->done, (long long)p->niter_total, redo_s,
+            (double)s->obj, s->imbalance_factor, s->nsplit, ms, eta, p->tty ? "" : "\n");
     fflush(stderr);
   }
   return g_interrupted ? 1 : 0;
+}
+
+void fkm_cli_progress_free(fkm_cli_progress *p) {
+  free(p->all);
+  p->all = NULL;
+  p->n_all = p->cap_all = 0;
 }
 
 void fkm_cli_progress_end(fkm_cli_progress *p) {

@@ -57,6 +57,7 @@ int main(int argc, char **argv) {
     return FKM_EXIT_USAGE;
   }
   const char *cmd = argv[1];
+  fkm_cli_signals_install();
   if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
     usage(stdout);
     return FKM_EXIT_OK;

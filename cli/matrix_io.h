@@ -5,8 +5,12 @@
  *   .fbin   int32 n, int32 d, then n*d float32     .u8bin / .i8bin  same with uint8 / int8
  *   .npy    NumPy v1-v3, C order, 1-D or 2-D, dtype <f4, <f2, |u1, |i1
  * float32 and float16 data is used in place (no copy) when its rows are
- * contiguous (.fbin, .npy); .fvecs rows are gathered, and 8-bit data is
- * converted to float32, as FAISS does with such files.
+ * contiguous (.fbin, .npy) and aligned; .fvecs rows are gathered, data at an
+ * unaligned offset (a .npy header may put it there) is copied, and 8-bit
+ * data is converted to float32, as FAISS does with such files. Every reader
+ * also parses from memory (fkm_cli_matrix_parse, fkm_cli_parse_ids,
+ * fkm_cli_parse_idx_images): the path readers map the file and parse the
+ * mapping, and tests/fuzz feeds them arbitrary bytes.
  *
  * Outputs (.fvecs, .fbin, .npy for float32; .npy, .ivecs, .ibin for labels)
  * are written to a temporary file beside the target and renamed into place
@@ -50,9 +54,35 @@ typedef struct fkm_cli_matrix {
  *  leaves *m empty. */
 int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg);
 
+/** Parse the len bytes at `bytes` as a file of format ext (an extension as
+ *  fkm_cli_extension gives it: "fvecs", "npy", ...); name is the file's name
+ *  in messages. On success m->data may point into bytes (when m->owned is
+ *  NULL), so bytes must stay valid and unchanged until fkm_cli_matrix_free;
+ *  m->map is NULL. On failure returns -1 with a message and leaves *m
+ *  empty. */
+int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, size_t len,
+                         fkm_cli_matrix *m, char *msg);
+
 /** Read an (n, k) int32 id matrix (.ivecs or .ibin, e.g. ground-truth
  *  neighbours) into a malloc'd int64 array. */
 int fkm_cli_read_ids(const char *path, int64_t *n, int64_t *k, int64_t **ids, char *msg);
+/** The same from len bytes at `bytes` (ext "ivecs" or "ibin"); *ids owns
+ *  its memory, bytes may go once it returns. */
+int fkm_cli_parse_ids(const char *name, const char *ext, const void *bytes, size_t len,
+                      int64_t *n, int64_t *k, int64_t **ids, char *msg);
+
+/** An idx3 image file (Fashion-MNIST's train-images-idx3-ubyte.gz), gzip'd
+ *  or not (told by its first bytes), as float32 rows of rows * cols pixels
+ *  valued 0..255 (mnist.c). A missing "NAME.gz" is looked for as "NAME". */
+int fkm_cli_read_idx_images(const char *path, fkm_cli_matrix *m, char *msg);
+/** The same from len bytes at `bytes`; *m owns its memory. */
+int fkm_cli_parse_idx_images(const char *name, const void *bytes, size_t len,
+                             fkm_cli_matrix *m, char *msg);
+
+/** Map `path` (a non-empty regular file) read-only into *map, *len bytes;
+ *  fkm_cli_unmap releases it. */
+int fkm_cli_map(const char *path, void **map, size_t *len, char *msg);
+void fkm_cli_unmap(void *map, size_t len);
 
 /** Release a matrix (accepts an empty or zeroed one). */
 void fkm_cli_matrix_free(fkm_cli_matrix *m);
@@ -95,8 +125,29 @@ int fkm_cli_out_commit(fkm_cli_outfile *o, char *msg);
 void fkm_cli_out_abort(fkm_cli_outfile *o);
 
 /** A temporary path beside path for a writer that takes a file name (FAISS's
- *  write_index); the caller renames it with rename() on success and removes
- *  it on failure. */
+ *  write_index); fkm_cli_temp_commit renames it into place, or
+ *  fkm_cli_temp_discard removes it. */
 int fkm_cli_temp_path(const char *path, char *tmp, size_t len, char *msg);
+int fkm_cli_temp_commit(const char *tmp, const char *path, char *msg);
+void fkm_cli_temp_discard(const char *tmp);
+
+/** The run's files in flight: every temporary file, and every output put in
+ *  place, until fkm_cli_outputs_keep() (the run succeeded) forgets them.
+ *  fkm_cli_outputs_remove() deletes them all; it is async-signal-safe, for
+ *  the fatal-signal handler (common.c), so a killed run leaves its complete
+ *  outputs or none (SIGKILL excepted: a *.tmp-XXXXXX file may then remain,
+ *  never a partial file under an output's name). */
+void fkm_cli_outputs_remove(void);
+int fkm_cli_outputs_pending(void);
+void fkm_cli_outputs_keep(void);
+
+/** Before any work: path can be created (its directory exists and is
+ *  writable, it is not a directory); what names it in the message
+ *  ("the centroids"). */
+int fkm_cli_check_writable(const char *path, const char *what, char *msg);
+/** Before any work: no two of the count outputs (NULL entries skipped) are
+ *  the same file; names[i] is paths[i]'s option ("-o"). */
+int fkm_cli_check_distinct(const char *const *paths, const char *const *names, int count,
+                           char *msg);
 
 #endif

@@ -1,5 +1,6 @@
-/* Vector file formats: the memory-mapped readers (see matrix_io.h for the
- * list). */
+/* Vector file formats: the readers (see matrix_io.h for the list). Every
+ * format is parsed from memory (fkm_cli_matrix_parse, fkm_cli_parse_ids);
+ * the path readers map the file and parse the mapping. */
 #include "matrix_io.h"
 
 #include <ctype.h>
@@ -44,25 +45,39 @@ static int32_t read_i32(const unsigned char *p) {
   return v;
 }
 
+/* n * d elements of es bytes after off header bytes, in *bytes; -1 when
+ * that does not fit in 64 bits. */
+static int checked_bytes(int64_t n, int64_t d, size_t es, uint64_t off, uint64_t *bytes) {
+  uint64_t count;
+  if (__builtin_mul_overflow((uint64_t)n, (uint64_t)d, &count) ||
+      __builtin_mul_overflow(count, (uint64_t)es, &count) ||
+      __builtin_add_overflow(count, off, bytes) || *bytes > SIZE_MAX)
+    return -1;
+  return 0;
+}
+
 /* ------------------------------------------------------------- readers */
 
 /* .fbin / .u8bin / .i8bin: int32 n, int32 d, n*d elements. */
-static int parse_bin(const char *path, const unsigned char *b, size_t len,
+static int parse_bin(const char *name, const unsigned char *b, size_t len,
                      fkm_cli_elem e, fkm_cli_matrix *m, char *msg) {
   if (len < 8)
     return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, the header alone is 8",
-                path, len);
+                name, len);
   int64_t n = read_i32(b), d = read_i32(b + 4);
   if (n <= 0 || d <= 0)
     return fkm_cli_fail(msg, "%s: bad header: n = %lld, d = %lld (both must be > 0)",
-                path, (long long)n, (long long)d);
-  uint64_t want = 8 + (uint64_t)n * (uint64_t)d * elem_size(e);
+                name, (long long)n, (long long)d);
+  uint64_t want;
+  if (checked_bytes(n, d, elem_size(e), 8, &want) != 0)
+    return fkm_cli_fail(msg, "%s: header (n = %lld, d = %lld) overflows 64-bit sizes",
+                name, (long long)n, (long long)d);
   if (len < want)
     return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, header (n = %lld, d = %lld) needs %llu",
-                path, len, (long long)n, (long long)d, (unsigned long long)want);
+                name, len, (long long)n, (long long)d, (unsigned long long)want);
   if (len > want)
     return fkm_cli_fail(msg, "%s: %zu bytes, header (n = %lld, d = %lld) needs %llu: trailing data",
-                path, len, (long long)n, (long long)d, (unsigned long long)want);
+                name, len, (long long)n, (long long)d, (unsigned long long)want);
   m->n = n;
   m->d = d;
   m->file_elem = e;
@@ -71,29 +86,28 @@ static int parse_bin(const char *path, const unsigned char *b, size_t len,
 }
 
 /* .fvecs / .bvecs: every row is (int32 d, d elements). */
-static int parse_vecs(const char *path, const unsigned char *b, size_t len,
+static int parse_vecs(const char *name, const unsigned char *b, size_t len,
                       fkm_cli_elem e, const char *format, fkm_cli_matrix *m, char *msg) {
   if (len < 4)
     return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, not even one row header",
-                path, len);
+                name, len);
   int64_t d = read_i32(b);
   if (d <= 0 || d > (1 << 24))
     return fkm_cli_fail(msg, "%s: wrong magic: the first row's dimension is %lld; not a .%s file",
-                path, (long long)d, format);
-  size_t row = 4 + (size_t)d * elem_size(e);
+                name, (long long)d, format);
+  size_t es = elem_size(e), row = 4 + (size_t)d * es;
   if (len % row != 0)
     return fkm_cli_fail(msg, "%s: truncated file: %zu bytes is not a whole number of rows of %zu bytes (d = %lld)",
-                path, len, row, (long long)d);
+                name, len, row, (long long)d);
   int64_t n = (int64_t)(len / row);
   for (int64_t i = 0; i < n; i++) {
     int32_t di = read_i32(b + (size_t)i * row);
     if (di != d)
       return fkm_cli_fail(msg, "%s: dimension mismatch at row %lld: %d, the first row has %lld",
-                  path, (long long)i, di, (long long)d);
+                  name, (long long)i, di, (long long)d);
   }
-  size_t es = elem_size(e);
-  unsigned char *dst = malloc((size_t)n * (size_t)d * es);
-  if (!dst) return fkm_cli_fail(msg, "%s: out of memory gathering %lld rows", path, (long long)n);
+  unsigned char *dst = malloc((size_t)n * (size_t)d * es); /* less than len */
+  if (!dst) return fkm_cli_fail(msg, "%s: out of memory gathering %lld rows", name, (long long)n);
   for (int64_t i = 0; i < n; i++)
     memcpy(dst + (size_t)i * (size_t)d * es, b + (size_t)i * row + 4, (size_t)d * es);
   m->n = n;
@@ -116,67 +130,123 @@ static const char *npy_field(const char *hdr, const char *key) {
   return p;
 }
 
-static int parse_npy(const char *path, const unsigned char *b, size_t len,
-                     fkm_cli_matrix *m, char *msg) {
-  if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
-    return fkm_cli_fail(msg, "%s: wrong magic: not a .npy file", path);
-  size_t hlen, hoff;
-  if (b[6] == 1) {
-    hlen = (size_t)b[8] | ((size_t)b[9] << 8);
-    hoff = 10;
-  } else if (b[6] == 2 || b[6] == 3) {
-    if (len < 12) return fkm_cli_fail(msg, "%s: truncated file: .npy header cut short", path);
-    hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
-    hoff = 12;
-  } else {
-    return fkm_cli_fail(msg, "%s: unsupported .npy version %d", path, b[6]);
+/* The dimensions of a .npy shape, "(3000, 8)", "(3000,)" or "()", each a
+ * plain decimal number that must fit in int64. Returns how many there are
+ * (the first 3 are stored), -1 when the text is not a shape, -2 when a
+ * dimension overflows. *end receives the closing parenthesis. */
+static int npy_dims(const char *p, int64_t dims[3], const char **end) {
+  int nd = 0;
+  if (*p++ != '(') return -1;
+  for (;;) {
+    while (*p == ' ') p++;
+    if (*p == ')') break;
+    if (!isdigit((unsigned char)*p)) return -1;
+    int64_t v = 0;
+    for (; isdigit((unsigned char)*p); p++) {
+      int digit = *p - '0';
+      if (v > (INT64_MAX - digit) / 10) return -2;
+      v = v * 10 + digit;
+    }
+    if (nd < 3) dims[nd] = v;
+    nd++;
+    while (*p == ' ') p++;
+    if (*p == ',') p++;
+    else if (*p != ')') return -1;
   }
-  if (hoff + hlen > len) return fkm_cli_fail(msg, "%s: truncated file: .npy header cut short", path);
+  *end = p;
+  return nd;
+}
+
+/* The .npy preamble: version, header length, where the header starts. */
+static int npy_preamble(const char *name, const unsigned char *b, size_t len, size_t *hoff,
+                        size_t *hlen, char *msg) {
+  if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
+    return fkm_cli_fail(msg, "%s: wrong magic: not a .npy file", name);
+  if (b[6] == 1) {
+    *hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+    *hoff = 10;
+  } else if (b[6] == 2 || b[6] == 3) {
+    if (len < 12) return fkm_cli_fail(msg, "%s: truncated file: .npy header cut short", name);
+    *hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
+    *hoff = 12;
+  } else {
+    return fkm_cli_fail(msg, "%s: unsupported .npy version %d", name, b[6]);
+  }
+  if (*hlen > len - *hoff)
+    return fkm_cli_fail(msg, "%s: truncated file: .npy header cut short", name);
+  return 0;
+}
+
+static int npy_dtype(const char *name, const char *descr, fkm_cli_elem *e, char *msg) {
+  if (!strncmp(descr, "'<f4'", 5)) *e = FKM_CLI_F32;
+  else if (!strncmp(descr, "'<f2'", 5)) *e = FKM_CLI_F16;
+  else if (!strncmp(descr, "'|u1'", 5)) *e = FKM_CLI_U8;
+  else if (!strncmp(descr, "'|i1'", 5)) *e = FKM_CLI_I8;
+  else {
+    char dt[16] = {0};
+    sscanf(descr, "%15[^,}]", dt);
+    return fkm_cli_fail(msg, "%s: unsupported .npy dtype %s (float32, float16, uint8, int8 are)",
+                        name, dt);
+  }
+  return 0;
+}
+
+/* The (n, d) of a shape (1-D: d = 1), overflow-checked; shape text in messages. */
+static int npy_shape(const char *name, const char *shape, int64_t *n, int64_t *d, char *msg) {
+  int64_t dims[3];
+  const char *end = shape;
+  int nd = npy_dims(shape, dims, &end);
+  int shown = nd >= 0 ? (int)(end - shape) + 1 : (int)strcspn(shape, ")}") + 1;
+  if (shown > 64) shown = 64;
+  if (nd == -2)
+    return fkm_cli_fail(msg, "%s: .npy shape %.*s: a dimension does not fit in 64 bits", name,
+                        shown, shape);
+  if (nd < 0) return fkm_cli_fail(msg, "%s: malformed .npy shape %.*s", name, shown, shape);
+  if (nd == 0) return fkm_cli_fail(msg, "%s: .npy array is a scalar, not a matrix", name);
+  if (nd > 2) return fkm_cli_fail(msg, "%s: .npy array has more than 2 dimensions", name);
+  *n = dims[0];
+  *d = nd == 2 ? dims[1] : 1;
+  if (*n <= 0 || *d <= 0)
+    return fkm_cli_fail(msg, "%s: empty .npy array (shape %lld x %lld)", name, (long long)*n,
+                        (long long)*d);
+  return 0;
+}
+
+/* .npy: the data follows the header; bytes after the array are ignored, as
+ * they always were. */
+static int parse_npy(const char *name, const unsigned char *b, size_t len,
+                     fkm_cli_matrix *m, char *msg) {
+  size_t hoff = 0, hlen = 0;
+  if (npy_preamble(name, b, len, &hoff, &hlen, msg) != 0) return -1;
   char hdr[4096];
-  if (hlen >= sizeof hdr) return fkm_cli_fail(msg, "%s: .npy header too long (%zu bytes)", path, hlen);
-  memcpy(hdr, b + hoff, hlen);
+  if (hlen >= sizeof hdr)
+    return fkm_cli_fail(msg, "%s: .npy header too long (%zu bytes)", name, hlen);
+  /* control bytes as spaces: numpy ends the header with '\n', and a
+   * message quoting it stays one line */
+  for (size_t i = 0; i < hlen; i++) {
+    unsigned char c = b[hoff + i];
+    hdr[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+  }
   hdr[hlen] = '\0';
 
   const char *descr = npy_field(hdr, "'descr'");
   const char *fortran = npy_field(hdr, "'fortran_order'");
   const char *shape = npy_field(hdr, "'shape'");
   if (!descr || !fortran || !shape)
-    return fkm_cli_fail(msg, "%s: malformed .npy header: %s", path, hdr);
-  fkm_cli_elem e;
-  if (!strncmp(descr, "'<f4'", 5)) e = FKM_CLI_F32;
-  else if (!strncmp(descr, "'<f2'", 5)) e = FKM_CLI_F16;
-  else if (!strncmp(descr, "'|u1'", 5)) e = FKM_CLI_U8;
-  else if (!strncmp(descr, "'|i1'", 5)) e = FKM_CLI_I8;
-  else {
-    char dt[16] = {0};
-    sscanf(descr, "%15[^,}]", dt);
-    return fkm_cli_fail(msg, "%s: unsupported .npy dtype %s (float32, float16, uint8, int8 are)", path, dt);
-  }
+    return fkm_cli_fail(msg, "%s: malformed .npy header: %.200s", name, hdr);
+  fkm_cli_elem e = FKM_CLI_F32;
+  if (npy_dtype(name, descr, &e, msg) != 0) return -1;
   if (!strncmp(fortran, "True", 4))
-    return fkm_cli_fail(msg, "%s: .npy array is in Fortran order; save it C-contiguous", path);
-  long long dims[3];
-  int nd = 0;
-  const char *p = shape;
-  if (*p++ != '(') return fkm_cli_fail(msg, "%s: malformed .npy shape", path);
-  while (*p && *p != ')') {
-    while (*p == ' ' || *p == ',') p++;
-    if (*p == ')') break;
-    char *end;
-    long long v = strtoll(p, &end, 10);
-    if (end == p) return fkm_cli_fail(msg, "%s: malformed .npy shape", path);
-    if (nd == 3) return fkm_cli_fail(msg, "%s: .npy array has more than 2 dimensions", path);
-    dims[nd++] = v;
-    p = end;
-  }
-  if (nd == 0) return fkm_cli_fail(msg, "%s: .npy array is a scalar, not a matrix", path);
-  if (nd == 3) return fkm_cli_fail(msg, "%s: .npy array has more than 2 dimensions", path);
-  int64_t n = dims[0], d = nd == 2 ? dims[1] : 1;
-  if (n <= 0 || d <= 0)
-    return fkm_cli_fail(msg, "%s: empty .npy array (shape %lld x %lld)", path, (long long)n, (long long)d);
-  uint64_t want = hoff + hlen + (uint64_t)n * (uint64_t)d * elem_size(e);
+    return fkm_cli_fail(msg, "%s: .npy array is in Fortran order; save it C-contiguous", name);
+  int64_t n = 0, d = 0;
+  if (npy_shape(name, shape, &n, &d, msg) != 0) return -1;
+  uint64_t want;
+  if (checked_bytes(n, d, elem_size(e), hoff + hlen, &want) != 0)
+    return fkm_cli_fail(msg, "%s: .npy shape (%lld, %lld) of %zu-byte elements overflows 64-bit sizes",
+                        name, (long long)n, (long long)d, elem_size(e));
   if (len < want)
     return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, shape (%lld, %lld) needs %llu",
-                path, len, (long long)n, (long long)d, (unsigned long long)want);
+                name, len, (long long)n, (long long)d, (unsigned long long)want);
   m->n = n;
   m->d = d;
   m->file_elem = e;
@@ -185,10 +255,10 @@ static int parse_npy(const char *path, const unsigned char *b, size_t len,
 }
 
 /* 8-bit data becomes float32, as FAISS's tools do with .bvecs. */
-static int widen_bytes(const char *path, fkm_cli_matrix *m, char *msg) {
+static int widen_bytes(const char *name, fkm_cli_matrix *m, char *msg) {
   size_t count = (size_t)m->n * (size_t)m->d;
   float *f = malloc(count * sizeof *f);
-  if (!f) return fkm_cli_fail(msg, "%s: out of memory converting %zu bytes to float", path, count);
+  if (!f) return fkm_cli_fail(msg, "%s: out of memory converting %zu bytes to float", name, count);
   if (m->file_elem == FKM_CLI_U8) {
     const uint8_t *s = m->data;
     for (size_t i = 0; i < count; i++) f[i] = (float)s[i];
@@ -202,7 +272,27 @@ static int widen_bytes(const char *path, fkm_cli_matrix *m, char *msg) {
   return 0;
 }
 
-static int map_file(const char *path, fkm_cli_matrix *m, char *msg) {
+/* float32 / float16 data at an address that is no multiple of its size (a
+ * .npy header may put it there, and numpy loads such files) is copied to
+ * owned memory: the library loads it as float or uint16_t. Aligned data
+ * stays where it is. */
+static int align_data(const char *name, fkm_cli_matrix *m, char *msg) {
+  size_t es = elem_size(m->file_elem);
+  if ((uintptr_t)m->data % es == 0) return 0;
+  size_t bytes = (size_t)m->n * (size_t)m->d * es;
+  void *copy = malloc(bytes);
+  if (!copy)
+    return fkm_cli_fail(msg, "%s: out of memory copying %zu unaligned bytes", name, bytes);
+  memcpy(copy, m->data, bytes);
+  free(m->owned);
+  m->owned = copy;
+  m->data = copy;
+  return 0;
+}
+
+int fkm_cli_map(const char *path, void **map, size_t *len, char *msg) {
+  *map = NULL;
+  *len = 0;
   int fd = open(path, O_RDONLY);
   if (fd < 0) return fkm_cli_fail(msg, "%s: cannot open: %s", path, strerror(errno));
   struct stat st;
@@ -210,48 +300,52 @@ static int map_file(const char *path, fkm_cli_matrix *m, char *msg) {
     close(fd);
     return fkm_cli_fail(msg, "%s: not a regular file", path);
   }
-  size_t len = (size_t)st.st_size;
-  if (len == 0) {
+  if (st.st_size == 0) {
     close(fd);
     return fkm_cli_fail(msg, "%s: empty file", path);
   }
-  void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
   close(fd);
-  if (map == MAP_FAILED) return fkm_cli_fail(msg, "%s: cannot map: %s", path, strerror(errno));
-  m->map = map;
-  m->map_len = len;
+  if (p == MAP_FAILED) return fkm_cli_fail(msg, "%s: cannot map: %s", path, strerror(errno));
+  *map = p;
+  *len = (size_t)st.st_size;
   return 0;
 }
 
-int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg) {
+void fkm_cli_unmap(void *map, size_t len) {
+  if (map) munmap(map, len);
+}
+
+/* The matrix formats (by extension); -1 with a message for another. */
+static int check_format(const char *name, const char *ext, char *msg) {
+  static const char *const known[] = {"fvecs", "bvecs", "fbin", "u8bin", "i8bin", "npy"};
+  for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    if (!strcmp(ext, known[i])) return 0;
+  return fkm_cli_fail(msg, "%s: unknown format '.%s' (known: .fvecs .bvecs .fbin .u8bin .i8bin .npy)",
+                      name, ext);
+}
+
+static int check_id_format(const char *name, const char *ext, char *msg) {
+  if (!strcmp(ext, "ivecs") || !strcmp(ext, "ibin")) return 0;
+  return fkm_cli_fail(msg, "%s: unknown format '.%s' for ground truth (known: .ivecs .ibin)",
+                      name, ext);
+}
+
+int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, size_t len,
+                         fkm_cli_matrix *m, char *msg) {
   memset(m, 0, sizeof *m);
-  const char *ext = fkm_cli_extension(path);
-  enum { FBIN, U8BIN, I8BIN, FVECS, BVECS, NPY } kind;
-  if (!strcmp(ext, "fbin")) kind = FBIN;
-  else if (!strcmp(ext, "u8bin")) kind = U8BIN;
-  else if (!strcmp(ext, "i8bin")) kind = I8BIN;
-  else if (!strcmp(ext, "fvecs")) kind = FVECS;
-  else if (!strcmp(ext, "bvecs")) kind = BVECS;
-  else if (!strcmp(ext, "npy")) kind = NPY;
-  else
-    return fkm_cli_fail(msg, "%s: unknown format '.%s' (known: .fvecs .bvecs .fbin .u8bin .i8bin .npy)",
-                path, ext);
-
-  if (map_file(path, m, msg) != 0) return -1;
-  void *map = m->map;
-  size_t len = m->map_len;
-
+  if (check_format(name, ext, msg) != 0) return -1;
+  const unsigned char *b = bytes;
   int rc;
-  switch (kind) {
-    case FBIN: rc = parse_bin(path, map, len, FKM_CLI_F32, m, msg); break;
-    case U8BIN: rc = parse_bin(path, map, len, FKM_CLI_U8, m, msg); break;
-    case I8BIN: rc = parse_bin(path, map, len, FKM_CLI_I8, m, msg); break;
-    case FVECS: rc = parse_vecs(path, map, len, FKM_CLI_F32, "fvecs", m, msg); break;
-    case BVECS: rc = parse_vecs(path, map, len, FKM_CLI_U8, "bvecs", m, msg); break;
-    default: rc = parse_npy(path, map, len, m, msg); break;
-  }
+  if (!strcmp(ext, "fbin")) rc = parse_bin(name, b, len, FKM_CLI_F32, m, msg);
+  else if (!strcmp(ext, "u8bin")) rc = parse_bin(name, b, len, FKM_CLI_U8, m, msg);
+  else if (!strcmp(ext, "i8bin")) rc = parse_bin(name, b, len, FKM_CLI_I8, m, msg);
+  else if (!strcmp(ext, "fvecs")) rc = parse_vecs(name, b, len, FKM_CLI_F32, "fvecs", m, msg);
+  else if (!strcmp(ext, "bvecs")) rc = parse_vecs(name, b, len, FKM_CLI_U8, "bvecs", m, msg);
+  else rc = parse_npy(name, b, len, m, msg);
   if (rc == 0 && (m->file_elem == FKM_CLI_U8 || m->file_elem == FKM_CLI_I8))
-    rc = widen_bytes(path, m, msg);
+    rc = widen_bytes(name, m, msg);
+  if (rc == 0) rc = align_data(name, m, msg);
   if (rc != 0) {
     fkm_cli_matrix_free(m);
     return -1;
@@ -260,32 +354,56 @@ int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg) {
   return 0;
 }
 
-int fkm_cli_read_ids(const char *path, int64_t *n, int64_t *k, int64_t **ids, char *msg) {
+int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg) {
+  memset(m, 0, sizeof *m);
+  const char *ext = fkm_cli_extension(path);
+  void *map;
+  size_t len;
+  if (check_format(path, ext, msg) != 0 || fkm_cli_map(path, &map, &len, msg) != 0) return -1;
+  if (fkm_cli_matrix_parse(path, ext, map, len, m, msg) != 0) {
+    fkm_cli_unmap(map, len);
+    return -1;
+  }
+  m->map = map;
+  m->map_len = len;
+  return 0;
+}
+
+int fkm_cli_parse_ids(const char *name, const char *ext, const void *bytes, size_t len,
+                      int64_t *n, int64_t *k, int64_t **ids, char *msg) {
   fkm_cli_matrix m;
   memset(&m, 0, sizeof m);
   *ids = NULL;
-  const char *ext = fkm_cli_extension(path);
+  if (check_id_format(name, ext, msg) != 0) return -1;
   int is_vecs = !strcmp(ext, "ivecs");
-  if (!is_vecs && strcmp(ext, "ibin"))
-    return fkm_cli_fail(msg, "%s: unknown format '.%s' for ground truth (known: .ivecs .ibin)", path, ext);
-  if (map_file(path, &m, msg) != 0) return -1;
   /* int32 has the size of float32: the float parsers check the layout. */
-  int rc = is_vecs ? parse_vecs(path, m.map, m.map_len, FKM_CLI_F32, "ivecs", &m, msg)
-                   : parse_bin(path, m.map, m.map_len, FKM_CLI_F32, &m, msg);
+  int rc = is_vecs ? parse_vecs(name, bytes, len, FKM_CLI_F32, "ivecs", &m, msg)
+                   : parse_bin(name, bytes, len, FKM_CLI_F32, &m, msg);
   if (rc == 0) {
-    int64_t count = m.n * m.d;
-    int64_t *out = malloc((size_t)count * sizeof *out);
+    size_t count = (size_t)m.n * (size_t)m.d; /* at most len / 4 */
+    int64_t *out = malloc(count * sizeof *out);
     if (!out) {
-      rc = fkm_cli_fail(msg, "%s: out of memory", path);
+      rc = fkm_cli_fail(msg, "%s: out of memory", name);
     } else {
       const unsigned char *src = m.data;
-      for (int64_t i = 0; i < count; i++) out[i] = read_i32(src + 4 * i);
+      for (size_t i = 0; i < count; i++) out[i] = read_i32(src + 4 * i);
       *ids = out;
       *n = m.n;
       *k = m.d;
     }
   }
   fkm_cli_matrix_free(&m);
+  return rc;
+}
+
+int fkm_cli_read_ids(const char *path, int64_t *n, int64_t *k, int64_t **ids, char *msg) {
+  *ids = NULL;
+  const char *ext = fkm_cli_extension(path);
+  void *map;
+  size_t len;
+  if (check_id_format(path, ext, msg) != 0 || fkm_cli_map(path, &map, &len, msg) != 0) return -1;
+  int rc = fkm_cli_parse_ids(path, ext, map, len, n, k, ids, msg);
+  fkm_cli_unmap(map, len);
   return rc;
 }
 

@@ -1,38 +1,121 @@
 /* Vector file formats: the atomic writers (see matrix_io.h). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "matrix_io.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* ------------------------------------------------------------- writers */
+/* ---------------------------------------------- the run's files in flight
+ *
+ * Every temporary file and every output the run has put in place is listed
+ * here until the run keeps them (fkm_cli_outputs_keep): a fatal signal then
+ * removes them all (fkm_cli_outputs_remove, async-signal-safe), so a run
+ * leaves its complete outputs or none. Slots are written by the main thread
+ * only; a slot's state is stored after its paths. */
+enum { SLOT_FREE = 0, SLOT_WRITING = 1, SLOT_PLACED = 2 };
+#define MAX_SLOTS 8
+static struct slot {
+  char tmp[4096];
+  char final[4096];
+  volatile sig_atomic_t state;
+} g_slots[MAX_SLOTS];
+
+static void slot_set(struct slot *s, sig_atomic_t state) {
+  atomic_signal_fence(memory_order_seq_cst);
+  s->state = state;
+  atomic_signal_fence(memory_order_seq_cst);
+}
+
+static struct slot *slot_open(const char *tmp, const char *final) {
+  for (int i = 0; i < MAX_SLOTS; i++) {
+    struct slot *s = &g_slots[i];
+    if (s->state != SLOT_FREE) continue;
+    snprintf(s->tmp, sizeof s->tmp, "%s", tmp);
+    snprintf(s->final, sizeof s->final, "%s", final);
+    slot_set(s, SLOT_WRITING);
+    return s;
+  }
+  return NULL; /* more files than slots: only the first eight are guarded */
+}
+
+static struct slot *slot_of(const char *tmp) {
+  for (int i = 0; i < MAX_SLOTS; i++)
+    if (g_slots[i].state != SLOT_FREE && !strcmp(g_slots[i].tmp, tmp)) return &g_slots[i];
+  return NULL;
+}
+
+void fkm_cli_outputs_remove(void) {
+  for (int i = 0; i < MAX_SLOTS; i++) {
+    struct slot *s = &g_slots[i];
+    const sig_atomic_t state = s->state;
+    if (state == SLOT_FREE) continue;
+    unlink(s->tmp);
+    if (state == SLOT_PLACED) unlink(s->final);
+    s->state = SLOT_FREE;
+  }
+}
+
+int fkm_cli_outputs_pending(void) {
+  for (int i = 0; i < MAX_SLOTS; i++)
+    if (g_slots[i].state != SLOT_FREE) return 1;
+  return 0;
+}
+
+void fkm_cli_outputs_keep(void) {
+  for (int i = 0; i < MAX_SLOTS; i++) slot_set(&g_slots[i], SLOT_FREE);
+}
 
 int fkm_cli_temp_path(const char *path, char *tmp, size_t len, char *msg) {
   int w = snprintf(tmp, len, "%s.tmp-XXXXXX", path);
   if (w < 0 || (size_t)w >= len) return fkm_cli_fail(msg, "%s: path too long", path);
   int fd = mkstemp(tmp);
-  if (fd < 0) return fkm_cli_fail(msg, "%s: cannot create a file beside it: %s", path, strerror(errno));
+  if (fd < 0)
+    return fkm_cli_fail(msg, "%s: cannot create a file beside it: %s", path, strerror(errno));
   close(fd);
+  slot_open(tmp, path);
   return 0;
+}
+
+int fkm_cli_temp_commit(const char *tmp, const char *path, char *msg) {
+  struct slot *s = slot_of(tmp);
+  if (s) slot_set(s, SLOT_PLACED); /* a signal from here on removes both names */
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    fkm_cli_temp_discard(tmp);
+    return fkm_cli_fail(msg, "%s: cannot rename the finished file into place: %s", path,
+                        strerror(e));
+  }
+  return 0;
+}
+
+void fkm_cli_temp_discard(const char *tmp) {
+  struct slot *s = slot_of(tmp);
+  if (s) slot_set(s, SLOT_WRITING); /* never the final name: it is not ours */
+  unlink(tmp);
+  if (s) slot_set(s, SLOT_FREE);
 }
 
 int fkm_cli_out_open(fkm_cli_outfile *o, const char *path, char *msg) {
   memset(o, 0, sizeof *o);
   if (strlen(path) >= sizeof o->final) return fkm_cli_fail(msg, "%s: path too long", path);
   strcpy(o->final, path);
-  int w = snprintf(o->tmp, sizeof o->tmp, "%s.tmp-XXXXXX", path);
-  if (w < 0 || (size_t)w >= sizeof o->tmp) return fkm_cli_fail(msg, "%s: path too long", path);
-  int fd = mkstemp(o->tmp);
-  if (fd < 0) return fkm_cli_fail(msg, "%s: cannot create: %s", path, strerror(errno));
-  fchmod(fd, 0644);
-  o->fp = fdopen(fd, "wb");
+  if (fkm_cli_temp_path(path, o->tmp, sizeof o->tmp, msg) != 0) return -1;
+  int fd = open(o->tmp, O_WRONLY | O_TRUNC);
+  if (fd >= 0) fchmod(fd, 0644);
+  o->fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
   if (!o->fp) {
-    close(fd);
-    unlink(o->tmp);
-    return fkm_cli_fail(msg, "%s: cannot open: %s", path, strerror(errno));
+    int e = errno;
+    if (fd >= 0) close(fd);
+    fkm_cli_temp_discard(o->tmp);
+    return fkm_cli_fail(msg, "%s: cannot open: %s", path, strerror(e));
   }
   return 0;
 }
@@ -43,23 +126,73 @@ int fkm_cli_out_commit(fkm_cli_outfile *o, char *msg) {
   int bad = ferror(fp);
   if (fclose(fp) != 0) bad = 1;
   if (bad) {
-    unlink(o->tmp);
-    return fkm_cli_fail(msg, "%s: write failed: %s", o->final, strerror(errno));
-  }
-  if (rename(o->tmp, o->final) != 0) {
     int e = errno;
-    unlink(o->tmp);
-    return fkm_cli_fail(msg, "%s: cannot rename the finished file into place: %s", o->final, strerror(e));
+    fkm_cli_temp_discard(o->tmp);
+    return fkm_cli_fail(msg, "%s: write failed: %s", o->final, strerror(e));
   }
-  return 0;
+  return fkm_cli_temp_commit(o->tmp, o->final, msg);
 }
 
 void fkm_cli_out_abort(fkm_cli_outfile *o) {
   if (o->fp) {
     fclose(o->fp);
     o->fp = NULL;
-    unlink(o->tmp);
+    fkm_cli_temp_discard(o->tmp);
   }
+}
+
+/* --------------------------------------------- outputs checked up front */
+
+int fkm_cli_check_writable(const char *path, const char *what, char *msg) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    return fkm_cli_fail(msg, "%s: %s is a directory, not a file name", path, what);
+  char tmp[4096];
+  int w = snprintf(tmp, sizeof tmp, "%s.tmp-XXXXXX", path);
+  if (w < 0 || (size_t)w >= sizeof tmp) return fkm_cli_fail(msg, "%s: path too long", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0)
+    return fkm_cli_fail(msg, "%s: cannot write %s there: %s", path, what, strerror(errno));
+  close(fd);
+  unlink(tmp);
+  return 0;
+}
+
+/* The file a path names, for comparing two outputs: its directory resolved
+ * (links, "..", ".") and its last component. */
+static int identity(const char *path, char *out, size_t len) {
+  char dir[4096], real[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  if (slash) {
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    if (n >= sizeof dir) return -1;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+  } else {
+    strcpy(dir, ".");
+  }
+  if (!realpath(dir, real)) return -1;
+  int w = snprintf(out, len, "%s/%s", real, base);
+  return w < 0 || (size_t)w >= len ? -1 : 0;
+}
+
+int fkm_cli_check_distinct(const char *const *paths, const char *const *names, int count,
+                           char *msg) {
+  char a[8192], b[8192];
+  for (int i = 0; i < count; i++)
+    for (int j = i + 1; j < count; j++) {
+      if (!paths[i] || !paths[j]) continue;
+      int same = !strcmp(paths[i], paths[j]);
+      if (!same && identity(paths[i], a, sizeof a) == 0 &&
+          identity(paths[j], b, sizeof b) == 0)
+        same = !strcmp(a, b);
+      if (same)
+        return fkm_cli_fail(msg, "%s and %s name the same file (%s): one would overwrite the "
+                            "other",
+                            names[i], names[j], paths[j]);
+    }
+  return 0;
 }
 
 static void write_npy_header(FILE *fp, const char *descr, int64_t n, int64_t d, int two_d) {

@@ -124,23 +124,24 @@ fkm_status fkm_profile_init(fkm_profile *p, int version, fkm_simd simd) {
   if (!p) return FKM_ERR_INVALID_ARG;
   if (simd != FKM_SIMD_NONE && simd != FKM_SIMD_AVX2 && simd != FKM_SIMD_AVX512)
     return FKM_ERR_INVALID_ARG;
-  memset(p, 0, sizeof *p);
+  fkm_profile q; /* *p is written on success only */
+  memset(&q, 0, sizeof q);
+  q.blas_threshold = -1;
   if (version == 0) { /* flashkm's reference: FAISS 1.7.3's formula, no direct path */
-    p->simd = FKM_SIMD_NONE;
-    p->blas_threshold = -1;
-    p->norm = LOOP_DOUBLE;
-    p->l2 = LOOP_SEQ;
-    p->ip = LOOP_SEQ;
-    return FKM_OK;
+    q.simd = FKM_SIMD_NONE;
+    q.norm = LOOP_DOUBLE;
+    q.l2 = LOOP_SEQ;
+    q.ip = LOOP_SEQ;
+  } else {
+    const release *r = find_release(version);
+    if (!r || !(r->levels & (1 << simd))) return FKM_ERR_UNSUPPORTED;
+    q.faiss_version = version;
+    q.simd = simd;
+    q.norm = *r->norm[simd];
+    q.l2 = *r->l2[simd];
+    q.ip = *r->ip[simd];
   }
-  const release *r = find_release(version);
-  if (!r || !(r->levels & (1 << simd))) return FKM_ERR_UNSUPPORTED;
-  p->faiss_version = version;
-  p->simd = simd;
-  p->blas_threshold = -1;
-  p->norm = *r->norm[simd];
-  p->l2 = *r->l2[simd];
-  p->ip = *r->ip[simd];
+  *p = q;
   return FKM_OK;
 }
 

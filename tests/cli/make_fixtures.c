@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef FKM_FIXTURES_ZLIB
+#include <zlib.h>
+#endif
 
 enum { N = 3000, D = 8, BLOBS = 12, NQ = 100 };
 
@@ -68,12 +71,14 @@ static void write_vecs(const char *name, int32_t n, int32_t d, const void *x, si
   }
 }
 
-static void write_npy(const char *name, const char *descr, const char *shape, const void *x,
-                      size_t bytes, size_t keep_bytes) {
+/* A .npy file whose header is `skew` bytes longer than numpy's padding to
+ * 64: skew = 1 puts the data at an odd offset (numpy still loads it). */
+static void write_npy_skewed(const char *name, const char *descr, const char *shape,
+                             const void *x, size_t bytes, size_t keep_bytes, size_t skew) {
   char dict[256];
   snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr,
            shape);
-  size_t body = strlen(dict) + 1, hlen = (10 + body + 63) / 64 * 64 - 10;
+  size_t body = strlen(dict) + 1, hlen = (10 + body + 63) / 64 * 64 - 10 + skew;
   FILE *f = open_out(name);
   unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
                            (unsigned char)(hlen >> 8)};
@@ -83,6 +88,45 @@ static void write_npy(const char *name, const char *descr, const char *shape, co
   fputc('\n', f);
   fwrite(x, 1, keep_bytes < bytes ? keep_bytes : bytes, f);
   fclose(f);
+}
+
+static void write_npy(const char *name, const char *descr, const char *shape, const void *x,
+                      size_t bytes, size_t keep_bytes) {
+  write_npy_skewed(name, descr, shape, x, bytes, keep_bytes, 0);
+}
+
+/* An idx3 image file (big-endian header, one byte per pixel) of `count`
+ * images of rows x cols, holding `have` bytes of pixels; gzip'd when the
+ * name ends in .gz. */
+static void write_idx(const char *name, uint32_t count, uint32_t rows, uint32_t cols,
+                      const uint8_t *px, size_t have) {
+  unsigned char h[16];
+  const uint32_t v[4] = {0x803, count, rows, cols};
+  for (int i = 0; i < 16; i++) h[i] = (unsigned char)(v[i / 4] >> (24 - 8 * (i % 4)));
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  size_t len = strlen(path);
+  if (len > 3 && strcmp(path + len - 3, ".gz") == 0) {
+#ifdef FKM_FIXTURES_ZLIB
+    gzFile g = gzopen(path, "wb");
+    if (!g || gzwrite(g, h, 16) != 16 || (have && gzwrite(g, px, (unsigned)have) != (int)have)) {
+      fprintf(stderr, "%s: cannot write\n", path);
+      exit(1);
+    }
+    gzclose(g);
+#endif
+    return;
+  }
+  FILE *f = open_out(name);
+  fwrite(h, 1, 16, f);
+  fwrite(px, 1, have, f);
+  fclose(f);
+}
+
+static void make_subdir(const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  mkdir(path, 0755); /* may exist already */
 }
 
 /* float -> IEEE half, round to nearest even (values here are small, normal). */
@@ -196,5 +240,27 @@ int main(int argc, char **argv) {
   static int32_t gt[(NQ - 1) * 1];
   for (int i = 0; i < NQ - 1; i++) gt[i] = i;
   write_vecs("gt_short.ivecs", NQ - 1, 1, gt, 4, -1, 0, 0);
+
+  /* Issue 19: headers whose sizes overflow, data at unaligned offsets. */
+  write_npy("npy_shape_overflow.npy", "<f4", "(4611686018427387904, 4)", x, 128, SIZE_MAX);
+  write_npy("npy_dim_overflow.npy", "<f4", "(4, 99999999999999999999)", x, 128, SIZE_MAX);
+  write_npy("npy_u8_shape_overflow.npy", "|u1", "(4611686018427387903, 4)", u8, 128, SIZE_MAX);
+  write_bin("fbin_huge_header.fbin", INT32_MAX, INT32_MAX, x, 4, 64);
+  write_npy_skewed("blobs_odd.npy", "<f4", shape, x, fb, SIZE_MAX, 1);
+  write_npy_skewed("blobs_off2.npy", "<f4", shape, x, fb, SIZE_MAX, 2);
+  write_npy_skewed("blobs_f16_odd.npy", "<f2", shape, h, sizeof h, SIZE_MAX, 1);
+  /* idx3 image sets for flashkm demo --data: 2000 + 200 images of 4 x 4. */
+  static uint8_t px[2200 * 16];
+  for (int i = 0; i < 2200 * 16; i++) px[i] = u8[i % (N * D)];
+  make_subdir("idx_raw");
+  write_idx("idx_raw/train-images-idx3-ubyte", 2000, 4, 4, px, 2000 * 16);
+  write_idx("idx_raw/t10k-images-idx3-ubyte", 200, 4, 4, px + 2000 * 16, 200 * 16);
+  make_subdir("idx_pixels_overflow");
+  write_idx("idx_pixels_overflow/train-images-idx3-ubyte.gz", 60000, 0xffffffffu, 0xffffffffu,
+            u8, 64);
+  make_subdir("idx_truncated");
+  write_idx("idx_truncated/train-images-idx3-ubyte.gz", 1000, 28, 28, u8, 10 * 784);
+  make_subdir("idx_header_too_large");
+  write_idx("idx_header_too_large/train-images-idx3-ubyte.gz", 1 << 24, 1024, 1024, u8, 64);
   return 0;
 }

@@ -311,6 +311,18 @@ TEST(Errors, SeedsAtTheIntegerExtremesTrain) {
   }
 }
 
+// Found by the api fuzzer: fkm_profile_init (and fkm_profile_parse through
+// it) zeroed its output before refusing an unknown release.
+TEST(BadInput, UnknownProfileLeavesTheOutputUntouched) {
+  fkm_profile p;
+  std::memset(&p, 0x5a, sizeof p);
+  EXPECT_EQ(fkm_profile_init(&p, 10804, FKM_SIMD_AVX2), FKM_ERR_UNSUPPORTED);
+  EXPECT_EQ(fkm_profile_parse("faiss-1.16.0-avx2", &p), FKM_ERR_UNSUPPORTED);
+  EXPECT_EQ(fkm_profile_init(&p, 11501, (fkm_simd)7), FKM_ERR_INVALID_ARG);
+  const unsigned char* b = reinterpret_cast<const unsigned char*>(&p);
+  for (size_t i = 0; i < sizeof p; i++) ASSERT_EQ(b[i], 0x5a) << i;
+}
+
 TEST(Errors, StatusStringsAreStaticAndDistinct) {
   std::vector<std::string> seen;
   for (int s = 0; s <= FKM_ERR_INTERNAL; s++) {

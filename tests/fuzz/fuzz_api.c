@@ -1,0 +1,598 @@
+/* libFuzzer target: the C API's argument validation (include/flashkm.h).
+ *
+ * The input is decoded into a few calls on one CPU context: fkm_train,
+ * fkm_train_batched, fkm_assign, fkm_params_init_size,
+ * fkm_ctx_set_num_threads, fkm_profile_*, fkm_rand_perm, fkm_probe_*,
+ * fkm_ctx_create and the small getters. Arguments are raw: every params
+ * field (struct_size and the profile included), shapes as any int64,
+ * dtypes and enums as any int. Pointers are the harness's honest part:
+ * each is NULL or a buffer really as large as the sizes passed claim (so an
+ * out-of-bounds access is the library's), and callbacks are NULL or the
+ * harness's own. Valid calls are kept to milliseconds (a few iterations on
+ * at most 2^16 point-centroid-dimension products); larger valid ones are
+ * not made.
+ *
+ * The library's contract, asserted:
+ *  - on any status but FKM_OK no output has been written (outputs are
+ *    filled with a pattern first and compared afterwards), and for calls on
+ *    a context fkm_ctx_last_error() is a non-empty string;
+ *  - on FKM_OK the outputs are consistent (labels in [0, k), iteration
+ *    counts within niter * nredo, a permutation prefix of distinct values
+ *    that a shorter call repeats, a NUL inside the name buffer, ...);
+ *  - callbacks receive what the header says (redo, iter in range; a log
+ *    line NUL-terminated);
+ *  - after the calls the context still works: a small valid fkm_train on
+ *    it returns FKM_OK and clears the last error. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flashkm.h"
+#include "fuzz.h"
+
+/* Buffers the harness passes are at most this many elements. */
+#define SMALL 4096
+/* A valid training call is made only up to this batch * n * k * d. */
+#define MAX_WORK (1 << 16)
+/* Thread counts the library accepts above this are set back to 0 (speed). */
+#define MAX_THREADS 4
+#define SENTINEL 0xa5
+
+static uint64_t g_sum;
+
+/* ------------------------------------------------------------ decoding */
+
+static const int64_t EDGES[] = {0, 1, 2, -1, INT32_MAX, (int64_t)INT32_MAX + 1, INT32_MIN,
+                                INT64_MAX, INT64_MIN, INT64_MAX / 8, (int64_t)1 << 32, 4096};
+#define NEDGES ((int)(sizeof EDGES / sizeof EDGES[0]))
+
+/* A size or count: mostly small (1 once the input runs out), else an edge
+ * (0 and negatives among them) or any int64. */
+static int64_t take_i64(fuzz_src *s) {
+  switch (fuzz_take(s, 1) % 4) {
+    case 0: return 1 + (int64_t)(fuzz_take(s, 1) % 32);
+    case 1: return (int64_t)(fuzz_take(s, 2) % (SMALL + 1));
+    case 2: return EDGES[fuzz_take(s, 1) % NEDGES];
+    default: return (int64_t)fuzz_take(s, 8);
+  }
+}
+
+/* An int field: mostly in [lo, hi], else any int. */
+static int take_int(fuzz_src *s, int lo, int hi) {
+  uint64_t sel = fuzz_take(s, 1);
+  if (sel % 4 != 3) return lo + (int)(fuzz_take(s, 2) % (uint64_t)(hi - lo + 1));
+  return (int)(uint32_t)fuzz_take(s, 4);
+}
+
+static const int RELEASES[] = {0,     10703, 10704, 10800, 10900, 11000, 11100, 11200, 11300,
+                               11301, 11302, 11400, 11401, 11402, 11403, 11500, 11501};
+#define NRELEASES ((int)(sizeof RELEASES / sizeof RELEASES[0]))
+
+static int take_version(fuzz_src *s) {
+  if (fuzz_take(s, 1) % 4 == 3) return (int)(uint32_t)fuzz_take(s, 4);
+  return RELEASES[fuzz_take(s, 1) % NRELEASES];
+}
+
+/* A profile: a known one, then perhaps raw fields or raw bytes. */
+static void take_profile(fuzz_src *s, fkm_profile *pr) {
+  uint64_t mode = fuzz_take(s, 1);
+  if (fkm_profile_init(pr, take_version(s), (fkm_simd)take_int(s, 0, 2)) != FKM_OK)
+    fkm_profile_init(pr, 0, FKM_SIMD_NONE);
+  if (mode & 1) pr->blas_threshold = take_i64(s);
+  if (mode & 2) {
+    fkm_loop_order *o = (mode & 4) ? &pr->norm : (mode & 8) ? &pr->l2 : &pr->ip;
+    int32_t *f[] = {&o->width, &o->main_fma, &o->tail_width,
+                    &o->tail_separate, &o->tail_fma, &o->scalar_fma};
+    *f[fuzz_take(s, 1) % 6] = take_int(s, 0, 32);
+  }
+  if (mode & 16) pr->simd = (fkm_simd)take_int(s, 0, 3);
+  if ((mode & 0xe0) == 0xe0)
+    for (size_t i = 0; i < sizeof *pr; i++) ((uint8_t *)pr)[i] = (uint8_t)fuzz_take(s, 1);
+}
+
+/* What the callbacks see and check. */
+typedef struct harness {
+  int niter, nredo;  /* as the library reads them (defaults past struct_size) */
+  int stop_after;    /* the progress callback stops the run at this call; 0: never */
+  int calls;
+} harness;
+
+static int on_progress(void *user, int redo, int iter, const fkm_iteration_stats *stats) {
+  harness *h = user;
+  FUZZ_CHECK(stats != NULL);
+  FUZZ_CHECK(redo >= 0 && redo < h->nredo && iter >= 0 && iter < h->niter);
+  return ++h->calls == h->stop_after;
+}
+
+static void on_log(void *user, fkm_log_level level, const char *msg) {
+  (void)user;
+  FUZZ_CHECK(level == FKM_LOG_DEBUG || level == FKM_LOG_INFO || level == FKM_LOG_WARNING);
+  g_sum += strlen(msg);
+}
+
+/* struct_size of flashkm 0.1's fkm_params, as the library defines it. */
+#define PARAMS_V1_SIZE (offsetof(fkm_params, log_user) + sizeof(void *))
+
+static void take_struct_size(fuzz_src *s, fkm_params *p) {
+  switch (fuzz_take(s, 1) % 4) {
+    case 0: p->struct_size = PARAMS_V1_SIZE; break;
+    case 1: p->struct_size = (size_t)fuzz_take(s, 8); break;
+    case 2: p->struct_size = sizeof *p + fuzz_take(s, 1) % 3 - 1; break;
+    default: break;
+  }
+}
+
+/* Fields chosen by the bits of a 32-bit mask, the rest FAISS's defaults. */
+static void take_params(fuzz_src *s, fkm_params *p, harness *h) {
+  fkm_params_init(p);
+  uint32_t set = (uint32_t)fuzz_take(s, 4);
+  if (set & 1) p->niter = take_int(s, 0, 8);
+  if (set & 2) p->nredo = take_int(s, 1, 3);
+  if (set & 4) p->verbose = take_int(s, 0, 1);
+  if (set & 8) p->spherical = take_int(s, 0, 1);
+  if (set & 16) p->int_centroids = take_int(s, 0, 1);
+  if (set & 32) p->frozen_centroids = take_int(s, 0, 1);
+  if (set & 64) p->min_points_per_centroid = take_int(s, 0, 64);
+  if (set & 128) p->max_points_per_centroid = take_int(s, 1, 300);
+  if (set & 256) p->seed = take_i64(s);
+  if (set & 512) p->metric = (fkm_metric)take_int(s, 0, 1);
+  if (set & 1024) p->assign_mode = (fkm_assign_mode)take_int(s, 0, 1);
+  if (set & 2048) p->check_finite = take_int(s, 0, 1);
+  if (set & 4096) {
+    p->progress = on_progress;
+    p->progress_user = h;
+  }
+  if (set & 8192) p->log = on_log;
+  if (set & 16384) take_profile(s, &p->profile);
+  if (set & 32768) p->init_method = (fkm_init_method)take_int(s, 0, 2);
+  if (set & 65536) p->afkmc2_chain_length = take_int(s, 0, 64);
+  if (set & 131072) {
+    double v[] = {-1.0, 0.0, 1e-3, 0.5, NAN, INFINITY, -INFINITY};
+    uint64_t sel = fuzz_take(s, 1);
+    if (sel < 7) p->early_stop_threshold = v[sel];
+    else memcpy(&p->early_stop_threshold, &(uint64_t){fuzz_take(s, 8)}, 8);
+  }
+  if (set & 262144) p->use_faster_subsampling = take_int(s, 0, 1);
+  if (set & 524288) take_struct_size(s, p);
+  h->stop_after = (set >> 24) & 15;
+  h->niter = p->niter;
+  h->nredo = p->nredo;
+}
+
+/* A valid call runs in milliseconds: few iterations, short chains (a count
+ * the library must refuse is left as it is). */
+static void bound_work(fkm_params *p, harness *h) {
+  if ((int64_t)p->niter * p->nredo <= INT32_MAX) {
+    if (p->niter > 8) p->niter %= 9;
+    if (p->nredo > 2) p->nredo = 1 + p->nredo % 2;
+  }
+  if (p->afkmc2_chain_length > 64) p->afkmc2_chain_length %= 65;
+  h->niter = p->niter;
+  h->nredo = p->nredo;
+}
+
+/* ------------------------------------------------------------- buffers */
+
+/* A buffer passed to the library, and for an output the bytes it held
+ * before the call. */
+typedef struct buf {
+  void *p;
+  size_t bytes;
+  void *before;
+} buf;
+
+static void buf_fill(buf *b, size_t bytes, int sentinel) {
+  b->bytes = bytes;
+  b->p = malloc(bytes ? bytes : 1);
+  b->before = NULL;
+  if (b->p) memset(b->p, sentinel ? SENTINEL : 0, bytes);
+}
+
+/* count elements of es bytes when count >= 0 and the input wants one,
+ * else NULL (count < 0: too large to pass honestly). */
+static buf buf_take(int64_t count, size_t es, int want) {
+  buf b = {NULL, 0, NULL};
+  if (count >= 0 && want) buf_fill(&b, (size_t)count * es, 1);
+  return b;
+}
+
+static void buf_save(buf *b) {
+  if (!b->p) return;
+  b->before = malloc(b->bytes ? b->bytes : 1);
+  if (b->before) memcpy(b->before, b->p, b->bytes);
+}
+
+static int buf_unchanged(const buf *b) {
+  return !b->p || !b->before || memcmp(b->p, b->before, b->bytes) == 0;
+}
+
+static void buf_free(buf *b) {
+  free(b->p);
+  free(b->before);
+}
+
+/* Data values: finite ones in a small range, or the input's raw bytes
+ * (NaN, Inf, anything). */
+static uint16_t half_of_int(int v) { /* exact for |v| < 2048 */
+  if (v == 0) return 0;
+  uint16_t sign = v < 0 ? 0x8000 : 0;
+  unsigned a = (unsigned)(v < 0 ? -v : v), e = 0;
+  while ((a >> e) > 1) e++;
+  return (uint16_t)(sign | ((e + 15) << 10) | (((a << 10) >> e) & 0x3ff));
+}
+
+static void fill_values(fuzz_src *s, void *p, int64_t count, fkm_dtype dtype, int raw) {
+  const int half = dtype == FKM_DTYPE_F16 || dtype == FKM_DTYPE_BF16;
+  const unsigned seed = (unsigned)fuzz_take(s, 1);
+  for (int64_t i = 0; i < count; i++) {
+    int v = (int)(((unsigned)i * 2654435761u + seed) >> 20) % 64 - 32;
+    if (raw && half) {
+      uint16_t h = (uint16_t)fuzz_take(s, 2);
+      memcpy((uint16_t *)p + i, &h, 2);
+    } else if (raw) {
+      uint32_t w = (uint32_t)fuzz_take(s, 4);
+      memcpy((float *)p + i, &w, 4);
+    } else if (dtype == FKM_DTYPE_F16) {
+      ((uint16_t *)p)[i] = half_of_int(v);
+    } else if (dtype == FKM_DTYPE_BF16) {
+      float f = (float)v;
+      uint32_t w;
+      memcpy(&w, &f, 4);
+      ((uint16_t *)p)[i] = (uint16_t)(w >> 16);
+    } else {
+      ((float *)p)[i] = (float)v;
+    }
+  }
+}
+
+static fkm_dtype take_dtype(fuzz_src *s) {
+  uint64_t sel = fuzz_take(s, 1) % 8;
+  return sel < 3 ? (fkm_dtype)sel : sel == 3 ? (fkm_dtype)(uint32_t)fuzz_take(s, 4) : FKM_DTYPE_F32;
+}
+
+static size_t dtype_bytes(fkm_dtype t) {
+  return t == FKM_DTYPE_F16 || t == FKM_DTYPE_BF16 ? 2 : 4;
+}
+
+/* ------------------------------------------------------------ checks */
+
+static void check_error(const fkm_ctx *ctx) {
+  const char *e = fkm_ctx_last_error(ctx);
+  FUZZ_CHECK(e != NULL && e[0] != '\0');
+  g_sum += strlen(e);
+}
+
+/* The context still trains, and a success clears the last error. */
+static void check_ctx_works(fkm_ctx *ctx) {
+  float x[32], c[4];
+  for (int i = 0; i < 32; i++) x[i] = (float)(i % 5) + (i < 16 ? 0.0f : 10.0f);
+  fkm_params p;
+  FUZZ_CHECK(fkm_params_init(&p) == FKM_OK);
+  p.niter = 2;
+  fkm_status st = fkm_train(ctx, &p, 16, 2, 2, FKM_DTYPE_F32, x, NULL, c, 0, NULL, NULL, NULL,
+                            0, NULL);
+  if (st != FKM_OK) fprintf(stderr, "small valid fkm_train: %s\n", fkm_ctx_last_error(ctx));
+  FUZZ_CHECK(st == FKM_OK);
+  FUZZ_CHECK(fkm_ctx_last_error(ctx)[0] == '\0');
+}
+
+/* ------------------------------------------------------------ training */
+
+typedef struct train_call {
+  fkm_params p;
+  harness h;
+  int64_t batch, n, d, k, n_init, cap;
+  fkm_dtype dtype;
+  buf x, w, c, labels, dist, stats, n_stats;
+} train_call;
+
+static void take_train_buffers(fuzz_src *s, train_call *t) {
+  const uint32_t present = (uint32_t)fuzz_take(s, 1);
+  const int64_t nx = fuzz_small(t->batch, t->n, t->d, SMALL);
+  const int64_t nc = fuzz_small(t->batch, t->k, t->d, SMALL);
+  const int64_t nn = fuzz_small(t->batch, t->n, 1, SMALL);
+  const int64_t ns = fuzz_small(t->batch, t->cap, 1, 256);
+  const int raw = (present >> 7) & 1;
+  t->x = buf_take(nx, dtype_bytes(t->dtype), !(present & 1));
+  if (t->x.p) fill_values(s, t->x.p, nx, t->dtype, raw);
+  t->w = buf_take(nn, 4, present & 2);
+  if (t->w.p) fill_values(s, t->w.p, nn, FKM_DTYPE_F32, raw && (present & 64));
+  if (t->w.p && !(raw && (present & 64)))
+    for (int64_t i = 0; i < nn; i++) ((float *)t->w.p)[i] = fabsf(((float *)t->w.p)[i]) + 0.5f;
+  t->c = buf_take(nc, 4, 1);
+  if (t->c.p && t->n_init > 0 && t->n_init <= t->k) /* initial rows of each problem */
+    for (int64_t b = 0; b < t->batch; b++)
+      fill_values(s, (float *)t->c.p + b * t->k * t->d, t->n_init * t->d, FKM_DTYPE_F32, raw);
+  t->labels = buf_take(nn, 8, present & 4);
+  t->dist = buf_take(nn, 4, present & 8);
+  t->stats = buf_take(ns, sizeof(fkm_iteration_stats), present & 16);
+  t->n_stats = buf_take(t->batch <= SMALL ? t->batch : -1, 8, present & 32);
+}
+
+static void check_train_ok(const train_call *t) {
+  if (t->labels.p && t->p.check_finite)
+    for (int64_t i = 0; i < t->batch * t->n; i++) {
+      int64_t l = ((const int64_t *)t->labels.p)[i];
+      FUZZ_CHECK(l >= 0 && l < t->k);
+    }
+  /* one entry per iteration kept; n_train == k records one (FAISS's copy) */
+  const int64_t most = (int64_t)t->h.niter * t->h.nredo;
+  if (t->n_stats.p)
+    for (int64_t b = 0; b < t->batch; b++) {
+      int64_t m = ((const int64_t *)t->n_stats.p)[b];
+      FUZZ_CHECK(m >= 0 && m <= (most > 1 ? most : 1));
+    }
+  if (t->c.p) g_sum += fuzz_touch(t->c.p, t->c.bytes);
+}
+
+/* Too much work for a fuzz input: a valid call this large is not made. */
+static int too_large(const train_call *t) {
+  const int64_t work = fuzz_small(t->batch, t->n, t->k, SMALL * (int64_t)SMALL);
+  return t->x.p && t->c.p && (work < 0 || work * (t->d < SMALL ? t->d : SMALL) > MAX_WORK);
+}
+
+static void run_train(train_call *t, fkm_ctx *ctx, int batched) {
+  bound_work(&t->p, &t->h);
+  buf *outs[] = {&t->c, &t->labels, &t->dist, &t->stats, &t->n_stats};
+  for (int i = 0; i < 5; i++) buf_save(outs[i]);
+  fkm_status st =
+      batched ? fkm_train_batched(ctx, &t->p, t->batch, t->n, t->d, t->k, t->dtype, t->x.p,
+                                  t->w.p, t->c.p, t->n_init, t->labels.p, t->dist.p,
+                                  t->stats.p, t->cap, t->n_stats.p)
+              : fkm_train(ctx, &t->p, t->n, t->d, t->k, t->dtype, t->x.p, t->w.p, t->c.p,
+                          t->n_init, t->labels.p, t->dist.p, t->stats.p, t->cap,
+                          t->n_stats.p);
+  if (st != FKM_OK) {
+    for (int i = 0; i < 5; i++) FUZZ_CHECK(buf_unchanged(outs[i]));
+    if (ctx) check_error(ctx);
+  } else {
+    FUZZ_CHECK(ctx != NULL);
+    check_train_ok(t);
+  }
+}
+
+static void op_train(fuzz_src *s, fkm_ctx *ctx, int batched) {
+  train_call t;
+  memset(&t, 0, sizeof t);
+  take_params(s, &t.p, &t.h);
+  t.batch = batched ? take_i64(s) : 1;
+  t.n = take_i64(s);
+  t.d = take_i64(s);
+  t.k = take_i64(s);
+  t.n_init = take_i64(s);
+  t.cap = take_i64(s);
+  t.dtype = take_dtype(s);
+  const int null_ctx = fuzz_take(s, 1) == 0xff;
+  take_train_buffers(s, &t);
+  if (!too_large(&t)) run_train(&t, null_ctx ? NULL : ctx, batched);
+  buf_free(&t.x);
+  buf_free(&t.w);
+  buf_free(&t.c);
+  buf_free(&t.labels);
+  buf_free(&t.dist);
+  buf_free(&t.stats);
+  buf_free(&t.n_stats);
+}
+
+static void op_assign(fuzz_src *s, fkm_ctx *ctx) {
+  fkm_params p;
+  harness h;
+  memset(&h, 0, sizeof h);
+  take_params(s, &p, &h);
+  const int64_t n = take_i64(s), d = take_i64(s), k = take_i64(s);
+  const fkm_dtype dtype = take_dtype(s);
+  const uint32_t present = (uint32_t)fuzz_take(s, 1);
+  const int raw = (present >> 7) & 1;
+  const int64_t nx = fuzz_small(n, d, 1, SMALL), nc = fuzz_small(k, d, 1, SMALL);
+  const int64_t nn = fuzz_small(n, 1, 1, SMALL);
+  buf x = buf_take(nx, dtype_bytes(dtype), !(present & 1));
+  if (x.p) fill_values(s, x.p, nx, dtype, raw);
+  buf c = buf_take(nc, 4, !(present & 2));
+  if (c.p) fill_values(s, c.p, nc, FKM_DTYPE_F32, raw);
+  buf labels = buf_take(nn, 8, present & 4), dist = buf_take(nn, 4, present & 8);
+  const int64_t work = fuzz_small(n, k, 1, SMALL * (int64_t)SMALL);
+  if (!(x.p && c.p && (work < 0 || work * (d < SMALL ? d : SMALL) > MAX_WORK))) {
+    buf_save(&labels);
+    buf_save(&dist);
+    fkm_status st = fkm_assign(ctx, &p, n, d, k, dtype, x.p, c.p, labels.p, dist.p);
+    if (st != FKM_OK) {
+      FUZZ_CHECK(buf_unchanged(&labels) && buf_unchanged(&dist));
+      check_error(ctx);
+    } else if (labels.p && p.check_finite) {
+      for (int64_t i = 0; i < n; i++)
+        FUZZ_CHECK(((int64_t *)labels.p)[i] >= 0 && ((int64_t *)labels.p)[i] < k);
+    }
+  }
+  buf_free(&x);
+  buf_free(&c);
+  buf_free(&labels);
+  buf_free(&dist);
+}
+
+/* ------------------------------------------------------- the small ones */
+
+static void op_params_init(fuzz_src *s) {
+  uint8_t mem[sizeof(fkm_params) + 64];
+  memset(mem, SENTINEL, sizeof mem);
+  size_t size;
+  switch (fuzz_take(s, 1) % 4) {
+    case 0: size = sizeof(fkm_params); break;
+    case 1: size = PARAMS_V1_SIZE; break;
+    case 2: size = (size_t)fuzz_take(s, 1); break;
+    default: size = (size_t)fuzz_take(s, 8); break;
+  }
+  const int null_out = fuzz_take(s, 1) == 0xff;
+  fkm_status st = fkm_params_init_size(null_out ? NULL : (fkm_params *)(void *)mem, size);
+  size_t from = 0;
+  if (st == FKM_OK) {
+    FUZZ_CHECK(!null_out && size <= sizeof(fkm_params));
+    size_t got;
+    memcpy(&got, mem, sizeof got);
+    FUZZ_CHECK(got == size);
+    from = size;
+  }
+  for (size_t i = from; i < sizeof mem; i++) FUZZ_CHECK(mem[i] == SENTINEL);
+}
+
+static void op_threads(fuzz_src *s, fkm_ctx *ctx) {
+  const int n = take_int(s, 0, 8);
+  fkm_status st = fkm_ctx_set_num_threads(ctx, n);
+  if (st != FKM_OK) check_error(ctx);
+  else if (n > MAX_THREADS) FUZZ_CHECK(fkm_ctx_set_num_threads(ctx, 0) == FKM_OK);
+}
+
+static int all_sentinel(const void *mem, size_t bytes) {
+  for (size_t i = 0; i < bytes; i++)
+    if (((const uint8_t *)mem)[i] != SENTINEL) return 0;
+  return 1;
+}
+
+static void op_profile(fuzz_src *s) {
+  fkm_profile out;
+  memset(&out, SENTINEL, sizeof out);
+  const int null_out = fuzz_take(s, 1) == 0xff;
+  fkm_profile *po = null_out ? NULL : &out;
+  if (fuzz_take(s, 1) & 1) {
+    fkm_status st = fkm_profile_init(po, take_version(s), (fkm_simd)take_int(s, 0, 2));
+    if (st != FKM_OK) FUZZ_CHECK(all_sentinel(&out, sizeof out));
+  } else {
+    char name[65];
+    for (size_t i = 0; i < sizeof name - 1; i++) name[i] = (char)fuzz_take(s, 1);
+    name[sizeof name - 1] = '\0';
+    fkm_status st = fkm_profile_parse(fuzz_take(s, 1) == 0xff ? NULL : name, po);
+    if (st != FKM_OK) FUZZ_CHECK(all_sentinel(&out, sizeof out));
+  }
+  const int v = (int)(uint32_t)fuzz_take(s, 4), near = fkm_profile_nearest(v);
+  fkm_profile known;
+  FUZZ_CHECK(near == 0 ? v <= 0 : v > 0);
+  FUZZ_CHECK(fkm_profile_init(&known, near, FKM_SIMD_NONE) == FKM_OK);
+}
+
+static void op_profile_name(fuzz_src *s) {
+  fkm_profile pr;
+  take_profile(s, &pr);
+  char buf[160];
+  memset(buf, SENTINEL, sizeof buf);
+  const uint64_t sel = fuzz_take(s, 1);
+  const size_t size = (sel & 0x80) ? (size_t)fuzz_take(s, 8) : (size_t)(sel % 129);
+  const int null_buf = (sel & 0x80) != 0 || fuzz_take(s, 1) == 0xff;
+  fkm_status st = fkm_profile_name(fuzz_take(s, 1) == 0xff ? NULL : &pr, null_buf ? NULL : buf,
+                                   size);
+  size_t from = 0;
+  if (st == FKM_OK) {
+    FUZZ_CHECK(!null_buf && size > 0 && memchr(buf, '\0', size) != NULL);
+    from = size;
+  }
+  for (size_t i = from; i < sizeof buf; i++) FUZZ_CHECK((uint8_t)buf[i] == SENTINEL);
+}
+
+static void op_rand_perm(fuzz_src *s) {
+  const int64_t n = take_i64(s), seed = take_i64(s), m = take_i64(s);
+  buf out = buf_take(fuzz_small(m, 1, 1, SMALL), 8, fuzz_take(s, 1) != 0xff);
+  buf_save(&out);
+  fkm_status st = fkm_rand_perm(n, seed, m, out.p);
+  if (st != FKM_OK) {
+    FUZZ_CHECK(buf_unchanged(&out));
+  } else {
+    FUZZ_CHECK(n >= 0 && m >= 0 && m <= n && (m == 0 || out.p));
+    const int64_t *o = out.p;
+    for (int64_t i = 0; i < m; i++) {
+      FUZZ_CHECK(o[i] >= 0 && o[i] < n);
+      for (int64_t j = 0; j < i && m <= 256; j++) FUZZ_CHECK(o[i] != o[j]);
+    }
+    int64_t shorter[128];
+    const int64_t m2 = m / 2 < 128 ? m / 2 : 128; /* a prefix repeats */
+    FUZZ_CHECK(fkm_rand_perm(n, seed, m2, shorter) == FKM_OK);
+    FUZZ_CHECK(m2 == 0 || memcmp(shorter, o, (size_t)m2 * 8) == 0);
+  }
+  buf_free(&out);
+}
+
+/* fvec_norm_L2sqr / fvec_L2sqr / fvec_inner_product as a plain sequential
+ * loop (fused or not): the observations fkm_probe_identify must explain. */
+static float plain_loop(fkm_probe_fn fn, const float *x, const float *y, int64_t d, int fma) {
+  float acc = 0.0f;
+  for (int64_t j = 0; j < d; j++) {
+    const float a = fn == FKM_PROBE_L2 ? x[j] - y[j] : x[j];
+    const float b = fn == FKM_PROBE_L2 ? a : fn == FKM_PROBE_IP ? y[j] : x[j];
+    if (fma) {
+      acc = fmaf(a, b, acc);
+    } else {
+      const float prod = a * b;
+      acc = acc + prod;
+    }
+  }
+  return acc;
+}
+
+static void op_probe(fuzz_src *s) {
+  int64_t d = SENTINEL;
+  float x[FKM_PROBE_MAX_D], y[FKM_PROBE_MAX_D];
+  const uint64_t mask = fuzz_take(s, 1);
+  const int i = take_int(s, 0, FKM_PROBE_CASES);
+  memset(x, SENTINEL, sizeof x);
+  memset(y, SENTINEL, sizeof y);
+  fkm_status st = fkm_probe_case(i, (mask & 1) ? NULL : &d, (mask & 2) ? NULL : x,
+                                 (mask & 4) ? NULL : y);
+  if (st != FKM_OK) {
+    FUZZ_CHECK(d == SENTINEL && all_sentinel(x, sizeof x) && all_sentinel(y, sizeof y));
+  } else {
+    FUZZ_CHECK(d >= 1 && d <= FKM_PROBE_MAX_D);
+  }
+  const fkm_probe_fn fn = (fkm_probe_fn)take_int(s, 0, 2);
+  float observed[FKM_PROBE_CASES];
+  for (int c = 0; c < FKM_PROBE_CASES; c++) {
+    FUZZ_CHECK(fkm_probe_case(c, &d, x, y) == FKM_OK);
+    observed[c] = plain_loop(fn, x, y, d, (mask & 8) != 0);
+  }
+  if (mask & 16) observed[fuzz_take(s, 1) % FKM_PROBE_CASES] += 1.0f;
+  fkm_loop_order order;
+  memset(&order, SENTINEL, sizeof order);
+  st = fkm_probe_identify(fn, (mask & 32) ? NULL : observed, (mask & 64) ? NULL : &order);
+  if (st != FKM_OK) FUZZ_CHECK(all_sentinel(&order, sizeof order));
+  else FUZZ_CHECK(order.width >= 0);
+}
+
+static void op_misc(fuzz_src *s, fkm_ctx *ctx) {
+  fkm_ctx *other = (fkm_ctx *)&other; /* must become NULL or a context */
+  const int null_out = fuzz_take(s, 1) == 0xff;
+  fkm_status st = fkm_ctx_create((fkm_backend)take_int(s, 0, 2), take_int(s, -1, 1),
+                                 null_out ? NULL : &other);
+  if (!null_out) FUZZ_CHECK(st == FKM_OK ? other != NULL : other == NULL);
+  if (st == FKM_OK) {
+    FUZZ_CHECK(fkm_ctx_backend(other) == FKM_BACKEND_CPU);
+    check_ctx_works(other);
+    fkm_ctx_destroy(other);
+  }
+  const char *text = fkm_status_string((fkm_status)take_int(s, 0, 11));
+  FUZZ_CHECK(text != NULL && text[0] != '\0');
+  FUZZ_CHECK(fkm_version() == FKM_VERSION_NUMBER && fkm_version_string()[0] != '\0');
+  FUZZ_CHECK(fkm_ctx_set_stream(ctx, NULL) == FKM_OK);
+  FUZZ_CHECK(fkm_ctx_device_name(ctx) != NULL && fkm_ctx_backend(NULL) == FKM_BACKEND_AUTO);
+  FUZZ_CHECK(fkm_ctx_set_num_threads(NULL, 1) == FKM_ERR_INVALID_ARG);
+  fkm_ctx_destroy(NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  fuzz_src s = {data, size};
+  fkm_ctx *ctx = NULL;
+  FUZZ_CHECK(fkm_ctx_create(FKM_BACKEND_CPU, 0, &ctx) == FKM_OK && ctx != NULL);
+  const int calls = 1 + (int)(fuzz_take(&s, 1) % 4);
+  for (int i = 0; i < calls; i++) {
+    switch (fuzz_take(&s, 1) % 10) {
+      case 0: op_train(&s, ctx, 0); break;
+      case 1: op_train(&s, ctx, 1); break;
+      case 2: op_assign(&s, ctx); break;
+      case 3: op_params_init(&s); break;
+      case 4: op_threads(&s, ctx); break;
+      case 5: op_profile(&s); break;
+      case 6: op_profile_name(&s); break;
+      case 7: op_rand_perm(&s); break;
+      case 8: op_probe(&s); break;
+      default: op_misc(&s, ctx); break;
+    }
+  }
+  check_ctx_works(ctx);
+  fkm_ctx_destroy(ctx);
+  return 0;
+}
