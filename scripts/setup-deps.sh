@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what flashkm builds and tests with, from Debian 12's packages.
 # Idempotent; uses sudo when not root. FAISS 1.7.3 (libfaiss-dev,
-# python3-faiss) is the pinned parity reference.
+# python3-faiss) is the pinned parity reference. Clang 14 with its runtime
+# libraries and LLVM's OpenMP: the fuzzers and ThreadSanitizer.
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config zlib1g-dev libopenblas-dev libfaiss-dev
       python3-faiss python3-numpy python3-pytest python3-venv libgtest-dev
-      dataset-fashion-mnist)
+      dataset-fashion-mnist clang-14 libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
