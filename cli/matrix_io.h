@@ -54,6 +54,10 @@ typedef struct fkm_cli_matrix {
  *  leaves *m empty. */
 int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg);
 
+/** 8-bit data (m->file_elem U8 or I8, m->data n * d bytes) becomes owned
+ *  float32 values, as FAISS's tools do with .bvecs; m->dtype is float32. */
+int fkm_cli_matrix_widen(const char *name, fkm_cli_matrix *m, char *msg);
+
 /** Parse the len bytes at `bytes` as a file of format ext (an extension as
  *  fkm_cli_extension gives it: "fvecs", "npy", ...); name is the file's name
  *  in messages. On success m->data may point into bytes (when m->owned is

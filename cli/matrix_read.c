@@ -254,8 +254,7 @@ static int parse_npy(const char *name, const unsigned char *b, size_t len,
   return 0;
 }
 
-/* 8-bit data becomes float32, as FAISS's tools do with .bvecs. */
-static int widen_bytes(const char *name, fkm_cli_matrix *m, char *msg) {
+int fkm_cli_matrix_widen(const char *name, fkm_cli_matrix *m, char *msg) {
   size_t count = (size_t)m->n * (size_t)m->d;
   float *f = malloc(count * sizeof *f);
   if (!f) return fkm_cli_fail(msg, "%s: out of memory converting %zu bytes to float", name, count);
@@ -269,6 +268,7 @@ static int widen_bytes(const char *name, fkm_cli_matrix *m, char *msg) {
   free(m->owned);
   m->owned = f;
   m->data = f;
+  m->dtype = FKM_DTYPE_F32;
   return 0;
 }
 
@@ -344,7 +344,7 @@ int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, s
   else if (!strcmp(ext, "bvecs")) rc = parse_vecs(name, b, len, FKM_CLI_U8, "bvecs", m, msg);
   else rc = parse_npy(name, b, len, m, msg);
   if (rc == 0 && (m->file_elem == FKM_CLI_U8 || m->file_elem == FKM_CLI_I8))
-    rc = widen_bytes(name, m, msg);
+    rc = fkm_cli_matrix_widen(name, m, msg);
   if (rc == 0) rc = align_data(name, m, msg);
   if (rc != 0) {
     fkm_cli_matrix_free(m);

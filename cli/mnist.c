@@ -81,17 +81,11 @@ static int gzip_read(gzip_data *g, unsigned char *out, size_t want) {
 /* Pixels as floats, owned by *m. */
 static int idx_matrix(const char *name, const unsigned char *px, int64_t n, int64_t d,
                       fkm_cli_matrix *m, char *msg) {
-  size_t count = (size_t)n * (size_t)d;
-  float *x = malloc(count * sizeof *x);
-  if (!x) return fkm_cli_fail(msg, "%s: out of memory for %lld images", name, (long long)n);
-  for (size_t i = 0; i < count; i++) x[i] = (float)px[i];
   m->n = n;
   m->d = d;
-  m->dtype = FKM_DTYPE_F32;
   m->file_elem = FKM_CLI_U8;
-  m->owned = x;
-  m->data = x;
-  return 0;
+  m->data = px;
+  return fkm_cli_matrix_widen(name, m, msg);
 }
 
 static int parse_raw(const char *name, const unsigned char *b, size_t len, fkm_cli_matrix *m,
