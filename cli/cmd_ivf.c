@@ -125,6 +125,11 @@ static int explain_difference(const ivf_job *j, fkm_ctx *ctx, void *faiss_index)
     fkm_cli_error("%s", msg);
     return FKM_EXIT_FAIL;
   }
+  /* the run's arithmetic: its profile and BLAS (the linked FAISS's) */
+  p.profile = j->t->params.profile;
+  p.blas_sgemm = j->t->params.blas_sgemm;
+  p.blas_query_bs = j->t->params.blas_query_bs;
+  p.blas_database_bs = j->t->params.blas_database_bs;
   if (!direct) {
     printf("parity     DIFFERENT: the IVF trains on pre-transformed vectors; run flashkm parity "
            "on them to see why\n");
@@ -144,9 +149,9 @@ static int explain_difference(const ivf_job *j, fkm_ctx *ctx, void *faiss_index)
   if (fkm_cli_lockstep(ctx, &p, &in, nlist, 5, &res) != 0) return FKM_EXIT_FAIL;
   if (res.applicable && res.passed) {
     printf("parity     EQUIVALENT: every iteration gives FAISS's centroids bit for bit, except that "
-           "FAISS's BLAS\n           and FAISS's own float formula break %lld near-tie(s) "
-           "differently (in %lld iteration(s),\n           each gap within float rounding, SPEC "
-           "section 3); the runs then part ways legitimately\n",
+           "FAISS's BLAS\n           and the engine's own summation order break %lld near-tie(s) "
+           "differently (in %lld iteration(s),\n           each gap within float rounding, "
+           "docs/profiles.md); the runs then part ways legitimately\n",
            (long long)res.points_near_tie, (long long)res.steps_near_tie);
     return FKM_EXIT_OK;
   }

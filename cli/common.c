@@ -171,6 +171,11 @@ void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli
  * objective repeats); flashkm's own profile and older releases never stop
  * early. An --early-stop-threshold given on the command line wins. */
 static void profile_defaults(fkm_cli_train_opts *o) {
+  /* the linked FAISS's BLAS sums its dot products: its near-ties */
+  o->params.blas_sgemm = NULL;
+#ifdef FLASHKM_HAVE_FAISS
+  if (!strcmp(o->profile_arg, "linked")) fkm_faiss_blas(&o->params);
+#endif
   if (o->early_stop_given) return;
   o->params.early_stop_threshold = o->params.profile.faiss_version >= 11402 ? 0.0 : -1.0;
 }
@@ -226,7 +231,8 @@ void fkm_cli_profile_describe(const fkm_cli_train_opts *o, char *buf, size_t siz
   char name[80];
   fkm_profile_name(&o->params.profile, name, sizeof name);
   if (!strcmp(o->profile_arg, "linked"))
-    snprintf(buf, size, "%s (the linked FAISS)", name);
+    snprintf(buf, size, "%s (the linked FAISS%s)", name,
+             o->params.blas_sgemm ? " and its BLAS" : "");
   else
     snprintf(buf, size, "%s", name);
 }

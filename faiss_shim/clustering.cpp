@@ -131,6 +131,7 @@ fkm_params params_of(const faiss::ClusteringParameters& cp, fkm_metric metric,
 #if FAISS_VERSION_MAJOR * 10000 + FAISS_VERSION_MINOR * 100 + FAISS_VERSION_PATCH >= 11402
   p.early_stop_threshold = cp.early_stop_threshold;
 #endif
+  fkm_faiss_blas(&p);
   p.progress = poll_faiss_interrupt;
   p.log = log;
   p.log_user = log_user;
@@ -249,6 +250,19 @@ extern "C" fkm_status fkm_faiss_profile(fkm_profile* profile) {
   return cached_status;
 }
 
+/* The BLAS FAISS links, as FAISS declares it (faiss/utils/distances.cpp). */
+extern "C" int sgemm_(const char* transa, const char* transb, int* m, int* n, int* k,
+                      const float* alpha, const float* a, int* lda, const float* b, int* ldb,
+                      float* beta, float* c, int* ldc);
+
+extern "C" fkm_status fkm_faiss_blas(fkm_params* params) {
+  if (!params) return FKM_ERR_INVALID_ARG;
+  params->blas_sgemm = sgemm_;
+  params->blas_query_bs = faiss::distance_compute_blas_query_bs;
+  params->blas_database_bs = faiss::distance_compute_blas_database_bs;
+  return FKM_OK;
+}
+
 extern "C" fkm_status fkm_faiss_clustering_train(
     fkm_ctx* ctx, const fkm_params* params, int64_t n, int64_t d, int64_t k,
     const float* x, const float* weights, void* index, float* centroids,
@@ -259,8 +273,10 @@ extern "C" fkm_status fkm_faiss_clustering_train(
     if (!params) throw Error(FKM_ERR_INVALID_ARG, "params is NULL (use fkm_params_init)");
     /* The caller's fields over our defaults (append-only struct); fkm_train
      * validates the values. */
-    if (params->struct_size < offsetof(fkm_params, metric) + sizeof(fkm_metric) ||
-        params->struct_size > sizeof(fkm_params))
+    const size_t v1 = offsetof(fkm_params, log_user) + sizeof(void*),
+                 v2 = offsetof(fkm_params, blas_sgemm);  /* the sizes headers declared */
+    if (params->struct_size != v1 && params->struct_size != v2 &&
+        params->struct_size != sizeof(fkm_params))
       throw Error(FKM_ERR_INVALID_ARG,
                   "params->struct_size = " + std::to_string(params->struct_size) +
                       " is not a size this library knows; initialise params "
@@ -276,6 +292,7 @@ extern "C" fkm_status fkm_faiss_clustering_train(
     if (p.profile.faiss_version == 0 && fkm_faiss_profile(&p.profile) != FKM_OK)
       throw Error(FKM_ERR_UNSUPPORTED,
                   "flashkm has no profile for the linked FAISS " FKM_FAISS_VERSION_STR);
+    if (!p.blas_sgemm) fkm_faiss_blas(&p);
     if (p.assign_mode != FKM_ASSIGN_FAISS)
       throw Error(FKM_ERR_INVALID_ARG,
                   "params->assign_mode: the FAISS bridge computes FAISS's "

@@ -266,6 +266,13 @@ typedef enum fkm_init_method {
   FKM_INIT_AFK_MC2 = 2           /**< AFK-MC^2 Markov-chain seeding */
 } fkm_init_method;
 
+/** A BLAS sgemm in the Fortran calling convention with 32-bit integers,
+ *  declared as FAISS declares it (faiss/utils/distances.cpp): the sgemm_
+ *  symbol of OpenBLAS, MKL or the reference BLAS. See fkm_params.blas_sgemm. */
+typedef int (*fkm_sgemm_fn)(const char *transa, const char *transb, int *m, int *n, int *k,
+                            const float *alpha, const float *a, int *lda, const float *b,
+                            int *ldb, float *beta, float *c, int *ldc);
+
 /** Training parameters. Always initialise with fkm_params_init(): it sets
  *  struct_size and FAISS's defaults. Fields are only ever appended; a caller
  *  compiled against an older header passes its smaller struct_size and gets
@@ -298,6 +305,20 @@ typedef struct fkm_params {
                                      (FAISS 1.14.2+); < 0: never (-1) */
   int use_faster_subsampling;   /**< SplitMix64 sampling with duplicates
                                      (FAISS 1.9+) (0) */
+  /** The BLAS FAISS's search calls, or NULL. Set, the inner products of the
+   *  profile's BLAS path (docs/profiles.md) are that BLAS's: the CPU engine
+   *  calls it exactly as FAISS's exhaustive_L2sqr_blas and
+   *  exhaustive_inner_product_blas do (blocks of blas_query_bs rows by
+   *  blas_database_bs centroids, sgemm("Transpose", "Not transpose", ...)
+   *  from the calling thread), so its labels are FAISS's on this machine,
+   *  near-ties included, whatever order the BLAS sums in. NULL: flashkm's
+   *  reference order, an fma chain over j = 0..d-1. The CUDA engine does not
+   *  call it: it keeps its own order and logs a warning (near-ties may then
+   *  get other labels than FAISS gives). It must be safe to call from the
+   *  thread that calls flashkm. */
+  fkm_sgemm_fn blas_sgemm;
+  int blas_query_bs;            /**< FAISS's distance_compute_blas_query_bs (4096) */
+  int blas_database_bs;         /**< distance_compute_blas_database_bs (1024) */
 } fkm_params;
 
 /** Fill the first `size` bytes of *params with the defaults (FAISS's for

@@ -66,12 +66,21 @@ FKM_API fkm_status fkm_faiss_train_index(fkm_ctx *ctx, void *index, int64_t n,
  *  release or its loops. Thread-safe. */
 FKM_API fkm_status fkm_faiss_profile(fkm_profile *profile);
 
+/** The BLAS the linked FAISS calls on its BLAS path (its sgemm_), with
+ *  FAISS's current block sizes (faiss::distance_compute_blas_query_bs and
+ *  _database_bs): what fkm_params.blas_sgemm, blas_query_bs and
+ *  blas_database_bs take to give FAISS's labels, near-ties included. Sets
+ *  the three fields of *params; FKM_ERR_INVALID_ARG for NULL. */
+FKM_API fkm_status fkm_faiss_blas(fkm_params *params);
+
 /** faiss::Clustering::train(n, x, *index, weights) with flashkm.
  *
  *  params     clustering parameters (fkm_params_init, then FAISS's fields);
  *             assign_mode must be FKM_ASSIGN_FAISS. params->profile left
  *             at flashkm's (faiss_version 0) means the linked FAISS's
- *             (fkm_faiss_profile); another profile is used as given. The
+ *             (fkm_faiss_profile); another profile is used as given.
+ *             params->blas_sgemm left NULL means the linked FAISS's BLAS
+ *             (fkm_faiss_blas), so that near-ties fall as FAISS's do. The
  *             metric is the
  *             index's when index is not NULL (METRIC_L2 or
  *             METRIC_INNER_PRODUCT, else FKM_ERR_UNSUPPORTED), else

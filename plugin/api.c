@@ -20,12 +20,17 @@ const char *fkm_version_string(void) {
       FKM_VERSION_PATCH);
 }
 
-/* struct_size of flashkm 0.1's fkm_params: the fields up to log_user. */
+/* The struct_size of every fkm_params a header has declared: 0.1's (up to
+ * log_user), 0.2's first (up to use_faster_subsampling), today's. Only
+ * these: a size inside a field would copy part of a pointer. */
 #define FKM_PARAMS_V1_SIZE (offsetof(fkm_params, log_user) + sizeof(void *))
+#define FKM_PARAMS_V2_SIZE offsetof(fkm_params, blas_sgemm)
+static int known_size(size_t size) {
+  return size == FKM_PARAMS_V1_SIZE || size == FKM_PARAMS_V2_SIZE || size == sizeof(fkm_params);
+}
 
 fkm_status fkm_params_init_size(fkm_params *out, size_t size) {
-  if (!out || size < FKM_PARAMS_V1_SIZE || size > sizeof(fkm_params))
-    return FKM_ERR_INVALID_ARG;
+  if (!out || !known_size(size)) return FKM_ERR_INVALID_ARG;
   fkm_params p;
   memset(&p, 0, sizeof p);
   p.niter = 25;
@@ -41,6 +46,9 @@ fkm_status fkm_params_init_size(fkm_params *out, size_t size) {
   p.afkmc2_chain_length = 50;
   p.early_stop_threshold = -1.0;
   p.use_faster_subsampling = 0;
+  p.blas_sgemm = NULL;
+  p.blas_query_bs = 4096;
+  p.blas_database_bs = 1024;
   p.struct_size = size;
   memcpy(out, &p, size);
   return FKM_OK;
@@ -132,11 +140,11 @@ static fkm_status read_params(fkm_errbuf *err, const fkm_params *in,
                               fkm_params *out) {
   FKM_RETURN_IF(!in, err, FKM_ERR_INVALID_ARG, "params is NULL (use fkm_params_init)");
   fkm_params_init_size(out, sizeof *out);
-  FKM_RETURN_IF(in->struct_size < FKM_PARAMS_V1_SIZE || in->struct_size > sizeof(fkm_params),
-                err, FKM_ERR_INVALID_ARG,
+  FKM_RETURN_IF(!known_size(in->struct_size), err, FKM_ERR_INVALID_ARG,
                 "params->struct_size = %zu is not a size this library knows "
-                "(%zu); initialise params with fkm_params_init",
-                in->struct_size, sizeof(fkm_params));
+                "(%zu, %zu or %zu); initialise params with fkm_params_init",
+                in->struct_size, (size_t)FKM_PARAMS_V1_SIZE, (size_t)FKM_PARAMS_V2_SIZE,
+                sizeof(fkm_params));
   memcpy(out, in, in->struct_size);
   out->struct_size = sizeof *out;
   const fkm_params *p = out;
@@ -167,6 +175,9 @@ static fkm_status read_params(fkm_errbuf *err, const fkm_params *in,
                 p->afkmc2_chain_length);
   FKM_RETURN_IF(p->early_stop_threshold != p->early_stop_threshold, err, FKM_ERR_INVALID_ARG,
                 "params->early_stop_threshold is NaN");
+  FKM_RETURN_IF(p->blas_query_bs < 1 || p->blas_database_bs < 1, err, FKM_ERR_INVALID_ARG,
+                "params->blas_query_bs = %d and blas_database_bs = %d must be >= 1",
+                p->blas_query_bs, p->blas_database_bs);
   fkm_arith arith; /* the profile: a known release and level, well-formed loops */
   FKM_FORWARD(fkm_arith_of(&p->profile, &arith, err));
   return FKM_OK;
@@ -187,6 +198,9 @@ static fkm_status check_shape(fkm_ctx *ctx, const fkm_params *p, int64_t n,
                 "k = %lld: at most 2^31 - 1 centroids", (long long)k);
   FKM_RETURN_IF(n > INT64_MAX / 8 / d || k > INT64_MAX / 8 / d, err,
                 FKM_ERR_INVALID_ARG, "n * d or k * d overflows 64-bit byte offsets");
+  FKM_RETURN_IF(p->blas_sgemm && d > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
+                "d = %lld: the BLAS's sgemm takes 32-bit sizes (params->blas_sgemm is set)",
+                (long long)d);
   FKM_RETURN_IF(dtype != FKM_DTYPE_F32 && dtype != FKM_DTYPE_F16 &&
                     dtype != FKM_DTYPE_BF16,
                 err, FKM_ERR_INVALID_ARG, "dtype = %d is not a fkm_dtype", (int)dtype);
@@ -227,6 +241,17 @@ static fkm_status check_train(fkm_ctx *ctx, const fkm_params *p, int64_t n,
   return FKM_OK;
 }
 
+/* The CUDA engine keeps its own order for the BLAS path's dot products
+ * (include/flashkm.h, fkm_params.blas_sgemm): said once per call. */
+static void warn_blas_order(const fkm_ctx *ctx, const fkm_params *p) {
+  if (ctx->backend != FKM_BACKEND_CUDA || !p->blas_sgemm || !p->log) return;
+  p->log(p->log_user, FKM_LOG_WARNING,
+         "the CUDA engine sums the dot products of FAISS's BLAS path in its own order, not "
+         "the BLAS's (params->blas_sgemm): points whose two nearest centroids are within a "
+         "few ulps may get other labels than this FAISS gives; the CPU engine gives "
+         "FAISS's");
+}
+
 /* ---------------------------------------------------------------- train */
 
 fkm_status fkm_train(fkm_ctx *ctx, const fkm_params *params, int64_t n,
@@ -242,6 +267,7 @@ fkm_status fkm_train(fkm_ctx *ctx, const fkm_params *params, int64_t n,
                           stats_capacity));
   fkm_train_args a = {&p, 1, n, d, k, dtype, x, weights, centroids, n_init,
                       labels, distances, stats, stats_capacity, n_stats};
+  warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
 
@@ -258,6 +284,7 @@ fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params, int64_t n,
   FKM_RETURN_IF(!labels && !distances, err, FKM_ERR_INVALID_ARG,
                 "labels and distances are both NULL: nothing to compute");
   if (n == 0) return done(ctx, FKM_OK);
+  warn_blas_order(ctx, &p);
   return done(ctx, ctx->engine->ops->assign(ctx->engine, &p, n, d, k, dtype, x,
                                             centroids, labels, distances));
 }
@@ -286,6 +313,7 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                 FKM_ERR_INVALID_ARG, "batch * stats_capacity is too large");
   fkm_train_args a = {&p, batch, n, d, k, dtype, x, weights, centroids, n_init,
                       labels, distances, stats, stats_capacity, n_stats};
+  warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
 

@@ -265,6 +265,41 @@ static void ip_block(int avx2, const float *x, int64_t d, const float *panels, i
 /* FAISS's database blocks (distance_compute_blas_database_bs). */
 enum { DB_BLOCK = 1024 };
 
+/* One scan per row of a row block, of the kind the path needs: the plain
+ * rule (top), exhaustive_L2sqr_blas_cmax's lanes (cs), FAISS 1.15's laned
+ * Top1 (ls). Exactly one array is set. */
+typedef struct row_scans {
+  fkm_top1 *top;
+  fkm_cmax_scan *cs;
+  fkm_lanes_scan *ls;
+} row_scans;
+
+/* Row i (the block's row r) against centroids [j0, j1), whose dot products
+ * are line[0 .. j1 - j0). */
+static void scan_block(const row_scans *s, const fkm_assign_args *a, int64_t r, int64_t i,
+                       int64_t j0, int64_t j1, const float *line) {
+  if (s->cs) {
+    fkm_cmax_scan *c = &s->cs[r];
+    fkm_cmax_block(c, j0, j1 - j0);
+    for (int64_t j = j0; j < j1; j++) fkm_cmax_feed(c, j - j0, line[j - j0], a->cn[j]);
+    fkm_cmax_block_end(c);
+  } else if (s->ls) {
+    fkm_lanes_scan *c = &s->ls[r];
+    fkm_lanes_block(c, j0, j1 - j0);
+    for (int64_t j = j0; j < j1; j++) fkm_lanes_feed(c, j - j0, line[j - j0]);
+    fkm_lanes_block_end(c);
+  } else {
+    const int l2 = a->metric == FKM_METRIC_L2;
+    for (int64_t j = j0; j < j1; j++)
+      fkm_scan_plain(&s->top[r], l2, l2 ? fkm_l2_plain(a->xn[i], a->cn[j], line[j - j0]) : line[j - j0],
+                     j);
+  }
+}
+
+static fkm_top1 scan_result(const row_scans *s, int64_t r) {
+  return s->cs ? s->cs[r].r : s->ls ? s->ls[r].r : s->top[r];
+}
+
 /* The paths whose scans need the dot products themselves: the cmax lanes,
  * the fused kernel's lanes, FAISS 1.15's laned Top1. Dot products of a row
  * chunk against a block of 1024 centroids at a time, then each row's scan
@@ -286,6 +321,7 @@ static int laned_assign(const fkm_assign_args *a) {
     fkm_cmax_scan *cs = l2 && !fused ? malloc(sizeof(fkm_cmax_scan) * ROW_CHUNK) : NULL;
     fkm_lanes_scan *ls = !l2 ? malloc(sizeof(fkm_lanes_scan) * ROW_CHUNK) : NULL;
     fkm_fused_scan *fs = fused ? malloc(sizeof(fkm_fused_scan) * ROW_CHUNK) : NULL;
+    const row_scans scans = {NULL, cs, ls};
     const int ok = buf && (cs || ls || fs);
     if (!ok) {
 #pragma omp atomic write
@@ -314,21 +350,13 @@ static int laned_assign(const fkm_assign_args *a) {
               else
                 fkm_fused_feed_left(s, j, fkm_fused_dot(xi, a->c + j * d, d), a->cn[j]);
             }
-          } else if (cs) {
-            fkm_cmax_scan *s = &cs[i - i0];
-            fkm_cmax_block(s, j0, j1 - j0);
-            for (int64_t j = j0; j < j1; j++) fkm_cmax_feed(s, j - j0, ips[j - j0], a->cn[j]);
-            fkm_cmax_block_end(s);
           } else {
-            fkm_lanes_scan *s = &ls[i - i0];
-            fkm_lanes_block(s, j0, j1 - j0);
-            for (int64_t j = j0; j < j1; j++) fkm_lanes_feed(s, j - j0, ips[j - j0]);
-            fkm_lanes_block_end(s);
+            scan_block(&scans, a, i - i0, i, j0, j1, ips);
           }
         }
       }
       for (int64_t i = i0; i < i1; i++) {
-        const fkm_top1 r = fused ? fkm_fused_end(&fs[i - i0]) : cs ? cs[i - i0].r : ls[i - i0].r;
+        const fkm_top1 r = fused ? fkm_fused_end(&fs[i - i0]) : scan_result(&scans, i - i0);
         a->labels[i] = r.idx;
         a->dist[i] = r.dis;
       }
@@ -342,8 +370,59 @@ static int laned_assign(const fkm_assign_args *a) {
   return failed ? -1 : 0;
 }
 
+/* The BLAS path with the caller's BLAS: FAISS's loop of
+ * exhaustive_L2sqr_blas / exhaustive_inner_product_blas, query blocks of
+ * query_bs rows by database blocks of database_bs centroids, each an sgemm
+ * from this thread with FAISS's arguments, so every dot product is the one
+ * FAISS gets from that BLAS (its summation order may depend on the block's
+ * shape, the element's place in it and the BLAS's threads: all the same
+ * here). Each row's scan then reads them in centroid order, as above. */
+static int blas_assign(const fkm_assign_args *a) {
+  const fkm_arith *ar = a->arith;
+  const int64_t d = a->d, k = a->k, n = a->n;
+  const int l2 = a->metric == FKM_METRIC_L2;
+  const int cmax = l2 && ar && ar->cmax_lanes > 0, laned = !l2 && ar && ar->top1_lanes > 1;
+  const int64_t qbs = a->query_bs < n ? a->query_bs : n;
+  const int64_t dbs = a->database_bs < k ? a->database_bs : k;
+  float *ip = malloc(sizeof(float) * (size_t)qbs * (size_t)dbs);
+  fkm_top1 *top = !cmax && !laned ? malloc(sizeof(fkm_top1) * (size_t)qbs) : NULL;
+  fkm_cmax_scan *cs = cmax ? malloc(sizeof(fkm_cmax_scan) * (size_t)qbs) : NULL;
+  fkm_lanes_scan *ls = laned ? malloc(sizeof(fkm_lanes_scan) * (size_t)qbs) : NULL;
+  const row_scans scans = {top, cs, ls};
+  int rc = ip && (top || cs || ls) ? 0 : -1;
+  for (int64_t i0 = 0; i0 < n && rc == 0; i0 += qbs) {
+    const int64_t i1 = i0 + qbs < n ? i0 + qbs : n;
+    for (int64_t i = i0; i < i1; i++) {
+      if (top) top[i - i0] = fkm_top1_begin(l2);
+      if (cs) fkm_cmax_begin(&cs[i - i0], ar->cmax_lanes, a->xn[i]);
+      if (ls) fkm_lanes_begin(&ls[i - i0], ar->top1_lanes, 0);
+    }
+    for (int64_t j0 = 0; j0 < k; j0 += dbs) {
+      const int64_t j1 = j0 + dbs < k ? j0 + dbs : k;
+      int nyi = (int)(j1 - j0), nxi = (int)(i1 - i0), di = (int)d;
+      float one = 1.0f, zero = 0.0f;
+      a->sgemm("Transpose", "Not transpose", &nyi, &nxi, &di, &one, a->c + j0 * d, &di,
+               a->x + i0 * d, &di, &zero, ip, &nyi);
+#pragma omp parallel for schedule(static)
+      for (int64_t i = i0; i < i1; i++)
+        scan_block(&scans, a, i - i0, i, j0, j1, ip + (i - i0) * (j1 - j0));
+    }
+    for (int64_t i = i0; i < i1; i++) {
+      const fkm_top1 r = scan_result(&scans, i - i0);
+      a->labels[i] = r.idx;
+      a->dist[i] = r.dis;
+    }
+  }
+  free(ip);
+  free(top);
+  free(cs);
+  free(ls);
+  return rc;
+}
+
 int fkm_cpu_assign(const fkm_assign_args *a) {
   const fkm_arith *ar = a->arith;
+  if (a->sgemm && a->path == FKM_PATH_BLAS && a->n > 0) return blas_assign(a);
   if (!ar) return plain_assign(a);
   if (a->path == FKM_PATH_DIRECT) {
     direct_assign(a);

@@ -39,9 +39,14 @@ typedef struct fkm_assign_args {
   const fkm_arith *arith; /* the profile's traits; NULL: flashkm's reference */
   fkm_path path;          /* the path FAISS takes for these rows (fkm_arith_path);
                              xn and cn are that path's norms (unused: DIRECT) */
+  fkm_sgemm_fn sgemm;     /* BLAS path: the dot products from this BLAS in FAISS's
+                             blocks (fkm_params.blas_sgemm), or NULL */
+  int64_t query_bs, database_bs; /* those blocks (with sgemm) */
 } fkm_assign_args;
 
-/** FAISS's k=1 search in a profile's arithmetic (docs/profiles.md). The
+/** FAISS's k=1 search in a profile's arithmetic (docs/profiles.md). With
+ *  a->sgemm on the BLAS path the dot products are that BLAS's, called as
+ *  FAISS calls it, and the profile's scan reads them. Otherwise the
  *  reference (arith NULL, and every profile whose path needs neither lanes
  *  nor its own loops): for L2 dis = max0(fl(fl(xn + cn) - 2 ip)), for IP
  *  dis = ip, ip = the fmaf chain over j = 0..d-1; strict argmin (argmax

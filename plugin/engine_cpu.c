@@ -260,8 +260,21 @@ static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, cons
                               int64_t problem) {
   fkm_errbuf *err = c->base.err;
   const int64_t d = c->run.d;
-  fkm_assign_args a = {x, xn, n, d, cent, c->cn, k, c->params.metric, labels, dist,
-                       &c->arith, path};
+  fkm_assign_args a = {.x = x,
+                       .xn = xn,
+                       .n = n,
+                       .d = d,
+                       .c = cent,
+                       .cn = c->cn,
+                       .k = k,
+                       .metric = c->params.metric,
+                       .labels = labels,
+                       .dist = dist,
+                       .arith = &c->arith,
+                       .path = path,
+                       .sgemm = c->params.blas_sgemm,
+                       .query_bs = c->params.blas_query_bs,
+                       .database_bs = c->params.blas_database_bs};
   if (c->params.metric == FKM_METRIC_L2 && path != FKM_PATH_DIRECT)
     fkm_cpu_norms_arith(&c->arith, path, cent, k, d, c->cn);
   FKM_RETURN_IF(fkm_cpu_assign(&a) != 0, err, FKM_ERR_OUT_OF_MEMORY,

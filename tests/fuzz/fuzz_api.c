@@ -49,7 +49,7 @@ static const int64_t EDGES[] = {0, 1, 2, -1, INT32_MAX, (int64_t)INT32_MAX + 1, 
 /* A size or count: mostly small (1 once the input runs out), else an edge
  * (0 and negatives among them) or any int64. */
 static int64_t take_i64(fuzz_src *s) {
-  switch (fuzz_take(s, 1) % 4) {
+  switch (fuzz_take(s, 1) % 5) {
     case 0: return 1 + (int64_t)(fuzz_take(s, 1) % 32);
     case 1: return (int64_t)(fuzz_take(s, 2) % (SMALL + 1));
     case 2: return EDGES[fuzz_take(s, 1) % NEDGES];
@@ -110,14 +110,33 @@ static void on_log(void *user, fkm_log_level level, const char *msg) {
   g_sum += strlen(msg);
 }
 
+/* A BLAS for params.blas_sgemm: column-major C = A^T B as FAISS calls it
+ * (transa "Transpose", transb "Not transpose", alpha 1, beta 0), summed in
+ * reverse order (another BLAS's order); checks the call's arguments. */
+static int fuzz_sgemm(const char *ta, const char *tb, int *m, int *n, int *k, const float *alpha,
+                      const float *a, int *lda, const float *b, int *ldb, float *beta, float *c,
+                      int *ldc) {
+  FUZZ_CHECK(ta[0] == 'T' && tb[0] == 'N');
+  FUZZ_CHECK(*m >= 1 && *n >= 1 && *k >= 1 && *lda == *k && *ldb == *k && *ldc == *m);
+  FUZZ_CHECK(*alpha == 1.0f && *beta == 0.0f);
+  for (int j = 0; j < *n; j++)
+    for (int i = 0; i < *m; i++) {
+      float acc = 0.0f;
+      for (int t = *k - 1; t >= 0; t--) acc = fmaf(a[(size_t)i * *lda + t], b[(size_t)j * *ldb + t], acc);
+      c[(size_t)j * *ldc + i] = acc;
+    }
+  return 0;
+}
+
 /* struct_size of flashkm 0.1's fkm_params, as the library defines it. */
 #define PARAMS_V1_SIZE (offsetof(fkm_params, log_user) + sizeof(void *))
 
 static void take_struct_size(fuzz_src *s, fkm_params *p) {
-  switch (fuzz_take(s, 1) % 4) {
+  switch (fuzz_take(s, 1) % 5) {
     case 0: p->struct_size = PARAMS_V1_SIZE; break;
     case 1: p->struct_size = (size_t)fuzz_take(s, 8); break;
     case 2: p->struct_size = sizeof *p + fuzz_take(s, 1) % 3 - 1; break;
+    case 3: p->struct_size = offsetof(fkm_params, blas_sgemm); break; /* 0.2's first */
     default: break;
   }
 }
@@ -153,6 +172,11 @@ static void take_params(fuzz_src *s, fkm_params *p, harness *h) {
     else memcpy(&p->early_stop_threshold, &(uint64_t){fuzz_take(s, 8)}, 8);
   }
   if (set & 262144) p->use_faster_subsampling = take_int(s, 0, 1);
+  if (set & (1u << 20)) p->blas_sgemm = fuzz_sgemm;
+  if (set & (1u << 21)) {
+    p->blas_query_bs = take_int(s, -1, 40);
+    p->blas_database_bs = take_int(s, -1, 40);
+  }
   if (set & 524288) take_struct_size(s, p);
   h->stop_after = (set >> 24) & 15;
   h->niter = p->niter;
@@ -415,7 +439,7 @@ static void op_params_init(fuzz_src *s) {
   uint8_t mem[sizeof(fkm_params) + 64];
   memset(mem, SENTINEL, sizeof mem);
   size_t size;
-  switch (fuzz_take(s, 1) % 4) {
+  switch (fuzz_take(s, 1) % 5) {
     case 0: size = sizeof(fkm_params); break;
     case 1: size = PARAMS_V1_SIZE; break;
     case 2: size = (size_t)fuzz_take(s, 1); break;
