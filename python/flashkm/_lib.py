@@ -109,6 +109,9 @@ class Params(ctypes.Structure):
         ("afkmc2_chain_length", ctypes.c_int),
         ("early_stop_threshold", ctypes.c_double),
         ("use_faster_subsampling", ctypes.c_int),
+        ("blas_sgemm", ctypes.c_void_p),
+        ("blas_query_bs", ctypes.c_int),
+        ("blas_database_bs", ctypes.c_int),
     ]
 
 

@@ -59,6 +59,7 @@ def _make_params(cp, metric, fast=False, prof=None):
     prof = prof if prof is not None else _profile.named("flashkm")
     p = _lib.default_params()
     p.profile = prof.for_call()
+    prof.set_blas(p)
     p.niter = _lib.c_int("niter", cp["niter"])
     p.nredo = _lib.c_int("nredo", cp["nredo"])
     p.verbose = int(bool(cp["verbose"]))

@@ -32,12 +32,14 @@ class ProfileInfo:
     from (`faiss_version` string or None), `simd`, how the loops were
     obtained (`loops`: 'probed', 'table'), and `warnings`."""
 
-    def __init__(self, profile, faiss_version=None, loops="table", warnings=(), module=None):
+    def __init__(self, profile, faiss_version=None, loops="table", warnings=(), module=None,
+                 blas=None):
         self.profile = profile
         self.faiss_version = faiss_version
         self.loops = loops
         self.warnings = list(warnings)
         self._module = module
+        self.blas = blas  # FaissBlas of the imported faiss, or None
 
     @property
     def name(self):
@@ -58,10 +60,21 @@ class ProfileInfo:
                 p.blas_threshold = thr
         return p
 
+    def set_blas(self, params):
+        """Point an fkm_params at the imported faiss's BLAS with its current
+        block sizes (FAISS users may change them between calls); flashkm's
+        own order when there is none."""
+        if self.blas is None:
+            return
+        params.blas_sgemm = self.blas.sgemm
+        qbs, dbs = _block_sizes(self._module)
+        params.blas_query_bs, params.blas_database_bs = qbs, dbs
+
     def describe(self):
         """A dict for last_train_info."""
         return {"name": _lib.profile_name(self.for_call()), "faiss_version": self.faiss_version,
-                "simd": self.simd, "loops": self.loops, "warnings": list(self.warnings)}
+                "simd": self.simd, "loops": self.loops, "warnings": list(self.warnings),
+                "blas": self.blas.name if self.blas is not None else None}
 
     def __repr__(self):
         return "<flashkm profile %s>" % self.name
@@ -83,6 +96,54 @@ def _threshold(faiss):
         return int(faiss.cvar.distance_compute_blas_threshold)
     except Exception:
         return None
+
+
+def _block_sizes(faiss):
+    try:
+        return (int(faiss.cvar.distance_compute_blas_query_bs),
+                int(faiss.cvar.distance_compute_blas_database_bs))
+    except Exception:
+        return 4096, 1024
+
+
+class FaissBlas:
+    """The BLAS a faiss module calls on its BLAS path: `sgemm` (the address
+    of its sgemm_), `name` (OpenBLAS's configuration string when it is
+    OpenBLAS, else the library file)."""
+
+    def __init__(self, sgemm, name):
+        self.sgemm = sgemm
+        self.name = name
+
+    def __repr__(self):
+        return "<FaissBlas %s>" % self.name
+
+
+def faiss_blas(faiss):
+    """The BLAS the imported faiss links, found from its extension module:
+    dlsym on that module's handle searches the libraries it depends on, so
+    the sgemm_ found is the one FAISS calls (Debian's libblas.so.3, a
+    wheel's bundled OpenBLAS). None when there is none to find."""
+    for name, mod in sorted(sys.modules.items()):
+        if not name.startswith("faiss._swigfaiss") or mod is None:
+            continue
+        path = getattr(mod, "__file__", None)
+        if not path:
+            continue
+        try:
+            handle = ctypes.CDLL(path)
+            sgemm = ctypes.cast(handle.sgemm_, ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+        label = path
+        try:
+            cfg = handle.openblas_get_config
+            cfg.restype = ctypes.c_char_p
+            label = cfg().decode(errors="replace")
+        except AttributeError:
+            pass
+        return FaissBlas(sgemm, label)
+    return None
 
 
 def simd_level(faiss):
@@ -182,7 +243,15 @@ def detect(faiss=None, strict=False):
         raise _lib.Error(_lib.FKM_ERR_UNSUPPORTED, "; ".join(notes))
     for n in notes:
         _warnings.warn(n, ProfileWarning, stacklevel=3)
-    info = ProfileInfo(prof, text, loops, notes, faiss)
+    blas = faiss_blas(faiss)
+    if blas is None:
+        notes_blas = ("cannot find the BLAS this FAISS calls: near-ties (points whose two "
+                      "nearest centroids are within a few ulps) may get other labels")
+        if strict:
+            raise _lib.Error(_lib.FKM_ERR_UNSUPPORTED, notes_blas)
+        notes.append(notes_blas)
+        _warnings.warn(notes_blas, ProfileWarning, stacklevel=3)
+    info = ProfileInfo(prof, text, loops, notes, faiss, blas)
     _cache[key] = info
     return info
 

@@ -69,8 +69,7 @@ inline faiss::ClusteringParameters faiss_params(const Config& c) {
 }
 
 inline fkm_params fkm_params_of(const Config& c) {
-  fkm_params p;
-  fkm_params_init(&p);
+  fkm_params p = faiss_blas_params();
   p.niter = c.niter;
   p.nredo = c.nredo;
   p.seed = c.seed;
@@ -138,6 +137,25 @@ inline Config fashion_config() {
   c.fashion = true;
   c.niter = 6;
   return c;
+}
+
+// All 60,000 Fashion-MNIST training images, k = 64, 256, 1024, niter 10 and
+// 25 (issue 15): integer pixels, near-ties in most runs. FAISS subsamples to
+// 256 k points (16,384 at k = 64).
+inline std::vector<Config> fashion_configs() {
+  std::vector<Config> v;
+  static const char* const names[3][2] = {{"fashion_60k_k64_niter10", "fashion_60k_k64_niter25"},
+                                         {"fashion_60k_k256_niter10", "fashion_60k_k256_niter25"},
+                                         {"fashion_60k_k1024_niter10", "fashion_60k_k1024_niter25"}};
+  const int64_t ks[3] = {64, 256, 1024};
+  for (int a = 0; a < 3; a++)
+    for (int b = 0; b < 2; b++) {
+      Config c{names[a][b], 60000, 784, ks[a]};
+      c.fashion = true;
+      c.niter = b ? 25 : 10;
+      v.push_back(c);
+    }
+  return v;
 }
 
 }  // namespace parity

@@ -1,12 +1,14 @@
 // P3, end to end (SPEC section 9): flashkm::Clustering and
 // fkm_faiss_clustering_train against stock faiss::Clustering::train on the
 // same inputs, every configuration of configs.h plus FAISS's corner cases.
-// P3 holds on inputs where P2 finds no near-tie: FAISS's run is recorded and
-// fkm_assign checked against FAISS's labels on each of its centroid tables.
-// When they all agree, flashkm's run must follow FAISS's exactly: centroids,
-// index contents, nsplit and imbalance factors equal bit for bit. (A near-tie
-// can only appear where another BLAS rounds differently; the test then lists
-// it, checks it against the bound and skips; the fixtures have none here.)
+// FAISS's run is recorded and fkm_assign checked against FAISS's labels on
+// each of its centroid tables; flashkm's run must then follow FAISS's
+// exactly: centroids, index contents, nsplit and imbalance factors equal bit
+// for bit. On the CPU engine, which sums the BLAS path's dot products with
+// FAISS's own BLAS, every label agrees, near-ties included (Fashion-MNIST's
+// integer pixels have them in most runs). On the CUDA engine a near-tie may
+// still differ (issue 15's GPU part): it is listed, checked against FAISS's
+// rounding bound, and the configuration skipped there.
 #include <faiss/impl/AuxIndexStructures.h>
 #include <flashkm/clustering.h>
 
@@ -39,10 +41,13 @@ void end_to_end(const Config& c) {
   RecordingIndex fi(c.d, metric_of(c));
   fc.train(c.n, pb.x.data(), fi, w);
   int64_t near_ties = label_differences_along(ctx().get(), fi, c.name);
-  if (near_ties > 0)
+  if (near_ties > 0) {
+    ASSERT_FALSE(labels_exact()) << c.name << ": " << near_ties
+                                 << " labels differ from FAISS's on the CPU engine";
     GTEST_SKIP() << c.name << ": " << near_ties
-                 << " near-ties with this machine's BLAS (listed above, each within FAISS's "
-                    "rounding): P3 does not apply to this fixture here";
+                 << " near-ties the CUDA engine sums in its own order (listed above, each "
+                    "within FAISS's rounding): P3 does not apply to this fixture there";
+  }
 
   flashkm::Clustering fl(int(c.d), int(c.k), faiss_params(c), ctx().get());
   fl.centroids = pb.init;
@@ -117,6 +122,8 @@ INSTANTIATE_TEST_SUITE_P(Synthetic, ParityEndToEnd, ::testing::ValuesIn(syntheti
 INSTANTIATE_TEST_SUITE_P(Corner, ParityEndToEnd, ::testing::ValuesIn(corner_configs()),
                          [](const ::testing::TestParamInfo<Config>& i) { return i.param.name; });
 INSTANTIATE_TEST_SUITE_P(RealData, ParityEndToEnd, ::testing::Values(fashion_config()),
+                         [](const ::testing::TestParamInfo<Config>& i) { return i.param.name; });
+INSTANTIATE_TEST_SUITE_P(FashionMnist, ParityEndToEnd, ::testing::ValuesIn(fashion_configs()),
                          [](const ::testing::TestParamInfo<Config>& i) { return i.param.name; });
 
 TEST(ParityEndToEndApi, SecondTrainStartsFromCentroidsAndAppendsStatsLikeFaiss) {
