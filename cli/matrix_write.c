@@ -79,6 +79,11 @@ int fkm_cli_temp_path(const char *path, char *tmp, size_t len, char *msg) {
   int fd = mkstemp(tmp);
   if (fd < 0)
     return fkm_cli_fail(msg, "%s: cannot create a file beside it: %s", path, strerror(errno));
+  /* mkstemp makes it 0600: give it the mode a plain create would (0666
+   * less the umask), whichever writer fills it */
+  const mode_t mask = umask(0);
+  umask(mask);
+  fchmod(fd, 0666 & ~mask);
   close(fd);
   slot_open(tmp, path);
   return 0;
@@ -109,7 +114,6 @@ int fkm_cli_out_open(fkm_cli_outfile *o, const char *path, char *msg) {
   strcpy(o->final, path);
   if (fkm_cli_temp_path(path, o->tmp, sizeof o->tmp, msg) != 0) return -1;
   int fd = open(o->tmp, O_WRONLY | O_TRUNC);
-  if (fd >= 0) fchmod(fd, 0644);
   o->fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
   if (!o->fp) {
     int e = errno;
