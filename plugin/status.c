@@ -14,8 +14,9 @@ fkm_status fkm_fail(fkm_errbuf *err, fkm_status s, const char *fmt, ...) {
 }
 
 fkm_status fkm_fail_no_finite(fkm_errbuf *err, const char *what, int64_t problem, int64_t row) {
-  static const char cause[] = "has no finite distance to any centroid "
-                              "(float overflow in |x|^2 or <x, c>)";
+  static const char cause[] = "has no finite distance to any centroid: a NaN or Inf in it "
+                              "(params->check_finite = 0 lets them through) or a float "
+                              "overflow in |x|^2 or <x, c>";
   if (problem >= 0)
     return fkm_fail(err, FKM_ERR_NUMERIC, "%s of problem %lld, row %lld %s", what,
                     (long long)problem, (long long)row, cause);
