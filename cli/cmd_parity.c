@@ -581,7 +581,8 @@ int fkm_cli_cmd_bench(int argc, char **argv) {
   printf("%-14s %12.3f %12.2f\n", "flashkm", pr->tf, pr->nsf ? 1e3 * pr->tf / (double)pr->nsf : 0.0);
   printf("%-14s %12.3f %12.2f\n", name, pr->tF, pr->nsF ? 1e3 * pr->tF / (double)pr->nsF : 0.0);
   printf("speedup        %.2fx\n", pr->tF / pr->tf);
-  printf("centroids      %s\n", bad ? "DIFFERENT (run flashkm parity for the report)"
+  printf("centroids      %s\n", bad ? "not identical (flashkm parity tells whether they are "
+                                          "EQUIVALENT or DIFFERENT)"
                                     : "identical bit for bit");
   rc = FKM_EXIT_OK;
 out:
