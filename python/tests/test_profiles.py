@@ -274,18 +274,27 @@ def test_parity_module_reports_every_level(faiss, tmp_path, capsys):
     assert rc == 0
 
 
-def assert_same_run(fk, mk):
+def assert_same_run(fk, mk, exact_distances=True):
+    """Centroids, imbalance and splits bit for bit; the objective too unless
+    FAISS computed the distances on a path flashkm does not reproduce
+    (reproduced() False: same labels, distances within FAISS's rounding)."""
     assert np.array_equal(bits(fk.centroids), bits(mk.centroids))
     fs, ms = fk.iteration_stats, mk.iteration_stats
     assert len(fs) == len(ms)
     for a, b in zip(fs, ms):
-        for f in ("obj", "imbalance_factor", "nsplit"):
+        for f in ("imbalance_factor", "nsplit"):
             assert a[f] == b[f], (f, a, b)
+        if exact_distances:
+            assert a["obj"] == b["obj"], ("obj", a, b)
+        else:  # float distances, each within a few units of the last place
+            assert abs(a["obj"] - b["obj"]) <= 1e-5 * abs(a["obj"]), ("obj", a, b)
 
 
 # Tie-free blobs on paths whose distances FAISS computes itself (fused
 # kernels: small d at AVX levels; the direct path: few rows), so the whole
-# run, objective included, is FAISS's bit for bit.
+# run, objective included, is FAISS's bit for bit; "direct" (the direct path
+# of 1.15) meets the AVX-512 fused kernel at d = 20 on 1.8 .. 1.14, the one
+# path whose distances flashkm does not reproduce (docs/profiles.md).
 E2E = [
     ("fused_d3", 20000, 3, 64, {"niter": 10}),
     ("fused_d8", 9000, 8, 24, {}),
@@ -315,7 +324,7 @@ def test_end_to_end_equals_faiss_kmeans(faiss, info, ctx, name, n, d, k, kw):
     init = x[:ni] + 0.5 if ni else None
     kw.setdefault("niter", 12)
     fk, mk = run_both(faiss, d, k, kw, x, w, init)
-    assert_same_run(fk, mk)
+    assert_same_run(fk, mk, reproduced(info, "l2", n, d))
 
 
 def test_new_parameters_follow_this_faiss(faiss, info, version):
