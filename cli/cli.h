@@ -138,7 +138,7 @@ void fkm_cli_log_cb(void *user, fkm_log_level level, const char *msg);
 /** Monotonic seconds. */
 double fkm_cli_now(void);
 
-/** SPEC's P1 lockstep (cmd_parity.c, FAISS builds only): every iteration
+/** docs/contract.md's P1 lockstep (cmd_parity.c, FAISS builds only): every iteration
  *  started from FAISS's own centroids, flashkm against faiss::Clustering.
  *  Prints its report lines; returns 0 when it ran (-2 after Ctrl-C). */
 typedef struct fkm_cli_lockstep_result {

@@ -113,7 +113,7 @@ static int write_index_atomic(void *index, const char *path, char *msg) {
 }
 
 /* The two trainings parted ways: find out whether only FAISS's BLAS near-ties
- * (SPEC section 3) explain it, with the P1 lockstep on the IVF's own
+ * (docs/contract.md section 3) explain it, with the P1 lockstep on the IVF's own
  * clustering parameters. Exit code: 0 when they do. */
 static int explain_difference(const ivf_job *j, fkm_ctx *ctx, void *faiss_index) {
   char msg[FKM_CLI_MSG_LEN];

@@ -1,7 +1,7 @@
 /* flashkm parity and flashkm bench: flashkm next to stock faiss::Clustering
  * on the same data and parameters.
  *
- * parity prints SPEC section 9's levels:
+ * parity prints docs/contract.md section 9's levels:
  *   P1 lockstep   each iteration started from FAISS's own centroids: one
  *                 flashkm iteration (fkm_train, niter 1, all k rows given)
  *                 against one FAISS iteration (Clustering, niter 1, same
@@ -336,7 +336,7 @@ static void parity_help(void) {
   printf(
       "usage: flashkm parity INPUT -k K [options]\n\n"
       "Run stock faiss::Clustering and flashkm on the same data and print the\n"
-      "parity report of SPEC section 9:\n"
+      "parity report of docs/contract.md section 9:\n"
       "  P1 lockstep: every iteration started from FAISS's own centroids gives\n"
       "     FAISS's centroids, nsplit and imbalance bit for bit;\n"
       "  P2 assignment: labels equal FAISS's. On the CPU engine, which sums with\n"

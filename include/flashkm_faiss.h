@@ -51,7 +51,7 @@ extern "C" {
  *   - then the IVF's own train() runs the rest (it sees a trained quantizer
  *     and skips its k-means): PQ, SQ, residual codebooks.
  *  The result equals stock index->train(n, x) bit for bit wherever parity
- *  level P3 of SPEC.md holds. On error the index may be partly trained (as
+ *  level P3 of docs/contract.md holds. On error the index may be partly trained (as
  *  after a FAISS exception). Blocks. */
 FKM_API fkm_status fkm_faiss_train_index(fkm_ctx *ctx, void *index, int64_t n,
                                          const float *x);

@@ -1,5 +1,5 @@
-/* FlashAssign, parity mode: the reference label and distance of SPEC section
- * 3 computed on the GPU with plain fp32 FMA, the N x K matrix never written.
+/* FlashAssign, parity mode: the reference label and distance of
+ * docs/contract.md section 3 computed on the GPU with plain fp32 FMA, the N x K matrix never written.
  *
  * Why plain fp32 is exact here: the reference inner product is the chain
  * t = fmaf(x_j, c_j, t) for j = 0..d-1, and CUDA's fmaf is the IEEE fused
@@ -222,88 +222,20 @@ __global__ void assign_combine(const float *__restrict__ part_v,
 
 /* ------------------------------------------------ certified tensor-core path
  *
- * A cascade of three stages, each on the rows the one before left:
- *  - the screen: a tensor-core pass over every row computes every distance
- *    approximately with fp16 and keeps per point the two least values of h
- *    below and the index of the least (state Top2, five ALU operations per
- *    pair); certify proves test (1) below for most points and computes the
- *    reference distance of that one pair exactly;
- *  - the rows it left are gathered, packed, and go through the same pass
- *    keeping the full state (Cert, below: thirteen ALU operations per
- *    pair), and certify applies tests (1) and (2) (the label is one of two
- *    candidates, both computed exactly);
- *  - the rows left after that go to a list that the SIMT reference kernel
- *    recomputes against all centroids.
- * Labels and distances are the reference's bits either way; the cascade
- * only decides how much work a point costs (at 1M x 1024 on random normal
- * data the screen leaves a few percent of the rows, and the second stage a
- * few hundredths of a percent).
+ * A cascade of three stages, each on the rows the one before left: the
+ * screen (a tensor-core pass keeping per point the two least bounded values
+ * h and the index of the least: state Top2; certify proves test (1) and
+ * computes that pair's reference distance), the same pass over the rows it
+ * left keeping the full state (Cert: tests (1) and (2), two candidates
+ * computed exactly), and the SIMT reference kernel over the rest. Labels
+ * and distances are the reference's bits either way.
  *
- * Operands. x is packed once per run as fp16 of x 2^sx, one power of two for
- * the whole matrix with max|x| 2^sx in [2^14, 2^15) (fkm_launch_pack_x); each
- * centroid as fp16 of c 2^sc(c), its own power of two, chosen the same way
- * (pack_centroids). The MMA accumulates the scaled products in fp32, and
- * the fast value of a pair is one fused operation,
- *   g(x, c) = fl(cn - acc 2^(1 - sx - sc))  (L2),  fl(-acc 2^(-sx - sc))  (IP),
- * so that |x|^2, the same for every centroid, is left out (it cancels in the
- * proof below). The power of two is exact (its exponent is kept in
- * [-126, 60]; a centroid outside that range, or with a non-finite or huge
- * norm, gets a NaN constant and raises the launch's poison flag, with which
- * certify certifies no point).
- *
- * The proof (SPEC section 3), standard model, u = 2^-24, X = |x|^2,
- * C = |c|^2 (real), T(c) = |x - c|^2 the true distance, eta an absolute
- * slack for underflow (each rounding in the subnormal range errs by at most
- * 2^-150), D = d rounded up to 64 (the padded length):
- *  - norms: |xn_f - X| <= 3u X + d 2^-150 (float squares, double sum, one
- *    rounding), likewise cn.
- *  - reference inner product (fmaf chain): |ip_ref - <x,c>| <= gamma_d
- *    sum|x_j c_j| <= 1.01 d u |x||c|.
- *  - reference distance fl(fl(xn + cn) - 2 ip_ref):
- *    E_ref <= (8u + 1.01 d u)(X + C) + eta.
- *  - fast inner product: fp16 rounding (to nearest) of a scaled element errs
- *    by at most 2^-11 of it, or by 2^-25 absolute in the subnormal range, so
- *    |x~_j - x_j| <= 2^-11 |x_j| + 2^-25 2^-sx, and for the centroid the
- *    absolute part is 2^-25 2^-sc <= 2^-39 |c| (max|c_j| 2^sc >= 2^14);
- *    products of fp16 values are exact in fp32, and the MMA's fp32
- *    accumulation is taken as 2 ulps per addition (Hopper's MMA does not
- *    round to nearest): E_ip <= 1.01 (2^-10 + D 2^-22 + 2^-38 sqrt(D)) |x||c|
- *    + 1.01 sqrt(D) 2^-25 2^-sx |c| + eta.
- *  - fast value: |g(x, c) - (T(c) - X)| <= |cn - C| + 2 E_ip + u |cn -
- *    2 ip_fast| <= 8u (X + C) + 2.01 E_ip.
- *  So E(x, c) = E_fast + E_ref <= A(x) |c| + beta (X + C) + eta3, with
- *  A(x) = alpha |x| + gamma 2^-sx, bounds both errors, per pair.
- *  Pass 1 also keeps, per pair, h(c) = fl(g(c) - A(x) |c|') (|c|' and A(x)
- *  rounded up); its rounding errs by at most u |g - A |c|'| <= 2.02 u (X + C)
- *  (IP: 0.52 u (X + C)), which beta includes. With BC >= beta C for every
- *  centroid (the maximum over all k, rounded up) and B(x) = beta X + BC +
- *  eta3: h(c) - B(x) <= g(c) - E(x, c) <= T(c) - X - E_ref(c) <= ref(c) - X
- *  and ref(b) - X <= g(b) + A(x) |b| + B(x) for every pair.
- *  Let b be the centroid of least fast value g1 (lowest index on ties) and
- *  U = g1 + A(x)|b|' + B(x).
- *  (1) If hm = min over c != b of h(c) satisfies hm - B(x) > U, then for
- *  every c != b: ref(c) - X >= h(c) - B(x) >= hm - B(x) > U >= ref(b) - X:
- *  b is the reference's strict argmin (clamping at 0 keeps that: the
- *  loser's raw value is > T(b) >= 0).
- *  (2) Else, for a second candidate b' (the least h other than b) and hm2 =
- *  min over c outside {b, b'} of h(c): if hm2 - B(x) > U, the same chain
- *  shows every c outside {b, b'} strictly worse than b under the reference:
- *  the reference's label is whichever of b, b' wins under its own rule
- *  (value, then index), and certify computes both exactly.
- *  The screen keeps no g: its b is the least h (h1, lowest index on ties)
- *  and h2 the least h over the other centroids. Since h(b) is g(b) - A(x)
- *  |b|' rounded once, g(b) <= h1 + A(x) |b|' + B(x), so U' = h1 + 2 (A(x)
- *  |b|' + B(x)) >= ref(b) - X and test (1) holds with hm = h2 and U'. If
- *  the least g and the least h are different centroids, test (1) on the
- *  full state fails anyway (hm <= h(b) < U there), so the screen certifies
- *  every point test (1) would, up to the one extra B(x).
- *  Inner product: the same on -ip, with A(x) |c| = 1.01 E_ip + 1.01 d u
- *  |x||c|. A poisoned centroid (NaN constant, poison flag raised) poisons
- *  every point: none is certified. The bound terms are evaluated in float from constants
- *  inflated by 1%, rounded upwards, and the tests use directed rounding.
- *
- * Per point, the second stage keeps the argmin (g1, b) of g, the two least
- * h with their indices and the third least h: hm and hm2 follow from them.
+ * Operands: x packed once as fp16 of x 2^sx (fkm_launch_pack_x), each
+ * centroid as fp16 of c 2^sc(c) (pack_centroids); the fast value of a pair is
+ * g = fl(cn - acc 2^(1 - sx - sc)) (L2) or fl(-acc 2^(-sx - sc)) (IP), and
+ * h = fl(g - A(x) |c|'). The bound E(x, c) <= A(x) |c| + beta (X + C) + eta3
+ * with A(x) = alpha |x| + gamma 2^-sx, the tests (1) and (2), and why a
+ * certified label is the reference's: docs/certification.md section 1.
  * Per pair two fused operations, five min/max or compares and eight
  * selects, no branch. */
 constexpr int MBM = FKM_MMA_BM, MBN = FKM_MMA_BN, MBK = FKM_MMA_BK;

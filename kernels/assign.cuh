@@ -286,7 +286,7 @@ cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dty
  *  allocates a word, runs a one-thread kernel, copies the word back. */
 cudaError_t fkm_assign_probe_wgmma(int *ok);
 
-/** labels/dist of every row of x (SPEC section 3, the reference formula). */
+/** labels/dist of every row of x (docs/contract.md section 3, the reference formula). */
 cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                               const fkm_assign_plan *plan, cudaStream_t s);
 

@@ -1,46 +1,16 @@
-/* Exact block steps of the objective's float chain (SPEC section 4):
- * obj = fl(...fl(fl(s0 + a1) + a2)...), round to nearest even at every step.
- * Pure integer arithmetic on float bit patterns, shared by the CUDA kernels
- * (kernels/update.cu) and the host test that checks them
+/* Exact block steps of the objective's float chain (docs/contract.md
+ * section 4): obj = fl(...fl(fl(s0 + a1) + a2)...), round to nearest even at
+ * every step. Pure integer arithmetic on float bit patterns, shared by the
+ * CUDA kernels (kernels/update.cu) and the host test that checks them
  * (tests/cpu/test_fchain.cpp), so both run literally the same rules.
  *
- * Why a block of additions can be done in one step.
- * Let s = S u with u = 2^(E-150) for a float of biased exponent E >= 2 (s
- * normal, 2^23 <= |S| < 2^24, u its ulp). Every finite float a is an exact
- * multiple of 2^-149, so a / u = q is exact, and rint(q) is an integer
- * unless q = t + 1/2 (a tie). Take a run a_1..a_m and define R_0 = S,
- * R_j = R_(j-1) + r_j with r_j = rint(q_j), and for a tie the even one of
- * R_(j-1) + t_j and R_(j-1) + t_j + 1 (r_j = t_j or t_j + 1: it depends only
- * on the parity of R_(j-1), hence of S; so a run is summarised once for S
- * even and once for S odd). Claim: if every R_j (j >= 1) lies strictly
- * inside the binade, 2^23 < R_j < 2^24 for s > 0 (-2^24 < R_j < -2^23 for
- * s < 0), then the float chain gives s_j = R_j u exactly. By induction: the
- * exact sum x = s_(j-1) + a_j = (R_(j-1) + q_j) u is within u/2 of R_j u,
- * and strictly less than u/2 away unless it is a tie (then R_j is even).
- * Since R_j is an integer in [2^23 + 1, 2^24 - 1], x / u lies in
- * [2^23 + 1/2, 2^24 - 1/2], and 2^24 - 1/2 itself would be a tie resolved
- * to the even 2^24, excluded; so 2^E' <= x < 2^(E'+1) - u/2 (E' the
- * unbiased exponent). In that binade the floats are exactly the multiples
- * of u, so round to nearest even gives the multiple of u nearest to x,
- * ties to the even multiple: R_j u. It never overflows (x stays below the
- * midpoint between the largest float of the binade and 2^(E'+1)). Both
- * bounds must be strict: a partial equal to 2^23 u = 2^E' would be the
- * rounding of an x that may lie below 2^E', where the grid is u/2 and the
- * result can differ; a partial equal to 2^24 u = 2^(E'+1) is reached
- * correctly but the next addition rounds on the grid 2u. The negative case
- * is the mirror image (negation is exact and rounding is symmetric).
- * The first two binades together (|s| < 2^-125: zero, subnormals and
- * E = 1) have the single grid u = 2^-149, which every float is a multiple
- * of: there the additions are exact (no ties) as long as |R_j| < 2^24, with
- * either sign, through zero. An exact zero is +0 except (-0) + (-0) = -0, so
- * the chain ends on -0 iff it starts on -0 and every value is -0.
- * Consequently a run is summarised, for one exponent, by T = R_m - S and
- * the least and greatest partial P_j = R_j - S, for both parities of S: an
- * O(1) check and an integer addition apply it. A run with a value that is
- * NaN or infinite, or with |q| >= 2^25 (no partial could stay in the
- * binade), is marked bad for that exponent. Joining two runs is exact
- * integer arithmetic and associative, so any reduction tree gives the same
- * summary as the sequential fold.
+ * Inside one binade of the running sum s (ulp u), a run of additions is an
+ * integer sum in units of u whose ties depend only on the parity of s/u; so
+ * a run is summarised, per candidate exponent and parity, by its total T and
+ * its least and greatest partial P_j, and applying it is an O(1) check
+ * (every partial strictly inside the binade) and an integer addition. Joining
+ * summaries is exact and associative. The proof, and the rules at the
+ * binade's ends, zero and the subnormals: docs/certification.md section 3.
  * A summary holds three candidate exponents (base .. base + 2) chosen from
  * an estimate of s at the run's start; a wrong guess, or a run that crosses
  * a binade, makes fkm_fc_apply refuse and the caller adds value by value.

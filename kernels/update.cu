@@ -1,6 +1,6 @@
 /* The sort-inverse update and the small per-iteration kernels around it.
  *
- * Order is the contract (SPEC section 5): each centroid's sum is one float
+ * Order is the contract (docs/contract.md section 5): each centroid's sum is one float
  * chain over its points in increasing training index, so partial sums can
  * never be combined. Parallelism comes from the (centroid, dimension) pairs:
  * one thread per pair walks its segment of the stably sorted row list. A
@@ -482,33 +482,16 @@ __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k, int64
   if (c % kp < k_frozen) counts[c] = 0.0f;
 }
 
-/* The objective (SPEC section 4): obj = fl(...fl(fl(0 + d0) + d1)...),
- * obj_double likewise in double, both in point order: sequential chains by
- * definition (no partial sums may be combined).
- * The float chain is cut into blocks of FKM_FC_BLOCK values and groups of
- * FKM_FC_GROUP blocks. Inside one binade of the running sum s, a float chain
- * is an integer sum in units of ulp(s) (ties resolved by the parity of s),
- * so a run of values is summarised, for a candidate exponent of s, by its
- * integer total and its least and greatest partial sum: applying it is an
- * O(1) check (every partial stays strictly inside the binade) and an integer
- * addition, bit-exact (kernels/fchain.h proves it and holds the arithmetic,
- * which tests/cpu/test_fchain.cpp runs against the plain chain). The
- * candidates are the exponent of a double estimate of s at the block's
- * start and its two neighbours: fchain_estimate and fchain_prefix give that
- * estimate (block sums, then one scan from the carried obj), fchain_summarise
- * the summaries (parallel), fchain_walk the chain itself: one warp applies
- * group summaries, descends to the blocks of a refused group and adds value
- * by value (__fadd_rn) the blocks it refuses: where s crosses a binade, the
- * start from 0, a bad guess, a NaN. A wrong estimate costs time, never bits.
- * For n = 1M positive distances about 128 group steps and a dozen refused
- * blocks remain sequential, instead of n dependent additions.
- * The double chain mostly does not round (float addends, 53-bit sums): it is
- * cut into blocks of DBLOCK values; where a block's values are all >= 0 and
- * multiples of g = min(ulp(s), least low bit of the block) with
- * s + sum < 2^53 g, every partial sum in it is a multiple of g below 2^53 g,
- * exactly representable, so the block adds exactly: one integer sum
- * (dchain_blocks, in parallel) and one exact addition (dchain_seq). Other
- * blocks (a rounding step, a negative value) run value by value. */
+/* The objective (docs/contract.md section 4): obj = fl(...fl(fl(0 + d0) +
+ * d1)...), obj_double likewise in double, both in point order: sequential
+ * chains by definition (no partial sums may be combined). The float chain is
+ * cut into blocks of FKM_FC_BLOCK values and groups of FKM_FC_GROUP blocks,
+ * summarised per candidate exponent (kernels/fchain.h): fchain_estimate and
+ * fchain_prefix estimate s at each block's start, fchain_summarise builds
+ * the summaries in parallel, fchain_walk (one warp) applies group summaries
+ * and adds value by value (__fadd_rn) the blocks it refuses. The double
+ * chain adds blocks exactly where their values share a grid (dchain_blocks,
+ * dchain_seq). Why both are bit-exact: docs/certification.md section 3. */
 /* Batched objectives: blockIdx.y is the problem; its values start
  * blockIdx.y * xs elements further, its scratch blockIdx.y * ss bytes
  * further, its result is o[blockIdx.y]. */

@@ -1,4 +1,4 @@
-/* The sort-inverse update (SPEC section 5), the objective (section 4), the
+/* The sort-inverse update (docs/contract.md section 5), the objective (section 4), the
  * split row operations (section 6) and post-processing (section 8): host
  * launchers. Included from C and CUDA; nothing here synchronises.
  */

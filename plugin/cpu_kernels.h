@@ -1,5 +1,5 @@
 /* CPU kernels of the reference engine. Every function reproduces the
- * arithmetic of SPEC sections 3-8 exactly; OpenMP parallelism never changes
+ * arithmetic of docs/contract.md sections 3-8 exactly; OpenMP parallelism never changes
  * an output bit (each output is computed by one thread, in a fixed order). */
 #ifndef FKM_CPU_KERNELS_H
 #define FKM_CPU_KERNELS_H

@@ -5,7 +5,7 @@
  * 16 centroids stored transposed (two 8-float vectors per dimension j):
  * 12 accumulators + 2 panel vectors + 1 broadcast = 15 of 16 ymm registers.
  * Each accumulator lane is one (point, centroid) fmaf chain over j = 0..d-1
- * in order, i.e. exactly the reference dot product of SPEC section 3, so the
+ * in order, i.e. exactly the reference dot product of docs/contract.md section 3, so the
  * kernel needs no error bound: it computes the reference bits directly.
  * _mm256_max_ps(0, dis) keeps NaN (second operand) and -0.0 like the
  * reference's "if (dis < 0) dis = 0"; _CMP_LT_OQ/_CMP_GT_OQ are false on NaN

@@ -55,7 +55,7 @@ typedef struct fkm_iter_result {
   double assign_seconds; /* wall time of the assignment part (all problems) */
 } fkm_iter_result;
 
-/** One split: row dst := perturbed copy of row src (SPEC section 6);
+/** One split: row dst := perturbed copy of row src (docs/contract.md section 6);
  *  pairs are applied in order. Rows index the (batch * k) centroids. */
 typedef struct fkm_split_pair {
   int64_t dst, src;

@@ -1,5 +1,5 @@
 /* The CPU reference engine: host memory, OpenMP, the exact arithmetic of
- * SPEC sections 3-8. Every output element is computed by one thread in a
+ * docs/contract.md sections 3-8. Every output element is computed by one thread in a
  * fixed order, so results do not depend on the thread count. */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime, getrlimit */
 #include <math.h>
@@ -227,7 +227,7 @@ static fkm_status cpu_init_rows(fkm_engine *e, const int64_t *perm,
   return FKM_OK;
 }
 
-/* SPEC section 8. */
+/* docs/contract.md section 8. */
 static fkm_status cpu_post_process(fkm_engine *e) {
   cpu_engine *c = cpu(e);
   const int64_t d = c->run.d, k = c->run.batch * c->run.k;
@@ -284,7 +284,7 @@ static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, cons
   return FKM_OK;
 }
 
-/* SPEC section 5: stable grouping of training rows by label (counting sort),
+/* docs/contract.md section 5: stable grouping of training rows by label (counting sort),
  * then per centroid an in-order float sum, float count, reciprocal multiply.
  * x, w: the problem's training rows and weights; cent, hist, counts: its k
  * rows; c->labels its labels. */
@@ -362,7 +362,7 @@ static fkm_status cpu_iterate(fkm_engine *e, fkm_iter_result *out) {
   return s;
 }
 
-/* SPEC section 6, the row operations (the loop picked the pairs). */
+/* docs/contract.md section 6, the row operations (the loop picked the pairs). */
 static fkm_status cpu_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
                                    int64_t count) {
   cpu_engine *c = cpu(e);

@@ -1,5 +1,5 @@
 /* The Lloyd loop, read as the algorithm (faiss::Clustering::train_encoded of
- * FAISS 1.7.3, SPEC section 2):
+ * FAISS 1.7.3, docs/contract.md section 2):
  *
  *   subsample -> [n_train == k: copy] -> for each redo:
  *     init rows from a permutation, post-process;

@@ -30,7 +30,7 @@ typedef struct fkm_train_args {
  *  of that problem alone. Outputs are written only on success. */
 fkm_status fkm_lloyd_train(fkm_engine *e, const fkm_train_args *a);
 
-/** SPEC section 6: choose the split pairs from the counts after an update.
+/** docs/contract.md section 6: choose the split pairs from the counts after an update.
  *  counts (k) is updated as FAISS updates hassign. Returns the number of
  *  pairs written to pairs (capacity k). */
 fkm_status fkm_split_plan(float *counts, int64_t k, int64_t k_frozen,

@@ -1,4 +1,4 @@
-/* FAISS's random streams (SPEC section 1): mt19937, rand_int, rand_float,
+/* FAISS's random streams (docs/contract.md section 1): mt19937, rand_int, rand_float,
  * rand_perm. */
 #ifndef FKM_RNG_H
 #define FKM_RNG_H

@@ -1,4 +1,4 @@
-// A second, deliberately naive transcription of SPEC.md sections 1-8 (and of
+// A second, deliberately naive transcription of docs/contract.md sections 1-8 (and of
 // faiss::Clustering::train in FAISS 1.7.3), written for clarity, not speed.
 // The optimised engines are tested against it bit for bit. It shares no code
 // with the library.

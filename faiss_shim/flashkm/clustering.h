@@ -10,7 +10,7 @@
  *     flashkm::Clustering clus(d, k, cp);
  *
  * and clus.train(n, x, index, weights) computes the centroids FAISS computes
- * (parity levels P1-P3 of SPEC.md), fills clus.centroids and appends to
+ * (parity levels P1-P3 of docs/contract.md), fills clus.centroids and appends to
  * clus.iteration_stats as FAISS does, and leaves index holding the k centroids
  * (reset, trained first if it is not, then the centroids added).
  *

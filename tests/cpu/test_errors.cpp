@@ -1,4 +1,4 @@
-// SPEC sections 2.1 and 10: every validation rule returns its status with a
+// docs/contract.md sections 2.1 and 10: every validation rule returns its status with a
 // message naming the argument, writes no output, and leaves the context
 // usable. The interrupt callback stops a run cleanly.
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // The CPU reference engine against hand-computed values and against the
-// naive transcription of SPEC.md (tests/naive_reference.h), bit for bit.
+// naive transcription of docs/contract.md (tests/naive_reference.h), bit for bit.
 #include <gtest/gtest.h>
 
 #include <chrono>

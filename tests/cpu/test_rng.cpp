@@ -1,4 +1,4 @@
-// FAISS's random streams (SPEC section 1): fkm_rand_perm against a dense
+// FAISS's random streams (docs/contract.md section 1): fkm_rand_perm against a dense
 // Fisher-Yates over std::mt19937, for many seeds and sizes.
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// P0 parity of the CUDA engine (SPEC section 9): every output bit of
+// P0 parity of the CUDA engine (docs/contract.md section 9): every output bit of
 // fkm_train / fkm_assign on the CUDA backend equals the CPU reference's
 // (centroids, labels, distances, stats except times, statuses), over a
 // matrix of shapes and adversarial inputs. Every test skips when no CUDA

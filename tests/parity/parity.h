@@ -1,4 +1,4 @@
-// Helpers of the parity suite (SPEC.md section 9): FAISS's own objects,
+// Helpers of the parity suite (docs/contract.md section 9): FAISS's own objects,
 // instrumented, and bit-level comparisons. Everything is deterministic.
 #pragma once
 

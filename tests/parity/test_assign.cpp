@@ -1,4 +1,4 @@
-// P2, assignment (SPEC section 9): fkm_assign against FAISS's IndexFlat k=1
+// P2, assignment (docs/contract.md section 9): fkm_assign against FAISS's IndexFlat k=1
 // search. On the CPU engine, with the BLAS FAISS links, labels and distances
 // are FAISS's bit for bit, near-ties included. On the CUDA engine a label may
 // differ at a near-tie: it is printed with the exact distance gap between

@@ -1,4 +1,4 @@
-// P3, end to end (SPEC section 9): flashkm::Clustering and
+// P3, end to end (docs/contract.md section 9): flashkm::Clustering and
 // fkm_faiss_clustering_train against stock faiss::Clustering::train on the
 // same inputs, every configuration of configs.h plus FAISS's corner cases.
 // FAISS's run is recorded and fkm_assign checked against FAISS's labels on

@@ -1,4 +1,4 @@
-// P3 for FAISS indexes (SPEC section 9): index->train() of stock FAISS
+// P3 for FAISS indexes (docs/contract.md section 9): index->train() of stock FAISS
 // against the same index trained through fkm_faiss_train_index and through
 // flashkm::Clustering on the coarse quantizer. The coarse centroids, PQ
 // codebooks, SQ ranges and OPQ matrix must be equal bit for bit, and the

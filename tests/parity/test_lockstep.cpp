@@ -1,4 +1,4 @@
-// P1, lockstep with FAISS (SPEC section 9). Stock faiss::Clustering::train
+// P1, lockstep with FAISS (docs/contract.md section 9). Stock faiss::Clustering::train
 // runs on a RecordingIndex, which keeps FAISS's training set (after its
 // subsampling), its centroids after init and after every iteration, and its
 // labels. Then, for every redo and iteration:

@@ -1,4 +1,4 @@
-// SPEC section 1: flashkm's random streams against FAISS's rand_perm, and
+// docs/contract.md section 1: flashkm's random streams against FAISS's rand_perm, and
 // against a model built on std::mt19937 where FAISS cannot go (n near 2^31).
 #include <faiss/utils/random.h>
 
@@ -9,7 +9,7 @@
 
 namespace {
 
-// faiss::rand_perm's definition (SPEC section 1) on std::mt19937, with a
+// faiss::rand_perm's definition (docs/contract.md section 1) on std::mt19937, with a
 // sparse swap map: the first m entries of the permutation of n.
 std::vector<int64_t> model_perm_prefix(int64_t n, int64_t seed, int64_t m) {
   std::mt19937 mt(static_cast<uint32_t>(uint64_t(seed)));
