@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -321,8 +322,24 @@ static int check_format(const char *name, const char *ext, char *msg) {
   static const char *const known[] = {"fvecs", "bvecs", "fbin", "u8bin", "i8bin", "npy"};
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
     if (!strcmp(ext, known[i])) return 0;
-  return fkm_cli_fail(msg, "%s: unknown format '.%s' (known: .fvecs .bvecs .fbin .u8bin .i8bin .npy)",
+  return fkm_cli_fail(msg,
+                      "%s: unknown format '.%s' (known: .fvecs .bvecs .fbin .u8bin .i8bin .npy, "
+                      "and idx3 image files named *idx3-ubyte or *idx3-ubyte.gz)",
                       name, ext);
+}
+
+/* An idx3 image file goes by its name (MNIST's and Fashion-MNIST's
+ * train-images-idx3-ubyte.gz), not by an extension. */
+static int is_idx3_name(const char *path) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  size_t n = strlen(base);
+  static const char *const tails[] = {"idx3-ubyte", "idx3-ubyte.gz"};
+  for (size_t i = 0; i < 2; i++) {
+    size_t t = strlen(tails[i]);
+    if (n >= t && !strcasecmp(base + n - t, tails[i])) return 1;
+  }
+  return 0;
 }
 
 static int check_id_format(const char *name, const char *ext, char *msg) {
@@ -356,6 +373,7 @@ int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, s
 
 int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg) {
   memset(m, 0, sizeof *m);
+  if (is_idx3_name(path)) return fkm_cli_read_idx_images(path, m, msg);
   const char *ext = fkm_cli_extension(path);
   void *map;
   size_t len;

@@ -255,6 +255,7 @@ int main(int argc, char **argv) {
   make_subdir("idx_raw");
   write_idx("idx_raw/train-images-idx3-ubyte", 2000, 4, 4, px, 2000 * 16);
   write_idx("idx_raw/t10k-images-idx3-ubyte", 200, 4, 4, px + 2000 * 16, 200 * 16);
+  write_bin("idx_raw_train.u8bin", 2000, 16, px, 1, SIZE_MAX); /* the same pixels */
   make_subdir("idx_pixels_overflow");
   write_idx("idx_pixels_overflow/train-images-idx3-ubyte.gz", 60000, 0xffffffffu, 0xffffffffu,
             u8, 64);
