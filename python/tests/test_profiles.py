@@ -355,17 +355,19 @@ def test_new_parameters_follow_this_faiss(faiss, info, version):
             flashkm.Kmeans(d, k, init_method=1)
 
 
-def fashion_or_skip(n):
+def fashion_or_fail(n):
+    """Fashion-MNIST is a declared test dependency (scripts/setup-deps.sh):
+    missing, the test fails instead of passing unchecked."""
     x = fashion_mnist(n)
     if x is None:
-        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+        pytest.fail("Fashion-MNIST not found: install Debian's dataset-fashion-mnist")
     return x
 
 
 def test_fashion_mnist_lockstep(faiss, info, ctx):
     """Real integer data (pixels), where sums round and near-ties abound:
     FAISS's labels every iteration, and on FAISS's final centroids."""
-    x = fashion_or_skip(3000)
+    x = fashion_or_fail(3000)
     lockstep(faiss, info, ctx, x.shape[1], 24, {}, x, None, niter=3)
     fk = faiss.Kmeans(x.shape[1], 24, niter=5)
     fk.train(x)
@@ -377,7 +379,7 @@ def test_fashion_mnist_kmeans_equals_faiss(faiss):
     """The issue's case: Kmeans(784, 256) on the 60,000 training images
     (159 of 256 rows differed before flashkm used FAISS's BLAS); ten
     iterations keep the test short."""
-    x = fashion_or_skip(60000)
+    x = fashion_or_fail(60000)
     fk, mk = run_both(faiss, 784, 256, {"niter": 10}, x)
     assert_same_run(fk, mk)
 
@@ -385,7 +387,7 @@ def test_fashion_mnist_kmeans_equals_faiss(faiss):
 def test_fashion_mnist_ivf_pq_index_bytes_equal_faiss(faiss):
     """train_index on IVF256,PQ16 (its PQ training is FAISS's own): the
     trained index serialises to the bytes stock FAISS writes."""
-    x = fashion_or_skip(20000)
+    x = fashion_or_fail(20000)
     ours, stock = (faiss.index_factory(784, "IVF256,PQ16") for _ in range(2))
     for index in (ours, stock):
         faiss.extract_index_ivf(index).cp.niter = 6

@@ -36,7 +36,7 @@ inline void PrintTo(const Config& c, std::ostream* os) { *os << c.name; }
 
 struct Problem {
   std::vector<float> x, weights, init;  // weights / init empty when unused
-  bool ok = true;                       // false: data set not installed
+  bool ok = true;                       // false: the data set is missing (a failure)
 };
 
 inline Problem make_problem(const Config& c) {

@@ -150,36 +150,38 @@ struct TieCheck {
   double bound;  // E_a + E_b + the double evaluation's error
 };
 
-inline TieCheck tie_check(const float* x, const float* ca, const float* cb, int64_t d,
-                          bool inner_product) {
+// The exact distance D of x to c, and E: the bound above on how far a float
+// evaluation of FAISS's formula (any summation order) can be from it, plus
+// the double evaluation's own error.
+struct FormulaError {
+  double D, E;
+};
+
+inline FormulaError formula_error(const float* x, const float* c, int64_t d,
+                                  bool inner_product) {
   const double u = std::ldexp(1.0, -24), v = std::ldexp(1.0, -53);
   const double gd = d * u / (1 - d * u), g2 = d * v / (1 - d * v);
   const double cn_rel = (1 + u) * (1 + u) * (1 + g2) - 1;
-  double xn = 0;
-  for (int64_t t = 0; t < d; t++) xn += double(x[t]) * x[t];
-  auto one = [&](const float* c, double* D, double* E, double* slack) {
-    double cn = 0, A = 0, ip = 0, l2 = 0;
-    for (int64_t t = 0; t < d; t++) {
-      cn += double(c[t]) * c[t];
-      A += std::fabs(double(x[t]) * c[t]);
-      ip += double(x[t]) * c[t];
-      double diff = double(x[t]) - double(c[t]);
-      l2 += diff * diff;
-    }
-    if (inner_product) {
-      *D = ip;
-      *E = gd * A;
-    } else {
-      *D = l2;
-      double e0 = cn_rel * (xn + cn) + u * (1 + cn_rel) * (xn + cn) + 2 * gd * A;
-      *E = e0 + u * (l2 + e0);
-    }
-    *slack = 2 * d * v * (xn + cn + 2 * A);
-  };
-  double Da, Db, Ea, Eb, sa, sb;
-  one(ca, &Da, &Ea, &sa);
-  one(cb, &Db, &Eb, &sb);
-  return {std::fabs(Da - Db), Ea + Eb + sa + sb};
+  double xn = 0, cn = 0, A = 0, ip = 0, l2 = 0;
+  for (int64_t t = 0; t < d; t++) {
+    xn += double(x[t]) * x[t];
+    cn += double(c[t]) * c[t];
+    A += std::fabs(double(x[t]) * c[t]);
+    ip += double(x[t]) * c[t];
+    double diff = double(x[t]) - double(c[t]);
+    l2 += diff * diff;
+  }
+  const double slack = 2 * d * v * (xn + cn + 2 * A);
+  if (inner_product) return {ip, gd * A + slack};
+  double e0 = cn_rel * (xn + cn) + u * (1 + cn_rel) * (xn + cn) + 2 * gd * A;
+  return {l2, e0 + u * (l2 + e0) + slack};
+}
+
+inline TieCheck tie_check(const float* x, const float* ca, const float* cb, int64_t d,
+                          bool inner_product) {
+  FormulaError a = formula_error(x, ca, d, inner_product);
+  FormulaError b = formula_error(x, cb, d, inner_product);
+  return {std::fabs(a.D - b.D), a.E + b.E};
 }
 
 // Labels of FAISS (faiss_labels) against flashkm's (ours) on the points x

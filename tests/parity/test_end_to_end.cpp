@@ -33,7 +33,7 @@ void compare_stats(const char* name, const std::vector<faiss::ClusteringIteratio
 void end_to_end(const Config& c) {
   ASSERT_NE(ctx().get(), nullptr);
   Problem pb = make_problem(c);
-  if (!pb.ok) GTEST_SKIP() << "data set not installed";
+  ASSERT_TRUE(pb.ok) << c.name << ": Fashion-MNIST not found: install Debian's dataset-fashion-mnist";
   const float* w = c.weights ? pb.weights.data() : nullptr;
 
   faiss::Clustering fc(int(c.d), int(c.k), faiss_params(c));
@@ -41,6 +41,9 @@ void end_to_end(const Config& c) {
   RecordingIndex fi(c.d, metric_of(c));
   fc.train(c.n, pb.x.data(), fi, w);
   int64_t near_ties = label_differences_along(ctx().get(), fi, c.name);
+  // The CPU engine (CI) never gets here with a near-tie: it fails above.
+  // On the CUDA engine P3 is not promised where P2 listed a near-tie (each
+  // already checked within the bound): a skip that names the count.
   if (near_ties > 0) {
     ASSERT_FALSE(labels_exact()) << c.name << ": " << near_ties
                                  << " labels differ from FAISS's on the CPU engine";

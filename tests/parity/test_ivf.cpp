@@ -100,7 +100,7 @@ TEST_P(ParityIvf, TrainedTablesAndSearchEqualStockFaiss) {
   ASSERT_NE(ctx().get(), nullptr);
   const int64_t n = c.n, d = c.fashion ? 784 : 32;
   std::vector<float> x = c.fashion ? fashion_mnist(n) : blobs(n, d, 60, 21, 2.5f);
-  if (x.empty()) GTEST_SKIP() << "Fashion-MNIST not installed";
+  ASSERT_FALSE(x.empty()) << "Fashion-MNIST not found: install Debian's dataset-fashion-mnist";
   const faiss::MetricType mt = c.inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2;
 
   std::unique_ptr<faiss::Index> stock(faiss::index_factory(int(d), c.factory, mt));
@@ -133,6 +133,9 @@ TEST_P(ParityIvf, TrainedTablesAndSearchEqualStockFaiss) {
   stock->train(n, x.data());
   stock_ivf->clustering_index = nullptr;
   int64_t near_ties = label_differences_along(ctx().get(), rec, c.name);
+  // The CPU engine (CI) never gets here with a near-tie: it fails above.
+  // On the CUDA engine P3 is not promised where P2 listed a near-tie (each
+  // already checked within the bound): a skip that names the count.
   if (near_ties > 0) {
     ASSERT_FALSE(labels_exact()) << c.name << ": " << near_ties
                                  << " labels differ from FAISS's on the CPU engine";
