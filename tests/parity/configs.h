@@ -139,22 +139,25 @@ inline Config fashion_config() {
   return c;
 }
 
-// All 60,000 Fashion-MNIST training images, k = 64, 256, 1024, niter 10 and
-// 25 (issue 15): integer pixels, near-ties in most runs. FAISS subsamples to
-// 256 k points (16,384 at k = 64).
+// All 60,000 Fashion-MNIST training images (issue 15): integer pixels,
+// near-ties in most runs. k = 64 and 256 at niter 10 and 25, k = 1024 at
+// niter 10 (its 25-iteration run added 107 s of CI time and no path the
+// others miss). FAISS subsamples to 256 k points (16,384 at k = 64).
 inline std::vector<Config> fashion_configs() {
   std::vector<Config> v;
-  static const char* const names[3][2] = {{"fashion_60k_k64_niter10", "fashion_60k_k64_niter25"},
-                                         {"fashion_60k_k256_niter10", "fashion_60k_k256_niter25"},
-                                         {"fashion_60k_k1024_niter10", "fashion_60k_k1024_niter25"}};
-  const int64_t ks[3] = {64, 256, 1024};
-  for (int a = 0; a < 3; a++)
-    for (int b = 0; b < 2; b++) {
-      Config c{names[a][b], 60000, 784, ks[a]};
-      c.fashion = true;
-      c.niter = b ? 25 : 10;
-      v.push_back(c);
-    }
+  static const struct {
+    const char* name;
+    int64_t k;
+    int niter;
+  } runs[] = {{"fashion_60k_k64_niter10", 64, 10},   {"fashion_60k_k64_niter25", 64, 25},
+              {"fashion_60k_k256_niter10", 256, 10}, {"fashion_60k_k256_niter25", 256, 25},
+              {"fashion_60k_k1024_niter10", 1024, 10}};
+  for (const auto& r : runs) {
+    Config c{r.name, 60000, 784, r.k};
+    c.fashion = true;
+    c.niter = r.niter;
+    v.push_back(c);
+  }
   return v;
 }
 
