@@ -31,9 +31,14 @@ typedef struct fkm_cli_opt {
 
 /** Walks argv from *i. Returns 1 with *id / *val set for an option, 2 with
  *  *val set for a positional argument, 0 at the end, -1 on a bad option
- *  (message printed). "--name=value" and "--name value" both work. */
+ *  (message printed, with the closest known option). "--name=value",
+ *  "--name value", "-k 64", "-k64" and grouped flags ("-qv") work. */
 int fkm_cli_next(int argc, char **argv, int *i, const fkm_cli_opt *opts,
                  int *id, const char **val);
+
+/** The name among names[0..n) closest to word[0..len) (edit distance, or a
+ *  prefix of it), or NULL when none is close: "did you mean" suggestions. */
+const char *fkm_cli_closest(const char *word, size_t len, const char *const *names, size_t n);
 
 /** Record the one positional INPUT of cmd; -1 (message printed) if *input
  *  is already set. */

@@ -30,6 +30,55 @@ double fkm_cli_now(void) {
 
 /* ------------------------------------------------------- option parsing */
 
+/* Optimal string alignment distance (Levenshtein with transpositions) of
+ * a[0..la) and b[0..lb), capped at 9: enough to rank suggestions. */
+static int edit_distance(const char *a, size_t la, const char *b, size_t lb) {
+  enum { MAX = 48 };
+  if (la >= MAX || lb >= MAX) return 9;
+  int d[MAX][MAX];
+  for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      int cost = a[i - 1] != b[j - 1];
+      int v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+          d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  return d[la][lb] < 9 ? d[la][lb] : 9;
+}
+
+const char *fkm_cli_closest(const char *word, size_t len, const char *const *names, size_t n) {
+  const char *best = NULL;
+  int best_d = 9;
+  for (size_t i = 0; i < n; i++) {
+    size_t ln = strlen(names[i]);
+    int dist = edit_distance(word, len, names[i], ln);
+    /* a prefix of a longer name counts as close (--max-points) */
+    if (len >= 3 && len < ln && !strncmp(word, names[i], len)) dist = 1;
+    if (dist < best_d) best_d = dist, best = names[i];
+  }
+  /* at most a third of the word wrong, and never more than 3 edits */
+  return best && best_d <= 3 && (size_t)best_d * 3 <= (len > 3 ? len : 3) ? best : NULL;
+}
+
+static void unknown_option(const char *a, const fkm_cli_opt *opts) {
+  const char *names[64];
+  size_t n = 0;
+  for (const fkm_cli_opt *o = opts; o->name && n < 64; o++) names[n++] = o->name;
+  const char *word = a[1] == '-' ? a + 2 : a + 1;
+  const char *eq = strchr(word, '=');
+  const char *near = fkm_cli_closest(word, eq ? (size_t)(eq - word) : strlen(word), names, n);
+  if (near)
+    fkm_cli_error("unknown option '%s' (did you mean --%s?)", a, near);
+  else
+    fkm_cli_error("unknown option '%s' (see --help)", a);
+}
+
 int fkm_cli_next(int argc, char **argv, int *i, const fkm_cli_opt *opts,
                  int *id, const char **val) {
   if (*i >= argc) return 0;
@@ -47,12 +96,37 @@ int fkm_cli_next(int argc, char **argv, int *i, const fkm_cli_opt *opts,
     for (const fkm_cli_opt *o = opts; o->name; o++)
       if (strlen(o->name) == len && !strncmp(o->name, name, len)) hit = o;
     if (eq) inline_val = eq + 1;
-  } else if (a[2] == '\0') {
+  } else {
     for (const fkm_cli_opt *o = opts; o->name; o++)
       if (o->short_name && o->short_name == a[1]) hit = o;
+    if (hit && a[2] != '\0') {
+      if (hit->has_arg) {
+        inline_val = a + 2; /* -k64, as getopt reads it */
+      } else {               /* grouped flags: -qv */
+        for (const char *c = a + 2; *c; c++) {
+          const fkm_cli_opt *f = NULL;
+          for (const fkm_cli_opt *o = opts; o->name; o++)
+            if (o->short_name == *c && !o->has_arg) f = o;
+          if (!f) {
+            fkm_cli_error("unknown option '-%c' in '%s' (see --help)", *c, a);
+            return -1;
+          }
+        }
+        *id = hit->id;
+        *val = NULL;
+        /* the next call reads the rest of the group: "-qv" becomes "-v"
+         * (argv's strings are the program's to modify) */
+        char *rest = argv[--*i];
+        memmove(rest + 1, rest + 2, strlen(rest + 2) + 1);
+        return 1;
+      }
+      *id = hit->id;
+      *val = inline_val;
+      return 1;
+    }
   }
   if (!hit) {
-    fkm_cli_error("unknown option '%s' (see --help)", a);
+    unknown_option(a, opts);
     return -1;
   }
   *id = hit->id;

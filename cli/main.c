@@ -74,6 +74,12 @@ int main(int argc, char **argv) {
   }
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 2, argv + 2);
-  fkm_cli_error("unknown command '%s' (try flashkm --help)", cmd);
+  const char *names[sizeof commands / sizeof commands[0]];
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) names[i] = commands[i].name;
+  const char *near = fkm_cli_closest(cmd, strlen(cmd), names, sizeof names / sizeof names[0]);
+  if (near)
+    fkm_cli_error("unknown command '%s' (did you mean '%s'?)", cmd, near);
+  else
+    fkm_cli_error("unknown command '%s' (try flashkm --help)", cmd);
   return FKM_EXIT_USAGE;
 }
