@@ -137,6 +137,13 @@ int fkm_cli_progress_cb(void *user, int redo, int iter, const fkm_iteration_stat
 void fkm_cli_progress_end(fkm_cli_progress *p);
 /** Releases the statistics list. */
 void fkm_cli_progress_free(fkm_cli_progress *p);
+/** A long phase that reports no progress of its own (FAISS's training, an
+ *  index add, exact ground truth): "LABEL..." on stderr, on a terminal
+ *  rewritten with the seconds so far, and "LABEL: 6.04 s" when it ends.
+ *  Nothing when quiet. One phase at a time. */
+void fkm_cli_phase_begin(int quiet, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fkm_cli_phase_end(void);
+
 /** fkm_log_fn: warnings (and verbose info) to stderr. */
 void fkm_cli_log_cb(void *user, fkm_log_level level, const char *msg);
 

@@ -78,28 +78,41 @@ out:
 }
 
 /* Build one side: flashkm (ctx != NULL) or stock FAISS. */
+/* Trains (flashkm on ctx, or stock FAISS without one) and fills one index,
+ * each a phase on stderr (fkm_cli_phase_begin). */
 static int build_side(const ivf_job *j, fkm_ctx *ctx, ivf_side *s, char *msg) {
+  const int quiet = j->t->quiet;
   fkm_metric metric = j->t->params.metric;
   if (fkm_fx_index_factory(j->d, j->factory, metric, &s->index, msg) != 0) return -1;
   double t0 = fkm_cli_now();
+  int rc = 0;
   if (ctx) {
+    fkm_cli_phase_begin(quiet, "training '%s' on %lld x %lld with flashkm (%s)", j->factory,
+                        (long long)j->n, (long long)j->d, fkm_ctx_device_name(ctx));
     fkm_status st = fkm_faiss_train_index(ctx, s->index, j->n, j->x);
     if (st != FKM_OK) {
       snprintf(msg, FKM_CLI_MSG_LEN, "flashkm training of '%s' failed: %s: %s", j->factory,
                fkm_status_string(st), fkm_ctx_last_error(ctx));
-      return -1;
+      rc = -1;
     }
-  } else if (fkm_fx_train(s->index, j->n, j->x, msg) != 0) {
-    return -1;
+  } else {
+    fkm_cli_phase_begin(quiet, "training '%s' with stock FAISS %s", j->factory,
+                        fkm_fx_version());
+    rc = fkm_fx_train(s->index, j->n, j->x, msg);
   }
+  fkm_cli_phase_end();
+  if (rc != 0) return -1;
   s->t_train = fkm_cli_now() - t0;
   if (j->compare && (fkm_fx_serialize(s->index, &s->bytes, &s->n_bytes, msg) != 0 ||
                      fkm_fx_coarse_centroids(s->index, &s->nlist, &s->cd, &s->coarse, msg) != 0))
     return -1;
+  fkm_cli_phase_begin(quiet, "adding the %lld vectors%s", (long long)j->n,
+                      ctx ? "" : " to FAISS's index");
   t0 = fkm_cli_now();
-  if (fkm_fx_add(s->index, j->n, j->x, msg) != 0) return -1;
+  rc = fkm_fx_add(s->index, j->n, j->x, msg);
   s->t_add = fkm_cli_now() - t0;
-  return 0;
+  fkm_cli_phase_end();
+  return rc;
 }
 
 static int write_index_atomic(void *index, const char *path, char *msg) {
@@ -170,21 +183,17 @@ static int run_ivf(const ivf_job *j) {
 
   fkm_ctx *ctx = fkm_cli_context(j->t);
   if (!ctx) return FKM_EXIT_FAIL;
-  if (!quiet)
-    fprintf(stderr, "training '%s' on %lld x %lld with flashkm (%s)...\n", j->factory,
-            (long long)j->n, (long long)j->d, fkm_ctx_device_name(ctx));
   if (build_side(j, ctx, &fk, msg) != 0) goto fail;
   if (j->out_path && write_index_atomic(fk.index, j->out_path, msg) != 0) goto fail;
   fkm_cli_outputs_keep();
   if (j->compare) {
-    if (!quiet) fprintf(stderr, "training '%s' with stock FAISS %s...\n", j->factory, fkm_fx_version());
     if (build_side(j, NULL, &fs, msg) != 0) goto fail;
   }
 
   const int64_t *gt = j->gt;
   int64_t gt_k = j->gt_k;
   if (j->q && !gt) {
-    if (!quiet) fprintf(stderr, "exact ground truth for %lld queries...\n", (long long)j->nq);
+    fkm_cli_phase_begin(quiet, "exact ground truth for %lld queries", (long long)j->nq);
     float *D = malloc((size_t)j->nq * sizeof *D);
     gt_own = malloc((size_t)j->nq * sizeof *gt_own);
     if (!D || !gt_own) {
@@ -193,14 +202,20 @@ static int run_ivf(const ivf_job *j) {
       goto fail;
     }
     int k_rc = fkm_fx_knn(j->t->params.metric, j->d, j->n, j->x, j->nq, j->q, 1, D, gt_own, msg);
+    fkm_cli_phase_end();
     free(D);
     if (k_rc != 0) goto fail;
     gt = gt_own;
     gt_k = 1;
   }
-  if (j->q && (recall(j, &fk, gt, gt_k, msg) != 0 ||
-               (j->compare && recall(j, &fs, gt, gt_k, msg) != 0)))
-    goto fail;
+  if (j->q) {
+    fkm_cli_phase_begin(quiet, "searching %lld queries (nprobe %d)%s", (long long)j->nq,
+                        j->nprobe, j->compare ? " in both indexes" : "");
+    int r_rc = recall(j, &fk, gt, gt_k, msg);
+    if (r_rc == 0 && j->compare) r_rc = recall(j, &fs, gt, gt_k, msg);
+    fkm_cli_phase_end();
+    if (r_rc != 0) goto fail;
+  }
 
   /* The report. */
   printf("index      %s, %s, %lld vectors of d = %lld\n", j->factory,
@@ -244,6 +259,7 @@ static int run_ivf(const ivf_job *j) {
   if (j->out_path) printf("written    %s (faiss.read_index opens it)\n", j->out_path);
   goto done;
 fail:
+  fkm_cli_phase_end(); /* a phase the failure interrupted */
   fkm_cli_error("%s", msg);
 done:
   free(gt_own);

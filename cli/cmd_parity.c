@@ -235,6 +235,9 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
     fkm_cli_error("out of memory");
     goto out;
   }
+  /* Every printed line below ends the phase first (a no-op once ended). */
+  fkm_cli_phase_begin(pc->o->quiet, "P1 lockstep: %d iterations, each from FAISS's centroids",
+                      p0->niter);
   /* Step 0: subsample, initial rows and post-processing (niter = 0). */
   fkm_params p = *p0;
   p.progress = NULL;
@@ -243,6 +246,7 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
     goto out;
   int64_t bad0 = rows_differing(cf, cF, k, d);
   if (bad0) {
+    fkm_cli_phase_end();
     printf("P1 lockstep    FAIL  initial centroids (niter 0): %lld of %lld rows differ\n",
            (long long)bad0, (long long)k);
     lv = LEVEL_FAIL;
@@ -251,6 +255,7 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
   p.niter = 1;
   for (int t = 1; t <= p0->niter; t++) {
     if (fkm_cli_interrupted()) {
+      fkm_cli_phase_end();
       fkm_cli_error("interrupted at P1 step %d", t);
       rc = -2;
       goto out;
@@ -263,6 +268,7 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
     if (bad || !st_ok) {
       /* Same start; did the assignments differ? Labels against the
        * post-processed start (FAISS niter = 0 from cur), on the training rows. */
+      fkm_cli_phase_end();
       fkm_params p_pp = p;
       p_pp.niter = 0;
       fkm_iteration_stats dummy[2];
@@ -300,6 +306,7 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
     }
     memcpy(cur, cF, bytes); /* go on from FAISS's centroids */
   }
+  fkm_cli_phase_end();
   if (lv == LEVEL_PASS)
     printf("P1 lockstep    PASS  %d iterations from FAISS's centroids: centroids, nsplit and "
            "imbalance equal bit for bit (objective bits equal in %lld)\n",
@@ -311,6 +318,7 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
   *out = lv;
   rc = 0;
 out:
+  fkm_cli_phase_end();
   free(cur);
   free(cf);
   free(cF);
@@ -488,7 +496,9 @@ int fkm_cli_cmd_parity(int argc, char **argv) {
   if (p1 == -2) rc = FKM_EXIT_INTERRUPTED;
   if (p1 != 0) goto out;
 
+  fkm_cli_phase_begin(o.quiet, "P3: whole runs of flashkm and FAISS");
   int prc = run_pair(ctx, &o.params, &in, k, in.init.data, in.n_init, cf, cF, &pr, cap);
+  fkm_cli_phase_end();
   if (prc != FKM_EXIT_OK) {
     rc = prc;
     goto out;

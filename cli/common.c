@@ -6,6 +6,7 @@
 #endif
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -653,6 +654,65 @@ void fkm_cli_progress_free(fkm_cli_progress *p) {
 
 void fkm_cli_progress_end(fkm_cli_progress *p) {
   if (!p->quiet && p->tty && p->done > 0) fputc('\n', stderr);
+}
+
+/* ------------------------------------------------- phases without a hook */
+
+/* One phase at a time (the commands run their phases one after another). */
+static struct {
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  int running, stop, tty;
+  double t0;
+  char label[160];
+} phase = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+static void *phase_ticker(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&phase.lock);
+  while (!phase.stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 250000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&phase.wake, &phase.lock, &until);
+    if (phase.stop) break;
+    fprintf(stderr, "\r%s... %.1f s\033[K", phase.label, fkm_cli_now() - phase.t0);
+    fflush(stderr);
+  }
+  pthread_mutex_unlock(&phase.lock);
+  return NULL;
+}
+
+void fkm_cli_phase_begin(int quiet, const char *fmt, ...) {
+  if (quiet || phase.running) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(phase.label, sizeof phase.label, fmt, ap);
+  va_end(ap);
+  phase.t0 = fkm_cli_now();
+  phase.tty = isatty(STDERR_FILENO);
+  phase.stop = 0;
+  fprintf(stderr, phase.tty ? "%s..." : "%s...\n", phase.label);
+  fflush(stderr);
+  phase.running = 1;
+  /* on a terminal the line counts the seconds; without a thread it stays */
+  if (phase.tty && pthread_create(&phase.thread, NULL, phase_ticker, NULL) != 0) phase.tty = -1;
+}
+
+void fkm_cli_phase_end(void) {
+  if (!phase.running) return;
+  if (phase.tty == 1) {
+    pthread_mutex_lock(&phase.lock);
+    phase.stop = 1;
+    pthread_cond_signal(&phase.wake);
+    pthread_mutex_unlock(&phase.lock);
+    pthread_join(phase.thread, NULL);
+  }
+  fprintf(stderr, phase.tty ? "\r%s: %.2f s\033[K\n" : "%s: %.2f s\n", phase.label,
+          fkm_cli_now() - phase.t0);
+  phase.running = 0;
 }
 
 void fkm_cli_log_cb(void *user, fkm_log_level level, const char *msg) {
