@@ -14,7 +14,9 @@
  *    the quantizer on the centroids if needed and add them), with
  *    flashkm::Clustering and ivf->cp as is. FAISS's IVF constructor and
  *    index_factory already set cp.spherical for inner product; honouring cp
- *    as is keeps a caller's explicit choice, as FAISS does.
+ *    as is keeps a caller's explicit choice, as FAISS does. A clustering_index
+ *    that is not a flat (exact) index is left to FAISS's own train_q1.
+ *    python/flashkm/faiss_compat.py (_train_q1_metric) follows the same rules.
  *    quantizer_trains_alone 1 (MultiIndexQuantizer, ResidualCoarseQuantizer)
  *    runs no flat k-means: FAISS's own quantizer training runs.
  *    Then the IVF's own train() runs: train_q1 sees a quantizer with nlist
@@ -49,6 +51,11 @@ void train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x)
     throw Error(FKM_ERR_UNSUPPORTED,
                 "IndexIVFFlatDedup deduplicates its training set before "
                 "k-means; train it with index->train()");
+  /* A clustering_index other than a flat index searches approximately (HNSW,
+   * another IVF, a GPU index): flashkm's exact labels would not be FAISS's,
+   * so FAISS's own train_q1 runs (python/flashkm/faiss_compat.py decides
+   * the same). */
+  if (ivf.clustering_index && !dynamic_cast<faiss::IndexFlat*>(ivf.clustering_index)) return;
   const int d = int(q->d);
   const int nlist = int(ivf.nlist);
   if (ivf.quantizer_trains_alone == 0) {

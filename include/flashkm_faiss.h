@@ -44,7 +44,9 @@ extern "C" {
  *     for inner product) in the quantizer's metric, or on
  *     ivf->clustering_index when set; quantizer_trains_alone 2 (HNSW ...):
  *     k-means with L2 (or clustering_index), then the quantizer is trained
- *     if needed and receives the centroids; quantizer_trains_alone 1
+ *     if needed and receives the centroids; a clustering_index that is not a
+ *     flat index (an approximate search) is left to FAISS's own k-means, as
+ *     is quantizer_trains_alone 1
  *     (multi-index, residual quantizers) runs no flat k-means: FAISS's own
  *     training runs. IndexIVFFlatDedup returns FKM_ERR_UNSUPPORTED (FAISS
  *     deduplicates its training set first).

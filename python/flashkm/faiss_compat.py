@@ -66,8 +66,9 @@ def _ivf_and_input(faiss, index, x):
 def _clustering_params(faiss, ivf, prof):
     """index.cp as a dict of the fields flashkm implements, in the profile's
     release. A field flashkm does not implement that is not at FAISS's
-    default (or a clustering_index, which FAISS would search with), is
-    returned as the reason to leave the training to FAISS."""
+    default, or a clustering_index other than a flat (exact) index, is
+    returned as the reason to leave the training to FAISS (as the C++ bridge
+    does)."""
     fields = kmeans.clustering_fields(prof)
     cp = {f: getattr(ivf.cp, f) for f in fields if hasattr(ivf.cp, f)}
     default = faiss.ClusteringParameters()
@@ -80,9 +81,33 @@ def _clustering_params(faiss, ivf, prof):
         if value != getattr(default, name, value):
             return cp, "index.cp.%s = %r is not implemented by flashkm: left to FAISS" % (
                 name, value)
-    if getattr(ivf, "clustering_index", None) is not None:
-        return cp, "the IVF has a clustering_index (FAISS assigns with it): left to FAISS"
+    ci = getattr(ivf, "clustering_index", None)
+    if ci is not None and not isinstance(faiss.downcast_index(ci), faiss.IndexFlat):
+        return cp, ("the IVF's clustering_index is a %s, whose search is not the exact one "
+                    "flashkm computes: left to FAISS" % type(faiss.downcast_index(ci)).__name__)
     return cp, None
+
+
+def _train_q1_metric(faiss, ivf, quantizer):
+    """The metric of Level1Quantizer::train_q1's k-means, as FAISS (and the C++
+    bridge, faiss_shim/train_index.cpp) decides it. The clustering parameters
+    are ivf.cp as they are: FAISS's IVF constructor sets cp.spherical for an
+    inner-product index, and a caller may clear it again.
+      quantizer_trains_alone 0: the metric of clustering_index when one is
+        set, else the quantizer's;
+      quantizer_trains_alone 2: L2, which FAISS accepts for an L2 index, or an
+        inner-product one with spherical clustering (on the unit sphere both
+        rank alike); anything else is FAISS's error."""
+    if ivf.quantizer_trains_alone == 2:
+        if not (ivf.metric_type == faiss.METRIC_L2 or
+                (ivf.metric_type == faiss.METRIC_INNER_PRODUCT and ivf.cp.spherical)):
+            raise RuntimeError("quantizer_trains_alone = 2 needs METRIC_L2, or inner product "
+                               "with spherical clustering (as FAISS checks)")
+        return _lib.METRIC_L2
+    assigner = (faiss.downcast_index(ivf.clustering_index)
+                if ivf.clustering_index is not None else quantizer)
+    return (_lib.METRIC_INNER_PRODUCT if assigner.metric_type == faiss.METRIC_INNER_PRODUCT
+            else _lib.METRIC_L2)
 
 
 def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
@@ -122,21 +147,20 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
     else:
         if verbose is not None:
             cp["verbose"] = verbose
-        # FAISS clusters with the quantizer's metric (mode 0) or in L2 (mode 2);
-        # an inner-product IVF makes its clustering spherical.
-        if ivf.quantizer_trains_alone == 2:
-            metric = _lib.METRIC_L2
-        else:
-            metric = (_lib.METRIC_INNER_PRODUCT
-                      if quantizer.metric_type == faiss.METRIC_INNER_PRODUCT else _lib.METRIC_L2)
-        if ivf.metric_type == faiss.METRIC_INNER_PRODUCT:
-            cp["spherical"] = True
+        metric = _train_q1_metric(faiss, ivf, quantizer)
         ctx = _lib.Context(backend, device, num_threads)
         try:
             centroids, stats = kmeans.train(ctx, xt, nlist, cp, metric, profile=prof)
             info.update(backend=ctx.backend, device=ctx.device_name)
         finally:
             ctx.close()
+        # train_q1's ending: Clustering::train leaves its index (the
+        # clustering_index, or the quantizer itself) holding the centroids;
+        # mode 2 trains an untrained quantizer on them first.
+        if ivf.clustering_index is not None:
+            ci = faiss.downcast_index(ivf.clustering_index)
+            ci.reset()
+            ci.add(centroids)
         quantizer.reset()
         if not quantizer.is_trained:
             quantizer.train(centroids)

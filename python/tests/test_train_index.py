@@ -86,3 +86,48 @@ def test_already_trained_quantizer_is_left_to_faiss(faiss, data):
     info = flashkm.train_index(index, data)
     assert not info["used_flashkm"] and "already trained" in info["reason"]
     assert np.array_equal(index.quantizer.reconstruct_n(0, 8), before)
+
+
+# train_q1's rules (docs/contract.md section 8; the C++ bridge's twin tests are
+# in tests/parity/test_ivf.cpp): ivf.cp as it is, the clustering_index's metric,
+# an approximate clustering_index left to FAISS.
+def adjusted_pair(faiss, data, factory, metric, adjust):
+    ours, stock = (make(faiss, factory, metric, data.shape[1]) for _ in range(2))
+    keep = [adjust(faiss, faiss.extract_index_ivf(index)) for index in (ours, stock)]
+    info = flashkm.train_index(ours, data, backend="cpu")
+    stock.train(data)
+    q = [faiss.extract_index_ivf(i).quantizer for i in (ours, stock)]
+    assert np.array_equal(q[0].reconstruct_n(0, q[0].ntotal), q[1].reconstruct_n(0, q[1].ntotal))
+    assert np.array_equal(faiss.serialize_index(ours), faiss.serialize_index(stock))
+    del keep
+    return info
+
+
+def test_inner_product_ivf_with_spherical_cleared_is_not_spherical(faiss, data):
+    def clear(faiss, ivf):
+        assert ivf.cp.spherical  # FAISS's IVF constructor set it
+        ivf.cp.spherical = False
+    info = adjusted_pair(faiss, data, "IVF16,Flat", "IP", clear)
+    assert info["used_flashkm"]
+    spherical = flashkm.train_index(make(faiss, "IVF16,Flat", "IP", data.shape[1]), data,
+                                    backend="cpu")
+    assert spherical["iteration_stats"] != info["iteration_stats"]
+
+
+def test_flat_clustering_index_sets_the_metric(faiss, data):
+    def inner(faiss, ivf):
+        ci = faiss.IndexFlatIP(ivf.d)
+        ivf.clustering_index = ci
+        return ci
+    info = adjusted_pair(faiss, data, "IVF16,Flat", "L2", inner)
+    assert info["used_flashkm"]
+
+
+def test_approximate_clustering_index_is_left_to_faiss(faiss, data):
+    def hnsw(faiss, ivf):
+        ci = faiss.IndexHNSWFlat(ivf.d, 8)
+        ivf.clustering_index = ci
+        return ci
+    info = adjusted_pair(faiss, data, "IVF16,Flat", "L2", hnsw)
+    assert not info["used_flashkm"]
+    assert "IndexHNSWFlat" in info["reason"] and "left to FAISS" in info["reason"]

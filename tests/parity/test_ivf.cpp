@@ -263,5 +263,80 @@ TEST(ParityIvfErrors, ClusteringTrainRejectsUnknownStructSizeAndWritesNothing) {
   for (float v : c) ASSERT_EQ(v, -7.0f);
 }
 
+// train_q1's rules, the same in both doors (python/tests/test_train_index.py
+// has the Python twins): ivf->cp as it is, the clustering_index's metric, an
+// approximate clustering_index left to FAISS.
+namespace train_q1 {
+
+// Searches like a flat index but is not one: a stand-in for HNSW, a GPU
+// index or another approximate clustering_index (deterministic, so that
+// the two trainings can be compared). Counts its searches.
+struct NotFlat : faiss::Index {
+  faiss::IndexFlatL2 flat;
+  mutable int searches = 0;
+  explicit NotFlat(int64_t d) : faiss::Index(d, faiss::METRIC_L2), flat(d) {}
+  void add(idx_t n, const float* x) override {
+    flat.add(n, x);
+    ntotal = flat.ntotal;
+  }
+  void reset() override {
+    flat.reset();
+    ntotal = 0;
+  }
+  void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
+              const faiss::SearchParameters* params = nullptr) const override {
+    searches++;
+    flat.search(n, x, k, distances, labels, params);
+  }
+};
+
+// Trains stock and bridged copies of factory after adjust(ivf); their
+// quantizers must hold the same centroids.
+template <typename Adjust>
+void same_quantizers(const char* factory, faiss::MetricType mt, Adjust adjust) {
+  std::vector<float> x = blobs(4000, 16, 24, 11, 2.5f);
+  std::unique_ptr<faiss::Index> stock(faiss::index_factory(16, factory, mt));
+  std::unique_ptr<faiss::Index> bridged(faiss::index_factory(16, factory, mt));
+  adjust(ivf_of(stock.get()));
+  adjust(ivf_of(bridged.get()));
+  stock->train(4000, x.data());
+  ASSERT_EQ(fkm_faiss_train_index(ctx().get(), bridged.get(), 4000, x.data()), FKM_OK)
+      << fkm_ctx_last_error(ctx().get());
+  auto a = trained_tables(stock.get()), b = trained_tables(bridged.get());
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); i++)
+    EXPECT_EQ(compare(a[i].second, b[i].second).ndiff, 0u) << factory << " " << a[i].first;
+}
+
+TEST(ParityTrainQ1, InnerProductIvfWithSphericalClearedIsNotSpherical) {
+  same_quantizers("IVF16,Flat", faiss::METRIC_INNER_PRODUCT, [](faiss::IndexIVF* ivf) {
+    ASSERT_TRUE(ivf->cp.spherical);  // FAISS's IVF constructor set it
+    ivf->cp.spherical = false;
+  });
+}
+
+TEST(ParityTrainQ1, FlatClusteringIndexSetsTheMetric) {
+  std::vector<std::unique_ptr<faiss::IndexFlatIP>> keep;
+  same_quantizers("IVF16,Flat", faiss::METRIC_L2, [&](faiss::IndexIVF* ivf) {
+    keep.emplace_back(new faiss::IndexFlatIP(ivf->d));
+    ivf->clustering_index = keep.back().get();
+  });
+}
+
+TEST(ParityTrainQ1, ApproximateClusteringIndexIsLeftToFaiss) {
+  std::vector<std::unique_ptr<NotFlat>> keep;
+  same_quantizers("IVF16,Flat", faiss::METRIC_L2, [&](faiss::IndexIVF* ivf) {
+    keep.emplace_back(new NotFlat(ivf->d));
+    ivf->clustering_index = keep.back().get();
+  });
+  ASSERT_EQ(keep.size(), 2u);
+  // FAISS's own k-means searched the bridged index's clustering_index too
+  EXPECT_GT(keep[0]->searches, 0);
+  EXPECT_EQ(keep[0]->searches, keep[1]->searches);
+}
+
+}  // namespace train_q1
+
 }  // namespace
 }  // namespace parity
+
