@@ -148,32 +148,36 @@ def find_library():
         "(cmake --install BUILD)")
 
 
+_i64, _int, _vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+# Every function this binding calls, (restype, argtypes), as include/flashkm.h
+# declares it (python/tests/test_abi.py checks them against the header).
+_SIGNATURES = {
+    "fkm_version": (ctypes.c_uint, []),
+    "fkm_version_string": (ctypes.c_char_p, []),
+    "fkm_status_string": (ctypes.c_char_p, [_int]),
+    "fkm_params_init_size": (_int, [ctypes.POINTER(Params), ctypes.c_size_t]),
+    "fkm_profile_init": (_int, [ctypes.POINTER(Profile), _int, _int]),
+    "fkm_profile_nearest": (_int, [_int]),
+    "fkm_profile_name": (_int, [ctypes.POINTER(Profile), ctypes.c_char_p, ctypes.c_size_t]),
+    "fkm_profile_parse": (_int, [ctypes.c_char_p, ctypes.POINTER(Profile)]),
+    "fkm_probe_case": (_int, [_int, ctypes.POINTER(_i64), _vp, _vp]),
+    "fkm_probe_identify": (_int, [_int, _vp, ctypes.POINTER(LoopOrder)]),
+    "fkm_ctx_create": (_int, [_int, _int, ctypes.POINTER(_vp)]),
+    "fkm_ctx_destroy": (None, [_vp]),
+    "fkm_ctx_backend": (_int, [_vp]),
+    "fkm_ctx_last_error": (ctypes.c_char_p, [_vp]),
+    "fkm_ctx_set_num_threads": (_int, [_vp, _int]),
+    "fkm_ctx_device_name": (ctypes.c_char_p, [_vp]),
+    "fkm_train": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int, _vp, _vp, _vp, _i64,
+                         _vp, _vp, ctypes.POINTER(IterationStats), _i64, ctypes.POINTER(_i64)]),
+    "fkm_assign": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int, _vp, _vp, _vp,
+                          _vp]),
+    "fkm_rand_perm": (_int, [_i64, _i64, _i64, _vp]),
+}
+
+
 def _declare(lib):
-    i64, ip, vp = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-    sigs = {
-        "fkm_version": (ctypes.c_uint, []),
-        "fkm_version_string": (ctypes.c_char_p, []),
-        "fkm_status_string": (ctypes.c_char_p, [ip]),
-        "fkm_params_init_size": (ip, [ctypes.POINTER(Params), ctypes.c_size_t]),
-        "fkm_profile_init": (ip, [ctypes.POINTER(Profile), ip, ip]),
-        "fkm_profile_nearest": (ip, [ip]),
-        "fkm_profile_name": (ip, [ctypes.POINTER(Profile), ctypes.c_char_p, ctypes.c_size_t]),
-        "fkm_profile_parse": (ip, [ctypes.c_char_p, ctypes.POINTER(Profile)]),
-        "fkm_probe_case": (ip, [ip, ctypes.POINTER(i64), vp, vp]),
-        "fkm_probe_identify": (ip, [ip, vp, ctypes.POINTER(LoopOrder)]),
-        "fkm_ctx_create": (ip, [ip, ip, ctypes.POINTER(vp)]),
-        "fkm_ctx_destroy": (None, [vp]),
-        "fkm_ctx_backend": (ip, [vp]),
-        "fkm_ctx_last_error": (ctypes.c_char_p, [vp]),
-        "fkm_ctx_set_num_threads": (ip, [vp, ip]),
-        "fkm_ctx_device_name": (ctypes.c_char_p, [vp]),
-        "fkm_train": (ip, [vp, ctypes.POINTER(Params), i64, i64, i64, ip, vp, vp, vp, i64,
-                           vp, vp, ctypes.POINTER(IterationStats), i64,
-                           ctypes.POINTER(i64)]),
-        "fkm_assign": (ip, [vp, ctypes.POINTER(Params), i64, i64, i64, ip, vp, vp, vp, vp]),
-        "fkm_rand_perm": (ip, [i64, i64, i64, vp]),
-    }
-    for name, (res, args) in sigs.items():
+    for name, (res, args) in _SIGNATURES.items():
         f = getattr(lib, name)
         f.restype = res
         f.argtypes = args
