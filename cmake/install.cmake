@@ -29,10 +29,8 @@ if(TARGET flashkm_faiss)
   install(FILES ${PROJECT_SOURCE_DIR}/include/flashkm_faiss.h
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
   # The C++ drop-in (flashkm::Clustering) lives in faiss_shim/flashkm/.
-  if(IS_DIRECTORY ${PROJECT_SOURCE_DIR}/faiss_shim/flashkm)
-    install(DIRECTORY ${PROJECT_SOURCE_DIR}/faiss_shim/flashkm
-      DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
-  endif()
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/faiss_shim/flashkm
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} FILES_MATCHING PATTERN "*.h")
 endif()
 if(TARGET flashkm_cli)
   install(TARGETS flashkm_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
@@ -53,26 +51,8 @@ else()
   set(FLASHKM_CONFIG_HAVE_FAISS OFF)
 endif()
 set(FLASHKM_CONFIG_HAVE_CUDA ${FLASHKM_HAVE_CUDA})
-file(WRITE ${PROJECT_BINARY_DIR}/flashkm-config.cmake.in [=[
-# find_package(flashkm): imported targets flashkm::flashkm and, when flashkm
-# was built with FAISS, flashkm::flashkm_faiss.
-@PACKAGE_INIT@
-set(flashkm_HAVE_FAISS @FLASHKM_CONFIG_HAVE_FAISS@)
-set(flashkm_HAVE_CUDA @FLASHKM_CONFIG_HAVE_CUDA@)
-if(flashkm_HAVE_FAISS)
-  find_package(OpenMP QUIET COMPONENTS C CXX)  # FAISS's targets refer to OpenMP's
-  find_package(faiss CONFIG QUIET)
-endif()
-include("${CMAKE_CURRENT_LIST_DIR}/flashkm-targets.cmake")
-if(flashkm_HAVE_FAISS AND TARGET faiss)
-  set_property(TARGET flashkm::flashkm_faiss APPEND PROPERTY INTERFACE_LINK_LIBRARIES faiss)
-endif()
-set(flashkm_flashkm_FOUND TRUE)
-set(flashkm_flashkm_faiss_FOUND ${flashkm_HAVE_FAISS})
-check_required_components(flashkm)
-]=])
 configure_package_config_file(
-  ${PROJECT_BINARY_DIR}/flashkm-config.cmake.in
+  ${PROJECT_SOURCE_DIR}/cmake/flashkm-config.cmake.in
   ${PROJECT_BINARY_DIR}/flashkm-config.cmake
   INSTALL_DESTINATION ${FLASHKM_INSTALL_CMAKEDIR})
 # 0.x: minor versions may break the ABI (SOVERSION follows the ABI major).
@@ -87,25 +67,13 @@ install(FILES
 
 # pkg-config. The prefix is resolved at install time so that
 # `cmake --install --prefix P` yields a file that points into P.
-file(WRITE ${PROJECT_BINARY_DIR}/flashkm.pc.in [=[
-prefix=@FKM_PC_PREFIX@
-exec_prefix=${prefix}
-libdir=${prefix}/@CMAKE_INSTALL_LIBDIR@
-includedir=${prefix}/@CMAKE_INSTALL_INCLUDEDIR@
-
-Name: flashkm
-Description: @PROJECT_DESCRIPTION@
-Version: @PROJECT_VERSION@
-Libs: -L${libdir} -lflashkm
-Cflags: -I${includedir}
-]=])
 install(CODE "
   set(FKM_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
   set(CMAKE_INSTALL_LIBDIR \"${CMAKE_INSTALL_LIBDIR}\")
   set(CMAKE_INSTALL_INCLUDEDIR \"${CMAKE_INSTALL_INCLUDEDIR}\")
   set(PROJECT_DESCRIPTION \"${PROJECT_DESCRIPTION}\")
   set(PROJECT_VERSION \"${PROJECT_VERSION}\")
-  configure_file(\"${PROJECT_BINARY_DIR}/flashkm.pc.in\" \"${PROJECT_BINARY_DIR}/flashkm.pc\" @ONLY)
+  configure_file(\"${PROJECT_SOURCE_DIR}/cmake/flashkm.pc.in\" \"${PROJECT_BINARY_DIR}/flashkm.pc\" @ONLY)
 ")
 install(FILES ${PROJECT_BINARY_DIR}/flashkm.pc
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
@@ -116,22 +84,23 @@ set(FLASHKM_PYTHON_INSTALL_DIR "" CACHE STRING
     "Where cmake --install puts the flashkm Python package, relative to the prefix (empty: ask python3)")
 set(_fkm_pydir "${FLASHKM_PYTHON_INSTALL_DIR}")
 if(NOT _fkm_pydir)
-  # Debian's interpreter first: the one that sees python3-numpy and python3-faiss.
-  find_program(FLASHKM_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
-  if(NOT FLASHKM_PYTHON3)
-    find_program(FLASHKM_PYTHON3 python3)
+  # Debian's interpreter first (the one that sees python3-numpy and
+  # python3-faiss) unless the caller names one with Python3_EXECUTABLE.
+  if(NOT Python3_EXECUTABLE AND EXISTS /usr/bin/python3)
+    set(Python3_EXECUTABLE /usr/bin/python3)
   endif()
-  if(FLASHKM_PYTHON3)
-    execute_process(
-      COMMAND ${FLASHKM_PYTHON3} -c "import sys; v = sys.version_info; d = 'dist-packages' if any(p.endswith('dist-packages') for p in sys.path) else 'site-packages'; print('lib/python%d.%d/%s' % (v[0], v[1], d))"
-      OUTPUT_VARIABLE _fkm_pydir OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE _fkm_pyrc)
-    if(NOT _fkm_pyrc EQUAL 0)
-      set(_fkm_pydir "")
-    endif()
+  find_package(Python3 COMPONENTS Interpreter)
+  if(NOT Python3_Interpreter_FOUND)
+    message(FATAL_ERROR "no python3 to place the Python package with; set "
+                        "FLASHKM_PYTHON_INSTALL_DIR (relative to the prefix) or Python3_EXECUTABLE")
   endif()
+  # python3's own layout below the prefix: Debian's dist-packages, else
+  # site-packages.
+  execute_process(
+    COMMAND ${Python3_EXECUTABLE} -c "import sys; print('dist-packages' if any(p.endswith('dist-packages') for p in sys.path) else 'site-packages')"
+    OUTPUT_VARIABLE _fkm_pysub OUTPUT_STRIP_TRAILING_WHITESPACE COMMAND_ERROR_IS_FATAL ANY)
+  set(_fkm_pydir "lib/python${Python3_VERSION_MAJOR}.${Python3_VERSION_MINOR}/${_fkm_pysub}")
 endif()
 set(FLASHKM_PYTHON_DIR "${_fkm_pydir}" CACHE INTERNAL "where the Python package is installed")
-if(_fkm_pydir)
-  install(DIRECTORY ${PROJECT_SOURCE_DIR}/python/flashkm DESTINATION ${_fkm_pydir}
-    PATTERN "__pycache__" EXCLUDE)
-endif()
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/python/flashkm DESTINATION ${_fkm_pydir}
+  PATTERN "__pycache__" EXCLUDE)

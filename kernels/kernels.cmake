@@ -21,7 +21,3 @@ set_source_files_properties(${FKM_KERNEL_SOURCES} PROPERTIES
   COMPILE_OPTIONS "${FKM_CUDA_OPTIONS}")
 set_target_properties(flashkm PROPERTIES CUDA_ARCHITECTURES "${FLASHKM_CUDA_ARCHITECTURES}")
 target_link_libraries(flashkm PRIVATE CUDA::cudart_static)
-
-if(EXISTS ${PROJECT_SOURCE_DIR}/bench/CMakeLists.txt)
-  add_subdirectory(${PROJECT_SOURCE_DIR}/bench ${PROJECT_BINARY_DIR}/bench)
-endif()
