@@ -193,23 +193,22 @@ static const char *level_name(level l) {
   return l == LEVEL_PASS ? "PASS" : l == LEVEL_FAIL ? "FAIL" : "n/a ";
 }
 
-/* The training rows in FAISS's order (the subsample when n > k * max). */
+/* The training rows in FAISS's order (the subsample when n > k * max, by
+ * the library's own rule: fkm_train_rows). */
 static float *training_rows(const parity_ctx *pc, int64_t *n_train) {
   int64_t n = pc->in->x.n, d = pc->in->x.d, k = pc->o->k;
   int64_t cap = k * (int64_t)pc->o->params.max_points_per_centroid;
   const float *x = pc->in->x.data;
-  *n_train = n > cap ? cap : n;
-  float *rows = malloc((size_t)(*n_train * d) * sizeof *rows);
-  int64_t *perm = n > cap ? malloc((size_t)cap * sizeof *perm) : NULL;
-  if (!rows || (n > cap && !perm) ||
-      (perm && fkm_rand_perm(n, pc->o->params.seed, cap, perm) != FKM_OK)) {
-    free(rows);
-    free(perm);
+  int64_t *idx = n > cap ? malloc((size_t)cap * sizeof *idx) : NULL;
+  if ((n > cap && !idx) ||
+      fkm_train_rows(pc->ctx, &pc->o->params, n, k, idx, n_train) != FKM_OK) {
+    free(idx);
     return NULL;
   }
-  for (int64_t i = 0; i < *n_train; i++)
-    memcpy(rows + i * d, x + (perm ? perm[i] : i) * d, (size_t)d * sizeof(float));
-  free(perm);
+  float *rows = malloc((size_t)(*n_train * d) * sizeof *rows);
+  for (int64_t i = 0; rows && i < *n_train; i++)
+    memcpy(rows + i * d, x + (idx ? idx[i] : i) * d, (size_t)d * sizeof(float));
+  free(idx);
   return rows;
 }
 
@@ -283,7 +282,8 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
       int64_t n_train;
       float *rows = training_rows(pc, &n_train);
       if (!rows) {
-        fkm_cli_error("out of memory gathering the training rows");
+        const char *why = fkm_ctx_last_error(pc->ctx);
+        fkm_cli_error("gathering the training rows: %s", *why ? why : "out of memory");
         goto out;
       }
       diff_report dr;

@@ -74,7 +74,7 @@ static int write_json(const char *path, const run_report *r, char *msg) {
   const fkm_params *p = &r->o->params;
   int64_t n = r->in->x.n, k = r->o->k;
   int64_t cap = k * (int64_t)p->max_points_per_centroid;
-  int64_t n_train = n > cap ? cap : n;
+  int64_t n_train = n > cap ? cap : n; /* fkm_train_rows's count, without a context */
   fprintf(fp, "{\n  \"flashkm_version\": ");
   json_str(fp, fkm_version_string());
   fprintf(fp, ",\n  \"input\": ");

@@ -444,6 +444,18 @@ FKM_API fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
 
 /* -------------------------------------------------- random streams (FAISS) */
 
+/** The rows fkm_train trains on for n points and k centroids under *params
+ *  (docs/contract.md section 2: FAISS's subsample, in its order):
+ *  *n_train = min(n, k * max_points_per_centroid). When that is less than
+ *  n and rows is not NULL, rows[0 .. *n_train) receive the indices of the
+ *  training rows in training order (rand_perm's prefix, or the faster
+ *  subsampling's draws of params->profile's release, duplicates included);
+ *  otherwise row i is input row i and rows is not written. For parity tools
+ *  that must search FAISS's training set. A negative seed in a profile whose
+ *  FAISS seeds from the clock gives a fresh draw each call, as FAISS's. */
+FKM_API fkm_status fkm_train_rows(fkm_ctx *ctx, const fkm_params *params, int64_t n,
+                                  int64_t k, int64_t *rows, int64_t *n_train);
+
 /** The first m entries of faiss::rand_perm(n, seed): out[i] for i < m.
  *  Uses O(m) memory, whatever n. 0 <= m <= n <= 2^31 - 1 (FAISS's int perm). */
 FKM_API fkm_status fkm_rand_perm(int64_t n, int64_t seed, int64_t m,

@@ -317,6 +317,21 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
 
+fkm_status fkm_train_rows(fkm_ctx *ctx, const fkm_params *params, int64_t n, int64_t k,
+                          int64_t *rows, int64_t *n_train) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(read_params(err, params, &p));
+  FKM_RETURN_IF(k < 1 || n < k, err, FKM_ERR_INVALID_ARG,
+                "n = %lld, k = %lld: need n >= k >= 1", (long long)n, (long long)k);
+  FKM_RETURN_IF(!n_train, err, FKM_ERR_INVALID_ARG, "n_train is NULL");
+  int64_t count;
+  FKM_FORWARD(fkm_training_rows(&p, n, k, rows, &count, err));
+  *n_train = count;
+  return done(ctx, FKM_OK);
+}
+
 fkm_status fkm_rand_perm(int64_t n, int64_t seed, int64_t m, int64_t *out) {
   return fkm_rand_perm_prefix(n, seed, m, out, NULL);
 }

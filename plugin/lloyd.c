@@ -444,6 +444,17 @@ static fkm_status subsample(const fkm_params *p, const fkm_arith *ar, int64_t n,
   return FKM_OK;
 }
 
+fkm_status fkm_training_rows(const fkm_params *p, int64_t n, int64_t k, int64_t *rows,
+                             int64_t *n_train, fkm_errbuf *err) {
+  fkm_arith arith;
+  FKM_FORWARD(fkm_arith_of(&p->profile, &arith, err));
+  FKM_FORWARD(check_features(p, &arith, err));
+  const int64_t max_train = k * (int64_t)p->max_points_per_centroid;
+  *n_train = n > max_train ? max_train : n;
+  if (n <= max_train || !rows) return FKM_OK;
+  return subsample(p, &arith, n, max_train, actual_seed(p, &arith), rows, err);
+}
+
 static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   const fkm_params *p = a->params;
   const fkm_engine_ops *ops = e->ops;

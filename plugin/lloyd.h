@@ -30,6 +30,11 @@ typedef struct fkm_train_args {
  *  of that problem alone. Outputs are written only on success. */
 fkm_status fkm_lloyd_train(fkm_engine *e, const fkm_train_args *a);
 
+/** fkm_train_rows (include/flashkm.h) on validated params: the training set
+ *  the loop above subsamples, by the same code. */
+fkm_status fkm_training_rows(const fkm_params *p, int64_t n, int64_t k, int64_t *rows,
+                             int64_t *n_train, fkm_errbuf *err);
+
 /** docs/contract.md section 6: choose the split pairs from the counts after an update.
  *  counts (k) is updated as FAISS updates hassign. Returns the number of
  *  pairs written to pairs (capacity k). */

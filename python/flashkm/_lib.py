@@ -173,6 +173,8 @@ _SIGNATURES = {
     "fkm_assign": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int, _vp, _vp, _vp,
                           _vp]),
     "fkm_rand_perm": (_int, [_i64, _i64, _i64, _vp]),
+    "fkm_train_rows": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _vp,
+                              ctypes.POINTER(_i64)]),
 }
 
 

@@ -212,6 +212,25 @@ def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroid
     return centroids, out
 
 
+def train_rows(ctx, n, k, cp=None, profile="flashkm"):
+    """The indices of the rows train() trains on for n points (fkm_train_rows:
+    FAISS's subsample in its order, rand_perm's or the faster subsampling's),
+    or None when every row is trained on, in order."""
+    prof = _profile.resolve(profile)
+    params = clustering_fields(prof)
+    params.update(cp or {})
+    p = _make_params(params, _lib.METRIC_L2, False, prof)
+    cap = k * params["max_points_per_centroid"]
+    if n <= cap:
+        return None
+    rows = np.empty(cap, dtype=np.int64)
+    count = ctypes.c_int64()
+    with ctx.lock:
+        _lib.check(_lib.lib().fkm_train_rows(ctx.handle, ctypes.byref(p), n, k, rows.ctypes.data,
+                                             ctypes.byref(count)), ctx.handle)
+    return rows[:count.value]
+
+
 def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm"):
     """FAISS's k=1 flat search of x against centroids in a profile's
     arithmetic: (distances float32 (n,), labels int64 (n,))."""

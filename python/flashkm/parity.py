@@ -55,15 +55,12 @@ def label_differences(x, c, l2, ours, theirs):
     return out
 
 
-def training_rows(x, k, cp):
-    """The rows FAISS trains on: a rand_perm prefix when n > k * max."""
-    m = k * cp.get("max_points_per_centroid", 256)
-    if len(x) <= m or cp.get("use_faster_subsampling"):
-        return x
-    perm = np.empty(m, dtype=np.int64)
-    _lib.check(_lib.lib().fkm_rand_perm(len(x), cp.get("seed", 1234), m,
-                                        perm.ctypes.data_as(ctypes.c_void_p)))
-    return x[perm]
+def training_rows(ctx, prof, x, k, cp):
+    """The rows FAISS trains on, in its order (kmeans.train_rows: the
+    library's own subsampling rule, faster subsampling included)."""
+    from . import kmeans
+    rows = kmeans.train_rows(ctx, len(x), k, cp, profile=prof)
+    return x if rows is None else x[rows]
 
 
 def faiss_step(faiss, d, k, cp, x, cent, weights=None):
@@ -97,7 +94,7 @@ def lockstep(faiss, prof, ctx, x, k, cp, weights=None, niter=None, start=None):
     cent = (x[np.random.RandomState(0).choice(len(x), k, replace=False)].copy()
             if start is None else start.copy())
     res = {"steps": 0, "equal": 0, "near_tie_steps": 0, "near_ties": [], "unexplained": 0}
-    xs = training_rows(x, k, cp)
+    xs = training_rows(ctx, prof, x, k, cp)
     for _ in range(niter):
         want, (obj, imb, nsplit) = faiss_step(faiss, d, k, cp, x, cent, weights)
         got, stats = kmeans.train(ctx, x, k, dict(cp, niter=1),

@@ -234,6 +234,8 @@ TRAIN = [
     ("d16", 12000, 16, 40, {}),
     ("d100", 4000, 100, 30, {}),
     ("subsample", 50000, 24, 20, {"max_points_per_centroid": 100}),
+    ("faster_subsample", 50000, 24, 20, {"max_points_per_centroid": 100,
+                                         "use_faster_subsampling": True}),
     ("weights", 3000, 10, 20, {"weights": True}),
     ("spherical", 3000, 32, 25, {"spherical": True}),
     ("int_centroids", 3000, 6, 10, {"int_centroids": True}),
@@ -244,8 +246,10 @@ TRAIN = [
 
 
 @pytest.mark.parametrize("name,n,d,k,cp", TRAIN, ids=[t[0] for t in TRAIN])
-def test_lockstep_iterations_equal_faiss(faiss, info, ctx, name, n, d, k, cp):
+def test_lockstep_iterations_equal_faiss(faiss, info, ctx, name, n, d, k, cp, version):
     cp = dict(cp)
+    if cp.get("use_faster_subsampling") and version < 10900:
+        pytest.skip("FAISS %s has no use_faster_subsampling (1.9+)" % faiss.__version__)
     w = np.random.RandomState(1).rand(n).astype(np.float32) * 3 if cp.pop("weights", 0) else None
     x = blobs(n, d, max(k // 2, 2), seed=n + d)
     lockstep(faiss, info, ctx, d, k, cp, x, w, niter=4)

@@ -234,6 +234,65 @@ TEST(Profiles, SeedingMethodsAndFasterSubsamplingAreDeterministicAndDistinct) {
   EXPECT_EQ(big.cent, low.cent);
 }
 
+// fkm_train_rows names the rows the loop trains on, in its order: with
+// niter 0 centroid i is training row rand_perm(n_train, seed + 1)[i], for
+// rand_perm's subsample and each release's faster subsampling.
+TEST(Profiles, TrainRowsAreTheRowsTheLoopTrainsOn) {
+  const int64_t n = 5000, d = 3, k = 40;
+  const auto x = fixtures::blobs(n, d, 6, 2);
+  fkm_ctx *ctx;
+  ASSERT_EQ(fkm_ctx_create(FKM_BACKEND_CPU, 0, &ctx), FKM_OK);
+  struct {
+    int version, faster;
+  } cases[] = {{0, 0}, {11501, 0}, {11501, 1}, {11000, 1}};
+  std::vector<std::vector<int64_t>> seen;
+  for (const auto &c : cases) {
+    fkm_params p;
+    fkm_params_init(&p);
+    ASSERT_EQ(fkm_profile_init(&p.profile, c.version, FKM_SIMD_NONE), FKM_OK);
+    p.use_faster_subsampling = c.faster;
+    p.max_points_per_centroid = 2;
+    p.niter = 0;
+    std::vector<int64_t> rows(2 * k, -1), init(k);
+    int64_t n_train = -1;
+    ASSERT_EQ(fkm_train_rows(ctx, &p, n, k, rows.data(), &n_train), FKM_OK)
+        << fkm_ctx_last_error(ctx);
+    ASSERT_EQ(n_train, 2 * k);
+    ASSERT_EQ(fkm_rand_perm(2 * k, p.seed + 1, k, init.data()), FKM_OK);
+    RunOut r = train(p, n, d, k, x);
+    ASSERT_EQ(r.status, FKM_OK) << r.error;
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t j = 0; j < d; j++)
+        ASSERT_EQ(r.cent[i * d + j], x[rows[init[i]] * d + j])
+            << "release " << c.version << " faster " << c.faster << " centroid " << i;
+    // the faster draws differ from rand_perm's and between their releases
+    // (1.14.2 masks the sign bit before the modulo)
+    if (c.faster) {
+      for (const auto &s : seen) EXPECT_NE(s, rows) << c.version << " " << c.faster;
+    }
+    seen.push_back(rows);
+  }
+  // without subsampling: n_train = n, rows untouched
+  fkm_params p;
+  fkm_params_init(&p);
+  std::vector<int64_t> rows(1, -7);
+  int64_t n_train = 0;
+  ASSERT_EQ(fkm_train_rows(ctx, &p, 100, 2, rows.data(), &n_train), FKM_OK);
+  EXPECT_EQ(n_train, 100);
+  EXPECT_EQ(rows[0], -7);
+  // errors: a status and a message, nothing written
+  EXPECT_EQ(fkm_train_rows(nullptr, &p, 100, 2, rows.data(), &n_train), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_train_rows(ctx, &p, 1, 2, rows.data(), &n_train), FKM_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx)).find("n >= k"), std::string::npos);
+  EXPECT_EQ(fkm_train_rows(ctx, &p, 100, 2, rows.data(), nullptr), FKM_ERR_INVALID_ARG);
+  p.use_faster_subsampling = 1;  // the flashkm profile has it; 1.7.3's does not
+  ASSERT_EQ(fkm_profile_init(&p.profile, 10703, FKM_SIMD_NONE), FKM_OK);
+  n_train = 0;
+  EXPECT_EQ(fkm_train_rows(ctx, &p, 100, 2, rows.data(), &n_train), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(n_train, 0);
+  fkm_ctx_destroy(ctx);
+}
+
 #undef fkm_params_init
 extern "C" fkm_status fkm_params_init(fkm_params *params);  // the 0.1 entry point
 
