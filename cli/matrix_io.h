@@ -26,6 +26,10 @@
 
 #include "flashkm.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define FKM_CLI_MSG_LEN 1024
 
 /** Formats a one-line message into msg (FKM_CLI_MSG_LEN bytes); returns -1. */
@@ -153,5 +157,9 @@ int fkm_cli_check_writable(const char *path, const char *what, char *msg);
  *  the same file; names[i] is paths[i]'s option ("-o"). */
 int fkm_cli_check_distinct(const char *const *paths, const char *const *names, int count,
                            char *msg);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
