@@ -71,27 +71,11 @@ if [ "$TESTS" = 1 ]; then
 fi
 
 if [ "$SANITIZE" = 1 ]; then
-  SMALL='Cuda.SmallTinyCaseBitIdentical:Cuda.NonFiniteAndNegativeWeightInputsGiveCpuStatuses:Cuda.UncertainPointsAreRefinedToReferenceLabels'
-  # the staged updates (4- and 16-byte cp.async, float and packed rows), the streamed wgmma
-  # pass (d = 384) and the batched lockstep path
-  SMALL="$SMALL:Cuda.LongWeightedSegmentsWithFrozenRowsMatch:Cuda.LongUnweightedSegmentsMatch"
-  SMALL="$SMALL:Cuda.FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate"
-  SMALL="$SMALL:Shapes/CudaMatrix.TrainBitIdenticalToCpu/d384_k256_n1500"
-  SMALL="$SMALL:Table/CudaBatched.EqualsSeparateCpuRuns/weights_nredo3"
-  # profiles: the cascade with deferred pairs and the replay (laned scans,
-  # cmax blocks), the fused and direct paths, the fused weighted update
-  SMALL="$SMALL:All/CudaProfiles.AssignEqualsCpuBothMetrics/faiss_1_15_1_avx512_ties_blocks"
-  SMALL="$SMALL:All/CudaProfiles.TrainL2EqualsCpu/faiss_1_15_1_avx2_ties_blocks"
-  SMALL="$SMALL:All/CudaProfiles.TrainL2EqualsCpu/faiss_1_8_0_avx2_fused_d16"
-  SMALL="$SMALL:All/CudaProfiles.WeightedTrainEqualsCpu/faiss_1_8_0_avx512_blas_cascade"
-  SMALL="$SMALL:All/CudaProfiles.TrainSphericalInnerProductEqualsCpu/faiss_1_15_1_none_direct_1_15"
-  step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 --leak-check full \
-    "$TEST" --gtest_filter="$SMALL:Cuda.AssignMatchesCpuForBothMetricsAndSplitGrids:Cuda.FastModeIsDeterministicAndAgreesWithParityOnClusteredData:Cuda.AssignWithOneCentroidRangeMatchesCpu"
-  step racecheck compute-sanitizer --tool racecheck --error-exitcode 1 \
-    "$TEST" --gtest_filter="$SMALL"
-  step synccheck compute-sanitizer --tool synccheck --error-exitcode 1 \
-    "$TEST" --gtest_filter="Cuda.SmallTinyCaseBitIdentical"
-  step memcheck_objective compute-sanitizer --tool memcheck --error-exitcode 1 "$OBJ_TEST"
+  # the cases and tools are tests/gpu/CMakeLists.txt's (label compute-sanitizer)
+  step sanitizers ctest --test-dir "$BUILD" -L compute-sanitizer --output-on-failure
+  grep -E "tests passed|Failed|Not Run" "$LOGS/sanitizers.log" | tail -6
+  grep -q "compute_sanitizer.memcheck" "$LOGS/sanitizers.log" ||
+    { echo "== sanitizers: no compute-sanitizer test ran (compute-sanitizer not found?)"; fail=1; }
 fi
 
 if [ "$BENCH" != none ]; then
@@ -101,8 +85,7 @@ fi
 
 echo
 echo "summary ($(date -u +%FT%TZ)):"
-for k in gtest configure build gpu_tests gpu_tests_mma objective_tests memcheck racecheck synccheck \
-  memcheck_objective bench; do
+for k in gtest configure build gpu_tests gpu_tests_mma objective_tests sanitizers bench; do
   [ -n "${result[$k]:-}" ] && printf '  %-10s %s\n' "$k" "${result[$k]}"
 done
 exit $fail
