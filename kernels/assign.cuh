@@ -28,6 +28,13 @@ extern "C" {
 #define FKM_MMA_BM 128
 #define FKM_MMA_BN 128
 #define FKM_MMA_BK 64
+/* Every layout literal derives from these (kernels/packed.cuh checks them at
+ * compile time): log2 of the row block, of the tile row, and the 16-byte
+ * segments of a tile row (8 elements each). */
+#define FKM_MMA_BM_LOG2 7
+#define FKM_MMA_BK_LOG2 6
+#define FKM_SEG_ELEMS 8
+#define FKM_SEGS_PER_ROW (FKM_MMA_BK / FKM_SEG_ELEMS)
 
 static inline int64_t fkm_round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 

@@ -20,12 +20,25 @@
 
 constexpr int FKM_TILE = FKM_MMA_BM * FKM_MMA_BK; /* 16-bit elements of a tile */
 
+/* The tile constants' compile-time check: every shift and mask below is
+ * theirs, and the swizzle is the 128-byte one (eight 16-byte segments per
+ * tile row, the rows of one ldmatrix phase on eight bank groups, wgmma's
+ * SWIZZLE_128B), so a tile row must be 128 bytes: a different FKM_MMA_BK
+ * needs another swizzle mode in packed_at, assign_mma's ldmatrix addressing
+ * and sw128_desc, not only another number. */
+static_assert(FKM_MMA_BM == 1 << FKM_MMA_BM_LOG2, "FKM_MMA_BM_LOG2 is log2(FKM_MMA_BM)");
+static_assert(FKM_MMA_BK == 1 << FKM_MMA_BK_LOG2, "FKM_MMA_BK_LOG2 is log2(FKM_MMA_BK)");
+static_assert(FKM_MMA_BK * 2 == 128, "tile rows of 128 bytes: the 128-byte swizzle");
+static_assert(FKM_SEGS_PER_ROW == 8 && FKM_SEG_ELEMS == 8, "eight 16-byte segments per row");
+static_assert(FKM_MMA_BM % FKM_SEGS_PER_ROW == 0, "whole swizzle periods per tile");
+
 __host__ __device__ __forceinline__ int swz(int row, int seg) {
-  return row * FKM_MMA_BK + ((seg ^ (row & 7)) << 3);
+  return row * FKM_MMA_BK + ((seg ^ (row & (FKM_SEGS_PER_ROW - 1))) * FKM_SEG_ELEMS);
 }
 __host__ __device__ __forceinline__ int64_t packed_at(int64_t r, int64_t j, int64_t dp) {
-  return ((r >> 7) * (dp >> 6) + (j >> 6)) * FKM_TILE +
-         swz((int)(r & 127), (int)((j & 63) >> 3)) + (j & 7);
+  return ((r >> FKM_MMA_BM_LOG2) * (dp >> FKM_MMA_BK_LOG2) + (j >> FKM_MMA_BK_LOG2)) * FKM_TILE +
+         swz((int)(r & (FKM_MMA_BM - 1)), (int)((j & (FKM_MMA_BK - 1)) / FKM_SEG_ELEMS)) +
+         (j & (FKM_SEG_ELEMS - 1));
 }
 
 #endif

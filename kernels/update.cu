@@ -298,15 +298,17 @@ struct FloatRows {
  * problems packed matrices of rows rows each, stride elements apart
  * (batched runs: global row = problem rows + local row). */
 template <typename T> struct PackedRows {
-  static constexpr int ROW_BYTES = 64;
+  static constexpr int ROW_BYTES = 64; /* 32 columns of 16 bits: half a tile row */
+  static_assert(2 * 32 * 2 == FKM_MMA_BK * 2 && FKM_SEGS_PER_ROW == 8,
+                "a 32-column slice is half of a 128-byte tile row (packed.cuh)");
   const uint16_t *xp;
   int64_t dp, stride;
   uint32_t rows;
   __device__ const void *at(int32_t row, int64_t j0, int &g) const {
     const uint32_t b = (uint32_t)row / rows, r = (uint32_t)row - b * rows;
     g = (int)(r & 3u);
-    return xp + (int64_t)b * stride + packed_at(r, j0 & ~(int64_t)63, dp) - (r & 7u) * 8 +
-           (((j0 >> 5) & 1) ^ ((r >> 2) & 1)) * 32;
+    return xp + (int64_t)b * stride + packed_at(r, j0 & ~(int64_t)(FKM_MMA_BK - 1), dp) -
+           (r & (FKM_SEGS_PER_ROW - 1u)) * FKM_SEG_ELEMS + (((j0 >> 5) & 1) ^ ((r >> 2) & 1)) * 32;
   }
   __device__ unsigned bytes(int64_t) const { return 64u; }
   __device__ float value(const uint8_t *row, int lane) const {
