@@ -97,7 +97,7 @@ int64_t fkm_cpu_first_nonfinite(const float *x, int64_t count) {
 
 /* The portable twin of the AVX2 kernel: same panels, same per-lane order of
  * operations, scalar fmaf. Used where AVX2+FMA is absent. */
-void fkm_cpu_assign_rows_portable(const fkm_assign_args *a,
+void fkm_cpu_assign_rows_portable(const fkm_cpu_assign_args *a,
                                   const float *panels, int64_t i0, int64_t i1,
                                   float *best_v, int32_t *best_i) {
   const int64_t d = a->d, np = (a->k + FKM_CPU_PANEL - 1) / FKM_CPU_PANEL;
@@ -177,7 +177,7 @@ static float *make_panels(const float *c, int64_t k, int64_t d, float scale) {
   return panels;
 }
 
-static int plain_assign(const fkm_assign_args *a) {
+static int plain_assign(const fkm_cpu_assign_args *a) {
   float *panels = make_panels(a->c, a->k, a->d, 1.0f);
   if (!panels) return -1;
   const int avx2 = have_avx2_fma();
@@ -235,7 +235,7 @@ static int plain_assign(const fkm_assign_args *a) {
 
 /* The direct path (exhaustive_L2sqr_seq / exhaustive_inner_product_seq):
  * FAISS's own loop per pair, a sequential strict scan. */
-static void direct_assign(const fkm_assign_args *a) {
+static void direct_assign(const fkm_cpu_assign_args *a) {
   const int l2 = a->metric == FKM_METRIC_L2;
   const fkm_loop_order *o = l2 ? &a->arith->l2 : &a->arith->ip;
   const fkm_probe_fn fn = l2 ? FKM_PROBE_L2 : FKM_PROBE_IP;
@@ -276,7 +276,7 @@ typedef struct row_scans {
 
 /* Row i (the block's row r) against centroids [j0, j1), whose dot products
  * are line[0 .. j1 - j0). */
-static void scan_block(const row_scans *s, const fkm_assign_args *a, int64_t r, int64_t i,
+static void scan_block(const row_scans *s, const fkm_cpu_assign_args *a, int64_t r, int64_t i,
                        int64_t j0, int64_t j1, const float *line) {
   if (s->cs) {
     fkm_cmax_scan *c = &s->cs[r];
@@ -305,7 +305,7 @@ static fkm_top1 scan_result(const row_scans *s, int64_t r) {
  * chunk against a block of 1024 centroids at a time, then each row's scan
  * in centroid order. The fused kernel's main part multiplies -2 x by c:
  * its panels hold -2 c, exactly, and the same chain gives that product. */
-static int laned_assign(const fkm_assign_args *a) {
+static int laned_assign(const fkm_cpu_assign_args *a) {
   const fkm_arith *ar = a->arith;
   const int64_t d = a->d, k = a->k;
   const int l2 = a->metric == FKM_METRIC_L2;
@@ -377,7 +377,7 @@ static int laned_assign(const fkm_assign_args *a) {
  * FAISS gets from that BLAS (its summation order may depend on the block's
  * shape, the element's place in it and the BLAS's threads: all the same
  * here). Each row's scan then reads them in centroid order, as above. */
-static int blas_assign(const fkm_assign_args *a) {
+static int blas_assign(const fkm_cpu_assign_args *a) {
   const fkm_arith *ar = a->arith;
   const int64_t d = a->d, k = a->k, n = a->n;
   const int l2 = a->metric == FKM_METRIC_L2;
@@ -420,7 +420,7 @@ static int blas_assign(const fkm_assign_args *a) {
   return rc;
 }
 
-int fkm_cpu_assign(const fkm_assign_args *a) {
+int fkm_cpu_assign(const fkm_cpu_assign_args *a) {
   const fkm_arith *ar = a->arith;
   if (a->sgemm && a->path == FKM_PATH_BLAS && a->n > 0) return blas_assign(a);
   if (!ar) return plain_assign(a);

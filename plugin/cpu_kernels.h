@@ -26,7 +26,7 @@ void fkm_cpu_norms_arith(const fkm_arith *a, fkm_path path, const float *x, int6
 /** Index of the first non-finite value of x (n * d floats), or -1. */
 int64_t fkm_cpu_first_nonfinite(const float *x, int64_t count);
 
-typedef struct fkm_assign_args {
+typedef struct fkm_cpu_assign_args {
   const float *x;  /* (n, d) */
   const float *xn; /* (n) norms of x (L2 only) */
   int64_t n, d;
@@ -42,7 +42,7 @@ typedef struct fkm_assign_args {
   fkm_sgemm_fn sgemm;     /* BLAS path: the dot products from this BLAS in FAISS's
                              blocks (fkm_params.blas_sgemm), or NULL */
   int64_t query_bs, database_bs; /* those blocks (with sgemm) */
-} fkm_assign_args;
+} fkm_cpu_assign_args;
 
 /** FAISS's k=1 search in a profile's arithmetic (docs/profiles.md). With
  *  a->sgemm on the BLAS path the dot products are that BLAS's, called as
@@ -53,16 +53,16 @@ typedef struct fkm_assign_args {
  *  for IP) in increasing centroid order. Other paths follow
  *  kernels/faiss_scan.h. Returns 0, or -1 when the working memory cannot
  *  be allocated. */
-int fkm_cpu_assign(const fkm_assign_args *a);
+int fkm_cpu_assign(const fkm_cpu_assign_args *a);
 
 /* Internal: the packed-panel kernel and its portable twin (same bits). A
  * panel holds 16 centroids transposed, panel[j * 16 + lane]; padding lanes
  * hold NaN so that they never win. */
 #define FKM_CPU_PANEL 16
-void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
+void fkm_cpu_assign_rows_avx2(const fkm_cpu_assign_args *a, const float *panels,
                               int64_t i0, int64_t i1, float *best_v,
                               int32_t *best_i);
-void fkm_cpu_assign_rows_portable(const fkm_assign_args *a,
+void fkm_cpu_assign_rows_portable(const fkm_cpu_assign_args *a,
                                   const float *panels, int64_t i0, int64_t i1,
                                   float *best_v, int32_t *best_i);
 /* The dot products alone: out[(i - i0) * ldo + (c - c0)] = the fmaf chain

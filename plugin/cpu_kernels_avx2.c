@@ -35,7 +35,7 @@ static inline void accumulate(const float *x, int64_t d, const float *pan, int64
   }
 }
 
-void fkm_cpu_assign_rows_avx2(const fkm_assign_args *a, const float *panels,
+void fkm_cpu_assign_rows_avx2(const fkm_cpu_assign_args *a, const float *panels,
                               int64_t i0, int64_t i1, float *best_v,
                               int32_t *best_i) {
   const int64_t d = a->d, np = (a->k + FKM_CPU_PANEL - 1) / FKM_CPU_PANEL;

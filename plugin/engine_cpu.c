@@ -260,7 +260,7 @@ static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, cons
                               int64_t problem) {
   fkm_errbuf *err = c->base.err;
   const int64_t d = c->run.d;
-  fkm_assign_args a = {.x = x,
+  fkm_cpu_assign_args a = {.x = x,
                        .xn = xn,
                        .n = n,
                        .d = d,

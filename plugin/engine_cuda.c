@@ -619,16 +619,42 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
 
-  fkm_group_args ga = {c->labels, c->iota, B * nt, B * k, B, c->composed, c->keys, c->rows,
-                       c->hist, c->offsets, c->temp, c->temp_bytes};
+  fkm_group_args ga = {.labels = c->labels,
+                       .iota = c->iota,
+                       .n = B * nt,
+                       .k = B * k,
+                       .problems = B,
+                       .composed = c->composed,
+                       .sorted_keys = c->keys,
+                       .rows = c->rows,
+                       .hist = c->hist,
+                       .offsets = c->offsets,
+                       .temp = c->temp,
+                       .temp_bytes = c->temp_bytes};
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_g1, s));
   /* the lanes are joined: lane 0 serves as the update's aux stream */
-  fkm_update_args ua = {c->x, c->w, c->rows, c->hist, c->offsets, B * nt, d, B * k,
-                        c->run.k_frozen, k, c->lane[0], c->ev_ufork, c->ev_ujoin, c->cent,
-                        c->counts, c->hist64,
-                        c->plan.fast_dtype >= 0 ? c->xp : NULL, c->plan.fast_dtype, nt,
-                        c->xp_stride, c->arith.weighted_fma};
+  fkm_update_args ua = {.x = c->x,
+                        .weights = c->w,
+                        .rows = c->rows,
+                        .hist = c->hist,
+                        .offsets = c->offsets,
+                        .n = B * nt,
+                        .d = d,
+                        .k = B * k,
+                        .k_frozen = c->run.k_frozen,
+                        .k_problem = k,
+                        .aux = c->lane[0],
+                        .ev_fork = c->ev_ufork,
+                        .ev_join = c->ev_ujoin,
+                        .centroids = c->cent,
+                        .counts = c->counts,
+                        .hist64 = c->hist64,
+                        .xp = c->plan.fast_dtype >= 0 ? c->xp : NULL,
+                        .xp_dtype = c->plan.fast_dtype,
+                        .xp_rows = nt,
+                        .xp_stride = c->xp_stride,
+                        .weighted_fma = c->arith.weighted_fma};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_u1, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)(B * k),

@@ -44,7 +44,7 @@ TEST(CpuKernels, Avx2AndPortableVariantsGiveIdenticalBestLanes) {
         Panels pan(c, k, d);
         std::vector<int64_t> lab(n);
         std::vector<float> dis(n);
-        fkm_assign_args a = {x.data(), xn.data(), n, d, c.data(), cn.data(), k, m,
+        fkm_cpu_assign_args a = {x.data(), xn.data(), n, d, c.data(), cn.data(), k, m,
                              lab.data(), dis.data(), nullptr, FKM_PATH_BLAS, nullptr, 0, 0};
         std::vector<float> bv1(n * FKM_CPU_PANEL, m == FKM_METRIC_L2 ? INFINITY : -INFINITY);
         std::vector<float> bv2(bv1);
