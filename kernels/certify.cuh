@@ -1,0 +1,209 @@
+/* After the tensor-core passes (included by kernels/assign.cu): FAST's
+ * final combine, and certify, which applies the cascade's tests to each
+ * point's merged state and computes its one or two candidates exactly. */
+#ifndef FKM_KERNELS_CERTIFY_CUH
+#define FKM_KERNELS_CERTIFY_CUH
+
+namespace {
+
+/* FAST: the ranges' argmins combined in increasing range order (a later
+ * range wins only when strictly better), then the reported distance. */
+template <bool L2>
+__global__ void fast_finish(const Arg *__restrict__ part, int64_t n, int64_t ksplit, const float *__restrict__ xn,
+                            int32_t *__restrict__ labels, float *__restrict__ dist) {
+  const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= n) return;
+  Arg b;
+  state_init(b);
+  for (int64_t s = 0; s < ksplit; s++) state_merge(b, part[s * n + p]);
+  labels[p] = b.i;
+  dist[p] = L2 ? fmaxf(__fadd_rn(xn[p], b.v), 0.0f) : -b.v;
+}
+
+constexpr int CERT_THREADS = 128;
+/* Grid of the kernels over a row list whose length is known only on the
+ * device (blocks stride over it): two blocks per multiprocessor of an H100. */
+constexpr unsigned FEW_BLOCKS = 264;
+/* The certify of the Cert states: twice that (four blocks per
+ * multiprocessor), its loads of gathered rows are latency-bound (measured at
+ * 1M x 1024 with 54k such rows, with the refine grid below: the assignment
+ * 0.02 ms faster). */
+constexpr unsigned CERT2_BLOCKS = 2 * FEW_BLOCKS;
+/* Row blocks of the refine pass's grid (times its centroid ranges). */
+constexpr int64_t REFINE_ROW_BLOCKS = 64;
+constexpr int CERT_BK = 32;
+
+/* Certify: one thread per point (blocks of 128 points stride over them).
+ * Merges the splits' states, applies the proof's tests, and computes the
+ * reference value of
+ * (point, candidate) exactly for its one or two candidates: the fmaf chain
+ * over j in order, x staged through shared memory (VEC: 16-byte loads, all
+ * of a stage in flight at once; the block's row indices read once), the
+ * centroid rows read CERT_BK values ahead from L1/L2 (16-byte loads when
+ * VEC). Uncertain points are appended to rows[] (order irrelevant: each is
+ * recomputed on its own). */
+template <bool VEC>
+__device__ __forceinline__ float cert_chunk(float ip, const float (&xr)[CERT_BK + 1],
+                                            const float *crow, int kmax) {
+  if (VEC && kmax == CERT_BK) {
+    float cv[CERT_BK];
+#pragma unroll
+    for (int j = 0; j < CERT_BK; j += 4) {
+      const float4 w = __ldg(reinterpret_cast<const float4 *>(crow + j));
+      cv[j] = w.x, cv[j + 1] = w.y, cv[j + 2] = w.z, cv[j + 3] = w.w;
+    }
+#pragma unroll
+    for (int j = 0; j < CERT_BK; j++) ip = fmaf(xr[j], cv[j], ip);
+  } else {
+    for (int j = 0; j < kmax; j++) ip = fmaf(xr[j], crow[j], ip);
+  }
+  return ip;
+}
+
+/* The proof's tests on a point's merged state: 0 (uncertain), 1 (b1 is the
+ * reference's label) or 2 (it is b1 or b2). pax = A(x), bx = B(x). */
+__device__ __forceinline__ int candidates(const Cert &t, float pax, float bx,
+                                          const float *__restrict__ cb, int &b1, int &b2) {
+  b1 = t.b1;
+  b2 = -1;
+  if (t.b1 < 0) return 0;
+  /* U = g1 + A(x) |b|' + B(x), rounded up */
+  const float u = __fadd_ru(__fadd_ru(t.g1, __fmul_ru(pax, cb[t.b1])), bx);
+  const bool in = t.hb1 == t.b1 || t.hb2 == t.b1;
+  const float hm = t.hb1 == t.b1 ? t.h2 : t.h1; /* least h over c != b */
+  const int c2 = t.hb1 == t.b1 ? t.hb2 : t.hb1;
+  const float hm2 = in ? t.h3 : t.h2; /* least h outside {b, c2} */
+  if (__fsub_rd(hm, bx) > u) return 1;
+  if (c2 < 0 || !(__fsub_rd(hm2, bx) > u)) return 0;
+  b2 = c2;
+  return 2;
+}
+/* The screen keeps b = the least h, and g(b) <= h1 + A(x) |b|' + (the
+ * rounding of h, within B(x)): U = h1 + 2 (A(x) |b|' + B(x)) bounds
+ * ref(b) - X, and test (1) applies with hm = h2. */
+__device__ __forceinline__ int candidates(const Top2 &t, float pax, float bx,
+                                          const float *__restrict__ cb, int &b1, int &b2) {
+  b1 = t.b;
+  b2 = -1;
+  if (t.b < 0) return 0;
+  const float ab = __fadd_ru(__fmul_ru(pax, cb[t.b]), bx);
+  const float u = __fadd_ru(__fadd_ru(t.h1, ab), ab);
+  return __fsub_rd(t.h2, bx) > u ? 1 : 0;
+}
+
+/* S = Top2 after the screen, Cert after the pass over the rows the screen
+ * left; in_rows != NULL: the states are those of rows in_rows[0 ..
+ * *in_count) (stride *in_count), which are the rows labels are written to
+ * and appended to rows[]. cmax_lanes (L2): a certified label's value is
+ * exhaustive_L2sqr_blas_cmax's (fkm_cmax_certified); defer_pairs: a row
+ * narrowed to two candidates is listed in pairs[] (row, b1, b2) instead of
+ * decided (a profile's laned scan decides it, profile.cu). */
+template <bool L2, bool VEC, class S>
+__global__ void __launch_bounds__(CERT_THREADS)
+certify(const float *__restrict__ x, const float *__restrict__ xn,
+        const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
+        int64_t ksplit, const S *__restrict__ st, BoundConsts bc,
+        const float *__restrict__ cb, const float *__restrict__ bc_max,
+        const int *__restrict__ xmax, const int *__restrict__ poison,
+        const int32_t *__restrict__ in_rows, const int *__restrict__ in_count,
+        int32_t *__restrict__ labels, float *__restrict__ dist, int32_t *__restrict__ rows,
+        int *__restrict__ count, int64_t k, int cmax_lanes, int defer_pairs,
+        int32_t *__restrict__ pairs, int *__restrict__ pair_count) {
+  __shared__ float xs[CERT_THREADS][CERT_BK + 1];
+  __shared__ int64_t srow[CERT_THREADS]; /* the block's rows of x, -1 past n */
+  if (in_count) n = *in_count;
+  /* blocks stride over the points (the pass over the rows the screen left
+   * launches a few blocks for a count known only on the device) */
+  for (int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS; m0 < n;
+       m0 += (int64_t)gridDim.x * CERT_THREADS) {
+    const int64_t p = m0 + threadIdx.x;
+    const int64_t row = p < n ? (in_rows ? in_rows[p] : p) : -1;
+    srow[threadIdx.x] = row;
+    int ncand = 0, b1 = -1, b2 = -1; /* 0: uncertain, 1: b1, 2: b1 and b2 */
+    if (p < n) {
+      S t;
+      state_init(t);
+      for (int64_t s = 0; s < ksplit; s++) state_merge(t, st[s * n + p]);
+      if (*poison == 0) {
+        /* B(x) = beta X + BC + eta, rounded up */
+        const float v = xn[row], up = 1.0f + 0x1p-20f;
+        const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta), *bc_max);
+        ncand = candidates(t, point_a(bc, v, scale_exp(*xmax)), bx, cb, b1, b2);
+      }
+    }
+    float ip1 = 0.0f, ip2 = 0.0f;
+    const float *c1 = ncand ? c + (int64_t)b1 * d : c;
+    const float *c2 = ncand == 2 ? c + (int64_t)b2 * d : c;
+    for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
+      const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
+      __syncthreads();
+      if (VEC && kmax == CERT_BK) {
+        constexpr int Q = CERT_BK / 4; /* float4 per row and stage */
+        float4 v[Q]; /* CERT_THREADS rows x Q float4 = Q per thread */
+#pragma unroll
+        for (int i = 0; i < CERT_BK / 4; i++) {
+          const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / Q;
+          const float4 *xr = reinterpret_cast<const float4 *>(x + srow[r] * d + k0);
+          v[i] = srow[r] >= 0 ? __ldg(xr + e % Q) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+#pragma unroll
+        for (int i = 0; i < CERT_BK / 4; i++) {
+          const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / Q, col = e % Q * 4;
+          xs[r][col] = v[i].x, xs[r][col + 1] = v[i].y, xs[r][col + 2] = v[i].z,
+          xs[r][col + 3] = v[i].w;
+        }
+      } else {
+        for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
+          const int r = e / CERT_BK, col = e % CERT_BK;
+          xs[r][col] = srow[r] >= 0 && col < kmax ? x[srow[r] * d + k0 + col] : 0.0f;
+        }
+      }
+      __syncthreads();
+      if (ncand) ip1 = cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
+      if (ncand == 2) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
+    }
+    if (p >= n) continue;
+    if (ncand == 2 && defer_pairs) {
+      const int slot = atomicAdd(pair_count, 1);
+      pairs[3 * slot] = (int32_t)row;
+      pairs[3 * slot + 1] = b1;
+      pairs[3 * slot + 2] = b2;
+      continue;
+    }
+    if (L2 && ncand == 1 && cmax_lanes) {
+      const fkm_top1 r = fkm_cmax_certified(b1, ip1, cn[b1], xn[row], k, cmax_lanes);
+      labels[row] = (int32_t)r.idx;
+      dist[row] = r.dis;
+      continue;
+    }
+    float v1 = ip1, v2 = ip2;
+    if (L2 && ncand) {
+      v1 = __fsub_rn(__fadd_rn(xn[row], cn[b1]), __fadd_rn(ip1, ip1));
+      if (v1 < 0.0f) v1 = 0.0f;
+      if (ncand == 2) {
+        v2 = __fsub_rn(__fadd_rn(xn[row], cn[b2]), __fadd_rn(ip2, ip2));
+        if (v2 < 0.0f) v2 = 0.0f;
+      }
+    }
+    int label = b1;
+    float dis = v1;
+    if (ncand == 2) {
+      if (v1 != v1 || v2 != v2) {
+        ncand = 0; /* cannot happen within the proof's assumptions: recompute */
+      } else if (better<L2>(v2, v1) || (v2 == v1 && b2 < b1)) {
+        label = b2;
+        dis = v2;
+      }
+    }
+    if (ncand) {
+      labels[row] = label;
+      dist[row] = dis;
+    } else {
+      rows[atomicAdd(count, 1)] = (int32_t)row;
+    }
+  }
+}
+
+}  // namespace
+
+#endif

@@ -1,0 +1,463 @@
+/* The objective's float and double chains on the GPU (included by
+ * kernels/update.cu, one translation unit with the update): the float sum
+ * of the distances in point order, computed in parallel and bit-exact
+ * (kernels/fchain.h; docs/certification.md section 3), and the double sum
+ * beside it, with their scratch layout. */
+#ifndef FKM_KERNELS_OBJECTIVE_CUH
+#define FKM_KERNELS_OBJECTIVE_CUH
+
+namespace {
+
+/* The objective (docs/contract.md section 4): obj = fl(...fl(fl(0 + d0) +
+ * d1)...), obj_double likewise in double, both in point order: sequential
+ * chains by definition (no partial sums may be combined). The float chain is
+ * cut into blocks of FKM_FC_BLOCK values and groups of FKM_FC_GROUP blocks,
+ * summarised per candidate exponent (kernels/fchain.h): fchain_estimate and
+ * fchain_prefix estimate s at each block's start, fchain_summarise builds
+ * the summaries in parallel, fchain_walk (one warp) applies group summaries
+ * and adds value by value (__fadd_rn) the blocks it refuses. The double
+ * chain adds blocks exactly where their values share a grid (dchain_blocks,
+ * dchain_seq). Why both are bit-exact: docs/certification.md section 3. */
+/* Batched objectives: blockIdx.y is the problem; its values start
+ * blockIdx.y * xs elements further, its scratch blockIdx.y * ss bytes
+ * further, its result is o[blockIdx.y]. */
+template <typename T> __device__ __forceinline__ T *problem_ptr(T *p, size_t bytes) {
+  return reinterpret_cast<T *>(reinterpret_cast<uintptr_t>(p) + (size_t)blockIdx.y * bytes);
+}
+
+__global__ void objective_reset(fkm_objective *o) {
+  o += blockIdx.y;
+  o->obj = 0.0f;
+  o->obj_double = 0.0;
+  o->bad_label = -1;
+}
+
+__global__ void objective_bad(const int32_t *__restrict__ labels, int64_t r0, int64_t r1,
+                              int64_t xs, fkm_objective *o) {
+  labels += blockIdx.y * xs;
+  o += blockIdx.y;
+  long long bad = -1;
+  for (int64_t i = r0 + (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < r1;
+       i += (int64_t)gridDim.x * blockDim.x)
+    if (labels[i] < 0) {
+      bad = i;
+      break;
+    }
+  if (bad >= 0) atomicMin((unsigned long long *)&o->bad_label, (unsigned long long)bad);
+}
+
+constexpr int FC_LANE = FKM_FC_BLOCK / 32; /* values per lane of a block's warp */
+constexpr int FC_WARPS = 32;                /* warps per group in fchain_summarise */
+
+static_assert(FKM_FC_GROUP == 32, "a group is one warp's lanes");
+static_assert(FKM_FC_GROUP % FC_WARPS == 0, "whole blocks per warp");
+
+__host__ __device__ int64_t fc_blocks(int64_t n) { return (n + FKM_FC_BLOCK - 1) / FKM_FC_BLOCK; }
+__host__ __device__ int64_t fc_groups(int64_t n) { return (fc_blocks(n) + FKM_FC_GROUP - 1) / FKM_FC_GROUP; }
+
+/* The estimate of s, part 1: one thread per value, one thread block per
+ * block of values; est[b] = the double sum of block b's finite values (a
+ * fixed reduction tree: deterministic, and only a guess). */
+__global__ void __launch_bounds__(FKM_FC_BLOCK)
+fchain_estimate(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+                double *__restrict__ est, size_t ss) {
+  dist += blockIdx.y * xs;
+  est = problem_ptr(est, ss);
+  using Reduce = cub::BlockReduce<double, FKM_FC_BLOCK>;
+  __shared__ typename Reduce::TempStorage tmp;
+  const int64_t i = r0 + (int64_t)blockIdx.x * FKM_FC_BLOCK + threadIdx.x;
+  const float v = i < r1 ? dist[i] : 0.0f;
+  const double t = Reduce(tmp).Sum(fabsf(v) <= FLT_MAX ? (double)v : 0.0);
+  if (threadIdx.x == 0) est[blockIdx.x] = t;
+}
+
+/* Part 2, one thread block: est[b] := obj + est[0] + ... + est[b - 1], each
+ * thread scanning a contiguous slice around one block-wide scan. */
+constexpr int FC_SCAN = 1024;
+
+__global__ void __launch_bounds__(FC_SCAN)
+fchain_prefix(double *__restrict__ est, int64_t nb, size_t ss, const fkm_objective *o) {
+  est = problem_ptr(est, ss);
+  o += blockIdx.y;
+  using Scan = cub::BlockScan<double, FC_SCAN>;
+  __shared__ typename Scan::TempStorage tmp;
+  const int64_t per = (nb + FC_SCAN - 1) / FC_SCAN;
+  const int64_t b0 = threadIdx.x * per, b1 = b0 + per < nb ? b0 + per : nb;
+  double mine = 0.0;
+  for (int64_t b = b0; b < b1; b++) mine += est[b];
+  double run;
+  Scan(tmp).ExclusiveSum(mine, run);
+  run += (double)o->obj;
+  for (int64_t b = b0; b < b1; b++) {
+    const double v = est[b];
+    est[b] = run;
+    run += v;
+  }
+}
+
+__device__ fkm_fc_run shfl_down_run(const fkm_fc_run &x, int off) {
+  fkm_fc_run y;
+  for (int p = 0; p < 2; p++) {
+    y.d[p] = __shfl_down_sync(~0u, x.d[p], off);
+    y.lo[p] = __shfl_down_sync(~0u, x.lo[p], off);
+    y.hi[p] = __shfl_down_sync(~0u, x.hi[p], off);
+  }
+  y.bad = __shfl_down_sync(~0u, x.bad, off);
+  return y;
+}
+
+/* Joins the 32 lanes' summaries (same base) in lane order into lane 0. The
+ * join is exact integer arithmetic and associative, so this tree gives the
+ * sequential fold's summary. */
+__device__ void warp_join(fkm_fc_sum *x) {
+  const int lane = threadIdx.x % 32;
+  for (int off = 1; off < 32; off <<= 1) {
+    const bool take = (lane & (2 * off - 1)) == 0;
+    for (int c = 0; c < 3; c++) {
+      const fkm_fc_run y = shfl_down_run(x->run[c], off);
+      if (take) x->run[c] = fkm_fc_run_join(&x->run[c], &y);
+    }
+    const uint32_t f = __shfl_down_sync(~0u, x->flags, off);
+    if (take) x->flags &= f;
+  }
+}
+
+/* One thread block per group: warp w summarises block w of the
+ * group, lane l pushing values 8l .. 8l + 7 of a block at its three
+ * candidate exponents, then the lanes joined; warp 0 then joins the group's
+ * blocks at the first block's candidates (a block lacking one makes the
+ * group's run at that exponent bad). Layout: bsum (nb), gsum (ng). */
+__global__ void __launch_bounds__(32 * FC_WARPS)
+fchain_summarise(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+                 const double *__restrict__ est, fkm_fc_sum *__restrict__ bsum,
+                 fkm_fc_sum *__restrict__ gsum, size_t ss) {
+  dist += blockIdx.y * xs;
+  est = problem_ptr(est, ss);
+  bsum = problem_ptr(bsum, ss);
+  gsum = problem_ptr(gsum, ss);
+  __shared__ fkm_fc_sum blk[FKM_FC_GROUP];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t n = r1 - r0, nb = fc_blocks(n), b0 = (int64_t)blockIdx.x * FKM_FC_GROUP;
+  const int bn = (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP);
+  for (int k = warp * (FKM_FC_GROUP / FC_WARPS); k < (warp + 1) * (FKM_FC_GROUP / FC_WARPS) && k < bn;
+       k++) {
+    const int64_t b = b0 + k;
+    fkm_fc_sum x;
+    fkm_fc_sum_init(&x, fkm_fc_base(__float_as_uint(__double2float_rn(est[b]))));
+    const int64_t i0 = b * FKM_FC_BLOCK + lane * FC_LANE;
+#pragma unroll
+    for (int t = 0; t < FC_LANE; t++)
+      if (i0 + t < n) fkm_fc_sum_push(&x, __float_as_uint(dist[r0 + i0 + t]));
+    warp_join(&x);
+    if (lane == 0) {
+      bsum[b] = x;
+      blk[k] = x;
+    }
+  }
+  __syncthreads();
+  if (warp != 0) return;
+  const int gbase = blk[0].base;
+  fkm_fc_sum x;
+  fkm_fc_sum_init(&x, gbase);
+  if (lane < bn) {
+    for (int c = 0; c < 3; c++) x.run[c] = fkm_fc_run_at(&blk[lane], gbase + c);
+    x.flags = blk[lane].flags;
+  }
+  warp_join(&x);
+  if (lane == 0) gsum[blockIdx.x] = x;
+}
+
+/* fkm_fc_apply_prefix on a warp: lane i holds summary x[i] (m <= 32, in
+ * shared memory), the lanes scan the composed offsets (fkm_fc_then), lane i
+ * checks its run at S plus the offsets of the runs before it, and the
+ * summaries before the first lane that does not fit are applied at once.
+ * *s (finite, the same in every lane) is updated in every lane. */
+__device__ int fc_apply_prefix(const fkm_fc_sum *x, int m, uint32_t *s) {
+  const int lane = threadIdx.x % 32;
+  int64_t S, lo, hi;
+  const int ec = fkm_fc_decode(*s, &S, &lo, &hi), q = fkm_fc_odd(S);
+  const fkm_fc_run *run = lane < m ? fkm_fc_run_for(&x[lane], ec) : nullptr;
+  fkm_fc_step inc;
+  inc.d[0] = run ? run->d[0] : 0;
+  inc.d[1] = run ? run->d[1] : 0;
+  for (int off = 1; off < 32; off <<= 1) { /* inclusive scan of the offsets */
+    fkm_fc_step y;
+    y.d[0] = __shfl_up_sync(~0u, inc.d[0], off);
+    y.d[1] = __shfl_up_sync(~0u, inc.d[1], off);
+    if (lane >= off) inc = fkm_fc_then(y, inc);
+  }
+  const int64_t incq = q ? inc.d[1] : inc.d[0];
+  int64_t before = __shfl_up_sync(~0u, incq, 1); /* the runs before this lane's */
+  if (lane == 0) before = 0;
+  const bool fits = run && fkm_fc_fits(run, S + before, lo, hi);
+  const unsigned bad = __ballot_sync(~0u, lane < m && !fits);
+  const int n = bad ? __ffs((int)bad) - 1 : m;
+  if (n == 0) return 0;
+  const int64_t R = S + __shfl_sync(~0u, incq, n - 1);
+  const unsigned nz = __ballot_sync(~0u, lane < n && (x[lane].flags & FKM_FC_NEGZERO));
+  const unsigned first = n == 32 ? ~0u : (1u << n) - 1u;
+  *s = fkm_fc_encode(R, ec, *s == 0x80000000u && (nz & first) == first);
+  return n;
+}
+
+/* The longest prefix of x[0..m) that applies to s (every lane): the warp
+ * step for a finite s, else one summary by fkm_fc_apply (an infinite s). */
+__device__ int fc_advance(const fkm_fc_sum *x, int m, uint32_t *s) {
+  if (((*s >> 23) & 0xffu) != 255u) return fc_apply_prefix(x, m, s);
+  uint32_t t = *s;
+  const int ok = threadIdx.x % 32 == 0 ? fkm_fc_apply(&x[0], &t) : 0;
+  *s = __shfl_sync(~0u, t, 0);
+  return __shfl_sync(~0u, ok, 0);
+}
+
+/* One warp walks the chain (s in every lane): 32 group summaries at a time
+ * are staged in shared memory and applied by warp steps (fc_advance); a
+ * group that does not apply has its block summaries staged and applied the
+ * same way, and a block that does not apply has its values staged and
+ * added one by one by lane 0 (FKM_FC_BLOCK dependent float additions).
+ * Applying the summaries one at a time took about 200 us at 1M values on
+ * an H100 (ncu); a warp step costs about what one such application did. */
+__global__ void __launch_bounds__(32)
+fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+            const fkm_fc_sum *__restrict__ bsum, const fkm_fc_sum *__restrict__ gsum, size_t ss,
+            fkm_objective *o) {
+  dist += blockIdx.y * xs;
+  bsum = problem_ptr(bsum, ss);
+  gsum = problem_ptr(gsum, ss);
+  o += blockIdx.y;
+  __shared__ fkm_fc_sum tile[32];
+  __shared__ fkm_fc_sum blk[FKM_FC_GROUP];
+  __shared__ float vals[FKM_FC_BLOCK];
+  const int lane = threadIdx.x;
+  const int64_t n = r1 - r0, nb = fc_blocks(n), ng = fc_groups(n);
+  uint32_t s = __float_as_uint(o->obj);
+  for (int64_t g0 = 0; g0 < ng; g0 += 32) {
+    const int gn = (int)(ng - g0 < 32 ? ng - g0 : 32);
+    __syncwarp();
+    if (lane < gn) tile[lane] = gsum[g0 + lane];
+    __syncwarp();
+    for (int gi = 0; gi < gn;) {
+      gi += fc_advance(tile + gi, gn - gi, &s);
+      if (gi == gn) break;
+      /* group g0 + gi does not apply: its blocks */
+      const int64_t b0 = (g0 + gi) * FKM_FC_GROUP;
+      const int bn = (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP);
+      __syncwarp();
+      if (lane < bn) blk[lane] = bsum[b0 + lane];
+      __syncwarp();
+      for (int bi = 0; bi < bn;) {
+        bi += fc_advance(blk + bi, bn - bi, &s);
+        if (bi == bn) break;
+        /* block b0 + bi does not apply: its values */
+        const int64_t i0 = (b0 + bi) * FKM_FC_BLOCK;
+        const int m = (int)(n - i0 < FKM_FC_BLOCK ? n - i0 : FKM_FC_BLOCK);
+        __syncwarp();
+        for (int t = lane; t < m; t += 32) vals[t] = dist[r0 + i0 + t];
+        __syncwarp();
+        if (lane == 0) {
+          float f = __uint_as_float(s);
+#pragma unroll 8
+          for (int t = 0; t < m; t++) f = __fadd_rn(f, vals[t]);
+          s = __float_as_uint(f);
+        }
+        s = __shfl_sync(~0u, s, 0);
+        bi++;
+      }
+      gi++;
+    }
+  }
+  if (lane == 0) o->obj = __uint_as_float(s);
+}
+
+constexpr int DBLOCK = 512;
+constexpr int DCACHE = 512; /* block summaries dchain_seq stages at a time */
+
+/* Exponent of the lowest set bit of a nonzero finite float. */
+__device__ __forceinline__ int lowbit_exp(float v) {
+  const uint32_t b = __float_as_uint(v), e = (b >> 23) & 0xffu;
+  const uint32_t m = e ? ((b & 0x7fffffu) | 0x800000u) : (b & 0x7fffffu);
+  return (e ? (int)e - 150 : -149) + __ffs((int)m) - 1;
+}
+
+/* Per block of DBLOCK values: glow (least low-bit exponent of the nonzero
+ * values, 1 << 30 when all zero), T = sum of v / 2^glow (< 2^62), and ok (all
+ * values finite, >= 0, and each v / 2^glow < 2^53). */
+struct DBlock {
+  unsigned long long t;
+  int glow, ok;
+};
+
+__global__ void __launch_bounds__(DBLOCK)
+dchain_blocks(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+              DBlock *__restrict__ out, size_t ss) {
+  dist += blockIdx.y * xs;
+  out = problem_ptr(out, ss);
+  constexpr int W = DBLOCK / 32;
+  __shared__ int s_glow[W], s_ok[W];
+  __shared__ unsigned long long s_t[W];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t i = r0 + (int64_t)blockIdx.x * DBLOCK + threadIdx.x;
+  const float v = i < r1 ? dist[i] : 0.0f;
+  const bool fin = v >= 0.0f && v <= FLT_MAX; /* false for NaN, inf, negatives */
+  /* warp then block reductions (min, and, integer sum: exact in any order) */
+  int glow = fin && v != 0.0f ? lowbit_exp(v) : 1 << 30;
+  for (int off = 16; off > 0; off /= 2) glow = min(glow, __shfl_xor_sync(~0u, glow, off));
+  if (lane == 0) s_glow[warp] = glow;
+  __syncthreads();
+  glow = s_glow[0];
+  for (int w = 1; w < W; w++) glow = min(glow, s_glow[w]);
+  unsigned long long q = 0;
+  int ok = fin;
+  if (fin && v != 0.0f) {
+    const double qd = ldexp((double)v, -glow); /* an integer, exact */
+    if (qd >= 0x1p53) ok = 0;
+    else q = (unsigned long long)qd;
+  }
+  for (int off = 16; off > 0; off /= 2) q += __shfl_xor_sync(~0u, q, off);
+  ok = __all_sync(~0u, ok);
+  if (lane == 0) s_t[warp] = q, s_ok[warp] = ok;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned long long t = 0;
+    for (int w = 0; w < W; w++) t += s_t[w], ok &= s_ok[w];
+    out[blockIdx.x] = DBlock{t, glow, ok};
+  }
+}
+
+/* One exact block addition s += (the block's values) where the test below
+ * holds; false (s untouched) elsewhere. The values are >= 0, finite, and
+ * multiples of 2^glow; s is a multiple of 2^ls (its lowest set bit), so
+ * every partial sum s + v_1 + ... + v_j is a multiple of 2^g, g =
+ * min(ls, glow), and they increase: all are doubles (and each addition is
+ * exact) iff the last, F = s + T 2^glow, is below 2^(g + 53). Then F =
+ * (s / 2^g + T 2^(glow - g)) 2^g, an integer below 2^53 times 2^g: exact,
+ * whether or not F leaves s's binade (growing sums cross one every
+ * doubling; those blocks used to go value by value). */
+__device__ __forceinline__ bool dblock_apply(const DBlock &db, double &s) {
+  if (db.ok && db.glow == (1 << 30)) return true; /* all zeros: s + 0 = s for s >= +0 */
+  if (!db.ok || !(s >= 0.0)) return false;
+  const unsigned long long b = (unsigned long long)__double_as_longlong(s);
+  const int be = (int)(b >> 52);
+  if (be == 0) { /* +0 or subnormal: the general form, rare */
+    const int g = s > 0.0 ? min(db.glow, -1074) : db.glow;
+    const double S = ldexp(s, -g);
+    const int sh = db.glow - g;
+    if (!(S < 0x1p53 && sh < 53 && db.t < (1ull << (53 - sh)))) return false;
+    const unsigned long long tot = (unsigned long long)S + (db.t << sh);
+    if (tot >= (1ull << 53)) return false;
+    s = ldexp((double)tot, g);
+    return true;
+  }
+  const unsigned long long m = (b & ((1ull << 52) - 1)) | (1ull << 52);
+  const int ls = be - 1075 + __ffsll((long long)m) - 1; /* s's lowest set bit */
+  const int g = min(ls, db.glow), sh = db.glow - g;
+  /* s / 2^g = m / 2^(g - E) (E = be - 1075 <= ls), an integer below 2^53
+   * when g >= E (g < E: the values are finer than s's last bit, and F >= s
+   * >= 2^(g + 53)); F below 2^(g + 53) and, with g + 53 <= 1023, finite */
+  if (g < be - 1075 || sh >= 53 || db.t >= (1ull << (53 - sh)) || g + 53 > 1023) return false;
+  const unsigned long long tot = (m >> (g - (be - 1075))) + (db.t << sh);
+  if (tot >= (1ull << 53)) return false;
+  s = ldexp((double)tot, g);
+  return true;
+}
+
+/* One warp walks the double chain. While s is a positive normal double with
+ * exponent field be, a block that passes dblock_apply's test adds the
+ * integer T 2^(glow - E) to s's significand, so 32 consecutive blocks are
+ * applied at once: each lane computes its block's addend for the current
+ * be, a warp scan gives the running significands, and the walk advances to
+ * the first block that is refused or would take the significand to 2^53
+ * (the sum leaving s's binade). That block goes through dblock_apply (which
+ * also takes it across the binade when that is exact, and covers s = 0 and
+ * subnormal s) or value by value on lane 0, its values staged in shared
+ * memory. The same bits as applying the blocks one by one: the
+ * significand's partial sums are the scan's. The block summaries come
+ * through shared memory DCACHE at a time (one memory latency per DCACHE
+ * blocks, not per warp step). */
+__global__ void __launch_bounds__(32)
+dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+           const DBlock *__restrict__ blk, size_t ss, fkm_objective *o) {
+  dist += blockIdx.y * xs;
+  blk = problem_ptr(blk, ss);
+  o += blockIdx.y;
+  __shared__ float vals[DBLOCK];
+  __shared__ DBlock cache[DCACHE]; /* blocks [cb, cb + DCACHE) */
+  const int lane = threadIdx.x;
+  double s = o->obj_double; /* the same in every lane */
+  const int64_t nb = (r1 - r0 + DBLOCK - 1) / DBLOCK;
+  int64_t b = 0, cb = -DCACHE;
+  while (b < nb) {
+    if (b + 32 > cb + DCACHE) { /* stage the next DCACHE summaries: one latency */
+      cb = b;
+      __syncwarp();
+      for (int j = lane; j < DCACHE && cb + j < nb; j += 32) cache[j] = blk[cb + j];
+      __syncwarp();
+    }
+    const unsigned long long sb = (unsigned long long)__double_as_longlong(s);
+    const int be = (int)(sb >> 52); /* >= 2048 for a negative s */
+    int adv = 0;
+    if (be > 0 && be < 2047) {
+      unsigned long long v = 0;
+      bool ok = false;
+      if (b + lane < nb) {
+        const DBlock db = cache[b - cb + lane];
+        if (db.ok && db.glow == (1 << 30)) {
+          ok = true; /* all zeros */
+        } else if (db.ok) {
+          const int sh = db.glow - (be - 1075);
+          ok = sh >= 0 && sh < 53 && db.t < (1ull << (53 - sh));
+          v = ok ? db.t << sh : 0;
+        }
+      }
+      for (int off = 1; off < 32; off <<= 1) { /* inclusive scan, < 2^58: no overflow */
+        const unsigned long long y = __shfl_up_sync(~0u, v, off);
+        if (lane >= off) v += y;
+      }
+      const unsigned long long m = (sb & ((1ull << 52) - 1)) | (1ull << 52);
+      const unsigned bad = __ballot_sync(~0u, !(ok && m + v < (1ull << 53)));
+      adv = bad ? __ffs((int)bad) - 1 : 32;
+      if (adv > 0) {
+        const unsigned long long mv = m + __shfl_sync(~0u, v, adv - 1);
+        s = __longlong_as_double((long long)(((unsigned long long)be << 52) | (mv - (1ull << 52))));
+        b += adv;
+      }
+    }
+    if (adv == 32 || b >= nb) continue;
+    /* block b on its own */
+    int done = 0;
+    if (lane == 0) done = (int)dblock_apply(cache[b - cb], s);
+    if (!__shfl_sync(~0u, done, 0)) {
+      const int64_t i0 = r0 + b * DBLOCK;
+      const int m = (int)(r1 - i0 < DBLOCK ? r1 - i0 : DBLOCK);
+      __syncwarp();
+      for (int t = lane; t < m; t += 32) vals[t] = dist[i0 + t];
+      __syncwarp();
+      if (lane == 0)
+        for (int t = 0; t < m; t++) s = __dadd_rn(s, (double)vals[t]);
+    }
+    s = __shfl_sync(~0u, s, 0);
+    b++;
+  }
+  if (lane == 0) o->obj_double = s;
+}
+
+/* The objective's scratch: the double chain's blocks, then the float
+ * chain's estimates and block and group summaries, each 256-byte aligned. */
+struct ObjectiveScratch {
+  size_t est, bsum, gsum, bytes;
+};
+
+size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+ObjectiveScratch objective_scratch(int64_t n) {
+  ObjectiveScratch l;
+  l.est = align256(sizeof(DBlock) * (size_t)((n + DBLOCK - 1) / DBLOCK + 1));
+  l.bsum = l.est + align256(sizeof(double) * (size_t)fc_blocks(n));
+  l.gsum = l.bsum + align256(sizeof(fkm_fc_sum) * (size_t)fc_blocks(n));
+  l.bytes = l.gsum + align256(sizeof(fkm_fc_sum) * (size_t)fc_groups(n));
+  return l;
+}
+
+}  // namespace
+
+#endif

@@ -1,0 +1,190 @@
+/* Packing the tensor-core passes' operands (included by kernels/assign.cu):
+ * the bound's constants per centroid and per matrix, fp16 / bf16 packing of
+ * x and of the centroids into the tile layout of kernels/packed.cuh. */
+#ifndef FKM_KERNELS_TC_PACK_CUH
+#define FKM_KERNELS_TC_PACK_CUH
+
+namespace {
+
+/* The bound's constants (see above), inflated by 1%. */
+struct BoundConsts {
+  float alpha, beta, gamma, eta;
+};
+
+/* float_norms: the norms are a FAISS build's float loops (a profile's,
+ * kernels/profile.cu) instead of float squares summed in double: each errs
+ * by up to 1.01 d u of the norm instead of 3u, in E_ref (both norms, and
+ * one more rounding of the cmax formula) and in E_fast (|c|^2), which the
+ * extra 3.07 d u (X + C) covers (docs/profiles.md, "Certification"). */
+__host__ __device__ inline BoundConsts bound_consts(bool l2, int64_t d, bool float_norms) {
+  const double u = 0x1p-24, dd = (double)d, dp = (double)((d + MBK - 1) / MBK * MBK);
+  const double rt = sqrt(dp);
+  const double eip = 1.01 * (0x1p-10 + dp * 0x1p-22 + rt * 0x1p-38);
+  const double f = l2 ? 2.01 : 1.01;
+  BoundConsts b;
+  b.alpha = (float)(1.01 * (l2 ? f * eip : f * eip + 1.01 * dd * u));
+  b.beta = (float)(1.01 * (l2 ? 16.0 + 1.01 * dd + 2.03 + (float_norms ? 3.07 * dd : 0.0) : 0.53) *
+                    u);
+  b.gamma = (float)(1.01 * f * 1.01 * rt * 0x1p-25);
+  b.eta = (float)(4.0 * (8.0 * dd + 64.0) * 0x1p-149) + 0x1p-149f;
+  return b;
+}
+
+/* A(x) = alpha |x| + gamma 2^-sx, rounded up (xn: the float |x|^2). Pass 1
+ * and certify evaluate it with this one function: the same bits. */
+__device__ __forceinline__ float point_a(const BoundConsts &bc, float xn, int sx) {
+  const float up = 1.0f + 0x1p-20f;
+  const float gam = __fadd_ru(ldexpf(bc.gamma, -sx), 0x1p-149f);
+  return __fadd_ru(__fmul_ru(__fmul_ru(bc.alpha, __fsqrt_ru(xn)), up), gam);
+}
+
+/* Per centroid: cb[c] = |c| and cb[k + c] = beta C, rounded up a little. */
+__global__ void centroid_bounds(const float *__restrict__ cn, int64_t k, float beta,
+                                float *__restrict__ cb) {
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= k) return;
+  const float up = 1.0f + 0x1p-20f;
+  cb[i] = __fmul_ru(__fsqrt_ru(cn[i]), up);
+  cb[k + i] = __fmul_ru(__fmul_ru(beta, cn[i]), up);
+}
+
+/* Bits of the maximum of non-negative floats (or +inf, NaN: then nothing
+ * certifies), reduced per block then with an integer atomicMax (the bit
+ * patterns of such values order like the values): exact and
+ * order-independent. */
+__device__ __forceinline__ void block_max_to(int m, int *dst) {
+  __shared__ int red[32];
+  for (int off = 16; off > 0; off /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, off));
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = m;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    m = (int)threadIdx.x < (int)(blockDim.x >> 5) ? red[threadIdx.x] : 0;
+    for (int off = 16; off > 0; off /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, off));
+    if (threadIdx.x == 0) atomicMax(dst, m);
+  }
+}
+
+/* *bc_max = max_c beta C, i.e. of cb[k + c] (zeroed first). */
+__global__ void bound_max(const float *__restrict__ cb, int64_t k, float *bc_max) {
+  int m = 0;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < k;
+       i += (int64_t)gridDim.x * blockDim.x)
+    m = max(m, __float_as_int(cb[k + i]));
+  block_max_to(m, reinterpret_cast<int *>(bc_max));
+}
+
+/* *xmax = bits of max |x_ij| (zeroed first). */
+__global__ void abs_max(const float *__restrict__ x, int64_t count, int *xmax) {
+  int m = 0;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
+       i += (int64_t)gridDim.x * blockDim.x)
+    m = max(m, __float_as_int(fabsf(x[i])));
+  block_max_to(m, xmax);
+}
+
+/* The packed layout: kernels/packed.cuh. */
+template <typename T> __device__ __forceinline__ uint16_t to_bits(float v);
+template <> __device__ __forceinline__ uint16_t to_bits<__half>(float v) {
+  return __half_as_ushort(__float2half_rn(v));
+}
+template <> __device__ __forceinline__ uint16_t to_bits<__nv_bfloat16>(float v) {
+  return __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+template <typename T> __device__ __forceinline__ float from_bits(uint16_t b);
+template <> __device__ __forceinline__ float from_bits<__half>(uint16_t b) {
+  return __half2float(__ushort_as_half(b));
+}
+template <> __device__ __forceinline__ float from_bits<__nv_bfloat16>(uint16_t b) {
+  return __bfloat162float(__ushort_as_bfloat16(b));
+}
+
+/* Eight 16-bit elements (16 bytes) per thread: rows padded to rows_pad, dims
+ * to dp, zeros in the padding. SCALED: fp16 of v 2^s, s from *xmax.
+ * count != NULL: packs the rows rows[0 .. *count) of x (a gather; n and
+ * rows_pad follow from the count on the device). */
+template <typename T, bool SCALED>
+__global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int64_t rows_pad,
+                          int64_t dp, const int *__restrict__ xmax,
+                          const int32_t *__restrict__ rows, const int *__restrict__ count,
+                          uint16_t *__restrict__ out) {
+  const int s = SCALED ? scale_exp(*xmax) : 0;
+  if (count) n = *count, rows_pad = (n + MBM - 1) / MBM * MBM;
+  const int64_t groups = rows_pad * (dp / 8);
+  for (int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; gi < groups;
+       gi += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t row = gi / (dp / 8), j0 = (gi % (dp / 8)) * 8;
+    uint16_t h[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) {
+      const float v = row < n && j0 + e < d ? x[(rows ? rows[row] : row) * d + j0 + e] : 0.0f;
+      h[e] = to_bits<T>(SCALED ? ldexpf(v, s) : v);
+    }
+    uint4 w;
+    w.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+    w.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
+    w.z = (uint32_t)h[4] | ((uint32_t)h[5] << 16);
+    w.w = (uint32_t)h[6] | ((uint32_t)h[7] << 16);
+    *reinterpret_cast<uint4 *>(out + packed_at(row, j0, dp)) = w;
+  }
+}
+
+/* One warp per (padded) centroid row: the packed row and its constants
+ * cc[q] = (shift, factor, |c|', 0): g = fl(shift - acc factor) is the fast
+ * value, |c|' (PARITY: cb[q], |c| rounded up) enters h.
+ * PARITY (fp16): the row scaled by its own power of two; L2: shift = cn,
+ * factor = 2^(1 - sx - sc); IP: shift 0, factor 2^(-sx - sc); NaN shift
+ * when the factor's exponent leaves [-126, 60] or cn is not finite and below
+ * 2^120 (then |g| cannot overflow: |acc| < 2^42 for D <= 4096... and the
+ * fast pass never claims anything about that centroid).
+ * FAST: the row rounded to T unscaled; L2: shift = the norm of the rounded
+ * row (float squares summed in double, a fixed order), factor 2; IP: 0, 1.
+ * Padding rows (q >= k) are zero with constants (+inf, 0, 0): their value is
+ * fl(-0 0 + inf) = +inf in every row, which changes no state, so the passes
+ * need no column mask (a split's range ends on a tile boundary or at k).
+ * PARITY: *poison := 1 when some centroid is poisoned (zeroed by the
+ * launcher). */
+template <typename T, bool PARITY>
+__global__ void pack_centroids(const float *__restrict__ c, const float *__restrict__ cn,
+                               const float *__restrict__ cb, int64_t k, int64_t d, int64_t dp,
+                               bool l2, const int *__restrict__ xmax, uint16_t *__restrict__ out,
+                               float4 *__restrict__ cc, int *__restrict__ poison) {
+  const int lane = threadIdx.x & 31;
+  const int64_t q = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+  if (q >= (k + MBN - 1) / MBN * MBN) return;
+  const float *row = c + q * d;
+  int m = 0;
+  if (q < k)
+    for (int64_t j = lane; j < d; j += 32) m = max(m, __float_as_int(fabsf(row[j])));
+  for (int off = 16; off > 0; off /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, off));
+  const int sc = PARITY ? scale_exp(m) : 0;
+  double s2 = 0.0;
+  for (int64_t j = lane; j < dp; j += 32) {
+    const float v = q < k && j < d ? row[j] : 0.0f;
+    const uint16_t h = to_bits<T>(PARITY ? ldexpf(v, sc) : v);
+    out[packed_at(q, j, dp)] = h;
+    if (!PARITY) {
+      const float r = from_bits<T>(h);
+      s2 = __dadd_rn(s2, (double)__fmul_rn(r, r));
+    }
+  }
+  if (!PARITY)
+    for (int off = 16; off > 0; off /= 2) s2 = __dadd_rn(s2, __shfl_xor_sync(0xffffffffu, s2, off));
+  if (lane != 0) return;
+  float4 v = make_float4(INFINITY, 0.0f, 0.0f, 0.0f);
+  if (q < k) {
+    if (PARITY) {
+      const int e = (l2 ? 1 : 0) - scale_exp(*xmax) - sc;
+      const float norm = cn[q];
+      const bool ok = e >= -126 && e <= 60 && norm >= 0.0f && norm < 0x1p120f;
+      v = make_float4(ok ? (l2 ? norm : 0.0f) : NAN, ldexpf(1.0f, e), cb[q], 0.0f);
+      if (!ok) atomicOr(poison, 1);
+    } else {
+      v = make_float4(l2 ? __double2float_rn(s2) : 0.0f, l2 ? 2.0f : 1.0f, 0.0f, 0.0f);
+    }
+  }
+  cc[q] = v;
+}
+
+}  // namespace
+
+#endif
