@@ -166,7 +166,8 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   auto cert2 = vec ? certify<L2, true, Cert> : certify<L2, false, Cert>;
   /* the rows the screen left: a few blocks stride over them (their count
    * is on the device) */
-  const unsigned c2blocks = cblocks < CERT2_BLOCKS ? cblocks : CERT2_BLOCKS;
+  const unsigned cert2_blocks = (unsigned)(2 * plan->list_blocks);
+  const unsigned c2blocks = cblocks < cert2_blocks ? cblocks : cert2_blocks;
   cert2<<<c2blocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->cert_split, st2,
                                          bc, cb, bc_max, a->xmax, poison, rows1, count1,
                                          a->labels, a->dist, rows, count, k, a->cmax_lanes,
@@ -184,7 +185,8 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, a->k,
                                             plan->refine_k_per_split, a->labels, a->dist, pv, pi,
                                             rows, count);
-  const unsigned cmblocks = (unsigned)((n + 255) / 256 < FEW_BLOCKS ? (n + 255) / 256 : FEW_BLOCKS);
+  const unsigned cmblocks =
+      (unsigned)((n + 255) / 256 < plan->list_blocks ? (n + 255) / 256 : plan->list_blocks);
   assign_combine<L2><<<cmblocks, 256, 0, s>>>(pv, pi, n, plan->refine_split,
                                                                  a->labels, a->dist, rows, count);
   return cudaGetLastError();

@@ -67,8 +67,20 @@ typedef struct fkm_assign_plan {
                                  FKM_MMA_BN */
   int64_t refine_split;       /* tc: centroid ranges of the refine pass */
   int64_t refine_k_per_split; /* tc: centroids per refine range */
+  int64_t list_blocks;/* grid of the kernels over a row list whose length is
+                         known only on the device (blocks stride over it):
+                         two blocks per multiprocessor */
   size_t work_bytes;  /* device scratch the launch needs */
 } fkm_assign_plan;
+
+/* target_blocks, the plans' parameter, is FKM_BLOCKS_PER_SM blocks per
+ * multiprocessor of the device (plugin/engine_cuda.c); grids over device-side
+ * row lists take two per multiprocessor (264 on an H100 or H200). */
+#define FKM_BLOCKS_PER_SM 8
+static inline int64_t fkm_list_blocks(int64_t target_blocks) {
+  const int64_t b = 2 * (target_blocks / FKM_BLOCKS_PER_SM);
+  return b > 0 ? b : 2;
+}
 
 /** Byte offsets of the tensor-core passes' scratch inside args->work: the
  *  count of rows the refine pass recomputes (int, offset 0), the poison flag
@@ -163,6 +175,7 @@ static inline fkm_assign_plan fkm_assign_make_plan(int64_t n, int64_t k, int64_t
   p.fast_dtype = -1;
   p.wgmma = 0;
   p.tc = allow_tc && fkm_assign_use_tc(k, d);
+  p.list_blocks = fkm_list_blocks(target_blocks);
   if (p.tc)
     fkm_assign_split(&p, n, k, FKM_MMA_BM, FKM_MMA_BN, target_blocks);
   else
@@ -191,6 +204,7 @@ static inline fkm_assign_plan fkm_assign_make_fast_plan(int64_t n, int64_t k, in
   p.tc = 0;
   p.wgmma = 0;
   p.fast_dtype = dtype;
+  p.list_blocks = fkm_list_blocks(target_blocks);
   fkm_assign_split(&p, n, k, FKM_MMA_BM, FKM_MMA_BN, target_blocks);
   p.refine_split = 0;
   p.refine_k_per_split = 0;

@@ -21,14 +21,11 @@ __global__ void fast_finish(const Arg *__restrict__ part, int64_t n, int64_t ksp
 }
 
 constexpr int CERT_THREADS = 128;
-/* Grid of the kernels over a row list whose length is known only on the
- * device (blocks stride over it): two blocks per multiprocessor of an H100. */
-constexpr unsigned FEW_BLOCKS = 264;
-/* The certify of the Cert states: twice that (four blocks per
- * multiprocessor), its loads of gathered rows are latency-bound (measured at
- * 1M x 1024 with 54k such rows, with the refine grid below: the assignment
- * 0.02 ms faster). */
-constexpr unsigned CERT2_BLOCKS = 2 * FEW_BLOCKS;
+/* Grids over a row list whose length is known only on the device: the
+ * plan's list_blocks (two blocks per multiprocessor); the certify of the
+ * Cert states takes twice that (four per multiprocessor), its loads of
+ * gathered rows are latency-bound (measured at 1M x 1024 with 54k such rows,
+ * with the refine grid below: the assignment 0.02 ms faster). */
 /* Row blocks of the refine pass's grid (times its centroid ranges). */
 constexpr int64_t REFINE_ROW_BLOCKS = 64;
 constexpr int CERT_BK = 32;

@@ -309,7 +309,7 @@ done:
 static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
                                  const fkm_scan_desc *sd, fkm_dtype dtype, int64_t n,
                                  int64_t k, int64_t d) {
-  const int64_t target = 8 * (int64_t)c->sm_count;
+  const int64_t target = FKM_BLOCKS_PER_SM * (int64_t)c->sm_count;
   /* the fused and direct paths replay FAISS's scan on every row */
   fkm_assign_plan p = params->assign_mode == FKM_ASSIGN_FAST && dtype != FKM_DTYPE_F32
                           ? fkm_assign_make_fast_plan(n, k, d, target, (int)dtype)

@@ -850,6 +850,12 @@ TEST(AssignPlan, SplitRangesCoverEveryCentroidOnceInOrder) {
   EXPECT_EQ(fkm_assign_make_plan(1 << 20, 1024, 128, 1056, 1).ksplit, 1);
   EXPECT_EQ(fkm_assign_make_plan(1000, 7, 128, 1056, 1).tc, 0);
   EXPECT_EQ(fkm_assign_make_plan(1000, 1024, 3, 1056, 1).tc, 0);
+  // grids over device-side row lists: two blocks per multiprocessor (the
+  // constant 264 they replaced on a 132-multiprocessor H100 / H200)
+  EXPECT_EQ(fkm_assign_make_plan(1000, 1024, 128, FKM_BLOCKS_PER_SM * 132, 1).list_blocks, 264);
+  EXPECT_EQ(fkm_assign_make_plan(1000, 1024, 128, FKM_BLOCKS_PER_SM * 108, 1).list_blocks, 216);
+  EXPECT_EQ(fkm_assign_make_fast_plan(1000, 1024, 128, FKM_BLOCKS_PER_SM * 16, 1).list_blocks,
+            32);
 }
 
 TEST(AssignPlan, WgmmaRangesKeepStreamedRowsInL2) {
