@@ -30,6 +30,7 @@
 #include "tc_pass_mma.cuh"
 #include "tc_pass_wgmma.cuh"
 #include "certify.cuh"
+#include "dispatch.cuh"
 
 namespace {
 
@@ -214,14 +215,14 @@ extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                                          const fkm_assign_plan *plan,
                                          cudaStream_t s) {
   if (a->n == 0) return cudaSuccess;
-  const bool l2 = a->metric == FKM_METRIC_L2;
-  if (plan->fast_dtype == FKM_DTYPE_F16)
-    return l2 ? launch_fast<true, __half>(a, plan, s) : launch_fast<false, __half>(a, plan, s);
-  if (plan->fast_dtype == FKM_DTYPE_BF16)
-    return l2 ? launch_fast<true, __nv_bfloat16>(a, plan, s)
-              : launch_fast<false, __nv_bfloat16>(a, plan, s);
-  if (plan->tc) return l2 ? launch_tc<true>(a, plan, s) : launch_tc<false>(a, plan, s);
-  return l2 ? launch_simt<true>(a, plan, s) : launch_simt<false>(a, plan, s);
+  return by_metric(a->metric == FKM_METRIC_L2, [&](auto metric) {
+    constexpr bool L2 = decltype(metric)::value;
+    if (plan->fast_dtype >= 0)
+      return by_half_dtype(plan->fast_dtype, [&](auto type) {
+        return launch_fast<L2, decltype(type)>(a, plan, s);
+      });
+    return plan->tc ? launch_tc<L2>(a, plan, s) : launch_simt<L2>(a, plan, s);
+  });
 }
 
 extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dtype,
@@ -230,11 +231,12 @@ extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, i
   if (rp == 0) return cudaSuccess;
   const int64_t groups = rp * (dp / 8);
   const unsigned blocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
-  if (fast_dtype == FKM_DTYPE_F16) {
-    pack_rows<__half, false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, nullptr, nullptr, xp);
-  } else if (fast_dtype == FKM_DTYPE_BF16) {
-    pack_rows<__nv_bfloat16, false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, nullptr,
-                                                            nullptr, xp);
+  if (fast_dtype == FKM_DTYPE_F16 || fast_dtype == FKM_DTYPE_BF16) {
+    by_half_dtype(fast_dtype, [&](auto type) {
+      pack_rows<decltype(type), false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, nullptr,
+                                                               nullptr, xp);
+      return 0;
+    });
   } else {
     cudaError_t e = cudaMemsetAsync(xmax, 0, sizeof(int), s);
     if (e != cudaSuccess) return e;

@@ -1,5 +1,6 @@
 /* Data movement kernels: grid-stride loops over elements, 64-bit indices.
  * Conversions are exact (fp16 and bf16 are subsets of fp32). */
+#include "dispatch.cuh"
 #include "convert.cuh"
 
 #include <cuda_bf16.h>
@@ -81,42 +82,29 @@ extern "C" cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_
   const int64_t total = a->n * a->d;
   if (total == 0) return cudaSuccess;
   const unsigned g = grid_for(total);
-  switch (a->dtype) {
-    case FKM_DTYPE_F32:
-      convert<float><<<g, THREADS, 0, s>>>((const float *)a->src, a->rows, a->n, a->d, a->out);
-      break;
-    case FKM_DTYPE_F16:
-      convert<__half><<<g, THREADS, 0, s>>>((const __half *)a->src, a->rows, a->n, a->d, a->out);
-      break;
-    case FKM_DTYPE_BF16:
-      convert<__nv_bfloat16><<<g, THREADS, 0, s>>>((const __nv_bfloat16 *)a->src, a->rows,
-                                                  a->n, a->d, a->out);
-      break;
-    default:
-      return cudaErrorInvalidValue;
-  }
-  return cudaGetLastError();
+  return by_dtype(
+      a->dtype,
+      [&](auto type) {
+        using T = decltype(type);
+        convert<T><<<g, THREADS, 0, s>>>(static_cast<const T *>(a->src), a->rows, a->n, a->d,
+                                         a->out);
+        return cudaGetLastError();
+      },
+      cudaErrorInvalidValue);
 }
 
 extern "C" cudaError_t fkm_launch_first_nonfinite(int dtype, const void *src, int64_t count,
                                                   unsigned long long *first, cudaStream_t s) {
   if (count == 0) return cudaSuccess;
   const unsigned g = grid_for(count);
-  switch (dtype) {
-    case FKM_DTYPE_F32:
-      first_nonfinite<float><<<g, THREADS, 0, s>>>((const float *)src, count, first);
-      break;
-    case FKM_DTYPE_F16:
-      first_nonfinite<__half><<<g, THREADS, 0, s>>>((const __half *)src, count, first);
-      break;
-    case FKM_DTYPE_BF16:
-      first_nonfinite<__nv_bfloat16><<<g, THREADS, 0, s>>>((const __nv_bfloat16 *)src, count,
-                                                          first);
-      break;
-    default:
-      return cudaErrorInvalidValue;
-  }
-  return cudaGetLastError();
+  return by_dtype(
+      dtype,
+      [&](auto type) {
+        using T = decltype(type);
+        first_nonfinite<T><<<g, THREADS, 0, s>>>(static_cast<const T *>(src), count, first);
+        return cudaGetLastError();
+      },
+      cudaErrorInvalidValue);
 }
 
 extern "C" cudaError_t fkm_launch_first_bad_weight(const float *w, int64_t n,

@@ -14,6 +14,7 @@
 #include "flashkm.h"
 
 #include "cp_async.cuh"
+#include "dispatch.cuh"
 #include "faiss_scan.h"
 #include "fchain.h"
 #include "packed.cuh"
@@ -456,10 +457,10 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   };
   if (async16 && a->xp) {
     const int64_t dp = fkm_pack_dims(a->d);
-    if (a->xp_dtype == FKM_DTYPE_F16)
-      sums(PackedRows<__half>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows});
-    else
-      sums(PackedRows<__nv_bfloat16>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows});
+    by_half_dtype(a->xp_dtype, [&](auto type) {
+      sums(PackedRows<decltype(type)>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows});
+      return 0;
+    });
   } else if (async16) {
     sums(FloatRows{a->x, a->d});
   } else {

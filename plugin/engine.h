@@ -27,6 +27,10 @@
 extern "C" {
 #endif
 
+/** Bytes of one element of a dtype (float32: 4, float16 / bfloat16: 2): the
+ *  host side's one dtype dispatch (the kernels': kernels/dispatch.cuh). */
+static inline size_t fkm_dtype_size(fkm_dtype t) { return t == FKM_DTYPE_F32 ? 4 : 2; }
+
 /** One training run, validated, as the loop hands it to an engine. */
 typedef struct fkm_run {
   const fkm_params *params;    /* full-size copy, validated */

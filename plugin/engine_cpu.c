@@ -159,7 +159,7 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
   }
   if (run->weights) FKM_FORWARD(check_weights(err, run->weights, B * n));
 
-  const size_t xb = (run->dtype == FKM_DTYPE_F32 ? 4 : 2) * (size_t)(n * d);
+  const size_t xb = fkm_dtype_size(run->dtype) * (size_t)(n * d);
   if (run->train_rows) {
     ALLOC(c->xt_own, B * nt * d, "the training set");
     for (int64_t b = 0; b < B; b++)
@@ -447,7 +447,7 @@ static fkm_status assign_problems(cpu_engine *c, fkm_dtype dtype, const void *x,
                                   int64_t batch, int64_t n, const float *cent,
                                   int64_t k, int64_t *labels, float *distances) {
   const int64_t d = c->run.d;
-  const size_t xb = (dtype == FKM_DTYPE_F32 ? 4 : 2) * (size_t)(n * d);
+  const size_t xb = fkm_dtype_size(dtype) * (size_t)(n * d);
   int64_t *lab = alloc_or_null((size_t)(batch * n), sizeof(int64_t));
   float *dis = alloc_or_null((size_t)(batch * n), sizeof(float));
   fkm_status s = FKM_OK;

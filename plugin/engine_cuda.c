@@ -149,7 +149,6 @@ static int is_device_ptr(const void *p) {
   return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
 }
 
-static size_t dtype_size(fkm_dtype t) { return t == FKM_DTYPE_F32 ? 4 : 2; }
 
 /* First NaN/Inf of elements [i0, i1) of a host matrix, or -1: the CPU
  * engine's test, on the raw encoding for f16 / bf16 (a NaN or Inf has an
@@ -257,7 +256,7 @@ static fkm_status check_weights(cuda_engine *c, const float *w, int64_t n) {
 static fkm_status load_rows(cuda_engine *c, fkm_dtype dtype, const void *src,
                             int64_t d, const int64_t *rows, int64_t n, float *out) {
   fkm_status st = FKM_OK;
-  const size_t es = dtype_size(dtype), row_bytes = es * (size_t)d;
+  const size_t es = fkm_dtype_size(dtype), row_bytes = es * (size_t)d;
   void *raw = NULL, *stage = NULL;
   int64_t *drows = NULL;
   if (n == 0) return FKM_OK;
@@ -797,7 +796,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     if (in_place) {
       xc = (const float *)x + r0 * d;
     } else {
-      const char *src = (const char *)x + dtype_size(dtype) * (size_t)(r0 * d);
+      const char *src = (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d);
       FKM_GOTO(load_rows(c, dtype, src, d, NULL, m, xf));
       xc = xf;
     }
@@ -860,7 +859,7 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
                               float *distances) {
   cuda_engine *c = eng(e);
   const int64_t B = c->run.batch, n = c->run.n, k = c->run.k, d = c->run.d;
-  const size_t xb = dtype_size(c->run.dtype) * (size_t)(n * d);
+  const size_t xb = fkm_dtype_size(c->run.dtype) * (size_t)(n * d);
   fkm_status st = FKM_OK;
   int64_t *lab = NULL;
   float *dis = NULL;
