@@ -308,6 +308,17 @@ static int load_f32(const char *path, fkm_cli_matrix *m) {
   return 0;
 }
 
+/* What build-ivf and demo start from: their options and the engine's, the
+ * training defaults, nprobe 16 (a recall worth reading). */
+static void job_start(ivf_job *j, fkm_cli_train_opts *t, const fkm_cli_opt *own,
+                      fkm_cli_opt *table) {
+  fkm_cli_make_table(own, engine_opts, table);
+  fkm_cli_train_opts_init(t);
+  memset(j, 0, sizeof *j);
+  j->nprobe = 16;
+  j->t = t;
+}
+
 int fkm_cli_cmd_build_ivf(int argc, char **argv) {
   static const fkm_cli_opt own[] = {{"factory", 0, 1, OPT_FACTORY},
                                     {"output", 'o', 1, OPT_OUT},
@@ -318,13 +329,9 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
                                     {"help", 'h', 0, OPT_HELP},
                                     {NULL, 0, 0, 0}};
   fkm_cli_opt table[FKM_CLI_MAX_OPTS];
-  fkm_cli_make_table(own, engine_opts, table);
   fkm_cli_train_opts t;
-  fkm_cli_train_opts_init(&t);
   ivf_job j;
-  memset(&j, 0, sizeof j);
-  j.nprobe = 16; /* as the demo: a recall worth reading */
-  j.t = &t;
+  job_start(&j, &t, own, table);
   const char *input = NULL, *qpath = NULL, *gtpath = NULL;
   int i = 0, id, r;
   const char *val;
@@ -430,16 +437,12 @@ int fkm_cli_cmd_demo(int argc, char **argv) {
                                     {"help", 'h', 0, OPT_HELP},
                                     {NULL, 0, 0, 0}};
   fkm_cli_opt table[FKM_CLI_MAX_OPTS];
-  fkm_cli_make_table(own, engine_opts, table);
   fkm_cli_train_opts t;
-  fkm_cli_train_opts_init(&t);
   ivf_job j;
-  memset(&j, 0, sizeof j);
+  job_start(&j, &t, own, table);
   long long nq = 10000;
   j.factory = "IVF1024,Flat";
-  j.nprobe = 16;
   j.compare = 1;
-  j.t = &t;
   const char *dir = FKM_FASHION_MNIST_DIR;
   int i = 0, id, r;
   const char *val;
