@@ -1,8 +1,11 @@
+#define _GNU_SOURCE /* dladdr, RTLD_NOLOAD */
 #include "cpu_kernels.h"
 #include "faiss_scan.h"
 
+#include <dlfcn.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -370,6 +373,60 @@ static int laned_assign(const fkm_cpu_assign_args *a) {
   return failed ? -1 : 0;
 }
 
+/* The OpenMP runtime a BLAS runs its threads on, when it is not this
+ * library's: a pip faiss-cpu wheel's OpenBLAS brings its own libgomp. Two
+ * runtimes in one process each keep their idle threads spinning after a
+ * parallel region, so the BLAS's team and this library's scans took turns
+ * on the same cores. The scans then run on the BLAS's own threads, as
+ * FAISS's own loops do (the libgomp ABI: GOMP_parallel and the omp_*
+ * queries of that runtime), and the engine keeps one thread of its own
+ * (engine_cpu.c, threads_enter). Each row's scan is independent: the bits
+ * do not depend on which threads run it. */
+typedef struct blas_omp {
+  void (*parallel)(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+  int (*thread_num)(void);
+  int (*num_threads)(void);
+} blas_omp;
+
+extern void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+
+static int foreign_omp(fkm_sgemm_fn sgemm, blas_omp *o) {
+  Dl_info info;
+  if (!dladdr((void *)(uintptr_t)sgemm, &info) || !info.dli_fname) return 0;
+  void *h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD); /* the loaded BLAS, and */
+  if (!h) return 0;                                           /* its dependencies */
+  void *par = dlsym(h, "GOMP_parallel"), *tn = dlsym(h, "omp_get_thread_num"),
+       *nt = dlsym(h, "omp_get_num_threads");
+  dlclose(h);
+  if (!par || !tn || !nt || par == (void *)(uintptr_t)GOMP_parallel) return 0;
+  o->parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))(uintptr_t)par;
+  o->thread_num = (int (*)(void))(uintptr_t)tn;
+  o->num_threads = (int (*)(void))(uintptr_t)nt;
+  return 1;
+}
+
+int fkm_cpu_blas_foreign_omp(fkm_sgemm_fn sgemm) {
+  blas_omp o;
+  return foreign_omp(sgemm, &o);
+}
+
+/* One block of rows scanned by a foreign team: thread t takes a contiguous
+ * share, as a static schedule. */
+typedef struct scan_job {
+  const row_scans *scans;
+  const fkm_cpu_assign_args *a;
+  const blas_omp *omp;
+  const float *ip;
+  int64_t i0, i1, j0, j1;
+} scan_job;
+
+static void scan_job_run(void *p) {
+  const scan_job *w = p;
+  const int64_t t = w->omp->thread_num(), T = w->omp->num_threads(), m = w->i1 - w->i0;
+  for (int64_t r = m * t / T; r < m * (t + 1) / T; r++)
+    scan_block(w->scans, w->a, r, w->i0 + r, w->j0, w->j1, w->ip + r * (w->j1 - w->j0));
+}
+
 /* The BLAS path with the caller's BLAS: FAISS's loop of
  * exhaustive_L2sqr_blas / exhaustive_inner_product_blas, query blocks of
  * query_bs rows by database blocks of database_bs centroids, each an sgemm
@@ -390,6 +447,9 @@ static int blas_assign(const fkm_cpu_assign_args *a) {
   fkm_lanes_scan *ls = laned ? malloc(sizeof(fkm_lanes_scan) * (size_t)qbs) : NULL;
   const row_scans scans = {top, cs, ls};
   int rc = ip && (top || cs || ls) ? 0 : -1;
+  blas_omp omp;
+  const int foreign = a->blas_team > 0 && foreign_omp(a->sgemm, &omp);
+  const unsigned team = (unsigned)a->blas_team;
   for (int64_t i0 = 0; i0 < n && rc == 0; i0 += qbs) {
     const int64_t i1 = i0 + qbs < n ? i0 + qbs : n;
     for (int64_t i = i0; i < i1; i++) {
@@ -403,6 +463,11 @@ static int blas_assign(const fkm_cpu_assign_args *a) {
       float one = 1.0f, zero = 0.0f;
       a->sgemm("Transpose", "Not transpose", &nyi, &nxi, &di, &one, a->c + j0 * d, &di,
                a->x + i0 * d, &di, &zero, ip, &nyi);
+      if (foreign) {
+        scan_job job = {&scans, a, &omp, ip, i0, i1, j0, j1};
+        omp.parallel(scan_job_run, &job, team, 0);
+        continue;
+      }
 #pragma omp parallel for schedule(static)
       for (int64_t i = i0; i < i1; i++)
         scan_block(&scans, a, i - i0, i, j0, j1, ip + (i - i0) * (j1 - j0));

@@ -42,7 +42,13 @@ typedef struct fkm_cpu_assign_args {
   fkm_sgemm_fn sgemm;     /* BLAS path: the dot products from this BLAS in FAISS's
                              blocks (fkm_params.blas_sgemm), or NULL */
   int64_t query_bs, database_bs; /* those blocks (with sgemm) */
+  int blas_team;          /* > 0: sgemm runs on another OpenMP runtime, and the
+                             scans run on that many of its threads */
 } fkm_cpu_assign_args;
+
+/** Whether sgemm's library runs its threads on an OpenMP runtime other than
+ *  this library's (a pip faiss-cpu wheel bundles its own libgomp). */
+int fkm_cpu_blas_foreign_omp(fkm_sgemm_fn sgemm);
 
 /** FAISS's k=1 search in a profile's arithmetic (docs/profiles.md). With
  *  a->sgemm on the BLAS path the dot products are that BLAS's, called as

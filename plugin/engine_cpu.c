@@ -18,6 +18,8 @@
 typedef struct cpu_engine {
   fkm_engine base;
   int num_threads; /* 0: OpenMP's default */
+  int blas_team;   /* > 0: the BLAS runs on another OpenMP runtime, whose
+                      threads (this many) run the BLAS path's scans */
   char name[96];
   /* the current run */
   fkm_run run;
@@ -45,10 +47,19 @@ static cpu_engine *cpu(fkm_engine *e) { return (cpu_engine *)e; }
 /* The context's thread count applies inside an engine call only; the
  * caller's OpenMP setting is restored on the way out. */
 typedef struct thread_scope { int saved; } thread_scope;
-static thread_scope threads_enter(const cpu_engine *c) {
+static thread_scope threads_enter(cpu_engine *c) {
   thread_scope s = {omp_get_max_threads()};
   if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
   else if (s.saved > fkm_thread_limit()) omp_set_num_threads(fkm_thread_limit());
+  /* A BLAS on another OpenMP runtime (a pip wheel's own libgomp): the scans
+   * of its blocks run on its threads (blas_team of them, cpu_kernels.c),
+   * and this runtime keeps one thread, so that no idle team of one runtime
+   * spins on the cores the other one works on. */
+  c->blas_team = 0;
+  if (c->params.blas_sgemm && fkm_cpu_blas_foreign_omp(c->params.blas_sgemm)) {
+    c->blas_team = omp_get_max_threads();
+    omp_set_num_threads(1);
+  }
   return s;
 }
 
@@ -201,6 +212,7 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
 static fkm_status cpu_begin(fkm_engine *e, const fkm_run *run,
                             const float *user_centroids) {
   cpu_engine *c = cpu(e);
+  c->params = *run->params; /* the run's BLAS decides the teams */
   thread_scope ts = threads_enter(c);
   fkm_status s = cpu_begin_impl(c, run, user_centroids);
   threads_leave(ts);
@@ -273,6 +285,7 @@ static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, cons
                        .arith = &c->arith,
                        .path = path,
                        .sgemm = c->params.blas_sgemm,
+                       .blas_team = c->blas_team,
                        .query_bs = c->params.blas_query_bs,
                        .database_bs = c->params.blas_database_bs};
   if (c->params.metric == FKM_METRIC_L2 && path != FKM_PATH_DIRECT)
