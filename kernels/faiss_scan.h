@@ -267,6 +267,22 @@ FKM_SCAN_HD static inline void fkm_cmax_feed(fkm_cmax_scan *s, int64_t q, float 
   }
 }
 
+/** Every centroid of the current block at once (ip[q], cn[q] for q < count):
+ *  the same per-lane sequence as fkm_cmax_feed in order, lane by lane in
+ *  groups of `lanes` (no division per element; the inner loop vectorises). */
+FKM_SCAN_HD static inline void fkm_cmax_feed_all(fkm_cmax_scan *s, const float *ip,
+                                                 const float *cn) {
+  const int lanes = s->lanes;
+  for (int64_t q0 = 0; q0 < s->main; q0 += lanes)
+    for (int l = 0; l < lanes; l++) {
+      const float t = fmaf(ip[q0 + l], -2.0f, cn[q0 + l]);
+      const int keep = s->lmin[l] <= t; /* _CMP_LE_OS keeps the lane's value */
+      s->lmin[l] = keep ? s->lmin[l] : t;
+      s->lidx[l] = keep ? s->lidx[l] : (uint32_t)(q0 + l);
+    }
+  for (int64_t q = s->main; q < s->count; q++) s->left[q - s->main] = fkm_l2_plain(s->xn, cn[q], ip[q]);
+}
+
 FKM_SCAN_HD static inline void fkm_cmax_block_end(fkm_cmax_scan *s) {
   float cur = s->r.dis;
   uint32_t cur_idx = (uint32_t)s->r.idx;
@@ -439,6 +455,20 @@ FKM_SCAN_HD static inline void fkm_lanes_feed(fkm_lanes_scan *s, int64_t q, floa
   } else {
     s->tail[q - s->main] = v;
   }
+}
+
+/** Every value of the current block at once (v[q] for q < count), as
+ *  fkm_lanes_feed in order, lane by lane in groups of `lanes`. */
+FKM_SCAN_HD static inline void fkm_lanes_feed_all(fkm_lanes_scan *s, const float *v) {
+  const int lanes = s->lanes;
+  for (int64_t q0 = 0; q0 < s->main; q0 += lanes)
+    for (int l = 0; l < lanes; l++) {
+      const float x = v[q0 + l];
+      const int take = s->l2 ? x < s->best[l] : x > s->best[l];
+      s->best[l] = take ? x : s->best[l];
+      s->bidx[l] = take ? (int32_t)(s->j0 + q0 + l) : s->bidx[l];
+    }
+  for (int64_t q = s->main; q < s->count; q++) s->tail[q - s->main] = v[q];
 }
 
 FKM_SCAN_HD static inline void fkm_lanes_block_end(fkm_lanes_scan *s) {

@@ -284,12 +284,12 @@ static void scan_block(const row_scans *s, const fkm_cpu_assign_args *a, int64_t
   if (s->cs) {
     fkm_cmax_scan *c = &s->cs[r];
     fkm_cmax_block(c, j0, j1 - j0);
-    for (int64_t j = j0; j < j1; j++) fkm_cmax_feed(c, j - j0, line[j - j0], a->cn[j]);
+    fkm_cmax_feed_all(c, line, a->cn + j0);
     fkm_cmax_block_end(c);
   } else if (s->ls) {
     fkm_lanes_scan *c = &s->ls[r];
     fkm_lanes_block(c, j0, j1 - j0);
-    for (int64_t j = j0; j < j1; j++) fkm_lanes_feed(c, j - j0, line[j - j0]);
+    fkm_lanes_feed_all(c, line);
     fkm_lanes_block_end(c);
   } else {
     const int l2 = a->metric == FKM_METRIC_L2;
