@@ -325,6 +325,8 @@ fkm_status fkm_train_rows(fkm_ctx *ctx, const fkm_params *params, int64_t n, int
   FKM_FORWARD(read_params(err, params, &p));
   FKM_RETURN_IF(k < 1 || n < k, err, FKM_ERR_INVALID_ARG,
                 "n = %lld, k = %lld: need n >= k >= 1", (long long)n, (long long)k);
+  FKM_RETURN_IF(k > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
+                "k = %lld: at most 2^31 - 1 centroids", (long long)k);
   FKM_RETURN_IF(!n_train, err, FKM_ERR_INVALID_ARG, "n_train is NULL");
   int64_t count;
   FKM_FORWARD(fkm_training_rows(&p, n, k, rows, &count, err));

@@ -2,7 +2,7 @@
  *
  * The input is decoded into a few calls on one CPU context: fkm_train,
  * fkm_train_batched, fkm_assign, fkm_params_init_size,
- * fkm_ctx_set_num_threads, fkm_profile_*, fkm_rand_perm, fkm_probe_*,
+ * fkm_ctx_set_num_threads, fkm_profile_*, fkm_rand_perm, fkm_train_rows, fkm_probe_*,
  * fkm_ctx_create and the small getters. Arguments are raw: every params
  * field (struct_size and the profile included), shapes as any int64,
  * dtypes and enums as any int. Pointers are the harness's honest part:
@@ -532,6 +532,37 @@ static void op_rand_perm(fuzz_src *s) {
   buf_free(&out);
 }
 
+/* fkm_train_rows: on error nothing written; otherwise n_train = min(n, k *
+ * max_points_per_centroid) and, when subsampled, every row index in [0, n).
+ * The rows buffer is given only when it can hold n_train entries (the
+ * contract), else NULL (the count alone). */
+static void op_train_rows(fuzz_src *s, fkm_ctx *ctx) {
+  fkm_params p;
+  harness h;
+  memset(&h, 0, sizeof h);
+  take_params(s, &p, &h);
+  const int64_t n = take_i64(s), k = take_i64(s);
+  const int64_t cap = k >= 1 && k <= INT32_MAX && p.max_points_per_centroid >= 1
+                          ? k * (int64_t)p.max_points_per_centroid
+                          : -1;
+  const int64_t need = cap >= 0 && n >= 0 ? (n < cap ? n : cap) : -1;
+  buf rows = buf_take(need >= 0 && need <= SMALL ? need : 0, 8, need >= 0 && need <= SMALL);
+  int64_t n_train = SENTINEL;
+  buf_save(&rows);
+  fkm_status st = fkm_train_rows(ctx, &p, n, k, rows.p, fuzz_take(s, 1) == 0xff ? NULL : &n_train);
+  if (st != FKM_OK) {
+    FUZZ_CHECK(buf_unchanged(&rows) && n_train == SENTINEL);
+    check_error(ctx);
+  } else {
+    FUZZ_CHECK(n_train == need);
+    if (rows.p && n_train < n)
+      for (int64_t i = 0; i < n_train; i++)
+        FUZZ_CHECK(((int64_t *)rows.p)[i] >= 0 && ((int64_t *)rows.p)[i] < n);
+    if (n_train == n) FUZZ_CHECK(buf_unchanged(&rows));
+  }
+  buf_free(&rows);
+}
+
 /* fvec_norm_L2sqr / fvec_L2sqr / fvec_inner_product as a plain sequential
  * loop (fused or not): the observations fkm_probe_identify must explain. */
 static float plain_loop(fkm_probe_fn fn, const float *x, const float *y, int64_t d, int fma) {
@@ -603,7 +634,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(fkm_ctx_create(FKM_BACKEND_CPU, 0, &ctx) == FKM_OK && ctx != NULL);
   const int calls = 1 + (int)(fuzz_take(&s, 1) % 4);
   for (int i = 0; i < calls; i++) {
-    switch (fuzz_take(&s, 1) % 10) {
+    switch (fuzz_take(&s, 1) % 11) {
       case 0: op_train(&s, ctx, 0); break;
       case 1: op_train(&s, ctx, 1); break;
       case 2: op_assign(&s, ctx); break;
@@ -613,6 +644,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       case 6: op_profile_name(&s); break;
       case 7: op_rand_perm(&s); break;
       case 8: op_probe(&s); break;
+      case 9: op_train_rows(&s, ctx); break;
       default: op_misc(&s, ctx); break;
     }
   }
