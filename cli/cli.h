@@ -147,6 +147,11 @@ void fkm_cli_phase_end(void);
 /** fkm_log_fn: warnings (and verbose info) to stderr. */
 void fkm_cli_log_cb(void *user, fkm_log_level level, const char *msg);
 
+/** JSON values for the --json reports: a number (null when not finite), a
+ *  string with its escapes. */
+void fkm_cli_json_num(FILE *fp, double v);
+void fkm_cli_json_str(FILE *fp, const char *s);
+
 /** Monotonic seconds. */
 double fkm_cli_now(void);
 

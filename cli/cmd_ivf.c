@@ -26,6 +26,7 @@ typedef struct ivf_job {
   int64_t nq;
   const int64_t *gt; /* (nq, gt_k) true neighbours, or NULL: computed exactly */
   int64_t gt_k;
+  const char *json_path; /* the run's report, or NULL */
 } ivf_job;
 
 typedef struct ivf_side {
@@ -36,6 +37,7 @@ typedef struct ivf_side {
   float *coarse;
   int64_t nlist, cd;
   double r1, r10;
+  fkm_faiss_train_report rep; /* flashkm's side: where the training's time went */
 } ivf_side;
 
 static void side_free(ivf_side *s) {
@@ -89,7 +91,8 @@ static int build_side(const ivf_job *j, fkm_ctx *ctx, ivf_side *s, char *msg) {
   if (ctx) {
     fkm_cli_phase_begin(quiet, "training '%s' on %lld x %lld with flashkm (%s)", j->factory,
                         (long long)j->n, (long long)j->d, fkm_ctx_device_name(ctx));
-    fkm_status st = fkm_faiss_train_index(ctx, s->index, j->n, j->x);
+    s->rep.struct_size = sizeof s->rep;
+    fkm_status st = fkm_faiss_train_index_report(ctx, s->index, j->n, j->x, &s->rep);
     if (st != FKM_OK) {
       snprintf(msg, FKM_CLI_MSG_LEN, "flashkm training of '%s' failed: %s: %s", j->factory,
                fkm_status_string(st), fkm_ctx_last_error(ctx));
@@ -172,6 +175,80 @@ static int explain_difference(const ivf_job *j, fkm_ctx *ctx, void *faiss_index)
   return FKM_EXIT_FAIL;
 }
 
+/* Where flashkm's build went, phase by phase (the add is FAISS's). */
+static void print_phases(const ivf_side *fk, const ivf_side *fs) {
+  const fkm_faiss_train_report *r = &fk->rep;
+  printf("phases     flashkm: pre-transform %.3f s, ", r->pretransform_seconds);
+  if (r->coarse_by_flashkm)
+    printf("coarse k-means %.3f s (flashkm), rest of training %.3f s (FAISS: codebooks, tables)",
+           r->coarse_seconds, r->rest_seconds);
+  else
+    printf("training %.3f s (FAISS's own, coarse k-means included)", r->rest_seconds);
+  printf(", add %.3f s (FAISS)", fk->t_add);
+  if (fs) printf("\n           FAISS: train %.3f s, add %.3f s", fs->t_train, fs->t_add);
+  printf("\n");
+}
+
+static void json_side(FILE *fp, const char *name, const ivf_side *s, int recall, int flashkm) {
+  fprintf(fp, "  \"%s\": {", name);
+  if (flashkm) {
+    fprintf(fp, "\"pretransform_s\": ");
+    fkm_cli_json_num(fp, s->rep.pretransform_seconds);
+    fprintf(fp, ", \"coarse_kmeans_s\": ");
+    fkm_cli_json_num(fp, s->rep.coarse_seconds);
+    fprintf(fp, ", \"coarse_by_flashkm\": %s, \"rest_of_train_s\": ",
+            s->rep.coarse_by_flashkm ? "true" : "false");
+    fkm_cli_json_num(fp, s->rep.rest_seconds);
+    fprintf(fp, ", ");
+  }
+  fprintf(fp, "\"train_s\": ");
+  fkm_cli_json_num(fp, s->t_train);
+  fprintf(fp, ", \"add_s\": ");
+  fkm_cli_json_num(fp, s->t_add);
+  if (recall) {
+    fprintf(fp, ", \"recall_at_1\": ");
+    fkm_cli_json_num(fp, s->r1);
+    fprintf(fp, ", \"recall_at_10\": ");
+    fkm_cli_json_num(fp, s->r10);
+  }
+  fprintf(fp, "}");
+}
+
+/* --json: the run's parameters, each side's phases and recall, the verdict. */
+static int write_report(const ivf_job *j, fkm_ctx *ctx, const ivf_side *fk, const ivf_side *fs,
+                        const char *verdict, char *msg) {
+  fkm_cli_outfile out;
+  if (fkm_cli_out_open(&out, j->json_path, msg) != 0) return -1;
+  FILE *fp = out.fp;
+  fprintf(fp, "{\n  \"flashkm_version\": ");
+  fkm_cli_json_str(fp, fkm_version_string());
+  fprintf(fp, ",\n  \"factory\": ");
+  fkm_cli_json_str(fp, j->factory);
+  fprintf(fp, ",\n  \"n\": %lld,\n  \"d\": %lld,\n  \"metric\": \"%s\",\n  \"backend\": \"%s\",\n"
+              "  \"device\": ",
+          (long long)j->n, (long long)j->d,
+          j->t->params.metric == FKM_METRIC_L2 ? "l2" : "ip",
+          fkm_cli_backend_name(fkm_ctx_backend(ctx)));
+  fkm_cli_json_str(fp, fkm_ctx_device_name(ctx));
+  fprintf(fp, ",\n  \"nlist\": %lld,\n  \"queries\": %lld,\n  \"nprobe\": %d,\n",
+          (long long)fk->rep.nlist, (long long)(j->q ? j->nq : 0), j->nprobe);
+  json_side(fp, "flashkm", fk, j->q != NULL, 1);
+  fprintf(fp, ",\n");
+  if (fs) {
+    char name[48];
+    snprintf(name, sizeof name, "faiss");
+    json_side(fp, name, fs, j->q != NULL, 0);
+    fprintf(fp, ",\n  \"faiss_version\": ");
+    fkm_cli_json_str(fp, fkm_fx_version());
+    fprintf(fp, ",\n  \"verdict\": ");
+    fkm_cli_json_str(fp, verdict ? verdict : "");
+    fprintf(fp, "\n}\n");
+  } else {
+    fprintf(fp, "  \"faiss\": null,\n  \"verdict\": null\n}\n");
+  }
+  return fkm_cli_out_commit(&out, msg);
+}
+
 static int run_ivf(const ivf_job *j) {
   char msg[FKM_CLI_MSG_LEN];
   ivf_side fk, fs;
@@ -180,6 +257,7 @@ static int run_ivf(const ivf_job *j) {
   int64_t *gt_own = NULL;
   int rc = FKM_EXIT_FAIL;
   int quiet = j->t->quiet;
+  const char *verdict = NULL; /* with --compare-faiss */
 
   fkm_ctx *ctx = fkm_cli_context(j->t);
   if (!ctx) return FKM_EXIT_FAIL;
@@ -247,16 +325,23 @@ static int run_ivf(const ivf_job *j) {
              "(%zu bytes) equal stock FAISS's bit for bit\n",
              (long long)fk.nlist, fk.n_bytes);
       rc = FKM_EXIT_OK;
+      verdict = "IDENTICAL";
     } else {
       printf("parity     %lld of %lld coarse centroids differ (trained index bytes %s)\n",
              (long long)rows_diff, (long long)fk.nlist, bytes_same ? "equal" : "differ");
       rc = explain_difference(j, ctx, fs.index);
+      verdict = rc == FKM_EXIT_OK ? "EQUIVALENT" : "DIFFERENT";
     }
   } else {
     printf("\n");
     rc = FKM_EXIT_OK;
   }
+  print_phases(&fk, j->compare ? &fs : NULL);
   if (j->out_path) printf("written    %s (faiss.read_index opens it)\n", j->out_path);
+  if (j->json_path && write_report(j, ctx, &fk, j->compare ? &fs : NULL, verdict, msg) != 0) {
+    rc = FKM_EXIT_FAIL;
+    goto fail;
+  }
   goto done;
 fail:
   fkm_cli_phase_end(); /* a phase the failure interrupted */
@@ -277,6 +362,7 @@ enum {
   OPT_GT,
   OPT_NPROBE,
   OPT_COMPARE,
+  OPT_JSON,
   OPT_DATA,
   OPT_NQ,
   OPT_HELP
@@ -326,6 +412,7 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
                                     {"gt", 0, 1, OPT_GT},
                                     {"nprobe", 0, 1, OPT_NPROBE},
                                     {"compare-faiss", 0, 0, OPT_COMPARE},
+                                    {"json", 0, 1, OPT_JSON},
                                     {"help", 'h', 0, OPT_HELP},
                                     {NULL, 0, 0, 0}};
   fkm_cli_opt table[FKM_CLI_MAX_OPTS];
@@ -352,6 +439,7 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
         j.nprobe = (int)v;
         break;
       case OPT_COMPARE: j.compare = 1; break;
+      case OPT_JSON: j.json_path = val; break;
       case OPT_HELP:
         printf(
             "usage: flashkm build-ivf INPUT --factory \"IVF4096,PQ32\" -o INDEX.faiss\n"
@@ -368,7 +456,10 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
             "  --compare-faiss         also train stock FAISS on the same data: both\n"
             "                          training times, the speedup, the parity verdict\n"
             "                          (IDENTICAL or EQUIVALENT exit 0, DIFFERENT 1)\n"
-            "                          and both recalls\n");
+            "                          and both recalls\n"
+            "  --json FILE             the run as JSON: each phase's time (pre-transform,\n"
+            "                          coarse k-means, rest of training, add) for flashkm\n"
+            "                          and FAISS, recalls, the verdict\n");
         fputs(engine_help, stdout);
         return FKM_EXIT_OK;
       default:
@@ -384,7 +475,14 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
     return FKM_EXIT_USAGE;
   }
   char wmsg[FKM_CLI_MSG_LEN];
-  if (fkm_cli_check_writable(j.out_path, "the index", wmsg) != 0) {
+  const char *outs[2] = {j.out_path, j.json_path};
+  static const char *const out_opts[2] = {"-o", "--json"};
+  if (fkm_cli_check_distinct(outs, out_opts, 2, wmsg) != 0) {
+    fkm_cli_error("%s", wmsg);
+    return FKM_EXIT_USAGE;
+  }
+  if (fkm_cli_check_writable(j.out_path, "the index", wmsg) != 0 ||
+      (j.json_path && fkm_cli_check_writable(j.json_path, "the report", wmsg) != 0)) {
     fkm_cli_error("%s", wmsg);
     return FKM_EXIT_FAIL;
   }
@@ -434,6 +532,7 @@ int fkm_cli_cmd_demo(int argc, char **argv) {
                                     {"factory", 0, 1, OPT_FACTORY},
                                     {"nprobe", 0, 1, OPT_NPROBE},
                                     {"nq", 0, 1, OPT_NQ},
+                                    {"json", 0, 1, OPT_JSON},
                                     {"help", 'h', 0, OPT_HELP},
                                     {NULL, 0, 0, 0}};
   fkm_cli_opt table[FKM_CLI_MAX_OPTS];
@@ -460,6 +559,7 @@ int fkm_cli_cmd_demo(int argc, char **argv) {
         if (fkm_cli_int("--nprobe", val, 1, 1 << 24, &v)) return FKM_EXIT_USAGE;
         j.nprobe = (int)v;
         break;
+      case OPT_JSON: j.json_path = val; break;
       case OPT_NQ:
         if (fkm_cli_int("--nq", val, 1, 10000, &nq)) return FKM_EXIT_USAGE;
         break;
@@ -476,7 +576,8 @@ int fkm_cli_cmd_demo(int argc, char **argv) {
             "  --data DIR              the idx .gz files (" FKM_FASHION_MNIST_DIR ")\n"
             "  --factory STRING        another IVF index description (IVF1024,Flat)\n"
             "  --nprobe N              lists probed when searching (16)\n"
-            "  --nq N                  test images used as queries (10000)\n");
+            "  --nq N                  test images used as queries (10000)\n"
+            "  --json FILE             the run as JSON (as build-ivf --json)\n");
         fputs(engine_help, stdout);
         return FKM_EXIT_OK;
       default:
@@ -484,6 +585,10 @@ int fkm_cli_cmd_demo(int argc, char **argv) {
     }
   }
   char path[768], msg[FKM_CLI_MSG_LEN];
+  if (j.json_path && fkm_cli_check_writable(j.json_path, "the report", msg) != 0) {
+    fkm_cli_error("%s", msg);
+    return FKM_EXIT_FAIL;
+  }
   fkm_cli_matrix x, q;
   memset(&q, 0, sizeof q);
   snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", dir);

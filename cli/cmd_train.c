@@ -41,21 +41,7 @@ static void help(FILE *fp) {
 }
 
 /* JSON numbers cannot be NaN or Inf. */
-static void json_num(FILE *fp, double v) {
-  if (isfinite(v)) fprintf(fp, "%.17g", v);
-  else fputs("null", fp);
-}
 
-static void json_str(FILE *fp, const char *s) {
-  fputc('"', fp);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
-    else if (c < 0x20) fprintf(fp, "\\u%04x", c);
-    else fputc(c, fp);
-  }
-  fputc('"', fp);
-}
 
 typedef struct run_report {
   const char *input;
@@ -76,9 +62,9 @@ static int write_json(const char *path, const run_report *r, char *msg) {
   int64_t cap = k * (int64_t)p->max_points_per_centroid;
   int64_t n_train = n > cap ? cap : n; /* fkm_train_rows's count, without a context */
   fprintf(fp, "{\n  \"flashkm_version\": ");
-  json_str(fp, fkm_version_string());
+  fkm_cli_json_str(fp, fkm_version_string());
   fprintf(fp, ",\n  \"input\": ");
-  json_str(fp, r->input);
+  fkm_cli_json_str(fp, r->input);
   fprintf(fp, ",\n  \"n\": %lld,\n  \"d\": %lld,\n  \"k\": %lld,\n", (long long)n,
           (long long)r->in->x.d, (long long)k);
   fprintf(fp, "  \"file_dtype\": \"%s\",\n  \"dtype\": \"%s\",\n",
@@ -101,38 +87,38 @@ static int write_json(const char *path, const run_report *r, char *msg) {
           : p->init_method == FKM_INIT_AFK_MC2       ? "afkmc2"
                                                       : "random",
           p->afkmc2_chain_length, p->use_faster_subsampling);
-  json_num(fp, p->early_stop_threshold);
+  fkm_cli_json_num(fp, p->early_stop_threshold);
   fprintf(fp, "},\n");
   char prof[128];
   fkm_cli_profile_describe(r->o, prof, sizeof prof);
   fprintf(fp, "  \"profile\": ");
-  json_str(fp, prof);
+  fkm_cli_json_str(fp, prof);
   fprintf(fp, ",\n  \"backend\": \"%s\",\n  \"device\": ",
           fkm_cli_backend_name(fkm_ctx_backend(r->ctx)));
-  json_str(fp, fkm_ctx_device_name(r->ctx));
+  fkm_cli_json_str(fp, fkm_ctx_device_name(r->ctx));
   fprintf(fp, ",\n  \"iteration_stats\": [");
   for (int64_t i = 0; i < r->n_stats; i++) {
     const fkm_iteration_stats *s = &r->stats[i];
     fprintf(fp, "%s\n    {\"obj\": ", i ? "," : "");
-    json_num(fp, s->obj);
+    fkm_cli_json_num(fp, s->obj);
     fprintf(fp, ", \"obj_double\": ");
-    json_num(fp, s->obj_double);
+    fkm_cli_json_num(fp, s->obj_double);
     fprintf(fp, ", \"time\": ");
-    json_num(fp, s->time);
+    fkm_cli_json_num(fp, s->time);
     fprintf(fp, ", \"time_search\": ");
-    json_num(fp, s->time_search);
+    fkm_cli_json_num(fp, s->time_search);
     fprintf(fp, ", \"imbalance_factor\": ");
-    json_num(fp, s->imbalance_factor);
+    fkm_cli_json_num(fp, s->imbalance_factor);
     fprintf(fp, ", \"nsplit\": %d}", s->nsplit);
   }
   fprintf(fp, "%s],\n  \"obj\": ", r->n_stats ? "\n  " : "");
-  json_num(fp, r->n_stats ? r->stats[r->n_stats - 1].obj : 0.0);
+  fkm_cli_json_num(fp, r->n_stats ? r->stats[r->n_stats - 1].obj : 0.0);
   fprintf(fp, ",\n  \"times\": {\"load_s\": ");
-  json_num(fp, r->t_load);
+  fkm_cli_json_num(fp, r->t_load);
   fprintf(fp, ", \"train_s\": ");
-  json_num(fp, r->t_train);
+  fkm_cli_json_num(fp, r->t_train);
   fprintf(fp, ", \"total_s\": ");
-  json_num(fp, r->t_total);
+  fkm_cli_json_num(fp, r->t_total);
   fprintf(fp, "}\n}\n");
   return fkm_cli_out_commit(&out, msg);
 }

@@ -6,6 +6,7 @@
 #endif
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -718,4 +719,22 @@ void fkm_cli_phase_end(void) {
 void fkm_cli_log_cb(void *user, fkm_log_level level, const char *msg) {
   (void)user;
   fprintf(stderr, "flashkm: %s%s\n", level == FKM_LOG_WARNING ? "warning: " : "", msg);
+}
+
+/* ------------------------------------------------------------ JSON */
+
+void fkm_cli_json_num(FILE *fp, double v) {
+  if (isfinite(v)) fprintf(fp, "%.17g", v);
+  else fputs("null", fp);
+}
+
+void fkm_cli_json_str(FILE *fp, const char *s) {
+  fputc('"', fp);
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') fprintf(fp, "\\%c", c);
+    else if (c < 0x20) fprintf(fp, "\\u%04x", c);
+    else fputc(c, fp);
+  }
+  fputc('"', fp);
 }

@@ -28,6 +28,8 @@
 #include <faiss/IndexPreTransform.h>
 #include <faiss/VectorTransform.h>
 
+#include <chrono>
+#include <cstring>
 #include <memory>
 
 #include "flashkm_faiss.h"
@@ -37,16 +39,23 @@ namespace flashkm {
 namespace detail {
 namespace {
 
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 /** The IVF at the end of index's pre-transform chain, or NULL. */
 faiss::IndexIVF* find_ivf(faiss::Index* index) {
   while (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) index = pt->index;
   return dynamic_cast<faiss::IndexIVF*>(index);
 }
 
-/** Level1Quantizer::train_q1 with flashkm's k-means. */
-void train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x) {
+/** Level1Quantizer::train_q1 with flashkm's k-means; false when it is left
+ *  to FAISS (a trained quantizer, one that trains alone, an approximate
+ *  clustering_index). */
+bool train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x) {
   faiss::Index* q = ivf.quantizer;
-  if (q->is_trained && q->ntotal == faiss::Index::idx_t(ivf.nlist)) return;
+  if (q->is_trained && q->ntotal == faiss::Index::idx_t(ivf.nlist)) return false;
   if (dynamic_cast<faiss::IndexIVFFlatDedup*>(&ivf))
     throw Error(FKM_ERR_UNSUPPORTED,
                 "IndexIVFFlatDedup deduplicates its training set before "
@@ -55,7 +64,8 @@ void train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x)
    * another IVF, a GPU index): flashkm's exact labels would not be FAISS's,
    * so FAISS's own train_q1 runs (python/flashkm/faiss_compat.py decides
    * the same). */
-  if (ivf.clustering_index && !dynamic_cast<faiss::IndexFlat*>(ivf.clustering_index)) return;
+  if (ivf.clustering_index && !dynamic_cast<faiss::IndexFlat*>(ivf.clustering_index))
+    return false;
   const int d = int(q->d);
   const int nlist = int(ivf.nlist);
   if (ivf.quantizer_trains_alone == 0) {
@@ -88,12 +98,16 @@ void train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x)
     if (!q->is_trained) q->train(nlist, clus.centroids.data());
     q->add(nlist, clus.centroids.data());
   }
+  return ivf.quantizer_trains_alone != 1;
 }
 
-void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x) {
+void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x,
+               fkm_faiss_train_report* r) {
   if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(&index)) {
+    const double t0 = seconds_now();
     if (pt->index->is_trained) {
       pt->train(n, x); /* transforms only: no k-means left to replace */
+      r->pretransform_seconds += seconds_now() - t0;
       return;
     }
     /* IndexPreTransform::train with an untrained sub-index: every transform
@@ -105,13 +119,19 @@ void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x) {
       buf.reset(vt->apply(n, xt));
       xt = buf.get();
     }
-    train_any(ctx, *pt->index, n, xt);
+    r->pretransform_seconds += seconds_now() - t0;
+    train_any(ctx, *pt->index, n, xt, r);
     pt->is_trained = true;
     return;
   }
   auto* ivf = dynamic_cast<faiss::IndexIVF*>(&index);
-  train_coarse(ctx, *ivf, n, x);
-  ivf->train(n, x);
+  const double t0 = seconds_now();
+  r->coarse_by_flashkm = train_coarse(ctx, *ivf, n, x);
+  const double t1 = seconds_now();
+  ivf->train(n, x); /* FAISS: its own k-means when left to it, codebooks, tables */
+  r->coarse_seconds = r->coarse_by_flashkm ? t1 - t0 : 0.0;
+  r->rest_seconds = seconds_now() - (r->coarse_by_flashkm ? t1 : t0);
+  r->nlist = int64_t(ivf->nlist);
 }
 
 }  // namespace
@@ -120,9 +140,22 @@ void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x) {
 
 extern "C" fkm_status fkm_faiss_train_index(fkm_ctx* ctx, void* index, int64_t n,
                                             const float* x) {
+  return fkm_faiss_train_index_report(ctx, index, n, x, nullptr);
+}
+
+extern "C" fkm_status fkm_faiss_train_index_report(fkm_ctx* ctx, void* index, int64_t n,
+                                                   const float* x,
+                                                   fkm_faiss_train_report* report) {
   using flashkm::Error;
   if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_faiss_train_report r;
+  std::memset(&r, 0, sizeof r);
+  r.struct_size = sizeof r;
   return flashkm::detail::guard(ctx, [&]() -> fkm_status {
+    if (report && report->struct_size != sizeof *report)
+      throw Error(FKM_ERR_INVALID_ARG, "report->struct_size = " +
+                                           std::to_string(report->struct_size) + ", not " +
+                                           std::to_string(sizeof *report));
     if (!index) throw Error(FKM_ERR_INVALID_ARG, "index is NULL");
     if (n < 0) throw Error(FKM_ERR_INVALID_ARG, "n = " + std::to_string(n) + " must be >= 0");
     if (!x && n > 0) throw Error(FKM_ERR_INVALID_ARG, "x is NULL");
@@ -131,7 +164,8 @@ extern "C" fkm_status fkm_faiss_train_index(fkm_ctx* ctx, void* index, int64_t n
       throw Error(FKM_ERR_INVALID_ARG,
                   "index is neither an IndexIVF nor an IndexPreTransform "
                   "chain ending in one");
-    flashkm::detail::train_any(ctx, *idx, n, x);
+    flashkm::detail::train_any(ctx, *idx, n, x, &r);
+    if (report) *report = r;
     return FKM_OK;
   });
 }

@@ -58,6 +58,25 @@ extern "C" {
 FKM_API fkm_status fkm_faiss_train_index(fkm_ctx *ctx, void *index, int64_t n,
                                          const float *x);
 
+/** Where fkm_faiss_train_index_report's time went, in seconds. */
+typedef struct fkm_faiss_train_report {
+  size_t struct_size;          /**< sizeof(fkm_faiss_train_report), set by the caller */
+  double pretransform_seconds; /**< training and applying an IndexPreTransform chain */
+  double coarse_seconds;       /**< the coarse k-means that flashkm ran (0 when left to FAISS) */
+  double rest_seconds;         /**< the IVF's own train() after it: FAISS's codebooks (PQ,
+                                    SQ), polysemous training, tables, and the coarse k-means
+                                    when FAISS ran it */
+  int coarse_by_flashkm;       /**< 1 when flashkm ran the coarse k-means */
+  int64_t nlist;               /**< the IVF's lists */
+} fkm_faiss_train_report;
+
+/** fkm_faiss_train_index, and where its time went (*report, when not NULL,
+ *  with report->struct_size = sizeof(fkm_faiss_train_report); written only
+ *  on success). */
+FKM_API fkm_status fkm_faiss_train_index_report(fkm_ctx *ctx, void *index, int64_t n,
+                                                const float *x,
+                                                fkm_faiss_train_report *report);
+
 /** The profile of the FAISS this bridge was compiled and linked with
  *  (docs/profiles.md): its release (FAISS_VERSION_*), the summation orders
  *  of its fvec_norm_L2sqr, fvec_L2sqr and fvec_inner_product measured by

@@ -14,6 +14,7 @@
 #include <faiss/index_factory.h>
 #include <flashkm/clustering.h>
 
+#include <cstring>
 #include <memory>
 
 #include "flashkm_faiss.h"
@@ -211,6 +212,36 @@ TEST(ParityIvfErrors, NonIvfIndexIsInvalidArgWithMessage) {
   EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())).find("IndexIVF"), std::string::npos);
   EXPECT_EQ(fkm_faiss_train_index(ctx().get(), nullptr, 100, x.data()), FKM_ERR_INVALID_ARG);
   EXPECT_EQ(fkm_faiss_train_index(nullptr, &flat, 100, x.data()), FKM_ERR_INVALID_ARG);
+}
+
+TEST(ParityIvfReport, SaysWhereTheTrainingWentAndWhoRanTheCoarseKmeans) {
+  std::vector<float> x = blobs(3000, 16, 24, 5);
+  fkm_faiss_train_report r;
+  std::memset(&r, 0xff, sizeof r);
+  r.struct_size = sizeof r;
+  std::unique_ptr<faiss::Index> pq(faiss::index_factory(16, "PCA8,IVF16,PQ4x4np"));
+  ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), pq.get(), 3000, x.data(), &r), FKM_OK)
+      << fkm_ctx_last_error(ctx().get());
+  EXPECT_EQ(r.coarse_by_flashkm, 1);
+  EXPECT_EQ(r.nlist, 16);
+  EXPECT_GE(r.pretransform_seconds, 0.0);
+  EXPECT_GT(r.coarse_seconds, 0.0);
+  EXPECT_GT(r.rest_seconds, 0.0);  // FAISS's PQ training
+  std::unique_ptr<faiss::Index> imi(faiss::index_factory(16, "IMI2x2,Flat"));
+  ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), imi.get(), 3000, x.data(), &r), FKM_OK);
+  EXPECT_EQ(r.coarse_by_flashkm, 0);  // the multi-index quantizer trains alone
+  EXPECT_EQ(r.coarse_seconds, 0.0);
+  EXPECT_GT(r.rest_seconds, 0.0);
+  // an unknown struct size is refused, and nothing is trained or written
+  std::unique_ptr<faiss::Index> flat(faiss::index_factory(16, "IVF16,Flat"));
+  fkm_faiss_train_report bad;
+  std::memset(&bad, 0x5a, sizeof bad);
+  bad.struct_size = sizeof bad + 8;
+  EXPECT_EQ(fkm_faiss_train_index_report(ctx().get(), flat.get(), 3000, x.data(), &bad),
+            FKM_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())).find("struct_size"), std::string::npos);
+  EXPECT_FALSE(flat->is_trained);
+  EXPECT_EQ(bad.nlist, int64_t(0x5a5a5a5a5a5a5a5a));
 }
 
 TEST(ParityIvfErrors, NanInputIsNotFiniteAndIndexStaysUntrained) {
