@@ -179,7 +179,11 @@ static int explain_difference(const ivf_job *j, fkm_ctx *ctx, void *faiss_index)
 static void print_phases(const ivf_side *fk, const ivf_side *fs) {
   const fkm_faiss_train_report *r = &fk->rep;
   printf("phases     flashkm: pre-transform %.3f s, ", r->pretransform_seconds);
-  if (r->coarse_by_flashkm)
+  if (r->coarse_by_flashkm && r->codebooks_by_flashkm)
+    printf("coarse k-means %.3f s (flashkm), codebooks %.3f s (PQ k-means by flashkm, "
+           "residuals, polysemous and tables by FAISS)",
+           r->coarse_seconds, r->rest_seconds);
+  else if (r->coarse_by_flashkm)
     printf("coarse k-means %.3f s (flashkm), rest of training %.3f s (FAISS: codebooks, tables)",
            r->coarse_seconds, r->rest_seconds);
   else
@@ -196,8 +200,9 @@ static void json_side(FILE *fp, const char *name, const ivf_side *s, int recall,
     fkm_cli_json_num(fp, s->rep.pretransform_seconds);
     fprintf(fp, ", \"coarse_kmeans_s\": ");
     fkm_cli_json_num(fp, s->rep.coarse_seconds);
-    fprintf(fp, ", \"coarse_by_flashkm\": %s, \"rest_of_train_s\": ",
-            s->rep.coarse_by_flashkm ? "true" : "false");
+    fprintf(fp, ", \"coarse_by_flashkm\": %s, \"codebooks_by_flashkm\": %s, \"rest_of_train_s\": ",
+            s->rep.coarse_by_flashkm ? "true" : "false",
+            s->rep.codebooks_by_flashkm ? "true" : "false");
     fkm_cli_json_num(fp, s->rep.rest_seconds);
     fprintf(fp, ", ");
   }

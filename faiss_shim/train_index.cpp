@@ -25,12 +25,17 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/impl/PolysemousTraining.h>
+#include <faiss/utils/utils.h>
 #include <faiss/IndexPreTransform.h>
 #include <faiss/VectorTransform.h>
 
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <vector>
+#include <typeinfo>
 
 #include "flashkm_faiss.h"
 #include "shim.h"
@@ -101,6 +106,65 @@ bool train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x)
   return ivf.quantizer_trains_alone != 1;
 }
 
+/* The codebooks of an IndexIVFPQ through flashkm: FAISS 1.7's
+ * IndexIVFPQ::train_residual_o step by step (subsample with the PQ's
+ * parameters, residuals against the coarse quantizer, the product
+ * quantizer, polysemous training, the precomputed tables), with
+ * ProductQuantizer::train's M Clustering runs, one per column slice on an
+ * IndexFlatL2, done by flashkm::Clustering. Only the exact class (a
+ * subclass may train otherwise), the default training (no hypercube or hot
+ * start, no assign_index) and FAISS 1.7, whose train_residual this is (1.8+
+ * moved the residuals into IndexIVF::train): anything else returns false
+ * and FAISS's own train() runs. */
+bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x) {
+#if FAISS_VERSION_MAJOR == 1 && FAISS_VERSION_MINOR == 7
+  auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(&ivf);
+  if (!ivfpq || typeid(*ivfpq) != typeid(faiss::IndexIVFPQ)) return false;
+  faiss::ProductQuantizer& pq = ivfpq->pq;
+  if (pq.train_type != faiss::ProductQuantizer::Train_default || pq.assign_index) return false;
+  faiss::Index* q = ivf.quantizer;
+  if (!q->is_trained || q->ntotal != faiss::Index::idx_t(ivf.nlist)) return false;
+  const int64_t d = ivf.d;
+  size_t nt = size_t(n);
+  const float* xs = faiss::fvecs_maybe_subsample(size_t(d), &nt, pq.cp.max_points_per_centroid * pq.ksub,
+                                                 x, ivf.verbose, pq.cp.seed);
+  std::unique_ptr<const float[]> own_xs(xs == x ? nullptr : xs);
+  std::vector<float> residuals;
+  const float* trainset = xs;
+  if (ivfpq->by_residual) {
+    std::vector<faiss::Index::idx_t> assign(nt);
+    q->assign(faiss::Index::idx_t(nt), xs, assign.data());
+    residuals.resize(nt * size_t(d));
+    for (size_t i = 0; i < nt; i++)
+      q->compute_residual(xs + i * size_t(d), residuals.data() + i * size_t(d), assign[i]);
+    trainset = residuals.data();
+  }
+  pq.verbose = ivf.verbose;
+  std::vector<float> slice(nt * pq.dsub);
+  for (size_t m = 0; m < pq.M; m++) {
+    for (size_t j = 0; j < nt; j++)
+      std::memcpy(slice.data() + j * pq.dsub, trainset + j * size_t(d) + m * pq.dsub,
+                  pq.dsub * sizeof(float));
+    Clustering clus(int(pq.dsub), int(pq.ksub), pq.cp, ctx);
+    faiss::IndexFlatL2 assigner(faiss::Index::idx_t(pq.dsub));
+    clus.train(faiss::Index::idx_t(nt), slice.data(), assigner);
+    pq.set_params(clus.centroids.data(), int(m));
+  }
+  if (ivfpq->do_polysemous_training) {
+    faiss::PolysemousTraining default_pt;
+    faiss::PolysemousTraining* pt =
+        ivfpq->polysemous_training ? ivfpq->polysemous_training : &default_pt;
+    pt->optimize_pq_for_hamming(pq, faiss::Index::idx_t(nt), trainset);
+  }
+  if (ivfpq->by_residual) ivfpq->precompute_table();
+  ivf.is_trained = true;
+  return true;
+#else
+  (void)ctx, (void)ivf, (void)n, (void)x;
+  return false;
+#endif
+}
+
 void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x,
                fkm_faiss_train_report* r) {
   if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(&index)) {
@@ -128,7 +192,10 @@ void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x,
   const double t0 = seconds_now();
   r->coarse_by_flashkm = train_coarse(ctx, *ivf, n, x);
   const double t1 = seconds_now();
-  ivf->train(n, x); /* FAISS: its own k-means when left to it, codebooks, tables */
+  /* FAISS: its own k-means when left to it, codebooks (an IVF-PQ's through
+   * flashkm where it can), tables */
+  r->codebooks_by_flashkm = r->coarse_by_flashkm && train_ivfpq_codebooks(ctx, *ivf, n, x);
+  if (!r->codebooks_by_flashkm) ivf->train(n, x);
   r->coarse_seconds = r->coarse_by_flashkm ? t1 - t0 : 0.0;
   r->rest_seconds = seconds_now() - (r->coarse_by_flashkm ? t1 : t0);
   r->nlist = int64_t(ivf->nlist);

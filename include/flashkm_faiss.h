@@ -33,8 +33,11 @@ extern "C" {
  *          FKM_ERR_INVALID_ARG (before anything is trained).
  *  n, x    (n, index->d) float, host memory, read only.
  *
- *  Follows FAISS 1.7.3's Index::train step by step and replaces only the flat
- *  k-means of Level1Quantizer::train_q1:
+ *  Follows FAISS 1.7.3's Index::train step by step and replaces the flat
+ *  k-means of Level1Quantizer::train_q1 and, for an IndexIVFPQ with FAISS
+ *  1.7 (default PQ training), the M k-means of ProductQuantizer::train inside
+ *  IndexIVFPQ::train_residual (FAISS's subsample, residuals, polysemous
+ *  training and tables around them):
  *   - IndexPreTransform: the untrained transforms are trained in order, each
  *     on the output of the previous ones (FAISS's logic; trained ones are
  *     kept), then the sub-index trains on the transformed data;
@@ -51,7 +54,8 @@ extern "C" {
  *     training runs. IndexIVFFlatDedup returns FKM_ERR_UNSUPPORTED (FAISS
  *     deduplicates its training set first).
  *   - then the IVF's own train() runs the rest (it sees a trained quantizer
- *     and skips its k-means): PQ, SQ, residual codebooks.
+ *     and skips its k-means): PQ (unless flashkm trained it, above), SQ,
+ *     residual codebooks.
  *  The result equals stock index->train(n, x) bit for bit wherever parity
  *  level P3 of docs/contract.md holds. On error the index may be partly trained (as
  *  after a FAISS exception). Blocks. */
@@ -67,6 +71,8 @@ typedef struct fkm_faiss_train_report {
                                     SQ), polysemous training, tables, and the coarse k-means
                                     when FAISS ran it */
   int coarse_by_flashkm;       /**< 1 when flashkm ran the coarse k-means */
+  int codebooks_by_flashkm;    /**< 1 when flashkm ran the PQ codebooks' k-means too (an
+                                    IndexIVFPQ with FAISS 1.7: rest_seconds holds them) */
   int64_t nlist;               /**< the IVF's lists */
 } fkm_faiss_train_report;
 

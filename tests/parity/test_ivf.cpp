@@ -223,6 +223,7 @@ TEST(ParityIvfReport, SaysWhereTheTrainingWentAndWhoRanTheCoarseKmeans) {
   ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), pq.get(), 3000, x.data(), &r), FKM_OK)
       << fkm_ctx_last_error(ctx().get());
   EXPECT_EQ(r.coarse_by_flashkm, 1);
+  EXPECT_EQ(r.codebooks_by_flashkm, 1);  // IndexIVFPQ on FAISS 1.7: the PQ's k-means too
   EXPECT_EQ(r.nlist, 16);
   EXPECT_GE(r.pretransform_seconds, 0.0);
   EXPECT_GT(r.coarse_seconds, 0.0);
@@ -230,6 +231,7 @@ TEST(ParityIvfReport, SaysWhereTheTrainingWentAndWhoRanTheCoarseKmeans) {
   std::unique_ptr<faiss::Index> imi(faiss::index_factory(16, "IMI2x2,Flat"));
   ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), imi.get(), 3000, x.data(), &r), FKM_OK);
   EXPECT_EQ(r.coarse_by_flashkm, 0);  // the multi-index quantizer trains alone
+  EXPECT_EQ(r.codebooks_by_flashkm, 0);
   EXPECT_EQ(r.coarse_seconds, 0.0);
   EXPECT_GT(r.rest_seconds, 0.0);
   // an unknown struct size is refused, and nothing is trained or written
