@@ -194,6 +194,8 @@ INSTANTIATE_TEST_SUITE_P(
     Factory, ParityIvf,
     ::testing::Values(IvfCase{"ivf_flat", "IVF64,Flat", false},
                       IvfCase{"ivf_pq", "IVF64,PQ8np", false},
+                      // FAISS's polysemous training on flashkm's codebooks
+                      IvfCase{"ivf_pq_polysemous", "IVF16,PQ4x4", false, 4000},
                       IvfCase{"ivf_sq8", "IVF64,SQ8", false},
                       IvfCase{"ivf_flat_ip", "IVF64,Flat", true},
                       IvfCase{"opq_ivf_pq", "OPQ8,IVF64,PQ8np", false, 6000},
