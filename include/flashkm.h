@@ -6,7 +6,7 @@
  *
  * Contract: fkm_train() computes the centroids faiss::Clustering::train()
  * computes, bit for bit, on every backend, in the arithmetic of the FAISS
- * build that params->profile names (docs/semantics.md, docs/profiles.md);
+ * build that params->profile names (docs/contract.md, docs/profiles.md);
  * the default profile is flashkm's own reference (FAISS 1.7.3's formula).
  * fkm_assign() gives the labels of FAISS's k=1 flat search in that
  * profile's own float formula.
@@ -195,7 +195,7 @@ typedef struct fkm_loop_order {
  *  call FAISS may overwrite norm / l2 / ip with the orders it measured
  *  (fkm_probe_*). The dot products of FAISS's BLAS paths are computed in
  *  flashkm's order (an fma chain over j = 0..d-1); where the BLAS rounds a
- *  near-tie the other way the labels can differ (docs/semantics.md, P2). */
+ *  near-tie the other way the labels can differ (docs/contract.md, P2). */
 typedef struct fkm_profile {
   int32_t faiss_version;  /**< 0: flashkm's reference; else MAJOR*10000 +
                                MINOR*100 + PATCH of a FAISS release */

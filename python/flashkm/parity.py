@@ -1,5 +1,5 @@
 """flashkm against the FAISS this interpreter imports: the parity levels of
-docs/semantics.md, in that FAISS's own arithmetic (its profile).
+docs/contract.md, in that FAISS's own arithmetic (its profile).
 
     python -m flashkm.parity INPUT -k K [--niter N] [--seed S] ...
 

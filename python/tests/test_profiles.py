@@ -3,7 +3,7 @@ arithmetic (its profile, docs/profiles.md). CI runs this file under Debian's
 FAISS 1.7.3 and under pip faiss-cpu wheels (1.15.1, 1.11.0, 1.8.0) at every
 SIMD level the machine can load (scripts/test-faiss-wheels.sh).
 
-What must hold, per level of docs/semantics.md:
+What must hold, per level of docs/contract.md:
 - the loop orders flashkm measures in this build are the ones its table has
   for the release, and they reproduce FAISS's fvec_* bit for bit;
 - k=1 search (P2): labels and distances equal FAISS's bit for bit, near-ties
