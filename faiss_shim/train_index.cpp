@@ -111,7 +111,7 @@ bool train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x)
  * parameters, residuals against the coarse quantizer, the product
  * quantizer, polysemous training, the precomputed tables), with
  * ProductQuantizer::train's M Clustering runs, one per column slice on an
- * IndexFlatL2, done by flashkm::Clustering. Only the exact class (a
+ * IndexFlatL2, done as one batched flashkm run. Only the exact class (a
  * subclass may train otherwise), the default training (no hypercube or hot
  * start, no assign_index) and FAISS 1.7, whose train_residual this is (1.8+
  * moved the residuals into IndexIVF::train): anything else returns false
@@ -142,16 +142,20 @@ bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const 
     trainset = residuals.data();
   }
   pq.verbose = ivf.verbose;
-  std::vector<float> slice(nt * pq.dsub);
-  for (size_t m = 0; m < pq.M; m++) {
+  /* The M column slices, back to back: one batched run of M problems of
+   * the same shape, each the Clustering(dsub, ksub, pq.cp) FAISS runs on an
+   * IndexFlatL2 (fkm_train_batched: the bits of M separate runs). */
+  const size_t dsub = pq.dsub, ksub = pq.ksub;
+  std::vector<float> slices(pq.M * nt * dsub), cent(pq.M * ksub * dsub);
+  for (size_t m = 0; m < pq.M; m++)
     for (size_t j = 0; j < nt; j++)
-      std::memcpy(slice.data() + j * pq.dsub, trainset + j * size_t(d) + m * pq.dsub,
-                  pq.dsub * sizeof(float));
-    Clustering clus(int(pq.dsub), int(pq.ksub), pq.cp, ctx);
-    faiss::IndexFlatL2 assigner(faiss::Index::idx_t(pq.dsub));
-    clus.train(faiss::Index::idx_t(nt), slice.data(), assigner);
-    pq.set_params(clus.centroids.data(), int(m));
-  }
+      std::memcpy(slices.data() + (m * nt + j) * dsub, trainset + j * size_t(d) + m * dsub,
+                  dsub * sizeof(float));
+  const fkm_params p = params_of(pq.cp, FKM_METRIC_L2, nullptr, nullptr);
+  check(ctx, fkm_train_batched(ctx, &p, int64_t(pq.M), int64_t(nt), int64_t(dsub),
+                               int64_t(ksub), FKM_DTYPE_F32, slices.data(), nullptr,
+                               cent.data(), 0, nullptr, nullptr, nullptr, 0, nullptr));
+  for (size_t m = 0; m < pq.M; m++) pq.set_params(cent.data() + m * ksub * dsub, int(m));
   if (ivfpq->do_polysemous_training) {
     faiss::PolysemousTraining default_pt;
     faiss::PolysemousTraining* pt =
