@@ -53,7 +53,10 @@ if [ $have_gtest = 0 ]; then
   CMAKE_EXTRA+=("-DCMAKE_PREFIX_PATH=$BUILD/gtest")
 fi
 
+# The GPU machine has no FAISS and may lack zlib: only the library, its
+# tests and the bench are built (the command needs zlib for idx3 files).
 step configure cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLASHKM_WITH_FAISS=OFF \
+  -DFLASHKM_BUILD_CLI=OFF \
   -DFLASHKM_WITH_CUDA=ON -DFLASHKM_CUDA_ARCHITECTURES="$ARCH" "${CMAKE_EXTRA[@]}"
 step build cmake --build "$BUILD" -j"$JOBS" --target test_gpu test_gpu_objective flashkm_bench
 TEST=$BUILD/tests/gpu/test_gpu
