@@ -299,8 +299,16 @@ static void scan_block(const row_scans *s, const fkm_cpu_assign_args *a, int64_t
   }
 }
 
-static fkm_top1 scan_result(const row_scans *s, int64_t r) {
-  return s->cs ? s->cs[r].r : s->ls ? s->ls[r].r : s->top[r];
+/* Rows [i0, i1)'s labels and distances from their finished scans (fs: the
+ * fused kernel's, when that path ran). */
+static void store_results(const fkm_cpu_assign_args *a, const row_scans *s, fkm_fused_scan *fs,
+                          int64_t i0, int64_t i1) {
+  for (int64_t i = i0; i < i1; i++) {
+    const int64_t r = i - i0;
+    const fkm_top1 t = fs ? fkm_fused_end(&fs[r]) : s->cs ? s->cs[r].r : s->ls ? s->ls[r].r : s->top[r];
+    a->labels[i] = t.idx;
+    a->dist[i] = t.dis;
+  }
 }
 
 /* The paths whose scans need the dot products themselves: the cmax lanes,
@@ -358,11 +366,7 @@ static int laned_assign(const fkm_cpu_assign_args *a) {
           }
         }
       }
-      for (int64_t i = i0; i < i1; i++) {
-        const fkm_top1 r = fused ? fkm_fused_end(&fs[i - i0]) : scan_result(&scans, i - i0);
-        a->labels[i] = r.idx;
-        a->dist[i] = r.dis;
-      }
+      store_results(a, &scans, fused ? fs : NULL, i0, i1);
     }
     free(buf);
     free(cs);
@@ -379,20 +383,14 @@ static int laned_assign(const fkm_cpu_assign_args *a) {
  * parallel region, so the BLAS's team and this library's scans took turns
  * on the same cores. The scans then run on the BLAS's own threads, as
  * FAISS's own loops do (the libgomp ABI: GOMP_parallel and the omp_*
- * queries of that runtime), and the engine keeps one thread of its own
- * (engine_cpu.c, threads_enter). Each row's scan is independent: the bits
+ * queries of that runtime: fkm_cpu_blas_omp), and the engine keeps one
+ * thread of its own (engine_cpu.c, threads_enter). Each row's scan is independent: the bits
  * do not depend on which threads run it. */
-typedef struct blas_omp {
-  void (*parallel)(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
-  int (*thread_num)(void);
-  int (*num_threads)(void);
-} blas_omp;
-
 extern void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
 
-static int foreign_omp(fkm_sgemm_fn sgemm, blas_omp *o) {
+int fkm_cpu_blas_omp(fkm_sgemm_fn sgemm, fkm_blas_omp *o) {
   Dl_info info;
-  if (!dladdr((void *)(uintptr_t)sgemm, &info) || !info.dli_fname) return 0;
+  if (!sgemm || !dladdr((void *)(uintptr_t)sgemm, &info) || !info.dli_fname) return 0;
   void *h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD); /* the loaded BLAS, and */
   if (!h) return 0;                                           /* its dependencies */
   void *par = dlsym(h, "GOMP_parallel"), *tn = dlsym(h, "omp_get_thread_num"),
@@ -402,12 +400,8 @@ static int foreign_omp(fkm_sgemm_fn sgemm, blas_omp *o) {
   o->parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))(uintptr_t)par;
   o->thread_num = (int (*)(void))(uintptr_t)tn;
   o->num_threads = (int (*)(void))(uintptr_t)nt;
+  o->team = 0;
   return 1;
-}
-
-int fkm_cpu_blas_foreign_omp(fkm_sgemm_fn sgemm) {
-  blas_omp o;
-  return foreign_omp(sgemm, &o);
 }
 
 /* One block of rows scanned by a foreign team: thread t takes a contiguous
@@ -415,7 +409,7 @@ int fkm_cpu_blas_foreign_omp(fkm_sgemm_fn sgemm) {
 typedef struct scan_job {
   const row_scans *scans;
   const fkm_cpu_assign_args *a;
-  const blas_omp *omp;
+  const fkm_blas_omp *omp;
   const float *ip;
   int64_t i0, i1, j0, j1;
 } scan_job;
@@ -447,9 +441,6 @@ static int blas_assign(const fkm_cpu_assign_args *a) {
   fkm_lanes_scan *ls = laned ? malloc(sizeof(fkm_lanes_scan) * (size_t)qbs) : NULL;
   const row_scans scans = {top, cs, ls};
   int rc = ip && (top || cs || ls) ? 0 : -1;
-  blas_omp omp;
-  const int foreign = a->blas_team > 0 && foreign_omp(a->sgemm, &omp);
-  const unsigned team = (unsigned)a->blas_team;
   for (int64_t i0 = 0; i0 < n && rc == 0; i0 += qbs) {
     const int64_t i1 = i0 + qbs < n ? i0 + qbs : n;
     for (int64_t i = i0; i < i1; i++) {
@@ -463,20 +454,16 @@ static int blas_assign(const fkm_cpu_assign_args *a) {
       float one = 1.0f, zero = 0.0f;
       a->sgemm("Transpose", "Not transpose", &nyi, &nxi, &di, &one, a->c + j0 * d, &di,
                a->x + i0 * d, &di, &zero, ip, &nyi);
-      if (foreign) {
-        scan_job job = {&scans, a, &omp, ip, i0, i1, j0, j1};
-        omp.parallel(scan_job_run, &job, team, 0);
+      if (a->blas_omp) {
+        scan_job job = {&scans, a, a->blas_omp, ip, i0, i1, j0, j1};
+        a->blas_omp->parallel(scan_job_run, &job, a->blas_omp->team, 0);
         continue;
       }
 #pragma omp parallel for schedule(static)
       for (int64_t i = i0; i < i1; i++)
         scan_block(&scans, a, i - i0, i, j0, j1, ip + (i - i0) * (j1 - j0));
     }
-    for (int64_t i = i0; i < i1; i++) {
-      const fkm_top1 r = scan_result(&scans, i - i0);
-      a->labels[i] = r.idx;
-      a->dist[i] = r.dis;
-    }
+    store_results(a, &scans, NULL, i0, i1);
   }
   free(ip);
   free(top);

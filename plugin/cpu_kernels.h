@@ -42,13 +42,23 @@ typedef struct fkm_cpu_assign_args {
   fkm_sgemm_fn sgemm;     /* BLAS path: the dot products from this BLAS in FAISS's
                              blocks (fkm_params.blas_sgemm), or NULL */
   int64_t query_bs, database_bs; /* those blocks (with sgemm) */
-  int blas_team;          /* > 0: sgemm runs on another OpenMP runtime, and the
-                             scans run on that many of its threads */
+  const struct fkm_blas_omp *blas_omp; /* non-NULL: sgemm runs on another OpenMP
+                                           runtime, whose threads run the scans */
 } fkm_cpu_assign_args;
 
-/** Whether sgemm's library runs its threads on an OpenMP runtime other than
- *  this library's (a pip faiss-cpu wheel bundles its own libgomp). */
-int fkm_cpu_blas_foreign_omp(fkm_sgemm_fn sgemm);
+/** The OpenMP runtime of a BLAS that is not this library's (a pip faiss-cpu
+ *  wheel bundles its own libgomp): its entry points (the libgomp ABI) and
+ *  the threads the scans take there (`team`, set by the engine). */
+typedef struct fkm_blas_omp {
+  void (*parallel)(void (*fn)(void *), void *data, unsigned num_threads, unsigned flags);
+  int (*thread_num)(void);
+  int (*num_threads)(void);
+  unsigned team;
+} fkm_blas_omp;
+
+/** 1 with *o filled when sgemm's library runs on another OpenMP runtime than
+ *  this library's, else 0. Resolve once per run: it looks the library up. */
+int fkm_cpu_blas_omp(fkm_sgemm_fn sgemm, fkm_blas_omp *o);
 
 /** FAISS's k=1 search in a profile's arithmetic (docs/profiles.md). With
  *  a->sgemm on the BLAS path the dot products are that BLAS's, called as

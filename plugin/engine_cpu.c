@@ -18,8 +18,8 @@
 typedef struct cpu_engine {
   fkm_engine base;
   int num_threads; /* 0: OpenMP's default */
-  int blas_team;   /* > 0: the BLAS runs on another OpenMP runtime, whose
-                      threads (this many) run the BLAS path's scans */
+  int foreign_blas; /* the run's BLAS is on another OpenMP runtime: blas_omp */
+  fkm_blas_omp blas_omp;
   char name[96];
   /* the current run */
   fkm_run run;
@@ -52,15 +52,21 @@ static thread_scope threads_enter(cpu_engine *c) {
   if (c->num_threads > 0) omp_set_num_threads(c->num_threads);
   else if (s.saved > fkm_thread_limit()) omp_set_num_threads(fkm_thread_limit());
   /* A BLAS on another OpenMP runtime (a pip wheel's own libgomp): the scans
-   * of its blocks run on its threads (blas_team of them, cpu_kernels.c),
+   * of its blocks run on its threads (blas_omp.team of them, cpu_kernels.c),
    * and this runtime keeps one thread, so that no idle team of one runtime
    * spins on the cores the other one works on. */
-  c->blas_team = 0;
-  if (c->params.blas_sgemm && fkm_cpu_blas_foreign_omp(c->params.blas_sgemm)) {
-    c->blas_team = omp_get_max_threads();
+  if (c->foreign_blas) {
+    c->blas_omp.team = (unsigned)omp_get_max_threads();
     omp_set_num_threads(1);
   }
   return s;
+}
+
+/* The call's parameters, and the OpenMP runtime of its BLAS, looked up once
+ * per run (threads_enter and the scans use it). */
+static void set_params(cpu_engine *c, const fkm_params *params) {
+  c->params = *params;
+  c->foreign_blas = fkm_cpu_blas_omp(params->blas_sgemm, &c->blas_omp);
 }
 
 /* The runtime cannot report a failed thread creation (libgomp exits the
@@ -154,8 +160,7 @@ static void cpu_end(fkm_engine *e) {
 
 static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
                                  const float *user_centroids) {
-  c->run = *run;
-  c->params = *run->params;
+  c->run = *run; /* c->params: set by cpu_begin */
   c->run.params = &c->params;
   c->arith = *run->arith;
   c->run.arith = &c->arith;
@@ -212,7 +217,7 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
 static fkm_status cpu_begin(fkm_engine *e, const fkm_run *run,
                             const float *user_centroids) {
   cpu_engine *c = cpu(e);
-  c->params = *run->params; /* the run's BLAS decides the teams */
+  set_params(c, run->params); /* the run's BLAS decides the teams */
   thread_scope ts = threads_enter(c);
   fkm_status s = cpu_begin_impl(c, run, user_centroids);
   threads_leave(ts);
@@ -285,7 +290,7 @@ static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, cons
                        .arith = &c->arith,
                        .path = path,
                        .sgemm = c->params.blas_sgemm,
-                       .blas_team = c->blas_team,
+                       .blas_omp = c->foreign_blas ? &c->blas_omp : NULL,
                        .query_bs = c->params.blas_query_bs,
                        .database_bs = c->params.blas_database_bs};
   if (c->params.metric == FKM_METRIC_L2 && path != FKM_PATH_DIRECT)
@@ -513,7 +518,7 @@ static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
   cpu_engine *c = cpu(e);
   fkm_errbuf *err = c->base.err;
   memset(&c->run, 0, sizeof c->run);
-  c->params = *params;
+  set_params(c, params);
   c->run.params = &c->params;
   c->run.batch = 1;
   c->run.n = n;

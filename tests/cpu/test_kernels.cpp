@@ -45,7 +45,7 @@ TEST(CpuKernels, Avx2AndPortableVariantsGiveIdenticalBestLanes) {
         std::vector<int64_t> lab(n);
         std::vector<float> dis(n);
         fkm_cpu_assign_args a = {x.data(), xn.data(), n, d, c.data(), cn.data(), k, m,
-                             lab.data(), dis.data(), nullptr, FKM_PATH_BLAS, nullptr, 0, 0, 0};
+                             lab.data(), dis.data(), nullptr, FKM_PATH_BLAS, nullptr, 0, 0, nullptr};
         std::vector<float> bv1(n * FKM_CPU_PANEL, m == FKM_METRIC_L2 ? INFINITY : -INFINITY);
         std::vector<float> bv2(bv1);
         std::vector<int32_t> bi1(n * FKM_CPU_PANEL, -1), bi2(bi1);
