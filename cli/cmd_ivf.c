@@ -240,9 +240,7 @@ static int write_report(const ivf_job *j, fkm_ctx *ctx, const ivf_side *fk, cons
   json_side(fp, "flashkm", fk, j->q != NULL, 1);
   fprintf(fp, ",\n");
   if (fs) {
-    char name[48];
-    snprintf(name, sizeof name, "faiss");
-    json_side(fp, name, fs, j->q != NULL, 0);
+    json_side(fp, "faiss", fs, j->q != NULL, 0);
     fprintf(fp, ",\n  \"faiss_version\": ");
     fkm_cli_json_str(fp, fkm_fx_version());
     fprintf(fp, ",\n  \"verdict\": ");

@@ -220,15 +220,13 @@ def train_rows(ctx, n, k, cp=None, profile="flashkm"):
     params = clustering_fields(prof)
     params.update(cp or {})
     p = _make_params(params, _lib.METRIC_L2, False, prof)
-    cap = k * params["max_points_per_centroid"]
-    if n <= cap:
-        return None
-    rows = np.empty(cap, dtype=np.int64)
+    # room for the library's count, min(n, k * max_points_per_centroid)
+    rows = np.empty(min(n, k * params["max_points_per_centroid"]), dtype=np.int64)
     count = ctypes.c_int64()
     with ctx.lock:
         _lib.check(_lib.lib().fkm_train_rows(ctx.handle, ctypes.byref(p), n, k, rows.ctypes.data,
                                              ctypes.byref(count)), ctx.handle)
-    return rows[:count.value]
+    return None if count.value == n else rows[:count.value]
 
 
 def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm"):
