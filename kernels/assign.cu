@@ -101,8 +101,12 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
      * 0.6 ms at 1M x 1024 and the iteration got 7% slower). */
     const int64_t cap = uses_bound<S>() ? plan->wgmma : items;
     const unsigned blocks = (unsigned)(items < cap ? items : cap);
-    kern<<<blocks, WG_THREADS, smem, s>>>(xp, cpack, cc, a->xn, bc, a->xmax, n, dp, a->k,
-                                          k_per_split, ksplit, nslots, rows, count, st);
+    kern<<<blocks, WG_THREADS, smem, s>>>(TcPassArgs<S>{.xp = xp, .cp = cpack, .cc = cc,
+                                                        .xn = a->xn, .bc = bc, .xmax = a->xmax,
+                                                        .n = n, .dp = dp, .k = a->k,
+                                                        .k_per_split = k_per_split,
+                                                        .ksplit = ksplit, .nslots = nslots,
+                                                        .rows = rows, .count = count, .st = st});
     return cudaGetLastError();
   }
   const bool res = nkc <= RES_MAX_CHUNKS;
@@ -114,8 +118,12 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
                              cudaSharedmemCarveoutMaxShared);
   if (e != cudaSuccess) return e;
   const dim3 grid((unsigned)row_blocks, (unsigned)ksplit);
-  kern<<<grid, MMA_THREADS, smem, s>>>(xp, cpack, cc, a->xn, bc, a->xmax, n, dp, a->k,
-                                       k_per_split, rows, count, st);
+  kern<<<grid, MMA_THREADS, smem, s>>>(TcPassArgs<S>{.xp = xp, .cp = cpack, .cc = cc,
+                                                     .xn = a->xn, .bc = bc, .xmax = a->xmax,
+                                                     .n = n, .dp = dp, .k = a->k,
+                                                     .k_per_split = k_per_split,
+                                                     .ksplit = ksplit, .nslots = 0,
+                                                     .rows = rows, .count = count, .st = st});
   return cudaGetLastError();
 }
 
@@ -153,10 +161,18 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
                    reinterpret_cast<uintptr_t>(a->x) % 16 == 0;
   const unsigned cblocks = (unsigned)((n + CERT_THREADS - 1) / CERT_THREADS);
   auto cert1 = vec ? certify<L2, true, Top2> : certify<L2, false, Top2>;
-  cert1<<<cblocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->ksplit, st1, bc,
-                                         cb, bc_max, a->xmax, poison, nullptr, nullptr,
-                                         a->labels, a->dist, rows1, count1, k, a->cmax_lanes,
-                                         a->defer_pairs, pairs, pair_count);
+  /* what both certify launches share: the test's inputs and outputs */
+  const auto cert_args = [&](auto *st, int64_t ksplit, const int32_t *in_rows,
+                             const int *in_count, int32_t *left, int *left_count) {
+    return CertifyArgs<std::remove_const_t<std::remove_pointer_t<decltype(st)>>>{
+        .x = a->x, .xn = a->xn, .c = a->c, .cn = a->cn, .n = n, .d = d, .k = k,
+        .ksplit = ksplit, .st = st, .bc = bc, .cb = cb, .bc_max = bc_max, .xmax = a->xmax,
+        .poison = poison, .in_rows = in_rows, .in_count = in_count, .labels = a->labels,
+        .dist = a->dist, .rows = left, .count = left_count, .cmax_lanes = a->cmax_lanes,
+        .defer_pairs = a->defer_pairs, .pairs = pairs, .pair_count = pair_count};
+  };
+  cert1<<<cblocks, CERT_THREADS, 0, s>>>(
+      cert_args(st1, plan->ksplit, nullptr, nullptr, rows1, count1));
   /* the rows the screen left, gathered and packed like x */
   const int64_t dp = fkm_pack_dims(d), groups = fkm_round_up(n, MBM) * (dp / 8);
   const unsigned gblocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
@@ -169,10 +185,8 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
    * is on the device) */
   const unsigned cert2_blocks = (unsigned)(2 * plan->list_blocks);
   const unsigned c2blocks = cblocks < cert2_blocks ? cblocks : cert2_blocks;
-  cert2<<<c2blocks, CERT_THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, plan->cert_split, st2,
-                                         bc, cb, bc_max, a->xmax, poison, rows1, count1,
-                                         a->labels, a->dist, rows, count, k, a->cmax_lanes,
-                                         a->defer_pairs, pairs, pair_count);
+  cert2<<<c2blocks, CERT_THREADS, 0, s>>>(
+      cert_args(st2, plan->cert_split, rows1, count1, rows, count));
   /* The reference kernel on the rows left, centroids split in refine_split
    * ranges combined in order (the number of rows is on the device; blocks
    * past it exit at once). */

@@ -52,7 +52,7 @@ __device__ __forceinline__ float cert_chunk(float ip, const float (&xr)[CERT_BK 
 #pragma unroll
     for (int j = 0; j < CERT_BK; j++) ip = fmaf(xr[j], cv[j], ip);
   } else {
-    for (int j = 0; j < kmax; j++) ip = fmaf(xr[j], crow[j], ip);
+    for (int j = 0; j < kmax; j++) ip = fmaf(xr[j], __ldg(crow + j), ip);
   }
   return ip;
 }
@@ -65,7 +65,7 @@ __device__ __forceinline__ int candidates(const Cert &t, float pax, float bx,
   b2 = -1;
   if (t.b1 < 0) return 0;
   /* U = g1 + A(x) |b|' + B(x), rounded up */
-  const float u = __fadd_ru(__fadd_ru(t.g1, __fmul_ru(pax, cb[t.b1])), bx);
+  const float u = __fadd_ru(__fadd_ru(t.g1, __fmul_ru(pax, __ldg(cb + t.b1))), bx);
   const bool in = t.hb1 == t.b1 || t.hb2 == t.b1;
   const float hm = t.hb1 == t.b1 ? t.h2 : t.h1; /* least h over c != b */
   const int c2 = t.hb1 == t.b1 ? t.hb2 : t.hb1;
@@ -83,7 +83,7 @@ __device__ __forceinline__ int candidates(const Top2 &t, float pax, float bx,
   b1 = t.b;
   b2 = -1;
   if (t.b < 0) return 0;
-  const float ab = __fadd_ru(__fmul_ru(pax, cb[t.b]), bx);
+  const float ab = __fadd_ru(__fmul_ru(pax, __ldg(cb + t.b)), bx);
   const float u = __fadd_ru(__fadd_ru(t.h1, ab), ab);
   return __fsub_rd(t.h2, bx) > u ? 1 : 0;
 }
@@ -95,37 +95,53 @@ __device__ __forceinline__ int candidates(const Top2 &t, float pax, float bx,
  * exhaustive_L2sqr_blas_cmax's (fkm_cmax_certified); defer_pairs: a row
  * narrowed to two candidates is listed in pairs[] (row, b1, b2) instead of
  * decided (a profile's laned scan decides it, profile.cu). */
+template <class S> struct CertifyArgs {
+  const float *x, *xn;  /* the rows of x and their |x|^2 */
+  const float *c, *cn;  /* the centroids and their |c|^2 */
+  int64_t n, d, k;      /* rows (in_rows: at most), dimensions, centroids */
+  int64_t ksplit;       /* the pass's centroid ranges */
+  const S *st;          /* the pass's states, st[split n + p] */
+  BoundConsts bc;
+  const float *cb, *bc_max; /* per-centroid bound terms, their maximum */
+  const int *xmax, *poison; /* the packing's scale of x; nonzero: no bound */
+  const int32_t *in_rows;   /* NULL, or the rows whose states these are */
+  const int *in_count;      /* with in_rows: their number, on the device */
+  int32_t *labels;
+  float *dist;
+  int32_t *rows;            /* the rows left uncertain, appended */
+  int *count;               /* their number */
+  int cmax_lanes, defer_pairs;
+  int32_t *pairs;           /* defer_pairs: (row, b1, b2) triples */
+  int *pair_count;
+};
+
 template <bool L2, bool VEC, class S>
-__global__ void __launch_bounds__(CERT_THREADS)
-certify(const float *__restrict__ x, const float *__restrict__ xn,
-        const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
-        int64_t ksplit, const S *__restrict__ st, BoundConsts bc,
-        const float *__restrict__ cb, const float *__restrict__ bc_max,
-        const int *__restrict__ xmax, const int *__restrict__ poison,
-        const int32_t *__restrict__ in_rows, const int *__restrict__ in_count,
-        int32_t *__restrict__ labels, float *__restrict__ dist, int32_t *__restrict__ rows,
-        int *__restrict__ count, int64_t k, int cmax_lanes, int defer_pairs,
-        int32_t *__restrict__ pairs, int *__restrict__ pair_count) {
+__global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) {
+  /* A pointer loaded from a struct is not a restrict kernel parameter to
+   * the compiler: read-only values are read through __ldg. */
+  const float *const x = a.x, *const c = a.c;
+  const int32_t *const in_rows = a.in_rows;
+  const int64_t d = a.d, ksplit = a.ksplit, n = a.in_count ? __ldg(a.in_count) : a.n;
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
   __shared__ int64_t srow[CERT_THREADS]; /* the block's rows of x, -1 past n */
-  if (in_count) n = *in_count;
   /* blocks stride over the points (the pass over the rows the screen left
    * launches a few blocks for a count known only on the device) */
   for (int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS; m0 < n;
        m0 += (int64_t)gridDim.x * CERT_THREADS) {
     const int64_t p = m0 + threadIdx.x;
-    const int64_t row = p < n ? (in_rows ? in_rows[p] : p) : -1;
+    const int64_t row = p < n ? (in_rows ? __ldg(in_rows + p) : p) : -1;
     srow[threadIdx.x] = row;
     int ncand = 0, b1 = -1, b2 = -1; /* 0: uncertain, 1: b1, 2: b1 and b2 */
     if (p < n) {
       S t;
       state_init(t);
-      for (int64_t s = 0; s < ksplit; s++) state_merge(t, st[s * n + p]);
-      if (*poison == 0) {
+      for (int64_t s = 0; s < ksplit; s++) state_merge(t, state_ldg(a.st + s * n + p));
+      if (__ldg(a.poison) == 0) {
         /* B(x) = beta X + BC + eta, rounded up */
-        const float v = xn[row], up = 1.0f + 0x1p-20f;
-        const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(bc.beta, v), up), bc.eta), *bc_max);
-        ncand = candidates(t, point_a(bc, v, scale_exp(*xmax)), bx, cb, b1, b2);
+        const float v = __ldg(a.xn + row), up = 1.0f + 0x1p-20f;
+        const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(a.bc.beta, v), up), a.bc.eta),
+                                  __ldg(a.bc_max));
+        ncand = candidates(t, point_a(a.bc, v, scale_exp(__ldg(a.xmax))), bx, a.cb, b1, b2);
       }
     }
     float ip1 = 0.0f, ip2 = 0.0f;
@@ -152,7 +168,7 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
       } else {
         for (int e = threadIdx.x; e < CERT_THREADS * CERT_BK; e += CERT_THREADS) {
           const int r = e / CERT_BK, col = e % CERT_BK;
-          xs[r][col] = srow[r] >= 0 && col < kmax ? x[srow[r] * d + k0 + col] : 0.0f;
+          xs[r][col] = srow[r] >= 0 && col < kmax ? __ldg(x + srow[r] * d + k0 + col) : 0.0f;
         }
       }
       __syncthreads();
@@ -160,25 +176,26 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
       if (ncand == 2) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
     }
     if (p >= n) continue;
-    if (ncand == 2 && defer_pairs) {
-      const int slot = atomicAdd(pair_count, 1);
-      pairs[3 * slot] = (int32_t)row;
-      pairs[3 * slot + 1] = b1;
-      pairs[3 * slot + 2] = b2;
+    if (ncand == 2 && a.defer_pairs) {
+      const int slot = atomicAdd(a.pair_count, 1);
+      a.pairs[3 * slot] = (int32_t)row;
+      a.pairs[3 * slot + 1] = b1;
+      a.pairs[3 * slot + 2] = b2;
       continue;
     }
-    if (L2 && ncand == 1 && cmax_lanes) {
-      const fkm_top1 r = fkm_cmax_certified(b1, ip1, cn[b1], xn[row], k, cmax_lanes);
-      labels[row] = (int32_t)r.idx;
-      dist[row] = r.dis;
+    if (L2 && ncand == 1 && a.cmax_lanes) {
+      const fkm_top1 r = fkm_cmax_certified(b1, ip1, __ldg(a.cn + b1), __ldg(a.xn + row),
+                                                 a.k, a.cmax_lanes);
+      a.labels[row] = (int32_t)r.idx;
+      a.dist[row] = r.dis;
       continue;
     }
     float v1 = ip1, v2 = ip2;
     if (L2 && ncand) {
-      v1 = __fsub_rn(__fadd_rn(xn[row], cn[b1]), __fadd_rn(ip1, ip1));
+      v1 = __fsub_rn(__fadd_rn(__ldg(a.xn + row), __ldg(a.cn + b1)), __fadd_rn(ip1, ip1));
       if (v1 < 0.0f) v1 = 0.0f;
       if (ncand == 2) {
-        v2 = __fsub_rn(__fadd_rn(xn[row], cn[b2]), __fadd_rn(ip2, ip2));
+        v2 = __fsub_rn(__fadd_rn(__ldg(a.xn + row), __ldg(a.cn + b2)), __fadd_rn(ip2, ip2));
         if (v2 < 0.0f) v2 = 0.0f;
       }
     }
@@ -193,10 +210,10 @@ certify(const float *__restrict__ x, const float *__restrict__ xn,
       }
     }
     if (ncand) {
-      labels[row] = label;
-      dist[row] = dis;
+      a.labels[row] = label;
+      a.dist[row] = dis;
     } else {
-      rows[atomicAdd(count, 1)] = (int32_t)row;
+      a.rows[atomicAdd(a.count, 1)] = (int32_t)row;
     }
   }
 }

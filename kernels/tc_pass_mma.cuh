@@ -113,8 +113,42 @@ template <class S>
 __device__ __forceinline__ float row_a(const BoundConsts &bc, const float *__restrict__ xn,
                                        const int32_t *__restrict__ rows, int64_t p, int64_t n,
                                        int sx) {
-  return uses_bound<S>() && p < n ? point_a(bc, xn[rows ? rows[p] : p], sx) : 0.0f;
+  return uses_bound<S>() && p < n ? point_a(bc, __ldg(xn + (rows ? __ldg(rows + p) : p)), sx)
+                                   : 0.0f;
 }
+
+/* What a tensor-core pass reads and writes (assign_mma and assign_wgmma
+ * take the same struct; the launch names every field). */
+template <class S> struct TcPassArgs {
+  const uint16_t *xp;   /* packed rows (fkm_pack_dims(d) columns) */
+  const uint16_t *cp;   /* packed centroids */
+  const float4 *cc;     /* per-centroid constants (pack_centroids) */
+  const float *xn;      /* |x|^2 of each row of x */
+  BoundConsts bc;
+  const int *xmax;      /* the packing's scale of x (parity) */
+  int64_t n, dp, k;     /* rows (rows != NULL: at most), packed dims, centroids */
+  int64_t k_per_split, ksplit; /* centroid ranges: ksplit of k_per_split */
+  int nslots;           /* wgmma: centroid ring slots */
+  const int32_t *rows;  /* NULL, or the gathered rows' indices into x */
+  const int *count;     /* with rows: their number, on the device */
+  S *st;                /* states, st[split n + p] */
+};
+/* The pass's values as locals named as the kernels' bodies read them (n:
+ * the row count read on the device when rows are gathered). A pointer
+ * loaded from a struct is not a restrict kernel parameter to the compiler:
+ * the bodies read through __ldg where the values are read-only. */
+#define FKM_TC_PASS_BIND(a)                                                             \
+  const uint16_t *__restrict__ xp = (a).xp, *__restrict__ cp = (a).cp;                  \
+  const float4 *__restrict__ cc = (a).cc;                                               \
+  const float *__restrict__ xn = (a).xn;                                                \
+  const int *__restrict__ xmax = (a).xmax, *__restrict__ count = (a).count;             \
+  const int32_t *__restrict__ rows = (a).rows;                                          \
+  S *__restrict__ st = (a).st;                                                          \
+  const BoundConsts bc = (a).bc;                                                        \
+  const int64_t n = count ? __ldg(count) : (a).n, dp = (a).dp, k = (a).k,                     \
+                k_per_split = (a).k_per_split, ksplit = (a).ksplit;                     \
+  const int nslots = (a).nslots;                                                        \
+  (void)ksplit, (void)nslots
 
 /* The tensor-core passes: S = Top2 (the parity screen) or Cert (the parity
  * pass over the rows the screen left), T = __half; S = Arg (FAST), T =
@@ -135,14 +169,10 @@ __device__ __forceinline__ float row_a(const BoundConsts &bc, const float *__res
  * quads, then the two column warps, merge at the end. */
 template <typename T, class S, bool RES>
 __global__ void __launch_bounds__(MMA_THREADS, 2)
-assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
-           const float4 *__restrict__ cc, const float *__restrict__ xn, BoundConsts bc,
-           const int *__restrict__ xmax, int64_t n, int64_t dp, int64_t k,
-           int64_t k_per_split, const int32_t *__restrict__ rows, const int *__restrict__ count,
-           S *__restrict__ st) {
+assign_mma(const TcPassArgs<S> a) {
   extern __shared__ __align__(128) uint16_t smem[];
   __shared__ S red[MBM];
-  if (count) n = *count;
+  FKM_TC_PASS_BIND(a);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int g = lane >> 2, t = lane & 3, wm = warp >> 1, wn = warp & 1;
   const int64_t m0 = (int64_t)blockIdx.x * MBM;
@@ -173,7 +203,7 @@ assign_mma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
 
   S st4[4]; /* rows wm*32 + (q/2)*16 + (q%2)*8 + g */
   float pa[4];
-  const int sx = uses_bound<S>() ? scale_exp(*xmax) : 0;
+  const int sx = uses_bound<S>() ? scale_exp(__ldg(xmax)) : 0;
 #pragma unroll
   for (int q = 0; q < 4; q++) {
     state_init(st4[q]);

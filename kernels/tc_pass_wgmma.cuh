@@ -145,15 +145,10 @@ struct WgTile {
 
 template <typename T, class S, bool STREAM>
 __global__ void __launch_bounds__(WG_THREADS, 1)
-assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
-             const float4 *__restrict__ cc, const float *__restrict__ xn, BoundConsts bc,
-             const int *__restrict__ xmax, int64_t n, int64_t dp, int64_t k,
-             int64_t k_per_split, int64_t ksplit, int nslots,
-             const int32_t *__restrict__ rows, const int *__restrict__ count,
-             S *__restrict__ st) {
+assign_wgmma(const TcPassArgs<S> a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ uint8_t wg_raw[];
-  if (count) n = *count; /* the gathered rows (see assign_mma) */
+  FKM_TC_PASS_BIND(a); /* n: the gathered rows' count where rows (see assign_mma) */
   __shared__ uint64_t full[WG_SLOTS_MAX], empty[WG_SLOTS_MAX], xfull[2], xempty[2];
   const int nkc = (int)(dp / MBK);
   uint16_t *xs = reinterpret_cast<uint16_t *>(
@@ -243,7 +238,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
   setmaxnreg_inc<WG_CONSUMER_REGS>();
   const int wg = warp >> 2, g = lane >> 2, t = lane & 3;
   const int rbase = wg * 64 + (warp & 3) * 16 + g; /* rows rbase, rbase + 8 of an item */
-  const int sx = uses_bound<S>() ? scale_exp(*xmax) : 0;
+  const int sx = uses_bound<S>() ? scale_exp(__ldg(xmax)) : 0;
   S st2[2];
   float pa[2];
   float acc[64];
@@ -324,7 +319,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
       for (int i = 0; i < 16; i++)
 #pragma unroll
         for (int jj = 0; jj < 2; jj++) {
-          const float4 cq = ccp[8 * i + jj];
+          const float4 cq = STREAM ? __ldg(ccp + 8 * i + jj) : ccp[8 * i + jj];
 #pragma unroll
           for (int h = 0; h < 2; h++)
             state_push(st2[h], acc[4 * i + 2 * h + jj], cq, pa[h], qb + 8 * i + jj);
@@ -344,8 +339,7 @@ assign_wgmma(const uint16_t *__restrict__ xp, const uint16_t *__restrict__ cp,
     }
   }
 #else
-  (void)xp, (void)cp, (void)cc, (void)xn, (void)bc, (void)xmax, (void)n, (void)dp, (void)k;
-  (void)k_per_split, (void)ksplit, (void)nslots, (void)rows, (void)count, (void)st;
+  (void)a;
 #endif
 }
 

@@ -51,6 +51,20 @@ struct Cert {
 };
 static_assert(sizeof(Cert) == 28, "fkm_mma_work_layout reserves 28 bytes per state");
 
+/* A state read through the read-only data path, a 4-byte word at a time
+ * (every state is 4-byte fields; kernels that take their states in an args
+ * struct read them with this: the compiler does not know them read-only). */
+template <class S> __device__ __forceinline__ S state_ldg(const S *p) {
+  static_assert(sizeof(S) % 4 == 0, "states are 4-byte fields");
+  uint32_t w[sizeof(S) / 4];
+#pragma unroll
+  for (int i = 0; i < (int)(sizeof(S) / 4); i++)
+    w[i] = __ldg(reinterpret_cast<const unsigned int *>(p) + i);
+  S s;
+  memcpy(&s, w, sizeof(S));
+  return s;
+}
+
 __device__ __forceinline__ void cert_init(Cert &t) {
   t.g1 = t.h1 = t.h2 = t.h3 = INFINITY;
   t.b1 = t.hb1 = t.hb2 = -1;
