@@ -12,13 +12,19 @@ void fkm_mt_seed(fkm_mt19937 *g, int64_t seed) {
   g->index = 624;
 }
 
+/* The twist without a modulo per word (the three ranges of i where i + 1
+ * and i + 397 wrap differently). */
+static inline uint32_t mt_mix(uint32_t a, uint32_t b, uint32_t c) {
+  const uint32_t y = (a & 0x80000000u) | (b & 0x7fffffffu);
+  return c ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
+}
+
 static void mt_twist(fkm_mt19937 *g) {
   uint32_t *s = g->state;
-  for (int i = 0; i < 624; i++) {
-    uint32_t y = (s[i] & 0x80000000u) | (s[(i + 1) % 624] & 0x7fffffffu);
-    uint32_t v = s[(i + 397) % 624] ^ (y >> 1);
-    s[i] = (y & 1u) ? v ^ 0x9908b0dfu : v;
-  }
+  int i = 0;
+  for (; i < 624 - 397; i++) s[i] = mt_mix(s[i], s[i + 1], s[i + 397]);
+  for (; i < 623; i++) s[i] = mt_mix(s[i], s[i + 1], s[i + 397 - 624]);
+  s[623] = mt_mix(s[623], s[0], s[396]);
   g->index = 0;
 }
 
@@ -33,36 +39,53 @@ uint32_t fkm_mt_next(fkm_mt19937 *g) {
 }
 
 /* Sparse Fisher-Yates: a position that was never swapped holds its own
- * index, so only touched positions are stored, in an open-addressing table
- * of at least 4m slots (two entries touched per step). When the table would
- * not be much smaller than n, a dense array is used instead. */
+ * index, so only touched positions are stored: (position, value) pairs of
+ * 32 bits each (n < 2^31) packed in one word of an open-addressing table of
+ * at least 2m slots (a step stores one entry: position j; position i is
+ * final after step i and goes to out[i]). When the table would not be
+ * smaller than n 32-bit values, a dense array is used instead. Every draw is
+ * taken first (they do not depend on the swaps), so that the swap loop can
+ * prefetch the slots of the steps ahead: the loop is bound by memory
+ * latency, not by a chain of cache misses. */
+#define SWAP_EMPTY UINT64_MAX
+#define SWAP_AHEAD 16
+
 typedef struct swap_map {
-  int64_t *keys, *vals;
+  uint64_t *slots; /* key << 32 | value, SWAP_EMPTY when free */
   uint64_t mask;
-  int64_t *dense;
+  int shift;
+  int32_t *dense;
 } swap_map;
 
-static int64_t *slot_of(swap_map *m, int64_t key, int *found) {
-  uint64_t h = ((uint64_t)key * 0x9e3779b97f4a7c15ull) >> 17;
-  for (;; h++) {
-    uint64_t s = h & m->mask;
-    if (m->keys[s] == key) { *found = 1; return &m->vals[s]; }
-    if (m->keys[s] < 0) { m->keys[s] = key; *found = 0; return &m->vals[s]; }
+static inline uint64_t slot_hash(const swap_map *m, int64_t key) {
+  return ((uint64_t)key * 0x9e3779b97f4a7c15ull) >> m->shift;
+}
+
+static inline void map_prefetch(const swap_map *m, int64_t key) {
+  if (m->dense) __builtin_prefetch(m->dense + key, 1);
+  else __builtin_prefetch(m->slots + slot_hash(m, key), 1);
+}
+
+/* The slot of key: its entry, or the free slot where it goes. */
+static inline uint64_t *slot_of(swap_map *m, int64_t key) {
+  for (uint64_t h = slot_hash(m, key);; h = (h + 1) & m->mask) {
+    uint64_t *s = &m->slots[h];
+    if (*s == SWAP_EMPTY || (int64_t)(*s >> 32) == key) return s;
   }
 }
 
-static int64_t map_get(swap_map *m, int64_t key) {
+static inline int64_t map_get(swap_map *m, int64_t key) {
   if (m->dense) return m->dense[key];
-  int found;
-  int64_t *v = slot_of(m, key, &found);
-  if (!found) *v = key;
-  return *v;
+  const uint64_t v = *slot_of(m, key);
+  return v == SWAP_EMPTY ? key : (int64_t)(uint32_t)v;
 }
 
-static void map_set(swap_map *m, int64_t key, int64_t val) {
-  if (m->dense) { m->dense[key] = val; return; }
-  int found;
-  *slot_of(m, key, &found) = val;
+static inline void map_set(swap_map *m, int64_t key, int64_t val) {
+  if (m->dense) {
+    m->dense[key] = (int32_t)val;
+    return;
+  }
+  *slot_of(m, key) = (uint64_t)key << 32 | (uint32_t)val;
 }
 
 fkm_status fkm_rand_perm_prefix(int64_t n, int64_t seed, int64_t m,
@@ -75,39 +98,38 @@ fkm_status fkm_rand_perm_prefix(int64_t n, int64_t seed, int64_t m,
                 (long long)n);
   if (m > 0) FKM_RETURN_IF(out == NULL, err, FKM_ERR_INVALID_ARG, "rand_perm: out is NULL");
   swap_map map = {0};
-  uint64_t slots = 16;
-  while (slots < 4 * (uint64_t)m) slots <<= 1;
-  if (slots / 2 >= (uint64_t)n) {
-    map.dense = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+  int lg = 4;
+  while (((uint64_t)1 << lg) < 2 * (uint64_t)m) lg++;
+  const uint64_t slots = (uint64_t)1 << lg;
+  if (slots * 2 >= (uint64_t)n) {
+    map.dense = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
     FKM_RETURN_IF(!map.dense, err, FKM_ERR_OUT_OF_MEMORY,
                   "rand_perm: cannot allocate %lld entries", (long long)n);
-    for (int64_t i = 0; i < n; i++) map.dense[i] = i;
+    for (int64_t i = 0; i < n; i++) map.dense[i] = (int32_t)i;
   } else {
-    map.keys = malloc(sizeof(int64_t) * slots);
-    map.vals = malloc(sizeof(int64_t) * slots);
-    if (!map.keys || !map.vals) {
-      free(map.keys);
-      free(map.vals);
-      return fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
-                      "rand_perm: cannot allocate a %llu-slot swap map",
-                      (unsigned long long)slots);
-    }
-    memset(map.keys, 0xff, sizeof(int64_t) * slots);
+    map.slots = malloc(sizeof(uint64_t) * slots);
+    FKM_RETURN_IF(!map.slots, err, FKM_ERR_OUT_OF_MEMORY,
+                  "rand_perm: cannot allocate a %llu-slot swap map",
+                  (unsigned long long)slots);
+    memset(map.slots, 0xff, sizeof(uint64_t) * slots);
     map.mask = slots - 1;
+    map.shift = 64 - lg;
   }
+  /* the draws: step i swaps positions i and out[i] */
   fkm_mt19937 g;
   fkm_mt_seed(&g, seed);
+  for (int64_t i = 0; i < m; i++)
+    out[i] = i + 1 < n ? i + (int64_t)fkm_rand_int(&g, (uint32_t)(n - i)) : i;
   for (int64_t i = 0; i < m; i++) {
-    if (i + 1 < n) {
-      int64_t j = i + (int64_t)fkm_rand_int(&g, (uint32_t)(n - i));
-      int64_t vi = map_get(&map, i), vj = map_get(&map, j);
-      map_set(&map, i, vj);
-      map_set(&map, j, vi);
+    if (i + SWAP_AHEAD < m) {
+      map_prefetch(&map, i + SWAP_AHEAD);
+      map_prefetch(&map, out[i + SWAP_AHEAD]);
     }
-    out[i] = map_get(&map, i);
+    const int64_t j = out[i], vi = map_get(&map, i), vj = map_get(&map, j);
+    map_set(&map, j, vi);
+    out[i] = vj;
   }
   free(map.dense);
-  free(map.keys);
-  free(map.vals);
+  free(map.slots);
   return FKM_OK;
 }
