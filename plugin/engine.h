@@ -138,6 +138,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device,
  *  process may run on, OpenMP's thread limit, half of RLIMIT_NPROC
  *  (engine_cpu.c). fkm_check_num_threads refuses a count above it. */
 #define FKM_THREADS_PER_PROCESSOR 16
+/** CLOCK_MONOTONIC in seconds (the loop's statistics, engines' timings). */
+double fkm_now_seconds(void);
 int fkm_thread_limit(void);
 fkm_status fkm_check_num_threads(fkm_errbuf *err, int n);
 

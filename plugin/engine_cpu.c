@@ -83,7 +83,7 @@ int fkm_thread_limit(void) {
 }
 static void threads_leave(thread_scope s) { omp_set_num_threads(s.saved); }
 
-static double now_seconds(void) {
+double fkm_now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -353,10 +353,10 @@ static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
     const float *xt = c->xt + b * nt * d, *wt = c->wt ? c->wt + b * nt : NULL;
     float *cent = c->cent + b * k * d;
     int64_t *hist = out->hist + b * k;
-    double t0 = now_seconds();
+    double t0 = fkm_now_seconds();
     FKM_FORWARD(assign_into(c, c->train_path, xt, c->xn + b * nt, nt, cent, k, c->labels,
                             c->dist, "training set", B > 1 ? b : -1));
-    out->assign_seconds += now_seconds() - t0;
+    out->assign_seconds += fkm_now_seconds() - t0;
     float obj = 0.0f;
     double objd = 0.0;
     for (int64_t i = 0; i < nt; i++) {

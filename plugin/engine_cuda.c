@@ -439,6 +439,8 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
                              int64_t *grows) {
   fkm_errbuf *err = c->base.err;
   const int64_t B = run->batch, n = run->n, d = run->d, k = run->k, nt = run->n_train;
+  double t[5];
+  t[0] = fkm_now_seconds();
   FKM_RETURN_IF(B * nt > INT32_MAX || B * k > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
                 "cuda engine: %lld training rows, %lld centroids (all problems): both must be "
                 "< 2^31",
@@ -450,6 +452,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
                           run->n_init, d));
   }
   if (run->weights) FKM_FORWARD(check_weights(c, run->weights, B * n));
+  t[1] = fkm_now_seconds();
 
   c->nchunk = nt >> c->chunk_log2;
   if (c->nchunk > FKM_CUDA_CHUNKS) c->nchunk = FKM_CUDA_CHUNKS;
@@ -475,11 +478,13 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_counts, sizeof(float) * (size_t)(B * k)));
   FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_hist, sizeof(int64_t) * (size_t)(B * k)));
   FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_refined, sizeof(int) * (size_t)(2 * B * c->nchunk)));
+  t[2] = fkm_now_seconds();
 
   if (c->x != run->x)
     FKM_FORWARD(load_rows(c, run->dtype, run->x, d, grows, B * nt, (float *)c->x));
   if (run->weights)
     FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, grows, B * nt, c->w));
+  t[3] = fkm_now_seconds();
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->x, B * nt, d, c->xn, c->stream));
   for (int64_t b = 0; b < B && c->xp; b++) /* each problem packed on its own */
     FKM_CUDA_TRY(c, fkm_launch_pack_x(c->x + b * nt * d, nt, d, c->plan.fast_dtype,
@@ -492,6 +497,16 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   FKM_CUDA_TRY(c, cudaMemsetAsync(c->cent, 0, sizeof(float) * (size_t)(B * k * d), c->stream));
   FKM_CUDA_TRY(c, fkm_launch_iota(c->iota, B * nt, c->stream));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
+  t[4] = fkm_now_seconds();
+  if (c->params.verbose && c->params.log) {
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "cuda engine: begin %.2f ms (checks %.2f, workspace %.2f, training rows %.2f, "
+             "norms and packing %.2f)",
+             1e3 * (t[4] - t[0]), 1e3 * (t[1] - t[0]), 1e3 * (t[2] - t[1]),
+             1e3 * (t[3] - t[2]), 1e3 * (t[4] - t[3]));
+    c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+  }
   return FKM_OK;
 }
 

@@ -21,12 +21,6 @@
 #include "init.h"
 #include "rng.h"
 
-static double now_seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void logf_(const fkm_params *p, fkm_log_level level, const char *fmt,
                   ...) FKM_PRINTF(3, 4);
 static void logf_(const fkm_params *p, fkm_log_level level, const char *fmt,
@@ -303,7 +297,7 @@ static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
     for (int64_t b = 0; b < B; b++) FKM_FORWARD(stats_reserve(s, B, s->nstats[b] + 1, err));
     FKM_FORWARD(ops->iterate(e, &r));
     *t_search += r.assign_seconds;
-    const double t = now_seconds() - t0;
+    const double t = fkm_now_seconds() - t0;
     /* every problem's splits, then one engine call applies them all */
     int64_t total = 0;
     for (int64_t b = 0; b < B; b++) {
@@ -518,7 +512,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
     s->best_nstats[b] = -1;
     s->best_obj[b] = l2 ? HUGE_VALF : -HUGE_VALF;
   }
-  double t0 = now_seconds(), t_search = 0;
+  double t0 = fkm_now_seconds(), t_search = 0;
   for (int redo = 0; redo < p->nredo; redo++) {
     if (p->nredo > 1) logf_(p, FKM_LOG_INFO, "Outer iteration %d / %d", redo, p->nredo);
     FKM_FORWARD(run_redo(e, a, &run, s, redo, seed, t0, &t_search));
