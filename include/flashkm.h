@@ -53,7 +53,7 @@ extern "C" {
 /* ---------------------------------------------------------------- version */
 
 #define FKM_VERSION_MAJOR 0
-#define FKM_VERSION_MINOR 2
+#define FKM_VERSION_MINOR 3
 #define FKM_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH, as fkm_version() returns it. */
 #define FKM_VERSION_NUMBER \
@@ -79,7 +79,8 @@ typedef enum fkm_status {
   FKM_ERR_INTERRUPTED = 7,   /**< the progress callback asked to stop */
   FKM_ERR_NUMERIC = 8,       /**< arithmetic overflow made a result undefined */
   FKM_ERR_FAISS = 9,         /**< FAISS threw (FAISS bridge only) */
-  FKM_ERR_INTERNAL = 10      /**< a bug in flashkm: please report it */
+  FKM_ERR_INTERNAL = 10,     /**< a bug in flashkm: please report it */
+  FKM_ERR_SOURCE = 11        /**< a data source's read callback failed */
 } fkm_status;
 
 /** Static text for a status ("invalid argument", ...); never NULL. */
@@ -319,6 +320,15 @@ typedef struct fkm_params {
   fkm_sgemm_fn blas_sgemm;
   int blas_query_bs;            /**< FAISS's distance_compute_blas_query_bs (4096) */
   int blas_database_bs;         /**< distance_compute_blas_database_bs (1024) */
+  /* appended in 0.3 */
+  /** Bytes of the engine's memory a run may hold (docs/data-path.md): the
+   *  device's on CUDA, the host's on the CPU. 0: no limit of its own (CUDA:
+   *  the device's free memory). A run whose training set does not fit in it
+   *  streams the training set from where it lives every iteration, in
+   *  chunks, with the same results; when even that does not fit the run
+   *  returns FKM_ERR_OUT_OF_MEMORY with the bytes it needs. See
+   *  fkm_train_memory(). */
+  size_t memory_budget;
 } fkm_params;
 
 /** Fill the first `size` bytes of *params with the defaults (FAISS's for
@@ -441,6 +451,80 @@ FKM_API fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                                      fkm_iteration_stats *stats,
                                      int64_t stats_capacity,
                                      int64_t *n_stats);
+
+/* ------------------------------------------------------------ data sources */
+
+/** Copies rows rows[0 .. count) of a data set, each d values of the
+ *  source's dtype, packed one after the other, to dst (host memory the
+ *  library owns, count * d elements). Return 0 on success; any other value
+ *  ends the call with FKM_ERR_SOURCE (its value is in the message). Called
+ *  from the thread that called flashkm, in the order the run reads its
+ *  rows; row indices are in [0, n) and may repeat. */
+typedef int (*fkm_read_rows_fn)(void *user, const int64_t *rows, int64_t count, void *dst);
+
+/** A data set the library reads row by row on demand instead of as one
+ *  matrix it may read at once (docs/data-path.md): rows of a host matrix
+ *  with any row stride (a memory-mapped file, a matrix inside a larger
+ *  record), or rows a callback produces. Fill it with fkm_source_host() or
+ *  fkm_source_callback(). */
+typedef struct fkm_source {
+  int64_t n, d;
+  fkm_dtype dtype;
+  const void *base;      /**< host rows: row i at (char *)base + i * row_stride */
+  int64_t row_stride;    /**< bytes from one row to the next */
+  fkm_read_rows_fn read; /**< or NULL: a callback that produces rows */
+  void *user;            /**< passed to read */
+} fkm_source;
+
+/** A source over host memory: row i of n is the d values of dtype at
+ *  (const char *)base + i * row_stride (row_stride 0: d * element size;
+ *  otherwise at least that, for instance 4 + 4 d for .fvecs records with
+ *  base just past the first record's dimension). */
+FKM_API fkm_status fkm_source_host(fkm_source *src, const void *base, int64_t n, int64_t d,
+                                   fkm_dtype dtype, int64_t row_stride);
+
+/** A source whose rows come from read (see fkm_read_rows_fn). */
+FKM_API fkm_status fkm_source_callback(fkm_source *src, int64_t n, int64_t d,
+                                       fkm_dtype dtype, fkm_read_rows_fn read, void *user);
+
+/** fkm_train on the rows of a source (k centroids of dimension src->d from
+ *  its src->n rows): the same results as fkm_train on the same values, bit
+ *  for bit. weights (n) or NULL, centroids, n_init, labels, distances,
+ *  stats, stats_capacity and n_stats as in fkm_train (host or device).
+ *  With params->check_finite, every row the run reads is checked (the
+ *  training rows; all n when labels or distances are asked for): a source
+ *  is not read in full just to be checked. */
+FKM_API fkm_status fkm_train_source(fkm_ctx *ctx, const fkm_params *params,
+                                    const fkm_source *src, int64_t k, const float *weights,
+                                    float *centroids, int64_t n_init, int64_t *labels,
+                                    float *distances, fkm_iteration_stats *stats,
+                                    int64_t stats_capacity, int64_t *n_stats);
+
+/** fkm_assign on the rows of a source, read in chunks. */
+FKM_API fkm_status fkm_assign_source(fkm_ctx *ctx, const fkm_params *params,
+                                     const fkm_source *src, int64_t k,
+                                     const float *centroids, int64_t *labels,
+                                     float *distances);
+
+/** What a training run will hold in the engine's memory (docs/data-path.md). */
+typedef struct fkm_memory_plan {
+  size_t in_core_bytes;  /**< the run with its training set resident */
+  size_t streamed_bytes; /**< the least a streamed run needs (0: the engine
+                              cannot stream this run, e.g. batched runs) */
+  size_t bytes;          /**< what the run will take under params->memory_budget */
+  size_t available;      /**< the budget it was planned against (the device's
+                              free memory on CUDA without a budget; 0: none) */
+  int streamed;          /**< 1: the training set will be streamed */
+  int64_t chunk_rows;    /**< rows per streamed chunk (0: in core) */
+} fkm_memory_plan;
+
+/** Plan a fkm_train / fkm_train_batched (batch problems) / fkm_train_source
+ *  call of n rows of dimension d and dtype into k centroids under *params,
+ *  on this context's engine, without running it. FKM_ERR_OUT_OF_MEMORY
+ *  (the plan still filled in) when even a streamed run does not fit. */
+FKM_API fkm_status fkm_train_memory(fkm_ctx *ctx, const fkm_params *params, int64_t batch,
+                                    int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
+                                    fkm_memory_plan *plan);
 
 /* -------------------------------------------------- random streams (FAISS) */
 

@@ -8,6 +8,7 @@
 #include "ctx_internal.h"
 #include "flashkm.h"
 #include "lloyd.h"
+#include "source.h"
 #include "rng.h"
 
 #define FKM_STR2(x) #x
@@ -25,8 +26,10 @@ const char *fkm_version_string(void) {
  * these: a size inside a field would copy part of a pointer. */
 #define FKM_PARAMS_V1_SIZE (offsetof(fkm_params, log_user) + sizeof(void *))
 #define FKM_PARAMS_V2_SIZE offsetof(fkm_params, blas_sgemm)
+#define FKM_PARAMS_V3_SIZE offsetof(fkm_params, memory_budget)
 static int known_size(size_t size) {
-  return size == FKM_PARAMS_V1_SIZE || size == FKM_PARAMS_V2_SIZE || size == sizeof(fkm_params);
+  return size == FKM_PARAMS_V1_SIZE || size == FKM_PARAMS_V2_SIZE ||
+         size == FKM_PARAMS_V3_SIZE || size == sizeof(fkm_params);
 }
 
 fkm_status fkm_params_init_size(fkm_params *out, size_t size) {
@@ -142,9 +145,9 @@ static fkm_status read_params(fkm_errbuf *err, const fkm_params *in,
   fkm_params_init_size(out, sizeof *out);
   FKM_RETURN_IF(!known_size(in->struct_size), err, FKM_ERR_INVALID_ARG,
                 "params->struct_size = %zu is not a size this library knows "
-                "(%zu, %zu or %zu); initialise params with fkm_params_init",
+                "(%zu, %zu, %zu or %zu); initialise params with fkm_params_init",
                 in->struct_size, (size_t)FKM_PARAMS_V1_SIZE, (size_t)FKM_PARAMS_V2_SIZE,
-                sizeof(fkm_params));
+                (size_t)FKM_PARAMS_V3_SIZE, sizeof(fkm_params));
   memcpy(out, in, in->struct_size);
   out->struct_size = sizeof *out;
   const fkm_params *p = out;
@@ -265,7 +268,7 @@ fkm_status fkm_train(fkm_ctx *ctx, const fkm_params *params, int64_t n,
   FKM_FORWARD(read_params(&ctx->err, params, &p));
   FKM_FORWARD(check_train(ctx, &p, n, d, k, dtype, x, centroids, n_init, stats,
                           stats_capacity));
-  fkm_train_args a = {&p, 1, n, d, k, dtype, x, weights, centroids, n_init,
+  fkm_train_args a = {&p, 1, n, d, k, dtype, x, NULL, weights, centroids, n_init,
                       labels, distances, stats, stats_capacity, n_stats};
   warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
@@ -311,10 +314,90 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                 FKM_ERR_INVALID_ARG, "batch * n * d overflows 64-bit offsets");
   FKM_RETURN_IF(stats_capacity > 0 && batch > INT64_MAX / 64 / stats_capacity, err,
                 FKM_ERR_INVALID_ARG, "batch * stats_capacity is too large");
-  fkm_train_args a = {&p, batch, n, d, k, dtype, x, weights, centroids, n_init,
+  fkm_train_args a = {&p, batch, n, d, k, dtype, x, NULL, weights, centroids, n_init,
                       labels, distances, stats, stats_capacity, n_stats};
   warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
+}
+
+/* ---------------------------------------------------------- data sources */
+
+fkm_status fkm_source_host(fkm_source *src, const void *base, int64_t n, int64_t d,
+                           fkm_dtype dtype, int64_t row_stride) {
+  if (!src) return FKM_ERR_INVALID_ARG;
+  memset(src, 0, sizeof *src);
+  src->n = n;
+  src->d = d;
+  src->dtype = dtype;
+  src->base = base;
+  const int known = dtype == FKM_DTYPE_F32 || dtype == FKM_DTYPE_F16 || dtype == FKM_DTYPE_BF16;
+  src->row_stride = row_stride ? row_stride : (known && d > 0 ? d * (int64_t)fkm_dtype_size(dtype) : 0);
+  return fkm_source_validate(src, NULL);
+}
+
+fkm_status fkm_source_callback(fkm_source *src, int64_t n, int64_t d, fkm_dtype dtype,
+                               fkm_read_rows_fn read, void *user) {
+  if (!src || !read) return FKM_ERR_INVALID_ARG;
+  memset(src, 0, sizeof *src);
+  src->n = n;
+  src->d = d;
+  src->dtype = dtype;
+  src->read = read;
+  src->user = user;
+  return fkm_source_validate(src, NULL);
+}
+
+fkm_status fkm_train_source(fkm_ctx *ctx, const fkm_params *params, const fkm_source *src,
+                            int64_t k, const float *weights, float *centroids, int64_t n_init,
+                            int64_t *labels, float *distances, fkm_iteration_stats *stats,
+                            int64_t stats_capacity, int64_t *n_stats) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(read_params(err, params, &p));
+  FKM_FORWARD(fkm_source_validate(src, err));
+  /* the shape's checks, with a stand-in for x (a source is never NULL) */
+  FKM_FORWARD(check_train(ctx, &p, src->n, src->d, k, src->dtype, src, centroids, n_init,
+                          stats, stats_capacity));
+  fkm_train_args a = {&p, 1, src->n, src->d, k, src->dtype, NULL, src, weights, centroids,
+                      n_init, labels, distances, stats, stats_capacity, n_stats};
+  warn_blas_order(ctx, &p);
+  return done(ctx, fkm_lloyd_train(ctx->engine, &a));
+}
+
+fkm_status fkm_assign_source(fkm_ctx *ctx, const fkm_params *params, const fkm_source *src,
+                             int64_t k, const float *centroids, int64_t *labels,
+                             float *distances) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(read_params(err, params, &p));
+  FKM_FORWARD(fkm_source_validate(src, err));
+  FKM_FORWARD(check_shape(ctx, &p, src->n, src->d, k, src->dtype, src, 1));
+  FKM_RETURN_IF(!centroids, err, FKM_ERR_INVALID_ARG, "centroids is NULL");
+  FKM_RETURN_IF(!labels && !distances, err, FKM_ERR_INVALID_ARG,
+                "labels and distances are both NULL: nothing to compute");
+  if (src->n == 0) return done(ctx, FKM_OK);
+  warn_blas_order(ctx, &p);
+  return done(ctx, ctx->engine->ops->assign_source(ctx->engine, &p, src, k, centroids, labels,
+                                                   distances));
+}
+
+fkm_status fkm_train_memory(fkm_ctx *ctx, const fkm_params *params, int64_t batch, int64_t n,
+                            int64_t d, int64_t k, fkm_dtype dtype, fkm_memory_plan *plan) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(read_params(err, params, &p));
+  FKM_RETURN_IF(!plan, err, FKM_ERR_INVALID_ARG, "plan is NULL");
+  FKM_RETURN_IF(batch < 1, err, FKM_ERR_INVALID_ARG, "batch = %lld must be >= 1",
+                (long long)batch);
+  FKM_FORWARD(check_shape(ctx, &p, n, d, k, dtype, plan, 0));
+  FKM_RETURN_IF(batch > INT64_MAX / 8 / (n * d > k * d ? n * d : k * d), err,
+                FKM_ERR_INVALID_ARG, "batch * n * d overflows 64-bit offsets");
+  memset(plan, 0, sizeof *plan);
+  return done(ctx, ctx->engine->ops->plan_memory(ctx->engine, &p, batch, n, d, k, dtype, 0,
+                                                 plan));
 }
 
 fkm_status fkm_train_rows(fkm_ctx *ctx, const fkm_params *params, int64_t n, int64_t k,

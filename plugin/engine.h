@@ -39,6 +39,8 @@ typedef struct fkm_run {
   fkm_dtype dtype;
   const void *x;               /* user pointer, (batch, n, d), host or device */
   const float *weights;        /* user pointer, (batch, n), or NULL */
+  const fkm_source *source;    /* batch 1: the rows, read through it (x is
+                                  then NULL); NULL: x */
   const int64_t *train_rows;   /* host, n_train indices into each problem's
                                   x in training order (the same for every
                                   problem); NULL: row i is x row i */
@@ -120,6 +122,17 @@ typedef struct fkm_engine_ops {
                        int64_t d, int64_t k, fkm_dtype dtype, const void *x,
                        const float *centroids, int64_t *labels,
                        float *distances);
+  /** fkm_assign_source(): the source's rows read in chunks. */
+  fkm_status (*assign_source)(fkm_engine *e, const fkm_params *params,
+                              const fkm_source *src, int64_t k, const float *centroids,
+                              int64_t *labels, float *distances);
+  /** fkm_train_memory(): what a run of this shape holds in this engine's
+   *  memory under params->memory_budget; FKM_ERR_OUT_OF_MEMORY (plan
+   *  filled) when it cannot fit. from_source: the rows come through a
+   *  source (always copied or streamed). */
+  fkm_status (*plan_memory)(fkm_engine *e, const fkm_params *params, int64_t batch,
+                            int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
+                            int from_source, fkm_memory_plan *plan);
 } fkm_engine_ops;
 
 /** Every engine struct starts with this header. */

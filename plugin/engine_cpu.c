@@ -14,6 +14,7 @@
 
 #include "cpu_kernels.h"
 #include "engine.h"
+#include "source.h"
 
 typedef struct cpu_engine {
   fkm_engine base;
@@ -40,6 +41,18 @@ typedef struct cpu_engine {
   int64_t *offsets; /* (k + 1) */
   int64_t *order;   /* (n_train) training rows grouped by label, stable */
   int64_t *cursor;  /* (k) counting-sort fill positions */
+  /* batch 1: the rows the run reads (the user's matrix as a host source, or
+   * the run's source), and the streamed mode (docs/data-path.md): the
+   * training set is read from src in chunks of `chunk` rows every
+   * iteration instead of held */
+  fkm_source src;
+  int check_rows;  /* rows read from a source are checked (check_finite) */
+  int streamed;
+  int64_t chunk;
+  float *xc;       /* (chunk, d) the chunk's rows */
+  uint16_t *rawc;  /* (chunk, d) in the source's 16-bit dtype, or NULL */
+  float *acc;      /* (k, d) the update's sums, continued chunk to chunk */
+  float *cnt;      /* (k) the update's counts */
 } cpu_engine;
 
 static cpu_engine *cpu(fkm_engine *e) { return (cpu_engine *)e; }
@@ -152,10 +165,95 @@ static void cpu_end(fkm_engine *e) {
   free(c->offsets);
   free(c->order);
   free(c->cursor);
+  free(c->xc);
+  free(c->rawc);
+  free(c->acc);
+  free(c->cnt);
   c->cursor = NULL;
+  c->xc = c->acc = c->cnt = NULL;
+  c->rawc = NULL;
+  c->streamed = 0;
   c->xt_own = c->wt_own = c->xn = c->cent = c->cn = c->dist = NULL;
   c->labels = c->offsets = c->order = NULL;
   c->xt = c->wt = NULL;
+}
+
+/* ------------------------------------------------------------ memory plan */
+
+/* What a run holds in host memory (fkm_train_memory, docs/data-path.md):
+ * per training row in core, its float copy when the run makes one (a
+ * subsample, a 16-bit dtype, a source), its norm, label, distance and
+ * grouping entry; per centroid its rows, norm and grouping offsets. A
+ * streamed run (batch 1) holds chunks of whole BLAS query blocks (the
+ * blocks FAISS's search cuts, so that every block is computed as in core)
+ * and the update's sums. Weights add 4 bytes per training row. */
+static fkm_memory_plan cpu_plan_of(const fkm_params *p, int64_t batch, int64_t n, int64_t d,
+                                   int64_t k, fkm_dtype dtype, int from_source) {
+  fkm_memory_plan m;
+  memset(&m, 0, sizeof m);
+  const int64_t max_train = k * (int64_t)p->max_points_per_centroid;
+  const int64_t nt = n > max_train ? max_train : n;
+  const size_t row = sizeof(float) * (size_t)d, per_index = 4 + 8 + 4 + 8;
+  const int copy = from_source || nt < n || dtype != FKM_DTYPE_F32;
+  const size_t fixed = sizeof(float) * (size_t)(batch * k * d) + (size_t)k * (4 + 8 + 8) + 8;
+  m.in_core_bytes = (size_t)(batch * nt) * ((copy ? row : 0) + per_index) + fixed;
+  m.available = p->memory_budget;
+  m.bytes = m.in_core_bytes;
+  if (batch != 1) return m;
+  const size_t chunk_row = row + (dtype == FKM_DTYPE_F32 ? 0 : 2 * (size_t)d) + per_index;
+  const size_t acc = sizeof(float) * (size_t)(k * d + k);
+  const int64_t q = p->blas_query_bs;
+  m.streamed_bytes = (size_t)q * chunk_row + fixed + acc;
+  if (p->memory_budget == 0 || m.in_core_bytes <= p->memory_budget) return m;
+  int64_t rows = p->memory_budget > fixed + acc
+                     ? (int64_t)((p->memory_budget - fixed - acc) / chunk_row)
+                     : 0;
+  const int64_t whole = (nt + q - 1) / q * q;
+  rows = rows / q * q;
+  if (rows < q) rows = q;
+  if (rows > whole) rows = whole;
+  m.streamed = 1;
+  m.chunk_rows = rows;
+  m.bytes = (size_t)rows * chunk_row + fixed + acc;
+  return m;
+}
+
+static fkm_status plan_fits(fkm_errbuf *err, const fkm_memory_plan *m, int64_t batch) {
+  if (m->available == 0 || m->bytes <= m->available) return FKM_OK;
+  if (batch != 1)
+    return fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
+                    "the run needs %zu bytes in core and params->memory_budget is %zu: "
+                    "batched runs hold their training sets (only single runs stream)",
+                    m->in_core_bytes, m->available);
+  return fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
+                  "the run needs %zu bytes in core, at least %zu streamed (chunks of "
+                  "%lld rows), and params->memory_budget is %zu",
+                  m->in_core_bytes, m->streamed_bytes, (long long)m->chunk_rows, m->available);
+}
+
+/* Rows of c->src as floats into dst, read in blocks so that a 16-bit
+ * source's raw scratch stays small (rows NULL: first + i). */
+#define READ_BLOCK ((int64_t)1 << 16)
+static fkm_status read_rows(cpu_engine *c, const int64_t *rows, int64_t first, int64_t count,
+                            float *dst, const char *what) {
+  const int64_t d = c->src.d;
+  void *raw = c->rawc;
+  const int64_t block = c->rawc ? c->chunk : READ_BLOCK;
+  int own = 0;
+  if (!raw && c->src.dtype != FKM_DTYPE_F32 && count > 0) {
+    raw = malloc(fkm_dtype_size(c->src.dtype) * (size_t)((count < block ? count : block) * d));
+    FKM_RETURN_IF(!raw, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                  "cpu engine: cannot allocate the staging of %lld rows", (long long)block);
+    own = 1;
+  }
+  fkm_status s = FKM_OK;
+  for (int64_t i0 = 0; i0 < count && s == FKM_OK; i0 += block) {
+    const int64_t m = count - i0 < block ? count - i0 : block;
+    s = fkm_source_read_float(&c->src, rows ? rows + i0 : NULL, first + i0, m, dst + i0 * d,
+                              raw, c->check_rows, what, c->base.err);
+  }
+  if (own) free(raw);
+  return s;
 }
 
 static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
@@ -167,48 +265,64 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
   c->user_init = user_centroids;
   const int64_t B = run->batch, n = run->n, d = run->d, k = run->k, nt = run->n_train;
   fkm_errbuf *err = c->base.err;
+  const int from_source = run->source != NULL;
   if (c->params.check_finite) {
-    FKM_FORWARD(check_x(err, "x", run->dtype, run->x, B, n, d));
+    if (!from_source) FKM_FORWARD(check_x(err, "x", run->dtype, run->x, B, n, d));
     for (int64_t b = 0; b < B && run->n_init > 0; b++)
       FKM_FORWARD(check_x(err, "initial centroids", FKM_DTYPE_F32, user_centroids + b * k * d,
                           1, run->n_init, d));
   }
   if (run->weights) FKM_FORWARD(check_weights(err, run->weights, B * n));
-
-  const size_t xb = fkm_dtype_size(run->dtype) * (size_t)(n * d);
-  if (run->train_rows) {
+  const fkm_memory_plan plan = cpu_plan_of(&c->params, B, n, d, k, run->dtype, from_source);
+  FKM_FORWARD(plan_fits(err, &plan, B));
+  c->check_rows = from_source && c->params.check_finite;
+  if (B == 1) c->src = from_source ? *run->source : fkm_source_of_matrix(run->x, n, d, run->dtype);
+  c->train_path = fkm_arith_path(&c->arith, c->params.metric, nt, d);
+  if (run->weights && (run->train_rows || plan.streamed)) {
+    ALLOC(c->wt_own, B * nt, "the training weights");
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t i = 0; i < nt; i++)
+        c->wt_own[b * nt + i] = run->weights[b * n + (run->train_rows ? run->train_rows[i] : i)];
+    c->wt = c->wt_own;
+  } else {
+    c->wt = run->weights;
+  }
+  const int64_t rows = plan.streamed ? plan.chunk_rows : nt; /* per-row buffers */
+  if (plan.streamed) {
+    c->streamed = 1;
+    c->chunk = plan.chunk_rows;
+    ALLOC(c->xc, c->chunk * d, "a chunk of the training set");
+    if (run->dtype != FKM_DTYPE_F32)
+      ALLOC(c->rawc, c->chunk * d, "a chunk's staging");
+    ALLOC(c->acc, k * d, "the update's sums");
+    ALLOC(c->cnt, k, "the update's counts");
+  } else if (from_source) {
+    ALLOC(c->xt_own, nt * d, "the training set");
+    FKM_FORWARD(read_rows(c, run->train_rows, 0, nt, c->xt_own, "x"));
+    c->xt = c->xt_own;
+  } else if (run->train_rows) {
+    const size_t xb = fkm_dtype_size(run->dtype) * (size_t)(n * d);
     ALLOC(c->xt_own, B * nt * d, "the training set");
     for (int64_t b = 0; b < B; b++)
       fkm_cpu_gather_float(run->dtype, (const char *)run->x + xb * (size_t)b, d,
                            run->train_rows, nt, c->xt_own + b * nt * d);
     c->xt = c->xt_own;
-    if (run->weights) {
-      ALLOC(c->wt_own, B * nt, "the training weights");
-      for (int64_t b = 0; b < B; b++)
-        for (int64_t i = 0; i < nt; i++)
-          c->wt_own[b * nt + i] = run->weights[b * n + run->train_rows[i]];
-      c->wt = c->wt_own;
-    }
+  } else if (run->dtype == FKM_DTYPE_F32) {
+    c->xt = run->x;
   } else {
-    if (run->dtype == FKM_DTYPE_F32) {
-      c->xt = run->x;
-    } else {
-      ALLOC(c->xt_own, B * nt * d, "the training set");
-      fkm_cpu_to_float(run->dtype, run->x, B * nt, d, c->xt_own);
-      c->xt = c->xt_own;
-    }
-    c->wt = run->weights;
+    ALLOC(c->xt_own, B * nt * d, "the training set");
+    fkm_cpu_to_float(run->dtype, run->x, B * nt, d, c->xt_own);
+    c->xt = c->xt_own;
   }
-  ALLOC(c->xn, B * nt, "norms");
-  c->train_path = fkm_arith_path(&c->arith, c->params.metric, nt, d);
-  if (c->params.metric == FKM_METRIC_L2)
+  ALLOC(c->xn, (plan.streamed ? 1 : B) * rows, "norms");
+  if (c->params.metric == FKM_METRIC_L2 && !plan.streamed)
     fkm_cpu_norms_arith(&c->arith, c->train_path, c->xt, B * nt, d, c->xn);
   ALLOC(c->cent, B * k * d, "centroids");
   ALLOC(c->cn, k, "centroid norms");
-  ALLOC(c->labels, nt, "labels");
-  ALLOC(c->dist, nt, "distances");
+  ALLOC(c->labels, rows, "labels");
+  ALLOC(c->dist, rows, "distances");
   ALLOC(c->offsets, k + 1, "segment offsets");
-  ALLOC(c->order, nt, "the label order");
+  ALLOC(c->order, rows, "the label order");
   ALLOC(c->cursor, k, "the counting-sort cursors");
   memset(c->cent, 0, sizeof(float) * (size_t)(B * k * d));
   return FKM_OK;
@@ -237,6 +351,18 @@ static fkm_status cpu_init_rows(fkm_engine *e, const int64_t *perm,
                                 int64_t from) {
   cpu_engine *c = cpu(e);
   const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
+  if (c->streamed && from < k) { /* the training rows perm[i]: rows of the source */
+    int64_t *rows = malloc(sizeof(int64_t) * (size_t)(k - from));
+    FKM_RETURN_IF(!rows, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                  "cpu engine: cannot allocate %lld row indices", (long long)(k - from));
+    for (int64_t i = from; i < k; i++)
+      rows[i - from] = c->run.train_rows ? c->run.train_rows[perm[i]] : perm[i];
+    thread_scope ts = threads_enter(c);
+    fkm_status s = read_rows(c, rows, 0, k - from, c->cent + from * d, "x");
+    threads_leave(ts);
+    free(rows);
+    return s;
+  }
   for (int64_t b = 0; b < c->run.batch; b++)
     for (int64_t i = from; i < k; i++)
       memcpy(c->cent + (b * k + i) * d, c->xt + (b * nt + perm[i]) * d,
@@ -271,10 +397,9 @@ static fkm_status cpu_post_process(fkm_engine *e) {
 /* x's n rows (their norms xn for path) to cent, in FAISS's search for path.
  * what, problem: the rows' name in messages; problem < 0 in an unbatched
  * run. */
-static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, const float *xn,
-                              int64_t n, const float *cent, int64_t k,
-                              int64_t *labels, float *dist, const char *what,
-                              int64_t problem) {
+static fkm_status assign_rows(cpu_engine *c, fkm_path path, const float *x, const float *xn,
+                              int64_t n, const float *cent, int64_t k, int64_t *labels,
+                              float *dist, const char *what, int64_t problem, int64_t row0) {
   fkm_errbuf *err = c->base.err;
   const int64_t d = c->run.d;
   fkm_cpu_assign_args a = {.x = x,
@@ -293,13 +418,25 @@ static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, cons
                        .blas_omp = c->foreign_blas ? &c->blas_omp : NULL,
                        .query_bs = c->params.blas_query_bs,
                        .database_bs = c->params.blas_database_bs};
-  if (c->params.metric == FKM_METRIC_L2 && path != FKM_PATH_DIRECT)
-    fkm_cpu_norms_arith(&c->arith, path, cent, k, d, c->cn);
   FKM_RETURN_IF(fkm_cpu_assign(&a) != 0, err, FKM_ERR_OUT_OF_MEMORY,
                 "cpu engine: cannot allocate the assignment's working memory");
   for (int64_t i = 0; i < n; i++)
-    if (labels[i] < 0) return fkm_fail_no_finite(err, what, problem, i);
+    if (labels[i] < 0) return fkm_fail_no_finite(err, what, problem, row0 + i);
   return FKM_OK;
+}
+
+/* The centroids' norms of path (c->cn), once per set of centroids. */
+static void centroid_norms(cpu_engine *c, fkm_path path, const float *cent, int64_t k) {
+  if (c->params.metric == FKM_METRIC_L2 && path != FKM_PATH_DIRECT)
+    fkm_cpu_norms_arith(&c->arith, path, cent, k, c->run.d, c->cn);
+}
+
+static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, const float *xn,
+                              int64_t n, const float *cent, int64_t k,
+                              int64_t *labels, float *dist, const char *what,
+                              int64_t problem) {
+  centroid_norms(c, path, cent, k);
+  return assign_rows(c, path, x, xn, n, cent, k, labels, dist, what, problem, 0);
 }
 
 /* docs/contract.md section 5: stable grouping of training rows by label (counting sort),
@@ -344,10 +481,93 @@ static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
   for (int64_t ci = 0; ci < kf; ci++) counts[ci] = 0.0f;
 }
 
+/* Streamed (docs/data-path.md): the chunk's m rows x (weights w or NULL)
+ * added to each centroid's sums in training order, continuing the sums of
+ * the chunks before: every centroid's float chain is the one update() runs
+ * over the whole training set, step for step. c->labels: the chunk's. */
+static void accumulate(cpu_engine *c, const float *x, const float *w, int64_t m) {
+  const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen;
+  int64_t *off = c->offsets;
+  memset(off, 0, sizeof(int64_t) * (size_t)(k + 1));
+  for (int64_t i = 0; i < m; i++) off[c->labels[i] + 1]++;
+  for (int64_t i = 0; i < k; i++) off[i + 1] += off[i];
+  memcpy(c->cursor, off, sizeof(int64_t) * (size_t)k);
+  for (int64_t i = 0; i < m; i++) c->order[c->cursor[c->labels[i]]++] = i;
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t ci = kf; ci < k; ci++) {
+    float *acc = c->acc + ci * d;
+    float count = c->cnt[ci];
+    for (int64_t t = off[ci]; t < off[ci + 1]; t++) {
+      const int64_t i = c->order[t];
+      const float *xi = x + i * d;
+      if (w) {
+        const float wi = w[i];
+        count = count + wi;
+        if (c->arith.weighted_fma)
+          for (int64_t j = 0; j < d; j++) acc[j] = fmaf(xi[j], wi, acc[j]);
+        else
+          for (int64_t j = 0; j < d; j++) acc[j] = acc[j] + xi[j] * wi;
+      } else {
+        count = count + 1.0f;
+        for (int64_t j = 0; j < d; j++) acc[j] = acc[j] + xi[j];
+      }
+    }
+    c->cnt[ci] = count;
+  }
+}
+
+/* One iteration over the training set read chunk by chunk from the source:
+ * assignment, the objective's chains and the update's sums each continue
+ * from chunk to chunk in training order (the same bits as in core). */
+static fkm_status cpu_iterate_streamed(cpu_engine *c, fkm_iter_result *out) {
+  const int64_t k = c->run.k, nt = c->run.n_train, d = c->run.d, kf = c->run.k_frozen;
+  const int64_t *train_rows = c->run.train_rows;
+  memset(out->hist, 0, sizeof(int64_t) * (size_t)k);
+  memset(c->acc, 0, sizeof(float) * (size_t)(k * d));
+  memset(c->cnt, 0, sizeof(float) * (size_t)k);
+  centroid_norms(c, c->train_path, c->cent, k);
+  float obj = 0.0f;
+  double objd = 0.0;
+  out->assign_seconds = 0;
+  for (int64_t r0 = 0; r0 < nt; r0 += c->chunk) {
+    const int64_t m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+    FKM_FORWARD(read_rows(c, train_rows ? train_rows + r0 : NULL, r0, m, c->xc, "x"));
+    if (c->params.metric == FKM_METRIC_L2)
+      fkm_cpu_norms_arith(&c->arith, c->train_path, c->xc, m, d, c->xn);
+    const double t0 = fkm_now_seconds();
+    FKM_FORWARD(assign_rows(c, c->train_path, c->xc, c->xn, m, c->cent, k, c->labels, c->dist,
+                            "training set", -1, r0));
+    out->assign_seconds += fkm_now_seconds() - t0;
+    for (int64_t i = 0; i < m; i++) {
+      obj += c->dist[i];
+      objd += (double)c->dist[i];
+      out->hist[c->labels[i]]++;
+    }
+    accumulate(c, c->xc, c->wt ? c->wt + r0 : NULL, m);
+  }
+  out->obj[0] = obj;
+  out->obj_double[0] = objd;
+  /* update()'s ending: an empty cluster's row is its zero sums */
+  for (int64_t ci = kf; ci < k; ci++) {
+    float *cen = c->cent + ci * d;
+    const float *acc = c->acc + ci * d, count = c->cnt[ci];
+    out->counts[ci] = count;
+    if (count != 0.0f) {
+      const float norm = 1.0f / count;
+      for (int64_t j = 0; j < d; j++) cen[j] = acc[j] * norm;
+    } else {
+      memcpy(cen, acc, sizeof(float) * (size_t)d);
+    }
+  }
+  for (int64_t ci = 0; ci < kf; ci++) out->counts[ci] = 0.0f;
+  return FKM_OK;
+}
+
 /* Problems one after the other (each problem's bits depend on its rows and
  * centroids only). */
 static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
   const int64_t k = c->run.k, nt = c->run.n_train, d = c->run.d, B = c->run.batch;
+  if (c->streamed) return cpu_iterate_streamed(c, out);
   out->assign_seconds = 0;
   for (int64_t b = 0; b < B; b++) {
     const float *xt = c->xt + b * nt * d, *wt = c->wt ? c->wt + b * nt : NULL;
@@ -404,6 +624,12 @@ static fkm_status cpu_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
 
 static fkm_status cpu_read_train(fkm_engine *e, float *host) {
   cpu_engine *c = cpu(e);
+  if (c->streamed) {
+    thread_scope ts = threads_enter(c);
+    fkm_status s = read_rows(c, c->run.train_rows, 0, c->run.n_train, host, "x");
+    threads_leave(ts);
+    return s;
+  }
   memcpy(host, c->xt, sizeof(float) * (size_t)(c->run.batch * c->run.n_train * c->run.d));
   return FKM_OK;
 }
@@ -485,10 +711,61 @@ static fkm_status assign_problems(cpu_engine *c, fkm_dtype dtype, const void *x,
   return s;
 }
 
+/* Rows per chunk of a source's assignment: the run's chunk, else the
+ * budget's, else 64k rows; whole BLAS query blocks either way. */
+static int64_t assign_chunk_rows(const cpu_engine *c) {
+  const int64_t q = c->params.blas_query_bs, d = c->src.d;
+  if (c->chunk > 0) return c->chunk;
+  int64_t rows = (int64_t)1 << 16;
+  if (c->params.memory_budget > 0)
+    rows = (int64_t)(c->params.memory_budget / (sizeof(float) * (size_t)d + 4 * sizeof(float)));
+  rows = rows / q * q;
+  return rows < q ? q : rows;
+}
+
+/* Labels and distances of the source's n rows (c->src) to cent, read in
+ * chunks of whole BLAS query blocks (each block is searched as in one call
+ * over all n rows, on the path of n rows); on success into lab and dis
+ * (n each, either may be NULL), on failure nothing. */
+static fkm_status assign_source_rows(cpu_engine *c, const float *cent, int64_t k,
+                                     int64_t *labels, float *distances) {
+  const int64_t n = c->src.n, d = c->src.d, chunk = assign_chunk_rows(c);
+  const int64_t rows = n < chunk ? n : chunk;
+  const fkm_path path = fkm_arith_path(&c->arith, c->params.metric, n, d);
+  float *x = alloc_or_null((size_t)(rows * d), sizeof(float));
+  float *xn = alloc_or_null((size_t)rows, sizeof(float));
+  int64_t *lab = alloc_or_null((size_t)n, sizeof(int64_t));
+  float *dis = alloc_or_null((size_t)n, sizeof(float));
+  fkm_status s = FKM_OK;
+  if (!x || !xn || !lab || !dis)
+    s = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                 "cpu engine: cannot allocate the assignment of %lld rows in chunks of %lld",
+                 (long long)n, (long long)rows);
+  if (s == FKM_OK) centroid_norms(c, path, cent, k);
+  for (int64_t r0 = 0; r0 < n && s == FKM_OK; r0 += chunk) {
+    const int64_t m = n - r0 < chunk ? n - r0 : chunk;
+    s = read_rows(c, NULL, r0, m, x, "x");
+    if (s != FKM_OK) break;
+    if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms_arith(&c->arith, path, x, m, d, xn);
+    s = assign_rows(c, path, x, xn, m, cent, k, lab + r0, dis + r0, "x", -1, r0);
+  }
+  if (s == FKM_OK) {
+    if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)n);
+    if (distances) memcpy(distances, dis, sizeof(float) * (size_t)n);
+  }
+  free(x);
+  free(xn);
+  free(lab);
+  free(dis);
+  return s;
+}
+
 static fkm_status cpu_finish_impl(cpu_engine *c, float *centroids,
                                   int64_t *labels, float *distances) {
   const int64_t k = c->run.k, d = c->run.d, B = c->run.batch;
-  if (labels || distances)
+  if ((labels || distances) && (c->streamed || c->run.source))
+    FKM_FORWARD(assign_source_rows(c, c->cent, k, labels, distances));
+  else if (labels || distances)
     FKM_FORWARD(assign_problems(c, c->run.dtype, c->run.x, B, c->run.n, c->cent, k, labels,
                                 distances));
   memcpy(centroids, c->cent, sizeof(float) * (size_t)(B * k * d));
@@ -542,6 +819,46 @@ static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
   c->cn = NULL;
   threads_leave(ts);
   return s;
+}
+
+static fkm_status cpu_assign_source(fkm_engine *e, const fkm_params *params,
+                                    const fkm_source *src, int64_t k, const float *centroids,
+                                    int64_t *labels, float *distances) {
+  cpu_engine *c = cpu(e);
+  fkm_errbuf *err = c->base.err;
+  memset(&c->run, 0, sizeof c->run);
+  set_params(c, params);
+  c->run.params = &c->params;
+  c->run.batch = 1;
+  c->run.n = src->n;
+  c->run.d = src->d;
+  c->run.k = k;
+  c->run.dtype = src->dtype;
+  c->src = *src;
+  c->check_rows = params->check_finite;
+  c->chunk = 0;
+  fkm_status s = fkm_arith_of(&params->profile, &c->arith, err);
+  if (s != FKM_OK) return s;
+  c->run.arith = &c->arith;
+  thread_scope ts = threads_enter(c);
+  if (params->check_finite) s = check_x(err, "centroids", FKM_DTYPE_F32, centroids, 1, k, src->d);
+  if (s == FKM_OK) {
+    c->cn = alloc_or_null((size_t)k, sizeof(float));
+    if (!c->cn)
+      s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate centroid norms");
+  }
+  if (s == FKM_OK) s = assign_source_rows(c, centroids, k, labels, distances);
+  free(c->cn);
+  c->cn = NULL;
+  threads_leave(ts);
+  return s;
+}
+
+static fkm_status cpu_plan_memory(fkm_engine *e, const fkm_params *params, int64_t batch,
+                                  int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
+                                  int from_source, fkm_memory_plan *plan) {
+  *plan = cpu_plan_of(params, batch, n, d, k, dtype, from_source);
+  return plan_fits(e->err, plan, batch);
 }
 
 fkm_status fkm_check_num_threads(fkm_errbuf *err, int n) {
@@ -600,6 +917,8 @@ static const fkm_engine_ops cpu_ops = {
     cpu_end,
     cpu_copy,
     cpu_assign,
+    cpu_assign_source,
+    cpu_plan_memory,
 };
 
 fkm_status fkm_engine_cpu_create(fkm_errbuf *err, fkm_engine **out) {

@@ -33,6 +33,7 @@
 #include "convert.cuh"
 #include "engine.h"
 #include "profile.cuh"
+#include "source.h"
 #include "update.cuh"
 
 typedef fkm_objective scalars; /* read back at the iteration's sync */
@@ -303,6 +304,32 @@ done:
   return st;
 }
 
+/* Rows of a source (rows[i], or first + i when rows is NULL; i < count)
+ * read into host memory in its dtype, checked when check (a NaN or Inf is
+ * FKM_ERR_NOT_FINITE naming the source's row), then as floats into out
+ * (device, (count, d)). */
+static fkm_status load_source_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
+                                   int64_t first, int64_t count, int check, float *out) {
+  const size_t es = fkm_dtype_size(src->dtype), bytes = es * (size_t)(count * src->d);
+  if (count == 0) return FKM_OK;
+  void *host = malloc(bytes);
+  FKM_RETURN_IF(!host, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                "cuda engine: cannot allocate %zu bytes of host staging", bytes);
+  fkm_status st = fkm_source_read(src, rows, first, count, host, c->base.err);
+  if (st == FKM_OK && check) {
+    const int64_t bad = host_first_nonfinite(src->dtype, host, count * src->d);
+    if (bad >= 0) {
+      const int64_t r = bad / src->d;
+      st = fkm_fail(c->base.err, FKM_ERR_NOT_FINITE,
+                    "x contains NaN or Inf at row %lld, column %lld",
+                    (long long)(rows ? rows[r] : first + r), (long long)(bad % src->d));
+    }
+  }
+  if (st == FKM_OK) st = load_rows(c, src->dtype, host, src->d, NULL, count, out);
+  free(host);
+  return st;
+}
+
 /* The assignment plan for n rows: FKM_ASSIGN_FAST (fp16/bf16 data) or the
  * parity path (certified tensor cores when allowed and useful, else SIMT). */
 static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
@@ -435,6 +462,79 @@ static fkm_status global_rows(cuda_engine *c, const fkm_run *run, int64_t **out)
   return FKM_OK;
 }
 
+/* The run's chunks, plans and workspace size (c->run, c->params and c->sd
+ * set; nothing allocated). */
+static fkm_status size_run(cuda_engine *c) {
+  const int64_t B = c->run.batch, d = c->run.d, k = c->run.k, nt = c->run.n_train;
+  c->nchunk = nt >> c->chunk_log2;
+  if (c->nchunk > FKM_CUDA_CHUNKS) c->nchunk = FKM_CUDA_CHUNKS;
+  if (c->nchunk < 1) c->nchunk = 1;
+  c->chunk = (nt + c->nchunk - 1) / c->nchunk;
+  c->chunk = (c->chunk + 127) / 128 * 128;
+  c->nchunk = nt > 0 ? (nt + c->chunk - 1) / c->chunk : 1;
+  c->lanes = B < FKM_CUDA_LANES ? (int)B : FKM_CUDA_LANES;
+  c->plan = make_plan(c, &c->params, &c->sd, c->run.dtype, c->chunk, k, d);
+  c->plan_last =
+      make_plan(c, &c->params, &c->sd, c->run.dtype, nt - (c->nchunk - 1) * c->chunk, k, d);
+  FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, &c->temp_bytes));
+  c->x = c->run.x; /* kept when plan_workspace finds it usable in place */
+  c->ws_bytes = plan_workspace(c, NULL);
+  return FKM_OK;
+}
+
+/* The device bytes a run may take: params->memory_budget, else the
+ * device's free memory. */
+static fkm_status device_budget(cuda_engine *c, const fkm_params *p, size_t *avail) {
+  size_t free_b = 0, total = 0;
+  FKM_CUDA_TRY(c, cudaMemGetInfo(&free_b, &total));
+  *avail = p->memory_budget > 0 ? p->memory_budget : free_b;
+  return FKM_OK;
+}
+
+static fkm_status check_budget(cuda_engine *c, const fkm_params *p, size_t bytes) {
+  size_t avail = 0;
+  FKM_FORWARD(device_budget(c, p, &avail));
+  FKM_RETURN_IF(bytes > avail, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                "cuda engine: the run needs %zu bytes of device memory with its training set "
+                "resident and %s is %zu bytes (streaming a training set that does not fit "
+                "is not in this build)",
+                bytes, p->memory_budget > 0 ? "params->memory_budget" : "the device's free memory",
+                avail);
+  return FKM_OK;
+}
+
+static fkm_status cuda_plan_memory(fkm_engine *e, const fkm_params *params, int64_t batch,
+                                   int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
+                                   int from_source, fkm_memory_plan *plan) {
+  cuda_engine *c = eng(e);
+  (void)from_source; /* host rows are copied either way */
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  const cuda_engine saved = *c;
+  fkm_arith arith;
+  FKM_FORWARD(fkm_arith_of(&params->profile, &arith, e->err));
+  const int64_t max_train = k * (int64_t)params->max_points_per_centroid;
+  const int64_t nt = n > max_train ? max_train : n;
+  memset(&c->run, 0, sizeof c->run);
+  c->params = *params;
+  c->run.params = &c->params;
+  c->run.batch = batch;
+  c->run.n = n;
+  c->run.d = d;
+  c->run.k = k;
+  c->run.dtype = dtype;
+  c->run.n_train = nt;
+  c->sd = scan_desc(&arith, params->metric, nt, d);
+  fkm_status st = size_run(c);
+  if (st == FKM_OK) {
+    memset(plan, 0, sizeof *plan);
+    plan->in_core_bytes = plan->bytes = c->ws_bytes;
+    st = device_budget(c, params, &plan->available);
+  }
+  *c = saved;
+  if (st != FKM_OK) return st;
+  return check_budget(c, params, plan->bytes);
+}
+
 static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *user_centroids,
                              int64_t *grows) {
   fkm_errbuf *err = c->base.err;
@@ -446,7 +546,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
                 "< 2^31",
                 (long long)(B * nt), (long long)(B * k));
   if (c->params.check_finite) {
-    FKM_FORWARD(check_x(c, "x", run->dtype, run->x, B, n, d));
+    if (!run->source) FKM_FORWARD(check_x(c, "x", run->dtype, run->x, B, n, d));
     for (int64_t b = 0; b < B && run->n_init > 0; b++)
       FKM_FORWARD(check_x(c, "initial centroids", FKM_DTYPE_F32, user_centroids + b * k * d, 1,
                           run->n_init, d));
@@ -454,19 +554,8 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   if (run->weights) FKM_FORWARD(check_weights(c, run->weights, B * n));
   t[1] = fkm_now_seconds();
 
-  c->nchunk = nt >> c->chunk_log2;
-  if (c->nchunk > FKM_CUDA_CHUNKS) c->nchunk = FKM_CUDA_CHUNKS;
-  if (c->nchunk < 1) c->nchunk = 1;
-  c->chunk = (nt + c->nchunk - 1) / c->nchunk;
-  c->chunk = (c->chunk + 127) / 128 * 128;
-  c->nchunk = nt > 0 ? (nt + c->chunk - 1) / c->chunk : 1;
-  c->lanes = B < FKM_CUDA_LANES ? (int)B : FKM_CUDA_LANES;
-  c->plan = make_plan(c, &c->params, &c->sd, run->dtype, c->chunk, k, d);
-  c->plan_last =
-      make_plan(c, &c->params, &c->sd, run->dtype, nt - (c->nchunk - 1) * c->chunk, k, d);
-  FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, &c->temp_bytes));
-  c->x = run->x; /* kept when plan_workspace finds it usable in place */
-  c->ws_bytes = plan_workspace(c, NULL);
+  FKM_FORWARD(size_run(c));
+  FKM_FORWARD(check_budget(c, &c->params, c->ws_bytes));
   FKM_CUDA_TRY(c, cudaMallocAsync(&c->ws, c->ws_bytes, c->stream));
   plan_workspace(c, c->ws);
   if (c->params.verbose && c->params.log) {
@@ -480,7 +569,10 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_refined, sizeof(int) * (size_t)(2 * B * c->nchunk)));
   t[2] = fkm_now_seconds();
 
-  if (c->x != run->x)
+  if (run->source) /* batch 1: the training rows, read through it */
+    FKM_FORWARD(load_source_rows(c, run->source, run->train_rows, 0, nt, c->params.check_finite,
+                                 (float *)c->x));
+  else if (c->x != run->x)
     FKM_FORWARD(load_rows(c, run->dtype, run->x, d, grows, B * nt, (float *)c->x));
   if (run->weights)
     FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, grows, B * nt, c->w));
@@ -769,13 +861,13 @@ static fkm_status cuda_copy(fkm_engine *e, void *dst, const void *src, size_t by
  * copied. Fails with FKM_ERR_NUMERIC on a row without a finite distance
  * (the message names the problem when problem >= 0). */
 static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fkm_arith *ar,
-                              fkm_dtype dtype, const void *x, int64_t n, int64_t d,
-                              const float *cent, int64_t k, int64_t *lab, float *dis,
+                              fkm_dtype dtype, const void *x, const fkm_source *src, int64_t n,
+                              int64_t d, const float *cent, int64_t k, int64_t *lab, float *dis,
                               int64_t problem) {
   fkm_status st = FKM_OK;
   if (n == 0) return FKM_OK;
   const fkm_scan_desc sd = scan_desc(ar, params->metric, n, d); /* FAISS's search of n rows */
-  const int in_place = dtype == FKM_DTYPE_F32 && is_device_ptr(x);
+  const int in_place = !src && dtype == FKM_DTYPE_F32 && is_device_ptr(x);
   int64_t chunk = in_place ? n : ((int64_t)1 << 26) / d;
   if (chunk < 1) chunk = 1;
   if (chunk > n) chunk = n;
@@ -810,6 +902,9 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     const float *xc;
     if (in_place) {
       xc = (const float *)x + r0 * d;
+    } else if (src) {
+      FKM_GOTO(load_source_rows(c, src, NULL, r0, m, params->check_finite, xf));
+      xc = xf;
     } else {
       const char *src = (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d);
       FKM_GOTO(load_rows(c, dtype, src, d, NULL, m, xf));
@@ -885,8 +980,9 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)(B * n), s));
     for (int64_t b = 0; b < B; b++)
       FKM_GOTO(assign_user(c, &c->params, &c->arith, c->run.dtype,
-                           (const char *)c->run.x + xb * (size_t)b, n, d, c->cent + b * k * d,
-                           k, lab + b * n, dis + b * n, B > 1 ? b : -1));
+                           c->run.x ? (const char *)c->run.x + xb * (size_t)b : NULL,
+                           c->run.source, n, d, c->cent + b * k * d, k, lab + b * n,
+                           dis + b * n, B > 1 ? b : -1));
   }
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(B * k * d),
                                    cudaMemcpyDefault, s));
@@ -897,10 +993,10 @@ done:
   return st;
 }
 
-static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n, int64_t d,
-                              int64_t k, fkm_dtype dtype, const void *x,
+/* fkm_assign (x) and fkm_assign_source (src, x NULL). */
+static fkm_status assign_call(cuda_engine *c, const fkm_params *params, int64_t n, int64_t d,
+                              int64_t k, fkm_dtype dtype, const void *x, const fkm_source *src,
                               const float *centroids, int64_t *labels, float *distances) {
-  cuda_engine *c = eng(e);
   fkm_status st = FKM_OK;
   float *cent = NULL, *dis = NULL;
   int64_t *lab = NULL;
@@ -911,7 +1007,7 @@ static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n
   fkm_arith arith;
   FKM_FORWARD(fkm_arith_of(&params->profile, &arith, c->base.err));
   if (params->check_finite) {
-    FKM_FORWARD(check_x(c, "x", dtype, x, 1, n, d));
+    if (!src) FKM_FORWARD(check_x(c, "x", dtype, x, 1, n, d));
     FKM_FORWARD(check_x(c, "centroids", FKM_DTYPE_F32, centroids, 1, k, d));
   }
   const float *cd = centroids;
@@ -923,7 +1019,7 @@ static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n
   }
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)n, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)n, s));
-  FKM_GOTO(assign_user(c, params, &arith, dtype, x, n, d, cd, k, lab, dis, -1));
+  FKM_GOTO(assign_user(c, params, &arith, dtype, x, src, n, d, cd, k, lab, dis, -1));
   FKM_GOTO(publish_assignment(c, lab, dis, n, labels, distances));
 done:
   if (cent) (void)cudaFreeAsync(cent, s);
@@ -931,6 +1027,19 @@ done:
   if (dis) (void)cudaFreeAsync(dis, s);
   (void)cudaStreamSynchronize(s);
   return st;
+}
+
+static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n, int64_t d,
+                              int64_t k, fkm_dtype dtype, const void *x,
+                              const float *centroids, int64_t *labels, float *distances) {
+  return assign_call(eng(e), params, n, d, k, dtype, x, NULL, centroids, labels, distances);
+}
+
+static fkm_status cuda_assign_source(fkm_engine *e, const fkm_params *params,
+                                     const fkm_source *src, int64_t k, const float *centroids,
+                                     int64_t *labels, float *distances) {
+  return assign_call(eng(e), params, src->n, src->d, k, src->dtype, NULL, src, centroids,
+                     labels, distances);
 }
 
 /* ------------------------------------------------------------ the engine */
@@ -991,6 +1100,8 @@ static const fkm_engine_ops cuda_ops = {
     cuda_end,
     cuda_copy,
     cuda_assign,
+    cuda_assign_source,
+    cuda_plan_memory,
 };
 
 fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out) {

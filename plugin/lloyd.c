@@ -457,8 +457,20 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   fkm_arith arith;
   FKM_FORWARD(fkm_arith_of(&p->profile, &arith, err));
   FKM_FORWARD(check_features(p, &arith, err));
-  fkm_run run = {p, B, n, d, k, a->dtype, a->x, a->weights, NULL, n, a->n_init,
-                 p->frozen_centroids ? a->n_init : 0, &arith};
+  fkm_run run = {.params = p,
+                 .batch = B,
+                 .n = n,
+                 .d = d,
+                 .k = k,
+                 .dtype = a->dtype,
+                 .x = a->x,
+                 .weights = a->weights,
+                 .source = a->source,
+                 .train_rows = NULL,
+                 .n_train = n,
+                 .n_init = a->n_init,
+                 .k_frozen = p->frozen_centroids ? a->n_init : 0,
+                 .arith = &arith};
   const uint64_t seed = actual_seed(p, &arith);
 
   /* Subsampling: rows perm[0..k*max) in permutation order, the same rows of

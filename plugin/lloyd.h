@@ -14,7 +14,8 @@ typedef struct fkm_train_args {
   int64_t batch;
   int64_t n, d, k;
   fkm_dtype dtype;
-  const void *x;
+  const void *x;              /* or NULL with a source */
+  const fkm_source *source;   /* batch 1: the rows, when x is NULL */
   const float *weights;
   float *centroids;
   int64_t n_init;

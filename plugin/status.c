@@ -36,6 +36,7 @@ const char *fkm_status_string(fkm_status status) {
     case FKM_ERR_NUMERIC: return "arithmetic overflow made the result undefined";
     case FKM_ERR_FAISS: return "FAISS error";
     case FKM_ERR_INTERNAL: return "internal error";
+    case FKM_ERR_SOURCE: return "the data source failed to read";
   }
   return "unknown status";
 }

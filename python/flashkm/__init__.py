@@ -16,7 +16,7 @@ from ._lib import Context, Error, LibraryNotFound, find_library, library_path, v
 from .faiss_compat import is_patched, patch_faiss, train_index, unpatch
 from .kmeans import Kmeans, assign, train
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 unpatch_faiss = unpatch
 

@@ -57,11 +57,14 @@ _USED_NAME = b"used_dltensor"
 class Array:
     """A pointer the C library can read, with what keeps it valid."""
 
-    def __init__(self, ptr, shape, dtype, on_device, keep, release=None):
+    def __init__(self, ptr, shape, dtype, on_device, keep, release=None, row_stride=None):
         self.ptr = ptr
         self.shape = shape
         self.dtype = dtype  # _lib.DTYPE_*
         self.on_device = on_device
+        # bytes from one row to the next when they are not packed (a host
+        # matrix read through fkm_source_host), else None
+        self.row_stride = row_stride
         self._keep = keep
         self._release = release
 
@@ -100,8 +103,26 @@ def _c_contiguous(shape, strides_elems):
     return True
 
 
-def _from_numpy(x, ndim, name, float_only):
+def _row_strided(x):
+    """The row stride in bytes of a 2-D float32 / float16 array whose rows are
+    packed but not adjacent (a column slice, rows inside larger records), or
+    None."""
+    if x.ndim != 2 or x.dtype not in (np.float32, np.float16) or x.size == 0:
+        return None
+    item = x.dtype.itemsize
+    if x.strides[1] != item or x.strides[0] == x.shape[1] * item:
+        return None
+    if x.strides[0] < x.shape[1] * item or x.strides[0] % item:
+        return None
+    return x.strides[0]
+
+
+def _from_numpy(x, ndim, name, float_only, allow_row_stride=False):
     x = np.asarray(x)
+    stride = _row_strided(x) if allow_row_stride and not float_only else None
+    if stride is not None:  # read in place, row by row (no copy)
+        dtype = _lib.DTYPE_F16 if x.dtype == np.float16 else _lib.DTYPE_F32
+        return Array(x.ctypes.data, x.shape, dtype, False, x, row_stride=stride)
     if x.dtype == np.float16 and not float_only:
         x = np.ascontiguousarray(x)
         dtype = _lib.DTYPE_F16
@@ -169,11 +190,13 @@ def _from_dlpack(x, ndim, name, float_only):
                  (x, capsule), release)
 
 
-def as_array(x, ndim=2, name="x", float_only=False):
+def as_array(x, ndim=2, name="x", float_only=False, allow_row_stride=False):
     """An Array for x: numpy (or anything np.asarray takes), or a GPU/DLPack
-    array used in place. float_only: float16 input becomes float32."""
+    array used in place. float_only: float16 input becomes float32.
+    allow_row_stride: a host matrix whose rows are packed but spaced apart is
+    kept in place (Array.row_stride) instead of copied."""
     if isinstance(x, np.ndarray):
-        return _from_numpy(x, ndim, name, float_only)
+        return _from_numpy(x, ndim, name, float_only, allow_row_stride)
     if hasattr(x, "__cuda_array_interface__"):
         try:
             return _from_cai(x, ndim, name, float_only)

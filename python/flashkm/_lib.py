@@ -30,7 +30,7 @@ _STATUS_NAMES = {
     1: "FKM_ERR_INVALID_ARG", 2: "FKM_ERR_NOT_FINITE", 3: "FKM_ERR_OUT_OF_MEMORY",
     4: "FKM_ERR_UNSUPPORTED", 5: "FKM_ERR_NO_DEVICE", 6: "FKM_ERR_CUDA",
     7: "FKM_ERR_INTERRUPTED", 8: "FKM_ERR_NUMERIC", 9: "FKM_ERR_FAISS",
-    10: "FKM_ERR_INTERNAL",
+    10: "FKM_ERR_INTERNAL", 11: "FKM_ERR_SOURCE",
 }
 
 
@@ -112,6 +112,36 @@ class Params(ctypes.Structure):
         ("blas_sgemm", ctypes.c_void_p),
         ("blas_query_bs", ctypes.c_int),
         ("blas_database_bs", ctypes.c_int),
+        ("memory_budget", ctypes.c_size_t),
+    ]
+
+
+READ_ROWS_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64),
+                                ctypes.c_int64, ctypes.c_void_p)
+
+
+class Source(ctypes.Structure):
+    """fkm_source: rows the library reads on demand (docs/data-path.md)."""
+    _fields_ = [
+        ("n", ctypes.c_int64),
+        ("d", ctypes.c_int64),
+        ("dtype", ctypes.c_int),
+        ("base", ctypes.c_void_p),
+        ("row_stride", ctypes.c_int64),
+        ("read", READ_ROWS_FN),
+        ("user", ctypes.c_void_p),
+    ]
+
+
+class MemoryPlan(ctypes.Structure):
+    """fkm_memory_plan: what a run holds in the engine's memory."""
+    _fields_ = [
+        ("in_core_bytes", ctypes.c_size_t),
+        ("streamed_bytes", ctypes.c_size_t),
+        ("bytes", ctypes.c_size_t),
+        ("available", ctypes.c_size_t),
+        ("streamed", ctypes.c_int),
+        ("chunk_rows", ctypes.c_int64),
     ]
 
 
@@ -173,6 +203,12 @@ _SIGNATURES = {
     "fkm_assign": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int, _vp, _vp, _vp,
                           _vp]),
     "fkm_rand_perm": (_int, [_i64, _i64, _i64, _vp]),
+    "fkm_source_host": (_int, [ctypes.POINTER(Source), _vp, _i64, _i64, _int, _i64]),
+    "fkm_train_source": (_int, [_vp, ctypes.POINTER(Params), ctypes.POINTER(Source), _i64, _vp,
+                                _vp, _i64, _vp, _vp, ctypes.POINTER(IterationStats), _i64,
+                                ctypes.POINTER(_i64)]),
+    "fkm_train_memory": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _i64, _int,
+                                ctypes.POINTER(MemoryPlan)]),
     "fkm_train_rows": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _vp,
                               ctypes.POINTER(_i64)]),
 }
@@ -210,7 +246,7 @@ def library_path():
 
 
 def version():
-    """Version string of the loaded library ("0.2.0")."""
+    """Version string of the loaded library ("0.3.0")."""
     return lib().fkm_version_string().decode()
 
 

@@ -145,19 +145,24 @@ def _check_backend(arrays, ctx):
 
 
 def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroids=None,
-          fast=False, return_labels=False, expect_d=None, profile="flashkm"):
+          fast=False, return_labels=False, expect_d=None, profile="flashkm", memory_budget=0):
     """k-means on x (n, d) with FAISS's semantics. cp: dict of
     ClusteringParameters fields; profile: whose arithmetic (a name, 'auto' for
-    the imported faiss's, or a flashkm.profile.ProfileInfo). Returns
-    (centroids (k, d) float32, list of iteration stats dicts[, labels int64
-    (n,), distances float32 (n,)])."""
+    the imported faiss's, or a flashkm.profile.ProfileInfo); memory_budget:
+    bytes of engine memory the run may hold (0: no limit of its own; a
+    training set that does not fit is streamed, docs/data-path.md). A host
+    float32 / float16 matrix whose rows are spaced apart (a column slice, a
+    np.memmap of records) is read in place, not copied. Returns (centroids
+    (k, d) float32, list of iteration stats dicts[, labels int64 (n,),
+    distances float32 (n,)])."""
     prof = _profile.resolve(profile)
     params = clustering_fields(prof)
     params.update(cp or {})
     p = _make_params(params, metric, fast, prof)
+    p.memory_budget = _lib.c_int("memory_budget", memory_budget, 0, 2**64 - 1)
     cb = _Callbacks(bool(params["verbose"]))
     cb.install(p)
-    with _arrays.as_array(x, 2, "x") as X:
+    with _arrays.as_array(x, 2, "x", allow_row_stride=True) as X:
         n, d = X.shape
         if expect_d is not None and d != expect_d:
             raise AssertionError("x has d = %d, expected d = %d" % (d, expect_d))
@@ -188,13 +193,22 @@ def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroid
             n_stats = ctypes.c_int64(0)
             labels = np.empty(n, dtype=np.int64) if return_labels else None
             dist = np.empty(n, dtype=np.float32) if return_labels else None
-            with cb, ctx.lock:
-                st = _lib.lib().fkm_train(
-                    ctx.handle, ctypes.byref(p), n, d, k, X.dtype, X.ptr,
-                    W.ptr if W is not None else None, centroids.ctypes.data, n_init,
-                    labels.ctypes.data if return_labels else None,
+            outs = (labels.ctypes.data if return_labels else None,
                     dist.ctypes.data if return_labels else None, stats, cap,
                     ctypes.byref(n_stats))
+            W_ptr = W.ptr if W is not None else None
+            with cb, ctx.lock:
+                if X.row_stride is not None:
+                    src = _lib.Source()
+                    _lib.check(_lib.lib().fkm_source_host(ctypes.byref(src), X.ptr, n, d,
+                                                          X.dtype, X.row_stride))
+                    st = _lib.lib().fkm_train_source(
+                        ctx.handle, ctypes.byref(p), ctypes.byref(src), k, W_ptr,
+                        centroids.ctypes.data, n_init, *outs)
+                else:
+                    st = _lib.lib().fkm_train(
+                        ctx.handle, ctypes.byref(p), n, d, k, X.dtype, X.ptr, W_ptr,
+                        centroids.ctypes.data, n_init, *outs)
                 if not (st == _lib.FKM_ERR_INTERRUPTED and cb.interrupted):
                     _lib.check(st, ctx.handle)
         finally:
@@ -263,7 +277,9 @@ class Kmeans:
     flashkm's own: profile='auto' (the imported faiss's arithmetic, see
     flashkm.profile; flashkm's own without faiss; or a profile name),
     backend='auto'|'cpu'|'cuda', device=0, num_threads=0, fast=False (fp16
-    data only, approximate). A ClusteringParameters field flashkm does not
+    data only, approximate), memory_budget=0 (bytes of engine memory a run
+    may hold; a training set that does not fit is streamed with the same
+    results, docs/data-path.md). A ClusteringParameters field flashkm does not
     implement (e.g. a newer FAISS's use_super_kmeans) is handed to
     faiss.Kmeans when it is not at its default, with a ProfileWarning: the
     centroids are then FAISS's own, never other ones.
@@ -283,6 +299,7 @@ class Kmeans:
         self.device = 0
         self.num_threads = 0
         self.fast = False
+        self.memory_budget = 0
         self.profile = _profile.resolve(kwargs.pop("profile", "auto"))
         self.cp = clustering_fields(self.profile)
         self._faiss_only = {}
@@ -291,7 +308,7 @@ class Kmeans:
                 self.gpu = v
                 if v:
                     self.backend = "cuda"
-            elif key in ("backend", "device", "num_threads", "fast"):
+            elif key in ("backend", "device", "num_threads", "fast", "memory_budget"):
                 setattr(self, key, v)
             elif key == "progressive_dim_steps":
                 raise NotImplementedError("flashkm.Kmeans does not do progressive-dimension "
@@ -339,7 +356,7 @@ class Kmeans:
             return self._train_with_faiss(x, weights, init_centroids, other)
         centroids, stats = train(self._context(), x, self.k, self.cp, self.metric, weights,
                                  init_centroids, self.fast, expect_d=self.d,
-                                 profile=self.profile)
+                                 profile=self.profile, memory_budget=self.memory_budget)
         self.centroids = centroids
         self.iteration_stats = stats
         self.obj = np.array([s["obj"] for s in stats])
@@ -361,7 +378,7 @@ class Kmeans:
         warnings.warn(note, _profile.ProfileWarning, stacklevel=3)
         cls = faiss_compat.original_faiss_kmeans(faiss)
         kw = {k: v for k, v in self._kwargs.items()
-              if k not in ("backend", "device", "num_threads", "fast")}
+              if k not in ("backend", "device", "num_threads", "fast", "memory_budget")}
         km = cls(self.d, self.k, **kw)
         obj = km.train(x, weights=weights, init_centroids=init_centroids)
         self.centroids, self.obj, self.iteration_stats = km.centroids, km.obj, km.iteration_stats

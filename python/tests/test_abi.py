@@ -21,6 +21,8 @@ STRUCTS = {  # ctypes class -> C type
     _lib.LoopOrder: "fkm_loop_order",
     _lib.Profile: "fkm_profile",
     _lib.Params: "fkm_params",
+    _lib.Source: "fkm_source",
+    _lib.MemoryPlan: "fkm_memory_plan",
 }
 # module constant prefix -> C prefix
 CONSTANT_PREFIXES = {

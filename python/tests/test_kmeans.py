@@ -106,6 +106,42 @@ def test_other_dtypes_become_float32_like_faiss(x):
     assert np.array_equal(a.centroids, b.centroids)
 
 
+def test_rows_spaced_apart_are_read_in_place_and_equal_a_copy(x):
+    wide = np.zeros((x.shape[0], 24), dtype=np.float32)
+    wide[:, 3:19] = x
+    view = wide[:, 3:19]  # rows 96 bytes apart, 64 bytes each
+    arr = _arrays.as_array(view, allow_row_stride=True)
+    assert arr.ptr == view.ctypes.data and arr.row_stride == 96
+    arr.release()
+    a = flashkm.Kmeans(16, 20, niter=5, max_points_per_centroid=50, backend="cpu")
+    a.train(view)
+    b = flashkm.Kmeans(16, 20, niter=5, max_points_per_centroid=50, backend="cpu")
+    b.train(np.ascontiguousarray(view))
+    assert np.array_equal(a.centroids, b.centroids)
+    assert [s["obj"] for s in a.iteration_stats] == [s["obj"] for s in b.iteration_stats]
+
+
+def test_a_memory_budget_streams_with_the_same_results(tmp_path):
+    x = blobs(40000, 16, 20, seed=3)  # subsampled to 5120 rows: two chunks of 4096
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    mm = np.load(path, mmap_mode="r")  # a memory-mapped file, read in place
+    ctx = flashkm._lib.Context("cpu", 0, 0)
+    plan = flashkm._lib.MemoryPlan()
+    p = flashkm._lib.default_params()
+    flashkm._lib.check(flashkm._lib.lib().fkm_train_memory(
+        ctx.handle, ctypes.byref(p), 1, x.shape[0], 16, 20, 0, ctypes.byref(plan)), ctx.handle)
+    assert plan.streamed_bytes < plan.in_core_bytes
+    a = flashkm.Kmeans(16, 20, niter=6, backend="cpu", memory_budget=plan.streamed_bytes)
+    a.train(mm)
+    b = flashkm.Kmeans(16, 20, niter=6, backend="cpu")
+    b.train(x)
+    assert np.array_equal(a.centroids, b.centroids)
+    with pytest.raises(flashkm.Error) as e:
+        flashkm.Kmeans(16, 20, backend="cpu", memory_budget=64).train(x)
+    assert e.value.name == "FKM_ERR_OUT_OF_MEMORY" and "memory_budget is 64" in str(e.value)
+
+
 class DLPackOnly:
     """Exposes only the DLPack protocol of the array it wraps (as a torch or
     jax CPU tensor would)."""

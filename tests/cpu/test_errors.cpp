@@ -338,7 +338,7 @@ TEST(Errors, StatusStringsAreStaticAndDistinct) {
 
 TEST(Errors, VersionMatchesHeader) {
   EXPECT_EQ(fkm_version(), (unsigned)FKM_VERSION_NUMBER);
-  EXPECT_STREQ(fkm_version_string(), "0.2.0");
+  EXPECT_STREQ(fkm_version_string(), "0.3.0");
   fkm_ctx_destroy(nullptr);  // accepted
 }
 

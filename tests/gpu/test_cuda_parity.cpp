@@ -17,6 +17,7 @@
 
 #include "assign.cuh"
 #include "batched_cases.h"
+#include "source_cases.h"
 #include "compare.h"
 #include "fixtures.h"
 #include "flashkm.h"
@@ -764,6 +765,23 @@ TEST_P(CudaBatched, EqualsSeparateCpuRuns) {
 INSTANTIATE_TEST_SUITE_P(Table, CudaBatched, ::testing::ValuesIn(batched::cases()),
                          [](const ::testing::TestParamInfo<batched::Case> &i) {
                            return std::string(i.param.name);
+                         });
+
+// The data path (tests/source_cases.h): rows through a host source at a
+// stride and through a read callback on the CUDA engine, against the array
+// in core on the CPU.
+class CudaDataPath : public Cuda, public ::testing::WithParamInterface<source_cases::Case> {};
+
+TEST_P(CudaDataPath, EqualsTheCpuArrayInCore) {
+  const source_cases::Case &k = GetParam();
+  const batched::Data s = batched::make(k.c);
+  batched::expect_equal(k.c, source_cases::run(gpu->c, k, s),
+                        source_cases::run_in_core(cpu->c, k, s));
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, CudaDataPath, ::testing::ValuesIn(source_cases::in_core_cases()),
+                         [](const ::testing::TestParamInfo<source_cases::Case> &i) {
+                           return source_cases::case_name(i.param);
                          });
 
 TEST_F(Cuda, BatchedChunkedRowsEqualSeparateCpuRuns) {

@@ -1,0 +1,104 @@
+/* Data sources: validation and reads (source.h). */
+#include "source.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+#include "engine.h"
+
+/* Rows copied one by one below this many bytes in a read; above, the rows
+ * are spread over OpenMP's threads (a gather from a large host matrix is
+ * bound by memory latency per row, not by one core's copy rate). */
+#define PARALLEL_READ_BYTES ((size_t)1 << 20)
+/* Indices handed to a callback per call when the caller reads a range. */
+#define RANGE_BLOCK 1024
+
+fkm_source fkm_source_of_matrix(const void *x, int64_t n, int64_t d, fkm_dtype dtype) {
+  fkm_source s;
+  memset(&s, 0, sizeof s);
+  s.n = n;
+  s.d = d;
+  s.dtype = dtype;
+  s.base = x;
+  s.row_stride = d * (int64_t)fkm_dtype_size(dtype);
+  return s;
+}
+
+fkm_status fkm_source_validate(const fkm_source *src, fkm_errbuf *err) {
+  FKM_RETURN_IF(!src, err, FKM_ERR_INVALID_ARG, "src is NULL");
+  FKM_RETURN_IF(src->n < 0 || src->d < 1, err, FKM_ERR_INVALID_ARG,
+                "src: n = %lld must be >= 0 and d = %lld >= 1", (long long)src->n,
+                (long long)src->d);
+  FKM_RETURN_IF(src->dtype != FKM_DTYPE_F32 && src->dtype != FKM_DTYPE_F16 &&
+                    src->dtype != FKM_DTYPE_BF16,
+                err, FKM_ERR_INVALID_ARG, "src->dtype = %d is not a fkm_dtype",
+                (int)src->dtype);
+  FKM_RETURN_IF(src->n > INT64_MAX / 8 / src->d, err, FKM_ERR_INVALID_ARG,
+                "src: n * d overflows 64-bit byte offsets");
+  FKM_RETURN_IF(!src->read && !src->base && src->n > 0, err, FKM_ERR_INVALID_ARG,
+                "src has neither rows (base) nor a read callback (use fkm_source_host or "
+                "fkm_source_callback)");
+  const int64_t row = src->d * (int64_t)fkm_dtype_size(src->dtype);
+  FKM_RETURN_IF(!src->read && src->row_stride < row, err, FKM_ERR_INVALID_ARG,
+                "src->row_stride = %lld bytes is less than a row (%lld bytes)",
+                (long long)src->row_stride, (long long)row);
+  FKM_RETURN_IF(!src->read && src->n > 0 && src->row_stride > INT64_MAX / src->n, err,
+                FKM_ERR_INVALID_ARG, "src: n * row_stride overflows 64-bit byte offsets");
+  return FKM_OK;
+}
+
+static fkm_status read_callback(const fkm_source *src, const int64_t *rows, int64_t first,
+                                int64_t count, void *dst, fkm_errbuf *err) {
+  const size_t row = (size_t)src->d * fkm_dtype_size(src->dtype);
+  int64_t idx[RANGE_BLOCK];
+  for (int64_t i0 = 0; i0 < count;) {
+    const int64_t m = rows ? count : (count - i0 < RANGE_BLOCK ? count - i0 : RANGE_BLOCK);
+    if (!rows)
+      for (int64_t i = 0; i < m; i++) idx[i] = first + i0 + i;
+    const int rc = src->read(src->user, rows ? rows : idx, m, (char *)dst + row * (size_t)i0);
+    FKM_RETURN_IF(rc != 0, err, FKM_ERR_SOURCE,
+                  "the source's read callback returned %d (reading %lld rows from row "
+                  "%lld)",
+                  rc, (long long)m, (long long)(rows ? rows[0] : first + i0));
+    i0 += m;
+  }
+  return FKM_OK;
+}
+
+fkm_status fkm_source_read(const fkm_source *src, const int64_t *rows, int64_t first,
+                           int64_t count, void *dst, fkm_errbuf *err) {
+  if (count <= 0) return FKM_OK;
+  if (src->read) return read_callback(src, rows, first, count, dst, err);
+  const size_t row = (size_t)src->d * fkm_dtype_size(src->dtype);
+  const char *base = src->base;
+  char *out = dst;
+  if (!rows && (size_t)src->row_stride == row) { /* one block */
+    memcpy(out, base + (size_t)first * row, row * (size_t)count);
+    return FKM_OK;
+  }
+  const size_t stride = (size_t)src->row_stride;
+#pragma omp parallel for schedule(static) if (row * (size_t)count >= PARALLEL_READ_BYTES)
+  for (int64_t i = 0; i < count; i++)
+    memcpy(out + row * (size_t)i, base + stride * (size_t)(rows ? rows[i] : first + i), row);
+  return FKM_OK;
+}
+
+fkm_status fkm_source_read_float(const fkm_source *src, const int64_t *rows, int64_t first,
+                                 int64_t count, float *dst, void *raw, int check,
+                                 const char *what, fkm_errbuf *err) {
+  const int64_t d = src->d;
+  if (src->dtype == FKM_DTYPE_F32) {
+    FKM_FORWARD(fkm_source_read(src, rows, first, count, dst, err));
+  } else {
+    FKM_FORWARD(fkm_source_read(src, rows, first, count, raw, err));
+    fkm_cpu_to_float(src->dtype, raw, count, d, dst);
+  }
+  if (!check) return FKM_OK;
+  /* converted 16-bit values are finite exactly when their encoding is */
+  const int64_t bad = fkm_cpu_first_nonfinite(dst, count * d);
+  if (bad < 0) return FKM_OK;
+  const int64_t r = bad / d;
+  return fkm_fail(err, FKM_ERR_NOT_FINITE, "%s contains NaN or Inf at row %lld, column %lld",
+                  what, (long long)(rows ? rows[r] : first + r), (long long)(bad % d));
+}

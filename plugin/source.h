@@ -1,0 +1,39 @@
+/* Data sources (include/flashkm.h, docs/data-path.md): how engines read the
+ * rows of a training set that is not one matrix they hold. A source is
+ * rows of host memory at a stride, or a callback; every read names its rows
+ * (or a contiguous range) and lands packed in a buffer the engine owns. */
+#ifndef FKM_SOURCE_H
+#define FKM_SOURCE_H
+
+#include "flashkm.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Checks a caller's source (sizes, dtype, stride, a base or a callback). */
+fkm_status fkm_source_validate(const fkm_source *src, fkm_errbuf *err);
+
+/** A host source over the (n, d) matrix x (row stride d * element size). */
+fkm_source fkm_source_of_matrix(const void *x, int64_t n, int64_t d, fkm_dtype dtype);
+
+/** Rows rows[i] (rows NULL: first + i) for i < count, packed in the source's
+ *  dtype into dst (count * d elements). Host rows are copied on OpenMP's
+ *  threads when there are many. */
+fkm_status fkm_source_read(const fkm_source *src, const int64_t *rows, int64_t first,
+                           int64_t count, void *dst, fkm_errbuf *err);
+
+/** The same rows as floats into dst (count * d); raw: scratch of count * d
+ *  elements of the source's dtype for 16-bit sources (unused for f32).
+ *  check: a NaN or Inf in them is FKM_ERR_NOT_FINITE naming the source's
+ *  row and column ("what contains NaN or Inf at row r, column j"). */
+fkm_status fkm_source_read_float(const fkm_source *src, const int64_t *rows, int64_t first,
+                                 int64_t count, float *dst, void *raw, int check,
+                                 const char *what, fkm_errbuf *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
