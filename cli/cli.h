@@ -91,8 +91,10 @@ typedef struct fkm_cli_inputs {
 } fkm_cli_inputs;
 
 /** Load INPUT, --init and --weights and check them (k <= n, dimensions,
- *  counts, finite values). Prints the error; returns -1 on failure. */
-int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o,
+ *  counts, finite values). rows_in_place: a .fvecs INPUT stays in its
+ *  mapping at its row stride (in->x.row_stride, for fkm_train_source).
+ *  Prints the error; returns -1 on failure. */
+int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
                         fkm_cli_inputs *in);
 void fkm_cli_inputs_free(fkm_cli_inputs *in);
 

@@ -433,7 +433,7 @@ static int setup(int argc, char **argv, const char *cmd, session *se) {
                   cmd);
     return FKM_EXIT_USAGE;
   }
-  if (fkm_cli_inputs_load(*input, o, in) != 0) return FKM_EXIT_FAIL;
+  if (fkm_cli_inputs_load(*input, o, 0, in) != 0) return FKM_EXIT_FAIL;
   char msg[FKM_CLI_MSG_LEN];
   if (fkm_cli_matrix_to_f32(&in->x, msg) != 0) { /* FAISS takes float32 */
     fkm_cli_error("%s", msg);

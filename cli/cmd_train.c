@@ -171,7 +171,7 @@ int fkm_cli_cmd_train(int argc, char **argv) {
   }
 
   fkm_cli_inputs in;
-  if (fkm_cli_inputs_load(input, &o, &in) != 0) return FKM_EXIT_FAIL;
+  if (fkm_cli_inputs_load(input, &o, 1, &in) != 0) return FKM_EXIT_FAIL;
   double t_load = fkm_cli_now() - t0;
   fkm_ctx *ctx = fkm_cli_context(&o);
   if (!ctx) {
@@ -214,9 +214,19 @@ int fkm_cli_cmd_train(int argc, char **argv) {
   fkm_cli_sigint_install();
   double t1 = fkm_cli_now();
   int64_t n_stats = 0;
-  fkm_status s = fkm_train(ctx, &o.params, n, d, k, in.x.dtype, in.x.data,
-                           in.weights.data, centroids, in.n_init, labels, NULL, stats, cap,
-                           &n_stats);
+  fkm_status s;
+  if (in.x.row_stride) { /* rows in the mapping at their stride (.fvecs): read in place */
+    fkm_source src;
+    fkm_params p = o.params;
+    p.check_finite = 0; /* every value of the file was checked when it was loaded */
+    s = fkm_source_host(&src, in.x.data, n, d, in.x.dtype, in.x.row_stride);
+    if (s == FKM_OK)
+      s = fkm_train_source(ctx, &p, &src, k, in.weights.data, centroids, in.n_init, labels,
+                           NULL, stats, cap, &n_stats);
+  } else {
+    s = fkm_train(ctx, &o.params, n, d, k, in.x.dtype, in.x.data, in.weights.data, centroids,
+                  in.n_init, labels, NULL, stats, cap, &n_stats);
+  }
   double t_train = fkm_cli_now() - t1;
   fkm_cli_progress_end(&prog);
   if (s == FKM_ERR_INTERRUPTED && prog.out_of_memory) {

@@ -201,7 +201,8 @@ enum {
   OPT_EARLY_STOP,
   OPT_INIT_METHOD,
   OPT_AFKMC2_CHAIN,
-  OPT_FASTER_SUBSAMPLING
+  OPT_FASTER_SUBSAMPLING,
+  OPT_MEMORY_BUDGET
 };
 
 const fkm_cli_opt fkm_cli_train_opts_table[] = {
@@ -229,6 +230,7 @@ const fkm_cli_opt fkm_cli_train_opts_table[] = {
     {"init-method", 0, 1, OPT_INIT_METHOD},
     {"afkmc2-chain-length", 0, 1, OPT_AFKMC2_CHAIN},
     {"faster-subsampling", 0, 0, OPT_FASTER_SUBSAMPLING},
+    {"memory-budget", 0, 1, OPT_MEMORY_BUDGET},
     {NULL, 0, 0, 0}};
 
 void fkm_cli_make_table(const fkm_cli_opt *own, const char *const *keep, fkm_cli_opt *table) {
@@ -407,6 +409,24 @@ int fkm_cli_train_opts_apply(fkm_cli_train_opts *o, int id, const char *val) {
       if (fkm_cli_int("--threads", val, 0, 1 << 20, &v)) return -1;
       o->threads = (int)v;
       return 0;
+    case OPT_MEMORY_BUDGET: {
+      char *end;
+      errno = 0;
+      const unsigned long long b = strtoull(val, &end, 10);
+      unsigned long long mult = 1;
+      if (*end && !end[1]) {
+        const char u = (char)(*end | 0x20);
+        mult = u == 'k' ? 1ull << 10 : u == 'm' ? 1ull << 20 : u == 'g' ? 1ull << 30 : 0;
+        if (mult) end++;
+      }
+      if (errno || end == val || *end || val[0] == '-' || !mult || b > SIZE_MAX / mult) {
+        fkm_cli_error("--memory-budget: '%s' is not a byte count (a number, optionally "
+                      "with K, M or G)", val);
+        return -1;
+      }
+      p->memory_budget = (size_t)(b * mult);
+      return 0;
+    }
     case OPT_VERBOSE: p->verbose = 1; return 0;
     case OPT_QUIET: o->quiet = 1; return 0;
     case OPT_NO_CHECK: p->check_finite = 0; return 0;
@@ -446,6 +466,9 @@ void fkm_cli_train_opts_help(FILE *fp) {
       "      --threads N                 CPU engine threads (0: all)\n"
       "      --fast                      fp16 data only: approximate tensor-core\n"
       "                                  assignment, not FAISS's labels\n"
+      "      --memory-budget SIZE        engine memory a run may hold (bytes, or with\n"
+      "                                  K, M or G); a larger training set is\n"
+      "                                  streamed, same results (0: no limit)\n"
       "  -v, --verbose                   informational log lines\n"
       "  -q, --quiet                     no progress lines\n",
       fp);
@@ -474,11 +497,12 @@ static int report_nonfinite(const char *path, const fkm_cli_matrix *m) {
   return -1;
 }
 
-int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o,
+int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
                         fkm_cli_inputs *in) {
   char msg[FKM_CLI_MSG_LEN];
   memset(in, 0, sizeof *in);
-  if (fkm_cli_matrix_read(input, &in->x, msg) != 0) {
+  if ((rows_in_place ? fkm_cli_matrix_read_rows(input, &in->x, msg)
+                     : fkm_cli_matrix_read(input, &in->x, msg)) != 0) {
     fkm_cli_error("%s", msg);
     return -1;
   }

@@ -5,7 +5,8 @@
  *   .fbin   int32 n, int32 d, then n*d float32     .u8bin / .i8bin  same with uint8 / int8
  *   .npy    NumPy v1-v3, C order, 1-D or 2-D, dtype <f4, <f2, |u1, |i1
  * float32 and float16 data is used in place (no copy) when its rows are
- * contiguous (.fbin, .npy) and aligned; .fvecs rows are gathered, data at an
+ * contiguous (.fbin, .npy) and aligned; .fvecs rows are gathered (or, for
+ * a training run, read in place at their stride), data at an
  * unaligned offset (a .npy header may put it there) is copied, and 8-bit
  * data is converted to float32, as FAISS does with such files. Every reader
  * also parses from memory (fkm_cli_matrix_parse, fkm_cli_parse_ids,
@@ -49,6 +50,8 @@ typedef struct fkm_cli_matrix {
   fkm_dtype dtype;
   fkm_cli_elem file_elem; /* element type stored in the file */
   const void *data;
+  int64_t row_stride;     /* bytes between rows when they are not packed (a .fvecs
+                             file read in place, fkm_cli_matrix_read_rows), else 0 */
   void *owned;            /* heap copy, or NULL */
   void *map;              /* mmap base, or NULL */
   size_t map_len;
@@ -57,6 +60,11 @@ typedef struct fkm_cli_matrix {
 /** Map and check `path`. On failure returns -1 with a message in msg and
  *  leaves *m empty. */
 int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg);
+
+/** fkm_cli_matrix_read, but a .fvecs file of float32 rows stays in its
+ *  mapping, rows 4 + 4 d bytes apart (m->row_stride): nothing is gathered,
+ *  for a training run that reads rows through a flashkm data source. */
+int fkm_cli_matrix_read_rows(const char *path, fkm_cli_matrix *m, char *msg);
 
 /** 8-bit data (m->file_elem U8 or I8, m->data n * d bytes) becomes owned
  *  float32 values, as FAISS's tools do with .bvecs; m->dtype is float32. */

@@ -88,7 +88,8 @@ static int parse_bin(const char *name, const unsigned char *b, size_t len,
 
 /* .fvecs / .bvecs: every row is (int32 d, d elements). */
 static int parse_vecs(const char *name, const unsigned char *b, size_t len,
-                      fkm_cli_elem e, const char *format, fkm_cli_matrix *m, char *msg) {
+                      fkm_cli_elem e, const char *format, int in_place, fkm_cli_matrix *m,
+                      char *msg) {
   if (len < 4)
     return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, not even one row header",
                 name, len);
@@ -106,6 +107,14 @@ static int parse_vecs(const char *name, const unsigned char *b, size_t len,
     if (di != d)
       return fkm_cli_fail(msg, "%s: dimension mismatch at row %lld: %d, the first row has %lld",
                   name, (long long)i, di, (long long)d);
+  }
+  if (in_place) { /* the rows where they are, 4 + d es bytes apart */
+    m->n = n;
+    m->d = d;
+    m->file_elem = e;
+    m->data = b + 4;
+    m->row_stride = (int64_t)row;
+    return 0;
   }
   unsigned char *dst = malloc((size_t)n * (size_t)d * es); /* less than len */
   if (!dst) return fkm_cli_fail(msg, "%s: out of memory gathering %lld rows", name, (long long)n);
@@ -348,8 +357,8 @@ static int check_id_format(const char *name, const char *ext, char *msg) {
                       name, ext);
 }
 
-int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, size_t len,
-                         fkm_cli_matrix *m, char *msg) {
+static int parse_matrix(const char *name, const char *ext, const void *bytes, size_t len,
+                        int rows_in_place, fkm_cli_matrix *m, char *msg) {
   memset(m, 0, sizeof *m);
   if (check_format(name, ext, msg) != 0) return -1;
   const unsigned char *b = bytes;
@@ -357,12 +366,13 @@ int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, s
   if (!strcmp(ext, "fbin")) rc = parse_bin(name, b, len, FKM_CLI_F32, m, msg);
   else if (!strcmp(ext, "u8bin")) rc = parse_bin(name, b, len, FKM_CLI_U8, m, msg);
   else if (!strcmp(ext, "i8bin")) rc = parse_bin(name, b, len, FKM_CLI_I8, m, msg);
-  else if (!strcmp(ext, "fvecs")) rc = parse_vecs(name, b, len, FKM_CLI_F32, "fvecs", m, msg);
-  else if (!strcmp(ext, "bvecs")) rc = parse_vecs(name, b, len, FKM_CLI_U8, "bvecs", m, msg);
+  else if (!strcmp(ext, "fvecs"))
+    rc = parse_vecs(name, b, len, FKM_CLI_F32, "fvecs", rows_in_place, m, msg);
+  else if (!strcmp(ext, "bvecs")) rc = parse_vecs(name, b, len, FKM_CLI_U8, "bvecs", 0, m, msg);
   else rc = parse_npy(name, b, len, m, msg);
   if (rc == 0 && (m->file_elem == FKM_CLI_U8 || m->file_elem == FKM_CLI_I8))
     rc = fkm_cli_matrix_widen(name, m, msg);
-  if (rc == 0) rc = align_data(name, m, msg);
+  if (rc == 0 && !m->row_stride) rc = align_data(name, m, msg);
   if (rc != 0) {
     fkm_cli_matrix_free(m);
     return -1;
@@ -371,20 +381,33 @@ int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, s
   return 0;
 }
 
-int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg) {
+int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, size_t len,
+                         fkm_cli_matrix *m, char *msg) {
+  return parse_matrix(name, ext, bytes, len, 0, m, msg);
+}
+
+static int read_matrix(const char *path, int rows_in_place, fkm_cli_matrix *m, char *msg) {
   memset(m, 0, sizeof *m);
   if (is_idx3_name(path)) return fkm_cli_read_idx_images(path, m, msg);
   const char *ext = fkm_cli_extension(path);
   void *map;
   size_t len;
   if (check_format(path, ext, msg) != 0 || fkm_cli_map(path, &map, &len, msg) != 0) return -1;
-  if (fkm_cli_matrix_parse(path, ext, map, len, m, msg) != 0) {
+  if (parse_matrix(path, ext, map, len, rows_in_place, m, msg) != 0) {
     fkm_cli_unmap(map, len);
     return -1;
   }
   m->map = map;
   m->map_len = len;
   return 0;
+}
+
+int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg) {
+  return read_matrix(path, 0, m, msg);
+}
+
+int fkm_cli_matrix_read_rows(const char *path, fkm_cli_matrix *m, char *msg) {
+  return read_matrix(path, 1, m, msg);
 }
 
 int fkm_cli_parse_ids(const char *name, const char *ext, const void *bytes, size_t len,
@@ -395,7 +418,7 @@ int fkm_cli_parse_ids(const char *name, const char *ext, const void *bytes, size
   if (check_id_format(name, ext, msg) != 0) return -1;
   int is_vecs = !strcmp(ext, "ivecs");
   /* int32 has the size of float32: the float parsers check the layout. */
-  int rc = is_vecs ? parse_vecs(name, bytes, len, FKM_CLI_F32, "ivecs", &m, msg)
+  int rc = is_vecs ? parse_vecs(name, bytes, len, FKM_CLI_F32, "ivecs", 0, &m, msg)
                    : parse_bin(name, bytes, len, FKM_CLI_F32, &m, msg);
   if (rc == 0) {
     size_t count = (size_t)m.n * (size_t)m.d; /* at most len / 4 */
@@ -445,22 +468,26 @@ static float half_to_float(uint16_t h) {
 }
 
 int64_t fkm_cli_matrix_first_nonfinite(const fkm_cli_matrix *m, int64_t *col) {
-  if (m->dtype == FKM_DTYPE_F32) {
-    const float *x = m->data;
-    for (int64_t i = 0; i < m->n; i++)
-      for (int64_t j = 0; j < m->d; j++)
-        if (!isfinite(x[i * m->d + j])) {
-          if (col) *col = j;
-          return i;
-        }
-  } else {
-    const uint16_t *x = m->data;
-    for (int64_t i = 0; i < m->n; i++)
-      for (int64_t j = 0; j < m->d; j++)
-        if ((x[i * m->d + j] & 0x7c00) == 0x7c00) {
-          if (col) *col = j;
-          return i;
-        }
+  const size_t es = m->dtype == FKM_DTYPE_F32 ? 4 : 2;
+  const size_t stride = m->row_stride ? (size_t)m->row_stride : es * (size_t)m->d;
+  for (int64_t i = 0; i < m->n; i++) {
+    const char *r = (const char *)m->data + stride * (size_t)i;
+    for (int64_t j = 0; j < m->d; j++) {
+      int bad;
+      if (m->dtype == FKM_DTYPE_F32) {
+        float v;
+        memcpy(&v, r + 4 * (size_t)j, 4);
+        bad = !isfinite(v);
+      } else {
+        uint16_t h;
+        memcpy(&h, r + 2 * (size_t)j, 2);
+        bad = (h & 0x7c00) == 0x7c00;
+      }
+      if (bad) {
+        if (col) *col = j;
+        return i;
+      }
+    }
   }
   return -1;
 }

@@ -384,6 +384,12 @@ FKM_API fkm_status fkm_ctx_set_num_threads(fkm_ctx *ctx, int num_threads);
  *  accepts and ignores it. The stream must outlive its use by the context. */
 FKM_API fkm_status fkm_ctx_set_stream(fkm_ctx *ctx, struct CUstream_st *stream);
 
+/** Free the memory the context keeps from one call to the next: the CUDA
+ *  engine keeps its device workspace, small pinned buffers and pinned
+ *  staging (grow-only, so that repeated calls allocate nothing); the next
+ *  call allocates them again. fkm_ctx_destroy frees them too. */
+FKM_API fkm_status fkm_ctx_release_memory(fkm_ctx *ctx);
+
 /** Human-readable device description ("CPU (2 threads)", "NVIDIA H200 ...").
  *  Owned by the context. */
 FKM_API const char *fkm_ctx_device_name(const fkm_ctx *ctx);

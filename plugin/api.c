@@ -320,6 +320,11 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
 
+fkm_status fkm_ctx_release_memory(fkm_ctx *ctx) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  return done(ctx, ctx->engine->ops->release_memory(ctx->engine));
+}
+
 /* ---------------------------------------------------------- data sources */
 
 fkm_status fkm_source_host(fkm_source *src, const void *base, int64_t n, int64_t d,

@@ -133,6 +133,8 @@ typedef struct fkm_engine_ops {
   fkm_status (*plan_memory)(fkm_engine *e, const fkm_params *params, int64_t batch,
                             int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
                             int from_source, fkm_memory_plan *plan);
+  /** fkm_ctx_release_memory(): free what the engine keeps between runs. */
+  fkm_status (*release_memory)(fkm_engine *e);
 } fkm_engine_ops;
 
 /** Every engine struct starts with this header. */

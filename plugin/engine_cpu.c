@@ -861,6 +861,12 @@ static fkm_status cpu_plan_memory(fkm_engine *e, const fkm_params *params, int64
   return plan_fits(e->err, plan, batch);
 }
 
+/* The CPU engine keeps nothing between runs. */
+static fkm_status cpu_release(fkm_engine *e) {
+  (void)e;
+  return FKM_OK;
+}
+
 fkm_status fkm_check_num_threads(fkm_errbuf *err, int n) {
   FKM_RETURN_IF(n < 0, err, FKM_ERR_INVALID_ARG, "num_threads = %d must be >= 0", n);
   const int limit = fkm_thread_limit();
@@ -919,6 +925,7 @@ static const fkm_engine_ops cpu_ops = {
     cpu_assign,
     cpu_assign_source,
     cpu_plan_memory,
+    cpu_release,
 };
 
 fkm_status fkm_engine_cpu_create(fkm_errbuf *err, fkm_engine **out) {

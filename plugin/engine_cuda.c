@@ -4,11 +4,15 @@
  *
  * Memory: one workspace per run, sized up front by plan_workspace() and
  * taken with one stream-ordered allocation (its size is logged with
- * verbose). Inputs and outputs may be host or device pointers: each is
- * tested with cudaPointerGetAttributes; copies use cudaMemcpyDefault.
- * Host data is copied once per run (x once more in finish when labels are
- * asked for); the training set is packed once per run into the 16-bit copy
- * the tensor-core pass reads.
+ * verbose), kept by the engine for the next run (grow-only, with the small
+ * pinned buffers and the pinned staging; fkm_ctx_trim releases them).
+ * Inputs and outputs may be host or device pointers: each is tested with
+ * cudaPointerGetAttributes; copies use cudaMemcpyDefault. Host rows cross
+ * once per run through two pinned staging buffers: the host gathers (and
+ * checks) one chunk on OpenMP's threads while the other crosses the bus
+ * (docs/data-path.md); a subsampled run's other rows are checked on a host
+ * thread while the iterations run. The training set is packed once per run
+ * into the 16-bit copy the tensor-core pass reads.
  * Streams: everything runs on the context's stream (owned, non-blocking, or
  * the caller's). The objective runs on a side stream of the greatest
  * priority (its double chain on a second one), joined before the
@@ -22,7 +26,9 @@
  * Bits: every kernel reproduces the CPU reference's arithmetic (see
  * the kernels in kernels/); nothing depends on timing or on the grid.
  */
+#define _POSIX_C_SOURCE 200809L /* pthreads */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +108,25 @@ typedef struct cuda_engine {
   int64_t *h_hist;     /* pinned (B * k) */
   int *h_refined;      /* pinned (B * nchunk x 2): points the refine pass recomputed,
                           points the screen left */
+  /* kept from run to run, grow-only (fkm_ctx_trim and destroy release) */
+  size_t ws_cap;
+  void *pinned;        /* hsc, h_counts, h_hist, h_refined */
+  size_t pinned_cap;
+  void *stage[2];      /* pinned staging of host rows */
+  void *stage_dev[2];  /* device staging of 16-bit rows */
+  size_t stage_cap, stage_dev_cap;
+  cudaEvent_t ev_stage[2]; /* staging buffer i's last copy (and conversion) */
+  /* the finiteness check of the rows a subsampled run does not train on,
+   * on a host thread beside the iterations (bg_check_*) */
+  pthread_t checker;
+  int checker_live;
+  struct bg_check {
+    const void *x;
+    fkm_dtype dtype;
+    int64_t n, d;
+    uint8_t *skip; /* (n + 7) / 8 bits: the training rows (checked as gathered) */
+    int64_t bad;   /* least bad element index, or -1 */
+  } bg;
 } cuda_engine;
 
 static cuda_engine *eng(fkm_engine *e) { return (cuda_engine *)e; }
@@ -252,82 +277,156 @@ static fkm_status check_weights(cuda_engine *c, const float *w, int64_t n) {
                   (long long)bad, (double)wb);
 }
 
-/* Device float copy of rows (rows ? rows[i] : i), i < n, of a host or
- * device matrix of dtype. rows: host or NULL. out: device (n, d). */
+/* Device float copy of rows (rows ? rows[i] : i), i < n, of a device
+ * matrix of dtype (host rows cross through stage_rows). rows: host or
+ * NULL. out: device (n, d). */
 static fkm_status load_rows(cuda_engine *c, fkm_dtype dtype, const void *src,
                             int64_t d, const int64_t *rows, int64_t n, float *out) {
   fkm_status st = FKM_OK;
-  const size_t es = fkm_dtype_size(dtype), row_bytes = es * (size_t)d;
-  void *raw = NULL, *stage = NULL;
   int64_t *drows = NULL;
   if (n == 0) return FKM_OK;
-  if (is_device_ptr(src)) {
-    if (rows) {
-      FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&drows, sizeof(int64_t) * (size_t)n, c->stream));
-      FKM_CUDA_GOTO(c, cudaMemcpyAsync(drows, rows, sizeof(int64_t) * (size_t)n,
-                                       cudaMemcpyHostToDevice, c->stream));
-    }
-    fkm_convert_args a = {dtype, src, drows, n, d, out};
-    FKM_CUDA_GOTO(c, fkm_launch_convert(&a, c->stream));
-  } else {
-    const void *host = src;
-    if (rows) { /* gather on the host: only the training rows cross */
-      stage = malloc(row_bytes * (size_t)n);
-      if (!stage) {
-        st = fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
-                      "cuda engine: cannot allocate %zu bytes of host staging",
-                      row_bytes * (size_t)n);
-        goto done;
-      }
-      for (int64_t i = 0; i < n; i++)
-        memcpy((char *)stage + row_bytes * (size_t)i,
-               (const char *)src + row_bytes * (size_t)rows[i], row_bytes);
-      host = stage;
-    }
-    if (dtype == FKM_DTYPE_F32) {
-      FKM_CUDA_GOTO(c, cudaMemcpyAsync(out, host, row_bytes * (size_t)n,
-                                       cudaMemcpyHostToDevice, c->stream));
-    } else {
-      FKM_CUDA_GOTO(c, cudaMallocAsync(&raw, row_bytes * (size_t)n, c->stream));
-      FKM_CUDA_GOTO(c, cudaMemcpyAsync(raw, host, row_bytes * (size_t)n,
-                                       cudaMemcpyHostToDevice, c->stream));
-      fkm_convert_args a = {dtype, raw, NULL, n, d, out};
-      FKM_CUDA_GOTO(c, fkm_launch_convert(&a, c->stream));
-    }
-    /* the staging buffer must outlive the copy */
-    FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
+  if (rows) {
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&drows, sizeof(int64_t) * (size_t)n, c->stream));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(drows, rows, sizeof(int64_t) * (size_t)n,
+                                     cudaMemcpyHostToDevice, c->stream));
   }
+  fkm_convert_args a = {dtype, src, drows, n, d, out};
+  FKM_CUDA_GOTO(c, fkm_launch_convert(&a, c->stream));
+  /* the row list (host memory of the caller) must outlive the copy */
+  if (rows) FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
 done:
   if (drows) (void)cudaFreeAsync(drows, c->stream);
-  if (raw) (void)cudaFreeAsync(raw, c->stream);
-  free(stage);
   return st;
 }
 
-/* Rows of a source (rows[i], or first + i when rows is NULL; i < count)
- * read into host memory in its dtype, checked when check (a NaN or Inf is
- * FKM_ERR_NOT_FINITE naming the source's row), then as floats into out
- * (device, (count, d)). */
-static fkm_status load_source_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
-                                   int64_t first, int64_t count, int check, float *out) {
-  const size_t es = fkm_dtype_size(src->dtype), bytes = es * (size_t)(count * src->d);
-  if (count == 0) return FKM_OK;
-  void *host = malloc(bytes);
-  FKM_RETURN_IF(!host, c->base.err, FKM_ERR_OUT_OF_MEMORY,
-                "cuda engine: cannot allocate %zu bytes of host staging", bytes);
-  fkm_status st = fkm_source_read(src, rows, first, count, host, c->base.err);
-  if (st == FKM_OK && check) {
-    const int64_t bad = host_first_nonfinite(src->dtype, host, count * src->d);
-    if (bad >= 0) {
-      const int64_t r = bad / src->d;
-      st = fkm_fail(c->base.err, FKM_ERR_NOT_FINITE,
-                    "x contains NaN or Inf at row %lld, column %lld",
-                    (long long)(rows ? rows[r] : first + r), (long long)(bad % src->d));
+/* ------------------------------------------------------- the host data path */
+
+/* Bytes of one pinned staging buffer: chunks of host rows cross the bus in
+ * pieces of this size, two buffers in flight. */
+#define FKM_STAGE_BYTES ((size_t)32 << 20)
+
+static fkm_status grow_stage(cuda_engine *c, size_t bytes, int dev) {
+  for (int i = 0; i < 2; i++) FKM_CUDA_TRY(c, cudaEventSynchronize(c->ev_stage[i]));
+  if (c->stage_cap < bytes) {
+    for (int i = 0; i < 2; i++) {
+      if (c->stage[i]) (void)cudaFreeHost(c->stage[i]);
+      c->stage[i] = NULL;
     }
+    c->stage_cap = 0;
+    for (int i = 0; i < 2; i++) FKM_CUDA_TRY(c, cudaMallocHost(&c->stage[i], bytes));
+    c->stage_cap = bytes;
   }
-  if (st == FKM_OK) st = load_rows(c, src->dtype, host, src->d, NULL, count, out);
-  free(host);
-  return st;
+  if (dev && c->stage_dev_cap < bytes) {
+    for (int i = 0; i < 2; i++) {
+      if (c->stage_dev[i]) (void)cudaFree(c->stage_dev[i]);
+      c->stage_dev[i] = NULL;
+    }
+    c->stage_dev_cap = 0;
+    for (int i = 0; i < 2; i++) FKM_CUDA_TRY(c, cudaMalloc(&c->stage_dev[i], bytes));
+    c->stage_dev_cap = bytes;
+  }
+  return FKM_OK;
+}
+
+/* Rows of a host source (rows[i], or first + i without rows; i < count) to
+ * device floats out (count, d): the host reads chunk i into pinned buffer
+ * i % 2 (a gather on OpenMP's threads, each row checked while in cache when
+ * check) once that buffer's previous copy is done, and the copy of chunk i
+ * runs while chunk i + 1 is read. *bad: the least non-finite element index
+ * in the source's order (row * d + column) among the rows read, or -1. Asynchronous
+ * on the context's stream; the buffers are waited for before their reuse. */
+static fkm_status stage_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
+                             int64_t first, int64_t count, int check, float *out,
+                             int64_t *bad) {
+  const int64_t d = src->d;
+  const size_t es = fkm_dtype_size(src->dtype), row = es * (size_t)d;
+  int64_t per = (int64_t)(FKM_STAGE_BYTES / row);
+  if (per < 1) per = 1;
+  if (per > count) per = count;
+  int64_t least = INT64_MAX;
+  *bad = -1;
+  if (count <= 0) return FKM_OK;
+  FKM_FORWARD(grow_stage(c, row * (size_t)per, src->dtype != FKM_DTYPE_F32));
+  for (int64_t i0 = 0, it = 0; i0 < count; i0 += per, it++) {
+    const int b = (int)(it & 1);
+    const int64_t m = count - i0 < per ? count - i0 : per;
+    FKM_CUDA_TRY(c, cudaEventSynchronize(c->ev_stage[b]));
+    const int64_t *r = rows ? rows + i0 : NULL;
+    int64_t e = -1;
+    if (check)
+      FKM_FORWARD(fkm_source_read_checked(src, r, first + i0, m, c->stage[b], &e, c->base.err));
+    else
+      FKM_FORWARD(fkm_source_read(src, r, first + i0, m, c->stage[b], c->base.err));
+    if (e >= 0 && e < least) least = e;
+    if (src->dtype == FKM_DTYPE_F32) {
+      FKM_CUDA_TRY(c, cudaMemcpyAsync(out + i0 * d, c->stage[b], row * (size_t)m,
+                                      cudaMemcpyHostToDevice, c->stream));
+    } else {
+      FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], c->stage[b], row * (size_t)m,
+                                      cudaMemcpyHostToDevice, c->stream));
+      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, out + i0 * d};
+      FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
+    }
+    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], c->stream));
+  }
+  if (least != INT64_MAX) *bad = least;
+  return FKM_OK;
+}
+
+/* The background check: x's rows not marked in skip, on OpenMP's threads
+ * of this thread's own team. */
+static void *bg_check_main(void *arg) {
+  struct bg_check *g = arg;
+  const size_t row = fkm_dtype_size(g->dtype) * (size_t)g->d;
+  int64_t least = INT64_MAX;
+#pragma omp parallel for schedule(dynamic, 4096) reduction(min : least)
+  for (int64_t i = 0; i < g->n; i++) {
+    if (g->skip[i >> 3] & (1u << (i & 7))) continue;
+    const int64_t j = fkm_first_nonfinite(g->dtype, (const char *)g->x + row * (size_t)i, g->d);
+    if (j >= 0 && i * g->d + j < least) least = i * g->d + j;
+  }
+  g->bad = least == INT64_MAX ? -1 : least;
+  return NULL;
+}
+
+/* Starts the check of the rows of x (host, (n, d)) that train_rows (nt)
+ * does not name. */
+static fkm_status bg_check_start(cuda_engine *c, const void *x, fkm_dtype dtype, int64_t n,
+                                 int64_t d, const int64_t *train_rows, int64_t nt) {
+  struct bg_check *g = &c->bg;
+  g->skip = calloc((size_t)(n + 7) / 8, 1);
+  FKM_RETURN_IF(!g->skip, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                "cuda engine: cannot allocate the row marks of %lld rows", (long long)n);
+  for (int64_t i = 0; i < nt; i++)
+    g->skip[train_rows[i] >> 3] |= (uint8_t)(1u << (train_rows[i] & 7));
+  g->x = x;
+  g->dtype = dtype;
+  g->n = n;
+  g->d = d;
+  g->bad = -1;
+  if (pthread_create(&c->checker, NULL, bg_check_main, g) != 0) {
+    bg_check_main(g); /* no thread: check here */
+    return FKM_OK;
+  }
+  c->checker_live = 1;
+  return FKM_OK;
+}
+
+/* Waits for the background check; *bad: its result (-1 without one). */
+static void bg_check_join(cuda_engine *c, int64_t *bad) {
+  if (c->checker_live) (void)pthread_join(c->checker, NULL);
+  c->checker_live = 0;
+  *bad = c->bg.skip ? c->bg.bad : -1;
+  free(c->bg.skip);
+  c->bg.skip = NULL;
+  c->bg.bad = -1;
+}
+
+/* "x contains NaN or Inf at row r, column j" for element index bad. */
+static fkm_status fail_nonfinite_x(cuda_engine *c, int64_t bad, int64_t d) {
+  return fkm_fail(c->base.err, FKM_ERR_NOT_FINITE,
+                  "x contains NaN or Inf at row %lld, column %lld", (long long)(bad / d),
+                  (long long)(bad % d));
 }
 
 /* The assignment plan for n rows: FKM_ASSIGN_FAST (fp16/bf16 data) or the
@@ -430,16 +529,10 @@ static void cuda_end(fkm_engine *e) {
     if (c->lane[l]) (void)cudaStreamSynchronize(c->lane[l]);
   if (c->side) (void)cudaStreamSynchronize(c->side);
   if (c->side_aux) (void)cudaStreamSynchronize(c->side_aux);
-  if (c->ws) {
-    (void)cudaFreeAsync(c->ws, c->stream);
-    (void)cudaStreamSynchronize(c->stream);
-  }
-  if (c->hsc) (void)cudaFreeHost(c->hsc);
-  if (c->h_counts) (void)cudaFreeHost(c->h_counts);
-  if (c->h_hist) (void)cudaFreeHost(c->h_hist);
-  if (c->h_refined) (void)cudaFreeHost(c->h_refined);
+  (void)cudaStreamSynchronize(c->stream);
+  int64_t bad;
+  bg_check_join(c, &bad); /* a run that failed before finish */
   (void)cudaGetLastError();
-  c->ws = NULL;
   c->hsc = NULL;
   c->h_counts = NULL;
   c->h_hist = NULL;
@@ -535,6 +628,28 @@ static fkm_status cuda_plan_memory(fkm_engine *e, const fkm_params *params, int6
   return check_budget(c, params, plan->bytes);
 }
 
+/* The run's small pinned buffers, carved from one block kept from run to
+ * run (grow-only). */
+static fkm_status carve_pinned(cuda_engine *c, int64_t B, int64_t k) {
+  const size_t a = (sizeof(scalars) * (size_t)B + 63) & ~(size_t)63;
+  const size_t b = (sizeof(float) * (size_t)(B * k) + 63) & ~(size_t)63;
+  const size_t h = (sizeof(int64_t) * (size_t)(B * k) + 63) & ~(size_t)63;
+  const size_t r = sizeof(int) * (size_t)(2 * B * c->nchunk);
+  if (c->pinned_cap < a + b + h + r) {
+    if (c->pinned) (void)cudaFreeHost(c->pinned);
+    c->pinned = NULL;
+    c->pinned_cap = 0;
+    FKM_CUDA_TRY(c, cudaMallocHost(&c->pinned, a + b + h + r));
+    c->pinned_cap = a + b + h + r;
+  }
+  char *p = c->pinned;
+  c->hsc = (scalars *)p;
+  c->h_counts = (float *)(p + a);
+  c->h_hist = (int64_t *)(p + a + b);
+  c->h_refined = (int *)(p + a + b + h);
+  return FKM_OK;
+}
+
 static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *user_centroids,
                              int64_t *grows) {
   fkm_errbuf *err = c->base.err;
@@ -545,8 +660,15 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
                 "cuda engine: %lld training rows, %lld centroids (all problems): both must be "
                 "< 2^31",
                 (long long)(B * nt), (long long)(B * k));
-  if (c->params.check_finite) {
-    if (!run->source) FKM_FORWARD(check_x(c, "x", run->dtype, run->x, B, n, d));
+  /* x's values (FAISS checks all of x): device x by a kernel here; host
+   * rows as they cross (the training rows) and, for a subsampled run, the
+   * other rows on a host thread beside the iterations (joined in finish);
+   * a source's rows as they are read; batched host x here. */
+  const int host_x = !run->source && !is_device_ptr(run->x);
+  const int check = c->params.check_finite;
+  const int check_staged = check && (run->source || (host_x && B == 1));
+  if (check) {
+    if (!run->source && !check_staged) FKM_FORWARD(check_x(c, "x", run->dtype, run->x, B, n, d));
     for (int64_t b = 0; b < B && run->n_init > 0; b++)
       FKM_FORWARD(check_x(c, "initial centroids", FKM_DTYPE_F32, user_centroids + b * k * d, 1,
                           run->n_init, d));
@@ -556,26 +678,43 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
 
   FKM_FORWARD(size_run(c));
   FKM_FORWARD(check_budget(c, &c->params, c->ws_bytes));
-  FKM_CUDA_TRY(c, cudaMallocAsync(&c->ws, c->ws_bytes, c->stream));
+  if (c->ws_cap < c->ws_bytes) { /* grow-only: kept for the next run */
+    if (c->ws) {
+      (void)cudaFreeAsync(c->ws, c->stream);
+      c->ws = NULL;
+      c->ws_cap = 0;
+    }
+    FKM_CUDA_TRY(c, cudaMallocAsync(&c->ws, c->ws_bytes, c->stream));
+    c->ws_cap = c->ws_bytes;
+  }
   plan_workspace(c, c->ws);
   if (c->params.verbose && c->params.log) {
     char msg[400];
     snprintf(msg, sizeof msg, "cuda engine: workspace %zu bytes on %s", c->ws_bytes, c->name);
     c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
   }
-  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->hsc, sizeof(scalars) * (size_t)B));
-  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_counts, sizeof(float) * (size_t)(B * k)));
-  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_hist, sizeof(int64_t) * (size_t)(B * k)));
-  FKM_CUDA_TRY(c, cudaMallocHost((void **)&c->h_refined, sizeof(int) * (size_t)(2 * B * c->nchunk)));
+  FKM_FORWARD(carve_pinned(c, B, k));
   t[2] = fkm_now_seconds();
 
-  if (run->source) /* batch 1: the training rows, read through it */
-    FKM_FORWARD(load_source_rows(c, run->source, run->train_rows, 0, nt, c->params.check_finite,
-                                 (float *)c->x));
-  else if (c->x != run->x)
+  int64_t bad = -1;
+  if (run->source || (host_x && c->x != run->x)) { /* host rows, staged */
+    const fkm_source src =
+        run->source ? *run->source : fkm_source_of_matrix(run->x, B * n, d, run->dtype);
+    FKM_FORWARD(stage_rows(c, &src, grows, 0, B * nt, check_staged, (float *)c->x, &bad));
+  } else if (c->x != run->x) {
     FKM_FORWARD(load_rows(c, run->dtype, run->x, d, grows, B * nt, (float *)c->x));
-  if (run->weights)
+  }
+  if (bad >= 0 && !run->source && grows) /* the first bad value of all of x */
+    bad = host_first_nonfinite(run->dtype, run->x, n * d);
+  if (bad >= 0) return fail_nonfinite_x(c, bad, d);
+  if (run->weights && !is_device_ptr(run->weights)) {
+    const fkm_source ws = fkm_source_of_matrix(run->weights, B * n, 1, FKM_DTYPE_F32);
+    FKM_FORWARD(stage_rows(c, &ws, grows, 0, B * nt, 0, c->w, &bad));
+  } else if (run->weights) {
     FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, grows, B * nt, c->w));
+  }
+  if (check_staged && !run->source && grows)
+    FKM_FORWARD(bg_check_start(c, run->x, run->dtype, n, d, run->train_rows, nt));
   t[3] = fkm_now_seconds();
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->x, B * nt, d, c->xn, c->stream));
   for (int64_t b = 0; b < B && c->xp; b++) /* each problem packed on its own */
@@ -902,8 +1041,11 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     const float *xc;
     if (in_place) {
       xc = (const float *)x + r0 * d;
-    } else if (src) {
-      FKM_GOTO(load_source_rows(c, src, NULL, r0, m, params->check_finite, xf));
+    } else if (src || !is_device_ptr(x)) { /* host rows, staged */
+      const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
+      int64_t bad = -1;
+      FKM_GOTO(stage_rows(c, &hs, NULL, r0, m, src && params->check_finite, xf, &bad));
+      if (bad >= 0) FKM_GOTO(fail_nonfinite_x(c, bad, d));
       xc = xf;
     } else {
       const char *src = (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d);
@@ -975,6 +1117,9 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
   float *dis = NULL;
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  int64_t bad = -1; /* the rows the run did not train on: nothing is written */
+  bg_check_join(c, &bad);
+  if (bad >= 0) return fail_nonfinite_x(c, bad, d);
   if (labels || distances) {
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)(B * n), s));
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)(B * n), s));
@@ -1056,10 +1201,39 @@ static fkm_status cuda_set_stream(fkm_engine *e, struct CUstream_st *stream) {
   return FKM_OK;
 }
 
+/* Releases what the engine keeps between runs. */
+static void cuda_trim(fkm_engine *e) {
+  cuda_engine *c = eng(e);
+  (void)cudaSetDevice(c->device);
+  for (int i = 0; i < 2; i++) {
+    if (c->ev_stage[i]) (void)cudaEventSynchronize(c->ev_stage[i]);
+    if (c->stage[i]) (void)cudaFreeHost(c->stage[i]);
+    if (c->stage_dev[i]) (void)cudaFree(c->stage_dev[i]);
+    c->stage[i] = c->stage_dev[i] = NULL;
+  }
+  if (c->ws) {
+    (void)cudaFreeAsync(c->ws, c->stream);
+    (void)cudaStreamSynchronize(c->stream);
+  }
+  if (c->pinned) (void)cudaFreeHost(c->pinned);
+  (void)cudaGetLastError();
+  c->ws = NULL;
+  c->pinned = NULL;
+  c->ws_cap = c->pinned_cap = c->stage_cap = c->stage_dev_cap = 0;
+}
+
+static fkm_status cuda_release(fkm_engine *e) {
+  cuda_trim(e);
+  return FKM_OK;
+}
+
 static void cuda_destroy(fkm_engine *e) {
   if (!e) return;
   cuda_engine *c = eng(e);
   cuda_end(e);
+  cuda_trim(e);
+  for (int i = 0; i < 2; i++)
+    if (c->ev_stage[i]) (void)cudaEventDestroy(c->ev_stage[i]);
   cudaEvent_t evs[] = {c->ev_a0, c->ev_a1, c->ev_g1, c->ev_u1, c->ev_obj};
   for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
     if (evs[i]) (void)cudaEventDestroy(evs[i]);
@@ -1102,6 +1276,7 @@ static const fkm_engine_ops cuda_ops = {
     cuda_assign,
     cuda_assign_source,
     cuda_plan_memory,
+    cuda_release,
 };
 
 fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out) {
@@ -1147,6 +1322,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_g1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_u1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_obj);
+  for (int i = 0; i < 2 && ce == cudaSuccess; i++)
+    ce = cudaEventCreateWithFlags(&c->ev_stage[i], cudaEventDisableTiming);
   if (ce != cudaSuccess) {
     fkm_status s = cuda_fail(err, ce, "creating the CUDA engine", __FILE__, __LINE__);
     cuda_destroy(&c->base);

@@ -84,6 +84,45 @@ fkm_status fkm_source_read(const fkm_source *src, const int64_t *rows, int64_t f
   return FKM_OK;
 }
 
+int64_t fkm_first_nonfinite(fkm_dtype dtype, const void *x, int64_t count) {
+  if (dtype == FKM_DTYPE_F32) {
+    const float *f = x;
+    for (int64_t i = 0; i < count; i++)
+      if (!isfinite(f[i])) return i;
+    return -1;
+  }
+  const uint16_t *h = x, mask = dtype == FKM_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+  for (int64_t i = 0; i < count; i++)
+    if ((h[i] & mask) == mask) return i;
+  return -1;
+}
+
+fkm_status fkm_source_read_checked(const fkm_source *src, const int64_t *rows, int64_t first,
+                                   int64_t count, void *dst, int64_t *bad, fkm_errbuf *err) {
+  const int64_t d = src->d;
+  const size_t row = (size_t)d * fkm_dtype_size(src->dtype);
+  int64_t least = INT64_MAX;
+  *bad = -1;
+  if (count <= 0) return FKM_OK;
+  if (src->read) FKM_FORWARD(read_callback(src, rows, first, count, dst, err));
+  const char *base = src->base;
+  const size_t stride = (size_t)src->row_stride;
+  char *out = dst;
+  /* each row copied (host rows) and checked while it is in cache; the least
+   * bad element in the source's order, whatever the threads' order */
+#pragma omp parallel for schedule(static) reduction(min : least) \
+    if (row * (size_t)count >= PARALLEL_READ_BYTES)
+  for (int64_t i = 0; i < count; i++) {
+    const int64_t r = rows ? rows[i] : first + i;
+    char *o = out + row * (size_t)i;
+    if (!src->read) memcpy(o, base + stride * (size_t)r, row);
+    const int64_t j = fkm_first_nonfinite(src->dtype, o, d);
+    if (j >= 0 && r * d + j < least) least = r * d + j;
+  }
+  if (least != INT64_MAX) *bad = least;
+  return FKM_OK;
+}
+
 fkm_status fkm_source_read_float(const fkm_source *src, const int64_t *rows, int64_t first,
                                  int64_t count, float *dst, void *raw, int check,
                                  const char *what, fkm_errbuf *err) {

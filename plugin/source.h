@@ -24,6 +24,16 @@ fkm_source fkm_source_of_matrix(const void *x, int64_t n, int64_t d, fkm_dtype d
 fkm_status fkm_source_read(const fkm_source *src, const int64_t *rows, int64_t first,
                            int64_t count, void *dst, fkm_errbuf *err);
 
+/** fkm_source_read, and the first non-finite element of the rows read in
+ *  the source's order: *bad = its index r * d + j (r the source's row), or
+ *  -1. Host rows are checked as they are copied (one pass over each row). */
+fkm_status fkm_source_read_checked(const fkm_source *src, const int64_t *rows, int64_t first,
+                                   int64_t count, void *dst, int64_t *bad, fkm_errbuf *err);
+
+/** The first non-finite of count elements of dtype at x (16-bit dtypes by
+ *  their encoding: an all-ones exponent), or -1. */
+int64_t fkm_first_nonfinite(fkm_dtype dtype, const void *x, int64_t count);
+
 /** The same rows as floats into dst (count * d); raw: scratch of count * d
  *  elements of the source's dtype for 16-bit sources (unused for f32).
  *  check: a NaN or Inf in them is FKM_ERR_NOT_FINITE naming the source's

@@ -682,6 +682,59 @@ TEST_F(Cuda, NonFiniteAndNegativeWeightInputsGiveCpuStatuses) {
   check(p, pb);
 }
 
+// Host x of a subsampled run: the training rows are checked as they are
+// staged, the other rows on a host thread beside the iterations; either
+// way the status and message are the CPU's (the first bad value of all of
+// x), and nothing is written. float32 and float16 rows.
+TEST_F(Cuda, NonFiniteHostRowsInAndOutOfTheSubsampleGiveCpuMessages) {
+  const int64_t n = 6000, d = 8, k = 10;
+  fkm_params p = quick(3);
+  p.max_points_per_centroid = 100; /* 1000 training rows of 6000 */
+  std::vector<int64_t> rows(k * 100);
+  int64_t nt = 0;
+  ASSERT_EQ(fkm_train_rows(cpu->c, &p, n, k, rows.data(), &nt), FKM_OK);
+  std::vector<bool> sampled(n);
+  for (int64_t i = 0; i < nt; i++) sampled[rows[i]] = true;
+  int64_t in = -1, out = -1;
+  for (int64_t i = n - 1; i >= 0; i--) (sampled[i] ? in : out) = i;
+  for (fkm_dtype dt : {FKM_DTYPE_F32, FKM_DTYPE_F16}) {
+    for (std::vector<int64_t> bad_rows :
+         {std::vector<int64_t>{in}, {out}, {in, out}, {n - 1}, {0, in}}) {
+      std::vector<float> x = fixtures::blobs(n, d, 5, 3);
+      for (float &v : x) v = (float)(int)(v * 8.0f); /* exact in fp16 */
+      for (int64_t r : bad_rows) x[r * d + 3] = std::numeric_limits<float>::infinity();
+      std::vector<uint16_t> h;
+      for (float v : x) h.push_back(std::isinf(v) ? (uint16_t)0x7c00u : batched::half_bits(v));
+      const void *xp = dt == FKM_DTYPE_F32 ? (const void *)x.data() : (const void *)h.data();
+      std::vector<float> cc(k * d, 5.0f), cg(k * d, 5.0f);
+      const fkm_status sc = fkm_train(cpu->c, &p, n, d, k, dt, xp, nullptr, cc.data(), 0,
+                                      nullptr, nullptr, nullptr, 0, nullptr);
+      const std::string mc = fkm_ctx_last_error(cpu->c);
+      const fkm_status sg = fkm_train(gpu->c, &p, n, d, k, dt, xp, nullptr, cg.data(), 0,
+                                      nullptr, nullptr, nullptr, 0, nullptr);
+      EXPECT_EQ(sc, FKM_ERR_NOT_FINITE);
+      EXPECT_EQ(sg, sc) << fkm_ctx_last_error(gpu->c);
+      EXPECT_EQ(std::string(fkm_ctx_last_error(gpu->c)), mc);
+      for (float v : cg) ASSERT_EQ(v, 5.0f);
+    }
+  }
+}
+
+// The context keeps its workspace and pinned buffers from call to call
+// (grow-only); calls of other shapes and a release in between change no
+// bit.
+TEST_F(Cuda, RepeatedCallsOfOtherShapesAndReleasesEqualCpu) {
+  fkm_params p = quick(3);
+  const Problem a = blobs(20000, 32, 64, 7), b = blobs(3000, 8, 12, 8);
+  check(p, a);
+  check(p, b);
+  check(p, a);
+  ASSERT_EQ(fkm_ctx_release_memory(gpu->c), FKM_OK);
+  check(p, b);
+  check(p, a, true);
+  ASSERT_EQ(fkm_ctx_release_memory(cpu->c), FKM_OK);
+}
+
 // ------------------------------------------------------------ batched
 
 TEST_F(Cuda, BatchedEqualsSeparateCpuRuns) {
