@@ -476,6 +476,71 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   return e != cudaSuccess ? e : cudaStreamWaitEvent(s, a->ev_join, 0);
 }
 
+/* Streamed runs (docs/data-path.md): one chunk's rows added to every
+ * non-frozen centroid's chains, continuing them: acc (k, d) holds each
+ * (c, j)'s float sum over the earlier chunks' rows, cnt (k) the weighted
+ * count (thread j = 0 of c owns it); the same additions in the same order
+ * as centroid_sums over the whole training set. A centroid without rows in
+ * the chunk is left as it is. */
+template <int W, int R>
+__global__ void __launch_bounds__(THREADS)
+chunk_sums(const float *__restrict__ x, const float *__restrict__ w,
+           const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
+           const int32_t *__restrict__ offsets, int64_t d, int64_t pairs, int64_t kp,
+           int64_t k_frozen, float *__restrict__ acc, float *__restrict__ cnt) {
+  const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= pairs) return;
+  const int64_t j = t % d, c = moving_centroid(t / d, kp, k_frozen);
+  const int64_t b = offsets[c], e = b + hist[c];
+  if (e == b) return;
+  float sum = acc[c * d + j], count = W && j == 0 ? cnt[c] : 0.0f;
+  for (int64_t i = b; i < e; i += R) {
+    float v[R], wv[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      const int64_t row = i + r < e ? rows[i + r] : 0;
+      v[r] = i + r < e ? x[row * d + j] : 0.0f;
+      wv[r] = W && i + r < e ? w[row] : 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+      if (i + r >= e) break;
+      if (W) {
+        count = __fadd_rn(count, wv[r]);
+        sum = weighted_add(W, sum, v[r], wv[r]);
+      } else {
+        sum = __fadd_rn(sum, v[r]);
+      }
+    }
+  }
+  acc[c * d + j] = sum;
+  if (W && j == 0) cnt[c] = count;
+}
+
+/* The chunk's label counts added to seen (k). */
+__global__ void add_hist(const int32_t *__restrict__ hist, int64_t k, int64_t *__restrict__ seen) {
+  const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (c < k) seen[c] += hist[c];
+}
+
+/* After the last chunk: store_mean's ending for every (c, j), counts and
+ * hist64 as finish_counts gives them. */
+__global__ void finish_means(const float *__restrict__ acc, const float *__restrict__ cnt,
+                             const int64_t *__restrict__ seen, int64_t k, int64_t d, int64_t kp,
+                             int64_t k_frozen, int weighted, float *__restrict__ centroids,
+                             float *__restrict__ counts, int64_t *__restrict__ hist64) {
+  const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= k * d) return;
+  const int64_t c = t / d, j = t % d;
+  if (j == 0) hist64[c] = seen[c];
+  if (c % kp < k_frozen) {
+    if (j == 0) counts[c] = 0.0f;
+    return;
+  }
+  const float count = weighted ? cnt[c] : unweighted_count(seen[c]);
+  store_mean(acc[t], count, c, d, j, true, centroids, counts);
+}
+
 __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k, int64_t kp,
                               int64_t k_frozen, float *__restrict__ counts,
                               int64_t *__restrict__ hist64) {
@@ -570,6 +635,35 @@ extern "C" cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t 
   }
   finish_counts<<<blocks_for(a->k), THREADS, 0, s>>>(a->hist, a->k, a->k_problem, a->k_frozen,
                                                      a->counts, a->hist64);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_update_chunk(const fkm_update_args *a, float *acc,
+                                               float *cnt, int64_t *seen, cudaStream_t s) {
+  const int64_t moving = a->k / a->k_problem * (a->k_problem - a->k_frozen);
+  const int64_t pairs = moving * a->d;
+  const bool deep = pairs < (1 << 17); /* as launch_sums */
+  if (pairs > 0) {
+    auto kern = !a->weights          ? (deep ? chunk_sums<0, 32> : chunk_sums<0, 8>)
+                : a->weighted_fma ? (deep ? chunk_sums<2, 32> : chunk_sums<2, 8>)
+                                  : (deep ? chunk_sums<1, 32> : chunk_sums<1, 8>);
+    kern<<<blocks_for(pairs), THREADS, 0, s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
+                                               a->d, pairs, a->k_problem, a->k_frozen, acc,
+                                               cnt);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  add_hist<<<blocks_for(a->k), THREADS, 0, s>>>(a->hist, a->k, seen);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_update_finish(const fkm_update_args *a, const float *acc,
+                                                const float *cnt, const int64_t *seen,
+                                                cudaStream_t s) {
+  if (a->k * a->d > 0)
+    finish_means<<<blocks_for(a->k * a->d), THREADS, 0, s>>>(
+        acc, cnt, seen, a->k, a->d, a->k_problem, a->k_frozen, a->weights != NULL,
+        a->centroids, a->counts, a->hist64);
   return cudaGetLastError();
 }
 

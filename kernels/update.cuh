@@ -86,6 +86,20 @@ typedef struct fkm_update_args {
 } fkm_update_args;
 cudaError_t fkm_launch_update(const fkm_update_args *a, cudaStream_t s);
 
+/** Streamed runs (docs/data-path.md): a's rows are one chunk of the
+ *  training set (rows, hist, offsets of the chunk's grouping); every
+ *  non-frozen centroid's float chains continue from acc (k, d) and, with
+ *  weights, cnt (k), in place; seen (k) += hist. acc, cnt and seen start
+ *  at zero for the first chunk. a->centroids, counts and hist64 are not
+ *  written. */
+cudaError_t fkm_launch_update_chunk(const fkm_update_args *a, float *acc, float *cnt,
+                                    int64_t *seen, cudaStream_t s);
+/** After the last chunk: a->centroids (non-frozen rows), counts and hist64
+ *  as fkm_launch_update would have written them over the whole training
+ *  set. */
+cudaError_t fkm_launch_update_finish(const fkm_update_args *a, const float *acc,
+                                     const float *cnt, const int64_t *seen, cudaStream_t s);
+
 
 /** The objective of one iteration, written by fkm_launch_objective. */
 typedef struct fkm_objective {

@@ -439,6 +439,30 @@ static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, cons
   return assign_rows(c, path, x, xn, n, cent, k, labels, dist, what, problem, 0);
 }
 
+/* One centroid's float chains continued over the rows c->order[t0 .. t1)
+ * of x (weights w or NULL), in that order: sum[j] += x[j] (or the weighted
+ * term of the profile); returns the count continued from count. */
+static float add_rows(const cpu_engine *c, float *sum, float count, const float *x,
+                      const float *w, int64_t t0, int64_t t1) {
+  const int64_t d = c->run.d;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t i = c->order[t];
+    const float *xi = x + i * d;
+    if (w) {
+      const float wi = w[i];
+      count = count + wi;
+      if (c->arith.weighted_fma)
+        for (int64_t j = 0; j < d; j++) sum[j] = fmaf(xi[j], wi, sum[j]);
+      else
+        for (int64_t j = 0; j < d; j++) sum[j] = sum[j] + xi[j] * wi;
+    } else {
+      count = count + 1.0f;
+      for (int64_t j = 0; j < d; j++) sum[j] = sum[j] + xi[j];
+    }
+  }
+  return count;
+}
+
 /* docs/contract.md section 5: stable grouping of training rows by label (counting sort),
  * then per centroid an in-order float sum, float count, reciprocal multiply.
  * x, w: the problem's training rows and weights; cent, hist, counts: its k
@@ -455,23 +479,8 @@ static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t ci = kf; ci < k; ci++) {
     float *cen = cent + ci * d;
-    float count = 0.0f;
     for (int64_t j = 0; j < d; j++) cen[j] = 0.0f;
-    for (int64_t t = off[ci]; t < off[ci + 1]; t++) {
-      const int64_t i = c->order[t];
-      const float *xi = xt + i * d;
-      if (wt) {
-        const float w = wt[i];
-        count = count + w;
-        if (c->arith.weighted_fma)
-          for (int64_t j = 0; j < d; j++) cen[j] = fmaf(xi[j], w, cen[j]);
-        else
-          for (int64_t j = 0; j < d; j++) cen[j] = cen[j] + xi[j] * w;
-      } else {
-        count = count + 1.0f;
-        for (int64_t j = 0; j < d; j++) cen[j] = cen[j] + xi[j];
-      }
-    }
+    const float count = add_rows(c, cen, 0.0f, xt, wt, off[ci], off[ci + 1]);
     counts[ci] = count;
     if (count != 0.0f) {
       const float norm = 1.0f / count;
@@ -494,26 +503,8 @@ static void accumulate(cpu_engine *c, const float *x, const float *w, int64_t m)
   memcpy(c->cursor, off, sizeof(int64_t) * (size_t)k);
   for (int64_t i = 0; i < m; i++) c->order[c->cursor[c->labels[i]]++] = i;
 #pragma omp parallel for schedule(dynamic, 16)
-  for (int64_t ci = kf; ci < k; ci++) {
-    float *acc = c->acc + ci * d;
-    float count = c->cnt[ci];
-    for (int64_t t = off[ci]; t < off[ci + 1]; t++) {
-      const int64_t i = c->order[t];
-      const float *xi = x + i * d;
-      if (w) {
-        const float wi = w[i];
-        count = count + wi;
-        if (c->arith.weighted_fma)
-          for (int64_t j = 0; j < d; j++) acc[j] = fmaf(xi[j], wi, acc[j]);
-        else
-          for (int64_t j = 0; j < d; j++) acc[j] = acc[j] + xi[j] * wi;
-      } else {
-        count = count + 1.0f;
-        for (int64_t j = 0; j < d; j++) acc[j] = acc[j] + xi[j];
-      }
-    }
-    c->cnt[ci] = count;
-  }
+  for (int64_t ci = kf; ci < k; ci++)
+    c->cnt[ci] = add_rows(c, c->acc + ci * d, c->cnt[ci], x, w, off[ci], off[ci + 1]);
 }
 
 /* One iteration over the training set read chunk by chunk from the source:

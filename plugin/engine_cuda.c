@@ -108,6 +108,17 @@ typedef struct cuda_engine {
   int64_t *h_hist;     /* pinned (B * k) */
   int *h_refined;      /* pinned (B * nchunk x 2): points the refine pass recomputed,
                           points the screen left */
+  /* streamed runs (docs/data-path.md): the training set's host rows cross
+   * every iteration in chunks of schunk rows, two device buffers, copies on
+   * their own stream beside the work on the other buffer */
+  int streamed;
+  int64_t schunk;
+  fkm_source ssrc;    /* the host rows (the user's matrix, or the run's source) */
+  float *xbuf[2];
+  float *acc, *cnt;   /* the update's chains, continued chunk to chunk */
+  int64_t *seen;
+  cudaStream_t copy;
+  cudaEvent_t ev_ready[2], ev_free[2];
   /* kept from run to run, grow-only (fkm_ctx_trim and destroy release) */
   size_t ws_cap;
   void *pinned;        /* hsc, h_counts, h_hist, h_refined */
@@ -120,6 +131,7 @@ typedef struct cuda_engine {
    * on a host thread beside the iterations (bg_check_*) */
   pthread_t checker;
   int checker_live;
+  int check_pass; /* streamed source rows are checked as the next pass reads them */
   struct bg_check {
     const void *x;
     fkm_dtype dtype;
@@ -305,27 +317,25 @@ done:
  * pieces of this size, two buffers in flight. */
 #define FKM_STAGE_BYTES ((size_t)32 << 20)
 
+/* Two buffers of at least bytes each (pinned host, or device), grown. */
+static fkm_status grow_pair(cuda_engine *c, void *buf[2], size_t *cap, size_t bytes,
+                            int pinned) {
+  if (*cap >= bytes) return FKM_OK;
+  for (int i = 0; i < 2; i++) {
+    if (buf[i]) (void)(pinned ? cudaFreeHost(buf[i]) : cudaFree(buf[i]));
+    buf[i] = NULL;
+  }
+  *cap = 0;
+  for (int i = 0; i < 2; i++)
+    FKM_CUDA_TRY(c, pinned ? cudaMallocHost(&buf[i], bytes) : cudaMalloc(&buf[i], bytes));
+  *cap = bytes;
+  return FKM_OK;
+}
+
 static fkm_status grow_stage(cuda_engine *c, size_t bytes, int dev) {
   for (int i = 0; i < 2; i++) FKM_CUDA_TRY(c, cudaEventSynchronize(c->ev_stage[i]));
-  if (c->stage_cap < bytes) {
-    for (int i = 0; i < 2; i++) {
-      if (c->stage[i]) (void)cudaFreeHost(c->stage[i]);
-      c->stage[i] = NULL;
-    }
-    c->stage_cap = 0;
-    for (int i = 0; i < 2; i++) FKM_CUDA_TRY(c, cudaMallocHost(&c->stage[i], bytes));
-    c->stage_cap = bytes;
-  }
-  if (dev && c->stage_dev_cap < bytes) {
-    for (int i = 0; i < 2; i++) {
-      if (c->stage_dev[i]) (void)cudaFree(c->stage_dev[i]);
-      c->stage_dev[i] = NULL;
-    }
-    c->stage_dev_cap = 0;
-    for (int i = 0; i < 2; i++) FKM_CUDA_TRY(c, cudaMalloc(&c->stage_dev[i], bytes));
-    c->stage_dev_cap = bytes;
-  }
-  return FKM_OK;
+  FKM_FORWARD(grow_pair(c, c->stage, &c->stage_cap, bytes, 1));
+  return dev ? grow_pair(c, c->stage_dev, &c->stage_dev_cap, bytes, 0) : FKM_OK;
 }
 
 /* Rows of a host source (rows[i], or first + i without rows; i < count) to
@@ -335,9 +345,9 @@ static fkm_status grow_stage(cuda_engine *c, size_t bytes, int dev) {
  * runs while chunk i + 1 is read. *bad: the least non-finite element index
  * in the source's order (row * d + column) among the rows read, or -1. Asynchronous
  * on the context's stream; the buffers are waited for before their reuse. */
-static fkm_status stage_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
-                             int64_t first, int64_t count, int check, float *out,
-                             int64_t *bad) {
+static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_source *src,
+                                const int64_t *rows, int64_t first, int64_t count, int check,
+                                float *out, int64_t *bad) {
   const int64_t d = src->d;
   const size_t es = fkm_dtype_size(src->dtype), row = es * (size_t)d;
   int64_t per = (int64_t)(FKM_STAGE_BYTES / row);
@@ -360,17 +370,23 @@ static fkm_status stage_rows(cuda_engine *c, const fkm_source *src, const int64_
     if (e >= 0 && e < least) least = e;
     if (src->dtype == FKM_DTYPE_F32) {
       FKM_CUDA_TRY(c, cudaMemcpyAsync(out + i0 * d, c->stage[b], row * (size_t)m,
-                                      cudaMemcpyHostToDevice, c->stream));
+                                      cudaMemcpyHostToDevice, stream));
     } else {
       FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], c->stage[b], row * (size_t)m,
-                                      cudaMemcpyHostToDevice, c->stream));
+                                      cudaMemcpyHostToDevice, stream));
       fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, out + i0 * d};
-      FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
+      FKM_CUDA_TRY(c, fkm_launch_convert(&a, stream));
     }
-    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], c->stream));
+    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], stream));
   }
   if (least != INT64_MAX) *bad = least;
   return FKM_OK;
+}
+
+static fkm_status stage_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
+                             int64_t first, int64_t count, int check, float *out,
+                             int64_t *bad) {
+  return stage_rows_on(c, c->stream, src, rows, first, count, check, out, bad);
 }
 
 /* The background check: x's rows not marked in skip, on OpenMP's threads
@@ -532,6 +548,9 @@ static void cuda_end(fkm_engine *e) {
   (void)cudaStreamSynchronize(c->stream);
   int64_t bad;
   bg_check_join(c, &bad); /* a run that failed before finish */
+  if (c->copy) (void)cudaStreamSynchronize(c->copy);
+  c->streamed = 0;
+  c->check_pass = 0;
   (void)cudaGetLastError();
   c->hsc = NULL;
   c->h_counts = NULL;
@@ -589,11 +608,117 @@ static fkm_status check_budget(cuda_engine *c, const fkm_params *p, size_t bytes
   FKM_FORWARD(device_budget(c, p, &avail));
   FKM_RETURN_IF(bytes > avail, c->base.err, FKM_ERR_OUT_OF_MEMORY,
                 "cuda engine: the run needs %zu bytes of device memory with its training set "
-                "resident and %s is %zu bytes (streaming a training set that does not fit "
-                "is not in this build)",
+                "resident and %s is %zu bytes (only one problem whose rows are in host "
+                "memory can stream)",
                 bytes, p->memory_budget > 0 ? "params->memory_budget" : "the device's free memory",
                 avail);
   return FKM_OK;
+}
+
+/* ------------------------------------------------------------ streamed runs */
+
+/* Lays out (or, with a NULL base, sizes) a streamed run's workspace for
+ * chunks of rows rows: two chunk buffers and every per-row buffer at chunk
+ * size; centroids, the update's chains and the training weights whole. */
+static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
+  const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
+  const int64_t last = nt - (nt - 1) / rows * rows;
+  fkm_assign_plan pf = make_plan(c, &c->params, &c->sd, c->run.dtype, rows, k, d);
+  fkm_assign_plan pl = make_plan(c, &c->params, &c->sd, c->run.dtype, last, k, d);
+  size_t temp = 0;
+  if (fkm_group_temp_bytes(rows, k, &temp) != cudaSuccess) return SIZE_MAX;
+  carver cv = {base, 0};
+  for (int i = 0; i < 2; i++) {
+    float *x = carve(&cv, sizeof(float) * (size_t)(rows * d));
+    if (base) c->xbuf[i] = x;
+  }
+  float *w = c->run.weights ? carve(&cv, sizeof(float) * (size_t)nt) : NULL;
+  const int packs = plan_packs(&pf);
+  uint16_t *xp = packs ? carve(&cv, fkm_pack_x_bytes(rows, d)) : NULL;
+  int *xmax = packs ? carve(&cv, sizeof(int)) : NULL;
+  float *xn = carve(&cv, sizeof(float) * (size_t)rows);
+  float *cent = carve(&cv, sizeof(float) * (size_t)(k * d));
+  float *cn = carve(&cv, sizeof(float) * (size_t)k);
+  float *init = carve(&cv, sizeof(float) * (size_t)(c->run.n_init * d));
+  float *dist = carve(&cv, sizeof(float) * (size_t)rows);
+  int32_t *labels = carve(&cv, sizeof(int32_t) * (size_t)rows);
+  int32_t *keys = carve(&cv, sizeof(int32_t) * (size_t)rows);
+  int32_t *rws = carve(&cv, sizeof(int32_t) * (size_t)rows);
+  int32_t *iota = carve(&cv, sizeof(int32_t) * (size_t)rows);
+  int32_t *hist = carve(&cv, sizeof(int32_t) * (size_t)k);
+  int32_t *offsets = carve(&cv, sizeof(int32_t) * (size_t)k);
+  float *counts = carve(&cv, sizeof(float) * (size_t)k);
+  int64_t *hist64 = carve(&cv, sizeof(int64_t) * (size_t)k);
+  int64_t *pairs = carve(&cv, sizeof(int64_t) * (size_t)(2 * k));
+  int64_t *perm = carve(&cv, sizeof(int64_t) * (size_t)k);
+  float *acc = carve(&cv, sizeof(float) * (size_t)(k * d));
+  float *cnt = carve(&cv, sizeof(float) * (size_t)k);
+  int64_t *seen = carve(&cv, sizeof(int64_t) * (size_t)k);
+  size_t wb = pf.work_bytes > pl.work_bytes ? pf.work_bytes : pl.work_bytes;
+  wb = (wb + 255) & ~(size_t)255;
+  void *work = carve(&cv, wb);
+  void *tmp = carve(&cv, temp);
+  scalars *dsc = carve(&cv, sizeof(scalars));
+  void *oscr = carve(&cv, fkm_objective_scratch_bytes(rows, 1));
+  if (base) {
+    c->plan = pf;
+    c->plan_last = pl;
+    c->x = c->xbuf[0];
+    c->w = w;
+    c->xp = xp;
+    c->xp_stride = 0;
+    c->xmax = xmax;
+    c->xn = xn;
+    c->cent = cent;
+    c->cn = cn;
+    c->init = init;
+    c->dist = dist;
+    c->labels = labels;
+    c->keys = keys;
+    c->rows = rws;
+    c->iota = iota;
+    c->composed = NULL;
+    c->hist = hist;
+    c->offsets = offsets;
+    c->counts = counts;
+    c->hist64 = hist64;
+    c->pairs = pairs;
+    c->perm = perm;
+    c->acc = acc;
+    c->cnt = cnt;
+    c->seen = seen;
+    c->work_bytes = wb;
+    c->assign_work = work;
+    c->temp = tmp;
+    c->temp_bytes = temp;
+    c->dsc = dsc;
+    c->obj_scratch = oscr;
+    c->lanes = 1;
+    c->chunk = rows;
+    c->nchunk = (nt + rows - 1) / rows;
+  }
+  return cv.off;
+}
+
+/* The least chunk a streamed run takes (rows), and the most rows a chunk
+ * may have under avail bytes (0 when even the least does not fit). */
+#define FKM_STREAM_MIN_ROWS ((int64_t)128)
+static int64_t streamed_rows(cuda_engine *c, size_t avail) {
+  const int64_t nt = c->run.n_train;
+  int64_t lo = FKM_STREAM_MIN_ROWS < nt ? FKM_STREAM_MIN_ROWS : nt, hi = nt;
+  if (plan_streamed(c, lo, NULL) > avail) return 0;
+  while (hi - lo > 128) { /* the largest multiple of 128 rows that fits */
+    const int64_t mid = (lo + (hi - lo) / 2) / 128 * 128;
+    if (mid <= lo) break;
+    if (plan_streamed(c, mid, NULL) <= avail) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* Whether a run may stream: one problem whose rows are on the host. */
+static int can_stream(const fkm_run *run) {
+  return run->batch == 1 && (run->source || !is_device_ptr(run->x));
 }
 
 static fkm_status cuda_plan_memory(fkm_engine *e, const fkm_params *params, int64_t batch,
@@ -623,8 +748,25 @@ static fkm_status cuda_plan_memory(fkm_engine *e, const fkm_params *params, int6
     plan->in_core_bytes = plan->bytes = c->ws_bytes;
     st = device_budget(c, params, &plan->available);
   }
+  int64_t rows = 0;
+  if (st == FKM_OK && batch == 1) { /* one problem streams when its rows are on the host */
+    const int64_t least = FKM_STREAM_MIN_ROWS < nt ? FKM_STREAM_MIN_ROWS : nt;
+    plan->streamed_bytes = plan_streamed(c, least, NULL);
+    if (plan->in_core_bytes > plan->available) {
+      rows = streamed_rows(c, plan->available);
+      plan->streamed = 1;
+      plan->chunk_rows = rows;
+      plan->bytes = rows ? plan_streamed(c, rows, NULL) : plan->streamed_bytes;
+    }
+  }
   *c = saved;
   if (st != FKM_OK) return st;
+  if (plan->streamed && rows > 0) return FKM_OK;
+  if (plan->streamed)
+    return fkm_fail(e->err, FKM_ERR_OUT_OF_MEMORY,
+                    "cuda engine: the run needs %zu bytes of device memory in core and at "
+                    "least %zu streamed; the budget is %zu bytes",
+                    plan->in_core_bytes, plan->streamed_bytes, plan->available);
   return check_budget(c, params, plan->bytes);
 }
 
@@ -647,6 +789,65 @@ static fkm_status carve_pinned(cuda_engine *c, int64_t B, int64_t k) {
   c->h_counts = (float *)(p + a);
   c->h_hist = (int64_t *)(p + a + b);
   c->h_refined = (int *)(p + a + b + h);
+  return FKM_OK;
+}
+
+/* A run whose in-core workspace does not fit avail bytes: the training
+ * set streams (docs/data-path.md). x's values: host x is checked by the
+ * host thread beside the iterations (all of it: the streamed reads do not
+ * check); a source's rows as the first iteration reads them. */
+static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
+                                 const float *user_centroids, size_t avail) {
+  const int64_t n = run->n, d = run->d, k = run->k, nt = run->n_train;
+  const int64_t rows = streamed_rows(c, avail);
+  if (rows == 0) {
+    const int64_t least = FKM_STREAM_MIN_ROWS < nt ? FKM_STREAM_MIN_ROWS : nt;
+    return fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                    "cuda engine: the run needs %zu bytes of device memory in core and at "
+                    "least %zu streamed (chunks of %lld rows); %s is %zu bytes",
+                    c->ws_bytes, plan_streamed(c, least, NULL), (long long)least,
+                    c->params.memory_budget > 0 ? "params->memory_budget"
+                                                : "the device's free memory",
+                    avail);
+  }
+  c->streamed = 1;
+  c->ssrc = run->source ? *run->source : fkm_source_of_matrix(run->x, n, d, run->dtype);
+  c->ws_bytes = plan_streamed(c, rows, NULL);
+  if (c->ws_cap < c->ws_bytes) {
+    if (c->ws) (void)cudaFreeAsync(c->ws, c->stream);
+    c->ws = NULL;
+    c->ws_cap = 0;
+    FKM_CUDA_TRY(c, cudaMallocAsync(&c->ws, c->ws_bytes, c->stream));
+    c->ws_cap = c->ws_bytes;
+  }
+  plan_streamed(c, rows, c->ws);
+  if (c->params.verbose && c->params.log) {
+    char msg[512];
+    snprintf(msg, sizeof msg,
+             "cuda engine: the training set streams in %lld chunks of %lld rows (workspace "
+             "%zu bytes of %zu on %s)",
+             (long long)c->nchunk, (long long)rows, c->ws_bytes, avail, c->name);
+    c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+  }
+  FKM_FORWARD(carve_pinned(c, 1, k));
+  int64_t bad = -1;
+  if (run->weights && !is_device_ptr(run->weights)) {
+    const fkm_source ws = fkm_source_of_matrix(run->weights, n, 1, FKM_DTYPE_F32);
+    FKM_FORWARD(stage_rows(c, &ws, run->train_rows, 0, nt, 0, c->w, &bad));
+  } else if (run->weights) {
+    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w));
+  }
+  if (run->n_init > 0)
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(c->init, user_centroids,
+                                    sizeof(float) * (size_t)(run->n_init * d),
+                                    cudaMemcpyDefault, c->stream));
+  FKM_CUDA_TRY(c, cudaMemsetAsync(c->cent, 0, sizeof(float) * (size_t)(k * d), c->stream));
+  FKM_CUDA_TRY(c, fkm_launch_iota(c->iota, rows, c->stream));
+  for (int i = 0; i < 2; i++) FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[i], c->stream));
+  c->check_pass = run->source && c->params.check_finite;
+  if (!run->source && c->params.check_finite)
+    FKM_FORWARD(bg_check_start(c, run->x, run->dtype, n, d, NULL, 0));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
   return FKM_OK;
 }
 
@@ -677,6 +878,9 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   t[1] = fkm_now_seconds();
 
   FKM_FORWARD(size_run(c));
+  size_t avail = 0;
+  FKM_FORWARD(device_budget(c, &c->params, &avail));
+  if (c->ws_bytes > avail && can_stream(run)) return begin_streamed(c, run, user_centroids, avail);
   FKM_FORWARD(check_budget(c, &c->params, c->ws_bytes));
   if (c->ws_cap < c->ws_bytes) { /* grow-only: kept for the next run */
     if (c->ws) {
@@ -775,6 +979,18 @@ static fkm_status cuda_init_rows(fkm_engine *e, const int64_t *perm, int64_t fro
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   const int64_t k = c->run.k, d = c->run.d, nt = c->run.n_train;
   if (from >= k) return FKM_OK;
+  if (c->streamed) { /* training rows perm[i]: rows of the host source */
+    int64_t *rows = malloc(sizeof(int64_t) * (size_t)(k - from)), bad = -1;
+    FKM_RETURN_IF(!rows, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                  "cuda engine: cannot allocate %lld row indices", (long long)(k - from));
+    for (int64_t i = from; i < k; i++)
+      rows[i - from] = c->run.train_rows ? c->run.train_rows[perm[i]] : perm[i];
+    fkm_status st = stage_rows(c, &c->ssrc, rows, 0, k - from, 0, c->cent + from * d, &bad);
+    if (st == FKM_OK && cudaStreamSynchronize(c->stream) != cudaSuccess)
+      st = cuda_fail(c->base.err, cudaGetLastError(), "init rows", __FILE__, __LINE__);
+    free(rows);
+    return st;
+  }
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->perm, perm + from, sizeof(int64_t) * (size_t)(k - from),
                                   cudaMemcpyHostToDevice, c->stream));
   for (int64_t b = 0; b < c->run.batch; b++) {
@@ -796,8 +1012,116 @@ static fkm_status cuda_post_process(fkm_engine *e) {
 
 /* ------------------------------------------------------------- the iteration */
 
+/* One iteration of a streamed run: chunk i's rows cross into buffer i % 2
+ * on the copy stream once the work on chunk i - 2 is done with it, while
+ * the context's stream assigns chunk i - 1; each chunk continues the
+ * objective's chains and the update's sums (docs/data-path.md), and the
+ * centroids are written after the last chunk. */
+static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
+  const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
+  const int64_t *train_rows = c->run.train_rows;
+  cudaStream_t s = c->stream;
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
+  FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, k, d, c->cn, s));
+  FKM_CUDA_TRY(c, cudaMemsetAsync(c->acc, 0, sizeof(float) * (size_t)(k * d), s));
+  FKM_CUDA_TRY(c, cudaMemsetAsync(c->cnt, 0, sizeof(float) * (size_t)k, s));
+  FKM_CUDA_TRY(c, cudaMemsetAsync(c->seen, 0, sizeof(int64_t) * (size_t)k, s));
+  fkm_update_args ua = {.weights = c->w,
+                        .rows = c->rows,
+                        .hist = c->hist,
+                        .offsets = c->offsets,
+                        .d = d,
+                        .k = k,
+                        .k_frozen = c->run.k_frozen,
+                        .k_problem = k,
+                        .centroids = c->cent,
+                        .counts = c->counts,
+                        .hist64 = c->hist64,
+                        .weighted_fma = c->arith.weighted_fma};
+  int64_t bad = -1, least = INT64_MAX;
+  for (int64_t ch = 0; ch < c->nchunk; ch++) {
+    const int b = (int)(ch & 1);
+    const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+    FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
+    FKM_FORWARD(stage_rows_on(c, c->copy, &c->ssrc, train_rows ? train_rows + r0 : NULL, r0, m,
+                              c->check_pass, c->xbuf[b], &bad));
+    if (bad >= 0 && bad < least) least = bad;
+    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
+    FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
+    const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
+    FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->xbuf[b], m, d, c->xn, s));
+    if (c->xp)
+      FKM_CUDA_TRY(c, fkm_launch_pack_x(c->xbuf[b], m, d, c->plan.fast_dtype, c->xp, c->xmax, s));
+    fkm_assign_args aa = {.x = c->xbuf[b],
+                          .xn = c->xn,
+                          .c = c->cent,
+                          .cn = c->cn,
+                          .n = m,
+                          .d = d,
+                          .k = k,
+                          .metric = (int)c->params.metric,
+                          .labels = c->labels,
+                          .dist = c->dist,
+                          .work = c->assign_work,
+                          .xp = c->xp,
+                          .xmax = c->xmax};
+    if (plan->fast_dtype >= 0)
+      FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
+    else
+      FKM_CUDA_TRY(c, fkm_launch_assign_profile(&aa, plan, &c->sd, s));
+    /* the chains index rows r0 .. r0 + m of the training set: the chunk's
+     * buffers, offset by r0 */
+    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - r0, c->labels - r0, r0, r0 + m, 1, 0, c->dsc,
+                                         c->obj_scratch, s, NULL, NULL, NULL));
+    fkm_group_args ga = {.labels = c->labels,
+                         .iota = c->iota,
+                         .n = m,
+                         .k = k,
+                         .problems = 1,
+                         .sorted_keys = c->keys,
+                         .rows = c->rows,
+                         .hist = c->hist,
+                         .offsets = c->offsets,
+                         .temp = c->temp,
+                         .temp_bytes = c->temp_bytes};
+    FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
+    ua.x = c->xbuf[b];
+    ua.weights = c->w ? c->w + r0 : NULL;
+    ua.n = m;
+    FKM_CUDA_TRY(c, fkm_launch_update_chunk(&ua, c->acc, c->cnt, c->seen, s));
+    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], s));
+  }
+  if (least != INT64_MAX) {
+    FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
+    return fail_nonfinite_x(c, least, d);
+  }
+  c->check_pass = 0; /* every training row has been read once */
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
+  FKM_CUDA_TRY(c, fkm_launch_update_finish(&ua, c->acc, c->cnt, c->seen, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)k,
+                                  cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)k,
+                                  cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(s)); /* the iteration's one sync */
+  if (c->hsc[0].bad_label >= 0)
+    return fkm_fail_no_finite(c->base.err, "training set", -1, c->hsc[0].bad_label);
+  float ms = 0.0f;
+  FKM_CUDA_TRY(c, cudaEventElapsedTime(&ms, c->ev_a0, c->ev_a1));
+  out->assign_seconds = 1e-3 * (double)ms; /* copies included: they are the pass's pace */
+  out->obj[0] = c->hsc[0].obj;
+  out->obj_double[0] = c->hsc[0].obj_double;
+  memcpy(out->counts, c->h_counts, sizeof(float) * (size_t)k);
+  memcpy(out->hist, c->h_hist, sizeof(int64_t) * (size_t)k);
+  return FKM_OK;
+}
+
 static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   cuda_engine *c = eng(e);
+  if (c->streamed) {
+    FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+    return iterate_streamed(c, out);
+  }
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
@@ -957,6 +1281,9 @@ static fkm_status cuda_apply_splits(fkm_engine *e, const fkm_split_pair *pairs,
 static fkm_status cuda_read_train(fkm_engine *e, float *host) {
   cuda_engine *c = eng(e);
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  if (c->streamed) /* from the host rows themselves */
+    return fkm_source_read_float(&c->ssrc, c->run.train_rows, 0, c->run.n_train, host, NULL, 0,
+                                 "x", c->base.err);
   FKM_CUDA_TRY(c, cudaMemcpyAsync(host, c->x,
                                   sizeof(float) * (size_t)(c->run.batch * c->run.n_train *
                                                            c->run.d),
@@ -1232,8 +1559,12 @@ static void cuda_destroy(fkm_engine *e) {
   cuda_engine *c = eng(e);
   cuda_end(e);
   cuda_trim(e);
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < 2; i++) {
     if (c->ev_stage[i]) (void)cudaEventDestroy(c->ev_stage[i]);
+    if (c->ev_ready[i]) (void)cudaEventDestroy(c->ev_ready[i]);
+    if (c->ev_free[i]) (void)cudaEventDestroy(c->ev_free[i]);
+  }
+  if (c->copy) (void)cudaStreamDestroy(c->copy);
   cudaEvent_t evs[] = {c->ev_a0, c->ev_a1, c->ev_g1, c->ev_u1, c->ev_obj};
   for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
     if (evs[i]) (void)cudaEventDestroy(evs[i]);
@@ -1322,8 +1653,12 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_g1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_u1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_obj);
-  for (int i = 0; i < 2 && ce == cudaSuccess; i++)
+  for (int i = 0; i < 2 && ce == cudaSuccess; i++) {
     ce = cudaEventCreateWithFlags(&c->ev_stage[i], cudaEventDisableTiming);
+    if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_ready[i], cudaEventDisableTiming);
+    if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_free[i], cudaEventDisableTiming);
+  }
+  if (ce == cudaSuccess) ce = cudaStreamCreateWithFlags(&c->copy, cudaStreamNonBlocking);
   if (ce != cudaSuccess) {
     fkm_status s = cuda_fail(err, ce, "creating the CUDA engine", __FILE__, __LINE__);
     cuda_destroy(&c->base);

@@ -79,15 +79,6 @@ inline std::vector<Case> cases() {
   return v;
 }
 
-/* The cases whose delivery needs no streaming (engines that hold the
- * training set in memory). */
-inline std::vector<Case> in_core_cases() {
-  std::vector<Case> v;
-  for (const Case &k : cases())
-    if (k.delivery == Delivery::HostStride || k.delivery == Delivery::Callback) v.push_back(k);
-  return v;
-}
-
 inline void PrintTo(const Case &k, std::ostream *os) { *os << case_name(k); }
 
 inline fkm_params params(const Case &k) {

@@ -821,8 +821,9 @@ INSTANTIATE_TEST_SUITE_P(Table, CudaBatched, ::testing::ValuesIn(batched::cases(
                          });
 
 // The data path (tests/source_cases.h): rows through a host source at a
-// stride and through a read callback on the CUDA engine, against the array
-// in core on the CPU.
+// stride and through a read callback, and the training set streamed under
+// the least budget a streamed run takes (chunks of 128 rows), on the CUDA
+// engine, against the array in core on the CPU.
 class CudaDataPath : public Cuda, public ::testing::WithParamInterface<source_cases::Case> {};
 
 TEST_P(CudaDataPath, EqualsTheCpuArrayInCore) {
@@ -832,7 +833,7 @@ TEST_P(CudaDataPath, EqualsTheCpuArrayInCore) {
                         source_cases::run_in_core(cpu->c, k, s));
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, CudaDataPath, ::testing::ValuesIn(source_cases::in_core_cases()),
+INSTANTIATE_TEST_SUITE_P(Table, CudaDataPath, ::testing::ValuesIn(source_cases::cases()),
                          [](const ::testing::TestParamInfo<source_cases::Case> &i) {
                            return source_cases::case_name(i.param);
                          });
