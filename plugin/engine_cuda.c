@@ -178,6 +178,16 @@ static fkm_status cuda_fail(fkm_errbuf *err, cudaError_t e, const char *what,
 
 /* ------------------------------------------------------------- utilities */
 
+/* Page-locked host memory (cudaHostAlloc'd or registered). */
+static int is_pinned_host(const void *p) {
+  struct cudaPointerAttributes attr;
+  if (!p || cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return attr.type == cudaMemoryTypeHost;
+}
+
 static int is_device_ptr(const void *p) {
   struct cudaPointerAttributes attr;
   if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
@@ -356,6 +366,20 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
   int64_t least = INT64_MAX;
   *bad = -1;
   if (count <= 0) return FKM_OK;
+  /* a contiguous range of packed rows in pinned memory (cudaHostAlloc'd,
+   * registered, a pinned torch tensor) crosses without staging */
+  const int direct = !rows && !src->read && (size_t)src->row_stride == row &&
+                     is_pinned_host(src->base);
+  if (direct && src->dtype == FKM_DTYPE_F32) {
+    const char *from = (const char *)src->base + row * (size_t)first;
+    if (check) {
+      const int64_t e = host_first_nonfinite(src->dtype, from, count * d);
+      if (e >= 0) *bad = first * d + e;
+    }
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(out, from, row * (size_t)count, cudaMemcpyHostToDevice,
+                                    stream));
+    return FKM_OK;
+  }
   FKM_FORWARD(grow_stage(c, row * (size_t)per, src->dtype != FKM_DTYPE_F32));
   for (int64_t i0 = 0, it = 0; i0 < count; i0 += per, it++) {
     const int b = (int)(it & 1);
@@ -1334,7 +1358,10 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   if (n == 0) return FKM_OK;
   const fkm_scan_desc sd = scan_desc(ar, params->metric, n, d); /* FAISS's search of n rows */
   const int in_place = !src && dtype == FKM_DTYPE_F32 && is_device_ptr(x);
-  int64_t chunk = in_place ? n : ((int64_t)1 << 26) / d;
+  /* lab and dis on the host: each chunk's results cross back as it ends, so
+   * that n may exceed what the device holds (fkm_assign_source) */
+  const int dev_out = is_device_ptr(lab);
+  int64_t chunk = in_place && dev_out ? n : ((int64_t)1 << 26) / d;
   if (chunk < 1) chunk = 1;
   if (chunk > n) chunk = n;
   /* scratch for the larger of the full chunk's and the last chunk's plans */
@@ -1343,10 +1370,11 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   const size_t wb_last = make_plan(c, params, &sd, dtype, last, k, d).work_bytes;
   const size_t work_bytes = p_full.work_bytes > wb_last ? p_full.work_bytes : wb_last;
   const int packs = plan_packs(&p_full);
-  float *xf = NULL, *xn = NULL, *cn = NULL;
+  float *xf = NULL, *xn = NULL, *cn = NULL, *disc = NULL;
   uint16_t *xp = NULL;
   int *xmax = NULL;
   int32_t *lab32 = NULL;
+  int64_t *lab64 = NULL;
   void *work = NULL, *oscr = NULL;
   scalars *dsc = NULL;
   scalars hsc;
@@ -1355,8 +1383,13 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xf, sizeof(float) * (size_t)(chunk * d), s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xn, sizeof(float) * (size_t)chunk, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cn, sizeof(float) * (size_t)k, s));
-  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab32, sizeof(int32_t) * (size_t)n, s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab32, sizeof(int32_t) * (size_t)chunk, s));
+  if (!dev_out) {
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab64, sizeof(int64_t) * (size_t)chunk, s));
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&disc, sizeof(float) * (size_t)chunk, s));
+  }
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dsc, sizeof(scalars), s));
+  FKM_CUDA_GOTO(c, cudaMallocAsync(&oscr, fkm_objective_scratch_bytes(chunk, 1), s));
   if (work_bytes) FKM_CUDA_GOTO(c, cudaMallocAsync(&work, work_bytes, s));
   if (packs) {
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xp, fkm_pack_x_bytes(chunk, d), s));
@@ -1368,20 +1401,17 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     const float *xc;
     if (in_place) {
       xc = (const float *)x + r0 * d;
-    } else if (src || !is_device_ptr(x)) { /* host rows, staged */
+    } else { /* host rows, staged */
       const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
       int64_t bad = -1;
       FKM_GOTO(stage_rows(c, &hs, NULL, r0, m, src && params->check_finite, xf, &bad));
       if (bad >= 0) FKM_GOTO(fail_nonfinite_x(c, bad, d));
       xc = xf;
-    } else {
-      const char *src = (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d);
-      FKM_GOTO(load_rows(c, dtype, src, d, NULL, m, xf));
-      xc = xf;
     }
     FKM_CUDA_GOTO(c, fkm_launch_profile_norms(&sd, xc, m, d, xn, s));
     const fkm_assign_plan p = make_plan(c, params, &sd, dtype, m, k, d);
     if (packs) FKM_CUDA_GOTO(c, fkm_launch_pack_x(xc, m, d, p.fast_dtype, xp, xmax, s));
+    float *dc = dev_out ? dis + r0 : disc;
     fkm_assign_args aa = {.x = xc,
                           .xn = xn,
                           .c = cent,
@@ -1390,8 +1420,8 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
                           .d = d,
                           .k = k,
                           .metric = (int)params->metric,
-                          .labels = lab32 + r0,
-                          .dist = dis + r0,
+                          .labels = lab32,
+                          .dist = dc,
                           .work = work,
                           .xp = xp,
                           .xmax = xmax};
@@ -1399,11 +1429,18 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
       FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));
     else
       FKM_CUDA_GOTO(c, fkm_launch_assign_profile(&aa, &p, &sd, s));
+    /* the first unassigned row: the objective kernel's scan (rows r0 ..
+     * r0 + m, continued), its sums unused */
+    FKM_CUDA_GOTO(c, fkm_launch_objective(dc - r0, lab32 - r0, r0, r0 + m, 1, 0, dsc, oscr, s,
+                                          NULL, NULL, NULL));
+    FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, m, dev_out ? lab + r0 : lab64, s));
+    if (!dev_out) {
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(lab + r0, lab64, sizeof(int64_t) * (size_t)m,
+                                       cudaMemcpyDeviceToHost, s));
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(dis + r0, disc, sizeof(float) * (size_t)m,
+                                       cudaMemcpyDeviceToHost, s));
+    }
   }
-  FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, n, lab, s));
-  /* first unassigned row: the objective kernel's scan, its sums unused */
-  FKM_CUDA_GOTO(c, cudaMallocAsync(&oscr, fkm_objective_scratch_bytes(n, 1), s));
-  FKM_CUDA_GOTO(c, fkm_launch_objective(dis, lab32, 0, n, 1, 0, dsc, oscr, s, NULL, NULL, NULL));
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hsc, dsc, sizeof hsc, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0) st = fkm_fail_no_finite(c->base.err, "x", problem, hsc.bad_label);
@@ -1412,12 +1449,55 @@ done:
   if (xn) (void)cudaFreeAsync(xn, s);
   if (cn) (void)cudaFreeAsync(cn, s);
   if (lab32) (void)cudaFreeAsync(lab32, s);
+  if (lab64) (void)cudaFreeAsync(lab64, s);
+  if (disc) (void)cudaFreeAsync(disc, s);
   if (dsc) (void)cudaFreeAsync(dsc, s);
   if (work) (void)cudaFreeAsync(work, s);
   if (xp) (void)cudaFreeAsync(xp, s);
   if (xmax) (void)cudaFreeAsync(xmax, s);
   if (oscr) (void)cudaFreeAsync(oscr, s);
+  if (st != FKM_OK) (void)cudaStreamSynchronize(s); /* host outputs may be in flight */
   return st;
+}
+
+/* An assignment's temporaries, count labels and distances: host memory
+ * when the user's outputs (either may be NULL) are host memory (the rows'
+ * results then cross back chunk by chunk, so count may exceed what the
+ * device holds), else device memory. */
+typedef struct assign_tmp {
+  int64_t *lab;
+  float *dis;
+  int host;
+} assign_tmp;
+
+static fkm_status tmp_alloc(cuda_engine *c, int64_t count, const int64_t *labels,
+                            const float *distances, assign_tmp *t) {
+  t->host = (!labels || !is_device_ptr(labels)) && (!distances || !is_device_ptr(distances));
+  t->lab = NULL;
+  t->dis = NULL;
+  if (t->host) {
+    t->lab = malloc(sizeof(int64_t) * (size_t)(count > 0 ? count : 1));
+    t->dis = malloc(sizeof(float) * (size_t)(count > 0 ? count : 1));
+    FKM_RETURN_IF(!t->lab || !t->dis, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                  "cuda engine: cannot allocate the host assignment of %lld rows",
+                  (long long)count);
+    return FKM_OK;
+  }
+  FKM_CUDA_TRY(c, cudaMallocAsync((void **)&t->lab, sizeof(int64_t) * (size_t)count, c->stream));
+  FKM_CUDA_TRY(c, cudaMallocAsync((void **)&t->dis, sizeof(float) * (size_t)count, c->stream));
+  return FKM_OK;
+}
+
+static void tmp_free(cuda_engine *c, assign_tmp *t) {
+  if (t->host) {
+    free(t->lab);
+    free(t->dis);
+  } else {
+    if (t->lab) (void)cudaFreeAsync(t->lab, c->stream);
+    if (t->dis) (void)cudaFreeAsync(t->dis, c->stream);
+  }
+  t->lab = NULL;
+  t->dis = NULL;
 }
 
 /* Copy a device assignment (lab, dis: n each) to the user's labels and
@@ -1440,28 +1520,25 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
   const int64_t B = c->run.batch, n = c->run.n, k = c->run.k, d = c->run.d;
   const size_t xb = fkm_dtype_size(c->run.dtype) * (size_t)(n * d);
   fkm_status st = FKM_OK;
-  int64_t *lab = NULL;
-  float *dis = NULL;
+  assign_tmp t = {NULL, NULL, 0};
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   int64_t bad = -1; /* the rows the run did not train on: nothing is written */
   bg_check_join(c, &bad);
   if (bad >= 0) return fail_nonfinite_x(c, bad, d);
   if (labels || distances) {
-    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)(B * n), s));
-    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)(B * n), s));
+    FKM_GOTO(tmp_alloc(c, B * n, labels, distances, &t));
     for (int64_t b = 0; b < B; b++)
       FKM_GOTO(assign_user(c, &c->params, &c->arith, c->run.dtype,
                            c->run.x ? (const char *)c->run.x + xb * (size_t)b : NULL,
-                           c->run.source, n, d, c->cent + b * k * d, k, lab + b * n,
-                           dis + b * n, B > 1 ? b : -1));
+                           c->run.source, n, d, c->cent + b * k * d, k, t.lab + b * n,
+                           t.dis + b * n, B > 1 ? b : -1));
   }
   FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(B * k * d),
                                    cudaMemcpyDefault, s));
-  FKM_GOTO(publish_assignment(c, lab, dis, B * n, labels, distances));
+  FKM_GOTO(publish_assignment(c, t.lab, t.dis, B * n, labels, distances));
 done:
-  if (lab) (void)cudaFreeAsync(lab, s);
-  if (dis) (void)cudaFreeAsync(dis, s);
+  tmp_free(c, &t);
   return st;
 }
 
@@ -1470,8 +1547,8 @@ static fkm_status assign_call(cuda_engine *c, const fkm_params *params, int64_t 
                               int64_t k, fkm_dtype dtype, const void *x, const fkm_source *src,
                               const float *centroids, int64_t *labels, float *distances) {
   fkm_status st = FKM_OK;
-  float *cent = NULL, *dis = NULL;
-  int64_t *lab = NULL;
+  float *cent = NULL;
+  assign_tmp t = {NULL, NULL, 0};
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   FKM_RETURN_IF(k > INT32_MAX, c->base.err, FKM_ERR_UNSUPPORTED,
@@ -1489,14 +1566,12 @@ static fkm_status assign_call(cuda_engine *c, const fkm_params *params, int64_t 
                                      cudaMemcpyHostToDevice, s));
     cd = cent;
   }
-  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lab, sizeof(int64_t) * (size_t)n, s));
-  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&dis, sizeof(float) * (size_t)n, s));
-  FKM_GOTO(assign_user(c, params, &arith, dtype, x, src, n, d, cd, k, lab, dis, -1));
-  FKM_GOTO(publish_assignment(c, lab, dis, n, labels, distances));
+  FKM_GOTO(tmp_alloc(c, n, labels, distances, &t));
+  FKM_GOTO(assign_user(c, params, &arith, dtype, x, src, n, d, cd, k, t.lab, t.dis, -1));
+  FKM_GOTO(publish_assignment(c, t.lab, t.dis, n, labels, distances));
 done:
   if (cent) (void)cudaFreeAsync(cent, s);
-  if (lab) (void)cudaFreeAsync(lab, s);
-  if (dis) (void)cudaFreeAsync(dis, s);
+  tmp_free(c, &t);
   (void)cudaStreamSynchronize(s);
   return st;
 }

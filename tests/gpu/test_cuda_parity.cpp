@@ -838,6 +838,64 @@ INSTANTIATE_TEST_SUITE_P(Table, CudaDataPath, ::testing::ValuesIn(source_cases::
                            return source_cases::case_name(i.param);
                          });
 
+// Host x in pinned memory crosses without staging, in core and streamed
+// (the least budget: chunks of 128 rows): the CPU's bits either way.
+TEST_F(Cuda, PinnedHostRowsInCoreAndStreamedEqualCpu) {
+  const int64_t n = 9000, d = 16, k = 40;
+  const std::vector<float> x = fixtures::blobs(n, d, 12, 23);
+  float *pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost((void **)&pinned, sizeof(float) * n * d), cudaSuccess);
+  std::memcpy(pinned, x.data(), sizeof(float) * n * d);
+  fkm_params p = quick(4);
+  p.max_points_per_centroid = 1000; /* every row trained on: contiguous chunks */
+  std::vector<float> cc(k * d), cg(k * d), cs(k * d);
+  std::vector<int64_t> lc(n), lg(n), ls(n);
+  ASSERT_EQ(fkm_train(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, cc.data(), 0,
+                      lc.data(), nullptr, nullptr, 0, nullptr),
+            FKM_OK);
+  ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, FKM_DTYPE_F32, pinned, nullptr, cg.data(), 0,
+                      lg.data(), nullptr, nullptr, 0, nullptr),
+            FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  fkm_memory_plan plan;
+  ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &plan), FKM_OK);
+  p.memory_budget = plan.streamed_bytes;
+  ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &plan), FKM_OK);
+  EXPECT_EQ(plan.streamed, 1);
+  EXPECT_GT((n + plan.chunk_rows - 1) / plan.chunk_rows, 10);
+  ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, FKM_DTYPE_F32, pinned, nullptr, cs.data(), 0,
+                      ls.data(), nullptr, nullptr, 0, nullptr),
+            FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  cudaFreeHost(pinned);
+  EXPECT_TRUE(same_bits(cg, cc)) << first_diff(cg, cc);
+  EXPECT_TRUE(same_bits(cs, cc)) << first_diff(cs, cc);
+  EXPECT_EQ(lg, lc);
+  EXPECT_EQ(ls, lc);
+}
+
+// fkm_assign_source on the GPU (rows staged chunk by chunk, results back
+// to host chunk by chunk) against fkm_assign on the CPU.
+TEST_F(Cuda, AssignSourceEqualsCpuAssign) {
+  const int64_t n = 70000, d = 24, k = 300;
+  const std::vector<float> x = fixtures::blobs(n, d, 40, 17);
+  const std::vector<float> c(x.begin() + 5 * d, x.begin() + (5 + k) * d);
+  fkm_params p = defaults();
+  std::vector<int64_t> lc(n), lg(n, -9);
+  std::vector<float> dc(n), dg(n, -9.f);
+  ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), c.data(), lc.data(),
+                       dc.data()),
+            FKM_OK);
+  source_cases::Rows rows{reinterpret_cast<const char *>(x.data()), sizeof(float) * d};
+  fkm_source src;
+  ASSERT_EQ(fkm_source_callback(&src, n, d, FKM_DTYPE_F32, source_cases::read_rows, &rows),
+            FKM_OK);
+  ASSERT_EQ(fkm_assign_source(gpu->c, &p, &src, k, c.data(), lg.data(), dg.data()), FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  EXPECT_TRUE(same_bits(lg, lc)) << first_diff(lg, lc);
+  EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
+}
+
 TEST_F(Cuda, BatchedChunkedRowsEqualSeparateCpuRuns) {
   // 2^19 rows per problem: each problem's assignment runs in two row chunks
   batched::Case c{"chunked", 2, 1 << 19, 16, 70};
