@@ -370,17 +370,30 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
    * registered, a pinned torch tensor) crosses without staging */
   const int direct = !rows && !src->read && (size_t)src->row_stride == row &&
                      is_pinned_host(src->base);
+  const char *from = (const char *)src->base + row * (size_t)first;
+  if (direct && check) {
+    const int64_t e = host_first_nonfinite(src->dtype, from, count * d);
+    if (e >= 0) *bad = first * d + e;
+  }
   if (direct && src->dtype == FKM_DTYPE_F32) {
-    const char *from = (const char *)src->base + row * (size_t)first;
-    if (check) {
-      const int64_t e = host_first_nonfinite(src->dtype, from, count * d);
-      if (e >= 0) *bad = first * d + e;
-    }
     FKM_CUDA_TRY(c, cudaMemcpyAsync(out, from, row * (size_t)count, cudaMemcpyHostToDevice,
                                     stream));
     return FKM_OK;
   }
   FKM_FORWARD(grow_stage(c, row * (size_t)per, src->dtype != FKM_DTYPE_F32));
+  if (direct) { /* 16-bit: straight into the device staging, widened there */
+    for (int64_t i0 = 0, it = 0; i0 < count; i0 += per, it++) {
+      const int b = (int)(it & 1);
+      const int64_t m = count - i0 < per ? count - i0 : per;
+      FKM_CUDA_TRY(c, cudaStreamWaitEvent(stream, c->ev_stage[b], 0)); /* its last user */
+      FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], from + row * (size_t)i0,
+                                      row * (size_t)m, cudaMemcpyHostToDevice, stream));
+      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, out + i0 * d};
+      FKM_CUDA_TRY(c, fkm_launch_convert(&a, stream));
+      FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], stream));
+    }
+    return FKM_OK;
+  }
   for (int64_t i0 = 0, it = 0; i0 < count; i0 += per, it++) {
     const int b = (int)(it & 1);
     const int64_t m = count - i0 < per ? count - i0 : per;
