@@ -537,7 +537,10 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   carver cv = {base, 0};
   float *x = carve(&cv, own_x ? sizeof(float) * (size_t)(nt * d) : 0);
   if (own_x) c->x = x;
-  c->w = c->run.weights ? carve(&cv, sizeof(float) * (size_t)nt) : NULL;
+  /* room for weights and k initial rows whether the run has them or not:
+   * fkm_train_memory plans without knowing (its bytes are an upper bound) */
+  float *w = carve(&cv, sizeof(float) * (size_t)nt);
+  c->w = c->run.weights ? w : NULL;
   const int packs = plan_packs(&c->plan);
   c->xp_stride = (int64_t)(fkm_pack_x_bytes(c->run.n_train, d) / 2);
   c->xp = packs ? carve(&cv, fkm_pack_x_bytes(c->run.n_train, d) * (size_t)B) : NULL;
@@ -545,7 +548,7 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   c->xn = carve(&cv, sizeof(float) * (size_t)nt);
   c->cent = carve(&cv, sizeof(float) * (size_t)(k * d));
   c->cn = carve(&cv, sizeof(float) * (size_t)k);
-  c->init = carve(&cv, sizeof(float) * (size_t)(B * c->run.n_init * d));
+  c->init = carve(&cv, sizeof(float) * (size_t)(k * d));
   c->dist = carve(&cv, sizeof(float) * (size_t)nt);
   c->labels = carve(&cv, sizeof(int32_t) * (size_t)nt);
   c->keys = carve(&cv, sizeof(int32_t) * (size_t)nt);
@@ -669,14 +672,14 @@ static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
     float *x = carve(&cv, sizeof(float) * (size_t)(rows * d));
     if (base) c->xbuf[i] = x;
   }
-  float *w = c->run.weights ? carve(&cv, sizeof(float) * (size_t)nt) : NULL;
+  float *w = carve(&cv, sizeof(float) * (size_t)nt); /* reserved as plan_workspace's */
   const int packs = plan_packs(&pf);
   uint16_t *xp = packs ? carve(&cv, fkm_pack_x_bytes(rows, d)) : NULL;
   int *xmax = packs ? carve(&cv, sizeof(int)) : NULL;
   float *xn = carve(&cv, sizeof(float) * (size_t)rows);
   float *cent = carve(&cv, sizeof(float) * (size_t)(k * d));
   float *cn = carve(&cv, sizeof(float) * (size_t)k);
-  float *init = carve(&cv, sizeof(float) * (size_t)(c->run.n_init * d));
+  float *init = carve(&cv, sizeof(float) * (size_t)(k * d));
   float *dist = carve(&cv, sizeof(float) * (size_t)rows);
   int32_t *labels = carve(&cv, sizeof(int32_t) * (size_t)rows);
   int32_t *keys = carve(&cv, sizeof(int32_t) * (size_t)rows);
@@ -701,7 +704,7 @@ static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
     c->plan = pf;
     c->plan_last = pl;
     c->x = c->xbuf[0];
-    c->w = w;
+    c->w = c->run.weights ? w : NULL;
     c->xp = xp;
     c->xp_stride = 0;
     c->xmax = xmax;
@@ -1370,7 +1373,8 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   fkm_status st = FKM_OK;
   if (n == 0) return FKM_OK;
   const fkm_scan_desc sd = scan_desc(ar, params->metric, n, d); /* FAISS's search of n rows */
-  const int in_place = !src && dtype == FKM_DTYPE_F32 && is_device_ptr(x);
+  const int x_on_device = !src && is_device_ptr(x);
+  const int in_place = x_on_device && dtype == FKM_DTYPE_F32;
   /* lab and dis on the host: each chunk's results cross back as it ends, so
    * that n may exceed what the device holds (fkm_assign_source) */
   const int dev_out = is_device_ptr(lab);
@@ -1414,6 +1418,10 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     const float *xc;
     if (in_place) {
       xc = (const float *)x + r0 * d;
+    } else if (!src && x_on_device) { /* device 16-bit rows, widened there */
+      FKM_GOTO(load_rows(c, dtype, (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d),
+                         d, NULL, m, xf));
+      xc = xf;
     } else { /* host rows, staged */
       const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
       int64_t bad = -1;
@@ -1626,9 +1634,10 @@ static void cuda_trim(fkm_engine *e) {
     if (c->stage_dev[i]) (void)cudaFree(c->stage_dev[i]);
     c->stage[i] = c->stage_dev[i] = NULL;
   }
-  if (c->ws) {
-    (void)cudaFreeAsync(c->ws, c->stream);
-    (void)cudaStreamSynchronize(c->stream);
+  if (c->ws) { /* on the engine's own stream: a caller's stream may be gone by now (every
+                  run ended synchronised, so the workspace is idle) */
+    (void)cudaFreeAsync(c->ws, c->own_stream);
+    (void)cudaStreamSynchronize(c->own_stream);
   }
   if (c->pinned) (void)cudaFreeHost(c->pinned);
   (void)cudaGetLastError();

@@ -48,17 +48,19 @@ uint32_t fkm_mt_next(fkm_mt19937 *g) {
  * prefetch the slots of the steps ahead: the loop is bound by memory
  * latency, not by a chain of cache misses. */
 #define SWAP_EMPTY UINT64_MAX
-#define SWAP_AHEAD 16
+#define SWAP_AHEAD 32
 
 typedef struct swap_map {
   uint64_t *slots; /* key << 32 | value, SWAP_EMPTY when free */
   uint64_t mask;
-  int shift;
   int32_t *dense;
 } swap_map;
 
+/* The slot of a key: its low bits. The keys looked up in order (position i
+ * of step i) then walk the table in order, and the keys stored (positions
+ * j, uniform in [i, n)) spread evenly over it. */
 static inline uint64_t slot_hash(const swap_map *m, int64_t key) {
-  return ((uint64_t)key * 0x9e3779b97f4a7c15ull) >> m->shift;
+  return (uint64_t)key & m->mask;
 }
 
 static inline void map_prefetch(const swap_map *m, int64_t key) {
@@ -113,7 +115,6 @@ fkm_status fkm_rand_perm_prefix(int64_t n, int64_t seed, int64_t m,
                   (unsigned long long)slots);
     memset(map.slots, 0xff, sizeof(uint64_t) * slots);
     map.mask = slots - 1;
-    map.shift = 64 - lg;
   }
   /* the draws: step i swaps positions i and out[i] */
   fkm_mt19937 g;
