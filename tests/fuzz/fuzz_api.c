@@ -1,7 +1,8 @@
 /* libFuzzer target: the C API's argument validation (include/flashkm.h).
  *
  * The input is decoded into a few calls on one CPU context: fkm_train,
- * fkm_train_batched, fkm_assign, fkm_params_init_size,
+ * fkm_train_batched, fkm_train_source (a host source or a read callback
+ * that may fail), fkm_assign, fkm_train_memory, fkm_params_init_size,
  * fkm_ctx_set_num_threads, fkm_profile_*, fkm_rand_perm, fkm_train_rows, fkm_probe_*,
  * fkm_ctx_create and the small getters. Arguments are raw: every params
  * field (struct_size and the profile included), shapes as any int64,
@@ -177,6 +178,7 @@ static void take_params(fuzz_src *s, fkm_params *p, harness *h) {
     p->blas_query_bs = take_int(s, -1, 40);
     p->blas_database_bs = take_int(s, -1, 40);
   }
+  if (set & (1u << 22)) p->memory_budget = (size_t)take_i64(s); /* streams, or cannot fit */
   if (set & 524288) take_struct_size(s, p);
   h->stop_after = (set >> 24) & 15;
   h->niter = p->niter;
@@ -308,7 +310,23 @@ typedef struct train_call {
   int64_t batch, n, d, k, n_init, cap;
   fkm_dtype dtype;
   buf x, w, c, labels, dist, stats, n_stats;
+  int source;        /* 0: fkm_train(_batched); 1: a host source; 2: a read callback */
+  int64_t fail_read; /* the callback's call that fails (-1: none) */
+  int64_t reads;
 } train_call;
+
+/* The harness's read callback: rows of t->x, each index checked in range
+ * (the library's promise); call number fail_read returns an error. */
+static int read_rows(void *user, const int64_t *rows, int64_t count, void *dst) {
+  train_call *t = user;
+  const size_t row = dtype_bytes(t->dtype) * (size_t)t->d;
+  FUZZ_CHECK(count > 0 && rows != NULL);
+  for (int64_t i = 0; i < count; i++) {
+    FUZZ_CHECK(rows[i] >= 0 && rows[i] < t->n);
+    memcpy((char *)dst + row * (size_t)i, (const char *)t->x.p + row * (size_t)rows[i], row);
+  }
+  return t->reads++ == t->fail_read ? 7 : 0;
+}
 
 static void take_train_buffers(fuzz_src *s, train_call *t) {
   const uint32_t present = (uint32_t)fuzz_take(s, 1);
@@ -359,13 +377,26 @@ static void run_train(train_call *t, fkm_ctx *ctx, int batched) {
   bound_work(&t->p, &t->h);
   buf *outs[] = {&t->c, &t->labels, &t->dist, &t->stats, &t->n_stats};
   for (int i = 0; i < 5; i++) buf_save(outs[i]);
-  fkm_status st =
-      batched ? fkm_train_batched(ctx, &t->p, t->batch, t->n, t->d, t->k, t->dtype, t->x.p,
-                                  t->w.p, t->c.p, t->n_init, t->labels.p, t->dist.p,
-                                  t->stats.p, t->cap, t->n_stats.p)
-              : fkm_train(ctx, &t->p, t->n, t->d, t->k, t->dtype, t->x.p, t->w.p, t->c.p,
-                          t->n_init, t->labels.p, t->dist.p, t->stats.p, t->cap,
-                          t->n_stats.p);
+  fkm_status st;
+  fkm_source src;
+  if (t->source && !batched) {
+    /* a source the constructor refuses is passed as it is: the call refuses it too */
+    if (t->source == 1)
+      (void)fkm_source_host(&src, t->x.p, t->n, t->d, t->dtype, 0);
+    else
+      (void)fkm_source_callback(&src, t->n, t->d, t->dtype, t->x.p ? read_rows : NULL, t);
+    st = fkm_train_source(ctx, &t->p, t->x.p ? &src : NULL, t->k, t->w.p, t->c.p, t->n_init,
+                          t->labels.p, t->dist.p, t->stats.p, t->cap, t->n_stats.p);
+  } else {
+    st = batched ? fkm_train_batched(ctx, &t->p, t->batch, t->n, t->d, t->k, t->dtype, t->x.p,
+                                     t->w.p, t->c.p, t->n_init, t->labels.p, t->dist.p,
+                                     t->stats.p, t->cap, t->n_stats.p)
+                 : fkm_train(ctx, &t->p, t->n, t->d, t->k, t->dtype, t->x.p, t->w.p, t->c.p,
+                             t->n_init, t->labels.p, t->dist.p, t->stats.p, t->cap,
+                             t->n_stats.p);
+  }
+  if (t->source == 2 && t->fail_read >= 0 && t->reads > t->fail_read)
+    FUZZ_CHECK(st == FKM_ERR_SOURCE); /* a failed read ends the call */
   if (st != FKM_OK) {
     for (int i = 0; i < 5; i++) FUZZ_CHECK(buf_unchanged(outs[i]));
     if (ctx) check_error(ctx);
@@ -386,6 +417,8 @@ static void op_train(fuzz_src *s, fkm_ctx *ctx, int batched) {
   t.n_init = take_i64(s);
   t.cap = take_i64(s);
   t.dtype = take_dtype(s);
+  t.source = (int)(fuzz_take(s, 1) % 3);
+  t.fail_read = t.source == 2 && fuzz_take(s, 1) % 4 == 0 ? (int64_t)(fuzz_take(s, 1) % 8) : -1;
   const int null_ctx = fuzz_take(s, 1) == 0xff;
   take_train_buffers(s, &t);
   if (!too_large(&t)) run_train(&t, null_ctx ? NULL : ctx, batched);
@@ -434,6 +467,31 @@ static void op_assign(fuzz_src *s, fkm_ctx *ctx) {
 }
 
 /* ------------------------------------------------------- the small ones */
+
+/* fkm_train_memory: any shape and budget; a plan returned is consistent. */
+static void op_memory(fuzz_src *s, fkm_ctx *ctx) {
+  fkm_params p;
+  harness h;
+  memset(&h, 0, sizeof h);
+  take_params(s, &p, &h);
+  const int64_t batch = take_i64(s), n = take_i64(s), d = take_i64(s), k = take_i64(s);
+  const fkm_dtype dtype = take_dtype(s);
+  fkm_memory_plan plan;
+  const fkm_status st = fkm_train_memory(ctx, &p, batch, n, d, k, dtype, &plan);
+  /* a struct_size of an older header has no budget: the library sees 0 */
+  const size_t budget =
+      p.struct_size >= offsetof(fkm_params, memory_budget) + sizeof p.memory_budget
+          ? p.memory_budget
+          : 0;
+  if (st == FKM_OK) {
+    FUZZ_CHECK(plan.bytes > 0 && plan.in_core_bytes > 0);
+    FUZZ_CHECK(budget == 0 || plan.bytes <= budget);
+    FUZZ_CHECK(plan.streamed ? plan.chunk_rows > 0 && plan.bytes <= plan.in_core_bytes
+                             : plan.chunk_rows == 0 && plan.bytes == plan.in_core_bytes);
+  } else {
+    check_error(ctx);
+  }
+}
 
 static void op_params_init(fuzz_src *s) {
   uint8_t mem[sizeof(fkm_params) + 64];
@@ -634,7 +692,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(fkm_ctx_create(FKM_BACKEND_CPU, 0, &ctx) == FKM_OK && ctx != NULL);
   const int calls = 1 + (int)(fuzz_take(&s, 1) % 4);
   for (int i = 0; i < calls; i++) {
-    switch (fuzz_take(&s, 1) % 11) {
+    switch (fuzz_take(&s, 1) % 12) {
       case 0: op_train(&s, ctx, 0); break;
       case 1: op_train(&s, ctx, 1); break;
       case 2: op_assign(&s, ctx); break;
@@ -645,6 +703,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       case 7: op_rand_perm(&s); break;
       case 8: op_probe(&s); break;
       case 9: op_train_rows(&s, ctx); break;
+      case 10: op_memory(&s, ctx); break;
       default: op_misc(&s, ctx); break;
     }
   }
