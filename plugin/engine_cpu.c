@@ -779,11 +779,10 @@ static fkm_status cpu_copy(fkm_engine *e, void *dst, const void *src,
   return FKM_OK;
 }
 
-static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
-                             int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
-                             const void *x, const float *centroids,
-                             int64_t *labels, float *distances) {
-  cpu_engine *c = cpu(e);
+/* fkm_assign (x) and fkm_assign_source (src, x NULL): the call's own run. */
+static fkm_status assign_call(cpu_engine *c, const fkm_params *params, int64_t n, int64_t d,
+                              int64_t k, fkm_dtype dtype, const void *x, const fkm_source *src,
+                              const float *centroids, int64_t *labels, float *distances) {
   fkm_errbuf *err = c->base.err;
   memset(&c->run, 0, sizeof c->run);
   set_params(c, params);
@@ -792,12 +791,16 @@ static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
   c->run.n = n;
   c->run.d = d;
   c->run.k = k;
+  c->run.dtype = dtype;
+  if (src) c->src = *src;
+  c->check_rows = src && params->check_finite; /* a source's rows as they are read */
+  c->chunk = 0;
   fkm_status s = fkm_arith_of(&params->profile, &c->arith, err);
   if (s != FKM_OK) return s;
   c->run.arith = &c->arith;
   thread_scope ts = threads_enter(c);
   if (params->check_finite) {
-    s = check_x(err, "x", dtype, x, 1, n, d);
+    if (!src) s = check_x(err, "x", dtype, x, 1, n, d);
     if (s == FKM_OK) s = check_x(err, "centroids", FKM_DTYPE_F32, centroids, 1, k, d);
   }
   if (s == FKM_OK) {
@@ -805,44 +808,26 @@ static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params,
     if (!c->cn)
       s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate centroid norms");
   }
-  if (s == FKM_OK) s = assign_problems(c, dtype, x, 1, n, centroids, k, labels, distances);
+  if (s == FKM_OK)
+    s = src ? assign_source_rows(c, centroids, k, labels, distances)
+            : assign_problems(c, dtype, x, 1, n, centroids, k, labels, distances);
   free(c->cn);
   c->cn = NULL;
   threads_leave(ts);
   return s;
 }
 
+static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params, int64_t n, int64_t d,
+                             int64_t k, fkm_dtype dtype, const void *x, const float *centroids,
+                             int64_t *labels, float *distances) {
+  return assign_call(cpu(e), params, n, d, k, dtype, x, NULL, centroids, labels, distances);
+}
+
 static fkm_status cpu_assign_source(fkm_engine *e, const fkm_params *params,
                                     const fkm_source *src, int64_t k, const float *centroids,
                                     int64_t *labels, float *distances) {
-  cpu_engine *c = cpu(e);
-  fkm_errbuf *err = c->base.err;
-  memset(&c->run, 0, sizeof c->run);
-  set_params(c, params);
-  c->run.params = &c->params;
-  c->run.batch = 1;
-  c->run.n = src->n;
-  c->run.d = src->d;
-  c->run.k = k;
-  c->run.dtype = src->dtype;
-  c->src = *src;
-  c->check_rows = params->check_finite;
-  c->chunk = 0;
-  fkm_status s = fkm_arith_of(&params->profile, &c->arith, err);
-  if (s != FKM_OK) return s;
-  c->run.arith = &c->arith;
-  thread_scope ts = threads_enter(c);
-  if (params->check_finite) s = check_x(err, "centroids", FKM_DTYPE_F32, centroids, 1, k, src->d);
-  if (s == FKM_OK) {
-    c->cn = alloc_or_null((size_t)k, sizeof(float));
-    if (!c->cn)
-      s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "cpu engine: cannot allocate centroid norms");
-  }
-  if (s == FKM_OK) s = assign_source_rows(c, centroids, k, labels, distances);
-  free(c->cn);
-  c->cn = NULL;
-  threads_leave(ts);
-  return s;
+  return assign_call(cpu(e), params, src->n, src->d, k, src->dtype, NULL, src, centroids,
+                     labels, distances);
 }
 
 static fkm_status cpu_plan_memory(fkm_engine *e, const fkm_params *params, int64_t batch,

@@ -1052,6 +1052,22 @@ static fkm_status cuda_post_process(fkm_engine *e) {
 
 /* ------------------------------------------------------------- the iteration */
 
+/* The grouping of n labels (c->labels) into k segments, problems blocks. */
+static fkm_group_args group_args(const cuda_engine *c, int64_t n, int64_t k, int64_t problems) {
+  return (fkm_group_args){.labels = c->labels,
+                          .iota = c->iota,
+                          .n = n,
+                          .k = k,
+                          .problems = problems,
+                          .composed = c->composed,
+                          .sorted_keys = c->keys,
+                          .rows = c->rows,
+                          .hist = c->hist,
+                          .offsets = c->offsets,
+                          .temp = c->temp,
+                          .temp_bytes = c->temp_bytes};
+}
+
 /* One iteration of a streamed run: chunk i's rows cross into buffer i % 2
  * on the copy stream once the work on chunk i - 2 is done with it, while
  * the context's stream assigns chunk i - 1; each chunk continues the
@@ -1113,17 +1129,7 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
      * buffers, offset by r0 */
     FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - r0, c->labels - r0, r0, r0 + m, 1, 0, c->dsc,
                                          c->obj_scratch, s, NULL, NULL, NULL));
-    fkm_group_args ga = {.labels = c->labels,
-                         .iota = c->iota,
-                         .n = m,
-                         .k = k,
-                         .problems = 1,
-                         .sorted_keys = c->keys,
-                         .rows = c->rows,
-                         .hist = c->hist,
-                         .offsets = c->offsets,
-                         .temp = c->temp,
-                         .temp_bytes = c->temp_bytes};
+    const fkm_group_args ga = group_args(c, m, k, 1);
     FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
     ua.x = c->xbuf[b];
     ua.weights = c->w ? c->w + r0 : NULL;
@@ -1228,18 +1234,7 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
 
-  fkm_group_args ga = {.labels = c->labels,
-                       .iota = c->iota,
-                       .n = B * nt,
-                       .k = B * k,
-                       .problems = B,
-                       .composed = c->composed,
-                       .sorted_keys = c->keys,
-                       .rows = c->rows,
-                       .hist = c->hist,
-                       .offsets = c->offsets,
-                       .temp = c->temp,
-                       .temp_bytes = c->temp_bytes};
+  const fkm_group_args ga = group_args(c, B * nt, B * k, B);
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_g1, s));
   /* the lanes are joined: lane 0 serves as the update's aux stream */
