@@ -336,7 +336,10 @@ fkm_status fkm_source_host(fkm_source *src, const void *base, int64_t n, int64_t
   src->dtype = dtype;
   src->base = base;
   const int known = dtype == FKM_DTYPE_F32 || dtype == FKM_DTYPE_F16 || dtype == FKM_DTYPE_BF16;
-  src->row_stride = row_stride ? row_stride : (known && d > 0 ? d * (int64_t)fkm_dtype_size(dtype) : 0);
+  /* packed rows' stride; a d no byte count can hold is left for the check below */
+  src->row_stride = row_stride ? row_stride
+                    : known && d > 0 && d <= INT64_MAX / 8 ? d * (int64_t)fkm_dtype_size(dtype)
+                                                            : 0;
   return fkm_source_validate(src, NULL);
 }
 

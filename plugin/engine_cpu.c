@@ -187,6 +187,11 @@ static void cpu_end(fkm_engine *e) {
  * streamed run (batch 1) holds chunks of whole BLAS query blocks (the
  * blocks FAISS's search cuts, so that every block is computed as in core)
  * and the update's sums. Weights add 4 bytes per training row. */
+/* Byte counts of shapes the API accepted (n d, k d, batch n d < 2^60) can
+ * still pass 2^64 once multiplied by per-row sizes: they saturate. */
+static size_t sat_add(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+static size_t sat_mul(size_t a, size_t b) { return b && a > SIZE_MAX / b ? SIZE_MAX : a * b; }
+
 static fkm_memory_plan cpu_plan_of(const fkm_params *p, int64_t batch, int64_t n, int64_t d,
                                    int64_t k, fkm_dtype dtype, int from_source) {
   fkm_memory_plan m;
@@ -195,26 +200,27 @@ static fkm_memory_plan cpu_plan_of(const fkm_params *p, int64_t batch, int64_t n
   const int64_t nt = n > max_train ? max_train : n;
   const size_t row = sizeof(float) * (size_t)d, per_index = 4 + 8 + 4 + 8;
   const int copy = from_source || nt < n || dtype != FKM_DTYPE_F32;
-  const size_t fixed = sizeof(float) * (size_t)(batch * k * d) + (size_t)k * (4 + 8 + 8) + 8;
-  m.in_core_bytes = (size_t)(batch * nt) * ((copy ? row : 0) + per_index) + fixed;
+  const size_t fixed = sat_add(sat_mul(sizeof(float) * (size_t)batch, (size_t)(k * d)),
+                               (size_t)k * (4 + 8 + 8) + 8);
+  m.in_core_bytes =
+      sat_add(sat_mul((size_t)batch, sat_mul((size_t)nt, (copy ? row : 0) + per_index)), fixed);
   m.available = p->memory_budget;
   m.bytes = m.in_core_bytes;
   if (batch != 1) return m;
   const size_t chunk_row = row + (dtype == FKM_DTYPE_F32 ? 0 : 2 * (size_t)d) + per_index;
   const size_t acc = sizeof(float) * (size_t)(k * d + k);
   const int64_t q = p->blas_query_bs;
-  m.streamed_bytes = (size_t)q * chunk_row + fixed + acc;
+  m.streamed_bytes = sat_add(sat_add(sat_mul((size_t)q, chunk_row), fixed), acc);
   if (p->memory_budget == 0 || m.in_core_bytes <= p->memory_budget) return m;
-  int64_t rows = p->memory_budget > fixed + acc
-                     ? (int64_t)((p->memory_budget - fixed - acc) / chunk_row)
-                     : 0;
+  const size_t held = sat_add(fixed, acc);
+  int64_t rows = p->memory_budget > held ? (int64_t)((p->memory_budget - held) / chunk_row) : 0;
   const int64_t whole = (nt + q - 1) / q * q;
   rows = rows / q * q;
   if (rows < q) rows = q;
   if (rows > whole) rows = whole;
   m.streamed = 1;
   m.chunk_rows = rows;
-  m.bytes = (size_t)rows * chunk_row + fixed + acc;
+  m.bytes = sat_add(sat_add(sat_mul((size_t)rows, chunk_row), fixed), acc);
   return m;
 }
 

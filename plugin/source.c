@@ -34,8 +34,8 @@ fkm_status fkm_source_validate(const fkm_source *src, fkm_errbuf *err) {
                     src->dtype != FKM_DTYPE_BF16,
                 err, FKM_ERR_INVALID_ARG, "src->dtype = %d is not a fkm_dtype",
                 (int)src->dtype);
-  FKM_RETURN_IF(src->n > INT64_MAX / 8 / src->d, err, FKM_ERR_INVALID_ARG,
-                "src: n * d overflows 64-bit byte offsets");
+  FKM_RETURN_IF(src->d > INT64_MAX / 8 || src->n > INT64_MAX / 8 / src->d, err,
+                FKM_ERR_INVALID_ARG, "src: n * d overflows 64-bit byte offsets");
   FKM_RETURN_IF(!src->read && !src->base && src->n > 0, err, FKM_ERR_INVALID_ARG,
                 "src has neither rows (base) nor a read callback (use fkm_source_host or "
                 "fkm_source_callback)");
