@@ -325,9 +325,10 @@ typedef struct fkm_params {
    *  device's on CUDA, the host's on the CPU. 0: no limit of its own (CUDA:
    *  the device's free memory). A run whose training set does not fit in it
    *  streams the training set from where it lives every iteration, in
-   *  chunks, with the same results; when even that does not fit the run
-   *  returns FKM_ERR_OUT_OF_MEMORY with the bytes it needs. See
-   *  fkm_train_memory(). */
+   *  chunks, with the same results (one problem whose rows are host memory
+   *  or a source: batched runs, and device data, stay resident); when even
+   *  that does not fit the run returns FKM_ERR_OUT_OF_MEMORY with the bytes
+   *  it needs. See fkm_train_memory(). */
   size_t memory_budget;
 } fkm_params;
 
