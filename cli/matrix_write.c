@@ -76,16 +76,23 @@ void fkm_cli_outputs_keep(void) {
 int fkm_cli_temp_path(const char *path, char *tmp, size_t len, char *msg) {
   int w = snprintf(tmp, len, "%s.tmp-XXXXXX", path);
   if (w < 0 || (size_t)w >= len) return fkm_cli_fail(msg, "%s: path too long", path);
+  /* no signal between the file's creation and its slot: one landing there
+   * would remove the other outputs and leave this file (a fatal signal
+   * arriving meanwhile is delivered once the slot holds the name) */
+  sigset_t all, saved;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &saved);
   int fd = mkstemp(tmp);
-  if (fd < 0)
-    return fkm_cli_fail(msg, "%s: cannot create a file beside it: %s", path, strerror(errno));
+  if (fd >= 0) slot_open(tmp, path);
+  const int e = errno;
+  sigprocmask(SIG_SETMASK, &saved, NULL);
+  if (fd < 0) return fkm_cli_fail(msg, "%s: cannot create a file beside it: %s", path, strerror(e));
   /* mkstemp makes it 0600: give it the mode a plain create would (0666
    * less the umask), whichever writer fills it */
   const mode_t mask = umask(0);
   umask(mask);
   fchmod(fd, 0666 & ~mask);
   close(fd);
-  slot_open(tmp, path);
   return 0;
 }
 
