@@ -215,16 +215,16 @@ int fkm_cli_cmd_train(int argc, char **argv) {
   double t1 = fkm_cli_now();
   int64_t n_stats = 0;
   fkm_status s;
+  fkm_params p = o.params;
+  p.check_finite = 0; /* every value of the inputs was checked when they were loaded */
   if (in.x.row_stride) { /* rows in the mapping at their stride (.fvecs): read in place */
     fkm_source src;
-    fkm_params p = o.params;
-    p.check_finite = 0; /* every value of the file was checked when it was loaded */
     s = fkm_source_host(&src, in.x.data, n, d, in.x.dtype, in.x.row_stride);
     if (s == FKM_OK)
       s = fkm_train_source(ctx, &p, &src, k, in.weights.data, centroids, in.n_init, labels,
                            NULL, stats, cap, &n_stats);
   } else {
-    s = fkm_train(ctx, &o.params, n, d, k, in.x.dtype, in.x.data, in.weights.data, centroids,
+    s = fkm_train(ctx, &p, n, d, k, in.x.dtype, in.x.data, in.weights.data, centroids,
                   in.n_init, labels, NULL, stats, cap, &n_stats);
   }
   double t_train = fkm_cli_now() - t1;

@@ -119,12 +119,8 @@ static void *alloc_or_null(size_t count, size_t size) {
 
 static int64_t first_nonfinite_any(fkm_dtype dtype, const void *x,
                                    int64_t count) {
-  if (dtype == FKM_DTYPE_F32) return fkm_cpu_first_nonfinite(x, count);
-  const uint16_t *h = x;
-  const uint16_t mask = dtype == FKM_DTYPE_F16 ? 0x7c00u : 0x7f80u;
-  for (int64_t i = 0; i < count; i++)
-    if ((h[i] & mask) == mask) return i;
-  return -1;
+  return dtype == FKM_DTYPE_F32 ? fkm_cpu_first_nonfinite(x, count)
+                                : fkm_first_nonfinite(dtype, x, count);
 }
 
 /* rows of x: batch problems of n rows each, back to back. */

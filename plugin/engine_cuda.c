@@ -203,17 +203,9 @@ static int is_device_ptr(const void *p) {
  * all-ones exponent field; no conversion needed).
  */
 static int64_t host_scan_nonfinite(fkm_dtype dtype, const void *x, int64_t i0, int64_t i1) {
-  if (dtype == FKM_DTYPE_F32) {
-    const float *f = x;
-    for (int64_t i = i0; i < i1; i++)
-      if (!isfinite(f[i])) return i;
-    return -1;
-  }
-  const uint16_t *h = x;
-  const uint16_t mask = dtype == FKM_DTYPE_F16 ? 0x7c00u : 0x7f80u;
-  for (int64_t i = i0; i < i1; i++)
-    if ((h[i] & mask) == mask) return i;
-  return -1;
+  const char *from = (const char *)x + fkm_dtype_size(dtype) * (size_t)i0;
+  const int64_t j = fkm_first_nonfinite(dtype, from, i1 - i0);
+  return j < 0 ? -1 : i0 + j;
 }
 
 /* The same over all count elements, blocks of 2^20 on OpenMP's threads:
