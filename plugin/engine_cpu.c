@@ -127,14 +127,7 @@ static int64_t first_nonfinite_any(fkm_dtype dtype, const void *x,
 static fkm_status check_x(fkm_errbuf *err, const char *name, fkm_dtype dtype,
                           const void *x, int64_t batch, int64_t n, int64_t d) {
   const int64_t bad = first_nonfinite_any(dtype, x, batch * n * d);
-  if (bad < 0) return FKM_OK;
-  const int64_t row = bad / d;
-  if (batch > 1)
-    return fkm_fail(err, FKM_ERR_NOT_FINITE,
-                    "%s contains NaN or Inf in problem %lld at row %lld, column %lld", name,
-                    (long long)(row / n), (long long)(row % n), (long long)(bad % d));
-  return fkm_fail(err, FKM_ERR_NOT_FINITE, "%s contains NaN or Inf at row %lld, column %lld",
-                  name, (long long)row, (long long)(bad % d));
+  return bad < 0 ? FKM_OK : fkm_fail_not_finite(err, name, bad, batch, n, d);
 }
 
 static fkm_status check_weights(fkm_errbuf *err, const float *w, int64_t n) {
@@ -233,29 +226,22 @@ static fkm_status plan_fits(fkm_errbuf *err, const fkm_memory_plan *m, int64_t b
                   m->in_core_bytes, m->streamed_bytes, (long long)m->chunk_rows, m->available);
 }
 
-/* Rows of c->src as floats into dst, read in blocks so that a 16-bit
- * source's raw scratch stays small (rows NULL: first + i). */
-#define READ_BLOCK ((int64_t)1 << 16)
+/* Rows of c->src as floats into dst (rows NULL: first + i), 16-bit rows
+ * through the chunk's staging when there is one. *bad: with check_rows, the
+ * least source element index of a NaN or Inf among them, or -1. */
+static fkm_status read_rows_bad(cpu_engine *c, const int64_t *rows, int64_t first,
+                                int64_t count, float *dst, int64_t *bad) {
+  *bad = -1;
+  return fkm_source_read_float(&c->src, rows, first, count, dst, c->rawc,
+                               c->rawc ? c->chunk : 0, c->check_rows ? bad : NULL, c->base.err);
+}
+
+/* read_rows_bad, failing on a NaN or Inf ("x contains NaN or Inf at ..."). */
 static fkm_status read_rows(cpu_engine *c, const int64_t *rows, int64_t first, int64_t count,
-                            float *dst, const char *what) {
-  const int64_t d = c->src.d;
-  void *raw = c->rawc;
-  const int64_t block = c->rawc ? c->chunk : READ_BLOCK;
-  int own = 0;
-  if (!raw && c->src.dtype != FKM_DTYPE_F32 && count > 0) {
-    raw = malloc(fkm_dtype_size(c->src.dtype) * (size_t)((count < block ? count : block) * d));
-    FKM_RETURN_IF(!raw, c->base.err, FKM_ERR_OUT_OF_MEMORY,
-                  "cpu engine: cannot allocate the staging of %lld rows", (long long)block);
-    own = 1;
-  }
-  fkm_status s = FKM_OK;
-  for (int64_t i0 = 0; i0 < count && s == FKM_OK; i0 += block) {
-    const int64_t m = count - i0 < block ? count - i0 : block;
-    s = fkm_source_read_float(&c->src, rows ? rows + i0 : NULL, first + i0, m, dst + i0 * d,
-                              raw, c->check_rows, what, c->base.err);
-  }
-  if (own) free(raw);
-  return s;
+                            float *dst) {
+  int64_t bad;
+  FKM_FORWARD(read_rows_bad(c, rows, first, count, dst, &bad));
+  return bad < 0 ? FKM_OK : fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, c->src.d);
 }
 
 static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
@@ -300,7 +286,7 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
     ALLOC(c->cnt, k, "the update's counts");
   } else if (from_source) {
     ALLOC(c->xt_own, nt * d, "the training set");
-    FKM_FORWARD(read_rows(c, run->train_rows, 0, nt, c->xt_own, "x"));
+    FKM_FORWARD(read_rows(c, run->train_rows, 0, nt, c->xt_own));
     c->xt = c->xt_own;
   } else if (run->train_rows) {
     const size_t xb = fkm_dtype_size(run->dtype) * (size_t)(n * d);
@@ -360,7 +346,7 @@ static fkm_status cpu_init_rows(fkm_engine *e, const int64_t *perm,
     for (int64_t i = from; i < k; i++)
       rows[i - from] = c->run.train_rows ? c->run.train_rows[perm[i]] : perm[i];
     thread_scope ts = threads_enter(c);
-    fkm_status s = read_rows(c, rows, 0, k - from, c->cent + from * d, "x");
+    fkm_status s = read_rows(c, rows, 0, k - from, c->cent + from * d);
     threads_leave(ts);
     free(rows);
     return s;
@@ -522,9 +508,13 @@ static fkm_status cpu_iterate_streamed(cpu_engine *c, fkm_iter_result *out) {
   float obj = 0.0f;
   double objd = 0.0;
   out->assign_seconds = 0;
+  int64_t least = INT64_MAX; /* a bad value: the pass reads on, to name the least */
   for (int64_t r0 = 0; r0 < nt; r0 += c->chunk) {
     const int64_t m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
-    FKM_FORWARD(read_rows(c, train_rows ? train_rows + r0 : NULL, r0, m, c->xc, "x"));
+    int64_t bad;
+    FKM_FORWARD(read_rows_bad(c, train_rows ? train_rows + r0 : NULL, r0, m, c->xc, &bad));
+    if (bad >= 0 && bad < least) least = bad;
+    if (least != INT64_MAX) continue;
     if (c->params.metric == FKM_METRIC_L2)
       fkm_cpu_norms_arith(&c->arith, c->train_path, c->xc, m, d, c->xn);
     const double t0 = fkm_now_seconds();
@@ -538,6 +528,7 @@ static fkm_status cpu_iterate_streamed(cpu_engine *c, fkm_iter_result *out) {
     }
     accumulate(c, c->xc, c->wt ? c->wt + r0 : NULL, m);
   }
+  if (least != INT64_MAX) return fkm_fail_not_finite(c->base.err, "x", least, 1, 0, d);
   out->obj[0] = obj;
   out->obj_double[0] = objd;
   /* update()'s ending: an empty cluster's row is its zero sums */
@@ -619,7 +610,7 @@ static fkm_status cpu_read_train(fkm_engine *e, float *host) {
   cpu_engine *c = cpu(e);
   if (c->streamed) {
     thread_scope ts = threads_enter(c);
-    fkm_status s = read_rows(c, c->run.train_rows, 0, c->run.n_train, host, "x");
+    fkm_status s = read_rows(c, c->run.train_rows, 0, c->run.n_train, host);
     threads_leave(ts);
     return s;
   }
@@ -737,7 +728,7 @@ static fkm_status assign_source_rows(cpu_engine *c, const float *cent, int64_t k
   if (s == FKM_OK) centroid_norms(c, path, cent, k);
   for (int64_t r0 = 0; r0 < n && s == FKM_OK; r0 += chunk) {
     const int64_t m = n - r0 < chunk ? n - r0 : chunk;
-    s = read_rows(c, NULL, r0, m, x, "x");
+    s = read_rows(c, NULL, r0, m, x);
     if (s != FKM_OK) break;
     if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms_arith(&c->arith, path, x, m, d, xn);
     s = assign_rows(c, path, x, xn, m, cent, k, lab + r0, dis + r0, "x", -1, r0);

@@ -248,15 +248,7 @@ static fkm_status check_x(cuda_engine *c, const char *name, fkm_dtype dtype,
                           const void *x, int64_t batch, int64_t n, int64_t d) {
   int64_t bad = -1;
   FKM_FORWARD(first_nonfinite(c, dtype, x, batch * n * d, &bad));
-  if (bad < 0) return FKM_OK;
-  const int64_t row = bad / d;
-  if (batch > 1)
-    return fkm_fail(c->base.err, FKM_ERR_NOT_FINITE,
-                    "%s contains NaN or Inf in problem %lld at row %lld, column %lld", name,
-                    (long long)(row / n), (long long)(row % n), (long long)(bad % d));
-  return fkm_fail(c->base.err, FKM_ERR_NOT_FINITE,
-                  "%s contains NaN or Inf at row %lld, column %lld", name, (long long)row,
-                  (long long)(bad % d));
+  return bad < 0 ? FKM_OK : fkm_fail_not_finite(c->base.err, name, bad, batch, n, d);
 }
 
 /* weights: the first bad entry decides (not finite, else negative). */
@@ -469,9 +461,7 @@ static void bg_check_join(cuda_engine *c, int64_t *bad) {
 
 /* "x contains NaN or Inf at row r, column j" for element index bad. */
 static fkm_status fail_nonfinite_x(cuda_engine *c, int64_t bad, int64_t d) {
-  return fkm_fail(c->base.err, FKM_ERR_NOT_FINITE,
-                  "x contains NaN or Inf at row %lld, column %lld", (long long)(bad / d),
-                  (long long)(bad % d));
+  return fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d);
 }
 
 /* The assignment plan for n rows: FKM_ASSIGN_FAST (fp16/bf16 data) or the
@@ -1310,7 +1300,7 @@ static fkm_status cuda_read_train(fkm_engine *e, float *host) {
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   if (c->streamed) /* from the host rows themselves */
     return fkm_source_read_float(&c->ssrc, c->run.train_rows, 0, c->run.n_train, host, NULL, 0,
-                                 "x", c->base.err);
+                                 NULL, c->base.err);
   FKM_CUDA_TRY(c, cudaMemcpyAsync(host, c->x,
                                   sizeof(float) * (size_t)(c->run.batch * c->run.n_train *
                                                            c->run.d),

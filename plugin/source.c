@@ -2,6 +2,7 @@
 #include "source.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
@@ -9,8 +10,12 @@
 
 /* Rows copied one by one below this many bytes in a read; above, the rows
  * are spread over OpenMP's threads (a gather from a large host matrix is
- * bound by memory latency per row, not by one core's copy rate). */
+ * bound by memory latency per row, not by one core's copy rate), and a
+ * contiguous block is copied in pieces of this size on those threads (one
+ * core copies pageable memory at a fraction of the bus's rate). */
 #define PARALLEL_READ_BYTES ((size_t)1 << 20)
+/* 16-bit rows converted per block when the caller gives no scratch. */
+#define READ_FLOAT_BLOCK ((int64_t)1 << 16)
 /* Indices handed to a callback per call when the caller reads a range. */
 #define RANGE_BLOCK 1024
 
@@ -73,8 +78,15 @@ fkm_status fkm_source_read(const fkm_source *src, const int64_t *rows, int64_t f
   const size_t row = (size_t)src->d * fkm_dtype_size(src->dtype);
   const char *base = src->base;
   char *out = dst;
-  if (!rows && (size_t)src->row_stride == row) { /* one block */
-    memcpy(out, base + (size_t)first * row, row * (size_t)count);
+  if (!rows && (size_t)src->row_stride == row) { /* one block, in pieces on OpenMP's threads */
+    const char *in = base + (size_t)first * row;
+    const size_t bytes = row * (size_t)count;
+    const int64_t pieces = (int64_t)((bytes + PARALLEL_READ_BYTES - 1) / PARALLEL_READ_BYTES);
+#pragma omp parallel for schedule(static) if (pieces > 1)
+    for (int64_t p = 0; p < pieces; p++) {
+      const size_t at = (size_t)p * PARALLEL_READ_BYTES;
+      memcpy(out + at, in + at, bytes - at < PARALLEL_READ_BYTES ? bytes - at : PARALLEL_READ_BYTES);
+    }
     return FKM_OK;
   }
   const size_t stride = (size_t)src->row_stride;
@@ -124,20 +136,36 @@ fkm_status fkm_source_read_checked(const fkm_source *src, const int64_t *rows, i
 }
 
 fkm_status fkm_source_read_float(const fkm_source *src, const int64_t *rows, int64_t first,
-                                 int64_t count, float *dst, void *raw, int check,
-                                 const char *what, fkm_errbuf *err) {
+                                 int64_t count, float *dst, void *raw, int64_t raw_rows,
+                                 int64_t *bad, fkm_errbuf *err) {
   const int64_t d = src->d;
-  if (src->dtype == FKM_DTYPE_F32) {
-    FKM_FORWARD(fkm_source_read(src, rows, first, count, dst, err));
-  } else {
-    FKM_FORWARD(fkm_source_read(src, rows, first, count, raw, err));
-    fkm_cpu_to_float(src->dtype, raw, count, d, dst);
+  if (bad) *bad = -1;
+  if (count <= 0) return FKM_OK;
+  if (src->dtype == FKM_DTYPE_F32)
+    return bad ? fkm_source_read_checked(src, rows, first, count, dst, bad, err)
+               : fkm_source_read(src, rows, first, count, dst, err);
+  /* 16-bit rows through the scratch, a block at a time; converted values are
+   * finite exactly when their encoding is, so the raw rows are checked */
+  void *own = NULL;
+  if (!raw || raw_rows < 1) {
+    raw_rows = count < READ_FLOAT_BLOCK ? count : READ_FLOAT_BLOCK;
+    raw = own = malloc(fkm_dtype_size(src->dtype) * (size_t)(raw_rows * d));
+    FKM_RETURN_IF(!raw, err, FKM_ERR_OUT_OF_MEMORY,
+                  "cannot allocate the staging of %lld rows of %lld values", (long long)raw_rows,
+                  (long long)d);
   }
-  if (!check) return FKM_OK;
-  /* converted 16-bit values are finite exactly when their encoding is */
-  const int64_t bad = fkm_cpu_first_nonfinite(dst, count * d);
-  if (bad < 0) return FKM_OK;
-  const int64_t r = bad / d;
-  return fkm_fail(err, FKM_ERR_NOT_FINITE, "%s contains NaN or Inf at row %lld, column %lld",
-                  what, (long long)(rows ? rows[r] : first + r), (long long)(bad % d));
+  fkm_status s = FKM_OK;
+  int64_t least = INT64_MAX;
+  for (int64_t i0 = 0; i0 < count && s == FKM_OK; i0 += raw_rows) {
+    const int64_t m = count - i0 < raw_rows ? count - i0 : raw_rows, *r = rows ? rows + i0 : NULL;
+    int64_t e = -1;
+    s = bad ? fkm_source_read_checked(src, r, first + i0, m, raw, &e, err)
+            : fkm_source_read(src, r, first + i0, m, raw, err);
+    if (s != FKM_OK) break;
+    fkm_cpu_to_float(src->dtype, raw, m, d, dst + i0 * d);
+    if (e >= 0 && e < least) least = e;
+  }
+  free(own);
+  if (bad && least != INT64_MAX) *bad = least;
+  return s;
 }

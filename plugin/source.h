@@ -34,13 +34,15 @@ fkm_status fkm_source_read_checked(const fkm_source *src, const int64_t *rows, i
  *  their encoding: an all-ones exponent), or -1. */
 int64_t fkm_first_nonfinite(fkm_dtype dtype, const void *x, int64_t count);
 
-/** The same rows as floats into dst (count * d); raw: scratch of count * d
- *  elements of the source's dtype for 16-bit sources (unused for f32).
- *  check: a NaN or Inf in them is FKM_ERR_NOT_FINITE naming the source's
- *  row and column ("what contains NaN or Inf at row r, column j"). */
+/** The same rows as floats into dst (count * d). 16-bit rows go through
+ *  raw, scratch of raw_rows rows of the source's dtype, a block at a time
+ *  (raw NULL: allocated here). bad non-NULL: the rows are checked and *bad
+ *  is the least source element index (row * d + column) of a NaN or Inf
+ *  among them, or -1: the same element whatever order the rows are read
+ *  in (docs/data-path.md). */
 fkm_status fkm_source_read_float(const fkm_source *src, const int64_t *rows, int64_t first,
-                                 int64_t count, float *dst, void *raw, int check,
-                                 const char *what, fkm_errbuf *err);
+                                 int64_t count, float *dst, void *raw, int64_t raw_rows,
+                                 int64_t *bad, fkm_errbuf *err);
 
 #ifdef __cplusplus
 }

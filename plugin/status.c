@@ -13,6 +13,17 @@ fkm_status fkm_fail(fkm_errbuf *err, fkm_status s, const char *fmt, ...) {
   return s;
 }
 
+fkm_status fkm_fail_not_finite(fkm_errbuf *err, const char *what, int64_t bad, int64_t batch,
+                               int64_t n, int64_t d) {
+  const int64_t row = bad / d, col = bad % d;
+  if (batch > 1)
+    return fkm_fail(err, FKM_ERR_NOT_FINITE,
+                    "%s contains NaN or Inf in problem %lld at row %lld, column %lld", what,
+                    (long long)(row / n), (long long)(row % n), (long long)col);
+  return fkm_fail(err, FKM_ERR_NOT_FINITE, "%s contains NaN or Inf at row %lld, column %lld",
+                  what, (long long)row, (long long)col);
+}
+
 fkm_status fkm_fail_no_finite(fkm_errbuf *err, const char *what, int64_t problem, int64_t row) {
   static const char cause[] = "has no finite distance to any centroid: a NaN or Inf in it "
                               "(params->check_finite = 0 lets them through) or a float "

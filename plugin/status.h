@@ -25,6 +25,12 @@ typedef struct fkm_errbuf {
 fkm_status fkm_fail(fkm_errbuf *err, fkm_status s, const char *fmt, ...)
     FKM_PRINTF(3, 4);
 
+/** FKM_ERR_NOT_FINITE for element bad (row-major) of `what`, batch problems
+ *  of n rows of d values back to back: "what contains NaN or Inf at row r,
+ *  column j" (batch > 1: "in problem b at row r, column j"). */
+fkm_status fkm_fail_not_finite(fkm_errbuf *err, const char *what, int64_t bad, int64_t batch,
+                               int64_t n, int64_t d);
+
 /** FKM_ERR_NUMERIC for a row of `what` ("x", "training set") with no
  *  finite distance to any centroid; problem >= 0 names the batched problem. */
 fkm_status fkm_fail_no_finite(fkm_errbuf *err, const char *what, int64_t problem, int64_t row);

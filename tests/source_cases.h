@@ -72,6 +72,10 @@ inline std::vector<Case> cases() {
   v.push_back({seed, Delivery::Budget, FKM_INIT_KMEANS_PLUS_PLUS});
   v.push_back({seed, Delivery::CallbackBudget, FKM_INIT_AFK_MC2});
   v.push_back({seed, Delivery::Callback, FKM_INIT_KMEANS_PLUS_PLUS});
+  batched::Case seed16{"seeded_on_the_host_f16", 1, 900, 6, 12};
+  seed16.dtype = FKM_DTYPE_F16; /* the host's copy of 16-bit rows streamed from the source */
+  v.push_back({seed16, Delivery::Budget, FKM_INIT_KMEANS_PLUS_PLUS});
+  v.push_back({seed16, Delivery::CallbackBudget, FKM_INIT_AFK_MC2});
   batched::Case prof{"profile_paths", 1, 3000, 20, 10};
   v.push_back({prof, Delivery::Budget, FKM_INIT_RANDOM, "faiss-1.15.1-avx2"});
   v.push_back({prof, Delivery::CallbackBudget, FKM_INIT_RANDOM, "faiss-1.11.0-avx512"});

@@ -3,6 +3,7 @@
 // in core, bit for bit; the source's errors and the memory plan.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -157,6 +158,60 @@ TEST(DataPathErrors, ANonFiniteRowOfASourceIsNamedByItsRow) {
     EXPECT_EQ(fkm_train_source(ctx.c, &p, &src, k, nullptr, cent.data(), 0, nullptr, nullptr,
                                nullptr, 0, nullptr),
               FKM_ERR_NUMERIC);
+  }
+}
+
+// Two bad training rows, the one with the lesser row index late in
+// training order (another chunk when streamed): either way the message
+// names the lesser, as fkm_train names the first bad value of x, whatever
+// order the run reads its rows in. float32 and float16 rows, host rows and
+// a callback.
+TEST(DataPathErrors, TheLeastBadRowOfASourceIsNamedWhateverTheTrainingOrder) {
+  const int64_t n = 400, d = 3, k = 4;
+  fkm_params p;
+  fkm_params_init(&p);
+  p.blas_query_bs = 64;
+  p.max_points_per_centroid = 50; /* 200 training rows of 400, in rand_perm's order */
+  Ctx ctx;
+  std::vector<int64_t> rows(n);
+  int64_t nt = 0;
+  ASSERT_EQ(fkm_train_rows(ctx.c, &p, n, k, rows.data(), &nt), FKM_OK);
+  ASSERT_EQ(nt, 200);
+  const int64_t late = *std::min_element(rows.begin() + 128, rows.begin() + nt);
+  const int64_t early = *std::max_element(rows.begin(), rows.begin() + 64);
+  ASSERT_LT(late, early);
+  std::vector<float> x = fixtures::blobs(n, d, 3, 9);
+  for (float &v : x) v = (float)(int)(v * 8.0f); /* exact in fp16 */
+  x[early * d + 0] = std::numeric_limits<float>::quiet_NaN();
+  x[late * d + 1] = std::numeric_limits<float>::infinity();
+  std::vector<uint16_t> h;
+  for (float v : x)
+    h.push_back(std::isnan(v) ? (uint16_t)0x7e00u
+                              : std::isinf(v) ? (uint16_t)0x7c00u : batched::half_bits(v));
+  const std::string want = "x contains NaN or Inf at row " + std::to_string(late) + ", column 1";
+  for (fkm_dtype dt : {FKM_DTYPE_F32, FKM_DTYPE_F16}) {
+    const void *base = dt == FKM_DTYPE_F32 ? (const void *)x.data() : (const void *)h.data();
+    const size_t row = d * (dt == FKM_DTYPE_F32 ? 4 : 2);
+    source_cases::Rows served{static_cast<const char *>(base), row};
+    for (bool callback : {false, true})
+      for (bool streamed : {false, true}) {
+        fkm_memory_plan plan;
+        p.memory_budget = 0;
+        ASSERT_EQ(fkm_train_memory(ctx.c, &p, 1, n, d, k, dt, &plan), FKM_OK)
+            << fkm_ctx_last_error(ctx.c);
+        p.memory_budget = streamed ? plan.streamed_bytes : 0;
+        fkm_source src;
+        ASSERT_EQ(callback ? fkm_source_callback(&src, n, d, dt, source_cases::read_rows, &served)
+                           : fkm_source_host(&src, base, n, d, dt, 0),
+                  FKM_OK);
+        std::vector<float> cent(k * d, 7.0f);
+        EXPECT_EQ(fkm_train_source(ctx.c, &p, &src, k, nullptr, cent.data(), 0, nullptr,
+                                   nullptr, nullptr, 0, nullptr),
+                  FKM_ERR_NOT_FINITE);
+        EXPECT_EQ(std::string(fkm_ctx_last_error(ctx.c)), want)
+            << "dtype " << dt << (callback ? " callback" : " host") << (streamed ? " streamed" : "");
+        for (float v : cent) ASSERT_EQ(v, 7.0f);
+      }
   }
 }
 

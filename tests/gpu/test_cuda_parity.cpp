@@ -7,6 +7,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -872,6 +873,56 @@ TEST_F(Cuda, PinnedHostRowsInCoreAndStreamedEqualCpu) {
   EXPECT_TRUE(same_bits(cs, cc)) << first_diff(cs, cc);
   EXPECT_EQ(lg, lc);
   EXPECT_EQ(ls, lc);
+}
+
+// A source with two bad training rows, the lesser row index late in
+// training order (another chunk when streamed): the CPU's status and
+// message (the lesser row), in core and streamed, host rows and a
+// callback, float32 and float16; nothing written.
+TEST_F(Cuda, BadRowsOfASourceGiveCpuMessages) {
+  const int64_t n = 4000, d = 8, k = 10;
+  fkm_params p = quick(3);
+  p.max_points_per_centroid = 100; /* 1000 training rows of 4000 */
+  std::vector<int64_t> rows(n);
+  int64_t nt = 0;
+  ASSERT_EQ(fkm_train_rows(cpu->c, &p, n, k, rows.data(), &nt), FKM_OK);
+  const int64_t late = *std::min_element(rows.begin() + 800, rows.begin() + nt);
+  const int64_t early = *std::max_element(rows.begin(), rows.begin() + 100);
+  ASSERT_LT(late, early);
+  std::vector<float> x = fixtures::blobs(n, d, 5, 3);
+  for (float &v : x) v = (float)(int)(v * 8.0f); /* exact in fp16 */
+  x[early * d + 2] = std::numeric_limits<float>::quiet_NaN();
+  x[late * d + 5] = -std::numeric_limits<float>::infinity();
+  std::vector<uint16_t> h;
+  for (float v : x)
+    h.push_back(std::isnan(v) ? (uint16_t)0x7e00u
+                              : std::isinf(v) ? (uint16_t)0xfc00u : batched::half_bits(v));
+  const std::string want = "x contains NaN or Inf at row " + std::to_string(late) + ", column 5";
+  for (fkm_dtype dt : {FKM_DTYPE_F32, FKM_DTYPE_F16}) {
+    const void *base = dt == FKM_DTYPE_F32 ? (const void *)x.data() : (const void *)h.data();
+    source_cases::Rows served{static_cast<const char *>(base), (size_t)d * (dt ? 2 : 4)};
+    for (bool callback : {false, true})
+      for (bool streamed : {false, true}) {
+        fkm_source src;
+        ASSERT_EQ(callback ? fkm_source_callback(&src, n, d, dt, source_cases::read_rows, &served)
+                           : fkm_source_host(&src, base, n, d, dt, 0),
+                  FKM_OK);
+        for (Ctx *ctx : {cpu, gpu}) {
+          fkm_memory_plan plan;
+          p.memory_budget = 0;
+          ASSERT_EQ(fkm_train_memory(ctx->c, &p, 1, n, d, k, dt, &plan), FKM_OK);
+          p.memory_budget = streamed ? plan.streamed_bytes : 0;
+          std::vector<float> cent(k * d, 5.0f);
+          EXPECT_EQ(fkm_train_source(ctx->c, &p, &src, k, nullptr, cent.data(), 0, nullptr,
+                                     nullptr, nullptr, 0, nullptr),
+                    FKM_ERR_NOT_FINITE);
+          EXPECT_EQ(std::string(fkm_ctx_last_error(ctx->c)), want)
+              << (ctx == cpu ? "cpu" : "gpu") << " dtype " << dt
+              << (callback ? " callback" : " host") << (streamed ? " streamed" : "");
+          for (float v : cent) ASSERT_EQ(v, 5.0f);
+        }
+      }
+  }
 }
 
 // fkm_assign_source on the GPU (rows staged chunk by chunk, results back
