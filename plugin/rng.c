@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 void fkm_mt_seed(fkm_mt19937 *g, int64_t seed) {
   g->state[0] = (uint32_t)seed;
   for (int i = 1; i < 624; i++) {
@@ -38,56 +42,99 @@ uint32_t fkm_mt_next(fkm_mt19937 *g) {
   return y;
 }
 
-/* Sparse Fisher-Yates: a position that was never swapped holds its own
- * index, so only touched positions are stored: (position, value) pairs of
- * 32 bits each (n < 2^31) packed in one word of an open-addressing table of
- * at least 2m slots (a step stores one entry: position j; position i is
- * final after step i and goes to out[i]). When the table would not be
- * smaller than n 32-bit values, a dense array is used instead. Every draw is
- * taken first (they do not depend on the swaps), so that the swap loop can
- * prefetch the slots of the steps ahead: the loop is bound by memory
- * latency, not by a chain of cache misses. */
-#define SWAP_EMPTY UINT64_MAX
-#define SWAP_AHEAD 32
+/* The prefix of rand_perm(n) without its n-entry array. Step i of FAISS's
+ * Fisher-Yates swaps positions i and j_i = i + rand_int(n - i); the draws do
+ * not depend on the swaps, so all m are taken first. Then
+ *   out[i] = the value at position j_i before step i
+ *          = j_i if no earlier step drew j_i, else g(the last one that did),
+ *   g(t)   = the value at position t before step t (what step t moves to j_t)
+ *          = t if no step before t drew t, else g(the last one that did).
+ * So each step needs only the last earlier step with the same draw (prev)
+ * and, for positions t < m, the last earlier step that drew t (w); g is one
+ * pass over t in increasing order (w(t) < t). prev and w come from the
+ * draws grouped by value: a scatter into buckets of 2^s consecutive values
+ * (in step order within a bucket), then each bucket on its own thread with a
+ * table indexed by the value's low bits. Every pass is sequential or touches
+ * an L2-sized table, where a swap loop over the whole range of positions
+ * would miss the cache on every step.
+ *
+ * When n is small against m (n <= DENSE_RATIO * m) the plain swap loop
+ * over an n-entry array is faster and small. */
+#define DENSE_RATIO 4
+#define BUCKET_LOG2_MIN 12 /* values per bucket: 2^12 .. 2^16 (a 256 KiB table) */
+#define BUCKET_LOG2_MAX 16
+#define BUCKETS_LOG2 10    /* about 2^10 buckets, more only when n > 2^26 */
 
-typedef struct swap_map {
-  uint64_t *slots; /* key << 32 | value, SWAP_EMPTY when free */
-  uint64_t mask;
-  int32_t *dense;
-} swap_map;
-
-/* The slot of a key: its low bits. The keys looked up in order (position i
- * of step i) then walk the table in order, and the keys stored (positions
- * j, uniform in [i, n)) spread evenly over it. */
-static inline uint64_t slot_hash(const swap_map *m, int64_t key) {
-  return (uint64_t)key & m->mask;
-}
-
-static inline void map_prefetch(const swap_map *m, int64_t key) {
-  if (m->dense) __builtin_prefetch(m->dense + key, 1);
-  else __builtin_prefetch(m->slots + slot_hash(m, key), 1);
-}
-
-/* The slot of key: its entry, or the free slot where it goes. */
-static inline uint64_t *slot_of(swap_map *m, int64_t key) {
-  for (uint64_t h = slot_hash(m, key);; h = (h + 1) & m->mask) {
-    uint64_t *s = &m->slots[h];
-    if (*s == SWAP_EMPTY || (int64_t)(*s >> 32) == key) return s;
+static fkm_status prefix_dense(int64_t n, int64_t m, int64_t *out, fkm_errbuf *err) {
+  int32_t *pos = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+  FKM_RETURN_IF(!pos, err, FKM_ERR_OUT_OF_MEMORY, "rand_perm: cannot allocate %lld entries",
+                (long long)n);
+  for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)i;
+  for (int64_t i = 0; i < m; i++) {
+    const int64_t j = out[i];
+    const int32_t v = pos[j];
+    pos[j] = pos[i];
+    out[i] = v;
   }
+  free(pos);
+  return FKM_OK;
 }
 
-static inline int64_t map_get(swap_map *m, int64_t key) {
-  if (m->dense) return m->dense[key];
-  const uint64_t v = *slot_of(m, key);
-  return v == SWAP_EMPTY ? key : (int64_t)(uint32_t)v;
-}
-
-static inline void map_set(swap_map *m, int64_t key, int64_t val) {
-  if (m->dense) {
-    m->dense[key] = (int32_t)val;
-    return;
+static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, const int64_t *count,
+                                 int s, fkm_errbuf *err) {
+  const int64_t nb = (n + ((int64_t)1 << s) - 1) >> s;
+  const uint32_t low = (1u << s) - 1;
+#ifdef _OPENMP
+  const int threads = omp_get_max_threads();
+#else
+  const int threads = 1;
+#endif
+  int64_t *end = malloc(sizeof(int64_t) * (size_t)nb);
+  uint64_t *grouped = malloc(sizeof(uint64_t) * (size_t)m); /* step << 32 | low bits of j */
+  int32_t *prev = malloc(sizeof(int32_t) * (size_t)m);
+  int32_t *g = malloc(sizeof(int32_t) * (size_t)m);
+  int32_t *last = malloc((sizeof(int32_t) << s) * (size_t)threads);
+  fkm_status st = FKM_OK;
+  if (!end || !grouped || !prev || !g || !last) {
+    st = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
+                  "rand_perm: cannot allocate the grouping of %lld draws", (long long)m);
+    goto done;
   }
-  *slot_of(m, key) = (uint64_t)key << 32 | (uint32_t)val;
+  int64_t at = 0;
+  for (int64_t b = 0; b < nb; b++) end[b] = at, at += count[b];
+  for (int64_t i = 0; i < m; i++) /* end[b]: bucket b's next free entry, then its end */
+    grouped[end[out[i] >> s]++] = (uint64_t)i << 32 | ((uint64_t)out[i] & low);
+  memset(g, 0xff, sizeof(int32_t) * (size_t)m); /* w: none */
+  memset(last, 0xff, (sizeof(int32_t) << s) * (size_t)threads);
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t b = 0; b < nb; b++) {
+#ifdef _OPENMP
+    int32_t *tab = last + ((size_t)omp_get_thread_num() << s);
+#else
+    int32_t *tab = last;
+#endif
+    const int64_t e0 = b ? end[b - 1] : 0, e1 = end[b];
+    for (int64_t e = e0; e < e1; e++) {
+      const int32_t i = (int32_t)(grouped[e] >> 32);
+      const uint32_t jl = (uint32_t)grouped[e];
+      const int64_t j = (b << s) + jl;
+      prev[i] = tab[jl];
+      tab[jl] = i;
+      if (j < m && i < j) g[j] = i; /* steps come in order: the last one wins */
+    }
+    for (int64_t e = e0; e < e1; e++) tab[(uint32_t)grouped[e]] = -1;
+  }
+  for (int64_t t = 0; t < m; t++) g[t] = g[t] < 0 ? (int32_t)t : g[g[t]];
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < m; i++)
+    if (prev[i] >= 0) out[i] = g[prev[i]];
+done:
+  free(end);
+  free(grouped);
+  free(prev);
+  free(g);
+  free(last);
+  return st;
 }
 
 fkm_status fkm_rand_perm_prefix(int64_t n, int64_t seed, int64_t m,
@@ -98,39 +145,28 @@ fkm_status fkm_rand_perm_prefix(int64_t n, int64_t seed, int64_t m,
   FKM_RETURN_IF(m < 0 || m > n, err, FKM_ERR_INVALID_ARG,
                 "rand_perm: m = %lld is outside [0, n = %lld]", (long long)m,
                 (long long)n);
-  if (m > 0) FKM_RETURN_IF(out == NULL, err, FKM_ERR_INVALID_ARG, "rand_perm: out is NULL");
-  swap_map map = {0};
-  int lg = 4;
-  while (((uint64_t)1 << lg) < 2 * (uint64_t)m) lg++;
-  const uint64_t slots = (uint64_t)1 << lg;
-  if (slots * 2 >= (uint64_t)n) {
-    map.dense = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    FKM_RETURN_IF(!map.dense, err, FKM_ERR_OUT_OF_MEMORY,
-                  "rand_perm: cannot allocate %lld entries", (long long)n);
-    for (int64_t i = 0; i < n; i++) map.dense[i] = (int32_t)i;
-  } else {
-    map.slots = malloc(sizeof(uint64_t) * slots);
-    FKM_RETURN_IF(!map.slots, err, FKM_ERR_OUT_OF_MEMORY,
-                  "rand_perm: cannot allocate a %llu-slot swap map",
-                  (unsigned long long)slots);
-    memset(map.slots, 0xff, sizeof(uint64_t) * slots);
-    map.mask = slots - 1;
+  if (m == 0) return FKM_OK;
+  FKM_RETURN_IF(out == NULL, err, FKM_ERR_INVALID_ARG, "rand_perm: out is NULL");
+  const int dense = n <= DENSE_RATIO * m;
+  int lg = 0;
+  while (((int64_t)1 << lg) < n) lg++;
+  int s = lg - BUCKETS_LOG2;
+  s = s < BUCKET_LOG2_MIN ? BUCKET_LOG2_MIN : s > BUCKET_LOG2_MAX ? BUCKET_LOG2_MAX : s;
+  int64_t *count = NULL;
+  if (!dense) {
+    count = calloc((size_t)((n >> s) + 1), sizeof(int64_t));
+    FKM_RETURN_IF(!count, err, FKM_ERR_OUT_OF_MEMORY,
+                  "rand_perm: cannot allocate the bucket counts of %lld values", (long long)n);
   }
-  /* the draws: step i swaps positions i and out[i] */
+  /* the draws (step i swaps positions i and out[i]), counted per bucket */
   fkm_mt19937 g;
   fkm_mt_seed(&g, seed);
-  for (int64_t i = 0; i < m; i++)
-    out[i] = i + 1 < n ? i + (int64_t)fkm_rand_int(&g, (uint32_t)(n - i)) : i;
   for (int64_t i = 0; i < m; i++) {
-    if (i + SWAP_AHEAD < m) {
-      map_prefetch(&map, i + SWAP_AHEAD);
-      map_prefetch(&map, out[i + SWAP_AHEAD]);
-    }
-    const int64_t j = out[i], vi = map_get(&map, i), vj = map_get(&map, j);
-    map_set(&map, j, vi);
-    out[i] = vj;
+    out[i] = i + 1 < n ? i + (int64_t)fkm_rand_int(&g, (uint32_t)(n - i)) : i;
+    if (count) count[out[i] >> s]++;
   }
-  free(map.dense);
-  free(map.slots);
-  return FKM_OK;
+  const fkm_status st = dense ? prefix_dense(n, m, out, err)
+                              : prefix_grouped(n, m, out, count, s, err);
+  free(count);
+  return st;
 }
