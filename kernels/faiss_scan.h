@@ -88,10 +88,11 @@ FKM_SCAN_HD static inline float fkm_loop_eval(const fkm_loop_order *o, fkm_probe
   const int W = o->width;
   for (int l = 0; l < W; l++) acc[l] = 0.0f;
   const int64_t main = d / W * W;
-  for (int64_t j = 0; j < main; j++) {
-    fkm_loop_term(fn, x, y, j, &u, &v);
-    acc[j % W] = fkm_loop_step(o->main_fma, acc[j % W], u, v);
-  }
+  for (int64_t j0 = 0; j0 < main; j0 += W) /* lane l takes terms l, l + W, ... */
+    for (int l = 0; l < W; l++) {
+      fkm_loop_term(fn, x, y, j0 + l, &u, &v);
+      acc[l] = fkm_loop_step(o->main_fma, acc[l], u, v);
+    }
   int64_t j = main;
   const int E = o->tail_width;
   float res;

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE /* dladdr, RTLD_NOLOAD */
 #include "cpu_kernels.h"
+#include "cpu_loops.h"
 #include "faiss_scan.h"
 
 #include <dlfcn.h>
@@ -237,20 +238,26 @@ static int plain_assign(const fkm_cpu_assign_args *a) {
 /* ------------------------------------------------------------ profiles */
 
 /* The direct path (exhaustive_L2sqr_seq / exhaustive_inner_product_seq):
- * FAISS's own loop per pair, a sequential strict scan. */
-static void direct_assign(const fkm_cpu_assign_args *a) {
-  const int l2 = a->metric == FKM_METRIC_L2;
-  const fkm_loop_order *o = l2 ? &a->arith->l2 : &a->arith->ip;
-  const fkm_probe_fn fn = l2 ? FKM_PROBE_L2 : FKM_PROBE_IP;
-  const int64_t d = a->d;
-#pragma omp parallel for schedule(dynamic, 16)
-  for (int64_t i = 0; i < a->n; i++) {
-    fkm_top1 r = fkm_top1_begin(l2);
-    for (int64_t j = 0; j < a->k; j++)
-      fkm_scan_plain(&r, l2, fkm_loop_eval(o, fn, a->x + i * d, a->c + j * d, d), j);
-    a->labels[i] = r.idx;
-    a->dist[i] = r.dis;
+ * FAISS's own loop per pair (cpu_loops.h, a panel of centroids at a time),
+ * a sequential strict scan. */
+static int direct_assign(const fkm_cpu_assign_args *a) {
+  float *panels = make_panels(a->c, a->k, a->d, 1.0f);
+  if (!panels) return -1;
+  const int avx2 = have_avx2_fma();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i0 = 0; i0 < a->n; i0 += ROW_CHUNK) {
+    const int64_t i1 = a->n - i0 < ROW_CHUNK ? a->n : i0 + ROW_CHUNK;
+#ifdef FKM_HAVE_AVX2_KERNEL
+    if (avx2) {
+      fkm_cpu_direct_rows_avx2(a, panels, i0, i1);
+      continue;
+    }
+#endif
+    (void)avx2;
+    fkm_direct_rows(a, panels, i0, i1);
   }
+  free(panels);
+  return 0;
 }
 
 static void ip_block(int avx2, const float *x, int64_t d, const float *panels, int64_t i0,
@@ -476,10 +483,7 @@ int fkm_cpu_assign(const fkm_cpu_assign_args *a) {
   const fkm_arith *ar = a->arith;
   if (a->sgemm && a->path == FKM_PATH_BLAS && a->n > 0) return blas_assign(a);
   if (!ar) return plain_assign(a);
-  if (a->path == FKM_PATH_DIRECT) {
-    direct_assign(a);
-    return 0;
-  }
+  if (a->path == FKM_PATH_DIRECT) return direct_assign(a);
   if (a->path == FKM_PATH_FUSED ||
       (a->metric == FKM_METRIC_L2 ? ar->cmax_lanes > 0 : ar->top1_lanes > 1))
     return laned_assign(a);

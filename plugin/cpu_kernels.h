@@ -81,6 +81,9 @@ void fkm_cpu_assign_rows_avx2(const fkm_cpu_assign_args *a, const float *panels,
 void fkm_cpu_assign_rows_portable(const fkm_cpu_assign_args *a,
                                   const float *panels, int64_t i0, int64_t i1,
                                   float *best_v, int32_t *best_i);
+/* The direct path for rows [i0, i1) (cpu_loops.h), compiled with FMA. */
+void fkm_cpu_direct_rows_avx2(const fkm_cpu_assign_args *a, const float *panels, int64_t i0,
+                              int64_t i1);
 /* The dot products alone: out[(i - i0) * ldo + (c - c0)] = the fmaf chain
  * of row i of x (n rows, d) with centroid c, for rows [i0, i1) and the
  * panels [p0, p1) (c0 = p0 * FKM_CPU_PANEL; padding lanes are written too,

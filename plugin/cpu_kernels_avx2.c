@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include "cpu_kernels.h"
+#include "cpu_loops.h"
 
 enum { MR = 6 };
 
@@ -110,4 +111,9 @@ void fkm_cpu_ip_block_avx2(const float *x, int64_t d, const float *panels, int64
       }
     }
   }
+}
+
+void fkm_cpu_direct_rows_avx2(const fkm_cpu_assign_args *a, const float *panels, int64_t i0,
+                              int64_t i1) {
+  fkm_direct_rows(a, panels, i0, i1);
 }

@@ -11,6 +11,7 @@
 
 extern "C" {
 #include "cpu_kernels.h"
+#include "cpu_loops.h"
 }
 
 namespace {
@@ -58,6 +59,67 @@ TEST(CpuKernels, Avx2AndPortableVariantsGiveIdenticalBestLanes) {
       }
     }
   }
+}
+
+// The direct path's panel loops (cpu_loops.h, portable and FMA-compiled)
+// take each pair through fkm_loop_eval's operations: for every loop-order
+// shape (lane counts, fused or not, tails folded in or apart, the scalar
+// rest), d = 1..40, both metrics, values with -0.0 and an exact tie, the
+// labels and distances equal a per-pair fkm_loop_eval and a plain scan.
+TEST(CpuKernels, DirectPathPanelsEqualPerPairLoops) {
+  const bool fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const int64_t n = 7, k = 37;
+  int orders = 0;
+  for (int W : {0, 1, 2, 4, 8, 16, 32})
+    for (int E : {0, 1, 2, 4, 8, 16})
+      for (int bits = 0; bits < 16; bits++) {
+        if (W == 0 ? (E != 0 || bits != 0) : E >= W) continue;
+        if (E == 0 && (bits & 6)) continue;
+        const fkm_loop_order o = {W, bits & 1, E, (bits >> 1) & 1, (bits >> 2) & 1,
+                                  (bits >> 3) & 1};
+        orders++;
+        fkm_arith ar;
+        std::memset(&ar, 0, sizeof ar);
+        ar.l2 = ar.ip = o;
+        for (int64_t d = 1; d <= 40; d++)
+          for (fkm_metric m : {FKM_METRIC_L2, FKM_METRIC_INNER_PRODUCT}) {
+            const int l2 = m == FKM_METRIC_L2;
+            auto x = fixtures::blobs(n, d, 3, (uint32_t)(d * 7 + W));
+            auto c = fixtures::blobs(k, d, 3, (uint32_t)(d * 7 + W + 1));
+            std::memcpy(&c[5 * d], &c[2 * d], sizeof(float) * d);  // an exact tie
+            x[0] = -0.0f;
+            c[0] = 0.0f;
+            Panels pan(c, k, d);
+            std::vector<int64_t> want_l(n), lab_p(n), lab_f(n);
+            std::vector<float> want_d(n), dis_p(n), dis_f(n);
+            for (int64_t i = 0; i < n; i++) {
+              fkm_top1 r = fkm_top1_begin(l2);
+              for (int64_t j = 0; j < k; j++)
+                fkm_scan_plain(&r, l2,
+                               fkm_loop_eval(&o, l2 ? FKM_PROBE_L2 : FKM_PROBE_IP,
+                                             &x[i * d], &c[j * d], d),
+                               j);
+              want_l[i] = r.idx;
+              want_d[i] = r.dis;
+            }
+            fkm_cpu_assign_args a = {x.data(), nullptr, n, d, c.data(), nullptr, k, m,
+                                     lab_p.data(), dis_p.data(), &ar, FKM_PATH_DIRECT,
+                                     nullptr, 0, 0, nullptr};
+            fkm_direct_rows(&a, pan.data.data(), 0, n);
+            ASSERT_EQ(lab_p, want_l) << "width " << W << " tail " << E << " bits " << bits
+                                     << " d " << d << " metric " << m;
+            ASSERT_EQ(std::memcmp(dis_p.data(), want_d.data(), 4 * n), 0)
+                << "width " << W << " tail " << E << " bits " << bits << " d " << d;
+            if (!fma) continue;
+            a.labels = lab_f.data();
+            a.dist = dis_f.data();
+            fkm_cpu_direct_rows_avx2(&a, pan.data.data(), 0, n);
+            ASSERT_EQ(lab_f, want_l) << "fma: width " << W << " tail " << E << " d " << d;
+            ASSERT_EQ(std::memcmp(dis_f.data(), want_d.data(), 4 * n), 0)
+                << "fma: width " << W << " tail " << E << " bits " << bits << " d " << d;
+          }
+      }
+  EXPECT_GT(orders, 100);
 }
 
 }  // namespace

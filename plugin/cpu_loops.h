@@ -1,0 +1,118 @@
+/* FAISS's reduction loops (kernels/faiss_scan.h, fkm_loop_eval) for one row
+ * of x against a panel of FKM_CPU_PANEL centroids (cpu_kernels.h's layout:
+ * pan[j * FKM_CPU_PANEL + lane]): every pair takes exactly fkm_loop_eval's
+ * operations in its order, and the pairs sit side by side, so that a
+ * compiler vectorises across the panel's lanes. Included by cpu_kernels.c
+ * (portable) and cpu_kernels_avx2.c (compiled with -mfma: fmaf is one
+ * instruction there), which instantiate the same code. */
+#ifndef FKM_CPU_LOOPS_H
+#define FKM_CPU_LOOPS_H
+
+#include "cpu_kernels.h"
+#include "faiss_scan.h"
+
+#define FKM_LOOP_P FKM_CPU_PANEL
+
+/* Term j of every lane: (x_j - y_j)^2's factors (l2) or x_j y_j's. */
+static inline void fkm_panel_term(int l2, const float *x, const float *pan, int64_t j,
+                                  float *u, float *v) {
+  for (int b = 0; b < FKM_LOOP_P; b++) {
+    const float y = pan[j * FKM_LOOP_P + b];
+    u[b] = l2 ? x[j] - y : x[j];
+    v[b] = l2 ? u[b] : y;
+  }
+}
+
+static inline void fkm_panel_step(int fused, float *acc, const float *u, const float *v) {
+  for (int b = 0; b < FKM_LOOP_P; b++) acc[b] = fkm_loop_step(fused, acc[b], u[b], v[b]);
+}
+
+static inline void fkm_panel_fold(float acc[][FKM_LOOP_P], int from, int to) {
+  for (int w = from; w > to; w /= 2)
+    for (int l = 0; l < w / 2; l++)
+      for (int b = 0; b < FKM_LOOP_P; b++) acc[l][b] = acc[l][b] + acc[l + w / 2][b];
+}
+
+/** out[b] = fkm_loop_eval(o, l2 ? L2 : IP, x, centroid b of the panel, d). */
+static inline void fkm_loop_eval_panel(const fkm_loop_order *o, int l2, const float *x,
+                                       const float *pan, int64_t d, float *out) {
+  float u[FKM_LOOP_P], v[FKM_LOOP_P];
+  if (o->width == 0) { /* float products summed in double, one rounding */
+    double s[FKM_LOOP_P] = {0};
+    for (int64_t j = 0; j < d; j++) {
+      fkm_panel_term(l2, x, pan, j, u, v);
+      for (int b = 0; b < FKM_LOOP_P; b++) {
+        const float p = u[b] * v[b];
+        s[b] = s[b] + (double)p;
+      }
+    }
+    for (int b = 0; b < FKM_LOOP_P; b++) out[b] = (float)s[b];
+    return;
+  }
+  float acc[FKM_SCAN_MAX_LANES][FKM_LOOP_P];
+  const int W = o->width, E = o->tail_width;
+  for (int l = 0; l < W; l++)
+    for (int b = 0; b < FKM_LOOP_P; b++) acc[l][b] = 0.0f;
+  const int64_t main = d / W * W;
+  for (int64_t j0 = 0; j0 < main; j0 += W)
+    for (int l = 0; l < W; l++) {
+      fkm_panel_term(l2, x, pan, j0 + l, u, v);
+      fkm_panel_step(o->main_fma, acc[l], u, v);
+    }
+  int64_t j = main;
+  float *res = acc[0];
+  if (E > 0 && o->tail_separate) {
+    fkm_panel_fold(acc, W, 1);
+    if (d - j >= E) {
+      float e[FKM_SCAN_MAX_LANES][FKM_LOOP_P];
+      for (int l = 0; l < E; l++) {
+        fkm_panel_term(l2, x, pan, j + l, u, v);
+        for (int b = 0; b < FKM_LOOP_P; b++) e[l][b] = fkm_loop_step(0, 0.0f, u[b], v[b]);
+      }
+      j += E;
+      fkm_panel_fold(e, E, 1);
+      for (int b = 0; b < FKM_LOOP_P; b++) res[b] = res[b] + e[0][b];
+    }
+  } else if (E > 0) {
+    fkm_panel_fold(acc, W, E);
+    if (d - j >= E) {
+      for (int l = 0; l < E; l++) {
+        fkm_panel_term(l2, x, pan, j + l, u, v);
+        fkm_panel_step(o->tail_fma, acc[l], u, v);
+      }
+      j += E;
+    }
+    fkm_panel_fold(acc, E, 1);
+  } else {
+    fkm_panel_fold(acc, W, 1);
+  }
+  for (; j < d; j++) {
+    fkm_panel_term(l2, x, pan, j, u, v);
+    fkm_panel_step(o->scalar_fma, res, u, v);
+  }
+  for (int b = 0; b < FKM_LOOP_P; b++) out[b] = res[b];
+}
+
+/** The direct path (exhaustive_L2sqr_seq / exhaustive_inner_product_seq)
+ *  for rows [i0, i1): each row against every panel, then FAISS's plain
+ *  sequential strict scan in centroid order. */
+static inline void fkm_direct_rows(const fkm_cpu_assign_args *a, const float *panels,
+                                   int64_t i0, int64_t i1) {
+  const int l2 = a->metric == FKM_METRIC_L2;
+  const fkm_loop_order *o = l2 ? &a->arith->l2 : &a->arith->ip;
+  const int64_t d = a->d, np = (a->k + FKM_LOOP_P - 1) / FKM_LOOP_P;
+  float val[FKM_LOOP_P];
+  for (int64_t i = i0; i < i1; i++) {
+    fkm_top1 r = fkm_top1_begin(l2);
+    for (int64_t p = 0; p < np; p++) {
+      fkm_loop_eval_panel(o, l2, a->x + i * d, panels + p * d * FKM_LOOP_P, d, val);
+      const int64_t lanes = a->k - p * FKM_LOOP_P < FKM_LOOP_P ? a->k - p * FKM_LOOP_P
+                                                               : FKM_LOOP_P;
+      for (int64_t b = 0; b < lanes; b++) fkm_scan_plain(&r, l2, val[b], p * FKM_LOOP_P + b);
+    }
+    a->labels[i] = r.idx;
+    a->dist[i] = r.dis;
+  }
+}
+
+#endif
