@@ -6,6 +6,7 @@
     km.centroids, km.obj, km.iteration_stats, km.index, km.assign(x)
 
     flashkm.train_index(index, x)            # any FAISS IVF index (or OPQ/PCA chain)
+    flashkm.train_pq(pq_or_index_pq, x)      # a ProductQuantizer / IndexPQ's codebooks
     flashkm.patch_faiss()                    # faiss.Kmeans and IVF training use flashkm
     flashkm.unpatch()
 
@@ -14,6 +15,7 @@ next to this package or in the install prefix.
 """
 from ._lib import Context, Error, LibraryNotFound, find_library, library_path, version
 from .faiss_compat import is_patched, patch_faiss, train_index, unpatch
+from .faiss_pq import train_pq
 from .kmeans import Kmeans, assign, train
 
 __version__ = "0.3.0"
@@ -29,6 +31,6 @@ def __getattr__(name):
     raise AttributeError("module 'flashkm' has no attribute %r" % name)
 
 
-__all__ = ["Kmeans", "train_index", "patch_faiss", "unpatch", "unpatch_faiss", "is_patched",
+__all__ = ["Kmeans", "train_index", "train_pq", "patch_faiss", "unpatch", "unpatch_faiss", "is_patched",
            "train", "assign", "Context", "Error", "LibraryNotFound", "find_library",
            "library_path", "version"]

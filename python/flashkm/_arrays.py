@@ -88,6 +88,8 @@ class Array:
 
 
 def _check_shape(shape, ndim, name):
+    if ndim == 3 and len(shape) != 3:
+        raise ValueError("%s must be 3-D (batch, n, d), got shape %s" % (name, tuple(shape)))
     if ndim == 2 and len(shape) != 2:
         raise ValueError("%s must be 2-D (n, d), got shape %s" % (name, tuple(shape)))
     if ndim == 1 and not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):

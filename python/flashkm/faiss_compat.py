@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from . import _lib, kmeans
+from . import _lib, faiss_pq, kmeans
 from . import profile as _profile
 
 # Set while flashkm itself calls FAISS's original train(): the patched
@@ -69,18 +69,9 @@ def _clustering_params(faiss, ivf, prof):
     default, or a clustering_index other than a flat (exact) index, is
     returned as the reason to leave the training to FAISS (as the C++ bridge
     does)."""
-    fields = kmeans.clustering_fields(prof)
-    cp = {f: getattr(ivf.cp, f) for f in fields if hasattr(ivf.cp, f)}
-    default = faiss.ClusteringParameters()
-    for name in dir(ivf.cp):
-        if name.startswith("_") or name in fields or name == "this" or name == "thisown":
-            continue
-        value = getattr(ivf.cp, name)
-        if callable(value):
-            continue
-        if value != getattr(default, name, value):
-            return cp, "index.cp.%s = %r is not implemented by flashkm: left to FAISS" % (
-                name, value)
+    cp, why = faiss_pq.cp_dict(faiss, ivf.cp, prof)
+    if why is not None:
+        return cp, "index." + why
     ci = getattr(ivf, "clustering_index", None)
     if ci is not None and not isinstance(faiss.downcast_index(ci), faiss.IndexFlat):
         return cp, ("the IVF's clustering_index is a %s, whose search is not the exact one "
@@ -111,18 +102,23 @@ def _train_q1_metric(faiss, ivf, quantizer):
 
 
 def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
-                profile="auto"):
+                profile="auto", codebooks=True):
     """Train a FAISS index whose coarse level is IVF with flashkm's k-means.
 
     index: a faiss IndexIVF* (IVF-Flat, IVF-PQ, IVF-SQ, ...), or an
     IndexPreTransform chain (OPQ, PCA, ...) ending in one. x: (n, d) vectors
     (converted to float32). The IVF's clustering parameters (index.cp: niter 10,
     seed, max_points_per_centroid, ...; spherical for inner product) are used
-    as FAISS would; the centroids go into the coarse quantizer, and then
-    index.train(x) trains the rest (PQ, SQ, residuals) with FAISS itself, which
-    sees a trained quantizer and skips its own k-means. On tie-free data the
-    result equals stock index.train(x) bit for bit. Returns a dict describing
-    the run (also kept in flashkm.last_train_info).
+    as FAISS would; the centroids go into the coarse quantizer. The product
+    quantizer of an IndexIVFPQ or IndexIVFPQFastScan is trained by flashkm
+    too (codebooks=True; flashkm.faiss_pq follows FAISS's encoder training
+    step by step); any other encoder (SQ, ...) is trained by FAISS itself,
+    which sees a trained quantizer and skips its own k-means. On tie-free
+    data the result equals stock index.train(x) bit for bit. Returns a dict
+    describing the run (also kept in flashkm.last_train_info): used_flashkm
+    (the coarse k-means), codebooks_by_flashkm, their reasons when not, and
+    the phases' seconds (t_pretransform, t_kmeans, t_codebooks, t_rest,
+    t_total).
     """
     global last_train_info
     faiss = _faiss()
@@ -131,42 +127,64 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
         raise ValueError("x must be (n, %d), got shape %s" % (index.d, x.shape))
     t0 = time.time()
     ivf, xt = _ivf_and_input(faiss, index, x)
+    t1 = time.time()
     quantizer = faiss.downcast_index(ivf.quantizer)
     nlist = ivf.nlist
     prof = _profile.resolve(profile)
     info = {"nlist": nlist, "d": xt.shape[1], "n": xt.shape[0], "used_flashkm": False,
-            "profile": prof.describe()}
+            "codebooks_by_flashkm": False, "profile": prof.describe(),
+            "t_pretransform": t1 - t0, "t_kmeans": 0.0, "t_codebooks": 0.0}
     cp, refuse = _clustering_params(faiss, ivf, prof)
-    if quantizer.is_trained and quantizer.ntotal == nlist:
-        info["reason"] = "the quantizer was already trained"
-    elif ivf.quantizer_trains_alone == 1:
-        # The quantizer trains itself (e.g. a multi-index quantizer): FAISS's way.
-        info["reason"] = "quantizer_trains_alone == 1: left to FAISS"
-    elif refuse:
-        info["reason"] = refuse
-    else:
-        if verbose is not None:
-            cp["verbose"] = verbose
-        metric = _train_q1_metric(faiss, ivf, quantizer)
-        ctx = _lib.Context(backend, device, num_threads)
-        try:
-            centroids, stats = kmeans.train(ctx, xt, nlist, cp, metric, profile=prof)
+    ctx = None
+    try:
+        coarse_ready = quantizer.is_trained and quantizer.ntotal == nlist
+        if coarse_ready:
+            info["reason"] = "the quantizer was already trained"
+        elif ivf.quantizer_trains_alone == 1:
+            # The quantizer trains itself (e.g. a multi-index quantizer): FAISS's way.
+            info["reason"] = "quantizer_trains_alone == 1: left to FAISS"
+        elif refuse:
+            info["reason"] = refuse
+        else:
+            if verbose is not None:
+                cp["verbose"] = verbose
+            metric = _train_q1_metric(faiss, ivf, quantizer)
+            ctx = _lib.Context(backend, device, num_threads)
             info.update(backend=ctx.backend, device=ctx.device_name)
-        finally:
+            centroids, stats = kmeans.train(ctx, xt, nlist, cp, metric, profile=prof)
+            # train_q1's ending: Clustering::train leaves its index (the
+            # clustering_index, or the quantizer itself) holding the centroids;
+            # mode 2 trains an untrained quantizer on them first.
+            if ivf.clustering_index is not None:
+                ci = faiss.downcast_index(ivf.clustering_index)
+                ci.reset()
+                ci.add(centroids)
+            quantizer.reset()
+            if not quantizer.is_trained:
+                quantizer.train(centroids)
+            quantizer.add(centroids)
+            coarse_ready = True
+            info.update(used_flashkm=True, iteration_stats=stats, t_kmeans=time.time() - t1)
+        t2 = time.time()
+        if not codebooks:
+            info["codebooks_reason"] = "codebooks=False"
+        elif not coarse_ready:
+            info["codebooks_reason"] = "the coarse quantizer is trained by FAISS"
+        else:
+            if ctx is None:
+                ctx = _lib.Context(backend, device, num_threads)
+            info["codebooks_by_flashkm"] = faiss_pq.train_ivf_encoder(faiss, ctx, ivf, xt,
+                                                                      prof, info)
+            info["t_codebooks"] = time.time() - t2
+    finally:
+        if ctx is not None:
             ctx.close()
-        # train_q1's ending: Clustering::train leaves its index (the
-        # clustering_index, or the quantizer itself) holding the centroids;
-        # mode 2 trains an untrained quantizer on them first.
-        if ivf.clustering_index is not None:
-            ci = faiss.downcast_index(ivf.clustering_index)
-            ci.reset()
-            ci.add(centroids)
-        quantizer.reset()
-        if not quantizer.is_trained:
-            quantizer.train(centroids)
-        quantizer.add(centroids)
-        info.update(used_flashkm=True, iteration_stats=stats, t_kmeans=time.time() - t0)
-    _original_train(index, x)
+    t3 = time.time()
+    if info["codebooks_by_flashkm"]:
+        index.is_trained = True  # IndexPreTransform::train's ending; its chain is trained
+    else:
+        _original_train(index, x)
+    info["t_rest"] = time.time() - t3
     info["t_total"] = time.time() - t0
     last_train_info = info
     return info
@@ -186,24 +204,35 @@ def _patched_train(original):
             probe = faiss.downcast_index(self)
             if isinstance(probe, faiss.IndexPreTransform):
                 inner = faiss.downcast_index(probe.index)
-                applicable = isinstance(inner, faiss.IndexIVF)
+                applicable = "ivf" if isinstance(inner, faiss.IndexIVF) else None
+            elif isinstance(probe, faiss.IndexIVF):
+                applicable = "ivf"
             else:
-                applicable = isinstance(probe, faiss.IndexIVF)
+                applicable = "pq" if type(probe) in _pq_index_classes(faiss) else None
         except Exception:
-            applicable = False
-        if not applicable:
+            applicable = None
+        if applicable == "ivf":
+            train_index(self, x)
+        elif applicable == "pq":
+            faiss_pq.train_pq(self, x)
+        else:
             return original(self, x)
-        train_index(self, x)
 
     train.__doc__ = original.__doc__
     train._flashkm_original = original
     return train
 
 
+def _pq_index_classes(faiss):
+    return tuple(c for c in (faiss.IndexPQ, getattr(faiss, "IndexPQFastScan", None)) if c)
+
+
 def patch_faiss():
-    """Opt-in: from now on, in this process, faiss.Kmeans is flashkm.Kmeans
-    and training any IVF index (or IndexPreTransform over one) runs flashkm's
-    k-means (through train_index). Undo with unpatch(). Idempotent."""
+    """Opt-in: from now on, in this process, faiss.Kmeans is flashkm.Kmeans,
+    training any IVF index (or IndexPreTransform over one) runs flashkm's
+    k-means (through train_index: the coarse quantizer, and an IVF-PQ's
+    codebooks), and so does training an IndexPQ or IndexPQFastScan (through
+    train_pq). Undo with unpatch(). Idempotent."""
     global _saved
     faiss = _faiss()
     if _saved is not None:
@@ -213,7 +242,8 @@ def patch_faiss():
         cls = getattr(faiss, name)
         if not isinstance(cls, type) or "train" not in cls.__dict__:
             continue
-        if issubclass(cls, faiss.IndexIVF) or cls is faiss.IndexPreTransform:
+        if (issubclass(cls, faiss.IndexIVF) or cls is faiss.IndexPreTransform or
+                cls in _pq_index_classes(faiss)):
             original = cls.__dict__["train"]
             saved["classes"].append((cls, original))
             cls.train = _patched_train(original)

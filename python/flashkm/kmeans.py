@@ -226,6 +226,39 @@ def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroid
     return centroids, out
 
 
+def train_batched(ctx, x, k, cp=None, metric=_lib.METRIC_L2, profile="flashkm"):
+    """B independent k-means problems of one shape in one call
+    (fkm_train_batched): x (B, n, d), float32 or float16, host or device;
+    each problem trained with FAISS's semantics and cp, the bits of B
+    separate train() calls. Returns (centroids (B, k, d) float32, a list per
+    problem of its iteration stats dicts)."""
+    prof = _profile.resolve(profile)
+    params = clustering_fields(prof)
+    params.update(cp or {})
+    p = _make_params(params, metric, False, prof)
+    cb = _Callbacks(bool(params["verbose"]))
+    cb.install(p)
+    with _arrays.as_array(x, 3, "x") as X:
+        _check_backend((X,), ctx)
+        B, n, d = X.shape
+        centroids = np.zeros((B, k, d), dtype=np.float32)
+        cap = max(1, min(p.niter * p.nredo + 1, STATS_BUFFER))
+        stats = (_lib.IterationStats * (cap * B))()
+        n_stats = (ctypes.c_int64 * B)()
+        with cb, ctx.lock:
+            st = _lib.lib().fkm_train_batched(
+                ctx.handle, ctypes.byref(p), B, n, d, k, X.dtype, X.ptr, None,
+                centroids.ctypes.data, 0, None, None, stats, cap,
+                ctypes.cast(n_stats, ctypes.POINTER(ctypes.c_int64)))
+            if not (st == _lib.FKM_ERR_INTERRUPTED and cb.interrupted):
+                _lib.check(st, ctx.handle)
+    if st == _lib.FKM_ERR_INTERRUPTED and cb.interrupted:
+        raise KeyboardInterrupt
+    out = [[{f: getattr(stats[b * cap + i], f) for f in STAT_FIELDS}
+            for i in range(min(n_stats[b], cap))] for b in range(B)]
+    return centroids, out
+
+
 def train_rows(ctx, n, k, cp=None, profile="flashkm"):
     """The indices of the rows train() trains on for n points (fkm_train_rows:
     FAISS's subsample in its order, rand_perm's or the faster subsampling's),

@@ -48,9 +48,22 @@ def test_patched_ivf_training_runs_flashkm_with_stock_results(patched, x, factor
 def test_patch_leaves_other_indexes_alone(patched, x):
     faiss = patched
     faiss_compat.last_train_info = None
-    pq = faiss.IndexPQ(16, 2, 4)
-    pq.train(x)
-    assert pq.is_trained and flashkm.last_train_info is None
+    sq = faiss.IndexScalarQuantizer(16, faiss.ScalarQuantizer.QT_8bit)
+    sq.train(x)
+    assert sq.is_trained and flashkm.last_train_info is None
+
+
+@pytest.mark.parametrize("factory", ["PQ2x4np", "PQ4x4fs"])
+def test_patched_pq_training_runs_flashkm_with_stock_results(patched, x, factory):
+    faiss = patched
+    faiss_compat.last_train_info = None
+    index = faiss.index_factory(16, factory)
+    index.train(x)
+    assert flashkm.last_train_info is not None and flashkm.last_train_info["used_flashkm"]
+    flashkm.unpatch()
+    stock = faiss.index_factory(16, factory)
+    stock.train(x)
+    assert np.array_equal(faiss.serialize_index(index), faiss.serialize_index(stock))
 
 
 def test_patch_is_idempotent(faiss):
