@@ -7,6 +7,7 @@
 
     flashkm.train_index(index, x)            # any FAISS IVF index (or OPQ/PCA chain)
     flashkm.train_pq(pq_or_index_pq, x)      # a ProductQuantizer / IndexPQ's codebooks
+    flashkm.add_index(index, x, ids=None)    # index.add with the coarse assignment on flashkm
     flashkm.patch_faiss()                    # faiss.Kmeans and IVF training use flashkm
     flashkm.unpatch()
 
@@ -14,7 +15,7 @@ The C library is found through FLASHKM_LIBRARY (path to libflashkm.so), else
 next to this package or in the install prefix.
 """
 from ._lib import Context, Error, LibraryNotFound, find_library, library_path, version
-from .faiss_compat import is_patched, patch_faiss, train_index, unpatch
+from .faiss_compat import add_index, is_patched, patch_faiss, train_index, unpatch
 from .faiss_pq import train_pq
 from .kmeans import Kmeans, assign, train
 
@@ -24,13 +25,13 @@ unpatch_faiss = unpatch
 
 
 def __getattr__(name):
-    # last_train_info lives in faiss_compat and changes after import.
-    if name == "last_train_info":
+    # last_train_info / last_add_info live in faiss_compat and change after import.
+    if name in ("last_train_info", "last_add_info"):
         from . import faiss_compat
-        return faiss_compat.last_train_info
+        return getattr(faiss_compat, name)
     raise AttributeError("module 'flashkm' has no attribute %r" % name)
 
 
-__all__ = ["Kmeans", "train_index", "train_pq", "patch_faiss", "unpatch", "unpatch_faiss", "is_patched",
+__all__ = ["Kmeans", "train_index", "train_pq", "add_index", "patch_faiss", "unpatch", "unpatch_faiss", "is_patched",
            "train", "assign", "Context", "Error", "LibraryNotFound", "find_library",
            "library_path", "version"]

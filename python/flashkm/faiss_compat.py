@@ -13,8 +13,10 @@ from . import profile as _profile
 # methods then step aside.
 _local = threading.local()
 
-#: What the last train_index() did (a dict), for inspection and tests.
+#: What the last train_index() / train_pq() did (a dict), for inspection and tests.
 last_train_info = None
+#: What the last add_index() did (a dict).
+last_add_info = None
 
 
 def _faiss():
@@ -30,14 +32,21 @@ def original_faiss_kmeans(faiss):
     return _saved["Kmeans"] if _saved is not None else faiss.Kmeans
 
 
+class _bypass:
+    """While active, the patched methods step aside (FAISS's own run)."""
+
+    def __enter__(self):
+        self.prev = getattr(_local, "bypass", False)
+        _local.bypass = True
+
+    def __exit__(self, *exc):
+        _local.bypass = self.prev
+
+
 def _original_train(index, x):
     """index.train(x) with stock FAISS, even while patched."""
-    prev = getattr(_local, "bypass", False)
-    _local.bypass = True
-    try:
+    with _bypass():
         index.train(x)
-    finally:
-        _local.bypass = prev
 
 
 def _ivf_and_input(faiss, index, x):
@@ -190,6 +199,77 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
     return info
 
 
+def _add_classes(faiss):
+    """The IVF classes whose add_with_ids is IndexIVF's own: the coarse
+    assignment of every vector (quantizer->assign), then add_core with it."""
+    return (faiss.IndexIVFFlat, faiss.IndexIVFPQ, faiss.IndexIVFScalarQuantizer)
+
+
+def add_index(index, x, ids=None, backend="auto", device=0, num_threads=0, profile="auto"):
+    """index.add(x) (or index.add_with_ids(x, ids)) with the coarse assignment
+    of every vector on flashkm: the same labels as FAISS's quantizer->assign
+    (the k=1 search of its flat quantizer, in the arithmetic of the FAISS in
+    use), then FAISS's own add_core encodes and stores them. index: an
+    IndexIVFFlat, IndexIVFPQ or IndexIVFScalarQuantizer with a flat
+    quantizer, alone or behind an IndexPreTransform chain (applied first, as
+    IndexPreTransform::add does); anything else is added by FAISS. Returns a
+    dict (also kept in flashkm.last_add_info): assign_by_flashkm (and the
+    reason when not), t_assign and t_total seconds."""
+    global last_add_info
+    faiss = _faiss()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != index.d:
+        raise ValueError("x must be (n, %d), got shape %s" % (index.d, x.shape))
+    n = x.shape[0]
+    if ids is not None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if ids.shape != (n,):
+            raise ValueError("ids must be (%d,), got shape %s" % (n, ids.shape))
+    t0 = time.time()
+    info = {"n": n, "assign_by_flashkm": False, "t_assign": 0.0}
+    last_add_info = info
+    outer = faiss.downcast_index(index)
+    ivf, xt = outer, x
+    if isinstance(outer, faiss.IndexPreTransform):
+        ivf = faiss.downcast_index(outer.index)
+    flat = None
+    if type(ivf) not in _add_classes(faiss):
+        info["reason"] = "a %s adds its own way: left to FAISS" % type(ivf).__name__
+    elif not index.is_trained:
+        info["reason"] = "the index is not trained: FAISS's error"
+    else:
+        flat = faiss_pq.flat_quantizer(faiss, ivf.quantizer)
+        if flat is None or flat[0].shape[0] != ivf.nlist:
+            info["reason"] = "the quantizer is not a flat index holding nlist centroids"
+    if "reason" in info or n == 0:
+        with _bypass():
+            if ids is None:
+                index.add(x)
+            else:
+                index.add_with_ids(x, ids)
+        info["t_total"] = time.time() - t0
+        return info
+    if outer is not ivf:  # IndexPreTransform::add_with_ids: apply_chain, then the sub-index
+        for i in range(outer.chain.size()):
+            xt = faiss.downcast_VectorTransform(outer.chain.at(i)).apply(xt)
+        xt = np.ascontiguousarray(xt, dtype=np.float32)
+    prof = _profile.resolve(profile)
+    t1 = time.time()
+    ctx = _lib.Context(backend, device, num_threads)
+    try:
+        assign = kmeans.assign(ctx, xt, flat[0], flat[1], profile=prof)[1]
+        info.update(backend=ctx.backend, device=ctx.device_name)
+    finally:
+        ctx.close()
+    info["t_assign"] = time.time() - t1
+    ivf.add_core(n, faiss.swig_ptr(xt), faiss.swig_ptr(ids) if ids is not None else None,
+                 faiss.swig_ptr(assign))
+    if outer is not ivf:
+        outer.ntotal = ivf.ntotal
+    info.update(assign_by_flashkm=True, profile=prof.describe(), t_total=time.time() - t0)
+    return info
+
+
 # ------------------------------------------------------------- patching
 
 _saved = None
@@ -223,6 +303,27 @@ def _patched_train(original):
     return train
 
 
+def _patched_add(original, with_ids):
+    def add(self, x, *ids):
+        if getattr(_local, "bypass", False):
+            return original(self, x, *ids)
+        faiss = _faiss()
+        try:
+            probe = faiss.downcast_index(self)
+            if isinstance(probe, faiss.IndexPreTransform):
+                probe = faiss.downcast_index(probe.index)
+            applicable = type(probe) in _add_classes(faiss)
+        except Exception:
+            applicable = False
+        if not applicable:
+            return original(self, x, *ids)
+        add_index(self, x, ids[0] if with_ids else None)
+
+    add.__doc__ = original.__doc__
+    add._flashkm_original = original
+    return add
+
+
 def _pq_index_classes(faiss):
     return tuple(c for c in (faiss.IndexPQ, getattr(faiss, "IndexPQFastScan", None)) if c)
 
@@ -232,7 +333,9 @@ def patch_faiss():
     training any IVF index (or IndexPreTransform over one) runs flashkm's
     k-means (through train_index: the coarse quantizer, and an IVF-PQ's
     codebooks), and so does training an IndexPQ or IndexPQFastScan (through
-    train_pq). Undo with unpatch(). Idempotent."""
+    train_pq); add / add_with_ids of an IVF-Flat, IVF-PQ or IVF-SQ (or a
+    chain over one) assign on flashkm (through add_index). Undo with
+    unpatch(). Idempotent."""
     global _saved
     faiss = _faiss()
     if _saved is not None:
@@ -245,8 +348,14 @@ def patch_faiss():
         if (issubclass(cls, faiss.IndexIVF) or cls is faiss.IndexPreTransform or
                 cls in _pq_index_classes(faiss)):
             original = cls.__dict__["train"]
-            saved["classes"].append((cls, original))
+            saved["classes"].append((cls, "train", original))
             cls.train = _patched_train(original)
+    for cls in (faiss.IndexIVF, faiss.IndexPreTransform) + _add_classes(faiss):
+        for name, with_ids in (("add", False), ("add_with_ids", True)):
+            if name in cls.__dict__:
+                original = cls.__dict__[name]
+                saved["classes"].append((cls, name, original))
+                setattr(cls, name, _patched_add(original, with_ids))
     faiss.Kmeans = kmeans.Kmeans
     _saved = saved
 
@@ -258,8 +367,8 @@ def unpatch():
         return
     faiss = _faiss()
     faiss.Kmeans = _saved["Kmeans"]
-    for cls, original in _saved["classes"]:
-        cls.train = original
+    for cls, name, original in _saved["classes"]:
+        setattr(cls, name, original)
     _saved = None
 
 

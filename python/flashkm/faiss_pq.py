@@ -77,16 +77,27 @@ def subsample(x, nmax, seed):
     return x[rows]
 
 
+def flat_quantizer(faiss, quantizer):
+    """(centroids, flashkm metric) of an exact flat quantizer (IndexFlat,
+    IndexFlatL2, IndexFlatIP: FAISS's k=1 search is the one flashkm
+    computes), or None."""
+    q = faiss.downcast_index(quantizer)
+    if type(q) not in (faiss.IndexFlat, faiss.IndexFlatL2, faiss.IndexFlatIP) or q.ntotal == 0:
+        return None
+    if q.metric_type not in (faiss.METRIC_L2, faiss.METRIC_INNER_PRODUCT):
+        return None
+    metric = (_lib.METRIC_INNER_PRODUCT if q.metric_type == faiss.METRIC_INNER_PRODUCT
+              else _lib.METRIC_L2)
+    return q.reconstruct_n(0, q.ntotal), metric
+
+
 def _coarse_assign(faiss, ctx, quantizer, x, prof):
     """quantizer->assign(n, x): flashkm's search for an exact flat quantizer
     (FAISS's k=1 search in the profile's arithmetic), else FAISS's."""
-    q = faiss.downcast_index(quantizer)
-    if type(q) in (faiss.IndexFlatL2, faiss.IndexFlatIP) and q.ntotal > 0:
-        metric = (_lib.METRIC_INNER_PRODUCT if q.metric_type == faiss.METRIC_INNER_PRODUCT
-                  else _lib.METRIC_L2)
-        centroids = q.reconstruct_n(0, q.ntotal)
-        return kmeans.assign(ctx, x, centroids, metric, profile=prof)[1], True
-    return q.assign(x, 1).ravel().astype(np.int64), False
+    flat = flat_quantizer(faiss, quantizer)
+    if flat is not None:
+        return kmeans.assign(ctx, x, flat[0], flat[1], profile=prof)[1], True
+    return quantizer.assign(x, 1).ravel().astype(np.int64), False
 
 
 def encoder_plan(faiss, ivf):
