@@ -38,6 +38,7 @@ typedef struct ivf_side {
   int64_t nlist, cd;
   double r1, r10;
   fkm_faiss_train_report rep; /* flashkm's side: where the training's time went */
+  fkm_faiss_add_stats add;    /* and the add's */
 } ivf_side;
 
 static void side_free(ivf_side *s) {
@@ -110,9 +111,19 @@ static int build_side(const ivf_job *j, fkm_ctx *ctx, ivf_side *s, char *msg) {
                      fkm_fx_coarse_centroids(s->index, &s->nlist, &s->cd, &s->coarse, msg) != 0))
     return -1;
   fkm_cli_phase_begin(quiet, "adding the %lld vectors%s", (long long)j->n,
-                      ctx ? "" : " to FAISS's index");
+                      ctx ? " (coarse assignment by flashkm)" : " to FAISS's index");
   t0 = fkm_cli_now();
-  rc = fkm_fx_add(s->index, j->n, j->x, msg);
+  if (ctx) {
+    s->add.struct_size = sizeof s->add;
+    fkm_status st = fkm_faiss_add_report(ctx, s->index, j->n, j->x, NULL, &s->add);
+    if (st != FKM_OK) {
+      snprintf(msg, FKM_CLI_MSG_LEN, "adding to '%s' failed: %s: %s", j->factory,
+               fkm_status_string(st), fkm_ctx_last_error(ctx));
+      rc = -1;
+    }
+  } else {
+    rc = fkm_fx_add(s->index, j->n, j->x, msg);
+  }
   s->t_add = fkm_cli_now() - t0;
   fkm_cli_phase_end();
   return rc;
@@ -175,7 +186,7 @@ static int explain_difference(const ivf_job *j, fkm_ctx *ctx, void *faiss_index)
   return FKM_EXIT_FAIL;
 }
 
-/* Where flashkm's build went, phase by phase (the add is FAISS's). */
+/* Where flashkm's build went, phase by phase, and who ran each. */
 static void print_phases(const ivf_side *fk, const ivf_side *fs) {
   const fkm_faiss_train_report *r = &fk->rep;
   printf("phases     flashkm: pre-transform %.3f s, ", r->pretransform_seconds);
@@ -188,7 +199,12 @@ static void print_phases(const ivf_side *fk, const ivf_side *fs) {
            r->coarse_seconds, r->rest_seconds);
   else
     printf("training %.3f s (FAISS's own, coarse k-means included)", r->rest_seconds);
-  printf(", add %.3f s (FAISS)", fk->t_add);
+  if (fk->add.assign_by_flashkm)
+    printf(", add %.3f s (coarse assignment %.3f s by flashkm, encoding and lists %.3f s by "
+           "FAISS)",
+           fk->t_add, fk->add.assign_seconds, fk->add.add_seconds);
+  else
+    printf(", add %.3f s (FAISS)", fk->t_add);
   if (fs) printf("\n           FAISS: train %.3f s, add %.3f s", fs->t_train, fs->t_add);
   printf("\n");
 }
@@ -204,6 +220,11 @@ static void json_side(FILE *fp, const char *name, const ivf_side *s, int recall,
             s->rep.coarse_by_flashkm ? "true" : "false",
             s->rep.codebooks_by_flashkm ? "true" : "false");
     fkm_cli_json_num(fp, s->rep.rest_seconds);
+    fprintf(fp, ", \"add_assign_by_flashkm\": %s, \"add_assign_s\": ",
+            s->add.assign_by_flashkm ? "true" : "false");
+    fkm_cli_json_num(fp, s->add.assign_seconds);
+    fprintf(fp, ", \"add_encode_s\": ");
+    fkm_cli_json_num(fp, s->add.add_seconds);
     fprintf(fp, ", ");
   }
   fprintf(fp, "\"train_s\": ");
@@ -447,9 +468,11 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
         printf(
             "usage: flashkm build-ivf INPUT --factory \"IVF4096,PQ32\" -o INDEX.faiss\n"
             "                         [--queries Q --gt GT] [--compare-faiss]\n\n"
-            "Train a FAISS index whose coarse level is IVF with flashkm's k-means (the\n"
-            "rest - PQ, SQ, OPQ... - by FAISS itself), add INPUT to it and write it with\n"
-            "faiss::write_index: faiss.read_index opens the file. INPUT as for train.\n\n"
+            "Train a FAISS index whose coarse level is IVF with flashkm's k-means (with\n"
+            "FAISS 1.7 an IVF-PQ's codebooks too; the rest - SQ, OPQ, polysemous... - by\n"
+            "FAISS itself), add INPUT to it (the coarse assignment by flashkm, encoding by\n"
+            "FAISS) and write it with faiss::write_index: faiss.read_index opens the file.\n"
+            "INPUT as for train.\n\n"
             "  --factory STRING        faiss::index_factory description (required)\n"
             "  -o, --output FILE       where to write the index (required)\n"
             "  --queries FILE          queries for recall@1 / recall@10\n"
@@ -461,8 +484,9 @@ int fkm_cli_cmd_build_ivf(int argc, char **argv) {
             "                          (IDENTICAL or EQUIVALENT exit 0, DIFFERENT 1)\n"
             "                          and both recalls\n"
             "  --json FILE             the run as JSON: each phase's time (pre-transform,\n"
-            "                          coarse k-means, rest of training, add) for flashkm\n"
-            "                          and FAISS, recalls, the verdict\n");
+            "                          coarse k-means, rest of training, add: assignment\n"
+            "                          and encoding) for flashkm and FAISS, recalls, the\n"
+            "                          verdict\n");
         fputs(engine_help, stdout);
         return FKM_EXIT_OK;
       default:

@@ -83,6 +83,41 @@ FKM_API fkm_status fkm_faiss_train_index_report(fkm_ctx *ctx, void *index, int64
                                                 const float *x,
                                                 fkm_faiss_train_report *report);
 
+/** index->add(n, x), or index->add_with_ids(n, x, ids) when ids is not
+ *  NULL, with the coarse assignment of every vector done by flashkm.
+ *
+ *  index   a faiss::Index*. For an IndexIVFFlat, IndexIVFPQ or
+ *          IndexIVFScalarQuantizer (exactly those classes, whose
+ *          add_with_ids is FAISS's quantizer->assign then add_core) with a
+ *          flat quantizer holding its nlist centroids, alone or behind an
+ *          IndexPreTransform chain (applied first, as FAISS does): the
+ *          assignment is fkm_assign in the linked FAISS's arithmetic and
+ *          BLAS (the same labels), then FAISS's own add_core encodes and
+ *          stores. Any other index, and x with a NaN or Inf (FAISS drops
+ *          such rows), is added by FAISS itself.
+ *  n, x    (n, index->d) float, host memory, read only.
+ *  ids     (n) ids, or NULL (ids continue from ntotal, as in FAISS).
+ *
+ *  The index equals the one stock add / add_with_ids gives, bit for bit,
+ *  where parity level P3 of docs/contract.md holds. Blocks. */
+FKM_API fkm_status fkm_faiss_add(fkm_ctx *ctx, void *index, int64_t n, const float *x,
+                                 const int64_t *ids);
+
+/** Where fkm_faiss_add_report's time went, in seconds. */
+typedef struct fkm_faiss_add_stats {
+  size_t struct_size;       /**< sizeof(fkm_faiss_add_stats), set by the caller */
+  double transform_seconds; /**< an IndexPreTransform chain applied */
+  double assign_seconds;    /**< flashkm's coarse assignment (0 when FAISS added) */
+  double add_seconds;       /**< FAISS: add_core (encoding, lists), or its whole add */
+  int assign_by_flashkm;    /**< 1 when flashkm assigned */
+} fkm_faiss_add_stats;
+
+/** fkm_faiss_add, and where its time went (*report, when not NULL, with
+ *  report->struct_size = sizeof(fkm_faiss_add_stats); written only on
+ *  success). */
+FKM_API fkm_status fkm_faiss_add_report(fkm_ctx *ctx, void *index, int64_t n, const float *x,
+                                        const int64_t *ids, fkm_faiss_add_stats *report);
+
 /** The profile of the FAISS this bridge was compiled and linked with
  *  (docs/profiles.md): its release (FAISS_VERSION_*), the summation orders
  *  of its fvec_norm_L2sqr, fvec_L2sqr and fvec_inner_product measured by

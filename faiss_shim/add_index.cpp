@@ -1,0 +1,143 @@
+/* fkm_faiss_add: Index::add / add_with_ids of an IVF index with the coarse
+ * assignment of every vector done by flashkm.
+ *
+ * FAISS 1.7.3's IndexIVF::add_with_ids is two steps: quantizer->assign(n,
+ * x) (the k=1 search of the coarse quantizer), then add_core(n, x, xids,
+ * assignment), which encodes and stores. For the classes whose
+ * add_with_ids is exactly that (IndexIVFFlat, IndexIVFPQ,
+ * IndexIVFScalarQuantizer) with an exact flat quantizer, the first step is
+ * fkm_assign in the linked FAISS's arithmetic (its profile and its BLAS:
+ * the same labels, near-ties included) and the second is FAISS's own. An
+ * IndexPreTransform applies its chain first (apply_chain, as its
+ * add_with_ids does) and takes the sub-index's ntotal after. Everything
+ * else - another class, an approximate quantizer, an untrained index, or a
+ * NaN / Inf in x (FAISS assigns such rows no list and drops them) - is
+ * FAISS's own add. */
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexPreTransform.h>
+#include <faiss/IndexScalarQuantizer.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <typeinfo>
+#include <vector>
+
+#include "flashkm_faiss.h"
+#include "shim.h"
+
+namespace flashkm {
+namespace detail {
+namespace {
+
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/** The IVF whose add flashkm can split (see above), or NULL. */
+faiss::IndexIVF* splittable_ivf(faiss::Index* sub) {
+  const std::type_info& t = typeid(*sub);
+  if (t != typeid(faiss::IndexIVFFlat) && t != typeid(faiss::IndexIVFPQ) &&
+      t != typeid(faiss::IndexIVFScalarQuantizer))
+    return nullptr;
+  auto* ivf = static_cast<faiss::IndexIVF*>(sub);
+  const std::type_info& q = typeid(*ivf->quantizer);
+  if (q != typeid(faiss::IndexFlat) && q != typeid(faiss::IndexFlatL2) &&
+      q != typeid(faiss::IndexFlatIP))
+    return nullptr;
+  if (!ivf->is_trained || ivf->quantizer->ntotal != faiss::Index::idx_t(ivf->nlist))
+    return nullptr;
+  if (ivf->metric_type != faiss::METRIC_L2 && ivf->metric_type != faiss::METRIC_INNER_PRODUCT)
+    return nullptr;
+  return ivf;
+}
+
+bool all_finite(int64_t count, const float* x) {
+  for (int64_t i = 0; i < count; i++)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+
+void add_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x, const int64_t* ids,
+             fkm_faiss_add_stats* r) {
+  const double t0 = seconds_now();
+  auto* pt = dynamic_cast<faiss::IndexPreTransform*>(&index);
+  faiss::Index* sub = pt ? pt->index : &index;
+  faiss::IndexIVF* ivf = index.is_trained ? splittable_ivf(sub) : nullptr;
+  const std::vector<faiss::Index::idx_t> xids(ids, ids ? ids + n : ids);
+  const faiss::Index::idx_t* fids = ids ? xids.data() : nullptr;
+  const float* xt = x;
+  std::unique_ptr<const float[]> own;
+  if (ivf && pt) {
+    xt = pt->apply_chain(faiss::Index::idx_t(n), x);
+    if (xt != x) own.reset(xt);
+  }
+  r->transform_seconds = seconds_now() - t0;
+  if (!ivf || !all_finite(n * int64_t(ivf->d), xt)) {
+    const double t1 = seconds_now();
+    if (ids)
+      index.add_with_ids(faiss::Index::idx_t(n), x, fids);
+    else
+      index.add(faiss::Index::idx_t(n), x);
+    r->add_seconds = seconds_now() - t1;
+    r->transform_seconds = 0;
+    return;
+  }
+  const int64_t d = ivf->d, nlist = int64_t(ivf->nlist);
+  std::vector<float> centroids(static_cast<size_t>(nlist * d));
+  ivf->quantizer->reconstruct_n(0, faiss::Index::idx_t(nlist), centroids.data());
+  faiss::ClusteringParameters cp;
+  fkm_params p = params_of(cp, ivf->metric_type == faiss::METRIC_INNER_PRODUCT
+                                   ? FKM_METRIC_INNER_PRODUCT
+                                   : FKM_METRIC_L2,
+                           nullptr, nullptr);
+  p.check_finite = 0; /* checked above */
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  std::vector<float> dist(static_cast<size_t>(n));
+  const double t1 = seconds_now();
+  check(ctx, fkm_assign(ctx, &p, n, d, nlist, FKM_DTYPE_F32, xt, centroids.data(),
+                        labels.data(), dist.data()));
+  const std::vector<faiss::Index::idx_t> assign(labels.begin(), labels.end());
+  const double t2 = seconds_now();
+  ivf->add_core(faiss::Index::idx_t(n), xt, fids, assign.data());
+  if (pt) pt->ntotal = ivf->ntotal;
+  r->assign_seconds = t2 - t1;
+  r->add_seconds = seconds_now() - t2;
+  r->assign_by_flashkm = 1;
+}
+
+}  // namespace
+}  // namespace detail
+}  // namespace flashkm
+
+extern "C" fkm_status fkm_faiss_add(fkm_ctx* ctx, void* index, int64_t n, const float* x,
+                                    const int64_t* ids) {
+  return fkm_faiss_add_report(ctx, index, n, x, ids, nullptr);
+}
+
+extern "C" fkm_status fkm_faiss_add_report(fkm_ctx* ctx, void* index, int64_t n,
+                                           const float* x, const int64_t* ids,
+                                           fkm_faiss_add_stats* report) {
+  using flashkm::Error;
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_faiss_add_stats r;
+  std::memset(&r, 0, sizeof r);
+  r.struct_size = sizeof r;
+  return flashkm::detail::guard(ctx, [&]() -> fkm_status {
+    if (report && report->struct_size != sizeof *report)
+      throw Error(FKM_ERR_INVALID_ARG, "report->struct_size = " +
+                                           std::to_string(report->struct_size) + ", not " +
+                                           std::to_string(sizeof *report));
+    if (!index) throw Error(FKM_ERR_INVALID_ARG, "index is NULL");
+    if (n < 0) throw Error(FKM_ERR_INVALID_ARG, "n = " + std::to_string(n) + " must be >= 0");
+    if (!x && n > 0) throw Error(FKM_ERR_INVALID_ARG, "x is NULL");
+    flashkm::detail::add_any(ctx, *static_cast<faiss::Index*>(index), n, x, ids, &r);
+    if (report) *report = r;
+    return FKM_OK;
+  });
+}

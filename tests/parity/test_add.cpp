@@ -1,0 +1,112 @@
+// fkm_faiss_add (docs/contract.md section 9): the coarse assignment of added
+// vectors on flashkm, then FAISS's add_core, against stock add /
+// add_with_ids of the same trained index: the written indexes are equal
+// byte for byte. Also what is left to FAISS, and the bridge's errors.
+#include <faiss/IndexIVF.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "flashkm_faiss.h"
+#include "parity.h"
+
+namespace parity {
+namespace {
+
+std::vector<uint8_t> bytes_of(const faiss::Index* index) {
+  faiss::VectorIOWriter w;
+  faiss::write_index(index, &w);
+  return w.data;
+}
+
+std::unique_ptr<faiss::Index> copy_of(const faiss::Index* index) {
+  faiss::VectorIOReader r;
+  r.data = bytes_of(index);
+  return std::unique_ptr<faiss::Index>(faiss::read_index(&r));
+}
+
+struct AddCase {
+  const char* factory;
+  bool inner_product;
+  bool flashkm_assigns;
+};
+
+void PrintTo(const AddCase& c, std::ostream* os) {
+  *os << c.factory << (c.inner_product ? " IP" : " L2");
+}
+
+class ParityAdd : public ::testing::TestWithParam<AddCase> {};
+
+TEST_P(ParityAdd, AddedIndexEqualsStockAddBytes) {
+  const AddCase& c = GetParam();
+  const int64_t d = 32, nt = 6000, nb = 30000;
+  const std::vector<float> x = blobs(nt, d, 40, 31, 2.5f), xb = blobs(nb, d, 40, 32, 2.5f);
+  std::unique_ptr<faiss::Index> ours(faiss::index_factory(
+      int(d), c.factory, c.inner_product ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2));
+  ours->train(nt, x.data());
+  std::unique_ptr<faiss::Index> stock = copy_of(ours.get());
+  fkm_faiss_add_stats st;
+  st.struct_size = sizeof st;
+  ASSERT_EQ(fkm_faiss_add_report(ctx().get(), ours.get(), nb, xb.data(), nullptr, &st), FKM_OK)
+      << fkm_ctx_last_error(ctx().get());
+  stock->add(nb, xb.data());
+  EXPECT_EQ(st.assign_by_flashkm, c.flashkm_assigns ? 1 : 0);
+  std::vector<int64_t> ids(700);
+  std::vector<faiss::Index::idx_t> fids(700);
+  for (int i = 0; i < 700; i++) ids[i] = fids[i] = 1000000 + 7 * i;
+  ASSERT_EQ(fkm_faiss_add(ctx().get(), ours.get(), 700, xb.data(), ids.data()), FKM_OK)
+      << fkm_ctx_last_error(ctx().get());
+  stock->add_with_ids(700, xb.data(), fids.data());
+  EXPECT_EQ(ours->ntotal, nb + 700);
+  EXPECT_TRUE(bytes_of(ours.get()) == bytes_of(stock.get()));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Factories, ParityAdd,
+    ::testing::Values(AddCase{"IVF64,Flat", false, true}, AddCase{"IVF64,Flat", true, true},
+                      AddCase{"IVF64,PQ8x4np", false, true}, AddCase{"IVF64,SQ8", true, true},
+                      AddCase{"PCA16,IVF32,Flat", false, true},
+                      AddCase{"IVF64,PQ8x4fs", false, false},
+                      AddCase{"IVF16_HNSW8,Flat", false, false}));
+
+// A NaN or Inf row: FAISS's own add (it assigns such a row no list and
+// drops it), so the index is still stock's.
+TEST(ParityAddEdges, NonFiniteRowsAreAddedByFaiss) {
+  const int64_t d = 16;
+  const std::vector<float> x = blobs(3000, d, 20, 41, 2.0f);
+  std::vector<float> xb = blobs(2000, d, 20, 42, 2.0f);
+  xb[17 * d + 3] = std::numeric_limits<float>::quiet_NaN();
+  std::unique_ptr<faiss::Index> ours(faiss::index_factory(int(d), "IVF16,Flat"));
+  ours->train(3000, x.data());
+  std::unique_ptr<faiss::Index> stock = copy_of(ours.get());
+  fkm_faiss_add_stats st;
+  st.struct_size = sizeof st;
+  ASSERT_EQ(fkm_faiss_add_report(ctx().get(), ours.get(), 2000, xb.data(), nullptr, &st),
+            FKM_OK);
+  stock->add(2000, xb.data());
+  EXPECT_EQ(st.assign_by_flashkm, 0);
+  EXPECT_TRUE(bytes_of(ours.get()) == bytes_of(stock.get()));
+}
+
+TEST(ParityAddEdges, BadArgumentsAndFaissErrors) {
+  std::unique_ptr<faiss::Index> index(faiss::index_factory(8, "IVF4,Flat"));
+  float x[8] = {0};
+  EXPECT_EQ(fkm_faiss_add(nullptr, index.get(), 1, x, nullptr), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_faiss_add(ctx().get(), nullptr, 1, x, nullptr), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_faiss_add(ctx().get(), index.get(), -1, x, nullptr), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_faiss_add(ctx().get(), index.get(), 1, nullptr, nullptr), FKM_ERR_INVALID_ARG);
+  fkm_faiss_add_stats st;
+  st.struct_size = 3;
+  EXPECT_EQ(fkm_faiss_add_report(ctx().get(), index.get(), 1, x, nullptr, &st),
+            FKM_ERR_INVALID_ARG);
+  // untrained: FAISS's own add raises, as a status with FAISS's message
+  EXPECT_EQ(fkm_faiss_add(ctx().get(), index.get(), 1, x, nullptr), FKM_ERR_FAISS);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())), "");
+}
+
+}  // namespace
+}  // namespace parity
