@@ -189,7 +189,8 @@ static int explain_difference(const ivf_job *j, fkm_ctx *ctx, void *faiss_index)
 /* Where flashkm's build went, phase by phase, and who ran each. */
 static void print_phases(const ivf_side *fk, const ivf_side *fs) {
   const fkm_faiss_train_report *r = &fk->rep;
-  printf("phases     flashkm: pre-transform %.3f s, ", r->pretransform_seconds);
+  printf("phases     flashkm: pre-transform %.3f s%s, ", r->pretransform_seconds,
+         r->pretransform_by_flashkm ? " (OPQ's PQ k-means by flashkm, rotations by FAISS)" : "");
   if (r->coarse_by_flashkm && r->codebooks_by_flashkm)
     printf("coarse k-means %.3f s (flashkm), codebooks %.3f s (PQ k-means by flashkm, "
            "residuals, polysemous and tables by FAISS)",
@@ -214,6 +215,8 @@ static void json_side(FILE *fp, const char *name, const ivf_side *s, int recall,
   if (flashkm) {
     fprintf(fp, "\"pretransform_s\": ");
     fkm_cli_json_num(fp, s->rep.pretransform_seconds);
+    fprintf(fp, ", \"pretransform_by_flashkm\": %s",
+            s->rep.pretransform_by_flashkm ? "true" : "false");
     fprintf(fp, ", \"coarse_kmeans_s\": ");
     fkm_cli_json_num(fp, s->rep.coarse_seconds);
     fprintf(fp, ", \"coarse_by_flashkm\": %s, \"codebooks_by_flashkm\": %s, \"rest_of_train_s\": ",

@@ -10,9 +10,10 @@
  * the same labels, near-ties included) and the second is FAISS's own. An
  * IndexPreTransform applies its chain first (apply_chain, as its
  * add_with_ids does) and takes the sub-index's ntotal after. Everything
- * else - another class, an approximate quantizer, an untrained index, or a
- * NaN / Inf in x (FAISS assigns such rows no list and drops them) - is
- * FAISS's own add. */
+ * else - another class, an approximate quantizer, an untrained index - is
+ * FAISS's own add. A NaN or Inf in x is FKM_ERR_NOT_FINITE before anything
+ * is added: FAISS 1.7.3 gives such a row a list number outside [0, nlist)
+ * and aborts on an assertion in add_entries. */
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexIVFFlat.h>
@@ -57,14 +58,18 @@ faiss::IndexIVF* splittable_ivf(faiss::Index* sub) {
   return ivf;
 }
 
-bool all_finite(int64_t count, const float* x) {
-  for (int64_t i = 0; i < count; i++)
-    if (!std::isfinite(x[i])) return false;
-  return true;
+/** Error(FKM_ERR_NOT_FINITE) naming the first NaN or Inf of x (n, d). */
+void check_finite(int64_t n, int64_t d, const float* x) {
+  for (int64_t i = 0; i < n * d; i++)
+    if (!std::isfinite(x[i]))
+      throw Error(FKM_ERR_NOT_FINITE, "x contains NaN or Inf at row " + std::to_string(i / d) +
+                                          ", column " + std::to_string(i % d) +
+                                          ": nothing added (FAISS's add would abort)");
 }
 
 void add_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x, const int64_t* ids,
              fkm_faiss_add_stats* r) {
+  check_finite(n, index.d, x);
   const double t0 = seconds_now();
   auto* pt = dynamic_cast<faiss::IndexPreTransform*>(&index);
   faiss::Index* sub = pt ? pt->index : &index;
@@ -78,7 +83,7 @@ void add_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x, const
     if (xt != x) own.reset(xt);
   }
   r->transform_seconds = seconds_now() - t0;
-  if (!ivf || !all_finite(n * int64_t(ivf->d), xt)) {
+  if (!ivf) {
     const double t1 = seconds_now();
     if (ids)
       index.add_with_ids(faiss::Index::idx_t(n), x, fids);

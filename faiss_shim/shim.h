@@ -6,6 +6,8 @@
 
 #include <faiss/Clustering.h>
 #include <faiss/Index.h>
+#include <faiss/VectorTransform.h>
+#include <faiss/impl/ProductQuantizer.h>
 #include <faiss/impl/FaissException.h>
 
 #include <cstdint>
@@ -20,6 +22,19 @@
 
 namespace flashkm {
 namespace detail {
+
+/** Whether train_pq reproduces pq.train(n, x) (FAISS 1.7; Train_default or
+ *  Train_hot_start, no assign_index, at least ksub rows). */
+bool pq_trainable(const faiss::ProductQuantizer& pq, int64_t n);
+
+/** ProductQuantizer::train(n, x) with the M sub-quantizers' k-means as one
+ *  batched flashkm run (product_quantizer.cpp). Throws. */
+void train_pq(fkm_ctx* ctx, faiss::ProductQuantizer& pq, int64_t n, const float* x);
+
+/** OPQMatrix::train(n, x) with its PQ trainings on flashkm; false (nothing
+ *  changed) when FAISS must train it: another FAISS release, a subclass, a
+ *  PQ train_pq cannot reproduce. Throws. */
+bool train_opq(fkm_ctx* ctx, faiss::OPQMatrix& opq, int64_t n, const float* x);
 
 /** Throws flashkm::Error(status, the context's last error) unless FKM_OK. */
 void check(fkm_ctx* ctx, fkm_status status);

@@ -125,7 +125,7 @@ bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const 
   faiss::Index* q = ivf.quantizer;
   if (!q->is_trained || q->ntotal != faiss::Index::idx_t(ivf.nlist)) return false;
   /* fewer points than centroids: FAISS's own Clustering raises its error */
-  if (n < int64_t(pq.ksub)) return false;
+  if (!pq_trainable(pq, n)) return false;
   const int64_t d = ivf.d;
   size_t nt = size_t(n);
   const float* xs = faiss::fvecs_maybe_subsample(size_t(d), &nt, pq.cp.max_points_per_centroid * pq.ksub,
@@ -142,20 +142,7 @@ bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const 
     trainset = residuals.data();
   }
   pq.verbose = ivf.verbose;
-  /* The M column slices, back to back: one batched run of M problems of
-   * the same shape, each the Clustering(dsub, ksub, pq.cp) FAISS runs on an
-   * IndexFlatL2 (fkm_train_batched: the bits of M separate runs). */
-  const size_t dsub = pq.dsub, ksub = pq.ksub;
-  std::vector<float> slices(pq.M * nt * dsub), cent(pq.M * ksub * dsub);
-  for (size_t m = 0; m < pq.M; m++)
-    for (size_t j = 0; j < nt; j++)
-      std::memcpy(slices.data() + (m * nt + j) * dsub, trainset + j * size_t(d) + m * dsub,
-                  dsub * sizeof(float));
-  const fkm_params p = params_of(pq.cp, FKM_METRIC_L2, nullptr, nullptr);
-  check(ctx, fkm_train_batched(ctx, &p, int64_t(pq.M), int64_t(nt), int64_t(dsub),
-                               int64_t(ksub), FKM_DTYPE_F32, slices.data(), nullptr,
-                               cent.data(), 0, nullptr, nullptr, nullptr, 0, nullptr));
-  for (size_t m = 0; m < pq.M; m++) pq.set_params(cent.data() + m * ksub * dsub, int(m));
+  train_pq(ctx, pq, int64_t(nt), trainset);
   if (ivfpq->do_polysemous_training) {
     faiss::PolysemousTraining default_pt;
     faiss::PolysemousTraining* pt =
@@ -185,7 +172,13 @@ void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x,
     std::unique_ptr<float[]> buf;
     const float* xt = x;
     for (faiss::VectorTransform* vt : pt->chain) {
-      if (!vt->is_trained) vt->train(n, xt);
+      auto* opq = dynamic_cast<faiss::OPQMatrix*>(vt);
+      if (!vt->is_trained) {
+        if (opq && train_opq(ctx, *opq, n, xt))
+          r->pretransform_by_flashkm = 1;
+        else
+          vt->train(n, xt);
+      }
       buf.reset(vt->apply(n, xt));
       xt = buf.get();
     }

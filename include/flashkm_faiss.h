@@ -34,10 +34,12 @@ extern "C" {
  *  n, x    (n, index->d) float, host memory, read only.
  *
  *  Follows FAISS 1.7.3's Index::train step by step and replaces the flat
- *  k-means of Level1Quantizer::train_q1 and, for an IndexIVFPQ with FAISS
- *  1.7 (default PQ training), the M k-means of ProductQuantizer::train inside
+ *  k-means of Level1Quantizer::train_q1 and, with FAISS 1.7 (default PQ
+ *  training), the M k-means of ProductQuantizer::train inside
  *  IndexIVFPQ::train_residual (FAISS's subsample, residuals, polysemous
- *  training and tables around them):
+ *  training and tables around them) and inside OPQMatrix::train (FAISS's
+ *  rotation updates, SVD and encoding around them, through the BLAS and
+ *  LAPACK FAISS links):
  *   - IndexPreTransform: the untrained transforms are trained in order, each
  *     on the output of the previous ones (FAISS's logic; trained ones are
  *     kept), then the sub-index trains on the transformed data;
@@ -74,6 +76,9 @@ typedef struct fkm_faiss_train_report {
   int codebooks_by_flashkm;    /**< 1 when flashkm ran the PQ codebooks' k-means too (an
                                     IndexIVFPQ with FAISS 1.7: rest_seconds holds them) */
   int64_t nlist;               /**< the IVF's lists */
+  int pretransform_by_flashkm; /**< 1 when flashkm ran the PQ trainings of an OPQ rotation
+                                    in the chain (FAISS 1.7; pretransform_seconds holds
+                                    them) */
 } fkm_faiss_train_report;
 
 /** fkm_faiss_train_index, and where its time went (*report, when not NULL,
@@ -93,8 +98,9 @@ FKM_API fkm_status fkm_faiss_train_index_report(fkm_ctx *ctx, void *index, int64
  *          IndexPreTransform chain (applied first, as FAISS does): the
  *          assignment is fkm_assign in the linked FAISS's arithmetic and
  *          BLAS (the same labels), then FAISS's own add_core encodes and
- *          stores. Any other index, and x with a NaN or Inf (FAISS drops
- *          such rows), is added by FAISS itself.
+ *          stores. Any other index is added by FAISS itself. A NaN or Inf
+ *          in x is FKM_ERR_NOT_FINITE, nothing added (FAISS 1.7.3's own add
+ *          aborts on an assertion for such a row).
  *  n, x    (n, index->d) float, host memory, read only.
  *  ids     (n) ids, or NULL (ids continue from ntotal, as in FAISS).
  *

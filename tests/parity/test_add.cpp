@@ -73,23 +73,25 @@ INSTANTIATE_TEST_SUITE_P(
                       AddCase{"IVF64,PQ8x4fs", false, false},
                       AddCase{"IVF16_HNSW8,Flat", false, false}));
 
-// A NaN or Inf row: FAISS's own add (it assigns such a row no list and
-// drops it), so the index is still stock's.
-TEST(ParityAddEdges, NonFiniteRowsAreAddedByFaiss) {
+// A NaN or Inf row: a status naming it, nothing added (FAISS's own add
+// aborts on an assertion for such a row), on both routes.
+TEST(ParityAddEdges, NonFiniteRowsAreRefusedAndNothingIsAdded) {
   const int64_t d = 16;
   const std::vector<float> x = blobs(3000, d, 20, 41, 2.0f);
   std::vector<float> xb = blobs(2000, d, 20, 42, 2.0f);
   xb[17 * d + 3] = std::numeric_limits<float>::quiet_NaN();
-  std::unique_ptr<faiss::Index> ours(faiss::index_factory(int(d), "IVF16,Flat"));
-  ours->train(3000, x.data());
-  std::unique_ptr<faiss::Index> stock = copy_of(ours.get());
-  fkm_faiss_add_stats st;
-  st.struct_size = sizeof st;
-  ASSERT_EQ(fkm_faiss_add_report(ctx().get(), ours.get(), 2000, xb.data(), nullptr, &st),
-            FKM_OK);
-  stock->add(2000, xb.data());
-  EXPECT_EQ(st.assign_by_flashkm, 0);
-  EXPECT_TRUE(bytes_of(ours.get()) == bytes_of(stock.get()));
+  for (const char* factory : {"IVF16,Flat", "IVF16,PQ4x4fs"}) {
+    std::unique_ptr<faiss::Index> index(faiss::index_factory(int(d), factory));
+    index->train(3000, x.data());
+    const std::vector<uint8_t> before = bytes_of(index.get());
+    EXPECT_EQ(fkm_faiss_add(ctx().get(), index.get(), 2000, xb.data(), nullptr),
+              FKM_ERR_NOT_FINITE);
+    EXPECT_NE(std::string(fkm_ctx_last_error(ctx().get())).find("row 17, column 3"),
+              std::string::npos)
+        << fkm_ctx_last_error(ctx().get());
+    EXPECT_EQ(index->ntotal, 0);
+    EXPECT_TRUE(bytes_of(index.get()) == before);
+  }
 }
 
 TEST(ParityAddEdges, BadArgumentsAndFaissErrors) {

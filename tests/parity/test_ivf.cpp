@@ -199,6 +199,8 @@ INSTANTIATE_TEST_SUITE_P(
                       IvfCase{"ivf_sq8", "IVF64,SQ8", false},
                       IvfCase{"ivf_flat_ip", "IVF64,Flat", true},
                       IvfCase{"opq_ivf_pq", "OPQ8,IVF64,PQ8np", false, 6000},
+                      // OPQ to more dimensions than d: FAISS pads with zeros
+                      IvfCase{"opq_pad_ivf_pq", "OPQ8_40,IVF32,PQ8x6np", false, 5000},
                       IvfCase{"pca_ivf_flat", "PCA16,IVF32,Flat", false},
                       IvfCase{"ivf_hnsw_flat", "IVF64_HNSW16,Flat", false},
                       IvfCase{"imi_pq_trains_alone", "IMI2x4,PQ8np", false, 8000},
@@ -226,10 +228,19 @@ TEST(ParityIvfReport, SaysWhereTheTrainingWentAndWhoRanTheCoarseKmeans) {
       << fkm_ctx_last_error(ctx().get());
   EXPECT_EQ(r.coarse_by_flashkm, 1);
   EXPECT_EQ(r.codebooks_by_flashkm, 1);  // IndexIVFPQ on FAISS 1.7: the PQ's k-means too
+  EXPECT_EQ(r.pretransform_by_flashkm, 0);  // PCA: no k-means in it
   EXPECT_EQ(r.nlist, 16);
   EXPECT_GE(r.pretransform_seconds, 0.0);
   EXPECT_GT(r.coarse_seconds, 0.0);
   EXPECT_GT(r.rest_seconds, 0.0);  // FAISS's PQ training
+  std::unique_ptr<faiss::Index> opq(faiss::index_factory(16, "OPQ4,IVF16,PQ4x4np"));
+  auto* opq_matrix = dynamic_cast<faiss::OPQMatrix*>(
+      dynamic_cast<faiss::IndexPreTransform*>(opq.get())->chain[0]);
+  opq_matrix->niter = 3;
+  ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), opq.get(), 3000, x.data(), &r), FKM_OK)
+      << fkm_ctx_last_error(ctx().get());
+  EXPECT_EQ(r.pretransform_by_flashkm, 1);  // OPQMatrix's PQ trainings on FAISS 1.7
+  EXPECT_GT(r.pretransform_seconds, 0.0);
   std::unique_ptr<faiss::Index> imi(faiss::index_factory(16, "IMI2x2,Flat"));
   ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), imi.get(), 3000, x.data(), &r), FKM_OK);
   EXPECT_EQ(r.coarse_by_flashkm, 0);  // the multi-index quantizer trains alone
