@@ -49,16 +49,18 @@ def _original_train(index, x):
         index.train(x)
 
 
-def _ivf_and_input(faiss, index, x):
+def _ivf_and_input(faiss, index, x, train_transform=None):
     """The IVF level of index and the vectors it trains on: an IndexIVF itself,
     or an IndexPreTransform chain ending in one, whose untrained transforms are
-    trained and applied in order exactly as IndexPreTransform::train does."""
+    trained and applied in order exactly as IndexPreTransform::train does.
+    train_transform(vt, x): trains vt itself and returns True, or returns
+    False to let vt.train(x) run."""
     idx = faiss.downcast_index(index)
     if isinstance(idx, faiss.IndexPreTransform):
         xt = x
         for i in range(idx.chain.size()):
             vt = faiss.downcast_VectorTransform(idx.chain.at(i))
-            if not vt.is_trained:
+            if not vt.is_trained and not (train_transform and train_transform(vt, xt)):
                 vt.train(xt)
             xt = vt.apply(xt)
         inner = faiss.downcast_index(idx.index)
@@ -135,17 +137,35 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
     if x.ndim != 2 or x.shape[1] != index.d:
         raise ValueError("x must be (n, %d), got shape %s" % (index.d, x.shape))
     t0 = time.time()
-    ivf, xt = _ivf_and_input(faiss, index, x)
-    t1 = time.time()
-    quantizer = faiss.downcast_index(ivf.quantizer)
-    nlist = ivf.nlist
     prof = _profile.resolve(profile)
-    info = {"nlist": nlist, "d": xt.shape[1], "n": xt.shape[0], "used_flashkm": False,
-            "codebooks_by_flashkm": False, "profile": prof.describe(),
-            "t_pretransform": t1 - t0, "t_kmeans": 0.0, "t_codebooks": 0.0}
-    cp, refuse = _clustering_params(faiss, ivf, prof)
+    info = {"used_flashkm": False, "codebooks_by_flashkm": False, "pretransform_by_flashkm": False,
+            "profile": prof.describe(), "t_kmeans": 0.0, "t_codebooks": 0.0}
     ctx = None
+
+    def context():
+        nonlocal ctx
+        if ctx is None:
+            ctx = _lib.Context(backend, device, num_threads)
+            info.update(backend=ctx.backend, device=ctx.device_name)
+        return ctx
+
+    def train_transform(vt, xt):
+        if not codebooks or not isinstance(vt, faiss.OPQMatrix):
+            return False
+        why = faiss_pq.train_opq(faiss, context(), vt, np.ascontiguousarray(xt), prof)
+        if why is None:
+            info["pretransform_by_flashkm"] = True
+        else:
+            info["pretransform_reason"] = why
+        return why is None
+
     try:
+        ivf, xt = _ivf_and_input(faiss, index, x, train_transform)
+        t1 = time.time()
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        nlist = ivf.nlist
+        info.update(nlist=nlist, d=xt.shape[1], n=xt.shape[0], t_pretransform=t1 - t0)
+        cp, refuse = _clustering_params(faiss, ivf, prof)
         coarse_ready = quantizer.is_trained and quantizer.ntotal == nlist
         if coarse_ready:
             info["reason"] = "the quantizer was already trained"
@@ -158,9 +178,7 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
             if verbose is not None:
                 cp["verbose"] = verbose
             metric = _train_q1_metric(faiss, ivf, quantizer)
-            ctx = _lib.Context(backend, device, num_threads)
-            info.update(backend=ctx.backend, device=ctx.device_name)
-            centroids, stats = kmeans.train(ctx, xt, nlist, cp, metric, profile=prof)
+            centroids, stats = kmeans.train(context(), xt, nlist, cp, metric, profile=prof)
             # train_q1's ending: Clustering::train leaves its index (the
             # clustering_index, or the quantizer itself) holding the centroids;
             # mode 2 trains an untrained quantizer on them first.
@@ -180,10 +198,8 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
         elif not coarse_ready:
             info["codebooks_reason"] = "the coarse quantizer is trained by FAISS"
         else:
-            if ctx is None:
-                ctx = _lib.Context(backend, device, num_threads)
-            info["codebooks_by_flashkm"] = faiss_pq.train_ivf_encoder(faiss, ctx, ivf, xt,
-                                                                      prof, info)
+            info["codebooks_by_flashkm"] = faiss_pq.train_ivf_encoder(faiss, context(), ivf,
+                                                                      xt, prof, info)
             info["t_codebooks"] = time.time() - t2
     finally:
         if ctx is not None:

@@ -13,11 +13,19 @@ it are followed step by step:
     (rand_perm with pq.cp.seed in 1.7, 1234 from 1.8 on), residuals against
     the coarse quantizer, the PQ, polysemous training (FAISS's), the
     precomputed tables (FAISS's).
+  - OPQMatrix::train (the same code from 1.7 to 1.15): FAISS's subsample,
+    centring and random rotation (float_randn, matrix_qr), the projections
+    and SVD through the BLAS and LAPACK the faiss module calls (found as
+    flashkm.profile finds its sgemm), the PQ encoded and decoded by FAISS;
+    its PQ trainings (hot-started after the first round) on flashkm.
 Anything else (another training type, an assign_index, a subclass, fewer
 points than ksub) is left to FAISS, with the reason."""
+import ctypes
+
 import numpy as np
 
 from . import _lib, kmeans
+from . import profile as _profile
 from .profile import version_number
 
 
@@ -39,9 +47,12 @@ def cp_dict(faiss, cp, prof):
     return out, None
 
 
-def pq_refusal(faiss, pq, n, prof):
-    """Why FAISS's own pq.train must run on n rows, or None."""
-    if pq.train_type != faiss.ProductQuantizer.Train_default:
+def pq_refusal(faiss, pq, n, prof, hot_start=False):
+    """Why FAISS's own pq.train must run on n rows, or None. hot_start: the
+    caller's PQ may start from its current centroids (OPQ's later rounds)."""
+    kinds = (faiss.ProductQuantizer.Train_default,) + (
+        (faiss.ProductQuantizer.Train_hot_start,) if hot_start else ())
+    if pq.train_type not in kinds:
         return "the PQ's train_type is %d, not Train_default: left to FAISS" % pq.train_type
     if pq.assign_index is not None:
         return "the PQ has an assign_index: left to FAISS"
@@ -51,16 +62,21 @@ def pq_refusal(faiss, pq, n, prof):
 
 
 def train_pq_slices(faiss, ctx, pq, x, prof):
-    """ProductQuantizer::train(n, x) for the default training type: the M
-    slices as one batched run; the centroids go into pq.centroids as
-    set_params puts them. Returns the per-slice iteration statistics."""
+    """ProductQuantizer::train(n, x) for the default and hot-start training
+    types: the M slices as one batched run (hot start: each slice's current
+    centroids are its input centroids); the centroids go into pq.centroids
+    as set_params puts them. Returns the per-slice iteration statistics."""
     n, d = x.shape
     if d != pq.d:
         raise ValueError("x has d = %d, the PQ has d = %d" % (d, pq.d))
     slices = np.ascontiguousarray(x.reshape(n, pq.M, pq.dsub).transpose(1, 0, 2))
     cp = cp_dict(faiss, pq.cp, prof)[0]
     cp["verbose"] = bool(pq.verbose)
-    centroids, stats = kmeans.train_batched(ctx, slices, pq.ksub, cp, _lib.METRIC_L2, prof)
+    init = None
+    if pq.train_type == faiss.ProductQuantizer.Train_hot_start:
+        init = faiss.vector_to_array(pq.centroids).reshape(pq.M, pq.ksub, pq.dsub)
+    centroids, stats = kmeans.train_batched(ctx, slices, pq.ksub, cp, _lib.METRIC_L2, prof,
+                                            init_centroids=init)
     faiss.copy_array_to_vector(centroids.ravel(), pq.centroids)
     return stats
 
@@ -148,6 +164,114 @@ def train_ivf_encoder(faiss, ctx, ivf, x, prof, info):
         ivf.precompute_table()
     ivf.is_trained = True
     return True
+
+
+class _Lapack:
+    """sgemm_ and sgesvd_ of the BLAS / LAPACK the faiss module calls
+    (FINTEGER int, as FAISS declares them)."""
+
+    def __init__(self, handle):
+        i, f, c = ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_float), ctypes.c_char_p
+        self.sgemm = handle.sgemm_
+        self.sgemm.argtypes = [c, c, i, i, i, f, f, i, f, i, f, f, i]
+        self.sgesvd = handle.sgesvd_
+        self.sgesvd.argtypes = [c, c, i, i, f, i, f, f, i, f, i, f, i, i]
+
+    @staticmethod
+    def _i(v):
+        return ctypes.byref(ctypes.c_int(int(v)))
+
+    @staticmethod
+    def _f(a):
+        return a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+    def gemm(self, ta, tb, m, n, k, a, lda, b, ldb, c, ldc):
+        one, zero = ctypes.c_float(1), ctypes.c_float(0)
+        self.sgemm(ta, tb, self._i(m), self._i(n), self._i(k), ctypes.byref(one), self._f(a),
+                   self._i(lda), self._f(b), self._i(ldb), ctypes.byref(zero), self._f(c),
+                   self._i(ldc))
+
+    def gesvd_all(self, m, n, a, s, u, ldu, vt, ldvt):
+        """sgesvd_("All", "All", ...) with FAISS's workspace query first."""
+        info, lwork = ctypes.c_int(-1), ctypes.c_int(-1)
+        worksz = np.zeros(1, dtype=np.float32)
+        args = (b"All", b"All", self._i(m), self._i(n), self._f(a), self._i(m), self._f(s),
+                self._f(u), self._i(ldu), self._f(vt), self._i(ldvt))
+        self.sgesvd(*args, self._f(worksz), ctypes.byref(lwork), ctypes.byref(info))
+        lwork = ctypes.c_int(int(worksz[0]))
+        work = np.zeros(max(1, lwork.value), dtype=np.float32)
+        self.sgesvd(*args, self._f(work), ctypes.byref(lwork), ctypes.byref(info))
+
+
+def opq_refusal(faiss, opq):
+    """Why FAISS's own OPQMatrix::train must run, or None."""
+    if type(opq) is not faiss.OPQMatrix:
+        return "a %s trains its own way" % type(opq).__name__
+    handle = _profile.faiss_blas_handle()[0]
+    if handle is None or not hasattr(handle, "sgesvd_"):
+        return "the faiss module's LAPACK (sgesvd_) was not found"
+    pq = opq.pq
+    if pq is not None and (pq.train_type != faiss.ProductQuantizer.Train_default or
+                           pq.assign_index is not None):
+        return "the OPQ's PQ trains its own way"
+    return None
+
+
+def train_opq(faiss, ctx, opq, x, prof):
+    """OPQMatrix::train(n, x) with its PQ trainings on flashkm. Returns the
+    reason when FAISS's own train() must run instead (nothing changed)."""
+    why = opq_refusal(faiss, opq)
+    if why is not None:
+        return why
+    lapack = _Lapack(_profile.faiss_blas_handle()[0])
+    xs = np.ascontiguousarray(subsample(x, opq.max_train_points, 1234), dtype=np.float32)
+    n, d_in, d_out = xs.shape[0], opq.d_in, opq.d_out
+    d, d2 = max(d_in, d_out), d_out
+    pq = opq.pq if opq.pq is not None else faiss.ProductQuantizer(d2, opq.M, 8)
+    if opq.niter > 0:
+        why = pq_refusal(faiss, pq, n, prof)
+        if why is not None:
+            return why
+    # centre x: FAISS's float sums, row after row, then / n
+    total = np.zeros(d, dtype=np.float32)
+    if n > 0:
+        total[:d_in] = np.add.accumulate(xs, axis=0, dtype=np.float32)[-1]
+    mean = total / np.float32(n)
+    xtrain = np.zeros((n, d), dtype=np.float32)
+    xtrain[:, :d_in] = xs - mean[:d_in]
+    if opq.A.size() == 0:
+        rot = np.empty(d * d, dtype=np.float32)
+        faiss.float_randn(faiss.swig_ptr(rot), d * d, 1234)
+        faiss.matrix_qr(d, d, faiss.swig_ptr(rot))
+        rotation = np.ascontiguousarray(rot[:d * d2])  # the d * d2 upper part
+    else:
+        if opq.A.size() != d * d2:
+            raise RuntimeError("rotation matrix A has incorrect size")
+        rotation = faiss.vector_to_array(opq.A).astype(np.float32)
+    xproj = np.empty(d2 * n, dtype=np.float32)
+    xxr = np.empty(d * n, dtype=np.float32)
+    tmp = np.zeros(d * d * 4, dtype=np.float32)
+    u, vt, sv = tmp[:d * d], tmp[d * d:2 * d * d], tmp[2 * d * d:]
+    stats = []
+    for it in range(opq.niter):
+        lapack.gemm(b"Transposed", b"Not transposed", d2, n, d, rotation, d, xtrain, d, xproj,
+                    d2)
+        pq.cp.max_points_per_centroid = 1000
+        pq.cp.niter = opq.niter_pq_0 if it == 0 else opq.niter_pq
+        pq.verbose = opq.verbose
+        stats.append(train_pq_slices(faiss, ctx, pq, xproj.reshape(n, d2), prof))
+        codes = pq.compute_codes(xproj.reshape(n, d2))
+        recons = np.ascontiguousarray(pq.decode(codes), dtype=np.float32).ravel()
+        lapack.gemm(b"Not", b"Transposed", d2, d, n, recons, d2, xtrain, d, xxr, d2)
+        lapack.gesvd_all(d2, d, xxr, sv, vt, d2, u, d)  # u and vt swapped, as in FAISS
+        lapack.gemm(b"Transposed", b"Transposed", d, d2, d2, u, d, vt, d2, rotation, d)
+        pq.train_type = faiss.ProductQuantizer.Train_hot_start
+    if d > d_in:  # revert A to d_in columns
+        rotation = np.ascontiguousarray(rotation.reshape(d2, d)[:, :d_in]).ravel()
+    faiss.copy_array_to_vector(rotation, opq.A)
+    opq.is_trained = True
+    opq.is_orthonormal = True
+    return None
 
 
 def train_pq(target, x, backend="auto", device=0, num_threads=0, profile="auto"):

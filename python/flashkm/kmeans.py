@@ -226,12 +226,15 @@ def train(ctx, x, k, cp=None, metric=_lib.METRIC_L2, weights=None, init_centroid
     return centroids, out
 
 
-def train_batched(ctx, x, k, cp=None, metric=_lib.METRIC_L2, profile="flashkm"):
+def train_batched(ctx, x, k, cp=None, metric=_lib.METRIC_L2, profile="flashkm",
+                  init_centroids=None):
     """B independent k-means problems of one shape in one call
     (fkm_train_batched): x (B, n, d), float32 or float16, host or device;
     each problem trained with FAISS's semantics and cp, the bits of B
-    separate train() calls. Returns (centroids (B, k, d) float32, a list per
-    problem of its iteration stats dicts)."""
+    separate train() calls. init_centroids: (B, n_init, d) host float32,
+    each problem's first n_init centroids (FAISS's input centroids), or
+    None. Returns (centroids (B, k, d) float32, a list per problem of its
+    iteration stats dicts)."""
     prof = _profile.resolve(profile)
     params = clustering_fields(prof)
     params.update(cp or {})
@@ -242,13 +245,21 @@ def train_batched(ctx, x, k, cp=None, metric=_lib.METRIC_L2, profile="flashkm"):
         _check_backend((X,), ctx)
         B, n, d = X.shape
         centroids = np.zeros((B, k, d), dtype=np.float32)
+        n_init = 0
+        if init_centroids is not None:
+            init = np.asarray(init_centroids, dtype=np.float32)
+            if init.ndim != 3 or init.shape[0] != B or init.shape[2] != d or init.shape[1] > k:
+                raise ValueError("init_centroids must be (%d, <= %d, %d), got %s"
+                                 % (B, k, d, init.shape))
+            n_init = init.shape[1]
+            centroids[:, :n_init] = init
         cap = max(1, min(p.niter * p.nredo + 1, STATS_BUFFER))
         stats = (_lib.IterationStats * (cap * B))()
         n_stats = (ctypes.c_int64 * B)()
         with cb, ctx.lock:
             st = _lib.lib().fkm_train_batched(
                 ctx.handle, ctypes.byref(p), B, n, d, k, X.dtype, X.ptr, None,
-                centroids.ctypes.data, 0, None, None, stats, cap,
+                centroids.ctypes.data, n_init, None, None, stats, cap,
                 ctypes.cast(n_stats, ctypes.POINTER(ctypes.c_int64)))
             if not (st == _lib.FKM_ERR_INTERRUPTED and cb.interrupted):
                 _lib.check(st, ctx.handle)

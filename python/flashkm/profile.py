@@ -119,11 +119,11 @@ class FaissBlas:
         return "<FaissBlas %s>" % self.name
 
 
-def faiss_blas(faiss):
-    """The BLAS the imported faiss links, found from its extension module:
-    dlsym on that module's handle searches the libraries it depends on, so
-    the sgemm_ found is the one FAISS calls (Debian's libblas.so.3, a
-    wheel's bundled OpenBLAS). None when there is none to find."""
+def faiss_blas_handle():
+    """A ctypes handle on the imported faiss's extension module, through
+    which dlsym finds the BLAS (and LAPACK) that module calls: Debian's
+    libblas.so.3 / liblapack.so.3, a wheel's bundled OpenBLAS. (handle,
+    path), or (None, None) when no loaded faiss module has sgemm_."""
     for name, mod in sorted(sys.modules.items()):
         if not name.startswith("faiss._swigfaiss") or mod is None:
             continue
@@ -132,18 +132,27 @@ def faiss_blas(faiss):
             continue
         try:
             handle = ctypes.CDLL(path)
-            sgemm = ctypes.cast(handle.sgemm_, ctypes.c_void_p).value
+            handle.sgemm_
         except (OSError, AttributeError):
             continue
-        label = path
-        try:
-            cfg = handle.openblas_get_config
-            cfg.restype = ctypes.c_char_p
-            label = cfg().decode(errors="replace")
-        except AttributeError:
-            pass
-        return FaissBlas(sgemm, label)
-    return None
+        return handle, path
+    return None, None
+
+
+def faiss_blas(faiss):
+    """The BLAS the imported faiss links (faiss_blas_handle), or None."""
+    handle, path = faiss_blas_handle()
+    if handle is None:
+        return None
+    sgemm = ctypes.cast(handle.sgemm_, ctypes.c_void_p).value
+    label = path
+    try:
+        cfg = handle.openblas_get_config
+        cfg.restype = ctypes.c_char_p
+        label = cfg().decode(errors="replace")
+    except AttributeError:
+        pass
+    return FaissBlas(sgemm, label)
 
 
 def simd_level(faiss):

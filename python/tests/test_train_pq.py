@@ -21,7 +21,7 @@ def fresh(faiss, factory, metric="L2", d=16):
 @pytest.mark.parametrize("factory,metric", [
     ("IVF16,PQ4np", "L2"), ("IVF16,PQ4np", "IP"), ("IVF16,PQ2x4", "L2"),
     ("IVF16,PQ4x4fs", "L2"), ("IVF16,PQ4x4fs", "IP"), ("OPQ4,IVF16,PQ4x4", "L2"),
-    ("IVF16,PQ8x4", "L2")])
+    ("OPQ4_20,IVF16,PQ4x5np", "L2"), ("IVF16,PQ8x4", "L2")])
 def test_ivf_pq_codebooks_equal_stock_bytes(faiss, data, factory, metric):
     ours, stock = fresh(faiss, factory, metric), fresh(faiss, factory, metric)
     if factory.startswith("OPQ"):  # FAISS's own OPQ training: fewer rounds keep it short
@@ -31,6 +31,8 @@ def test_ivf_pq_codebooks_equal_stock_bytes(faiss, data, factory, metric):
     info = flashkm.train_index(ours, data, backend="cpu")
     stock.train(data)
     assert info["used_flashkm"] and info["codebooks_by_flashkm"], info.get("codebooks_reason")
+    # OPQ: FAISS's rotation updates, its PQ trainings (hot-started after the first) on flashkm
+    assert info["pretransform_by_flashkm"] == factory.startswith("OPQ")
     pq = faiss.downcast_index(faiss.extract_index_ivf(ours)).pq
     assert len(info["codebook_stats"]) == pq.M
     assert ours.is_trained
@@ -59,6 +61,26 @@ def test_subsampled_pq_training_set_equals_stock(faiss, data):
     stock.train(data)
     assert info["codebooks_by_flashkm"]
     assert np.array_equal(faiss.serialize_index(ours), faiss.serialize_index(stock))
+
+
+def test_opq_with_its_own_pq_and_default_rounds_equals_stock(faiss, data):
+    # OPQMatrix.pq set by the caller (FAISS trains that PQ and leaves it hot-started), FAISS's
+    # default rounds on a subsample (max_train_points)
+    ours, stock = fresh(faiss, "OPQ4,IVF8,PQ4x4np"), fresh(faiss, "OPQ4,IVF8,PQ4x4np")
+    pqs = []
+    for idx in (ours, stock):
+        opq = faiss.downcast_VectorTransform(faiss.downcast_index(idx).chain.at(0))
+        opq.niter, opq.max_train_points = 3, 2000
+        pq = faiss.ProductQuantizer(16, 4, 4)
+        opq.pq = pq
+        pqs.append(pq)
+    info = flashkm.train_index(ours, data, backend="cpu")
+    stock.train(data)
+    assert info["pretransform_by_flashkm"]
+    assert np.array_equal(faiss.serialize_index(ours), faiss.serialize_index(stock))
+    assert np.array_equal(faiss.vector_to_array(pqs[0].centroids),
+                          faiss.vector_to_array(pqs[1].centroids))
+    assert pqs[0].train_type == pqs[1].train_type == faiss.ProductQuantizer.Train_hot_start
 
 
 def test_other_encoders_and_training_types_are_left_to_faiss(faiss, data):
