@@ -128,21 +128,8 @@ extern "C" fkm_status fkm_faiss_add(fkm_ctx* ctx, void* index, int64_t n, const 
 extern "C" fkm_status fkm_faiss_add_report(fkm_ctx* ctx, void* index, int64_t n,
                                            const float* x, const int64_t* ids,
                                            fkm_faiss_add_stats* report) {
-  using flashkm::Error;
-  if (!ctx) return FKM_ERR_INVALID_ARG;
-  fkm_faiss_add_stats r;
-  std::memset(&r, 0, sizeof r);
-  r.struct_size = sizeof r;
-  return flashkm::detail::guard(ctx, [&]() -> fkm_status {
-    if (report && report->struct_size != sizeof *report)
-      throw Error(FKM_ERR_INVALID_ARG, "report->struct_size = " +
-                                           std::to_string(report->struct_size) + ", not " +
-                                           std::to_string(sizeof *report));
-    if (!index) throw Error(FKM_ERR_INVALID_ARG, "index is NULL");
-    if (n < 0) throw Error(FKM_ERR_INVALID_ARG, "n = " + std::to_string(n) + " must be >= 0");
-    if (!x && n > 0) throw Error(FKM_ERR_INVALID_ARG, "x is NULL");
-    flashkm::detail::add_any(ctx, *static_cast<faiss::Index*>(index), n, x, ids, &r);
-    if (report) *report = r;
-    return FKM_OK;
-  });
+  return flashkm::detail::index_call(
+      ctx, report, index, n, x, [&](faiss::Index& idx, fkm_faiss_add_stats& r) {
+        flashkm::detail::add_any(ctx, idx, n, x, ids, &r);
+      });
 }

@@ -11,6 +11,7 @@
 #include <faiss/impl/FaissException.h>
 
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -80,6 +81,31 @@ fkm_status guard(fkm_ctx* ctx, F&& f) noexcept {
     return fkm_ctx_set_error(ctx, FKM_ERR_INTERNAL,
                              "unknown exception in the FAISS bridge");
   }
+}
+
+/** The frame of an entry point that works on a FAISS index and reports
+ *  into a struct R (a struct_size first): R zeroed, the report's size, the
+ *  index, n and x checked, then body(index, r) under guard(); *report = r
+ *  on success only. */
+template <class R, class F>
+fkm_status index_call(fkm_ctx* ctx, R* report, void* index, int64_t n, const float* x,
+                      F&& body) noexcept {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  return guard(ctx, [&]() -> fkm_status {
+    R r;
+    std::memset(&r, 0, sizeof r);
+    r.struct_size = sizeof r;
+    if (report && report->struct_size != sizeof *report)
+      throw Error(FKM_ERR_INVALID_ARG, "report->struct_size = " +
+                                           std::to_string(report->struct_size) + ", not " +
+                                           std::to_string(sizeof *report));
+    if (!index) throw Error(FKM_ERR_INVALID_ARG, "index is NULL");
+    if (n < 0) throw Error(FKM_ERR_INVALID_ARG, "n = " + std::to_string(n) + " must be >= 0");
+    if (!x && n > 0) throw Error(FKM_ERR_INVALID_ARG, "x is NULL");
+    body(*static_cast<faiss::Index*>(index), r);
+    if (report) *report = r;
+    return FKM_OK;
+  });
 }
 
 }  // namespace detail

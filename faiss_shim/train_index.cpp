@@ -212,26 +212,12 @@ extern "C" fkm_status fkm_faiss_train_index(fkm_ctx* ctx, void* index, int64_t n
 extern "C" fkm_status fkm_faiss_train_index_report(fkm_ctx* ctx, void* index, int64_t n,
                                                    const float* x,
                                                    fkm_faiss_train_report* report) {
-  using flashkm::Error;
-  if (!ctx) return FKM_ERR_INVALID_ARG;
-  fkm_faiss_train_report r;
-  std::memset(&r, 0, sizeof r);
-  r.struct_size = sizeof r;
-  return flashkm::detail::guard(ctx, [&]() -> fkm_status {
-    if (report && report->struct_size != sizeof *report)
-      throw Error(FKM_ERR_INVALID_ARG, "report->struct_size = " +
-                                           std::to_string(report->struct_size) + ", not " +
-                                           std::to_string(sizeof *report));
-    if (!index) throw Error(FKM_ERR_INVALID_ARG, "index is NULL");
-    if (n < 0) throw Error(FKM_ERR_INVALID_ARG, "n = " + std::to_string(n) + " must be >= 0");
-    if (!x && n > 0) throw Error(FKM_ERR_INVALID_ARG, "x is NULL");
-    faiss::Index* idx = static_cast<faiss::Index*>(index);
-    if (!flashkm::detail::find_ivf(idx))
-      throw Error(FKM_ERR_INVALID_ARG,
-                  "index is neither an IndexIVF nor an IndexPreTransform "
-                  "chain ending in one");
-    flashkm::detail::train_any(ctx, *idx, n, x, &r);
-    if (report) *report = r;
-    return FKM_OK;
-  });
+  return flashkm::detail::index_call(
+      ctx, report, index, n, x, [&](faiss::Index& idx, fkm_faiss_train_report& r) {
+        if (!flashkm::detail::find_ivf(&idx))
+          throw flashkm::Error(FKM_ERR_INVALID_ARG,
+                               "index is neither an IndexIVF nor an IndexPreTransform "
+                               "chain ending in one");
+        flashkm::detail::train_any(ctx, idx, n, x, &r);
+      });
 }
