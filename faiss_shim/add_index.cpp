@@ -21,7 +21,6 @@
 #include <faiss/IndexPreTransform.h>
 #include <faiss/IndexScalarQuantizer.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -34,11 +33,6 @@
 namespace flashkm {
 namespace detail {
 namespace {
-
-double seconds_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 /** The IVF whose add flashkm can split (see above), or NULL. */
 faiss::IndexIVF* splittable_ivf(faiss::Index* sub) {

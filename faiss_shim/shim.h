@@ -10,6 +10,7 @@
 #include <faiss/impl/ProductQuantizer.h>
 #include <faiss/impl/FaissException.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -36,6 +37,12 @@ void train_pq(fkm_ctx* ctx, faiss::ProductQuantizer& pq, int64_t n, const float*
  *  changed) when FAISS must train it: another FAISS release, a subclass, a
  *  PQ train_pq cannot reproduce. Throws. */
 bool train_opq(fkm_ctx* ctx, faiss::OPQMatrix& opq, int64_t n, const float* x);
+
+/** A steady clock in seconds (the reports' phase times). */
+inline double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 /** Throws flashkm::Error(status, the context's last error) unless FKM_OK. */
 void check(fkm_ctx* ctx, fkm_status status);

@@ -31,7 +31,6 @@
 #include <faiss/IndexPreTransform.h>
 #include <faiss/VectorTransform.h>
 
-#include <chrono>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -43,11 +42,6 @@
 namespace flashkm {
 namespace detail {
 namespace {
-
-double seconds_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 /** The IVF at the end of index's pre-transform chain, or NULL. */
 faiss::IndexIVF* find_ivf(faiss::Index* index) {
