@@ -274,6 +274,7 @@ static void ip_block(int avx2, const float *x, int64_t d, const float *panels, i
 
 /* FAISS's database blocks (distance_compute_blas_database_bs). */
 enum { DB_BLOCK = 1024 };
+_Static_assert(DB_BLOCK % FKM_SCAN_MAX_LANES == 0, "the fused lanes run whole vectors per block");
 
 /* One scan per row of a row block, of the kind the path needs: the plain
  * rule (top), exhaustive_L2sqr_blas_cmax's lanes (cs), FAISS 1.15's laned
@@ -362,7 +363,13 @@ static int laned_assign(const fkm_cpu_assign_args *a) {
           const float *ips = buf + (i - i0) * DB_BLOCK, *xi = a->x + i * d;
           if (fused) {
             fkm_fused_scan *s = &fs[i - i0];
-            for (int64_t j = j0; j < j1; j++) {
+            int64_t j = j0;
+            if (d > 1) { /* the main part's whole vectors of lanes (DB_BLOCK is a multiple) */
+              const int64_t jm = s->main < j1 ? (s->main > j0 ? s->main : j0) : j1;
+              fkm_fused_feed_run(s, j0, jm, ips, a->cn);
+              j = jm;
+            }
+            for (; j < j1; j++) {
               if (j < s->main)
                 fkm_fused_feed_main(s, j, fkm_fused_t(xi, a->c + j * d, d, ips[j - j0], a->cn[j]));
               else

@@ -93,6 +93,33 @@ static inline void fkm_loop_eval_panel(const fkm_loop_order *o, int l2, const fl
   for (int b = 0; b < FKM_LOOP_P; b++) out[b] = res[b];
 }
 
+/* The fused kernel's lanes over centroids [j0, j1) of the main part (a
+ * multiple of the lanes from j0, which is one too): t = dp + |c|^2 kept
+ * per lane when strictly smaller (fkm_fused_feed_main, d >= 2), written as
+ * selects over a whole vector of lanes at a time so that they vectorise. */
+static inline void fkm_fused_feed_lanes(fkm_fused_scan *s, int lanes, int64_t j0, int64_t j1,
+                                        const float *dp, const float *cn) {
+  for (int64_t j = j0; j < j1; j += lanes)
+    for (int l = 0; l < lanes; l++) {
+      const float t = dp[j - j0 + l] + cn[j + l];
+      const int keep = t < s->lmin[l];
+      s->lmin[l] = keep ? t : s->lmin[l];
+      s->lidx[l] = keep ? (uint32_t)(j + l) : s->lidx[l];
+    }
+}
+
+/** fkm_fused_feed_lanes for centroids [j0, j1) (j0 a multiple of the
+ *  lanes), the lane count a constant where it is FAISS's (8 or 16). */
+static inline void fkm_fused_feed_run(fkm_fused_scan *s, int64_t j0, int64_t j1,
+                                      const float *dp, const float *cn) {
+  if (s->lanes == 8)
+    fkm_fused_feed_lanes(s, 8, j0, j1, dp, cn);
+  else if (s->lanes == 16)
+    fkm_fused_feed_lanes(s, 16, j0, j1, dp, cn);
+  else
+    fkm_fused_feed_lanes(s, s->lanes, j0, j1, dp, cn);
+}
+
 /** The direct path (exhaustive_L2sqr_seq / exhaustive_inner_product_seq)
  *  for rows [i0, i1): each row against every panel, then FAISS's plain
  *  sequential strict scan in centroid order. */
