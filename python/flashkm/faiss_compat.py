@@ -90,6 +90,13 @@ def _clustering_params(faiss, ivf, prof):
     return cp, None
 
 
+def _trains_alone(ivf):
+    """ivf.quantizer_trains_alone as an int (SWIG gives FAISS's char field as
+    a one-character str)."""
+    v = ivf.quantizer_trains_alone
+    return ord(v) if isinstance(v, str) else int(v)
+
+
 def _train_q1_metric(faiss, ivf, quantizer):
     """The metric of Level1Quantizer::train_q1's k-means, as FAISS (and the C++
     bridge, faiss_shim/train_index.cpp) decides it. The clustering parameters
@@ -100,7 +107,7 @@ def _train_q1_metric(faiss, ivf, quantizer):
       quantizer_trains_alone 2: L2, which FAISS accepts for an L2 index, or an
         inner-product one with spherical clustering (on the unit sphere both
         rank alike); anything else is FAISS's error."""
-    if ivf.quantizer_trains_alone == 2:
+    if _trains_alone(ivf) == 2:
         if not (ivf.metric_type == faiss.METRIC_L2 or
                 (ivf.metric_type == faiss.METRIC_INNER_PRODUCT and ivf.cp.spherical)):
             raise RuntimeError("quantizer_trains_alone = 2 needs METRIC_L2, or inner product "
@@ -169,7 +176,7 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
         coarse_ready = quantizer.is_trained and quantizer.ntotal == nlist
         if coarse_ready:
             info["reason"] = "the quantizer was already trained"
-        elif ivf.quantizer_trains_alone == 1:
+        elif _trains_alone(ivf) == 1:
             # The quantizer trains itself (e.g. a multi-index quantizer): FAISS's way.
             info["reason"] = "quantizer_trains_alone == 1: left to FAISS"
         elif refuse:

@@ -57,6 +57,20 @@ def test_trained_index_equals_stock_faiss_bytes(faiss, data, factory, metric):
     assert np.array_equal(faiss.serialize_index(ours), faiss.serialize_index(stock))
 
 
+@pytest.mark.parametrize("factory,ours", [("IMI2x4,Flat", False), ("IVF16_HNSW8,Flat", True)])
+def test_quantizers_that_train_alone_or_after_the_kmeans(faiss, data, factory, ours):
+    # quantizer_trains_alone (a char in FAISS, a str through SWIG): 1, a multi-index, trains
+    # itself (FAISS's way); 2, an HNSW quantizer, is trained on the k-means' centroids
+    index = faiss.index_factory(16, factory)
+    info = flashkm.train_index(index, data, backend="cpu")
+    stock = faiss.index_factory(16, factory)
+    stock.train(data)
+    assert info["used_flashkm"] == ours, info.get("reason")
+    if not ours:
+        assert "quantizer_trains_alone == 1" in info["reason"]
+    assert np.array_equal(faiss.serialize_index(index), faiss.serialize_index(stock))
+
+
 def test_search_results_match_after_adding(faiss, data):
     ours, stock, _ = trained_pair(faiss, "IVF16,Flat", "L2", data)
     for index in (ours, stock):
