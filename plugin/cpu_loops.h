@@ -12,19 +12,39 @@
 #include "faiss_scan.h"
 
 #define FKM_LOOP_P FKM_CPU_PANEL
+#ifdef __cplusplus /* the kernels' test includes this header */
+#define FKM_LOOP_RESTRICT __restrict__
+#else
+#define FKM_LOOP_RESTRICT restrict
+#endif
 
-/* Term j of every lane: (x_j - y_j)^2's factors (l2) or x_j y_j's. */
+/* Term j of every lane: (x_j - y_j)^2's factors (l2) or x_j y_j's. The
+ * branches sit outside the lane loops, which then vectorise. */
 static inline void fkm_panel_term(int l2, const float *x, const float *pan, int64_t j,
-                                  float *u, float *v) {
-  for (int b = 0; b < FKM_LOOP_P; b++) {
-    const float y = pan[j * FKM_LOOP_P + b];
-    u[b] = l2 ? x[j] - y : x[j];
-    v[b] = l2 ? u[b] : y;
+                                  float *FKM_LOOP_RESTRICT u, float *FKM_LOOP_RESTRICT v) {
+  const float xj = x[j], *y = pan + j * FKM_LOOP_P;
+  if (l2) {
+    for (int b = 0; b < FKM_LOOP_P; b++) u[b] = v[b] = xj - y[b];
+  } else {
+    for (int b = 0; b < FKM_LOOP_P; b++) {
+      u[b] = xj;
+      v[b] = y[b];
+    }
   }
 }
 
-static inline void fkm_panel_step(int fused, float *acc, const float *u, const float *v) {
-  for (int b = 0; b < FKM_LOOP_P; b++) acc[b] = fkm_loop_step(fused, acc[b], u[b], v[b]);
+/* acc = fkm_loop_step(fused, acc, u, v) lane by lane. */
+static inline void fkm_panel_step(int fused, float *FKM_LOOP_RESTRICT acc,
+                                  const float *FKM_LOOP_RESTRICT u,
+                                  const float *FKM_LOOP_RESTRICT v) {
+  if (fused) {
+    for (int b = 0; b < FKM_LOOP_P; b++) acc[b] = fmaf(u[b], v[b], acc[b]);
+  } else {
+    for (int b = 0; b < FKM_LOOP_P; b++) {
+      const float p = u[b] * v[b];
+      acc[b] = acc[b] + p;
+    }
+  }
 }
 
 static inline void fkm_panel_fold(float acc[][FKM_LOOP_P], int from, int to) {
@@ -50,10 +70,15 @@ static inline void fkm_loop_eval_panel(const fkm_loop_order *o, int l2, const fl
     return;
   }
   float acc[FKM_SCAN_MAX_LANES][FKM_LOOP_P];
-  const int W = o->width, E = o->tail_width;
+  const int64_t main = d / o->width * o->width;
+  /* Below one vector (d < width) the main loop never runs and every lane
+   * stays +0, so folding them into the tail's lanes (or into the scalar
+   * result) changes nothing: the same loop with as many lanes as the tail
+   * (one without a tail) gives the same bits with less work. */
+  const int E = o->tail_width;
+  const int W = main > 0 ? o->width : (E > 0 ? E : 1);
   for (int l = 0; l < W; l++)
     for (int b = 0; b < FKM_LOOP_P; b++) acc[l][b] = 0.0f;
-  const int64_t main = d / W * W;
   for (int64_t j0 = 0; j0 < main; j0 += W)
     for (int l = 0; l < W; l++) {
       fkm_panel_term(l2, x, pan, j0 + l, u, v);
