@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 import flashkm
+from flashkm.faiss_compat import _trains_alone  # FAISS's char field as a number
 
 
 def rows(text):
@@ -68,9 +69,7 @@ def stock_build(faiss, factory, x, xb):
     t["pretransform"] = t1 - t0
     q = faiss.downcast_index(ivf.quantizer)
     trained = q.is_trained and q.ntotal == ivf.nlist
-    alone = ivf.quantizer_trains_alone  # FAISS's char: a str through SWIG
-    alone = ord(alone) if isinstance(alone, str) else int(alone)
-    if not trained and alone == 0 and ivf.clustering_index is None:
+    if not trained and _trains_alone(ivf) == 0 and ivf.clustering_index is None:
         # train_q1 for a flat quantizer (other kinds: their k-means is in "rest")
         clus = faiss.Clustering(ivf.d, ivf.nlist, ivf.cp)
         q.reset()

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <typeinfo>
 #include <vector>
 
@@ -52,59 +53,55 @@ faiss::IndexIVF* splittable_ivf(faiss::Index* sub) {
   return ivf;
 }
 
-/** Error(FKM_ERR_NOT_FINITE) naming the first NaN or Inf of x (n, d). */
-void check_finite(int64_t n, int64_t d, const float* x) {
-  for (int64_t i = 0; i < n * d; i++)
-    if (!std::isfinite(x[i]))
-      throw Error(FKM_ERR_NOT_FINITE, "x contains NaN or Inf at row " + std::to_string(i / d) +
-                                          ", column " + std::to_string(i % d) +
-                                          ": nothing added (FAISS's add would abort)");
-}
-
 void add_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x, const int64_t* ids,
              fkm_faiss_add_stats* r) {
-  check_finite(n, index.d, x);
-  const double t0 = seconds_now();
+  static_assert(std::is_same<faiss::Index::idx_t, int64_t>::value,
+                "FAISS's ids and lists are flashkm's int64_t labels, passed as they are");
+  /* (the library's own scan is not part of its ABI: the bridge scans here) */
+  const int64_t count = n * index.d;
+  int64_t bad = 0;
+  while (bad < count && std::isfinite(x[bad])) bad++;
+  if (bad < count)
+    throw Error(FKM_ERR_NOT_FINITE, "x contains NaN or Inf at row " +
+                                        std::to_string(bad / index.d) + ", column " +
+                                        std::to_string(bad % index.d) +
+                                        ": nothing added (FAISS's add would abort)");
   auto* pt = dynamic_cast<faiss::IndexPreTransform*>(&index);
-  faiss::Index* sub = pt ? pt->index : &index;
-  faiss::IndexIVF* ivf = index.is_trained ? splittable_ivf(sub) : nullptr;
-  const std::vector<faiss::Index::idx_t> xids(ids, ids ? ids + n : ids);
-  const faiss::Index::idx_t* fids = ids ? xids.data() : nullptr;
+  faiss::IndexIVF* ivf = index.is_trained ? splittable_ivf(pt ? pt->index : &index) : nullptr;
+  if (!ivf) { /* FAISS's own add */
+    const double t0 = seconds_now();
+    if (ids)
+      index.add_with_ids(n, x, ids);
+    else
+      index.add(n, x);
+    r->add_seconds = seconds_now() - t0;
+    return;
+  }
+  const double t0 = seconds_now();
   const float* xt = x;
   std::unique_ptr<const float[]> own;
-  if (ivf && pt) {
-    xt = pt->apply_chain(faiss::Index::idx_t(n), x);
+  if (pt) { /* IndexPreTransform::add_with_ids: the chain, then the sub-index */
+    xt = pt->apply_chain(n, x);
     if (xt != x) own.reset(xt);
-  }
-  r->transform_seconds = seconds_now() - t0;
-  if (!ivf) {
-    const double t1 = seconds_now();
-    if (ids)
-      index.add_with_ids(faiss::Index::idx_t(n), x, fids);
-    else
-      index.add(faiss::Index::idx_t(n), x);
-    r->add_seconds = seconds_now() - t1;
-    r->transform_seconds = 0;
-    return;
   }
   const int64_t d = ivf->d, nlist = int64_t(ivf->nlist);
   std::vector<float> centroids(static_cast<size_t>(nlist * d));
-  ivf->quantizer->reconstruct_n(0, faiss::Index::idx_t(nlist), centroids.data());
-  faiss::ClusteringParameters cp;
-  fkm_params p = params_of(cp, ivf->metric_type == faiss::METRIC_INNER_PRODUCT
-                                   ? FKM_METRIC_INNER_PRODUCT
-                                   : FKM_METRIC_L2,
+  ivf->quantizer->reconstruct_n(0, nlist, centroids.data());
+  fkm_params p = params_of(faiss::ClusteringParameters(),
+                           ivf->metric_type == faiss::METRIC_INNER_PRODUCT
+                               ? FKM_METRIC_INNER_PRODUCT
+                               : FKM_METRIC_L2,
                            nullptr, nullptr);
   p.check_finite = 0; /* checked above */
-  std::vector<int64_t> labels(static_cast<size_t>(n));
+  std::vector<int64_t> assign(static_cast<size_t>(n));
   std::vector<float> dist(static_cast<size_t>(n));
   const double t1 = seconds_now();
   check(ctx, fkm_assign(ctx, &p, n, d, nlist, FKM_DTYPE_F32, xt, centroids.data(),
-                        labels.data(), dist.data()));
-  const std::vector<faiss::Index::idx_t> assign(labels.begin(), labels.end());
+                        assign.data(), dist.data()));
   const double t2 = seconds_now();
-  ivf->add_core(faiss::Index::idx_t(n), xt, fids, assign.data());
+  ivf->add_core(n, xt, ids, assign.data());
   if (pt) pt->ntotal = ivf->ntotal;
+  r->transform_seconds = t1 - t0;
   r->assign_seconds = t2 - t1;
   r->add_seconds = seconds_now() - t2;
   r->assign_by_flashkm = 1;

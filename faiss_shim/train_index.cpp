@@ -115,11 +115,12 @@ bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const 
   auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(&ivf);
   if (!ivfpq || typeid(*ivfpq) != typeid(faiss::IndexIVFPQ)) return false;
   faiss::ProductQuantizer& pq = ivfpq->pq;
-  if (pq.train_type != faiss::ProductQuantizer::Train_default || pq.assign_index) return false;
+  /* another training type, an assign_index, or fewer points than centroids
+   * (FAISS's own Clustering raises its error): FAISS trains */
+  if (pq.train_type != faiss::ProductQuantizer::Train_default || !pq_trainable(pq, n))
+    return false;
   faiss::Index* q = ivf.quantizer;
   if (!q->is_trained || q->ntotal != faiss::Index::idx_t(ivf.nlist)) return false;
-  /* fewer points than centroids: FAISS's own Clustering raises its error */
-  if (!pq_trainable(pq, n)) return false;
   const int64_t d = ivf.d;
   size_t nt = size_t(n);
   const float* xs = faiss::fvecs_maybe_subsample(size_t(d), &nt, pq.cp.max_points_per_centroid * pq.ksub,

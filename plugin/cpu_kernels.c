@@ -365,7 +365,7 @@ static int laned_assign(const fkm_cpu_assign_args *a) {
             fkm_fused_scan *s = &fs[i - i0];
             int64_t j = j0;
             if (d > 1) { /* the main part's whole vectors of lanes (DB_BLOCK is a multiple) */
-              const int64_t jm = s->main < j1 ? (s->main > j0 ? s->main : j0) : j1;
+              const int64_t jm = s->main <= j0 ? j0 : s->main < j1 ? s->main : j1;
               fkm_fused_feed_run(s, j0, jm, ips, a->cn);
               j = jm;
             }

@@ -459,11 +459,6 @@ static void bg_check_join(cuda_engine *c, int64_t *bad) {
   c->bg.bad = -1;
 }
 
-/* "x contains NaN or Inf at row r, column j" for element index bad. */
-static fkm_status fail_nonfinite_x(cuda_engine *c, int64_t bad, int64_t d) {
-  return fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d);
-}
-
 /* The assignment plan for n rows: FKM_ASSIGN_FAST (fp16/bf16 data) or the
  * parity path (certified tensor cores when allowed and useful, else SIMT). */
 static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
@@ -932,7 +927,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   }
   if (bad >= 0 && !run->source && grows) /* the first bad value of all of x */
     bad = host_first_nonfinite(run->dtype, run->x, n * d);
-  if (bad >= 0) return fail_nonfinite_x(c, bad, d);
+  if (bad >= 0) return fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d);
   if (run->weights && !is_device_ptr(run->weights)) {
     const fkm_source ws = fkm_source_of_matrix(run->weights, B * n, 1, FKM_DTYPE_F32);
     FKM_FORWARD(stage_rows(c, &ws, grows, 0, B * nt, 0, c->w, &bad));
@@ -1121,7 +1116,7 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   }
   if (least != INT64_MAX) {
     FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
-    return fail_nonfinite_x(c, least, d);
+    return fkm_fail_not_finite(c->base.err, "x", least, 1, 0, d);
   }
   c->check_pass = 0; /* every training row has been read once */
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
@@ -1403,7 +1398,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
       const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
       int64_t bad = -1;
       FKM_GOTO(stage_rows(c, &hs, NULL, r0, m, src && params->check_finite, xf, &bad));
-      if (bad >= 0) FKM_GOTO(fail_nonfinite_x(c, bad, d));
+      if (bad >= 0) FKM_GOTO(fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d));
       xc = xf;
     }
     FKM_CUDA_GOTO(c, fkm_launch_profile_norms(&sd, xc, m, d, xn, s));
@@ -1523,7 +1518,7 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   int64_t bad = -1; /* the rows the run did not train on: nothing is written */
   bg_check_join(c, &bad);
-  if (bad >= 0) return fail_nonfinite_x(c, bad, d);
+  if (bad >= 0) return fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d);
   if (labels || distances) {
     FKM_GOTO(tmp_alloc(c, B * n, labels, distances, &t));
     for (int64_t b = 0; b < B; b++)

@@ -137,13 +137,14 @@ def train_ivf_encoder(faiss, ctx, ivf, x, prof, info):
         why = "the coarse quantizer is not trained"
     if why is None:
         pq = ivf.pq
-        # 1.7's train_residual subsamples with pq.cp.seed, 1.8+'s IndexIVF::train with 1234
-        seed = pq.cp.seed if version_number(faiss.__version__) < 10800 else 1234
-        xs = subsample(x, pq.cp.max_points_per_centroid * pq.ksub, seed)
-        why = pq_refusal(faiss, pq, xs.shape[0], prof)
+        nmax = pq.cp.max_points_per_centroid * pq.ksub
+        why = pq_refusal(faiss, pq, min(x.shape[0], nmax), prof)
     if why is not None:
         info["codebooks_reason"] = why
         return False
+    # 1.7's train_residual subsamples with pq.cp.seed, 1.8+'s IndexIVF::train with 1234
+    seed = pq.cp.seed if version_number(faiss.__version__) < 10800 else 1234
+    xs = subsample(x, nmax, seed)
     polysemous, table = plan
     trainset = np.ascontiguousarray(xs, dtype=np.float32)
     if ivf.by_residual:
