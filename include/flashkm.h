@@ -391,6 +391,31 @@ FKM_API fkm_status fkm_ctx_set_stream(fkm_ctx *ctx, struct CUstream_st *stream);
  *  call allocates them again. fkm_ctx_destroy frees them too. */
 FKM_API fkm_status fkm_ctx_release_memory(fkm_ctx *ctx);
 
+/** Distributed training (docs/distributed.md). Makes every later fkm_train
+ *  and fkm_train_source on ctx one run over all processes of an MPI
+ *  communicator, given by its Fortran handle (MPI_Comm_c2f(comm) in C,
+ *  comm.py2f() in mpi4py), so that no MPI header is needed here. Each rank
+ *  passes its own rows of x, the ranks' rows in rank order making up the
+ *  whole x (any split, empty ones included), and the same parameters, k
+ *  and initial rows; every rank receives the centroids and statistics of
+ *  the one-process run on the whole x, bit for bit, and the labels and
+ *  distances of its own rows. Only k-sized data crosses per iteration. A
+ *  failure on one rank (bad input, out of memory, an interrupting progress
+ *  callback) is every rank's, with the least failing rank's message.
+ *
+ *  Collective over the communicator (the library duplicates it; the copy
+ *  lives until the context is destroyed or another is set, and
+ *  fkm_ctx_destroy must then run before MPI_Finalize). FKM_NO_COMM returns
+ *  the context to one process. CPU contexts; fkm_train_batched refuses a
+ *  distributed context; fkm_assign stays a call of this process alone.
+ *  FKM_ERR_UNSUPPORTED in a build without MPI. */
+#define FKM_NO_COMM ((int64_t)-1)
+FKM_API fkm_status fkm_ctx_set_mpi_comm(fkm_ctx *ctx, int64_t mpi_comm_f);
+
+/** This process's rank and the number of ranks of ctx's communicator (0
+ *  and 1 without one). */
+FKM_API fkm_status fkm_ctx_comm_rank(const fkm_ctx *ctx, int *rank, int *size);
+
 /** Human-readable device description ("CPU (2 threads)", "NVIDIA H200 ...").
  *  Owned by the context. */
 FKM_API const char *fkm_ctx_device_name(const fkm_ctx *ctx);

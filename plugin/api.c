@@ -98,6 +98,7 @@ fkm_status fkm_ctx_create(fkm_backend backend, int device, fkm_ctx **out) {
 
 void fkm_ctx_destroy(fkm_ctx *ctx) {
   if (!ctx) return;
+  if (ctx->comm) ctx->comm->ops->destroy(ctx->comm);
   if (ctx->engine) ctx->engine->ops->destroy(ctx->engine);
   free(ctx);
 }
@@ -133,6 +134,22 @@ fkm_status fkm_ctx_set_num_threads(fkm_ctx *ctx, int num_threads) {
 fkm_status fkm_ctx_set_stream(fkm_ctx *ctx, struct CUstream_st *stream) {
   if (!ctx) return FKM_ERR_INVALID_ARG;
   return done(ctx, ctx->engine->ops->set_stream(ctx->engine, stream));
+}
+
+fkm_status fkm_ctx_set_mpi_comm(fkm_ctx *ctx, int64_t comm) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_comm *made = NULL;
+  if (comm != FKM_NO_COMM) FKM_FORWARD(fkm_comm_mpi_create(comm, &ctx->err, &made));
+  if (ctx->comm) ctx->comm->ops->destroy(ctx->comm);
+  ctx->comm = made;
+  return done(ctx, FKM_OK);
+}
+
+fkm_status fkm_ctx_comm_rank(const fkm_ctx *ctx, int *rank, int *size) {
+  if (!ctx || !rank || !size) return FKM_ERR_INVALID_ARG;
+  *rank = ctx->comm ? ctx->comm->rank : 0;
+  *size = ctx->comm ? ctx->comm->size : 1;
+  return FKM_OK;
 }
 
 /* ------------------------------------------------------------ validation */
@@ -229,7 +246,8 @@ static fkm_status check_train(fkm_ctx *ctx, const fkm_params *p, int64_t n,
                               int64_t n_init, const fkm_iteration_stats *stats,
                               int64_t stats_capacity) {
   fkm_errbuf *err = &ctx->err;
-  FKM_FORWARD(check_shape(ctx, p, n, d, k, dtype, x, 0));
+  /* a rank's rows may be fewer than k (the run counts all ranks' rows) */
+  FKM_FORWARD(check_shape(ctx, p, n, d, k, dtype, x, ctx->comm != NULL));
   FKM_RETURN_IF(!centroids, err, FKM_ERR_INVALID_ARG,
                 "centroids is NULL (an output of k * d floats)");
   FKM_RETURN_IF(n_init < 0 || n_init > k, err, FKM_ERR_INVALID_ARG,
@@ -269,7 +287,7 @@ fkm_status fkm_train(fkm_ctx *ctx, const fkm_params *params, int64_t n,
   FKM_FORWARD(check_train(ctx, &p, n, d, k, dtype, x, centroids, n_init, stats,
                           stats_capacity));
   fkm_train_args a = {&p, 1, n, d, k, dtype, x, NULL, weights, centroids, n_init,
-                      labels, distances, stats, stats_capacity, n_stats};
+                      labels, distances, stats, stats_capacity, n_stats, ctx->comm};
   warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
@@ -289,7 +307,7 @@ fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params, int64_t n,
   if (n == 0) return done(ctx, FKM_OK);
   warn_blas_order(ctx, &p);
   return done(ctx, ctx->engine->ops->assign(ctx->engine, &p, n, d, k, dtype, x,
-                                            centroids, labels, distances));
+                                            centroids, labels, distances, n));
 }
 
 /* The batched entry point: one run of the Lloyd loop over all B problems in
@@ -308,6 +326,9 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
   FKM_FORWARD(read_params(err, params, &p));
   FKM_RETURN_IF(batch < 0, err, FKM_ERR_INVALID_ARG, "batch = %lld must be >= 0",
                 (long long)batch);
+  FKM_RETURN_IF(ctx->comm, err, FKM_ERR_UNSUPPORTED,
+                "fkm_train_batched on a context with a communicator: distributed runs are "
+                "fkm_train and fkm_train_source (docs/distributed.md)");
   FKM_FORWARD(check_train(ctx, &p, n, d, k, dtype, x, centroids, n_init, stats,
                           stats_capacity));
   FKM_RETURN_IF(batch > INT64_MAX / 8 / (n * d > k * d ? n * d : k * d), err,
@@ -315,7 +336,7 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
   FKM_RETURN_IF(stats_capacity > 0 && batch > INT64_MAX / 64 / stats_capacity, err,
                 FKM_ERR_INVALID_ARG, "batch * stats_capacity is too large");
   fkm_train_args a = {&p, batch, n, d, k, dtype, x, NULL, weights, centroids, n_init,
-                      labels, distances, stats, stats_capacity, n_stats};
+                      labels, distances, stats, stats_capacity, n_stats, NULL};
   warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
@@ -368,7 +389,7 @@ fkm_status fkm_train_source(fkm_ctx *ctx, const fkm_params *params, const fkm_so
   FKM_FORWARD(check_train(ctx, &p, src->n, src->d, k, src->dtype, src, centroids, n_init,
                           stats, stats_capacity));
   fkm_train_args a = {&p, 1, src->n, src->d, k, src->dtype, NULL, src, weights, centroids,
-                      n_init, labels, distances, stats, stats_capacity, n_stats};
+                      n_init, labels, distances, stats, stats_capacity, n_stats, ctx->comm};
   warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
@@ -388,7 +409,7 @@ fkm_status fkm_assign_source(fkm_ctx *ctx, const fkm_params *params, const fkm_s
   if (src->n == 0) return done(ctx, FKM_OK);
   warn_blas_order(ctx, &p);
   return done(ctx, ctx->engine->ops->assign_source(ctx->engine, &p, src, k, centroids, labels,
-                                                   distances));
+                                                   distances, src->n));
 }
 
 fkm_status fkm_train_memory(fkm_ctx *ctx, const fkm_params *params, int64_t batch, int64_t n,

@@ -15,6 +15,7 @@ struct fkm_ctx {
   int device;
   fkm_engine *engine;
   fkm_errbuf err;
+  fkm_comm *comm; /* a distributed context's communicator, or NULL */
 };
 
 /** Record a failure on the context (used by the FAISS bridge, which lives

@@ -20,6 +20,7 @@
 #define FKM_ENGINE_H
 
 #include "arith.h"
+#include "comm.h"
 #include "flashkm.h"
 #include "status.h"
 
@@ -48,6 +49,14 @@ typedef struct fkm_run {
   int64_t n_init;              /* user-supplied centroid rows */
   int64_t k_frozen;            /* frozen_centroids ? n_init : 0 */
   const fkm_arith *arith;      /* params->profile's traits */
+  /* A distributed run (docs/distributed.md): the training set has
+   * train_total rows over all ranks, and this rank's n_train rows are its
+   * run T[train_first .. train_first + n_train) of training order, held in
+   * x (no train_rows, no source). iterate continues the chains of the ranks
+   * before it through comm. One process: comm NULL, train_first 0,
+   * train_total n_train. */
+  const fkm_comm *comm;
+  int64_t train_first, train_total;
 } fkm_run;
 
 /** What one iteration reports back to the host, per problem; every array
@@ -117,15 +126,17 @@ typedef struct fkm_engine_ops {
    *  memory, as this engine accepts) or host memory. Blocks. */
   fkm_status (*copy)(fkm_engine *e, void *dst, const void *src, size_t bytes);
 
-  /** fkm_assign(): stateless, pointers are the user's. */
+  /** fkm_assign(): stateless, pointers are the user's. The search path
+   *  is the one FAISS takes for path_n rows (n, or a distributed run's rows
+   *  over all ranks). */
   fkm_status (*assign)(fkm_engine *e, const fkm_params *params, int64_t n,
                        int64_t d, int64_t k, fkm_dtype dtype, const void *x,
                        const float *centroids, int64_t *labels,
-                       float *distances);
+                       float *distances, int64_t path_n);
   /** fkm_assign_source(): the source's rows read in chunks. */
   fkm_status (*assign_source)(fkm_engine *e, const fkm_params *params,
                               const fkm_source *src, int64_t k, const float *centroids,
-                              int64_t *labels, float *distances);
+                              int64_t *labels, float *distances, int64_t path_n);
   /** fkm_train_memory(): what a run of this shape holds in this engine's
    *  memory under params->memory_budget; FKM_ERR_OUT_OF_MEMORY (plan
    *  filled) when it cannot fit. from_source: the rows come through a

@@ -26,7 +26,8 @@ typedef struct cpu_engine {
   fkm_run run;
   fkm_params params;
   fkm_arith arith;
-  fkm_path train_path; /* the search path of the training set's n_train rows */
+  fkm_path train_path; /* the search path of the training set's rows (all ranks') */
+  int64_t path_n;      /* rows whose search path fkm_assign takes (0: the call's n) */
   const float *user_init;
   /* every problem's rows and centroids back to back (engine.h) */
   const float *xt; /* training set (batch * n_train, d), owned when xt_own */
@@ -128,16 +129,6 @@ static fkm_status check_x(fkm_errbuf *err, const char *name, fkm_dtype dtype,
                           const void *x, int64_t batch, int64_t n, int64_t d) {
   const int64_t bad = first_nonfinite_any(dtype, x, batch * n * d);
   return bad < 0 ? FKM_OK : fkm_fail_not_finite(err, name, bad, batch, n, d);
-}
-
-static fkm_status check_weights(fkm_errbuf *err, const float *w, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    FKM_RETURN_IF(!isfinite(w[i]), err, FKM_ERR_NOT_FINITE,
-                  "weights[%lld] is not finite", (long long)i);
-    FKM_RETURN_IF(w[i] < 0, err, FKM_ERR_INVALID_ARG,
-                  "weights[%lld] = %g is negative", (long long)i, (double)w[i]);
-  }
-  return FKM_OK;
 }
 
 /* ------------------------------------------------------------ run lifecycle */
@@ -260,12 +251,18 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
       FKM_FORWARD(check_x(err, "initial centroids", FKM_DTYPE_F32, user_centroids + b * k * d,
                           1, run->n_init, d));
   }
-  if (run->weights) FKM_FORWARD(check_weights(err, run->weights, B * n));
+  if (run->weights) FKM_FORWARD(fkm_check_weights(err, run->weights, B * n, 0));
   const fkm_memory_plan plan = cpu_plan_of(&c->params, B, n, d, k, run->dtype, from_source);
   FKM_FORWARD(plan_fits(err, &plan, B));
+  FKM_RETURN_IF(run->comm && plan.streamed, err, FKM_ERR_OUT_OF_MEMORY,
+                "rank %d's run of the training set (%lld rows) needs %zu bytes in core and "
+                "params->memory_budget is %zu: a distributed run holds each rank's rows (use "
+                "more ranks or a larger budget)",
+                run->comm->rank, (long long)nt, plan.in_core_bytes, plan.available);
+  c->path_n = 0;
   c->check_rows = from_source && c->params.check_finite;
   if (B == 1) c->src = from_source ? *run->source : fkm_source_of_matrix(run->x, n, d, run->dtype);
-  c->train_path = fkm_arith_path(&c->arith, c->params.metric, nt, d);
+  c->train_path = fkm_arith_path(&c->arith, c->params.metric, run->train_total, d);
   if (run->weights && (run->train_rows || plan.streamed)) {
     ALLOC(c->wt_own, B * nt, "the training weights");
     for (int64_t b = 0; b < B; b++)
@@ -312,6 +309,7 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
   ALLOC(c->offsets, k + 1, "segment offsets");
   ALLOC(c->order, rows, "the label order");
   ALLOC(c->cursor, k, "the counting-sort cursors");
+  if (run->comm) ALLOC(c->acc, k * (d + 1) + 4, "the chains passed between ranks");
   memset(c->cent, 0, sizeof(float) * (size_t)(B * k * d));
   return FKM_OK;
 }
@@ -451,6 +449,17 @@ static float add_rows(const cpu_engine *c, float *sum, float count, const float 
   return count;
 }
 
+/* The rows grouped by label, stably (counting sort into c->order; the
+ * segment of centroid i is c->offsets[i] .. c->offsets[i + 1]). */
+static void group_by_label(cpu_engine *c, const int64_t *hist, int64_t m) {
+  const int64_t k = c->run.k;
+  int64_t *off = c->offsets;
+  off[0] = 0;
+  for (int64_t i = 0; i < k; i++) off[i + 1] = off[i] + hist[i];
+  memcpy(c->cursor, off, sizeof(int64_t) * (size_t)k);
+  for (int64_t i = 0; i < m; i++) c->order[c->cursor[c->labels[i]]++] = i;
+}
+
 /* docs/contract.md section 5: stable grouping of training rows by label (counting sort),
  * then per centroid an in-order float sum, float count, reciprocal multiply.
  * x, w: the problem's training rows and weights; cent, hist, counts: its k
@@ -459,11 +468,8 @@ static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
                    const int64_t *hist, float *counts) {
   const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
   const int64_t kf = c->run.k_frozen;
-  int64_t *off = c->offsets;
-  off[0] = 0;
-  for (int64_t i = 0; i < k; i++) off[i + 1] = off[i] + hist[i];
-  memcpy(c->cursor, off, sizeof(int64_t) * (size_t)k);
-  for (int64_t i = 0; i < nt; i++) c->order[c->cursor[c->labels[i]]++] = i;
+  const int64_t *off = c->offsets;
+  group_by_label(c, hist, nt);
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t ci = kf; ci < k; ci++) {
     float *cen = cent + ci * d;
@@ -547,11 +553,95 @@ static fkm_status cpu_iterate_streamed(cpu_engine *c, fkm_iter_result *out) {
   return FKM_OK;
 }
 
+/* The message of a distributed iteration (docs/distributed.md), laid out
+ * for the non-frozen centroids kf .. k: per centroid its d float sums and
+ * its float count, then the objective's float and double. Rank r receives
+ * rank r - 1's partial chains slice by slice, continues them over its own
+ * rows and passes them on; the last rank's are the whole chains. */
+enum { RANK_TAG_OBJ = 1, RANK_TAG_SLICE = 2, RANK_SLICES_PER_RANK = 8, RANK_MAX_SLICES = 256 };
+
+/* One iteration of a rank: its rows assigned (every rank at once), its
+ * steps of the objective's and the update's chains continued from the
+ * ranks before it in training order (a pipeline of slices of centroids, so
+ * that rank r + 1 works on slice s while rank r works on s + 1), and the
+ * last rank's chains broadcast: every rank then scales the same sums, and
+ * holds the bits of one process. Only k-sized data crosses. */
+static fkm_status cpu_iterate_ranked(cpu_engine *c, fkm_iter_result *out) {
+  const fkm_comm *cm = c->run.comm;
+  fkm_comm *comm = (fkm_comm *)cm;
+  fkm_errbuf *err = c->base.err;
+  const int64_t k = c->run.k, nt = c->run.n_train, d = c->run.d, kf = c->run.k_frozen;
+  const int64_t kk = k - kf, row = d + 1;
+  const int first = cm->rank == 0, last = cm->rank == cm->size - 1;
+  centroid_norms(c, c->train_path, c->cent, k);
+  const double t0 = fkm_now_seconds();
+  fkm_status s = assign_rows(c, c->train_path, c->xt, c->xn, nt, c->cent, k, c->labels,
+                             c->dist, "training set", -1, c->run.train_first);
+  out->assign_seconds = fkm_now_seconds() - t0;
+  FKM_FORWARD(cm->ops->agree(comm, s, err));
+  memset(out->hist, 0, sizeof(int64_t) * (size_t)k);
+  for (int64_t i = 0; i < nt; i++) out->hist[c->labels[i]]++;
+  group_by_label(c, out->hist, nt);
+  FKM_FORWARD(cm->ops->sum_i64(comm, out->hist, k, err));
+
+  float *msg = c->acc; /* kk * row floats, then the objective (4 floats) */
+  struct {
+    float f;
+    double d;
+  } obj = {0.0f, 0.0};
+  if (!first) FKM_FORWARD(cm->ops->recv_prev(comm, &obj, sizeof obj, RANK_TAG_OBJ, err));
+  for (int64_t i = 0; i < nt; i++) {
+    obj.f += c->dist[i];
+    obj.d += (double)c->dist[i];
+  }
+  if (!last) FKM_FORWARD(cm->ops->send_next(comm, &obj, sizeof obj, RANK_TAG_OBJ, err));
+  int64_t slices = cm->size == 1 ? 1 : (int64_t)RANK_SLICES_PER_RANK * cm->size;
+  if (slices > RANK_MAX_SLICES) slices = RANK_MAX_SLICES;
+  if (slices > kk) slices = kk > 0 ? kk : 1;
+  for (int64_t g = 0; g < slices; g++) {
+    const int64_t c0 = kk * g / slices, c1 = kk * (g + 1) / slices;
+    float *part = msg + c0 * row;
+    const size_t bytes = sizeof(float) * (size_t)((c1 - c0) * row);
+    if (first)
+      memset(part, 0, bytes);
+    else
+      FKM_FORWARD(cm->ops->recv_prev(comm, part, bytes, RANK_TAG_SLICE + (int)g, err));
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int64_t i = c0; i < c1; i++) {
+      float *sum = msg + i * row;
+      sum[d] = add_rows(c, sum, sum[d], c->xt, c->wt, c->offsets[kf + i], c->offsets[kf + i + 1]);
+    }
+    if (!last) FKM_FORWARD(cm->ops->send_next(comm, part, bytes, RANK_TAG_SLICE + (int)g, err));
+  }
+  FKM_FORWARD(cm->ops->wait_sends(comm, err));
+  memcpy(msg + kk * row, &obj.f, sizeof obj.f);
+  memcpy(msg + kk * row + 1, &obj.d, sizeof obj.d);
+  FKM_FORWARD(cm->ops->bcast(comm, msg, sizeof(float) * (size_t)(kk * row + 3),
+                             cm->size - 1, err));
+  memcpy(&out->obj[0], msg + kk * row, sizeof(float));
+  memcpy(&out->obj_double[0], msg + kk * row + 1, sizeof(double));
+  /* update()'s ending: an empty cluster's row is its zero sums */
+  for (int64_t i = 0; i < kk; i++) {
+    float *cen = c->cent + (kf + i) * d;
+    const float *sum = msg + i * row, count = sum[d];
+    out->counts[kf + i] = count;
+    if (count != 0.0f) {
+      const float norm = 1.0f / count;
+      for (int64_t j = 0; j < d; j++) cen[j] = sum[j] * norm;
+    } else {
+      memcpy(cen, sum, sizeof(float) * (size_t)d);
+    }
+  }
+  for (int64_t ci = 0; ci < kf; ci++) out->counts[ci] = 0.0f;
+  return FKM_OK;
+}
+
 /* Problems one after the other (each problem's bits depend on its rows and
  * centroids only). */
 static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
   const int64_t k = c->run.k, nt = c->run.n_train, d = c->run.d, B = c->run.batch;
   if (c->streamed) return cpu_iterate_streamed(c, out);
+  if (c->run.comm) return cpu_iterate_ranked(c, out);
   out->assign_seconds = 0;
   for (int64_t b = 0; b < B; b++) {
     const float *xt = c->xt + b * nt * d, *wt = c->wt ? c->wt + b * nt : NULL;
@@ -660,7 +750,8 @@ static fkm_status assign_user(cpu_engine *c, fkm_dtype dtype, const void *x,
                    "cpu engine: cannot allocate the norms of %lld rows", (long long)n);
   }
   if (s == FKM_OK) {
-    const fkm_path path = fkm_arith_path(&c->arith, c->params.metric, n, d);
+    const fkm_path path =
+        fkm_arith_path(&c->arith, c->params.metric, c->path_n > 0 ? c->path_n : n, d);
     if (c->params.metric == FKM_METRIC_L2) fkm_cpu_norms_arith(&c->arith, path, xf, n, d, xn);
     s = assign_into(c, path, xf, xn, n, cent, k, lab, dis, "x", problem);
   }
@@ -715,7 +806,8 @@ static fkm_status assign_source_rows(cpu_engine *c, const float *cent, int64_t k
                                      int64_t *labels, float *distances) {
   const int64_t n = c->src.n, d = c->src.d, chunk = assign_chunk_rows(c);
   const int64_t rows = n < chunk ? n : chunk;
-  const fkm_path path = fkm_arith_path(&c->arith, c->params.metric, n, d);
+  const fkm_path path =
+      fkm_arith_path(&c->arith, c->params.metric, c->path_n > 0 ? c->path_n : n, d);
   float *x = alloc_or_null((size_t)(rows * d), sizeof(float));
   float *xn = alloc_or_null((size_t)rows, sizeof(float));
   int64_t *lab = alloc_or_null((size_t)n, sizeof(int64_t));
@@ -775,9 +867,11 @@ static fkm_status cpu_copy(fkm_engine *e, void *dst, const void *src,
 /* fkm_assign (x) and fkm_assign_source (src, x NULL): the call's own run. */
 static fkm_status assign_call(cpu_engine *c, const fkm_params *params, int64_t n, int64_t d,
                               int64_t k, fkm_dtype dtype, const void *x, const fkm_source *src,
-                              const float *centroids, int64_t *labels, float *distances) {
+                              const float *centroids, int64_t *labels, float *distances,
+                              int64_t path_n) {
   fkm_errbuf *err = c->base.err;
   memset(&c->run, 0, sizeof c->run);
+  c->path_n = path_n;
   set_params(c, params);
   c->run.params = &c->params;
   c->run.batch = 1;
@@ -812,15 +906,16 @@ static fkm_status assign_call(cpu_engine *c, const fkm_params *params, int64_t n
 
 static fkm_status cpu_assign(fkm_engine *e, const fkm_params *params, int64_t n, int64_t d,
                              int64_t k, fkm_dtype dtype, const void *x, const float *centroids,
-                             int64_t *labels, float *distances) {
-  return assign_call(cpu(e), params, n, d, k, dtype, x, NULL, centroids, labels, distances);
+                             int64_t *labels, float *distances, int64_t path_n) {
+  return assign_call(cpu(e), params, n, d, k, dtype, x, NULL, centroids, labels, distances,
+                     path_n);
 }
 
 static fkm_status cpu_assign_source(fkm_engine *e, const fkm_params *params,
                                     const fkm_source *src, int64_t k, const float *centroids,
-                                    int64_t *labels, float *distances) {
+                                    int64_t *labels, float *distances, int64_t path_n) {
   return assign_call(cpu(e), params, src->n, src->d, k, src->dtype, NULL, src, centroids,
-                     labels, distances);
+                     labels, distances, path_n);
 }
 
 static fkm_status cpu_plan_memory(fkm_engine *e, const fkm_params *params, int64_t batch,

@@ -965,6 +965,9 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
 static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
                              const float *user_centroids) {
   cuda_engine *c = eng(e);
+  FKM_RETURN_IF(run->comm, e->err, FKM_ERR_UNSUPPORTED,
+                "cuda engine: distributed runs (a communicator on the context) run on CPU "
+                "contexts in this release (docs/distributed.md)");
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   c->run = *run;
   c->params = *run->params;
@@ -1569,15 +1572,27 @@ done:
   return st;
 }
 
+/* Distributed runs are the CPU engine's so far (docs/distributed.md): a
+ * search here is always of the call's own rows. */
+static fkm_status same_path(fkm_engine *e, int64_t n, int64_t path_n) {
+  FKM_RETURN_IF(path_n != n, e->err, FKM_ERR_UNSUPPORTED,
+                "cuda engine: a search of %lld rows on the path of %lld (a distributed run) "
+                "is the CPU engine's", (long long)n, (long long)path_n);
+  return FKM_OK;
+}
+
 static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n, int64_t d,
                               int64_t k, fkm_dtype dtype, const void *x,
-                              const float *centroids, int64_t *labels, float *distances) {
+                              const float *centroids, int64_t *labels, float *distances,
+                              int64_t path_n) {
+  FKM_FORWARD(same_path(e, n, path_n));
   return assign_call(eng(e), params, n, d, k, dtype, x, NULL, centroids, labels, distances);
 }
 
 static fkm_status cuda_assign_source(fkm_engine *e, const fkm_params *params,
                                      const fkm_source *src, int64_t k, const float *centroids,
-                                     int64_t *labels, float *distances) {
+                                     int64_t *labels, float *distances, int64_t path_n) {
+  FKM_FORWARD(same_path(e, src->n, path_n));
   return assign_call(eng(e), params, src->n, src->d, k, src->dtype, NULL, src, centroids,
                      labels, distances);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dist.h"
 #include "init.h"
 #include "rng.h"
 
@@ -110,6 +111,8 @@ typedef struct loop_state {
   float *stopped;         /* (batch, k, d) centroids of problems that stopped early */
   float *train_host;      /* (batch, n_train, d) for host seeding, or NULL */
   float *cent_host;       /* (batch, k, d) for host seeding, or NULL */
+  fkm_dist dist;          /* a distributed run's rows (a->comm) */
+  float *rows_host;       /* (k, d) a distributed run: centroid rows */
 } loop_state;
 
 static void loop_free(loop_state *s) {
@@ -131,6 +134,16 @@ static void loop_free(loop_state *s) {
   free(s->stopped);
   free(s->train_host);
   free(s->cent_host);
+  free(s->rows_host);
+  fkm_dist_end(&s->dist);
+}
+
+/* A status every rank of a distributed run returns alike (the least failing
+ * rank's, dist.h); one process: s itself. Every engine call whose failure
+ * could be one rank's goes through it, so that no rank waits for a rank
+ * that has returned. */
+static fkm_status agreed(const fkm_train_args *a, fkm_status s, fkm_errbuf *err) {
+  return a->comm ? a->comm->ops->agree(a->comm, s, err) : s;
 }
 
 static void *alloc_n(int64_t count, size_t size) {
@@ -223,15 +236,22 @@ static uint64_t actual_seed(const fkm_params *p, const fkm_arith *ar) {
  * [0, n_init) are the existing centroids it seeds around. */
 static fkm_status seed_on_host(fkm_engine *e, const fkm_train_args *a, const fkm_run *run,
                                loop_state *s, uint64_t seed) {
-  const int64_t B = a->batch, k = a->k, d = a->d, nt = run->n_train, n_in = run->n_init;
+  const int64_t B = a->batch, k = a->k, d = a->d, nt = run->train_total, n_in = run->n_init;
   fkm_errbuf *err = e->err;
   if (!s->train_host) {
     s->train_host = alloc_n(B * nt * d, sizeof(float));
     s->cent_host = alloc_n(B * k * d, sizeof(float));
-    FKM_RETURN_IF(!s->train_host || !s->cent_host, err, FKM_ERR_OUT_OF_MEMORY,
-                  "cannot allocate a host copy of the training set (%lld x %lld) for "
-                  "seeding", (long long)(B * nt), (long long)d);
-    FKM_FORWARD(e->ops->read_train(e, s->train_host));
+    FKM_FORWARD(agreed(a,
+                       !s->train_host || !s->cent_host
+                           ? fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
+                                      "cannot allocate a host copy of the training set (%lld "
+                                      "x %lld) for seeding",
+                                      (long long)(B * nt), (long long)d)
+                           : FKM_OK,
+                       err));
+    /* a distributed run's training set crosses to every rank once */
+    FKM_FORWARD(a->comm ? fkm_dist_all_rows(&s->dist, a, s->train_host, err)
+                        : e->ops->read_train(e, s->train_host));
   }
   FKM_FORWARD(e->ops->read_centroids(e, s->cent_host));
   for (int64_t b = 0; b < B; b++) {
@@ -242,6 +262,18 @@ static fkm_status seed_on_host(fkm_engine *e, const fkm_train_args *a, const fkm
     FKM_FORWARD(fkm_init_centroids(run->arith, a->params->init_method, &ia, err));
   }
   return e->ops->write_centroids(e, s->cent_host);
+}
+
+/* Rows [n_init, k) of the centroids := the training rows s->perm[i]: the
+ * engine's own rows, or in a distributed run the ranks' that hold them. */
+static fkm_status init_rows(fkm_engine *e, const fkm_train_args *a, const fkm_run *run,
+                            loop_state *s) {
+  const int64_t k = a->k, d = a->d, from = run->n_init;
+  if (!a->comm) return e->ops->init_rows(e, s->perm, from);
+  FKM_FORWARD(e->ops->read_centroids(e, s->rows_host));
+  FKM_FORWARD(fkm_dist_rows(&s->dist, a, s->perm + from, k - from, s->rows_host + from * d,
+                            e->err));
+  return e->ops->write_centroids(e, s->rows_host);
 }
 
 /* FAISS 1.14.2+'s early stop, in its float arithmetic: the relative change
@@ -278,9 +310,9 @@ static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
   fkm_errbuf *err = e->err;
   const uint64_t rseed = seed + 1 + (uint64_t)redo * 15486557u;
   if (p->init_method == FKM_INIT_RANDOM || run->n_init >= k) {
-    FKM_FORWARD(fkm_rand_perm_prefix(run->n_train, (int64_t)(rseed & 0xffffffffu), k, s->perm,
-                                     err));
-    FKM_FORWARD(ops->init_rows(e, s->perm, run->n_init));
+    FKM_FORWARD(fkm_rand_perm_prefix(run->train_total, (int64_t)(rseed & 0xffffffffu), k,
+                                     s->perm, err));
+    FKM_FORWARD(init_rows(e, a, run, s));
   } else {
     FKM_FORWARD(seed_on_host(e, a, run, s, rseed));
   }
@@ -303,7 +335,7 @@ static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
     for (int64_t b = 0; b < B; b++) {
       int64_t npairs = 0;
       fkm_split_pair *pb = s->pairs + total;
-      FKM_FORWARD(fkm_split_plan(s->counts + b * k, k, run->k_frozen, run->n_train, pb,
+      FKM_FORWARD(fkm_split_plan(s->counts + b * k, k, run->k_frozen, run->train_total, pb,
                                  &npairs, err));
       for (int64_t i = 0; i < npairs; i++) {
         pb[i].dst += b * k;
@@ -334,12 +366,14 @@ static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
     }
     if (total > 0) FKM_FORWARD(ops->apply_splits(e, s->pairs, total));
     FKM_FORWARD(ops->post_process(e));
-    for (int64_t b = 0; b < B && p->progress; b++)
+    fkm_status stop = FKM_OK; /* a distributed run stops on every rank */
+    for (int64_t b = 0; b < B && p->progress && stop == FKM_OK; b++)
       if (s->active[b] &&
           p->progress(p->progress_user, redo, it, &s->stats[b * s->nst + s->nstats[b] - 1]) != 0)
-        return fkm_fail(err, FKM_ERR_INTERRUPTED,
-                        "interrupted by the progress callback after iteration %d of redo %d",
-                        it, redo);
+        stop = fkm_fail(err, FKM_ERR_INTERRUPTED,
+                        "interrupted by the progress callback%s after iteration %d of redo %d",
+                        a->comm ? " of one rank" : "", it, redo);
+    FKM_FORWARD(agreed(a, stop, err));
     if (!early || it == 0) continue;
     int stopping = 0;
     for (int64_t b = 0; b < B; b++) {
@@ -449,14 +483,65 @@ fkm_status fkm_training_rows(const fkm_params *p, int64_t n, int64_t k, int64_t 
   return subsample(p, &arith, n, max_train, actual_seed(p, &arith), rows, err);
 }
 
+/* A distributed run: the engine holds this rank's run of the training set
+ * (dist.h), on the search path of the whole training set. */
+static void rank_run(fkm_run *run, const fkm_train_args *a, const fkm_dist *ds) {
+  const int me = a->comm->rank;
+  run->x = ds->xt;
+  run->weights = ds->wt;
+  run->source = NULL;
+  run->train_rows = NULL;
+  run->n = run->n_train = ds->train_first[me + 1] - ds->train_first[me];
+  run->comm = a->comm;
+  run->train_first = ds->train_first[me];
+  run->train_total = ds->n_train;
+}
+
+/* Begins the engine's run over rows (NULL: x in order) of x, n_train of
+ * them; a distributed run first gives each rank its run of them. */
+static fkm_status begin(fkm_engine *e, const fkm_train_args *a, fkm_run *run, loop_state *s,
+                        const int64_t *rows, int64_t n_train) {
+  run->train_rows = rows;
+  run->n_train = run->train_total = n_train;
+  if (!a->comm) return e->ops->begin(e, run, a->centroids);
+  FKM_FORWARD(fkm_dist_training_set(&s->dist, a, rows, n_train, e->err));
+  rank_run(run, a, &s->dist);
+  s->rows_host = alloc_n(a->k * a->d, sizeof(float));
+  FKM_FORWARD(agreed(a,
+                     s->rows_host ? FKM_OK
+                                  : fkm_fail(e->err, FKM_ERR_OUT_OF_MEMORY,
+                                             "cannot allocate %lld centroid rows",
+                                             (long long)a->k),
+                     e->err));
+  return agreed(a, e->ops->begin(e, run, s->dist.init), e->err);
+}
+
+/* The outputs: the engine writes them; in a distributed run the centroids
+ * wait in s->rows_host until every rank has its labels (finish_ranks). */
+static fkm_status finish(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
+  if (!a->comm) return e->ops->finish(e, a->centroids, a->labels, a->distances);
+  return agreed(a, e->ops->finish(e, s->rows_host, NULL, NULL), e->err);
+}
+
+/* After the engine's run: each rank's labels and distances of its rows of
+ * x, then (everyone having succeeded) the centroids. */
+static fkm_status finish_ranks(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
+  FKM_FORWARD(fkm_dist_assign(&s->dist, e, a, s->rows_host, a->labels, a->distances));
+  memcpy(a->centroids, s->rows_host, sizeof(float) * (size_t)(a->k * a->d));
+  return FKM_OK;
+}
+
 static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   const fkm_params *p = a->params;
   const fkm_engine_ops *ops = e->ops;
   fkm_errbuf *err = e->err;
-  const int64_t n = a->n, k = a->k, d = a->d, B = a->batch;
+  const int64_t k = a->k, d = a->d, B = a->batch;
   fkm_arith arith;
   FKM_FORWARD(fkm_arith_of(&p->profile, &arith, err));
   FKM_FORWARD(check_features(p, &arith, err));
+  uint64_t seed = actual_seed(p, &arith);
+  if (a->comm) FKM_FORWARD(fkm_dist_begin(&s->dist, a->comm, a, &seed, err));
+  const int64_t n = a->comm ? s->dist.n : a->n; /* x's rows over all ranks */
   fkm_run run = {.params = p,
                  .batch = B,
                  .n = n,
@@ -470,8 +555,10 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
                  .n_train = n,
                  .n_init = a->n_init,
                  .k_frozen = p->frozen_centroids ? a->n_init : 0,
-                 .arith = &arith};
-  const uint64_t seed = actual_seed(p, &arith);
+                 .arith = &arith,
+                 .comm = NULL,
+                 .train_first = 0,
+                 .train_total = n};
 
   /* Subsampling: rows perm[0..k*max) in permutation order, the same rows of
    * every problem (the permutation depends on n and the seed only). */
@@ -482,8 +569,6 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
     logf_(p, FKM_LOG_INFO, "Sampling a subset of %lld / %lld for training",
           (long long)max_train, (long long)n);
     FKM_FORWARD(subsample(p, &arith, n, max_train, seed, s->rows, err));
-    run.train_rows = s->rows;
-    run.n_train = max_train;
   } else if (n < k * (int64_t)p->min_points_per_centroid) {
     logf_(p, FKM_LOG_WARNING,
           "clustering %lld points to %lld centroids: please provide at "
@@ -491,15 +576,14 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
           (long long)n, (long long)k, (long long)(k * p->min_points_per_centroid));
   }
 
-  if (run.n_train == k) {
+  if ((subsample_it ? max_train : n) == k) {
     /* FAISS copies the first k rows of its input (x_in, not the subsample)
      * and reports one iteration {0, 0, 0, 1, 0}; nothing is post-processed. */
     for (int64_t i = 0; i < k; i++) s->perm[i] = i;
-    run.train_rows = s->perm; /* rows 0..k-1 of each problem */
     run.n_init = 0;
     run.k_frozen = 0;
-    FKM_FORWARD(ops->begin(e, &run, a->centroids));
-    FKM_FORWARD(ops->init_rows(e, s->perm, 0));
+    FKM_FORWARD(begin(e, a, &run, s, s->perm, k)); /* rows 0..k-1 of each problem */
+    FKM_FORWARD(init_rows(e, a, &run, s));
     fkm_iteration_stats one = {0.0f, 0.0, 0.0, 1.0, 0, 0.0};
     for (int64_t b = 0; b < B; b++) {
       s->stats[b * s->nst] = one;
@@ -509,13 +593,14 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
     logf_(p, FKM_LOG_INFO,
           "Number of training points (%lld) same as number of clusters, just copying",
           (long long)k);
-    return ops->finish(e, a->centroids, a->labels, a->distances);
+    return finish(e, a, s);
   }
 
-  FKM_FORWARD(ops->begin(e, &run, a->centroids));
+  FKM_FORWARD(begin(e, a, &run, s, subsample_it ? s->rows : NULL,
+                    subsample_it ? max_train : n));
   logf_(p, FKM_LOG_INFO,
         "Clustering %lld points in %lldD to %lld clusters, redo %d times, %d iterations",
-        (long long)run.n_train, (long long)d, (long long)k, p->nredo, p->niter);
+        (long long)run.train_total, (long long)d, (long long)k, p->nredo, p->niter);
   if (B > 1) logf_(p, FKM_LOG_INFO, "%lld problems trained together", (long long)B);
   if (a->n_init > 0) FKM_FORWARD(ops->load_initial(e));
 
@@ -538,14 +623,15 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
                     B > 1 ? " in one of the problems" : "");
     FKM_FORWARD(ops->write_centroids(e, s->best));
   }
-  return ops->finish(e, a->centroids, a->labels, a->distances);
+  return finish(e, a, s);
 }
 
 fkm_status fkm_lloyd_train(fkm_engine *e, const fkm_train_args *a) {
   loop_state s = {0};
   fkm_status st = a->batch > 0 ? train(e, a, &s) : FKM_OK;
-  if (st == FKM_OK && a->batch > 0) write_stats(a, &s);
   if (a->batch > 0) e->ops->end(e);
+  if (st == FKM_OK && a->comm) st = finish_ranks(e, a, &s);
+  if (st == FKM_OK && a->batch > 0) write_stats(a, &s);
   loop_free(&s);
   return st;
 }

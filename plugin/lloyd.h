@@ -24,6 +24,9 @@ typedef struct fkm_train_args {
   fkm_iteration_stats *stats;
   int64_t stats_capacity;
   int64_t *n_stats;
+  /* A distributed run (docs/distributed.md): this rank's x (or source) is
+   * rows of the whole x, in rank order; NULL: one process. */
+  fkm_comm *comm;
 } fkm_train_args;
 
 /** Trains every problem of a, in lockstep (one engine iteration runs an

@@ -1,5 +1,6 @@
 #include "status.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -32,6 +33,16 @@ fkm_status fkm_fail_no_finite(fkm_errbuf *err, const char *what, int64_t problem
     return fkm_fail(err, FKM_ERR_NUMERIC, "%s of problem %lld, row %lld %s", what,
                     (long long)problem, (long long)row, cause);
   return fkm_fail(err, FKM_ERR_NUMERIC, "%s row %lld %s", what, (long long)row, cause);
+}
+
+fkm_status fkm_check_weights(fkm_errbuf *err, const float *w, int64_t n, int64_t first) {
+  for (int64_t i = 0; i < n; i++) {
+    FKM_RETURN_IF(!isfinite(w[i]), err, FKM_ERR_NOT_FINITE, "weights[%lld] is not finite",
+                  (long long)(first + i));
+    FKM_RETURN_IF(w[i] < 0, err, FKM_ERR_INVALID_ARG, "weights[%lld] = %g is negative",
+                  (long long)(first + i), (double)w[i]);
+  }
+  return FKM_OK;
 }
 
 const char *fkm_status_string(fkm_status status) {

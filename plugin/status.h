@@ -35,6 +35,10 @@ fkm_status fkm_fail_not_finite(fkm_errbuf *err, const char *what, int64_t bad, i
  *  finite distance to any centroid; problem >= 0 names the batched problem. */
 fkm_status fkm_fail_no_finite(fkm_errbuf *err, const char *what, int64_t problem, int64_t row);
 
+/** Weights w[0 .. n) finite and >= 0; messages name w[i] as
+ *  weights[first + i]. */
+fkm_status fkm_check_weights(fkm_errbuf *err, const float *w, int64_t n, int64_t first);
+
 #define FKM_FORWARD(expr)                     \
   do {                                        \
     fkm_status fkm_fwd_s_ = (expr);           \

@@ -6,7 +6,8 @@
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config zlib1g-dev libopenblas-dev libfaiss-dev
       python3-faiss python3-numpy python3-pytest python3-venv libgtest-dev
-      dataset-fashion-mnist clang-14 libclang-rt-14-dev libomp-14-dev)
+      dataset-fashion-mnist clang-14 libclang-rt-14-dev libomp-14-dev
+      libopenmpi-dev openmpi-bin python3-mpi4py)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

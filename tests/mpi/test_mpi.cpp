@@ -1,0 +1,344 @@
+// Distributed runs (docs/distributed.md), run under mpiexec with 1 to 4
+// ranks: every rank passes its own rows of x and must get the centroids and
+// statistics of the one-process run on the whole x, bit for bit, and the
+// labels and distances of its rows; a failure on one rank is every rank's.
+// Every rank runs every test (the runs are collective); a test fails on
+// rank 0 when it failed on any rank.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "source_cases.h"
+
+namespace {
+
+int g_rank = 0, g_size = 1;
+
+struct Ctx {
+  fkm_ctx *c = nullptr;
+  explicit Ctx(bool distributed) {
+    EXPECT_EQ(fkm_ctx_create(FKM_BACKEND_CPU, 0, &c), FKM_OK);
+    if (distributed) {
+      EXPECT_EQ(fkm_ctx_set_mpi_comm(c, MPI_Comm_c2f(MPI_COMM_WORLD)), FKM_OK)
+          << fkm_ctx_last_error(c);
+    }
+  }
+  ~Ctx() { fkm_ctx_destroy(c); }
+};
+
+// Every test ends by asking every rank whether it failed.
+class Ranks : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    int mine = HasFailure() ? 1 : 0, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any && !mine) ADD_FAILURE() << "another rank failed this test (its output above)";
+  }
+};
+
+// How the ranks split x's n rows: [lo, hi) of this rank.
+enum class Split { Even, Uneven, OneRankHoldsAll, Blocks64 };
+
+const char *name(Split s) {
+  switch (s) {
+    case Split::Even: return "even";
+    case Split::Uneven: return "uneven";
+    case Split::OneRankHoldsAll: return "one_rank_holds_all";
+    case Split::Blocks64: return "blocks_of_64";
+  }
+  return "?";
+}
+
+void shard(Split s, int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
+  auto cut = [&](int r) -> int64_t {
+    switch (s) {
+      case Split::Even: return n * r / size;
+      case Split::Uneven: {  // rank 1 empty, the others 1 : 3 : 2 ...
+        if (r == 0) return 0;
+        if (r >= size) return n;
+        const int64_t w[] = {1, 0, 3, 2};
+        int64_t tot = 0, upto = 0;
+        for (int i = 0; i < size; i++) tot += w[i % 4];
+        for (int i = 0; i < r; i++) upto += w[i % 4];
+        return n * upto / tot;
+      }
+      case Split::OneRankHoldsAll: return r == size ? n : 0;  // the last rank
+      case Split::Blocks64: {  // whole query blocks of 64 rows
+        const int64_t blocks = (n + 63) / 64, at = blocks * r / size * 64;
+        return at < n ? at : n;
+      }
+    }
+    return 0;
+  };
+  *lo = cut(rank);
+  *hi = cut(rank + 1);
+}
+
+// A BLAS whose sums depend on the block: each dot product starts at term
+// n mod 37 of its d terms (n the query block's rows: FAISS passes the
+// centroids as m) and wraps around. FAISS's
+// search with it gives distances that depend on where its query blocks
+// start; a distributed run must cut the training order at the same block
+// boundaries, and ranks whose rows are whole blocks give one process's
+// labels.
+int block_sgemm(const char *, const char *, int *m, int *n, int *k, const float *,
+                const float *a, int *lda, const float *b, int *ldb, float *, float *c,
+                int *ldc) {
+  const int start = *n % 37 % *k;
+  for (int j = 0; j < *n; j++)
+    for (int i = 0; i < *m; i++) {
+      const float *x = a + (size_t)i * *lda, *y = b + (size_t)j * *ldb;
+      float acc = 0.0f;
+      for (int u = 0; u < *k; u++) {
+        const int t = (start + u) % *k;
+        acc = std::fmaf(x[t], y[t], acc);
+      }
+      c[(size_t)j * *ldc + i] = acc;
+    }
+  return 0;
+}
+
+struct Case {
+  source_cases::Case k;
+  Split split;
+  bool caller_blas = false;
+};
+
+std::string case_name(const Case &c) {
+  std::string s = source_cases::case_name(c.k) + "_" + name(c.split);
+  return c.caller_blas ? s + "_caller_blas" : s;
+}
+
+void PrintTo(const Case &c, std::ostream *os) { *os << case_name(c); }
+
+// The data-path table (tests/source_cases.h: weights, redo, frozen and
+// initial rows, inner product, subsampling, splits, float16, seeding on the
+// host, FAISS profiles) delivered as a matrix, a source at a stride and a
+// callback, over each split.
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  for (const source_cases::Case &k : source_cases::cases()) {
+    if (k.delivery == source_cases::Delivery::CallbackBudget) continue;
+    for (Split s : {Split::Even, Split::Uneven}) v.push_back({k, s});
+    if (k.delivery == source_cases::Delivery::Budget)
+      v.push_back({k, Split::OneRankHoldsAll});
+  }
+  /* d = 40: the BLAS path (above the fused kernels' d) */
+  source_cases::Case blas{{"subsampled_blocks", 1, 3000, 40, 12}, source_cases::Delivery::Budget};
+  blas.c.max_points_per_centroid = 150;
+  v.push_back({blas, Split::Blocks64, true});
+  source_cases::Case all{{"every_row_blocks", 1, 1000, 40, 6}, source_cases::Delivery::Callback};
+  all.c.metric = FKM_METRIC_INNER_PRODUCT;
+  v.push_back({all, Split::Blocks64, true});
+  return v;
+}
+
+fkm_params params_of(const Case &c) {
+  fkm_params p = source_cases::params(c.k);
+  if (c.caller_blas) p.blas_sgemm = block_sgemm;
+  return p;
+}
+
+// The rows [lo, hi) through the case's delivery ("budget" is the matrix in
+// core here: a distributed run holds its rows). Labels and distances are
+// this rank's.
+batched::Out run_rows(fkm_ctx *ctx, const Case &cs, const batched::Data &s, int64_t lo,
+                      int64_t hi) {
+  const batched::Case &c = cs.k.c;
+  batched::Out o = batched::fresh(c, s);
+  o.labels.assign(hi - lo, -3);
+  o.distances.assign(hi - lo, -5.0f);
+  const fkm_params p = params_of(cs);
+  const size_t es = c.dtype == FKM_DTYPE_F32 ? 4 : 2, row = es * c.d;
+  const char *x = static_cast<const char *>(batched::xptr(c, s, 0)) + row * lo;
+  const float *w = s.w.empty() ? nullptr : s.w.data() + lo;
+  const int64_t n = hi - lo;
+  if (cs.k.delivery == source_cases::Delivery::Budget) {
+    o.status = fkm_train(ctx, &p, n, c.d, c.k, c.dtype, x, w, o.centroids.data(), c.n_init,
+                         o.labels.data(), o.distances.data(), o.stats.data(), o.cap,
+                         o.n_stats.data());
+  } else {
+    fkm_source src;
+    std::vector<char> padded;
+    source_cases::Rows rows{x, row};
+    if (cs.k.delivery == source_cases::Delivery::HostStride) {
+      const size_t stride = row + 24;
+      padded.assign(stride * n + 24, '\x7f');
+      for (int64_t i = 0; i < n; i++) std::memcpy(padded.data() + 24 + stride * i, x + row * i, row);
+      EXPECT_EQ(fkm_source_host(&src, padded.data() + 24, n, c.d, c.dtype, (int64_t)stride),
+                FKM_OK);
+    } else {
+      EXPECT_EQ(fkm_source_callback(&src, n, c.d, c.dtype, source_cases::read_rows, &rows),
+                FKM_OK);
+    }
+    o.status = fkm_train_source(ctx, &p, &src, c.k, w, o.centroids.data(), c.n_init,
+                                o.labels.data(), o.distances.data(), o.stats.data(), o.cap,
+                                o.n_stats.data());
+  }
+  o.error = fkm_ctx_last_error(ctx);
+  return o;
+}
+
+class Distributed : public Ranks, public ::testing::WithParamInterface<Case> {};
+
+TEST_P(Distributed, EqualsOneProcess) {
+  const Case &cs = GetParam();
+  const batched::Case &c = cs.k.c;
+  const batched::Data s = batched::make(c);
+  int64_t lo, hi;
+  shard(cs.split, c.n, g_rank, g_size, &lo, &hi);
+  batched::Out want, got;
+  {
+    Ctx one(false);
+    want = run_rows(one.c, cs, s, 0, c.n);
+  }
+  {
+    Ctx ranks(true);
+    got = run_rows(ranks.c, cs, s, lo, hi);
+  }
+  // this rank's rows of the one-process labels and distances
+  want.labels = std::vector<int64_t>(want.labels.begin() + lo, want.labels.begin() + hi);
+  want.distances = std::vector<float>(want.distances.begin() + lo, want.distances.begin() + hi);
+  batched::Case mine = c;
+  mine.n = hi - lo;
+  batched::expect_equal(mine, got, want);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpu, Distributed, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case> &i) { return case_name(i.param); });
+
+// ---------------------------------------------------------------- failures
+
+struct Plain {
+  batched::Case c{"plain", 1, 700, 5, 9};
+  batched::Data s = batched::make(c);
+  int64_t lo = 0, hi = 0;
+  Plain() { shard(Split::Even, c.n, g_rank, g_size, &lo, &hi); }
+  /* this rank's rows */
+  fkm_status train(fkm_ctx *ctx, const fkm_params &p, const float *x, std::string *msg) {
+    return train_rows(ctx, p, x, msg, lo, hi);
+  }
+  fkm_status train_rows(fkm_ctx *ctx, const fkm_params &p, const float *x, std::string *msg,
+                        int64_t from, int64_t to) {
+    std::vector<float> cent(c.k * c.d);
+    std::vector<int64_t> lab(to - from, -3);
+    const fkm_status st = fkm_train(ctx, &p, to - from, c.d, c.k, FKM_DTYPE_F32, x + from * c.d,
+                                    nullptr, cent.data(), 0, lab.data(), nullptr, nullptr, 0,
+                                    nullptr);
+    *msg = fkm_ctx_last_error(ctx);
+    return st;
+  }
+};
+
+using DistributedErrors = Ranks;
+
+// A NaN in one rank's rows: every rank fails with the message of one
+// process on the whole x (the row's index in the whole x).
+TEST_F(DistributedErrors, ABadRowOnOneRankFailsEveryRankWithItsGlobalIndex) {
+  Plain t;
+  std::vector<float> x = t.s.x;
+  x[(t.c.n - 3) * t.c.d + 2] = NAN; /* the last rank's */
+  x[(t.c.n - 2) * t.c.d + 1] = INFINITY;
+  fkm_params p = batched::params(t.c);
+  std::string one, dist;
+  {
+    Ctx ctx(false);
+    EXPECT_EQ(t.train_rows(ctx.c, p, x.data(), &one, 0, t.c.n), FKM_ERR_NOT_FINITE);
+  }
+  Ctx ctx(true);
+  EXPECT_EQ(t.train(ctx.c, p, x.data(), &dist), FKM_ERR_NOT_FINITE);
+  EXPECT_EQ(dist, one);
+  EXPECT_NE(dist.find("row 697, column 2"), std::string::npos) << dist;
+}
+
+TEST_F(DistributedErrors, ParametersThatDifferAcrossRanksAreRefusedOnEveryRank) {
+  Plain t;
+  fkm_params p = batched::params(t.c);
+  if (g_rank == g_size - 1) p.niter = 7;
+  std::string msg;
+  Ctx ctx(true);
+  const fkm_status st = t.train(ctx.c, p, t.s.x.data(), &msg);
+  if (g_size == 1) {
+    EXPECT_EQ(st, FKM_OK) << msg;
+  } else {
+    EXPECT_EQ(st, FKM_ERR_INVALID_ARG);
+    EXPECT_NE(msg.find("params->niter is 7 and rank 0's is 4"), std::string::npos) << msg;
+  }
+}
+
+int stop_on_last_rank(void *, int, int iteration, const fkm_iteration_stats *) {
+  return g_rank == g_size - 1 && iteration == 1;
+}
+
+TEST_F(DistributedErrors, AProgressCallbackThatStopsOneRankStopsEveryRank) {
+  Plain t;
+  fkm_params p = batched::params(t.c);
+  p.progress = stop_on_last_rank;
+  std::string msg;
+  Ctx ctx(true);
+  EXPECT_EQ(t.train(ctx.c, p, t.s.x.data(), &msg), FKM_ERR_INTERRUPTED);
+  EXPECT_NE(msg.find("after iteration 1 of redo 0"), std::string::npos) << msg;
+}
+
+TEST_F(DistributedErrors, TooFewRowsOverAllRanksAndBatchedRunsAreRefused) {
+  Plain t;
+  const fkm_params p = batched::params(t.c);
+  Ctx ctx(true);
+  int rank = -1, size = -1;
+  EXPECT_EQ(fkm_ctx_comm_rank(ctx.c, &rank, &size), FKM_OK);
+  EXPECT_EQ(rank, g_rank);
+  EXPECT_EQ(size, g_size);
+  std::vector<float> cent(t.c.k * t.c.d);
+  const int64_t n = g_rank == 0 ? t.c.k - 1 : 0; /* k - 1 rows in all */
+  EXPECT_EQ(fkm_train(ctx.c, &p, n, t.c.d, t.c.k, FKM_DTYPE_F32, t.s.x.data(), nullptr,
+                      cent.data(), 0, nullptr, nullptr, nullptr, 0, nullptr),
+            FKM_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx.c)).find("over " + std::to_string(g_size) +
+                                                        " ranks must be >= k"),
+            std::string::npos)
+      << fkm_ctx_last_error(ctx.c);
+  EXPECT_EQ(fkm_train_batched(ctx.c, &p, 2, t.c.n, t.c.d, t.c.k, FKM_DTYPE_F32, t.s.x.data(),
+                              nullptr, cent.data(), 0, nullptr, nullptr, nullptr, 0, nullptr),
+            FKM_ERR_UNSUPPORTED);
+  /* back to one process */
+  EXPECT_EQ(fkm_ctx_set_mpi_comm(ctx.c, FKM_NO_COMM), FKM_OK);
+  EXPECT_EQ(fkm_ctx_comm_rank(ctx.c, &rank, &size), FKM_OK);
+  EXPECT_EQ(size, 1);
+}
+
+// Run alone (ctest's mpi_killed_rank): the last rank dies in the middle of
+// a run; every other rank must not hang (mpiexec ends the job, non-zero).
+int die_on_last_rank(void *, int, int iteration, const fkm_iteration_stats *) {
+  if (g_rank == g_size - 1 && iteration == 1) std::raise(SIGKILL);
+  return 0;
+}
+
+TEST_F(DistributedErrors, DISABLED_ARankKilledInTheMiddleOfARun) {
+  Plain t;
+  fkm_params p = batched::params(t.c);
+  p.niter = 1000000; /* the others would iterate on: only the job's end stops them */
+  p.progress = die_on_last_rank;
+  std::string msg;
+  Ctx ctx(true);
+  t.train(ctx.c, p, t.s.x.data(), &msg);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+  ::testing::InitGoogleTest(&argc, argv);
+  if (g_rank != 0) GTEST_FLAG_SET(brief, true); /* other ranks print their failures only */
+  const int rc = RUN_ALL_TESTS();
+  int any = 0;
+  MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return any;
+}
