@@ -285,27 +285,102 @@ fkm_status fkm_dist_all_rows(fkm_dist *ds, const fkm_train_args *a, float *dst,
   return s;
 }
 
+/* The final assignment with the caller's BLAS: FAISS's search cuts x into
+ * query blocks of q rows from row 0, and the BLAS may sum a row's dot
+ * products differently in another block, so each block is searched whole,
+ * by the rank that holds its first row: the rows of a block that starts on
+ * an earlier rank travel there (fewer than q per rank), and their labels
+ * and distances come back. lab and dis: this rank's n rows. */
+static fkm_status assign_blocks(fkm_dist *ds, fkm_engine *e, const fkm_train_args *a,
+                                const float *centroids, int64_t q, int64_t *lab, float *dis) {
+  fkm_errbuf *err = e->err;
+  const fkm_comm_ops *ops = ds->comm->ops;
+  const int P = ds->comm->size, me = ds->comm->rank;
+  const int64_t lo = ds->first[me], hi = ds->first[me + 1], n = ds->n, d = a->d;
+  const size_t row = fkm_dtype_size(a->dtype) * (size_t)d;
+  /* the blocks that start here: rows [c_lo, c_hi) */
+  int64_t c_lo = (lo + q - 1) / q * q, c_hi = c_lo;
+  if (c_lo >= hi) {
+    c_lo = c_hi = hi;
+  } else {
+    c_hi = (hi - 1) / q * q + q;
+    if (c_hi > n) c_hi = n;
+  }
+  int64_t *send = calloc((size_t)P, sizeof(int64_t)), *recv = calloc((size_t)P, sizeof(int64_t));
+  char *mine = alloc_n(hi - lo, row), *rows = alloc_n(c_hi - c_lo, row);
+  int64_t *clab = alloc_n(c_hi - c_lo, sizeof(int64_t));
+  float *cdis = alloc_n(c_hi - c_lo, sizeof(float));
+  fkm_status s = FKM_OK;
+  if (!send || !recv || !mine || !rows || !clab || !cdis)
+    s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
+                 "cannot allocate the assignment of %lld rows in whole query blocks",
+                 (long long)(hi - lo));
+  if (s == FKM_OK) {
+    if (c_lo > lo) send[owner(ds->first, P, lo / q * q)] += c_lo - lo;
+    send[me] += hi - c_lo;
+    for (int64_t g = hi; g < c_hi;) { /* the later ranks' rows of the last block */
+      const int r = owner(ds->first, P, g);
+      const int64_t to = ds->first[r + 1] < c_hi ? ds->first[r + 1] : c_hi;
+      recv[r] += to - g;
+      g = to;
+    }
+    recv[me] += hi - c_lo;
+    int64_t bad = -1;
+    if (a->source && a->params->check_finite) {
+      s = fkm_source_read_checked(&ds->src, NULL, 0, hi - lo, mine, &bad, err);
+      if (s == FKM_OK && bad >= 0) s = fkm_fail_not_finite(err, "x", lo * d + bad, 1, 0, d);
+    } else {
+      s = fkm_source_read(&ds->src, NULL, 0, hi - lo, mine, err);
+    }
+  }
+  s = ops->agree(ds->comm, s, err);
+  if (s == FKM_OK) s = ops->alltoallv(ds->comm, mine, send, rows, recv, row, err);
+  if (s == FKM_OK && c_hi > c_lo) {
+    fkm_params p = *a->params;
+    p.check_finite = 0; /* checked where they were read */
+    s = e->ops->assign(e, &p, c_hi - c_lo, d, a->k, a->dtype, rows, centroids, clab, cdis, n);
+  }
+  s = ops->agree(ds->comm, s, err);
+  /* the labels and distances back to the rows' ranks */
+  if (s == FKM_OK) s = ops->alltoallv(ds->comm, clab, recv, lab, send, sizeof *lab, err);
+  if (s == FKM_OK) s = ops->alltoallv(ds->comm, cdis, recv, dis, send, sizeof *dis, err);
+  free(send);
+  free(recv);
+  free(mine);
+  free(rows);
+  free(clab);
+  free(cdis);
+  return s;
+}
+
 fkm_status fkm_dist_assign(fkm_dist *ds, fkm_engine *e, const fkm_train_args *a,
                            const float *centroids, int64_t *labels, float *distances) {
   fkm_errbuf *err = e->err;
-  const int64_t n = a->n;
-  if (!labels && !distances) return FKM_OK;
+  const int64_t n = a->n, q = a->params->blas_sgemm ? a->params->blas_query_bs : 1;
+  int64_t wanted = labels || distances; /* by any rank: then every rank searches */
+  FKM_FORWARD(ds->comm->ops->sum_i64(ds->comm, &wanted, 1, err));
+  if (wanted == 0) return FKM_OK;
   int64_t *lab = alloc_n(n, sizeof(int64_t));
   float *dis = alloc_n(n, sizeof(float));
   fkm_status s = FKM_OK;
   if (!lab || !dis)
     s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "cannot allocate the assignment of %lld rows",
                  (long long)n);
-  fkm_params p = *a->params;
-  if (s == FKM_OK && n > 0) {
-    if (a->source) {
-      s = e->ops->assign_source(e, &p, &ds->src, a->k, centroids, lab, dis, ds->n);
-    } else {
-      p.check_finite = 0; /* fkm_dist_begin checked every row */
-      s = e->ops->assign(e, &p, n, a->d, a->k, a->dtype, a->x, centroids, lab, dis, ds->n);
+  if (q > 1) {
+    s = ds->comm->ops->agree(ds->comm, s, err);
+    if (s == FKM_OK) s = assign_blocks(ds, e, a, centroids, q, lab, dis);
+  } else {
+    fkm_params p = *a->params;
+    if (s == FKM_OK && n > 0) {
+      if (a->source) {
+        s = e->ops->assign_source(e, &p, &ds->src, a->k, centroids, lab, dis, ds->n);
+      } else {
+        p.check_finite = 0; /* fkm_dist_begin checked every row */
+        s = e->ops->assign(e, &p, n, a->d, a->k, a->dtype, a->x, centroids, lab, dis, ds->n);
+      }
     }
+    s = ds->comm->ops->agree(ds->comm, s, err);
   }
-  s = ds->comm->ops->agree(ds->comm, s, err);
   if (s == FKM_OK) {
     if (labels) memcpy(labels, lab, sizeof(int64_t) * (size_t)n);
     if (distances) memcpy(distances, dis, sizeof(float) * (size_t)n);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command two: install what is needed, build (warnings are errors),
-# run every test: ctest (cpu, errors, parity, cli; the gpu tests, which skip
+# run every test: ctest (cpu, errors, parity, cli, mpi: 1 to 4 ranks under
+# mpiexec; the gpu tests, which skip
 # without a GPU, summarised in one line each there), the Python package's
 # pytest suite against Debian's FAISS 1.7.3, the parity suite against pip's faiss-cpu wheels at every SIMD level this
 # CPU runs (scripts/test-faiss-wheels.sh; FAISS_WHEELS=none skips it), and
@@ -36,7 +37,7 @@ if [ "${SANITIZERS:-}" != none ]; then
   JOBS="$JOBS" scripts/test-sanitizers.sh
 fi
 if [ -d python/tests ]; then
-  FLASHKM_LIBRARY="$PWD/$BUILD/plugin/libflashkm.so" PYTHONPATH="$PWD/python" \
+  FLASHKM_LIBRARY="$PWD/$BUILD/plugin/libflashkm.so" PYTHONPATH="$PWD/python" FLASHKM_REQUIRE_MPI=1 \
     /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
   if [ "${FAISS_WHEELS:-}" != none ]; then
     BUILD="$BUILD" scripts/test-faiss-wheels.sh

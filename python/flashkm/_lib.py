@@ -197,6 +197,8 @@ _SIGNATURES = {
     "fkm_ctx_backend": (_int, [_vp]),
     "fkm_ctx_last_error": (ctypes.c_char_p, [_vp]),
     "fkm_ctx_set_num_threads": (_int, [_vp, _int]),
+    "fkm_ctx_set_mpi_comm": (_int, [_vp, _i64]),
+    "fkm_ctx_comm_rank": (_int, [_vp, ctypes.POINTER(_int), ctypes.POINTER(_int)]),
     "fkm_ctx_device_name": (ctypes.c_char_p, [_vp]),
     "fkm_train": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int, _vp, _vp, _vp, _i64,
                          _vp, _vp, ctypes.POINTER(IterationStats), _i64, ctypes.POINTER(_i64)]),
@@ -311,6 +313,32 @@ class Context:
             except Error:
                 self.close()
                 raise
+
+    def set_comm(self, comm):
+        """Makes the context's runs distributed over an mpi4py communicator
+        (docs/distributed.md): collective over it; every rank then trains
+        on its own rows of x and gets the one-process centroids. None
+        returns to one process. The library duplicates the communicator;
+        the context must be closed before MPI is finalised."""
+        if comm is None:
+            handle = -1
+        elif hasattr(comm, "py2f"):
+            handle = comm.py2f()
+        else:
+            raise TypeError("comm must be an mpi4py communicator (or None), not %r"
+                            % type(comm).__name__)
+        with self.lock:
+            check(self._lib.fkm_ctx_set_mpi_comm(self.handle, handle), self.handle)
+        self.comm = comm
+
+    @property
+    def rank(self):
+        """(rank, size) of the context's communicator ((0, 1) without one)."""
+        r, s = _int(0), _int(1)
+        with self.lock:
+            check(self._lib.fkm_ctx_comm_rank(self.handle, ctypes.byref(r), ctypes.byref(s)),
+                  self.handle)
+        return r.value, s.value
 
     @property
     def backend(self):

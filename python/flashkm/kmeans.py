@@ -323,7 +323,10 @@ class Kmeans:
     backend='auto'|'cpu'|'cuda', device=0, num_threads=0, fast=False (fp16
     data only, approximate), memory_budget=0 (bytes of engine memory a run
     may hold; a training set that does not fit is streamed with the same
-    results, docs/data-path.md). A ClusteringParameters field flashkm does not
+    results, docs/data-path.md), comm=None (an mpi4py communicator: a
+    distributed run, docs/distributed.md; every rank calls train() with its
+    own rows of x, in rank order, and every rank gets the centroids of one
+    process on the whole x, bit for bit). A ClusteringParameters field flashkm does not
     implement (e.g. a newer FAISS's use_super_kmeans) is handed to
     faiss.Kmeans when it is not at its default, with a ProfileWarning: the
     centroids are then FAISS's own, never other ones.
@@ -344,6 +347,7 @@ class Kmeans:
         self.num_threads = 0
         self.fast = False
         self.memory_budget = 0
+        self.comm = None
         self.profile = _profile.resolve(kwargs.pop("profile", "auto"))
         self.cp = clustering_fields(self.profile)
         self._faiss_only = {}
@@ -352,7 +356,7 @@ class Kmeans:
                 self.gpu = v
                 if v:
                     self.backend = "cuda"
-            elif key in ("backend", "device", "num_threads", "fast", "memory_budget"):
+            elif key in ("backend", "device", "num_threads", "fast", "memory_budget", "comm"):
                 setattr(self, key, v)
             elif key == "progressive_dim_steps":
                 raise NotImplementedError("flashkm.Kmeans does not do progressive-dimension "
@@ -378,7 +382,14 @@ class Kmeans:
     def _context(self):
         with self._lock:
             if self._ctx is None:
-                self._ctx = _lib.Context(self.backend, self.device, self.num_threads)
+                ctx = _lib.Context(self.backend, self.device, self.num_threads)
+                if self.comm is not None:
+                    try:
+                        ctx.set_comm(self.comm)
+                    except Exception:
+                        ctx.close()
+                        raise
+                self._ctx = ctx
             return self._ctx
 
     def _delegated(self):
@@ -396,6 +407,10 @@ class Kmeans:
     def _train(self, x, weights, init_centroids):
         from . import faiss_compat
         other = self._delegated()
+        if other and self.comm is not None:
+            raise NotImplementedError(
+                "flashkm does not implement %s, and faiss.Kmeans has no distributed run: "
+                "drop it or comm" % ", ".join("%s=%r" % kv for kv in sorted(other.items())))
         if other:
             return self._train_with_faiss(x, weights, init_centroids, other)
         centroids, stats = train(self._context(), x, self.k, self.cp, self.metric, weights,
@@ -422,7 +437,7 @@ class Kmeans:
         warnings.warn(note, _profile.ProfileWarning, stacklevel=3)
         cls = faiss_compat.original_faiss_kmeans(faiss)
         kw = {k: v for k, v in self._kwargs.items()
-              if k not in ("backend", "device", "num_threads", "fast", "memory_budget")}
+              if k not in ("backend", "device", "num_threads", "fast", "memory_budget", "comm")}
         km = cls(self.d, self.k, **kw)
         obj = km.train(x, weights=weights, init_centroids=init_centroids)
         self.centroids, self.obj, self.iteration_stats = km.centroids, km.obj, km.iteration_stats

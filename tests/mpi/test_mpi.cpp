@@ -79,7 +79,8 @@ void shard(Split s, int64_t n, int rank, int size, int64_t *lo, int64_t *hi) {
   *hi = cut(rank + 1);
 }
 
-// A BLAS whose sums depend on the block: each dot product starts at term
+// A BLAS whose sums depend on the block (OpenBLAS's can: they depend on the
+// block's row count there too): each dot product starts at term
 // n mod 37 of its d terms (n the query block's rows: FAISS passes the
 // centroids as m) and wraps around. FAISS's
 // search with it gives distances that depend on where its query blocks
@@ -131,10 +132,14 @@ std::vector<Case> cases() {
   /* d = 40: the BLAS path (above the fused kernels' d) */
   source_cases::Case blas{{"subsampled_blocks", 1, 3000, 40, 12}, source_cases::Delivery::Budget};
   blas.c.max_points_per_centroid = 150;
-  v.push_back({blas, Split::Blocks64, true});
   source_cases::Case all{{"every_row_blocks", 1, 1000, 40, 6}, source_cases::Delivery::Callback};
   all.c.metric = FKM_METRIC_INNER_PRODUCT;
-  v.push_back({all, Split::Blocks64, true});
+  /* ranks of whole blocks, and ranks that cut blocks (whose rows are then
+   * searched by the rank where their block starts) */
+  for (Split s : {Split::Blocks64, Split::Even, Split::Uneven}) {
+    v.push_back({blas, s, true});
+    v.push_back({all, s, true});
+  }
   return v;
 }
 
