@@ -84,10 +84,13 @@ void fkm_cli_profile_describe(const fkm_cli_train_opts *o, char *buf, size_t siz
 /** Help text of the shared options. */
 void fkm_cli_train_opts_help(FILE *fp);
 
-/** Inputs of one training run, loaded and checked against each other. */
+/** Inputs of one training run, loaded and checked against each other. In a
+ *  distributed run x and weights are this rank's rows first .. first + x.n
+ *  of the input's n_all. */
 typedef struct fkm_cli_inputs {
   fkm_cli_matrix x, init, weights;
   int64_t n_init;
+  int64_t n_all, first;
 } fkm_cli_inputs;
 
 /** Load INPUT, --init and --weights and check them (k <= n, dimensions,
@@ -96,7 +99,35 @@ typedef struct fkm_cli_inputs {
  *  Prints the error; returns -1 on failure. */
 int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
                         fkm_cli_inputs *in);
+/** The same for rank `rank` of `size` (ranks.c): the input stays mapped and
+ *  this rank's x and weights are its rows n_all * rank / size .. n_all *
+ *  (rank + 1) / size, the only ones it checks (the library names a bad
+ *  value by its row in the whole input). */
+int fkm_cli_inputs_load_part(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
+                             int rank, int size, fkm_cli_inputs *in);
 void fkm_cli_inputs_free(fkm_cli_inputs *in);
+
+/* ------------------------------------------------------ MPI ranks (ranks.c) */
+
+/** This process's place in an `mpiexec -np P flashkm ...` launch. */
+typedef struct fkm_cli_ranks {
+  int rank, size;
+  int mpi; /* MPI_Init ran */
+} fkm_cli_ranks;
+
+/** Joins MPI_COMM_WORLD when an MPI launcher started this process (rank 0
+ *  of 1 otherwise). Prints the error; -1 on failure. */
+int fkm_cli_ranks_begin(fkm_cli_ranks *r);
+void fkm_cli_ranks_end(fkm_cli_ranks *r);
+/** Makes ctx distributed over the ranks; prints the error, -1 on failure. */
+int fkm_cli_ranks_attach(const fkm_cli_ranks *r, fkm_ctx *ctx);
+/** Whether ok holds on every rank (collective). */
+int fkm_cli_ranks_all(const fkm_cli_ranks *r, int ok);
+/** Rank 0's code on every rank (collective). */
+int fkm_cli_ranks_root_code(const fkm_cli_ranks *r, int code);
+/** Every rank's n_mine values, in rank order, into all on rank 0. */
+int fkm_cli_ranks_gather(const fkm_cli_ranks *r, const int64_t *mine, int64_t n_mine,
+                         int64_t *all);
 
 /** Create a context for the options' backend/device/threads; prints the
  *  error and returns NULL on failure. */

@@ -36,7 +36,12 @@ static void help(FILE *fp) {
   fputs(
       "\n"
       "Progress goes to stderr: a live line on a terminal, plain lines otherwise.\n"
-      "Ctrl-C stops after the current iteration (exit code 130, nothing written).\n",
+      "Ctrl-C stops after the current iteration (exit code 130, nothing written).\n"
+      "\n"
+      "Under an MPI launcher (mpiexec -np P flashkm train ...), the P processes\n"
+      "train together: each maps INPUT and reads its own 1/P of the rows, and\n"
+      "rank 0 writes the outputs, the same bits as one process\n"
+      "(docs/distributed.md).\n",
       fp);
 }
 
@@ -51,6 +56,7 @@ typedef struct run_report {
   const fkm_iteration_stats *stats;
   int64_t n_stats;
   double t_load, t_train, t_total;
+  int ranks;
 } run_report;
 
 static int write_json(const char *path, const run_report *r, char *msg) {
@@ -58,7 +64,7 @@ static int write_json(const char *path, const run_report *r, char *msg) {
   if (fkm_cli_out_open(&out, path, msg) != 0) return -1;
   FILE *fp = out.fp;
   const fkm_params *p = &r->o->params;
-  int64_t n = r->in->x.n, k = r->o->k;
+  int64_t n = r->in->n_all, k = r->o->k;
   int64_t cap = k * (int64_t)p->max_points_per_centroid;
   int64_t n_train = n > cap ? cap : n; /* fkm_train_rows's count, without a context */
   fprintf(fp, "{\n  \"flashkm_version\": ");
@@ -93,8 +99,8 @@ static int write_json(const char *path, const run_report *r, char *msg) {
   fkm_cli_profile_describe(r->o, prof, sizeof prof);
   fprintf(fp, "  \"profile\": ");
   fkm_cli_json_str(fp, prof);
-  fprintf(fp, ",\n  \"backend\": \"%s\",\n  \"device\": ",
-          fkm_cli_backend_name(fkm_ctx_backend(r->ctx)));
+  fprintf(fp, ",\n  \"backend\": \"%s\",\n  \"ranks\": %d,\n  \"device\": ",
+          fkm_cli_backend_name(fkm_ctx_backend(r->ctx)), r->ranks);
   fkm_cli_json_str(fp, fkm_ctx_device_name(r->ctx));
   fprintf(fp, ",\n  \"iteration_stats\": [");
   for (int64_t i = 0; i < r->n_stats; i++) {
@@ -121,6 +127,172 @@ static int write_json(const char *path, const run_report *r, char *msg) {
   fkm_cli_json_num(fp, r->t_total);
   fprintf(fp, "}\n}\n");
   return fkm_cli_out_commit(&out, msg);
+}
+
+/* The outputs' names and places, checked by the rank that writes them;
+ * every rank returns its exit code. */
+static int train_args_check(const char *out_path, const char *labels_path, const char *json_path,
+                            const fkm_cli_ranks *rk) {
+  char msg[FKM_CLI_MSG_LEN];
+  int rc = FKM_EXIT_OK;
+  const char *outs[] = {out_path, labels_path, json_path};
+  static const char *const out_opts[] = {"-o", "--labels", "--json"};
+  if (rk->rank == 0) {
+    if (!fkm_cli_check_f32_output(out_path, msg) ||
+        (labels_path && !fkm_cli_check_label_output(labels_path, msg)) ||
+        fkm_cli_check_distinct(outs, out_opts, 3, msg) != 0) {
+      fkm_cli_error("%s", msg);
+      rc = FKM_EXIT_USAGE;
+    } else if (fkm_cli_check_writable(out_path, "the centroids", msg) != 0 ||
+               (labels_path && fkm_cli_check_writable(labels_path, "the labels", msg) != 0) ||
+               (json_path && fkm_cli_check_writable(json_path, "the report", msg) != 0)) {
+      /* an output that cannot be written fails now, not after the training */
+      fkm_cli_error("%s", msg);
+      rc = FKM_EXIT_FAIL;
+    }
+  }
+  return fkm_cli_ranks_root_code(rk, rc);
+}
+
+/* The run on every rank (one, without a launcher); rank 0 reports and
+ * writes. Ends the ranks. */
+static int train_ranks(const char *input, fkm_cli_train_opts *opts, const char *out_path,
+                       const char *labels_path, const char *json_path, fkm_cli_ranks *rk,
+                       double t0) {
+  fkm_cli_train_opts o = *opts;
+  char msg[FKM_CLI_MSG_LEN];
+  const int root = rk->rank == 0;
+  fkm_cli_inputs in;
+  const int loaded = fkm_cli_inputs_load_part(input, &o, 1, rk->rank, rk->size, &in) == 0;
+  if (!fkm_cli_ranks_all(rk, loaded)) {
+    if (loaded) {
+      if (root) fkm_cli_error("another rank could not load its rows of %s (its message above)",
+                              input);
+      fkm_cli_inputs_free(&in);
+    }
+    fkm_cli_ranks_end(rk);
+    return FKM_EXIT_FAIL;
+  }
+  double t_load = fkm_cli_now() - t0;
+  fkm_ctx *ctx = fkm_cli_context(&o);
+  if (!fkm_cli_ranks_all(rk, ctx && fkm_cli_ranks_attach(rk, ctx) == 0)) {
+    fkm_ctx_destroy(ctx);
+    fkm_cli_inputs_free(&in);
+    fkm_cli_ranks_end(rk);
+    return FKM_EXIT_FAIL;
+  }
+
+  int64_t n = in.x.n, d = in.x.d, k = o.k;
+  /* The statistics: the library's copy when it fits a small buffer, else
+   * the progress callback's list (the iterations actually run). */
+  int64_t want = (int64_t)o.params.niter * o.params.nredo + 1;
+  int64_t cap = want < STATS_BUFFER ? want : STATS_BUFFER;
+  float *centroids = calloc((size_t)(k * d), sizeof *centroids);
+  /* rank 0 gathers every rank's labels after its own */
+  const int64_t n_labels = root ? in.n_all : n;
+  int64_t *labels = labels_path ? malloc((size_t)(n_labels > 0 ? n_labels : 1) * sizeof *labels)
+                                : NULL;
+  fkm_iteration_stats *stats = calloc((size_t)cap, sizeof *stats);
+  int rc = FKM_EXIT_FAIL;
+  fkm_cli_progress prog;
+  fkm_cli_progress_init(&prog, &o.params, o.quiet || !root);
+  const int have = centroids && stats && (!labels_path || labels);
+  if (!fkm_cli_ranks_all(rk, have)) {
+    fkm_cli_error("out of memory for %lld x %lld centroids and %lld labels", (long long)k,
+                  (long long)d, (long long)n_labels);
+    goto done;
+  }
+  if (in.n_init) memcpy(centroids, in.init.data, (size_t)(in.n_init * d) * sizeof(float));
+
+  o.params.progress = fkm_cli_progress_cb;
+  o.params.progress_user = &prog;
+  o.params.log = fkm_cli_log_cb;
+  if (!o.quiet && root) {
+    char prof[128], ranks[48] = "";
+    fkm_cli_profile_describe(&o, prof, sizeof prof);
+    if (rk->mpi) snprintf(ranks, sizeof ranks, " x %d MPI ranks", rk->size);
+    fprintf(stderr, "flashkm %s: %lld x %lld %s (%s) -> k = %lld on %s%s, profile %s\n",
+            fkm_version_string(), (long long)in.n_all, (long long)d,
+            fkm_cli_dtype_name(in.x.file_elem), input, (long long)k, fkm_ctx_device_name(ctx),
+            ranks, prof);
+  }
+  fkm_cli_sigint_install();
+  double t1 = fkm_cli_now();
+  int64_t n_stats = 0;
+  fkm_status s;
+  fkm_params p = o.params;
+  /* one process: every value of the inputs was checked when they were
+   * loaded; ranks: the library checks them and names the row in all of x */
+  if (!rk->mpi) p.check_finite = 0;
+  if (in.x.row_stride) { /* rows in the mapping at their stride (.fvecs): read in place */
+    fkm_source src;
+    s = fkm_source_host(&src, in.x.data, n, d, in.x.dtype, in.x.row_stride);
+    if (s == FKM_OK)
+      s = fkm_train_source(ctx, &p, &src, k, in.weights.data, centroids, in.n_init, labels,
+                           NULL, stats, cap, &n_stats);
+  } else {
+    s = fkm_train(ctx, &p, n, d, k, in.x.dtype, in.x.data, in.weights.data, centroids,
+                  in.n_init, labels, NULL, stats, cap, &n_stats);
+  }
+  double t_train = fkm_cli_now() - t1;
+  fkm_cli_progress_end(&prog);
+  /* s and its message are every rank's: rank 0 says it */
+  if (s == FKM_ERR_INTERRUPTED && prog.out_of_memory) {
+    fkm_cli_error("out of memory for the statistics of iteration %lld; no output written",
+                  (long long)prog.n_all + 1);
+    goto done;
+  }
+  if (s == FKM_ERR_INTERRUPTED) {
+    if (root)
+      fkm_cli_error("interrupted after iteration %lld/%lld; no output written",
+                    (long long)prog.done, (long long)prog.niter_total);
+    rc = FKM_EXIT_INTERRUPTED;
+    goto done;
+  }
+  if (s != FKM_OK) {
+    if (root)
+      fkm_cli_error("%s: training failed: %s: %s", input, fkm_status_string(s),
+                    fkm_ctx_last_error(ctx));
+    goto done;
+  }
+  if (labels) fkm_cli_ranks_gather(rk, labels, n, labels);
+  if (!root) { /* rank 0 writes; its exit code is every rank's */
+    rc = fkm_cli_ranks_root_code(rk, FKM_EXIT_OK);
+    goto done;
+  }
+  const fkm_iteration_stats *all = stats;
+  if (n_stats > cap) { /* beyond the buffer: the progress list holds them */
+    all = prog.all;
+    if (n_stats > prog.n_all) n_stats = prog.n_all;
+  }
+
+  /* Each file appears complete or not at all; if a later one fails, the
+   * earlier ones of this run are removed so no partial result remains. */
+  run_report rep = {input, &o, &in, ctx, all, n_stats, t_load, t_train, 0.0, rk->size};
+  if (fkm_cli_write_f32(out_path, k, d, centroids, msg) != 0) goto write_failed;
+  if (labels && fkm_cli_write_labels(labels_path, in.n_all, labels, msg) != 0) goto write_failed;
+  rep.t_total = fkm_cli_now() - t0;
+  if (json_path && write_json(json_path, &rep, msg) != 0) goto write_failed;
+  fkm_cli_outputs_keep();
+  if (!o.quiet)
+    fprintf(stderr, "done: %lld iterations in %.3f s (%.2f ms/iter), objective %.9g -> %s\n",
+            (long long)n_stats, t_train, n_stats ? 1e3 * t_train / (double)n_stats : 0.0,
+            n_stats ? (double)all[n_stats - 1].obj : 0.0, out_path);
+  rc = fkm_cli_ranks_root_code(rk, FKM_EXIT_OK);
+  goto done;
+write_failed:
+  fkm_cli_error("%s", msg);
+  fkm_cli_outputs_remove(); /* the outputs this run put in place */
+  rc = fkm_cli_ranks_root_code(rk, FKM_EXIT_FAIL);
+done:
+  fkm_cli_progress_free(&prog);
+  free(centroids);
+  free(labels);
+  free(stats);
+  fkm_ctx_destroy(ctx); /* its communicator before MPI_Finalize */
+  fkm_cli_inputs_free(&in);
+  fkm_cli_ranks_end(rk);
+  return rc;
 }
 
 int fkm_cli_cmd_train(int argc, char **argv) {
@@ -153,127 +325,12 @@ int fkm_cli_cmd_train(int argc, char **argv) {
     fkm_cli_error("train needs INPUT, -k K and -o CENTROIDS (see flashkm train --help)");
     return FKM_EXIT_USAGE;
   }
-  char msg[FKM_CLI_MSG_LEN];
-  const char *outs[] = {out_path, labels_path, json_path};
-  static const char *const out_opts[] = {"-o", "--labels", "--json"};
-  if (!fkm_cli_check_f32_output(out_path, msg) ||
-      (labels_path && !fkm_cli_check_label_output(labels_path, msg)) ||
-      fkm_cli_check_distinct(outs, out_opts, 3, msg) != 0) {
-    fkm_cli_error("%s", msg);
-    return FKM_EXIT_USAGE;
+  fkm_cli_ranks rk;
+  if (fkm_cli_ranks_begin(&rk) != 0) return FKM_EXIT_FAIL;
+  const int rc_args = train_args_check(out_path, labels_path, json_path, &rk);
+  if (rc_args != FKM_EXIT_OK) {
+    fkm_cli_ranks_end(&rk);
+    return rc_args;
   }
-  /* an output that cannot be written fails now, not after the training */
-  if (fkm_cli_check_writable(out_path, "the centroids", msg) != 0 ||
-      (labels_path && fkm_cli_check_writable(labels_path, "the labels", msg) != 0) ||
-      (json_path && fkm_cli_check_writable(json_path, "the report", msg) != 0)) {
-    fkm_cli_error("%s", msg);
-    return FKM_EXIT_FAIL;
-  }
-
-  fkm_cli_inputs in;
-  if (fkm_cli_inputs_load(input, &o, 1, &in) != 0) return FKM_EXIT_FAIL;
-  double t_load = fkm_cli_now() - t0;
-  fkm_ctx *ctx = fkm_cli_context(&o);
-  if (!ctx) {
-    fkm_cli_inputs_free(&in);
-    return FKM_EXIT_FAIL;
-  }
-
-  int64_t n = in.x.n, d = in.x.d, k = o.k;
-  /* The statistics: the library's copy when it fits a small buffer, else
-   * the progress callback's list (the iterations actually run). */
-  int64_t want = (int64_t)o.params.niter * o.params.nredo + 1;
-  int64_t cap = want < STATS_BUFFER ? want : STATS_BUFFER;
-  float *centroids = calloc((size_t)(k * d), sizeof *centroids);
-  int64_t *labels = labels_path ? malloc((size_t)n * sizeof *labels) : NULL;
-  fkm_iteration_stats *stats = calloc((size_t)cap, sizeof *stats);
-  int rc = FKM_EXIT_FAIL;
-  fkm_cli_progress prog;
-  fkm_cli_progress_init(&prog, &o.params, o.quiet);
-  if (!centroids) {
-    fkm_cli_error("out of memory for %lld x %lld centroids", (long long)k, (long long)d);
-    goto done;
-  }
-  if (!stats || (labels_path && !labels)) {
-    fkm_cli_error("out of memory for %lld labels", (long long)n);
-    goto done;
-  }
-  if (in.n_init) memcpy(centroids, in.init.data, (size_t)(in.n_init * d) * sizeof(float));
-
-  o.params.progress = fkm_cli_progress_cb;
-  o.params.progress_user = &prog;
-  o.params.log = fkm_cli_log_cb;
-  if (!o.quiet) {
-    char prof[128];
-    fkm_cli_profile_describe(&o, prof, sizeof prof);
-    fprintf(stderr, "flashkm %s: %lld x %lld %s (%s) -> k = %lld on %s, profile %s\n",
-            fkm_version_string(), (long long)n, (long long)d,
-            fkm_cli_dtype_name(in.x.file_elem), input, (long long)k, fkm_ctx_device_name(ctx),
-            prof);
-  }
-  fkm_cli_sigint_install();
-  double t1 = fkm_cli_now();
-  int64_t n_stats = 0;
-  fkm_status s;
-  fkm_params p = o.params;
-  p.check_finite = 0; /* every value of the inputs was checked when they were loaded */
-  if (in.x.row_stride) { /* rows in the mapping at their stride (.fvecs): read in place */
-    fkm_source src;
-    s = fkm_source_host(&src, in.x.data, n, d, in.x.dtype, in.x.row_stride);
-    if (s == FKM_OK)
-      s = fkm_train_source(ctx, &p, &src, k, in.weights.data, centroids, in.n_init, labels,
-                           NULL, stats, cap, &n_stats);
-  } else {
-    s = fkm_train(ctx, &p, n, d, k, in.x.dtype, in.x.data, in.weights.data, centroids,
-                  in.n_init, labels, NULL, stats, cap, &n_stats);
-  }
-  double t_train = fkm_cli_now() - t1;
-  fkm_cli_progress_end(&prog);
-  if (s == FKM_ERR_INTERRUPTED && prog.out_of_memory) {
-    fkm_cli_error("out of memory for the statistics of iteration %lld; no output written",
-                  (long long)prog.n_all + 1);
-    goto done;
-  }
-  if (s == FKM_ERR_INTERRUPTED) {
-    fkm_cli_error("interrupted after iteration %lld/%lld; no output written",
-                  (long long)prog.done, (long long)prog.niter_total);
-    rc = FKM_EXIT_INTERRUPTED;
-    goto done;
-  }
-  if (s != FKM_OK) {
-    fkm_cli_error("%s: training failed: %s: %s", input, fkm_status_string(s),
-                  fkm_ctx_last_error(ctx));
-    goto done;
-  }
-  const fkm_iteration_stats *all = stats;
-  if (n_stats > cap) { /* beyond the buffer: the progress list holds them */
-    all = prog.all;
-    if (n_stats > prog.n_all) n_stats = prog.n_all;
-  }
-
-  /* Each file appears complete or not at all; if a later one fails, the
-   * earlier ones of this run are removed so no partial result remains. */
-  run_report rep = {input, &o, &in, ctx, all, n_stats, t_load, t_train, 0.0};
-  if (fkm_cli_write_f32(out_path, k, d, centroids, msg) != 0) goto write_failed;
-  if (labels && fkm_cli_write_labels(labels_path, n, labels, msg) != 0) goto write_failed;
-  rep.t_total = fkm_cli_now() - t0;
-  if (json_path && write_json(json_path, &rep, msg) != 0) goto write_failed;
-  fkm_cli_outputs_keep();
-  if (!o.quiet)
-    fprintf(stderr, "done: %lld iterations in %.3f s (%.2f ms/iter), objective %.9g -> %s\n",
-            (long long)n_stats, t_train, n_stats ? 1e3 * t_train / (double)n_stats : 0.0,
-            n_stats ? (double)all[n_stats - 1].obj : 0.0, out_path);
-  rc = FKM_EXIT_OK;
-  goto done;
-write_failed:
-  fkm_cli_error("%s", msg);
-  fkm_cli_outputs_remove(); /* the outputs this run put in place */
-done:
-  fkm_cli_progress_free(&prog);
-  free(centroids);
-  free(labels);
-  free(stats);
-  fkm_ctx_destroy(ctx);
-  fkm_cli_inputs_free(&in);
-  return rc;
+  return train_ranks(input, &o, out_path, labels_path, json_path, &rk, t0);
 }

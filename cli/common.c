@@ -497,8 +497,21 @@ static int report_nonfinite(const char *path, const fkm_cli_matrix *m) {
   return -1;
 }
 
+/* Rows [lo, hi) of m, in place (the mapping or copy stays m's). */
+static void narrow_rows(fkm_cli_matrix *m, int64_t lo, int64_t hi) {
+  const size_t row = m->row_stride ? (size_t)m->row_stride
+                                   : (size_t)m->d * (m->dtype == FKM_DTYPE_F32 ? 4 : 2);
+  m->data = (const char *)m->data + row * (size_t)lo;
+  m->n = hi - lo;
+}
+
 int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
                         fkm_cli_inputs *in) {
+  return fkm_cli_inputs_load_part(input, o, rows_in_place, 0, 1, in);
+}
+
+int fkm_cli_inputs_load_part(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
+                             int rank, int size, fkm_cli_inputs *in) {
   char msg[FKM_CLI_MSG_LEN];
   memset(in, 0, sizeof *in);
   if ((rows_in_place ? fkm_cli_matrix_read_rows(input, &in->x, msg)
@@ -506,12 +519,18 @@ int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows
     fkm_cli_error("%s", msg);
     return -1;
   }
+  in->n_all = in->x.n;
   if (o->k > in->x.n) {
     fkm_cli_error("%s: k = %lld is larger than the number of points, n = %lld", input,
                   (long long)o->k, (long long)in->x.n);
     goto fail;
   }
-  if (o->params.check_finite && report_nonfinite(input, &in->x)) goto fail;
+  const int64_t lo = in->n_all * rank / size, hi = in->n_all * (rank + 1) / size;
+  in->first = lo;
+  if (size > 1) narrow_rows(&in->x, lo, hi);
+  /* a distributed run's values are checked by the library, which names a
+   * bad one by its row in the whole input on every rank */
+  if (o->params.check_finite && size == 1 && report_nonfinite(input, &in->x)) goto fail;
 
   if (o->init_path) {
     if (fkm_cli_matrix_read(o->init_path, &in->init, msg) != 0 ||
@@ -542,20 +561,26 @@ int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows
       fkm_cli_error("%s", msg);
       goto fail;
     }
-    if (in->weights.n * in->weights.d != in->x.n || (in->weights.d != 1 && in->weights.n != 1)) {
+    if (in->weights.n * in->weights.d != in->n_all ||
+        (in->weights.d != 1 && in->weights.n != 1)) {
       fkm_cli_error("%s: %lld x %lld weights, the input %s has %lld points (want one weight each)",
                     o->weights_path, (long long)in->weights.n, (long long)in->weights.d, input,
-                    (long long)in->x.n);
+                    (long long)in->n_all);
       goto fail;
     }
     if (report_nonfinite(o->weights_path, &in->weights)) goto fail;
     const float *w = in->weights.data;
-    for (int64_t i = 0; i < in->x.n; i++)
+    for (int64_t i = 0; i < in->n_all; i++)
       if (w[i] < 0.0f) {
         fkm_cli_error("%s: negative weight %g at row %lld", o->weights_path, (double)w[i],
                       (long long)i);
         goto fail;
       }
+    if (size > 1) { /* one column: this rank's weights */
+      in->weights.data = (const float *)in->weights.data + lo;
+      in->weights.n = hi - lo;
+      in->weights.d = 1;
+    }
   }
   return 0;
 fail:
