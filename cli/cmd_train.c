@@ -206,7 +206,7 @@ static int train_ranks(const char *input, fkm_cli_train_opts *opts, const char *
 
   o.params.progress = fkm_cli_progress_cb;
   o.params.progress_user = &prog;
-  o.params.log = fkm_cli_log_cb;
+  o.params.log = root ? fkm_cli_log_cb : NULL; /* the same lines on every rank: rank 0 says them */
   if (!o.quiet && root) {
     char prof[128], ranks[48] = "";
     fkm_cli_profile_describe(&o, prof, sizeof prof);

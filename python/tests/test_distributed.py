@@ -40,6 +40,24 @@ def test_every_rank_gets_the_one_process_bits(ranks):
         assert r.stdout.count(": %s: rows" % name) == ranks, r.stdout
 
 
+def test_the_readme_example_runs_as_shown():
+    """python/examples/distributed.py, shown verbatim in the README, on 2
+    ranks."""
+    _mpi_or_skip()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    example = os.path.join(root, "python", "examples", "distributed.py")
+    with open(os.path.join(root, "README.md")) as f:
+        assert open(example).read() in f.read(), "the README's copy of distributed.py differs"
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([os.path.join(root, "python"),
+                                           os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run(["mpiexec", "-np", "2", "--oversubscribe", sys.executable, "-m", "mpi4py",
+                        example], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 ranks: the one-process centroids, bit for bit" in r.stdout, r.stdout + r.stderr
+
+
 def test_a_communicator_must_be_mpi4py():
     import flashkm
     from flashkm import _lib
