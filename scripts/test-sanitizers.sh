@@ -2,7 +2,8 @@
 # Part of README command two (scripts/test.sh runs it; SANITIZERS=none skips
 # it). Three builds of their own, every sanitizer report an error:
 #   1. GCC, AddressSanitizer + UndefinedBehaviorSanitizer: the cpu, errors and
-#      cli ctest suites (with the FAISS bridge when it is installed);
+#      cli ctest suites (with the FAISS bridge when it is installed), and the
+#      mpi suite (1 to 4 ranks under mpiexec);
 #   2. Clang, ThreadSanitizer with LLVM's OpenMP runtime and its Archer tool
 #      (OpenMP's synchronisation made visible to TSan): the multi-threaded
 #      CPU training tests (tests/cpu/test_threads.cpp and the thread-count
@@ -24,6 +25,14 @@ cmake --build "$ASAN_BUILD" -j"$JOBS" >/dev/null
 export UBSAN_OPTIONS=print_stacktrace=1 OMP_WAIT_POLICY=PASSIVE
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$ASAN_BUILD" -L 'cpu|errors|cli' \
   -E 'ReferenceSpeed|install_tree_builds_a_consumer' --output-on-failure -j"$JOBS"
+# The distributed runs under mpiexec: leaks are errors except OpenMPI's own
+# (tests/mpi/lsan-openmpi.supp; full stacks, so that a leak of ours is named
+# whatever OpenMPI frames it passes).
+if [ -f "$ASAN_BUILD/tests/mpi/test_mpi" ]; then
+  ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
+    LSAN_OPTIONS=suppressions="$PWD/tests/mpi/lsan-openmpi.supp" \
+    ctest --test-dir "$ASAN_BUILD" -L mpi --output-on-failure
+fi
 # The installed tree's consumers (a C program and Python, neither built with
 # the sanitizers) load the sanitized library: the runtimes are preloaded, and
 # leak checks are off for the interpreter's own allocations.
