@@ -72,22 +72,25 @@ static fkm_status comm_agree(fkm_comm *c, fkm_status mine, fkm_errbuf *err) {
   return (fkm_status)v.status;
 }
 
-static fkm_status comm_sum_i64(fkm_comm *c, int64_t *v, int64_t count, fkm_errbuf *err) {
-  for (int64_t i = 0; i < count; i += (int64_t)(PIECE / 8)) {
-    const int64_t m = count - i < (int64_t)(PIECE / 8) ? count - i : (int64_t)(PIECE / 8);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v + i, (int)m, MPI_INT64_T, MPI_SUM, mc(c)->comm),
-              "summing counts");
+/* In-place allreduce of count elements of size bytes, in pieces. */
+static fkm_status allreduce(fkm_comm *c, void *v, int64_t count, size_t size, MPI_Datatype type,
+                            MPI_Op op, const char *what, fkm_errbuf *err) {
+  const int64_t piece = (int64_t)(PIECE / size);
+  for (int64_t i = 0; i < count; i += piece) {
+    const int64_t m = count - i < piece ? count - i : piece;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, (char *)v + size * (size_t)i, (int)m, type, op,
+                            mc(c)->comm),
+              what);
   }
   return FKM_OK;
 }
 
+static fkm_status comm_sum_i64(fkm_comm *c, int64_t *v, int64_t count, fkm_errbuf *err) {
+  return allreduce(c, v, count, sizeof *v, MPI_INT64_T, MPI_SUM, "summing counts", err);
+}
+
 static fkm_status comm_or_u32(fkm_comm *c, uint32_t *v, int64_t count, fkm_errbuf *err) {
-  for (int64_t i = 0; i < count; i += (int64_t)(PIECE / 4)) {
-    const int64_t m = count - i < (int64_t)(PIECE / 4) ? count - i : (int64_t)(PIECE / 4);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v + i, (int)m, MPI_UINT32_T, MPI_BOR, mc(c)->comm),
-              "gathering rows");
-  }
-  return FKM_OK;
+  return allreduce(c, v, count, sizeof *v, MPI_UINT32_T, MPI_BOR, "gathering rows", err);
 }
 
 static fkm_status comm_bcast(fkm_comm *c, void *buf, size_t bytes, int root, fkm_errbuf *err) {

@@ -501,6 +501,26 @@ static void accumulate(cpu_engine *c, const float *x, const float *w, int64_t m)
     c->cnt[ci] = add_rows(c, c->acc + ci * d, c->cnt[ci], x, w, off[ci], off[ci + 1]);
 }
 
+/* update()'s ending over whole chains: centroid kf + i's d sums at
+ * sums + i * stride, its count at counts[i * cstride]; an empty cluster's
+ * row is its zero sums. out_counts (k): the counts, 0 for frozen rows. */
+static void scale_chains(cpu_engine *c, const float *sums, int64_t stride, const float *counts,
+                         int64_t cstride, float *out_counts) {
+  const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen;
+  for (int64_t i = 0; i < k - kf; i++) {
+    float *cen = c->cent + (kf + i) * d;
+    const float *sum = sums + i * stride, count = counts[i * cstride];
+    out_counts[kf + i] = count;
+    if (count != 0.0f) {
+      const float norm = 1.0f / count;
+      for (int64_t j = 0; j < d; j++) cen[j] = sum[j] * norm;
+    } else {
+      memcpy(cen, sum, sizeof(float) * (size_t)d);
+    }
+  }
+  for (int64_t ci = 0; ci < kf; ci++) out_counts[ci] = 0.0f;
+}
+
 /* One iteration over the training set read chunk by chunk from the source:
  * assignment, the objective's chains and the update's sums each continue
  * from chunk to chunk in training order (the same bits as in core). */
@@ -537,19 +557,7 @@ static fkm_status cpu_iterate_streamed(cpu_engine *c, fkm_iter_result *out) {
   if (least != INT64_MAX) return fkm_fail_not_finite(c->base.err, "x", least, 1, 0, d);
   out->obj[0] = obj;
   out->obj_double[0] = objd;
-  /* update()'s ending: an empty cluster's row is its zero sums */
-  for (int64_t ci = kf; ci < k; ci++) {
-    float *cen = c->cent + ci * d;
-    const float *acc = c->acc + ci * d, count = c->cnt[ci];
-    out->counts[ci] = count;
-    if (count != 0.0f) {
-      const float norm = 1.0f / count;
-      for (int64_t j = 0; j < d; j++) cen[j] = acc[j] * norm;
-    } else {
-      memcpy(cen, acc, sizeof(float) * (size_t)d);
-    }
-  }
-  for (int64_t ci = 0; ci < kf; ci++) out->counts[ci] = 0.0f;
+  scale_chains(c, c->acc + kf * d, d, c->cnt + kf, 1, out->counts);
   return FKM_OK;
 }
 
@@ -620,19 +628,7 @@ static fkm_status cpu_iterate_ranked(cpu_engine *c, fkm_iter_result *out) {
                              cm->size - 1, err));
   memcpy(&out->obj[0], msg + kk * row, sizeof(float));
   memcpy(&out->obj_double[0], msg + kk * row + 1, sizeof(double));
-  /* update()'s ending: an empty cluster's row is its zero sums */
-  for (int64_t i = 0; i < kk; i++) {
-    float *cen = c->cent + (kf + i) * d;
-    const float *sum = msg + i * row, count = sum[d];
-    out->counts[kf + i] = count;
-    if (count != 0.0f) {
-      const float norm = 1.0f / count;
-      for (int64_t j = 0; j < d; j++) cen[j] = sum[j] * norm;
-    } else {
-      memcpy(cen, sum, sizeof(float) * (size_t)d);
-    }
-  }
-  for (int64_t ci = 0; ci < kf; ci++) out->counts[ci] = 0.0f;
+  scale_chains(c, msg, row, msg + d, row, out->counts);
   return FKM_OK;
 }
 
