@@ -203,9 +203,27 @@ fkm_status fkm_comm_mpi_create(int64_t f_handle, fkm_errbuf *err, fkm_comm **out
                 "the communicator is MPI_COMM_NULL");
   mpi_comm *m = calloc(1, sizeof *m);
   FKM_RETURN_IF(!m, err, FKM_ERR_OUT_OF_MEMORY, "cannot allocate a communicator");
-  int rc = MPI_Comm_dup(user, &m->comm);
+  /* A handle that names no communicator is an error raised on the world's
+   * (or self's) handler, by default fatal: they return while the handle is
+   * checked and duplicated, then get their handlers back. */
+  MPI_Errhandler world = MPI_ERRHANDLER_NULL, self = MPI_ERRHANDLER_NULL;
+  MPI_Comm_get_errhandler(MPI_COMM_WORLD, &world);
+  MPI_Comm_get_errhandler(MPI_COMM_SELF, &self);
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+  int size = 0, rc = MPI_Comm_size(user, &size);
+  const int named = rc == MPI_SUCCESS;
+  if (named) rc = MPI_Comm_dup(user, &m->comm);
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, world);
+  MPI_Comm_set_errhandler(MPI_COMM_SELF, self);
+  MPI_Errhandler_free(&world);
+  MPI_Errhandler_free(&self);
   if (rc != MPI_SUCCESS) {
     free(m);
+    if (!named)
+      return fkm_fail(err, FKM_ERR_INVALID_ARG,
+                      "%lld is not the Fortran handle of a communicator (MPI_Comm_c2f)",
+                      (long long)f_handle);
     return mpi_fail(err, rc, "duplicating the communicator");
   }
   MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);

@@ -69,6 +69,31 @@ void expect_error(Fixture& f, fkm_status got, fkm_status want, const char* needl
   f.expect_still_works();
 }
 
+// A communicator while MPI is not running (this test never calls MPI_Init),
+// or in a build without MPI, is refused with a message; the context stays a
+// one-process context.
+TEST(BadInput, ACommunicatorWithoutMpiRunningIsRefused) {
+  Fixture f;
+  const fkm_status s = fkm_ctx_set_mpi_comm(f.ctx, 0);
+  const std::string msg = fkm_ctx_last_error(f.ctx);
+#ifdef FKM_TEST_HAVE_MPI
+  EXPECT_EQ(s, FKM_ERR_INVALID_ARG);
+  EXPECT_NE(msg.find("MPI is not initialised"), std::string::npos) << msg;
+#else
+  EXPECT_EQ(s, FKM_ERR_UNSUPPORTED);
+  EXPECT_NE(msg.find("built without MPI"), std::string::npos) << msg;
+#endif
+  int rank = -1, size = -1;
+  EXPECT_EQ(fkm_ctx_comm_rank(f.ctx, &rank, &size), FKM_OK);
+  EXPECT_EQ(rank, 0);
+  EXPECT_EQ(size, 1);
+  EXPECT_EQ(fkm_ctx_set_mpi_comm(nullptr, 0), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_ctx_comm_rank(f.ctx, nullptr, &size), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_ctx_set_mpi_comm(f.ctx, FKM_NO_COMM), FKM_OK); /* none: always fine */
+  f.expect_untouched();
+  f.expect_still_works();
+}
+
 TEST(BadInput, KMustBePositive) { Fixture f; expect_error(f, f.train(N, D, 0), FKM_ERR_INVALID_ARG, "k = 0"); }
 TEST(BadInput, NMustBeAtLeastK) { Fixture f; expect_error(f, f.train(3, D, K), FKM_ERR_INVALID_ARG, "n = 3"); }
 TEST(BadInput, DMustBePositive) { Fixture f; expect_error(f, f.train(N, 0, K), FKM_ERR_INVALID_ARG, "d = 0"); }

@@ -290,6 +290,24 @@ TEST_F(DistributedErrors, AProgressCallbackThatStopsOneRankStopsEveryRank) {
   EXPECT_NE(msg.find("after iteration 1 of redo 0"), std::string::npos) << msg;
 }
 
+TEST_F(DistributedErrors, HandlesThatAreNoCommunicatorAreRefused) {
+  Ctx ctx(false);
+  EXPECT_EQ(fkm_ctx_set_mpi_comm(ctx.c, MPI_Comm_c2f(MPI_COMM_NULL)), FKM_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx.c)).find("MPI_COMM_NULL"), std::string::npos)
+      << fkm_ctx_last_error(ctx.c);
+  EXPECT_EQ(fkm_ctx_set_mpi_comm(ctx.c, (int64_t)1 << 40), FKM_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx.c)).find("is not an MPI Fortran handle"),
+            std::string::npos)
+      << fkm_ctx_last_error(ctx.c);
+  EXPECT_EQ(fkm_ctx_set_mpi_comm(ctx.c, 1000000), FKM_ERR_INVALID_ARG); /* no such handle */
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx.c)).find("is not the Fortran handle"),
+            std::string::npos)
+      << fkm_ctx_last_error(ctx.c);
+  int rank = -1, size = -1;
+  EXPECT_EQ(fkm_ctx_comm_rank(ctx.c, &rank, &size), FKM_OK);
+  EXPECT_EQ(size, 1);
+}
+
 TEST_F(DistributedErrors, TooFewRowsOverAllRanksAndBatchedRunsAreRefused) {
   Plain t;
   const fkm_params p = batched::params(t.c);
