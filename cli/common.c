@@ -497,14 +497,6 @@ static int report_nonfinite(const char *path, const fkm_cli_matrix *m) {
   return -1;
 }
 
-/* Rows [lo, hi) of m, in place (the mapping or copy stays m's). */
-static void narrow_rows(fkm_cli_matrix *m, int64_t lo, int64_t hi) {
-  const size_t row = m->row_stride ? (size_t)m->row_stride
-                                   : (size_t)m->d * (m->dtype == FKM_DTYPE_F32 ? 4 : 2);
-  m->data = (const char *)m->data + row * (size_t)lo;
-  m->n = hi - lo;
-}
-
 int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
                         fkm_cli_inputs *in) {
   return fkm_cli_inputs_load_part(input, o, rows_in_place, 0, 1, in);
@@ -512,22 +504,23 @@ int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows
 
 int fkm_cli_inputs_load_part(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
                              int rank, int size, fkm_cli_inputs *in) {
+  /* size > 1: a .fvecs file is read in place (rank's rows at their stride) */
   char msg[FKM_CLI_MSG_LEN];
   memset(in, 0, sizeof *in);
-  if ((rows_in_place ? fkm_cli_matrix_read_rows(input, &in->x, msg)
-                     : fkm_cli_matrix_read(input, &in->x, msg)) != 0) {
+  if ((size > 1 ? fkm_cli_matrix_read_part(input, rank, size, &in->x, msg)
+       : rows_in_place ? fkm_cli_matrix_read_rows(input, &in->x, msg)
+                       : fkm_cli_matrix_read(input, &in->x, msg)) != 0) {
     fkm_cli_error("%s", msg);
     return -1;
   }
-  in->n_all = in->x.n;
-  if (o->k > in->x.n) {
+  in->n_all = in->x.n_all;
+  in->first = in->x.first;
+  const int64_t lo = in->first, hi = lo + in->x.n;
+  if (o->k > in->n_all) {
     fkm_cli_error("%s: k = %lld is larger than the number of points, n = %lld", input,
-                  (long long)o->k, (long long)in->x.n);
+                  (long long)o->k, (long long)in->n_all);
     goto fail;
   }
-  const int64_t lo = in->n_all * rank / size, hi = in->n_all * (rank + 1) / size;
-  in->first = lo;
-  if (size > 1) narrow_rows(&in->x, lo, hi);
   /* a distributed run's values are checked by the library, which names a
    * bad one by its row in the whole input on every rank */
   if (o->params.check_finite && size == 1 && report_nonfinite(input, &in->x)) goto fail;

@@ -55,6 +55,7 @@ typedef struct fkm_cli_matrix {
   void *owned;            /* heap copy, or NULL */
   void *map;              /* mmap base, or NULL */
   size_t map_len;
+  int64_t n_all, first;   /* the file's rows; these n are rows first .. first + n of them */
 } fkm_cli_matrix;
 
 /** Map and check `path`. On failure returns -1 with a message in msg and
@@ -65,6 +66,12 @@ int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg);
  *  mapping, rows 4 + 4 d bytes apart (m->row_stride): nothing is gathered,
  *  for a training run that reads rows through a flashkm data source. */
 int fkm_cli_matrix_read_rows(const char *path, fkm_cli_matrix *m, char *msg);
+
+/** fkm_cli_matrix_read_rows for part `part` of `parts` (a distributed
+ *  run's rank): only the rows n_all * part / parts .. n_all * (part + 1) /
+ *  parts are checked, gathered and widened (m->first, m->n_all). */
+int fkm_cli_matrix_read_part(const char *path, int part, int parts, fkm_cli_matrix *m,
+                             char *msg);
 
 /** 8-bit data (m->file_elem U8 or I8, m->data n * d bytes) becomes owned
  *  float32 values, as FAISS's tools do with .bvecs; m->dtype is float32. */

@@ -87,9 +87,18 @@ static int parse_bin(const char *name, const unsigned char *b, size_t len,
 }
 
 /* .fvecs / .bvecs: every row is (int32 d, d elements). */
+/* The rows of part `part` of `parts` of n rows: [n part / parts, n (part
+ * + 1) / parts). */
+static void part_rows(int64_t n, int part, int parts, int64_t *lo, int64_t *hi) {
+  *lo = n * part / parts;
+  *hi = n * (part + 1) / parts;
+}
+
+/* A .fvecs / .bvecs / .ivecs file; only the rows of part `part` of `parts`
+ * (one part: all of them) are checked and kept (m->first, m->n_all). */
 static int parse_vecs(const char *name, const unsigned char *b, size_t len,
-                      fkm_cli_elem e, const char *format, int in_place, fkm_cli_matrix *m,
-                      char *msg) {
+                      fkm_cli_elem e, const char *format, int in_place, int part, int parts,
+                      fkm_cli_matrix *m, char *msg) {
   if (len < 4)
     return fkm_cli_fail(msg, "%s: truncated file: %zu bytes, not even one row header",
                 name, len);
@@ -101,28 +110,31 @@ static int parse_vecs(const char *name, const unsigned char *b, size_t len,
   if (len % row != 0)
     return fkm_cli_fail(msg, "%s: truncated file: %zu bytes is not a whole number of rows of %zu bytes (d = %lld)",
                 name, len, row, (long long)d);
-  int64_t n = (int64_t)(len / row);
-  for (int64_t i = 0; i < n; i++) {
+  const int64_t n_all = (int64_t)(len / row);
+  int64_t lo, hi;
+  part_rows(n_all, part, parts, &lo, &hi);
+  for (int64_t i = lo; i < hi; i++) {
     int32_t di = read_i32(b + (size_t)i * row);
     if (di != d)
       return fkm_cli_fail(msg, "%s: dimension mismatch at row %lld: %d, the first row has %lld",
                   name, (long long)i, di, (long long)d);
   }
+  const int64_t n = hi - lo;
+  m->n = n;
+  m->d = d;
+  m->file_elem = e;
+  m->n_all = n_all;
+  m->first = lo;
+  b += (size_t)lo * row;
   if (in_place) { /* the rows where they are, 4 + d es bytes apart */
-    m->n = n;
-    m->d = d;
-    m->file_elem = e;
     m->data = b + 4;
     m->row_stride = (int64_t)row;
     return 0;
   }
-  unsigned char *dst = malloc((size_t)n * (size_t)d * es); /* less than len */
+  unsigned char *dst = malloc((size_t)(n > 0 ? n : 1) * (size_t)d * es); /* less than len */
   if (!dst) return fkm_cli_fail(msg, "%s: out of memory gathering %lld rows", name, (long long)n);
   for (int64_t i = 0; i < n; i++)
     memcpy(dst + (size_t)i * (size_t)d * es, b + (size_t)i * row + 4, (size_t)d * es);
-  m->n = n;
-  m->d = d;
-  m->file_elem = e;
   m->owned = dst;
   m->data = dst;
   return 0;
@@ -357,8 +369,21 @@ static int check_id_format(const char *name, const char *ext, char *msg) {
                       name, ext);
 }
 
+/* Part `part` of `parts` of a parsed matrix whose packed data (elements of
+ * es bytes) holds all its rows: the data pointer moves, nothing is copied
+ * (m->first, m->n_all). */
+static void keep_part(fkm_cli_matrix *m, size_t es, int part, int parts) {
+  int64_t lo, hi;
+  m->n_all = m->n;
+  part_rows(m->n, part, parts, &lo, &hi);
+  m->data = (const char *)m->data + es * (size_t)m->d * (size_t)lo;
+  m->first = lo;
+  m->n = hi - lo;
+}
+
 static int parse_matrix(const char *name, const char *ext, const void *bytes, size_t len,
-                        int rows_in_place, fkm_cli_matrix *m, char *msg) {
+                        int rows_in_place, int part, int parts, fkm_cli_matrix *m,
+                        char *msg) {
   memset(m, 0, sizeof *m);
   if (check_format(name, ext, msg) != 0) return -1;
   const unsigned char *b = bytes;
@@ -367,9 +392,12 @@ static int parse_matrix(const char *name, const char *ext, const void *bytes, si
   else if (!strcmp(ext, "u8bin")) rc = parse_bin(name, b, len, FKM_CLI_U8, m, msg);
   else if (!strcmp(ext, "i8bin")) rc = parse_bin(name, b, len, FKM_CLI_I8, m, msg);
   else if (!strcmp(ext, "fvecs"))
-    rc = parse_vecs(name, b, len, FKM_CLI_F32, "fvecs", rows_in_place, m, msg);
-  else if (!strcmp(ext, "bvecs")) rc = parse_vecs(name, b, len, FKM_CLI_U8, "bvecs", 0, m, msg);
+    rc = parse_vecs(name, b, len, FKM_CLI_F32, "fvecs", rows_in_place, part, parts, m, msg);
+  else if (!strcmp(ext, "bvecs"))
+    rc = parse_vecs(name, b, len, FKM_CLI_U8, "bvecs", 0, part, parts, m, msg);
   else rc = parse_npy(name, b, len, m, msg);
+  /* a part of the rows: before 8-bit rows are widened, only this part */
+  if (rc == 0 && m->n_all == 0 && m->n > 0) keep_part(m, elem_size(m->file_elem), part, parts);
   if (rc == 0 && (m->file_elem == FKM_CLI_U8 || m->file_elem == FKM_CLI_I8))
     rc = fkm_cli_matrix_widen(name, m, msg);
   if (rc == 0 && !m->row_stride) rc = align_data(name, m, msg);
@@ -383,17 +411,22 @@ static int parse_matrix(const char *name, const char *ext, const void *bytes, si
 
 int fkm_cli_matrix_parse(const char *name, const char *ext, const void *bytes, size_t len,
                          fkm_cli_matrix *m, char *msg) {
-  return parse_matrix(name, ext, bytes, len, 0, m, msg);
+  return parse_matrix(name, ext, bytes, len, 0, 0, 1, m, msg);
 }
 
-static int read_matrix(const char *path, int rows_in_place, fkm_cli_matrix *m, char *msg) {
+static int read_matrix(const char *path, int rows_in_place, int part, int parts,
+                       fkm_cli_matrix *m, char *msg) {
   memset(m, 0, sizeof *m);
-  if (is_idx3_name(path)) return fkm_cli_read_idx_images(path, m, msg);
+  if (is_idx3_name(path)) { /* decompressed whole: then this part of its rows */
+    if (fkm_cli_read_idx_images(path, m, msg) != 0) return -1;
+    keep_part(m, sizeof(float), part, parts); /* widened to float32 */
+    return 0;
+  }
   const char *ext = fkm_cli_extension(path);
   void *map;
   size_t len;
   if (check_format(path, ext, msg) != 0 || fkm_cli_map(path, &map, &len, msg) != 0) return -1;
-  if (parse_matrix(path, ext, map, len, rows_in_place, m, msg) != 0) {
+  if (parse_matrix(path, ext, map, len, rows_in_place, part, parts, m, msg) != 0) {
     fkm_cli_unmap(map, len);
     return -1;
   }
@@ -403,11 +436,16 @@ static int read_matrix(const char *path, int rows_in_place, fkm_cli_matrix *m, c
 }
 
 int fkm_cli_matrix_read(const char *path, fkm_cli_matrix *m, char *msg) {
-  return read_matrix(path, 0, m, msg);
+  return read_matrix(path, 0, 0, 1, m, msg);
 }
 
 int fkm_cli_matrix_read_rows(const char *path, fkm_cli_matrix *m, char *msg) {
-  return read_matrix(path, 1, m, msg);
+  return read_matrix(path, 1, 0, 1, m, msg);
+}
+
+int fkm_cli_matrix_read_part(const char *path, int part, int parts, fkm_cli_matrix *m,
+                             char *msg) {
+  return read_matrix(path, 1, part, parts, m, msg);
 }
 
 int fkm_cli_parse_ids(const char *name, const char *ext, const void *bytes, size_t len,
@@ -418,7 +456,7 @@ int fkm_cli_parse_ids(const char *name, const char *ext, const void *bytes, size
   if (check_id_format(name, ext, msg) != 0) return -1;
   int is_vecs = !strcmp(ext, "ivecs");
   /* int32 has the size of float32: the float parsers check the layout. */
-  int rc = is_vecs ? parse_vecs(name, bytes, len, FKM_CLI_F32, "ivecs", 0, &m, msg)
+  int rc = is_vecs ? parse_vecs(name, bytes, len, FKM_CLI_F32, "ivecs", 0, 0, 1, &m, msg)
                    : parse_bin(name, bytes, len, FKM_CLI_F32, &m, msg);
   if (rc == 0) {
     size_t count = (size_t)m.n * (size_t)m.d; /* at most len / 4 */

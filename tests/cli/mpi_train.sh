@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mpiexec -np P flashkm train (docs/distributed.md): with 1 to 4 ranks the
 # outputs rank 0 writes are byte for byte those of one process (.npy and a
-# .fvecs read in place, with --weights and --init), one progress line per
+# .fvecs read in place, with --weights and --init; .bvecs, .u8bin, int8 and
+# float16 .npy), one progress line per
 # iteration is printed, and a NaN in the last rank's rows fails every rank
 # with the library's message, naming its row in the whole file.
 # usage: mpi_train.sh MPIEXEC FLASHKM FIXTURES WORKDIR
@@ -23,6 +24,17 @@ for input in blobs.npy blobs.fvecs; do
     lines=$(grep -c '^iter 6/6 ' err.txt)
     [ "$lines" = 1 ] || fail "$input: $np ranks: $lines progress lines for the last iteration"
     grep -q "x $np MPI ranks" err.txt || fail "$input: $np ranks: the header does not say so"
+    echo "ok: $input: $np ranks: the one-process centroids and labels"
+  done
+done
+# 8-bit and float16 files: each rank gathers and widens its rows only
+for input in blobs.bvecs blobs.u8bin blobs_i8.npy blobs_f16.npy; do
+  "$cli" train "$fix/$input" -k 12 --niter 4 -o one.fbin --labels one.npy -q ||
+    fail "$input: one process exited $?"
+  for np in 2 3; do
+    run "$np" train "$fix/$input" -k 12 --niter 4 -o c.fbin --labels l.npy -q ||
+      fail "$input: $np ranks exited $?"
+    cmp -s one.fbin c.fbin && cmp -s one.npy l.npy || fail "$input: $np ranks: outputs differ"
     echo "ok: $input: $np ranks: the one-process centroids and labels"
   done
 done
