@@ -108,10 +108,14 @@ struct Case {
   source_cases::Case k;
   Split split;
   bool caller_blas = false;
+  bool faster_subsampling = false; /* SplitMix64 rows: a row may be drawn twice */
+  double early_stop = -1.0;
 };
 
 std::string case_name(const Case &c) {
   std::string s = source_cases::case_name(c.k) + "_" + name(c.split);
+  if (c.faster_subsampling) s += "_faster_subsampling";
+  if (c.early_stop >= 0) s += "_early_stop";
   return c.caller_blas ? s + "_caller_blas" : s;
 }
 
@@ -140,12 +144,25 @@ std::vector<Case> cases() {
     v.push_back({blas, s, true});
     v.push_back({all, s, true});
   }
+  /* rows drawn with replacement: a row that is twice in the training set
+   * travels twice */
+  source_cases::Case dup{{"duplicate_draws", 1, 900, 6, 10}, source_cases::Delivery::Callback};
+  dup.c.max_points_per_centroid = 60;
+  dup.c.niter = 6;
+  for (Split s : {Split::Even, Split::Uneven}) v.push_back({dup, s, false, true});
+  /* every rank stops at the same iteration */
+  source_cases::Case early{{"early_stop", 1, 2000, 5, 7}, source_cases::Delivery::Budget};
+  early.c.niter = 60;
+  early.c.nredo = 2;
+  for (Split s : {Split::Even, Split::Uneven}) v.push_back({early, s, false, false, 1e-3});
   return v;
 }
 
 fkm_params params_of(const Case &c) {
   fkm_params p = source_cases::params(c.k);
   if (c.caller_blas) p.blas_sgemm = block_sgemm;
+  p.use_faster_subsampling = c.faster_subsampling;
+  p.early_stop_threshold = c.early_stop;
   return p;
 }
 
@@ -212,6 +229,9 @@ TEST_P(Distributed, EqualsOneProcess) {
   batched::Case mine = c;
   mine.n = hi - lo;
   batched::expect_equal(mine, got, want);
+  if (cs.early_stop >= 0) { /* the case stops early, or it tests nothing */
+    EXPECT_LT(want.n_stats[0], (int64_t)c.niter * c.nredo) << "no early stop";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Cpu, Distributed, ::testing::ValuesIn(cases()),
@@ -259,6 +279,36 @@ TEST_F(DistributedErrors, ABadRowOnOneRankFailsEveryRankWithItsGlobalIndex) {
   EXPECT_EQ(t.train(ctx.c, p, x.data(), &dist), FKM_ERR_NOT_FINITE);
   EXPECT_EQ(dist, one);
   EXPECT_NE(dist.find("row 697, column 2"), std::string::npos) << dist;
+}
+
+int fail_on_last_rank(void *user, const int64_t *rows, int64_t count, void *dst) {
+  if (g_size > 1 && g_rank == g_size - 1) return 5;
+  return source_cases::read_rows(user, rows, count, dst);
+}
+
+// A source whose callback fails on one rank: every rank returns
+// FKM_ERR_SOURCE with that rank's message.
+TEST_F(DistributedErrors, ASourceThatFailsOnOneRankFailsEveryRank) {
+  Plain t;
+  const fkm_params p = batched::params(t.c);
+  source_cases::Rows rows{reinterpret_cast<const char *>(t.s.x.data() + t.lo * t.c.d),
+                          sizeof(float) * t.c.d};
+  fkm_source src;
+  ASSERT_EQ(fkm_source_callback(&src, t.hi - t.lo, t.c.d, FKM_DTYPE_F32, fail_on_last_rank,
+                                &rows),
+            FKM_OK);
+  std::vector<float> cent(t.c.k * t.c.d, 42.0f);
+  Ctx ctx(true);
+  const fkm_status st = fkm_train_source(ctx.c, &p, &src, t.c.k, nullptr, cent.data(), 0,
+                                         nullptr, nullptr, nullptr, 0, nullptr);
+  if (g_size == 1) {
+    EXPECT_EQ(st, FKM_OK) << fkm_ctx_last_error(ctx.c);
+  } else {
+    EXPECT_EQ(st, FKM_ERR_SOURCE) << fkm_ctx_last_error(ctx.c);
+    EXPECT_NE(std::string(fkm_ctx_last_error(ctx.c)).find("5"), std::string::npos)
+        << fkm_ctx_last_error(ctx.c);
+    for (float v : cent) ASSERT_EQ(v, 42.0f) << "an output was written";
+  }
 }
 
 TEST_F(DistributedErrors, ParametersThatDifferAcrossRanksAreRefusedOnEveryRank) {
