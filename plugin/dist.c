@@ -36,7 +36,7 @@ typedef struct key_entry {
   int64_t value;
 } key_entry;
 
-enum { KEY_FIXED = 26, KEY_N = KEY_FIXED + 18 };
+enum { KEY_FIXED = 27, KEY_N = KEY_FIXED + 18 };
 
 static void key_of(const fkm_train_args *a, key_entry *key) {
   const fkm_params *p = a->params;
@@ -68,7 +68,8 @@ static void key_of(const fkm_train_args *a, key_entry *key) {
       {"params->early_stop_threshold (bits)", early},
       {"params->use_faster_subsampling", p->use_faster_subsampling},
       {"params->blas_sgemm (set)", p->blas_sgemm != NULL},
-      {"params->blas_query_bs", p->blas_query_bs}};
+      {"params->blas_query_bs", p->blas_query_bs},
+      {"params->blas_database_bs", p->blas_database_bs}};
   memcpy(key, fixed, sizeof fixed);
   const fkm_loop_order *orders[3] = {&p->profile.norm, &p->profile.l2, &p->profile.ip};
   for (int o = 0; o < 3; o++) {

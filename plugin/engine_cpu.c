@@ -12,6 +12,7 @@
 
 #include <omp.h>
 
+#include "chains.h"
 #include "cpu_kernels.h"
 #include "engine.h"
 #include "source.h"
@@ -309,7 +310,7 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
   ALLOC(c->offsets, k + 1, "segment offsets");
   ALLOC(c->order, rows, "the label order");
   ALLOC(c->cursor, k, "the counting-sort cursors");
-  if (run->comm) ALLOC(c->acc, k * (d + 1) + 4, "the chains passed between ranks");
+  if (run->comm) ALLOC(c->acc, fkm_chains_msg_floats(k, d), "the chains passed between ranks");
   memset(c->cent, 0, sizeof(float) * (size_t)(B * k * d));
   return FKM_OK;
 }
@@ -425,63 +426,28 @@ static fkm_status assign_into(cpu_engine *c, fkm_path path, const float *x, cons
   return assign_rows(c, path, x, xn, n, cent, k, labels, dist, what, problem, 0);
 }
 
-/* One centroid's float chains continued over the rows c->order[t0 .. t1)
- * of x (weights w or NULL), in that order: sum[j] += x[j] (or the weighted
- * term of the profile); returns the count continued from count. */
-static float add_rows(const cpu_engine *c, float *sum, float count, const float *x,
-                      const float *w, int64_t t0, int64_t t1) {
-  const int64_t d = c->run.d;
-  for (int64_t t = t0; t < t1; t++) {
-    const int64_t i = c->order[t];
-    const float *xi = x + i * d;
-    if (w) {
-      const float wi = w[i];
-      count = count + wi;
-      if (c->arith.weighted_fma)
-        for (int64_t j = 0; j < d; j++) sum[j] = fmaf(xi[j], wi, sum[j]);
-      else
-        for (int64_t j = 0; j < d; j++) sum[j] = sum[j] + xi[j] * wi;
-    } else {
-      count = count + 1.0f;
-      for (int64_t j = 0; j < d; j++) sum[j] = sum[j] + xi[j];
-    }
-  }
-  return count;
+/* The update's chains over this engine's buffers (chains.h). */
+static fkm_chains chains_of(const cpu_engine *c) {
+  const fkm_chains ch = {c->run.d,      c->run.k,  c->run.k_frozen, c->arith.weighted_fma,
+                         c->order,      c->offsets, c->cursor};
+  return ch;
 }
 
-/* The rows grouped by label, stably (counting sort into c->order; the
- * segment of centroid i is c->offsets[i] .. c->offsets[i + 1]). */
-static void group_by_label(cpu_engine *c, const int64_t *hist, int64_t m) {
-  const int64_t k = c->run.k;
-  int64_t *off = c->offsets;
-  off[0] = 0;
-  for (int64_t i = 0; i < k; i++) off[i + 1] = off[i] + hist[i];
-  memcpy(c->cursor, off, sizeof(int64_t) * (size_t)k);
-  for (int64_t i = 0; i < m; i++) c->order[c->cursor[c->labels[i]]++] = i;
-}
-
-/* docs/contract.md section 5: stable grouping of training rows by label (counting sort),
- * then per centroid an in-order float sum, float count, reciprocal multiply.
- * x, w: the problem's training rows and weights; cent, hist, counts: its k
- * rows; c->labels its labels. */
-static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
-                   const int64_t *hist, float *counts) {
-  const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
-  const int64_t kf = c->run.k_frozen;
-  const int64_t *off = c->offsets;
-  group_by_label(c, hist, nt);
+/* docs/contract.md section 5: stable grouping of training rows by label
+ * (counting sort), then per centroid an in-order float sum, float count,
+ * reciprocal multiply. x, w: the problem's training rows and weights;
+ * cent, counts: its k rows; c->labels its labels. */
+static void update(cpu_engine *c, const float *xt, const float *wt, float *cent, float *counts) {
+  const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train, kf = c->run.k_frozen;
+  fkm_chains ch = chains_of(c);
+  fkm_chains_group(&ch, c->labels, nt);
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t ci = kf; ci < k; ci++) {
     float *cen = cent + ci * d;
     for (int64_t j = 0; j < d; j++) cen[j] = 0.0f;
-    const float count = add_rows(c, cen, 0.0f, xt, wt, off[ci], off[ci + 1]);
-    counts[ci] = count;
-    if (count != 0.0f) {
-      const float norm = 1.0f / count;
-      for (int64_t j = 0; j < d; j++) cen[j] = cen[j] * norm;
-    }
+    counts[ci] = fkm_chains_add(&ch, ci, cen, 0.0f, xt, wt);
   }
-  for (int64_t ci = 0; ci < kf; ci++) counts[ci] = 0.0f;
+  fkm_chains_scale(&ch, cent + kf * d, d, counts + kf, 1, cent, counts); /* in place */
 }
 
 /* Streamed (docs/data-path.md): the chunk's m rows x (weights w or NULL)
@@ -490,35 +456,11 @@ static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
  * over the whole training set, step for step. c->labels: the chunk's. */
 static void accumulate(cpu_engine *c, const float *x, const float *w, int64_t m) {
   const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen;
-  int64_t *off = c->offsets;
-  memset(off, 0, sizeof(int64_t) * (size_t)(k + 1));
-  for (int64_t i = 0; i < m; i++) off[c->labels[i] + 1]++;
-  for (int64_t i = 0; i < k; i++) off[i + 1] += off[i];
-  memcpy(c->cursor, off, sizeof(int64_t) * (size_t)k);
-  for (int64_t i = 0; i < m; i++) c->order[c->cursor[c->labels[i]]++] = i;
+  fkm_chains ch = chains_of(c);
+  fkm_chains_group(&ch, c->labels, m);
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t ci = kf; ci < k; ci++)
-    c->cnt[ci] = add_rows(c, c->acc + ci * d, c->cnt[ci], x, w, off[ci], off[ci + 1]);
-}
-
-/* update()'s ending over whole chains: centroid kf + i's d sums at
- * sums + i * stride, its count at counts[i * cstride]; an empty cluster's
- * row is its zero sums. out_counts (k): the counts, 0 for frozen rows. */
-static void scale_chains(cpu_engine *c, const float *sums, int64_t stride, const float *counts,
-                         int64_t cstride, float *out_counts) {
-  const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen;
-  for (int64_t i = 0; i < k - kf; i++) {
-    float *cen = c->cent + (kf + i) * d;
-    const float *sum = sums + i * stride, count = counts[i * cstride];
-    out_counts[kf + i] = count;
-    if (count != 0.0f) {
-      const float norm = 1.0f / count;
-      for (int64_t j = 0; j < d; j++) cen[j] = sum[j] * norm;
-    } else {
-      memcpy(cen, sum, sizeof(float) * (size_t)d);
-    }
-  }
-  for (int64_t ci = 0; ci < kf; ci++) out_counts[ci] = 0.0f;
+    c->cnt[ci] = fkm_chains_add(&ch, ci, c->acc + ci * d, c->cnt[ci], x, w);
 }
 
 /* One iteration over the training set read chunk by chunk from the source:
@@ -557,79 +499,26 @@ static fkm_status cpu_iterate_streamed(cpu_engine *c, fkm_iter_result *out) {
   if (least != INT64_MAX) return fkm_fail_not_finite(c->base.err, "x", least, 1, 0, d);
   out->obj[0] = obj;
   out->obj_double[0] = objd;
-  scale_chains(c, c->acc + kf * d, d, c->cnt + kf, 1, out->counts);
+  const fkm_chains ch = chains_of(c);
+  fkm_chains_scale(&ch, c->acc + kf * d, d, c->cnt + kf, 1, c->cent, out->counts);
   return FKM_OK;
 }
 
-/* The message of a distributed iteration (docs/distributed.md), laid out
- * for the non-frozen centroids kf .. k: per centroid its d float sums and
- * its float count, then the objective's float and double. Rank r receives
- * rank r - 1's partial chains slice by slice, continues them over its own
- * rows and passes them on; the last rank's are the whole chains. */
-enum { RANK_TAG_OBJ = 1, RANK_TAG_SLICE = 2, RANK_SLICES_PER_RANK = 8, RANK_MAX_SLICES = 256 };
-
-/* One iteration of a rank: its rows assigned (every rank at once), its
- * steps of the objective's and the update's chains continued from the
- * ranks before it in training order (a pipeline of slices of centroids, so
- * that rank r + 1 works on slice s while rank r works on s + 1), and the
- * last rank's chains broadcast: every rank then scales the same sums, and
- * holds the bits of one process. Only k-sized data crosses. */
+/* One iteration of a rank (docs/distributed.md): its rows assigned (every
+ * rank at once), agreed, then its part of the chains (chains.h): only
+ * k-sized data crosses, and every rank holds the bits of one process. */
 static fkm_status cpu_iterate_ranked(cpu_engine *c, fkm_iter_result *out) {
-  const fkm_comm *cm = c->run.comm;
-  fkm_comm *comm = (fkm_comm *)cm;
-  fkm_errbuf *err = c->base.err;
-  const int64_t k = c->run.k, nt = c->run.n_train, d = c->run.d, kf = c->run.k_frozen;
-  const int64_t kk = k - kf, row = d + 1;
-  const int first = cm->rank == 0, last = cm->rank == cm->size - 1;
+  fkm_comm *comm = (fkm_comm *)c->run.comm;
+  const int64_t k = c->run.k, nt = c->run.n_train;
   centroid_norms(c, c->train_path, c->cent, k);
   const double t0 = fkm_now_seconds();
   fkm_status s = assign_rows(c, c->train_path, c->xt, c->xn, nt, c->cent, k, c->labels,
                              c->dist, "training set", -1, c->run.train_first);
   out->assign_seconds = fkm_now_seconds() - t0;
-  FKM_FORWARD(cm->ops->agree(comm, s, err));
-  memset(out->hist, 0, sizeof(int64_t) * (size_t)k);
-  for (int64_t i = 0; i < nt; i++) out->hist[c->labels[i]]++;
-  group_by_label(c, out->hist, nt);
-  FKM_FORWARD(cm->ops->sum_i64(comm, out->hist, k, err));
-
-  float *msg = c->acc; /* kk * row floats, then the objective (4 floats) */
-  struct {
-    float f;
-    double d;
-  } obj = {0.0f, 0.0};
-  if (!first) FKM_FORWARD(cm->ops->recv_prev(comm, &obj, sizeof obj, RANK_TAG_OBJ, err));
-  for (int64_t i = 0; i < nt; i++) {
-    obj.f += c->dist[i];
-    obj.d += (double)c->dist[i];
-  }
-  if (!last) FKM_FORWARD(cm->ops->send_next(comm, &obj, sizeof obj, RANK_TAG_OBJ, err));
-  int64_t slices = cm->size == 1 ? 1 : (int64_t)RANK_SLICES_PER_RANK * cm->size;
-  if (slices > RANK_MAX_SLICES) slices = RANK_MAX_SLICES;
-  if (slices > kk) slices = kk > 0 ? kk : 1;
-  for (int64_t g = 0; g < slices; g++) {
-    const int64_t c0 = kk * g / slices, c1 = kk * (g + 1) / slices;
-    float *part = msg + c0 * row;
-    const size_t bytes = sizeof(float) * (size_t)((c1 - c0) * row);
-    if (first)
-      memset(part, 0, bytes);
-    else
-      FKM_FORWARD(cm->ops->recv_prev(comm, part, bytes, RANK_TAG_SLICE + (int)g, err));
-#pragma omp parallel for schedule(dynamic, 4)
-    for (int64_t i = c0; i < c1; i++) {
-      float *sum = msg + i * row;
-      sum[d] = add_rows(c, sum, sum[d], c->xt, c->wt, c->offsets[kf + i], c->offsets[kf + i + 1]);
-    }
-    if (!last) FKM_FORWARD(cm->ops->send_next(comm, part, bytes, RANK_TAG_SLICE + (int)g, err));
-  }
-  FKM_FORWARD(cm->ops->wait_sends(comm, err));
-  memcpy(msg + kk * row, &obj.f, sizeof obj.f);
-  memcpy(msg + kk * row + 1, &obj.d, sizeof obj.d);
-  FKM_FORWARD(cm->ops->bcast(comm, msg, sizeof(float) * (size_t)(kk * row + 3),
-                             cm->size - 1, err));
-  memcpy(&out->obj[0], msg + kk * row, sizeof(float));
-  memcpy(&out->obj_double[0], msg + kk * row + 1, sizeof(double));
-  scale_chains(c, msg, row, msg + d, row, out->counts);
-  return FKM_OK;
+  FKM_FORWARD(comm->ops->agree(comm, s, c->base.err));
+  fkm_chains ch = chains_of(c);
+  return fkm_chains_ranked(&ch, comm, c->xt, c->wt, c->labels, c->dist, nt, c->acc, c->cent,
+                           out, c->base.err);
 }
 
 /* Problems one after the other (each problem's bits depend on its rows and
@@ -657,7 +546,7 @@ static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
     out->obj_double[b] = objd;
     memset(hist, 0, sizeof(int64_t) * (size_t)k);
     for (int64_t i = 0; i < nt; i++) hist[c->labels[i]]++;
-    update(c, xt, wt, cent, hist, out->counts + b * k);
+    update(c, xt, wt, cent, out->counts + b * k);
   }
   return FKM_OK;
 }

@@ -1,0 +1,50 @@
+/* The update's float chains on the host (docs/contract.md section 5): the
+ * rows grouped by label (stably), each centroid's float sums and count
+ * continued over its rows in training order, the scaling. The CPU engine's
+ * update (in core and streamed) and a rank of a distributed run on either
+ * engine (docs/distributed.md) take these same steps, so their bits are
+ * one process's. */
+#ifndef FKM_CHAINS_H
+#define FKM_CHAINS_H
+
+#include "engine.h"
+
+typedef struct fkm_chains {
+  int64_t d, k, k_frozen;
+  int weighted_fma;  /* the profile's weighted term: fmaf(x, w, sum) */
+  int64_t *order;    /* (rows) the rows grouped by label */
+  int64_t *offsets;  /* (k + 1) centroid i's rows: order[offsets[i] .. offsets[i + 1]) */
+  int64_t *cursor;   /* (k) */
+} fkm_chains;
+
+/* Groups rows 0 .. m - 1 by their labels, stably (a counting sort). */
+void fkm_chains_group(fkm_chains *ch, const int64_t *labels, int64_t m);
+
+/* Centroid ci's chains continued over its grouped rows of x (weights w or
+ * NULL): sum[j] += x[j] (or the weighted term) in row order; returns the
+ * count continued from count. */
+float fkm_chains_add(const fkm_chains *ch, int64_t ci, float *sum, float count, const float *x,
+                     const float *w);
+
+/* The update's ending over whole chains: centroid kf + i's d sums at
+ * sums + i * stride and its count at counts[i * cstride] give its row of
+ * cent (sums times 1 / count; an empty cluster's row is its zero sums);
+ * out_counts (k) receives the counts, 0 for the frozen rows. */
+void fkm_chains_scale(const fkm_chains *ch, const float *sums, int64_t stride,
+                      const float *counts, int64_t cstride, float *cent, float *out_counts);
+
+/* A rank's part of an iteration after its assignment (every rank agreed
+ * that it succeeded): the label counts summed over ranks, the objective's
+ * float and double chains and every centroid's chains continued from the
+ * ranks before it in training order (a pipeline of slices of centroids),
+ * then the last rank's whole chains broadcast and scaled on every rank
+ * into cent. x (n, d) float, w, labels, dist: this rank's training rows.
+ * msg: k (d + 1) + 4 floats. out: obj, obj_double, counts, hist. */
+fkm_status fkm_chains_ranked(fkm_chains *ch, fkm_comm *comm, const float *x, const float *w,
+                             const int64_t *labels, const float *dist, int64_t n, float *msg,
+                             float *cent, fkm_iter_result *out, fkm_errbuf *err);
+
+/* Floats of fkm_chains_ranked's msg. */
+static inline int64_t fkm_chains_msg_floats(int64_t k, int64_t d) { return k * (d + 1) + 4; }
+
+#endif
