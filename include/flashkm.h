@@ -406,8 +406,9 @@ FKM_API fkm_status fkm_ctx_release_memory(fkm_ctx *ctx);
  *  Collective over the communicator (the library duplicates it; the copy
  *  lives until the context is destroyed or another is set, and
  *  fkm_ctx_destroy must then run before MPI_Finalize). FKM_NO_COMM returns
- *  the context to one process. CPU contexts; fkm_train_batched refuses a
- *  distributed context; fkm_assign stays a call of this process alone.
+ *  the context to one process. CPU and CUDA contexts (a CUDA rank's update
+ *  runs on the host); fkm_train_batched refuses a distributed context;
+ *  fkm_assign stays a call of this process alone.
  *  FKM_ERR_UNSUPPORTED in a build without MPI. */
 #define FKM_NO_COMM ((int64_t)-1)
 FKM_API fkm_status fkm_ctx_set_mpi_comm(fkm_ctx *ctx, int64_t mpi_comm_f);

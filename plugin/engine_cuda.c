@@ -37,6 +37,8 @@
 
 #include "assign.cuh"
 #include "convert.cuh"
+#include "chains.h"
+#include "cpu_kernels.h"
 #include "engine.h"
 #include "profile.cuh"
 #include "source.h"
@@ -127,6 +129,17 @@ typedef struct cuda_engine {
   void *stage_dev[2];  /* device staging of 16-bit rows */
   size_t stage_cap, stage_dev_cap;
   cudaEvent_t ev_stage[2]; /* staging buffer i's last copy (and conversion) */
+  /* a rank of a distributed run (docs/distributed.md): the assignment here,
+   * the update's chains on the host (chains.h) over the run's host rows */
+  struct rank_host {
+    const float *x;       /* (nt, d) float: the run's rows, or xf */
+    float *xf;            /* a float copy of 16-bit rows, or NULL */
+    int32_t *labels32;    /* (nt) */
+    int64_t *labels;      /* (nt) */
+    float *dist, *cent, *msg;
+    int64_t *order, *offsets, *cursor;
+  } rk;
+  int64_t path_n; /* rows whose search path fkm_assign takes (0: the call's n) */
   /* the finiteness check of the rows a subsampled run does not train on,
    * on a host thread beside the iterations (bg_check_*) */
   pthread_t checker;
@@ -574,6 +587,16 @@ static void cuda_end(fkm_engine *e) {
   c->h_hist = NULL;
   c->h_refined = NULL;
   c->x = NULL;
+  free(c->rk.xf);
+  free(c->rk.labels32);
+  free(c->rk.labels);
+  free(c->rk.dist);
+  free(c->rk.cent);
+  free(c->rk.msg);
+  free(c->rk.order);
+  free(c->rk.offsets);
+  free(c->rk.cursor);
+  memset(&c->rk, 0, sizeof c->rk);
 }
 
 /* Problem b's rows of train_rows, as rows of the (batch * n, d) matrix
@@ -897,6 +920,11 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   FKM_FORWARD(size_run(c));
   size_t avail = 0;
   FKM_FORWARD(device_budget(c, &c->params, &avail));
+  FKM_RETURN_IF(run->comm && c->ws_bytes > avail, err, FKM_ERR_OUT_OF_MEMORY,
+                "cuda engine: rank %d's run of the training set (%lld rows) needs %zu bytes "
+                "of device memory and %zu are available: a distributed run holds each rank's "
+                "rows (use more ranks or a larger budget)",
+                run->comm->rank, (long long)nt, c->ws_bytes, avail);
   if (c->ws_bytes > avail && can_stream(run)) return begin_streamed(c, run, user_centroids, avail);
   FKM_FORWARD(check_budget(c, &c->params, c->ws_bytes));
   if (c->ws_cap < c->ws_bytes) { /* grow-only: kept for the next run */
@@ -962,22 +990,52 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   return FKM_OK;
 }
 
+/* A rank's host buffers (docs/distributed.md): the run's rows as floats
+ * (the run's host matrix itself, or a float copy of 16-bit rows), labels,
+ * distances, the chains' scratch and messages, the centroids. */
+static fkm_status begin_rank(cuda_engine *c) {
+  const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
+  struct rank_host *r = &c->rk;
+  const size_t rows = (size_t)(nt > 0 ? nt : 1);
+  if (c->run.dtype == FKM_DTYPE_F32) {
+    r->x = c->run.x;
+  } else {
+    r->xf = malloc(sizeof(float) * rows * (size_t)d);
+    if (r->xf) fkm_cpu_to_float(c->run.dtype, c->run.x, nt, d, r->xf);
+    r->x = r->xf;
+  }
+  r->labels32 = malloc(sizeof(int32_t) * rows);
+  r->labels = malloc(sizeof(int64_t) * rows);
+  r->dist = malloc(sizeof(float) * rows);
+  r->order = malloc(sizeof(int64_t) * rows);
+  r->offsets = malloc(sizeof(int64_t) * (size_t)(k + 1));
+  r->cursor = malloc(sizeof(int64_t) * (size_t)k);
+  r->cent = malloc(sizeof(float) * (size_t)(k * d));
+  r->msg = malloc(sizeof(float) * (size_t)fkm_chains_msg_floats(k, d));
+  FKM_RETURN_IF(!r->x || !r->labels32 || !r->labels || !r->dist || !r->order || !r->offsets ||
+                    !r->cursor || !r->cent || !r->msg,
+                c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                "cuda engine: cannot allocate the host buffers of a rank (%lld rows, k = %lld)",
+                (long long)nt, (long long)k);
+  return FKM_OK;
+}
+
 static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
                              const float *user_centroids) {
   cuda_engine *c = eng(e);
-  FKM_RETURN_IF(run->comm, e->err, FKM_ERR_UNSUPPORTED,
-                "cuda engine: distributed runs (a communicator on the context) run on CPU "
-                "contexts in this release (docs/distributed.md)");
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   c->run = *run;
   c->params = *run->params;
   c->run.params = &c->params;
   c->arith = *run->arith;
   c->run.arith = &c->arith;
-  c->sd = scan_desc(&c->arith, c->params.metric, run->n_train, run->d);
+  c->path_n = 0;
+  /* the search path of the whole training set (all ranks' rows) */
+  c->sd = scan_desc(&c->arith, c->params.metric, run->train_total, run->d);
   int64_t *grows = NULL;
   fkm_status st = global_rows(c, run, &grows);
   if (st == FKM_OK) st = begin_impl(c, run, user_centroids, grows);
+  if (st == FKM_OK && run->comm) st = begin_rank(c);
   free(grows);
   return st;
 }
@@ -1142,11 +1200,76 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   return FKM_OK;
 }
 
+/* One iteration of a rank (docs/distributed.md): its rows assigned here
+ * (every rank at once), the labels and distances to the host, agreed, then
+ * its part of the update's chains on the host (chains.h, the CPU engine's
+ * own steps), and the new centroids back. Bits: the CPU engine's ranks'. */
+static fkm_status iterate_ranked(cuda_engine *c, fkm_iter_result *out) {
+  const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k, kf = c->run.k_frozen;
+  fkm_comm *comm = (fkm_comm *)c->run.comm;
+  struct rank_host *r = &c->rk;
+  cudaStream_t s = c->stream;
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
+  FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, k, d, c->cn, s));
+  for (int64_t ch = 0; ch < c->nchunk && nt > 0; ch++) {
+    const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+    const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
+    fkm_assign_args aa = {.x = c->x + r0 * d,
+                          .xn = c->xn + r0,
+                          .c = c->cent,
+                          .cn = c->cn,
+                          .n = m,
+                          .d = d,
+                          .k = k,
+                          .metric = (int)c->params.metric,
+                          .labels = c->labels + r0,
+                          .dist = c->dist + r0,
+                          .work = c->assign_work,
+                          .xp = c->xp ? c->xp + r0 * fkm_pack_dims(d) : NULL,
+                          .xmax = c->xmax};
+    if (plan->fast_dtype >= 0)
+      FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
+    else
+      FKM_CUDA_TRY(c, fkm_launch_assign_profile(&aa, plan, &c->sd, s));
+  }
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
+  if (nt > 0) {
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(r->labels32, c->labels, sizeof(int32_t) * (size_t)nt,
+                                    cudaMemcpyDeviceToHost, s));
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(r->dist, c->dist, sizeof(float) * (size_t)nt,
+                                    cudaMemcpyDeviceToHost, s));
+  }
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
+  float ms = 0.0f;
+  FKM_CUDA_TRY(c, cudaEventElapsedTime(&ms, c->ev_a0, c->ev_a1));
+  out->assign_seconds = 1e-3 * (double)ms;
+  fkm_status st = FKM_OK;
+  for (int64_t i = 0; i < nt; i++) {
+    r->labels[i] = r->labels32[i];
+    if (r->labels32[i] < 0 && st == FKM_OK)
+      st = fkm_fail_no_finite(c->base.err, "training set", -1, c->run.train_first + i);
+  }
+  FKM_FORWARD(comm->ops->agree(comm, st, c->base.err));
+  fkm_chains chains = {d, k, kf, c->arith.weighted_fma, r->order, r->offsets, r->cursor};
+  FKM_FORWARD(fkm_chains_ranked(&chains, comm, r->x, c->run.weights, r->labels, r->dist, nt,
+                                r->msg, r->cent, out, c->base.err));
+  if (k > kf) /* the frozen rows stay as they are on the device */
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent + kf * d, r->cent + kf * d,
+                                    sizeof(float) * (size_t)((k - kf) * d),
+                                    cudaMemcpyHostToDevice, s));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
+  return FKM_OK;
+}
+
 static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   cuda_engine *c = eng(e);
   if (c->streamed) {
     FKM_CUDA_TRY(c, cudaSetDevice(c->device));
     return iterate_streamed(c, out);
+  }
+  if (c->run.comm) {
+    FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+    return iterate_ranked(c, out);
   }
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
@@ -1347,7 +1470,8 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
                               int64_t problem) {
   fkm_status st = FKM_OK;
   if (n == 0) return FKM_OK;
-  const fkm_scan_desc sd = scan_desc(ar, params->metric, n, d); /* FAISS's search of n rows */
+  /* FAISS's search of n rows (of path_n in a distributed run's final labels) */
+  const fkm_scan_desc sd = scan_desc(ar, params->metric, c->path_n > 0 ? c->path_n : n, d);
   const int x_on_device = !src && is_device_ptr(x);
   const int in_place = x_on_device && dtype == FKM_DTYPE_F32;
   /* lab and dis on the host: each chunk's results cross back as it ends, so
@@ -1572,27 +1696,18 @@ done:
   return st;
 }
 
-/* Distributed runs are the CPU engine's so far (docs/distributed.md): a
- * search here is always of the call's own rows. */
-static fkm_status same_path(fkm_engine *e, int64_t n, int64_t path_n) {
-  FKM_RETURN_IF(path_n != n, e->err, FKM_ERR_UNSUPPORTED,
-                "cuda engine: a search of %lld rows on the path of %lld (a distributed run) "
-                "is the CPU engine's", (long long)n, (long long)path_n);
-  return FKM_OK;
-}
-
 static fkm_status cuda_assign(fkm_engine *e, const fkm_params *params, int64_t n, int64_t d,
                               int64_t k, fkm_dtype dtype, const void *x,
                               const float *centroids, int64_t *labels, float *distances,
                               int64_t path_n) {
-  FKM_FORWARD(same_path(e, n, path_n));
+  eng(e)->path_n = path_n;
   return assign_call(eng(e), params, n, d, k, dtype, x, NULL, centroids, labels, distances);
 }
 
 static fkm_status cuda_assign_source(fkm_engine *e, const fkm_params *params,
                                      const fkm_source *src, int64_t k, const float *centroids,
                                      int64_t *labels, float *distances, int64_t path_n) {
-  FKM_FORWARD(same_path(e, src->n, path_n));
+  eng(e)->path_n = path_n;
   return assign_call(eng(e), params, src->n, src->d, k, src->dtype, NULL, src, centroids,
                      labels, distances);
 }
