@@ -30,7 +30,7 @@ def _mpi_or_skip():
 def test_every_rank_gets_the_one_process_bits(ranks):
     _mpi_or_skip()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
     r = subprocess.run(["mpiexec", "-np", str(ranks), "--oversubscribe", sys.executable,
                         "-m", "mpi4py", WORKER], env=env, capture_output=True, text=True,
                        timeout=300)
@@ -49,7 +49,7 @@ def test_the_readme_example_runs_as_shown():
     with open(os.path.join(root, "README.md")) as f:
         assert open(example).read() in f.read(), "the README's copy of distributed.py differs"
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMP_NUM_THREADS="1",
+               OMP_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none",
                PYTHONPATH=os.pathsep.join([os.path.join(root, "python"),
                                            os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run(["mpiexec", "-np", "2", "--oversubscribe", sys.executable, "-m", "mpi4py",
