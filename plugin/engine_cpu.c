@@ -254,12 +254,13 @@ static fkm_status cpu_begin_impl(cpu_engine *c, const fkm_run *run,
   }
   if (run->weights) FKM_FORWARD(fkm_check_weights(err, run->weights, B * n, 0));
   const fkm_memory_plan plan = cpu_plan_of(&c->params, B, n, d, k, run->dtype, from_source);
-  FKM_FORWARD(plan_fits(err, &plan, B));
-  FKM_RETURN_IF(run->comm && plan.streamed, err, FKM_ERR_OUT_OF_MEMORY,
+  FKM_RETURN_IF(run->comm && plan.available && plan.in_core_bytes > plan.available, err,
+                FKM_ERR_OUT_OF_MEMORY,
                 "rank %d's run of the training set (%lld rows) needs %zu bytes in core and "
                 "params->memory_budget is %zu: a distributed run holds each rank's rows (use "
                 "more ranks or a larger budget)",
                 run->comm->rank, (long long)nt, plan.in_core_bytes, plan.available);
+  FKM_FORWARD(plan_fits(err, &plan, B));
   c->path_n = 0;
   c->check_rows = from_source && c->params.check_finite;
   if (B == 1) c->src = from_source ? *run->source : fkm_source_of_matrix(run->x, n, d, run->dtype);

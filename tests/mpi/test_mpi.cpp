@@ -322,6 +322,25 @@ TEST_F(DistributedErrors, ASourceThatFailsOnOneRankFailsEveryRank) {
   }
 }
 
+// A rank whose run of the training set does not fit params.memory_budget
+// (a distributed run holds each rank's rows): every rank fails, nothing is
+// written. One rank only sets the budget: a per-rank limit, not a parameter
+// every rank must share.
+TEST_F(DistributedErrors, ARankWhoseRowsDoNotFitItsBudgetFailsEveryRank) {
+  Plain t;
+  fkm_params p = batched::params(t.c);
+  if (g_rank == g_size - 1) p.memory_budget = 4096;
+  std::vector<float> cent(t.c.k * t.c.d, 42.0f);
+  Ctx ctx(true);
+  const fkm_status st =
+      fkm_train(ctx.c, &p, t.hi - t.lo, t.c.d, t.c.k, FKM_DTYPE_F32, t.s.x.data() + t.lo * t.c.d,
+                nullptr, cent.data(), 0, nullptr, nullptr, nullptr, 0, nullptr);
+  EXPECT_EQ(st, FKM_ERR_OUT_OF_MEMORY) << fkm_ctx_last_error(ctx.c);
+  const std::string msg = fkm_ctx_last_error(ctx.c);
+  EXPECT_NE(msg.find("rank " + std::to_string(g_size - 1)), std::string::npos) << msg;
+  for (float v : cent) ASSERT_EQ(v, 42.0f) << "an output was written";
+}
+
 TEST_F(DistributedErrors, ParametersThatDifferAcrossRanksAreRefusedOnEveryRank) {
   Plain t;
   fkm_params p = batched::params(t.c);
