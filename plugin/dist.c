@@ -79,6 +79,25 @@ static void key_of(const fkm_train_args *a, key_entry *key) {
   }
 }
 
+/* A distributed run reads and writes host memory (its rows cross between
+ * ranks through the host). */
+static fkm_status host_memory(fkm_engine *e, const fkm_train_args *a, fkm_errbuf *err) {
+  const struct {
+    const void *p;
+    const char *name;
+  } args[] = {{a->source ? NULL : a->x, "x"},
+              {a->weights, "weights"},
+              {a->centroids, "centroids"},
+              {a->labels, "labels"},
+              {a->distances, "distances"}};
+  for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+    FKM_RETURN_IF(args[i].p && e->ops->is_device(e, args[i].p), err, FKM_ERR_INVALID_ARG,
+                  "%s is device memory: a distributed run takes host memory "
+                  "(docs/distributed.md)",
+                  args[i].name);
+  return FKM_OK;
+}
+
 static fkm_status check_rank(fkm_dist *ds, const fkm_train_args *a, fkm_errbuf *err) {
   const int me = ds->comm->rank;
   const int64_t n = a->n, d = a->d, row0 = ds->first[me];
@@ -90,7 +109,7 @@ static fkm_status check_rank(fkm_dist *ds, const fkm_train_args *a, fkm_errbuf *
   return a->weights ? fkm_check_weights(err, a->weights, n, row0) : FKM_OK;
 }
 
-fkm_status fkm_dist_begin(fkm_dist *ds, fkm_comm *comm, const fkm_train_args *a,
+fkm_status fkm_dist_begin(fkm_dist *ds, fkm_engine *e, fkm_comm *comm, const fkm_train_args *a,
                           uint64_t *seed, fkm_errbuf *err) {
   const int P = comm->size, me = comm->rank;
   const fkm_comm_ops *ops = comm->ops;
@@ -115,6 +134,7 @@ fkm_status fkm_dist_begin(fkm_dist *ds, fkm_comm *comm, const fkm_train_args *a,
                    "run passes the same parameters, d, k, dtype and initial rows",
                    me, mine[i].name, (long long)mine[i].value, (long long)ref[i]);
   if (s == FKM_OK) s = t;
+  if (s == FKM_OK) s = host_memory(e, a, err);
   s = ops->agree(comm, s, err);
   if (s != FKM_OK) {
     free(counts);

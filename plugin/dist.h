@@ -23,11 +23,12 @@ typedef struct fkm_dist {
   float *init;          /* (n_init, d): rank 0's initial centroid rows */
 } fkm_dist;
 
-/** Agrees on the run: the same parameters, shape and dtype on every rank,
+/** Agrees on the run: host memory (e says what is device memory), the same
+ *  parameters, shape and dtype on every rank,
  *  rank 0's seed (*seed) and initial centroid rows; counts the rows of x
  *  over all ranks and checks this rank's (x finite where FAISS checks it,
  *  weights finite and >= 0), naming rows by their index in the whole x. */
-fkm_status fkm_dist_begin(fkm_dist *ds, fkm_comm *comm, const fkm_train_args *a,
+fkm_status fkm_dist_begin(fkm_dist *ds, fkm_engine *e, fkm_comm *comm, const fkm_train_args *a,
                           uint64_t *seed, fkm_errbuf *err);
 
 /** The training set T: x's rows rows[i] (rows NULL: row i), i < n_train,

@@ -146,6 +146,8 @@ typedef struct fkm_engine_ops {
                             int from_source, fkm_memory_plan *plan);
   /** fkm_ctx_release_memory(): free what the engine keeps between runs. */
   fkm_status (*release_memory)(fkm_engine *e);
+  /** Whether p is device memory (a distributed run takes host memory). */
+  int (*is_device)(fkm_engine *e, const void *p);
 } fkm_engine_ops;
 
 /** Every engine struct starts with this header. */

@@ -854,6 +854,12 @@ static void cpu_destroy(fkm_engine *e) {
   free(e);
 }
 
+static int cpu_is_device(fkm_engine *e, const void *p) {
+  (void)e;
+  (void)p;
+  return 0;
+}
+
 static const fkm_engine_ops cpu_ops = {
     "cpu",
     cpu_destroy,
@@ -876,6 +882,7 @@ static const fkm_engine_ops cpu_ops = {
     cpu_assign_source,
     cpu_plan_memory,
     cpu_release,
+    cpu_is_device,
 };
 
 fkm_status fkm_engine_cpu_create(fkm_errbuf *err, fkm_engine **out) {

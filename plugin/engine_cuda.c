@@ -1785,6 +1785,11 @@ static void cuda_destroy(fkm_engine *e) {
   free(c);
 }
 
+static int cuda_is_device(fkm_engine *e, const void *p) {
+  (void)e;
+  return is_device_ptr(p);
+}
+
 static const fkm_engine_ops cuda_ops = {
     "cuda",
     cuda_destroy,
@@ -1807,6 +1812,7 @@ static const fkm_engine_ops cuda_ops = {
     cuda_assign_source,
     cuda_plan_memory,
     cuda_release,
+    cuda_is_device,
 };
 
 fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out) {

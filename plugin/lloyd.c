@@ -540,7 +540,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   FKM_FORWARD(fkm_arith_of(&p->profile, &arith, err));
   FKM_FORWARD(check_features(p, &arith, err));
   uint64_t seed = actual_seed(p, &arith);
-  if (a->comm) FKM_FORWARD(fkm_dist_begin(&s->dist, a->comm, a, &seed, err));
+  if (a->comm) FKM_FORWARD(fkm_dist_begin(&s->dist, e, a->comm, a, &seed, err));
   const int64_t n = a->comm ? s->dist.n : a->n; /* x's rows over all ranks */
   fkm_run run = {.params = p,
                  .batch = B,
