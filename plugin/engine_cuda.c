@@ -1106,6 +1106,28 @@ static fkm_group_args group_args(const cuda_engine *c, int64_t n, int64_t k, int
                           .temp_bytes = c->temp_bytes};
 }
 
+/* m rows x (norms xn, packed xp) of a one-problem run to its centroids
+ * (c->cent, norms c->cn) on s, with the run's plan for them. */
+static cudaError_t assign_one(cuda_engine *c, const fkm_assign_plan *plan, const float *x,
+                              const float *xn, int64_t m, int32_t *labels, float *dist,
+                              uint16_t *xp, cudaStream_t s) {
+  fkm_assign_args aa = {.x = x,
+                        .xn = xn,
+                        .c = c->cent,
+                        .cn = c->cn,
+                        .n = m,
+                        .d = c->run.d,
+                        .k = c->run.k,
+                        .metric = (int)c->params.metric,
+                        .labels = labels,
+                        .dist = dist,
+                        .work = c->assign_work,
+                        .xp = xp,
+                        .xmax = c->xmax};
+  return plan->fast_dtype >= 0 ? fkm_launch_assign(&aa, plan, s)
+                               : fkm_launch_assign_profile(&aa, plan, &c->sd, s);
+}
+
 /* One iteration of a streamed run: chunk i's rows cross into buffer i % 2
  * on the copy stream once the work on chunk i - 2 is done with it, while
  * the context's stream assigns chunk i - 1; each chunk continues the
@@ -1146,23 +1168,7 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
     FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->xbuf[b], m, d, c->xn, s));
     if (c->xp)
       FKM_CUDA_TRY(c, fkm_launch_pack_x(c->xbuf[b], m, d, c->plan.fast_dtype, c->xp, c->xmax, s));
-    fkm_assign_args aa = {.x = c->xbuf[b],
-                          .xn = c->xn,
-                          .c = c->cent,
-                          .cn = c->cn,
-                          .n = m,
-                          .d = d,
-                          .k = k,
-                          .metric = (int)c->params.metric,
-                          .labels = c->labels,
-                          .dist = c->dist,
-                          .work = c->assign_work,
-                          .xp = c->xp,
-                          .xmax = c->xmax};
-    if (plan->fast_dtype >= 0)
-      FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
-    else
-      FKM_CUDA_TRY(c, fkm_launch_assign_profile(&aa, plan, &c->sd, s));
+    FKM_CUDA_TRY(c, assign_one(c, plan, c->xbuf[b], c->xn, m, c->labels, c->dist, c->xp, s));
     /* the chains index rows r0 .. r0 + m of the training set: the chunk's
      * buffers, offset by r0 */
     FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - r0, c->labels - r0, r0, r0 + m, 1, 0, c->dsc,
@@ -1214,23 +1220,8 @@ static fkm_status iterate_ranked(cuda_engine *c, fkm_iter_result *out) {
   for (int64_t ch = 0; ch < c->nchunk && nt > 0; ch++) {
     const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
     const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
-    fkm_assign_args aa = {.x = c->x + r0 * d,
-                          .xn = c->xn + r0,
-                          .c = c->cent,
-                          .cn = c->cn,
-                          .n = m,
-                          .d = d,
-                          .k = k,
-                          .metric = (int)c->params.metric,
-                          .labels = c->labels + r0,
-                          .dist = c->dist + r0,
-                          .work = c->assign_work,
-                          .xp = c->xp ? c->xp + r0 * fkm_pack_dims(d) : NULL,
-                          .xmax = c->xmax};
-    if (plan->fast_dtype >= 0)
-      FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, s));
-    else
-      FKM_CUDA_TRY(c, fkm_launch_assign_profile(&aa, plan, &c->sd, s));
+    FKM_CUDA_TRY(c, assign_one(c, plan, c->x + r0 * d, c->xn + r0, m, c->labels + r0,
+                               c->dist + r0, c->xp ? c->xp + r0 * fkm_pack_dims(d) : NULL, s));
   }
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   if (nt > 0) {
