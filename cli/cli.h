@@ -102,9 +102,11 @@ int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows
 /** The same for rank `rank` of `size` (ranks.c): the input stays mapped and
  *  this rank's x and weights are its rows n_all * rank / size .. n_all *
  *  (rank + 1) / size, the only ones it checks (the library names a bad
- *  value by its row in the whole input). */
+ *  value by its row in the whole input). shard: input (and the weights) are
+ *  this rank's own file, all of its rows (pass rank 0 of 1); k and the
+ *  values are the library's to check, over all ranks. */
 int fkm_cli_inputs_load_part(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
-                             int rank, int size, fkm_cli_inputs *in);
+                             int rank, int size, int shard, fkm_cli_inputs *in);
 void fkm_cli_inputs_free(fkm_cli_inputs *in);
 
 /* ------------------------------------------------------ MPI ranks (ranks.c) */
@@ -125,6 +127,8 @@ int fkm_cli_ranks_attach(const fkm_cli_ranks *r, fkm_ctx *ctx);
 int fkm_cli_ranks_all(const fkm_cli_ranks *r, int ok);
 /** Rank 0's code on every rank (collective). */
 int fkm_cli_ranks_root_code(const fkm_cli_ranks *r, int code);
+/** The rows over all ranks (*n_all) and those before this rank (*first). */
+int fkm_cli_ranks_count(const fkm_cli_ranks *r, int64_t n_mine, int64_t *n_all, int64_t *first);
 /** Every rank's n_mine values, in rank order, into all on rank 0. */
 int fkm_cli_ranks_gather(const fkm_cli_ranks *r, const int64_t *mine, int64_t n_mine,
                          int64_t *all);

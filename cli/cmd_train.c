@@ -41,7 +41,8 @@ static void help(FILE *fp) {
       "Under an MPI launcher (mpiexec -np P flashkm train ...), the P processes\n"
       "train together: each maps INPUT and reads its own 1/P of the rows, and\n"
       "rank 0 writes the outputs, the same bits as one process\n"
-      "(docs/distributed.md).\n",
+      "(docs/distributed.md). An INPUT with {rank} in its name (part_{rank}.fvecs)\n"
+      "is one shard file per rank, in rank order (--weights likewise).\n",
       fp);
 }
 
@@ -154,6 +155,22 @@ static int train_args_check(const char *out_path, const char *labels_path, const
   return fkm_cli_ranks_root_code(rk, rc);
 }
 
+/* pattern with "{rank}" replaced by rank, into out; -1 (printed) when it
+ * does not fit or names no shard (a second {rank} too). */
+static int with_rank(const char *pattern, int rank, char *out, size_t size) {
+  const char *at = strstr(pattern, "{rank}");
+  if (!at || strstr(at + 6, "{rank}")) {
+    fkm_cli_error("%s: a shard file's name holds {rank} once (and --weights with it)", pattern);
+    return -1;
+  }
+  const int len = snprintf(out, size, "%.*s%d%s", (int)(at - pattern), pattern, rank, at + 6);
+  if (len < 0 || (size_t)len >= size) {
+    fkm_cli_error("%s: the shard's name is too long", pattern);
+    return -1;
+  }
+  return 0;
+}
+
 /* The run on every rank (one, without a launcher); rank 0 reports and
  * writes. Ends the ranks. */
 static int train_ranks(const char *input, fkm_cli_train_opts *opts, const char *out_path,
@@ -163,11 +180,25 @@ static int train_ranks(const char *input, fkm_cli_train_opts *opts, const char *
   char msg[FKM_CLI_MSG_LEN];
   const int root = rk->rank == 0;
   fkm_cli_inputs in;
-  const int loaded = fkm_cli_inputs_load_part(input, &o, 1, rk->rank, rk->size, &in) == 0;
-  if (!fkm_cli_ranks_all(rk, loaded)) {
+  /* INPUT with {rank}: each rank's own shard file (and --weights the same) */
+  char mine[4096], wmine[4096];
+  const int shard = strstr(input, "{rank}") != NULL;
+  const int ok_names = !shard || (with_rank(input, rk->rank, mine, sizeof mine) == 0 &&
+                                  (!o.weights_path ||
+                                   with_rank(o.weights_path, rk->rank, wmine, sizeof wmine) == 0));
+  if (shard && ok_names && o.weights_path) o.weights_path = wmine;
+  const int loaded =
+      ok_names && fkm_cli_inputs_load_part(shard ? mine : input, &o, 1, shard ? 0 : rk->rank,
+                                           shard ? 1 : rk->size, shard, &in) == 0;
+  /* every rank loaded (collective), then the shards' rows are counted */
+  const int all_loaded = fkm_cli_ranks_all(rk, loaded);
+  const int counted = all_loaded && (!shard || fkm_cli_ranks_count(rk, in.x.n, &in.n_all,
+                                                                   &in.first) == 0);
+  if (!all_loaded || !counted) {
     if (loaded) {
-      if (root) fkm_cli_error("another rank could not load its rows of %s (its message above)",
-                              input);
+      if (root && !all_loaded)
+        fkm_cli_error("another rank could not load its rows of %s (its message above)", input);
+      if (all_loaded && !counted) fkm_cli_error("out of memory counting the ranks' rows");
       fkm_cli_inputs_free(&in);
     }
     fkm_cli_ranks_end(rk);

@@ -499,11 +499,11 @@ static int report_nonfinite(const char *path, const fkm_cli_matrix *m) {
 
 int fkm_cli_inputs_load(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
                         fkm_cli_inputs *in) {
-  return fkm_cli_inputs_load_part(input, o, rows_in_place, 0, 1, in);
+  return fkm_cli_inputs_load_part(input, o, rows_in_place, 0, 1, 0, in);
 }
 
 int fkm_cli_inputs_load_part(const char *input, const fkm_cli_train_opts *o, int rows_in_place,
-                             int rank, int size, fkm_cli_inputs *in) {
+                             int rank, int size, int shard, fkm_cli_inputs *in) {
   /* size > 1: a .fvecs file is read in place (rank's rows at their stride) */
   char msg[FKM_CLI_MSG_LEN];
   memset(in, 0, sizeof *in);
@@ -516,14 +516,16 @@ int fkm_cli_inputs_load_part(const char *input, const fkm_cli_train_opts *o, int
   in->n_all = in->x.n_all;
   in->first = in->x.first;
   const int64_t lo = in->first, hi = lo + in->x.n;
-  if (o->k > in->n_all) {
+  /* a shard's rows are counted with the other ranks' (the library checks k) */
+  if (!shard && o->k > in->n_all) {
     fkm_cli_error("%s: k = %lld is larger than the number of points, n = %lld", input,
                   (long long)o->k, (long long)in->n_all);
     goto fail;
   }
   /* a distributed run's values are checked by the library, which names a
    * bad one by its row in the whole input on every rank */
-  if (o->params.check_finite && size == 1 && report_nonfinite(input, &in->x)) goto fail;
+  if (o->params.check_finite && size == 1 && !shard && report_nonfinite(input, &in->x))
+    goto fail;
 
   if (o->init_path) {
     if (fkm_cli_matrix_read(o->init_path, &in->init, msg) != 0 ||

@@ -88,6 +88,27 @@ int fkm_cli_ranks_root_code(const fkm_cli_ranks *r, int code) {
   return code;
 }
 
+int fkm_cli_ranks_count(const fkm_cli_ranks *r, int64_t n_mine, int64_t *n_all, int64_t *first) {
+  *n_all = n_mine;
+  *first = 0;
+#ifdef FLASHKM_CLI_MPI
+  if (r->mpi) {
+    int64_t *all = malloc(sizeof(int64_t) * (size_t)r->size);
+    if (!all) return -1;
+    MPI_Allgather(&n_mine, 1, MPI_INT64_T, all, 1, MPI_INT64_T, MPI_COMM_WORLD);
+    *n_all = 0;
+    for (int i = 0; i < r->size; i++) {
+      if (i == r->rank) *first = *n_all;
+      *n_all += all[i];
+    }
+    free(all);
+  }
+#else
+  (void)r;
+#endif
+  return 0;
+}
+
 int fkm_cli_ranks_gather(const fkm_cli_ranks *r, const int64_t *mine, int64_t n_mine,
                          int64_t *all) {
 #ifdef FLASHKM_CLI_MPI

@@ -2,7 +2,7 @@
 # mpiexec -np P flashkm train (docs/distributed.md): with 1 to 4 ranks the
 # outputs rank 0 writes are byte for byte those of one process (.npy and a
 # .fvecs read in place, with --weights and --init; .bvecs, .u8bin, int8 and
-# float16 .npy), one progress line per
+# float16 .npy; one shard file per rank), one progress line per
 # iteration is printed, and a NaN in the last rank's rows fails every rank
 # with the library's message, naming its row in the whole file.
 # usage: mpi_train.sh MPIEXEC FLASHKM FIXTURES WORKDIR
@@ -38,6 +38,22 @@ for input in blobs.bvecs blobs.u8bin blobs_i8.npy blobs_f16.npy; do
     echo "ok: $input: $np ranks: the one-process centroids and labels"
   done
 done
+# one shard file per rank (INPUT and --weights with {rank}), uneven shards
+/usr/bin/python3 - "$fix" <<'PY' || fail "cannot write the shards"
+import sys, numpy as np
+x = np.load(sys.argv[1] + "/blobs.npy"); w = np.load(sys.argv[1] + "/weights.npy").reshape(-1)
+cuts = [0, len(x) // 5, len(x) // 5 + 1, 3 * len(x) // 4, len(x)]
+for r in range(4):
+    np.save("shard_%d.npy" % r, x[cuts[r]:cuts[r + 1]])
+    np.save("wshard_%d.npy" % r, w[cuts[r]:cuts[r + 1]])
+PY
+"$cli" train "$fix/blobs.npy" -k 12 --niter 5 --weights "$fix/weights.npy" -o one.fbin \
+  --labels one.npy -q || fail "one process exited $?"
+run 4 train 'shard_{rank}.npy' -k 12 --niter 5 --weights 'wshard_{rank}.npy' -o c.fbin \
+  --labels l.npy --json r.json -q || fail "shards: 4 ranks exited $?"
+cmp -s one.fbin c.fbin && cmp -s one.npy l.npy || fail "shards: outputs differ"
+grep -q '"n": 3000' r.json || fail "shards: the report's n is not every rank's rows"
+echo "ok: 4 shard files: the one-process centroids and labels"
 for np in 2 4; do
   run "$np" train "$fix/nan.fbin" -k 12 -o c.fbin 2>err.txt && fail "nan.fbin: $np ranks succeeded"
   n=$(grep -c 'x contains NaN or Inf at row 123, column 5' err.txt)
