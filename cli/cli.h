@@ -129,7 +129,8 @@ int fkm_cli_ranks_all(const fkm_cli_ranks *r, int ok);
 int fkm_cli_ranks_root_code(const fkm_cli_ranks *r, int code);
 /** The rows over all ranks (*n_all) and those before this rank (*first). */
 int fkm_cli_ranks_count(const fkm_cli_ranks *r, int64_t n_mine, int64_t *n_all, int64_t *first);
-/** Every rank's n_mine values, in rank order, into all on rank 0. */
+/** Every rank's n_mine values, in rank order, into all on rank 0 (all may
+ *  be mine: rank 0's own come first). */
 int fkm_cli_ranks_gather(const fkm_cli_ranks *r, const int64_t *mine, int64_t n_mine,
                          int64_t *all);
 

@@ -131,7 +131,7 @@ int fkm_cli_ranks_gather(const fkm_cli_ranks *r, const int64_t *mine, int64_t n_
         n += m;
       }
     }
-    if (r->rank == 0) memcpy(all, mine, sizeof(int64_t) * (size_t)n_mine);
+    if (r->rank == 0 && all != mine) memcpy(all, mine, sizeof(int64_t) * (size_t)n_mine);
     return 0;
   }
 #else

@@ -102,8 +102,7 @@ static fkm_status check_rank(fkm_dist *ds, const fkm_train_args *a, fkm_errbuf *
   const int me = ds->comm->rank;
   const int64_t n = a->n, d = a->d, row0 = ds->first[me];
   if (!a->source && a->params->check_finite && n > 0) {
-    const int64_t bad = a->dtype == FKM_DTYPE_F32 ? fkm_cpu_first_nonfinite(a->x, n * d)
-                                                  : fkm_first_nonfinite(a->dtype, a->x, n * d);
+    const int64_t bad = fkm_first_nonfinite_all(a->dtype, a->x, n * d);
     if (bad >= 0) return fkm_fail_not_finite(err, "x", row0 * d + bad, 1, 0, d);
   }
   return a->weights ? fkm_check_weights(err, a->weights, n, row0) : FKM_OK;
@@ -268,12 +267,12 @@ fkm_status fkm_dist_training_set(fkm_dist *ds, const fkm_train_args *a, const in
 
 fkm_status fkm_dist_rows(fkm_dist *ds, const fkm_train_args *a, const int64_t *idx,
                          int64_t count, float *dst, fkm_errbuf *err) {
-  const int P = ds->comm->size, me = ds->comm->rank;
-  const int64_t d = a->d, t0 = ds->train_first[me];
+  const int me = ds->comm->rank;
+  const int64_t d = a->d, t0 = ds->train_first[me], t1 = ds->train_first[me + 1];
   const size_t row = fkm_dtype_size(a->dtype) * (size_t)d;
   memset(dst, 0, sizeof(float) * (size_t)(count * d));
   for (int64_t j = 0; j < count; j++)
-    if (owner(ds->train_first, P, idx[j]) == me)
+    if (idx[j] >= t0 && idx[j] < t1) /* this rank's */
       fkm_cpu_to_float(a->dtype, (const char *)ds->xt + row * (size_t)(idx[j] - t0), 1, d,
                        dst + j * d);
   /* each row is one rank's and zero on the others: or-ing crosses it bit for bit */

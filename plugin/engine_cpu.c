@@ -119,16 +119,10 @@ static void *alloc_or_null(size_t count, size_t size) {
 
 /* ------------------------------------------------------------ input checks */
 
-static int64_t first_nonfinite_any(fkm_dtype dtype, const void *x,
-                                   int64_t count) {
-  return dtype == FKM_DTYPE_F32 ? fkm_cpu_first_nonfinite(x, count)
-                                : fkm_first_nonfinite(dtype, x, count);
-}
-
 /* rows of x: batch problems of n rows each, back to back. */
 static fkm_status check_x(fkm_errbuf *err, const char *name, fkm_dtype dtype,
                           const void *x, int64_t batch, int64_t n, int64_t d) {
-  const int64_t bad = first_nonfinite_any(dtype, x, batch * n * d);
+  const int64_t bad = fkm_first_nonfinite_all(dtype, x, batch * n * d);
   return bad < 0 ? FKM_OK : fkm_fail_not_finite(err, name, bad, batch, n, d);
 }
 

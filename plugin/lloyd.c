@@ -564,6 +564,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
    * every problem (the permutation depends on n and the seed only). */
   const int64_t max_train = k * (int64_t)p->max_points_per_centroid;
   const int subsample_it = n > max_train;
+  const int64_t n_train = subsample_it ? max_train : n;
   FKM_FORWARD(loop_alloc(s, a, subsample_it ? max_train : 0, err));
   if (subsample_it) {
     logf_(p, FKM_LOG_INFO, "Sampling a subset of %lld / %lld for training",
@@ -576,7 +577,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
           (long long)n, (long long)k, (long long)(k * p->min_points_per_centroid));
   }
 
-  if ((subsample_it ? max_train : n) == k) {
+  if (n_train == k) {
     /* FAISS copies the first k rows of its input (x_in, not the subsample)
      * and reports one iteration {0, 0, 0, 1, 0}; nothing is post-processed. */
     for (int64_t i = 0; i < k; i++) s->perm[i] = i;
@@ -596,8 +597,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
     return finish(e, a, s);
   }
 
-  FKM_FORWARD(begin(e, a, &run, s, subsample_it ? s->rows : NULL,
-                    subsample_it ? max_train : n));
+  FKM_FORWARD(begin(e, a, &run, s, subsample_it ? s->rows : NULL, n_train));
   logf_(p, FKM_LOG_INFO,
         "Clustering %lld points in %lldD to %lld clusters, redo %d times, %d iterations",
         (long long)run.train_total, (long long)d, (long long)k, p->nredo, p->niter);

@@ -109,6 +109,11 @@ int64_t fkm_first_nonfinite(fkm_dtype dtype, const void *x, int64_t count) {
   return -1;
 }
 
+int64_t fkm_first_nonfinite_all(fkm_dtype dtype, const void *x, int64_t count) {
+  return dtype == FKM_DTYPE_F32 ? fkm_cpu_first_nonfinite(x, count)
+                                : fkm_first_nonfinite(dtype, x, count);
+}
+
 fkm_status fkm_source_read_checked(const fkm_source *src, const int64_t *rows, int64_t first,
                                    int64_t count, void *dst, int64_t *bad, fkm_errbuf *err) {
   const int64_t d = src->d;

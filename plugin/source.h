@@ -34,6 +34,10 @@ fkm_status fkm_source_read_checked(const fkm_source *src, const int64_t *rows, i
  *  their encoding: an all-ones exponent), or -1. */
 int64_t fkm_first_nonfinite(fkm_dtype dtype, const void *x, int64_t count);
 
+/** fkm_first_nonfinite over a whole matrix: float32 on OpenMP's threads
+ *  (fkm_cpu_first_nonfinite), 16-bit elements by their encoding. */
+int64_t fkm_first_nonfinite_all(fkm_dtype dtype, const void *x, int64_t count);
+
 /** The same rows as floats into dst (count * d). 16-bit rows go through
  *  raw, scratch of raw_rows rows of the source's dtype, a block at a time
  *  (raw NULL: allocated here). bad non-NULL: the rows are checked and *bad
