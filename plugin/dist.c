@@ -157,6 +157,12 @@ fkm_status fkm_dist_begin(fkm_dist *ds, fkm_engine *e, fkm_comm *comm, const fkm
   if (me == 0 && a->n_init > 0)
     memcpy(ds->init, a->centroids, sizeof(float) * (size_t)(a->n_init * a->d));
   FKM_FORWARD(ops->bcast(comm, ds->init, sizeof(float) * (size_t)(a->n_init * a->d), 0, err));
+  /* rank 0's rows, the same on every rank: no agreement needed */
+  const int64_t bad_init = a->params->check_finite
+                               ? fkm_first_nonfinite_all(FKM_DTYPE_F32, ds->init, a->n_init * a->d)
+                               : -1;
+  if (bad_init >= 0)
+    return fkm_fail_not_finite(err, "initial centroids", bad_init, 1, a->n_init, a->d);
   ds->src = a->source ? *a->source : fkm_source_of_matrix(a->x, a->n, a->d, a->dtype);
   return ops->agree(comm, check_rank(ds, a, err), err);
 }

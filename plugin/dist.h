@@ -24,10 +24,12 @@ typedef struct fkm_dist {
 } fkm_dist;
 
 /** Agrees on the run: host memory (e says what is device memory), the same
- *  parameters, shape and dtype on every rank,
- *  rank 0's seed (*seed) and initial centroid rows; counts the rows of x
- *  over all ranks and checks this rank's (x finite where FAISS checks it,
- *  weights finite and >= 0), naming rows by their index in the whole x. */
+ *  parameters, shape and dtype on every rank, rank 0's seed (*seed) and
+ *  initial centroid rows; counts the rows of x over all ranks and checks
+ *  this rank's (x finite where FAISS checks it, weights finite and >= 0)
+ *  and the initial rows, naming rows by their index in the whole x. The
+ *  engine need not check them again (fkm_dist_training_set checks a
+ *  source's rows as they are read). */
 fkm_status fkm_dist_begin(fkm_dist *ds, fkm_engine *e, fkm_comm *comm, const fkm_train_args *a,
                           uint64_t *seed, fkm_errbuf *err);
 

@@ -112,6 +112,7 @@ typedef struct loop_state {
   float *train_host;      /* (batch, n_train, d) for host seeding, or NULL */
   float *cent_host;       /* (batch, k, d) for host seeding, or NULL */
   fkm_dist dist;          /* a distributed run's rows (a->comm) */
+  fkm_params rank_params; /* its engine's: the values are checked (dist.h) */
   float *rows_host;       /* (k, d) a distributed run: centroid rows */
 } loop_state;
 
@@ -506,6 +507,9 @@ static fkm_status begin(fkm_engine *e, const fkm_train_args *a, fkm_run *run, lo
   if (!a->comm) return e->ops->begin(e, run, a->centroids);
   FKM_FORWARD(fkm_dist_training_set(&s->dist, a, rows, n_train, e->err));
   rank_run(run, a, &s->dist);
+  s->rank_params = *a->params;
+  s->rank_params.check_finite = 0; /* fkm_dist_begin and the exchange checked every value */
+  run->params = &s->rank_params;
   s->rows_host = alloc_n(a->k * a->d, sizeof(float));
   FKM_FORWARD(agreed(a,
                      s->rows_host ? FKM_OK

@@ -341,6 +341,27 @@ TEST_F(DistributedErrors, ARankWhoseRowsDoNotFitItsBudgetFailsEveryRank) {
   for (float v : cent) ASSERT_EQ(v, 42.0f) << "an output was written";
 }
 
+// A NaN in the initial rows: every rank fails with one process's message.
+TEST_F(DistributedErrors, ABadInitialRowFailsEveryRankAsOneProcess) {
+  Plain t;
+  const fkm_params p = batched::params(t.c);
+  std::vector<float> init(t.c.k * t.c.d, 1.0f);
+  init[1 * t.c.d + 3] = NAN;
+  std::string one, dist;
+  for (int distributed = 0; distributed < 2; distributed++) {
+    Ctx ctx(distributed == 1);
+    std::vector<float> cent = init;
+    const int64_t lo = distributed ? t.lo : 0, hi = distributed ? t.hi : t.c.n;
+    EXPECT_EQ(fkm_train(ctx.c, &p, hi - lo, t.c.d, t.c.k, FKM_DTYPE_F32,
+                        t.s.x.data() + lo * t.c.d, nullptr, cent.data(), 2, nullptr, nullptr,
+                        nullptr, 0, nullptr),
+              FKM_ERR_NOT_FINITE);
+    (distributed ? dist : one) = fkm_ctx_last_error(ctx.c);
+  }
+  EXPECT_EQ(dist, one);
+  EXPECT_NE(dist.find("initial centroids"), std::string::npos) << dist;
+}
+
 TEST_F(DistributedErrors, ParametersThatDifferAcrossRanksAreRefusedOnEveryRank) {
   Plain t;
   fkm_params p = batched::params(t.c);
