@@ -464,6 +464,26 @@ FKM_API fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params,
                               const float *centroids,
                               int64_t *labels, float *distances);
 
+/** FAISS's ProductQuantizer::compute_codes for sub-vectors of fewer than 16
+ *  dimensions (d / M < 16: compute_code, one fvec_L2sqr_ny_nearest per
+ *  sub-quantizer, in params->profile's arithmetic, docs/profiles.md): the
+ *  same code bytes, ties and near-ties included. Uses params->profile and
+ *  params->check_finite.
+ *  x            (n, d) float.
+ *  pq_centroids (M, 2^nbits, d / M) float: ProductQuantizer::centroids.
+ *  coarse, lists  NULL and NULL, or coarse (nlist, d) float and lists (n)
+ *               int64 in [0, nlist): row i is encoded as x_i - coarse[lists[i]]
+ *               (IndexIVFPQ's residual, one rounding per value).
+ *  codes        (n, (M * nbits + 7) / 8) bytes: FAISS's codes.
+ *  nbits 1..16; M divides d. Arrays host or device, as in fkm_assign.
+ *  FKM_ERR_UNSUPPORTED for d / M >= 16 (FAISS computes those distances
+ *  through its BLAS). */
+FKM_API fkm_status fkm_pq_encode(fkm_ctx *ctx, const fkm_params *params,
+                                 int64_t n, int64_t d, int64_t M, int nbits,
+                                 const float *x, const float *pq_centroids,
+                                 int64_t nlist, const float *coarse,
+                                 const int64_t *lists, uint8_t *codes);
+
 /** B independent problems of the same (n, d, k), stored back to back:
  *  x (B, n, d), weights (B, n) or NULL, centroids (B, k, d) in/out with n_init
  *  initial rows each, labels (B, n) and distances (B, n) or NULL: host or

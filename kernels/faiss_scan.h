@@ -482,6 +482,188 @@ FKM_SCAN_HD static inline void fkm_lanes_block_end(fkm_lanes_scan *s) {
     fkm_scan_plain(&s->r, s->l2, s->tail[q - s->main], s->j0 + q);
 }
 
+/* ------------------------------------------------------------ PQ encoding */
+
+/** ProductQuantizer::compute_code's nearest centroid of one sub-vector
+ *  (dsub < 16: fvec_L2sqr_ny_nearest; docs/profiles.md, "PQ encoding"):
+ *
+ *  - lanes 0 (every generic build, and d not 2, 4 or 8): the reference,
+ *    the distances of fvec_L2sqr_ny in order, the first strictly smaller
+ *    one from +inf wins (index 0 when none is);
+ *  - lanes 8 (AVX2 kernels D2 / D4 / D8, and the AVX2 code of 1.8.0's
+ *    AVX-512 build): centroid i of the whole groups of 8 goes to lane
+ *    i % 8, which takes i unless its value is strictly smaller (so a tie
+ *    goes to the later index) and keeps min(value, distance); the lanes are
+ *    merged in lane order with a strict comparison from +inf, then the
+ *    centroids past the last group are scanned strictly;
+ *  - lanes 16 (AVX-512 kernels, 1.9+): as 8, but a lane takes i only when
+ *    its distance is strictly smaller.
+ *  A group's distance is the fma chain fma(t_{d-1}, t_{d-1}, ... fma(t1, t1,
+ *  t0 t0)), t_j = x_j - y_j; a leftover centroid's is the kernel's own
+ *  (fkm_pq_tail_dis). The reference's distance is fvec_L2sqr in the build's
+ *  loop order, or the fvec_op_ny_D12 kernel at d = 12 where the build has
+ *  one (d12). */
+typedef enum fkm_pq_sum {
+  FKM_PQ_HADD = 1, /* _mm_hadd_ps twice (1.7.4): (v0 + v1) + (v2 + v3) */
+  FKM_PQ_HSUM = 2  /* horizontal_sum (1.8+): (v0 + v2) + (v1 + v3) */
+} fkm_pq_sum;
+
+typedef struct fkm_pq_rule {
+  int lanes;          /* 0, 8 or 16 (only at d = 2, 4, 8) */
+  fkm_pq_sum sum;     /* the kernels' horizontal sums (lanes > 0, or d12) */
+  int d12;            /* d = 12 through fvec_op_ny_D12 (1.7.4 - 1.13, AVX builds) */
+  fkm_loop_order l2;  /* fvec_L2sqr: every other d of the reference */
+} fkm_pq_rule;
+
+#define FKM_PQ_MAX_DSUB 15
+
+FKM_SCAN_HD static inline float fkm_pq_sq(const float *r, const float *y, int j) {
+  const float t = r[j] - y[j];
+  return t * t;
+}
+
+/** The four partial sums v0..v3 folded by the kernel's horizontal sum. */
+FKM_SCAN_HD static inline float fkm_pq_fold4(fkm_pq_sum sum, const float *v) {
+  if (sum == FKM_PQ_HADD) return (v[0] + v[1]) + (v[2] + v[3]);
+  return (v[0] + v[2]) + (v[1] + v[3]);
+}
+
+/** A whole group's distance: the fma chain from t0 t0. */
+FKM_SCAN_HD static inline float fkm_pq_chain(const float *r, const float *y, int d) {
+  float acc = fkm_pq_sq(r, y, 0);
+  for (int j = 1; j < d; j++) {
+    const float t = r[j] - y[j];
+    acc = fmaf(t, t, acc);
+  }
+  return acc;
+}
+
+/** A leftover centroid's distance in the kernel of d = 2, 4 or 8. */
+FKM_SCAN_HD static inline float fkm_pq_tail_dis(fkm_pq_sum sum, const float *r, const float *y,
+                                                int d) {
+  float a[8];
+  for (int j = 0; j < d; j++) a[j] = fkm_pq_sq(r, y, j);
+  if (d == 2) { /* sub0 * sub0 + sub1 * sub1, contracted by the compiler */
+    const float t = r[0] - y[0];
+    return fmaf(t, t, a[1]);
+  }
+  if (d == 4) return fkm_pq_fold4(sum, a);
+  /* d == 8: 1.7.4 hadd twice then high + low; 1.8+ (low + high) folded */
+  if (sum == FKM_PQ_HADD) return ((a[4] + a[5]) + (a[6] + a[7])) + ((a[0] + a[1]) + (a[2] + a[3]));
+  float v[4];
+  for (int j = 0; j < 4; j++) v[j] = a[j] + a[j + 4];
+  return fkm_pq_fold4(sum, v);
+}
+
+/** The reference's distance (fvec_L2sqr_ny's). */
+FKM_SCAN_HD static inline float fkm_pq_ref_dis(const fkm_pq_rule *rule, const float *r,
+                                               const float *y, int d) {
+  if (d == 12 && rule->d12) { /* fvec_op_ny_D12 as GCC contracts it */
+    float v[4];
+    for (int j = 0; j < 4; j++) {
+      const float t0 = r[j] - y[j], t8 = r[j + 8] - y[j + 8];
+      v[j] = fmaf(t8, t8, fmaf(t0, t0, fkm_pq_sq(r, y, j + 4)));
+    }
+    return fkm_pq_fold4(rule->sum, v);
+  }
+  return fkm_loop_eval(&rule->l2, FKM_PROBE_L2, r, y, d);
+}
+
+/** The index of the nearest of ny centroids y (ny, d) to the sub-vector r,
+ *  d <= FKM_PQ_MAX_DSUB, under rule (see fkm_pq_rule). */
+FKM_SCAN_HD static inline int64_t fkm_pq_nearest(const fkm_pq_rule *rule, const float *r,
+                                                 const float *y, int d, int64_t ny) {
+  float cur = INFINITY;
+  int64_t cur_idx = 0;
+  const int lanes = (d == 2 || d == 4 || d == 8) ? rule->lanes : 0;
+  if (lanes == 0) {
+    for (int64_t i = 0; i < ny; i++) {
+      const float dis = fkm_pq_ref_dis(rule, r, y + i * d, d);
+      if (dis < cur) {
+        cur = dis;
+        cur_idx = i;
+      }
+    }
+    return cur_idx;
+  }
+  const int64_t main = ny / lanes * lanes;
+  if (main > 0) {
+    float lmin[16];
+    uint32_t lidx[16];
+    for (int l = 0; l < lanes; l++) {
+      lmin[l] = INFINITY;
+      lidx[l] = 0;
+    }
+    for (int64_t i0 = 0; i0 < main; i0 += lanes)
+      for (int l = 0; l < lanes; l++) {
+        const int64_t i = i0 + l;
+        const float dis = fkm_pq_chain(r, y + i * d, d);
+        /* AVX2: the index moves unless lmin < dis (cmp LT, blendv);
+         * AVX-512: only when dis < lmin (mask blend); both min_ps */
+        const int take = lanes == 8 ? !(lmin[l] < dis) : dis < lmin[l];
+        if (take) lidx[l] = (uint32_t)i;
+        lmin[l] = dis < lmin[l] ? dis : lmin[l];
+      }
+    for (int l = 0; l < lanes; l++)
+      if (cur > lmin[l]) {
+        cur = lmin[l];
+        cur_idx = (int64_t)lidx[l];
+      }
+  }
+  for (int64_t i = main; i < ny; i++) {
+    const float dis = fkm_pq_tail_dis(rule->sum, r, y + i * d, d);
+    if (cur > dis) {
+      cur = dis;
+      cur_idx = i;
+    }
+  }
+  return cur_idx;
+}
+
+/** Sub-vector m of row x (d columns), less the coarse centroid's (IndexIVFPQ's
+ *  residual, FAISS's x - c, one rounding) when c is not NULL. */
+FKM_SCAN_HD static inline void fkm_pq_subvector(const float *x, const float *c, int64_t m,
+                                                int dsub, float *r) {
+  for (int j = 0; j < dsub; j++) {
+    const int64_t col = m * dsub + j;
+    r[j] = c ? x[col] - c[col] : x[col];
+  }
+}
+
+/** PQEncoderGeneric: a row's M indices packed low bit first, one after
+ *  the other, into (M * nbits + 7) / 8 bytes (PQEncoder8 and PQEncoder16
+ *  write the same bytes). push each index in order, then end. */
+typedef struct fkm_pq_packer {
+  uint8_t *code;
+  uint32_t reg;
+  int fill, nbits;
+} fkm_pq_packer;
+
+FKM_SCAN_HD static inline fkm_pq_packer fkm_pq_pack_begin(uint8_t *code, int nbits) {
+  fkm_pq_packer p = {code, 0, 0, nbits};
+  return p;
+}
+
+FKM_SCAN_HD static inline void fkm_pq_pack_push(fkm_pq_packer *p, uint32_t v) {
+  int left = p->nbits;
+  while (left > 0) {
+    const int take = left < 8 - p->fill ? left : 8 - p->fill;
+    p->reg |= (v & ((1u << take) - 1u)) << p->fill;
+    v >>= take;
+    left -= take;
+    p->fill += take;
+    if (p->fill == 8) {
+      *p->code++ = (uint8_t)p->reg;
+      p->reg = 0;
+      p->fill = 0;
+    }
+  }
+}
+
+FKM_SCAN_HD static inline void fkm_pq_pack_end(fkm_pq_packer *p) {
+  if (p->fill > 0) *p->code = (uint8_t)p->reg;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,7 +5,8 @@ set(FKM_KERNEL_SOURCES
   ${PROJECT_SOURCE_DIR}/kernels/assign.cu
   ${PROJECT_SOURCE_DIR}/kernels/update.cu
   ${PROJECT_SOURCE_DIR}/kernels/profile.cu
-  ${PROJECT_SOURCE_DIR}/kernels/convert.cu)
+  ${PROJECT_SOURCE_DIR}/kernels/convert.cu
+  ${PROJECT_SOURCE_DIR}/kernels/pq.cu)
 target_sources(flashkm PRIVATE ${FKM_KERNEL_SOURCES}
   ${PROJECT_SOURCE_DIR}/plugin/engine_cuda.c)
 target_include_directories(flashkm PRIVATE ${PROJECT_SOURCE_DIR}/kernels)

@@ -310,6 +310,45 @@ fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params, int64_t n,
                                             centroids, labels, distances, n));
 }
 
+fkm_status fkm_pq_encode(fkm_ctx *ctx, const fkm_params *params, int64_t n, int64_t d,
+                         int64_t M, int nbits, const float *x, const float *pq_centroids,
+                         int64_t nlist, const float *coarse, const int64_t *lists,
+                         uint8_t *codes) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(read_params(err, params, &p));
+  FKM_RETURN_IF(n < 0, err, FKM_ERR_INVALID_ARG, "n = %lld must be >= 0", (long long)n);
+  FKM_RETURN_IF(d < 1 || M < 1 || d % M != 0, err, FKM_ERR_INVALID_ARG,
+                "d = %lld and M = %lld: M must be >= 1 and divide d", (long long)d,
+                (long long)M);
+  FKM_RETURN_IF(d / M > FKM_PQ_MAX_DSUB, err, FKM_ERR_UNSUPPORTED,
+                "d / M = %lld: sub-vectors of 16 dimensions or more are encoded by FAISS "
+                "through its BLAS (compute_distance_tables), which fkm_pq_encode does not do",
+                (long long)(d / M));
+  FKM_RETURN_IF(nbits < 1 || nbits > 16, err, FKM_ERR_INVALID_ARG,
+                "nbits = %d must be in [1, 16]", nbits);
+  FKM_RETURN_IF(n > INT64_MAX / 8 / d, err, FKM_ERR_INVALID_ARG,
+                "n * d overflows 64-bit byte offsets");
+  FKM_RETURN_IF(!pq_centroids, err, FKM_ERR_INVALID_ARG, "pq_centroids is NULL");
+  FKM_RETURN_IF(!coarse != !lists, err, FKM_ERR_INVALID_ARG,
+                "coarse and lists go together (both NULL, or both set)");
+  FKM_RETURN_IF(coarse && (nlist < 1 || nlist > INT64_MAX / 8 / d), err, FKM_ERR_INVALID_ARG,
+                "nlist = %lld must be >= 1 with coarse centroids (and nlist * d fit 64-bit "
+                "offsets)", (long long)nlist);
+  FKM_RETURN_IF(!coarse && nlist != 0, err, FKM_ERR_INVALID_ARG,
+                "nlist = %lld without coarse centroids: pass 0", (long long)nlist);
+  FKM_RETURN_IF(n > 0 && (!x || !codes), err, FKM_ERR_INVALID_ARG, "%s is NULL",
+                !x ? "x" : "codes");
+  if (n == 0) return done(ctx, FKM_OK);
+  fkm_arith arith;
+  FKM_FORWARD(fkm_arith_of(&p.profile, &arith, err));
+  fkm_pq_args a = {p.check_finite, {0}, n, d, M, nbits, x, pq_centroids,
+                   nlist, coarse, lists, codes};
+  fkm_arith_pq_rule(&arith, &a.rule);
+  return done(ctx, ctx->engine->ops->pq_encode(ctx->engine, &a));
+}
+
 /* The batched entry point: one run of the Lloyd loop over all B problems in
  * lockstep (lloyd.c); the engine keeps each problem's rows to its own
  * centroids. */

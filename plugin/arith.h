@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "flashkm.h"
+#include "faiss_scan.h"
 #include "status.h"
 
 #ifdef __cplusplus
@@ -57,6 +58,11 @@ fkm_path fkm_arith_path(const fkm_arith *a, fkm_metric metric, int64_t nx,
  *  (a sequential fma chain; (p0 + p1) + (p2 + p3) at d = 4 on AVX-512). */
 float fkm_arith_norm(const fkm_arith *a, fkm_path path, const float *x,
                      int64_t d);
+
+/** ProductQuantizer::compute_code's rule (dsub < 16) in this arithmetic:
+ *  the kernels of fvec_L2sqr_ny_nearest each release and level has
+ *  (kernels/faiss_scan.h, fkm_pq_rule; docs/profiles.md). */
+void fkm_arith_pq_rule(const fkm_arith *a, fkm_pq_rule *rule);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,7 @@
 
 #include "arith.h"
 #include "comm.h"
+#include "pq.h"
 #include "flashkm.h"
 #include "status.h"
 
@@ -137,6 +138,8 @@ typedef struct fkm_engine_ops {
   fkm_status (*assign_source)(fkm_engine *e, const fkm_params *params,
                               const fkm_source *src, int64_t k, const float *centroids,
                               int64_t *labels, float *distances, int64_t path_n);
+  /** fkm_pq_encode(): stateless, pointers are the user's (plugin/pq.h). */
+  fkm_status (*pq_encode)(fkm_engine *e, const fkm_pq_args *a);
   /** fkm_train_memory(): what a run of this shape holds in this engine's
    *  memory under params->memory_budget; FKM_ERR_OUT_OF_MEMORY (plan
    *  filled) when it cannot fit. from_source: the rows come through a

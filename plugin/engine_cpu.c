@@ -798,6 +798,14 @@ static fkm_status cpu_assign_source(fkm_engine *e, const fkm_params *params,
                      labels, distances, path_n);
 }
 
+static fkm_status cpu_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
+  FKM_FORWARD(fkm_pq_check_host(e->err, a));
+  thread_scope ts = threads_enter(cpu(e));
+  fkm_pq_encode_host(a, 0, a->n);
+  threads_leave(ts);
+  return FKM_OK;
+}
+
 static fkm_status cpu_plan_memory(fkm_engine *e, const fkm_params *params, int64_t batch,
                                   int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
                                   int from_source, fkm_memory_plan *plan) {
@@ -874,6 +882,7 @@ static const fkm_engine_ops cpu_ops = {
     cpu_copy,
     cpu_assign,
     cpu_assign_source,
+    cpu_pq_encode,
     cpu_plan_memory,
     cpu_release,
     cpu_is_device,

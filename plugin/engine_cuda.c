@@ -37,6 +37,7 @@
 
 #include "assign.cuh"
 #include "convert.cuh"
+#include "pq.cuh"
 #include "chains.h"
 #include "cpu_kernels.h"
 #include "engine.h"
@@ -1703,6 +1704,102 @@ static fkm_status cuda_assign_source(fkm_engine *e, const fkm_params *params,
                      labels, distances);
 }
 
+/* fkm_pq_encode: the centroids on the device once, then the rows in chunks
+ * (host rows and lists copied in, host codes copied out). */
+static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
+  cuda_engine *c = eng(e);
+  cudaStream_t s = c->stream;
+  fkm_status st = FKM_OK;
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  const int64_t dsub = a->d / a->M, ksub = (int64_t)1 << a->nbits;
+  const int64_t code_size = fkm_pq_code_size(a->M, a->nbits);
+  if (a->check_finite) {
+    FKM_FORWARD(check_x(c, "x", FKM_DTYPE_F32, a->x, 1, a->n, a->d));
+    FKM_FORWARD(check_x(c, "pq_centroids", FKM_DTYPE_F32, a->pq, 1, a->M * ksub, dsub));
+    if (a->coarse) FKM_FORWARD(check_x(c, "coarse", FKM_DTYPE_F32, a->coarse, 1, a->nlist, a->d));
+  }
+  const int xdev = is_device_ptr(a->x), cdev = is_device_ptr(a->codes);
+  const int ldev = a->lists && is_device_ptr(a->lists);
+  if (a->lists && !ldev)
+    for (int64_t i = 0; i < a->n; i++)
+      if (a->lists[i] < 0 || a->lists[i] >= a->nlist)
+        return fkm_pq_fail_list(c->base.err, i, a->lists[i], a->nlist);
+  float *pq = NULL, *coarse = NULL, *xb = NULL;
+  int64_t *lb = NULL;
+  uint32_t *idx = NULL;
+  uint8_t *cb = NULL;
+  unsigned long long *bad = NULL;
+  if (ldev) { /* device lists: one range check before anything is written */
+    unsigned long long hb = 0;
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&bad, sizeof *bad, s));
+    FKM_CUDA_GOTO(c, cudaMemsetAsync(bad, 0xff, sizeof *bad, s));
+    FKM_CUDA_GOTO(c, fkm_launch_pq_check_lists(a->lists, a->n, a->nlist, bad, s));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(&hb, bad, sizeof hb, cudaMemcpyDeviceToHost, s));
+    FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
+    if (hb != ~0ull) {
+      int64_t v = 0;
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(&v, a->lists + hb, sizeof v, cudaMemcpyDeviceToHost, s));
+      FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
+      st = fkm_pq_fail_list(c->base.err, (int64_t)hb, v, a->nlist);
+      goto done;
+    }
+  }
+  const float *pqd = a->pq, *cd = a->coarse;
+  if (!is_device_ptr(a->pq)) {
+    const size_t bytes = sizeof(float) * (size_t)(a->M * ksub * dsub);
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&pq, bytes, s));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(pq, a->pq, bytes, cudaMemcpyHostToDevice, s));
+    pqd = pq;
+  }
+  if (a->coarse && !is_device_ptr(a->coarse)) {
+    const size_t bytes = sizeof(float) * (size_t)(a->nlist * a->d);
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&coarse, bytes, s));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(coarse, a->coarse, bytes, cudaMemcpyHostToDevice, s));
+    cd = coarse;
+  }
+  /* chunks of about 64 MiB of rows */
+  int64_t chunk = ((int64_t)64 << 20) / (int64_t)sizeof(float) / a->d;
+  if (chunk < 1024) chunk = 1024;
+  if (chunk > a->n) chunk = a->n;
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&idx, sizeof *idx * (size_t)(chunk * a->M), s));
+  if (!xdev)
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xb, sizeof(float) * (size_t)(chunk * a->d), s));
+  if (a->lists && !ldev)
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lb, sizeof *lb * (size_t)chunk, s));
+  if (!cdev) FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cb, (size_t)(chunk * code_size), s));
+  for (int64_t i0 = 0; i0 < a->n; i0 += chunk) {
+    const int64_t m = a->n - i0 < chunk ? a->n - i0 : chunk;
+    fkm_pq_launch_args k = {a->rule, m, a->d, a->M, a->nbits, a->x + i0 * a->d, pqd, cd,
+                            a->lists ? a->lists + i0 : NULL, a->nlist, idx,
+                            cdev ? a->codes + i0 * code_size : cb};
+    if (!xdev) {
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(xb, k.x, sizeof(float) * (size_t)(m * a->d),
+                                       cudaMemcpyHostToDevice, s));
+      k.x = xb;
+    }
+    if (a->lists && !ldev) {
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(lb, k.lists, sizeof *lb * (size_t)m,
+                                       cudaMemcpyHostToDevice, s));
+      k.lists = lb;
+    }
+    FKM_CUDA_GOTO(c, fkm_launch_pq_encode(&k, s));
+    if (!cdev)
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(a->codes + i0 * code_size, cb, (size_t)(m * code_size),
+                                       cudaMemcpyDeviceToHost, s));
+  }
+  FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
+done:
+  if (bad) (void)cudaFreeAsync(bad, s);
+  if (pq) (void)cudaFreeAsync(pq, s);
+  if (coarse) (void)cudaFreeAsync(coarse, s);
+  if (idx) (void)cudaFreeAsync(idx, s);
+  if (xb) (void)cudaFreeAsync(xb, s);
+  if (lb) (void)cudaFreeAsync(lb, s);
+  if (cb) (void)cudaFreeAsync(cb, s);
+  (void)cudaStreamSynchronize(s);
+  return st;
+}
+
 /* ------------------------------------------------------------ the engine */
 
 static const char *cuda_device_name(fkm_engine *e) { return eng(e)->name; }
@@ -1801,6 +1898,7 @@ static const fkm_engine_ops cuda_ops = {
     cuda_copy,
     cuda_assign,
     cuda_assign_source,
+    cuda_pq_encode,
     cuda_plan_memory,
     cuda_release,
     cuda_is_device,

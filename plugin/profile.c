@@ -368,6 +368,19 @@ fkm_status fkm_arith_of(const fkm_profile *p, fkm_arith *a, fkm_errbuf *err) {
   return FKM_OK;
 }
 
+void fkm_arith_pq_rule(const fkm_arith *a, fkm_pq_rule *rule) {
+  const int v = a->version, avx = a->simd != FKM_SIMD_NONE;
+  memset(rule, 0, sizeof *rule);
+  rule->l2 = a->l2;
+  rule->sum = v >= 10800 ? FKM_PQ_HSUM : FKM_PQ_HADD;
+  if (!avx || v < 10704) return; /* generic builds (and 1.7.3, Debian's): the reference */
+  /* D2 / D4 / D8 kernels from 1.7.4; 16 lanes in the AVX-512 code of 1.9+
+   * (1.8.0's AVX-512 build runs the AVX2 kernels) */
+  rule->lanes = a->simd == FKM_SIMD_AVX512 && v >= 10900 ? 16 : 8;
+  /* fvec_L2sqr_ny's D12 kernel until 1.14 sent every other d to fvec_L2sqr */
+  rule->d12 = v < 11400;
+}
+
 fkm_path fkm_arith_path(const fkm_arith *a, fkm_metric metric, int64_t nx, int64_t d) {
   if (a->threshold >= 0) {
     const int direct = a->direct_nxd ? (nx * d < a->threshold) : (nx < a->threshold);

@@ -7,7 +7,8 @@
 
     flashkm.train_index(index, x)            # any FAISS IVF index (or OPQ/PCA chain)
     flashkm.train_pq(pq_or_index_pq, x)      # a ProductQuantizer / IndexPQ's codebooks
-    flashkm.add_index(index, x, ids=None)    # index.add with the coarse assignment on flashkm
+    flashkm.add_index(index, x, ids=None)    # index.add: coarse assignment and PQ codes on flashkm
+    flashkm.pq_encode(ctx, x, pq.centroids, nbits, M)  # ProductQuantizer::compute_codes
     flashkm.patch_faiss()                    # faiss.Kmeans and IVF training use flashkm
     flashkm.unpatch()
 
@@ -17,7 +18,7 @@ next to this package or in the install prefix.
 from ._lib import Context, Error, LibraryNotFound, find_library, library_path, version
 from .faiss_compat import add_index, is_patched, patch_faiss, train_index, unpatch
 from .faiss_pq import train_pq
-from .kmeans import Kmeans, assign, train
+from .kmeans import Kmeans, assign, pq_encode, train
 
 __version__ = "0.3.0"
 
@@ -33,5 +34,5 @@ def __getattr__(name):
 
 
 __all__ = ["Kmeans", "train_index", "train_pq", "add_index", "patch_faiss", "unpatch", "unpatch_faiss", "is_patched",
-           "train", "assign", "Context", "Error", "LibraryNotFound", "find_library",
+           "train", "assign", "pq_encode", "Context", "Error", "LibraryNotFound", "find_library",
            "library_path", "version"]

@@ -228,16 +228,38 @@ def _add_classes(faiss):
     return (faiss.IndexIVFFlat, faiss.IndexIVFPQ, faiss.IndexIVFScalarQuantizer)
 
 
+def _pq_encode_refusal(faiss, ivf, assign):
+    """Why an IVF's add_core must encode its vectors itself, or None when
+    flashkm computes its codes (IndexIVFPQ::add_core_o: residuals against
+    the coarse centroids, then ProductQuantizer::compute_codes)."""
+    if type(ivf) is not faiss.IndexIVFPQ:
+        return "a %s encodes with FAISS's own code" % type(ivf).__name__
+    pq = ivf.pq
+    if pq.dsub >= 16:
+        return "dsub = %d: FAISS computes the PQ distances through its BLAS" % pq.dsub
+    if pq.nbits > 16:
+        return "nbits = %d: above fkm_pq_encode's 16" % pq.nbits
+    if pq.transposed_centroids.size() != 0:
+        return "the PQ has transposed centroids (another FAISS kernel)"
+    if assign.size and assign.min() < 0:
+        return "a vector has no coarse list (FAISS's add skips it)"
+    return None
+
+
 def add_index(index, x, ids=None, backend="auto", device=0, num_threads=0, profile="auto"):
     """index.add(x) (or index.add_with_ids(x, ids)) with the coarse assignment
     of every vector on flashkm: the same labels as FAISS's quantizer->assign
     (the k=1 search of its flat quantizer, in the arithmetic of the FAISS in
-    use), then FAISS's own add_core encodes and stores them. index: an
-    IndexIVFFlat, IndexIVFPQ or IndexIVFScalarQuantizer with a flat
-    quantizer, alone or behind an IndexPreTransform chain (applied first, as
-    IndexPreTransform::add does); anything else is added by FAISS. Returns a
-    dict (also kept in flashkm.last_add_info): assign_by_flashkm (and the
-    reason when not), t_assign and t_total seconds."""
+    use); an IndexIVFPQ's codes too (ProductQuantizer::compute_codes of the
+    residuals, sub-vectors of fewer than 16 dimensions: fkm_pq_encode, the
+    same bytes), stored by FAISS's add_sa_codes; otherwise FAISS's own
+    add_core encodes and stores them. index: an IndexIVFFlat, IndexIVFPQ or
+    IndexIVFScalarQuantizer with a flat quantizer, alone or behind an
+    IndexPreTransform chain (applied first, as IndexPreTransform::add does);
+    anything else is added by FAISS. Returns a dict (also kept in
+    flashkm.last_add_info): assign_by_flashkm (and the reason when not),
+    encode_by_flashkm (and encode_reason when not), t_assign, t_encode and
+    t_total seconds."""
     global last_add_info
     faiss = _faiss()
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -249,7 +271,8 @@ def add_index(index, x, ids=None, backend="auto", device=0, num_threads=0, profi
         if ids.shape != (n,):
             raise ValueError("ids must be (%d,), got shape %s" % (n, ids.shape))
     t0 = time.time()
-    info = {"n": n, "assign_by_flashkm": False, "t_assign": 0.0}
+    info = {"n": n, "assign_by_flashkm": False, "encode_by_flashkm": False, "t_assign": 0.0,
+            "t_encode": 0.0}
     last_add_info = info
     outer = faiss.downcast_index(index)
     ivf, xt = outer, x
@@ -282,11 +305,30 @@ def add_index(index, x, ids=None, backend="auto", device=0, num_threads=0, profi
     try:
         assign = kmeans.assign(ctx, xt, flat[0], flat[1], profile=prof)[1]
         info.update(backend=ctx.backend, device=ctx.device_name)
+        info["t_assign"] = time.time() - t1
+        why = _pq_encode_refusal(faiss, ivf, assign)
+        if why is None:
+            t2 = time.time()
+            pq = ivf.pq
+            codes = kmeans.pq_encode(
+                ctx, xt, faiss.vector_to_array(pq.centroids), pq.nbits, pq.M,
+                coarse=flat[0] if ivf.by_residual else None,
+                lists=assign if ivf.by_residual else None, profile=prof)
+            info["t_encode"] = time.time() - t2
+        else:
+            info["encode_reason"] = why
     finally:
         ctx.close()
-    info["t_assign"] = time.time() - t1
-    ivf.add_core(n, faiss.swig_ptr(xt), faiss.swig_ptr(ids) if ids is not None else None,
-                 faiss.swig_ptr(assign))
+    idp = faiss.swig_ptr(ids) if ids is not None else None
+    if why is None:  # IndexIVF::add_sa_codes: the list number's bytes, then the code
+        cs = ivf.coarse_code_size()
+        full = np.empty((n, cs + codes.shape[1]), dtype=np.uint8)
+        full[:, :cs] = assign.astype("<i8").view(np.uint8).reshape(n, 8)[:, :cs]
+        full[:, cs:] = codes
+        ivf.add_sa_codes(full, ids)
+        info["encode_by_flashkm"] = True
+    else:
+        ivf.add_core(n, faiss.swig_ptr(xt), idp, faiss.swig_ptr(assign))
     if outer is not ivf:
         outer.ntotal = ivf.ntotal
     info.update(assign_by_flashkm=True, profile=prof.describe(), t_total=time.time() - t0)

@@ -308,6 +308,48 @@ def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm"):
     return dist, labels
 
 
+def pq_encode(ctx, x, pq_centroids, nbits=8, M=None, coarse=None, lists=None,
+              profile="flashkm"):
+    """FAISS's ProductQuantizer::compute_codes (sub-vectors of fewer than 16
+    dimensions) in a profile's arithmetic: codes uint8 (n, (M nbits + 7) // 8).
+    pq_centroids: (M, 2^nbits, dsub), or ProductQuantizer.centroids' flat
+    M * 2^nbits * dsub values with M given; coarse (nlist, d) and lists (n)
+    int64: encode x - coarse[lists] (IndexIVFPQ's residuals)."""
+    X = np.ascontiguousarray(x, dtype=np.float32)
+    if X.ndim != 2:
+        raise ValueError("x must be (n, d), got shape %s" % (X.shape,))
+    n, d = X.shape
+    ksub = 1 << int(nbits)
+    C = np.ascontiguousarray(pq_centroids, dtype=np.float32)
+    if M is None:
+        if C.ndim != 3:
+            raise ValueError("pq_centroids must be (M, 2^nbits, dsub) when M is not given")
+        M = C.shape[0]
+    M = int(M)
+    if M < 1 or d % M != 0 or C.size != d * ksub:
+        raise ValueError("pq_centroids (%d values) is not (M = %d, %d, d / M) for d = %d"
+                         % (C.size, M, ksub, d))
+    if (coarse is None) != (lists is None):
+        raise ValueError("coarse and lists go together")
+    nlist, cptr, lptr = 0, None, None
+    if coarse is not None:
+        coarse = np.ascontiguousarray(coarse, dtype=np.float32)
+        lists = np.ascontiguousarray(lists, dtype=np.int64)
+        if coarse.ndim != 2 or coarse.shape[1] != d or lists.shape != (n,):
+            raise ValueError("coarse must be (nlist, %d) and lists (%d,), got %s and %s"
+                             % (d, n, coarse.shape, lists.shape))
+        nlist, cptr, lptr = coarse.shape[0], coarse.ctypes.data, lists.ctypes.data
+    prof = _profile.resolve(profile)
+    p = _make_params(clustering_fields(prof), _lib.METRIC_L2, False, prof)
+    codes = np.empty((n, (M * int(nbits) + 7) // 8), dtype=np.uint8)
+    with ctx.lock:
+        st = _lib.lib().fkm_pq_encode(ctx.handle, ctypes.byref(p), n, d, M, int(nbits),
+                                      X.ctypes.data, C.ctypes.data, nlist, cptr, lptr,
+                                      codes.ctypes.data)
+        _lib.check(st, ctx.handle)
+    return codes
+
+
 class Kmeans:
     """Drop-in for faiss.Kmeans(d, k, **kwargs).
 

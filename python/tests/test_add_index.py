@@ -1,6 +1,6 @@
-"""flashkm.add_index (the coarse assignment of added vectors on flashkm,
-then FAISS's add_core) against stock index.add / add_with_ids: the same
-serialised index."""
+"""flashkm.add_index (the coarse assignment of added vectors on flashkm, an
+IndexIVFPQ's codes too, then FAISS's add_sa_codes / add_core) against stock
+index.add / add_with_ids: the same serialised index."""
 import numpy as np
 import pytest
 
@@ -29,6 +29,8 @@ def test_added_index_equals_stock_add(faiss, train_and_db, factory, metric):
     info = flashkm.add_index(ours, db, backend="cpu")
     stock.add(db)
     assert info["assign_by_flashkm"], info.get("reason")
+    # an IndexIVFPQ's codes are flashkm's too (dsub 4); Flat / SQ8 encode in FAISS
+    assert info["encode_by_flashkm"] == (",PQ" in factory), info.get("encode_reason")
     ids = np.arange(700, dtype=np.int64) * 5 + 11
     flashkm.add_index(ours, db[:700], ids=ids, backend="cpu")
     stock.add_with_ids(db[:700], ids)

@@ -191,6 +191,66 @@ def test_search_equals_faiss(faiss, info, ctx, n, d, k, metric):
         assert np.array_equal(bits(fd), bits(D[:, 0]))
 
 
+def pq_tie_case(rs, dsub, M, nbits, n):
+    """Centroids decided by rounding alone: a third are the sub-vector's base
+    plus a signed permutation of one set of offsets (the same exact
+    distance: the order of FAISS's distance formula decides), a third exact
+    copies of earlier ones (ties: the scan's lane rules decide), the rest
+    random; rows are the bases, exactly or with tiny noise."""
+    d, ksub = dsub * M, 1 << nbits
+    base = np.floor(rs.uniform(-1, 1, d) * 64) / 8
+    off = 0.25 + rs.uniform(-1, 1, dsub) * 3 / 4096
+    cent = np.empty((M, ksub, dsub), np.float32)
+    for m in range(M):
+        b = base[m * dsub:(m + 1) * dsub]
+        for i in range(ksub):
+            if i % 3 == 0 or i < 3:
+                cent[m, i] = b + rs.permutation(off) * rs.choice([-1, 1], dsub)
+            elif i % 3 == 1:
+                cent[m, i] = cent[m, rs.randint(i)]
+            else:
+                cent[m, i] = b + rs.uniform(-1, 1, dsub)
+    noise = (np.arange(n)[:, None] % 4 != 0) * rs.uniform(-1, 1, (n, d)) * 2.0**-20
+    return (base[None, :] + noise).astype(np.float32), cent
+
+
+@pytest.mark.parametrize("nbits", [1, 2, 3, 4, 5, 8])
+def test_pq_codes_equal_faiss_compute_codes(faiss, info, ctx, nbits):
+    """fkm_pq_encode against this FAISS's ProductQuantizer::compute_codes at
+    its SIMD level, for every sub-vector width of its fvec_L2sqr_ny_nearest
+    path (its D2 / D4 / D8 kernels, the D12 kernel of 1.7.4 - 1.13, the
+    reference in the build's fvec_L2sqr order), codebooks small enough to
+    leave lane leftovers (nbits 1 - 3) and whole lanes; with residuals
+    against coarse centroids, as IndexIVFPQ encodes."""
+    rs = np.random.RandomState(nbits)
+    for dsub in range(1, 16):
+        M = 3
+        x, cent = pq_tie_case(rs, dsub, M, nbits, 300)
+        pq = faiss.ProductQuantizer(dsub * M, M, nbits)
+        faiss.copy_array_to_vector(cent.ravel(), pq.centroids)
+        got = flashkm.pq_encode(ctx, x, cent, nbits, profile=info)
+        assert np.array_equal(got, pq.compute_codes(x)), "dsub %d" % dsub
+        coarse = np.floor(rs.uniform(-64, 64, (5, dsub * M))).astype(np.float32) / 16
+        lists = rs.randint(0, 5, x.shape[0]).astype(np.int64)
+        xr = (x + coarse[lists]).astype(np.float32)
+        got = flashkm.pq_encode(ctx, xr, cent, nbits, M, coarse=coarse, lists=lists,
+                                profile=info)
+        assert np.array_equal(got, pq.compute_codes((xr - coarse[lists]).astype(np.float32)))
+
+
+def test_pq_codes_are_sensitive_to_the_profile(faiss, info, ctx):
+    """The tie fixtures separate the builds: another level's rule gives
+    other codes (so the equality above tests this build's rule)."""
+    rs = np.random.RandomState(7)
+    other = "faiss-1.15.1-none" if info.simd != "none" else "faiss-1.15.1-avx2"
+    differ = 0
+    for dsub in (2, 4, 8):
+        x, cent = pq_tie_case(rs, dsub, 3, 8, 300)
+        ours = flashkm.pq_encode(ctx, x, cent, 8, profile=info)
+        differ += not np.array_equal(ours, flashkm.pq_encode(ctx, x, cent, 8, profile=other))
+    assert differ > 0
+
+
 @pytest.mark.parametrize("n,d,k", [(20000, 8, 40), (5000, 40, 2100)])
 def test_search_exact_ties_follow_faiss_scan(faiss, info, ctx, n, d, k):
     """Small integers: every dot product and norm is exact in any order, so

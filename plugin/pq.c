@@ -1,0 +1,46 @@
+/* Host side of fkm_pq_encode (plugin/pq.h). */
+#include "pq.h"
+
+#include "source.h"
+
+fkm_status fkm_pq_fail_list(fkm_errbuf *err, int64_t i, int64_t v, int64_t nlist) {
+  return fkm_fail(err, FKM_ERR_INVALID_ARG, "lists[%lld] = %lld is outside [0, nlist = %lld)",
+                  (long long)i, (long long)v, (long long)nlist);
+}
+
+fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a) {
+  const int64_t dsub = a->d / a->M, ksub = (int64_t)1 << a->nbits;
+  if (a->check_finite) {
+    int64_t bad;
+    if ((bad = fkm_first_nonfinite_all(FKM_DTYPE_F32, a->x, a->n * a->d)) >= 0)
+      return fkm_fail_not_finite(err, "x", bad, 1, a->n, a->d);
+    if ((bad = fkm_first_nonfinite_all(FKM_DTYPE_F32, a->pq, a->M * ksub * dsub)) >= 0)
+      return fkm_fail_not_finite(err, "pq_centroids", bad, 1, a->M * ksub, dsub);
+    if (a->coarse &&
+        (bad = fkm_first_nonfinite_all(FKM_DTYPE_F32, a->coarse, a->nlist * a->d)) >= 0)
+      return fkm_fail_not_finite(err, "coarse", bad, 1, a->nlist, a->d);
+  }
+  if (a->lists)
+    for (int64_t i = 0; i < a->n; i++)
+      if (a->lists[i] < 0 || a->lists[i] >= a->nlist)
+        return fkm_pq_fail_list(err, i, a->lists[i], a->nlist);
+  return FKM_OK;
+}
+
+void fkm_pq_encode_host(const fkm_pq_args *a, int64_t i0, int64_t i1) {
+  const int dsub = (int)(a->d / a->M);
+  const int64_t ksub = (int64_t)1 << a->nbits, code_size = fkm_pq_code_size(a->M, a->nbits);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = i0; i < i1; i++) {
+    float r[FKM_PQ_MAX_DSUB];
+    const float *x = a->x + i * a->d;
+    const float *c = a->coarse ? a->coarse + a->lists[i] * a->d : NULL;
+    fkm_pq_packer p = fkm_pq_pack_begin(a->codes + i * code_size, a->nbits);
+    for (int64_t m = 0; m < a->M; m++) {
+      fkm_pq_subvector(x, c, m, dsub, r);
+      fkm_pq_pack_push(&p, (uint32_t)fkm_pq_nearest(&a->rule, r, a->pq + m * ksub * dsub, dsub,
+                                                    ksub));
+    }
+    fkm_pq_pack_end(&p);
+  }
+}

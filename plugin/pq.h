@@ -1,0 +1,50 @@
+/* fkm_pq_encode (include/flashkm.h): FAISS's ProductQuantizer::compute_codes
+ * for sub-vectors of fewer than 16 dimensions. The arguments as the engines
+ * take them, their checks, and the host encoder the CPU engine runs; the
+ * per-sub-vector rule is kernels/faiss_scan.h's fkm_pq_nearest, which the
+ * CUDA kernel (kernels/pq.cu) runs too. */
+#ifndef FKM_PQ_H
+#define FKM_PQ_H
+
+#include <stdint.h>
+
+#include "arith.h"
+#include "flashkm.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fkm_pq_args {
+  int check_finite;
+  fkm_pq_rule rule;
+  int64_t n, d, M;     /* dsub = d / M < 16 */
+  int nbits;           /* 1..16; ksub = 2^nbits */
+  const float *x;      /* (n, d) */
+  const float *pq;     /* (M, ksub, dsub) */
+  int64_t nlist;       /* coarse (nlist, d) and lists (n), or 0 and NULLs */
+  const float *coarse;
+  const int64_t *lists;
+  uint8_t *codes;      /* (n, code_size) */
+} fkm_pq_args;
+
+static inline int64_t fkm_pq_code_size(int64_t M, int nbits) { return (M * nbits + 7) / 8; }
+
+/** The failure for lists[i] = v outside [0, nlist) (one message for every
+ *  engine). */
+fkm_status fkm_pq_fail_list(fkm_errbuf *err, int64_t i, int64_t v, int64_t nlist);
+
+/** The checks of host arrays: finite pq centroids and coarse centroids
+ *  (and x when a->check_finite), lists in range; x's first bad value by
+ *  index. */
+fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a);
+
+/** Rows [i0, i1) of a host call, on OpenMP's threads. */
+void fkm_pq_encode_host(const fkm_pq_args *a, int64_t i0, int64_t i1);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,137 @@
+// fkm_pq_encode on the CUDA engine: the CPU engine's code bytes (which the
+// CPU and parity suites hold to FAISS's) for the PQ rule of every kind of
+// FAISS build (the reference scan in each loop order, the D12 kernel, the
+// AVX2 and AVX-512 lanes and their leftovers), every sub-vector width of the
+// kernel path, packed and byte codes, with and without IndexIVFPQ's
+// residual, host and device arrays, and the same statuses for bad input.
+// Skips when no CUDA device is present.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <string>
+#include <vector>
+
+#include "compare.h"
+#include "flashkm.h"
+#include "pq_cases.h"
+
+namespace {
+
+const char *const PQ_PROFILES[] = {
+    "flashkm",           "faiss-1.7.3",       "faiss-1.7.4-avx2",   "faiss-1.8.0-avx512",
+    "faiss-1.9.0-avx512", "faiss-1.11.0-avx2", "faiss-1.13.2-none",  "faiss-1.15.1-none",
+    "faiss-1.15.1-avx2", "faiss-1.15.1-avx512"};
+
+fkm_params pq_params(const char *profile) {
+  fkm_params p;
+  fkm_params_init(&p);
+  EXPECT_EQ(fkm_profile_parse(profile, &p.profile), FKM_OK) << profile;
+  return p;
+}
+
+std::vector<uint8_t> encode(fkm_ctx *ctx, const fkm_params &p, const PqCase &c,
+                            fkm_status *st) {
+  std::vector<uint8_t> codes(size_t(c.n * c.code_size()), 0xAB);
+  *st = fkm_pq_encode(ctx, &p, c.n, c.d, c.M, c.nbits, c.x.data(), c.pq.data(), c.nlist,
+                      c.nlist ? c.coarse.data() : nullptr,
+                      c.nlist ? c.lists.data() : nullptr, codes.data());
+  return codes;
+}
+
+template <typename T>
+T *to_device(const std::vector<T> &v) {
+  T *p = nullptr;
+  if (v.empty()) return nullptr;
+  EXPECT_EQ(cudaMalloc((void **)&p, v.size() * sizeof(T)), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  return p;
+}
+
+class CudaPq : public GpuCpuTest {};
+
+TEST_F(CudaPq, EveryProfileWidthAndCodeSizeEqualsCpu) {
+  for (const char *prof : PQ_PROFILES)
+    for (int64_t dsub = 1; dsub <= 15; dsub++)
+      for (int nbits : {1, 2, 3, 4, 5, 8})
+        for (bool residual : {false, true}) {
+          const PqCase c = make_pq_case(97, dsub, 3, nbits, residual,
+                                        uint32_t(dsub * 131 + nbits * 7 + residual));
+          const fkm_params p = pq_params(prof);
+          fkm_status sg, sc;
+          const auto g = encode(gpu->c, p, c, &sg), want = encode(cpu->c, p, c, &sc);
+          ASSERT_EQ(sc, FKM_OK) << fkm_ctx_last_error(cpu->c);
+          ASSERT_EQ(sg, FKM_OK) << fkm_ctx_last_error(gpu->c);
+          ASSERT_TRUE(same_bits(g, want))
+              << prof << " dsub " << dsub << " nbits " << nbits << " residual " << residual
+              << ": " << first_diff(g, want);
+        }
+}
+
+TEST_F(CudaPq, SixteenBitCodesAndManyRowsEqualCpu) {
+  /* ksub 65536 (PQEncoder16) and a call longer than one chunk of rows */
+  for (const char *prof : {"faiss-1.15.1-avx2", "faiss-1.15.1-avx512"}) {
+    const PqCase a = make_pq_case(301, 4, 2, 16, true, 5);
+    const PqCase b = make_pq_case(300000, 4, 8, 8, true, 6);
+    const fkm_params p = pq_params(prof);
+    for (const PqCase *c : {&a, &b}) {
+      fkm_status sg, sc;
+      const auto g = encode(gpu->c, p, *c, &sg), want = encode(cpu->c, p, *c, &sc);
+      ASSERT_EQ(sc, FKM_OK) << fkm_ctx_last_error(cpu->c);
+      ASSERT_EQ(sg, FKM_OK) << fkm_ctx_last_error(gpu->c);
+      ASSERT_TRUE(same_bits(g, want)) << prof << " n " << c->n << ": " << first_diff(g, want);
+    }
+  }
+}
+
+TEST_F(CudaPq, DeviceArraysEqualHostArrays) {
+  const PqCase c = make_pq_case(1000, 4, 8, 8, true, 11);
+  const fkm_params p = pq_params("faiss-1.15.1-avx2");
+  fkm_status st;
+  const auto want = encode(cpu->c, p, c, &st);
+  ASSERT_EQ(st, FKM_OK);
+  float *x = to_device(c.x), *pq = to_device(c.pq), *coarse = to_device(c.coarse);
+  int64_t *lists = to_device(c.lists);
+  std::vector<uint8_t> got(want.size());
+  uint8_t *codes = to_device(got);
+  ASSERT_EQ(fkm_pq_encode(gpu->c, &p, c.n, c.d, c.M, c.nbits, x, pq, c.nlist, coarse, lists,
+                          codes),
+            FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  ASSERT_EQ(cudaMemcpy(got.data(), codes, got.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_TRUE(same_bits(got, want)) << first_diff(got, want);
+  for (void *q : {(void *)x, (void *)pq, (void *)coarse, (void *)lists, (void *)codes})
+    cudaFree(q);
+}
+
+TEST_F(CudaPq, BadInputGivesCpuStatusesAndWritesNothing) {
+  const fkm_params p = pq_params("faiss-1.15.1-avx2");
+  for (int which = 0; which < 4; which++) {
+    PqCase c = make_pq_case(50, 4, 2, 8, true, 3);
+    if (which == 0) c.x[size_t(7 * c.d + 3)] = NAN;
+    if (which == 1) c.pq[11] = INFINITY;
+    if (which == 2) c.lists[9] = c.nlist;
+    if (which == 3) c.lists[4] = -1;
+    for (bool device_lists : {false, true}) {
+      fkm_status sg, sc;
+      std::vector<uint8_t> g;
+      if (device_lists) {
+        int64_t *lists = to_device(c.lists);
+        g.assign(size_t(c.n * c.code_size()), 0xAB);
+        sg = fkm_pq_encode(gpu->c, &p, c.n, c.d, c.M, c.nbits, c.x.data(), c.pq.data(),
+                           c.nlist, c.coarse.data(), lists, g.data());
+        cudaFree(lists);
+      } else {
+        g = encode(gpu->c, p, c, &sg);
+      }
+      encode(cpu->c, p, c, &sc);
+      EXPECT_NE(sc, FKM_OK);
+      EXPECT_EQ(sg, sc) << which;
+      EXPECT_EQ(std::string(fkm_ctx_last_error(gpu->c)), fkm_ctx_last_error(cpu->c)) << which;
+      EXPECT_EQ(g, std::vector<uint8_t>(g.size(), 0xAB)) << which;
+    }
+  }
+}
+
+}  // namespace
