@@ -7,7 +7,10 @@
  * add_with_ids is exactly that (IndexIVFFlat, IndexIVFPQ,
  * IndexIVFScalarQuantizer) with an exact flat quantizer, the first step is
  * fkm_assign in the linked FAISS's arithmetic (its profile and its BLAS:
- * the same labels, near-ties included) and the second is FAISS's own. An
+ * the same labels, near-ties included) and the second is FAISS's own, but
+ * for an IndexIVFPQ's codes (add_core_o: the residuals'
+ * ProductQuantizer::compute_codes), which are fkm_pq_encode's where it
+ * reaches (pq_encodable), stored by add_sa_codes. An
  * IndexPreTransform applies its chain first (apply_chain, as its
  * add_with_ids does) and takes the sub-index's ntotal after. Everything
  * else - another class, an approximate quantizer, an untrained index - is
@@ -51,6 +54,18 @@ faiss::IndexIVF* splittable_ivf(faiss::Index* sub) {
   if (ivf->metric_type != faiss::METRIC_L2 && ivf->metric_type != faiss::METRIC_INNER_PRODUCT)
     return nullptr;
   return ivf;
+}
+
+/** Whether flashkm computes an IndexIVFPQ's codes (fkm_pq_encode's reach:
+ *  sub-vectors of fewer than 16 dimensions, at most 16 bits, no transposed
+ *  centroids - another FAISS kernel - and every vector on a list: FAISS's
+ *  add skips the others). */
+bool pq_encodable(const faiss::IndexIVFPQ& ivf, const std::vector<int64_t>& assign) {
+  const faiss::ProductQuantizer& pq = ivf.pq;
+  if (pq.dsub >= 16 || pq.nbits > 16 || !pq.transposed_centroids.empty()) return false;
+  for (int64_t a : assign)
+    if (a < 0) return false;
+  return true;
 }
 
 void add_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x, const int64_t* ids,
@@ -99,11 +114,36 @@ void add_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x, const
   check(ctx, fkm_assign(ctx, &p, n, d, nlist, FKM_DTYPE_F32, xt, centroids.data(),
                         assign.data(), dist.data()));
   const double t2 = seconds_now();
-  ivf->add_core(n, xt, ids, assign.data());
+  double t3 = t2;
+  auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(ivf);
+  if (typeid(*ivf) == typeid(faiss::IndexIVFPQ) && pq_encodable(*ivfpq, assign)) {
+    /* IndexIVFPQ::add_core_o's codes: the residuals' PQ codes, then what
+     * add_sa_codes stores (the list number's bytes, then the code) */
+    const faiss::ProductQuantizer& pq = ivfpq->pq;
+    const size_t cs = ivf->coarse_code_size(), code_size = pq.code_size;
+    std::vector<uint8_t> codes(static_cast<size_t>(n) * code_size);
+    const bool res = ivfpq->by_residual;
+    check(ctx, fkm_pq_encode(ctx, &p, n, d, int64_t(pq.M), int(pq.nbits), xt,
+                             pq.centroids.data(), res ? nlist : 0,
+                             res ? centroids.data() : nullptr, res ? assign.data() : nullptr,
+                             codes.data()));
+    t3 = seconds_now();
+    std::vector<uint8_t> full(static_cast<size_t>(n) * (cs + code_size));
+    for (int64_t i = 0; i < n; i++) {
+      uint8_t* row = &full[size_t(i) * (cs + code_size)];
+      ivf->encode_listno(assign[size_t(i)], row);
+      std::memcpy(row + cs, &codes[size_t(i) * code_size], code_size);
+    }
+    ivf->add_sa_codes(n, full.data(), ids);
+    r->encode_by_flashkm = 1;
+  } else {
+    ivf->add_core(n, xt, ids, assign.data());
+  }
   if (pt) pt->ntotal = ivf->ntotal;
   r->transform_seconds = t1 - t0;
   r->assign_seconds = t2 - t1;
-  r->add_seconds = seconds_now() - t2;
+  r->encode_seconds = t3 - t2;
+  r->add_seconds = seconds_now() - t3;
   r->assign_by_flashkm = 1;
 }
 

@@ -11,6 +11,7 @@
 #include <faiss/impl/FaissException.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -21,6 +22,7 @@
 #include "ctx_internal.h"
 #include "flashkm.h"
 #include "flashkm/clustering.h"
+#include "flashkm_faiss.h"
 
 namespace flashkm {
 namespace detail {
@@ -90,10 +92,19 @@ fkm_status guard(fkm_ctx* ctx, F&& f) noexcept {
   }
 }
 
+/** The smallest struct_size of a report struct a caller's header may have
+ *  (the fields added since are left alone). */
+template <class R>
+constexpr size_t oldest_size() { return sizeof(R); }
+template <>
+constexpr size_t oldest_size<fkm_faiss_add_stats>() {
+  return offsetof(fkm_faiss_add_stats, encode_seconds);
+}
+
 /** The frame of an entry point that works on a FAISS index and reports
  *  into a struct R (a struct_size first): R zeroed, the report's size, the
  *  index, n and x checked, then body(index, r) under guard(); *report = r
- *  on success only. */
+ *  (its first struct_size bytes) on success only. */
 template <class R, class F>
 fkm_status index_call(fkm_ctx* ctx, R* report, void* index, int64_t n, const float* x,
                       F&& body) noexcept {
@@ -102,7 +113,8 @@ fkm_status index_call(fkm_ctx* ctx, R* report, void* index, int64_t n, const flo
     R r;
     std::memset(&r, 0, sizeof r);
     r.struct_size = sizeof r;
-    if (report && report->struct_size != sizeof *report)
+    if (report && report->struct_size != sizeof *report &&
+        !(report->struct_size >= oldest_size<R>() && report->struct_size < sizeof *report))
       throw Error(FKM_ERR_INVALID_ARG, "report->struct_size = " +
                                            std::to_string(report->struct_size) + ", not " +
                                            std::to_string(sizeof *report));
@@ -110,7 +122,11 @@ fkm_status index_call(fkm_ctx* ctx, R* report, void* index, int64_t n, const flo
     if (n < 0) throw Error(FKM_ERR_INVALID_ARG, "n = " + std::to_string(n) + " must be >= 0");
     if (!x && n > 0) throw Error(FKM_ERR_INVALID_ARG, "x is NULL");
     body(*static_cast<faiss::Index*>(index), r);
-    if (report) *report = r;
+    if (report) { /* the fields the caller's header has */
+      const size_t size = report->struct_size;
+      r.struct_size = size;
+      std::memcpy(report, &r, size);
+    }
     return FKM_OK;
   });
 }

@@ -98,7 +98,10 @@ FKM_API fkm_status fkm_faiss_train_index_report(fkm_ctx *ctx, void *index, int64
  *          IndexPreTransform chain (applied first, as FAISS does): the
  *          assignment is fkm_assign in the linked FAISS's arithmetic and
  *          BLAS (the same labels), then FAISS's own add_core encodes and
- *          stores. Any other index is added by FAISS itself. A NaN or Inf
+ *          stores. An IndexIVFPQ whose sub-vectors have fewer than 16
+ *          dimensions is encoded by flashkm too (fkm_pq_encode of the
+ *          residuals, FAISS's bytes) and stored by FAISS's add_sa_codes.
+ *          Any other index is added by FAISS itself. A NaN or Inf
  *          in x is FKM_ERR_NOT_FINITE, nothing added (FAISS 1.7.3's own add
  *          aborts on an assertion for such a row).
  *  n, x    (n, index->d) float, host memory, read only.
@@ -114,13 +117,18 @@ typedef struct fkm_faiss_add_stats {
   size_t struct_size;       /**< sizeof(fkm_faiss_add_stats), set by the caller */
   double transform_seconds; /**< an IndexPreTransform chain applied */
   double assign_seconds;    /**< flashkm's coarse assignment (0 when FAISS added) */
-  double add_seconds;       /**< FAISS: add_core (encoding, lists), or its whole add */
+  double add_seconds;       /**< FAISS: add_core (encoding, lists), add_sa_codes (lists,
+                                 when flashkm encoded), or its whole add */
   int assign_by_flashkm;    /**< 1 when flashkm assigned */
+  /* since 0.3.0's PQ encoding (a caller's smaller struct_size gets the
+   * fields above only) */
+  double encode_seconds;    /**< flashkm's PQ encoding (0 when FAISS encoded) */
+  int encode_by_flashkm;    /**< 1 when flashkm computed an IndexIVFPQ's codes */
 } fkm_faiss_add_stats;
 
 /** fkm_faiss_add, and where its time went (*report, when not NULL, with
- *  report->struct_size = sizeof(fkm_faiss_add_stats); written only on
- *  success). */
+ *  report->struct_size = sizeof(fkm_faiss_add_stats) of the caller's header;
+ *  written only on success). */
 FKM_API fkm_status fkm_faiss_add_report(fkm_ctx *ctx, void *index, int64_t n, const float *x,
                                         const int64_t *ids, fkm_faiss_add_stats *report);
 

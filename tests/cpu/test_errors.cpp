@@ -368,3 +368,85 @@ TEST(Errors, VersionMatchesHeader) {
 }
 
 }  // namespace
+
+// fkm_pq_encode's refusals: a status naming the argument, no code written.
+namespace {
+
+struct PqInput {
+  int64_t n = 20, d = 8, M = 2, nlist = 3;
+  int nbits = 4;
+  std::vector<float> x = fixtures::blobs(20, 8, 2, 9);
+  std::vector<float> pq = std::vector<float>(size_t(2 * 16 * 4), 0.5f);
+  std::vector<float> coarse = std::vector<float>(size_t(3 * 8), 0.25f);
+  std::vector<int64_t> lists = std::vector<int64_t>(20, 1);
+  std::vector<uint8_t> codes = std::vector<uint8_t>(size_t(20 * 1), 0xAB);
+};
+
+void expect_pq_refused(PqInput& in, fkm_status want, const char* needle,
+                       std::function<fkm_status(fkm_ctx*, fkm_params*, PqInput&)> call) {
+  Fixture f;
+  EXPECT_EQ(call(f.ctx, &f.p, in), want);
+  const std::string msg = fkm_ctx_last_error(f.ctx);
+  EXPECT_NE(msg.find(needle), std::string::npos) << "message: " << msg;
+  for (uint8_t b : in.codes) ASSERT_EQ(b, 0xAB);
+  f.expect_still_works();
+}
+
+fkm_status pq_call(fkm_ctx* ctx, fkm_params* p, PqInput& in) {
+  return fkm_pq_encode(ctx, p, in.n, in.d, in.M, in.nbits, in.x.data(), in.pq.data(), in.nlist,
+                       in.coarse.data(), in.lists.data(), in.codes.data());
+}
+
+}  // namespace
+
+TEST(BadInput, PqEncodeArguments) {
+  {
+    PqInput in;
+    in.M = 3;
+    expect_pq_refused(in, FKM_ERR_INVALID_ARG, "M must be >= 1 and divide d", pq_call);
+  }
+  {
+    PqInput in;
+    in.d = 32;
+    in.M = 2;
+    in.x.resize(size_t(20 * 32));
+    expect_pq_refused(in, FKM_ERR_UNSUPPORTED, "d / M = 16", pq_call);
+  }
+  for (int nbits : {0, 17}) {
+    PqInput in;
+    in.nbits = nbits;
+    expect_pq_refused(in, FKM_ERR_INVALID_ARG, "nbits", pq_call);
+  }
+  {
+    PqInput in;
+    expect_pq_refused(in, FKM_ERR_INVALID_ARG, "coarse and lists go together",
+                      [](fkm_ctx* c, fkm_params* p, PqInput& i) {
+                        return fkm_pq_encode(c, p, i.n, i.d, i.M, i.nbits, i.x.data(),
+                                             i.pq.data(), i.nlist, i.coarse.data(), nullptr,
+                                             i.codes.data());
+                      });
+  }
+  {
+    PqInput in;
+    in.nlist = 0;
+    expect_pq_refused(in, FKM_ERR_INVALID_ARG, "nlist = 0", pq_call);
+  }
+  {
+    PqInput in;
+    in.x[size_t(5 * 8 + 6)] = NAN;
+    expect_pq_refused(in, FKM_ERR_NOT_FINITE, "x contains NaN or Inf at row 5, column 6",
+                      pq_call);
+  }
+  {
+    PqInput in;
+    in.pq[size_t(17 * 4 + 1)] = INFINITY;
+    expect_pq_refused(in, FKM_ERR_NOT_FINITE, "pq_centroids contains NaN or Inf at row 17",
+                      pq_call);
+  }
+  {
+    PqInput in;
+    in.lists[12] = 3;
+    expect_pq_refused(in, FKM_ERR_INVALID_ARG, "lists[12] = 3 is outside [0, nlist = 3)",
+                      pq_call);
+  }
+}
