@@ -200,7 +200,11 @@ static void print_phases(const ivf_side *fk, const ivf_side *fs) {
            r->coarse_seconds, r->rest_seconds);
   else
     printf("training %.3f s (FAISS's own, coarse k-means included)", r->rest_seconds);
-  if (fk->add.assign_by_flashkm)
+  if (fk->add.encode_by_flashkm)
+    printf(", add %.3f s (coarse assignment %.3f s and PQ encoding %.3f s by flashkm, lists "
+           "%.3f s by FAISS)",
+           fk->t_add, fk->add.assign_seconds, fk->add.encode_seconds, fk->add.add_seconds);
+  else if (fk->add.assign_by_flashkm)
     printf(", add %.3f s (coarse assignment %.3f s by flashkm, encoding and lists %.3f s by "
            "FAISS)",
            fk->t_add, fk->add.assign_seconds, fk->add.add_seconds);
@@ -226,8 +230,15 @@ static void json_side(FILE *fp, const char *name, const ivf_side *s, int recall,
     fprintf(fp, ", \"add_assign_by_flashkm\": %s, \"add_assign_s\": ",
             s->add.assign_by_flashkm ? "true" : "false");
     fkm_cli_json_num(fp, s->add.assign_seconds);
-    fprintf(fp, ", \"add_encode_s\": ");
-    fkm_cli_json_num(fp, s->add.add_seconds);
+    fprintf(fp, ", \"add_encode_by_flashkm\": %s, \"add_encode_s\": ",
+            s->add.encode_by_flashkm ? "true" : "false");
+    /* FAISS's add_core encodes and stores in one: add_encode_s is both */
+    fkm_cli_json_num(fp, s->add.encode_by_flashkm ? s->add.encode_seconds
+                                                   : s->add.add_seconds);
+    if (s->add.encode_by_flashkm) {
+      fprintf(fp, ", \"add_lists_s\": ");
+      fkm_cli_json_num(fp, s->add.add_seconds);
+    }
     fprintf(fp, ", ");
   }
   fprintf(fp, "\"train_s\": ");
