@@ -12,7 +12,8 @@ For each factory string: build the index twice from the same float32 data
     training, tables), then index.add(database);
   - flashkm: flashkm.train_index (pre-transform with OPQ's PQ trainings,
     coarse k-means, PQ codebooks on flashkm; FAISS's own rest) and
-    flashkm.add_index (the coarse assignment on flashkm, FAISS's encoding).
+    flashkm.add_index (the coarse assignment on flashkm, an IVF-PQ's encoding
+    too where dsub < 16; FAISS stores the codes).
 Prints a markdown table: seconds per phase for each side (FAISS / flashkm),
 the whole build and its ratio, whether the serialised indexes are identical,
 and recall@10 of both (nprobe 16, exact ground truth from an IndexFlat).
@@ -100,7 +101,8 @@ def flashkm_build(faiss, factory, x, xb, backend):
     who = [w for w, on in (("OPQ's PQs", info.get("pretransform_by_flashkm")),
                            ("coarse", info.get("used_flashkm")),
                            ("codebooks", info.get("codebooks_by_flashkm")),
-                           ("add's assignment", add.get("assign_by_flashkm"))) if on]
+                           ("add's assignment", add.get("assign_by_flashkm")),
+                           ("add's encoding", add.get("encode_by_flashkm"))) if on]
     return index, t, who, info.get("backend", "?")
 
 
