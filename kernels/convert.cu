@@ -2,6 +2,7 @@
  * Conversions are exact (fp16 and bf16 are subsets of fp32). */
 #include "dispatch.cuh"
 #include "convert.cuh"
+#include "grid_stride.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -9,14 +10,6 @@
 #include "flashkm.h"
 
 namespace {
-
-constexpr int THREADS = 256;
-
-unsigned grid_for(int64_t count) {
-  int64_t b = (count + THREADS - 1) / THREADS;
-  if (b > 65536) b = 65536; /* grid-stride beyond that */
-  return (unsigned)(b > 0 ? b : 1);
-}
 
 template <typename T>
 __device__ __forceinline__ float to_float(T v);
@@ -81,13 +74,13 @@ __global__ void widen(const int32_t *__restrict__ in, int64_t n, int64_t *__rest
 extern "C" cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_t s) {
   const int64_t total = a->n * a->d;
   if (total == 0) return cudaSuccess;
-  const unsigned g = grid_for(total);
+  const unsigned g = fkm_grid_for(total);
   return by_dtype(
       a->dtype,
       [&](auto type) {
         using T = decltype(type);
-        convert<T><<<g, THREADS, 0, s>>>(static_cast<const T *>(a->src), a->rows, a->n, a->d,
-                                         a->out);
+        convert<T><<<g, FKM_GRID_THREADS, 0, s>>>(static_cast<const T *>(a->src), a->rows,
+                                                   a->n, a->d, a->out);
         return cudaGetLastError();
       },
       cudaErrorInvalidValue);
@@ -96,12 +89,13 @@ extern "C" cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_
 extern "C" cudaError_t fkm_launch_first_nonfinite(int dtype, const void *src, int64_t count,
                                                   unsigned long long *first, cudaStream_t s) {
   if (count == 0) return cudaSuccess;
-  const unsigned g = grid_for(count);
+  const unsigned g = fkm_grid_for(count);
   return by_dtype(
       dtype,
       [&](auto type) {
         using T = decltype(type);
-        first_nonfinite<T><<<g, THREADS, 0, s>>>(static_cast<const T *>(src), count, first);
+        first_nonfinite<T><<<g, FKM_GRID_THREADS, 0, s>>>(static_cast<const T *>(src), count,
+                                                           first);
         return cudaGetLastError();
       },
       cudaErrorInvalidValue);
@@ -110,13 +104,13 @@ extern "C" cudaError_t fkm_launch_first_nonfinite(int dtype, const void *src, in
 extern "C" cudaError_t fkm_launch_first_bad_weight(const float *w, int64_t n,
                                                    unsigned long long *first, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  first_bad_weight<<<grid_for(n), THREADS, 0, s>>>(w, n, first);
+  first_bad_weight<<<fkm_grid_for(n), FKM_GRID_THREADS, 0, s>>>(w, n, first);
   return cudaGetLastError();
 }
 
 extern "C" cudaError_t fkm_launch_widen_labels(const int32_t *in, int64_t n, int64_t *out,
                                                cudaStream_t s) {
   if (n == 0) return cudaSuccess;
-  widen<<<grid_for(n), THREADS, 0, s>>>(in, n, out);
+  widen<<<fkm_grid_for(n), FKM_GRID_THREADS, 0, s>>>(in, n, out);
   return cudaGetLastError();
 }

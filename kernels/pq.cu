@@ -4,15 +4,9 @@
  * other. */
 #include "pq.cuh"
 
+#include "grid_stride.cuh"
+
 namespace {
-
-constexpr int THREADS = 256;
-
-unsigned grid_for(int64_t count) {
-  int64_t b = (count + THREADS - 1) / THREADS;
-  if (b > 65536) b = 65536; /* grid-stride beyond that */
-  return (unsigned)(b > 0 ? b : 1);
-}
 
 __global__ void pq_check_lists(const int64_t *lists, int64_t n, int64_t nlist,
                                unsigned long long *bad) {
@@ -49,14 +43,14 @@ __global__ void pq_pack(const fkm_pq_launch_args a) {
 
 extern "C" cudaError_t fkm_launch_pq_encode(const fkm_pq_launch_args *a, cudaStream_t s) {
   if (a->n <= 0) return cudaSuccess;
-  pq_nearest<<<grid_for(a->n * a->M), THREADS, 0, s>>>(*a);
-  pq_pack<<<grid_for(a->n), THREADS, 0, s>>>(*a);
+  pq_nearest<<<fkm_grid_for(a->n * a->M), FKM_GRID_THREADS, 0, s>>>(*a);
+  pq_pack<<<fkm_grid_for(a->n), FKM_GRID_THREADS, 0, s>>>(*a);
   return cudaGetLastError();
 }
 
 extern "C" cudaError_t fkm_launch_pq_check_lists(const int64_t *lists, int64_t n, int64_t nlist,
                                                  unsigned long long *bad, cudaStream_t s) {
   if (n <= 0) return cudaSuccess;
-  pq_check_lists<<<grid_for(n), THREADS, 0, s>>>(lists, n, nlist, bad);
+  pq_check_lists<<<fkm_grid_for(n), FKM_GRID_THREADS, 0, s>>>(lists, n, nlist, bad);
   return cudaGetLastError();
 }
