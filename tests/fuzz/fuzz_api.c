@@ -4,6 +4,7 @@
  * fkm_train_batched, fkm_train_source (a host source or a read callback
  * that may fail), fkm_assign, fkm_train_memory, fkm_params_init_size,
  * fkm_ctx_set_num_threads, fkm_profile_*, fkm_rand_perm, fkm_train_rows, fkm_probe_*,
+ * fkm_pq_encode,
  * fkm_ctx_create and the small getters. Arguments are raw: every params
  * field (struct_size and the profile included), shapes as any int64,
  * dtypes and enums as any int. Pointers are the harness's honest part:
@@ -466,6 +467,56 @@ static void op_assign(fuzz_src *s, fkm_ctx *ctx) {
   buf_free(&dist);
 }
 
+/* fkm_pq_encode: any shape, code width and list numbers; honest buffers
+ * (x n * d, codebooks d * 2^nbits, coarse nlist * d, lists n, codes n *
+ * code_size) or NULL. On FKM_OK every code's index fits nbits; otherwise
+ * no code byte was written. */
+static void op_pq_encode(fuzz_src *s, fkm_ctx *ctx) {
+  fkm_params p;
+  harness h;
+  memset(&h, 0, sizeof h);
+  take_params(s, &p, &h);
+  const int64_t n = take_i64(s), d = take_i64(s), M = take_i64(s), nlist = take_i64(s);
+  const int nbits = take_int(s, -2, 20);
+  const uint32_t present = (uint32_t)fuzz_take(s, 1);
+  const int raw = (present >> 7) & 1, residual = (present >> 6) & 1;
+  const int64_t ksub = nbits >= 1 && nbits <= 16 ? (int64_t)1 << nbits : 1;
+  const int64_t nx = fuzz_small(n, d, 1, SMALL), npq = fuzz_small(d, ksub, 1, SMALL);
+  const int64_t nco = fuzz_small(nlist, d, 1, SMALL), nn = fuzz_small(n, 1, 1, SMALL);
+  const int64_t cs = M >= 1 && M <= SMALL && nbits >= 1 && nbits <= 16 ? (M * nbits + 7) / 8 : 1;
+  buf x = buf_take(nx, 4, !(present & 1));
+  if (x.p) fill_values(s, x.p, nx, FKM_DTYPE_F32, raw);
+  buf pq = buf_take(npq, 4, !(present & 2));
+  if (pq.p) fill_values(s, pq.p, npq, FKM_DTYPE_F32, raw);
+  buf co = buf_take(residual ? nco : -1, 4, !(present & 4));
+  if (co.p) fill_values(s, co.p, nco, FKM_DTYPE_F32, 0);
+  buf lists = buf_take(residual ? nn : -1, 8, !(present & 8));
+  if (lists.p)
+    for (int64_t i = 0; i < nn; i++)
+      ((int64_t *)lists.p)[i] = (present & 16) ? (int64_t)fuzz_take(s, 8)
+                                               : (int64_t)(fuzz_take(s, 1) % 8);
+  buf codes = buf_take(fuzz_small(n, cs, 1, SMALL * 8), 1, !(present & 32));
+  const int64_t work = fuzz_small(n, d, ksub, SMALL * (int64_t)SMALL);
+  if (!(x.p && pq.p && (work < 0 || work > MAX_WORK * 4))) {
+    buf_save(&codes);
+    const fkm_status st = fkm_pq_encode(ctx, &p, n, d, M, nbits, x.p, pq.p, nlist, co.p,
+                                        lists.p, codes.p);
+    if (st != FKM_OK) {
+      FUZZ_CHECK(buf_unchanged(&codes));
+      check_error(ctx);
+    } else if (codes.p) { /* the bits past the last code are zero */
+      const int tail = (int)((M * nbits) % 8);
+      for (int64_t i = 0; tail && i < n; i++)
+        FUZZ_CHECK((((uint8_t *)codes.p)[i * cs + cs - 1] >> tail) == 0);
+    }
+  }
+  buf_free(&x);
+  buf_free(&pq);
+  buf_free(&co);
+  buf_free(&lists);
+  buf_free(&codes);
+}
+
 /* ------------------------------------------------------- the small ones */
 
 /* fkm_train_memory: any shape and budget; a plan returned is consistent. */
@@ -692,7 +743,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(fkm_ctx_create(FKM_BACKEND_CPU, 0, &ctx) == FKM_OK && ctx != NULL);
   const int calls = 1 + (int)(fuzz_take(&s, 1) % 4);
   for (int i = 0; i < calls; i++) {
-    switch (fuzz_take(&s, 1) % 12) {
+    switch (fuzz_take(&s, 1) % 13) {
       case 0: op_train(&s, ctx, 0); break;
       case 1: op_train(&s, ctx, 1); break;
       case 2: op_assign(&s, ctx); break;
@@ -704,6 +755,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       case 8: op_probe(&s); break;
       case 9: op_train_rows(&s, ctx); break;
       case 10: op_memory(&s, ctx); break;
+      case 11: op_pq_encode(&s, ctx); break;
       default: op_misc(&s, ctx); break;
     }
   }
