@@ -47,6 +47,7 @@ def test_patched_add_runs_flashkm(faiss, train_and_db):
         faiss_compat.last_add_info = None
         ours.add(db[:3000])
         assert flashkm.last_add_info["assign_by_flashkm"]
+        assert flashkm.last_add_info["encode_by_flashkm"]
         ours.add_with_ids(db[3000:4000], np.arange(1000, dtype=np.int64) + 10**9)
     finally:
         flashkm.unpatch()
