@@ -151,12 +151,12 @@ void fkm_cpu_ip_block_portable(const float *x, int64_t d, const float *panels, i
 }
 
 #ifdef FKM_HAVE_AVX2_KERNEL
-static int have_avx2_fma(void) {
+int fkm_cpu_has_avx2_fma(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #else
-static int have_avx2_fma(void) { return 0; }
+int fkm_cpu_has_avx2_fma(void) { return 0; }
 #endif
 
 /* Rows are handled in chunks: every panel is applied to a chunk while it
@@ -184,7 +184,7 @@ static float *make_panels(const float *c, int64_t k, int64_t d, float scale) {
 static int plain_assign(const fkm_cpu_assign_args *a) {
   float *panels = make_panels(a->c, a->k, a->d, 1.0f);
   if (!panels) return -1;
-  const int avx2 = have_avx2_fma();
+  const int avx2 = fkm_cpu_has_avx2_fma();
   const int l2 = a->metric == FKM_METRIC_L2;
   const int64_t nchunks = (a->n + ROW_CHUNK - 1) / ROW_CHUNK;
   int failed = 0;
@@ -243,7 +243,7 @@ static int plain_assign(const fkm_cpu_assign_args *a) {
 static int direct_assign(const fkm_cpu_assign_args *a) {
   float *panels = make_panels(a->c, a->k, a->d, 1.0f);
   if (!panels) return -1;
-  const int avx2 = have_avx2_fma();
+  const int avx2 = fkm_cpu_has_avx2_fma();
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t i0 = 0; i0 < a->n; i0 += ROW_CHUNK) {
     const int64_t i1 = a->n - i0 < ROW_CHUNK ? a->n : i0 + ROW_CHUNK;
@@ -331,7 +331,7 @@ static int laned_assign(const fkm_cpu_assign_args *a) {
   const int fused = a->path == FKM_PATH_FUSED;
   float *panels = make_panels(a->c, k, d, fused ? -2.0f : 1.0f);
   if (!panels) return -1;
-  const int avx2 = have_avx2_fma();
+  const int avx2 = fkm_cpu_has_avx2_fma();
   const int64_t nchunks = (a->n + ROW_CHUNK - 1) / ROW_CHUNK;
   int failed = 0;
 #pragma omp parallel

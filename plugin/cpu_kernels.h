@@ -26,6 +26,10 @@ void fkm_cpu_norms_arith(const fkm_arith *a, fkm_path path, const float *x, int6
 /** Index of the first non-finite value of x (n * d floats), or -1. */
 int64_t fkm_cpu_first_nonfinite(const float *x, int64_t count);
 
+/** Whether this CPU runs the AVX2+FMA kernels (always 0 in a build without
+ *  them). */
+int fkm_cpu_has_avx2_fma(void);
+
 typedef struct fkm_cpu_assign_args {
   const float *x;  /* (n, d) */
   const float *xn; /* (n) norms of x (L2 only) */

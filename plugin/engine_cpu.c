@@ -801,9 +801,9 @@ static fkm_status cpu_assign_source(fkm_engine *e, const fkm_params *params,
 static fkm_status cpu_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   FKM_FORWARD(fkm_pq_check_host(e->err, a));
   thread_scope ts = threads_enter(cpu(e));
-  fkm_pq_encode_host(a, 0, a->n);
+  const fkm_status s = fkm_pq_encode_host(e->err, a, 0, a->n);
   threads_leave(ts);
-  return FKM_OK;
+  return s;
 }
 
 static fkm_status cpu_plan_memory(fkm_engine *e, const fkm_params *params, int64_t batch,

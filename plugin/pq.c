@@ -1,6 +1,7 @@
 /* Host side of fkm_pq_encode (plugin/pq.h). */
 #include "pq.h"
 
+#include "cpu_kernels.h"
 #include "source.h"
 
 fkm_status fkm_pq_fail_list(fkm_errbuf *err, int64_t i, int64_t v, int64_t nlist) {
@@ -27,7 +28,7 @@ fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a) {
   return FKM_OK;
 }
 
-void fkm_pq_encode_host(const fkm_pq_args *a, int64_t i0, int64_t i1) {
+static void encode_rows(const fkm_pq_args *a, int64_t i0, int64_t i1) {
   const int dsub = (int)(a->d / a->M);
   const int64_t ksub = (int64_t)1 << a->nbits, code_size = fkm_pq_code_size(a->M, a->nbits);
 #pragma omp parallel for schedule(static)
@@ -43,4 +44,33 @@ void fkm_pq_encode_host(const fkm_pq_args *a, int64_t i0, int64_t i1) {
     }
     fkm_pq_pack_end(&p);
   }
+}
+
+/* Whether the AVX2 rows apply: the CPU has AVX2+FMA, the codebook is whole
+ * groups of the rule's lanes (no leftovers), and the reference's loop is a
+ * float one (width >= 1). */
+static int avx2_applies(const fkm_pq_args *a) {
+#ifdef FKM_HAVE_AVX2_KERNEL
+  const int dsub = (int)(a->d / a->M);
+  const int64_t ksub = (int64_t)1 << a->nbits;
+  const int lanes = (dsub == 2 || dsub == 4 || dsub == 8) ? a->rule.lanes : 0;
+  if (!fkm_cpu_has_avx2_fma() || ksub % 8 != 0 || ksub % (lanes ? lanes : 8) != 0) return 0;
+  return lanes > 0 || (dsub == 12 && a->rule.d12) || a->rule.l2.width >= 1;
+#else
+  (void)a;
+  return 0;
+#endif
+}
+
+fkm_status fkm_pq_encode_host(fkm_errbuf *err, const fkm_pq_args *a, int64_t i0, int64_t i1) {
+#ifdef FKM_HAVE_AVX2_KERNEL
+  if (avx2_applies(a)) {
+    FKM_RETURN_IF(fkm_pq_encode_rows_avx2(a, i0, i1) != 0, err, FKM_ERR_OUT_OF_MEMORY,
+                  "cpu engine: cannot allocate the PQ codebooks' transposed copy");
+    return FKM_OK;
+  }
+#endif
+  (void)err;
+  encode_rows(a, i0, i1);
+  return FKM_OK;
 }

@@ -40,8 +40,13 @@ fkm_status fkm_pq_fail_list(fkm_errbuf *err, int64_t i, int64_t v, int64_t nlist
  *  index. */
 fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a);
 
-/** Rows [i0, i1) of a host call, on OpenMP's threads. */
-void fkm_pq_encode_host(const fkm_pq_args *a, int64_t i0, int64_t i1);
+/** Rows [i0, i1) of a host call, on OpenMP's threads (AVX2+FMA where the
+ *  CPU has it and the codebook is whole groups of the rule's lanes).
+ *  FKM_ERR_OUT_OF_MEMORY when its scratch cannot be allocated. */
+fkm_status fkm_pq_encode_host(fkm_errbuf *err, const fkm_pq_args *a, int64_t i0, int64_t i1);
+
+/** The AVX2+FMA rows (plugin/pq_avx2.c): 0, or -1 without memory. */
+int fkm_pq_encode_rows_avx2(const fkm_pq_args *a, int64_t i0, int64_t i1);
 
 #ifdef __cplusplus
 }

@@ -12,7 +12,10 @@
 extern "C" {
 #include "cpu_kernels.h"
 #include "cpu_loops.h"
+#include "pq.h"
 }
+
+#include "pq_cases.h"
 
 namespace {
 
@@ -123,3 +126,52 @@ TEST(CpuKernels, DirectPathPanelsEqualPerPairLoops) {
 }
 
 }  // namespace
+
+// The AVX2 PQ rows (plugin/pq_avx2.c) against the scalar rule they
+// vectorise (fkm_pq_nearest, kernels/faiss_scan.h), for the rule of every
+// kind of build, every sub-vector width and codebooks of 8 to 256 centroids,
+// on the tie fixtures (rounding and exact ties decide the codes).
+TEST(CpuKernels, Avx2PqRowsEqualTheScalarRule) {
+  if (!fkm_cpu_has_avx2_fma()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  const int releases[][2] = {{0, FKM_SIMD_NONE},       {10703, FKM_SIMD_NONE},
+                             {10704, FKM_SIMD_AVX2},   {10800, FKM_SIMD_AVX512},
+                             {10900, FKM_SIMD_AVX512}, {11302, FKM_SIMD_AVX2},
+                             {11501, FKM_SIMD_NONE},   {11501, FKM_SIMD_AVX2},
+                             {11501, FKM_SIMD_AVX512}};
+  for (const auto &rel : releases) {
+    fkm_profile prof;
+    ASSERT_EQ(fkm_profile_init(&prof, rel[0], fkm_simd(rel[1])), FKM_OK);
+    fkm_arith ar;
+    ASSERT_EQ(fkm_arith_of(&prof, &ar, nullptr), FKM_OK);
+    for (int64_t dsub = 1; dsub <= 15; dsub++)
+      for (int nbits : {3, 4, 5, 8})
+        for (bool residual : {false, true}) {
+          const PqCase c = make_pq_case(64, dsub, 3, nbits, residual,
+                                        uint32_t(rel[0] + dsub * 5 + nbits + residual));
+          std::vector<uint8_t> got(size_t(c.n * c.code_size())), want(got.size());
+          fkm_pq_args a = {1, {}, c.n, c.d, c.M, nbits, c.x.data(), c.pq.data(), c.nlist,
+                           residual ? c.coarse.data() : nullptr,
+                           residual ? c.lists.data() : nullptr, got.data()};
+          fkm_arith_pq_rule(&ar, &a.rule);
+          const int lanes = (dsub == 2 || dsub == 4 || dsub == 8) ? a.rule.lanes : 0;
+          if ((int64_t(1) << nbits) % (lanes ? lanes : 8) != 0) continue; /* scalar's case */
+          ASSERT_EQ(fkm_pq_encode_rows_avx2(&a, 0, c.n), 0);
+          const int64_t ksub = int64_t(1) << nbits;
+          for (int64_t i = 0; i < c.n; i++) {
+            fkm_pq_packer p = fkm_pq_pack_begin(&want[size_t(i * c.code_size())], nbits);
+            for (int64_t m = 0; m < c.M; m++) {
+              float r[FKM_PQ_MAX_DSUB];
+              fkm_pq_subvector(&c.x[size_t(i * c.d)],
+                               residual ? &c.coarse[size_t(c.lists[size_t(i)] * c.d)] : nullptr,
+                               m, int(dsub), r);
+              fkm_pq_pack_push(&p, uint32_t(fkm_pq_nearest(&a.rule, r,
+                                                           &c.pq[size_t(m * ksub * dsub)],
+                                                           int(dsub), ksub)));
+            }
+            fkm_pq_pack_end(&p);
+          }
+          ASSERT_TRUE(got == want) << "release " << rel[0] << " simd " << rel[1] << " dsub "
+                                   << dsub << " nbits " << nbits << " residual " << residual;
+        }
+  }
+}
