@@ -10,7 +10,7 @@
  * the same labels, near-ties included) and the second is FAISS's own, but
  * for an IndexIVFPQ's codes (add_core_o: the residuals'
  * ProductQuantizer::compute_codes), which are fkm_pq_encode's where it
- * reaches (pq_encodable), stored by add_sa_codes. An
+ * reaches (ivfpq_encodable), stored by add_sa_codes. An
  * IndexPreTransform applies its chain first (apply_chain, as its
  * add_with_ids does) and takes the sub-index's ntotal after. Everything
  * else - another class, an approximate quantizer, an untrained index - is
@@ -56,13 +56,11 @@ faiss::IndexIVF* splittable_ivf(faiss::Index* sub) {
   return ivf;
 }
 
-/** Whether flashkm computes an IndexIVFPQ's codes (fkm_pq_encode's reach:
- *  sub-vectors of fewer than 16 dimensions, at most 16 bits, no transposed
- *  centroids - another FAISS kernel - and every vector on a list: FAISS's
- *  add skips the others). */
-bool pq_encodable(const faiss::IndexIVFPQ& ivf, const std::vector<int64_t>& assign) {
-  const faiss::ProductQuantizer& pq = ivf.pq;
-  if (pq.dsub >= 16 || pq.nbits > 16 || !pq.transposed_centroids.empty()) return false;
+/** Whether flashkm computes an IndexIVFPQ's codes: fkm_pq_encode's reach
+ *  (pq_encodable) and every vector on a list (FAISS's add skips the
+ *  others). */
+bool ivfpq_encodable(const faiss::IndexIVFPQ& ivf, const std::vector<int64_t>& assign) {
+  if (!pq_encodable(ivf.pq)) return false;
   for (int64_t a : assign)
     if (a < 0) return false;
   return true;
@@ -116,7 +114,7 @@ void add_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x, const
   const double t2 = seconds_now();
   double t3 = t2;
   auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(ivf);
-  if (typeid(*ivf) == typeid(faiss::IndexIVFPQ) && pq_encodable(*ivfpq, assign)) {
+  if (typeid(*ivf) == typeid(faiss::IndexIVFPQ) && ivfpq_encodable(*ivfpq, assign)) {
     /* IndexIVFPQ::add_core_o's codes: the residuals' PQ codes, then what
      * add_sa_codes stores (the list number's bytes, then the code) */
     const faiss::ProductQuantizer& pq = ivfpq->pq;

@@ -8,8 +8,10 @@
  *    the bits of M separate runs, n_init = ksub for hot start).
  *  - OPQMatrix::train: FAISS's own loop (subsample, centring, the random
  *    rotation from float_randn and matrix_qr, projections and the SVD
- *    through the BLAS and LAPACK FAISS links, the PQ encoded and decoded by
- *    FAISS), with the PQ trainings inside it run as above.
+ *    through the BLAS and LAPACK FAISS links, the PQ decoded by FAISS), with
+ *    the PQ trainings inside it run as above and its encoding by
+ *    fkm_pq_encode (FAISS's compute_codes bytes; FAISS's own for
+ *    sub-vectors of 16 dimensions or more).
  * Only FAISS 1.7 (whose code this is) and the exact classes: anything else
  * is trained by FAISS. */
 #include <faiss/VectorTransform.h>
@@ -61,6 +63,21 @@ void train_pq(fkm_ctx* ctx, faiss::ProductQuantizer& pq, int64_t n, const float*
                                FKM_DTYPE_F32, slices.data(), nullptr, cent.data(),
                                hot ? int64_t(ksub) : 0, nullptr, nullptr, nullptr, 0, nullptr));
   for (size_t m = 0; m < M; m++) pq.set_params(cent.data() + m * ksub * dsub, int(m));
+}
+
+bool pq_encodable(const faiss::ProductQuantizer& pq) {
+  return pq.dsub < 16 && pq.nbits <= 16 && pq.transposed_centroids.empty();
+}
+
+void encode(fkm_ctx* ctx, const faiss::ProductQuantizer& pq, int64_t n, const float* x,
+            uint8_t* codes) {
+  if (!pq_encodable(pq)) { /* FAISS's BLAS distances (dsub >= 16), another kernel */
+    pq.compute_codes(x, codes, size_t(n));
+    return;
+  }
+  const fkm_params p = params_of(pq.cp, FKM_METRIC_L2, nullptr, nullptr);
+  check(ctx, fkm_pq_encode(ctx, &p, n, int64_t(pq.d), int64_t(pq.M), int(pq.nbits), x,
+                           pq.centroids.data(), 0, nullptr, nullptr, codes));
 }
 
 bool train_opq(fkm_ctx* ctx, faiss::OPQMatrix& opq, int64_t n_in, const float* x_in) {
@@ -118,7 +135,7 @@ bool train_opq(fkm_ctx* ctx, faiss::OPQMatrix& opq, int64_t n_in, const float* x
     pq.cp.niter = iter == 0 ? opq.niter_pq_0 : opq.niter_pq;
     pq.verbose = opq.verbose;
     train_pq(ctx, pq, n, xproj.data());
-    pq.compute_codes(xproj.data(), codes.data(), nt);
+    encode(ctx, pq, n, xproj.data(), codes.data());
     pq.decode(codes.data(), pq_recons.data(), nt);
     float *u = tmp.data(), *vt = &tmp[d * d], *sing_val = &tmp[2 * d * d];
     sgemm_("Not", "Transposed", &d2i, &di, &ni, &one, pq_recons.data(), &d2i, xtrain.data(),

@@ -40,6 +40,16 @@ void train_pq(fkm_ctx* ctx, faiss::ProductQuantizer& pq, int64_t n, const float*
  *  PQ train_pq cannot reproduce. Throws. */
 bool train_opq(fkm_ctx* ctx, faiss::OPQMatrix& opq, int64_t n, const float* x);
 
+/** Whether fkm_pq_encode gives pq.compute_codes's bytes: sub-vectors of
+ *  fewer than 16 dimensions (FAISS's BLAS distances otherwise), at most 16
+ *  bits, no transposed centroids (another FAISS kernel). */
+bool pq_encodable(const faiss::ProductQuantizer& pq);
+
+/** pq.compute_codes(x, codes, n): fkm_pq_encode where pq_encodable, else
+ *  FAISS's own. Throws. */
+void encode(fkm_ctx* ctx, const faiss::ProductQuantizer& pq, int64_t n, const float* x,
+            uint8_t* codes);
+
 /** A steady clock in seconds (the reports' phase times). */
 inline double seconds_now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())

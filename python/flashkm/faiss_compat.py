@@ -235,12 +235,9 @@ def _pq_encode_refusal(faiss, ivf, assign):
     if type(ivf) is not faiss.IndexIVFPQ:
         return "a %s encodes with FAISS's own code" % type(ivf).__name__
     pq = ivf.pq
-    if pq.dsub >= 16:
-        return "dsub = %d: FAISS computes the PQ distances through its BLAS" % pq.dsub
-    if pq.nbits > 16:
-        return "nbits = %d: above fkm_pq_encode's 16" % pq.nbits
-    if pq.transposed_centroids.size() != 0:
-        return "the PQ has transposed centroids (another FAISS kernel)"
+    if not faiss_pq.pq_encodable(pq):
+        return ("dsub = %d, nbits = %d: FAISS's own encoding (fkm_pq_encode reaches dsub < 16, "
+                "nbits <= 16, no transposed centroids)" % (pq.dsub, pq.nbits))
     if assign.size and assign.min() < 0:
         return "a vector has no coarse list (FAISS's add skips it)"
     return None

@@ -16,7 +16,7 @@ it are followed step by step:
   - OPQMatrix::train (the same code from 1.7 to 1.15): FAISS's subsample,
     centring and random rotation (float_randn, matrix_qr), the projections
     and SVD through the BLAS and LAPACK the faiss module calls (found as
-    flashkm.profile finds its sgemm), the PQ encoded and decoded by FAISS;
+    flashkm.profile finds its sgemm), the PQ encoded by flashkm (decoded by FAISS);
     its PQ trainings (hot-started after the first round) on flashkm.
 Anything else (another training type, an assign_index, a subclass, fewer
 points than ksub) is left to FAISS, with the reason."""
@@ -218,6 +218,21 @@ def opq_refusal(faiss, opq):
     return None
 
 
+def pq_encodable(pq):
+    """Whether fkm_pq_encode gives pq.compute_codes's bytes: sub-vectors of
+    fewer than 16 dimensions (FAISS's BLAS distances otherwise), at most 16
+    bits, no transposed centroids (another FAISS kernel)."""
+    return pq.dsub < 16 and pq.nbits <= 16 and pq.transposed_centroids.size() == 0
+
+
+def compute_codes(faiss, ctx, pq, x, prof):
+    """pq.compute_codes(x): flashkm's where pq_encodable, else FAISS's."""
+    if not pq_encodable(pq):
+        return pq.compute_codes(x)
+    return kmeans.pq_encode(ctx, x, faiss.vector_to_array(pq.centroids), pq.nbits, pq.M,
+                            profile=prof)
+
+
 def train_opq(faiss, ctx, opq, x, prof):
     """OPQMatrix::train(n, x) with its PQ trainings on flashkm. Returns the
     reason when FAISS's own train() must run instead (nothing changed)."""
@@ -261,7 +276,7 @@ def train_opq(faiss, ctx, opq, x, prof):
         pq.cp.niter = opq.niter_pq_0 if it == 0 else opq.niter_pq
         pq.verbose = opq.verbose
         stats.append(train_pq_slices(faiss, ctx, pq, xproj.reshape(n, d2), prof))
-        codes = pq.compute_codes(xproj.reshape(n, d2))
+        codes = compute_codes(faiss, ctx, pq, xproj.reshape(n, d2), prof)
         recons = np.ascontiguousarray(pq.decode(codes), dtype=np.float32).ravel()
         lapack.gemm(b"Not", b"Transposed", d2, d, n, recons, d2, xtrain, d, xxr, d2)
         lapack.gesvd_all(d2, d, xxr, sv, vt, d2, u, d)  # u and vt swapped, as in FAISS
