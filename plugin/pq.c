@@ -28,9 +28,10 @@ fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a) {
   return FKM_OK;
 }
 
-static void encode_rows(const fkm_pq_args *a, int64_t i0, int64_t i1) {
+void fkm_pq_rows(const fkm_pq_args *a, int64_t i0, int64_t i1, fkm_pq_nearest_fn nearest,
+                 const void *self) {
   const int dsub = (int)(a->d / a->M);
-  const int64_t ksub = (int64_t)1 << a->nbits, code_size = fkm_pq_code_size(a->M, a->nbits);
+  const int64_t code_size = fkm_pq_code_size(a->M, a->nbits);
 #pragma omp parallel for schedule(static)
   for (int64_t i = i0; i < i1; i++) {
     float r[FKM_PQ_MAX_DSUB];
@@ -39,11 +40,18 @@ static void encode_rows(const fkm_pq_args *a, int64_t i0, int64_t i1) {
     fkm_pq_packer p = fkm_pq_pack_begin(a->codes + i * code_size, a->nbits);
     for (int64_t m = 0; m < a->M; m++) {
       fkm_pq_subvector(x, c, m, dsub, r);
-      fkm_pq_pack_push(&p, (uint32_t)fkm_pq_nearest(&a->rule, r, a->pq + m * ksub * dsub, dsub,
-                                                    ksub));
+      fkm_pq_pack_push(&p, (uint32_t)nearest(self, r, m));
     }
     fkm_pq_pack_end(&p);
   }
+}
+
+/* The scalar rule on sub-quantizer m's centroids. */
+static int64_t nearest_scalar(const void *self, const float *r, int64_t m) {
+  const fkm_pq_args *a = self;
+  const int dsub = (int)(a->d / a->M);
+  const int64_t ksub = (int64_t)1 << a->nbits;
+  return fkm_pq_nearest(&a->rule, r, a->pq + m * ksub * dsub, dsub, ksub);
 }
 
 /* Whether the AVX2 rows apply: the CPU has AVX2+FMA, the codebook is whole
@@ -71,6 +79,6 @@ fkm_status fkm_pq_encode_host(fkm_errbuf *err, const fkm_pq_args *a, int64_t i0,
   }
 #endif
   (void)err;
-  encode_rows(a, i0, i1);
+  fkm_pq_rows(a, i0, i1, nearest_scalar, a);
   return FKM_OK;
 }

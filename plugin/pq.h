@@ -45,6 +45,14 @@ fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a);
  *  FKM_ERR_OUT_OF_MEMORY when its scratch cannot be allocated. */
 fkm_status fkm_pq_encode_host(fkm_errbuf *err, const fkm_pq_args *a, int64_t i0, int64_t i1);
 
+/** The index sub-quantizer m of a host call gives the sub-vector r. */
+typedef int64_t (*fkm_pq_nearest_fn)(const void *self, const float *r, int64_t m);
+
+/** Rows [i0, i1) on OpenMP's threads: each row's sub-vectors (residuals
+ *  when a->coarse is set) through nearest, packed into a->codes. */
+void fkm_pq_rows(const fkm_pq_args *a, int64_t i0, int64_t i1, fkm_pq_nearest_fn nearest,
+                 const void *self);
+
 /** The AVX2+FMA rows (plugin/pq_avx2.c): 0, or -1 without memory. */
 int fkm_pq_encode_rows_avx2(const fkm_pq_args *a, int64_t i0, int64_t i1);
 

@@ -175,30 +175,31 @@ static int64_t nearest_d(const fkm_pq_rule *rule, int lanes, const float *r, con
   }
 }
 
+typedef struct avx2_codebooks {
+  const fkm_pq_rule *rule;
+  int lanes, dsub;
+  int64_t ngroups;
+  const float *yt;
+} avx2_codebooks;
+
+static int64_t nearest_avx2(const void *self, const float *r, int64_t m) {
+  const avx2_codebooks *b = self;
+  return nearest_d(b->rule, b->lanes, r, b->yt + m * b->ngroups * b->dsub * 8, b->dsub,
+                   b->ngroups);
+}
+
 int fkm_pq_encode_rows_avx2(const fkm_pq_args *a, int64_t i0, int64_t i1) {
   const int dsub = (int)(a->d / a->M);
   const int64_t ksub = (int64_t)1 << a->nbits, ngroups = ksub / 8;
-  const int lanes = (dsub == 2 || dsub == 4 || dsub == 8) ? a->rule.lanes : 0;
-  const int64_t code_size = fkm_pq_code_size(a->M, a->nbits);
   float *yt = malloc(sizeof *yt * (size_t)(a->M * ksub * dsub));
   if (!yt) return -1;
   for (int64_t m = 0; m < a->M; m++)
     for (int64_t i = 0; i < ksub; i++)
       for (int j = 0; j < dsub; j++)
         yt[((m * ngroups + i / 8) * dsub + j) * 8 + i % 8] = a->pq[(m * ksub + i) * dsub + j];
-#pragma omp parallel for schedule(static)
-  for (int64_t i = i0; i < i1; i++) {
-    float r[FKM_PQ_MAX_DSUB];
-    const float *x = a->x + i * a->d;
-    const float *c = a->coarse ? a->coarse + a->lists[i] * a->d : NULL;
-    fkm_pq_packer p = fkm_pq_pack_begin(a->codes + i * code_size, a->nbits);
-    for (int64_t m = 0; m < a->M; m++) {
-      fkm_pq_subvector(x, c, m, dsub, r);
-      const float *ym = yt + m * ngroups * dsub * 8;
-      fkm_pq_pack_push(&p, (uint32_t)nearest_d(&a->rule, lanes, r, ym, dsub, ngroups));
-    }
-    fkm_pq_pack_end(&p);
-  }
+  const avx2_codebooks b = {&a->rule, (dsub == 2 || dsub == 4 || dsub == 8) ? a->rule.lanes : 0,
+                            dsub, ngroups, yt};
+  fkm_pq_rows(a, i0, i1, nearest_avx2, &b);
   free(yt);
   return 0;
 }
