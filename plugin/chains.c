@@ -4,11 +4,12 @@
 #include <math.h>
 #include <string.h>
 
-void fkm_chains_group(fkm_chains *ch, const int64_t *labels, int64_t m) {
+void fkm_chains_group(fkm_chains *ch, const int64_t *labels, int64_t m, int64_t *hist) {
   const int64_t k = ch->k;
   int64_t *off = ch->offsets;
   memset(off, 0, sizeof(int64_t) * (size_t)(k + 1));
   for (int64_t i = 0; i < m; i++) off[labels[i] + 1]++;
+  if (hist) memcpy(hist, off + 1, sizeof(int64_t) * (size_t)k);
   for (int64_t i = 0; i < k; i++) off[i + 1] += off[i];
   memcpy(ch->cursor, off, sizeof(int64_t) * (size_t)k);
   for (int64_t i = 0; i < m; i++) ch->order[ch->cursor[labels[i]]++] = i;
@@ -65,9 +66,7 @@ fkm_status fkm_chains_ranked(fkm_chains *ch, fkm_comm *comm, const float *x, con
   const fkm_comm_ops *ops = comm->ops;
   const int64_t k = ch->k, d = ch->d, kf = ch->k_frozen, kk = k - kf, row = d + 1;
   const int first = comm->rank == 0, last = comm->rank == comm->size - 1;
-  memset(out->hist, 0, sizeof(int64_t) * (size_t)k);
-  for (int64_t i = 0; i < n; i++) out->hist[labels[i]]++;
-  fkm_chains_group(ch, labels, n);
+  fkm_chains_group(ch, labels, n, out->hist);
   FKM_FORWARD(ops->sum_i64(comm, out->hist, k, err));
 
   struct {

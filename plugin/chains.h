@@ -17,8 +17,9 @@ typedef struct fkm_chains {
   int64_t *cursor;   /* (k) */
 } fkm_chains;
 
-/* Groups rows 0 .. m - 1 by their labels, stably (a counting sort). */
-void fkm_chains_group(fkm_chains *ch, const int64_t *labels, int64_t m);
+/* Groups rows 0 .. m - 1 by their labels, stably (a counting sort); hist
+ * (k), when not NULL, receives each label's count. */
+void fkm_chains_group(fkm_chains *ch, const int64_t *labels, int64_t m, int64_t *hist);
 
 /* Centroid ci's chains continued over its grouped rows of x (weights w or
  * NULL): sum[j] += x[j] (or the weighted term) in row order; returns the

@@ -431,11 +431,13 @@ static fkm_chains chains_of(const cpu_engine *c) {
 /* docs/contract.md section 5: stable grouping of training rows by label
  * (counting sort), then per centroid an in-order float sum, float count,
  * reciprocal multiply. x, w: the problem's training rows and weights;
- * cent, counts: its k rows; c->labels its labels. */
-static void update(cpu_engine *c, const float *xt, const float *wt, float *cent, float *counts) {
+ * cent, hist, counts: its k rows (hist receives the label counts);
+ * c->labels its labels. */
+static void update(cpu_engine *c, const float *xt, const float *wt, float *cent, int64_t *hist,
+                   float *counts) {
   const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train, kf = c->run.k_frozen;
   fkm_chains ch = chains_of(c);
-  fkm_chains_group(&ch, c->labels, nt);
+  fkm_chains_group(&ch, c->labels, nt, hist);
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t ci = kf; ci < k; ci++) {
     float *cen = cent + ci * d;
@@ -452,7 +454,7 @@ static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
 static void accumulate(cpu_engine *c, const float *x, const float *w, int64_t m) {
   const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen;
   fkm_chains ch = chains_of(c);
-  fkm_chains_group(&ch, c->labels, m);
+  fkm_chains_group(&ch, c->labels, m, NULL);
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t ci = kf; ci < k; ci++)
     c->cnt[ci] = fkm_chains_add(&ch, ci, c->acc + ci * d, c->cnt[ci], x, w);
@@ -526,7 +528,6 @@ static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
   for (int64_t b = 0; b < B; b++) {
     const float *xt = c->xt + b * nt * d, *wt = c->wt ? c->wt + b * nt : NULL;
     float *cent = c->cent + b * k * d;
-    int64_t *hist = out->hist + b * k;
     double t0 = fkm_now_seconds();
     FKM_FORWARD(assign_into(c, c->train_path, xt, c->xn + b * nt, nt, cent, k, c->labels,
                             c->dist, "training set", B > 1 ? b : -1));
@@ -539,9 +540,7 @@ static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
     }
     out->obj[b] = obj;
     out->obj_double[b] = objd;
-    memset(hist, 0, sizeof(int64_t) * (size_t)k);
-    for (int64_t i = 0; i < nt; i++) hist[c->labels[i]]++;
-    update(c, xt, wt, cent, out->counts + b * k);
+    update(c, xt, wt, cent, out->hist + b * k, out->counts + b * k);
   }
   return FKM_OK;
 }
