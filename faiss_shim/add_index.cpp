@@ -107,14 +107,15 @@ void add_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x, const
                            nullptr, nullptr);
   p.check_finite = 0; /* checked above */
   std::vector<int64_t> assign(static_cast<size_t>(n));
-  std::vector<float> dist(static_cast<size_t>(n));
   const double t1 = seconds_now();
   check(ctx, fkm_assign(ctx, &p, n, d, nlist, FKM_DTYPE_F32, xt, centroids.data(),
-                        assign.data(), dist.data()));
+                        assign.data(), nullptr)); /* the labels alone */
   const double t2 = seconds_now();
   double t3 = t2;
-  auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(ivf);
-  if (typeid(*ivf) == typeid(faiss::IndexIVFPQ) && ivfpq_encodable(*ivfpq, assign)) {
+  auto* ivfpq = typeid(*ivf) == typeid(faiss::IndexIVFPQ)
+                    ? static_cast<faiss::IndexIVFPQ*>(ivf)
+                    : nullptr;
+  if (ivfpq && ivfpq_encodable(*ivfpq, assign)) {
     /* IndexIVFPQ::add_core_o's codes: the residuals' PQ codes, then what
      * add_sa_codes stores (the list number's bytes, then the code) */
     const faiss::ProductQuantizer& pq = ivfpq->pq;

@@ -569,13 +569,19 @@ FKM_SCAN_HD static inline float fkm_pq_ref_dis(const fkm_pq_rule *rule, const fl
   return fkm_loop_eval(&rule->l2, FKM_PROBE_L2, r, y, d);
 }
 
+/** The lanes of the scan at width d: the rule's at the kernels' widths 2,
+ *  4 and 8, else 0 (the reference). */
+FKM_SCAN_HD static inline int fkm_pq_lanes(const fkm_pq_rule *rule, int d) {
+  return (d == 2 || d == 4 || d == 8) ? rule->lanes : 0;
+}
+
 /** The index of the nearest of ny centroids y (ny, d) to the sub-vector r,
  *  d <= FKM_PQ_MAX_DSUB, under rule (see fkm_pq_rule). */
 FKM_SCAN_HD static inline int64_t fkm_pq_nearest(const fkm_pq_rule *rule, const float *r,
                                                  const float *y, int d, int64_t ny) {
   float cur = INFINITY;
   int64_t cur_idx = 0;
-  const int lanes = (d == 2 || d == 4 || d == 8) ? rule->lanes : 0;
+  const int lanes = fkm_pq_lanes(rule, d);
   if (lanes == 0) {
     for (int64_t i = 0; i < ny; i++) {
       const float dis = fkm_pq_ref_dis(rule, r, y + i * d, d);

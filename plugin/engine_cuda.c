@@ -36,11 +36,11 @@
 #include <cuda_runtime_api.h>
 
 #include "assign.cuh"
-#include "convert.cuh"
-#include "pq.cuh"
 #include "chains.h"
+#include "convert.cuh"
 #include "cpu_kernels.h"
 #include "engine.h"
+#include "pq.cuh"
 #include "profile.cuh"
 #include "source.h"
 #include "update.cuh"
@@ -1720,10 +1720,7 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   }
   const int xdev = is_device_ptr(a->x), cdev = is_device_ptr(a->codes);
   const int ldev = a->lists && is_device_ptr(a->lists);
-  if (a->lists && !ldev)
-    for (int64_t i = 0; i < a->n; i++)
-      if (a->lists[i] < 0 || a->lists[i] >= a->nlist)
-        return fkm_pq_fail_list(c->base.err, i, a->lists[i], a->nlist);
+  if (a->lists && !ldev) FKM_FORWARD(fkm_pq_check_lists(c->base.err, a->lists, a->n, a->nlist));
   float *pq = NULL, *coarse = NULL, *xb = NULL;
   int64_t *lb = NULL;
   uint32_t *idx = NULL;

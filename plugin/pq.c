@@ -9,6 +9,12 @@ fkm_status fkm_pq_fail_list(fkm_errbuf *err, int64_t i, int64_t v, int64_t nlist
                   (long long)i, (long long)v, (long long)nlist);
 }
 
+fkm_status fkm_pq_check_lists(fkm_errbuf *err, const int64_t *lists, int64_t n, int64_t nlist) {
+  for (int64_t i = 0; i < n; i++)
+    if (lists[i] < 0 || lists[i] >= nlist) return fkm_pq_fail_list(err, i, lists[i], nlist);
+  return FKM_OK;
+}
+
 fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a) {
   const int64_t dsub = a->d / a->M, ksub = (int64_t)1 << a->nbits;
   if (a->check_finite) {
@@ -21,11 +27,7 @@ fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a) {
         (bad = fkm_first_nonfinite_all(FKM_DTYPE_F32, a->coarse, a->nlist * a->d)) >= 0)
       return fkm_fail_not_finite(err, "coarse", bad, 1, a->nlist, a->d);
   }
-  if (a->lists)
-    for (int64_t i = 0; i < a->n; i++)
-      if (a->lists[i] < 0 || a->lists[i] >= a->nlist)
-        return fkm_pq_fail_list(err, i, a->lists[i], a->nlist);
-  return FKM_OK;
+  return a->lists ? fkm_pq_check_lists(err, a->lists, a->n, a->nlist) : FKM_OK;
 }
 
 void fkm_pq_rows(const fkm_pq_args *a, int64_t i0, int64_t i1, fkm_pq_nearest_fn nearest,
@@ -54,21 +56,18 @@ static int64_t nearest_scalar(const void *self, const float *r, int64_t m) {
   return fkm_pq_nearest(&a->rule, r, a->pq + m * ksub * dsub, dsub, ksub);
 }
 
+#ifdef FKM_HAVE_AVX2_KERNEL
 /* Whether the AVX2 rows apply: the CPU has AVX2+FMA, the codebook is whole
  * groups of the rule's lanes (no leftovers), and the reference's loop is a
  * float one (width >= 1). */
 static int avx2_applies(const fkm_pq_args *a) {
-#ifdef FKM_HAVE_AVX2_KERNEL
   const int dsub = (int)(a->d / a->M);
   const int64_t ksub = (int64_t)1 << a->nbits;
-  const int lanes = (dsub == 2 || dsub == 4 || dsub == 8) ? a->rule.lanes : 0;
+  const int lanes = fkm_pq_lanes(&a->rule, dsub);
   if (!fkm_cpu_has_avx2_fma() || ksub % 8 != 0 || ksub % (lanes ? lanes : 8) != 0) return 0;
   return lanes > 0 || (dsub == 12 && a->rule.d12) || a->rule.l2.width >= 1;
-#else
-  (void)a;
-  return 0;
-#endif
 }
+#endif
 
 fkm_status fkm_pq_encode_host(fkm_errbuf *err, const fkm_pq_args *a, int64_t i0, int64_t i1) {
 #ifdef FKM_HAVE_AVX2_KERNEL

@@ -35,9 +35,12 @@ static inline int64_t fkm_pq_code_size(int64_t M, int nbits) { return (M * nbits
  *  engine). */
 fkm_status fkm_pq_fail_list(fkm_errbuf *err, int64_t i, int64_t v, int64_t nlist);
 
-/** The checks of host arrays: finite pq centroids and coarse centroids
- *  (and x when a->check_finite), lists in range; x's first bad value by
- *  index. */
+/** Host lists (n) in [0, nlist): the first one outside fails. */
+fkm_status fkm_pq_check_lists(fkm_errbuf *err, const int64_t *lists, int64_t n, int64_t nlist);
+
+/** The checks of host arrays: when a->check_finite, x, the pq centroids and
+ *  the coarse centroids finite (each array's first bad value by index);
+ *  lists in range. */
 fkm_status fkm_pq_check_host(fkm_errbuf *err, const fkm_pq_args *a);
 
 /** Rows [i0, i1) of a host call, on OpenMP's threads (AVX2+FMA where the

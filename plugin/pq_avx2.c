@@ -197,8 +197,7 @@ int fkm_pq_encode_rows_avx2(const fkm_pq_args *a, int64_t i0, int64_t i1) {
     for (int64_t i = 0; i < ksub; i++)
       for (int j = 0; j < dsub; j++)
         yt[((m * ngroups + i / 8) * dsub + j) * 8 + i % 8] = a->pq[(m * ksub + i) * dsub + j];
-  const avx2_codebooks b = {&a->rule, (dsub == 2 || dsub == 4 || dsub == 8) ? a->rule.lanes : 0,
-                            dsub, ngroups, yt};
+  const avx2_codebooks b = {&a->rule, fkm_pq_lanes(&a->rule, dsub), dsub, ngroups, yt};
   fkm_pq_rows(a, i0, i1, nearest_avx2, &b);
   free(yt);
   return 0;

@@ -153,7 +153,7 @@ TEST(CpuKernels, Avx2PqRowsEqualTheScalarRule) {
                            residual ? c.coarse.data() : nullptr,
                            residual ? c.lists.data() : nullptr, got.data()};
           fkm_arith_pq_rule(&ar, &a.rule);
-          const int lanes = (dsub == 2 || dsub == 4 || dsub == 8) ? a.rule.lanes : 0;
+          const int lanes = fkm_pq_lanes(&a.rule, int(dsub));
           if ((int64_t(1) << nbits) % (lanes ? lanes : 8) != 0) continue; /* scalar's case */
           ASSERT_EQ(fkm_pq_encode_rows_avx2(&a, 0, c.n), 0);
           const int64_t ksub = int64_t(1) << nbits;
