@@ -316,7 +316,6 @@ def add_index(index, x, ids=None, backend="auto", device=0, num_threads=0, profi
             info["encode_reason"] = why
     finally:
         ctx.close()
-    idp = faiss.swig_ptr(ids) if ids is not None else None
     if why is None:  # IndexIVF::add_sa_codes: the list number's bytes, then the code
         cs = ivf.coarse_code_size()
         full = np.empty((n, cs + codes.shape[1]), dtype=np.uint8)
@@ -325,7 +324,8 @@ def add_index(index, x, ids=None, backend="auto", device=0, num_threads=0, profi
         ivf.add_sa_codes(full, ids)
         info["encode_by_flashkm"] = True
     else:
-        ivf.add_core(n, faiss.swig_ptr(xt), idp, faiss.swig_ptr(assign))
+        ivf.add_core(n, faiss.swig_ptr(xt), faiss.swig_ptr(ids) if ids is not None else None,
+                     faiss.swig_ptr(assign))
     if outer is not ivf:
         outer.ntotal = ivf.ntotal
     info.update(assign_by_flashkm=True, profile=prof.describe(), t_total=time.time() - t0)
