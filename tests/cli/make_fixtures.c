@@ -200,6 +200,18 @@ int main(int argc, char **argv) {
   snprintf(wshape, sizeof wshape, "(%d,)", N);
   write_npy("weights.npy", "<f4", wshape, w, sizeof w, SIZE_MAX);
   write_bin("init.fbin", 4, D, x, 4, SIZE_MAX);
+  /* One shard file per MPI rank, uneven (one shard of a single row). */
+  const int cuts[5] = {0, N / 5, N / 5 + 1, 3 * N / 4, N};
+  for (int r = 0; r < 4; r++) {
+    int rows = cuts[r + 1] - cuts[r];
+    char name[32], rshape[64], rwshape[32];
+    snprintf(rshape, sizeof rshape, "(%d, %d)", rows, D);
+    snprintf(rwshape, sizeof rwshape, "(%d,)", rows);
+    snprintf(name, sizeof name, "shard_%d.npy", r);
+    write_npy(name, "<f4", rshape, x + (size_t)cuts[r] * D, sizeof(float) * rows * D, SIZE_MAX);
+    snprintf(name, sizeof name, "wshard_%d.npy", r);
+    write_npy(name, "<f4", rwshape, w + cuts[r], sizeof(float) * rows, SIZE_MAX);
+  }
   write_bin("small.fbin", 10, D, x, 4, SIZE_MAX);
 
   /* Broken inputs, one problem each. */

@@ -39,17 +39,9 @@ for input in blobs.bvecs blobs.u8bin blobs_i8.npy blobs_f16.npy; do
   done
 done
 # one shard file per rank (INPUT and --weights with {rank}), uneven shards
-/usr/bin/python3 - "$fix" <<'PY' || fail "cannot write the shards"
-import sys, numpy as np
-x = np.load(sys.argv[1] + "/blobs.npy"); w = np.load(sys.argv[1] + "/weights.npy").reshape(-1)
-cuts = [0, len(x) // 5, len(x) // 5 + 1, 3 * len(x) // 4, len(x)]
-for r in range(4):
-    np.save("shard_%d.npy" % r, x[cuts[r]:cuts[r + 1]])
-    np.save("wshard_%d.npy" % r, w[cuts[r]:cuts[r + 1]])
-PY
 "$cli" train "$fix/blobs.npy" -k 12 --niter 5 --weights "$fix/weights.npy" -o one.fbin \
   --labels one.npy -q || fail "one process exited $?"
-run 4 train 'shard_{rank}.npy' -k 12 --niter 5 --weights 'wshard_{rank}.npy' -o c.fbin \
+run 4 train "$fix/shard_{rank}.npy" -k 12 --niter 5 --weights "$fix/wshard_{rank}.npy" -o c.fbin \
   --labels l.npy --json r.json -q || fail "shards: 4 ranks exited $?"
 cmp -s one.fbin c.fbin && cmp -s one.npy l.npy || fail "shards: outputs differ"
 grep -q '"n": 3000' r.json || fail "shards: the report's n is not every rank's rows"
