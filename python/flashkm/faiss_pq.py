@@ -22,6 +22,8 @@ Anything else (another training type, an assign_index, a subclass, fewer
 points than ksub) is left to FAISS, with the reason."""
 import ctypes
 
+import time
+
 import numpy as np
 
 from . import _lib, kmeans
@@ -155,7 +157,9 @@ def train_ivf_encoder(faiss, ctx, ivf, x, prof, info):
                              faiss.swig_ptr(residuals), faiss.swig_ptr(assign))
         trainset = residuals
     pq.verbose = ivf.verbose
+    t0 = time.time()
     info["codebook_stats"] = train_pq_slices(faiss, ctx, pq, trainset, prof)
+    t1 = time.time()
     if polysemous:
         pt = ivf.polysemous_training
         if pt is None:
@@ -163,6 +167,8 @@ def train_ivf_encoder(faiss, ctx, ivf, x, prof, info):
         pt.optimize_pq_for_hamming(pq, trainset.shape[0], faiss.swig_ptr(trainset))
     if table:
         ivf.precompute_table()
+    # the PQ's k-means on flashkm; FAISS's polysemous training and tables
+    info.update(t_pq=t1 - t0, t_polysemous_and_tables=time.time() - t1)
     ivf.is_trained = True
     return True
 
