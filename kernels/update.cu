@@ -517,6 +517,31 @@ chunk_sums(const float *__restrict__ x, const float *__restrict__ w,
   if (W && j == 0) cnt[c] = count;
 }
 
+/* A rank's slice of chains (fkm_launch_rank_chains): thread (i, j) of the
+ * slice continues centroid k_frozen + c0 + i's sum j (j < d) or its count
+ * (j == d) over the centroid's rows in order. */
+template <int W>
+__global__ void __launch_bounds__(THREADS)
+rank_chains(const float *__restrict__ x, const float *__restrict__ w,
+            const int32_t *__restrict__ rows, const int32_t *__restrict__ hist,
+            const int32_t *__restrict__ offsets, int64_t d, int64_t cells, int64_t first,
+            float *__restrict__ part) {
+  const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= cells) return;
+  const int64_t j = t % (d + 1), c = first + t / (d + 1);
+  const int64_t b = offsets[c], e = b + hist[c];
+  float v = part[t];
+  if (j < d) {
+    for (int64_t i = b; i < e; i++) {
+      const int64_t row = rows[i];
+      v = W ? weighted_add(W, v, x[row * d + j], w[row]) : __fadd_rn(v, x[row * d + j]);
+    }
+  } else {
+    for (int64_t i = b; i < e; i++) v = __fadd_rn(v, W ? w[rows[i]] : 1.0f);
+  }
+  part[t] = v;
+}
+
 /* The chunk's label counts added to seen (k). */
 __global__ void add_hist(const int32_t *__restrict__ hist, int64_t k, int64_t *__restrict__ seen) {
   const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -654,6 +679,16 @@ extern "C" cudaError_t fkm_launch_update_chunk(const fkm_update_args *a, float *
     if (e != cudaSuccess) return e;
   }
   add_hist<<<blocks_for(a->k), THREADS, 0, s>>>(a->hist, a->k, seen);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_rank_chains(const fkm_update_args *a, int64_t c0, int64_t c1,
+                                               float *part, cudaStream_t s) {
+  const int64_t cells = (c1 - c0) * (a->d + 1);
+  if (cells <= 0 || a->n == 0) return cudaSuccess;
+  auto kern = !a->weights ? rank_chains<0> : a->weighted_fma ? rank_chains<2> : rank_chains<1>;
+  kern<<<blocks_for(cells), THREADS, 0, s>>>(a->x, a->weights, a->rows, a->hist, a->offsets,
+                                             a->d, cells, a->k_frozen + c0, part);
   return cudaGetLastError();
 }
 

@@ -100,6 +100,13 @@ cudaError_t fkm_launch_update_chunk(const fkm_update_args *a, float *acc, float 
 cudaError_t fkm_launch_update_finish(const fkm_update_args *a, const float *acc,
                                      const float *cnt, const int64_t *seen, cudaStream_t s);
 
+/** A rank of a distributed run (docs/distributed.md): the chains of moving
+ *  centroids c0 .. c1 (rows a->k_frozen + c0 ..; one problem) continued
+ *  over a's rows (this rank's, grouped), in place in part: c1 - c0 rows of
+ *  d + 1 floats, each centroid's d sums then its count (+ 1 or + w per
+ *  row), the host's fkm_chains_add additions in the same order. */
+cudaError_t fkm_launch_rank_chains(const fkm_update_args *a, int64_t c0, int64_t c1,
+                                   float *part, cudaStream_t s);
 
 /** The objective of one iteration, written by fkm_launch_objective. */
 typedef struct fkm_objective {

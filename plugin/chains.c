@@ -53,6 +53,36 @@ void fkm_chains_scale(const fkm_chains *ch, const float *sums, int64_t stride,
   for (int64_t ci = 0; ci < kf; ci++) out_counts[ci] = 0.0f;
 }
 
+static fkm_status host_objective(void *self, float *f, double *dd, fkm_errbuf *err) {
+  const fkm_chains_host *h = self;
+  (void)err;
+  float of = *f;
+  double od = *dd;
+  for (int64_t i = 0; i < h->n; i++) {
+    of += h->dist[i];
+    od += (double)h->dist[i];
+  }
+  *f = of;
+  *dd = od;
+  return FKM_OK;
+}
+
+static fkm_status host_slice(void *self, int64_t c0, int64_t c1, float *part, fkm_errbuf *err) {
+  const fkm_chains_host *h = self;
+  const int64_t row = h->ch->d + 1, kf = h->ch->k_frozen;
+  (void)err;
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int64_t i = c0; i < c1; i++) {
+    float *sum = part + (i - c0) * row;
+    sum[row - 1] = fkm_chains_add(h->ch, kf + i, sum, sum[row - 1], h->x, h->w);
+  }
+  return FKM_OK;
+}
+
+fkm_rank_steps fkm_chains_host_steps(fkm_chains_host *h) {
+  return (fkm_rank_steps){h, host_objective, host_slice};
+}
+
 /* The messages of a distributed iteration (docs/distributed.md): msg holds,
  * for the non-frozen centroids kf .. k, per centroid its d float sums and
  * its float count, then the objective's float and double. Rank r receives
@@ -60,13 +90,11 @@ void fkm_chains_scale(const fkm_chains *ch, const float *sums, int64_t stride,
  * rows and passes them on; the last rank's are the whole chains. */
 enum { TAG_OBJ = 1, TAG_SLICE = 2, SLICES_PER_RANK = 8, MAX_SLICES = 256 };
 
-fkm_status fkm_chains_ranked(fkm_chains *ch, fkm_comm *comm, const float *x, const float *w,
-                             const int64_t *labels, const float *dist, int64_t n, float *msg,
-                             float *cent, fkm_iter_result *out, fkm_errbuf *err) {
+fkm_status fkm_chains_ranked(const fkm_chains *ch, const fkm_rank_steps *steps, fkm_comm *comm,
+                             float *msg, float *cent, fkm_iter_result *out, fkm_errbuf *err) {
   const fkm_comm_ops *ops = comm->ops;
   const int64_t k = ch->k, d = ch->d, kf = ch->k_frozen, kk = k - kf, row = d + 1;
   const int first = comm->rank == 0, last = comm->rank == comm->size - 1;
-  fkm_chains_group(ch, labels, n, out->hist);
   FKM_FORWARD(ops->sum_i64(comm, out->hist, k, err));
 
   struct {
@@ -74,10 +102,9 @@ fkm_status fkm_chains_ranked(fkm_chains *ch, fkm_comm *comm, const float *x, con
     double d;
   } obj = {0.0f, 0.0};
   if (!first) FKM_FORWARD(ops->recv_prev(comm, &obj, sizeof obj, TAG_OBJ, err));
-  for (int64_t i = 0; i < n; i++) {
-    obj.f += dist[i];
-    obj.d += (double)dist[i];
-  }
+  /* a rank whose own step fails still passes values on (no rank waits for
+   * a message that never comes), and every rank agrees at the end */
+  fkm_status s = steps->objective(steps->self, &obj.f, &obj.d, err);
   if (!last) FKM_FORWARD(ops->send_next(comm, &obj, sizeof obj, TAG_OBJ, err));
   int64_t slices = comm->size == 1 ? 1 : (int64_t)SLICES_PER_RANK * comm->size;
   if (slices > MAX_SLICES) slices = MAX_SLICES;
@@ -90,14 +117,11 @@ fkm_status fkm_chains_ranked(fkm_chains *ch, fkm_comm *comm, const float *x, con
       memset(part, 0, bytes);
     else
       FKM_FORWARD(ops->recv_prev(comm, part, bytes, TAG_SLICE + (int)g, err));
-#pragma omp parallel for schedule(dynamic, 4)
-    for (int64_t i = c0; i < c1; i++) {
-      float *sum = msg + i * row;
-      sum[d] = fkm_chains_add(ch, kf + i, sum, sum[d], x, w);
-    }
+    if (c1 > c0 && s == FKM_OK) s = steps->slice(steps->self, c0, c1, part, err);
     if (!last) FKM_FORWARD(ops->send_next(comm, part, bytes, TAG_SLICE + (int)g, err));
   }
-  FKM_FORWARD(ops->wait_sends(comm, err));
+  if (s == FKM_OK) s = ops->wait_sends(comm, err);
+  FKM_FORWARD(ops->agree(comm, s, err));
   memcpy(msg + kk * row, &obj.f, sizeof obj.f);
   memcpy(msg + kk * row + 1, &obj.d, sizeof obj.d);
   FKM_FORWARD(ops->bcast(comm, msg, sizeof(float) * (size_t)(kk * row + 3), comm->size - 1,

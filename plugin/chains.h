@@ -34,16 +34,37 @@ float fkm_chains_add(const fkm_chains *ch, int64_t ci, float *sum, float count, 
 void fkm_chains_scale(const fkm_chains *ch, const float *sums, int64_t stride,
                       const float *counts, int64_t cstride, float *cent, float *out_counts);
 
+/* A rank's own work in fkm_chains_ranked, on its engine (the host's
+ * below, or a GPU's): both continue chains over this rank's rows in
+ * training order, in place. */
+typedef struct fkm_rank_steps {
+  void *self;
+  /* the objective's float and double chains over the rank's distances */
+  fkm_status (*objective)(void *self, float *f, double *dd, fkm_errbuf *err);
+  /* moving centroids c0 .. c1 (kf + c0 ..): part holds c1 - c0 rows of d + 1
+   * floats, each centroid's d sums and its count */
+  fkm_status (*slice)(void *self, int64_t c0, int64_t c1, float *part, fkm_errbuf *err);
+} fkm_rank_steps;
+
 /* A rank's part of an iteration after its assignment (every rank agreed
- * that it succeeded): the label counts summed over ranks, the objective's
- * float and double chains and every centroid's chains continued from the
- * ranks before it in training order (a pipeline of slices of centroids),
- * then the last rank's whole chains broadcast and scaled on every rank
- * into cent. x (n, d) float, w, labels, dist: this rank's training rows.
- * msg: k (d + 1) + 4 floats. out: obj, obj_double, counts, hist. */
-fkm_status fkm_chains_ranked(fkm_chains *ch, fkm_comm *comm, const float *x, const float *w,
-                             const int64_t *labels, const float *dist, int64_t n, float *msg,
-                             float *cent, fkm_iter_result *out, fkm_errbuf *err);
+ * that it succeeded): out->hist holds this rank's label counts, summed
+ * over ranks here; then the objective's float and double chains and every
+ * centroid's chains continued from the ranks before it in training order
+ * (steps: this rank's share; a pipeline of slices of centroids), then the
+ * last rank's whole chains broadcast and scaled on every rank into cent.
+ * ch: d, k and k_frozen. msg: k (d + 1) + 4 floats. out: obj, obj_double,
+ * counts, hist. */
+fkm_status fkm_chains_ranked(const fkm_chains *ch, const fkm_rank_steps *steps, fkm_comm *comm,
+                             float *msg, float *cent, fkm_iter_result *out, fkm_errbuf *err);
+
+/* The host's steps over a rank's n rows: x (n, d) float, w (n) or NULL,
+ * dist (n), grouped by ch (fkm_chains_group). */
+typedef struct fkm_chains_host {
+  const fkm_chains *ch;
+  const float *x, *w, *dist;
+  int64_t n;
+} fkm_chains_host;
+fkm_rank_steps fkm_chains_host_steps(fkm_chains_host *h);
 
 /* Floats of fkm_chains_ranked's msg. */
 static inline int64_t fkm_chains_msg_floats(int64_t k, int64_t d) { return k * (d + 1) + 4; }

@@ -514,8 +514,10 @@ static fkm_status cpu_iterate_ranked(cpu_engine *c, fkm_iter_result *out) {
   out->assign_seconds = fkm_now_seconds() - t0;
   FKM_FORWARD(comm->ops->agree(comm, s, c->base.err));
   fkm_chains ch = chains_of(c);
-  return fkm_chains_ranked(&ch, comm, c->xt, c->wt, c->labels, c->dist, nt, c->acc, c->cent,
-                           out, c->base.err);
+  fkm_chains_group(&ch, c->labels, nt, out->hist);
+  fkm_chains_host host = {&ch, c->xt, c->wt, c->dist, nt};
+  const fkm_rank_steps steps = fkm_chains_host_steps(&host);
+  return fkm_chains_ranked(&ch, &steps, comm, c->acc, c->cent, out, c->base.err);
 }
 
 /* Problems one after the other (each problem's bits depend on its rows and

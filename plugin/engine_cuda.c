@@ -133,12 +133,10 @@ typedef struct cuda_engine {
   /* a rank of a distributed run (docs/distributed.md): the assignment here,
    * the update's chains on the host (chains.h) over the run's host rows */
   struct rank_host {
-    const float *x;       /* (nt, d) float: the run's rows, or xf */
-    float *xf;            /* a float copy of 16-bit rows, or NULL */
-    int32_t *labels32;    /* (nt) */
-    int64_t *labels;      /* (nt) */
-    float *dist, *cent, *msg;
-    int64_t *order, *offsets, *cursor;
+    int32_t *hist;   /* (k) this rank's label counts */
+    float *cent;     /* (k, d) the centroids every rank scales */
+    float *msg;      /* pinned: the chains passed between ranks (chains.h) */
+    float *dmsg;     /* device: this rank's slices of them */
   } rk;
   int64_t path_n; /* rows whose search path fkm_assign takes (0: the call's n) */
   /* the finiteness check of the rows a subsampled run does not train on,
@@ -588,15 +586,10 @@ static void cuda_end(fkm_engine *e) {
   c->h_hist = NULL;
   c->h_refined = NULL;
   c->x = NULL;
-  free(c->rk.xf);
-  free(c->rk.labels32);
-  free(c->rk.labels);
-  free(c->rk.dist);
+  free(c->rk.hist);
   free(c->rk.cent);
-  free(c->rk.msg);
-  free(c->rk.order);
-  free(c->rk.offsets);
-  free(c->rk.cursor);
+  if (c->rk.msg) (void)cudaFreeHost(c->rk.msg);
+  if (c->rk.dmsg) (void)cudaFree(c->rk.dmsg);
   memset(&c->rk, 0, sizeof c->rk);
 }
 
@@ -991,33 +984,19 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   return FKM_OK;
 }
 
-/* A rank's host buffers (docs/distributed.md): the run's rows as floats
- * (the run's host matrix itself, or a float copy of 16-bit rows), labels,
- * distances, the chains' scratch and messages, the centroids. */
+/* A rank's buffers (docs/distributed.md): its label counts, the
+ * centroids, the chains passed between ranks on the host and their slices
+ * on the device. */
 static fkm_status begin_rank(cuda_engine *c) {
-  const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
+  const int64_t d = c->run.d, k = c->run.k;
   struct rank_host *r = &c->rk;
-  const size_t rows = (size_t)(nt > 0 ? nt : 1);
-  if (c->run.dtype == FKM_DTYPE_F32) {
-    r->x = c->run.x;
-  } else {
-    r->xf = malloc(sizeof(float) * rows * (size_t)d);
-    if (r->xf) fkm_cpu_to_float(c->run.dtype, c->run.x, nt, d, r->xf);
-    r->x = r->xf;
-  }
-  r->labels32 = malloc(sizeof(int32_t) * rows);
-  r->labels = malloc(sizeof(int64_t) * rows);
-  r->dist = malloc(sizeof(float) * rows);
-  r->order = malloc(sizeof(int64_t) * rows);
-  r->offsets = malloc(sizeof(int64_t) * (size_t)(k + 1));
-  r->cursor = malloc(sizeof(int64_t) * (size_t)k);
+  const size_t msg = sizeof(float) * (size_t)fkm_chains_msg_floats(k, d);
+  r->hist = malloc(sizeof(int32_t) * (size_t)k);
   r->cent = malloc(sizeof(float) * (size_t)(k * d));
-  r->msg = malloc(sizeof(float) * (size_t)fkm_chains_msg_floats(k, d));
-  FKM_RETURN_IF(!r->x || !r->labels32 || !r->labels || !r->dist || !r->order || !r->offsets ||
-                    !r->cursor || !r->cent || !r->msg,
-                c->base.err, FKM_ERR_OUT_OF_MEMORY,
-                "cuda engine: cannot allocate the host buffers of a rank (%lld rows, k = %lld)",
-                (long long)nt, (long long)k);
+  FKM_RETURN_IF(!r->hist || !r->cent, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                "cuda engine: cannot allocate the host buffers of a rank (k = %lld)", (long long)k);
+  FKM_CUDA_TRY(c, cudaMallocHost((void **)&r->msg, msg));
+  FKM_CUDA_TRY(c, cudaMalloc((void **)&r->dmsg, msg));
   return FKM_OK;
 }
 
@@ -1207,10 +1186,75 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   return FKM_OK;
 }
 
-/* One iteration of a rank (docs/distributed.md): its rows assigned here
- * (every rank at once), the labels and distances to the host, agreed, then
- * its part of the update's chains on the host (chains.h, the CPU engine's
- * own steps), and the new centroids back. Bits: the CPU engine's ranks'. */
+/* A CUDA rank's steps of fkm_chains_ranked: the objective's chains and
+ * the update's chains continued over its rows on the device, from the
+ * values the previous rank passed (kernels/update.cuh). */
+static fkm_status rank_objective(void *self, float *f, double *dd, fkm_errbuf *err) {
+  cuda_engine *c = self;
+  const int64_t nt = c->run.n_train;
+  cudaStream_t s = c->stream;
+  (void)err;
+  if (nt == 0) return FKM_OK;
+  c->hsc[0] = (scalars){*f, *dd, -1};
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->dsc, c->hsc, sizeof(scalars), cudaMemcpyHostToDevice, s));
+  /* rows 1 .. nt of a chain that starts from the state just written */
+  FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - 1, c->labels - 1, 1, 1 + nt, 1, 0, c->dsc,
+                                       c->obj_scratch, s, NULL, NULL, NULL));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
+  *f = c->hsc[0].obj;
+  *dd = c->hsc[0].obj_double;
+  return FKM_OK;
+}
+
+static fkm_status rank_slice(void *self, int64_t c0, int64_t c1, float *part, fkm_errbuf *err) {
+  cuda_engine *c = self;
+  const int64_t d = c->run.d;
+  cudaStream_t s = c->stream;
+  (void)err;
+  if (c->run.n_train == 0) return FKM_OK;
+  float *dpart = c->rk.dmsg + c0 * (d + 1);
+  const size_t bytes = sizeof(float) * (size_t)((c1 - c0) * (d + 1));
+  fkm_update_args ua = {.x = c->x,
+                        .weights = c->w,
+                        .rows = c->rows,
+                        .hist = c->hist,
+                        .offsets = c->offsets,
+                        .n = c->run.n_train,
+                        .d = d,
+                        .k = c->run.k,
+                        .k_frozen = c->run.k_frozen,
+                        .k_problem = c->run.k,
+                        .weighted_fma = c->arith.weighted_fma};
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(dpart, part, bytes, cudaMemcpyHostToDevice, s));
+  FKM_CUDA_TRY(c, fkm_launch_rank_chains(&ua, c0, c1, dpart, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(part, dpart, bytes, cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
+  return FKM_OK;
+}
+
+/* The first of a rank's rows (0 .. nt) without a label (no finite
+ * distance), read back only when the counts miss some. */
+static fkm_status rank_first_unlabelled(cuda_engine *c, int64_t *first) {
+  const int64_t nt = c->run.n_train;
+  int32_t *lab = malloc(sizeof(int32_t) * (size_t)nt);
+  FKM_RETURN_IF(!lab, c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                "cuda engine: cannot allocate %lld labels", (long long)nt);
+  const cudaError_t e = cudaMemcpy(lab, c->labels, sizeof(int32_t) * (size_t)nt,
+                                   cudaMemcpyDeviceToHost);
+  *first = -1;
+  for (int64_t i = 0; i < nt && e == cudaSuccess && *first < 0; i++)
+    if (lab[i] < 0) *first = i;
+  free(lab);
+  FKM_CUDA_TRY(c, e);
+  return FKM_OK;
+}
+
+/* One iteration of a rank (docs/distributed.md): its rows assigned and
+ * grouped here (every rank at once), the label counts agreed, then its
+ * part of the objective's and the update's chains on the device, in the
+ * relay of chains.h; the new centroids back. Only k-sized data crosses to
+ * the host. Bits: the CPU engine's ranks'. */
 static fkm_status iterate_ranked(cuda_engine *c, fkm_iter_result *out) {
   const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k, kf = c->run.k_frozen;
   fkm_comm *comm = (fkm_comm *)c->run.comm;
@@ -1225,26 +1269,30 @@ static fkm_status iterate_ranked(cuda_engine *c, fkm_iter_result *out) {
                                c->dist + r0, c->xp ? c->xp + r0 * fkm_pack_dims(d) : NULL, s));
   }
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
+  memset(r->hist, 0, sizeof(int32_t) * (size_t)k);
   if (nt > 0) {
-    FKM_CUDA_TRY(c, cudaMemcpyAsync(r->labels32, c->labels, sizeof(int32_t) * (size_t)nt,
-                                    cudaMemcpyDeviceToHost, s));
-    FKM_CUDA_TRY(c, cudaMemcpyAsync(r->dist, c->dist, sizeof(float) * (size_t)nt,
+    const fkm_group_args ga = group_args(c, nt, k, 1);
+    FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(r->hist, c->hist, sizeof(int32_t) * (size_t)k,
                                     cudaMemcpyDeviceToHost, s));
   }
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
   float ms = 0.0f;
   FKM_CUDA_TRY(c, cudaEventElapsedTime(&ms, c->ev_a0, c->ev_a1));
   out->assign_seconds = 1e-3 * (double)ms;
+  int64_t labelled = 0;
+  for (int64_t i = 0; i < k; i++) labelled += out->hist[i] = r->hist[i];
   fkm_status st = FKM_OK;
-  for (int64_t i = 0; i < nt; i++) {
-    r->labels[i] = r->labels32[i];
-    if (r->labels32[i] < 0 && st == FKM_OK)
-      st = fkm_fail_no_finite(c->base.err, "training set", -1, c->run.train_first + i);
+  if (labelled < nt) { /* labels -1 are not counted */
+    int64_t first = -1;
+    st = rank_first_unlabelled(c, &first);
+    if (st == FKM_OK)
+      st = fkm_fail_no_finite(c->base.err, "training set", -1, c->run.train_first + first);
   }
   FKM_FORWARD(comm->ops->agree(comm, st, c->base.err));
-  fkm_chains chains = {d, k, kf, c->arith.weighted_fma, r->order, r->offsets, r->cursor};
-  FKM_FORWARD(fkm_chains_ranked(&chains, comm, r->x, c->run.weights, r->labels, r->dist, nt,
-                                r->msg, r->cent, out, c->base.err));
+  const fkm_chains chains = {.d = d, .k = k, .k_frozen = kf};
+  const fkm_rank_steps steps = {c, rank_objective, rank_slice};
+  FKM_FORWARD(fkm_chains_ranked(&chains, &steps, comm, r->msg, r->cent, out, c->base.err));
   if (k > kf) /* the frozen rows stay as they are on the device */
     FKM_CUDA_TRY(c, cudaMemcpyAsync(c->cent + kf * d, r->cent + kf * d,
                                     sizeof(float) * (size_t)((k - kf) * d),

@@ -58,7 +58,10 @@ fi
 step configure cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DFLASHKM_WITH_FAISS=OFF \
   -DFLASHKM_BUILD_CLI=OFF \
   -DFLASHKM_WITH_CUDA=ON -DFLASHKM_CUDA_ARCHITECTURES="$ARCH" "${CMAKE_EXTRA[@]}"
-step build cmake --build "$BUILD" -j"$JOBS" --target test_gpu test_gpu_objective flashkm_bench
+targets=(test_gpu test_gpu_objective flashkm_bench)
+# the distributed tests' CUDA ranks (ctest -L compute-sanitizer runs them too) where MPI is built
+cmake --build "$BUILD" --target help 2>/dev/null | grep -q test_mpi && targets+=(test_mpi)
+step build cmake --build "$BUILD" -j"$JOBS" --target "${targets[@]}"
 TEST=$BUILD/tests/gpu/test_gpu
 OBJ_TEST=$BUILD/tests/gpu/test_gpu_objective
 # One process for the whole suite (ctest -L gpu runs one process per test,
