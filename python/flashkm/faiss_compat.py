@@ -300,7 +300,7 @@ def add_index(index, x, ids=None, backend="auto", device=0, num_threads=0, profi
     t1 = time.time()
     ctx = _lib.Context(backend, device, num_threads)
     try:
-        assign = kmeans.assign(ctx, xt, flat[0], flat[1], profile=prof)[1]
+        assign = kmeans.assign(ctx, xt, flat[0], flat[1], profile=prof, distances=False)[1]
         info.update(backend=ctx.backend, device=ctx.device_name)
         info["t_assign"] = time.time() - t1
         why = _pq_encode_refusal(faiss, ivf, assign)

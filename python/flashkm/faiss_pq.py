@@ -114,7 +114,8 @@ def _coarse_assign(faiss, ctx, quantizer, x, prof):
     (FAISS's k=1 search in the profile's arithmetic), else FAISS's."""
     flat = flat_quantizer(faiss, quantizer)
     if flat is not None:
-        return kmeans.assign(ctx, x, flat[0], flat[1], profile=prof)[1], True
+        return kmeans.assign(ctx, x, flat[0], flat[1], profile=prof,
+                             distances=False)[1], True
     return quantizer.assign(x, 1).ravel().astype(np.int64), False
 
 

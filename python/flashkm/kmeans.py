@@ -287,9 +287,10 @@ def train_rows(ctx, n, k, cp=None, profile="flashkm"):
     return None if count.value == n else rows[:count.value]
 
 
-def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm"):
+def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm", distances=True):
     """FAISS's k=1 flat search of x against centroids in a profile's
-    arithmetic: (distances float32 (n,), labels int64 (n,))."""
+    arithmetic: (distances float32 (n,), labels int64 (n,)); distances=False:
+    (None, labels), the distances neither computed into nor copied back."""
     c = np.ascontiguousarray(centroids, dtype=np.float32)
     prof = _profile.resolve(profile)
     p = _make_params(clustering_fields(prof), metric, False, prof)
@@ -299,11 +300,11 @@ def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm"):
         if c.ndim != 2 or c.shape[1] != d:
             raise ValueError("centroids must be (k, %d), got %s" % (d, c.shape))
         labels = np.empty(n, dtype=np.int64)
-        dist = np.empty(n, dtype=np.float32)
+        dist = np.empty(n, dtype=np.float32) if distances else None
         with ctx.lock:
             st = _lib.lib().fkm_assign(ctx.handle, ctypes.byref(p), n, d, c.shape[0], X.dtype,
                                        X.ptr, c.ctypes.data, labels.ctypes.data,
-                                       dist.ctypes.data)
+                                       dist.ctypes.data if distances else None)
             _lib.check(st, ctx.handle)
     return dist, labels
 

@@ -87,6 +87,12 @@ def test_assign_gives_faiss_labels(faiss, x):
     assert I.dtype == np.int64 and D.dtype == np.float32 and I.shape == (len(x),)
     assert np.array_equal(I, Ir)
     np.testing.assert_allclose(D, Dr, rtol=1e-5, atol=1e-3)
+    ctx = flashkm.Context("cpu")  # labels alone: the same labels, no distances
+    try:
+        none, labels = flashkm.assign(ctx, x, km.centroids, distances=False)
+    finally:
+        ctx.close()
+    assert none is None and np.array_equal(labels, I)
 
 
 def test_float16_input_equals_float32_of_the_same_values():
