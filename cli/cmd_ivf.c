@@ -192,9 +192,10 @@ static void print_phases(const ivf_side *fk, const ivf_side *fs) {
   printf("phases     flashkm: pre-transform %.3f s%s, ", r->pretransform_seconds,
          r->pretransform_by_flashkm ? " (OPQ's PQ k-means by flashkm, rotations by FAISS)" : "");
   if (r->coarse_by_flashkm && r->codebooks_by_flashkm)
-    printf("coarse k-means %.3f s (flashkm), codebooks %.3f s (PQ k-means by flashkm, "
-           "residuals, polysemous and tables by FAISS)",
-           r->coarse_seconds, r->rest_seconds);
+    printf("coarse k-means %.3f s (flashkm), codebooks %.3f s (PQ k-means %.3f s by flashkm; "
+           "polysemous training and tables %.3f s and the residuals by FAISS)",
+           r->coarse_seconds, r->rest_seconds, r->codebooks_kmeans_seconds,
+           r->polysemous_seconds);
   else if (r->coarse_by_flashkm)
     printf("coarse k-means %.3f s (flashkm), rest of training %.3f s (FAISS: codebooks, tables)",
            r->coarse_seconds, r->rest_seconds);
@@ -227,6 +228,10 @@ static void json_side(FILE *fp, const char *name, const ivf_side *s, int recall,
             s->rep.coarse_by_flashkm ? "true" : "false",
             s->rep.codebooks_by_flashkm ? "true" : "false");
     fkm_cli_json_num(fp, s->rep.rest_seconds);
+    fprintf(fp, ", \"codebooks_kmeans_s\": ");
+    fkm_cli_json_num(fp, s->rep.codebooks_kmeans_seconds);
+    fprintf(fp, ", \"polysemous_and_tables_s\": ");
+    fkm_cli_json_num(fp, s->rep.polysemous_seconds);
     fprintf(fp, ", \"add_assign_by_flashkm\": %s, \"add_assign_s\": ",
             s->add.assign_by_flashkm ? "true" : "false");
     fkm_cli_json_num(fp, s->add.assign_seconds);

@@ -110,6 +110,10 @@ template <>
 constexpr size_t oldest_size<fkm_faiss_add_stats>() {
   return offsetof(fkm_faiss_add_stats, encode_seconds);
 }
+template <>
+constexpr size_t oldest_size<fkm_faiss_train_report>() {
+  return offsetof(fkm_faiss_train_report, codebooks_kmeans_seconds);
+}
 
 /** The frame of an entry point that works on a FAISS index and reports
  *  into a struct R (a struct_size first): R zeroed, the report's size, the

@@ -110,7 +110,8 @@ bool train_coarse(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x)
  * start, no assign_index) and FAISS 1.7, whose train_residual this is (1.8+
  * moved the residuals into IndexIVF::train): anything else returns false
  * and FAISS's own train() runs. */
-bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x) {
+bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const float* x,
+                           fkm_faiss_train_report* r) {
 #if FAISS_VERSION_MAJOR == 1 && FAISS_VERSION_MINOR == 7
   auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(&ivf);
   if (!ivfpq || typeid(*ivfpq) != typeid(faiss::IndexIVFPQ)) return false;
@@ -137,7 +138,9 @@ bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const 
     trainset = residuals.data();
   }
   pq.verbose = ivf.verbose;
+  const double t0 = seconds_now();
   train_pq(ctx, pq, int64_t(nt), trainset);
+  const double t1 = seconds_now();
   if (ivfpq->do_polysemous_training) {
     faiss::PolysemousTraining default_pt;
     faiss::PolysemousTraining* pt =
@@ -146,9 +149,11 @@ bool train_ivfpq_codebooks(fkm_ctx* ctx, faiss::IndexIVF& ivf, int64_t n, const 
   }
   if (ivfpq->by_residual) ivfpq->precompute_table();
   ivf.is_trained = true;
+  r->codebooks_kmeans_seconds = t1 - t0;
+  r->polysemous_seconds = seconds_now() - t1;
   return true;
 #else
-  (void)ctx, (void)ivf, (void)n, (void)x;
+  (void)ctx, (void)ivf, (void)n, (void)x, (void)r;
   return false;
 #endif
 }
@@ -188,7 +193,7 @@ void train_any(fkm_ctx* ctx, faiss::Index& index, int64_t n, const float* x,
   const double t1 = seconds_now();
   /* FAISS: its own k-means when left to it, codebooks (an IVF-PQ's through
    * flashkm where it can), tables */
-  r->codebooks_by_flashkm = r->coarse_by_flashkm && train_ivfpq_codebooks(ctx, *ivf, n, x);
+  r->codebooks_by_flashkm = r->coarse_by_flashkm && train_ivfpq_codebooks(ctx, *ivf, n, x, r);
   if (!r->codebooks_by_flashkm) ivf->train(n, x);
   r->coarse_seconds = r->coarse_by_flashkm ? t1 - t0 : 0.0;
   r->rest_seconds = seconds_now() - (r->coarse_by_flashkm ? t1 : t0);

@@ -79,6 +79,12 @@ typedef struct fkm_faiss_train_report {
   int pretransform_by_flashkm; /**< 1 when flashkm ran the PQ trainings of an OPQ rotation
                                     in the chain (FAISS 1.7; pretransform_seconds holds
                                     them) */
+  /* since 0.3.0's phase split (a caller's smaller struct_size gets the
+   * fields before these only) */
+  double codebooks_kmeans_seconds; /**< of rest_seconds: the PQ codebooks' k-means that
+                                        flashkm ran (codebooks_by_flashkm), else 0 */
+  double polysemous_seconds;       /**< of rest_seconds: FAISS's polysemous training and
+                                        precomputed tables after flashkm's codebooks, else 0 */
 } fkm_faiss_train_report;
 
 /** fkm_faiss_train_index, and where its time went (*report, when not NULL,

@@ -14,6 +14,7 @@
 #include <faiss/index_factory.h>
 #include <flashkm/clustering.h>
 
+#include <cstddef>
 #include <cstring>
 #include <memory>
 
@@ -233,6 +234,31 @@ TEST(ParityIvfReport, SaysWhereTheTrainingWentAndWhoRanTheCoarseKmeans) {
   EXPECT_GE(r.pretransform_seconds, 0.0);
   EXPECT_GT(r.coarse_seconds, 0.0);
   EXPECT_GT(r.rest_seconds, 0.0);  // FAISS's PQ training
+  EXPECT_GT(r.codebooks_kmeans_seconds, 0.0);  // of the rest: flashkm's PQ k-means
+  EXPECT_GE(r.polysemous_seconds, 0.0);        // np: the tables alone
+  EXPECT_LE(r.codebooks_kmeans_seconds + r.polysemous_seconds, r.rest_seconds);
+  // with polysemous training (the factory's default for 8-bit codes)
+  std::unique_ptr<faiss::Index> poly(faiss::index_factory(16, "IVF16,PQ2"));
+  ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), poly.get(), 3000, x.data(), &r), FKM_OK)
+      << fkm_ctx_last_error(ctx().get());
+  EXPECT_EQ(r.codebooks_by_flashkm, 1);
+  EXPECT_GT(r.codebooks_kmeans_seconds, 0.0);
+  EXPECT_GT(r.polysemous_seconds, 0.0);
+  EXPECT_LE(r.codebooks_kmeans_seconds + r.polysemous_seconds, r.rest_seconds);
+  // a caller built with the header before the split gets the fields it has
+  fkm_faiss_train_report old;
+  std::memset(&old, 0x5a, sizeof old);
+  old.struct_size = offsetof(fkm_faiss_train_report, codebooks_kmeans_seconds);
+  std::unique_ptr<faiss::Index> again(faiss::index_factory(16, "IVF16,PQ4x4np"));
+  ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), again.get(), 3000, x.data(), &old), FKM_OK)
+      << fkm_ctx_last_error(ctx().get());
+  EXPECT_EQ(old.struct_size, offsetof(fkm_faiss_train_report, codebooks_kmeans_seconds));
+  EXPECT_EQ(old.codebooks_by_flashkm, 1);
+  fkm_faiss_train_report untouched;
+  std::memset(&untouched, 0x5a, sizeof untouched);
+  EXPECT_EQ(std::memcmp(&old.codebooks_kmeans_seconds, &untouched.codebooks_kmeans_seconds,
+                        sizeof old - offsetof(fkm_faiss_train_report, codebooks_kmeans_seconds)),
+            0);
   std::unique_ptr<faiss::Index> opq(faiss::index_factory(16, "OPQ4,IVF16,PQ4x4np"));
   auto* opq_matrix = dynamic_cast<faiss::OPQMatrix*>(
       dynamic_cast<faiss::IndexPreTransform*>(opq.get())->chain[0]);
