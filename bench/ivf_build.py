@@ -107,6 +107,10 @@ def flashkm_build(faiss, factory, x, xb, backend):
             info.get("t_polysemous_and_tables", 0.0), info.get("t_rest", 0.0),
                                 add.get("t_assign", 0.0), add.get("t_encode", 0.0),
                                 (t2 - t1) - add.get("t_assign", 0.0) - add.get("t_encode", 0.0))
+    if "opq_pq_kmeans_s" in info:
+        where = "OPQ rounds: PQ k-means %.3f, encodings %.3f, FAISS's decode, products and " \
+            "SVD %.3f; " % (info["opq_pq_kmeans_s"], info["opq_encode_s"], info["opq_rest_s"]) \
+            + where
     who = [w for w, on in (("OPQ's PQs", info.get("pretransform_by_flashkm")),
                            ("coarse", info.get("used_flashkm")),
                            ("codebooks", info.get("codebooks_by_flashkm")),

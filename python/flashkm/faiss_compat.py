@@ -159,7 +159,7 @@ def train_index(index, x, backend="auto", device=0, num_threads=0, verbose=None,
     def train_transform(vt, xt):
         if not codebooks or not isinstance(vt, faiss.OPQMatrix):
             return False
-        why = faiss_pq.train_opq(faiss, context(), vt, np.ascontiguousarray(xt), prof)
+        why = faiss_pq.train_opq(faiss, context(), vt, np.ascontiguousarray(xt), prof, info)
         if why is None:
             info["pretransform_by_flashkm"] = True
         else:

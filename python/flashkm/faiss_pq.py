@@ -240,9 +240,12 @@ def compute_codes(faiss, ctx, pq, x, prof):
                             profile=prof)
 
 
-def train_opq(faiss, ctx, opq, x, prof):
+def train_opq(faiss, ctx, opq, x, prof, times=None):
     """OPQMatrix::train(n, x) with its PQ trainings on flashkm. Returns the
-    reason when FAISS's own train() must run instead (nothing changed)."""
+    reason when FAISS's own train() must run instead (nothing changed).
+    times: a dict that receives the seconds of the rounds' PQ k-means and
+    encodings (flashkm's) and of the rest (decode, products, SVD: FAISS's
+    and its BLAS's): opq_pq_kmeans_s, opq_encode_s, opq_rest_s."""
     why = opq_refusal(faiss, opq)
     if why is not None:
         return why
@@ -276,19 +279,27 @@ def train_opq(faiss, ctx, opq, x, prof):
     tmp = np.zeros(d * d * 4, dtype=np.float32)
     u, vt, sv = tmp[:d * d], tmp[d * d:2 * d * d], tmp[2 * d * d:]
     stats = []
+    t_pq = t_enc = 0.0
+    t_all = time.time()
     for it in range(opq.niter):
         lapack.gemm(b"Transposed", b"Not transposed", d2, n, d, rotation, d, xtrain, d, xproj,
                     d2)
         pq.cp.max_points_per_centroid = 1000
         pq.cp.niter = opq.niter_pq_0 if it == 0 else opq.niter_pq
         pq.verbose = opq.verbose
+        t0 = time.time()
         stats.append(train_pq_slices(faiss, ctx, pq, xproj.reshape(n, d2), prof))
+        t1 = time.time()
         codes = compute_codes(faiss, ctx, pq, xproj.reshape(n, d2), prof)
+        t_pq, t_enc = t_pq + (t1 - t0), t_enc + (time.time() - t1)
         recons = np.ascontiguousarray(pq.decode(codes), dtype=np.float32).ravel()
         lapack.gemm(b"Not", b"Transposed", d2, d, n, recons, d2, xtrain, d, xxr, d2)
         lapack.gesvd_all(d2, d, xxr, sv, vt, d2, u, d)  # u and vt swapped, as in FAISS
         lapack.gemm(b"Transposed", b"Transposed", d, d2, d2, u, d, vt, d2, rotation, d)
         pq.train_type = faiss.ProductQuantizer.Train_hot_start
+    if times is not None:
+        times.update(opq_pq_kmeans_s=t_pq, opq_encode_s=t_enc,
+                     opq_rest_s=(time.time() - t_all) - t_pq - t_enc)
     if d > d_in:  # revert A to d_in columns
         rotation = np.ascontiguousarray(rotation.reshape(d2, d)[:, :d_in]).ravel()
     faiss.copy_array_to_vector(rotation, opq.A)

@@ -55,6 +55,10 @@ def test_trained_index_equals_stock_faiss_bytes(faiss, data, factory, metric):
     q_stock = ivf_stock.quantizer.reconstruct_n(0, ivf_stock.nlist)
     assert np.array_equal(q_ours, q_stock)
     assert np.array_equal(faiss.serialize_index(ours), faiss.serialize_index(stock))
+    if info.get("pretransform_by_flashkm"):  # OPQ's rounds: where their time went
+        split = info["opq_pq_kmeans_s"] + info["opq_encode_s"] + info["opq_rest_s"]
+        assert info["opq_pq_kmeans_s"] > 0 and info["opq_encode_s"] > 0
+        assert info["opq_rest_s"] >= 0 and split <= info["t_pretransform"]
 
 
 @pytest.mark.parametrize("factory,ours", [("IMI2x4,Flat", False), ("IVF16_HNSW8,Flat", True)])
