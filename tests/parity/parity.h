@@ -51,6 +51,22 @@ inline fkm_params faiss_blas_params() {
   return p;
 }
 
+// A report struct R filled by a caller whose header ends before field
+// offset `old` (R's struct_size set so): the bytes from `old` on must still
+// be `fill`, the byte the caller set them to.
+template <class R>
+::testing::AssertionResult tail_untouched(const R& r, size_t old, unsigned char fill) {
+  const unsigned char* b = reinterpret_cast<const unsigned char*>(&r);
+  for (size_t i = old; i < sizeof r; i++)
+    if (b[i] != fill)
+      return ::testing::AssertionFailure() << "byte " << i << " of " << sizeof r
+                                           << " was written (the caller's struct ends at "
+                                           << old << ")";
+  if (r.struct_size != old)
+    return ::testing::AssertionFailure() << "struct_size became " << r.struct_size;
+  return ::testing::AssertionSuccess();
+}
+
 // The engines that call that BLAS give FAISS's labels, near-ties included:
 // the CPU engine. (The CUDA engine sums in its own order; there a label may
 // still differ at a near-tie within FAISS's rounding, which check_labels

@@ -239,6 +239,9 @@ TEST(ParityIvfReport, SaysWhereTheTrainingWentAndWhoRanTheCoarseKmeans) {
   EXPECT_LE(r.codebooks_kmeans_seconds + r.polysemous_seconds, r.rest_seconds);
   // with polysemous training (the factory's default for 8-bit codes)
   std::unique_ptr<faiss::Index> poly(faiss::index_factory(16, "IVF16,PQ2"));
+  faiss::PolysemousTraining short_pt;  // fewer annealing steps keep the test short
+  short_pt.n_iter = 20000;
+  dynamic_cast<faiss::IndexIVFPQ*>(poly.get())->polysemous_training = &short_pt;
   ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), poly.get(), 3000, x.data(), &r), FKM_OK)
       << fkm_ctx_last_error(ctx().get());
   EXPECT_EQ(r.codebooks_by_flashkm, 1);
@@ -252,13 +255,9 @@ TEST(ParityIvfReport, SaysWhereTheTrainingWentAndWhoRanTheCoarseKmeans) {
   std::unique_ptr<faiss::Index> again(faiss::index_factory(16, "IVF16,PQ4x4np"));
   ASSERT_EQ(fkm_faiss_train_index_report(ctx().get(), again.get(), 3000, x.data(), &old), FKM_OK)
       << fkm_ctx_last_error(ctx().get());
-  EXPECT_EQ(old.struct_size, offsetof(fkm_faiss_train_report, codebooks_kmeans_seconds));
   EXPECT_EQ(old.codebooks_by_flashkm, 1);
-  fkm_faiss_train_report untouched;
-  std::memset(&untouched, 0x5a, sizeof untouched);
-  EXPECT_EQ(std::memcmp(&old.codebooks_kmeans_seconds, &untouched.codebooks_kmeans_seconds,
-                        sizeof old - offsetof(fkm_faiss_train_report, codebooks_kmeans_seconds)),
-            0);
+  EXPECT_TRUE(tail_untouched(old, offsetof(fkm_faiss_train_report, codebooks_kmeans_seconds),
+                             0x5a));
   std::unique_ptr<faiss::Index> opq(faiss::index_factory(16, "OPQ4,IVF16,PQ4x4np"));
   auto* opq_matrix = dynamic_cast<faiss::OPQMatrix*>(
       dynamic_cast<faiss::IndexPreTransform*>(opq.get())->chain[0]);
