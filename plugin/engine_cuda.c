@@ -1197,9 +1197,13 @@ static fkm_status rank_objective(void *self, float *f, double *dd, fkm_errbuf *e
   if (nt == 0) return FKM_OK;
   c->hsc[0] = (scalars){*f, *dd, -1};
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->dsc, c->hsc, sizeof(scalars), cudaMemcpyHostToDevice, s));
-  /* rows 1 .. nt of a chain that starts from the state just written */
-  FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - 1, c->labels - 1, 1, 1 + nt, 1, 0, c->dsc,
-                                       c->obj_scratch, s, NULL, NULL, NULL));
+  /* rows 1 .. nt of a chain that starts from the state just written, in
+   * the assignment's chunks (the scratch holds one chunk's) */
+  for (int64_t ch = 0; ch < c->nchunk; ch++) {
+    const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - 1, c->labels - 1, 1 + r0, 1 + r0 + m, 1, 0,
+                                         c->dsc, c->obj_scratch, s, NULL, NULL, NULL));
+  }
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
   *f = c->hsc[0].obj;
