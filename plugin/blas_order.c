@@ -100,11 +100,15 @@ static fkm_status learn(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *y, float *
   for (int64_t t = 0; t < nx * d; t++) x[t] = 1.0f;
   /* lanes: the least u in 1, 2, 4, ... with L(0, u) == 2 */
   memset(o->lanes, d == 1 ? 1 : 0, (size_t)cells); /* d = 1: one term */
-  for (int u = 1; u <= FKM_BLAS_ORDER_MAX_LANES && u < d; u *= 2) {
+  int64_t left = d == 1 ? 0 : cells; /* elements whose chains are not found yet */
+  for (int u = 1; u <= FKM_BLAS_ORDER_MAX_LANES && u < d && left > 0; u *= 2) {
     probe_rows(o, y, 0, u, 0);
     call(sgemm, o, y, x, ip);
     for (int64_t e = 0; e < cells; e++)
-      if (!o->lanes[e] && d - (int64_t)ip[e] == 2) o->lanes[e] = (uint8_t)u;
+      if (!o->lanes[e] && d - (int64_t)ip[e] == 2) {
+        o->lanes[e] = (uint8_t)u;
+        left--;
+      }
   }
   /* L(0, q) for every q from one-chain elements: column j carries q = base + j */
   for (int64_t q = 0; q < d; q++) lq[q] = -1;

@@ -31,7 +31,7 @@ typedef struct fkm_blas_order {
   int64_t modelled;  /* elements with lanes > 0 */
 } fkm_blas_order;
 
-/* Learns sgemm's order for the call (ny, nx, d): 4 to 6 probe calls and two
+/* Learns sgemm's order for the call (ny, nx, d): 2 to 6 probe calls and two
  * checks of that shape. FKM_ERR_UNSUPPORTED when no segment structure is
  * found (no element sums segment 0 in one chain) or d > 65536; o->lanes is
  * then NULL. Free with fkm_blas_order_free. */
