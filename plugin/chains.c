@@ -15,6 +15,17 @@ void fkm_chains_group(fkm_chains *ch, const int64_t *labels, int64_t m, int64_t 
   for (int64_t i = 0; i < m; i++) ch->order[ch->cursor[labels[i]]++] = i;
 }
 
+void fkm_chains_objective(const float *dist, int64_t n, float *f, double *dd) {
+  float of = *f;
+  double od = *dd;
+  for (int64_t i = 0; i < n; i++) {
+    of += dist[i];
+    od += (double)dist[i];
+  }
+  *f = of;
+  *dd = od;
+}
+
 float fkm_chains_add(const fkm_chains *ch, int64_t ci, float *sum, float count, const float *x,
                      const float *w) {
   const int64_t d = ch->d;
@@ -56,14 +67,7 @@ void fkm_chains_scale(const fkm_chains *ch, const float *sums, int64_t stride,
 static fkm_status host_objective(void *self, float *f, double *dd, fkm_errbuf *err) {
   const fkm_chains_host *h = self;
   (void)err;
-  float of = *f;
-  double od = *dd;
-  for (int64_t i = 0; i < h->n; i++) {
-    of += h->dist[i];
-    od += (double)h->dist[i];
-  }
-  *f = of;
-  *dd = od;
+  fkm_chains_objective(h->dist, h->n, f, dd);
   return FKM_OK;
 }
 

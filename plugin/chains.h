@@ -21,6 +21,10 @@ typedef struct fkm_chains {
  * (k), when not NULL, receives each label's count. */
 void fkm_chains_group(fkm_chains *ch, const int64_t *labels, int64_t m, int64_t *hist);
 
+/* The objective's float and double chains (docs/contract.md section 4)
+ * continued over n distances in order. */
+void fkm_chains_objective(const float *dist, int64_t n, float *f, double *dd);
+
 /* Centroid ci's chains continued over its grouped rows of x (weights w or
  * NULL): sum[j] += x[j] (or the weighted term) in row order; returns the
  * count continued from count. */

@@ -450,11 +450,14 @@ static void update(cpu_engine *c, const float *xt, const float *wt, float *cent,
 /* Streamed (docs/data-path.md): the chunk's m rows x (weights w or NULL)
  * added to each centroid's sums in training order, continuing the sums of
  * the chunks before: every centroid's float chain is the one update() runs
- * over the whole training set, step for step. c->labels: the chunk's. */
-static void accumulate(cpu_engine *c, const float *x, const float *w, int64_t m) {
+ * over the whole training set, step for step. c->labels: the chunk's; hist
+ * (k) += the chunk's label counts (the grouping's). */
+static void accumulate(cpu_engine *c, const float *x, const float *w, int64_t m,
+                       int64_t *hist) {
   const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen;
   fkm_chains ch = chains_of(c);
   fkm_chains_group(&ch, c->labels, m, NULL);
+  for (int64_t ci = 0; ci < k; ci++) hist[ci] += ch.offsets[ci + 1] - ch.offsets[ci];
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t ci = kf; ci < k; ci++)
     c->cnt[ci] = fkm_chains_add(&ch, ci, c->acc + ci * d, c->cnt[ci], x, w);
@@ -486,12 +489,8 @@ static fkm_status cpu_iterate_streamed(cpu_engine *c, fkm_iter_result *out) {
     FKM_FORWARD(assign_rows(c, c->train_path, c->xc, c->xn, m, c->cent, k, c->labels, c->dist,
                             "training set", -1, r0));
     out->assign_seconds += fkm_now_seconds() - t0;
-    for (int64_t i = 0; i < m; i++) {
-      obj += c->dist[i];
-      objd += (double)c->dist[i];
-      out->hist[c->labels[i]]++;
-    }
-    accumulate(c, c->xc, c->wt ? c->wt + r0 : NULL, m);
+    fkm_chains_objective(c->dist, m, &obj, &objd);
+    accumulate(c, c->xc, c->wt ? c->wt + r0 : NULL, m, out->hist);
   }
   if (least != INT64_MAX) return fkm_fail_not_finite(c->base.err, "x", least, 1, 0, d);
   out->obj[0] = obj;
@@ -534,14 +533,9 @@ static fkm_status cpu_iterate_impl(cpu_engine *c, fkm_iter_result *out) {
     FKM_FORWARD(assign_into(c, c->train_path, xt, c->xn + b * nt, nt, cent, k, c->labels,
                             c->dist, "training set", B > 1 ? b : -1));
     out->assign_seconds += fkm_now_seconds() - t0;
-    float obj = 0.0f;
-    double objd = 0.0;
-    for (int64_t i = 0; i < nt; i++) {
-      obj += c->dist[i];
-      objd += (double)c->dist[i];
-    }
-    out->obj[b] = obj;
-    out->obj_double[b] = objd;
+    out->obj[b] = 0.0f;
+    out->obj_double[b] = 0.0;
+    fkm_chains_objective(c->dist, nt, &out->obj[b], &out->obj_double[b]);
     update(c, xt, wt, cent, out->hist + b * k, out->counts + b * k);
   }
   return FKM_OK;
