@@ -97,10 +97,18 @@ static void fill(float *v, int64_t count, uint64_t seed, int kind) {
 static fkm_status learn(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *y, float *x, float *ip,
                         int64_t *lq, fkm_errbuf *err) {
   const int64_t ny = o->ny, nx = o->nx, d = o->d, cells = nx * ny;
+  o->nseg = 1;
+  o->seg[0] = 0;
+  o->seg[1] = d;
+  if (d == 1) { /* one term: nothing to order */
+    memset(o->lanes, 1, (size_t)cells);
+    o->modelled = cells;
+    return FKM_OK;
+  }
   for (int64_t t = 0; t < nx * d; t++) x[t] = 1.0f;
   /* lanes: the least u in 1, 2, 4, ... with L(0, u) == 2 */
-  memset(o->lanes, d == 1 ? 1 : 0, (size_t)cells); /* d = 1: one term */
-  int64_t left = d == 1 ? 0 : cells; /* elements whose chains are not found yet */
+  memset(o->lanes, 0, (size_t)cells);
+  int64_t left = cells; /* elements whose chains are not found yet */
   for (int u = 1; u <= FKM_BLAS_ORDER_MAX_LANES && u < d && left > 0; u *= 2) {
     probe_rows(o, y, 0, u, 0);
     call(sgemm, o, y, x, ip);
@@ -124,15 +132,10 @@ static fkm_status learn(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *y, float *
   }
   int found = 1;
   for (int64_t q = 1; q < d; q++) found &= lq[q] >= 0;
-  FKM_RETURN_IF(d > 1 && (!found || !segments_of(o, lq)), err, FKM_ERR_UNSUPPORTED,
+  FKM_RETURN_IF(!found || !segments_of(o, lq), err, FKM_ERR_UNSUPPORTED,
                 "BLAS order: no segment structure found for sgemm(%lld x %lld, d = %lld) "
                 "(no element sums its first segment in one chain)",
                 (long long)ny, (long long)nx, (long long)d);
-  if (d <= 1) {
-    o->nseg = 1;
-    o->seg[0] = 0;
-    o->seg[1] = d;
-  }
   /* every element checked on two draws: what the model misses is unmodelled */
   for (int kind = 0; kind < 2; kind++) {
     fill(y, ny * d, 11 + (uint64_t)kind, kind);

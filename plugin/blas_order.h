@@ -32,9 +32,9 @@ typedef struct fkm_blas_order {
 } fkm_blas_order;
 
 /* Learns sgemm's order for the call (ny, nx, d): 2 to 6 probe calls and two
- * checks of that shape. FKM_ERR_UNSUPPORTED when no segment structure is
- * found (no element sums segment 0 in one chain) or d > 65536; o->lanes is
- * then NULL. Free with fkm_blas_order_free. */
+ * checks of that shape (none at d = 1: one term, one order). FKM_ERR_UNSUPPORTED when no
+ * segment structure is found (no element sums segment 0 in one chain) or
+ * d > 65536; o->lanes is then NULL. Free with fkm_blas_order_free. */
 fkm_status fkm_blas_order_learn(fkm_sgemm_fn sgemm, int64_t ny, int64_t nx, int64_t d,
                                 fkm_blas_order *o, fkm_errbuf *err);
 

@@ -130,8 +130,8 @@ typedef struct cuda_engine {
   void *stage_dev[2];  /* device staging of 16-bit rows */
   size_t stage_cap, stage_dev_cap;
   cudaEvent_t ev_stage[2]; /* staging buffer i's last copy (and conversion) */
-  /* a rank of a distributed run (docs/distributed.md): the assignment here,
-   * the update's chains on the host (chains.h) over the run's host rows */
+  /* a rank of a distributed run (docs/distributed.md): the relay's buffers
+   * (chains.h); the assignment, grouping and chains run on the device */
   struct rank_host {
     int32_t *hist;   /* (k) this rank's label counts */
     float *cent;     /* (k, d) the centroids every rank scales */

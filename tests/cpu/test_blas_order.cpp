@@ -88,6 +88,17 @@ TEST(BlasOrder, LearnsASyntheticOrderAndMarksWhatItCannotModel) {
   fkm_blas_order_free(&o);
 }
 
+TEST(BlasOrder, OneTermIsItsProduct) {
+  fkm_errbuf err{};
+  fkm_blas_order o;
+  ASSERT_EQ(fkm_blas_order_learn(synthetic_sgemm, 3, 5, 1, &o, &err), FKM_OK) << err.msg;
+  EXPECT_EQ(o.nseg, 1);
+  EXPECT_EQ(o.modelled, 15);
+  const float y = 3.0f, x = -0.5f;
+  EXPECT_EQ(fkm_blas_order_dot(&o, 4, 2, &y, &x), -1.5f);
+  fkm_blas_order_free(&o);
+}
+
 TEST(BlasOrderErrors, BadArgumentsAreStatuses) {
   fkm_errbuf err{};
   fkm_blas_order o;
