@@ -9,8 +9,10 @@
  * 2; with u interleaved chains L(r, r + u) is 2 and L(r, r + v) > 2 for
  * v < u. Each column j of a call can carry its own pair, so one call with
  * q = j probes every q < ny at once. */
+#define _GNU_SOURCE /* dladdr, RTLD_NOLOAD */
 #include "blas_order.h"
 
+#include <dlfcn.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,23 +40,33 @@ static void probe_rows(const fkm_blas_order *o, float *y, int64_t r, int64_t q_f
   }
 }
 
-float fkm_blas_order_dot(const fkm_blas_order *o, int64_t i, int64_t j, const float *yj,
-                         const float *xi) {
-  const int u = o->lanes[i * o->ny + j];
+/* One segment [b, e) of a dot product in the code's order (blas_code.h). */
+static float segment(uint8_t code, const float *yj, const float *xi, int64_t b, int64_t e) {
+  const int u = fkm_blas_code_lanes(code), rounded = fkm_blas_code_rounded(code);
+  const int64_t m = fkm_blas_code_main_end(code, b, e);
+  float acc[FKM_BLAS_ORDER_MAX_LANES];
+  for (int l = 0; l < u; l++) acc[l] = 0.0f;
+  for (int64_t k = b; k < e; k++) {
+    const int l = k < m ? (int)((k - b) % u) : 0;
+    acc[l] = rounded ? acc[l] + yj[k] * xi[k] : fmaf(yj[k], xi[k], acc[l]);
+  }
+  for (int w = u; w > 1; w /= 2)
+    for (int l = 0; l < w / 2; l++) acc[l] = acc[l] + acc[l + w / 2];
+  return acc[0];
+}
+
+static float dot_code(const fkm_blas_order *o, uint8_t code, const float *yj, const float *xi) {
   float c = 0.0f;
   for (int s = 0; s < o->nseg; s++) {
-    float acc[FKM_BLAS_ORDER_MAX_LANES];
-    for (int l = 0; l < u; l++) acc[l] = 0.0f;
-    const int64_t b = o->seg[s];
-    for (int64_t k = b; k < o->seg[s + 1]; k++) {
-      const int l = (int)((k - b) % u);
-      acc[l] = fmaf(yj[k], xi[k], acc[l]);
-    }
-    for (int w = u; w > 1; w /= 2)
-      for (int l = 0; l < w / 2; l++) acc[l] = acc[l] + acc[l + w / 2];
-    c = s == 0 ? acc[0] : c + acc[0];
+    const float part = segment(code, yj, xi, o->seg[s], o->seg[s + 1]);
+    c = s == 0 ? part : c + part;
   }
   return c;
+}
+
+float fkm_blas_order_dot(const fkm_blas_order *o, int64_t i, int64_t j, const float *yj,
+                         const float *xi) {
+  return dot_code(o, o->code[i * o->ny + j], yj, xi);
 }
 
 /* Segments from L(0, q) of one-chain elements (lq[q], q = 1 .. d - 1):
@@ -79,42 +91,199 @@ static int segments_of(fkm_blas_order *o, const int64_t *lq) {
   return 1;
 }
 
-/* A draw of data: varied exponents (kind 0) or small integers (kind 1), from a
- * fixed xorshift stream. */
-static void fill(float *v, int64_t count, uint64_t seed, int kind) {
+/* A draw of rows x d values from a fixed xorshift stream. kind 0: 1 + r
+ * 2^-23 with r < 2^12 (the product of two is inexact, within 2^-10 of 1);
+ * kind 1: the same signed by the Thue-Morse sequence of the term's index
+ * (every chain of a power-of-two stride sees signs that keep changing, its
+ * partial sums stay near 1, and a rounded product changes the result
+ * almost surely); kind 2: full mantissas, random signs and exponents -3 to
+ * 3 (the partial sums grow and mix scales, so moving a term to another
+ * chain changes the rounding); kind 3: integers 0-255 (pixels). */
+static void fill(float *v, int64_t rows, int64_t d, uint64_t seed, int kind) {
   uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (int64_t t = 0; t < count; t++) {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    if (kind)
-      v[t] = (float)(s >> 56);
-    else
-      v[t] = ldexpf((float)(s >> 40) / 16777216.0f - 0.5f, (int)((s >> 8) % 9) - 4);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t t = 0; t < d; t++) {
+      s ^= s << 13;
+      s ^= s >> 7;
+      s ^= s << 17;
+      float val;
+      if (kind == 3)
+        val = (float)(s >> 56);
+      else if (kind == 2)
+        val = (s & 1 ? -1.0f : 1.0f) *
+              ldexpf(1.0f + ldexpf((float)(s >> 41), -23), (int)((s >> 1) % 7) - 3);
+      else
+        val = 1.0f + ldexpf((float)(s >> 52), -23);
+      if (kind == 1 && __builtin_parityll((unsigned long long)t)) val = -val;
+      v[r * d + t] = val;
+    }
+}
+
+/* Variant v of an element whose chains are 2^ul (docs/profiles.md): products
+ * rounded when v is odd; no loop remainder for v < 2, else the remainder
+ * after groups of u 2^(v / 2 - 1) terms goes to chain 0. Its code, or 0
+ * when there is no such variant (one chain has no remainder; groups past
+ * 128) or when it sums every segment as the variant with half its group
+ * does (the same main parts: the same order). */
+static uint8_t variant_code(const fkm_blas_order *o, int ul, int v) {
+  const int gi = v >> 1;
+  const uint8_t c = fkm_blas_variant(ul, v);
+  if (gi == 0 || !c) return c;
+  const uint8_t half = fkm_blas_variant(ul, v - 2);
+  for (int s = 0; s < o->nseg; s++)
+    if (fkm_blas_code_main_end(c, o->seg[s], o->seg[s + 1]) !=
+        fkm_blas_code_main_end(half, o->seg[s], o->seg[s + 1]))
+      return c;
+  return 0;
+}
+
+/* The probes see the tree, not how a term joins it (fused or rounded
+ * products) nor where a kernel's loop remainder goes: each element takes
+ * the first variant that reproduces (1) the structural probes that tell
+ * the remainders apart, L(b, t) of a segment's first term b and the last
+ * term t of each group size's main part and the segment's last term (the
+ * model's value of a probe depends on the code alone: a table), (2) a
+ * probe whose sum is exact but for one product's rounding, and (3) the
+ * BLAS on three draws of data; an element no variant reproduces is
+ * unmodelled. */
+fkm_status fkm_blas_order_choose_host(void *user, fkm_blas_order *o, const fkm_blas_draws *dr,
+                                      fkm_errbuf *err) {
+  (void)user;
+  (void)err;
+  const int64_t ny = o->ny, nx = o->nx, d = o->d, cells = nx * ny;
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t i = 0; i < nx; i++)
+    for (int64_t j = 0; j < ny; j++) {
+      const int64_t e = i * ny + j;
+      const int ul = (o->code[e] & 7) - 1;
+      uint8_t chosen = 0;
+      for (int v = 0; v < FKM_BLAS_VARIANTS && !chosen; v++) {
+        if (!(dr->alive[e] >> v & 1)) continue;
+        const uint8_t c = fkm_blas_variant(ul, v);
+        int ok = 1;
+        for (int k = 0; ok && k < dr->draws; k++)
+          ok = dot_code(o, c, dr->y + (k * ny + j) * d, dr->x + (k * nx + i) * d) ==
+               dr->ip[k * cells + e];
+        if (ok) chosen = c;
+      }
+      o->code[e] = chosen;
+    }
+  return FKM_OK;
+}
+
+static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *y, float *x,
+                                  float *ip, fkm_blas_choose_fn choose, void *choose_user,
+                                  fkm_errbuf *err) {
+  const int64_t ny = o->ny, nx = o->nx, d = o->d, cells = nx * ny;
+  uint16_t *alive = malloc(sizeof(uint16_t) * (size_t)cells);
+  /* the draws' kinds (y, x): rounded products, reassociation, pixels */
+  static const int ykind[] = {1, 2, 3}, xkind[] = {0, 2, 3};
+  enum { DRAWS = sizeof ykind / sizeof *ykind };
+  float *dy = malloc(sizeof(float) * (size_t)(DRAWS * ny * d));
+  float *dx = malloc(sizeof(float) * (size_t)(DRAWS * nx * d));
+  float *dip = malloc(sizeof(float) * (size_t)(DRAWS * cells));
+  float *ones = malloc(sizeof(float) * (size_t)d);
+  fkm_status st = FKM_OK;
+  if (!alive || !dy || !dx || !dip || !ones)
+    st = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "BLAS order: cannot allocate the checks");
+  int grouped = 0; /* an element of several chains: remainders to tell apart */
+  for (int64_t e = 0; st == FKM_OK && e < cells; e++) {
+    const int ul = (o->code[e] & 7) - 1;
+    alive[e] = 0;
+    if (!o->code[e]) continue;
+    for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
+      if (variant_code(o, ul, v)) alive[e] |= (uint16_t)(1u << v);
+    grouped |= ul > 0 && alive[e] > 3;
   }
+  /* (1) the structural probes: x all ones, y_j ones with +BIG at b, -BIG at t */
+  for (int64_t t = 0; t < d && ones; t++) ones[t] = 1.0f;
+  for (int s = 0; st == FKM_OK && grouped && s < o->nseg; s++) {
+    const int64_t b = o->seg[s], e = o->seg[s + 1];
+    int64_t last = -1;
+    for (int gl = 1; gl <= 8; gl++) { /* groups 2 .. 128, then the segment's end */
+      const int64_t t = gl < 8 ? b + (e - b) / ((int64_t)1 << gl) * ((int64_t)1 << gl) - 1 : e - 1;
+      if (t <= b || t == last) continue;
+      last = t;
+      for (int64_t q = 0; q < d; q++) x[q] = 1.0f;
+      for (int64_t q = 1; q < nx; q++) memcpy(x + q * d, x, sizeof(float) * (size_t)d);
+      probe_rows(o, y, b, t, 0);
+      call(sgemm, o, y, x, ip);
+      float model[5][FKM_BLAS_VARIANTS]; /* the probe's value in each code */
+      for (int ul = 0; ul < 5; ul++)
+        for (int v = 0; v < FKM_BLAS_VARIANTS; v++) {
+          const uint8_t c = variant_code(o, ul, v);
+          model[ul][v] = c ? dot_code(o, c, y, ones) : 0.0f;
+        }
+      for (int64_t c = 0; c < cells; c++) {
+        const int ul = (o->code[c] & 7) - 1;
+        for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
+          if ((alive[c] >> v & 1) && model[ul][v] != ip[c]) alive[c] &= (uint16_t)~(1u << v);
+      }
+    }
+  }
+  /* (2) fused or rounded products: term 0's product is -1 and term 16's
+   * (1 + 2^-12)^2 = 1 + 2^-11 + 2^-24, every other term 0. Both are in
+   * chain 0 of the first segment whatever the lanes and groups, so the sum
+   * is fl(-1 + that) = 2^-11 + 2^-24 where the product is fused, and
+   * -1 + fl(1 + 2^-11 + 2^-24) = 2^-11 where it is rounded first (a tie,
+   * to even). */
+  if (st == FKM_OK && o->seg[1] - o->seg[0] > 16) {
+    const float h = 1.0f + 0x1p-12f;
+    memset(x, 0, sizeof(float) * (size_t)(nx * d));
+    memset(y, 0, sizeof(float) * (size_t)(ny * d));
+    for (int64_t i = 0; i < nx; i++) x[i * d] = 1.0f, x[i * d + 16] = h;
+    for (int64_t j = 0; j < ny; j++) y[j * d] = -1.0f, y[j * d + 16] = h;
+    call(sgemm, o, y, x, ip);
+    const uint16_t fused = 0x5555, rounded = 0xaaaa; /* even, odd variants */
+    for (int64_t e = 0; e < cells; e++) {
+      if (ip[e] == 0x1p-11f + 0x1p-24f) alive[e] &= fused;
+      else if (ip[e] == 0x1p-11f) alive[e] &= rounded;
+    }
+  }
+  /* (3) the draws, kept; then each element's first variant that reproduces all */
+  for (int draw = 0; st == FKM_OK && draw < DRAWS; draw++) {
+    fill(dy + draw * ny * d, ny, d, 11 + (uint64_t)draw, ykind[draw]);
+    fill(dx + draw * nx * d, nx, d, 23 + (uint64_t)draw, xkind[draw]);
+    call(sgemm, o, dy + draw * ny * d, dx + draw * nx * d, dip + draw * cells);
+  }
+  if (st == FKM_OK) {
+    const fkm_blas_draws dr = {.draws = DRAWS, .y = dy, .x = dx, .ip = dip, .alive = alive};
+    st = choose ? choose(choose_user, o, &dr, err) : fkm_blas_order_choose_host(NULL, o, &dr, err);
+  }
+  if (st == FKM_OK) {
+    o->modelled = 0;
+    for (int64_t e = 0; e < cells; e++) o->modelled += o->code[e] != 0;
+  }
+  free(alive);
+  free(dy);
+  free(dx);
+  free(dip);
+  free(ones);
+  return st;
 }
 
 static fkm_status learn(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *y, float *x, float *ip,
-                        int64_t *lq, fkm_errbuf *err) {
+                        int64_t *lq, fkm_blas_choose_fn choose, void *choose_user,
+                        fkm_errbuf *err) {
   const int64_t ny = o->ny, nx = o->nx, d = o->d, cells = nx * ny;
   o->nseg = 1;
   o->seg[0] = 0;
   o->seg[1] = d;
   if (d == 1) { /* one term: nothing to order */
-    memset(o->lanes, 1, (size_t)cells);
+    memset(o->code, fkm_blas_code(0, 0, 0), (size_t)cells);
     o->modelled = cells;
     return FKM_OK;
   }
   for (int64_t t = 0; t < nx * d; t++) x[t] = 1.0f;
   /* lanes: the least u in 1, 2, 4, ... with L(0, u) == 2 */
-  memset(o->lanes, 0, (size_t)cells);
+  memset(o->code, 0, (size_t)cells);
   int64_t left = cells; /* elements whose chains are not found yet */
-  for (int u = 1; u <= FKM_BLAS_ORDER_MAX_LANES && u < d && left > 0; u *= 2) {
+  for (int ul = 0, u = 1; u <= FKM_BLAS_ORDER_MAX_LANES && u < d && left > 0; ul++, u *= 2) {
     probe_rows(o, y, 0, u, 0);
     call(sgemm, o, y, x, ip);
     for (int64_t e = 0; e < cells; e++)
-      if (!o->lanes[e] && d - (int64_t)ip[e] == 2) {
-        o->lanes[e] = (uint8_t)u;
+      if (!o->code[e] && d - (int64_t)ip[e] == 2) {
+        o->code[e] = fkm_blas_code(ul, 0, 0);
         left--;
       }
   }
@@ -125,7 +294,7 @@ static fkm_status learn(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *y, float *
     call(sgemm, o, y, x, ip);
     for (int64_t j = 0; j < ny && base + j < d; j++)
       for (int64_t i = 0; i < nx; i++)
-        if (o->lanes[i * ny + j] == 1) {
+        if (fkm_blas_code_lanes(o->code[i * ny + j]) == 1) {
           lq[base + j] = d - (int64_t)ip[i * ny + j];
           break;
         }
@@ -136,25 +305,17 @@ static fkm_status learn(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *y, float *
                 "BLAS order: no segment structure found for sgemm(%lld x %lld, d = %lld) "
                 "(no element sums its first segment in one chain)",
                 (long long)ny, (long long)nx, (long long)d);
-  /* every element checked on two draws: what the model misses is unmodelled */
-  for (int kind = 0; kind < 2; kind++) {
-    fill(y, ny * d, 11 + (uint64_t)kind, kind);
-    fill(x, nx * d, 23 + (uint64_t)kind, kind);
-    call(sgemm, o, y, x, ip);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < nx; i++)
-      for (int64_t j = 0; j < ny; j++) {
-        uint8_t *u = &o->lanes[i * ny + j];
-        if (*u && fkm_blas_order_dot(o, i, j, y + j * d, x + i * d) != ip[i * ny + j]) *u = 0;
-      }
-  }
-  o->modelled = 0;
-  for (int64_t e = 0; e < cells; e++) o->modelled += o->lanes[e] != 0;
-  return FKM_OK;
+  return choose_variants(sgemm, o, y, x, ip, choose, choose_user, err);
 }
 
 fkm_status fkm_blas_order_learn(fkm_sgemm_fn sgemm, int64_t ny, int64_t nx, int64_t d,
                                 fkm_blas_order *o, fkm_errbuf *err) {
+  return fkm_blas_order_learn_with(sgemm, ny, nx, d, NULL, NULL, o, err);
+}
+
+fkm_status fkm_blas_order_learn_with(fkm_sgemm_fn sgemm, int64_t ny, int64_t nx, int64_t d,
+                                     fkm_blas_choose_fn choose, void *choose_user,
+                                     fkm_blas_order *o, fkm_errbuf *err) {
   FKM_RETURN_IF(!o, err, FKM_ERR_INVALID_ARG, "BLAS order: o is NULL");
   memset(o, 0, sizeof *o);
   FKM_RETURN_IF(!sgemm, err, FKM_ERR_INVALID_ARG, "BLAS order: sgemm is NULL");
@@ -172,13 +333,13 @@ fkm_status fkm_blas_order_learn(fkm_sgemm_fn sgemm, int64_t ny, int64_t nx, int6
   float *x = malloc(sizeof(float) * (size_t)(nx * d));
   float *ip = malloc(sizeof(float) * (size_t)(nx * ny));
   int64_t *lq = malloc(sizeof(int64_t) * (size_t)d);
-  o->lanes = malloc((size_t)(nx * ny));
+  o->code = malloc((size_t)(nx * ny));
   fkm_status s = FKM_OK;
-  if (!y || !x || !ip || !lq || !o->lanes)
+  if (!y || !x || !ip || !lq || !o->code)
     s = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
                  "BLAS order: cannot allocate the probes of a %lld x %lld x %lld call",
                  (long long)ny, (long long)nx, (long long)d);
-  if (s == FKM_OK) s = learn(sgemm, o, y, x, ip, lq, err);
+  if (s == FKM_OK) s = learn(sgemm, o, y, x, ip, lq, choose, choose_user, err);
   free(y);
   free(x);
   free(ip);
@@ -189,7 +350,19 @@ fkm_status fkm_blas_order_learn(fkm_sgemm_fn sgemm, int64_t ny, int64_t nx, int6
 
 void fkm_blas_order_free(fkm_blas_order *o) {
   if (!o) return;
-  free(o->lanes);
-  o->lanes = NULL;
+  free(o->code);
+  o->code = NULL;
   o->modelled = 0;
+}
+
+int fkm_blas_threads(fkm_sgemm_fn sgemm) {
+  Dl_info info;
+  if (!sgemm || !dladdr((void *)(uintptr_t)sgemm, &info) || !info.dli_fname) return 0;
+  void *h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD); /* the BLAS and its runtime */
+  if (!h) return 0;
+  int (*omp)(void) = (int (*)(void))(uintptr_t)dlsym(h, "omp_get_max_threads");
+  int (*own)(void) = (int (*)(void))(uintptr_t)dlsym(h, "openblas_get_num_threads");
+  const int t = omp ? omp() : own ? own() : 0;
+  dlclose(h);
+  return t;
 }

@@ -9,52 +9,28 @@
 #include <cstdint>
 #include <vector>
 
+#include "synthetic_blas.h"
+
 extern "C" {
 #include "blas_order.h"
 }
 
 namespace {
 
-constexpr int64_t kSeg[] = {0, 37, 90};  // then d
-
-// Element (i, j)'s chains in the synthetic order; 0: a reversed chain
-// (outside the family).
-int synthetic_lanes(int64_t i, int64_t j) {
-  if (i == j) return 0;
-  if ((i + 2 * j) % 5 == 0) return 2;
-  if ((i * j) % 7 == 3) return 4;
-  return 1;
+// The code (kernels/blas_code.h) the learner must find for element (i, j); 0: outside.
+uint8_t synthetic_code(int64_t i, int64_t j) {
+  const synthetic_blas::Kind k = synthetic_blas::kind(i, j, true);
+  if (k.lanes == 0) return 0;
+  const int ul = k.lanes == 1 ? 0 : k.lanes == 2 ? 1 : 2;
+  const int g = k.group == 0 ? 0 : 3; // groups of 8
+  return fkm_blas_code(ul, g, k.rounded);
 }
 
 float synthetic_dot(int64_t i, int64_t j, const float* a, const float* b, int64_t d) {
-  const int u = synthetic_lanes(i, j);
-  if (u == 0) {
-    float s = 0.0f;
-    for (int64_t k = d - 1; k >= 0; k--) s = std::fma(a[k], b[k], s);
-    return s;
-  }
-  float c = 0.0f;
-  for (int s = 0; s < 3; s++) {
-    const int64_t lo = kSeg[s], hi = s == 2 ? d : kSeg[s + 1];
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int64_t k = lo; k < hi; k++) acc[(k - lo) % u] = std::fma(a[k], b[k], acc[(k - lo) % u]);
-    for (int w = u; w > 1; w /= 2)
-      for (int l = 0; l < w / 2; l++) acc[l] = acc[l] + acc[l + w / 2];
-    c = s == 0 ? acc[0] : c + acc[0];
-  }
-  return c;
+  return synthetic_blas::dot(i, j, a, b, d, true);
 }
 
-int synthetic_sgemm(const char*, const char*, int* m, int* n, int* k, const float* alpha,
-                    const float* a, int* lda, const float* b, int* ldb, float* beta, float* c,
-                    int* ldc) {
-  for (int i = 0; i < *n; i++)
-    for (int j = 0; j < *m; j++) {
-      const float v = synthetic_dot(i, j, a + int64_t(j) * *lda, b + int64_t(i) * *ldb, *k);
-      c[int64_t(i) * *ldc + j] = *alpha * v + *beta * 0.0f;
-    }
-  return 0;
-}
+constexpr auto synthetic_sgemm = synthetic_blas::sgemm<true>;
 
 TEST(BlasOrder, LearnsASyntheticOrderAndMarksWhatItCannotModel) {
   const int64_t ny = 130, nx = 70, d = 150;
@@ -69,8 +45,8 @@ TEST(BlasOrder, LearnsASyntheticOrderAndMarksWhatItCannotModel) {
   int64_t mismatched = 0, outside = 0;
   for (int64_t i = 0; i < nx; i++)
     for (int64_t j = 0; j < ny; j++) {
-      mismatched += o.lanes[i * ny + j] != synthetic_lanes(i, j);
-      outside += synthetic_lanes(i, j) == 0;
+      mismatched += o.code[i * ny + j] != synthetic_code(i, j);
+      outside += synthetic_code(i, j) == 0;
     }
   EXPECT_EQ(mismatched, 0);
   EXPECT_EQ(o.modelled, nx * ny - outside);
@@ -80,7 +56,7 @@ TEST(BlasOrder, LearnsASyntheticOrderAndMarksWhatItCannotModel) {
   for (size_t t = 0; t < x.size(); t++) x[t] = std::ldexp(float(t % 89) - 44.0f, int(t % 7) - 3);
   for (int64_t i = 0; i < nx; i++)
     for (int64_t j = 0; j < ny; j++) {
-      if (!o.lanes[i * ny + j]) continue;
+      if (!o.code[i * ny + j]) continue;
       ASSERT_EQ(fkm_blas_order_dot(&o, i, j, &y[size_t(j * d)], &x[size_t(i * d)]),
                 synthetic_dot(i, j, &y[size_t(j * d)], &x[size_t(i * d)], d))
           << "element " << i << ", " << j;
@@ -105,7 +81,7 @@ TEST(BlasOrderErrors, BadArgumentsAreStatuses) {
   EXPECT_EQ(fkm_blas_order_learn(nullptr, 4, 4, 4, &o, &err), FKM_ERR_INVALID_ARG);
   EXPECT_EQ(fkm_blas_order_learn(synthetic_sgemm, 0, 4, 4, &o, &err), FKM_ERR_INVALID_ARG);
   EXPECT_EQ(fkm_blas_order_learn(synthetic_sgemm, 4, 4, 70000, &o, &err), FKM_ERR_UNSUPPORTED);
-  EXPECT_EQ(o.lanes, nullptr);
+  EXPECT_EQ(o.code, nullptr);
   EXPECT_EQ(fkm_blas_order_learn(synthetic_sgemm, 4, 4, 4, nullptr, &err), FKM_ERR_INVALID_ARG);
 }
 

@@ -54,7 +54,7 @@ TEST_P(ParityBlasOrder, LearnedOrderGivesTheBlasBitsOnRealData) {
   int64_t differ = 0;
   for (int64_t i = 0; i < s.nx; i++)
     for (int64_t j = 0; j < s.ny; j++)
-      if (o.lanes[i * s.ny + j] &&
+      if (o.code[i * s.ny + j] &&
           fkm_blas_order_dot(&o, i, j, &y[size_t(j * s.d)], &x[size_t(i * s.d)]) !=
               ip[size_t(i * s.ny + j)])
         differ++;
@@ -66,7 +66,7 @@ TEST_P(ParityBlasOrder, LearnedOrderGivesTheBlasBitsOnRealData) {
 // 4096 rows (here 512, and a ragged last block), d = 128 and Fashion-MNIST's 784.
 INSTANTIATE_TEST_SUITE_P(Shapes, ParityBlasOrder,
                          ::testing::Values(Shape{1024, 512, 128}, Shape{256, 300, 784},
-                                           Shape{100, 37, 33}),
+                                           Shape{100, 37, 33}, Shape{64, 512, 100}),
                          [](const ::testing::TestParamInfo<Shape>& i) {
                            return "y" + std::to_string(i.param.ny) + "_x" +
                                   std::to_string(i.param.nx) + "_d" + std::to_string(i.param.d);
