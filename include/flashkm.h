@@ -313,9 +313,14 @@ typedef struct fkm_params {
    *  blas_database_bs centroids, sgemm("Transpose", "Not transpose", ...)
    *  from the calling thread), so its labels are FAISS's on this machine,
    *  near-ties included, whatever order the BLAS sums in. NULL: flashkm's
-   *  reference order, an fma chain over j = 0..d-1. The CUDA engine does not
-   *  call it: it keeps its own order and logs a warning (near-ties may then
-   *  get other labels than FAISS gives). It must be safe to call from the
+   *  reference order, an fma chain over j = 0..d-1. The CUDA engine learns
+   *  the BLAS's order instead, by probing it with crafted inputs once per
+   *  call shape (sgemm's blocks of the search) and BLAS thread count, kept
+   *  on the context until fkm_ctx_release_memory: the dot products it must
+   *  compute exactly (a certified label's, and every candidate of a
+   *  near-tie) follow that order. Where the learned model does not
+   *  reproduce an element (logged as a warning with the count), that
+   *  element keeps flashkm's order. It must be safe to call from the
    *  thread that calls flashkm. */
   fkm_sgemm_fn blas_sgemm;
   int blas_query_bs;            /**< FAISS's distance_compute_blas_query_bs (4096) */

@@ -85,8 +85,9 @@ static inline int64_t fkm_list_blocks(int64_t target_blocks) {
 /** Byte offsets of the tensor-core passes' scratch inside args->work: the
  *  count of rows the refine pass recomputes (int, offset 0), the poison flag
  *  (int, offset 64), the bound maximum (a float, offset 128), the count
- *  of rows the screen left (int, offset 4) and of deferred pairs (int,
- *  offset 8);
+ *  of rows the screen left (int, offset 4), of deferred pairs (int,
+ *  offset 8) and, with defer_all, of those with two candidates (int,
+ *  offset 12);
  *  parity: the rows the refine pass recomputes (n int), the rows the screen
  *  left (n int), the deferred pairs (n x 3 int: row, two candidates),
  *  centroid bounds (2k floats), the screen's states (ksplit x
@@ -245,6 +246,25 @@ static inline void fkm_assign_plan_wgmma(fkm_assign_plan *p, int64_t n, int64_t 
   p->work_bytes = fkm_mma_work_layout(n, k, d, p).end;
 }
 
+/** A BLAS's summation order on the device (plugin/blas_order.h, learned on
+ *  the host from the BLAS FAISS calls): FAISS searches in sgemm calls of
+ *  qbs query rows by dbs centroids, so the order of the dot product of row
+ *  i and centroid j is that of element (i mod qbs, j mod dbs) of a call
+ *  whose shape is (a full or the last, partial block of rows) x (a full or
+ *  the last block of centroids). Shape s = 2 (rows partial) + (centroids
+ *  partial): code[s] (nx x ny bytes, kernels/blas_code.h, 0 where the model
+ *  does not hold), seg[s] (the depth's segments: count, then count + 1
+ *  bounds). code[0] .. code[3] NULL where the search has no such block;
+ *  on == 0: no BLAS order (flashkm's fmaf chain). */
+typedef struct fkm_blas_view {
+  const uint8_t *code[4];
+  const int32_t *seg[4];
+  int64_t qbs, dbs; /* FAISS's query and database blocks */
+  int64_t row0;     /* row 0 of the launch in the search's rows */
+  int64_t rows;     /* the search's rows (the n of FAISS's call) */
+  int on;
+} fkm_blas_view;
+
 typedef struct fkm_assign_args {
   const float *x;     /* (n, d) row-major, device */
   const float *xn;    /* (n) float norms of x, device */
@@ -265,6 +285,11 @@ typedef struct fkm_assign_args {
                          (fkm_assign_pairs) for the caller to decide (a
                          profile's laned scan, profile.cuh); their labels and
                          distances are then unspecified */
+  int defer_all;      /* tc: every row certified with one or two candidates
+                         is listed there (a single candidate with -1 second),
+                         its candidates' dot products not computed: the
+                         caller computes them in a BLAS's order (blas) */
+  fkm_blas_view blas; /* profile.cuh: the dot products' order (on: a BLAS's) */
 } fkm_assign_args;
 
 /** tc plan: two device ints inside args->work, valid once the launch

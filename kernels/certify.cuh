@@ -94,7 +94,8 @@ __device__ __forceinline__ int candidates(const Top2 &t, float pax, float bx,
  * and appended to rows[]. cmax_lanes (L2): a certified label's value is
  * exhaustive_L2sqr_blas_cmax's (fkm_cmax_certified); defer_pairs: a row
  * narrowed to two candidates is listed in pairs[] (row, b1, b2) instead of
- * decided (a profile's laned scan decides it, profile.cu). */
+ * decided (a profile's laned scan decides it, profile.cu); defer_all: every
+ * row with candidates is listed, to be decided in a BLAS's order. */
 template <class S> struct CertifyArgs {
   const float *x, *xn;  /* the rows of x and their |x|^2 */
   const float *c, *cn;  /* the centroids and their |c|^2 */
@@ -111,7 +112,9 @@ template <class S> struct CertifyArgs {
   int32_t *rows;            /* the rows left uncertain, appended */
   int *count;               /* their number */
   int cmax_lanes, defer_pairs;
-  int32_t *pairs;           /* defer_pairs: (row, b1, b2) triples */
+  int defer_all;            /* every row with candidates is listed, b2 -1 for one,
+                               and none of their dot products computed */
+  int32_t *pairs;           /* defer_pairs, defer_all: (row, b1, b2) triples */
   int *pair_count;
 };
 
@@ -143,6 +146,19 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
                                   __ldg(a.bc_max));
         ncand = candidates(t, point_a(a.bc, v, scale_exp(__ldg(a.xmax))), bx, a.cb, b1, b2);
       }
+    }
+    if (a.defer_all) { /* the caller computes the candidates (uniform branch) */
+      if (p >= n) continue;
+      if (ncand) {
+        const int slot = atomicAdd(a.pair_count, 1);
+        a.pairs[3 * slot] = (int32_t)row;
+        a.pairs[3 * slot + 1] = b1;
+        a.pairs[3 * slot + 2] = ncand == 2 ? b2 : -1;
+        if (ncand == 2) atomicAdd(a.pair_count + 1, 1); /* the near-ties */
+      } else {
+        a.rows[atomicAdd(a.count, 1)] = (int32_t)row;
+      }
+      continue;
     }
     float ip1 = 0.0f, ip2 = 0.0f;
     const float *c1 = ncand ? c + (int64_t)b1 * d : c;

@@ -8,7 +8,7 @@ set(FKM_KERNEL_SOURCES
   ${PROJECT_SOURCE_DIR}/kernels/convert.cu
   ${PROJECT_SOURCE_DIR}/kernels/pq.cu)
 target_sources(flashkm PRIVATE ${FKM_KERNEL_SOURCES}
-  ${PROJECT_SOURCE_DIR}/plugin/engine_cuda.c)
+  ${PROJECT_SOURCE_DIR}/plugin/engine_cuda.c ${PROJECT_SOURCE_DIR}/plugin/blas_cache.c)
 target_include_directories(flashkm PRIVATE ${PROJECT_SOURCE_DIR}/kernels)
 
 # Exactness: -fmad=false so that nvcc never contracts a*b+c; the kernels

@@ -19,6 +19,7 @@
  * rules decide: replay_pairs replays the scan over the two; the rows it
  * cannot certify at all are replayed in full, a warp per row
  * (replay_laned). */
+#include "blas_code.h"
 #include "faiss_scan.h"
 #include "profile.cuh"
 
@@ -26,6 +27,124 @@ namespace {
 
 constexpr int THREADS = 128;
 constexpr int64_t DB_BLOCK = 1024; /* FAISS's distance_compute_blas_database_bs */
+
+/* One segment [b, e) of a dot product as a BLAS element's code says
+ * (blas_code.h; plugin/blas_order.c's segment, the same operations): terms
+ * before m in U interleaved chains (term t in chain (t - b) mod U, each
+ * from 0), the rest in chain 0, each term fused (fmaf) or, ROUNDED, a
+ * rounded product added; the chains folded pairwise (chain l += chain
+ * l + w / 2, w halving). Where the rows allow, terms are read four at a
+ * time (16-byte loads: a thread reads a row of its own, so that each load
+ * uses more of the sector it brings); the order of the operations is the
+ * same. */
+template <int U, bool ROUNDED>
+__device__ __forceinline__ void blas_term(float (&acc)[U], int l, float c, float x) {
+  acc[l] = ROUNDED ? __fadd_rn(acc[l], __fmul_rn(c, x)) : fmaf(c, x, acc[l]);
+}
+
+template <int U, bool ROUNDED>
+__device__ __forceinline__ float blas_segment(const float *__restrict__ xi,
+                                              const float *__restrict__ cj, int64_t b, int64_t m,
+                                              int64_t e) {
+  constexpr int S = U < 4 ? 4 : U; /* terms per step of the 16-byte loop */
+  float acc[U];
+#pragma unroll
+  for (int l = 0; l < U; l++) acc[l] = 0.0f;
+  int64_t t = b;
+  if ((reinterpret_cast<uintptr_t>(xi + b) | reinterpret_cast<uintptr_t>(cj + b)) % 16 == 0)
+    for (; t + S <= m; t += S)
+#pragma unroll
+      for (int q = 0; q < S; q += 4) {
+        const float4 xv = __ldg(reinterpret_cast<const float4 *>(xi + t + q));
+        const float4 cv = __ldg(reinterpret_cast<const float4 *>(cj + t + q));
+        blas_term<U, ROUNDED>(acc, (q + 0) % U, cv.x, xv.x);
+        blas_term<U, ROUNDED>(acc, (q + 1) % U, cv.y, xv.y);
+        blas_term<U, ROUNDED>(acc, (q + 2) % U, cv.z, xv.z);
+        blas_term<U, ROUNDED>(acc, (q + 3) % U, cv.w, xv.w);
+      }
+  for (; t + U <= m; t += U)
+#pragma unroll
+    for (int l = 0; l < U; l++) blas_term<U, ROUNDED>(acc, l, cj[t + l], xi[t + l]);
+#pragma unroll
+  for (int l = 0; l < U; l++)
+    if (t + l < m) blas_term<U, ROUNDED>(acc, l, cj[t + l], xi[t + l]);
+  for (t = m; t < e; t++) blas_term<U, ROUNDED>(acc, 0, cj[t], xi[t]);
+#pragma unroll
+  for (int w = U; w > 1; w /= 2)
+#pragma unroll
+    for (int l = 0; l < w / 2; l++) acc[l] = __fadd_rn(acc[l], acc[l + w / 2]);
+  return acc[0];
+}
+
+template <bool ROUNDED>
+__device__ __forceinline__ float blas_segment_of(int u, const float *__restrict__ xi,
+                                                 const float *__restrict__ cj, int64_t b,
+                                                 int64_t m, int64_t e) {
+  return u == 1   ? blas_segment<1, ROUNDED>(xi, cj, b, m, e)
+         : u == 2 ? blas_segment<2, ROUNDED>(xi, cj, b, m, e)
+         : u == 4 ? blas_segment<4, ROUNDED>(xi, cj, b, m, e)
+         : u == 8 ? blas_segment<8, ROUNDED>(xi, cj, b, m, e)
+                  : blas_segment<16, ROUNDED>(xi, cj, b, m, e);
+}
+
+/* <x, c> in a BLAS element's code over the segments seg (count, then
+ * count + 1 bounds): each segment as blas_segment, their sums added in
+ * order (plugin/blas_order.c's dot_code). */
+__device__ float code_dot(uint8_t code, const int32_t *__restrict__ seg,
+                          const float *__restrict__ xi, const float *__restrict__ cj) {
+  const int u = fkm_blas_code_lanes(code);
+  const bool rounded = fkm_blas_code_rounded(code);
+  float sum = 0.0f;
+  for (int q = 0; q < seg[0]; q++) {
+    const int64_t b = seg[1 + q], e = seg[2 + q], m = fkm_blas_code_main_end(code, b, e);
+    const float part = rounded ? blas_segment_of<true>(u, xi, cj, b, m, e)
+                               : blas_segment_of<false>(u, xi, cj, b, m, e);
+    sum = q == 0 ? part : __fadd_rn(sum, part);
+  }
+  return sum;
+}
+
+/* <x_row, c_j> as FAISS's BLAS computes it for this row and centroid
+ * (assign.cuh, fkm_blas_view): the learned order of the element's place
+ * in its sgemm call; an element the model does not hold (code 0), and
+ * every one without a view, takes flashkm's fmaf chain. */
+__device__ float dot_of(const fkm_blas_view &v, int64_t row, int64_t j, int64_t k,
+                        const float *__restrict__ xi, const float *__restrict__ cj, int64_t d) {
+  if (!v.on) return fkm_ip_chain(xi, cj, d);
+  const int64_t g = v.row0 + row, ib = g / v.qbs, i = g - ib * v.qbs;
+  const int64_t nx = v.rows - ib * v.qbs < v.qbs ? v.rows - ib * v.qbs : v.qbs;
+  const int64_t jb = j / v.dbs, jj = j - jb * v.dbs;
+  const int64_t ny = k - jb * v.dbs < v.dbs ? k - jb * v.dbs : v.dbs;
+  const int shape = (nx < v.qbs ? 2 : 0) + (ny < v.dbs ? 1 : 0);
+  const uint8_t *codes = v.code[shape];
+  const uint8_t code = codes ? codes[i * ny + jj] : 0;
+  return code ? code_dot(code, v.seg[shape], xi, cj) : fkm_ip_chain(xi, cj, d);
+}
+
+/* The learner's final choice (plugin/blas_order.h, fkm_blas_draws), a
+ * thread per element: the first alive variant whose dot products equal the
+ * BLAS's on every draw, or 0. */
+__global__ void blas_choose(int64_t nx, int64_t ny, int64_t d, const int32_t *__restrict__ seg,
+                            int draws, const float *__restrict__ y, const float *__restrict__ x,
+                            const float *__restrict__ ip, const uint16_t *__restrict__ alive,
+                            uint8_t *__restrict__ code) {
+  const int64_t cells = nx * ny;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < cells;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t i = e / ny, j = e - i * ny;
+    const int ul = (code[e] & 7) - 1;
+    uint8_t chosen = 0;
+    for (int v = 0; code[e] && v < FKM_BLAS_VARIANTS && !chosen; v++) {
+      if (!(alive[e] >> v & 1)) continue;
+      const uint8_t c = fkm_blas_variant(ul, v);
+      bool ok = true;
+      for (int k = 0; ok && k < draws; k++)
+        ok = code_dot(c, seg, x + (k * nx + i) * d, y + (k * ny + j) * d) == ip[k * cells + e];
+      if (ok) chosen = c;
+    }
+    code[e] = chosen;
+  }
+}
 
 __global__ void profile_norms(fkm_scan_desc s, const float *__restrict__ x, int64_t n,
                               int64_t d, float *__restrict__ out) {
@@ -36,8 +155,10 @@ __global__ void profile_norms(fkm_scan_desc s, const float *__restrict__ x, int6
                        : fkm_loop_eval(&s.norm, FKM_PROBE_NORM, xi, xi, d);
 }
 
-/* The exact replay of one row's scan over the k centroids, in order. */
-__device__ fkm_top1 replay_row(const fkm_scan_desc &s, const float *__restrict__ xi, float xn,
+/* The exact replay of one row's scan over the k centroids, in order (the
+ * BLAS path's dot products in v's order). */
+__device__ fkm_top1 replay_row(const fkm_scan_desc &s, const fkm_blas_view &v, int64_t row,
+                               const float *__restrict__ xi, float xn,
                                const float *__restrict__ c, const float *__restrict__ cn,
                                int64_t d, int64_t k) {
   const int l2 = s.metric == FKM_METRIC_L2;
@@ -68,7 +189,7 @@ __device__ fkm_top1 replay_row(const fkm_scan_desc &s, const float *__restrict__
       const int64_t cnt = k - j0 < DB_BLOCK ? k - j0 : DB_BLOCK;
       fkm_cmax_block(&m, j0, cnt);
       for (int64_t q = 0; q < cnt; q++)
-        fkm_cmax_feed(&m, q, fkm_ip_chain(xi, c + (j0 + q) * d, d), cn[j0 + q]);
+        fkm_cmax_feed(&m, q, dot_of(v, row, j0 + q, k, xi, c + (j0 + q) * d, d), cn[j0 + q]);
       fkm_cmax_block_end(&m);
     }
     return m.r;
@@ -79,14 +200,15 @@ __device__ fkm_top1 replay_row(const fkm_scan_desc &s, const float *__restrict__
     for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
       const int64_t cnt = k - j0 < DB_BLOCK ? k - j0 : DB_BLOCK;
       fkm_lanes_block(&t, j0, cnt);
-      for (int64_t q = 0; q < cnt; q++) fkm_lanes_feed(&t, q, fkm_ip_chain(xi, c + (j0 + q) * d, d));
+      for (int64_t q = 0; q < cnt; q++)
+        fkm_lanes_feed(&t, q, dot_of(v, row, j0 + q, k, xi, c + (j0 + q) * d, d));
       fkm_lanes_block_end(&t);
     }
     return t.r;
   }
   fkm_top1 r = fkm_top1_begin(l2); /* the plain scan */
   for (int64_t j = 0; j < k; j++) {
-    const float ip = fkm_ip_chain(xi, c + j * d, d);
+    const float ip = dot_of(v, row, j, k, xi, c + j * d, d);
     fkm_scan_plain(&r, l2, l2 ? fkm_l2_plain(xn, cn[j], ip) : ip, j);
   }
   return r;
@@ -94,7 +216,8 @@ __device__ fkm_top1 replay_row(const fkm_scan_desc &s, const float *__restrict__
 
 /* One thread per row: rows[p] for p < *count, or every row p < n. */
 __global__ void __launch_bounds__(THREADS)
-profile_replay(fkm_scan_desc s, const float *__restrict__ x, const float *__restrict__ xn,
+profile_replay(fkm_scan_desc s, fkm_blas_view v, const float *__restrict__ x,
+               const float *__restrict__ xn,
                const float *__restrict__ c, const float *__restrict__ cn, int64_t n, int64_t d,
                int64_t k, const int32_t *__restrict__ rows, const int *__restrict__ count,
                int32_t *__restrict__ labels, float *__restrict__ dist) {
@@ -102,32 +225,43 @@ profile_replay(fkm_scan_desc s, const float *__restrict__ x, const float *__rest
   for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < n;
        p += (int64_t)gridDim.x * blockDim.x) {
     const int64_t row = rows ? rows[p] : p;
-    const fkm_top1 r = replay_row(s, x + row * d, xn ? xn[row] : 0.0f, c, cn, d, k);
+    const fkm_top1 r = replay_row(s, v, row, x + row * d, xn ? xn[row] : 0.0f, c, cn, d, k);
     labels[row] = (int32_t)r.idx;
     dist[row] = r.dis;
   }
 }
 
-/* A deferred row (the cascade narrowed it to two candidates, every other
- * centroid worse than both with a margin): the laned scan replayed over
- * the two alone. The others hold lanes only with values that lose the
- * reduction to a candidate, so leaving them out changes no outcome; the
- * blocks without a candidate still run their starts (cmax's block rule). */
+/* A deferred row (the cascade narrowed it to two candidates, or, with a
+ * BLAS order, to one or two: b2 -1; every other centroid worse than each
+ * with a margin): the scan replayed over the candidates alone. The others
+ * hold lanes only with values that lose the reduction to a candidate, so
+ * leaving them out changes no outcome; the blocks without a candidate
+ * still run their starts (cmax's block rule). plain: the sequential scan
+ * (the lowest index among equal values). */
 __global__ void __launch_bounds__(THREADS)
-replay_pairs(fkm_scan_desc s, const float *__restrict__ x, const float *__restrict__ xn,
-             const float *__restrict__ c, const float *__restrict__ cn, int64_t d, int64_t k,
+replay_pairs(fkm_scan_desc s, fkm_blas_view v, int plain, const float *__restrict__ x,
+             const float *__restrict__ xn, const float *__restrict__ c,
+             const float *__restrict__ cn, int64_t d, int64_t k,
              const int32_t *__restrict__ pairs, const int *__restrict__ count,
              int32_t *__restrict__ labels, float *__restrict__ dist) {
   const int n = *count;
+  const bool l2 = s.metric == FKM_METRIC_L2;
   for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < n;
        p += (int64_t)gridDim.x * blockDim.x) {
     const int64_t row = pairs[3 * p];
-    const int64_t b1 = pairs[3 * p + 1], b2 = pairs[3 * p + 2];
+    const int64_t b1 = pairs[3 * p + 1], b2 = pairs[3 * p + 2] < 0 ? b1 : pairs[3 * p + 2];
     const int64_t cand[2] = {b1 < b2 ? b1 : b2, b1 < b2 ? b2 : b1};
     const float *xi = x + row * d;
-    const float ip[2] = {fkm_ip_chain(xi, c + cand[0] * d, d), fkm_ip_chain(xi, c + cand[1] * d, d)};
+    const float ip[2] = {dot_of(v, row, cand[0], k, xi, c + cand[0] * d, d),
+                         cand[1] != cand[0] ? dot_of(v, row, cand[1], k, xi, c + cand[1] * d, d)
+                                            : 0.0f};
     fkm_top1 r;
-    if (s.metric == FKM_METRIC_L2) {
+    if (plain) {
+      r = fkm_top1_begin(l2);
+      for (int e = 0; e < 2; e++)
+        if (e == 0 || cand[1] != cand[0])
+          fkm_scan_plain(&r, l2, l2 ? fkm_l2_plain(xn[row], cn[cand[e]], ip[e]) : ip[e], cand[e]);
+    } else if (l2) {
       fkm_cmax_scan m;
       fkm_cmax_begin(&m, s.cmax_lanes, xn[row]);
       for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
@@ -186,7 +320,8 @@ __device__ __forceinline__ bool lane_better(bool l2, float v, int64_t i, float w
 constexpr int LANED_ROWS = 8, TILE_D = 32;
 
 __global__ void __launch_bounds__(32 * LANED_ROWS)
-replay_laned(fkm_scan_desc s, const float *__restrict__ x, const float *__restrict__ xn,
+replay_laned(fkm_scan_desc s, fkm_blas_view order, const float *__restrict__ x,
+             const float *__restrict__ xn,
              const float *__restrict__ c, const float *__restrict__ cn, int64_t d, int64_t k,
              const int32_t *__restrict__ rows, const int *__restrict__ count,
              int32_t *__restrict__ labels, float *__restrict__ dist) {
@@ -218,7 +353,10 @@ replay_laned(fkm_scan_desc s, const float *__restrict__ x, const float *__restri
       for (int64_t q0 = 0; q0 < cnt; q0 += 32) {
         const int64_t q = q0 + t;
         float ip = 0.0f;
-        for (int64_t dt = 0; dt < d; dt += TILE_D) {
+        if (order.on) { /* the BLAS's order: each thread its own centroid, from L2 */
+          if (live && q < cnt) ip = dot_of(order, row, j0 + q, k, xi, c + (j0 + q) * d, d);
+        }
+        for (int64_t dt = 0; !order.on && dt < d; dt += TILE_D) {
           const int width = (int)(d - dt < TILE_D ? d - dt : TILE_D);
           __syncthreads(); /* the previous tile is used up */
           for (int e = (int)threadIdx.x; e < 32 * TILE_D; e += 32 * LANED_ROWS) {
@@ -301,7 +439,7 @@ replay_laned(fkm_scan_desc s, const float *__restrict__ x, const float *__restri
     }
     bad = __any_sync(full, bad);
     if (live && t == 0) {
-      if (bad) r = replay_row(s, xi, x2, c, cn, d, k);
+      if (bad) r = replay_row(s, order, row, xi, x2, c, cn, d, k);
       labels[row] = (int32_t)r.idx;
       dist[row] = r.dis;
     }
@@ -328,9 +466,12 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
                                                  const fkm_scan_desc *s, cudaStream_t stream) {
   if (a->n == 0) return cudaSuccess;
   const int plain = fkm_scan_is_plain(s);
-  if (!plain && (s->path != 0 || !plan->tc)) { /* no cascade: replay every row */
-    profile_replay<<<grid_for(a->n), THREADS, 0, stream>>>(*s, a->x, a->xn, a->c, a->cn, a->n,
-                                                            a->d, a->k, nullptr, nullptr,
+  /* the BLAS's order: only the BLAS path takes its dot products from sgemm */
+  fkm_blas_view order = a->blas;
+  order.on = order.on && s->path == 0;
+  if ((!plain || order.on) && (s->path != 0 || !plan->tc)) { /* no cascade: replay every row */
+    profile_replay<<<grid_for(a->n), THREADS, 0, stream>>>(*s, order, a->x, a->xn, a->c, a->cn,
+                                                            a->n, a->d, a->k, nullptr, nullptr,
                                                             a->labels, a->dist);
     return cudaGetLastError();
   }
@@ -338,19 +479,38 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
   ca.float_norms = s->norm.width != 0;
   ca.cmax_lanes = s->metric == FKM_METRIC_L2 ? s->cmax_lanes : 0;
   ca.defer_pairs = !plain;
+  ca.defer_all = order.on;
   cudaError_t e = fkm_launch_assign(&ca, plan, stream);
-  if (e != cudaSuccess || plain) return e;
-  /* the deferred pairs and the rows the cascade left (counts on the device):
-   * grids sized for a few per cent of the rows, striding */
-  const int64_t few = a->n / 16 + 1;
-  replay_pairs<<<grid_for(few), THREADS, 0, stream>>>(
-      *s, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_pairs(&ca, plan),
+  if (e != cudaSuccess || (plain && !order.on)) return e;
+  /* the deferred rows and the rows the cascade left (counts on the device):
+   * grids sized for a few per cent of the rows (every row with a BLAS
+   * order), striding */
+  const int64_t few = a->n / 16 + 1, listed = order.on ? a->n : few;
+  replay_pairs<<<grid_for(listed), THREADS, 0, stream>>>(
+      *s, order, plain, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_pairs(&ca, plan),
       fkm_assign_pair_count(&ca), a->labels, a->dist);
   e = cudaGetLastError();
   if (e != cudaSuccess) return e;
+  if (plain) { /* the rows left, a thread per row over every centroid */
+    profile_replay<<<grid_for(few), THREADS, 0, stream>>>(
+        *s, order, a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, fkm_assign_left_rows(&ca, plan),
+        fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
+    return cudaGetLastError();
+  }
   const int64_t groups = (few + LANED_ROWS - 1) / LANED_ROWS;
   replay_laned<<<(unsigned)(groups < 65535 ? groups : 65535), 32 * LANED_ROWS, 0, stream>>>(
-      *s, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
+      *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
       fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_blas_choose(int64_t nx, int64_t ny, int64_t d,
+                                             const int32_t *seg, int draws, const float *y,
+                                             const float *x, const float *ip,
+                                             const uint16_t *alive, uint8_t *code,
+                                             cudaStream_t stream) {
+  if (nx * ny == 0) return cudaSuccess;
+  blas_choose<<<grid_for(nx * ny), THREADS, 0, stream>>>(nx, ny, d, seg, draws, y, x, ip, alive,
+                                                         code);
   return cudaGetLastError();
 }

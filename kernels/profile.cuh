@@ -60,6 +60,15 @@ cudaError_t fkm_launch_profile_norms(const fkm_scan_desc *s, const float *x, int
 cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a, const fkm_assign_plan *plan,
                                       const fkm_scan_desc *s, cudaStream_t stream);
 
+/** The BLAS order learner's final choice on the device (plugin/blas_order.h,
+ *  fkm_blas_draws; every pointer device memory): code[e] (nx * ny, its
+ *  lanes set) becomes the first variant alive[e] allows whose dot products
+ *  in the segments seg (count, then count + 1 bounds) equal ip on every
+ *  draw, or 0. */
+cudaError_t fkm_launch_blas_choose(int64_t nx, int64_t ny, int64_t d, const int32_t *seg,
+                                   int draws, const float *y, const float *x, const float *ip,
+                                   const uint16_t *alive, uint8_t *code, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -262,17 +262,6 @@ static fkm_status check_train(fkm_ctx *ctx, const fkm_params *p, int64_t n,
   return FKM_OK;
 }
 
-/* The CUDA engine keeps its own order for the BLAS path's dot products
- * (include/flashkm.h, fkm_params.blas_sgemm): said once per call. */
-static void warn_blas_order(const fkm_ctx *ctx, const fkm_params *p) {
-  if (ctx->backend != FKM_BACKEND_CUDA || !p->blas_sgemm || !p->log) return;
-  p->log(p->log_user, FKM_LOG_WARNING,
-         "the CUDA engine sums the dot products of FAISS's BLAS path in its own order, not "
-         "the BLAS's (params->blas_sgemm): points whose two nearest centroids are within a "
-         "few ulps may get other labels than this FAISS gives; the CPU engine gives "
-         "FAISS's");
-}
-
 /* ---------------------------------------------------------------- train */
 
 fkm_status fkm_train(fkm_ctx *ctx, const fkm_params *params, int64_t n,
@@ -288,7 +277,6 @@ fkm_status fkm_train(fkm_ctx *ctx, const fkm_params *params, int64_t n,
                           stats_capacity));
   fkm_train_args a = {&p, 1, n, d, k, dtype, x, NULL, weights, centroids, n_init,
                       labels, distances, stats, stats_capacity, n_stats, ctx->comm};
-  warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
 
@@ -305,7 +293,6 @@ fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params, int64_t n,
   FKM_RETURN_IF(!labels && !distances, err, FKM_ERR_INVALID_ARG,
                 "labels and distances are both NULL: nothing to compute");
   if (n == 0) return done(ctx, FKM_OK);
-  warn_blas_order(ctx, &p);
   return done(ctx, ctx->engine->ops->assign(ctx->engine, &p, n, d, k, dtype, x,
                                             centroids, labels, distances, n));
 }
@@ -376,7 +363,6 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
                 FKM_ERR_INVALID_ARG, "batch * stats_capacity is too large");
   fkm_train_args a = {&p, batch, n, d, k, dtype, x, NULL, weights, centroids, n_init,
                       labels, distances, stats, stats_capacity, n_stats, NULL};
-  warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
 
@@ -429,7 +415,6 @@ fkm_status fkm_train_source(fkm_ctx *ctx, const fkm_params *params, const fkm_so
                           stats, stats_capacity));
   fkm_train_args a = {&p, 1, src->n, src->d, k, src->dtype, NULL, src, weights, centroids,
                       n_init, labels, distances, stats, stats_capacity, n_stats, ctx->comm};
-  warn_blas_order(ctx, &p);
   return done(ctx, fkm_lloyd_train(ctx->engine, &a));
 }
 
@@ -446,7 +431,6 @@ fkm_status fkm_assign_source(fkm_ctx *ctx, const fkm_params *params, const fkm_s
   FKM_RETURN_IF(!labels && !distances, err, FKM_ERR_INVALID_ARG,
                 "labels and distances are both NULL: nothing to compute");
   if (src->n == 0) return done(ctx, FKM_OK);
-  warn_blas_order(ctx, &p);
   return done(ctx, ctx->engine->ops->assign_source(ctx->engine, &p, src, k, centroids, labels,
                                                    distances, src->n));
 }

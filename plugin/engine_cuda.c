@@ -36,6 +36,7 @@
 #include <cuda_runtime_api.h>
 
 #include "assign.cuh"
+#include "blas_cache.h"
 #include "chains.h"
 #include "convert.cuh"
 #include "cpu_kernels.h"
@@ -89,6 +90,8 @@ typedef struct cuda_engine {
   fkm_params params;
   fkm_arith arith;
   fkm_scan_desc sd; /* the training set's search (its path: n_train rows) */
+  fkm_blas_view train_blas; /* its dot products' order (params.blas_sgemm's) */
+  fkm_blas_cache blas;      /* learned BLAS orders, kept from run to run */
   void *ws;
   size_t ws_bytes;
   const float *x; /* (B * nt, d): in ws, or the user's device f32 matrix */
@@ -109,8 +112,9 @@ typedef struct cuda_engine {
   scalars *hsc;        /* pinned host (B) */
   float *h_counts;     /* pinned (B * k) */
   int64_t *h_hist;     /* pinned (B * k) */
-  int *h_refined;      /* pinned (B * nchunk x 2): points the refine pass recomputed,
-                          points the screen left */
+  int *h_refined;      /* pinned (B * nchunk x 4): points the refine pass recomputed,
+                          points the screen left, points listed for a deferred
+                          decision, of which with two candidates (a BLAS's order) */
   /* streamed runs (docs/data-path.md): the training set's host rows cross
    * every iteration in chunks of schunk rows, two device buffers, copies on
    * their own stream beside the work on the other buffer */
@@ -810,7 +814,7 @@ static fkm_status carve_pinned(cuda_engine *c, int64_t B, int64_t k) {
   const size_t a = (sizeof(scalars) * (size_t)B + 63) & ~(size_t)63;
   const size_t b = (sizeof(float) * (size_t)(B * k) + 63) & ~(size_t)63;
   const size_t h = (sizeof(int64_t) * (size_t)(B * k) + 63) & ~(size_t)63;
-  const size_t r = sizeof(int) * (size_t)(2 * B * c->nchunk);
+  const size_t r = sizeof(int) * (size_t)(4 * B * c->nchunk);
   if (c->pinned_cap < a + b + h + r) {
     if (c->pinned) (void)cudaFreeHost(c->pinned);
     c->pinned = NULL;
@@ -1012,8 +1016,15 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   c->path_n = 0;
   /* the search path of the whole training set (all ranks' rows) */
   c->sd = scan_desc(&c->arith, c->params.metric, run->train_total, run->d);
+  /* FAISS's search of the training set through the BLAS: its order, learned
+   * (each rank's rows start at a multiple of the query block) */
+  memset(&c->train_blas, 0, sizeof c->train_blas);
+  fkm_status st = FKM_OK;
+  if (c->sd.path == FKM_PATH_BLAS)
+    st = fkm_blas_cache_view(&c->blas, &c->params, run->n_train, run->k, run->d,
+                             &c->train_blas, c->base.err);
   int64_t *grows = NULL;
-  fkm_status st = global_rows(c, run, &grows);
+  if (st == FKM_OK) st = global_rows(c, run, &grows);
   if (st == FKM_OK) st = begin_impl(c, run, user_centroids, grows);
   if (st == FKM_OK && run->comm) st = begin_rank(c);
   free(grows);
@@ -1086,11 +1097,12 @@ static fkm_group_args group_args(const cuda_engine *c, int64_t n, int64_t k, int
                           .temp_bytes = c->temp_bytes};
 }
 
-/* m rows x (norms xn, packed xp) of a one-problem run to its centroids
- * (c->cent, norms c->cn) on s, with the run's plan for them. */
+/* m rows x (norms xn, packed xp; training rows r0 .. r0 + m) of a
+ * one-problem run to its centroids (c->cent, norms c->cn) on s, with the
+ * run's plan for them. */
 static cudaError_t assign_one(cuda_engine *c, const fkm_assign_plan *plan, const float *x,
-                              const float *xn, int64_t m, int32_t *labels, float *dist,
-                              uint16_t *xp, cudaStream_t s) {
+                              const float *xn, int64_t r0, int64_t m, int32_t *labels,
+                              float *dist, uint16_t *xp, cudaStream_t s) {
   fkm_assign_args aa = {.x = x,
                         .xn = xn,
                         .c = c->cent,
@@ -1103,7 +1115,9 @@ static cudaError_t assign_one(cuda_engine *c, const fkm_assign_plan *plan, const
                         .dist = dist,
                         .work = c->assign_work,
                         .xp = xp,
-                        .xmax = c->xmax};
+                        .xmax = c->xmax,
+                        .blas = c->train_blas};
+  aa.blas.row0 = r0;
   return plan->fast_dtype >= 0 ? fkm_launch_assign(&aa, plan, s)
                                : fkm_launch_assign_profile(&aa, plan, &c->sd, s);
 }
@@ -1148,7 +1162,7 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
     FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->xbuf[b], m, d, c->xn, s));
     if (c->xp)
       FKM_CUDA_TRY(c, fkm_launch_pack_x(c->xbuf[b], m, d, c->plan.fast_dtype, c->xp, c->xmax, s));
-    FKM_CUDA_TRY(c, assign_one(c, plan, c->xbuf[b], c->xn, m, c->labels, c->dist, c->xp, s));
+    FKM_CUDA_TRY(c, assign_one(c, plan, c->xbuf[b], c->xn, r0, m, c->labels, c->dist, c->xp, s));
     /* the chains index rows r0 .. r0 + m of the training set: the chunk's
      * buffers, offset by r0 */
     FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - r0, c->labels - r0, r0, r0 + m, 1, 0, c->dsc,
@@ -1269,7 +1283,7 @@ static fkm_status iterate_ranked(cuda_engine *c, fkm_iter_result *out) {
   for (int64_t ch = 0; ch < c->nchunk && nt > 0; ch++) {
     const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
     const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
-    FKM_CUDA_TRY(c, assign_one(c, plan, c->x + r0 * d, c->xn + r0, m, c->labels + r0,
+    FKM_CUDA_TRY(c, assign_one(c, plan, c->x + r0 * d, c->xn + r0, r0, m, c->labels + r0,
                                c->dist + r0, c->xp ? c->xp + r0 * fkm_pack_dims(d) : NULL, s));
   }
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
@@ -1347,14 +1361,16 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
           .dist = c->dist + rb + r0,
           .work = work,
           .xp = c->xp ? c->xp + b * c->xp_stride + r0 * fkm_pack_dims(d) : NULL,
-          .xmax = c->xmax ? c->xmax + b : NULL};
+          .xmax = c->xmax ? c->xmax + b : NULL,
+          .blas = c->train_blas};
+      aa.blas.row0 = r0;
       if (plan->fast_dtype >= 0)
         FKM_CUDA_TRY(c, fkm_launch_assign(&aa, plan, ls));
       else
         FKM_CUDA_TRY(c, fkm_launch_assign_profile(&aa, plan, &c->sd, ls));
       if (verbose && plan->tc)
-        FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + 2 * (b * c->nchunk + ch),
-                                        fkm_assign_refined_count(&aa, plan), 2 * sizeof(int),
+        FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + 4 * (b * c->nchunk + ch),
+                                        fkm_assign_refined_count(&aa, plan), 4 * sizeof(int),
                                         cudaMemcpyDeviceToHost, ls));
       if (c->nchunk == 1) continue;
       /* the objective's chain over this chunk runs behind the next chunk
@@ -1426,17 +1442,20 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   out->assign_seconds = 1e-3 * (double)ms;
   if (verbose) {
     float mg = 0.0f, mu = 0.0f, mo = 0.0f;
-    int refined = c->plan.tc ? 0 : -1, screened = refined;
+    int refined = c->plan.tc ? 0 : -1, screened = refined, two = refined;
     for (int64_t i = 0; i < B * c->nchunk && c->plan.tc; i++)
-      refined += c->h_refined[2 * i], screened += c->h_refined[2 * i + 1];
+      refined += c->h_refined[4 * i], screened += c->h_refined[4 * i + 1],
+          two += c->h_refined[4 * i + 3];
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mg, c->ev_a1, c->ev_g1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mu, c->ev_g1, c->ev_u1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_a1, c->ev_obj));
-    char msg[240];
+    char msg[320], near[96] = "";
+    if (c->train_blas.on && c->sd.path == FKM_PATH_BLAS)
+      snprintf(near, sizeof near, ", decided over two candidates in the BLAS's order %d", two);
     snprintf(msg, sizeof msg,
              "cuda engine phases (ms): assign %.4f group %.4f update %.4f objective-tail %.4f "
-             "refined %d (left by the screen %d)",
-             (double)ms, (double)mg, (double)mu, (double)mo, refined, screened);
+             "refined %d (left by the screen %d)%s",
+             (double)ms, (double)mg, (double)mu, (double)mo, refined, screened, near);
     c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
   }
   for (int64_t b = 0; b < B; b++) {
@@ -1516,6 +1535,12 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   if (n == 0) return FKM_OK;
   /* FAISS's search of n rows (of path_n in a distributed run's final labels) */
   const fkm_scan_desc sd = scan_desc(ar, params->metric, c->path_n > 0 ? c->path_n : n, d);
+  /* the BLAS's order of that search: blocks of the call's rows (a rank's
+   * rows start at a multiple of the query block) */
+  fkm_blas_view order;
+  memset(&order, 0, sizeof order);
+  if (sd.path == FKM_PATH_BLAS)
+    FKM_FORWARD(fkm_blas_cache_view(&c->blas, params, n, k, d, &order, c->base.err));
   const int x_on_device = !src && is_device_ptr(x);
   const int in_place = x_on_device && dtype == FKM_DTYPE_F32;
   /* lab and dis on the host: each chunk's results cross back as it ends, so
@@ -1588,7 +1613,9 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
                           .dist = dc,
                           .work = work,
                           .xp = xp,
-                          .xmax = xmax};
+                          .xmax = xmax,
+                          .blas = order};
+    aa.blas.row0 = r0;
     if (p.fast_dtype >= 0)
       FKM_CUDA_GOTO(c, fkm_launch_assign(&aa, &p, s));
     else
@@ -1879,6 +1906,7 @@ static void cuda_trim(fkm_engine *e) {
     (void)cudaStreamSynchronize(c->own_stream);
   }
   if (c->pinned) (void)cudaFreeHost(c->pinned);
+  fkm_blas_cache_clear(&c->blas);
   (void)cudaGetLastError();
   c->ws = NULL;
   c->pinned = NULL;

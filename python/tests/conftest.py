@@ -21,7 +21,8 @@ def blobs(n, d, centers, seed=0, spread=1.0):
     return (c[rs.randint(0, centers, n)] + spread * rs.randn(n, d)).astype(np.float32)
 
 
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+FASHION_MNIST = os.environ.get("FLASHKM_FASHION_MNIST",
+                               "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 
 def fashion_mnist(n):

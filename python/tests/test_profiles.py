@@ -315,12 +315,12 @@ def test_lockstep_iterations_equal_faiss(faiss, info, ctx, name, n, d, k, cp, ve
     lockstep(faiss, info, ctx, d, k, cp, x, w, niter=4)
 
 
-def run_both(faiss, d, k, kw, x, w=None, init=None):
+def run_both(faiss, d, k, kw, x, w=None, init=None, backend=CPU):
     fk = faiss.Kmeans(d, k, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fk.train(x, weights=w, init_centroids=init)
-    mk = flashkm.Kmeans(d, k, backend=CPU, **kw)
+    mk = flashkm.Kmeans(d, k, backend=backend, **kw)
     mk.train(x, weights=w, init_centroids=init)
     return fk, mk
 
@@ -445,6 +445,26 @@ def test_fashion_mnist_kmeans_equals_faiss(faiss):
     iterations keep the test short."""
     x = fashion_or_fail(60000)
     fk, mk = run_both(faiss, 784, 256, {"niter": 10}, x)
+    assert_same_run(fk, mk)
+
+
+def cuda_or_skip():
+    """GPU tests skip cleanly where no CUDA device (or no CUDA build) is."""
+    try:
+        flashkm.Context("cuda").close()
+    except flashkm.Error as e:
+        pytest.skip("no CUDA device: %s" % e)
+
+
+@pytest.mark.parametrize("k", [64, 256, 1024])
+def test_fashion_mnist_kmeans_equals_faiss_on_the_gpu(faiss, k):
+    """The CUDA engine in the BLAS's learned order (docs/profiles.md, "The
+    BLAS's order on the GPU"): the whole Fashion-MNIST run equals this
+    FAISS's, near-ties included, and says which BLAS it followed."""
+    cuda_or_skip()
+    x = fashion_or_fail(60000)
+    fk, mk = run_both(faiss, 784, k, {"niter": 10}, x, backend="cuda")
+    assert flashkm.last_train_info["profile"]["blas"], flashkm.last_train_info
     assert_same_run(fk, mk)
 
 

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""The cost of following FAISS's BLAS order on the GPU (docs/profiles.md,
+"The BLAS's order on the GPU"): flashkm.Kmeans on the CUDA engine with the
+imported faiss's BLAS (its learned order decides near-ties, the default of
+the Python door) against the same call in flashkm's own order (the profile's
+BLAS removed), on Fashion-MNIST and on clustered random data at BENCH.md's
+shape; and, where faiss is importable, whether the centroids equal
+faiss.Kmeans's bit for bit.
+
+For each case: a warm-up call of each mode (the first pays the CUDA start
+and the learning of the BLAS's order), then REPS timed calls each; printed:
+the median whole call, the median per-iteration time (the iteration
+statistics' time differences), the assignment time per iteration, and from
+the engine's verbose lines the rows per iteration the cascade left to a full
+replay and the rows decided over two candidates in the BLAS's order.
+
+Usage (the machine's faiss, e.g. pip's faiss-cpu, importable):
+  FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
+    python3 bench/blas_order_cost.py [--fashion PATH] [--reps 3] [--compare-faiss]
+"""
+import argparse
+import contextlib
+import copy
+import gzip
+import io
+import os
+import re
+import statistics
+import time
+
+import numpy as np
+
+import faiss
+import flashkm
+
+
+def fashion(path, n=60000):
+    with gzip.open(path, "rb") as f:
+        head = np.frombuffer(f.read(16), dtype=">u4")
+        rows, cols = int(head[2]), int(head[3])
+        n = min(n, int(head[1]))
+        pix = np.frombuffer(f.read(n * rows * cols), dtype=np.uint8)
+    return pix.reshape(n, rows * cols).astype(np.float32)
+
+
+def blobs(n, d, centers, seed=0):
+    rs = np.random.RandomState(seed)
+    c = rs.randn(centers, d).astype(np.float32) * 4
+    return c[rs.randint(0, centers, n)] + rs.randn(n, d).astype(np.float32)
+
+
+def one_call(km, x):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        t0 = time.perf_counter()
+        km.train(x)
+        wall = time.perf_counter() - t0
+    st = km.iteration_stats
+    per_iter = statistics.median(st[i]["time"] - st[i - 1]["time"] for i in range(1, len(st)))
+    search = (st[-1]["time_search"] - st[0]["time_search"]) / max(1, len(st) - 1)
+    text = out.getvalue()
+    refined = [int(v) for v in re.findall(r"refined (\d+)", text)]
+    two = [int(v) for v in re.findall(r"two candidates in the BLAS's order (\d+)", text)]
+    learned = re.findall(r"the BLAS's order of sgemm.*", text)
+    return wall, per_iter, search, refined, two, learned
+
+
+def case(name, x, k, niter, reps, compare):
+    print("== %s: %d x %d, k = %d, niter %d" % (name, x.shape[0], x.shape[1], k, niter))
+    for own in (False, True):
+        # one context per mode: its first call uploads the BLAS's order (the
+        # process learns it once), the timed calls reuse it
+        km = flashkm.Kmeans(x.shape[1], k, niter=niter, backend="cuda", verbose=True)
+        if own:  # a copy: the detected profile is shared by every Kmeans
+            km.profile = copy.copy(km.profile)
+            km.profile.blas = None
+        first = one_call(km, x)
+        runs = [one_call(km, x) for _ in range(reps)]
+        mode = "flashkm's order" if own else "the BLAS's order"
+        print("  %-17s whole call %8.2f ms   per iteration %7.3f ms   assign/iter %7.3f ms "
+              "(first call %.2f ms)" % (
+                  mode, 1e3 * statistics.median(r[0] for r in runs),
+                  1e3 * statistics.median(r[1] for r in runs),
+                  1e3 * statistics.median(r[2] for r in runs), 1e3 * first[0]))
+        refined, two = runs[-1][3], runs[-1][4]
+        if refined:
+            print("  %-17s rows per iteration: replayed in full %s, decided over two "
+                  "candidates %s" % ("", statistics.median(refined),
+                                     statistics.median(two) if two else "-"))
+        for line in first[5]:
+            print("  %-17s %s" % ("", line))
+        if compare and not own:
+            fk = faiss.Kmeans(x.shape[1], k, niter=niter)
+            fk.train(x)
+            same = np.array_equal(fk.centroids.view(np.uint32), km.centroids.view(np.uint32))
+            objs = np.array_equal(np.asarray(km.obj, dtype=np.float32),
+                                  np.asarray(fk.obj, dtype=np.float32))
+            print("  %-17s centroids equal faiss.Kmeans bit for bit: %s; objective: %s" % (
+                "", same, objs))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fashion", default=os.environ.get(
+        "FLASHKM_FASHION_MNIST", "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--compare-faiss", action="store_true")
+    a = ap.parse_args()
+    print("faiss", faiss.__version__, "BLAS threads", faiss.omp_get_max_threads())
+    x = fashion(a.fashion)
+    for k in (256, 1024):
+        case("Fashion-MNIST", x, k, 10, a.reps, a.compare_faiss)
+    case("clustered random", blobs(1 << 20, 128, 1000), 1024, 10, a.reps, False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+// The CUDA engine in a BLAS's order (fkm_params.blas_sgemm; docs/profiles.md,
+// "The BLAS's order on the GPU"): given the sgemm FAISS calls, the CPU
+// engine calls it and takes every dot product from it; the CUDA engine
+// learns its order and computes the dot products it must compute exactly in
+// that order. Here the BLAS is tests/synthetic_blas.h (three segments, one,
+// two or four chains by the element's place in its call): on integer data,
+// whose near-ties the order decides, the CUDA engine gives the CPU engine's
+// bits, in plain and laned profiles, both metrics, across full and partial
+// blocks of rows and centroids, for fkm_train, fkm_train_batched and
+// fkm_assign; and without the BLAS the same CUDA run does not (the order is
+// what decides). Skips without a CUDA device.
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "compare.h"
+#include "flashkm.h"
+#include "synthetic_blas.h"
+
+namespace {
+
+// rows in query blocks of 1000 + 400 (past FAISS 1.15's direct path, nx * d < 128000),
+// centroids in database blocks of 1024 + 76
+constexpr int64_t kN = 1400, kD = 96, kK = 1100;
+
+std::vector<float> pixels(int64_t n, int64_t d, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::vector<float> x((size_t)(n * d));
+  for (auto &v : x) v = (float)(g() % 16);
+  return x;
+}
+
+fkm_params params(const char *profile, fkm_metric metric, bool blas) {
+  fkm_params p;
+  fkm_params_init(&p);
+  EXPECT_EQ(fkm_profile_parse(profile, &p.profile), FKM_OK) << profile;
+  p.niter = 2;
+  p.min_points_per_centroid = 1;
+  p.metric = metric;
+  p.blas_sgemm = blas ? synthetic_blas::sgemm<false> : nullptr;
+  p.blas_query_bs = 1000;
+  return p;
+}
+
+struct Result {
+  fkm_status status;
+  std::vector<float> cent, dist;
+  std::vector<int64_t> lab;
+  std::vector<float> obj;
+};
+
+Result train(fkm_ctx *ctx, const fkm_params &p, int64_t batch, const std::vector<float> &x) {
+  Result r;
+  r.cent.assign((size_t)(batch * kK * kD), 0.f);
+  r.lab.assign((size_t)(batch * kN), -2);
+  r.dist.assign((size_t)(batch * kN), -2.f);
+  std::vector<fkm_iteration_stats> st((size_t)(batch * p.niter));
+  std::vector<int64_t> ns((size_t)batch, 0);
+  r.status = fkm_train_batched(ctx, &p, batch, kN, kD, kK, FKM_DTYPE_F32, x.data(), nullptr,
+                               r.cent.data(), 0, r.lab.data(), r.dist.data(), st.data(),
+                               p.niter, ns.data());
+  for (int64_t b = 0; b < batch; b++)
+    for (int64_t i = 0; i < ns[(size_t)b] && i < p.niter; i++)
+      r.obj.push_back(st[(size_t)(b * p.niter + i)].obj);
+  return r;
+}
+
+class CudaBlasOrder : public GpuCpuTest,
+                      public ::testing::WithParamInterface<std::tuple<std::string, fkm_metric>> {
+};
+
+TEST_P(CudaBlasOrder, TrainFollowsTheBlas) {
+  const auto &[profile, metric] = GetParam();
+  for (int64_t batch : {1, 2}) {
+    const std::vector<float> x = pixels(batch * kN, kD, 7 + (uint32_t)batch);
+    const Result a = train(cpu->c, params(profile.c_str(), metric, true), batch, x);
+    const Result b = train(gpu->c, params(profile.c_str(), metric, true), batch, x);
+    ASSERT_EQ(a.status, FKM_OK) << fkm_ctx_last_error(cpu->c);
+    ASSERT_EQ(b.status, FKM_OK) << fkm_ctx_last_error(gpu->c);
+    EXPECT_TRUE(same_bits(a.cent, b.cent)) << "batch " << batch << " centroids " << first_diff(a.cent, b.cent);
+    EXPECT_TRUE(same_bits(a.lab, b.lab)) << "batch " << batch << " labels " << first_diff(a.lab, b.lab);
+    EXPECT_TRUE(same_bits(a.dist, b.dist)) << "batch " << batch << " distances " << first_diff(a.dist, b.dist);
+    EXPECT_TRUE(same_bits(a.obj, b.obj)) << "batch " << batch << " objective " << first_diff(a.obj, b.obj);
+    // the order decides: the CUDA engine in its own order does not give these bits
+    const Result own = train(gpu->c, params(profile.c_str(), metric, false), batch, x);
+    ASSERT_EQ(own.status, FKM_OK) << fkm_ctx_last_error(gpu->c);
+    EXPECT_FALSE(same_bits(a.dist, own.dist) && same_bits(a.cent, own.cent))
+        << "batch " << batch << ": the data has no near-tie the order decides";
+  }
+}
+
+TEST_P(CudaBlasOrder, AssignFollowsTheBlas) {
+  const auto &[profile, metric] = GetParam();
+  const std::vector<float> x = pixels(kN, kD, 21);
+  // centroids as training makes them: means of three rows (inexact products)
+  std::vector<float> cent((size_t)(kK * kD));
+  const std::vector<float> src = pixels(3 * kK, kD, 22);
+  for (int64_t j = 0; j < kK; j++)
+    for (int64_t t = 0; t < kD; t++)
+      cent[(size_t)(j * kD + t)] = (src[(size_t)(j * kD + t)] + src[(size_t)((kK + j) * kD + t)] +
+                                    src[(size_t)((2 * kK + j) * kD + t)]) /
+                                   3.0f;
+  std::vector<int64_t> la(kN), lb(kN), lo(kN);
+  std::vector<float> da(kN), db(kN), dn(kN);
+  fkm_params p = params(profile.c_str(), metric, true);
+  ASSERT_EQ(fkm_assign(cpu->c, &p, kN, kD, kK, FKM_DTYPE_F32, x.data(), cent.data(), la.data(),
+                       da.data()),
+            FKM_OK)
+      << fkm_ctx_last_error(cpu->c);
+  ASSERT_EQ(fkm_assign(gpu->c, &p, kN, kD, kK, FKM_DTYPE_F32, x.data(), cent.data(), lb.data(),
+                       db.data()),
+            FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  EXPECT_TRUE(same_bits(la, lb)) << "labels " << first_diff(la, lb);
+  EXPECT_TRUE(same_bits(da, db)) << "distances " << first_diff(da, db);
+  p.blas_sgemm = nullptr;
+  ASSERT_EQ(fkm_assign(gpu->c, &p, kN, kD, kK, FKM_DTYPE_F32, x.data(), cent.data(), lo.data(),
+                       dn.data()),
+            FKM_OK);
+  EXPECT_FALSE(same_bits(da, dn)) << "the data has no dot product the order decides";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Profiles, CudaBlasOrder,
+    ::testing::Combine(::testing::Values("flashkm", "faiss-1.7.3", "faiss-1.8.0-avx2",
+                                         "faiss-1.15.1-avx512"),
+                       ::testing::Values(FKM_METRIC_L2, FKM_METRIC_INNER_PRODUCT)),
+    [](const auto &info) {
+      std::string s = std::get<0>(info.param) +
+                      (std::get<1>(info.param) == FKM_METRIC_L2 ? "_l2" : "_ip");
+      for (auto &ch : s)
+        if (!isalnum((unsigned char)ch)) ch = '_';
+      return s;
+    });
+
+}  // namespace
