@@ -40,6 +40,19 @@ def fashion_mnist(n):
     return pix.reshape(n, rows * cols).astype(np.float32)
 
 
+DIGITS = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
+
+
+def digits():
+    """scikit-learn's 8x8 digits as (1797, 64) float32 pixels 0-16 (Debian's
+    python3-sklearn ships the file; read here without importing sklearn),
+    or None when it is not installed."""
+    if not os.path.exists(DIGITS):
+        return None
+    a = np.loadtxt(DIGITS, delimiter=",", dtype=np.float32)
+    return np.ascontiguousarray(a[:, :64])  # the last column is the label
+
+
 @pytest.fixture(scope="session")
 def x():
     return blobs(5000, 16, 20)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import flashkm
-from conftest import blobs, fashion_mnist
+from conftest import blobs, digits, fashion_mnist
 from flashkm import _lib, parity
 from flashkm import profile as P
 
@@ -465,6 +465,22 @@ def test_fashion_mnist_kmeans_equals_faiss_on_the_gpu(faiss, k):
     x = fashion_or_fail(60000)
     fk, mk = run_both(faiss, 784, k, {"niter": 10}, x, backend="cuda")
     assert flashkm.last_train_info["profile"]["blas"], flashkm.last_train_info
+    assert_same_run(fk, mk)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+@pytest.mark.parametrize("k", [8, 16, 32, 64])
+def test_digits_kmeans_equals_faiss(faiss, k, backend):
+    """A second real integer data set: scikit-learn's 8x8 digits (1,797
+    images, pixels 0-16: many duplicate rows and distances that tie exactly
+    or within an ulp): faiss.Kmeans's run bit for bit, on the CPU engine
+    and, where a GPU is, on the CUDA engine."""
+    if backend == "cuda":
+        cuda_or_skip()
+    x = digits()
+    if x is None:
+        pytest.fail("scikit-learn's digits not found: install Debian's python3-sklearn")
+    fk, mk = run_both(faiss, 64, k, {"niter": 25}, x, backend=backend)
     assert_same_run(fk, mk)
 
 
