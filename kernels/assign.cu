@@ -9,6 +9,7 @@
  * is written as fmaf, every other one is an explicitly rounded intrinsic.
  */
 #include "assign.cuh"
+#include "blas_code.h" /* after assign.cuh: the view helper */
 #include "faiss_scan.h"
 #include "cp_async.cuh"
 #include "packed.cuh"
@@ -169,8 +170,8 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
         .ksplit = ksplit, .st = st, .bc = bc, .cb = cb, .bc_max = bc_max, .xmax = a->xmax,
         .poison = poison, .in_rows = in_rows, .in_count = in_count, .labels = a->labels,
         .dist = a->dist, .rows = left, .count = left_count, .cmax_lanes = a->cmax_lanes,
-        .defer_pairs = a->defer_pairs, .defer_all = a->defer_all, .pairs = pairs,
-        .pair_count = pair_count};
+        .defer_pairs = a->defer_pairs, .defer_all = a->defer_all, .order = a->blas,
+        .pairs = pairs, .pair_count = pair_count};
   };
   cert1<<<cblocks, CERT_THREADS, 0, s>>>(
       cert_args(st1, plan->ksplit, nullptr, nullptr, rows1, count1));

@@ -46,4 +46,21 @@ FKM_CODE_HD static inline uint8_t fkm_blas_variant(int ul, int v) {
   return ul == 0 || g > 7 ? 0 : fkm_blas_code(ul, g, v & 1);
 }
 
+
+#if defined(__CUDACC__) && defined(FKM_KERNELS_ASSIGN_CUH)
+/* The code and segments of the dot product of row `row` (of the launch)
+ * and centroid j of k under a BLAS view (assign.cuh, fkm_blas_view); code
+ * 0 where the model holds no order (the caller keeps the fmaf chain). */
+__device__ __forceinline__ uint8_t fkm_blas_view_code(const fkm_blas_view &v, int64_t row,
+                                                      int64_t j, int64_t k,
+                                                      const int32_t **seg) {
+  const int64_t g = v.row0 + row, ib = g / v.qbs, i = g - ib * v.qbs;
+  const int64_t nx = v.rows - ib * v.qbs < v.qbs ? v.rows - ib * v.qbs : v.qbs;
+  const int64_t jb = j / v.dbs, jj = j - jb * v.dbs;
+  const int64_t ny = k - jb * v.dbs < v.dbs ? k - jb * v.dbs : v.dbs;
+  const int shape = (nx < v.qbs ? 2 : 0) + (ny < v.dbs ? 1 : 0);
+  *seg = v.seg[shape];
+  return v.code[shape] ? v.code[shape][i * ny + jj] : 0;
+}
+#endif
 #endif

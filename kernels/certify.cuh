@@ -57,6 +57,51 @@ __device__ __forceinline__ float cert_chunk(float ip, const float (&xr)[CERT_BK 
   return ip;
 }
 
+/* A dot product accumulated term by term (t = 0, 1, ...) in the order of a
+ * BLAS element whose code has one or two chains (blas_code.h): the same
+ * operations as profile.cu's code_dot, fed by certify's staged x. */
+struct BlasChain {
+  const int32_t *seg;
+  int64_t e, m; /* the current segment's end and its main part's end */
+  float a0, a1, sum;
+  int q, l;
+  uint8_t code;
+  __device__ __forceinline__ void open(int64_t b, int64_t end) {
+    e = end;
+    m = fkm_blas_code_main_end(code, b, end);
+    a0 = a1 = 0.0f;
+    l = 0;
+  }
+  __device__ __forceinline__ void begin(uint8_t c, const int32_t *sg) {
+    code = c;
+    seg = sg;
+    q = 0;
+    sum = 0.0f;
+    open(sg[1], sg[2]);
+  }
+  __device__ __forceinline__ void close() {
+    const float v = fkm_blas_code_lanes(code) == 2 ? __fadd_rn(a0, a1) : a0;
+    sum = q == 0 ? v : __fadd_rn(sum, v);
+    q++;
+  }
+  __device__ __forceinline__ void add(int64_t t, float x, float c) {
+    if (t == e) {
+      close();
+      open(e, seg[2 + q]);
+    }
+    const bool chained = fkm_blas_code_lanes(code) == 2 && t < m, second = chained && l;
+    const float acc = second ? a1 : a0;
+    const float r = fkm_blas_code_rounded(code) ? __fadd_rn(acc, __fmul_rn(c, x)) : fmaf(c, x, acc);
+    if (second) a1 = r;
+    else a0 = r;
+    if (chained) l ^= 1;
+  }
+  __device__ __forceinline__ float finish() {
+    close();
+    return sum;
+  }
+};
+
 /* The proof's tests on a point's merged state: 0 (uncertain), 1 (b1 is the
  * reference's label) or 2 (it is b1 or b2). pax = A(x), bx = B(x). */
 __device__ __forceinline__ int candidates(const Cert &t, float pax, float bx,
@@ -113,7 +158,10 @@ template <class S> struct CertifyArgs {
   int *count;               /* their number */
   int cmax_lanes, defer_pairs;
   int defer_all;            /* every row with candidates is listed, b2 -1 for one,
-                               and none of their dot products computed */
+                               and none of their dot products computed; but with
+                               order on, a row with one candidate whose code has
+                               one or two chains is decided here in that order */
+  fkm_blas_view order;
   int32_t *pairs;           /* defer_pairs, defer_all: (row, b1, b2) triples */
   int *pair_count;
 };
@@ -147,22 +195,34 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
         ncand = candidates(t, point_a(a.bc, v, scale_exp(__ldg(a.xmax))), bx, a.cb, b1, b2);
       }
     }
+    BlasChain chain; /* a row decided here in a BLAS's order (defer_all, order on) */
+    bool inplace = false;
     if (a.defer_all) { /* the caller computes the candidates (uniform branch) */
-      if (p >= n) continue;
-      if (ncand) {
-        const int slot = atomicAdd(a.pair_count, 1);
-        a.pairs[3 * slot] = (int32_t)row;
-        a.pairs[3 * slot + 1] = b1;
-        a.pairs[3 * slot + 2] = ncand == 2 ? b2 : -1;
-        if (ncand == 2) atomicAdd(a.pair_count + 1, 1); /* the near-ties */
-      } else {
-        a.rows[atomicAdd(a.count, 1)] = (int32_t)row;
+      if (p < n && ncand == 1 && a.order.on) {
+        const int32_t *sg;
+        const uint8_t code = fkm_blas_view_code(a.order, row, b1, a.k, &sg);
+        if (code && fkm_blas_code_lanes(code) <= 2) {
+          inplace = true;
+          chain.begin(code, sg);
+        }
       }
-      continue;
+      if (p < n && !inplace) {
+        if (ncand) {
+          const int slot = atomicAdd(a.pair_count, 1);
+          a.pairs[3 * slot] = (int32_t)row;
+          a.pairs[3 * slot + 1] = b1;
+          a.pairs[3 * slot + 2] = ncand == 2 ? b2 : -1;
+          if (ncand == 2) atomicAdd(a.pair_count + 1, 1); /* the near-ties */
+        } else {
+          a.rows[atomicAdd(a.count, 1)] = (int32_t)row;
+        }
+      }
+      if (!a.order.on) continue;
     }
     float ip1 = 0.0f, ip2 = 0.0f;
-    const float *c1 = ncand ? c + (int64_t)b1 * d : c;
-    const float *c2 = ncand == 2 ? c + (int64_t)b2 * d : c;
+    const bool own = !a.defer_all; /* the candidates in flashkm's order */
+    const float *c1 = (ncand && own) || inplace ? c + (int64_t)b1 * d : c;
+    const float *c2 = ncand == 2 && own ? c + (int64_t)b2 * d : c;
     for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
       const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
       __syncthreads();
@@ -188,10 +248,16 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
         }
       }
       __syncthreads();
-      if (ncand) ip1 = cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
-      if (ncand == 2) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
+      if (inplace)
+        for (int j = 0; j < kmax; j++) chain.add(k0 + j, xs[threadIdx.x][j], __ldg(c1 + k0 + j));
+      if (ncand && own) ip1 = cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
+      if (ncand == 2 && own) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
     }
     if (p >= n) continue;
+    if (a.defer_all) { /* listed above, or one candidate decided here */
+      if (!inplace) continue;
+      ip1 = chain.finish();
+    }
     if (ncand == 2 && a.defer_pairs) {
       const int slot = atomicAdd(a.pair_count, 1);
       a.pairs[3 * slot] = (int32_t)row;

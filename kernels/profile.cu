@@ -19,9 +19,9 @@
  * rules decide: replay_pairs replays the scan over the two; the rows it
  * cannot certify at all are replayed in full, a warp per row
  * (replay_laned). */
+#include "profile.cuh"  /* assign.cuh first: blas_code.h's view helper */
 #include "blas_code.h"
 #include "faiss_scan.h"
-#include "profile.cuh"
 
 namespace {
 
@@ -111,14 +111,9 @@ __device__ float code_dot(uint8_t code, const int32_t *__restrict__ seg,
 __device__ float dot_of(const fkm_blas_view &v, int64_t row, int64_t j, int64_t k,
                         const float *__restrict__ xi, const float *__restrict__ cj, int64_t d) {
   if (!v.on) return fkm_ip_chain(xi, cj, d);
-  const int64_t g = v.row0 + row, ib = g / v.qbs, i = g - ib * v.qbs;
-  const int64_t nx = v.rows - ib * v.qbs < v.qbs ? v.rows - ib * v.qbs : v.qbs;
-  const int64_t jb = j / v.dbs, jj = j - jb * v.dbs;
-  const int64_t ny = k - jb * v.dbs < v.dbs ? k - jb * v.dbs : v.dbs;
-  const int shape = (nx < v.qbs ? 2 : 0) + (ny < v.dbs ? 1 : 0);
-  const uint8_t *codes = v.code[shape];
-  const uint8_t code = codes ? codes[i * ny + jj] : 0;
-  return code ? code_dot(code, v.seg[shape], xi, cj) : fkm_ip_chain(xi, cj, d);
+  const int32_t *seg;
+  const uint8_t code = fkm_blas_view_code(v, row, j, k, &seg);
+  return code ? code_dot(code, seg, xi, cj) : fkm_ip_chain(xi, cj, d);
 }
 
 /* The learner's final choice (plugin/blas_order.h, fkm_blas_draws), a
@@ -480,6 +475,7 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
   ca.cmax_lanes = s->metric == FKM_METRIC_L2 ? s->cmax_lanes : 0;
   ca.defer_pairs = !plain;
   ca.defer_all = order.on;
+  ca.blas = order;
   cudaError_t e = fkm_launch_assign(&ca, plan, stream);
   if (e != cudaSuccess || (plain && !order.on)) return e;
   /* the deferred rows and the rows the cascade left (counts on the device):
