@@ -159,7 +159,7 @@ static fkm_status learn_into(fkm_blas_cache *bc, const fkm_params *p, int thread
   if (e == cudaSuccess)
     e = cudaMemcpy((char *)dev + SEG_BYTES, h->o.code, cells, cudaMemcpyHostToDevice);
   const int64_t modelled = h->o.modelled;
-  const double seconds = h->seconds, choose_seconds = h->o.choose_seconds;
+  const double seconds = h->seconds;
   pthread_mutex_unlock(&host_lock);
   if (e != cudaSuccess) {
     if (dev) (void)cudaFree(dev);
@@ -174,10 +174,10 @@ static fkm_status learn_into(fkm_blas_cache *bc, const fkm_params *p, int thread
   *out = slot;
   if (!learned) return FKM_OK;
   snprintf(msg, sizeof msg,
-           "the BLAS's order of sgemm(%lld x %lld, d = %lld) on %d threads learned in %.3f s "
-           "(%.3f s the choice on the device): %lld of %lld dot products modelled",
-           (long long)ny, (long long)nx, (long long)d, threads, seconds, choose_seconds,
-           (long long)modelled, (long long)cells);
+           "the BLAS's order of sgemm(%lld x %lld, d = %lld) on %d threads learned in %.3f s: "
+           "%lld of %lld dot products modelled",
+           (long long)ny, (long long)nx, (long long)d, threads, seconds, (long long)modelled,
+           (long long)cells);
   say(p, modelled == (int64_t)cells ? FKM_LOG_INFO : FKM_LOG_WARNING, msg);
   if (modelled < (int64_t)cells)
     say(p, FKM_LOG_WARNING,

@@ -16,7 +16,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const float BIG = 1099511627776.0f; /* 2^40 */
 
@@ -39,12 +38,6 @@ static void probe_rows(const fkm_blas_order *o, float *y, int64_t r, int64_t q_f
     const int64_t q = q_fixed >= 0 ? q_fixed : q_base + j;
     if (q > r && q < d) yj[q] = -BIG;
   }
-}
-
-static double seconds_now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* One segment [b, e) of a dot product in the code's order (blas_code.h). */
@@ -255,9 +248,7 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
   }
   if (st == FKM_OK) {
     const fkm_blas_draws dr = {.draws = DRAWS, .y = dy, .x = dx, .ip = dip, .alive = alive};
-    const double t0 = seconds_now();
     st = choose ? choose(choose_user, o, &dr, err) : fkm_blas_order_choose_host(NULL, o, &dr, err);
-    o->choose_seconds = seconds_now() - t0;
   }
   if (st == FKM_OK) {
     o->modelled = 0;

@@ -30,7 +30,6 @@ typedef struct fkm_blas_order {
   int64_t seg[FKM_BLAS_ORDER_MAX_SEGS + 1];
   uint8_t *code;     /* (nx * ny), element (i, j) at i * ny + j: blas_code.h, 0 unmodelled */
   int64_t modelled;  /* elements with a code */
-  double choose_seconds; /* of the learning, the final choice's (the rest: probe calls) */
 } fkm_blas_order;
 
 /* Learns sgemm's order for the call (ny, nx, d): 2 to 6 probe calls and two
