@@ -40,6 +40,15 @@ def fashion_mnist(n):
     return pix.reshape(n, rows * cols).astype(np.float32)
 
 
+def cuda_or_skip():
+    """GPU tests skip cleanly where no CUDA device (or no CUDA build) is."""
+    import flashkm
+    try:
+        flashkm.Context("cuda").close()
+    except flashkm.Error as e:
+        pytest.skip("no CUDA device: %s" % e)
+
+
 DIGITS = "/usr/lib/python3/dist-packages/sklearn/datasets/data/digits.csv.gz"
 
 

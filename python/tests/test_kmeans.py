@@ -7,7 +7,7 @@ import pytest
 
 import flashkm
 from flashkm import _arrays
-from conftest import blobs
+from conftest import blobs, cuda_or_skip
 
 CONFIGS = {
     "defaults": {},
@@ -204,11 +204,7 @@ def test_gpu_array_on_the_cpu_backend_is_refused_before_any_access():
 
 def test_real_gpu_arrays_train_without_host_copy(x):
     cupy = pytest.importorskip("cupy")
-    try:
-        ctx = flashkm.Context("cuda")
-    except flashkm.Error:
-        pytest.skip("no CUDA device")
-    ctx.close()
+    cuda_or_skip()
     km = flashkm.Kmeans(16, 20, niter=5, backend="cuda")
     km.train(cupy.asarray(x))
     ref = flashkm.Kmeans(16, 20, niter=5, backend="cpu")

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import flashkm
-from conftest import blobs, digits, fashion_mnist
+from conftest import blobs, cuda_or_skip, digits, fashion_mnist
 from flashkm import _lib, parity
 from flashkm import profile as P
 
@@ -446,14 +446,6 @@ def test_fashion_mnist_kmeans_equals_faiss(faiss):
     x = fashion_or_fail(60000)
     fk, mk = run_both(faiss, 784, 256, {"niter": 10}, x)
     assert_same_run(fk, mk)
-
-
-def cuda_or_skip():
-    """GPU tests skip cleanly where no CUDA device (or no CUDA build) is."""
-    try:
-        flashkm.Context("cuda").close()
-    except flashkm.Error as e:
-        pytest.skip("no CUDA device: %s" % e)
 
 
 @pytest.mark.parametrize("k", [64, 256, 1024])
