@@ -4,19 +4,19 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <cuda_runtime_api.h>
 
 #include "blas_order.h"
+#include "engine.h"
 #include "profile.cuh"
 
 enum { SEG_INTS = FKM_BLAS_ORDER_MAX_SEGS + 2, SEG_BYTES = 512 };
 
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+/* The segments as the kernels read them: the count, then count + 1 bounds. */
+static void pack_segments(const fkm_blas_order *o, int32_t seg[SEG_INTS]) {
+  seg[0] = o->nseg;
+  for (int q = 0; q <= o->nseg; q++) seg[1 + q] = (int32_t)o->seg[q];
 }
 
 static void say(const fkm_params *p, fkm_log_level level, const char *msg) {
@@ -34,7 +34,8 @@ typedef struct host_entry {
   int threads;
   int64_t ny, nx, d;
   fkm_blas_order o;
-  double seconds; /* what learning it took */
+  double seconds;        /* what learning it took */
+  double choose_seconds; /* of which the final choice, on the device */
   uint64_t used;
 } host_entry;
 static host_entry host_orders[HOST_ENTRIES];
@@ -51,8 +52,7 @@ static fkm_status choose_on_device(void *user, fkm_blas_order *o, const fkm_blas
   const size_t by = sizeof(float) * k * (size_t)o->ny * d, bx = sizeof(float) * k * (size_t)o->nx * d;
   const size_t bip = sizeof(float) * k * cells, bal = sizeof(uint16_t) * cells;
   int32_t seg[SEG_INTS];
-  seg[0] = o->nseg;
-  for (int q = 0; q <= o->nseg; q++) seg[1 + q] = (int32_t)o->seg[q];
+  pack_segments(o, seg);
   char *dev = NULL;
   const size_t total = by + bx + bip + bal + cells + sizeof seg;
   cudaError_t e = cudaMalloc((void **)&dev, total);
@@ -82,6 +82,15 @@ static fkm_status choose_on_device(void *user, fkm_blas_order *o, const fkm_blas
   return FKM_OK;
 }
 
+/* choose_on_device, timed: user is a double that receives its seconds. */
+static fkm_status choose_timed(void *user, fkm_blas_order *o, const fkm_blas_draws *dr,
+                               fkm_errbuf *err) {
+  const double t0 = fkm_now_seconds();
+  const fkm_status st = choose_on_device(NULL, o, dr, err);
+  *(double *)user = fkm_now_seconds() - t0;
+  return st;
+}
+
 /* The process's order of the call (learned now if it is not known), with
  * host_lock held; *learned: whether this call learned it. */
 static fkm_status host_order(fkm_sgemm_fn sgemm, int threads, int64_t ny, int64_t nx, int64_t d,
@@ -100,18 +109,20 @@ static fkm_status host_order(fkm_sgemm_fn sgemm, int threads, int64_t ny, int64_
   }
   fkm_blas_order_free(&slot->o);
   memset(slot, 0, sizeof *slot);
-  const double t0 = now();
+  const double t0 = fkm_now_seconds();
   fkm_errbuf lerr = {0};
   fkm_blas_order o;
-  const fkm_status s = fkm_blas_order_learn_with(sgemm, ny, nx, d, choose_on_device, NULL, &o,
-                                                 &lerr);
+  double choose_seconds = 0.0;
+  const fkm_status s = fkm_blas_order_learn_with(sgemm, ny, nx, d, choose_timed,
+                                                 &choose_seconds, &o, &lerr);
   if (s != FKM_OK && s != FKM_ERR_UNSUPPORTED) return fkm_fail(err, s, "%s", lerr.msg);
   if (s == FKM_ERR_UNSUPPORTED) {
     memset(&o, 0, sizeof o);
     snprintf(why, why_size, "%s", lerr.msg);
   }
   *slot = (host_entry){.sgemm = sgemm, .threads = threads, .ny = ny, .nx = nx, .d = d, .o = o,
-                       .seconds = now() - t0, .used = ++host_clock};
+                       .seconds = fkm_now_seconds() - t0, .choose_seconds = choose_seconds,
+                       .used = ++host_clock};
   *out = slot;
   *learned = 1;
   return FKM_OK;
@@ -122,16 +133,6 @@ static fkm_status host_order(fkm_sgemm_fn sgemm, int threads, int64_t ny, int64_
 static fkm_status learn_into(fkm_blas_cache *bc, const fkm_params *p, int threads, int64_t ny,
                              int64_t nx, int64_t d, fkm_blas_cache_entry **out,
                              fkm_errbuf *err) {
-  fkm_blas_cache_entry *slot = &bc->e[0];
-  for (int i = 0; i < FKM_BLAS_CACHE_ENTRIES; i++) {
-    if (!bc->e[i].sgemm) {
-      slot = &bc->e[i];
-      break;
-    }
-    if (bc->e[i].used < slot->used) slot = &bc->e[i];
-  }
-  if (slot->dev) (void)cudaFree(slot->dev);
-  memset(slot, 0, sizeof *slot);
   *out = NULL;
   char msg[768], why[512] = "";
   host_entry *h = NULL;
@@ -149,9 +150,19 @@ static fkm_status learn_into(fkm_blas_cache *bc, const fkm_params *p, int thread
     }
     return st;
   }
+  /* a model to hold: the free or least recently used slot gives way */
+  fkm_blas_cache_entry *slot = &bc->e[0];
+  for (int i = 0; i < FKM_BLAS_CACHE_ENTRIES; i++) {
+    if (!bc->e[i].sgemm) {
+      slot = &bc->e[i];
+      break;
+    }
+    if (bc->e[i].used < slot->used) slot = &bc->e[i];
+  }
+  if (slot->dev) (void)cudaFree(slot->dev);
+  memset(slot, 0, sizeof *slot);
   int32_t seg[SEG_INTS];
-  seg[0] = h->o.nseg;
-  for (int q = 0; q <= h->o.nseg; q++) seg[1 + q] = (int32_t)h->o.seg[q];
+  pack_segments(&h->o, seg);
   const size_t cells = (size_t)(nx * ny);
   void *dev = NULL;
   cudaError_t e = cudaMalloc(&dev, SEG_BYTES + cells);
@@ -159,7 +170,7 @@ static fkm_status learn_into(fkm_blas_cache *bc, const fkm_params *p, int thread
   if (e == cudaSuccess)
     e = cudaMemcpy((char *)dev + SEG_BYTES, h->o.code, cells, cudaMemcpyHostToDevice);
   const int64_t modelled = h->o.modelled;
-  const double seconds = h->seconds;
+  const double seconds = h->seconds, choose_seconds = h->choose_seconds;
   pthread_mutex_unlock(&host_lock);
   if (e != cudaSuccess) {
     if (dev) (void)cudaFree(dev);
@@ -174,10 +185,11 @@ static fkm_status learn_into(fkm_blas_cache *bc, const fkm_params *p, int thread
   *out = slot;
   if (!learned) return FKM_OK;
   snprintf(msg, sizeof msg,
-           "the BLAS's order of sgemm(%lld x %lld, d = %lld) on %d threads learned in %.3f s: "
-           "%lld of %lld dot products modelled",
-           (long long)ny, (long long)nx, (long long)d, threads, seconds, (long long)modelled,
-           (long long)cells);
+           "the BLAS's order of sgemm(%lld x %lld, d = %lld) on %d threads learned in %.3f s "
+           "(%.3f s the final choice, the rest the BLAS's probe calls): %lld of %lld dot "
+           "products modelled",
+           (long long)ny, (long long)nx, (long long)d, threads, seconds, choose_seconds,
+           (long long)modelled, (long long)cells);
   say(p, modelled == (int64_t)cells ? FKM_LOG_INFO : FKM_LOG_WARNING, msg);
   if (modelled < (int64_t)cells)
     say(p, FKM_LOG_WARNING,
