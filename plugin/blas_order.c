@@ -137,15 +137,6 @@ static uint8_t variant_code(const fkm_blas_order *o, int ul, int v) {
   return 0;
 }
 
-/* The probes see the tree, not how a term joins it (fused or rounded
- * products) nor where a kernel's loop remainder goes: each element takes
- * the first variant that reproduces (1) the structural probes that tell
- * the remainders apart, L(b, t) of a segment's first term b and the last
- * term t of each group size's main part and the segment's last term (the
- * model's value of a probe depends on the code alone: a table), (2) a
- * probe whose sum is exact but for one product's rounding, and (3) the
- * BLAS on three draws of data; an element no variant reproduces is
- * unmodelled. */
 fkm_status fkm_blas_order_choose_host(void *user, fkm_blas_order *o, const fkm_blas_draws *dr,
                                       fkm_errbuf *err) {
   (void)user;
@@ -171,6 +162,15 @@ fkm_status fkm_blas_order_choose_host(void *user, fkm_blas_order *o, const fkm_b
   return FKM_OK;
 }
 
+/* The probes see the tree, not how a term joins it (fused or rounded
+ * products) nor where a kernel's loop remainder goes: each element takes
+ * the first variant that reproduces (1) the structural probes that tell
+ * the remainders apart, L(b, t) of a segment's first term b and the last
+ * term t of each group size's main part and the segment's last term (the
+ * model's value of a probe depends on the code alone: a table), (2) a
+ * probe whose sum is exact but for one product's rounding, and (3) the
+ * BLAS on three draws of data; an element no variant reproduces is
+ * unmodelled. x arrives all ones (the probes' rows). */
 static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *y, float *x,
                                   float *ip, fkm_blas_choose_fn choose, void *choose_user,
                                   fkm_errbuf *err) {
@@ -182,9 +182,8 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
   float *dy = malloc(sizeof(float) * (size_t)(DRAWS * ny * d));
   float *dx = malloc(sizeof(float) * (size_t)(DRAWS * nx * d));
   float *dip = malloc(sizeof(float) * (size_t)(DRAWS * cells));
-  float *ones = malloc(sizeof(float) * (size_t)d);
   fkm_status st = FKM_OK;
-  if (!alive || !dy || !dx || !dip || !ones)
+  if (!alive || !dy || !dx || !dip)
     st = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "BLAS order: cannot allocate the checks");
   int grouped = 0; /* an element of several chains: remainders to tell apart */
   for (int64_t e = 0; st == FKM_OK && e < cells; e++) {
@@ -196,7 +195,6 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
     grouped |= ul > 0 && alive[e] > 3;
   }
   /* (1) the structural probes: x all ones, y_j ones with +BIG at b, -BIG at t */
-  for (int64_t t = 0; t < d && ones; t++) ones[t] = 1.0f;
   for (int s = 0; st == FKM_OK && grouped && s < o->nseg; s++) {
     const int64_t b = o->seg[s], e = o->seg[s + 1];
     int64_t last = -1;
@@ -204,15 +202,13 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
       const int64_t t = gl < 8 ? b + (e - b) / ((int64_t)1 << gl) * ((int64_t)1 << gl) - 1 : e - 1;
       if (t <= b || t == last) continue;
       last = t;
-      for (int64_t q = 0; q < d; q++) x[q] = 1.0f;
-      for (int64_t q = 1; q < nx; q++) memcpy(x + q * d, x, sizeof(float) * (size_t)d);
       probe_rows(o, y, b, t, 0);
       call(sgemm, o, y, x, ip);
       float model[5][FKM_BLAS_VARIANTS]; /* the probe's value in each code */
       for (int ul = 0; ul < 5; ul++)
         for (int v = 0; v < FKM_BLAS_VARIANTS; v++) {
           const uint8_t c = variant_code(o, ul, v);
-          model[ul][v] = c ? dot_code(o, c, y, ones) : 0.0f;
+          model[ul][v] = c ? dot_code(o, c, y, x) : 0.0f; /* row 0 of each */
         }
       for (int64_t c = 0; c < cells; c++) {
         const int ul = (o->code[c] & 7) - 1;
@@ -258,7 +254,6 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
   free(dy);
   free(dx);
   free(dip);
-  free(ones);
   return st;
 }
 
