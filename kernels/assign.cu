@@ -189,6 +189,10 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   const unsigned c2blocks = cblocks < cert2_blocks ? cblocks : cert2_blocks;
   cert2<<<c2blocks, CERT_THREADS, 0, s>>>(
       cert_args(st2, plan->cert_split, rows1, count1, rows, count));
+  /* a caller that decides rows itself (a profile's scan, a BLAS's order)
+   * replays the rows left too: the reference kernel's values would be
+   * overwritten */
+  if (a->defer_pairs || a->defer_all) return cudaGetLastError();
   /* The reference kernel on the rows left, centroids split in refine_split
    * ranges combined in order (the number of rows is on the device; blocks
    * past it exit at once). */

@@ -284,7 +284,9 @@ typedef struct fkm_assign_args {
   int defer_pairs;    /* tc: rows narrowed to two candidates are listed
                          (fkm_assign_pairs) for the caller to decide (a
                          profile's laned scan, profile.cuh); their labels and
-                         distances are then unspecified */
+                         distances are then unspecified, and so are those of
+                         the rows left uncertain (fkm_assign_left_rows): the
+                         caller replays them too (also with defer_all) */
   int defer_all;      /* tc: every row certified with one or two candidates
                          is listed there (a single candidate with -1 second),
                          its candidates' dot products not computed: the
