@@ -65,9 +65,9 @@ def one_call(km, x):
     return wall, per_iter, search, refined, two, learned
 
 
-def case(name, x, k, niter, reps, compare):
+def case(name, x, k, niter, reps, compare, modes):
     print("== %s: %d x %d, k = %d, niter %d" % (name, x.shape[0], x.shape[1], k, niter))
-    for own in (False, True):
+    for own in [m == "own" for m in modes]:
         # one context per mode: its first call uploads the BLAS's order (the
         # process learns it once), the timed calls reuse it
         km = flashkm.Kmeans(x.shape[1], k, niter=niter, backend="cuda", verbose=True)
@@ -105,12 +105,24 @@ def main():
         "FLASHKM_FASHION_MNIST", "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--compare-faiss", action="store_true")
+    ap.add_argument("--cases", default="fashion256,fashion1024,random",
+                    help="comma-separated subset of fashion256, fashion1024, random")
+    ap.add_argument("--modes", default="blas,own",
+                    help="comma-separated subset of blas (the BLAS's order), own (flashkm's)")
     a = ap.parse_args()
+    modes = a.modes.split(",")
+    if set(modes) - {"blas", "own"}:
+        ap.error("--modes takes blas and/or own")
+    cases = a.cases.split(",")
+    unknown = set(cases) - {"fashion256", "fashion1024", "random"}
+    if unknown:
+        ap.error("unknown case(s): %s" % ", ".join(sorted(unknown)))
     print("faiss", faiss.__version__, "BLAS threads", faiss.omp_get_max_threads())
-    x = fashion(a.fashion)
     for k in (256, 1024):
-        case("Fashion-MNIST", x, k, 10, a.reps, a.compare_faiss)
-    case("clustered random", blobs(1 << 20, 128, 1000), 1024, 10, a.reps, False)
+        if "fashion%d" % k in cases:
+            case("Fashion-MNIST", fashion(a.fashion), k, 10, a.reps, a.compare_faiss, modes)
+    if "random" in cases:
+        case("clustered random", blobs(1 << 20, 128, 1000), 1024, 10, a.reps, False, modes)
 
 
 if __name__ == "__main__":
