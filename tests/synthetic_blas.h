@@ -11,8 +11,11 @@
 #ifndef FKM_TESTS_SYNTHETIC_BLAS_H
 #define FKM_TESTS_SYNTHETIC_BLAS_H
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <thread>
+#include <vector>
 
 namespace synthetic_blas {
 
@@ -64,14 +67,27 @@ inline float dot(int64_t i, int64_t j, const float *a, const float *b, int64_t d
 }
 
 // sgemm("T", "N", m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) with the
-// order above (beta is taken as 0, as FAISS passes it).
+// order above (beta is taken as 0, as FAISS passes it). Columns of c are
+// shared out among up to 16 threads (each element is computed alone, so the
+// result does not depend on their number): the learner's probe calls at
+// FAISS's blocks stay short on a many-core GPU host.
 template <bool Outsiders>
 int sgemm(const char *, const char *, int *m, int *n, int *k, const float *alpha, const float *a,
           int *lda, const float *b, int *ldb, float *, float *c, int *ldc) {
-  for (int i = 0; i < *n; i++)
-    for (int j = 0; j < *m; j++)
-      c[int64_t(i) * *ldc + j] =
-          *alpha * dot(i, j, a + int64_t(j) * *lda, b + int64_t(i) * *ldb, *k, Outsiders);
+  const int64_t work = int64_t(*n) * *m * *k;
+  const int threads = work < (int64_t(1) << 22)
+                          ? 1
+                          : int(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
+  auto columns = [&](int t) {
+    for (int i = t; i < *n; i += threads)
+      for (int j = 0; j < *m; j++)
+        c[int64_t(i) * *ldc + j] =
+            *alpha * dot(i, j, a + int64_t(j) * *lda, b + int64_t(i) * *ldb, *k, Outsiders);
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; t++) pool.emplace_back(columns, t);
+  columns(0);
+  for (auto &th : pool) th.join();
   return 0;
 }
 
