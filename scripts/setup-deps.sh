@@ -4,12 +4,13 @@
 # python3-faiss) is the pinned parity reference. Clang 14 with its runtime
 # libraries and LLVM's OpenMP: the fuzzers and ThreadSanitizer. Real integer
 # data for the parity tests: Fashion-MNIST, and scikit-learn's 8x8 digits
-# (python3-sklearn ships them).
+# (python3-sklearn ships them). PyTorch (CPU) for flashkm.torch's tests.
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config zlib1g-dev libopenblas-dev libfaiss-dev
       python3-faiss python3-numpy python3-pytest python3-venv libgtest-dev
       dataset-fashion-mnist clang-14 libclang-rt-14-dev libomp-14-dev
-      libopenmpi-dev openmpi-bin python3-mpi4py python3-sklearn)
+      libopenmpi-dev openmpi-bin python3-mpi4py python3-sklearn
+      python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,7 @@
     flashkm.train_pq(pq_or_index_pq, x)      # a ProductQuantizer / IndexPQ's codebooks
     flashkm.add_index(index, x, ids=None)    # index.add: coarse assignment and PQ codes on flashkm
     flashkm.pq_encode(ctx, x, pq.centroids, nbits, M)  # ProductQuantizer::compute_codes
+    flashkm.torch.kmeans(x, k)               # (B, N, d) tensor: (labels, centroids) tensors
     flashkm.patch_faiss()                    # faiss.Kmeans and IVF training use flashkm
     flashkm.unpatch()
 

@@ -197,6 +197,8 @@ _SIGNATURES = {
     "fkm_ctx_backend": (_int, [_vp]),
     "fkm_ctx_last_error": (ctypes.c_char_p, [_vp]),
     "fkm_ctx_set_num_threads": (_int, [_vp, _int]),
+    "fkm_ctx_set_stream": (_int, [_vp, _vp]),
+    "fkm_ctx_release_memory": (_int, [_vp]),
     "fkm_ctx_set_mpi_comm": (_int, [_vp, _i64]),
     "fkm_ctx_comm_rank": (_int, [_vp, ctypes.POINTER(_int), ctypes.POINTER(_int)]),
     "fkm_ctx_device_name": (ctypes.c_char_p, [_vp]),
