@@ -21,9 +21,16 @@ device-resident data;
 flash-kmeans' is the median of CUDA-event-timed calls of its single-iteration
 function (assignment + sorted centroid update), after warm-up.
 
+--shapes online is the set of issue 17 (k-means as an online primitive:
+batches of small problems, fp16 keys, the video-diffusion call): whole calls
+as a PyTorch user makes them, flashkm.torch.kmeans against flash-kmeans'
+batch_kmeans_Euclid on the same tensors (median wall time of 5 synchronised
+calls after one warm-up), with flashkm's per-iteration time from its
+statistics and flash-kmeans' from CUDA events around its iteration.
+
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python[:path/to/flash-kmeans] \
-    python3 bench/compare.py [--shapes quick|core|batched|large|full] [--niter 12] [--out FILE.md]
+    python3 bench/compare.py [--shapes quick|core|batched|large|full|online] [--niter 12] [--out FILE.md]
 Needs torch with CUDA. Peers that do not import are reported as absent.
 """
 import argparse
@@ -63,6 +70,17 @@ SHAPES = {
         "full": list(SHAPE),
     }.items()
 }
+
+
+# issue 17's online set: (name, batch, n, k, d, niter)
+ONLINE = [
+    ("B=1, N=8192, K=64", 1, 8192, 64, 128, 10),
+    ("B=16, N=8192, K=64", 16, 8192, 64, 128, 10),
+    ("B=64, N=8192, K=64", 64, 8192, 64, 128, 10),
+    ("B=256, N=1024, K=16, d=64", 256, 1024, 16, 64, 10),
+    ("B=4, N=100k, K=4096, d=256", 4, 100_000, 4096, 256, 10),
+    ("(32, 75600, 128), K=1000", 32, 75_600, 1000, 128, 20),
+]
 
 
 def floor_ms(b, n, k, d):
@@ -116,8 +134,9 @@ class FlashKmeans:
     name = "flash-kmeans"
 
     def __init__(self):
-        from flash_kmeans.kmeans_triton_impl import _euclid_iter
+        from flash_kmeans.kmeans_triton_impl import _euclid_iter, batch_kmeans_Euclid
         self.iter = _euclid_iter
+        self.batch = batch_kmeans_Euclid
 
     def ms_per_iter(self, x, b, n, k, d, niter, fast):
         del fast
@@ -157,6 +176,63 @@ class FaissGpu:
         return 1e3 * (time.perf_counter() - t0) / niter
 
 
+def whole_ms(fn, reps=5):
+    """Median wall milliseconds of reps synchronised calls after a warm-up."""
+    fn()
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def online(args, ours, flash):
+    """Issue 17's table: whole calls and iterations, flashkm.torch against
+    flash-kmeans, the same tensors."""
+    import flashkm.torch as fkt
+    head = ("| call | niter | flashkm FAST fp16: whole / per iter ms | flashkm parity fp16 data | "
+            "flashkm parity fp32 | flash-kmeans fp16 | flash-kmeans fp32 (tf32) | "
+            "fp16 / FAST (target 2x) | fp16 / parity fp16 (1x) | fp32 / parity fp32 (1.5x) |")
+    lines = ["device: %s; torch %s; whole call: median wall time of 5 synchronised calls "
+             "after a warm-up; per iteration: flashkm's statistics (median of iterations "
+             "2..), flash-kmeans' CUDA events around its iteration" %
+             (ours.device, torch.__version__), "", head, "|" + "---|" * (head.count("|") - 1)]
+    print("\n".join(lines), flush=True)
+    g = torch.Generator(device="cuda").manual_seed(1234)
+    for name, b, n, k, d, niter in ONLINE:
+        x32 = torch.randn((b, n, d), device="cuda", dtype=torch.float32, generator=g)
+        x16 = x32.half()
+        cells, whole = [], {}
+        for key, x, fast in (("fast", x16, True), ("p16", x16, False), ("p32", x32, False)):
+            try:
+                w = whole_ms(lambda: fkt.kmeans(x, k, niter=niter, fast=fast))
+                it = ours.ms_per_iter(x.view(b * n, d), b, n, k, d, max(niter, 4), fast)
+                whole[key] = w
+                cells.append("%.2f / %.3f" % (w, it))
+            except _lib.Error as e:
+                print("# flashkm %s %s: %s" % (name, key, e), file=sys.stderr)
+                cells.append("-")
+        for key, x in (("f16", x16), ("f32", x32)):
+            if flash is None:
+                cells.append("-")
+                continue
+            w = whole_ms(lambda: flash.batch(x, k, max_iters=niter, tol=-1.0))
+            it = flash.ms_per_iter(x.view(b * n, d), b, n, k, d, max(niter, 4), False)
+            whole[key] = w
+            cells.append("%.2f / %.3f" % (w, it))
+        r = [ratio(whole.get(a), whole.get(o)) for a, o in
+             (("f16", "fast"), ("f16", "p16"), ("f32", "p32"))]
+        row = "| %s | %d | %s | %s |" % (name, niter, " | ".join(cells), " | ".join(r))
+        print(row, flush=True)
+        lines.append(row)
+        del x32, x16
+        torch.cuda.empty_cache()
+    return lines
+
+
 def try_peer(cls):
     try:
         return cls()
@@ -175,7 +251,7 @@ def ratio(peer, ours):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shapes", choices=sorted(SHAPES), default="quick")
+    ap.add_argument("--shapes", choices=sorted(SHAPES) + ["online"], default="quick")
     ap.add_argument("--niter", type=int, default=12)
     ap.add_argument("--out", help="also write the table to this markdown file")
     args = ap.parse_args()
@@ -184,6 +260,12 @@ def main():
 
     ours = Flashkm()
     flash = try_peer(FlashKmeans)
+    if args.shapes == "online":
+        lines = online(args, ours, flash)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write("\n".join(lines) + "\n")
+        return
     faiss = try_peer(FaissGpu)
     head = ("| shape (B x N, K, d) | data | flashkm mode | flashkm ms/iter | TFLOP/s | "
             "fp16 floor ms | flashkm / floor | flash-kmeans ms/iter | flash-kmeans / flashkm | "
