@@ -106,16 +106,20 @@ static void fill(float *v, int64_t rows, int64_t d, uint64_t seed, int kind) {
       s ^= s << 13;
       s ^= s >> 7;
       s ^= s << 17;
-      float val;
-      if (kind == 3)
-        val = (float)(s >> 56);
-      else if (kind == 2)
-        val = (s & 1 ? -1.0f : 1.0f) *
-              ldexpf(1.0f + ldexpf((float)(s >> 41), -23), (int)((s >> 1) % 7) - 3);
-      else
-        val = 1.0f + ldexpf((float)(s >> 52), -23);
-      if (kind == 1 && __builtin_parityll((unsigned long long)t)) val = -val;
-      v[r * d + t] = val;
+      /* the values as bits: (1 + m 2^-23) 2^e is exponent field 127 + e,
+       * mantissa field m */
+      uint32_t bits;
+      if (kind == 3) {
+        const float val = (float)(s >> 56);
+        memcpy(&bits, &val, sizeof bits);
+      } else if (kind == 2) {
+        bits = (uint32_t)(s & 1) << 31 | (uint32_t)(127 + (int)((s >> 1) % 7) - 3) << 23 |
+               (uint32_t)(s >> 41);
+      } else {
+        bits = 127u << 23 | (uint32_t)(s >> 52);
+      }
+      if (kind == 1 && __builtin_parityll((unsigned long long)t)) bits |= 1u << 31;
+      memcpy(v + r * d + t, &bits, sizeof bits);
     }
 }
 
