@@ -386,8 +386,11 @@ FKM_API const char *fkm_ctx_last_error(const fkm_ctx *ctx);
 FKM_API fkm_status fkm_ctx_set_num_threads(fkm_ctx *ctx, int num_threads);
 
 /** Run on a caller-owned CUDA stream (a cudaStream_t) instead of the
- *  context's own. NULL returns to the context's own stream. The CPU backend
- *  accepts and ignores it. The stream must outlive its use by the context. */
+ *  context's own. NULL returns to the context's own stream (non-blocking:
+ *  it does not wait for the legacy default stream); a caller whose work is
+ *  on the default stream passes cudaStreamLegacy (or cudaStreamPerThread).
+ *  The CPU backend accepts and ignores it. The stream must outlive its use
+ *  by the context. */
 FKM_API fkm_status fkm_ctx_set_stream(fkm_ctx *ctx, struct CUstream_st *stream);
 
 /** Free the memory the context keeps from one call to the next: the CUDA

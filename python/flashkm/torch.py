@@ -29,6 +29,7 @@ from . import _arrays, _lib
 from . import kmeans as _kmeans
 from . import profile as _profile
 
+_CUDA_STREAM_LEGACY = 1  # cudaStreamLegacy, driver_types.h
 _contexts = {}
 _contexts_lock = threading.Lock()
 
@@ -108,7 +109,12 @@ def kmeans(x, k, niter=25, *, fast=False, spherical=False, seed=1234,
     ctx = _context(dev)
     lib = _lib.lib()
     with _arrays.as_array(x, 3, "x") as X, ctx.lock:
-        stream = torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else None
+        stream = None
+        if dev.type == "cuda":
+            # the default stream is handle 0 to PyTorch: cudaStreamLegacy
+            # (0x1) names it to the library (NULL would be its own stream,
+            # which does not wait for the default one)
+            stream = torch.cuda.current_stream(dev).cuda_stream or _CUDA_STREAM_LEGACY
         _lib.check(lib.fkm_ctx_set_stream(ctx.handle, stream), ctx.handle)
         try:
             st = lib.fkm_train_batched(ctx.handle, ctypes.byref(p), B, n, d, k, X.dtype, X.ptr, None,
