@@ -186,7 +186,7 @@ static fkm_status learn_into(fkm_blas_cache *bc, const fkm_params *p, int thread
   if (!learned) return FKM_OK;
   snprintf(msg, sizeof msg,
            "the BLAS's order of sgemm(%lld x %lld, d = %lld) on %d threads learned in %.3f s "
-           "(%.3f s of it the final choice, on the device): %lld of %lld dot "
+           "(%.3f s the final choice, the rest the BLAS's probe calls): %lld of %lld dot "
            "products modelled",
            (long long)ny, (long long)nx, (long long)d, threads, seconds, choose_seconds,
            (long long)modelled, (long long)cells);

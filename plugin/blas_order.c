@@ -106,20 +106,16 @@ static void fill(float *v, int64_t rows, int64_t d, uint64_t seed, int kind) {
       s ^= s << 13;
       s ^= s >> 7;
       s ^= s << 17;
-      /* the values as bits: (1 + m 2^-23) 2^e is exponent field 127 + e,
-       * mantissa field m */
-      uint32_t bits;
-      if (kind == 3) {
-        const float val = (float)(s >> 56);
-        memcpy(&bits, &val, sizeof bits);
-      } else if (kind == 2) {
-        bits = (uint32_t)(s & 1) << 31 | (uint32_t)(127 + (int)((s >> 1) % 7) - 3) << 23 |
-               (uint32_t)(s >> 41);
-      } else {
-        bits = 127u << 23 | (uint32_t)(s >> 52);
-      }
-      if (kind == 1 && __builtin_parityll((unsigned long long)t)) bits |= 1u << 31;
-      memcpy(v + r * d + t, &bits, sizeof bits);
+      float val;
+      if (kind == 3)
+        val = (float)(s >> 56);
+      else if (kind == 2)
+        val = (s & 1 ? -1.0f : 1.0f) *
+              ldexpf(1.0f + ldexpf((float)(s >> 41), -23), (int)((s >> 1) % 7) - 3);
+      else
+        val = 1.0f + ldexpf((float)(s >> 52), -23);
+      if (kind == 1 && __builtin_parityll((unsigned long long)t)) val = -val;
+      v[r * d + t] = val;
     }
 }
 
@@ -189,16 +185,13 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
   fkm_status st = FKM_OK;
   if (!alive || !dy || !dx || !dip)
     st = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "BLAS order: cannot allocate the checks");
-  /* the variants an element of 2^ul chains may take (by ul alone) */
-  enum { ULS = 5 }; /* 1 .. FKM_BLAS_ORDER_MAX_LANES chains */
-  uint16_t variants_of[ULS] = {0};
-  for (int ul = 0; ul < ULS; ul++)
-    for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
-      if (variant_code(o, ul, v)) variants_of[ul] |= (uint16_t)(1u << v);
   int grouped = 0; /* an element of several chains: remainders to tell apart */
   for (int64_t e = 0; st == FKM_OK && e < cells; e++) {
     const int ul = (o->code[e] & 7) - 1;
-    alive[e] = o->code[e] ? variants_of[ul] : 0;
+    alive[e] = 0;
+    if (!o->code[e]) continue;
+    for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
+      if (variant_code(o, ul, v)) alive[e] |= (uint16_t)(1u << v);
     grouped |= ul > 0 && alive[e] > 3;
   }
   /* (1) the structural probes: x all ones, y_j ones with +BIG at b, -BIG at t */
@@ -210,36 +203,17 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
       if (t <= b || t == last) continue;
       last = t;
       probe_rows(o, y, b, t, 0);
-      /* the probe's value in each code (row 0 of each), as the distinct
-       * values of each ul with the variants still alive somewhere giving
-       * them: an element keeps the variants whose value is the BLAS's */
-      uint16_t live[ULS] = {0};
-      for (int64_t c = 0; c < cells; c++)
-        if (alive[c]) live[(o->code[c] & 7) - 1] |= alive[c];
-      float value[ULS][FKM_BLAS_VARIANTS];
-      uint16_t giving[ULS][FKM_BLAS_VARIANTS];
-      int distinct[ULS] = {0}, tells = 0;
-      for (int ul = 0; ul < ULS; ul++) {
-        for (int v = 0; v < FKM_BLAS_VARIANTS; v++) {
-          if (!(live[ul] >> v & 1)) continue;
-          const float m = dot_code(o, variant_code(o, ul, v), y, x);
-          int i = 0;
-          while (i < distinct[ul] && value[ul][i] != m) i++;
-          if (i == distinct[ul]) value[ul][distinct[ul]++] = m, giving[ul][i] = 0;
-          giving[ul][i] |= (uint16_t)(1u << v);
-        }
-        tells |= distinct[ul] > 1;
-      }
-      if (!tells) continue; /* every live variant gives one value: the call would tell none apart */
       call(sgemm, o, y, x, ip);
-#pragma omp parallel for schedule(static)
+      float model[5][FKM_BLAS_VARIANTS]; /* the probe's value in each code */
+      for (int ul = 0; ul < 5; ul++)
+        for (int v = 0; v < FKM_BLAS_VARIANTS; v++) {
+          const uint8_t c = variant_code(o, ul, v);
+          model[ul][v] = c ? dot_code(o, c, y, x) : 0.0f; /* row 0 of each */
+        }
       for (int64_t c = 0; c < cells; c++) {
-        if (!alive[c]) continue;
         const int ul = (o->code[c] & 7) - 1;
-        uint16_t keep = 0;
-        for (int i = 0; i < distinct[ul]; i++)
-          if (value[ul][i] == ip[c]) keep = giving[ul][i];
-        alive[c] &= keep;
+        for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
+          if ((alive[c] >> v & 1) && model[ul][v] != ip[c]) alive[c] &= (uint16_t)~(1u << v);
       }
     }
   }
