@@ -96,7 +96,8 @@ def kmeans(x, k, niter=25, *, fast=False, spherical=False, seed=1234,
     metric = _lib.METRIC_INNER_PRODUCT if spherical else _lib.METRIC_L2
     p = _kmeans._make_params(cp, metric, fast, prof)
 
-    centroids = torch.zeros((B, k, d), dtype=torch.float32, device=dev)
+    # outputs: every row is written by the call (the first m from init)
+    centroids = torch.empty((B, k, d), dtype=torch.float32, device=dev)
     labels = torch.empty((B, n), dtype=torch.int64, device=dev)
     n_init = 0
     if init is not None:

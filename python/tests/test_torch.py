@@ -13,8 +13,7 @@ torch = pytest.importorskip("torch")
 import flashkm.torch as fkt  # noqa: E402  (after the torch check)
 
 
-def devices():
-    return ["cpu", "cuda"]
+DEVICES = ["cpu", "cuda"]
 
 
 def batch(B, n, d, seed):
@@ -33,7 +32,7 @@ def separate(x, k, niter, cp=None, backend="cpu", fast=False):
     return np.stack(labels), np.stack(cents)
 
 
-@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("device", DEVICES)
 def test_kmeans_equals_separate_runs(device):
     if device == "cuda":
         cuda_or_skip()
@@ -47,7 +46,7 @@ def test_kmeans_equals_separate_runs(device):
     np.testing.assert_array_equal(labels.cpu().numpy(), want_l)
 
 
-@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("device", DEVICES)
 def test_two_dimensional_input_and_initial_centroids(device):
     if device == "cuda":
         cuda_or_skip()
