@@ -106,16 +106,18 @@ static void fill(float *v, int64_t rows, int64_t d, uint64_t seed, int kind) {
       s ^= s << 13;
       s ^= s >> 7;
       s ^= s << 17;
-      float val;
-      if (kind == 3)
-        val = (float)(s >> 56);
-      else if (kind == 2)
-        val = (s & 1 ? -1.0f : 1.0f) *
-              ldexpf(1.0f + ldexpf((float)(s >> 41), -23), (int)((s >> 1) % 7) - 3);
-      else
-        val = 1.0f + ldexpf((float)(s >> 52), -23);
-      if (kind == 1 && __builtin_parityll((unsigned long long)t)) val = -val;
-      v[r * d + t] = val;
+      uint32_t bits; /* the value's bits, built directly (exact, and no libm call) */
+      if (kind == 3) {
+        const float val = (float)(s >> 56);
+        memcpy(&bits, &val, sizeof bits);
+      } else if (kind == 2) { /* sign, exponent 127 - 3 .. 127 + 3, 23 mantissa bits */
+        bits = (uint32_t)(s & 1) << 31 | (uint32_t)(124 + (s >> 1) % 7) << 23 |
+               (uint32_t)(s >> 41);
+      } else { /* 1 + (s >> 52) 2^-23 */
+        bits = 0x3f800000u | (uint32_t)(s >> 52);
+      }
+      if (kind == 1 && __builtin_parityll((unsigned long long)t)) bits |= 0x80000000u;
+      memcpy(v + r * d + t, &bits, sizeof bits);
     }
 }
 
@@ -162,12 +164,54 @@ fkm_status fkm_blas_order_choose_host(void *user, fkm_blas_order *o, const fkm_b
   return FKM_OK;
 }
 
+/* One structural probe (y's rows set): the variants of each element whose
+ * value of the probe is not the BLAS's die. The model's value depends on
+ * the code alone, so each chain count's variants have a few distinct
+ * values, each with the mask of the variants that give it; a probe whose
+ * live variants all give one value per chain count cannot tell them apart
+ * and is not called (0 returned). */
+static int structural_probe(fkm_sgemm_fn sgemm, const fkm_blas_order *o, const float *y,
+                            const float *x, float *ip, const uint16_t may[5], uint16_t *alive) {
+  const int64_t cells = o->nx * o->ny;
+  float value[5][FKM_BLAS_VARIANTS]; /* chain count ul's distinct values */
+  uint16_t mask[5][FKM_BLAS_VARIANTS];
+  int nvalues[5] = {0};
+  for (int ul = 0; ul < 5; ul++)
+    for (int v = 0; v < FKM_BLAS_VARIANTS; v++) {
+      if (!(may[ul] >> v & 1)) continue;
+      const float m = dot_code(o, fkm_blas_variant(ul, v), y, x); /* row 0 of each */
+      int k = 0;
+      while (k < nvalues[ul] && value[ul][k] != m) k++;
+      if (k == nvalues[ul]) value[ul][nvalues[ul]++] = m, mask[ul][k] = 0;
+      mask[ul][k] |= (uint16_t)(1u << v);
+    }
+  uint16_t live[5] = {0}; /* the variants some element of each chain count still has */
+  for (int64_t c = 0; c < cells; c++)
+    if (o->code[c]) live[(o->code[c] & 7) - 1] |= alive[c];
+  int tells = 0;
+  for (int ul = 0; ul < 5; ul++)
+    for (int k = 0; k < nvalues[ul]; k++)
+      tells |= (mask[ul][k] & live[ul]) != 0 && (mask[ul][k] & live[ul]) != live[ul];
+  if (!tells) return 0;
+  call(sgemm, o, y, x, ip);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < cells; c++) {
+    if (!alive[c]) continue;
+    const int ul = (o->code[c] & 7) - 1;
+    uint16_t keep = 0;
+    for (int k = 0; k < nvalues[ul]; k++)
+      if (value[ul][k] == ip[c]) keep = mask[ul][k];
+    alive[c] &= keep;
+  }
+  return 1;
+}
+
 /* The probes see the tree, not how a term joins it (fused or rounded
  * products) nor where a kernel's loop remainder goes: each element takes
  * the first variant that reproduces (1) the structural probes that tell
  * the remainders apart, L(b, t) of a segment's first term b and the last
- * term t of each group size's main part and the segment's last term (the
- * model's value of a probe depends on the code alone: a table), (2) a
+ * term t of each group size's main part and the segment's last term
+ * (structural_probe: only those whose live variants differ), (2) a
  * probe whose sum is exact but for one product's rounding, and (3) the
  * BLAS on three draws of data; an element no variant reproduces is
  * unmodelled. x arrives all ones (the probes' rows). */
@@ -185,13 +229,15 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
   fkm_status st = FKM_OK;
   if (!alive || !dy || !dx || !dip)
     st = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "BLAS order: cannot allocate the checks");
+  /* the variants an element of 2^ul chains may take (variant_code) */
+  uint16_t may[5] = {0};
+  for (int ul = 0; ul < 5; ul++)
+    for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
+      if (variant_code(o, ul, v)) may[ul] |= (uint16_t)(1u << v);
   int grouped = 0; /* an element of several chains: remainders to tell apart */
   for (int64_t e = 0; st == FKM_OK && e < cells; e++) {
     const int ul = (o->code[e] & 7) - 1;
-    alive[e] = 0;
-    if (!o->code[e]) continue;
-    for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
-      if (variant_code(o, ul, v)) alive[e] |= (uint16_t)(1u << v);
+    alive[e] = o->code[e] ? may[ul] : 0;
     grouped |= ul > 0 && alive[e] > 3;
   }
   /* (1) the structural probes: x all ones, y_j ones with +BIG at b, -BIG at t */
@@ -203,18 +249,7 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
       if (t <= b || t == last) continue;
       last = t;
       probe_rows(o, y, b, t, 0);
-      call(sgemm, o, y, x, ip);
-      float model[5][FKM_BLAS_VARIANTS]; /* the probe's value in each code */
-      for (int ul = 0; ul < 5; ul++)
-        for (int v = 0; v < FKM_BLAS_VARIANTS; v++) {
-          const uint8_t c = variant_code(o, ul, v);
-          model[ul][v] = c ? dot_code(o, c, y, x) : 0.0f; /* row 0 of each */
-        }
-      for (int64_t c = 0; c < cells; c++) {
-        const int ul = (o->code[c] & 7) - 1;
-        for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
-          if ((alive[c] >> v & 1) && model[ul][v] != ip[c]) alive[c] &= (uint16_t)~(1u << v);
-      }
+      structural_probe(sgemm, o, y, x, ip, may, alive);
     }
   }
   /* (2) fused or rounded products: term 0's product is -1 and term 16's

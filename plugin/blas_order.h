@@ -32,8 +32,10 @@ typedef struct fkm_blas_order {
   int64_t modelled;  /* elements with a code */
 } fkm_blas_order;
 
-/* Learns sgemm's order for the call (ny, nx, d): 2 to 6 probe calls and two
- * checks of that shape (none at d = 1: one term, one order). FKM_ERR_UNSUPPORTED when no
+/* Learns sgemm's order for the call (ny, nx, d) from calls of that shape
+ * (none at d = 1: one term, one order): one per chain count tried (1 to
+ * 16), d / ny for the segments, the structural probes that can still tell
+ * an element's variants apart, one for fused products, three draws. FKM_ERR_UNSUPPORTED when no
  * segment structure is found (no element sums segment 0 in one chain) or
  * d > 65536; o->code is then NULL. Free with fkm_blas_order_free. */
 fkm_status fkm_blas_order_learn(fkm_sgemm_fn sgemm, int64_t ny, int64_t nx, int64_t d,
