@@ -11,9 +11,11 @@
  *                 centroids. Needs nredo = 1 and no frozen centroids (a chain
  *                 step would freeze all k rows).
  *   P2 assignment labels of every input point against FAISS's final
- *                 centroids: fkm_assign versus FAISS's flat search; each
- *                 difference is listed with FAISS's gap and must be within the
- *                 rounding bound below.
+ *                 centroids: fkm_assign versus FAISS's flat search; where
+ *                 the context sums every dot product in FAISS's order
+ *                 (fkm_order_coverage) none may differ, elsewhere each
+ *                 difference is listed with FAISS's gap and must be within
+ *                 the rounding bound below.
  *   P3 end to end centroids and per-iteration statistics of full runs.
  *
  * Bound for P2 (standard model, u = 2^-24, gamma_m = m u / (1 - m u)). For a
@@ -126,8 +128,19 @@ out:
  * CPU engine sums the BLAS path with FAISS's own BLAS (params->blas_sgemm);
  * the CUDA engine keeps its own order, where near-ties within the bound may
  * differ. */
-static int labels_exact(fkm_ctx *ctx, const fkm_params *p) {
-  return p->blas_sgemm != NULL && fkm_ctx_backend(ctx) == FKM_BACKEND_CPU;
+/* Whether this context computes every dot product of a search of n rows in
+ * FAISS's order (fkm_order_coverage): then no label may differ, near-ties
+ * included. */
+static int labels_exact_of(fkm_ctx *ctx, const fkm_params *p, int64_t n, int64_t d, int64_t k,
+                           int64_t *covered) {
+  *covered = 0;
+  return fkm_order_coverage(ctx, p, n, d, k, FKM_DTYPE_F32, covered) == FKM_OK &&
+         *covered == n * k;
+}
+
+static int labels_exact(fkm_ctx *ctx, const fkm_params *p, int64_t n, int64_t d, int64_t k) {
+  int64_t covered;
+  return labels_exact_of(ctx, p, n, d, k, &covered);
 }
 
 static int64_t rows_differing(const float *a, const float *b, int64_t k, int64_t d) {
@@ -292,7 +305,7 @@ static int p1_lockstep(const parity_ctx *pc, level *out, int64_t *steps_na,
       int crc = compare_labels(pc->ctx, &p, rows, n_train, d, pp, k, pc->max_list, prefix, &dr);
       free(rows);
       if (crc != 0) goto out;
-      if (dr.n_diff > 0 && dr.n_far == 0 && !labels_exact(pc->ctx, &p)) {
+      if (dr.n_diff > 0 && dr.n_far == 0 && !labels_exact(pc->ctx, &p, n_train, d, k)) {
         (*steps_na)++;
         *points_na += dr.n_diff;
       } else {
@@ -347,11 +360,13 @@ static void parity_help(void) {
       "parity report of docs/contract.md section 9:\n"
       "  P1 lockstep: every iteration started from FAISS's own centroids gives\n"
       "     FAISS's centroids, nsplit and imbalance bit for bit;\n"
-      "  P2 assignment: labels equal FAISS's. On the CPU engine, which sums with\n"
-      "     the linked FAISS's BLAS, every one; on the CUDA engine, except at\n"
-      "     near-ties, each listed with its gap, which must be within FAISS's float\n"
-      "     rounding bound. Also listed: the near-ties flashkm's own summation\n"
-      "     order would decide otherwise than FAISS's BLAS;\n"
+      "  P2 assignment: labels equal FAISS's. Where every dot product is summed\n"
+      "     in FAISS's order (the CPU engine calls the linked FAISS's BLAS; the\n"
+      "     CUDA engine follows the order it learned of it, fkm_order_coverage),\n"
+      "     every one; elsewhere except at near-ties, each listed with its gap,\n"
+      "     which must be within FAISS's float rounding bound. Also listed: the\n"
+      "     near-ties flashkm's own summation order would decide otherwise than\n"
+      "     FAISS's BLAS;\n"
       "  P3 end to end: trained centroids equal FAISS's bit for bit (on the CUDA\n"
       "     engine n/a when near-ties make the two runs legitimately part ways).\n"
       "Exit code 1 if any level fails. INPUT as for train.\n\n"
@@ -509,12 +524,14 @@ int fkm_cli_cmd_parity(int argc, char **argv) {
   if (compare_labels(ctx, &o.params, in.x.data, in.x.n, d, cF, k, max_list, "               row ",
                      &dr) != 0)
     goto out;
-  const int exact = labels_exact(ctx, &o.params);
+  int64_t covered;
+  const int exact = labels_exact_of(ctx, &o.params, in.x.n, d, k, &covered);
   l2 = (exact ? dr.n_diff : dr.n_far) ? LEVEL_FAIL : LEVEL_PASS;
   printf("P2 assignment  %s  %lld labels differ: %lld near-ties within the bound, %lld beyond "
-         "(worst gap/bound %.3g)%s\n",
+         "(worst gap/bound %.3g); %lld of %lld dot products summed in FAISS's order%s\n",
          level_name(l2), (long long)dr.n_diff, (long long)dr.n_near, (long long)dr.n_far,
-         dr.worst_ratio, exact ? "; with FAISS's BLAS none may" : "");
+         dr.worst_ratio, (long long)covered, (long long)(in.x.n * k),
+         exact ? ": none may differ" : "");
   if (o.params.blas_sgemm) {
     /* The near-ties FAISS's BLAS decided: where flashkm's own order (an fma
      * chain) would have given another label. */
@@ -529,7 +546,7 @@ int fkm_cli_cmd_parity(int argc, char **argv) {
     printf("P2 order       %lld points are near-ties between the two orders, %s\n",
            (long long)orr.n_diff,
            exact ? "each decided as FAISS's BLAS decides it"
-                 : "decided by the CUDA engine's own order");
+                 : "those outside FAISS's order decided by flashkm's");
   }
 
   int64_t bad = rows_differing(cf, cF, k, d);

@@ -587,6 +587,26 @@ FKM_API fkm_status fkm_train_memory(fkm_ctx *ctx, const fkm_params *params, int6
                                     int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
                                     fkm_memory_plan *plan);
 
+/** How many of the n * k inner products of fkm_assign(ctx, params, n, d, k,
+ *  dtype, ...) this context computes in FAISS's own summation order
+ *  (docs/profiles.md), the rest in flashkm's (an fma chain over j = 0..d-1),
+ *  into *covered. Where it is n * k the labels are FAISS's, near-ties
+ *  included; elsewhere a near-tie between two centroids within FAISS's
+ *  rounding bound may go the other way. By the search path FAISS takes for
+ *  n rows in params->profile:
+ *   - its direct or fused SIMD loops (every engine runs them in their
+ *     order): n * k;
+ *   - its BLAS path: with params->blas_sgemm NULL, 0; set, the CPU engine
+ *     calls that BLAS (n * k) and the CUDA engine counts the products the
+ *     model it learned of that BLAS holds (learning it now, once per call
+ *     shape and context, when no call has yet);
+ *   - params->assign_mode = FKM_ASSIGN_FAST (flashkm's approximate labels):
+ *     0.
+ *  Arguments are checked as fkm_assign checks them. */
+FKM_API fkm_status fkm_order_coverage(fkm_ctx *ctx, const fkm_params *params, int64_t n,
+                                      int64_t d, int64_t k, fkm_dtype dtype,
+                                      int64_t *covered);
+
 /* -------------------------------------------------- random streams (FAISS) */
 
 /** The rows fkm_train trains on for n points and k centroids under *params

@@ -297,6 +297,36 @@ fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params, int64_t n,
                                             centroids, labels, distances, n));
 }
 
+fkm_status fkm_order_coverage(fkm_ctx *ctx, const fkm_params *params, int64_t n, int64_t d,
+                              int64_t k, fkm_dtype dtype, int64_t *covered) {
+  if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_params p;
+  fkm_errbuf *err = &ctx->err;
+  FKM_FORWARD(read_params(err, params, &p));
+  FKM_RETURN_IF(!covered, err, FKM_ERR_INVALID_ARG, "covered is NULL");
+  FKM_FORWARD(check_shape(ctx, &p, n, d, k, dtype, covered, 1));
+  FKM_RETURN_IF(n > INT64_MAX / k, err, FKM_ERR_INVALID_ARG,
+                "n * k = %lld * %lld overflows 64 bits", (long long)n, (long long)k);
+  fkm_arith arith;
+  FKM_FORWARD(fkm_arith_of(&p.profile, &arith, err));
+  if (p.assign_mode == FKM_ASSIGN_FAST || n == 0) {
+    *covered = 0;
+    return done(ctx, FKM_OK);
+  }
+  if (fkm_arith_path(&arith, p.metric, n, d) != FKM_PATH_BLAS) {
+    *covered = n * k; /* FAISS's own SIMD loops, which every engine runs */
+    return done(ctx, FKM_OK);
+  }
+  if (!p.blas_sgemm) {
+    *covered = 0;
+    return done(ctx, FKM_OK);
+  }
+  int64_t held = 0;
+  const fkm_status s = ctx->engine->ops->blas_coverage(ctx->engine, &p, n, d, k, &held);
+  if (s == FKM_OK) *covered = held;
+  return done(ctx, s);
+}
+
 fkm_status fkm_pq_encode(fkm_ctx *ctx, const fkm_params *params, int64_t n, int64_t d,
                          int64_t M, int nbits, const float *x, const float *pq_centroids,
                          int64_t nlist, const float *coarse, const int64_t *lists,

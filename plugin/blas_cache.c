@@ -198,11 +198,11 @@ static fkm_status learn_into(fkm_blas_cache *bc, const fkm_params *p, int thread
   return FKM_OK;
 }
 
-/* Shape (ny, nx): the cached entry, or a new one; NULL pointers when no
- * model was found. */
+/* Shape (ny, nx): the cached entry, or a new one; NULL pointers (and no
+ * product modelled) when no model was found. */
 static fkm_status shape(fkm_blas_cache *bc, const fkm_params *p, int threads, int64_t ny,
                         int64_t nx, int64_t d, const uint8_t **code, const int32_t **seg,
-                        fkm_errbuf *err) {
+                        int64_t *modelled, fkm_errbuf *err) {
   fkm_blas_cache_entry *hit = NULL;
   for (int i = 0; i < FKM_BLAS_CACHE_ENTRIES && !hit; i++) {
     const fkm_blas_cache_entry *x = &bc->e[i];
@@ -213,16 +213,20 @@ static fkm_status shape(fkm_blas_cache *bc, const fkm_params *p, int threads, in
   if (!hit) FKM_FORWARD(learn_into(bc, p, threads, ny, nx, d, &hit, err));
   *code = NULL;
   *seg = NULL;
+  *modelled = 0;
   if (!hit) return FKM_OK;
   hit->used = ++bc->clock;
+  *modelled = hit->modelled;
   *seg = (const int32_t *)hit->dev;
   *code = (const uint8_t *)hit->dev + SEG_BYTES;
   return FKM_OK;
 }
 
 fkm_status fkm_blas_cache_view(fkm_blas_cache *bc, const fkm_params *p, int64_t rows,
-                               int64_t k, int64_t d, fkm_blas_view *v, fkm_errbuf *err) {
+                               int64_t k, int64_t d, fkm_blas_view *v, int64_t *covered,
+                               fkm_errbuf *err) {
   memset(v, 0, sizeof *v);
+  if (covered) *covered = 0;
   if (!p->blas_sgemm || rows < 1 || k < 1) return FKM_OK;
   const int64_t qbs = p->blas_query_bs, dbs = p->blas_database_bs;
   const int threads = fkm_blas_threads(p->blas_sgemm);
@@ -230,11 +234,17 @@ fkm_status fkm_blas_cache_view(fkm_blas_cache *bc, const fkm_params *p, int64_t 
    * partial one; slot 2 (rows) + (centroids) partial */
   const int64_t nx[2] = {rows >= qbs ? qbs : 0, rows % qbs};
   const int64_t ny[2] = {k >= dbs ? dbs : 0, k % dbs};
+  const int64_t calls_x[2] = {rows / qbs, rows % qbs != 0}, calls_y[2] = {k / dbs, k % dbs != 0};
+  int64_t held = 0;
   for (int a = 0; a < 2; a++)
     for (int b = 0; b < 2; b++)
-      if (nx[a] > 0 && ny[b] > 0)
+      if (nx[a] > 0 && ny[b] > 0) {
+        int64_t modelled = 0;
         FKM_FORWARD(shape(bc, p, threads, ny[b], nx[a], d, &v->code[2 * a + b],
-                          &v->seg[2 * a + b], err));
+                          &v->seg[2 * a + b], &modelled, err));
+        held += calls_x[a] * calls_y[b] * modelled;
+      }
+  if (covered) *covered = held;
   v->qbs = qbs;
   v->dbs = dbs;
   v->rows = rows;

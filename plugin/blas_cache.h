@@ -37,9 +37,11 @@ typedef struct fkm_blas_cache {
  * no model for is left NULL (its dot products keep flashkm's order, with a
  * warning). v->row0 is 0: the caller sets it per launch. The device memory
  * is allocated synchronously (call between runs, not inside a captured
- * stream). */
+ * stream). covered (or NULL): how many of the rows x k products the
+ * learned models hold (fkm_order_coverage). */
 fkm_status fkm_blas_cache_view(fkm_blas_cache *bc, const fkm_params *params, int64_t rows,
-                               int64_t k, int64_t d, fkm_blas_view *v, fkm_errbuf *err);
+                               int64_t k, int64_t d, fkm_blas_view *v, int64_t *covered,
+                               fkm_errbuf *err);
 
 /* Frees every entry's device memory (the device must be current). */
 void fkm_blas_cache_clear(fkm_blas_cache *bc);

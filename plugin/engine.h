@@ -140,6 +140,11 @@ typedef struct fkm_engine_ops {
                               int64_t *labels, float *distances, int64_t path_n);
   /** fkm_pq_encode(): stateless, pointers are the user's (plugin/pq.h). */
   fkm_status (*pq_encode)(fkm_engine *e, const fkm_pq_args *a);
+  /** fkm_order_coverage() on the BLAS path with params->blas_sgemm set:
+   *  how many of the n x k products of a search of n rows this engine
+   *  sums in that BLAS's order. */
+  fkm_status (*blas_coverage)(fkm_engine *e, const fkm_params *params, int64_t n, int64_t d,
+                              int64_t k, int64_t *covered);
   /** fkm_train_memory(): what a run of this shape holds in this engine's
    *  memory under params->memory_budget; FKM_ERR_OUT_OF_MEMORY (plan
    *  filled) when it cannot fit. from_source: the rows come through a

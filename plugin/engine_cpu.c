@@ -801,6 +801,16 @@ static fkm_status cpu_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   return s;
 }
 
+/* The CPU engine calls the BLAS itself: every product is the BLAS's. */
+static fkm_status cpu_blas_coverage(fkm_engine *e, const fkm_params *params, int64_t n,
+                                    int64_t d, int64_t k, int64_t *covered) {
+  (void)e;
+  (void)params;
+  (void)d;
+  *covered = n * k;
+  return FKM_OK;
+}
+
 static fkm_status cpu_plan_memory(fkm_engine *e, const fkm_params *params, int64_t batch,
                                   int64_t n, int64_t d, int64_t k, fkm_dtype dtype,
                                   int from_source, fkm_memory_plan *plan) {
@@ -878,6 +888,7 @@ static const fkm_engine_ops cpu_ops = {
     cpu_assign,
     cpu_assign_source,
     cpu_pq_encode,
+    cpu_blas_coverage,
     cpu_plan_memory,
     cpu_release,
     cpu_is_device,

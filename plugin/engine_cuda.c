@@ -1022,7 +1022,7 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   fkm_status st = FKM_OK;
   if (c->sd.path == FKM_PATH_BLAS)
     st = fkm_blas_cache_view(&c->blas, &c->params, run->n_train, run->k, run->d,
-                             &c->train_blas, c->base.err);
+                             &c->train_blas, NULL, c->base.err);
   int64_t *grows = NULL;
   if (st == FKM_OK) st = global_rows(c, run, &grows);
   if (st == FKM_OK) st = begin_impl(c, run, user_centroids, grows);
@@ -1540,7 +1540,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   fkm_blas_view order;
   memset(&order, 0, sizeof order);
   if (sd.path == FKM_PATH_BLAS)
-    FKM_FORWARD(fkm_blas_cache_view(&c->blas, params, n, k, d, &order, c->base.err));
+    FKM_FORWARD(fkm_blas_cache_view(&c->blas, params, n, k, d, &order, NULL, c->base.err));
   const int x_on_device = !src && is_device_ptr(x);
   const int in_place = x_on_device && dtype == FKM_DTYPE_F32;
   /* lab and dis on the host: each chunk's results cross back as it ends, so
@@ -1783,6 +1783,16 @@ static fkm_status cuda_assign_source(fkm_engine *e, const fkm_params *params,
                      labels, distances);
 }
 
+/* The products the learned orders of the search's call shapes hold (the
+ * search's blocks, learned now where no call has yet). */
+static fkm_status cuda_blas_coverage(fkm_engine *e, const fkm_params *params, int64_t n,
+                                     int64_t d, int64_t k, int64_t *covered) {
+  cuda_engine *c = eng(e);
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  fkm_blas_view order;
+  return fkm_blas_cache_view(&c->blas, params, n, k, d, &order, covered, c->base.err);
+}
+
 /* fkm_pq_encode: the centroids on the device once, then the rows in chunks
  * (host rows and lists copied in, host codes copied out). */
 static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
@@ -1976,6 +1986,7 @@ static const fkm_engine_ops cuda_ops = {
     cuda_assign,
     cuda_assign_source,
     cuda_pq_encode,
+    cuda_blas_coverage,
     cuda_plan_memory,
     cuda_release,
     cuda_is_device,

@@ -9,6 +9,7 @@
     flashkm.train_pq(pq_or_index_pq, x)      # a ProductQuantizer / IndexPQ's codebooks
     flashkm.add_index(index, x, ids=None)    # index.add: coarse assignment and PQ codes on flashkm
     flashkm.pq_encode(ctx, x, pq.centroids, nbits, M)  # ProductQuantizer::compute_codes
+    km.order_coverage(n)                     # n * k: assign()'s labels are FAISS's, near-ties too
     flashkm.torch.kmeans(x, k)               # (B, N, d) tensor: (labels, centroids) tensors
     flashkm.patch_faiss()                    # faiss.Kmeans and IVF training use flashkm
     flashkm.unpatch()
@@ -19,7 +20,7 @@ next to this package or in the install prefix.
 from ._lib import Context, Error, LibraryNotFound, find_library, library_path, version
 from .faiss_compat import add_index, is_patched, patch_faiss, train_index, unpatch
 from .faiss_pq import train_pq
-from .kmeans import Kmeans, assign, pq_encode, train
+from .kmeans import Kmeans, assign, order_coverage, pq_encode, train
 
 __version__ = "0.3.0"
 
@@ -35,5 +36,5 @@ def __getattr__(name):
 
 
 __all__ = ["Kmeans", "train_index", "train_pq", "add_index", "patch_faiss", "unpatch", "unpatch_faiss", "is_patched",
-           "train", "assign", "pq_encode", "Context", "Error", "LibraryNotFound", "find_library",
+           "train", "assign", "order_coverage", "pq_encode", "Context", "Error", "LibraryNotFound", "find_library",
            "library_path", "version"]

@@ -209,6 +209,8 @@ _SIGNATURES = {
                                  ctypes.POINTER(_i64)]),
     "fkm_assign": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int, _vp, _vp, _vp,
                           _vp]),
+    "fkm_order_coverage": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int,
+                                  ctypes.POINTER(_i64)]),
     "fkm_pq_encode": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int, _vp, _vp,
                              _i64, _vp, _vp, _vp]),
     "fkm_rand_perm": (_int, [_i64, _i64, _i64, _vp]),

@@ -309,6 +309,30 @@ def assign(ctx, x, centroids, metric=_lib.METRIC_L2, profile="flashkm", distance
     return dist, labels
 
 
+_DTYPE_CODES = {"float32": _lib.DTYPE_F32, "float16": _lib.DTYPE_F16,
+                "bfloat16": _lib.DTYPE_BF16}
+
+
+def order_coverage(ctx, n, d, k, metric=_lib.METRIC_L2, profile="flashkm", dtype="float32",
+                   fast=False):
+    """How many of the n * k dot products of assign() on n rows of d
+    dimensions (dtype: 'float32', 'float16' or 'bfloat16') against k
+    centroids ctx sums in FAISS's own order (fkm_order_coverage,
+    docs/profiles.md): n * k means the labels are that FAISS's, near-ties
+    included. Learns the BLAS's order on a CUDA context where no call has
+    yet."""
+    if str(dtype) not in _DTYPE_CODES:
+        raise TypeError("dtype must be float32, float16 or bfloat16, got %s" % dtype)
+    prof = _profile.resolve(profile)
+    p = _make_params(clustering_fields(prof), metric, fast, prof)
+    code = _DTYPE_CODES[str(dtype)]
+    covered = _lib._i64(0)
+    with ctx.lock:
+        _lib.check(_lib.lib().fkm_order_coverage(ctx.handle, ctypes.byref(p), n, d, k, code,
+                                                 ctypes.byref(covered)), ctx.handle)
+    return covered.value
+
+
 def pq_encode(ctx, x, pq_centroids, nbits=8, M=None, coarse=None, lists=None,
               profile="flashkm"):
     """FAISS's ProductQuantizer::compute_codes (sub-vectors of fewer than 16
@@ -497,6 +521,14 @@ class Kmeans:
         index = faiss.IndexFlatIP(self.d) if self.cp["spherical"] else faiss.IndexFlatL2(self.d)
         index.add(self.centroids)
         return index
+
+    def order_coverage(self, n):
+        """How many of the n * k dot products of assign() on n float32 rows
+        are summed in this FAISS's own order (flashkm.order_coverage): n * k
+        means assign()'s labels are this FAISS's, near-ties included."""
+        with self._lock:
+            return order_coverage(self._context(), n, self.d, self.k, self.metric,
+                                  profile=self.profile)
 
     def assign(self, x):
         """(distances (n,), labels (n,)) of x against the centroids."""

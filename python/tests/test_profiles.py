@@ -461,6 +461,23 @@ def test_fashion_mnist_kmeans_equals_faiss_on_the_gpu(faiss, k):
 
 
 @pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_order_coverage_is_whole_with_this_faiss(faiss, info, backend):
+    """Kmeans.order_coverage: with this FAISS's BLAS every dot product of
+    an assignment is summed in FAISS's order (the CPU engine calls that
+    BLAS; the CUDA engine follows the order it learned of it, every element
+    modelled for the BLASes tested, docs/profiles.md), also on FAISS's
+    direct path for a few rows; with the flashkm profile, none is."""
+    if backend == "cuda":
+        cuda_or_skip()
+    km = flashkm.Kmeans(784, 256, backend=backend)
+    assert km.profile.describe()["blas"], km.profile.describe()
+    assert km.order_coverage(60000) == 60000 * 256
+    assert km.order_coverage(5) == 5 * 256
+    own = flashkm.Kmeans(784, 256, backend=backend, profile="flashkm")
+    assert own.order_coverage(60000) == 0
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
 @pytest.mark.parametrize("k", [8, 16, 32, 64])
 def test_digits_kmeans_equals_faiss(faiss, k, backend):
     """A second real integer data set: scikit-learn's 8x8 digits (1,797

@@ -230,6 +230,55 @@ TEST(Blas, TrainingFollowsAnotherOrder) {
   fkm_ctx_destroy(ctx);
 }
 
+// fkm_order_coverage on the CPU engine: it calls the BLAS, so every product
+// of the BLAS path is the BLAS's; none without one; FAISS 1.15's direct
+// path (nx * d below its threshold) runs FAISS's own loops: every product.
+// The call makes no BLAS call of its own.
+TEST(Blas, OrderCoverage) {
+  fkm_ctx* ctx = nullptr;
+  ASSERT_EQ(fkm_ctx_create(FKM_BACKEND_CPU, 0, &ctx), FKM_OK);
+  fkm_params p;
+  fkm_params_init(&p);
+  ASSERT_EQ(fkm_profile_parse("faiss-1.15.1-avx2", &p.profile), FKM_OK);
+  p.blas_sgemm = sgemm;
+  g_calls.clear();
+  int64_t covered = -1;
+  ASSERT_EQ(fkm_order_coverage(ctx, &p, 5000, 64, 300, FKM_DTYPE_F32, &covered), FKM_OK)
+      << fkm_ctx_last_error(ctx);
+  EXPECT_EQ(covered, 5000 * 300);
+  EXPECT_TRUE(g_calls.empty());
+  ASSERT_EQ(fkm_order_coverage(ctx, &p, 10, 64, 300, FKM_DTYPE_F32, &covered), FKM_OK);
+  EXPECT_EQ(covered, 10 * 300) << "FAISS 1.15's direct path";
+  ASSERT_EQ(fkm_order_coverage(ctx, &p, 0, 64, 300, FKM_DTYPE_F32, &covered), FKM_OK);
+  EXPECT_EQ(covered, 0);
+  p.blas_sgemm = nullptr;
+  covered = -1;
+  ASSERT_EQ(fkm_order_coverage(ctx, &p, 5000, 64, 300, FKM_DTYPE_F32, &covered), FKM_OK);
+  EXPECT_EQ(covered, 0);
+  ASSERT_EQ(fkm_order_coverage(ctx, &p, 10, 64, 300, FKM_DTYPE_F32, &covered), FKM_OK);
+  EXPECT_EQ(covered, 10 * 300);
+  // errors are statuses, *covered untouched
+  covered = 42;
+  EXPECT_EQ(fkm_order_coverage(ctx, &p, 10, 64, 300, FKM_DTYPE_F32, nullptr),
+            FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_order_coverage(ctx, &p, -1, 64, 300, FKM_DTYPE_F32, &covered),
+            FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_order_coverage(ctx, &p, 10, 0, 300, FKM_DTYPE_F32, &covered),
+            FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_order_coverage(ctx, &p, int64_t(1) << 58, 2, int64_t(1) << 30,
+                               FKM_DTYPE_F32, &covered),
+            FKM_ERR_INVALID_ARG);
+  EXPECT_NE(std::string(fkm_ctx_last_error(ctx)).find("overflows"), std::string::npos)
+      << fkm_ctx_last_error(ctx);
+  p.assign_mode = FKM_ASSIGN_FAST;
+  EXPECT_EQ(fkm_order_coverage(ctx, &p, 10, 64, 300, FKM_DTYPE_F16, &covered),
+            FKM_ERR_UNSUPPORTED);
+  EXPECT_EQ(covered, 42);
+  EXPECT_EQ(fkm_order_coverage(nullptr, &p, 10, 64, 300, FKM_DTYPE_F32, &covered),
+            FKM_ERR_INVALID_ARG);
+  fkm_ctx_destroy(ctx);
+}
+
 TEST(BadInput, BlasBlocksMustBePositive) {
   fkm_ctx* ctx = nullptr;
   ASSERT_EQ(fkm_ctx_create(FKM_BACKEND_CPU, 0, &ctx), FKM_OK);

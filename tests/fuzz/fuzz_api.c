@@ -544,6 +544,28 @@ static void op_memory(fuzz_src *s, fkm_ctx *ctx) {
   }
 }
 
+/* fkm_order_coverage: on success a count of the call's n x k products, all
+ * or none on the CPU engine (it calls the BLAS, or sums in its own order);
+ * on failure *covered untouched. */
+static void op_coverage(fuzz_src *s, fkm_ctx *ctx) {
+  fkm_params p;
+  harness h;
+  memset(&h, 0, sizeof h);
+  take_params(s, &p, &h);
+  const int64_t n = take_i64(s), d = take_i64(s), k = take_i64(s);
+  const fkm_dtype dtype = take_dtype(s);
+  int64_t covered = -7;
+  const int null_out = fuzz_take(s, 1) % 8 == 0;
+  const fkm_status st = fkm_order_coverage(ctx, &p, n, d, k, dtype, null_out ? NULL : &covered);
+  if (st == FKM_OK) {
+    FUZZ_CHECK(!null_out && n >= 0 && k >= 1 && n <= INT64_MAX / k);
+    FUZZ_CHECK(covered == 0 || covered == n * k);
+  } else {
+    FUZZ_CHECK(covered == -7);
+    check_error(ctx);
+  }
+}
+
 static void op_params_init(fuzz_src *s) {
   uint8_t mem[sizeof(fkm_params) + 64];
   memset(mem, SENTINEL, sizeof mem);
@@ -743,7 +765,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(fkm_ctx_create(FKM_BACKEND_CPU, 0, &ctx) == FKM_OK && ctx != NULL);
   const int calls = 1 + (int)(fuzz_take(&s, 1) % 4);
   for (int i = 0; i < calls; i++) {
-    switch (fuzz_take(&s, 1) % 13) {
+    switch (fuzz_take(&s, 1) % 14) {
       case 0: op_train(&s, ctx, 0); break;
       case 1: op_train(&s, ctx, 1); break;
       case 2: op_assign(&s, ctx); break;
@@ -756,6 +778,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       case 9: op_train_rows(&s, ctx); break;
       case 10: op_memory(&s, ctx); break;
       case 11: op_pq_encode(&s, ctx); break;
+      case 12: op_coverage(&s, ctx); break;
       default: op_misc(&s, ctx); break;
     }
   }

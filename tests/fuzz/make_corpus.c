@@ -263,6 +263,8 @@ static void api_seeds(void) {
   static const unsigned char perm[] = {0, 7, I64(30), I64(5), I64(10), 0};
   static const unsigned char probe[] = {0, 8, 8, 0, 5, 0, 0, 1};
   static const unsigned char misc[] = {0, 9, 0, 0, 1, 0, 1, 0, 3};
+  /* fkm_order_coverage with a BLAS (params bit 20): n, d, k, f32, covered set */
+  static const unsigned char coverage[] = {0, 12, 0, 0, 0x10, 0, I64(30), I64(4), I64(5), 0, 1};
   unsigned char parse[2 + 2 + 64 + 1 + 4] = {0, 5, 0, 0};
   memcpy(parse + 4, "faiss-1.8.0-avx2", 16);
   api_seed("train", train, sizeof train);
@@ -276,6 +278,7 @@ static void api_seeds(void) {
   api_seed("rand_perm", perm, sizeof perm);
   api_seed("probe", probe, sizeof probe);
   api_seed("misc", misc, sizeof misc);
+  api_seed("order_coverage", coverage, sizeof coverage);
 }
 
 int main(int argc, char **argv) {

@@ -124,6 +124,41 @@ TEST_P(CudaBlasOrder, AssignFollowsTheBlas) {
   EXPECT_FALSE(same_bits(da, dn)) << "the data has no dot product the order decides";
 }
 
+// fkm_order_coverage: the CUDA engine counts the products its learned
+// models hold. The synthetic BLAS with outsiders sums element i == j of
+// each call in reverse, outside the model: one element per row of a call
+// up to the shorter side, over the four call shapes (1000 or 400 rows by
+// 1024 or 76 centroids) 1000 + 76 + 400 + 76 = 1552. The CPU engine calls
+// the BLAS (every product); without a BLAS, or in FAST mode, none; on FAISS
+// 1.15's direct path (10 rows), every one. And the labels follow: where
+// the coverage is whole the GPU's labels are the CPU's.
+class CudaOrderCoverage : public GpuCpuTest {};
+
+TEST_F(CudaOrderCoverage, CountsTheProductsTheModelHolds) {
+  fkm_params p = params("faiss-1.15.1-avx512", FKM_METRIC_L2, true);
+  p.blas_sgemm = synthetic_blas::sgemm<true>;
+  int64_t covered = -1;
+  ASSERT_EQ(fkm_order_coverage(gpu->c, &p, kN, kD, kK, FKM_DTYPE_F32, &covered), FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  EXPECT_EQ(covered, kN * kK - 1552);
+  ASSERT_EQ(fkm_order_coverage(cpu->c, &p, kN, kD, kK, FKM_DTYPE_F32, &covered), FKM_OK);
+  EXPECT_EQ(covered, kN * kK);
+  ASSERT_EQ(fkm_order_coverage(gpu->c, &p, 10, kD, kK, FKM_DTYPE_F32, &covered), FKM_OK);
+  EXPECT_EQ(covered, 10 * kK) << "FAISS 1.15's direct path at 10 rows";
+  p.blas_sgemm = nullptr;
+  ASSERT_EQ(fkm_order_coverage(gpu->c, &p, kN, kD, kK, FKM_DTYPE_F32, &covered), FKM_OK);
+  EXPECT_EQ(covered, 0);
+  fkm_params fast = params("flashkm", FKM_METRIC_L2, true);
+  fast.assign_mode = FKM_ASSIGN_FAST;
+  ASSERT_EQ(fkm_order_coverage(gpu->c, &fast, kN, kD, kK, FKM_DTYPE_F16, &covered), FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  EXPECT_EQ(covered, 0);
+  // the model without outsiders holds every product
+  p.blas_sgemm = synthetic_blas::sgemm<false>;
+  ASSERT_EQ(fkm_order_coverage(gpu->c, &p, kN, kD, kK, FKM_DTYPE_F32, &covered), FKM_OK);
+  EXPECT_EQ(covered, kN * kK);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Profiles, CudaBlasOrder,
     ::testing::Combine(::testing::Values("flashkm", "faiss-1.7.3", "faiss-1.8.0-avx2",
