@@ -42,7 +42,7 @@ __device__ __forceinline__ void blas_term(float (&acc)[U], int l, float c, float
   acc[l] = ROUNDED ? __fadd_rn(acc[l], __fmul_rn(c, x)) : fmaf(c, x, acc[l]);
 }
 
-template <int U, bool ROUNDED>
+template <int U, bool ROUNDED, bool GLOBAL>
 __device__ __forceinline__ float blas_segment(const float *__restrict__ xi,
                                               const float *__restrict__ cj, int64_t b, int64_t m,
                                               int64_t e) {
@@ -51,7 +51,8 @@ __device__ __forceinline__ float blas_segment(const float *__restrict__ xi,
 #pragma unroll
   for (int l = 0; l < U; l++) acc[l] = 0.0f;
   int64_t t = b;
-  if ((reinterpret_cast<uintptr_t>(xi + b) | reinterpret_cast<uintptr_t>(cj + b)) % 16 == 0)
+  if (GLOBAL &&
+      (reinterpret_cast<uintptr_t>(xi + b) | reinterpret_cast<uintptr_t>(cj + b)) % 16 == 0)
     for (; t + S <= m; t += S)
 #pragma unroll
       for (int q = 0; q < S; q += 4) {
@@ -76,20 +77,23 @@ __device__ __forceinline__ float blas_segment(const float *__restrict__ xi,
   return acc[0];
 }
 
-template <bool ROUNDED>
+template <bool ROUNDED, bool GLOBAL>
 __device__ __forceinline__ float blas_segment_of(int u, const float *__restrict__ xi,
                                                  const float *__restrict__ cj, int64_t b,
                                                  int64_t m, int64_t e) {
-  return u == 1   ? blas_segment<1, ROUNDED>(xi, cj, b, m, e)
-         : u == 2 ? blas_segment<2, ROUNDED>(xi, cj, b, m, e)
-         : u == 4 ? blas_segment<4, ROUNDED>(xi, cj, b, m, e)
-         : u == 8 ? blas_segment<8, ROUNDED>(xi, cj, b, m, e)
-                  : blas_segment<16, ROUNDED>(xi, cj, b, m, e);
+  return u == 1   ? blas_segment<1, ROUNDED, GLOBAL>(xi, cj, b, m, e)
+         : u == 2 ? blas_segment<2, ROUNDED, GLOBAL>(xi, cj, b, m, e)
+         : u == 4 ? blas_segment<4, ROUNDED, GLOBAL>(xi, cj, b, m, e)
+         : u == 8 ? blas_segment<8, ROUNDED, GLOBAL>(xi, cj, b, m, e)
+                  : blas_segment<16, ROUNDED, GLOBAL>(xi, cj, b, m, e);
 }
 
 /* <x, c> in a BLAS element's code over the segments seg (count, then
  * count + 1 bounds): each segment as blas_segment, their sums added in
- * order (plugin/blas_order.c's dot_code). */
+ * order (plugin/blas_order.c's dot_code). GLOBAL: xi and cj are global
+ * memory (read 16 bytes at a time where aligned); else shared memory, read
+ * a float at a time (the same operations in the same order). */
+template <bool GLOBAL = true>
 __device__ float code_dot(uint8_t code, const int32_t *__restrict__ seg,
                           const float *__restrict__ xi, const float *__restrict__ cj) {
   const int u = fkm_blas_code_lanes(code);
@@ -97,8 +101,8 @@ __device__ float code_dot(uint8_t code, const int32_t *__restrict__ seg,
   float sum = 0.0f;
   for (int q = 0; q < seg[0]; q++) {
     const int64_t b = seg[1 + q], e = seg[2 + q], m = fkm_blas_code_main_end(code, b, e);
-    const float part = rounded ? blas_segment_of<true>(u, xi, cj, b, m, e)
-                               : blas_segment_of<false>(u, xi, cj, b, m, e);
+    const float part = rounded ? blas_segment_of<true, GLOBAL>(u, xi, cj, b, m, e)
+                               : blas_segment_of<false, GLOBAL>(u, xi, cj, b, m, e);
     sum = q == 0 ? part : __fadd_rn(sum, part);
   }
   return sum;
@@ -107,13 +111,15 @@ __device__ float code_dot(uint8_t code, const int32_t *__restrict__ seg,
 /* <x_row, c_j> as FAISS's BLAS computes it for this row and centroid
  * (assign.cuh, fkm_blas_view): the learned order of the element's place
  * in its sgemm call; an element the model does not hold (code 0), and
- * every one without a view, takes flashkm's fmaf chain. */
+ * every one without a view, takes flashkm's fmaf chain. GLOBAL as for
+ * code_dot. */
+template <bool GLOBAL = true>
 __device__ float dot_of(const fkm_blas_view &v, int64_t row, int64_t j, int64_t k,
                         const float *__restrict__ xi, const float *__restrict__ cj, int64_t d) {
   if (!v.on) return fkm_ip_chain(xi, cj, d);
   const int32_t *seg;
   const uint8_t code = fkm_blas_view_code(v, row, j, k, &seg);
-  return code ? code_dot(code, seg, xi, cj) : fkm_ip_chain(xi, cj, d);
+  return code ? code_dot<GLOBAL>(code, seg, xi, cj) : fkm_ip_chain(xi, cj, d);
 }
 
 /* The learner's final choice (plugin/blas_order.h, fkm_blas_draws), a
@@ -311,9 +317,17 @@ __device__ __forceinline__ bool lane_better(bool l2, float v, int64_t i, float w
  * proof's assumptions) makes its warp's thread 0 replay that row alone,
  * sequentially, after the walk. Measured on an H200 at 1M x 1024, d = 128
  * (about 3800 such rows): the same replay with each thread reading its
- * centroid's row from global memory took 3 ms. */
+ * centroid's row from global memory took 3 ms.
+ *
+ * In a BLAS's order each thread sums its own centroid's row in that order,
+ * from global memory, or, STAGED (fkm_blas_view.staged, where the rows fit
+ * in shared memory), from whole rows staged there: each warp's row once
+ * per row, the step's 32 centroid rows once per step, at an odd stride (a
+ * thread per row reads its own bank). The same operations in the same
+ * order: only where the operands come from differs. */
 constexpr int LANED_ROWS = 8, TILE_D = 32;
 
+template <bool STAGED>
 __global__ void __launch_bounds__(32 * LANED_ROWS)
 replay_laned(fkm_scan_desc s, fkm_blas_view order, const float *__restrict__ x,
              const float *__restrict__ xn,
@@ -322,8 +336,11 @@ replay_laned(fkm_scan_desc s, fkm_blas_view order, const float *__restrict__ x,
              int32_t *__restrict__ labels, float *__restrict__ dist) {
   __shared__ float ct[32][TILE_D + 1];        /* 32 centroids x a tile of dimensions */
   __shared__ float xt[LANED_ROWS][TILE_D];    /* each warp's row, the same tile */
+  extern __shared__ float stage[];            /* STAGED: LANED_ROWS rows, then 32 */
   const unsigned full = 0xffffffffu;
   const int t = (int)(threadIdx.x & 31), w = (int)(threadIdx.x >> 5);
+  const int64_t stride = d | 1; /* the staged centroid rows' */
+  float *const xs = stage + w * d, *const cs = stage + LANED_ROWS * d;
   const bool l2 = s.metric == FKM_METRIC_L2;
   const int L = l2 ? s.cmax_lanes : s.top1_lanes, step = l2 ? 2 * L : L;
   const float empty = l2 ? INFINITY : -INFINITY;
@@ -335,6 +352,10 @@ replay_laned(fkm_scan_desc s, fkm_blas_view order, const float *__restrict__ x,
     const int64_t row = live ? rows[p] : 0;
     const float *xi = x + row * d;
     const float x2 = l2 && live ? xn[row] : 0.0f;
+    if (STAGED && live) { /* this warp's row (read by this warp alone) */
+      __syncwarp(); /* the previous row is used up */
+      for (int64_t col = t; col < d; col += 32) xs[col] = xi[col];
+    }
     fkm_top1 r = fkm_top1_begin(l2);
     bool bad = false;
     for (int64_t j0 = 0; j0 < k; j0 += DB_BLOCK) {
@@ -348,7 +369,16 @@ replay_laned(fkm_scan_desc s, fkm_blas_view order, const float *__restrict__ x,
       for (int64_t q0 = 0; q0 < cnt; q0 += 32) {
         const int64_t q = q0 + t;
         float ip = 0.0f;
-        if (order.on) { /* the BLAS's order: each thread its own centroid, from L2 */
+        if (STAGED) { /* the step's centroid rows staged whole, each thread its own */
+          __syncthreads(); /* the previous step's rows are used up */
+          for (int r32 = w; r32 < 32; r32 += LANED_ROWS) {
+            const int64_t j = j0 + q0 + r32;
+            if (j < j0 + cnt)
+              for (int64_t col = t; col < d; col += 32) cs[r32 * stride + col] = c[j * d + col];
+          }
+          __syncthreads();
+          if (live && q < cnt) ip = dot_of<false>(order, row, j0 + q, k, xs, cs + t * stride, d);
+        } else if (order.on) { /* the BLAS's order: each thread its own centroid, from L2 */
           if (live && q < cnt) ip = dot_of(order, row, j0 + q, k, xi, c + (j0 + q) * d, d);
         }
         for (int64_t dt = 0; !order.on && dt < d; dt += TILE_D) {
@@ -441,6 +471,30 @@ replay_laned(fkm_scan_desc s, fkm_blas_view order, const float *__restrict__ x,
   }
 }
 
+/* The dynamic shared memory replay_laned<true> stages rows of d floats in
+ * (LANED_ROWS rows, 32 at an odd stride), its limit raised where it passes
+ * the default 48 KiB; 0 where the device cannot give it (the replay then
+ * reads global memory). */
+cudaError_t stage_bytes(int64_t d, size_t *bytes) {
+  *bytes = 0;
+  const size_t want = sizeof(float) * (size_t)(LANED_ROWS * d + 32 * (d | 1));
+  cudaFuncAttributes fa;
+  cudaError_t e = cudaFuncGetAttributes(&fa, replay_laned<true>);
+  if (e != cudaSuccess) return e;
+  if (want + fa.sharedSizeBytes > 48 * 1024) {
+    int dev = 0, optin = 0;
+    e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e != cudaSuccess) return e;
+    if (want + fa.sharedSizeBytes > (size_t)optin) return cudaSuccess;
+    e = cudaFuncSetAttribute(replay_laned<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)want);
+    if (e != cudaSuccess) return e;
+  }
+  *bytes = want;
+  return cudaSuccess;
+}
+
 unsigned grid_for(int64_t rows) {
   const int64_t b = (rows + THREADS - 1) / THREADS;
   return (unsigned)(b < 1 ? 1 : b < 65535 ? b : 65535);
@@ -494,9 +548,20 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
     return cudaGetLastError();
   }
   const int64_t groups = (few + LANED_ROWS - 1) / LANED_ROWS;
-  replay_laned<<<(unsigned)(groups < 65535 ? groups : 65535), 32 * LANED_ROWS, 0, stream>>>(
-      *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
-      fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
+  const unsigned grid = (unsigned)(groups < 65535 ? groups : 65535);
+  size_t staged = 0;
+  if (order.on && order.staged) {
+    e = stage_bytes(a->d, &staged);
+    if (e != cudaSuccess) return e;
+  }
+  if (staged)
+    replay_laned<true><<<grid, 32 * LANED_ROWS, staged, stream>>>(
+        *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
+        fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
+  else
+    replay_laned<false><<<grid, 32 * LANED_ROWS, 0, stream>>>(
+        *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
+        fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
   return cudaGetLastError();
 }
 

@@ -70,6 +70,8 @@ typedef struct cuda_engine {
   int device;
   int sm_count;
   int allow_tc; /* the certified tensor-core assignment (env FLASHKM_CUDA_ASSIGN=simt: off) */
+  int replay_staged; /* laned replays in a BLAS's order from shared memory
+                        (env FLASHKM_CUDA_REPLAY=staged; off until verified on a GPU) */
   int wgmma;    /* its passes on wgmma (sm_90a builds on 9.0 devices; env
                    FLASHKM_CUDA_ASSIGN=mma: off) */
   int chunk_log2; /* least training rows per chunk, log2 (FKM_CUDA_CHUNK_LOG2;
@@ -1023,6 +1025,7 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   if (c->sd.path == FKM_PATH_BLAS)
     st = fkm_blas_cache_view(&c->blas, &c->params, run->n_train, run->k, run->d,
                              &c->train_blas, NULL, c->base.err);
+  c->train_blas.staged = c->replay_staged;
   int64_t *grows = NULL;
   if (st == FKM_OK) st = global_rows(c, run, &grows);
   if (st == FKM_OK) st = begin_impl(c, run, user_centroids, grows);
@@ -1541,6 +1544,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   memset(&order, 0, sizeof order);
   if (sd.path == FKM_PATH_BLAS)
     FKM_FORWARD(fkm_blas_cache_view(&c->blas, params, n, k, d, &order, NULL, c->base.err));
+  order.staged = c->replay_staged;
   const int x_on_device = !src && is_device_ptr(x);
   const int in_place = x_on_device && dtype == FKM_DTYPE_F32;
   /* lab and dis on the host: each chunk's results cross back as it ends, so
@@ -2057,6 +2061,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
       return s;
     }
   }
+  const char *replay = getenv("FLASHKM_CUDA_REPLAY");
+  c->replay_staged = replay && strcmp(replay, "staged") == 0;
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
   c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;
   if (c->chunk_log2 < 10 || c->chunk_log2 > 30) c->chunk_log2 = FKM_CUDA_CHUNK_LOG2;
