@@ -83,7 +83,14 @@ typedef struct cuda_engine {
   cudaStream_t lane[FKM_CUDA_LANES];               /* batched assignment */
   cudaEvent_t ev_lane[FKM_CUDA_LANES], ev_fork;
   cudaEvent_t ev_ufork, ev_ujoin;                  /* the update's aux stream */
-  cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_obj; /* phase timing */
+  cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_objt; /* phase timing */
+  cudaEvent_t ev_obj;                              /* the objective's tail done */
+  /* The in-core iteration as one CUDA graph (env FLASHKM_CUDA_GRAPH=1; off
+   * until verified on a GPU): captured on a run's second iteration, then
+   * replayed; destroyed when the run ends. */
+  int graph_wanted, capturing, graph_failed;
+  int64_t iteration; /* in-core iterations enqueued in this run */
+  cudaGraphExec_t graph;
   cudaEvent_t ev_chunk[FKM_CUDA_CHUNKS];           /* chunk c assigned */
 
   /* the current run: B problems; per-row buffers (B * nt), per-centroid
@@ -586,6 +593,10 @@ static void cuda_end(fkm_engine *e) {
   if (c->copy) (void)cudaStreamSynchronize(c->copy);
   c->streamed = 0;
   c->check_pass = 0;
+  if (c->graph) (void)cudaGraphExecDestroy(c->graph);
+  c->graph = NULL;
+  c->iteration = 0;
+  c->graph_failed = 0;
   (void)cudaGetLastError();
   c->hsc = NULL;
   c->h_counts = NULL;
@@ -1322,21 +1333,20 @@ static fkm_status iterate_ranked(cuda_engine *c, fkm_iter_result *out) {
   return FKM_OK;
 }
 
-static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
-  cuda_engine *c = eng(e);
-  if (c->streamed) {
-    FKM_CUDA_TRY(c, cudaSetDevice(c->device));
-    return iterate_streamed(c, out);
-  }
-  if (c->run.comm) {
-    FKM_CUDA_TRY(c, cudaSetDevice(c->device));
-    return iterate_ranked(c, out);
-  }
+/* A phase-timing record: while the iteration is captured, an event record
+ * node of the graph (a plain record there only orders the capture). */
+static cudaError_t record_timing(const cuda_engine *c, cudaEvent_t ev, cudaStream_t s) {
+  return cudaEventRecordWithFlags(ev, s, c->capturing ? cudaEventRecordExternal : 0);
+}
+
+/* One in-core iteration's work on the context's stream, up to the copies
+ * of its results to pinned host memory: nothing the host decides inside,
+ * so that it can be captured as a graph. */
+static fkm_status enqueue_iteration(cuda_engine *c) {
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
-  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   const int verbose = c->params.verbose && c->params.log;
-  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
+  FKM_CUDA_TRY(c, record_timing(c, c->ev_a0, s));
   /* IP: for the bound */
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, B * k, d, c->cn, s));
   if (c->lanes > 1) { /* fork */
@@ -1397,12 +1407,13 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
                                          c->obj_scratch, c->side, c->side_aux, c->ev_ofork,
                                          c->ev_ojoin));
   }
-  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
+  FKM_CUDA_TRY(c, record_timing(c, c->ev_a1, s));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
+  FKM_CUDA_TRY(c, record_timing(c, c->ev_objt, c->side));
 
   const fkm_group_args ga = group_args(c, B * nt, B * k, B);
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
-  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_g1, s));
+  FKM_CUDA_TRY(c, record_timing(c, c->ev_g1, s));
   /* the lanes are joined: lane 0 serves as the update's aux stream */
   fkm_update_args ua = {.x = c->x,
                         .weights = c->w,
@@ -1426,7 +1437,7 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
                         .xp_stride = c->xp_stride,
                         .weighted_fma = c->arith.weighted_fma};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
-  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_u1, s));
+  FKM_CUDA_TRY(c, record_timing(c, c->ev_u1, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)(B * k),
                                   cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)(B * k),
@@ -1434,6 +1445,92 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_obj, 0));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars) * (size_t)B,
                                   cudaMemcpyDeviceToHost, s));
+  return FKM_OK;
+}
+
+/* Whether this run's iterations may be captured: wanted, in core, one
+ * process, enough iterations to repay the capture, and a stream the
+ * caller is not capturing itself (its own capture gets eager launches). */
+static int graph_allowed(const cuda_engine *c) {
+  if (!c->graph_wanted || c->graph_failed || c->streamed || c->run.comm) return 0;
+  if ((int64_t)c->params.niter * c->params.nredo < 4) return 0;
+  enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(c->stream, &cs) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return cs == cudaStreamCaptureStatusNone;
+}
+
+/* Captures the iteration into c->graph; 0 when the capture failed (the
+ * run then goes on with eager launches, and says so in its log). The
+ * capture runs on the engine's own stream (nothing executes while it is
+ * captured), so that the graph can then be launched on any stream the
+ * caller set, a legacy or per-thread default stream included. */
+static int capture_iteration(cuda_engine *c) {
+  cudaStream_t caller = c->stream, s = c->own_stream;
+  cudaGraph_t g = NULL;
+  if (cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  c->capturing = 1;
+  c->stream = s;
+  const fkm_status st = enqueue_iteration(c);
+  c->stream = caller;
+  c->capturing = 0;
+  cudaError_t e = cudaStreamEndCapture(s, &g);
+  size_t nodes = 0;
+  if (st == FKM_OK && e == cudaSuccess && g) e = cudaGraphGetNodes(g, NULL, &nodes);
+  if (st == FKM_OK && e == cudaSuccess && g) e = cudaGraphInstantiate(&c->graph, g, 0);
+  if (g) (void)cudaGraphDestroy(g);
+  const int ok = st == FKM_OK && e == cudaSuccess && c->graph;
+  if (!ok) {
+    if (c->graph) (void)cudaGraphExecDestroy(c->graph);
+    c->graph = NULL;
+    (void)cudaGetLastError();
+  }
+  if (c->params.verbose && c->params.log) {
+    char msg[640];
+    if (ok)
+      snprintf(msg, sizeof msg, "cuda engine: iterations 2 on replay one CUDA graph of %zu nodes",
+               nodes);
+    else
+      snprintf(msg, sizeof msg, "cuda engine: the iteration could not be captured as a CUDA "
+               "graph (%s); its launches stay eager", st != FKM_OK ? c->base.err->msg
+                                                                 : cudaGetErrorName(e));
+    c->params.log(c->params.log_user, ok ? FKM_LOG_INFO : FKM_LOG_WARNING, msg);
+  }
+  return ok;
+}
+
+/* The iteration's work: the graph's replay, its capture (the second
+ * iteration), or eager launches. */
+static fkm_status launch_iteration(cuda_engine *c) {
+  const int64_t it = c->iteration++;
+  if (!c->graph && it == 1 && graph_allowed(c) && !capture_iteration(c)) c->graph_failed = 1;
+  if (c->graph) {
+    FKM_CUDA_TRY(c, cudaGraphLaunch(c->graph, c->stream));
+    return FKM_OK;
+  }
+  return enqueue_iteration(c);
+}
+
+static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
+  cuda_engine *c = eng(e);
+  if (c->streamed) {
+    FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+    return iterate_streamed(c, out);
+  }
+  if (c->run.comm) {
+    FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+    return iterate_ranked(c, out);
+  }
+  const int64_t B = c->run.batch, k = c->run.k;
+  cudaStream_t s = c->stream;
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  const int verbose = c->params.verbose && c->params.log;
+  FKM_FORWARD(launch_iteration(c));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s)); /* the iteration's one sync */
 
   for (int64_t b = 0; b < B; b++)
@@ -1451,7 +1548,7 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
           two += c->h_refined[4 * i + 3];
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mg, c->ev_a1, c->ev_g1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mu, c->ev_g1, c->ev_u1));
-    FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_a1, c->ev_obj));
+    FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_a1, c->ev_objt));
     char msg[320], near[96] = "";
     if (c->train_blas.on && c->sd.path == FKM_PATH_BLAS)
       snprintf(near, sizeof near, ", decided over two candidates in the BLAS's order %d", two);
@@ -1943,7 +2040,7 @@ static void cuda_destroy(fkm_engine *e) {
     if (c->ev_free[i]) (void)cudaEventDestroy(c->ev_free[i]);
   }
   if (c->copy) (void)cudaStreamDestroy(c->copy);
-  cudaEvent_t evs[] = {c->ev_a0, c->ev_a1, c->ev_g1, c->ev_u1, c->ev_obj};
+  cudaEvent_t evs[] = {c->ev_a0, c->ev_a1, c->ev_g1, c->ev_u1, c->ev_objt, c->ev_obj};
   for (size_t i = 0; i < sizeof evs / sizeof *evs; i++)
     if (evs[i]) (void)cudaEventDestroy(evs[i]);
   for (int i = 0; i < FKM_CUDA_CHUNKS; i++)
@@ -2038,7 +2135,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_ujoin, cudaEventDisableTiming);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_g1);
   if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_u1);
-  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_obj);
+  if (ce == cudaSuccess) ce = cudaEventCreate(&c->ev_objt);
+  if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_obj, cudaEventDisableTiming);
   for (int i = 0; i < 2 && ce == cudaSuccess; i++) {
     ce = cudaEventCreateWithFlags(&c->ev_stage[i], cudaEventDisableTiming);
     if (ce == cudaSuccess) ce = cudaEventCreateWithFlags(&c->ev_ready[i], cudaEventDisableTiming);
@@ -2061,6 +2159,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
       return s;
     }
   }
+  const char *graph = getenv("FLASHKM_CUDA_GRAPH");
+  c->graph_wanted = graph && strcmp(graph, "1") == 0;
   const char *replay = getenv("FLASHKM_CUDA_REPLAY");
   c->replay_staged = replay && strcmp(replay, "staged") == 0;
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");

@@ -475,6 +475,83 @@ TEST_F(Cuda, SimtOnlyPathBitIdentical) {
   }
 }
 
+// FLASHKM_CUDA_GRAPH=1 (read when a context is created): from a run's second
+// iteration on, the in-core iteration is one CUDA graph, replayed. The log
+// says so; the results equal the CPU's and the eager launches', single and
+// batched (the problems on lanes forked from the stream), on the context's
+// own stream, on a caller's and on the legacy default stream (PyTorch's
+// default: the graph, captured on the context's own stream, is launched
+// there); in runs of fewer than four iterations the launches stay eager.
+struct LogLines {
+  std::vector<std::string> lines;
+  bool said(const char *what) const {
+    for (const auto &l : lines)
+      if (l.find(what) != std::string::npos) return true;
+    return false;
+  }
+};
+
+void collect(void *user, fkm_log_level, const char *msg) {
+  static_cast<LogLines *>(user)->lines.push_back(msg);
+}
+
+TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
+  setenv("FLASHKM_CUDA_GRAPH", "1", 1);
+  Ctx graphs(FKM_BACKEND_CUDA);
+  unsetenv("FLASHKM_CUDA_GRAPH");
+  ASSERT_EQ(graphs.status, FKM_OK);
+  const char *replayed = "on replay one CUDA graph";
+  const Problem pb = blobs(6000, 40, 50, 81);
+  const fkm_params p = quick(6);
+  LogLines log;
+  fkm_params pg = p;
+  pg.verbose = 1;
+  pg.log = collect;
+  pg.log_user = &log;
+  const Result c = train(cpu->c, p, pb), e = train(gpu->c, p, pb);
+  expect_same(e, c);
+  expect_same(train(graphs.c, pg, pb), c);
+  EXPECT_TRUE(log.said(replayed));
+  // batched: three problems
+  {
+    const int64_t B = 3, n = 2000, d = 24, k = 40;
+    const std::vector<float> x = fixtures::blobs(B * n, d, 20, 82);
+    std::vector<float> cc((size_t)(B * k * d)), cg((size_t)(B * k * d));
+    std::vector<int64_t> lc((size_t)(B * n)), lg((size_t)(B * n));
+    log.lines.clear();
+    ASSERT_EQ(fkm_train_batched(cpu->c, &p, B, n, d, k, FKM_DTYPE_F32, x.data(), nullptr,
+                                cc.data(), 0, lc.data(), nullptr, nullptr, 0, nullptr),
+              FKM_OK);
+    ASSERT_EQ(fkm_train_batched(graphs.c, &pg, B, n, d, k, FKM_DTYPE_F32, x.data(), nullptr,
+                                cg.data(), 0, lg.data(), nullptr, nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(graphs.c);
+    EXPECT_TRUE(same_bits(cc, cg)) << "batched centroids " << first_diff(cc, cg);
+    EXPECT_TRUE(same_bits(lc, lg)) << "batched labels " << first_diff(lc, lg);
+    EXPECT_TRUE(log.said(replayed));
+  }
+  // a caller's stream
+  cudaStream_t st = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(fkm_ctx_set_stream(graphs.c, st), FKM_OK);
+  log.lines.clear();
+  expect_same(train(graphs.c, pg, pb), c);
+  EXPECT_TRUE(log.said(replayed));
+  // the legacy default stream
+  ASSERT_EQ(fkm_ctx_set_stream(graphs.c, cudaStreamLegacy), FKM_OK);
+  log.lines.clear();
+  expect_same(train(graphs.c, pg, pb), c);
+  EXPECT_TRUE(log.said(replayed));
+  ASSERT_EQ(fkm_ctx_set_stream(graphs.c, nullptr), FKM_OK);
+  EXPECT_EQ(cudaStreamDestroy(st), cudaSuccess);
+  // three iterations: not worth a capture
+  fkm_params p3 = pg;
+  p3.niter = 3;
+  log.lines.clear();
+  expect_same(train(graphs.c, p3, pb), train(cpu->c, quick(3), pb));
+  EXPECT_FALSE(log.said(replayed));
+}
+
 TEST_F(Cuda, UncertainPointsAreRefinedToReferenceLabels) {
   // Every point equidistant (up to rounding) from two centroid groups: the
   // tensor-core pass cannot certify them, the refine pass must decide.
