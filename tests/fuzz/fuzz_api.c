@@ -432,13 +432,30 @@ static void op_train(fuzz_src *s, fkm_ctx *ctx, int batched) {
   buf_free(&t.n_stats);
 }
 
-static void op_assign(fuzz_src *s, fkm_ctx *ctx) {
+/* The params and shape of a call on n rows of d dims and dtype against k
+ * centroids (fkm_assign, fkm_order_coverage). */
+typedef struct search_call {
   fkm_params p;
-  harness h;
-  memset(&h, 0, sizeof h);
-  take_params(s, &p, &h);
-  const int64_t n = take_i64(s), d = take_i64(s), k = take_i64(s);
-  const fkm_dtype dtype = take_dtype(s);
+  harness h; /* the params' callbacks' */
+  int64_t n, d, k;
+  fkm_dtype dtype;
+} search_call;
+
+static void take_search(fuzz_src *s, search_call *c) {
+  memset(&c->h, 0, sizeof c->h);
+  take_params(s, &c->p, &c->h);
+  c->n = take_i64(s);
+  c->d = take_i64(s);
+  c->k = take_i64(s);
+  c->dtype = take_dtype(s);
+}
+
+static void op_assign(fuzz_src *s, fkm_ctx *ctx) {
+  search_call sc;
+  take_search(s, &sc);
+  const fkm_params p = sc.p;
+  const int64_t n = sc.n, d = sc.d, k = sc.k;
+  const fkm_dtype dtype = sc.dtype;
   const uint32_t present = (uint32_t)fuzz_take(s, 1);
   const int raw = (present >> 7) & 1;
   const int64_t nx = fuzz_small(n, d, 1, SMALL), nc = fuzz_small(k, d, 1, SMALL);
@@ -548,15 +565,13 @@ static void op_memory(fuzz_src *s, fkm_ctx *ctx) {
  * or none on the CPU engine (it calls the BLAS, or sums in its own order);
  * on failure *covered untouched. */
 static void op_coverage(fuzz_src *s, fkm_ctx *ctx) {
-  fkm_params p;
-  harness h;
-  memset(&h, 0, sizeof h);
-  take_params(s, &p, &h);
-  const int64_t n = take_i64(s), d = take_i64(s), k = take_i64(s);
-  const fkm_dtype dtype = take_dtype(s);
+  search_call sc;
+  take_search(s, &sc);
+  const int64_t n = sc.n, k = sc.k;
   int64_t covered = -7;
   const int null_out = fuzz_take(s, 1) % 8 == 0;
-  const fkm_status st = fkm_order_coverage(ctx, &p, n, d, k, dtype, null_out ? NULL : &covered);
+  const fkm_status st =
+      fkm_order_coverage(ctx, &sc.p, n, sc.d, k, sc.dtype, null_out ? NULL : &covered);
   if (st == FKM_OK) {
     FUZZ_CHECK(!null_out && n >= 0 && k >= 1 && n <= INT64_MAX / k);
     FUZZ_CHECK(covered == 0 || covered == n * k);
