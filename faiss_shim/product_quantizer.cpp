@@ -52,10 +52,9 @@ bool pq_trainable(const faiss::ProductQuantizer& pq, int64_t n) {
 void train_pq(fkm_ctx* ctx, faiss::ProductQuantizer& pq, int64_t n, const float* x) {
   const size_t M = pq.M, dsub = pq.dsub, ksub = pq.ksub, nt = size_t(n);
   std::vector<float> slices(M * nt * dsub), cent(M * ksub * dsub);
-  for (size_t m = 0; m < M; m++)
-    for (size_t j = 0; j < nt; j++)
-      std::memcpy(slices.data() + (m * nt + j) * dsub, x + j * pq.d + m * dsub,
-                  dsub * sizeof(float));
+  const fkm_status cut = fkm_pq_slices(n, int64_t(pq.d), int64_t(M), x, slices.data());
+  if (cut != FKM_OK)
+    throw Error(cut, std::string("flashkm: the PQ's column slices: ") + fkm_status_string(cut));
   const bool hot = pq.train_type == faiss::ProductQuantizer::Train_hot_start;
   if (hot) std::memcpy(cent.data(), pq.centroids.data(), sizeof(float) * cent.size());
   const fkm_params p = params_of(pq.cp, FKM_METRIC_L2, nullptr, nullptr);

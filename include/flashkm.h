@@ -492,6 +492,14 @@ FKM_API fkm_status fkm_pq_encode(fkm_ctx *ctx, const fkm_params *params,
                                  int64_t nlist, const float *coarse,
                                  const int64_t *lists, uint8_t *codes);
 
+/** ProductQuantizer::train's M column slices of x (n, d), one after the
+ *  other: out (M, n, d / M), slice m's row i the d / M values of x's row i
+ *  from column m d / M on (FAISS trains sub-quantizer m on exactly those),
+ *  the layout fkm_train_batched takes for the M sub-quantizers' k-means.
+ *  Host memory, copied on OpenMP's threads; M >= 1 divides d; out must not
+ *  overlap x. */
+FKM_API fkm_status fkm_pq_slices(int64_t n, int64_t d, int64_t M, const float *x, float *out);
+
 /** B independent problems of the same (n, d, k), stored back to back:
  *  x (B, n, d), weights (B, n) or NULL, centroids (B, k, d) in/out with n_init
  *  initial rows each, labels (B, n) and distances (B, n) or NULL: host or

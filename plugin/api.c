@@ -499,6 +499,17 @@ fkm_status fkm_train_rows(fkm_ctx *ctx, const fkm_params *params, int64_t n, int
   return done(ctx, FKM_OK);
 }
 
+fkm_status fkm_pq_slices(int64_t n, int64_t d, int64_t M, const float *x, float *out) {
+  if (n < 0 || d < 1 || M < 1 || d % M != 0 || n > INT64_MAX / 4 / d) return FKM_ERR_INVALID_ARG;
+  if (n == 0) return FKM_OK;
+  if (!x || !out) return FKM_ERR_INVALID_ARG;
+  const size_t bytes = sizeof(float) * (size_t)(n * d);
+  const uintptr_t a = (uintptr_t)x, b = (uintptr_t)out;
+  if (a < b + bytes && b < a + bytes) return FKM_ERR_INVALID_ARG; /* overlapping */
+  fkm_pq_slice_rows(x, n, d, M, out);
+  return FKM_OK;
+}
+
 fkm_status fkm_rand_perm(int64_t n, int64_t seed, int64_t m, int64_t *out) {
   return fkm_rand_perm_prefix(n, seed, m, out, NULL);
 }

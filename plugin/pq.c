@@ -1,5 +1,7 @@
-/* Host side of fkm_pq_encode (plugin/pq.h). */
+/* Host side of fkm_pq_encode and fkm_pq_slices (plugin/pq.h). */
 #include "pq.h"
+
+#include <string.h>
 
 #include "cpu_kernels.h"
 #include "source.h"
@@ -80,4 +82,15 @@ fkm_status fkm_pq_encode_host(fkm_errbuf *err, const fkm_pq_args *a, int64_t i0,
   (void)err;
   fkm_pq_rows(a, i0, i1, nearest_scalar, a);
   return FKM_OK;
+}
+
+void fkm_pq_slice_rows(const float *x, int64_t n, int64_t d, int64_t M, float *out) {
+  const int64_t ds = d / M, block = 256; /* rows whose slices stay in cache together */
+#pragma omp parallel for schedule(static)
+  for (int64_t i0 = 0; i0 < n; i0 += block) {
+    const int64_t i1 = n - i0 < block ? n : i0 + block;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t i = i0; i < i1; i++)
+        memcpy(out + (m * n + i) * ds, x + i * d + m * ds, sizeof(float) * (size_t)ds);
+  }
 }

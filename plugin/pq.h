@@ -56,6 +56,10 @@ typedef int64_t (*fkm_pq_nearest_fn)(const void *self, const float *r, int64_t m
 void fkm_pq_rows(const fkm_pq_args *a, int64_t i0, int64_t i1, fkm_pq_nearest_fn nearest,
                  const void *self);
 
+/** fkm_pq_slices once its arguments are checked: blocks of rows on
+ *  OpenMP's threads, each block's slices one after the other. */
+void fkm_pq_slice_rows(const float *x, int64_t n, int64_t d, int64_t M, float *out);
+
 /** The AVX2+FMA rows (plugin/pq_avx2.c): 0, or -1 without memory. */
 int fkm_pq_encode_rows_avx2(const fkm_pq_args *a, int64_t i0, int64_t i1);
 

@@ -214,6 +214,7 @@ _SIGNATURES = {
     "fkm_pq_encode": (_int, [_vp, ctypes.POINTER(Params), _i64, _i64, _i64, _int, _vp, _vp,
                              _i64, _vp, _vp, _vp]),
     "fkm_rand_perm": (_int, [_i64, _i64, _i64, _vp]),
+    "fkm_pq_slices": (_int, [_i64, _i64, _i64, _vp, _vp]),
     "fkm_source_host": (_int, [ctypes.POINTER(Source), _vp, _i64, _i64, _int, _i64]),
     "fkm_train_source": (_int, [_vp, ctypes.POINTER(Params), ctypes.POINTER(Source), _i64, _vp,
                                 _vp, _i64, _vp, _vp, ctypes.POINTER(IterationStats), _i64,

@@ -71,7 +71,9 @@ def train_pq_slices(faiss, ctx, pq, x, prof):
     n, d = x.shape
     if d != pq.d:
         raise ValueError("x has d = %d, the PQ has d = %d" % (d, pq.d))
-    slices = np.ascontiguousarray(x.reshape(n, pq.M, pq.dsub).transpose(1, 0, 2))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    slices = np.empty((pq.M, n, pq.dsub), dtype=np.float32)
+    _lib.check(_lib.lib().fkm_pq_slices(n, d, pq.M, x.ctypes.data, slices.ctypes.data))
     cp = cp_dict(faiss, pq.cp, prof)[0]
     cp["verbose"] = bool(pq.verbose)
     init = None

@@ -1,12 +1,16 @@
 // fkm_train_batched on the CPU reference: every problem's outputs are the
 // bits of a separate fkm_train run of that problem (the engine runs the
 // problems in lockstep), and the batch-level behaviours: progress order,
-// all-or-nothing outputs, errors that name the problem.
+// all-or-nothing outputs, errors that name the problem; and fkm_pq_slices,
+// which cuts a PQ's training set into its sub-quantizers' problems.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -105,6 +109,38 @@ TEST(BatchedLoop, EmptyBatchIsANoOp) {
                               cent.data(), 0, nullptr, nullptr, nullptr, 0, nullptr),
             FKM_OK);
   EXPECT_TRUE(batched::same_bits(cent, s.centroids));
+}
+
+// fkm_pq_slices: slice m's row i is x's row i from column m d / M on, bit for
+// bit (NaN payloads and signed zeros included), whatever the number of rows
+// (blocks of 256 on the threads) and slices; bad arguments are statuses and
+// write nothing.
+TEST(PqSlices, CutTheColumnsIntoProblemsBitForBit) {
+  for (const auto& [n, d, M] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {1, 1, 1}, {300, 8, 2}, {1000, 128, 32}, {257, 12, 12}, {513, 30, 5}}) {
+    std::vector<uint32_t> bits((size_t)(n * d));
+    for (size_t t = 0; t < bits.size(); t++) bits[t] = uint32_t(t * 2654435761u);
+    std::vector<float> x(bits.size()), out(bits.size(), -1.0f);
+    std::memcpy(x.data(), bits.data(), sizeof(float) * x.size());
+    ASSERT_EQ(fkm_pq_slices(n, d, M, x.data(), out.data()), FKM_OK);
+    const int64_t ds = d / M;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t i = 0; i < n; i++)
+        ASSERT_EQ(std::memcmp(&out[(size_t)((m * n + i) * ds)], &x[(size_t)(i * d + m * ds)],
+                              sizeof(float) * (size_t)ds),
+                  0)
+            << "n " << n << " d " << d << " M " << M << ": slice " << m << ", row " << i;
+  }
+  std::vector<float> x(64, 1.0f), out(64, 7.0f);
+  EXPECT_EQ(fkm_pq_slices(8, 8, 3, x.data(), out.data()), FKM_ERR_INVALID_ARG);  // 3 does not divide 8
+  EXPECT_EQ(fkm_pq_slices(8, 8, 0, x.data(), out.data()), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_pq_slices(-1, 8, 2, x.data(), out.data()), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_pq_slices(8, 8, 2, nullptr, out.data()), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_pq_slices(8, 8, 2, x.data(), nullptr), FKM_ERR_INVALID_ARG);
+  EXPECT_EQ(fkm_pq_slices(4, 8, 2, x.data(), x.data() + 16), FKM_ERR_INVALID_ARG);  // overlap
+  EXPECT_EQ(fkm_pq_slices(INT64_MAX / 8, 8, 2, x.data(), out.data()), FKM_ERR_INVALID_ARG);
+  for (float v : out) EXPECT_EQ(v, 7.0f);
+  EXPECT_EQ(fkm_pq_slices(0, 8, 2, nullptr, nullptr), FKM_OK);
 }
 
 }  // namespace
