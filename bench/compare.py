@@ -31,10 +31,12 @@ statistics and flash-kmeans' from CUDA events around its iteration.
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python[:path/to/flash-kmeans] \
     python3 bench/compare.py [--shapes quick|core|batched|large|full|online] [--niter 12] [--out FILE.md]
+      [--graphs off|on|both]
 Needs torch with CUDA. Peers that do not import are reported as absent.
 """
 import argparse
 import ctypes
+import os
 import statistics
 import sys
 import time
@@ -189,10 +191,26 @@ def whole_ms(fn, reps=5):
     return statistics.median(times)
 
 
+def graph_contexts(mode):
+    """flashkm's contexts with the in-core iteration as a CUDA graph or not
+    (FLASHKM_CUDA_GRAPH, read when a context is created): flashkm.torch's
+    cached contexts are dropped so that the next call makes new ones."""
+    import flashkm.torch as fkt
+    os.environ["FLASHKM_CUDA_GRAPH"] = mode
+    fkt.release_memory()
+    with fkt._contexts_lock:
+        for ctx in fkt._contexts.values():
+            ctx.close()
+        fkt._contexts.clear()
+    return Flashkm()
+
+
 def online(args, ours, flash):
     """Issue 17's table: whole calls and iterations, flashkm.torch against
-    flash-kmeans, the same tensors."""
+    flash-kmeans, the same tensors; with --graphs both, flashkm's columns
+    twice, its iterations eager and as a CUDA graph (one row each)."""
     import flashkm.torch as fkt
+    modes = {"off": ["0"], "on": ["1"], "both": ["0", "1"]}[args.graphs]
     head = ("| call | niter | flashkm FAST fp16: whole / per iter ms | flashkm parity fp16 data | "
             "flashkm parity fp32 | flash-kmeans fp16 | flash-kmeans fp32 (tf32) | "
             "fp16 / FAST (target 2x) | fp16 / parity fp16 (1x) | fp32 / parity fp32 (1.5x) |")
@@ -205,29 +223,35 @@ def online(args, ours, flash):
     for name, b, n, k, d, niter in ONLINE:
         x32 = torch.randn((b, n, d), device="cuda", dtype=torch.float32, generator=g)
         x16 = x32.half()
-        cells, whole = [], {}
-        for key, x, fast in (("fast", x16, True), ("p16", x16, False), ("p32", x32, False)):
-            try:
-                w = whole_ms(lambda: fkt.kmeans(x, k, niter=niter, fast=fast))
-                it = ours.ms_per_iter(x.view(b * n, d), b, n, k, d, max(niter, 4), fast)
-                whole[key] = w
-                cells.append("%.2f / %.3f" % (w, it))
-            except _lib.Error as e:
-                print("# flashkm %s %s: %s" % (name, key, e), file=sys.stderr)
-                cells.append("-")
+        peer_cells, peer = [], {}
         for key, x in (("f16", x16), ("f32", x32)):
             if flash is None:
-                cells.append("-")
+                peer_cells.append("-")
                 continue
             w = whole_ms(lambda: flash.batch(x, k, max_iters=niter, tol=-1.0))
             it = flash.ms_per_iter(x.view(b * n, d), b, n, k, d, max(niter, 4), False)
-            whole[key] = w
-            cells.append("%.2f / %.3f" % (w, it))
-        r = [ratio(whole.get(a), whole.get(o)) for a, o in
-             (("f16", "fast"), ("f16", "p16"), ("f32", "p32"))]
-        row = "| %s | %d | %s | %s |" % (name, niter, " | ".join(cells), " | ".join(r))
-        print(row, flush=True)
-        lines.append(row)
+            peer[key] = w
+            peer_cells.append("%.2f / %.3f" % (w, it))
+        for mode in modes:
+            if args.graphs != "off" or mode != "0":
+                ours = graph_contexts(mode)
+            cells, whole = [], dict(peer)
+            for key, x, fast in (("fast", x16, True), ("p16", x16, False), ("p32", x32, False)):
+                try:
+                    w = whole_ms(lambda: fkt.kmeans(x, k, niter=niter, fast=fast))
+                    it = ours.ms_per_iter(x.view(b * n, d), b, n, k, d, max(niter, 4), fast)
+                    whole[key] = w
+                    cells.append("%.2f / %.3f" % (w, it))
+                except _lib.Error as e:
+                    print("# flashkm %s %s: %s" % (name, key, e), file=sys.stderr)
+                    cells.append("-")
+            r = [ratio(whole.get(a), whole.get(o)) for a, o in
+                 (("f16", "fast"), ("f16", "p16"), ("f32", "p32"))]
+            label = name + (" [graph]" if mode == "1" else "")
+            row = "| %s | %d | %s | %s | %s |" % (label, niter, " | ".join(cells),
+                                                " | ".join(peer_cells), " | ".join(r))
+            print(row, flush=True)
+            lines.append(row)
         del x32, x16
         torch.cuda.empty_cache()
     return lines
@@ -254,6 +278,9 @@ def main():
     ap.add_argument("--shapes", choices=sorted(SHAPES) + ["online"], default="quick")
     ap.add_argument("--niter", type=int, default=12)
     ap.add_argument("--out", help="also write the table to this markdown file")
+    ap.add_argument("--graphs", choices=("off", "on", "both"), default="off",
+                    help="online set: flashkm's iterations eager, as one CUDA graph "
+                         "(FLASHKM_CUDA_GRAPH=1), or both, a row each")
     args = ap.parse_args()
     if args.niter < 4:
         ap.error("--niter must be at least 4 (two warm-up iterations are dropped)")
