@@ -16,7 +16,8 @@ replay and the rows decided over two candidates in the BLAS's order.
 
 Usage (the machine's faiss, e.g. pip's faiss-cpu, importable):
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
-    python3 bench/blas_order_cost.py [--fashion PATH] [--reps 3] [--compare-faiss]
+    python3 bench/blas_order_cost.py [--fashion PATH] [--reps 3] [--compare-faiss] \\
+      [--cases fashion256,fashion1024,random] [--modes blas,staged,own]
 """
 import argparse
 import contextlib
@@ -67,16 +68,23 @@ def one_call(km, x):
 
 def case(name, x, k, niter, reps, compare, modes):
     print("== %s: %d x %d, k = %d, niter %d" % (name, x.shape[0], x.shape[1], k, niter))
-    for own in [m == "own" for m in modes]:
+    for m in modes:
+        own = m == "own"
         # one context per mode: its first call uploads the BLAS's order (the
-        # process learns it once), the timed calls reuse it
+        # process learns it once), the timed calls reuse it; "staged": the
+        # laned replays from rows staged in shared memory (the variable is
+        # read when the Kmeans' context is created, in its first call)
         km = flashkm.Kmeans(x.shape[1], k, niter=niter, backend="cuda", verbose=True)
         if own:  # a copy: the detected profile is shared by every Kmeans
             km.profile = copy.copy(km.profile)
             km.profile.blas = None
+        if m == "staged":
+            os.environ["FLASHKM_CUDA_REPLAY"] = "staged"
         first = one_call(km, x)
+        os.environ.pop("FLASHKM_CUDA_REPLAY", None)
         runs = [one_call(km, x) for _ in range(reps)]
-        mode = "flashkm's order" if own else "the BLAS's order"
+        mode = {"own": "flashkm's order", "blas": "the BLAS's order",
+                "staged": "BLAS order, staged"}[m]
         print("  %-17s whole call %8.2f ms   per iteration %7.3f ms   assign/iter %7.3f ms "
               "(first call %.2f ms)" % (
                   mode, 1e3 * statistics.median(r[0] for r in runs),
@@ -89,7 +97,7 @@ def case(name, x, k, niter, reps, compare, modes):
                                      statistics.median(two) if two else "-"))
         for line in first[5]:
             print("  %-17s %s" % ("", line))
-        if compare and not own:
+        if compare and not own:  # the BLAS's order, staged or not
             fk = faiss.Kmeans(x.shape[1], k, niter=niter)
             fk.train(x)
             same = np.array_equal(fk.centroids.view(np.uint32), km.centroids.view(np.uint32))
@@ -108,11 +116,12 @@ def main():
     ap.add_argument("--cases", default="fashion256,fashion1024,random",
                     help="comma-separated subset of fashion256, fashion1024, random")
     ap.add_argument("--modes", default="blas,own",
-                    help="comma-separated subset of blas (the BLAS's order), own (flashkm's)")
+                    help="comma-separated subset of blas (the BLAS's order), staged (the "
+                         "same with FLASHKM_CUDA_REPLAY=staged), own (flashkm's)")
     a = ap.parse_args()
     modes = a.modes.split(",")
-    if set(modes) - {"blas", "own"}:
-        ap.error("--modes takes blas and/or own")
+    if set(modes) - {"blas", "staged", "own"}:
+        ap.error("--modes takes blas, staged and/or own")
     cases = a.cases.split(",")
     unknown = set(cases) - {"fashion256", "fashion1024", "random"}
     if unknown:
