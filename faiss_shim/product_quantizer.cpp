@@ -51,15 +51,17 @@ bool pq_trainable(const faiss::ProductQuantizer& pq, int64_t n) {
 
 void train_pq(fkm_ctx* ctx, faiss::ProductQuantizer& pq, int64_t n, const float* x) {
   const size_t M = pq.M, dsub = pq.dsub, ksub = pq.ksub, nt = size_t(n);
-  std::vector<float> slices(M * nt * dsub), cent(M * ksub * dsub);
-  const fkm_status cut = fkm_pq_slices(n, int64_t(pq.d), int64_t(M), x, slices.data());
+  /* every value is written by the cut: no zero-filling of the training set's copy */
+  const std::unique_ptr<float[]> slices(new float[M * nt * dsub]);
+  std::vector<float> cent(M * ksub * dsub);
+  const fkm_status cut = fkm_pq_slices(n, int64_t(pq.d), int64_t(M), x, slices.get());
   if (cut != FKM_OK)
     throw Error(cut, std::string("flashkm: the PQ's column slices: ") + fkm_status_string(cut));
   const bool hot = pq.train_type == faiss::ProductQuantizer::Train_hot_start;
   if (hot) std::memcpy(cent.data(), pq.centroids.data(), sizeof(float) * cent.size());
   const fkm_params p = params_of(pq.cp, FKM_METRIC_L2, nullptr, nullptr);
   check(ctx, fkm_train_batched(ctx, &p, int64_t(M), n, int64_t(dsub), int64_t(ksub),
-                               FKM_DTYPE_F32, slices.data(), nullptr, cent.data(),
+                               FKM_DTYPE_F32, slices.get(), nullptr, cent.data(),
                                hot ? int64_t(ksub) : 0, nullptr, nullptr, nullptr, 0, nullptr));
   for (size_t m = 0; m < M; m++) pq.set_params(cent.data() + m * ksub * dsub, int(m));
 }
