@@ -242,6 +242,17 @@ def compute_codes(faiss, ctx, pq, x, prof):
                             profile=prof)
 
 
+def decode_into(faiss, pq, codes, n, out):
+    """pq.decode(codes) (copies of the centroids: no arithmetic) into out
+    (n * d floats), kept from round to round, where the module has the
+    low-level decode_c; else FAISS's decode's own new array."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    if hasattr(pq, "decode_c"):
+        pq.decode_c(faiss.swig_ptr(codes), faiss.swig_ptr(out), n)
+        return out
+    return np.ascontiguousarray(pq.decode(codes), dtype=np.float32).ravel()
+
+
 def train_opq(faiss, ctx, opq, x, prof, times=None):
     """OPQMatrix::train(n, x) with its PQ trainings on flashkm. Returns the
     reason when FAISS's own train() must run instead (nothing changed).
@@ -277,6 +288,7 @@ def train_opq(faiss, ctx, opq, x, prof, times=None):
             raise RuntimeError("rotation matrix A has incorrect size")
         rotation = faiss.vector_to_array(opq.A).astype(np.float32)
     xproj = np.empty(d2 * n, dtype=np.float32)
+    recons = np.empty(d2 * n, dtype=np.float32)
     xxr = np.empty(d * n, dtype=np.float32)
     tmp = np.zeros(d * d * 4, dtype=np.float32)
     u, vt, sv = tmp[:d * d], tmp[d * d:2 * d * d], tmp[2 * d * d:]
@@ -294,7 +306,7 @@ def train_opq(faiss, ctx, opq, x, prof, times=None):
         t1 = time.time()
         codes = compute_codes(faiss, ctx, pq, xproj.reshape(n, d2), prof)
         t_pq, t_enc = t_pq + (t1 - t0), t_enc + (time.time() - t1)
-        recons = np.ascontiguousarray(pq.decode(codes), dtype=np.float32).ravel()
+        recons = decode_into(faiss, pq, codes, n, recons)
         lapack.gemm(b"Not", b"Transposed", d2, d, n, recons, d2, xtrain, d, xxr, d2)
         lapack.gesvd_all(d2, d, xxr, sv, vt, d2, u, d)  # u and vt swapped, as in FAISS
         lapack.gemm(b"Transposed", b"Transposed", d, d2, d2, u, d, vt, d2, rotation, d)
