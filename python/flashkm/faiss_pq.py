@@ -63,16 +63,19 @@ def pq_refusal(faiss, pq, n, prof, hot_start=False):
     return cp_dict(faiss, pq.cp, prof)[1]
 
 
-def train_pq_slices(faiss, ctx, pq, x, prof):
+def train_pq_slices(faiss, ctx, pq, x, prof, slices=None):
     """ProductQuantizer::train(n, x) for the default and hot-start training
     types: the M slices as one batched run (hot start: each slice's current
     centroids are its input centroids); the centroids go into pq.centroids
-    as set_params puts them. Returns the per-slice iteration statistics."""
+    as set_params puts them. Returns the per-slice iteration statistics.
+    slices: an (M, n, dsub) float32 array to cut x into (kept by a caller
+    that trains every round, as OPQ does), or None."""
     n, d = x.shape
     if d != pq.d:
         raise ValueError("x has d = %d, the PQ has d = %d" % (d, pq.d))
     x = np.ascontiguousarray(x, dtype=np.float32)
-    slices = np.empty((pq.M, n, pq.dsub), dtype=np.float32)
+    if slices is None or slices.shape != (pq.M, n, pq.dsub):
+        slices = np.empty((pq.M, n, pq.dsub), dtype=np.float32)
     _lib.check(_lib.lib().fkm_pq_slices(n, d, pq.M, x.ctypes.data, slices.ctypes.data))
     cp = cp_dict(faiss, pq.cp, prof)[0]
     cp["verbose"] = bool(pq.verbose)
@@ -289,6 +292,7 @@ def train_opq(faiss, ctx, opq, x, prof, times=None):
         rotation = faiss.vector_to_array(opq.A).astype(np.float32)
     xproj = np.empty(d2 * n, dtype=np.float32)
     recons = np.empty(d2 * n, dtype=np.float32)
+    slices = np.empty((pq.M, n, pq.dsub), dtype=np.float32)  # each round cut into it
     xxr = np.empty(d * n, dtype=np.float32)
     tmp = np.zeros(d * d * 4, dtype=np.float32)
     u, vt, sv = tmp[:d * d], tmp[d * d:2 * d * d], tmp[2 * d * d:]
@@ -302,7 +306,7 @@ def train_opq(faiss, ctx, opq, x, prof, times=None):
         pq.cp.niter = opq.niter_pq_0 if it == 0 else opq.niter_pq
         pq.verbose = opq.verbose
         t0 = time.time()
-        stats.append(train_pq_slices(faiss, ctx, pq, xproj.reshape(n, d2), prof))
+        stats.append(train_pq_slices(faiss, ctx, pq, xproj.reshape(n, d2), prof, slices))
         t1 = time.time()
         codes = compute_codes(faiss, ctx, pq, xproj.reshape(n, d2), prof)
         t_pq, t_enc = t_pq + (t1 - t0), t_enc + (time.time() - t1)
