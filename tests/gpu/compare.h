@@ -1,10 +1,12 @@
-// Shared by the GPU suites: contexts on both backends, and bit comparison
-// of output vectors with the first difference for the failure message.
+// Shared by the GPU suites: contexts on both backends, bit comparison of
+// output vectors with the first difference for the failure message, and a
+// run's log lines.
 #ifndef FKM_TESTS_GPU_COMPARE_H
 #define FKM_TESTS_GPU_COMPARE_H
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -32,6 +34,28 @@ std::string first_diff(const std::vector<T> &a, const std::vector<T> &b) {
              " vs " + std::to_string(b[i]);
   return "";
 }
+
+/** The lines of a run's log (fkm_params.log = LogLines::collect,
+ *  log_user = the LogLines). */
+struct LogLines {
+  std::vector<std::string> lines;
+  static void collect(void *user, fkm_log_level, const char *msg) {
+    static_cast<LogLines *>(user)->lines.push_back(msg);
+  }
+  bool said(const char *what) const {
+    for (const auto &l : lines)
+      if (l.find(what) != std::string::npos) return true;
+    return false;
+  }
+  /** The sum of the numbers that follow `key` in every line. */
+  long long sum_after(const char *key) const {
+    long long total = 0;
+    for (const auto &l : lines)
+      for (size_t at = l.find(key); at != std::string::npos; at = l.find(key, at + 1))
+        total += std::atoll(l.c_str() + at + std::strlen(key));
+    return total;
+  }
+};
 
 /** A CUDA context and a CPU context (the oracle); skips without a device. */
 class GpuCpuTest : public ::testing::Test {

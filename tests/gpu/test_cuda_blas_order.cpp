@@ -165,8 +165,9 @@ TEST_F(CudaOrderCoverage, CountsTheProductsTheModelHolds) {
 // the same operations in the same order. At d = 96 the rows fit the default
 // 48 KiB, at d = 400 the kernel's limit is raised, at d = 1500 they do not
 // fit and the replay reads global memory. Every case equals the CPU
-// engine's bits and the unstaged CUDA run's. Small FAISS blocks keep the
-// synthetic BLAS's probe calls short at large d.
+// engine's bits and the unstaged CUDA run's, and rows do reach the laned
+// replay (the verbose log's count). Small FAISS blocks keep the synthetic
+// BLAS's probe calls short at large d.
 class CudaStagedReplay : public GpuCpuTest,
                          public ::testing::WithParamInterface<std::tuple<int64_t, fkm_metric>> {};
 
@@ -183,22 +184,35 @@ TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
   const std::vector<float> x = pixels(n, d, 31);
   std::vector<float> init = pixels(k, d, 32);
   for (auto &v : init) v = v / 3.0f; // inexact centroids: near-ties the order decides
+  // the first 60 centroids in equal triples: their rows have three candidates,
+  // which the cascade leaves to the laned replay
+  for (int64_t j = 0; j < 60; j += 3)
+    for (int64_t t = 0; t < d; t++)
+      init[(size_t)((j + 1) * d + t)] = init[(size_t)((j + 2) * d + t)] =
+          init[(size_t)(j * d + t)];
   struct Out {
     std::vector<float> cent, dist, adist;
     std::vector<int64_t> lab, alab;
   };
+  LogLines log; // the staged run's: rows the cascade left to the laned replay
   auto run = [&](fkm_ctx *ctx) {
+    fkm_params pr = p;
+    if (ctx == staged.c) {
+      pr.verbose = 1;
+      pr.log = LogLines::collect;
+      pr.log_user = &log;
+    }
     Out o;
     o.cent = init;
     o.lab.assign((size_t)n, -2);
     o.dist.assign((size_t)n, -2.f);
     o.alab.assign((size_t)n, -2);
     o.adist.assign((size_t)n, -2.f);
-    EXPECT_EQ(fkm_assign(ctx, &p, n, d, k, FKM_DTYPE_F32, x.data(), init.data(), o.alab.data(),
-                         o.adist.data()),
+    EXPECT_EQ(fkm_assign(ctx, &pr, n, d, k, FKM_DTYPE_F32, x.data(), init.data(),
+                         o.alab.data(), o.adist.data()),
               FKM_OK)
         << fkm_ctx_last_error(ctx);
-    EXPECT_EQ(fkm_train(ctx, &p, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, o.cent.data(), k,
+    EXPECT_EQ(fkm_train(ctx, &pr, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, o.cent.data(), k,
                         o.lab.data(), o.dist.data(), nullptr, 0, nullptr),
               FKM_OK)
         << fkm_ctx_last_error(ctx);
@@ -212,6 +226,7 @@ TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
   EXPECT_TRUE(same_bits(a.dist, b.dist)) << "distances " << first_diff(a.dist, b.dist);
   EXPECT_TRUE(same_bits(g.cent, b.cent) && same_bits(g.adist, b.adist))
       << "the unstaged replay differs from the staged one";
+  EXPECT_GT(log.sum_after("refined "), 0) << "no row reached the laned replay";
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -482,19 +482,6 @@ TEST_F(Cuda, SimtOnlyPathBitIdentical) {
 // own stream, on a caller's and on the legacy default stream (PyTorch's
 // default: the graph, captured on the context's own stream, is launched
 // there); in runs of fewer than four iterations the launches stay eager.
-struct LogLines {
-  std::vector<std::string> lines;
-  bool said(const char *what) const {
-    for (const auto &l : lines)
-      if (l.find(what) != std::string::npos) return true;
-    return false;
-  }
-};
-
-void collect(void *user, fkm_log_level, const char *msg) {
-  static_cast<LogLines *>(user)->lines.push_back(msg);
-}
-
 TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   setenv("FLASHKM_CUDA_GRAPH", "1", 1);
   Ctx graphs(FKM_BACKEND_CUDA);
@@ -506,7 +493,7 @@ TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   LogLines log;
   fkm_params pg = p;
   pg.verbose = 1;
-  pg.log = collect;
+  pg.log = LogLines::collect;
   pg.log_user = &log;
   const Result c = train(cpu->c, p, pb), e = train(gpu->c, p, pb);
   expect_same(e, c);
