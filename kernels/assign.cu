@@ -231,6 +231,21 @@ cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, c
 
 }  // namespace
 
+extern "C" cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a,
+                                                      int64_t batch, cudaStream_t s) {
+  if (a->n == 0 || batch == 0) return cudaSuccess;
+  if (batch > 65535) return cudaErrorInvalidValue;
+  const int64_t row_blocks = (a->n + BM - 1) / BM;
+  const dim3 grid((unsigned)(row_blocks < 65535 ? row_blocks : 65535), 1, (unsigned)batch);
+  return by_metric(a->metric == FKM_METRIC_L2, [&](auto metric) {
+    constexpr bool L2 = decltype(metric)::value;
+    assign_simt<L2><<<grid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, a->k,
+                                             a->labels, a->dist, nullptr, nullptr, nullptr,
+                                             nullptr);
+    return cudaGetLastError();
+  });
+}
+
 extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                                          const fkm_assign_plan *plan,
                                          cudaStream_t s) {

@@ -336,6 +336,16 @@ cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dty
  *  allocates a word, runs a one-thread kernel, copies the word back. */
 cudaError_t fkm_assign_probe_wgmma(int *ok);
 
+/** The reference kernel over `batch` problems stored back to back, in one
+ *  launch (a grid layer per problem): a describes problem 0 (x (n, d), xn
+ *  (n), c (k, d), cn (k), labels and dist (n)), problem b's arrays follow at
+ *  b times those sizes. The labels and distances of batch separate
+ *  fkm_launch_assign calls with a SIMT plan, bit for bit (one centroid
+ *  range per row: a range split changes no bit, the ranges combine with
+ *  the same strict rule). Needs no scratch; batch <= 65535. */
+cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a, int64_t batch,
+                                           cudaStream_t s);
+
 /** labels/dist of every row of x (docs/contract.md section 3, the reference formula). */
 cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                               const fkm_assign_plan *plan, cudaStream_t s);

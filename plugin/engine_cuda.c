@@ -72,6 +72,8 @@ typedef struct cuda_engine {
   int allow_tc; /* the certified tensor-core assignment (env FLASHKM_CUDA_ASSIGN=simt: off) */
   int replay_staged; /* laned replays in a BLAS's order from shared memory
                         (env FLASHKM_CUDA_REPLAY=staged; off until verified on a GPU) */
+  int batched_wanted; /* a batch's assignment in one launch where its plan allows
+                         (env FLASHKM_CUDA_BATCHED=1; off until verified on a GPU) */
   int wgmma;    /* its passes on wgmma (sm_90a builds on 9.0 devices; env
                    FLASHKM_CUDA_ASSIGN=mma: off) */
   int chunk_log2; /* least training rows per chunk, log2 (FKM_CUDA_CHUNK_LOG2;
@@ -902,6 +904,17 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
   return FKM_OK;
 }
 
+/* Whether an iteration assigns every problem of the batch in one launch
+ * (FLASHKM_CUDA_BATCHED=1): problems of one chunk each whose plan is the
+ * reference SIMT kernel with the plain scan on the BLAS path and no learned
+ * order, where fkm_launch_assign_profile runs that kernel alone. */
+static int assign_in_one_launch(const cuda_engine *c) {
+  return c->batched_wanted && c->run.batch > 1 && c->run.batch <= 65535 && c->nchunk == 1 &&
+         !c->plan.tc && !c->plan_last.tc && c->plan_last.fast_dtype < 0 &&
+         fkm_scan_is_plain(&c->sd) &&
+         !c->train_blas.on;
+}
+
 static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *user_centroids,
                              int64_t *grows) {
   fkm_errbuf *err = c->base.err;
@@ -952,6 +965,11 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
     char msg[400];
     snprintf(msg, sizeof msg, "cuda engine: workspace %zu bytes on %s", c->ws_bytes, c->name);
     c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+    if (assign_in_one_launch(c)) {
+      snprintf(msg, sizeof msg, "cuda engine: the %lld problems' assignment in one launch",
+               (long long)B);
+      c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+    }
   }
   FKM_FORWARD(carve_pinned(c, B, k));
   t[2] = fkm_now_seconds();
@@ -1349,12 +1367,19 @@ static fkm_status enqueue_iteration(cuda_engine *c) {
   FKM_CUDA_TRY(c, record_timing(c, c->ev_a0, s));
   /* IP: for the bound */
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, B * k, d, c->cn, s));
-  if (c->lanes > 1) { /* fork */
+  const int one_launch = assign_in_one_launch(c);
+  if (one_launch) { /* every problem's rows in one grid, on the stream */
+    const fkm_assign_args aa = {.x = c->x, .xn = c->xn, .c = c->cent, .cn = c->cn, .n = nt,
+                                .d = d, .k = k, .metric = (int)c->params.metric,
+                                .labels = c->labels, .dist = c->dist};
+    FKM_CUDA_TRY(c, fkm_launch_assign_simt_batched(&aa, B, s));
+  }
+  if (c->lanes > 1 && !one_launch) { /* fork */
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_fork, s));
     for (int l = 0; l < c->lanes; l++)
       FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->lane[l], c->ev_fork, 0));
   }
-  for (int64_t b = 0; b < B; b++) {
+  for (int64_t b = 0; b < B && !one_launch; b++) {
     const int64_t rb = b * nt; /* the problem's first row */
     const cudaStream_t ls = c->lanes > 1 ? c->lane[b % c->lanes] : s;
     void *work = (char *)c->assign_work + c->work_bytes * (size_t)(b % c->lanes);
@@ -1396,7 +1421,7 @@ static fkm_status enqueue_iteration(cuda_engine *c) {
                                            c->ev_ofork, c->ev_ojoin));
     }
   }
-  for (int l = 0; l < c->lanes && c->lanes > 1; l++) { /* join */
+  for (int l = 0; l < c->lanes && c->lanes > 1 && !one_launch; l++) { /* join */
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_lane[l], c->lane[l]));
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_lane[l], 0));
   }
@@ -2161,6 +2186,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   }
   const char *graph = getenv("FLASHKM_CUDA_GRAPH");
   c->graph_wanted = graph && strcmp(graph, "1") == 0;
+  const char *batched = getenv("FLASHKM_CUDA_BATCHED");
+  c->batched_wanted = batched && strcmp(batched, "1") == 0;
   const char *replay = getenv("FLASHKM_CUDA_REPLAY");
   c->replay_staged = replay && strcmp(replay, "staged") == 0;
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");

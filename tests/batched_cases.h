@@ -168,9 +168,16 @@ inline Out fresh(const Case &c, const Data &s) {
   return o;
 }
 
-inline Out run_batched(fkm_ctx *ctx, const Case &c, const Data &s) {
+/* log (or NULL): the run's verbose lines go to it */
+inline Out run_batched(fkm_ctx *ctx, const Case &c, const Data &s, fkm_log_fn log = nullptr,
+                       void *log_user = nullptr) {
   Out o = fresh(c, s);
-  const fkm_params p = params(c);
+  fkm_params p = params(c);
+  if (log) {
+    p.verbose = 1;
+    p.log = log;
+    p.log_user = log_user;
+  }
   o.status = fkm_train_batched(ctx, &p, c.batch, c.n, c.d, c.k, c.dtype, xptr(c, s, 0),
                                s.w.empty() ? nullptr : s.w.data(), o.centroids.data(),
                                c.n_init, o.labels.data(), o.distances.data(), o.stats.data(),

@@ -880,6 +880,24 @@ TEST_P(CudaBatched, EqualsSeparateCpuRuns) {
                         batched::run_separately(cpu->c, c, s));
 }
 
+// FLASHKM_CUDA_BATCHED=1 (read when a context is created): a batch whose
+// plan is the reference SIMT kernel (k < 64 or d < 16) with the plain scan
+// assigns every problem in one launch, and its verbose log says so; every
+// case of the table still equals separate CPU runs.
+TEST_P(CudaBatched, OneLaunchEqualsSeparateCpuRuns) {
+  const batched::Case &c = GetParam();
+  setenv("FLASHKM_CUDA_BATCHED", "1", 1);
+  Ctx one(FKM_BACKEND_CUDA);
+  unsetenv("FLASHKM_CUDA_BATCHED");
+  ASSERT_EQ(one.status, FKM_OK);
+  const batched::Data s = batched::make(c);
+  LogLines log;
+  batched::expect_equal(c, batched::run_batched(one.c, c, s, LogLines::collect, &log),
+                        batched::run_separately(cpu->c, c, s));
+  EXPECT_EQ(log.said("assignment in one launch"), c.k < 64 || c.d < 16)
+      << "k " << c.k << ", d " << c.d;
+}
+
 INSTANTIATE_TEST_SUITE_P(Table, CudaBatched, ::testing::ValuesIn(batched::cases()),
                          [](const ::testing::TestParamInfo<batched::Case> &i) {
                            return std::string(i.param.name);
