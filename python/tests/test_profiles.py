@@ -335,7 +335,17 @@ def test_parity_module_reports_every_level(faiss, tmp_path, capsys):
     assert "profile        %s" % P.detect(faiss).name in out
     assert "P1 lockstep    PASS" in out and "P2 assignment  PASS" in out, out
     assert "P3 end to end  PASS" in out and "verdict        PASS" in out, out
+    # the CPU engine calls this FAISS's BLAS: every dot product in its order, none may differ
+    assert "36000 of 36000 dot products summed in FAISS's order: none may differ" in out, out
     assert rc == 0
+
+
+def test_parity_exact_order_follows_the_coverage(faiss, info, ctx):
+    """flashkm.parity.exact_order: with this FAISS's BLAS the CPU engine sums
+    every dot product in FAISS's order (P2 then allows no differing label);
+    in flashkm's own profile, without a BLAS, none."""
+    assert parity.exact_order(ctx, info, 3000, 8, 12, True) == (True, 36000)
+    assert parity.exact_order(ctx, P.named("flashkm"), 3000, 8, 12, True) == (False, 0)
 
 
 def assert_same_run(fk, mk, exact_distances=True):
