@@ -477,16 +477,15 @@ replay_laned(fkm_scan_desc s, fkm_blas_view order, const float *__restrict__ x,
  * reads global memory). */
 cudaError_t stage_bytes(int64_t d, size_t *bytes) {
   *bytes = 0;
+  /* its static arrays (ct, xt) and the staged rows */
+  const size_t fixed = sizeof(float) * (32 * (TILE_D + 1) + LANED_ROWS * TILE_D);
   const size_t want = sizeof(float) * (size_t)(LANED_ROWS * d + 32 * (d | 1));
-  cudaFuncAttributes fa;
-  cudaError_t e = cudaFuncGetAttributes(&fa, replay_laned<true>);
-  if (e != cudaSuccess) return e;
-  if (want + fa.sharedSizeBytes > 48 * 1024) {
+  if (want + fixed > 48 * 1024) {
     int dev = 0, optin = 0;
-    e = cudaGetDevice(&dev);
+    cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
     if (e != cudaSuccess) return e;
-    if (want + fa.sharedSizeBytes > (size_t)optin) return cudaSuccess;
+    if (want + fixed > (size_t)optin) return cudaSuccess;
     e = cudaFuncSetAttribute(replay_laned<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)want);
     if (e != cudaSuccess) return e;
@@ -554,14 +553,10 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
     e = stage_bytes(a->d, &staged);
     if (e != cudaSuccess) return e;
   }
-  if (staged)
-    replay_laned<true><<<grid, 32 * LANED_ROWS, staged, stream>>>(
-        *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
-        fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
-  else
-    replay_laned<false><<<grid, 32 * LANED_ROWS, 0, stream>>>(
-        *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
-        fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
+  auto kern = staged ? replay_laned<true> : replay_laned<false>;
+  kern<<<grid, 32 * LANED_ROWS, staged, stream>>>(
+      *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
+      fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
   return cudaGetLastError();
 }
 

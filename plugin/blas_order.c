@@ -18,6 +18,7 @@
 #include <string.h>
 
 static const float BIG = 1099511627776.0f; /* 2^40 */
+enum { CHAIN_COUNTS = 5 }; /* 2^ul chains, ul = 0 .. 4: 1 .. FKM_BLAS_ORDER_MAX_LANES */
 
 static void call(fkm_sgemm_fn sgemm, const fkm_blas_order *o, const float *y, const float *x,
                  float *ip) {
@@ -171,12 +172,13 @@ fkm_status fkm_blas_order_choose_host(void *user, fkm_blas_order *o, const fkm_b
  * live variants all give one value per chain count cannot tell them apart
  * and is not called (0 returned). */
 static int structural_probe(fkm_sgemm_fn sgemm, const fkm_blas_order *o, const float *y,
-                            const float *x, float *ip, const uint16_t may[5], uint16_t *alive) {
+                            const float *x, float *ip, const uint16_t may[CHAIN_COUNTS],
+                            uint16_t *alive) {
   const int64_t cells = o->nx * o->ny;
-  float value[5][FKM_BLAS_VARIANTS]; /* chain count ul's distinct values */
-  uint16_t mask[5][FKM_BLAS_VARIANTS];
-  int nvalues[5] = {0};
-  for (int ul = 0; ul < 5; ul++)
+  float value[CHAIN_COUNTS][FKM_BLAS_VARIANTS]; /* chain count ul's distinct values */
+  uint16_t mask[CHAIN_COUNTS][FKM_BLAS_VARIANTS];
+  int nvalues[CHAIN_COUNTS] = {0};
+  for (int ul = 0; ul < CHAIN_COUNTS; ul++)
     for (int v = 0; v < FKM_BLAS_VARIANTS; v++) {
       if (!(may[ul] >> v & 1)) continue;
       const float m = dot_code(o, fkm_blas_variant(ul, v), y, x); /* row 0 of each */
@@ -185,11 +187,11 @@ static int structural_probe(fkm_sgemm_fn sgemm, const fkm_blas_order *o, const f
       if (k == nvalues[ul]) value[ul][nvalues[ul]++] = m, mask[ul][k] = 0;
       mask[ul][k] |= (uint16_t)(1u << v);
     }
-  uint16_t live[5] = {0}; /* the variants some element of each chain count still has */
+  uint16_t live[CHAIN_COUNTS] = {0}; /* the variants some element of each chain count has */
   for (int64_t c = 0; c < cells; c++)
     if (o->code[c]) live[(o->code[c] & 7) - 1] |= alive[c];
   int tells = 0;
-  for (int ul = 0; ul < 5; ul++)
+  for (int ul = 0; ul < CHAIN_COUNTS; ul++)
     for (int k = 0; k < nvalues[ul]; k++)
       tells |= (mask[ul][k] & live[ul]) != 0 && (mask[ul][k] & live[ul]) != live[ul];
   if (!tells) return 0;
@@ -230,8 +232,8 @@ static fkm_status choose_variants(fkm_sgemm_fn sgemm, fkm_blas_order *o, float *
   if (!alive || !dy || !dx || !dip)
     st = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY, "BLAS order: cannot allocate the checks");
   /* the variants an element of 2^ul chains may take (variant_code) */
-  uint16_t may[5] = {0};
-  for (int ul = 0; ul < 5; ul++)
+  uint16_t may[CHAIN_COUNTS] = {0};
+  for (int ul = 0; ul < CHAIN_COUNTS; ul++)
     for (int v = 0; v < FKM_BLAS_VARIANTS; v++)
       if (variant_code(o, ul, v)) may[ul] |= (uint16_t)(1u << v);
   int grouped = 0; /* an element of several chains: remainders to tell apart */

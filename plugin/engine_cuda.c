@@ -904,6 +904,16 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
   return FKM_OK;
 }
 
+/* The BLAS order's view of a search of rows rows (fkm_blas_cache_view),
+ * with this engine's choice of how the laned replays read it. */
+static fkm_status blas_view(cuda_engine *c, const fkm_params *params, int64_t rows, int64_t k,
+                            int64_t d, fkm_blas_view *v, int64_t *covered) {
+  const fkm_status st = fkm_blas_cache_view(&c->blas, params, rows, k, d, v, covered,
+                                            c->base.err);
+  v->staged = c->replay_staged;
+  return st;
+}
+
 /* Whether an iteration assigns every problem of the batch in one launch
  * (FLASHKM_CUDA_BATCHED=1): problems of one chunk each whose plan is the
  * reference SIMT kernel with the plain scan on the BLAS path and no learned
@@ -1052,9 +1062,7 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   memset(&c->train_blas, 0, sizeof c->train_blas);
   fkm_status st = FKM_OK;
   if (c->sd.path == FKM_PATH_BLAS)
-    st = fkm_blas_cache_view(&c->blas, &c->params, run->n_train, run->k, run->d,
-                             &c->train_blas, NULL, c->base.err);
-  c->train_blas.staged = c->replay_staged;
+    st = blas_view(c, &c->params, run->n_train, run->k, run->d, &c->train_blas, NULL);
   int64_t *grows = NULL;
   if (st == FKM_OK) st = global_rows(c, run, &grows);
   if (st == FKM_OK) st = begin_impl(c, run, user_centroids, grows);
@@ -1665,8 +1673,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   fkm_blas_view order;
   memset(&order, 0, sizeof order);
   if (sd.path == FKM_PATH_BLAS)
-    FKM_FORWARD(fkm_blas_cache_view(&c->blas, params, n, k, d, &order, NULL, c->base.err));
-  order.staged = c->replay_staged;
+    FKM_FORWARD(blas_view(c, params, n, k, d, &order, NULL));
   const int x_on_device = !src && is_device_ptr(x);
   const int in_place = x_on_device && dtype == FKM_DTYPE_F32;
   /* lab and dis on the host: each chunk's results cross back as it ends, so
@@ -1916,7 +1923,7 @@ static fkm_status cuda_blas_coverage(fkm_engine *e, const fkm_params *params, in
   cuda_engine *c = eng(e);
   FKM_CUDA_TRY(c, cudaSetDevice(c->device));
   fkm_blas_view order;
-  return fkm_blas_cache_view(&c->blas, params, n, k, d, &order, covered, c->base.err);
+  return blas_view(c, params, n, k, d, &order, covered);
 }
 
 /* fkm_pq_encode: the centroids on the device once, then the rows in chunks
@@ -2118,6 +2125,13 @@ static const fkm_engine_ops cuda_ops = {
     cuda_is_device,
 };
 
+/* Whether the environment variable name holds exactly value (the engine's
+ * switches are read when a context is created). */
+static int env_is(const char *name, const char *value) {
+  const char *v = getenv(name);
+  return v && strcmp(v, value) == 0;
+}
+
 fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out) {
   *out = NULL;
   int count = 0;
@@ -2174,9 +2188,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
     return s == FKM_ERR_CUDA ? FKM_ERR_NO_DEVICE : s;
   }
   c->stream = c->own_stream;
-  const char *mode = getenv("FLASHKM_CUDA_ASSIGN");
-  c->allow_tc = !(mode && strcmp(mode, "simt") == 0);
-  if (c->allow_tc && !(mode && strcmp(mode, "mma") == 0) && prop.major == 9 && prop.minor == 0) {
+  c->allow_tc = !env_is("FLASHKM_CUDA_ASSIGN", "simt");
+  if (c->allow_tc && !env_is("FLASHKM_CUDA_ASSIGN", "mma") && prop.major == 9 && prop.minor == 0) {
     ce = fkm_assign_probe_wgmma(&c->wgmma);
     if (ce != cudaSuccess) {
       fkm_status s = cuda_fail(err, ce, "probing the wgmma kernels", __FILE__, __LINE__);
@@ -2184,12 +2197,9 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
       return s;
     }
   }
-  const char *graph = getenv("FLASHKM_CUDA_GRAPH");
-  c->graph_wanted = graph && strcmp(graph, "1") == 0;
-  const char *batched = getenv("FLASHKM_CUDA_BATCHED");
-  c->batched_wanted = batched && strcmp(batched, "1") == 0;
-  const char *replay = getenv("FLASHKM_CUDA_REPLAY");
-  c->replay_staged = replay && strcmp(replay, "staged") == 0;
+  c->graph_wanted = env_is("FLASHKM_CUDA_GRAPH", "1");
+  c->batched_wanted = env_is("FLASHKM_CUDA_BATCHED", "1");
+  c->replay_staged = env_is("FLASHKM_CUDA_REPLAY", "staged");
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
   c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;
   if (c->chunk_log2 < 10 || c->chunk_log2 > 30) c->chunk_log2 = FKM_CUDA_CHUNK_LOG2;
