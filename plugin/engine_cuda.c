@@ -1441,8 +1441,10 @@ static fkm_status enqueue_iteration(cuda_engine *c) {
                                          c->ev_ojoin));
   }
   FKM_CUDA_TRY(c, record_timing(c, c->ev_a1, s));
-  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
+  /* the timing record first: a captured graph must join every node of the
+   * side stream back into the stream, and ev_obj's wait below does */
   FKM_CUDA_TRY(c, record_timing(c, c->ev_objt, c->side));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
 
   const fkm_group_args ga = group_args(c, B * nt, B * k, B);
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));

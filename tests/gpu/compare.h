@@ -47,6 +47,12 @@ struct LogLines {
       if (l.find(what) != std::string::npos) return true;
     return false;
   }
+  /** Every line, one per line (for a failure's message). */
+  std::string all() const {
+    std::string out;
+    for (const auto &l : lines) out += l + "\n";
+    return out;
+  }
   /** The sum of the numbers that follow `key` in every line. */
   long long sum_after(const char *key) const {
     long long total = 0;

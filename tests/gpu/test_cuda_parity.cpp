@@ -498,7 +498,7 @@ TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   const Result c = train(cpu->c, p, pb), e = train(gpu->c, p, pb);
   expect_same(e, c);
   expect_same(train(graphs.c, pg, pb), c);
-  EXPECT_TRUE(log.said(replayed));
+  EXPECT_TRUE(log.said(replayed)) << log.all();
   // batched: three problems
   {
     const int64_t B = 3, n = 2000, d = 24, k = 40;
@@ -515,7 +515,7 @@ TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
         << fkm_ctx_last_error(graphs.c);
     EXPECT_TRUE(same_bits(cc, cg)) << "batched centroids " << first_diff(cc, cg);
     EXPECT_TRUE(same_bits(lc, lg)) << "batched labels " << first_diff(lc, lg);
-    EXPECT_TRUE(log.said(replayed));
+    EXPECT_TRUE(log.said(replayed)) << log.all();
   }
   // a caller's stream
   cudaStream_t st = nullptr;
@@ -523,12 +523,12 @@ TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   ASSERT_EQ(fkm_ctx_set_stream(graphs.c, st), FKM_OK);
   log.lines.clear();
   expect_same(train(graphs.c, pg, pb), c);
-  EXPECT_TRUE(log.said(replayed));
+  EXPECT_TRUE(log.said(replayed)) << log.all();
   // the legacy default stream
   ASSERT_EQ(fkm_ctx_set_stream(graphs.c, cudaStreamLegacy), FKM_OK);
   log.lines.clear();
   expect_same(train(graphs.c, pg, pb), c);
-  EXPECT_TRUE(log.said(replayed));
+  EXPECT_TRUE(log.said(replayed)) << log.all();
   ASSERT_EQ(fkm_ctx_set_stream(graphs.c, nullptr), FKM_OK);
   EXPECT_EQ(cudaStreamDestroy(st), cudaSuccess);
   // three iterations: not worth a capture
@@ -536,7 +536,7 @@ TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   p3.niter = 3;
   log.lines.clear();
   expect_same(train(graphs.c, p3, pb), train(cpu->c, quick(3), pb));
-  EXPECT_FALSE(log.said(replayed));
+  EXPECT_FALSE(log.said(replayed)) << log.all();
 }
 
 TEST_F(Cuda, UncertainPointsAreRefinedToReferenceLabels) {
