@@ -73,7 +73,7 @@ typedef struct cuda_engine {
   int replay_staged; /* laned replays in a BLAS's order from shared memory
                         (env FLASHKM_CUDA_REPLAY=staged; off until verified on a GPU) */
   int batched_wanted; /* a batch's assignment in one launch where its plan allows
-                         (env FLASHKM_CUDA_BATCHED=1; off until verified on a GPU) */
+                         (env FLASHKM_CUDA_BATCHED=0: off) */
   int wgmma;    /* its passes on wgmma (sm_90a builds on 9.0 devices; env
                    FLASHKM_CUDA_ASSIGN=mma: off) */
   int chunk_log2; /* least training rows per chunk, log2 (FKM_CUDA_CHUNK_LOG2;
@@ -87,9 +87,9 @@ typedef struct cuda_engine {
   cudaEvent_t ev_ufork, ev_ujoin;                  /* the update's aux stream */
   cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_objt; /* phase timing */
   cudaEvent_t ev_obj;                              /* the objective's tail done */
-  /* The in-core iteration as one CUDA graph (env FLASHKM_CUDA_GRAPH=1; off
-   * until verified on a GPU): captured on a run's second iteration, then
-   * replayed; destroyed when the run ends. */
+  /* The in-core iteration as one CUDA graph (env FLASHKM_CUDA_GRAPH=0:
+   * off): captured on a run's second iteration, then replayed; destroyed
+   * when the run ends. */
   int graph_wanted, capturing, graph_failed;
   int64_t iteration; /* in-core iterations enqueued in this run */
   cudaGraphExec_t graph;
@@ -915,7 +915,7 @@ static fkm_status blas_view(cuda_engine *c, const fkm_params *params, int64_t ro
 }
 
 /* Whether an iteration assigns every problem of the batch in one launch
- * (FLASHKM_CUDA_BATCHED=1): problems of one chunk each whose plan is the
+ * (unless FLASHKM_CUDA_BATCHED=0): problems of one chunk each whose plan is the
  * reference SIMT kernel with the plain scan on the BLAS path and no learned
  * order, where fkm_launch_assign_profile runs that kernel alone. */
 static int assign_in_one_launch(const cuda_engine *c) {
@@ -1365,10 +1365,11 @@ static cudaError_t record_timing(const cuda_engine *c, cudaEvent_t ev, cudaStrea
   return cudaEventRecordWithFlags(ev, s, c->capturing ? cudaEventRecordExternal : 0);
 }
 
-/* One in-core iteration's work on the context's stream, up to the copies
- * of its results to pinned host memory: nothing the host decides inside,
- * so that it can be captured as a graph. */
-static fkm_status enqueue_iteration(cuda_engine *c) {
+/* Every problem's training rows to its centroids c->cent, on the
+ * context's stream: labels and distances in c->labels and c->dist, the
+ * objective's scan of them (c->dsc) on the side stream, which ev_obj
+ * closes. */
+static fkm_status enqueue_assignment(cuda_engine *c) {
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
   const int verbose = c->params.verbose && c->params.log;
@@ -1445,7 +1446,16 @@ static fkm_status enqueue_iteration(cuda_engine *c) {
    * side stream back into the stream, and ev_obj's wait below does */
   FKM_CUDA_TRY(c, record_timing(c, c->ev_objt, c->side));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_obj, c->side));
+  return FKM_OK;
+}
 
+/* One in-core iteration's work on the context's stream, up to the copies
+ * of its results to pinned host memory: nothing the host decides inside,
+ * so that it can be captured as a graph. */
+static fkm_status enqueue_iteration(cuda_engine *c) {
+  const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
+  cudaStream_t s = c->stream;
+  FKM_FORWARD(enqueue_assignment(c));
   const fkm_group_args ga = group_args(c, B * nt, B * k, B);
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, record_timing(c, c->ev_g1, s));
@@ -1840,6 +1850,65 @@ static fkm_status publish_assignment(cuda_engine *c, const int64_t *lab, const f
   return FKM_OK;
 }
 
+/* Whether the final labels can be the workspace's assignment: an in-core
+ * run of one process whose training rows are all of x in order, on the
+ * search path of x's n rows (the same plans' bits as a separate
+ * fkm_assign, docs/cuda-engine.md). */
+static int labels_in_place(const cuda_engine *c) {
+  return !c->streamed && !c->run.comm && !c->run.train_rows && c->run.n_train == c->run.n &&
+         c->run.train_total == c->run.n && c->path_n == 0;
+}
+
+/* The final labels and distances of every problem as one iteration's
+ * assignment over the resident training rows: one pass of launches for the
+ * whole batch and one host synchronisation, then the outputs (nothing is
+ * written when a row has no finite distance). */
+static fkm_status finish_in_place(cuda_engine *c, float *centroids, int64_t *labels,
+                                  float *distances) {
+  const int64_t B = c->run.batch, n = c->run.n, k = c->run.k, d = c->run.d;
+  cudaStream_t s = c->stream;
+  fkm_status st = FKM_OK;
+  int64_t *wide = NULL;
+  if (c->params.verbose && c->params.log) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "cuda engine: the final labels from the resident training rows, %lld problem%s "
+             "in one pass",
+             (long long)B, B > 1 ? "s" : "");
+    c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+  }
+  if (labels || distances) {
+    FKM_FORWARD(enqueue_assignment(c));
+    FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_obj, 0));
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars) * (size_t)B,
+                                    cudaMemcpyDeviceToHost, s));
+    FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
+    for (int64_t b = 0; b < B; b++)
+      if (c->hsc[b].bad_label >= 0)
+        return fkm_fail_no_finite(c->base.err, "x", B > 1 ? b : -1, c->hsc[b].bad_label);
+  }
+  if (labels && is_device_ptr(labels)) {
+    FKM_CUDA_TRY(c, fkm_launch_widen_labels(c->labels, B * n, labels, s));
+  } else if (labels) {
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&wide, sizeof(int64_t) * (size_t)(B * n), s));
+    FKM_CUDA_GOTO(c, fkm_launch_widen_labels(c->labels, B * n, wide, s));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(labels, wide, sizeof(int64_t) * (size_t)(B * n),
+                                     cudaMemcpyDeviceToHost, s));
+  }
+  if (distances)
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(distances, c->dist, sizeof(float) * (size_t)(B * n),
+                                     cudaMemcpyDefault, s));
+  FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(B * k * d),
+                                   cudaMemcpyDefault, s));
+done:
+  if (wide) (void)cudaFreeAsync(wide, s);
+  const cudaError_t se = cudaStreamSynchronize(s);
+  if (se != cudaSuccess && st == FKM_OK)
+    st = cuda_fail(c->base.err, se, "cudaStreamSynchronize(the final outputs)", __FILE__,
+                   __LINE__);
+  return st;
+}
+
 static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
                               float *distances) {
   cuda_engine *c = eng(e);
@@ -1852,6 +1921,7 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
   int64_t bad = -1; /* the rows the run did not train on: nothing is written */
   bg_check_join(c, &bad);
   if (bad >= 0) return fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d);
+  if (labels_in_place(c)) return finish_in_place(c, centroids, labels, distances);
   if (labels || distances) {
     FKM_GOTO(tmp_alloc(c, B * n, labels, distances, &t));
     for (int64_t b = 0; b < B; b++)
@@ -2199,8 +2269,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
       return s;
     }
   }
-  c->graph_wanted = env_is("FLASHKM_CUDA_GRAPH", "1");
-  c->batched_wanted = env_is("FLASHKM_CUDA_BATCHED", "1");
+  c->graph_wanted = !env_is("FLASHKM_CUDA_GRAPH", "0");
+  c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
   c->replay_staged = env_is("FLASHKM_CUDA_REPLAY", "staged");
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
   c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;

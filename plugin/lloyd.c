@@ -601,6 +601,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
     return finish(e, a, s);
   }
 
+  const double t_begin = fkm_now_seconds();
   FKM_FORWARD(begin(e, a, &run, s, subsample_it ? s->rows : NULL, n_train));
   logf_(p, FKM_LOG_INFO,
         "Clustering %lld points in %lldD to %lld clusters, redo %d times, %d iterations",
@@ -627,7 +628,12 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
                     B > 1 ? " in one of the problems" : "");
     FKM_FORWARD(ops->write_centroids(e, s->best));
   }
-  return finish(e, a, s);
+  const double t_finish = fkm_now_seconds();
+  FKM_FORWARD(finish(e, a, s));
+  /* where a call's time went: the per-call work around the iterations */
+  logf_(p, FKM_LOG_INFO, "Call phases (ms): begin %.3f, iterations %.3f, outputs %.3f",
+        1e3 * (t0 - t_begin), 1e3 * (t_finish - t0), 1e3 * (fkm_now_seconds() - t_finish));
+  return FKM_OK;
 }
 
 fkm_status fkm_lloyd_train(fkm_engine *e, const fkm_train_args *a) {

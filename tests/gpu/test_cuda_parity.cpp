@@ -475,17 +475,20 @@ TEST_F(Cuda, SimtOnlyPathBitIdentical) {
   }
 }
 
-// FLASHKM_CUDA_GRAPH=1 (read when a context is created): from a run's second
-// iteration on, the in-core iteration is one CUDA graph, replayed. The log
-// says so; the results equal the CPU's and the eager launches', single and
-// batched (the problems on lanes forked from the stream), on the context's
-// own stream, on a caller's and on the legacy default stream (PyTorch's
-// default: the graph, captured on the context's own stream, is launched
-// there); in runs of fewer than four iterations the launches stay eager.
+// By default (FLASHKM_CUDA_GRAPH=0, read when a context is created, turns
+// it off) from a run's second iteration on, the in-core iteration is one
+// CUDA graph, replayed. The log says so; the results equal the CPU's and the
+// eager launches', single and batched (the problems on lanes forked from the
+// stream), on the context's own stream, on a caller's and on the legacy
+// default stream (PyTorch's default: the graph, captured on the context's
+// own stream, is launched there); in runs of fewer than four iterations and
+// with the switch off the launches stay eager.
 TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
-  setenv("FLASHKM_CUDA_GRAPH", "1", 1);
-  Ctx graphs(FKM_BACKEND_CUDA);
+  setenv("FLASHKM_CUDA_GRAPH", "0", 1);
+  Ctx eager(FKM_BACKEND_CUDA);
   unsetenv("FLASHKM_CUDA_GRAPH");
+  ASSERT_EQ(eager.status, FKM_OK);
+  Ctx graphs(FKM_BACKEND_CUDA);
   ASSERT_EQ(graphs.status, FKM_OK);
   const char *replayed = "on replay one CUDA graph";
   const Problem pb = blobs(6000, 40, 50, 81);
@@ -495,8 +498,10 @@ TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   pg.verbose = 1;
   pg.log = LogLines::collect;
   pg.log_user = &log;
-  const Result c = train(cpu->c, p, pb), e = train(gpu->c, p, pb);
+  const Result c = train(cpu->c, p, pb), e = train(eager.c, pg, pb);
   expect_same(e, c);
+  EXPECT_FALSE(log.said(replayed)) << log.all();
+  log.lines.clear();
   expect_same(train(graphs.c, pg, pb), c);
   EXPECT_TRUE(log.said(replayed)) << log.all();
   // batched: three problems
@@ -873,29 +878,37 @@ TEST_F(Cuda, BatchedWithDevicePointersEqualsHostPointers) {
 // lockstep batched run against separate CPU runs of each problem.
 class CudaBatched : public Cuda, public ::testing::WithParamInterface<batched::Case> {};
 
+// With FLASHKM_CUDA_BATCHED=0 (read when a context is created) every
+// problem has its own launches: the table's cases equal separate CPU runs.
 TEST_P(CudaBatched, EqualsSeparateCpuRuns) {
   const batched::Case &c = GetParam();
-  const batched::Data s = batched::make(c);
-  batched::expect_equal(c, batched::run_batched(gpu->c, c, s),
-                        batched::run_separately(cpu->c, c, s));
-}
-
-// FLASHKM_CUDA_BATCHED=1 (read when a context is created): a batch whose
-// plan is the reference SIMT kernel (k < 64 or d < 16) with the plain scan
-// assigns every problem in one launch, and its verbose log says so; every
-// case of the table still equals separate CPU runs.
-TEST_P(CudaBatched, OneLaunchEqualsSeparateCpuRuns) {
-  const batched::Case &c = GetParam();
-  setenv("FLASHKM_CUDA_BATCHED", "1", 1);
-  Ctx one(FKM_BACKEND_CUDA);
+  setenv("FLASHKM_CUDA_BATCHED", "0", 1);
+  Ctx each(FKM_BACKEND_CUDA);
   unsetenv("FLASHKM_CUDA_BATCHED");
-  ASSERT_EQ(one.status, FKM_OK);
+  ASSERT_EQ(each.status, FKM_OK);
   const batched::Data s = batched::make(c);
   LogLines log;
-  batched::expect_equal(c, batched::run_batched(one.c, c, s, LogLines::collect, &log),
+  batched::expect_equal(c, batched::run_batched(each.c, c, s, LogLines::collect, &log),
+                        batched::run_separately(cpu->c, c, s));
+  EXPECT_FALSE(log.said("assignment in one launch")) << log.all();
+}
+
+// By default a batch whose plan is the reference SIMT kernel (k < 64 or
+// d < 16) with the plain scan assigns every problem in one launch, and its
+// verbose log says so; every case of the table still equals separate CPU
+// runs.
+TEST_P(CudaBatched, OneLaunchEqualsSeparateCpuRuns) {
+  const batched::Case &c = GetParam();
+  const batched::Data s = batched::make(c);
+  LogLines log;
+  batched::expect_equal(c, batched::run_batched(gpu->c, c, s, LogLines::collect, &log),
                         batched::run_separately(cpu->c, c, s));
   EXPECT_EQ(log.said("assignment in one launch"), c.k < 64 || c.d < 16)
       << "k " << c.k << ", d " << c.d;
+  // the final labels: one pass over the resident rows unless subsampled
+  EXPECT_EQ(log.said("final labels from the resident training rows"),
+            c.n <= c.k * c.max_points_per_centroid)
+      << log.all();
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, CudaBatched, ::testing::ValuesIn(batched::cases()),
