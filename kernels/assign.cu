@@ -178,7 +178,8 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   /* the rows the screen left, gathered and packed like x */
   const int64_t dp = fkm_pack_dims(d), groups = fkm_round_up(n, MBM) * (dp / 8);
   const unsigned gblocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
-  pack_rows<__half, true><<<gblocks, 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, rows1, count1, xg);
+  pack_rows<__half, true><<<gblocks, 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, rows1, count1, xg,
+                                                   0, 0);
   e = launch_pass<__half, Cert>(a, plan, lay, xg, n, rows1, count1, plan->cert_split,
                                 plan->cert_k_per_split, bc, st2, s);
   if (e != cudaSuccess) return e;
@@ -260,26 +261,43 @@ extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
   });
 }
 
+extern "C" cudaError_t fkm_launch_pack_x_batched(const float *x, int64_t n, int64_t d,
+                                                 int fast_dtype, int64_t problems, uint16_t *xp,
+                                                 int64_t xp_stride, int *xmax, cudaStream_t s) {
+  const int64_t dp = fkm_pack_dims(d), rp = fkm_round_up(n, MBM);
+  if (rp == 0 || problems == 0) return cudaSuccess;
+  const int64_t groups = rp * (dp / 8);
+  for (int64_t b0 = 0; b0 < problems; b0 += 65535) { /* grid.y: at most 65535 problems */
+    const int64_t pb = problems - b0 < 65535 ? problems - b0 : 65535;
+    const int64_t most = 4096 / pb > 0 ? 4096 / pb : 1; /* about 4096 blocks in all */
+    const int64_t want = (groups + 255) / 256;
+    const dim3 grid((unsigned)(want < most ? want : most), (unsigned)pb);
+    const float *xb = x + b0 * n * d;
+    uint16_t *ob = xp + b0 * xp_stride;
+    if (fast_dtype == FKM_DTYPE_F16 || fast_dtype == FKM_DTYPE_BF16) {
+      by_half_dtype(fast_dtype, [&](auto type) {
+        pack_rows<decltype(type), false><<<grid, 256, 0, s>>>(xb, n, d, rp, dp, nullptr, nullptr,
+                                                              nullptr, ob, n * d, xp_stride);
+        return 0;
+      });
+    } else {
+      int *mb = xmax + b0;
+      cudaError_t e = cudaMemsetAsync(mb, 0, sizeof(int) * (size_t)pb, s);
+      if (e != cudaSuccess) return e;
+      const unsigned ab = grid.x < 1024 ? grid.x : 1024;
+      if (n * d > 0) abs_max<<<dim3(ab, (unsigned)pb), 256, 0, s>>>(xb, n * d, n * d, mb);
+      pack_rows<__half, true><<<grid, 256, 0, s>>>(xb, n, d, rp, dp, mb, nullptr, nullptr, ob,
+                                                   n * d, xp_stride);
+    }
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
 extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dtype,
                                          uint16_t *xp, int *xmax, cudaStream_t s) {
-  const int64_t dp = fkm_pack_dims(d), rp = fkm_round_up(n, MBM);
-  if (rp == 0) return cudaSuccess;
-  const int64_t groups = rp * (dp / 8);
-  const unsigned blocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
-  if (fast_dtype == FKM_DTYPE_F16 || fast_dtype == FKM_DTYPE_BF16) {
-    by_half_dtype(fast_dtype, [&](auto type) {
-      pack_rows<decltype(type), false><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, nullptr, nullptr,
-                                                               nullptr, xp);
-      return 0;
-    });
-  } else {
-    cudaError_t e = cudaMemsetAsync(xmax, 0, sizeof(int), s);
-    if (e != cudaSuccess) return e;
-    if (n * d > 0)
-      abs_max<<<blocks < 1024 ? blocks : 1024, 256, 0, s>>>(x, n * d, xmax);
-    pack_rows<__half, true><<<blocks, 256, 0, s>>>(x, n, d, rp, dp, xmax, nullptr, nullptr, xp);
-  }
-  return cudaGetLastError();
+  return fkm_launch_pack_x_batched(x, n, d, fast_dtype, 1, xp, 0, xmax, s);
 }
 
 

@@ -331,6 +331,14 @@ static inline const int32_t *fkm_assign_left_rows(const fkm_assign_args *a,
 cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dtype,
                               uint16_t *xp, int *xmax, cudaStream_t s);
 
+/** The same for `problems` matrices of n rows stored back to back in x, in
+ *  one launch sequence: problem b's rows from x + b n d into xp + b
+ *  xp_stride (16-bit elements), its word in xmax[b] (each problem's own
+ *  scale, as fkm_launch_pack_x on it alone). */
+cudaError_t fkm_launch_pack_x_batched(const float *x, int64_t n, int64_t d, int fast_dtype,
+                                      int64_t problems, uint16_t *xp, int64_t xp_stride,
+                                      int *xmax, cudaStream_t s);
+
 /** *ok := 1 when this build has the wgmma kernels for the current device
  *  (sm_90a code on a compute capability 9.0 device), else 0. Synchronous:
  *  allocates a word, runs a one-thread kernel, copies the word back. */

@@ -24,7 +24,10 @@ __device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
 
 template <typename T>
 __global__ void convert(const T *__restrict__ src, const int64_t *__restrict__ rows,
-                        int64_t n, int64_t d, float *__restrict__ out) {
+                        int64_t n, int64_t d, float *__restrict__ out, int64_t src_stride,
+                        int64_t out_stride) {
+  src += blockIdx.y * src_stride; /* problem blockIdx.y */
+  out += blockIdx.y * out_stride;
   const int64_t total = n * d;
   for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
        t += (int64_t)gridDim.x * blockDim.x) {
@@ -72,16 +75,25 @@ __global__ void widen(const int32_t *__restrict__ in, int64_t n, int64_t *__rest
 }  // namespace
 
 extern "C" cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_t s) {
-  const int64_t total = a->n * a->d;
+  const int64_t total = a->n * a->d, problems = a->problems > 1 ? a->problems : 1;
   if (total == 0) return cudaSuccess;
-  const unsigned g = fkm_grid_for(total);
   return by_dtype(
       a->dtype,
       [&](auto type) {
         using T = decltype(type);
-        convert<T><<<g, FKM_GRID_THREADS, 0, s>>>(static_cast<const T *>(a->src), a->rows,
-                                                   a->n, a->d, a->out);
-        return cudaGetLastError();
+        const T *src = static_cast<const T *>(a->src);
+        for (int64_t b0 = 0; b0 < problems; b0 += 65535) { /* grid.y <= 65535 */
+          const int64_t pb = problems - b0 < 65535 ? problems - b0 : 65535;
+          /* each problem's blocks, at most 65536 in all */
+          const int64_t most = 65536 / pb > 0 ? 65536 / pb : 1, g = fkm_grid_for(total);
+          convert<T><<<dim3((unsigned)(g < most ? g : most), (unsigned)pb), FKM_GRID_THREADS, 0,
+                       s>>>(
+              src + b0 * a->src_stride, a->rows, a->n, a->d, a->out + b0 * a->out_stride,
+              a->src_stride, a->out_stride);
+          const cudaError_t e = cudaGetLastError();
+          if (e != cudaSuccess) return e;
+        }
+        return cudaSuccess;
       },
       cudaErrorInvalidValue);
 }

@@ -16,13 +16,16 @@ extern "C" {
 
 /** out row i := float(src row (rows ? rows[i] : i)), i < n, d columns.
  *  dtype: an fkm_dtype; f16/bf16 are converted exactly. src, rows, out:
- *  device. */
+ *  device. problems > 1: the same for problem b = 0 .. problems - 1 from
+ *  src + b src_stride into out + b out_stride (elements), in one launch
+ *  (0 and 1: one problem). */
 typedef struct fkm_convert_args {
   int dtype;
   const void *src;
   const int64_t *rows; /* (n) or NULL */
   int64_t n, d;
   float *out;          /* (n, d) */
+  int64_t problems, src_stride, out_stride;
 } fkm_convert_args;
 cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_t s);
 

@@ -73,8 +73,11 @@ __global__ void bound_max(const float *__restrict__ cb, int64_t k, float *bc_max
   block_max_to(m, reinterpret_cast<int *>(bc_max));
 }
 
-/* *xmax = bits of max |x_ij| (zeroed first). */
-__global__ void abs_max(const float *__restrict__ x, int64_t count, int *xmax) {
+/* *xmax = bits of max |x_ij| (zeroed first); problem blockIdx.y: the count
+ * values from x + blockIdx.y * stride into xmax[blockIdx.y]. */
+__global__ void abs_max(const float *__restrict__ x, int64_t count, int64_t stride, int *xmax) {
+  x += blockIdx.y * stride;
+  xmax += blockIdx.y;
   int m = 0;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
        i += (int64_t)gridDim.x * blockDim.x)
@@ -101,13 +104,17 @@ template <> __device__ __forceinline__ float from_bits<__nv_bfloat16>(uint16_t b
 /* Eight 16-bit elements (16 bytes) per thread: rows padded to rows_pad, dims
  * to dp, zeros in the padding. SCALED: fp16 of v 2^s, s from *xmax.
  * count != NULL: packs the rows rows[0 .. *count) of x (a gather; n and
- * rows_pad follow from the count on the device). */
+ * rows_pad follow from the count on the device). Problem blockIdx.y: x +
+ * blockIdx.y * x_stride into out + blockIdx.y * out_stride, its scale from
+ * xmax[blockIdx.y]. */
 template <typename T, bool SCALED>
 __global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int64_t rows_pad,
                           int64_t dp, const int *__restrict__ xmax,
                           const int32_t *__restrict__ rows, const int *__restrict__ count,
-                          uint16_t *__restrict__ out) {
-  const int s = SCALED ? scale_exp(*xmax) : 0;
+                          uint16_t *__restrict__ out, int64_t x_stride, int64_t out_stride) {
+  x += blockIdx.y * x_stride;
+  out += blockIdx.y * out_stride;
+  const int s = SCALED ? scale_exp(xmax[blockIdx.y]) : 0;
   if (count) n = *count, rows_pad = (n + MBM - 1) / MBM * MBM;
   const int64_t groups = rows_pad * (dp / 8);
   for (int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; gi < groups;
