@@ -93,6 +93,8 @@ typedef struct cuda_engine {
   int graph_wanted, capturing, graph_failed;
   int64_t iteration; /* in-core iterations enqueued in this run */
   cudaGraphExec_t graph;
+  cudaGraphExec_t graph_kept; /* the last run's, updated in place by the next capture
+                                 of the same topology (cudaGraphExecUpdate) */
   cudaEvent_t ev_chunk[FKM_CUDA_CHUNKS];           /* chunk c assigned */
 
   /* the current run: B problems; per-row buffers (B * nt), per-centroid
@@ -595,7 +597,8 @@ static void cuda_end(fkm_engine *e) {
   if (c->copy) (void)cudaStreamSynchronize(c->copy);
   c->streamed = 0;
   c->check_pass = 0;
-  if (c->graph) (void)cudaGraphExecDestroy(c->graph);
+  if (c->graph && c->graph_kept) (void)cudaGraphExecDestroy(c->graph_kept);
+  if (c->graph) c->graph_kept = c->graph; /* the next run's capture may update it */
   c->graph = NULL;
   c->iteration = 0;
   c->graph_failed = 0;
@@ -1527,7 +1530,22 @@ static int capture_iteration(cuda_engine *c) {
   cudaError_t e = cudaStreamEndCapture(s, &g);
   size_t nodes = 0;
   if (st == FKM_OK && e == cudaSuccess && g) e = cudaGraphGetNodes(g, NULL, &nodes);
-  if (st == FKM_OK && e == cudaSuccess && g) e = cudaGraphInstantiate(&c->graph, g, 0);
+  /* the last run's graph, when this one has its topology, takes this one's
+   * parameters (cheaper than an instantiation); else a new one */
+  int updated = 0;
+  if (st == FKM_OK && e == cudaSuccess && g && c->graph_kept) {
+    cudaGraphExecUpdateResultInfo info;
+    updated = cudaGraphExecUpdate(c->graph_kept, g, &info) == cudaSuccess;
+    if (updated) {
+      c->graph = c->graph_kept;
+    } else {
+      (void)cudaGetLastError();
+      (void)cudaGraphExecDestroy(c->graph_kept);
+    }
+    c->graph_kept = NULL;
+  }
+  if (st == FKM_OK && e == cudaSuccess && g && !updated)
+    e = cudaGraphInstantiate(&c->graph, g, 0);
   if (g) (void)cudaGraphDestroy(g);
   const int ok = st == FKM_OK && e == cudaSuccess && c->graph;
   if (!ok) {
@@ -1540,8 +1558,9 @@ static int capture_iteration(cuda_engine *c) {
     if (ok)
       snprintf(msg, sizeof msg,
                "cuda engine: iterations 2 on replay one CUDA graph of %zu nodes (captured and "
-               "instantiated in %.3f ms)",
-               nodes, 1e3 * (fkm_now_seconds() - t0));
+               "%s in %.3f ms)",
+               nodes, updated ? "the last run's updated" : "instantiated",
+               1e3 * (fkm_now_seconds() - t0));
     else
       snprintf(msg, sizeof msg, "cuda engine: the iteration could not be captured as a CUDA "
                "graph (%s); its launches stay eager", st != FKM_OK ? c->base.err->msg
@@ -2123,6 +2142,8 @@ static void cuda_trim(fkm_engine *e) {
     (void)cudaStreamSynchronize(c->own_stream);
   }
   if (c->pinned) (void)cudaFreeHost(c->pinned);
+  if (c->graph_kept) (void)cudaGraphExecDestroy(c->graph_kept);
+  c->graph_kept = NULL;
   fkm_blas_cache_clear(&c->blas);
   (void)cudaGetLastError();
   c->ws = NULL;

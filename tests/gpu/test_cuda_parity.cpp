@@ -481,8 +481,9 @@ TEST_F(Cuda, SimtOnlyPathBitIdentical) {
 // eager launches', single and batched (the problems on lanes forked from the
 // stream), on the context's own stream, on a caller's and on the legacy
 // default stream (PyTorch's default: the graph, captured on the context's
-// own stream, is launched there); in runs of fewer than four iterations and
-// with the switch off the launches stay eager.
+// own stream, is launched there); a run with the last run's topology
+// updates its graph instead of instantiating one; in runs of fewer than four
+// iterations and with the switch off the launches stay eager.
 TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   setenv("FLASHKM_CUDA_GRAPH", "0", 1);
   Ctx eager(FKM_BACKEND_CUDA);
@@ -529,11 +530,13 @@ TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   log.lines.clear();
   expect_same(train(graphs.c, pg, pb), c);
   EXPECT_TRUE(log.said(replayed)) << log.all();
-  // the legacy default stream
+  // the legacy default stream; the run before had this run's graph: it is
+  // updated with this run's parameters, not instantiated again
   ASSERT_EQ(fkm_ctx_set_stream(graphs.c, cudaStreamLegacy), FKM_OK);
   log.lines.clear();
   expect_same(train(graphs.c, pg, pb), c);
   EXPECT_TRUE(log.said(replayed)) << log.all();
+  EXPECT_TRUE(log.said("the last run's updated")) << log.all();
   ASSERT_EQ(fkm_ctx_set_stream(graphs.c, nullptr), FKM_OK);
   EXPECT_EQ(cudaStreamDestroy(st), cudaSuccess);
   // three iterations: not worth a capture
