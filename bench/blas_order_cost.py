@@ -72,14 +72,14 @@ def case(name, x, k, niter, reps, compare, modes):
         own = m == "own"
         # one context per mode: its first call uploads the BLAS's order (the
         # process learns it once), the timed calls reuse it; "staged": the
-        # laned replays from rows staged in shared memory (the variable is
+        # laned replays from rows staged in shared memory (the default),
+        # "blas" and "own" from global memory (FLASHKM_CUDA_REPLAY=global;
         # read when the Kmeans' context is created, in its first call)
         km = flashkm.Kmeans(x.shape[1], k, niter=niter, backend="cuda", verbose=True)
         if own:  # a copy: the detected profile is shared by every Kmeans
             km.profile = copy.copy(km.profile)
             km.profile.blas = None
-        if m == "staged":
-            os.environ["FLASHKM_CUDA_REPLAY"] = "staged"
+        os.environ["FLASHKM_CUDA_REPLAY"] = "staged" if m == "staged" else "global"
         first = one_call(km, x)
         os.environ.pop("FLASHKM_CUDA_REPLAY", None)
         runs = [one_call(km, x) for _ in range(reps)]
@@ -116,8 +116,9 @@ def main():
     ap.add_argument("--cases", default="fashion256,fashion1024,random",
                     help="comma-separated subset of fashion256, fashion1024, random")
     ap.add_argument("--modes", default="blas,own",
-                    help="comma-separated subset of blas (the BLAS's order), staged (the "
-                         "same with FLASHKM_CUDA_REPLAY=staged), own (flashkm's)")
+                    help="comma-separated subset of blas (the BLAS's order, replays from "
+                         "global memory: FLASHKM_CUDA_REPLAY=global), staged (the same, rows "
+                         "staged in shared memory: the default), own (flashkm's)")
     a = ap.parse_args()
     modes = a.modes.split(",")
     if set(modes) - {"blas", "staged", "own"}:

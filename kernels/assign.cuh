@@ -264,7 +264,7 @@ typedef struct fkm_blas_view {
   int64_t rows;     /* the search's rows (the n of FAISS's call) */
   int on;
   int staged;       /* the laned replays stage whole rows in shared memory where
-                       they fit (FLASHKM_CUDA_REPLAY=staged; kernels/profile.cu) */
+                       they fit (unless FLASHKM_CUDA_REPLAY=global; kernels/profile.cu) */
 } fkm_blas_view;
 
 typedef struct fkm_assign_args {

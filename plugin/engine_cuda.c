@@ -71,7 +71,7 @@ typedef struct cuda_engine {
   int sm_count;
   int allow_tc; /* the certified tensor-core assignment (env FLASHKM_CUDA_ASSIGN=simt: off) */
   int replay_staged; /* laned replays in a BLAS's order from shared memory
-                        (env FLASHKM_CUDA_REPLAY=staged; off until verified on a GPU) */
+                        (env FLASHKM_CUDA_REPLAY=global: off) */
   int batched_wanted; /* a batch's assignment in one launch where its plan allows
                          (env FLASHKM_CUDA_BATCHED=0: off) */
   int wgmma;    /* its passes on wgmma (sm_90a builds on 9.0 devices; env
@@ -2294,7 +2294,7 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   }
   c->graph_wanted = !env_is("FLASHKM_CUDA_GRAPH", "0");
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
-  c->replay_staged = env_is("FLASHKM_CUDA_REPLAY", "staged");
+  c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
   c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;
   if (c->chunk_log2 < 10 || c->chunk_log2 > 30) c->chunk_log2 = FKM_CUDA_CHUNK_LOG2;

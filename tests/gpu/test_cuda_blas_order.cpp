@@ -160,9 +160,10 @@ TEST_F(CudaOrderCoverage, CountsTheProductsTheModelHolds) {
   EXPECT_EQ(covered, kN * kK);
 }
 
-// FLASHKM_CUDA_REPLAY=staged (read when a context is created): the laned
-// replays read whole rows staged in shared memory instead of global memory,
-// the same operations in the same order. At d = 96 the rows fit the default
+// By default the laned replays read whole rows staged in shared memory;
+// FLASHKM_CUDA_REPLAY=global (read when a context is created) makes them
+// read each centroid row from global memory: the same operations in the
+// same order. At d = 96 the rows fit the default
 // 48 KiB, at d = 400 the kernel's limit is raised, at d = 1500 they do not
 // fit and the replay reads global memory. Every case equals the CPU
 // engine's bits and the unstaged CUDA run's, and rows do reach the laned
@@ -174,10 +175,11 @@ class CudaStagedReplay : public GpuCpuTest,
 TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
   const auto &[d, metric] = GetParam();
   const int64_t n = 1400, k = 300; // n d >= 128000: FAISS 1.15's BLAS path
-  setenv("FLASHKM_CUDA_REPLAY", "staged", 1);
-  Ctx staged(FKM_BACKEND_CUDA);
+  setenv("FLASHKM_CUDA_REPLAY", "global", 1);
+  Ctx global(FKM_BACKEND_CUDA);
   unsetenv("FLASHKM_CUDA_REPLAY");
-  ASSERT_EQ(staged.status, FKM_OK);
+  ASSERT_EQ(global.status, FKM_OK);
+  fkm_ctx *staged = gpu->c;
   fkm_params p = params("faiss-1.15.1-avx512", metric, true);
   p.blas_query_bs = 256;
   p.blas_database_bs = 128;
@@ -197,7 +199,7 @@ TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
   LogLines log; // the staged run's: rows the cascade left to the laned replay
   auto run = [&](fkm_ctx *ctx) {
     fkm_params pr = p;
-    if (ctx == staged.c) {
+    if (ctx == staged) {
       pr.verbose = 1;
       pr.log = LogLines::collect;
       pr.log_user = &log;
@@ -218,7 +220,7 @@ TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
         << fkm_ctx_last_error(ctx);
     return o;
   };
-  const Out a = run(cpu->c), b = run(staged.c), g = run(gpu->c);
+  const Out a = run(cpu->c), b = run(staged), g = run(global.c);
   EXPECT_TRUE(same_bits(a.alab, b.alab)) << "assign labels " << first_diff(a.alab, b.alab);
   EXPECT_TRUE(same_bits(a.adist, b.adist)) << "assign distances " << first_diff(a.adist, b.adist);
   EXPECT_TRUE(same_bits(a.cent, b.cent)) << "centroids " << first_diff(a.cent, b.cent);
