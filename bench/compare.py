@@ -31,7 +31,7 @@ statistics and flash-kmeans' from CUDA events around its iteration.
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python[:path/to/flash-kmeans] \
     python3 bench/compare.py [--shapes quick|core|batched|large|full|online] [--niter 12] [--out FILE.md]
-      [--graphs off|on|both]
+      [--graphs off|on|both] [--match B=16,B=64]
 Needs torch with CUDA. Peers that do not import are reported as absent.
 """
 import argparse
@@ -222,6 +222,8 @@ def online(args, ours, flash):
     print("\n".join(lines), flush=True)
     g = torch.Generator(device="cuda").manual_seed(1234)
     for name, b, n, k, d, niter in ONLINE:
+        if args.match and not any(name.startswith(m) for m in args.match.split(",")):
+            continue
         x32 = torch.randn((b, n, d), device="cuda", dtype=torch.float32, generator=g)
         x16 = x32.half()
         peer_cells, peer = [], {}
@@ -281,6 +283,8 @@ def main():
     ap.add_argument("--graphs", choices=("off", "on", "both"), default="on",
                     help="online set: flashkm's iterations eager (FLASHKM_CUDA_GRAPH=0), "
                          "as one CUDA graph (the default), or both, a row each")
+    ap.add_argument("--match", help="online set: only the calls whose names start with one of "
+                                     "these comma-separated prefixes (e.g. B=16,B=64)")
     args = ap.parse_args()
     if args.niter < 4:
         ap.error("--niter must be at least 4 (two warm-up iterations are dropped)")

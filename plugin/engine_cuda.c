@@ -74,6 +74,9 @@ typedef struct cuda_engine {
                         (env FLASHKM_CUDA_REPLAY=global: off) */
   int batched_wanted; /* a batch's assignment in one launch where its plan allows
                          (env FLASHKM_CUDA_BATCHED=0: off) */
+  int64_t batch_simt_k; /* a parity batch of k <= this many centroids takes the
+                           reference kernel in one launch (env
+                           FLASHKM_CUDA_BATCH_SIMT_K, default 64; 0: never) */
   int wgmma;    /* its passes on wgmma (sm_90a builds on 9.0 devices; env
                    FLASHKM_CUDA_ASSIGN=mma: off) */
   int chunk_log2; /* least training rows per chunk, log2 (FKM_CUDA_CHUNK_LOG2;
@@ -94,7 +97,12 @@ typedef struct cuda_engine {
   int64_t iteration; /* in-core iterations enqueued in this run */
   cudaGraphExec_t graph;
   cudaGraphExec_t graph_kept; /* the last run's, updated in place by the next capture
-                                 of the same topology (cudaGraphExecUpdate) */
+                                 of the same shape (cudaGraphExecUpdate) */
+  struct graph_key {           /* what decides a captured iteration's topology */
+    int64_t batch, n_train, d, k, nchunk, nodes;
+    int lanes, one_launch, verbose, metric, weighted, frozen, path, blas_order;
+    int tc, fast_dtype, wgmma, last_tc, last_fast_dtype, last_wgmma;
+  } graph_key, kept_key;
   cudaEvent_t ev_chunk[FKM_CUDA_CHUNKS];           /* chunk c assigned */
 
   /* the current run: B problems; per-row buffers (B * nt), per-centroid
@@ -598,7 +606,10 @@ static void cuda_end(fkm_engine *e) {
   c->streamed = 0;
   c->check_pass = 0;
   if (c->graph && c->graph_kept) (void)cudaGraphExecDestroy(c->graph_kept);
-  if (c->graph) c->graph_kept = c->graph; /* the next run's capture may update it */
+  if (c->graph) { /* the next run's capture may update it */
+    c->graph_kept = c->graph;
+    c->kept_key = c->graph_key;
+  }
   c->graph = NULL;
   c->iteration = 0;
   c->graph_failed = 0;
@@ -644,6 +655,14 @@ static fkm_status size_run(cuda_engine *c) {
   c->plan = make_plan(c, &c->params, &c->sd, c->run.dtype, c->chunk, k, d);
   c->plan_last =
       make_plan(c, &c->params, &c->sd, c->run.dtype, nt - (c->nchunk - 1) * c->chunk, k, d);
+  /* a batch of small parity problems: the reference kernel, all problems in
+   * one launch (assign_in_one_launch), beats a cascade of launches per
+   * problem (the same bits: every plan gives the reference's) */
+  if (c->batched_wanted && B > 1 && B <= 65535 && c->nchunk == 1 && k <= c->batch_simt_k &&
+      c->plan.fast_dtype < 0 && fkm_scan_is_plain(&c->sd) && !c->train_blas.on) {
+    const int64_t target = FKM_BLOCKS_PER_SM * (int64_t)c->sm_count;
+    c->plan = c->plan_last = fkm_assign_make_plan(nt, k, d, target, 0);
+  }
   FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, &c->temp_bytes));
   c->x = c->run.x; /* kept when plan_workspace finds it usable in place */
   c->ws_bytes = plan_workspace(c, NULL);
@@ -1509,6 +1528,32 @@ static int graph_allowed(const cuda_engine *c) {
   return cs == cudaStreamCaptureStatusNone;
 }
 
+/* The topology's key of this run's captured iteration of nodes nodes
+ * (zero-filled first, so that keys compare with memcmp). */
+static void graph_key_of(const cuda_engine *c, size_t nodes, struct graph_key *key) {
+  memset(key, 0, sizeof *key);
+  key->batch = c->run.batch;
+  key->n_train = c->run.n_train;
+  key->d = c->run.d;
+  key->k = c->run.k;
+  key->nchunk = c->nchunk;
+  key->nodes = (int64_t)nodes;
+  key->lanes = c->lanes;
+  key->one_launch = assign_in_one_launch(c);
+  key->verbose = c->params.verbose && c->params.log;
+  key->metric = (int)c->params.metric;
+  key->weighted = c->w != NULL;
+  key->frozen = c->run.k_frozen > 0;
+  key->path = (int)c->sd.path;
+  key->blas_order = c->train_blas.on;
+  key->tc = c->plan.tc;
+  key->fast_dtype = c->plan.fast_dtype;
+  key->wgmma = c->plan.wgmma;
+  key->last_tc = c->plan_last.tc;
+  key->last_fast_dtype = c->plan_last.fast_dtype;
+  key->last_wgmma = c->plan_last.wgmma;
+}
+
 /* Captures the iteration into c->graph; 0 when the capture failed (the
  * run then goes on with eager launches, and says so in its log). The
  * capture runs on the engine's own stream (nothing executes while it is
@@ -1530,18 +1575,21 @@ static int capture_iteration(cuda_engine *c) {
   cudaError_t e = cudaStreamEndCapture(s, &g);
   size_t nodes = 0;
   if (st == FKM_OK && e == cudaSuccess && g) e = cudaGraphGetNodes(g, NULL, &nodes);
-  /* the last run's graph, when this one has its topology, takes this one's
-   * parameters (cheaper than an instantiation); else a new one */
+  /* the last run's graph, when this run has its shape (the same key: the
+   * same topology), takes this one's parameters (cheaper than an
+   * instantiation); else a new one */
+  graph_key_of(c, nodes, &c->graph_key);
   int updated = 0;
   if (st == FKM_OK && e == cudaSuccess && g && c->graph_kept) {
-    cudaGraphExecUpdateResultInfo info;
-    updated = cudaGraphExecUpdate(c->graph_kept, g, &info) == cudaSuccess;
-    if (updated) {
-      c->graph = c->graph_kept;
-    } else {
-      (void)cudaGetLastError();
-      (void)cudaGraphExecDestroy(c->graph_kept);
+    if (memcmp(&c->graph_key, &c->kept_key, sizeof c->graph_key) == 0) {
+      cudaGraphExecUpdateResultInfo info;
+      updated = cudaGraphExecUpdate(c->graph_kept, g, &info) == cudaSuccess;
+      if (!updated) (void)cudaGetLastError();
     }
+    if (updated)
+      c->graph = c->graph_kept;
+    else
+      (void)cudaGraphExecDestroy(c->graph_kept);
     c->graph_kept = NULL;
   }
   if (st == FKM_OK && e == cudaSuccess && g && !updated)
@@ -2294,6 +2342,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   }
   c->graph_wanted = !env_is("FLASHKM_CUDA_GRAPH", "0");
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
+  const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
+  c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
   c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;

@@ -81,6 +81,11 @@ inline std::vector<Case> cases() {
     c.niter = 3;
     v.push_back(c);
   }
+  { /* k = 64: on the CUDA engine a batch's reference kernel in one launch */
+    Case c{"sixty_four_centroids", 4, 2000, 32, 64};
+    c.niter = 3;
+    v.push_back(c);
+  }
   return v;
 }
 
