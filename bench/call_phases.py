@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Where a whole call's time goes, from the library's own verbose lines.
+
+For each call of issue 17's online set (bench/compare.py's ONLINE, or the
+ones --match names): fkm_train_batched on fp16 device data (FAST and parity
+mode), labels to a device buffer as flashkm.torch asks them, verbose on; four
+calls, the first a warm-up. Printed per call: the wall time of the last three
+calls, the "Call phases" line's begin / iterations / outputs, the CUDA
+engine's begin breakdown, the iteration graph's line (nodes, capture cost)
+and the medians over iterations 2.. of the engine's per-iteration phases
+(assign, group, update, the objective's tail).
+
+Usage (a CUDA GPU; torch with CUDA):
+  FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
+    python3 bench/call_phases.py [--match B=16,B=64] [--modes fast,parity]
+"""
+import argparse
+import ctypes
+import os
+import re
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare  # noqa: E402  (the online set and the ctypes signature)
+from flashkm import _lib  # noqa: E402
+
+PHASES = re.compile(r"cuda engine phases \(ms\): assign ([0-9.]+) group ([0-9.]+) "
+                    r"update ([0-9.]+) objective-tail ([0-9.]+)")
+KEEP = ("Call phases", "cuda engine: begin", "CUDA graph", "final labels", "in one launch")
+
+
+def one_mode(ours, x, b, n, k, d, niter, fast):
+    lines = []
+
+    @_lib.LOG_FN
+    def log(user, level, msg):
+        del user, level
+        lines.append(msg.decode())
+
+    p = _lib.default_params()
+    p.niter = niter
+    p.max_points_per_centroid = max(256, -(-n // k))  # flashkm.torch's: no subsample
+    p.min_points_per_centroid = 0
+    p.assign_mode = _lib.ASSIGN_FAST if fast else _lib.ASSIGN_FAISS
+    p.verbose = 1
+    p.log = log
+    cent = torch.empty((b, k, d), device="cuda")
+    lab = torch.empty((b, n), device="cuda", dtype=torch.int64)
+    walls = []
+    for _ in range(4):
+        lines.clear()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        st = ours.lib.fkm_train_batched(ours.ctx.handle, ctypes.byref(p), b, n, d, k,
+                                        _lib.DTYPE_F16, x.data_ptr(), None, cent.data_ptr(), 0,
+                                        lab.data_ptr(), None, None, 0, None)
+        torch.cuda.synchronize()
+        walls.append(1e3 * (time.perf_counter() - t0))
+        _lib.check(st, ours.ctx.handle)
+    phases = [tuple(float(v) for v in m.groups()) for m in map(PHASES.search, lines) if m]
+    return walls[1:], [l for l in lines if any(key in l for key in KEEP)], phases[2:]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--match", help="only the calls whose names start with one of these "
+                                    "comma-separated prefixes")
+    ap.add_argument("--modes", default="fast,parity", help="fast and/or parity")
+    args = ap.parse_args()
+    ours = compare.Flashkm()
+    print("device: %s; torch %s" % (ours.device, torch.__version__))
+    for name, b, n, k, d, niter in compare.ONLINE:
+        if args.match and not any(name.startswith(m) for m in args.match.split(",")):
+            continue
+        g = torch.Generator(device="cuda").manual_seed(1234)
+        x = torch.randn((b, n, d), device="cuda", generator=g).half()
+        for mode in args.modes.split(","):
+            walls, lines, phases = one_mode(ours, x, b, n, k, d, niter, mode == "fast")
+            print("%s, %s: wall %s ms" % (name, mode, " ".join("%.2f" % w for w in walls)))
+            for line in lines:
+                print("    " + line)
+            if phases:
+                med = [statistics.median(p[i] for p in phases) for i in range(4)]
+                print("    per iteration (median of iterations 2..): assign %.3f, group %.3f, "
+                      "update %.3f, objective tail %.3f ms" % tuple(med))
+            sys.stdout.flush()
+        del x
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
