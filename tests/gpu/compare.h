@@ -17,6 +17,19 @@ struct Ctx {
   fkm_ctx *c = nullptr;
   fkm_status status;
   explicit Ctx(fkm_backend b) { status = fkm_ctx_create(b, 0, &c); }
+  /** A context created with the environment variable `name` set to
+   *  `value` (the CUDA engine reads its switches at creation); the
+   *  variable's earlier value, or its absence, is restored after. */
+  Ctx(fkm_backend b, const char *name, const char *value) {
+    const char *was = std::getenv(name);
+    const std::string before = was ? was : "";
+    setenv(name, value, 1);
+    status = fkm_ctx_create(b, 0, &c);
+    if (was)
+      setenv(name, before.c_str(), 1);
+    else
+      unsetenv(name);
+  }
   ~Ctx() { fkm_ctx_destroy(c); }
 };
 

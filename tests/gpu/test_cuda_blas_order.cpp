@@ -175,9 +175,7 @@ class CudaStagedReplay : public GpuCpuTest,
 TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
   const auto &[d, metric] = GetParam();
   const int64_t n = 1400, k = 300; // n d >= 128000: FAISS 1.15's BLAS path
-  setenv("FLASHKM_CUDA_REPLAY", "global", 1);
-  Ctx global(FKM_BACKEND_CUDA);
-  unsetenv("FLASHKM_CUDA_REPLAY");
+  Ctx global(FKM_BACKEND_CUDA, "FLASHKM_CUDA_REPLAY", "global");
   ASSERT_EQ(global.status, FKM_OK);
   fkm_ctx *staged = gpu->c;
   fkm_params p = params("faiss-1.15.1-avx512", metric, true);

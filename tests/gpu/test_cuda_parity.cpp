@@ -447,9 +447,7 @@ TEST_F(Cuda, ChunkedAssignmentOfLargeTrainingSetsBitIdentical) {
   fkm_params p = quick(3);
   check(p, blobs(2 * (1 << 20) + 1, 8, 20, 30)); // SIMT path (k < 64)
   // chunks of >= 2^18 rows (FLASHKM_CUDA_CHUNK_LOG2), tensor-core path
-  setenv("FLASHKM_CUDA_CHUNK_LOG2", "18", 1);
-  Ctx small(FKM_BACKEND_CUDA);
-  unsetenv("FLASHKM_CUDA_CHUNK_LOG2");
+  Ctx small(FKM_BACKEND_CUDA, "FLASHKM_CUDA_CHUNK_LOG2", "18");
   ASSERT_EQ(small.status, FKM_OK);
   Problem pb = blobs(600001, 32, 100, 31);
   Result c = train(cpu->c, p, pb), g = train(small.c, p, pb);
@@ -463,9 +461,7 @@ TEST_F(Cuda, NumberOfTrainingPointsEqualsKCopiesRows) {
 
 TEST_F(Cuda, SimtOnlyPathBitIdentical) {
   // FLASHKM_CUDA_ASSIGN=simt: the reference kernel alone, no tensor cores.
-  setenv("FLASHKM_CUDA_ASSIGN", "simt", 1);
-  Ctx simt(FKM_BACKEND_CUDA);
-  unsetenv("FLASHKM_CUDA_ASSIGN");
+  Ctx simt(FKM_BACKEND_CUDA, "FLASHKM_CUDA_ASSIGN", "simt");
   ASSERT_EQ(simt.status, FKM_OK);
   for (int64_t k : {100, 1024}) {
     fkm_params p = quick(4);
@@ -485,9 +481,7 @@ TEST_F(Cuda, SimtOnlyPathBitIdentical) {
 // updates its graph instead of instantiating one; in runs of fewer than four
 // iterations and with the switch off the launches stay eager.
 TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
-  setenv("FLASHKM_CUDA_GRAPH", "0", 1);
-  Ctx eager(FKM_BACKEND_CUDA);
-  unsetenv("FLASHKM_CUDA_GRAPH");
+  Ctx eager(FKM_BACKEND_CUDA, "FLASHKM_CUDA_GRAPH", "0");
   ASSERT_EQ(eager.status, FKM_OK);
   Ctx graphs(FKM_BACKEND_CUDA);
   ASSERT_EQ(graphs.status, FKM_OK);
@@ -885,9 +879,7 @@ class CudaBatched : public Cuda, public ::testing::WithParamInterface<batched::C
 // problem has its own launches: the table's cases equal separate CPU runs.
 TEST_P(CudaBatched, EqualsSeparateCpuRuns) {
   const batched::Case &c = GetParam();
-  setenv("FLASHKM_CUDA_BATCHED", "0", 1);
-  Ctx each(FKM_BACKEND_CUDA);
-  unsetenv("FLASHKM_CUDA_BATCHED");
+  Ctx each(FKM_BACKEND_CUDA, "FLASHKM_CUDA_BATCHED", "0");
   ASSERT_EQ(each.status, FKM_OK);
   const batched::Data s = batched::make(c);
   LogLines log;
