@@ -41,11 +41,7 @@ def one_mode(ours, x, b, n, k, d, niter, fast):
         del user, level
         lines.append(msg.decode())
 
-    p = _lib.default_params()
-    p.niter = niter
-    p.max_points_per_centroid = max(256, -(-n // k))  # flashkm.torch's: no subsample
-    p.min_points_per_centroid = 0
-    p.assign_mode = _lib.ASSIGN_FAST if fast else _lib.ASSIGN_FAISS
+    p = ours.params(n, k, niter, fast)
     p.verbose = 1
     p.log = log
     cent = torch.empty((b, k, d), device="cuda")
