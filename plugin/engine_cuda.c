@@ -91,8 +91,8 @@ typedef struct cuda_engine {
   cudaEvent_t ev_a0, ev_a1, ev_g1, ev_u1, ev_objt; /* phase timing */
   cudaEvent_t ev_obj;                              /* the objective's tail done */
   /* The in-core iteration as one CUDA graph (env FLASHKM_CUDA_GRAPH=0:
-   * off): captured on a run's second iteration, then replayed; destroyed
-   * when the run ends. */
+   * off): captured on a run's second iteration, then replayed; kept when
+   * the run ends (graph_kept). */
   int graph_wanted, capturing, graph_failed;
   int64_t iteration; /* in-core iterations enqueued in this run */
   cudaGraphExec_t graph;
