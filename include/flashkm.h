@@ -114,8 +114,9 @@ typedef enum fkm_assign_mode {
   FKM_ASSIGN_FAISS = 0,
   /** Opt-in, fp16/bf16 data only, CUDA only: centroids rounded to the data
    *  type, fp32 tensor-core accumulation, lowest index on ties. Deterministic
-   *  but approximate: labels may differ from FAISS's. Never used by the
-   *  FAISS bridge. */
+   *  but approximate: labels may differ from FAISS's. With fewer than 64
+   *  centroids or 16 dimensions, where that pass does not pay, the exact
+   *  labels of FKM_ASSIGN_FAISS instead. Never used by the FAISS bridge. */
   FKM_ASSIGN_FAST = 1
 } fkm_assign_mode;
 

@@ -497,13 +497,17 @@ static void bg_check_join(cuda_engine *c, int64_t *bad) {
 }
 
 /* The assignment plan for n rows: FKM_ASSIGN_FAST (fp16/bf16 data) or the
- * parity path (certified tensor cores when allowed and useful, else SIMT). */
+ * parity path (certified tensor cores when allowed and useful, else SIMT).
+ * FAST's tensor-core pass serves where the cascade's would (k >= 64,
+ * d >= 16); below that FAST takes the reference kernel, whose exact labels
+ * are also the faster there (docs/contract.md). */
 static fkm_assign_plan make_plan(const cuda_engine *c, const fkm_params *params,
                                  const fkm_scan_desc *sd, fkm_dtype dtype, int64_t n,
                                  int64_t k, int64_t d) {
   const int64_t target = FKM_BLOCKS_PER_SM * (int64_t)c->sm_count;
   /* the fused and direct paths replay FAISS's scan on every row */
-  fkm_assign_plan p = params->assign_mode == FKM_ASSIGN_FAST && dtype != FKM_DTYPE_F32
+  fkm_assign_plan p = params->assign_mode == FKM_ASSIGN_FAST && dtype != FKM_DTYPE_F32 &&
+                              fkm_assign_use_tc(k, d)
                           ? fkm_assign_make_fast_plan(n, k, d, target, (int)dtype)
                           : fkm_assign_make_plan(n, k, d, target, c->allow_tc && sd->path == 0);
   fkm_assign_plan_wgmma(&p, n, k, d, c->wgmma ? c->sm_count : 0); /* its persistent grid */

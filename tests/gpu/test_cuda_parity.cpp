@@ -689,13 +689,14 @@ TEST_F(Cuda, FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate) {
   // apart, with one initial centroid in each blob, FAST's labels are the
   // exact ones at every iteration, so its centroids must be the reference's
   // bits. Batched (two problems: the packed matrices' stride) and d = 100
-  // (padded dimensions); clusters of 250 rows, then of 750 and 3750 (the
-  // staged 16-byte copies of packed rows for segments over 256 and over
-  // 1024 rows; 9000 and 30000 rows a problem, not multiples of the 128-row
-  // blocks).
-  for (const int64_t n : {3000, 9000, 30000})
+  // (padded dimensions); k = 64 (FAST's tensor-core pass: below 64 centroids
+  // FAST takes the reference kernel, next test); clusters of about 250 rows,
+  // then of 750 and 3750 (the staged 16-byte copies of packed rows for
+  // segments over 256 and over 1024 rows; problems of 64 s + 40 rows, not
+  // multiples of the 128-row blocks).
+  for (const int64_t n : {64 * 250 + 40, 64 * 750 + 40, 64 * 3750 + 40})
   for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
-    const int64_t B = 2, d = 100, k = n == 30000 ? 8 : 12;
+    const int64_t B = 2, d = 100, k = 64;
     std::mt19937 g(t == FKM_DTYPE_F16 ? 51u : 52u);
     std::normal_distribution<float> N(0.f, 1.f);
     std::vector<uint16_t> x16(B * n * d);
@@ -726,6 +727,41 @@ TEST_F(Cuda, FastTrainingUpdateFromPackedCopyEqualsReferenceUpdate) {
                 FKM_OK);
     EXPECT_EQ(lg, lc) << "dtype " << t << ": FAST labels differ on separated blobs";
     EXPECT_TRUE(same_bits(cg, cc)) << "dtype " << t << " " << first_diff(cg, cc);
+  }
+}
+
+// Below 64 centroids (or 16 dimensions) FKM_ASSIGN_FAST takes the reference
+// kernel: its labels, distances and centroids are the exact ones, a batch's
+// problems assigned in one launch.
+TEST_F(Cuda, FastBelowSixtyFourCentroidsGivesTheExactBits) {
+  const int64_t B = 3, n = 3000, d = 32, k = 16;
+  for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
+    std::vector<uint16_t> x16;
+    for (int64_t b = 0; b < B; b++) {
+      const Problem pb = quantized_blobs(t, n, d, 20, 61u + (uint32_t)b);
+      x16.insert(x16.end(), pb.x16.begin(), pb.x16.end());
+    }
+    fkm_params fast = quick(5), parity = quick(5);
+    fast.assign_mode = FKM_ASSIGN_FAST;
+    LogLines log;
+    fast.verbose = 1;
+    fast.log = LogLines::collect;
+    fast.log_user = &log;
+    std::vector<float> cg(B * k * d), cc(B * k * d), dg(B * n), dc(B * n);
+    std::vector<int64_t> lg(B * n), lc(B * n);
+    ASSERT_EQ(fkm_train_batched(gpu->c, &fast, B, n, d, k, t, x16.data(), nullptr, cg.data(), 0,
+                                lg.data(), dg.data(), nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    for (int64_t b = 0; b < B; b++)
+      ASSERT_EQ(fkm_train(cpu->c, &parity, n, d, k, t, x16.data() + b * n * d, nullptr,
+                          cc.data() + b * k * d, 0, lc.data() + b * n, dc.data() + b * n,
+                          nullptr, 0, nullptr),
+                FKM_OK);
+    EXPECT_TRUE(same_bits(cg, cc)) << "dtype " << t << " " << first_diff(cg, cc);
+    EXPECT_TRUE(same_bits(lg, lc)) << "dtype " << t << " " << first_diff(lg, lc);
+    EXPECT_TRUE(same_bits(dg, dc)) << "dtype " << t << " " << first_diff(dg, dc);
+    EXPECT_TRUE(log.said("assignment in one launch")) << log.all();
   }
 }
 
