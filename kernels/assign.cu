@@ -62,9 +62,18 @@ cudaError_t launch_pack_centroids(const fkm_assign_args *a, const fkm_mma_work &
   pack_centroids<T, PARITY><<<(unsigned)((kp * 32 + 255) / 256), 256, 0, s>>>(
       a->c, a->cn, cb, a->k, a->d, dp, a->metric == FKM_METRIC_L2, a->xmax,
       reinterpret_cast<uint16_t *>(w + lay.cpack), reinterpret_cast<float4 *>(w + lay.cconst),
-      poison);
+      poison, 0, 0);
   return cudaGetLastError();
 }
+
+/* A batch's problems in one launch (FAST): problem b's inputs and outputs
+ * where fkm_launch_assign_fast_batched puts them, its scratch work_stride
+ * bytes (a multiple of 256) after problem b - 1's; problems = 1 is one
+ * problem. */
+struct Batch {
+  int64_t problems = 1, xp_stride = 0;
+  size_t work_stride = 0;
+};
 
 /* One tensor-core pass (state S) over the n packed rows xp, or over the
  * *count gathered rows (rows != NULL, at most n), centroids in ksplit ranges
@@ -75,7 +84,12 @@ template <typename T, class S>
 cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
                         const fkm_mma_work &lay, const uint16_t *xp, int64_t n,
                         const int32_t *rows, const int *count, int64_t ksplit,
-                        int64_t k_per_split, const BoundConsts &bc, S *st, cudaStream_t s) {
+                        int64_t k_per_split, const BoundConsts &bc, S *st, cudaStream_t s,
+                        const Batch &bt = Batch()) {
+  /* problem blockIdx.z's operands (TcPassArgs' strides, in elements) */
+  const int64_t ws = (int64_t)bt.work_stride;
+  const int64_t xps = bt.xp_stride, cps = ws / 2, ccs = ws / 16, xns = bt.problems > 1 ? n : 0,
+                sts = ws / (int64_t)sizeof(S);
   char *w = static_cast<char *>(a->work);
   const uint16_t *cpack = reinterpret_cast<const uint16_t *>(w + lay.cpack);
   const float4 *cc = reinterpret_cast<const float4 *>(w + lay.cconst);
@@ -102,12 +116,11 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
      * 0.6 ms at 1M x 1024 and the iteration got 7% slower). */
     const int64_t cap = uses_bound<S>() ? plan->wgmma : items;
     const unsigned blocks = (unsigned)(items < cap ? items : cap);
-    kern<<<blocks, WG_THREADS, smem, s>>>(TcPassArgs<S>{.xp = xp, .cp = cpack, .cc = cc,
-                                                        .xn = a->xn, .bc = bc, .xmax = a->xmax,
-                                                        .n = n, .dp = dp, .k = a->k,
-                                                        .k_per_split = k_per_split,
-                                                        .ksplit = ksplit, .nslots = nslots,
-                                                        .rows = rows, .count = count, .st = st});
+    kern<<<dim3(blocks, 1, (unsigned)bt.problems), WG_THREADS, smem, s>>>(TcPassArgs<S>{
+        .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
+        .dp = dp, .k = a->k, .k_per_split = k_per_split, .ksplit = ksplit, .nslots = nslots,
+        .rows = rows, .count = count, .st = st, .xp_stride = xps, .cp_stride = cps,
+        .cc_stride = ccs, .xn_stride = xns, .st_stride = sts});
     return cudaGetLastError();
   }
   const bool res = nkc <= RES_MAX_CHUNKS;
@@ -118,13 +131,12 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
     e = cudaFuncSetAttribute(kern, cudaFuncAttributePreferredSharedMemoryCarveout,
                              cudaSharedmemCarveoutMaxShared);
   if (e != cudaSuccess) return e;
-  const dim3 grid((unsigned)row_blocks, (unsigned)ksplit);
-  kern<<<grid, MMA_THREADS, smem, s>>>(TcPassArgs<S>{.xp = xp, .cp = cpack, .cc = cc,
-                                                     .xn = a->xn, .bc = bc, .xmax = a->xmax,
-                                                     .n = n, .dp = dp, .k = a->k,
-                                                     .k_per_split = k_per_split,
-                                                     .ksplit = ksplit, .nslots = 0,
-                                                     .rows = rows, .count = count, .st = st});
+  const dim3 grid((unsigned)row_blocks, (unsigned)ksplit, (unsigned)bt.problems);
+  kern<<<grid, MMA_THREADS, smem, s>>>(TcPassArgs<S>{
+      .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
+      .dp = dp, .k = a->k, .k_per_split = k_per_split, .ksplit = ksplit, .nslots = 0,
+      .rows = rows, .count = count, .st = st, .xp_stride = xps, .cp_stride = cps,
+      .cc_stride = ccs, .xn_stride = xns, .st_stride = sts});
   return cudaGetLastError();
 }
 
@@ -215,18 +227,26 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
 }
 
 template <bool L2, typename T>
-cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
-  const int64_t n = a->n;
+cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s,
+                        const Batch &bt = Batch()) {
+  const int64_t n = a->n, B = bt.problems;
   const fkm_mma_work lay = fkm_mma_work_layout(n, a->k, a->d, plan);
-  Arg *part = reinterpret_cast<Arg *>(static_cast<char *>(a->work) + lay.partials);
+  char *w = static_cast<char *>(a->work);
+  Arg *part = reinterpret_cast<Arg *>(w + lay.partials);
   const BoundConsts bc = bound_consts(L2, a->d, false); /* unused by the FAST pass */
-  cudaError_t e = launch_pack_centroids<T, false>(a, lay, nullptr, nullptr, s);
+  const int64_t dp = fkm_pack_dims(a->d), kp = fkm_round_up(a->k, MBN);
+  const int64_t ws = (int64_t)bt.work_stride;
+  pack_centroids<T, false><<<dim3((unsigned)((kp * 32 + 255) / 256), (unsigned)B), 256, 0, s>>>(
+      a->c, a->cn, nullptr, a->k, a->d, dp, L2, nullptr,
+      reinterpret_cast<uint16_t *>(w + lay.cpack), reinterpret_cast<float4 *>(w + lay.cconst),
+      nullptr, ws / 2, ws / 16);
+  cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess)
     e = launch_pass<T, Arg>(a, plan, lay, a->xp, n, nullptr, nullptr, plan->ksplit,
-                            plan->k_per_split, bc, part, s);
+                            plan->k_per_split, bc, part, s, bt);
   if (e != cudaSuccess) return e;
-  fast_finish<L2><<<(unsigned)((n + 255) / 256), 256, 0, s>>>(part, n, plan->ksplit, a->xn,
-                                                              a->labels, a->dist);
+  fast_finish<L2><<<dim3((unsigned)((n + 255) / 256), (unsigned)B), 256, 0, s>>>(
+      part, n, plan->ksplit, a->xn, a->labels, a->dist, ws / (int64_t)sizeof(Arg));
   return cudaGetLastError();
 }
 
@@ -244,6 +264,26 @@ extern "C" cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a,
                                              a->labels, a->dist, nullptr, nullptr, nullptr,
                                              nullptr);
     return cudaGetLastError();
+  });
+}
+
+extern "C" cudaError_t fkm_launch_assign_fast_batched(const fkm_assign_args *a,
+                                                      const fkm_assign_plan *plan,
+                                                      int64_t batch, int64_t xp_stride,
+                                                      size_t work_stride, cudaStream_t s) {
+  if (a->n == 0 || batch == 0) return cudaSuccess;
+  if (plan->fast_dtype < 0 || batch > 65535 || work_stride % 256 != 0 ||
+      work_stride < plan->work_bytes)
+    return cudaErrorInvalidValue;
+  Batch bt;
+  bt.problems = batch;
+  bt.xp_stride = xp_stride;
+  bt.work_stride = work_stride;
+  return by_metric(a->metric == FKM_METRIC_L2, [&](auto metric) {
+    constexpr bool L2 = decltype(metric)::value;
+    return by_half_dtype(plan->fast_dtype, [&](auto type) {
+      return launch_fast<L2, decltype(type)>(a, plan, s, bt);
+    });
   });
 }
 

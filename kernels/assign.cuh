@@ -354,6 +354,19 @@ cudaError_t fkm_assign_probe_wgmma(int *ok);
 cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a, int64_t batch,
                                            cudaStream_t s);
 
+/** FKM_ASSIGN_FAST over `batch` problems of one plan (plan->fast_dtype >= 0,
+ *  made for one problem's n rows) in one launch sequence (a grid layer per
+ *  problem): a describes problem 0 as fkm_launch_assign does; problem b's
+ *  xn, c, cn, labels and dist follow at b times their sizes, its packed rows
+ *  at a->xp + b xp_stride (16-bit elements), its scratch at a->work + b
+ *  work_stride bytes (work_stride >= plan->work_bytes, a multiple of 256).
+ *  The labels and distances of batch separate fkm_launch_assign calls, bit
+ *  for bit (each problem's blocks do that call's arithmetic). batch <=
+ *  65535; cudaErrorInvalidValue otherwise or for a parity plan. */
+cudaError_t fkm_launch_assign_fast_batched(const fkm_assign_args *a, const fkm_assign_plan *plan,
+                                           int64_t batch, int64_t xp_stride, size_t work_stride,
+                                           cudaStream_t s);
+
 /** labels/dist of every row of x (docs/contract.md section 3, the reference formula). */
 cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                               const fkm_assign_plan *plan, cudaStream_t s);

@@ -10,7 +10,14 @@ namespace {
  * range wins only when strictly better), then the reported distance. */
 template <bool L2>
 __global__ void fast_finish(const Arg *__restrict__ part, int64_t n, int64_t ksplit, const float *__restrict__ xn,
-                            int32_t *__restrict__ labels, float *__restrict__ dist) {
+                            int32_t *__restrict__ labels, float *__restrict__ dist,
+                            int64_t part_stride) {
+  /* problem blockIdx.y (a FAST batch in one launch): its rows' partials
+   * part_stride further, its rows n further */
+  part += blockIdx.y * part_stride;
+  xn += blockIdx.y * n;
+  labels += blockIdx.y * n;
+  dist += blockIdx.y * n;
   const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (p >= n) return;
   Arg b;

@@ -154,7 +154,16 @@ template <typename T, bool PARITY>
 __global__ void pack_centroids(const float *__restrict__ c, const float *__restrict__ cn,
                                const float *__restrict__ cb, int64_t k, int64_t d, int64_t dp,
                                bool l2, const int *__restrict__ xmax, uint16_t *__restrict__ out,
-                               float4 *__restrict__ cc, int *__restrict__ poison) {
+                               float4 *__restrict__ cc, int *__restrict__ poison,
+                               int64_t out_stride, int64_t cc_stride) {
+  /* problem blockIdx.y (a FAST batch in one launch): its k rows of c, its
+   * packed rows and constants out_stride / cc_stride further (parity
+   * packing is one problem's) */
+  if (!PARITY) {
+    c += blockIdx.y * k * d;
+    out += blockIdx.y * out_stride;
+    cc += blockIdx.y * cc_stride;
+  }
   const int lane = threadIdx.x & 31;
   const int64_t q = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
   if (q >= (k + MBN - 1) / MBN * MBN) return;

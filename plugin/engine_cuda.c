@@ -74,6 +74,9 @@ typedef struct cuda_engine {
                         (env FLASHKM_CUDA_REPLAY=global: off) */
   int batched_wanted; /* a batch's assignment in one launch where its plan allows
                          (env FLASHKM_CUDA_BATCHED=0: off) */
+  int fast_batched_wanted; /* a FAST batch's tensor-core pass in one launch sequence
+                              (env FLASHKM_CUDA_FAST_BATCHED=1; off until verified on a
+                              GPU) */
   int64_t batch_simt_k; /* a parity batch of k <= this many centroids takes the
                            reference kernel in one launch (env
                            FLASHKM_CUDA_BATCH_SIMT_K, default 64; 0: never) */
@@ -546,6 +549,14 @@ static void *carve(carver *cv, size_t bytes) {
   return p;
 }
 
+/* Whether an iteration runs a FAST batch's tensor-core pass for every
+ * problem in one launch sequence (FLASHKM_CUDA_FAST_BATCHED=1): problems of
+ * one chunk each, their scratch side by side (plan_workspace). */
+static int fast_in_one_launch(const cuda_engine *c) {
+  return c->fast_batched_wanted && c->run.batch > 1 && c->run.batch <= 65535 &&
+         c->nchunk == 1 && c->plan.fast_dtype >= 0;
+}
+
 /* Lays out (or, with a NULL base, sizes) the run's workspace. */
 static size_t plan_workspace(cuda_engine *c, char *base) {
   const int64_t B = c->run.batch, d = c->run.d;
@@ -582,7 +593,9 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   c->work_bytes = (c->plan.work_bytes > c->plan_last.work_bytes ? c->plan.work_bytes
                                                                  : c->plan_last.work_bytes);
   c->work_bytes = (c->work_bytes + 255) & ~(size_t)255;
-  c->assign_work = carve(&cv, c->work_bytes * (size_t)c->lanes);
+  /* a lane's scratch each, or every problem's for a FAST batch in one launch */
+  c->assign_work =
+      carve(&cv, c->work_bytes * (size_t)(fast_in_one_launch(c) ? B : c->lanes));
   c->temp = carve(&cv, c->temp_bytes);
   c->dsc = carve(&cv, sizeof(scalars) * (size_t)B);
   /* one chunk per problem: every problem's objective in one call */
@@ -1006,6 +1019,12 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
                (long long)B);
       c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
     }
+    if (fast_in_one_launch(c)) {
+      snprintf(msg, sizeof msg,
+               "cuda engine: the %lld problems' FAST assignment in one launch sequence",
+               (long long)B);
+      c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+    }
   }
   FKM_FORWARD(carve_pinned(c, B, k));
   t[2] = fkm_now_seconds();
@@ -1401,12 +1420,20 @@ static fkm_status enqueue_assignment(cuda_engine *c) {
   FKM_CUDA_TRY(c, record_timing(c, c->ev_a0, s));
   /* IP: for the bound */
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, B * k, d, c->cn, s));
-  const int one_launch = assign_in_one_launch(c);
-  if (one_launch) { /* every problem's rows in one grid, on the stream */
+  const int fast_one = fast_in_one_launch(c);
+  const int one_launch = assign_in_one_launch(c) || fast_one;
+  if (one_launch && !fast_one) { /* every problem's rows in one grid, on the stream */
     const fkm_assign_args aa = {.x = c->x, .xn = c->xn, .c = c->cent, .cn = c->cn, .n = nt,
                                 .d = d, .k = k, .metric = (int)c->params.metric,
                                 .labels = c->labels, .dist = c->dist};
     FKM_CUDA_TRY(c, fkm_launch_assign_simt_batched(&aa, B, s));
+  } else if (fast_one) { /* FAST: each problem's blocks in one grid layer */
+    const fkm_assign_args aa = {.x = c->x, .xn = c->xn, .c = c->cent, .cn = c->cn, .n = nt,
+                                .d = d, .k = k, .metric = (int)c->params.metric,
+                                .labels = c->labels, .dist = c->dist,
+                                .work = c->assign_work, .xp = c->xp, .xmax = c->xmax};
+    FKM_CUDA_TRY(c, fkm_launch_assign_fast_batched(&aa, &c->plan, B, c->xp_stride,
+                                                   c->work_bytes, s));
   }
   if (c->lanes > 1 && !one_launch) { /* fork */
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_fork, s));
@@ -1543,7 +1570,7 @@ static void graph_key_of(const cuda_engine *c, size_t nodes, struct graph_key *k
   key->nchunk = c->nchunk;
   key->nodes = (int64_t)nodes;
   key->lanes = c->lanes;
-  key->one_launch = assign_in_one_launch(c);
+  key->one_launch = assign_in_one_launch(c) + 2 * fast_in_one_launch(c);
   key->verbose = c->params.verbose && c->params.log;
   key->metric = (int)c->params.metric;
   key->weighted = c->w != NULL;
@@ -2346,6 +2373,7 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   }
   c->graph_wanted = !env_is("FLASHKM_CUDA_GRAPH", "0");
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
+  c->fast_batched_wanted = env_is("FLASHKM_CUDA_FAST_BATCHED", "1");
   const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
   c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");

@@ -765,6 +765,52 @@ TEST_F(Cuda, FastBelowSixtyFourCentroidsGivesTheExactBits) {
   }
 }
 
+// FLASHKM_CUDA_FAST_BATCHED=1 (read when a context is created): a FAST
+// batch's tensor-core pass runs every problem in one launch sequence (a grid
+// layer per problem, the scratch side by side). Its centroids, labels and
+// distances equal the per-problem launches' bit for bit: x resident (d = 64)
+// and streamed beside the centroids (d = 200), one centroid range (k = 64)
+// and two (k = 256), rows not a multiple of the 128-row blocks; its verbose
+// log says the one launch was taken. (The mma pass: gpu-check runs the suite
+// again with FLASHKM_CUDA_ASSIGN=mma.)
+TEST_F(Cuda, FastBatchInOneLaunchEqualsPerProblemLaunches) {
+  Ctx one(FKM_BACKEND_CUDA, "FLASHKM_CUDA_FAST_BATCHED", "1");
+  ASSERT_EQ(one.status, FKM_OK);
+  const int64_t B = 3, n = 3000;
+  for (const int64_t d : {64, 200})
+  for (const int64_t k : {64, 256})
+  for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
+    std::vector<uint16_t> x16;
+    for (int64_t b = 0; b < B; b++) {
+      const Problem pb = quantized_blobs(t, n, d, 30, 71u + (uint32_t)(b + d + k));
+      x16.insert(x16.end(), pb.x16.begin(), pb.x16.end());
+    }
+    fkm_params fast = quick(5);
+    fast.assign_mode = FKM_ASSIGN_FAST;
+    fkm_params logged = fast;
+    LogLines log;
+    logged.verbose = 1;
+    logged.log = LogLines::collect;
+    logged.log_user = &log;
+    std::vector<float> c1(B * k * d), c2(B * k * d), d1(B * n), d2(B * n);
+    std::vector<int64_t> l1(B * n), l2(B * n);
+    ASSERT_EQ(fkm_train_batched(one.c, &logged, B, n, d, k, t, x16.data(), nullptr, c1.data(),
+                                0, l1.data(), d1.data(), nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(one.c);
+    ASSERT_EQ(fkm_train_batched(gpu->c, &fast, B, n, d, k, t, x16.data(), nullptr, c2.data(), 0,
+                                l2.data(), d2.data(), nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    const std::string at = "d " + std::to_string(d) + ", k " + std::to_string(k) + ", dtype " +
+                           std::to_string((int)t) + ": ";
+    EXPECT_TRUE(same_bits(c1, c2)) << at << "centroids " << first_diff(c1, c2);
+    EXPECT_TRUE(same_bits(l1, l2)) << at << "labels " << first_diff(l1, l2);
+    EXPECT_TRUE(same_bits(d1, d2)) << at << "distances " << first_diff(d1, d2);
+    EXPECT_TRUE(log.said("FAST assignment in one launch sequence")) << at << log.all();
+  }
+}
+
 TEST_F(Cuda, NonFiniteAndNegativeWeightInputsGiveCpuStatuses) {
   fkm_params p = quick(3);
   Problem pb = blobs(1000, 8, 10, 26);
