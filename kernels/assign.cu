@@ -51,21 +51,6 @@ cudaError_t launch_simt(const fkm_assign_args *a, const fkm_assign_plan *plan, c
   return cudaGetLastError();
 }
 
-/* The centroids packed into the scratch with their constants (PARITY:
- * fp16, each row scaled; poison raised for a centroid the bound cannot
- * cover). */
-template <typename T, bool PARITY>
-cudaError_t launch_pack_centroids(const fkm_assign_args *a, const fkm_mma_work &lay,
-                                  const float *cb, int *poison, cudaStream_t s) {
-  char *w = static_cast<char *>(a->work);
-  const int64_t dp = fkm_pack_dims(a->d), kp = fkm_round_up(a->k, MBN);
-  pack_centroids<T, PARITY><<<(unsigned)((kp * 32 + 255) / 256), 256, 0, s>>>(
-      a->c, a->cn, cb, a->k, a->d, dp, a->metric == FKM_METRIC_L2, a->xmax,
-      reinterpret_cast<uint16_t *>(w + lay.cpack), reinterpret_cast<float4 *>(w + lay.cconst),
-      poison, 0, 0);
-  return cudaGetLastError();
-}
-
 /* A batch's problems in one launch (FAST): problem b's inputs and outputs
  * where fkm_launch_assign_fast_batched puts them, its scratch work_stride
  * bytes (a multiple of 256) after problem b - 1's; problems = 1 is one
@@ -74,6 +59,25 @@ struct Batch {
   int64_t problems = 1, xp_stride = 0;
   size_t work_stride = 0;
 };
+
+/* The centroids packed into the scratch with their constants (PARITY:
+ * fp16, each row scaled; poison raised for a centroid the bound cannot
+ * cover). A FAST batch packs every problem's in one launch (grid.y), each
+ * into its own scratch bt.work_stride bytes further. */
+template <typename T, bool PARITY>
+cudaError_t launch_pack_centroids(const fkm_assign_args *a, const fkm_mma_work &lay,
+                                  const float *cb, int *poison, cudaStream_t s,
+                                  const Batch &bt = Batch()) {
+  char *w = static_cast<char *>(a->work);
+  const int64_t dp = fkm_pack_dims(a->d), kp = fkm_round_up(a->k, MBN);
+  const int64_t ws = (int64_t)bt.work_stride;
+  pack_centroids<T, PARITY><<<dim3((unsigned)((kp * 32 + 255) / 256), (unsigned)bt.problems),
+                              256, 0, s>>>(
+      a->c, a->cn, cb, a->k, a->d, dp, a->metric == FKM_METRIC_L2, a->xmax,
+      reinterpret_cast<uint16_t *>(w + lay.cpack), reinterpret_cast<float4 *>(w + lay.cconst),
+      poison, ws / 2, ws / 16);
+  return cudaGetLastError();
+}
 
 /* One tensor-core pass (state S) over the n packed rows xp, or over the
  * *count gathered rows (rows != NULL, at most n), centroids in ksplit ranges
@@ -234,13 +238,8 @@ cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, c
   char *w = static_cast<char *>(a->work);
   Arg *part = reinterpret_cast<Arg *>(w + lay.partials);
   const BoundConsts bc = bound_consts(L2, a->d, false); /* unused by the FAST pass */
-  const int64_t dp = fkm_pack_dims(a->d), kp = fkm_round_up(a->k, MBN);
   const int64_t ws = (int64_t)bt.work_stride;
-  pack_centroids<T, false><<<dim3((unsigned)((kp * 32 + 255) / 256), (unsigned)B), 256, 0, s>>>(
-      a->c, a->cn, nullptr, a->k, a->d, dp, L2, nullptr,
-      reinterpret_cast<uint16_t *>(w + lay.cpack), reinterpret_cast<float4 *>(w + lay.cconst),
-      nullptr, ws / 2, ws / 16);
-  cudaError_t e = cudaGetLastError();
+  cudaError_t e = launch_pack_centroids<T, false>(a, lay, nullptr, nullptr, s, bt);
   if (e == cudaSuccess)
     e = launch_pass<T, Arg>(a, plan, lay, a->xp, n, nullptr, nullptr, plan->ksplit,
                             plan->k_per_split, bc, part, s, bt);

@@ -549,12 +549,18 @@ static void *carve(carver *cv, size_t bytes) {
   return p;
 }
 
+/* Whether the run's batch can go to the device as one grid, a layer per
+ * problem: several problems, at most 65535 (a grid dimension), each of
+ * one chunk. The one-launch paths below and size_run's small-k rule ask it. */
+static int batch_in_one_grid(const cuda_engine *c) {
+  return c->run.batch > 1 && c->run.batch <= 65535 && c->nchunk == 1;
+}
+
 /* Whether an iteration runs a FAST batch's tensor-core pass for every
- * problem in one launch sequence (FLASHKM_CUDA_FAST_BATCHED=1): problems of
- * one chunk each, their scratch side by side (plan_workspace). */
+ * problem in one launch sequence (FLASHKM_CUDA_FAST_BATCHED=1), their
+ * scratch side by side (plan_workspace). */
 static int fast_in_one_launch(const cuda_engine *c) {
-  return c->fast_batched_wanted && c->run.batch > 1 && c->run.batch <= 65535 &&
-         c->nchunk == 1 && c->plan.fast_dtype >= 0;
+  return c->fast_batched_wanted && batch_in_one_grid(c) && c->plan.fast_dtype >= 0;
 }
 
 /* Lays out (or, with a NULL base, sizes) the run's workspace. */
@@ -675,7 +681,7 @@ static fkm_status size_run(cuda_engine *c) {
   /* a batch of small parity problems: the reference kernel, all problems in
    * one launch (assign_in_one_launch), beats a cascade of launches per
    * problem (the same bits: every plan gives the reference's) */
-  if (c->batched_wanted && B > 1 && B <= 65535 && c->nchunk == 1 && k <= c->batch_simt_k &&
+  if (c->batched_wanted && batch_in_one_grid(c) && k <= c->batch_simt_k &&
       c->plan.fast_dtype < 0 && fkm_scan_is_plain(&c->sd) && !c->train_blas.on) {
     const int64_t target = FKM_BLOCKS_PER_SM * (int64_t)c->sm_count;
     c->plan = c->plan_last = fkm_assign_make_plan(nt, k, d, target, 0);
@@ -958,8 +964,7 @@ static fkm_status blas_view(cuda_engine *c, const fkm_params *params, int64_t ro
  * reference SIMT kernel with the plain scan on the BLAS path and no learned
  * order, where fkm_launch_assign_profile runs that kernel alone. */
 static int assign_in_one_launch(const cuda_engine *c) {
-  return c->batched_wanted && c->run.batch > 1 && c->run.batch <= 65535 && c->nchunk == 1 &&
-         !c->plan.tc && !c->plan_last.tc && c->plan_last.fast_dtype < 0 &&
+  return c->batched_wanted && batch_in_one_grid(c) && !c->plan.tc && !c->plan_last.tc && c->plan_last.fast_dtype < 0 &&
          fkm_scan_is_plain(&c->sd) &&
          !c->train_blas.on;
 }
@@ -1422,18 +1427,14 @@ static fkm_status enqueue_assignment(cuda_engine *c) {
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, B * k, d, c->cn, s));
   const int fast_one = fast_in_one_launch(c);
   const int one_launch = assign_in_one_launch(c) || fast_one;
-  if (one_launch && !fast_one) { /* every problem's rows in one grid, on the stream */
-    const fkm_assign_args aa = {.x = c->x, .xn = c->xn, .c = c->cent, .cn = c->cn, .n = nt,
-                                .d = d, .k = k, .metric = (int)c->params.metric,
-                                .labels = c->labels, .dist = c->dist};
-    FKM_CUDA_TRY(c, fkm_launch_assign_simt_batched(&aa, B, s));
-  } else if (fast_one) { /* FAST: each problem's blocks in one grid layer */
+  if (one_launch) { /* every problem's rows in one grid (a layer each), on the stream */
     const fkm_assign_args aa = {.x = c->x, .xn = c->xn, .c = c->cent, .cn = c->cn, .n = nt,
                                 .d = d, .k = k, .metric = (int)c->params.metric,
                                 .labels = c->labels, .dist = c->dist,
                                 .work = c->assign_work, .xp = c->xp, .xmax = c->xmax};
-    FKM_CUDA_TRY(c, fkm_launch_assign_fast_batched(&aa, &c->plan, B, c->xp_stride,
-                                                   c->work_bytes, s));
+    FKM_CUDA_TRY(c, fast_one ? fkm_launch_assign_fast_batched(&aa, &c->plan, B, c->xp_stride,
+                                                              c->work_bytes, s)
+                             : fkm_launch_assign_simt_batched(&aa, B, s));
   }
   if (c->lanes > 1 && !one_launch) { /* fork */
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_fork, s));
