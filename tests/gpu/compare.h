@@ -55,6 +55,13 @@ struct LogLines {
   static void collect(void *user, fkm_log_level, const char *msg) {
     static_cast<LogLines *>(user)->lines.push_back(msg);
   }
+  /** p, verbose, its log lines collected here. */
+  fkm_params logged(fkm_params p) {
+    p.verbose = 1;
+    p.log = collect;
+    p.log_user = this;
+    return p;
+  }
   bool said(const char *what) const {
     for (const auto &l : lines)
       if (l.find(what) != std::string::npos) return true;

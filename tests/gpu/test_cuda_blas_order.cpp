@@ -196,12 +196,7 @@ TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
   };
   LogLines log; // the staged run's: rows the cascade left to the laned replay
   auto run = [&](fkm_ctx *ctx) {
-    fkm_params pr = p;
-    if (ctx == staged) {
-      pr.verbose = 1;
-      pr.log = LogLines::collect;
-      pr.log_user = &log;
-    }
+    const fkm_params pr = ctx == staged ? log.logged(p) : p;
     Out o;
     o.cent = init;
     o.lab.assign((size_t)n, -2);

@@ -489,10 +489,7 @@ TEST_F(Cuda, IterationsReplayedAsAGraphEqualEagerOnes) {
   const Problem pb = blobs(6000, 40, 50, 81);
   const fkm_params p = quick(6);
   LogLines log;
-  fkm_params pg = p;
-  pg.verbose = 1;
-  pg.log = LogLines::collect;
-  pg.log_user = &log;
+  const fkm_params pg = log.logged(p);
   const Result c = train(cpu->c, p, pb), e = train(eager.c, pg, pb);
   expect_same(e, c);
   EXPECT_FALSE(log.said(replayed)) << log.all();
@@ -744,9 +741,7 @@ TEST_F(Cuda, FastBelowSixtyFourCentroidsGivesTheExactBits) {
     fkm_params fast = quick(5), parity = quick(5);
     fast.assign_mode = FKM_ASSIGN_FAST;
     LogLines log;
-    fast.verbose = 1;
-    fast.log = LogLines::collect;
-    fast.log_user = &log;
+    fast = log.logged(fast);
     std::vector<float> cg(B * k * d), cc(B * k * d), dg(B * n), dc(B * n);
     std::vector<int64_t> lg(B * n), lc(B * n);
     ASSERT_EQ(fkm_train_batched(gpu->c, &fast, B, n, d, k, t, x16.data(), nullptr, cg.data(), 0,
@@ -787,11 +782,8 @@ TEST_F(Cuda, FastBatchInOneLaunchEqualsPerProblemLaunches) {
     }
     fkm_params fast = quick(5);
     fast.assign_mode = FKM_ASSIGN_FAST;
-    fkm_params logged = fast;
     LogLines log;
-    logged.verbose = 1;
-    logged.log = LogLines::collect;
-    logged.log_user = &log;
+    const fkm_params logged = log.logged(fast);
     std::vector<float> c1(B * k * d), c2(B * k * d), d1(B * n), d2(B * n);
     std::vector<int64_t> l1(B * n), l2(B * n);
     ASSERT_EQ(fkm_train_batched(one.c, &logged, B, n, d, k, t, x16.data(), nullptr, c1.data(),
