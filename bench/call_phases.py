@@ -69,9 +69,7 @@ def main():
     args = ap.parse_args()
     ours = compare.Flashkm()
     print("device: %s; torch %s" % (ours.device, torch.__version__))
-    for name, b, n, k, d, niter in compare.ONLINE:
-        if args.match and not any(name.startswith(m) for m in args.match.split(",")):
-            continue
+    for name, b, n, k, d, niter in compare.matching(args.match):
         g = torch.Generator(device="cuda").manual_seed(1234)
         x = torch.randn((b, n, d), device="cuda", generator=g).half()
         for mode in args.modes.split(","):

@@ -212,6 +212,13 @@ def graph_contexts(mode):
     return Flashkm()
 
 
+def matching(match):
+    """The online calls (name, b, n, k, d, niter) whose names start with one of
+    match's comma-separated prefixes (all of them when match is empty)."""
+    prefixes = match.split(",") if match else None
+    return [c for c in ONLINE if not prefixes or any(c[0].startswith(m) for m in prefixes)]
+
+
 def online(args, ours, flash):
     """Issue 17's table: whole calls and iterations, flashkm.torch against
     flash-kmeans, the same tensors; with --graphs both, flashkm's columns
@@ -228,9 +235,7 @@ def online(args, ours, flash):
     print("\n".join(lines), flush=True)
     g = torch.Generator(device="cuda").manual_seed(1234)
     current = None  # the graph mode flashkm's contexts were made with
-    for name, b, n, k, d, niter in ONLINE:
-        if args.match and not any(name.startswith(m) for m in args.match.split(",")):
-            continue
+    for name, b, n, k, d, niter in matching(args.match):
         x32 = torch.randn((b, n, d), device="cuda", dtype=torch.float32, generator=g)
         x16 = x32.half()
         peer_cells, peer = [], {}
