@@ -964,8 +964,8 @@ static fkm_status blas_view(cuda_engine *c, const fkm_params *params, int64_t ro
  * reference SIMT kernel with the plain scan on the BLAS path and no learned
  * order, where fkm_launch_assign_profile runs that kernel alone. */
 static int assign_in_one_launch(const cuda_engine *c) {
-  return c->batched_wanted && batch_in_one_grid(c) && !c->plan.tc && !c->plan_last.tc && c->plan_last.fast_dtype < 0 &&
-         fkm_scan_is_plain(&c->sd) &&
+  return c->batched_wanted && batch_in_one_grid(c) && !c->plan.tc && !c->plan_last.tc &&
+         c->plan_last.fast_dtype < 0 && fkm_scan_is_plain(&c->sd) &&
          !c->train_blas.on;
 }
 
