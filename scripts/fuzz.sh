@@ -2,7 +2,7 @@
 # Fuzz every reader of the CLI and the C API's argument validation with
 # libFuzzer (ASan + UBSan, no recovery) for SECONDS in all (docs/fuzzing.md).
 #
-#   scripts/fuzz.sh [SECONDS]     60 by default (CI's budget); 3600 for the long run
+#   scripts/fuzz.sh [SECONDS]     60 by default (CI runs 30); 3600 for the long run
 #
 # Builds tests/fuzz into $BUILD_FUZZ (build-fuzz), writes the seed corpus,
 # then runs the targets, as many at a time as there are processors, so that

@@ -5,7 +5,7 @@
 # without a GPU, summarised in one line each there), the Python package's
 # pytest suite against Debian's FAISS 1.7.3, the parity suite against pip's faiss-cpu wheels at every SIMD level this
 # CPU runs (scripts/test-faiss-wheels.sh; FAISS_WHEELS=none skips it), and
-# the sanitizer builds: ASan + UBSan, TSan, the fuzzers for a minute
+# the sanitizer builds: ASan + UBSan, TSan, the fuzzers for 30 s
 # (scripts/test-sanitizers.sh; SANITIZERS=none skips it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
