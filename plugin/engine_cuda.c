@@ -75,8 +75,8 @@ typedef struct cuda_engine {
   int batched_wanted; /* a batch's assignment in one launch where its plan allows
                          (env FLASHKM_CUDA_BATCHED=0: off) */
   int fast_batched_wanted; /* a FAST batch's tensor-core pass in one launch sequence
-                              (env FLASHKM_CUDA_FAST_BATCHED=1; off until verified on a
-                              GPU) */
+                              where the batch fits one grid (env
+                              FLASHKM_CUDA_FAST_BATCHED=0: off) */
   int64_t batch_simt_k; /* a parity batch of k <= this many centroids takes the
                            reference kernel in one launch (env
                            FLASHKM_CUDA_BATCH_SIMT_K, default 64; 0: never) */
@@ -557,7 +557,7 @@ static int batch_in_one_grid(const cuda_engine *c) {
 }
 
 /* Whether an iteration runs a FAST batch's tensor-core pass for every
- * problem in one launch sequence (FLASHKM_CUDA_FAST_BATCHED=1), their
+ * problem in one launch sequence (FLASHKM_CUDA_FAST_BATCHED=0: never), their
  * scratch side by side (plan_workspace). */
 static int fast_in_one_launch(const cuda_engine *c) {
   return c->fast_batched_wanted && batch_in_one_grid(c) && c->plan.fast_dtype >= 0;
@@ -2374,7 +2374,7 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   }
   c->graph_wanted = !env_is("FLASHKM_CUDA_GRAPH", "0");
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
-  c->fast_batched_wanted = env_is("FLASHKM_CUDA_FAST_BATCHED", "1");
+  c->fast_batched_wanted = !env_is("FLASHKM_CUDA_FAST_BATCHED", "0");
   const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
   c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");
