@@ -86,6 +86,17 @@ inline std::vector<Case> cases() {
     c.niter = 3;
     v.push_back(c);
   }
+  { /* the CUDA engine's one-launch tiles: 17..32 centroids, a dimension tail */
+    Case c{"thirty_centroids_d40", 3, 1100, 40, 30};
+    c.niter = 3;
+    v.push_back(c);
+  }
+  { /* d < 16: one launch whatever k; several centroid tiles, the last partial */
+    Case c{"many_centroids_few_dims_inner_product", 2, 900, 5, 150};
+    c.niter = 3;
+    c.metric = FKM_METRIC_INNER_PRODUCT;
+    v.push_back(c);
+  }
   return v;
 }
 
