@@ -43,6 +43,12 @@ def test_ivf_pq_with_polysemous_training_equals_stock(faiss, data):
     # index_factory turns polysemous training on for 8-bit IVF-PQ: FAISS's own, after ours
     ours, stock = fresh(faiss, "IVF8,PQ2"), fresh(faiss, "IVF8,PQ2")
     assert faiss.downcast_index(ours).do_polysemous_training
+    # the caller's annealing parameters are FAISS's to use: 20,000 steps instead of the
+    # default 500,000 (seconds on two cores), the same object for both
+    pt = faiss.PolysemousTraining()
+    pt.n_iter = 20000
+    for idx in (ours, stock):
+        faiss.downcast_index(idx).polysemous_training = pt
     info = flashkm.train_index(ours, data[:3000], backend="cpu")
     stock.train(data[:3000])
     assert info["codebooks_by_flashkm"]
