@@ -255,14 +255,33 @@ extern "C" cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a,
                                                       int64_t batch, cudaStream_t s) {
   if (a->n == 0 || batch == 0) return cudaSuccess;
   if (batch > 65535) return cudaErrorInvalidValue;
-  const int64_t row_blocks = (a->n + BM - 1) / BM;
-  const dim3 grid((unsigned)(row_blocks < 65535 ? row_blocks : 65535), 1, (unsigned)batch);
+  /* 16-byte copies where every row starts 16-byte aligned */
+  const bool vec = a->d % 4 == 0 && ((uintptr_t)a->x | (uintptr_t)a->c) % 16 == 0;
   return by_metric(a->metric == FKM_METRIC_L2, [&](auto metric) {
     constexpr bool L2 = decltype(metric)::value;
-    assign_simt<L2><<<grid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, a->k,
-                                             a->labels, a->dist, nullptr, nullptr, nullptr,
-                                             nullptr);
-    return cudaGetLastError();
+    /* the tile by k: TXN threads along centroids, TM points and TN centroids a thread */
+    auto staged = [&](auto txn, auto tm, auto tn) {
+      constexpr int TXN = decltype(txn)::value, TM = decltype(tm)::value;
+      constexpr int TN = decltype(tn)::value, SBM = 256 / TXN * TM;
+      const int64_t row_blocks = (a->n + SBM - 1) / SBM;
+      const dim3 grid((unsigned)(row_blocks < 65535 ? row_blocks : 65535), 1, (unsigned)batch);
+      if (vec)
+        assign_simt_staged<L2, TXN, TM, TN, true><<<grid, 256, 0, s>>>(
+            a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, a->labels, a->dist);
+      else
+        assign_simt_staged<L2, TXN, TM, TN, false><<<grid, 256, 0, s>>>(
+            a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, a->labels, a->dist);
+      return cudaGetLastError();
+    };
+    using std::integral_constant;
+    if (a->k <= 8)
+      return staged(integral_constant<int, 8>{}, integral_constant<int, 4>{},
+                    integral_constant<int, 1>{});
+    if (a->k <= 16)
+      return staged(integral_constant<int, 8>{}, integral_constant<int, 4>{},
+                    integral_constant<int, 2>{});
+    return staged(integral_constant<int, 16>{}, integral_constant<int, 8>{},
+                  integral_constant<int, 4>{});
   });
 }
 

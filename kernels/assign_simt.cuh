@@ -185,6 +185,185 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
   }
 }
 
+/* The reference kernel of a batch in one launch
+ * (fkm_launch_assign_simt_batched): assign_simt's arithmetic (each
+ * (point, centroid) accumulator the fmaf chain in dimension order from 0,
+ * the same distance formula, the strict argmin per thread, the
+ * lexicographic combine), so its bits, with the staging of a GEMM that
+ * keeps the FMA pipe busy:
+ *  - the block is TYN x TM points by TXN x TN centroids (a tile, walked
+ *    over k), 256 threads; a thread owns points ty + TYN i and centroids
+ *    tx + TXN j (the TXN threads of a point are consecutive lanes);
+ *  - BK dimensions a step, copied by cp.async into one of two shared
+ *    buffers while the other's products run (no staging registers), rows
+ *    as they lie in memory (16-byte copies where VEC: d % 4 == 0 and
+ *    16-byte aligned arrays; 4-byte ones otherwise), out-of-range rows
+ *    and dimensions zero-filled;
+ *  - a thread reads 4 dimensions of a row as one float4 (rows RS floats
+ *    apart: the TXN different rows a quarter-warp reads fall in distinct
+ *    banks) and runs its TM x TN chains over them in dimension order; the
+ *    tail step (d % BK) reads its valid dimensions one at a time.
+ * Layer z of the grid is problem z. */
+template <bool L2, int TXN, int TM, int TN, bool VEC>
+__global__ void __launch_bounds__(256, 2)
+assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
+                   const float *__restrict__ c, const float *__restrict__ cn, int64_t n,
+                   int64_t d, int64_t k, int32_t *__restrict__ labels,
+                   float *__restrict__ dist) {
+  constexpr int TYN = 256 / TXN, SBM = TYN * TM, SBN = TXN * TN, RS = BK + 4;
+  static_assert(TXN * TYN == 256 && 32 % TXN == 0 && BK % 4 == 0, "tile");
+  {
+    const int64_t z = blockIdx.z;
+    x += z * n * d;
+    xn += z * n;
+    c += z * k * d;
+    cn += z * k;
+    labels += z * n;
+    dist += z * n;
+  }
+  __shared__ __align__(16) float As[2][SBM][RS];
+  __shared__ __align__(16) float Bs[2][SBN][RS];
+  const int tid = threadIdx.x;
+  const int tx = tid % TXN, ty = tid / TXN;
+  const int64_t steps = (d + BK - 1) / BK;
+  for (int64_t m0 = (int64_t)blockIdx.x * SBM; m0 < n; m0 += (int64_t)gridDim.x * SBM) {
+    float best[TM];
+    int bidx[TM];
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+      best[i] = L2 ? INFINITY : -INFINITY;
+      bidx[i] = -1;
+    }
+    for (int64_t n0 = 0; n0 < k; n0 += SBN) {
+      /* step s's rows and centroids into buffer b: a thread copies W floats
+       * at dimension col of rows r0 + tid / CPR + RP t (every row's copies
+       * are CPR consecutive threads) */
+      constexpr int W = VEC ? 4 : 1, CPR = BK / W, RP = 256 / CPR;
+      constexpr int NA = (SBM + RP - 1) / RP, NB = (SBN + RP - 1) / RP;
+      const int col = tid % CPR * W, r = tid / CPR;
+      const float *pa[NA], *pb[NB];
+      bool oka[NA], okb[NB];
+#pragma unroll
+      for (int t = 0; t < NA; t++) {
+        oka[t] = r + RP * t < SBM && m0 + r + RP * t < n;
+        pa[t] = oka[t] ? x + (m0 + r + RP * t) * d + col : x;
+      }
+#pragma unroll
+      for (int t = 0; t < NB; t++) {
+        okb[t] = r + RP * t < SBN && n0 + r + RP * t < k;
+        pb[t] = okb[t] ? c + (n0 + r + RP * t) * d + col : c;
+      }
+      auto stage = [&](int64_t s, int b) {
+        const int64_t k0 = s * BK;
+        const bool dim_ok = col < d - k0; /* every dimension of a copy, or none */
+#pragma unroll
+        for (int t = 0; t < NA; t++) {
+          if (SBM % RP != 0 && r + RP * t >= SBM) break;
+          const bool ok = oka[t] && dim_ok;
+          if (VEC)
+            cp_async16_zfill(&As[b][r + RP * t][col], ok ? pa[t] + k0 : x, ok);
+          else
+            cp_async4_zfill(&As[b][r + RP * t][col], ok ? pa[t] + k0 : x, ok);
+        }
+#pragma unroll
+        for (int t = 0; t < NB; t++) {
+          if (SBN % RP != 0 && r + RP * t >= SBN) break;
+          const bool ok = okb[t] && dim_ok;
+          if (VEC)
+            cp_async16_zfill(&Bs[b][r + RP * t][col], ok ? pb[t] + k0 : c, ok);
+          else
+            cp_async4_zfill(&Bs[b][r + RP * t][col], ok ? pb[t] + k0 : c, ok);
+        }
+        cp_async_commit();
+      };
+      float acc[TM][TN];
+#pragma unroll
+      for (int i = 0; i < TM; i++)
+#pragma unroll
+        for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+      stage(0, 0);
+      for (int64_t s = 0; s < steps; s++) {
+        const int b = (int)(s & 1);
+        if (s + 1 < steps) {
+          stage(s + 1, b ^ 1);
+          cp_async_wait<1>();
+        } else {
+          cp_async_wait<0>();
+        }
+        __syncthreads();
+        const int kmax = (int)((d - s * BK) < BK ? (d - s * BK) : BK);
+        if (kmax == BK) {
+#pragma unroll
+          for (int k4 = 0; k4 < BK; k4 += 4) {
+            float4 a[TM], w[TN];
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+              a[i] = *reinterpret_cast<const float4 *>(&As[b][ty + TYN * i][k4]);
+#pragma unroll
+            for (int j = 0; j < TN; j++)
+              w[j] = *reinterpret_cast<const float4 *>(&Bs[b][tx + TXN * j][k4]);
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+#pragma unroll
+              for (int j = 0; j < TN; j++) {
+                acc[i][j] = fmaf(a[i].x, w[j].x, acc[i][j]);
+                acc[i][j] = fmaf(a[i].y, w[j].y, acc[i][j]);
+                acc[i][j] = fmaf(a[i].z, w[j].z, acc[i][j]);
+                acc[i][j] = fmaf(a[i].w, w[j].w, acc[i][j]);
+              }
+          }
+        } else {
+          for (int kk = 0; kk < kmax; kk++) {
+#pragma unroll
+            for (int i = 0; i < TM; i++)
+#pragma unroll
+              for (int j = 0; j < TN; j++)
+                acc[i][j] = fmaf(As[b][ty + TYN * i][kk], Bs[b][tx + TXN * j][kk], acc[i][j]);
+          }
+        }
+        __syncthreads(); /* buffer b is step s + 2's */
+      }
+      /* distances and the running strict argmin, centroids increasing */
+#pragma unroll
+      for (int j = 0; j < TN; j++) {
+        const int64_t q = n0 + tx + TXN * j;
+        if (q >= k) continue;
+        const float qcn = L2 ? cn[q] : 0.0f;
+#pragma unroll
+        for (int i = 0; i < TM; i++) {
+          const int64_t p = m0 + ty + TYN * i;
+          float dis;
+          if (L2) {
+            const float pxn = p < n ? xn[p] : 0.0f;
+            dis = __fsub_rn(__fadd_rn(pxn, qcn), __fadd_rn(acc[i][j], acc[i][j]));
+            if (dis < 0.0f) dis = 0.0f;
+          } else {
+            dis = acc[i][j];
+          }
+          if (better<L2>(dis, best[i])) {
+            best[i] = dis;
+            bidx[i] = (int)q;
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+#pragma unroll
+      for (int off = TXN / 2; off > 0; off /= 2) {
+        const float ov = __shfl_xor_sync(0xffffffffu, best[i], off);
+        const int oi = __shfl_xor_sync(0xffffffffu, bidx[i], off);
+        combine<L2>(best[i], bidx[i], ov, oi);
+      }
+      const int64_t p = m0 + ty + TYN * i;
+      if (tx == 0 && p < n) {
+        labels[p] = bidx[i];
+        dist[p] = best[i];
+      }
+    }
+  }
+}
+
 /* Combine the ksplit partial results of each point in increasing centroid
  * range order with a strict comparison: a later range wins only when it is
  * strictly better, so ties keep the lowest index. One thread per point. */
