@@ -33,6 +33,38 @@ __device__ __forceinline__ void combine(float &bv, int &bi, float ov, int oi) {
   }
 }
 
+/* FAISS's distance from the inner product ip (docs/contract.md section 3):
+ * L2 (xn + cn) - (ip + ip), each step rounded, clamped at 0; inner product
+ * ip itself. */
+template <bool L2>
+__device__ __forceinline__ float ref_distance(float xn, float cn, float ip) {
+  if (!L2) return ip;
+  float dis = __fsub_rn(__fadd_rn(xn, cn), __fadd_rn(ip, ip));
+  if (dis < 0.0f) dis = 0.0f;
+  return dis;
+}
+
+/* The strict running argmin: dis replaces the best only when better. */
+template <bool L2>
+__device__ __forceinline__ void keep_better(float dis, int q, float &best, int &bidx) {
+  if (better<L2>(dis, best)) {
+    best = dis;
+    bidx = q;
+  }
+}
+
+/* The lexicographic combine over the LANES consecutive lanes (a power of
+ * two dividing 32) that share a point; every lane ends with the result. */
+template <bool L2, int LANES>
+__device__ __forceinline__ void combine_lanes(float &bv, int &bi) {
+#pragma unroll
+  for (int off = LANES / 2; off > 0; off /= 2) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, off);
+    const int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+    combine<L2>(bv, bi, ov, oi);
+  }
+}
+
 /* The SIMT assignment kernel.
  * Layout: x (n, d) and c (k, d) row-major floats. Block (blockIdx.x,
  * blockIdx.y) owns BM = 64 points and the centroid range
@@ -61,8 +93,10 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
             const int32_t *__restrict__ rows, const int *__restrict__ count) {
   /* rows != NULL: the refine pass; the block's points are rows[m0 + r] for
    * m0 + r < *count, results go to those rows. A grid of several layers
-   * (fkm_launch_assign_simt_batched, no partials, no rows): layer z is
-   * problem z, whose arrays follow problem 0's at z times their sizes. */
+   * (no partials, no rows): layer z is problem z, whose arrays follow
+   * problem 0's at z times their sizes (no launcher makes one since
+   * fkm_launch_assign_simt_batched runs assign_simt_staged; the block goes
+   * with the next verified change of this kernel). */
   if (blockIdx.z > 0) {
     const int64_t z = blockIdx.z;
     x += z * n * d;
@@ -145,31 +179,15 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
         if (q >= ke) continue;
         const float qcn = L2 ? cn[q] : 0.0f;
 #pragma unroll
-        for (int i = 0; i < TM; i++) {
-          float dis;
-          if (L2) {
-            dis = __fsub_rn(__fadd_rn(pxn[i], qcn), __fadd_rn(acc[i][j], acc[i][j]));
-            if (dis < 0.0f) dis = 0.0f;
-          } else {
-            dis = acc[i][j];
-          }
-          if (better<L2>(dis, best[i])) {
-            best[i] = dis;
-            bidx[i] = (int)q;
-          }
-        }
+        for (int i = 0; i < TM; i++)
+          keep_better<L2>(ref_distance<L2>(pxn[i], qcn, acc[i][j]), (int)q, best[i], bidx[i]);
       }
     }
 
     /* The 16 threads of a point are lanes tx = 0..15 of one half-warp. */
 #pragma unroll
     for (int i = 0; i < TM; i++) {
-#pragma unroll
-      for (int off = TX / 2; off > 0; off /= 2) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best[i], off);
-        const int oi = __shfl_xor_sync(0xffffffffu, bidx[i], off);
-        combine<L2>(best[i], bidx[i], ov, oi);
-      }
+      combine_lanes<L2, TX>(best[i], bidx[i]);
       const int64_t p = m0 + ty + 16 * i;
       if (tx == 0 && p < n) {
         if (part_v) {
@@ -256,24 +274,24 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
       auto stage = [&](int64_t s, int b) {
         const int64_t k0 = s * BK;
         const bool dim_ok = col < d - k0; /* every dimension of a copy, or none */
+        /* NR rows of buf from the row pointers p (any: a valid address) */
+        auto rows = [&](auto &buf, const float *const *p, const bool *ok, const float *any,
+                        auto nrows, auto ncopies) {
+          constexpr int NR = decltype(nrows)::value, NT = decltype(ncopies)::value;
 #pragma unroll
-        for (int t = 0; t < NA; t++) {
-          if (SBM % RP != 0 && r + RP * t >= SBM) break;
-          const bool ok = oka[t] && dim_ok;
-          if (VEC)
-            cp_async16_zfill(&As[b][r + RP * t][col], ok ? pa[t] + k0 : x, ok);
-          else
-            cp_async4_zfill(&As[b][r + RP * t][col], ok ? pa[t] + k0 : x, ok);
-        }
-#pragma unroll
-        for (int t = 0; t < NB; t++) {
-          if (SBN % RP != 0 && r + RP * t >= SBN) break;
-          const bool ok = okb[t] && dim_ok;
-          if (VEC)
-            cp_async16_zfill(&Bs[b][r + RP * t][col], ok ? pb[t] + k0 : c, ok);
-          else
-            cp_async4_zfill(&Bs[b][r + RP * t][col], ok ? pb[t] + k0 : c, ok);
-        }
+          for (int t = 0; t < NT; t++) {
+            if (NR % RP != 0 && r + RP * t >= NR) break;
+            const bool v = ok[t] && dim_ok;
+            if (VEC)
+              cp_async16_zfill(&buf[r + RP * t][col], v ? p[t] + k0 : any, v);
+            else
+              cp_async4_zfill(&buf[r + RP * t][col], v ? p[t] + k0 : any, v);
+          }
+        };
+        rows(As[b], pa, oka, x, std::integral_constant<int, SBM>{},
+             std::integral_constant<int, NA>{});
+        rows(Bs[b], pb, okb, c, std::integral_constant<int, SBN>{},
+             std::integral_constant<int, NB>{});
         cp_async_commit();
       };
       float acc[TM][TN];
@@ -332,29 +350,14 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
 #pragma unroll
         for (int i = 0; i < TM; i++) {
           const int64_t p = m0 + ty + TYN * i;
-          float dis;
-          if (L2) {
-            const float pxn = p < n ? xn[p] : 0.0f;
-            dis = __fsub_rn(__fadd_rn(pxn, qcn), __fadd_rn(acc[i][j], acc[i][j]));
-            if (dis < 0.0f) dis = 0.0f;
-          } else {
-            dis = acc[i][j];
-          }
-          if (better<L2>(dis, best[i])) {
-            best[i] = dis;
-            bidx[i] = (int)q;
-          }
+          const float pxn = L2 && p < n ? xn[p] : 0.0f;
+          keep_better<L2>(ref_distance<L2>(pxn, qcn, acc[i][j]), (int)q, best[i], bidx[i]);
         }
       }
     }
 #pragma unroll
     for (int i = 0; i < TM; i++) {
-#pragma unroll
-      for (int off = TXN / 2; off > 0; off /= 2) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best[i], off);
-        const int oi = __shfl_xor_sync(0xffffffffu, bidx[i], off);
-        combine<L2>(best[i], bidx[i], ov, oi);
-      }
+      combine_lanes<L2, TXN>(best[i], bidx[i]);
       const int64_t p = m0 + ty + TYN * i;
       if (tx == 0 && p < n) {
         labels[p] = bidx[i];
