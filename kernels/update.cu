@@ -422,9 +422,13 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   const bool async16 = !a->weights && (a->xp || (a->d % 4 == 0 &&
                                                   reinterpret_cast<uintptr_t>(a->x) % 16 == 0));
   const int64_t avg = a->n / moving;
-  const int64_t long_min = avg >= 2 * LONG_SEG          ? LONG_SEG
-                           : async16 && avg >= MID_SEG ? MID_SEG / 2
-                                                       : INT64_MAX;
+#ifndef FKM_UPDATE_PACKED_ALL /* measurement builds: 1 sends every segment of a */
+#define FKM_UPDATE_PACKED_ALL 0 /* run with a packed copy to the staged kernel */
+#endif
+  const int64_t long_min = FKM_UPDATE_PACKED_ALL && async16 && a->xp ? 0
+                           : avg >= 2 * LONG_SEG                   ? LONG_SEG
+                           : async16 && avg >= MID_SEG             ? MID_SEG / 2
+                                                                   : INT64_MAX;
   const bool longs = long_min != INT64_MAX;
   cudaError_t e;
   if (longs && a->aux) { /* fork */
