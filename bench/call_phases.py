@@ -8,7 +8,10 @@ calls, the first a warm-up. Printed per call: the wall time of the last three
 calls, the "Call phases" line's begin / iterations / outputs, the CUDA
 engine's begin breakdown, the iteration graph's line (nodes, capture cost)
 and the medians over iterations 2.. of the engine's per-iteration phases
-(assign, group, update, the objective's tail).
+(assign, group, update, the objective's tail); then one quiet call (verbose
+off) whose progress callback stamps the host clock after each iteration:
+the time to the first iteration's end (begin included), each later
+iteration, and the outputs after the last.
 
 Usage (a CUDA GPU; torch with CUDA):
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
@@ -58,7 +61,32 @@ def one_mode(ours, x, b, n, k, d, niter, fast):
         walls.append(1e3 * (time.perf_counter() - t0))
         _lib.check(st, ours.ctx.handle)
     phases = [tuple(float(v) for v in m.groups()) for m in map(PHASES.search, lines) if m]
-    return walls[1:], [l for l in lines if any(key in l for key in KEEP)], phases[2:]
+    keep = [l for l in lines if any(key in l for key in KEEP)]
+    # one more call, quiet, with host timestamps at each iteration's end (the
+    # progress callback, called for problems 0..b-1 after each iteration)
+    stamps = []
+
+    @_lib.PROGRESS_FN
+    def progress(user, redo, it, stats):
+        del user, redo, it, stats
+        stamps.append(time.perf_counter())
+        return 0
+
+    p.verbose = 0
+    p.log = _lib.LOG_FN()
+    p.progress = progress
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    st = ours.lib.fkm_train_batched(ours.ctx.handle, ctypes.byref(p), b, n, d, k,
+                                    _lib.DTYPE_F16, x.data_ptr(), None, cent.data_ptr(), 0,
+                                    lab.data_ptr(), None, None, 0, None)
+    torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    _lib.check(st, ours.ctx.handle)
+    ends = [t0] + stamps[::b]  # problem 0's call opens each iteration's b calls
+    steps = [1e3 * (v - u) for u, v in zip(ends, ends[1:])]
+    timeline = (1e3 * (t1 - t0), steps, 1e3 * (t1 - stamps[-1]) if stamps else 0.0)
+    return walls[1:], keep, phases[2:], timeline
 
 
 def main():
@@ -73,8 +101,14 @@ def main():
         g = torch.Generator(device="cuda").manual_seed(1234)
         x = torch.randn((b, n, d), device="cuda", generator=g).half()
         for mode in args.modes.split(","):
-            walls, lines, phases = one_mode(ours, x, b, n, k, d, niter, mode == "fast")
+            walls, lines, phases, (wall, steps, tail) = one_mode(ours, x, b, n, k, d, niter,
+                                                                 mode == "fast")
             print("%s, %s: wall %s ms" % (name, mode, " ".join("%.2f" % w for w in walls)))
+            if steps:
+                print("    quiet call with a progress callback: wall %.2f ms; call start to "
+                      "iteration 1's callback %.3f ms, then per iteration %s ms; last callback "
+                      "to return %.3f ms" % (wall, steps[0],
+                                             " ".join("%.3f" % v for v in steps[1:]), tail))
             for line in lines:
                 print("    " + line)
             if phases:
