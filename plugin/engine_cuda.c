@@ -77,6 +77,8 @@ typedef struct cuda_engine {
   int fast_batched_wanted; /* a FAST batch's tensor-core pass in one launch sequence
                               where the batch fits one grid (env
                               FLASHKM_CUDA_FAST_BATCHED=0: off) */
+  int group_radix; /* a batch grouped by the radix sort of composed keys (env
+                      FLASHKM_CUDA_GROUP=radix), not a counting sort a problem */
   int64_t batch_simt_k; /* a parity batch of k <= this many centroids takes the
                            reference kernel in one launch (env
                            FLASHKM_CUDA_BATCH_SIMT_K, default 64; 0: never) */
@@ -1188,7 +1190,8 @@ static fkm_group_args group_args(const cuda_engine *c, int64_t n, int64_t k, int
                           .hist = c->hist,
                           .offsets = c->offsets,
                           .temp = c->temp,
-                          .temp_bytes = c->temp_bytes};
+                          .temp_bytes = c->temp_bytes,
+                          .radix_only = c->group_radix};
 }
 
 /* m rows x (norms xn, packed xp; training rows r0 .. r0 + m) of a
@@ -2380,6 +2383,7 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   c->graph_wanted = !env_is("FLASHKM_CUDA_GRAPH", "0");
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
   c->fast_batched_wanted = !env_is("FLASHKM_CUDA_FAST_BATCHED", "0");
+  c->group_radix = env_is("FLASHKM_CUDA_GROUP", "radix");
   const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
   c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");
