@@ -26,7 +26,7 @@ faiss.omp_get_max_threads() threads for FAISS; flashkm's engine from
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
     python3 bench/ivf_build.py [--n 1M] [--d 128] [--nb SAME] [--nq 1000] \\
-      [--factory "IVF4096,PQ32" ...] [--backend auto] [--skip-stock]
+      [--factory "IVF4096,PQ32" ...] [--backend auto] [--skip-stock] [--verbose]
 """
 import argparse
 import time
@@ -91,10 +91,10 @@ def stock_build(faiss, factory, x, xb):
     return index, t
 
 
-def flashkm_build(faiss, factory, x, xb, backend):
+def flashkm_build(faiss, factory, x, xb, backend, verbose=False):
     index = faiss.index_factory(x.shape[1], factory)
     t0 = time.perf_counter()
-    info = flashkm.train_index(index, x, backend=backend)
+    info = flashkm.train_index(index, x, backend=backend, verbose=True if verbose else None)
     t1 = time.perf_counter()
     add = flashkm.add_index(index, xb, backend=backend)
     t2 = time.perf_counter()
@@ -136,6 +136,8 @@ def main():
                          "IVF16384,Flat IVF4096,SQ8")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--skip-stock", action="store_true", help="flashkm's side only")
+    ap.add_argument("--verbose", action="store_true",
+                    help="flashkm's k-means lines (per iteration; on the CUDA engine its phases)")
     args = ap.parse_args()
     import faiss
     factories = args.factory or ["IVF4096,PQ32", "OPQ32,IVF4096,PQ32", "IVF16384,Flat",
@@ -157,7 +159,8 @@ def main():
     flashkm.Kmeans(d, 16, niter=2, backend=args.backend).train(x[:4096])
     splits = []
     for f in factories:
-        ours, tf, who, engine, where = flashkm_build(faiss, f, x, xb, args.backend)
+        ours, tf, who, engine, where = flashkm_build(faiss, f, x, xb, args.backend,
+                                                     args.verbose)
         splits.append("- %s, flashkm's seconds: %s" % (f, where))
         ours_bytes = faiss.serialize_index(ours)  # before the search sets nprobe
         r_ours = recall10(faiss, ours, xq, gt)
