@@ -49,17 +49,24 @@ def one_mode(ours, x, b, n, k, d, niter, fast):
     p.log = log
     cent = torch.empty((b, k, d), device="cuda")
     lab = torch.empty((b, n), device="cuda", dtype=torch.int64)
-    walls = []
-    for _ in range(4):
-        lines.clear()
+
+    def timed_call():
+        """One synchronised call: its start and end on the host clock."""
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         st = ours.lib.fkm_train_batched(ours.ctx.handle, ctypes.byref(p), b, n, d, k,
                                         _lib.DTYPE_F16, x.data_ptr(), None, cent.data_ptr(), 0,
                                         lab.data_ptr(), None, None, 0, None)
         torch.cuda.synchronize()
-        walls.append(1e3 * (time.perf_counter() - t0))
+        t1 = time.perf_counter()
         _lib.check(st, ours.ctx.handle)
+        return t0, t1
+
+    walls = []
+    for _ in range(4):
+        lines.clear()
+        t0, t1 = timed_call()
+        walls.append(1e3 * (t1 - t0))
     phases = [tuple(float(v) for v in m.groups()) for m in map(PHASES.search, lines) if m]
     keep = [l for l in lines if any(key in l for key in KEEP)]
     # one more call, quiet, with host timestamps at each iteration's end (the
@@ -75,14 +82,7 @@ def one_mode(ours, x, b, n, k, d, niter, fast):
     p.verbose = 0
     p.log = _lib.LOG_FN()
     p.progress = progress
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    st = ours.lib.fkm_train_batched(ours.ctx.handle, ctypes.byref(p), b, n, d, k,
-                                    _lib.DTYPE_F16, x.data_ptr(), None, cent.data_ptr(), 0,
-                                    lab.data_ptr(), None, None, 0, None)
-    torch.cuda.synchronize()
-    t1 = time.perf_counter()
-    _lib.check(st, ours.ctx.handle)
+    t0, t1 = timed_call()
     ends = [t0] + stamps[::b]  # problem 0's call opens each iteration's b calls
     steps = [1e3 * (v - u) for u, v in zip(ends, ends[1:])]
     timeline = (1e3 * (t1 - t0), steps, 1e3 * (t1 - stamps[-1]) if stamps else 0.0)
