@@ -337,6 +337,8 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
 #pragma unroll
         for (int i = 0; i < TM; i++) {
           const int64_t p = m0 + ty + TYN * i;
+          /* read here, TN times a tile: kept in registers across the tiles,
+           * the TM = 8 instances spill (ptxas -v) */
           const float pxn = L2 && p < n ? xn[p] : 0.0f;
           keep_better<L2>(ref_distance<L2>(pxn, qcn, acc[i][j]), (int)q, best[i], bidx[i]);
         }
