@@ -179,7 +179,7 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
  * indices are read two stages ahead of their copies, and lane l adds column
  * j0 + l of each staged row in order: the same in-order chain, the same
  * bits, with the loads far ahead of it. */
-constexpr int LONG_SEG = 1024, MID_SEG = 512, LR = 64, LS = 4;
+constexpr int LONG_SEG = 1024, MID_SEG = 512, PACKED_SEG = 128, LR = 64, LS = 4;
 
 /* One warp: centroid c's segment [b, b + len) of rows, column j (lane's). */
 template <int W>
@@ -422,12 +422,14 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   const bool async16 = !a->weights && (a->xp || (a->d % 4 == 0 &&
                                                   reinterpret_cast<uintptr_t>(a->x) % 16 == 0));
   const int64_t avg = a->n / moving;
-#ifndef FKM_UPDATE_PACKED_ALL /* measurement builds: 1 sends every segment of a */
-#define FKM_UPDATE_PACKED_ALL 0 /* run with a packed copy to the staged kernel */
-#endif
-  const int64_t long_min = FKM_UPDATE_PACKED_ALL && async16 && a->xp ? 0
-                           : avg >= 2 * LONG_SEG                   ? LONG_SEG
+  /* From a packed 16-bit copy with segments averaging PACKED_SEG rows or
+   * more (a batch of B = 64 x 8192 rows into 64 centroids, 128 rows), every
+   * segment goes to the staged kernel (H100: 0.337 -> 0.290 ms an
+   * iteration; at 32 rows a segment, B = 1024 x 256 into 8, it lost:
+   * 0.249 -> 0.271 ms). */
+  const int64_t long_min = avg >= 2 * LONG_SEG                   ? LONG_SEG
                            : async16 && avg >= MID_SEG             ? MID_SEG / 2
+                           : async16 && a->xp && avg >= PACKED_SEG ? 0
                                                                    : INT64_MAX;
   const bool longs = long_min != INT64_MAX;
   cudaError_t e;
@@ -623,10 +625,16 @@ __global__ void post_process(float *__restrict__ cent, int64_t k, int64_t d,
 
 }  // namespace
 
+/* The radix sort's temp, or the counting sort's scratch where that is more:
+ * 4 p (wu (k / p + 1) + 2) bytes for p problems, at most 4 (8 (k + k) + 2 k)
+ * = 72 k as wu <= 8 and p <= k (group_plan below). */
 extern "C" cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes) {
-  return cub::DeviceRadixSort::SortPairs(nullptr, *bytes, (const int32_t *)nullptr,
-                                         (int32_t *)nullptr, (const int32_t *)nullptr,
-                                         (int32_t *)nullptr, n, 0, key_bits(k));
+  const cudaError_t e = cub::DeviceRadixSort::SortPairs(
+      nullptr, *bytes, (const int32_t *)nullptr, (int32_t *)nullptr, (const int32_t *)nullptr,
+      (int32_t *)nullptr, n, 0, key_bits(k));
+  const size_t counting = (size_t)72 * (size_t)k;
+  if (e == cudaSuccess && *bytes < counting) *bytes = counting;
+  return e;
 }
 
 extern "C" cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s) {
@@ -642,7 +650,7 @@ extern "C" cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s)
  * one contiguous slice per warp used (wu of them); bin kp holds the -1s.
  * Scratch: wh (problems, wu, kp + 1) int32 per-warp counts, then
  * tot (problems) the labelled rows and neg (problems) the -1s. */
-constexpr int GW = 8;
+constexpr int GW = 8, GROUP_SLICE = 2048;
 
 struct GroupPlan {
   int64_t m, kp; /* rows and centroids a problem */
@@ -772,7 +780,12 @@ GroupPlan group_plan(const fkm_group_args *a) {
   /* shared memory: (wu, bins) int32 within 44 KB (48 with the scans') */
   int wu = (int)(11264 / bins < GW ? 11264 / bins : GW);
   const size_t need = (size_t)4 * (size_t)a->problems * ((size_t)wu * (size_t)bins + 2);
-  if (wu < 1 || need > a->temp_bytes) return g;
+  /* a warp's slice at most GROUP_SLICE rows: a warp walks its slice 32
+   * rows at a time, so long slices lose to the radix sort (measured on an
+   * H100: B = 64 x 8192 rows, K = 64, 1024 rows a warp: 0.038 ms against
+   * 0.06; 32 x 75600 rows, K = 1000, 9450 rows a warp: 0.67 against
+   * about 0.2) */
+  if (wu < 1 || need > a->temp_bytes || (g.m + wu - 1) / wu > GROUP_SLICE) return g;
   g.wu = wu;
   g.wh = static_cast<int32_t *>(a->temp);
   g.tot = g.wh + a->problems * wu * bins;

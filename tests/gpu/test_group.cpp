@@ -4,7 +4,8 @@
 // offsets, bit for bit: labels -1 among them (after every label of every
 // problem, in row order), empty bins, slices that are not multiples of a
 // warp, a single row a problem, and bins enough that fewer warps take
-// slices. Skips without a GPU.
+// slices; slices too long for it and a single problem take the radix sort.
+// Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -106,6 +107,20 @@ TEST_P(GpuGroup, CountingSortEqualsTheRadixSortOfComposedKeys) {
   EXPECT_NE(radix.keys, counted.keys) << c.name;
 }
 
+// Slices over 2048 rows a warp (8 warps, 2049 * 8 + 1 rows a problem) and a
+// single problem take the radix sort: it writes sorted_keys.
+TEST(GpuGroupPlan, LongSlicesAndOneProblemTakeTheRadixSort) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(5u);
+  std::uniform_int_distribution<int32_t> label(0, 15);
+  for (int64_t problems : {1, 3}) {
+    std::vector<int32_t> labels((size_t)(problems * (2048 * 8 + 1)));
+    for (int32_t& l : labels) l = label(rng);
+    const Grouped g = group(labels, problems, 16, 0);
+    EXPECT_NE(g.keys, std::vector<int32_t>(labels.size(), 0x7f7f7f7f)) << problems;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Batches, GpuGroup,
     ::testing::Values(Case{"two_problems_one_row_each", 2, 1, 3, 0.0, 0},
@@ -114,8 +129,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"empty_bins", 4, 3000, 64, 0.0, 10},
                       Case{"online_b64_k64", 64, 8192, 64, 0.0, 0},
                       Case{"online_b1024_k8", 1024, 256, 8, 0.02, 0},
-                      Case{"k1000_eight_warps", 3, 20000, 1000, 0.01, 0},
-                      Case{"k3000_three_warps", 2, 9000, 3000, 0.0, 0}),
+                      Case{"k1000_eight_warps", 3, 16000, 1000, 0.01, 0},
+                      Case{"k3000_three_warps", 2, 6000, 3000, 0.0, 0}),
     [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
 
 }  // namespace
