@@ -265,12 +265,10 @@ extern "C" cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a,
       constexpr int TN = decltype(tn)::value, SBM = 256 / TXN * TM;
       const int64_t row_blocks = (a->n + SBM - 1) / SBM;
       const dim3 grid((unsigned)(row_blocks < 65535 ? row_blocks : 65535), 1, (unsigned)batch);
-      if (vec)
-        assign_simt_staged<L2, TXN, TM, TN, true><<<grid, 256, 0, s>>>(
-            a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, a->labels, a->dist);
-      else
-        assign_simt_staged<L2, TXN, TM, TN, false><<<grid, 256, 0, s>>>(
-            a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, a->labels, a->dist);
+      auto kern = vec ? assign_simt_staged<L2, TXN, TM, TN, true>
+                      : assign_simt_staged<L2, TXN, TM, TN, false>;
+      kern<<<grid, 256, 0, s>>>(a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, a->labels,
+                                a->dist);
       return cudaGetLastError();
     };
     using std::integral_constant;

@@ -92,20 +92,7 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
             float *__restrict__ part_v, int32_t *__restrict__ part_i,
             const int32_t *__restrict__ rows, const int *__restrict__ count) {
   /* rows != NULL: the refine pass; the block's points are rows[m0 + r] for
-   * m0 + r < *count, results go to those rows. A grid of several layers
-   * (no partials, no rows): layer z is problem z, whose arrays follow
-   * problem 0's at z times their sizes (no launcher makes one since
-   * fkm_launch_assign_simt_batched runs assign_simt_staged; the block goes
-   * with the next verified change of this kernel). */
-  if (blockIdx.z > 0) {
-    const int64_t z = blockIdx.z;
-    x += z * n * d;
-    xn += z * n;
-    c += z * k * d;
-    cn += z * k;
-    labels += z * n;
-    dist += z * n;
-  }
+   * m0 + r < *count, results go to those rows. */
   const int64_t stride = n; /* of the partials */
   if (rows) n = *count;
   __shared__ float As[BK][BM + 1];
@@ -350,6 +337,8 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
 #pragma unroll
         for (int i = 0; i < TM; i++) {
           const int64_t p = m0 + ty + TYN * i;
+          /* read here, TN times a tile: kept in registers across the tiles,
+           * the TM = 8 instances spill (ptxas -v) */
           const float pxn = L2 && p < n ? xn[p] : 0.0f;
           keep_better<L2>(ref_distance<L2>(pxn, qcn, acc[i][j]), (int)q, best[i], bidx[i]);
         }

@@ -30,7 +30,10 @@ cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes);
  *  Batched runs (problems > 1): the n rows are problems blocks of
  *  n / problems rows, labels are local to the problem (in [0, k /
  *  problems)); the keys sorted are the global centroid rows b * (k /
- *  problems) + label, written to composed (n) first. */
+ *  problems) + label, written to composed (n) first. Batches of at most
+ *  4096 problems whose per-warp label counts fit temp are grouped instead
+ *  by a counting sort, a block per problem (the same rows, hist and
+ *  offsets; sorted_keys and composed are left unwritten). */
 typedef struct fkm_group_args {
   const int32_t *labels;
   const int32_t *iota;
@@ -43,6 +46,8 @@ typedef struct fkm_group_args {
   int32_t *offsets;
   void *temp;
   size_t temp_bytes;
+  int radix_only;     /* batched runs: 1 keeps the radix sort where the
+                         per-problem counting sort applies (tests, A/B) */
 } fkm_group_args;
 cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s);
 

@@ -77,6 +77,8 @@ typedef struct cuda_engine {
   int fast_batched_wanted; /* a FAST batch's tensor-core pass in one launch sequence
                               where the batch fits one grid (env
                               FLASHKM_CUDA_FAST_BATCHED=0: off) */
+  int group_radix; /* a batch grouped by the radix sort of composed keys (env
+                      FLASHKM_CUDA_GROUP=radix), not a counting sort a problem */
   int64_t batch_simt_k; /* a parity batch of k <= this many centroids takes the
                            reference kernel in one launch (env
                            FLASHKM_CUDA_BATCH_SIMT_K, default 64; 0: never) */
@@ -556,6 +558,14 @@ static int batch_in_one_grid(const cuda_engine *c) {
   return c->run.batch > 1 && c->run.batch <= 65535 && c->nchunk == 1;
 }
 
+/* Whether the batch may take the reference kernel in one launch: the
+ * switch (FLASHKM_CUDA_BATCHED), one grid, the plain scan on the BLAS path
+ * and no learned order (fkm_launch_assign_profile runs that kernel alone). */
+static int reference_batch_fits(const cuda_engine *c) {
+  return c->batched_wanted && batch_in_one_grid(c) && fkm_scan_is_plain(&c->sd) &&
+         !c->train_blas.on;
+}
+
 /* Whether an iteration runs a FAST batch's tensor-core pass for every
  * problem in one launch sequence (FLASHKM_CUDA_FAST_BATCHED=0: never), their
  * scratch side by side (plan_workspace). */
@@ -681,8 +691,7 @@ static fkm_status size_run(cuda_engine *c) {
   /* a batch of small parity problems: the reference kernel, all problems in
    * one launch (assign_in_one_launch), beats a cascade of launches per
    * problem (the same bits: every plan gives the reference's) */
-  if (c->batched_wanted && batch_in_one_grid(c) && k <= c->batch_simt_k &&
-      c->plan.fast_dtype < 0 && fkm_scan_is_plain(&c->sd) && !c->train_blas.on) {
+  if (reference_batch_fits(c) && k <= c->batch_simt_k && c->plan.fast_dtype < 0) {
     const int64_t target = FKM_BLOCKS_PER_SM * (int64_t)c->sm_count;
     c->plan = c->plan_last = fkm_assign_make_plan(nt, k, d, target, 0);
   }
@@ -959,14 +968,12 @@ static fkm_status blas_view(cuda_engine *c, const fkm_params *params, int64_t ro
   return st;
 }
 
-/* Whether an iteration assigns every problem of the batch in one launch
- * (unless FLASHKM_CUDA_BATCHED=0): problems of one chunk each whose plan is the
- * reference SIMT kernel with the plain scan on the BLAS path and no learned
- * order, where fkm_launch_assign_profile runs that kernel alone. */
+/* Whether an iteration assigns every problem of the batch in one launch:
+ * the batch fits (reference_batch_fits) and its plan is the reference SIMT
+ * kernel. */
 static int assign_in_one_launch(const cuda_engine *c) {
-  return c->batched_wanted && batch_in_one_grid(c) && !c->plan.tc && !c->plan_last.tc &&
-         c->plan_last.fast_dtype < 0 && fkm_scan_is_plain(&c->sd) &&
-         !c->train_blas.on;
+  return reference_batch_fits(c) && !c->plan.tc && !c->plan_last.tc &&
+         c->plan_last.fast_dtype < 0;
 }
 
 static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *user_centroids,
@@ -1183,7 +1190,8 @@ static fkm_group_args group_args(const cuda_engine *c, int64_t n, int64_t k, int
                           .hist = c->hist,
                           .offsets = c->offsets,
                           .temp = c->temp,
-                          .temp_bytes = c->temp_bytes};
+                          .temp_bytes = c->temp_bytes,
+                          .radix_only = c->group_radix};
 }
 
 /* m rows x (norms xn, packed xp; training rows r0 .. r0 + m) of a
@@ -2375,6 +2383,7 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   c->graph_wanted = !env_is("FLASHKM_CUDA_GRAPH", "0");
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
   c->fast_batched_wanted = !env_is("FLASHKM_CUDA_FAST_BATCHED", "0");
+  c->group_radix = env_is("FLASHKM_CUDA_GROUP", "radix");
   const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
   c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");
