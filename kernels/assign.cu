@@ -31,6 +31,7 @@
 #include "tc_pass_mma.cuh"
 #include "tc_pass_wgmma.cuh"
 #include "certify.cuh"
+#include "narrow.cuh"
 #include "dispatch.cuh"
 
 namespace {
@@ -144,6 +145,51 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
   return cudaGetLastError();
 }
 
+/* The parity cascade's scratch inside args->work (fkm_mma_work_layout). */
+struct TcWork {
+  int *count, *count1, *pair_count, *narrowed, *poison;
+  float *bc_max, *cb;
+  int32_t *rows, *rows1, *pairs;
+  Top2 *st1;
+  uint16_t *xg;
+  Cert *st2; /* then the refine partials, or the narrowing's states */
+};
+
+TcWork tc_work(const fkm_assign_args *a, const fkm_mma_work &lay) {
+  char *w = static_cast<char *>(a->work);
+  TcWork t;
+  t.count = reinterpret_cast<int *>(w);
+  t.count1 = t.count + 1;
+  t.pair_count = t.count + 2;
+  t.narrowed = t.count + 4;
+  t.poison = reinterpret_cast<int *>(w + 64);
+  t.bc_max = reinterpret_cast<float *>(w + 128);
+  t.cb = reinterpret_cast<float *>(w + lay.cb);
+  t.rows = reinterpret_cast<int32_t *>(w + lay.rows);
+  t.rows1 = reinterpret_cast<int32_t *>(w + lay.rows1);
+  t.pairs = reinterpret_cast<int32_t *>(w + lay.pairs);
+  t.st1 = reinterpret_cast<Top2 *>(w + lay.states);
+  t.xg = reinterpret_cast<uint16_t *>(w + lay.gath);
+  t.st2 = reinterpret_cast<Cert *>(w + lay.partials);
+  return t;
+}
+
+/* What every certify launch of the cascade shares: the tests' inputs and
+ * outputs; states st (ksplit ranges) of the rows in_rows (NULL: all n),
+ * the rows left appended to left. */
+template <class S>
+CertifyArgs<S> cert_args(const fkm_assign_args *a, const TcWork &t, const BoundConsts &bc,
+                         const S *st, int64_t ksplit, const int32_t *in_rows,
+                         const int *in_count, int32_t *left, int *left_count) {
+  return CertifyArgs<S>{
+      .x = a->x, .xn = a->xn, .c = a->c, .cn = a->cn, .n = a->n, .d = a->d, .k = a->k,
+      .ksplit = ksplit, .st = st, .bc = bc, .cb = t.cb, .bc_max = t.bc_max, .xmax = a->xmax,
+      .poison = t.poison, .in_rows = in_rows, .in_count = in_count, .labels = a->labels,
+      .dist = a->dist, .rows = left, .count = left_count, .cmax_lanes = a->cmax_lanes,
+      .defer_pairs = a->defer_pairs, .defer_all = a->defer_all, .order = a->blas,
+      .pairs = t.pairs, .pair_count = t.pair_count};
+}
+
 /* The parity cascade (see "certified tensor-core path"): the screen over
  * every row, certify its states (test (1)), gather and pack the rows it
  * left, the Cert pass over them, certify (tests (1) and (2)), and the
@@ -153,16 +199,10 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   const int64_t n = a->n, k = a->k, d = a->d;
   const fkm_mma_work lay = fkm_mma_work_layout(n, k, d, plan);
   char *w = static_cast<char *>(a->work);
-  int *count = reinterpret_cast<int *>(w), *count1 = count + 1, *pair_count = count + 2;
-  int *poison = reinterpret_cast<int *>(w + 64);
-  float *bc_max = reinterpret_cast<float *>(w + 128);
-  int32_t *rows = reinterpret_cast<int32_t *>(w + lay.rows);
-  int32_t *rows1 = reinterpret_cast<int32_t *>(w + lay.rows1);
-  int32_t *pairs = reinterpret_cast<int32_t *>(w + lay.pairs);
-  float *cb = reinterpret_cast<float *>(w + lay.cb);
-  Top2 *st1 = reinterpret_cast<Top2 *>(w + lay.states);
-  uint16_t *xg = reinterpret_cast<uint16_t *>(w + lay.gath);
-  Cert *st2 = reinterpret_cast<Cert *>(w + lay.partials); /* then the refine partials */
+  const TcWork t = tc_work(a, lay);
+  int *const count = t.count, *const count1 = t.count1, *const poison = t.poison;
+  int32_t *const rows = t.rows, *const rows1 = t.rows1;
+  float *const cb = t.cb, *const bc_max = t.bc_max;
   const BoundConsts bc = bound_consts(L2, d, a->float_norms != 0);
   cudaError_t e = cudaMemsetAsync(w, 0, 256, s);
   if (e != cudaSuccess) return e;
@@ -172,32 +212,21 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   e = launch_pack_centroids<__half, true>(a, lay, cb, poison, s);
   if (e == cudaSuccess)
     e = launch_pass<__half, Top2>(a, plan, lay, a->xp, n, nullptr, nullptr, plan->ksplit,
-                                  plan->k_per_split, bc, st1, s);
+                                  plan->k_per_split, bc, t.st1, s);
   if (e != cudaSuccess) return e;
   const bool vec = d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0 &&
                    reinterpret_cast<uintptr_t>(a->x) % 16 == 0;
   const unsigned cblocks = (unsigned)((n + CERT_THREADS - 1) / CERT_THREADS);
   auto cert1 = vec ? certify<L2, true, Top2> : certify<L2, false, Top2>;
-  /* what both certify launches share: the test's inputs and outputs */
-  const auto cert_args = [&](auto *st, int64_t ksplit, const int32_t *in_rows,
-                             const int *in_count, int32_t *left, int *left_count) {
-    return CertifyArgs<std::remove_const_t<std::remove_pointer_t<decltype(st)>>>{
-        .x = a->x, .xn = a->xn, .c = a->c, .cn = a->cn, .n = n, .d = d, .k = k,
-        .ksplit = ksplit, .st = st, .bc = bc, .cb = cb, .bc_max = bc_max, .xmax = a->xmax,
-        .poison = poison, .in_rows = in_rows, .in_count = in_count, .labels = a->labels,
-        .dist = a->dist, .rows = left, .count = left_count, .cmax_lanes = a->cmax_lanes,
-        .defer_pairs = a->defer_pairs, .defer_all = a->defer_all, .order = a->blas,
-        .pairs = pairs, .pair_count = pair_count};
-  };
   cert1<<<cblocks, CERT_THREADS, 0, s>>>(
-      cert_args(st1, plan->ksplit, nullptr, nullptr, rows1, count1));
+      cert_args(a, t, bc, t.st1, plan->ksplit, nullptr, nullptr, rows1, count1));
   /* the rows the screen left, gathered and packed like x */
   const int64_t dp = fkm_pack_dims(d), groups = fkm_round_up(n, MBM) * (dp / 8);
   const unsigned gblocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
-  pack_rows<__half, true><<<gblocks, 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, rows1, count1, xg,
+  pack_rows<__half, true><<<gblocks, 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, rows1, count1, t.xg,
                                                    0, 0);
-  e = launch_pass<__half, Cert>(a, plan, lay, xg, n, rows1, count1, plan->cert_split,
-                                plan->cert_k_per_split, bc, st2, s);
+  e = launch_pass<__half, Cert>(a, plan, lay, t.xg, n, rows1, count1, plan->cert_split,
+                                plan->cert_k_per_split, bc, t.st2, s);
   if (e != cudaSuccess) return e;
   auto cert2 = vec ? certify<L2, true, Cert> : certify<L2, false, Cert>;
   /* the rows the screen left: a few blocks stride over them (their count
@@ -205,7 +234,7 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   const unsigned cert2_blocks = (unsigned)(2 * plan->list_blocks);
   const unsigned c2blocks = cblocks < cert2_blocks ? cblocks : cert2_blocks;
   cert2<<<c2blocks, CERT_THREADS, 0, s>>>(
-      cert_args(st2, plan->cert_split, rows1, count1, rows, count));
+      cert_args(a, t, bc, t.st2, plan->cert_split, rows1, count1, rows, count));
   /* a caller that decides rows itself (a profile's scan, a BLAS's order)
    * replays the rows left too: the reference kernel's values would be
    * overwritten */
@@ -227,6 +256,35 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
       (unsigned)((n + 255) / 256 < plan->list_blocks ? (n + 255) / 256 : plan->list_blocks);
   assign_combine<L2><<<cmblocks, 256, 0, s>>>(pv, pi, n, plan->refine_split,
                                                                  a->labels, a->dist, rows, count);
+  return cudaGetLastError();
+}
+
+/* The float32 narrowing (kernels/narrow.cuh) of the rows launch_tc left
+ * with defer_pairs or defer_all: their Cert states from float32 products,
+ * certify with the float32 bound; the rows it leaves go to rows1 (free
+ * once the second certify has run), counted in t.narrowed. The states use
+ * the second pass's region and its centroid ranges. */
+template <bool L2>
+cudaError_t launch_narrow(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
+  const int64_t n = a->n, d = a->d;
+  const fkm_mma_work lay = fkm_mma_work_layout(n, a->k, d, plan);
+  const TcWork t = tc_work(a, lay);
+  const BoundConsts bc = bound_consts_f32(L2, d, a->float_norms != 0);
+  const bool vec = d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0 &&
+                   reinterpret_cast<uintptr_t>(a->x) % 16 == 0;
+  const int64_t split = plan->cert_split, kps = plan->cert_k_per_split;
+  const int64_t row_blocks = (n + 256 / NW_TXN * NW_TM - 1) / (256 / NW_TXN * NW_TM);
+  const int64_t blocks = row_blocks < 2 * plan->list_blocks ? row_blocks : 2 * plan->list_blocks;
+  auto kern = vec ? narrow_f32<L2, true> : narrow_f32<L2, false>;
+  kern<<<dim3((unsigned)blocks, (unsigned)split), 256, 0, s>>>(
+      a->x, a->xn, a->c, a->cn, d, a->k, kps, t.rows, t.count, bc, a->xmax, t.cb, t.st2);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  auto cert = vec ? certify<L2, true, Cert> : certify<L2, false, Cert>;
+  const int64_t cblocks = (n + CERT_THREADS - 1) / CERT_THREADS;
+  cert<<<(unsigned)(cblocks < 2 * plan->list_blocks ? cblocks : 2 * plan->list_blocks),
+         CERT_THREADS, 0, s>>>(cert_args(a, t, bc, t.st2, split, t.rows, t.count, t.rows1,
+                                         t.narrowed));
   return cudaGetLastError();
 }
 
@@ -314,6 +372,15 @@ extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
         return launch_fast<L2, decltype(type)>(a, plan, s);
       });
     return plan->tc ? launch_tc<L2>(a, plan, s) : launch_simt<L2>(a, plan, s);
+  });
+}
+
+extern "C" cudaError_t fkm_launch_assign_narrow(const fkm_assign_args *a,
+                                                const fkm_assign_plan *plan, cudaStream_t s) {
+  if (a->n == 0 || !plan->tc || plan->fast_dtype >= 0 || !(a->defer_pairs || a->defer_all))
+    return cudaSuccess;
+  return by_metric(a->metric == FKM_METRIC_L2, [&](auto metric) {
+    return launch_narrow<decltype(metric)::value>(a, plan, s);
   });
 }
 

@@ -87,7 +87,7 @@ static inline int64_t fkm_list_blocks(int64_t target_blocks) {
  *  (int, offset 64), the bound maximum (a float, offset 128), the count
  *  of rows the screen left (int, offset 4), of deferred pairs (int,
  *  offset 8) and, with defer_all, of those with two candidates (int,
- *  offset 12);
+ *  offset 12), of rows the float32 narrowing left (int, offset 16);
  *  parity: the rows the refine pass recomputes (n int), the rows the screen
  *  left (n int), the deferred pairs (n x 3 int: row, two candidates),
  *  centroid bounds (2k floats), the screen's states (ksplit x
@@ -366,6 +366,26 @@ cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a, int64_t bat
 cudaError_t fkm_launch_assign_fast_batched(const fkm_assign_args *a, const fkm_assign_plan *plan,
                                            int64_t batch, int64_t xp_stride, size_t work_stride,
                                            cudaStream_t s);
+
+/** tc parity plan, after fkm_launch_assign with defer_pairs or defer_all
+ *  (the rows it left are the caller's to replay): narrows those rows in
+ *  float32 (kernels/narrow.cuh) and certifies them with the float32 bound,
+ *  so that rows with one or two candidates join the deferred pairs
+ *  (fkm_assign_pairs; a row with one candidate in a BLAS's order may be
+ *  decided at once, as the second certify does) and the rest is listed at
+ *  fkm_assign_narrowed_rows. Nothing to do for other plans or arguments. */
+cudaError_t fkm_launch_assign_narrow(const fkm_assign_args *a, const fkm_assign_plan *plan,
+                                     cudaStream_t s);
+
+/** tc plan, after fkm_launch_assign_narrow: the rows it left (device), their
+ *  number the int at fkm_assign_narrowed_count. */
+static inline const int32_t *fkm_assign_narrowed_rows(const fkm_assign_args *a,
+                                                      const fkm_assign_plan *p) {
+  return (const int32_t *)((const char *)a->work + fkm_mma_work_layout(a->n, a->k, a->d, p).rows1);
+}
+static inline const int *fkm_assign_narrowed_count(const fkm_assign_args *a) {
+  return (const int *)a->work + 4;
+}
 
 /** labels/dist of every row of x (docs/contract.md section 3, the reference formula). */
 cudaError_t fkm_launch_assign(const fkm_assign_args *a,

@@ -190,15 +190,12 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
   }
 }
 
-/* The reference kernel of a batch in one launch
- * (fkm_launch_assign_simt_batched): assign_simt's arithmetic (each
- * (point, centroid) accumulator the fmaf chain in dimension order from 0,
- * the same distance formula, the strict argmin per thread, the
- * lexicographic combine), so its bits, with the staging of a GEMM that
- * keeps the FMA pipe busy:
- *  - the block is TYN x TM points by TXN x TN centroids (a tile, walked
- *    over k), 256 threads; a thread owns points ty + TYN i and centroids
- *    tx + TXN j (the TXN threads of a point are consecutive lanes);
+/* One tile of a GEMM-staged reference pass (assign_simt_staged, the
+ * narrowing pass of kernels/narrow.cuh): acc[i][j] = the fmaf chain over
+ * dimensions 0..d-1 in order of the block's row ty + TYN i and centroid
+ * n0 + tx + TXN j (the tile is TYN x TM rows by TXN x TN centroids, 256
+ * threads; a thread owns rows ty + TYN i and centroids tx + TXN j, the TXN
+ * threads of a row being consecutive lanes):
  *  - BK dimensions a step, copied by cp.async into one of two shared
  *    buffers while the other's products run (no staging registers), rows
  *    as they lie in memory (16-byte copies where VEC: d % 4 == 0 and
@@ -208,7 +205,116 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
  *    apart: the TXN different rows a quarter-warp reads fall in distinct
  *    banks) and runs its TM x TN chains over them in dimension order; the
  *    tail step (d % BK) reads its valid dimensions one at a time.
- * Layer z of the grid is problem z. */
+ * arow(t): the row of x that is the block's row t, or -1 past the rows. */
+template <int TXN, int TM, int TN, bool VEC, class RowOf>
+__device__ __forceinline__ void staged_products(float (&As)[2][256 / TXN * TM][BK + 4],
+                                                float (&Bs)[2][TXN * TN][BK + 4], RowOf arow,
+                                                const float *__restrict__ x,
+                                                const float *__restrict__ c, int64_t n0,
+                                                int64_t k, int64_t d, float (&acc)[TM][TN]) {
+  constexpr int TYN = 256 / TXN, SBM = TYN * TM, SBN = TXN * TN;
+  static_assert(TXN * TYN == 256 && 32 % TXN == 0 && BK % 4 == 0, "tile");
+  const int tid = threadIdx.x;
+  const int tx = tid % TXN, ty = tid / TXN;
+  const int64_t steps = (d + BK - 1) / BK;
+  /* step s's rows and centroids into buffer b: a thread copies W floats
+   * at dimension col of rows r0 + tid / CPR + RP t (every row's copies
+   * are CPR consecutive threads) */
+  constexpr int W = VEC ? 4 : 1, CPR = BK / W, RP = 256 / CPR;
+  constexpr int NA = (SBM + RP - 1) / RP, NB = (SBN + RP - 1) / RP;
+  const int col = tid % CPR * W, r = tid / CPR;
+  const float *pa[NA], *pb[NB];
+  bool oka[NA], okb[NB];
+#pragma unroll
+  for (int t = 0; t < NA; t++) {
+    const int64_t g = r + RP * t < SBM ? arow(r + RP * t) : -1;
+    oka[t] = g >= 0;
+    pa[t] = oka[t] ? x + g * d + col : x;
+  }
+#pragma unroll
+  for (int t = 0; t < NB; t++) {
+    okb[t] = r + RP * t < SBN && n0 + r + RP * t < k;
+    pb[t] = okb[t] ? c + (n0 + r + RP * t) * d + col : c;
+  }
+  auto stage = [&](int64_t s, int b) {
+    const int64_t k0 = s * BK;
+    const bool dim_ok = col < d - k0; /* every dimension of a copy, or none */
+    /* NR rows of buf from the row pointers p (any: a valid address) */
+    auto rows = [&](auto &buf, const float *const *p, const bool *ok, const float *any,
+                    auto nrows, auto ncopies) {
+      constexpr int NR = decltype(nrows)::value, NT = decltype(ncopies)::value;
+#pragma unroll
+      for (int t = 0; t < NT; t++) {
+        if (NR % RP != 0 && r + RP * t >= NR) break;
+        const bool v = ok[t] && dim_ok;
+        if (VEC)
+          cp_async16_zfill(&buf[r + RP * t][col], v ? p[t] + k0 : any, v);
+        else
+          cp_async4_zfill(&buf[r + RP * t][col], v ? p[t] + k0 : any, v);
+      }
+    };
+    rows(As[b], pa, oka, x, std::integral_constant<int, SBM>{},
+         std::integral_constant<int, NA>{});
+    rows(Bs[b], pb, okb, c, std::integral_constant<int, SBN>{},
+         std::integral_constant<int, NB>{});
+    cp_async_commit();
+  };
+#pragma unroll
+  for (int i = 0; i < TM; i++)
+#pragma unroll
+    for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+  stage(0, 0);
+  for (int64_t s = 0; s < steps; s++) {
+    const int b = (int)(s & 1);
+    if (s + 1 < steps) {
+      stage(s + 1, b ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    const int kmax = (int)((d - s * BK) < BK ? (d - s * BK) : BK);
+    if (kmax == BK) {
+#pragma unroll
+      for (int k4 = 0; k4 < BK; k4 += 4) {
+        float4 a[TM], w[TN];
+#pragma unroll
+        for (int i = 0; i < TM; i++)
+          a[i] = *reinterpret_cast<const float4 *>(&As[b][ty + TYN * i][k4]);
+#pragma unroll
+        for (int j = 0; j < TN; j++)
+          w[j] = *reinterpret_cast<const float4 *>(&Bs[b][tx + TXN * j][k4]);
+#pragma unroll
+        for (int i = 0; i < TM; i++)
+#pragma unroll
+          for (int j = 0; j < TN; j++) {
+            acc[i][j] = fmaf(a[i].x, w[j].x, acc[i][j]);
+            acc[i][j] = fmaf(a[i].y, w[j].y, acc[i][j]);
+            acc[i][j] = fmaf(a[i].z, w[j].z, acc[i][j]);
+            acc[i][j] = fmaf(a[i].w, w[j].w, acc[i][j]);
+          }
+      }
+    } else {
+      for (int kk = 0; kk < kmax; kk++) {
+#pragma unroll
+        for (int i = 0; i < TM; i++)
+#pragma unroll
+          for (int j = 0; j < TN; j++)
+            acc[i][j] = fmaf(As[b][ty + TYN * i][kk], Bs[b][tx + TXN * j][kk], acc[i][j]);
+      }
+    }
+    __syncthreads(); /* buffer b is step s + 2's */
+  }
+}
+
+/* The reference kernel of a batch in one launch
+ * (fkm_launch_assign_simt_batched): assign_simt's arithmetic (each
+ * (point, centroid) accumulator the fmaf chain in dimension order from 0,
+ * the same distance formula, the strict argmin per thread, the
+ * lexicographic combine), so its bits, with the staging of a GEMM that
+ * keeps the FMA pipe busy (staged_products): the block is TYN x TM points
+ * by TXN x TN centroids, a tile walked over k. Layer z of the grid is
+ * problem z. */
 template <bool L2, int TXN, int TM, int TN, bool VEC>
 __global__ void __launch_bounds__(256, 2)
 assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
@@ -216,7 +322,6 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
                    int64_t d, int64_t k, int32_t *__restrict__ labels,
                    float *__restrict__ dist) {
   constexpr int TYN = 256 / TXN, SBM = TYN * TM, SBN = TXN * TN, RS = BK + 4;
-  static_assert(TXN * TYN == 256 && 32 % TXN == 0 && BK % 4 == 0, "tile");
   {
     const int64_t z = blockIdx.z;
     x += z * n * d;
@@ -230,7 +335,6 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
   __shared__ __align__(16) float Bs[2][SBN][RS];
   const int tid = threadIdx.x;
   const int tx = tid % TXN, ty = tid / TXN;
-  const int64_t steps = (d + BK - 1) / BK;
   for (int64_t m0 = (int64_t)blockIdx.x * SBM; m0 < n; m0 += (int64_t)gridDim.x * SBM) {
     float best[TM];
     int bidx[TM];
@@ -239,95 +343,10 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
       best[i] = L2 ? INFINITY : -INFINITY;
       bidx[i] = -1;
     }
+    const auto arow = [&](int t) { return m0 + t < n ? m0 + t : (int64_t)-1; };
     for (int64_t n0 = 0; n0 < k; n0 += SBN) {
-      /* step s's rows and centroids into buffer b: a thread copies W floats
-       * at dimension col of rows r0 + tid / CPR + RP t (every row's copies
-       * are CPR consecutive threads) */
-      constexpr int W = VEC ? 4 : 1, CPR = BK / W, RP = 256 / CPR;
-      constexpr int NA = (SBM + RP - 1) / RP, NB = (SBN + RP - 1) / RP;
-      const int col = tid % CPR * W, r = tid / CPR;
-      const float *pa[NA], *pb[NB];
-      bool oka[NA], okb[NB];
-#pragma unroll
-      for (int t = 0; t < NA; t++) {
-        oka[t] = r + RP * t < SBM && m0 + r + RP * t < n;
-        pa[t] = oka[t] ? x + (m0 + r + RP * t) * d + col : x;
-      }
-#pragma unroll
-      for (int t = 0; t < NB; t++) {
-        okb[t] = r + RP * t < SBN && n0 + r + RP * t < k;
-        pb[t] = okb[t] ? c + (n0 + r + RP * t) * d + col : c;
-      }
-      auto stage = [&](int64_t s, int b) {
-        const int64_t k0 = s * BK;
-        const bool dim_ok = col < d - k0; /* every dimension of a copy, or none */
-        /* NR rows of buf from the row pointers p (any: a valid address) */
-        auto rows = [&](auto &buf, const float *const *p, const bool *ok, const float *any,
-                        auto nrows, auto ncopies) {
-          constexpr int NR = decltype(nrows)::value, NT = decltype(ncopies)::value;
-#pragma unroll
-          for (int t = 0; t < NT; t++) {
-            if (NR % RP != 0 && r + RP * t >= NR) break;
-            const bool v = ok[t] && dim_ok;
-            if (VEC)
-              cp_async16_zfill(&buf[r + RP * t][col], v ? p[t] + k0 : any, v);
-            else
-              cp_async4_zfill(&buf[r + RP * t][col], v ? p[t] + k0 : any, v);
-          }
-        };
-        rows(As[b], pa, oka, x, std::integral_constant<int, SBM>{},
-             std::integral_constant<int, NA>{});
-        rows(Bs[b], pb, okb, c, std::integral_constant<int, SBN>{},
-             std::integral_constant<int, NB>{});
-        cp_async_commit();
-      };
       float acc[TM][TN];
-#pragma unroll
-      for (int i = 0; i < TM; i++)
-#pragma unroll
-        for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
-      stage(0, 0);
-      for (int64_t s = 0; s < steps; s++) {
-        const int b = (int)(s & 1);
-        if (s + 1 < steps) {
-          stage(s + 1, b ^ 1);
-          cp_async_wait<1>();
-        } else {
-          cp_async_wait<0>();
-        }
-        __syncthreads();
-        const int kmax = (int)((d - s * BK) < BK ? (d - s * BK) : BK);
-        if (kmax == BK) {
-#pragma unroll
-          for (int k4 = 0; k4 < BK; k4 += 4) {
-            float4 a[TM], w[TN];
-#pragma unroll
-            for (int i = 0; i < TM; i++)
-              a[i] = *reinterpret_cast<const float4 *>(&As[b][ty + TYN * i][k4]);
-#pragma unroll
-            for (int j = 0; j < TN; j++)
-              w[j] = *reinterpret_cast<const float4 *>(&Bs[b][tx + TXN * j][k4]);
-#pragma unroll
-            for (int i = 0; i < TM; i++)
-#pragma unroll
-              for (int j = 0; j < TN; j++) {
-                acc[i][j] = fmaf(a[i].x, w[j].x, acc[i][j]);
-                acc[i][j] = fmaf(a[i].y, w[j].y, acc[i][j]);
-                acc[i][j] = fmaf(a[i].z, w[j].z, acc[i][j]);
-                acc[i][j] = fmaf(a[i].w, w[j].w, acc[i][j]);
-              }
-          }
-        } else {
-          for (int kk = 0; kk < kmax; kk++) {
-#pragma unroll
-            for (int i = 0; i < TM; i++)
-#pragma unroll
-              for (int j = 0; j < TN; j++)
-                acc[i][j] = fmaf(As[b][ty + TYN * i][kk], Bs[b][tx + TXN * j][kk], acc[i][j]);
-          }
-        }
-        __syncthreads(); /* buffer b is step s + 2's */
-      }
+      staged_products<TXN, TM, TN, VEC>(As, Bs, arow, x, c, n0, k, d, acc);
       /* distances and the running strict argmin, centroids increasing */
 #pragma unroll
       for (int j = 0; j < TN; j++) {

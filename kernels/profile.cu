@@ -16,9 +16,11 @@
  * and when fl(fl(best - |x|^2) + |x|^2) < best its first centroid takes
  * over with that value; certify applies exactly that (fkm_cmax_certified).
  * Rows the cascade narrows to two candidates are the near-ties the lane
- * rules decide: replay_pairs replays the scan over the two; the rows it
- * cannot certify at all are replayed in full, a warp per row
- * (replay_laned). */
+ * rules decide: replay_pairs replays the scan over the two. The rows the
+ * fp16 cascade cannot narrow go through a float32 narrowing first (the
+ * same tests with float32 products, kernels/narrow.cuh), which sends most
+ * of them to replay_pairs too; the rest are replayed in full, a warp per
+ * row (replay_laned). */
 #include "profile.cuh"  /* assign.cuh first: blas_code.h's view helper */
 #include "blas_code.h"
 #include "faiss_scan.h"
@@ -531,9 +533,15 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
   ca.blas = order;
   cudaError_t e = fkm_launch_assign(&ca, plan, stream);
   if (e != cudaSuccess || (plain && !order.on)) return e;
-  /* the deferred rows and the rows the cascade left (counts on the device):
-   * grids sized for a few per cent of the rows (every row with a BLAS
-   * order), striding */
+  /* the rows the cascade left, narrowed in float32: most join the deferred
+   * rows, the rest (narrowed rows) are replayed in full */
+  e = fkm_launch_assign_narrow(&ca, plan, stream);
+  if (e != cudaSuccess) return e;
+  const int32_t *left = fkm_assign_narrowed_rows(&ca, plan);
+  const int *left_count = fkm_assign_narrowed_count(&ca);
+  /* the deferred rows and the rows left (counts on the device): grids
+   * sized for a few per cent of the rows (every row with a BLAS order),
+   * striding */
   const int64_t few = a->n / 16 + 1, listed = order.on ? a->n : few;
   replay_pairs<<<grid_for(listed), THREADS, 0, stream>>>(
       *s, order, plain, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_pairs(&ca, plan),
@@ -541,9 +549,9 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
   e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   if (plain) { /* the rows left, a thread per row over every centroid */
-    profile_replay<<<grid_for(few), THREADS, 0, stream>>>(
-        *s, order, a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, fkm_assign_left_rows(&ca, plan),
-        fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
+    profile_replay<<<grid_for(few), THREADS, 0, stream>>>(*s, order, a->x, a->xn, a->c, a->cn,
+                                                          a->n, a->d, a->k, left, left_count,
+                                                          a->labels, a->dist);
     return cudaGetLastError();
   }
   const int64_t groups = (few + LANED_ROWS - 1) / LANED_ROWS;
@@ -555,8 +563,7 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
   }
   auto kern = staged ? replay_laned<true> : replay_laned<false>;
   kern<<<grid, 32 * LANED_ROWS, staged, stream>>>(
-      *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, fkm_assign_left_rows(&ca, plan),
-      fkm_assign_refined_count(&ca, plan), a->labels, a->dist);
+      *s, order, a->x, a->xn, a->c, a->cn, a->d, a->k, left, left_count, a->labels, a->dist);
   return cudaGetLastError();
 }
 

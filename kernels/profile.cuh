@@ -53,8 +53,9 @@ cudaError_t fkm_launch_profile_norms(const fkm_scan_desc *s, const float *x, int
  *  n, d, k, labels, dist as fkm_launch_assign takes them. The plain
  *  profiles run the cascade (its bound widened for float norms); the laned
  *  ones run it with the cmax block rule on certified labels and the rows
- *  narrowed to two candidates deferred, then replay the scan over those
- *  two, and in full over the rows the cascade left; the fused and direct
+ *  narrowed to two candidates deferred, narrow the rows the cascade left in
+ *  float32 (fkm_launch_assign_narrow), then replay the scan over the
+ *  deferred rows' candidates, and in full over the rows still left; the fused and direct
  *  paths, and any laned profile without a tensor-core plan, replay every
  *  row. */
 cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a, const fkm_assign_plan *plan,

@@ -221,8 +221,95 @@ TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
   EXPECT_TRUE(same_bits(a.dist, b.dist)) << "distances " << first_diff(a.dist, b.dist);
   EXPECT_TRUE(same_bits(g.cent, b.cent) && same_bits(g.adist, b.adist))
       << "the unstaged replay differs from the staged one";
-  EXPECT_GT(log.sum_after("refined "), 0) << "no row reached the laned replay";
+  EXPECT_GT(log.sum_after("float32 narrowing "), 0) << "no row reached the laned replay";
 }
+
+// The float32 narrowing (kernels/narrow.cuh): centroids in near triples
+// (each copy moved by +-0.05 a dimension) give rows whose three candidates
+// the fp16 cascade cannot tell apart but float32 products can; the rows
+// the cascade leaves are narrowed to one or two candidates and decided in
+// the profile's order, and an exact triple (three copies of row 0) still
+// sends row 0 to the full replay. fkm_assign and fkm_train equal the CPU
+// engine's bits, in a BLAS's order (laned and plain scans, both metrics)
+// and in flashkm's order with cmax lanes.
+class CudaNarrowing : public GpuCpuTest,
+                      public ::testing::WithParamInterface<
+                          std::tuple<std::tuple<std::string, bool>, fkm_metric>> {};
+
+TEST_P(CudaNarrowing, NearTriplesAreNarrowedAndEqualTheCpu) {
+  const auto &[pb, metric] = GetParam();
+  const auto &[profile, blas] = pb;
+  const int64_t n = 1400, d = 96, k = 300;
+  fkm_params p = params(profile.c_str(), metric, blas);
+  p.blas_query_bs = 256;
+  p.blas_database_bs = 128;
+  std::mt19937 g(41);
+  std::vector<float> x((size_t)(n * d)), init((size_t)(k * d));
+  for (auto &v : x) v = (float)((int)(g() % 13) - 6);
+  for (auto &v : init) v = (float)((int)(g() % 13) - 6) / 3.0f;
+  for (int64_t j = 0; j < 240; j += 3)
+    for (int64_t t = 0; t < d; t++) {
+      if (j == 0) init[(size_t)t] = x[(size_t)t];
+      for (int64_t e = 1; e < 3; e++)
+        init[(size_t)((j + e) * d + t)] =
+            init[(size_t)(j * d + t)] + (j == 0 ? 0.0f : g() % 2 ? 0.05f : -0.05f);
+    }
+  LogLines log;
+  struct Out {
+    std::vector<float> cent, dist, adist;
+    std::vector<int64_t> lab, alab;
+  };
+  auto run = [&](fkm_ctx *ctx) {
+    const fkm_params pr = ctx == gpu->c ? log.logged(p) : p;
+    Out o;
+    o.cent = init;
+    o.lab.assign((size_t)n, -2);
+    o.dist.assign((size_t)n, -2.f);
+    o.alab.assign((size_t)n, -2);
+    o.adist.assign((size_t)n, -2.f);
+    EXPECT_EQ(fkm_assign(ctx, &pr, n, d, k, FKM_DTYPE_F32, x.data(), init.data(),
+                         o.alab.data(), o.adist.data()),
+              FKM_OK)
+        << fkm_ctx_last_error(ctx);
+    EXPECT_EQ(fkm_train(ctx, &pr, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, o.cent.data(), k,
+                        o.lab.data(), o.dist.data(), nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(ctx);
+    return o;
+  };
+  const Out a = run(cpu->c), b = run(gpu->c);
+  EXPECT_TRUE(same_bits(a.alab, b.alab)) << "assign labels " << first_diff(a.alab, b.alab);
+  EXPECT_TRUE(same_bits(a.adist, b.adist)) << "assign distances " << first_diff(a.adist, b.adist);
+  EXPECT_TRUE(same_bits(a.cent, b.cent)) << "centroids " << first_diff(a.cent, b.cent);
+  EXPECT_TRUE(same_bits(a.lab, b.lab)) << "labels " << first_diff(a.lab, b.lab);
+  EXPECT_TRUE(same_bits(a.dist, b.dist)) << "distances " << first_diff(a.dist, b.dist);
+  const long long left = log.sum_after("refined "), full = log.sum_after("float32 narrowing ");
+  EXPECT_GT(full, 0) << "no row reached the full replay\n" << log.all();
+  EXPECT_LT(full, left) << "the narrowing decided no row\n" << log.all();
+}
+
+// The profiles whose rows left by the cascade are the caller's to replay:
+// laned scans, or any scan in a BLAS's order (FAISS 1.8's inner product in
+// flashkm's order is a plain scan: the cascade's reference kernel decides
+// its rows, no narrowing).
+INSTANTIATE_TEST_SUITE_P(
+    Profiles, CudaNarrowing,
+    ::testing::Values(
+        std::make_tuple(std::make_tuple(std::string("faiss-1.15.1-avx512"), true), FKM_METRIC_L2),
+        std::make_tuple(std::make_tuple(std::string("faiss-1.15.1-avx512"), true),
+                        FKM_METRIC_INNER_PRODUCT),
+        std::make_tuple(std::make_tuple(std::string("faiss-1.7.3"), true), FKM_METRIC_L2),
+        std::make_tuple(std::make_tuple(std::string("faiss-1.7.3"), true),
+                        FKM_METRIC_INNER_PRODUCT),
+        std::make_tuple(std::make_tuple(std::string("faiss-1.8.0-avx2"), false), FKM_METRIC_L2)),
+    [](const auto &info) {
+      std::string s = std::get<0>(std::get<0>(info.param)) +
+                      (std::get<1>(std::get<0>(info.param)) ? "_blas" : "_own") +
+                      (std::get<1>(info.param) == FKM_METRIC_L2 ? "_l2" : "_ip");
+      for (auto &ch : s)
+        if (!isalnum((unsigned char)ch)) ch = '_';
+      return s;
+    });
 
 INSTANTIATE_TEST_SUITE_P(
     Widths, CudaStagedReplay,
