@@ -70,6 +70,41 @@ Result train(fkm_ctx *ctx, const fkm_params &p, int64_t batch, const std::vector
   return r;
 }
 
+// fkm_assign of x against init, then fkm_train from init (k centroids
+// given): both runs' outputs.
+struct AssignTrain {
+  std::vector<float> cent, dist, adist;
+  std::vector<int64_t> lab, alab;
+};
+
+AssignTrain assign_then_train(fkm_ctx *ctx, const fkm_params &p, int64_t n, int64_t d, int64_t k,
+                              const std::vector<float> &x, const std::vector<float> &init) {
+  AssignTrain o;
+  o.cent = init;
+  o.lab.assign((size_t)n, -2);
+  o.dist.assign((size_t)n, -2.f);
+  o.alab.assign((size_t)n, -2);
+  o.adist.assign((size_t)n, -2.f);
+  EXPECT_EQ(fkm_assign(ctx, &p, n, d, k, FKM_DTYPE_F32, x.data(), init.data(), o.alab.data(),
+                       o.adist.data()),
+            FKM_OK)
+      << fkm_ctx_last_error(ctx);
+  EXPECT_EQ(fkm_train(ctx, &p, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, o.cent.data(), k,
+                      o.lab.data(), o.dist.data(), nullptr, 0, nullptr),
+            FKM_OK)
+      << fkm_ctx_last_error(ctx);
+  return o;
+}
+
+// a (the CPU engine's) and b bit for bit, every output.
+void expect_same_bits(const AssignTrain &a, const AssignTrain &b) {
+  EXPECT_TRUE(same_bits(a.alab, b.alab)) << "assign labels " << first_diff(a.alab, b.alab);
+  EXPECT_TRUE(same_bits(a.adist, b.adist)) << "assign distances " << first_diff(a.adist, b.adist);
+  EXPECT_TRUE(same_bits(a.cent, b.cent)) << "centroids " << first_diff(a.cent, b.cent);
+  EXPECT_TRUE(same_bits(a.lab, b.lab)) << "labels " << first_diff(a.lab, b.lab);
+  EXPECT_TRUE(same_bits(a.dist, b.dist)) << "distances " << first_diff(a.dist, b.dist);
+}
+
 class CudaBlasOrder : public GpuCpuTest,
                       public ::testing::WithParamInterface<std::tuple<std::string, fkm_metric>> {
 };
@@ -190,35 +225,12 @@ TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
     for (int64_t t = 0; t < d; t++)
       init[(size_t)((j + 1) * d + t)] = init[(size_t)((j + 2) * d + t)] =
           init[(size_t)(j * d + t)];
-  struct Out {
-    std::vector<float> cent, dist, adist;
-    std::vector<int64_t> lab, alab;
-  };
   LogLines log; // the staged run's: rows the cascade left to the laned replay
   auto run = [&](fkm_ctx *ctx) {
-    const fkm_params pr = ctx == staged ? log.logged(p) : p;
-    Out o;
-    o.cent = init;
-    o.lab.assign((size_t)n, -2);
-    o.dist.assign((size_t)n, -2.f);
-    o.alab.assign((size_t)n, -2);
-    o.adist.assign((size_t)n, -2.f);
-    EXPECT_EQ(fkm_assign(ctx, &pr, n, d, k, FKM_DTYPE_F32, x.data(), init.data(),
-                         o.alab.data(), o.adist.data()),
-              FKM_OK)
-        << fkm_ctx_last_error(ctx);
-    EXPECT_EQ(fkm_train(ctx, &pr, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, o.cent.data(), k,
-                        o.lab.data(), o.dist.data(), nullptr, 0, nullptr),
-              FKM_OK)
-        << fkm_ctx_last_error(ctx);
-    return o;
+    return assign_then_train(ctx, ctx == staged ? log.logged(p) : p, n, d, k, x, init);
   };
-  const Out a = run(cpu->c), b = run(staged), g = run(global.c);
-  EXPECT_TRUE(same_bits(a.alab, b.alab)) << "assign labels " << first_diff(a.alab, b.alab);
-  EXPECT_TRUE(same_bits(a.adist, b.adist)) << "assign distances " << first_diff(a.adist, b.adist);
-  EXPECT_TRUE(same_bits(a.cent, b.cent)) << "centroids " << first_diff(a.cent, b.cent);
-  EXPECT_TRUE(same_bits(a.lab, b.lab)) << "labels " << first_diff(a.lab, b.lab);
-  EXPECT_TRUE(same_bits(a.dist, b.dist)) << "distances " << first_diff(a.dist, b.dist);
+  const AssignTrain a = run(cpu->c), b = run(staged), g = run(global.c);
+  expect_same_bits(a, b);
   EXPECT_TRUE(same_bits(g.cent, b.cent) && same_bits(g.adist, b.adist))
       << "the unstaged replay differs from the staged one";
   EXPECT_GT(log.sum_after("float32 narrowing "), 0) << "no row reached the laned replay";
@@ -255,34 +267,11 @@ TEST_P(CudaNarrowing, NearTriplesAreNarrowedAndEqualTheCpu) {
             init[(size_t)(j * d + t)] + (j == 0 ? 0.0f : g() % 2 ? 0.05f : -0.05f);
     }
   LogLines log;
-  struct Out {
-    std::vector<float> cent, dist, adist;
-    std::vector<int64_t> lab, alab;
-  };
   auto run = [&](fkm_ctx *ctx) {
-    const fkm_params pr = ctx == gpu->c ? log.logged(p) : p;
-    Out o;
-    o.cent = init;
-    o.lab.assign((size_t)n, -2);
-    o.dist.assign((size_t)n, -2.f);
-    o.alab.assign((size_t)n, -2);
-    o.adist.assign((size_t)n, -2.f);
-    EXPECT_EQ(fkm_assign(ctx, &pr, n, d, k, FKM_DTYPE_F32, x.data(), init.data(),
-                         o.alab.data(), o.adist.data()),
-              FKM_OK)
-        << fkm_ctx_last_error(ctx);
-    EXPECT_EQ(fkm_train(ctx, &pr, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, o.cent.data(), k,
-                        o.lab.data(), o.dist.data(), nullptr, 0, nullptr),
-              FKM_OK)
-        << fkm_ctx_last_error(ctx);
-    return o;
+    return assign_then_train(ctx, ctx == gpu->c ? log.logged(p) : p, n, d, k, x, init);
   };
-  const Out a = run(cpu->c), b = run(gpu->c);
-  EXPECT_TRUE(same_bits(a.alab, b.alab)) << "assign labels " << first_diff(a.alab, b.alab);
-  EXPECT_TRUE(same_bits(a.adist, b.adist)) << "assign distances " << first_diff(a.adist, b.adist);
-  EXPECT_TRUE(same_bits(a.cent, b.cent)) << "centroids " << first_diff(a.cent, b.cent);
-  EXPECT_TRUE(same_bits(a.lab, b.lab)) << "labels " << first_diff(a.lab, b.lab);
-  EXPECT_TRUE(same_bits(a.dist, b.dist)) << "distances " << first_diff(a.dist, b.dist);
+  const AssignTrain a = run(cpu->c), b = run(gpu->c);
+  expect_same_bits(a, b);
   const long long left = log.sum_after("refined "), full = log.sum_after("float32 narrowing ");
   EXPECT_GT(full, 0) << "no row reached the full replay\n" << log.all();
   EXPECT_LT(full, left) << "the narrowing decided no row\n" << log.all();
