@@ -185,8 +185,12 @@ class FaissGpu:
         return 1e3 * (time.perf_counter() - t0) / niter
 
 
-def whole_ms(fn, reps=5):
-    """Median wall milliseconds of reps synchronised calls after a warm-up."""
+def whole_ms(fn, reps=5, label=""):
+    """Median wall milliseconds of reps synchronised calls after a warm-up.
+    When the slowest call takes over 1.5 times the fastest, every time goes
+    to stderr with the label (some runs' whole calls took twice their usual
+    time with per-iteration times unchanged: the spread tells one slow call
+    from a slow run)."""
     fn()
     times = []
     for _ in range(reps):
@@ -195,6 +199,9 @@ def whole_ms(fn, reps=5):
         fn()
         torch.cuda.synchronize()
         times.append(1e3 * (time.perf_counter() - t0))
+    if max(times) > 1.5 * min(times):
+        print("# whole-call times %s (ms): %s" % (label, " ".join("%.2f" % t for t in times)),
+              file=sys.stderr, flush=True)
     return statistics.median(times)
 
 
@@ -243,7 +250,8 @@ def online(args, ours, flash):
             if flash is None:
                 peer_cells.append("-")
                 continue
-            w = whole_ms(lambda: flash.batch(x, k, max_iters=niter, tol=-1.0))
+            w = whole_ms(lambda: flash.batch(x, k, max_iters=niter, tol=-1.0),
+                         label="%s flash-kmeans %s" % (name, key))
             it = flash.ms_per_iter(x.view(b * n, d), b, n, k, d, max(niter, 4), False)
             peer[key] = w
             peer_cells.append("%.2f / %.3f" % (w, it))
@@ -253,7 +261,8 @@ def online(args, ours, flash):
             cells, whole = [], dict(peer)
             for key, x, fast in (("fast", x16, True), ("p16", x16, False), ("p32", x32, False)):
                 try:
-                    w = whole_ms(lambda: fkt.kmeans(x, k, niter=niter, fast=fast))
+                    w = whole_ms(lambda: fkt.kmeans(x, k, niter=niter, fast=fast),
+                                 label="%s flashkm %s" % (name, key))
                     it = ours.ms_per_iter(x.view(b * n, d), b, n, k, d, max(niter, 4), fast)
                     whole[key] = w
                     cells.append("%.2f / %.3f" % (w, it))
