@@ -246,12 +246,24 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->refine_split * n);
   /* few rows are left: a small grid (blocks stride over the rows), so that
    * the blocks that find nothing to do cost little */
-  const int64_t rblocks =
-      (n + BM - 1) / BM < REFINE_ROW_BLOCKS ? (n + BM - 1) / BM : REFINE_ROW_BLOCKS;
-  const dim3 rgrid((unsigned)rblocks, (unsigned)plan->refine_split);
-  assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, a->k,
-                                            plan->refine_k_per_split, a->labels, a->dist, pv, pi,
-                                            rows, count);
+#ifndef FKM_REFINE_SIMT /* measurement builds: 1 keeps assign_simt's 64 x 64 tile */
+#define FKM_REFINE_SIMT 0
+#endif
+  if (!FKM_REFINE_SIMT) {
+    constexpr int64_t SBM = 128; /* refine_staged's rows a block */
+    const int64_t rblocks =
+        (n + SBM - 1) / SBM < REFINE_ROW_BLOCKS ? (n + SBM - 1) / SBM : REFINE_ROW_BLOCKS;
+    auto refine = vec ? refine_staged<L2, true> : refine_staged<L2, false>;
+    refine<<<dim3((unsigned)rblocks, (unsigned)plan->refine_split), 256, 0, s>>>(
+        a->x, a->xn, a->c, a->cn, d, a->k, plan->refine_k_per_split, rows, count, pv, pi, n);
+  } else {
+    const int64_t rblocks =
+        (n + BM - 1) / BM < REFINE_ROW_BLOCKS ? (n + BM - 1) / BM : REFINE_ROW_BLOCKS;
+    const dim3 rgrid((unsigned)rblocks, (unsigned)plan->refine_split);
+    assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, a->k,
+                                              plan->refine_k_per_split, a->labels, a->dist, pv,
+                                              pi, rows, count);
+  }
   const unsigned cmblocks =
       (unsigned)((n + 255) / 256 < plan->list_blocks ? (n + 255) / 256 : plan->list_blocks);
   assign_combine<L2><<<cmblocks, 256, 0, s>>>(pv, pi, n, plan->refine_split,
