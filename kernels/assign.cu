@@ -249,12 +249,13 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
 #ifndef FKM_REFINE_SIMT /* measurement builds: 1 keeps assign_simt's 64 x 64 tile */
 #define FKM_REFINE_SIMT 0
 #endif
-  if (!FKM_REFINE_SIMT) {
+  /* 16-byte rows: refine_staged (its 4-byte instance would spill, as the
+   * batch kernel's does at this tile); else assign_simt */
+  if (!FKM_REFINE_SIMT && vec) {
     constexpr int64_t SBM = 128; /* refine_staged's rows a block */
     const int64_t rblocks =
         (n + SBM - 1) / SBM < REFINE_ROW_BLOCKS ? (n + SBM - 1) / SBM : REFINE_ROW_BLOCKS;
-    auto refine = vec ? refine_staged<L2, true> : refine_staged<L2, false>;
-    refine<<<dim3((unsigned)rblocks, (unsigned)plan->refine_split), 256, 0, s>>>(
+    refine_staged<L2, true><<<dim3((unsigned)rblocks, (unsigned)plan->refine_split), 256, 0, s>>>(
         a->x, a->xn, a->c, a->cn, d, a->k, plan->refine_k_per_split, rows, count, pv, pi, n);
   } else {
     const int64_t rblocks =
