@@ -219,11 +219,11 @@ def graph_contexts(mode):
     return Flashkm()
 
 
-def matching(match):
-    """The online calls (name, b, n, k, d, niter) whose names start with one of
-    match's comma-separated prefixes (all of them when match is empty)."""
+def matching(match, calls=ONLINE):
+    """The calls (name first) whose names start with one of match's
+    comma-separated prefixes (all of them when match is empty)."""
     prefixes = match.split(",") if match else None
-    return [c for c in ONLINE if not prefixes or any(c[0].startswith(m) for m in prefixes)]
+    return [c for c in calls if not prefixes or any(c[0].startswith(m) for m in prefixes)]
 
 
 def online(args, ours, flash):
@@ -305,8 +305,8 @@ def main():
     ap.add_argument("--graphs", choices=("off", "on", "both"), default="on",
                     help="online set: flashkm's iterations eager (FLASHKM_CUDA_GRAPH=0), "
                          "as one CUDA graph (the default), or both, a row each")
-    ap.add_argument("--match", help="online set: only the calls whose names start with one of "
-                                     "these comma-separated prefixes (e.g. B=16,B=64)")
+    ap.add_argument("--match", help="only the calls (shapes) whose names start with one of "
+                                     "these comma-separated prefixes (e.g. B=16,B=64 or 8M)")
     args = ap.parse_args()
     if args.niter < 4:
         ap.error("--niter must be at least 4 (two warm-up iterations are dropped)")
@@ -330,7 +330,7 @@ def main():
              (ours.device, torch.__version__, args.niter, args.niter - 1), "", head, sep]
     print("\n".join(lines), flush=True)
     g = torch.Generator(device="cuda").manual_seed(1234)
-    for name, b, n, k, d in SHAPES[args.shapes]:
+    for name, b, n, k, d in matching(args.match, SHAPES[args.shapes]):
         x32 = torch.randn((b * n, d), device="cuda", dtype=torch.float32, generator=g)
         for dtype, fast in ((torch.float32, False), (torch.float16, True)):
             x = x32 if dtype == torch.float32 else x32.half()
