@@ -61,9 +61,10 @@ def one_call(km, x):
     search = (st[-1]["time_search"] - st[0]["time_search"]) / max(1, len(st) - 1)
     text = out.getvalue()
     refined = [int(v) for v in re.findall(r"refined (\d+)", text)]
+    full = [int(v) for v in re.findall(r"replayed in full after the float32 narrowing (\d+)", text)]
     two = [int(v) for v in re.findall(r"two candidates in the BLAS's order (\d+)", text)]
     learned = re.findall(r"the BLAS's order of sgemm.*", text)
-    return wall, per_iter, search, refined, two, learned
+    return wall, per_iter, search, refined, two, learned, full
 
 
 def case(name, x, k, niter, reps, compare, modes):
@@ -90,11 +91,15 @@ def case(name, x, k, niter, reps, compare, modes):
                   mode, 1e3 * statistics.median(r[0] for r in runs),
                   1e3 * statistics.median(r[1] for r in runs),
                   1e3 * statistics.median(r[2] for r in runs), 1e3 * first[0]))
-        refined, two = runs[-1][3], runs[-1][4]
+        refined, two, full = runs[-1][3], runs[-1][4], runs[-1][6]
         if refined:
-            print("  %-17s rows per iteration: replayed in full %s, decided over two "
-                  "candidates %s" % ("", statistics.median(refined),
-                                     statistics.median(two) if two else "-"))
+            # the rows the fp16 passes left; with the float32 narrowing (a
+            # laned scan or a BLAS's order) only some of them are replayed in full
+            print("  %-17s rows per iteration: left by the fp16 passes %s, replayed in full %s, "
+                  "decided over two candidates %s" % (
+                      "", statistics.median(refined),
+                      statistics.median(full) if full else statistics.median(refined),
+                      statistics.median(two) if two else "-"))
         for line in first[5]:
             print("  %-17s %s" % ("", line))
         if compare and not own:  # the BLAS's order, staged or not
