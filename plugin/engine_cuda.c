@@ -1706,8 +1706,7 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mu, c->ev_g1, c->ev_u1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_a1, c->ev_objt));
     char msg[400], narrow[96] = "", near[96] = "";
-    /* the profiles whose left rows kernels/profile.cu narrows in float32 */
-    if (c->plan.tc && c->sd.path == FKM_PATH_BLAS && (!fkm_scan_is_plain(&c->sd) || c->train_blas.on))
+    if (c->plan.tc && fkm_scan_replays_left(&c->sd, c->train_blas.on))
       snprintf(narrow, sizeof narrow, ", replayed in full after the float32 narrowing %d", full);
     if (c->train_blas.on && c->sd.path == FKM_PATH_BLAS)
       snprintf(near, sizeof near, ", decided over two candidates in the BLAS's order %d", two);
