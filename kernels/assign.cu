@@ -190,6 +190,20 @@ CertifyArgs<S> cert_args(const fkm_assign_args *a, const TcWork &t, const BoundC
       .pairs = t.pairs, .pair_count = t.pair_count};
 }
 
+/* Rows of x and of the centroids start 16-byte aligned (certify's and the
+ * staged passes' 16-byte loads). */
+inline bool rows_16b(const fkm_assign_args *a) {
+  return a->d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(a->x) % 16 == 0;
+}
+
+/* The grid of a pass over a row list whose length is only on the device:
+ * blocks for every row at most, two of the plan's list grids at most (the
+ * blocks stride over the rows). */
+inline unsigned list_grid(int64_t blocks, const fkm_assign_plan *plan) {
+  return (unsigned)(blocks < 2 * plan->list_blocks ? blocks : 2 * plan->list_blocks);
+}
+
 /* The parity cascade (see "certified tensor-core path"): the screen over
  * every row, certify its states (test (1)), gather and pack the rows it
  * left, the Cert pass over them, certify (tests (1) and (2)), and the
@@ -198,43 +212,36 @@ template <bool L2>
 cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
   const int64_t n = a->n, k = a->k, d = a->d;
   const fkm_mma_work lay = fkm_mma_work_layout(n, k, d, plan);
-  char *w = static_cast<char *>(a->work);
   const TcWork t = tc_work(a, lay);
-  int *const count = t.count, *const count1 = t.count1, *const poison = t.poison;
-  int32_t *const rows = t.rows, *const rows1 = t.rows1;
-  float *const cb = t.cb, *const bc_max = t.bc_max;
   const BoundConsts bc = bound_consts(L2, d, a->float_norms != 0);
-  cudaError_t e = cudaMemsetAsync(w, 0, 256, s);
+  cudaError_t e = cudaMemsetAsync(a->work, 0, 256, s);
   if (e != cudaSuccess) return e;
-  centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, cb);
-  bound_max<<<(unsigned)((k + 255) / 256 < 128 ? (k + 255) / 256 : 128), 256, 0, s>>>(cb, k,
-                                                                                       bc_max);
-  e = launch_pack_centroids<__half, true>(a, lay, cb, poison, s);
+  centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, t.cb);
+  bound_max<<<(unsigned)((k + 255) / 256 < 128 ? (k + 255) / 256 : 128), 256, 0, s>>>(
+      t.cb, k, t.bc_max);
+  e = launch_pack_centroids<__half, true>(a, lay, t.cb, t.poison, s);
   if (e == cudaSuccess)
     e = launch_pass<__half, Top2>(a, plan, lay, a->xp, n, nullptr, nullptr, plan->ksplit,
                                   plan->k_per_split, bc, t.st1, s);
   if (e != cudaSuccess) return e;
-  const bool vec = d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(a->x) % 16 == 0;
+  const bool vec = rows_16b(a);
   const unsigned cblocks = (unsigned)((n + CERT_THREADS - 1) / CERT_THREADS);
   auto cert1 = vec ? certify<L2, true, Top2> : certify<L2, false, Top2>;
   cert1<<<cblocks, CERT_THREADS, 0, s>>>(
-      cert_args(a, t, bc, t.st1, plan->ksplit, nullptr, nullptr, rows1, count1));
+      cert_args(a, t, bc, t.st1, plan->ksplit, nullptr, nullptr, t.rows1, t.count1));
   /* the rows the screen left, gathered and packed like x */
   const int64_t dp = fkm_pack_dims(d), groups = fkm_round_up(n, MBM) * (dp / 8);
   const unsigned gblocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
-  pack_rows<__half, true><<<gblocks, 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, rows1, count1, t.xg,
-                                                   0, 0);
-  e = launch_pass<__half, Cert>(a, plan, lay, t.xg, n, rows1, count1, plan->cert_split,
+  pack_rows<__half, true><<<gblocks, 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, t.rows1, t.count1,
+                                                   t.xg, 0, 0);
+  e = launch_pass<__half, Cert>(a, plan, lay, t.xg, n, t.rows1, t.count1, plan->cert_split,
                                 plan->cert_k_per_split, bc, t.st2, s);
   if (e != cudaSuccess) return e;
   auto cert2 = vec ? certify<L2, true, Cert> : certify<L2, false, Cert>;
   /* the rows the screen left: a few blocks stride over them (their count
    * is on the device) */
-  const unsigned cert2_blocks = (unsigned)(2 * plan->list_blocks);
-  const unsigned c2blocks = cblocks < cert2_blocks ? cblocks : cert2_blocks;
-  cert2<<<c2blocks, CERT_THREADS, 0, s>>>(
-      cert_args(a, t, bc, t.st2, plan->cert_split, rows1, count1, rows, count));
+  cert2<<<list_grid(cblocks, plan), CERT_THREADS, 0, s>>>(
+      cert_args(a, t, bc, t.st2, plan->cert_split, t.rows1, t.count1, t.rows, t.count));
   /* a caller that decides rows itself (a profile's scan, a BLAS's order)
    * replays the rows left too: the reference kernel's values would be
    * overwritten */
@@ -242,7 +249,7 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   /* The reference kernel on the rows left, centroids split in refine_split
    * ranges combined in order (the number of rows is on the device; blocks
    * past it exit at once). */
-  float *pv = reinterpret_cast<float *>(w + lay.partials);
+  float *pv = reinterpret_cast<float *>(t.st2);
   int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->refine_split * n);
   /* few rows are left: a small grid (blocks stride over the rows), so that
    * the blocks that find nothing to do cost little */
@@ -256,19 +263,19 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
     const int64_t rblocks =
         (n + SBM - 1) / SBM < REFINE_ROW_BLOCKS ? (n + SBM - 1) / SBM : REFINE_ROW_BLOCKS;
     refine_staged<L2, true><<<dim3((unsigned)rblocks, (unsigned)plan->refine_split), 256, 0, s>>>(
-        a->x, a->xn, a->c, a->cn, d, a->k, plan->refine_k_per_split, rows, count, pv, pi, n);
+        a->x, a->xn, a->c, a->cn, d, a->k, plan->refine_k_per_split, t.rows, t.count, pv, pi, n);
   } else {
     const int64_t rblocks =
         (n + BM - 1) / BM < REFINE_ROW_BLOCKS ? (n + BM - 1) / BM : REFINE_ROW_BLOCKS;
     const dim3 rgrid((unsigned)rblocks, (unsigned)plan->refine_split);
     assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, a->k,
                                               plan->refine_k_per_split, a->labels, a->dist, pv,
-                                              pi, rows, count);
+                                              pi, t.rows, t.count);
   }
   const unsigned cmblocks =
       (unsigned)((n + 255) / 256 < plan->list_blocks ? (n + 255) / 256 : plan->list_blocks);
-  assign_combine<L2><<<cmblocks, 256, 0, s>>>(pv, pi, n, plan->refine_split,
-                                                                 a->labels, a->dist, rows, count);
+  assign_combine<L2><<<cmblocks, 256, 0, s>>>(pv, pi, n, plan->refine_split, a->labels, a->dist,
+                                              t.rows, t.count);
   return cudaGetLastError();
 }
 
@@ -283,21 +290,17 @@ cudaError_t launch_narrow(const fkm_assign_args *a, const fkm_assign_plan *plan,
   const fkm_mma_work lay = fkm_mma_work_layout(n, a->k, d, plan);
   const TcWork t = tc_work(a, lay);
   const BoundConsts bc = bound_consts_f32(L2, d, a->float_norms != 0);
-  const bool vec = d % 4 == 0 && reinterpret_cast<uintptr_t>(a->c) % 16 == 0 &&
-                   reinterpret_cast<uintptr_t>(a->x) % 16 == 0;
+  const bool vec = rows_16b(a);
   const int64_t split = plan->cert_split, kps = plan->cert_k_per_split;
   const int64_t row_blocks = (n + 256 / NW_TXN * NW_TM - 1) / (256 / NW_TXN * NW_TM);
-  const int64_t blocks = row_blocks < 2 * plan->list_blocks ? row_blocks : 2 * plan->list_blocks;
   auto kern = vec ? narrow_f32<L2, true> : narrow_f32<L2, false>;
-  kern<<<dim3((unsigned)blocks, (unsigned)split), 256, 0, s>>>(
+  kern<<<dim3(list_grid(row_blocks, plan), (unsigned)split), 256, 0, s>>>(
       a->x, a->xn, a->c, a->cn, d, a->k, kps, t.rows, t.count, bc, a->xmax, t.cb, t.st2);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   auto cert = vec ? certify<L2, true, Cert> : certify<L2, false, Cert>;
-  const int64_t cblocks = (n + CERT_THREADS - 1) / CERT_THREADS;
-  cert<<<(unsigned)(cblocks < 2 * plan->list_blocks ? cblocks : 2 * plan->list_blocks),
-         CERT_THREADS, 0, s>>>(cert_args(a, t, bc, t.st2, split, t.rows, t.count, t.rows1,
-                                         t.narrowed));
+  cert<<<list_grid((n + CERT_THREADS - 1) / CERT_THREADS, plan), CERT_THREADS, 0, s>>>(
+      cert_args(a, t, bc, t.st2, split, t.rows, t.count, t.rows1, t.narrowed));
   return cudaGetLastError();
 }
 

@@ -287,8 +287,9 @@ typedef struct fkm_assign_args {
                          (fkm_assign_pairs) for the caller to decide (a
                          profile's laned scan, profile.cuh); their labels and
                          distances are then unspecified, and so are those of
-                         the rows left uncertain (fkm_assign_left_rows): the
-                         caller replays them too (also with defer_all) */
+                         the rows left uncertain: the caller narrows them
+                         (fkm_launch_assign_narrow) and replays them too (also
+                         with defer_all) */
   int defer_all;      /* tc: every row certified with one or two candidates
                          is listed there (a single candidate with -1 second),
                          its candidates' dot products not computed: the
@@ -296,9 +297,12 @@ typedef struct fkm_assign_args {
   fkm_blas_view blas; /* profile.cuh: the dot products' order (on: a BLAS's) */
 } fkm_assign_args;
 
-/** tc plan: two device ints inside args->work, valid once the launch
- *  completed: the points the refine pass recomputed, then the points the
- *  screen could not certify (the second pass's rows). */
+/** tc plan: the FKM_TC_COUNTERS device ints at the head of args->work,
+ *  valid once the launch completed (fkm_mma_work_layout): the points the
+ *  refine pass recomputed, the points the screen could not certify (the
+ *  second pass's rows), the deferred rows, of which with two candidates,
+ *  and the rows left after fkm_launch_assign_narrow. */
+enum { FKM_TC_COUNTERS = 5 };
 static inline const int *fkm_assign_refined_count(const fkm_assign_args *a,
                                                   const fkm_assign_plan *p) {
   (void)p;
@@ -313,13 +317,6 @@ static inline const int32_t *fkm_assign_pairs(const fkm_assign_args *a,
 }
 static inline const int *fkm_assign_pair_count(const fkm_assign_args *a) {
   return (const int *)((const char *)a->work + 8);
-}
-
-/** tc plan: the rows the refine pass recomputed (device, count at
- *  fkm_assign_refined_count), valid once the launch completed. */
-static inline const int32_t *fkm_assign_left_rows(const fkm_assign_args *a,
-                                                  const fkm_assign_plan *p) {
-  return (const int32_t *)((const char *)a->work + fkm_mma_work_layout(a->n, a->k, a->d, p).rows);
 }
 
 /** Packs n rows of x ((n, d) floats, device) into xp (fkm_pack_x_bytes(n,

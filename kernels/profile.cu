@@ -532,9 +532,9 @@ extern "C" cudaError_t fkm_launch_assign_profile(const fkm_assign_args *a,
   ca.defer_all = order.on;
   ca.blas = order;
   cudaError_t e = fkm_launch_assign(&ca, plan, stream);
-  if (e != cudaSuccess || (plain && !order.on)) return e;
+  if (e != cudaSuccess || !fkm_scan_replays_left(s, order.on)) return e;
   /* the rows the cascade left, narrowed in float32: most join the deferred
-   * rows, the rest (narrowed rows) are replayed in full */
+   * rows, the rest (fkm_assign_narrowed_rows) are replayed in full */
   e = fkm_launch_assign_narrow(&ca, plan, stream);
   if (e != cudaSuccess) return e;
   const int32_t *left = fkm_assign_narrowed_rows(&ca, plan);

@@ -43,6 +43,15 @@ static inline int fkm_scan_is_plain(const fkm_scan_desc *s) {
   return s->path == 0 && (s->metric == FKM_METRIC_L2 ? s->cmax_lanes == 0 : s->top1_lanes <= 1);
 }
 
+/** Whether, on the BLAS path with the cascade, the rows the cascade leaves
+ *  are the caller's to decide (a laned scan, or any scan in a learned BLAS
+ *  order: blas_on), so that fkm_launch_assign_profile narrows them in
+ *  float32 and replays the rest in full; otherwise the cascade's reference
+ *  kernel decides them. */
+static inline int fkm_scan_replays_left(const fkm_scan_desc *s, int blas_on) {
+  return s->path == 0 && (!fkm_scan_is_plain(s) || blas_on);
+}
+
 /** out[i] = the squared norm of row i of x (n, d) as the path's code
  *  computes it: the profile's fvec_norm_L2sqr (norm.width 0: float squares
  *  summed in double), or the fused kernel's own. One thread per row. */

@@ -138,11 +138,11 @@ typedef struct cuda_engine {
   scalars *hsc;        /* pinned host (B) */
   float *h_counts;     /* pinned (B * k) */
   int64_t *h_hist;     /* pinned (B * k) */
-  int *h_refined;      /* pinned (B * nchunk x 8): points the refine pass recomputed,
-                          points the screen left, points listed for a deferred
-                          decision, of which with two candidates (a BLAS's order),
-                          points a profile replays in full after the float32
-                          narrowing (kernels/assign.cuh's counters, then 3 unused) */
+  int *h_refined;      /* pinned (B * nchunk x FKM_TC_COUNTERS): points the refine
+                          pass recomputed, points the screen left, points listed
+                          for a deferred decision, of which with two candidates
+                          (a BLAS's order), points a profile replays in full after
+                          the float32 narrowing */
   /* streamed runs (docs/data-path.md): the training set's host rows cross
    * every iteration in chunks of schunk rows, two device buffers, copies on
    * their own stream beside the work on the other buffer */
@@ -885,7 +885,7 @@ static fkm_status carve_pinned(cuda_engine *c, int64_t B, int64_t k) {
   const size_t a = (sizeof(scalars) * (size_t)B + 63) & ~(size_t)63;
   const size_t b = (sizeof(float) * (size_t)(B * k) + 63) & ~(size_t)63;
   const size_t h = (sizeof(int64_t) * (size_t)(B * k) + 63) & ~(size_t)63;
-  const size_t r = sizeof(int) * (size_t)(8 * B * c->nchunk);
+  const size_t r = sizeof(int) * (size_t)(FKM_TC_COUNTERS * B * c->nchunk);
   if (c->pinned_cap < a + b + h + r) {
     if (c->pinned) (void)cudaFreeHost(c->pinned);
     c->pinned = NULL;
@@ -1479,8 +1479,9 @@ static fkm_status enqueue_assignment(cuda_engine *c) {
       else
         FKM_CUDA_TRY(c, fkm_launch_assign_profile(&aa, plan, &c->sd, ls));
       if (verbose && plan->tc)
-        FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + 8 * (b * c->nchunk + ch),
-                                        fkm_assign_refined_count(&aa, plan), 5 * sizeof(int),
+        FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_refined + FKM_TC_COUNTERS * (b * c->nchunk + ch),
+                                        fkm_assign_refined_count(&aa, plan),
+                                        FKM_TC_COUNTERS * sizeof(int),
                                         cudaMemcpyDeviceToHost, ls));
       if (c->nchunk == 1) continue;
       /* the objective's chain over this chunk runs behind the next chunk
@@ -1699,15 +1700,15 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   if (verbose) {
     float mg = 0.0f, mu = 0.0f, mo = 0.0f;
     int refined = c->plan.tc ? 0 : -1, screened = refined, two = refined, full = refined;
-    for (int64_t i = 0; i < B * c->nchunk && c->plan.tc; i++)
-      refined += c->h_refined[8 * i], screened += c->h_refined[8 * i + 1],
-          two += c->h_refined[8 * i + 3], full += c->h_refined[8 * i + 4];
+    for (int64_t i = 0; i < B * c->nchunk && c->plan.tc; i++) {
+      const int *h = c->h_refined + FKM_TC_COUNTERS * i;
+      refined += h[0], screened += h[1], two += h[3], full += h[4];
+    }
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mg, c->ev_a1, c->ev_g1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mu, c->ev_g1, c->ev_u1));
     FKM_CUDA_TRY(c, cudaEventElapsedTime(&mo, c->ev_a1, c->ev_objt));
     char msg[400], narrow[96] = "", near[96] = "";
-    /* the profiles whose left rows kernels/profile.cu narrows in float32 */
-    if (c->plan.tc && c->sd.path == FKM_PATH_BLAS && (!fkm_scan_is_plain(&c->sd) || c->train_blas.on))
+    if (c->plan.tc && fkm_scan_replays_left(&c->sd, c->train_blas.on))
       snprintf(narrow, sizeof narrow, ", replayed in full after the float32 narrowing %d", full);
     if (c->train_blas.on && c->sd.path == FKM_PATH_BLAS)
       snprintf(near, sizeof near, ", decided over two candidates in the BLAS's order %d", two);
