@@ -253,12 +253,9 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->refine_split * n);
   /* few rows are left: a small grid (blocks stride over the rows), so that
    * the blocks that find nothing to do cost little */
-#ifndef FKM_REFINE_SIMT /* measurement builds: 1 keeps assign_simt's 64 x 64 tile */
-#define FKM_REFINE_SIMT 0
-#endif
   /* 16-byte rows: refine_staged (its 4-byte instance would spill, as the
    * batch kernel's does at this tile); else assign_simt */
-  if (!FKM_REFINE_SIMT && vec) {
+  if (vec) {
     constexpr int64_t SBM = 128; /* refine_staged's rows a block */
     const int64_t rblocks =
         (n + SBM - 1) / SBM < REFINE_ROW_BLOCKS ? (n + SBM - 1) / SBM : REFINE_ROW_BLOCKS;
