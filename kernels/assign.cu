@@ -253,12 +253,22 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   int32_t *pi = reinterpret_cast<int32_t *>(pv + plan->refine_split * n);
   /* few rows are left: a small grid (blocks stride over the rows), so that
    * the blocks that find nothing to do cost little */
-  const int64_t rblocks =
-      (n + BM - 1) / BM < REFINE_ROW_BLOCKS ? (n + BM - 1) / BM : REFINE_ROW_BLOCKS;
-  const dim3 rgrid((unsigned)rblocks, (unsigned)plan->refine_split);
-  assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, a->k,
-                                            plan->refine_k_per_split, a->labels, a->dist, pv, pi,
-                                            t.rows, t.count);
+  /* 16-byte rows: refine_staged (its 4-byte instance would spill, as the
+   * batch kernel's does at this tile); else assign_simt */
+  if (vec) {
+    constexpr int64_t SBM = 128; /* refine_staged's rows a block */
+    const int64_t rblocks =
+        (n + SBM - 1) / SBM < REFINE_ROW_BLOCKS ? (n + SBM - 1) / SBM : REFINE_ROW_BLOCKS;
+    refine_staged<L2, true><<<dim3((unsigned)rblocks, (unsigned)plan->refine_split), 256, 0, s>>>(
+        a->x, a->xn, a->c, a->cn, d, a->k, plan->refine_k_per_split, t.rows, t.count, pv, pi, n);
+  } else {
+    const int64_t rblocks =
+        (n + BM - 1) / BM < REFINE_ROW_BLOCKS ? (n + BM - 1) / BM : REFINE_ROW_BLOCKS;
+    const dim3 rgrid((unsigned)rblocks, (unsigned)plan->refine_split);
+    assign_simt<L2><<<rgrid, THREADS, 0, s>>>(a->x, a->xn, a->c, a->cn, n, d, a->k,
+                                              plan->refine_k_per_split, a->labels, a->dist, pv,
+                                              pi, t.rows, t.count);
+  }
   const unsigned cmblocks =
       (unsigned)((n + 255) / 256 < plan->list_blocks ? (n + 255) / 256 : plan->list_blocks);
   assign_combine<L2><<<cmblocks, 256, 0, s>>>(pv, pi, n, plan->refine_split, a->labels, a->dist,

@@ -1,7 +1,7 @@
 /* The reference assignment on SIMT cores (included by kernels/assign.cu,
  * one translation unit with the other families): FAISS's formula with the
  * fmaf chain in dimension order, the N x K matrix never written; also the
- * refine pass of the certified cascade. */
+ * refine pass of the certified cascade (refine_staged). */
 #ifndef FKM_KERNELS_ASSIGN_SIMT_CUH
 #define FKM_KERNELS_ASSIGN_SIMT_CUH
 
@@ -307,6 +307,69 @@ __device__ __forceinline__ void staged_products(float (&As)[2][256 / TXN * TM][B
   }
 }
 
+/* The reference formula's distances of one staged tile (acc, centroids
+ * n0 + tx + TXN j below k; tx the thread's lane among its row's TXN) folded into each row's running strict argmin,
+ * centroids in increasing order. pxn(i): |x|^2 of the thread's row i, read
+ * here, TN times a tile (kept in registers across the tiles, the TM = 8
+ * instances spill: ptxas -v). */
+template <bool L2, int TXN, int TM, int TN, class XnOf>
+__device__ __forceinline__ void argmin_tile(const float (&acc)[TM][TN], int tx, int64_t n0,
+                                            int64_t k, const float *__restrict__ cn, XnOf pxn,
+                                            float (&best)[TM], int (&bidx)[TM]) {
+#pragma unroll
+  for (int j = 0; j < TN; j++) {
+    const int64_t q = n0 + tx + TXN * j;
+    if (q >= k) continue;
+    const float qcn = L2 ? cn[q] : 0.0f;
+#pragma unroll
+    for (int i = 0; i < TM; i++)
+      keep_better<L2>(ref_distance<L2>(pxn(i), qcn, acc[i][j]), (int)q, best[i], bidx[i]);
+  }
+}
+
+/* The reference argmin of the rows row_of(p), p < n, over the centroids
+ * [kb, ke) (a block a tile of rows at a time, striding): staged_products'
+ * tiles, argmin_tile's strict scan, the lanes of a row combined
+ * lexicographically; put(p, value, index) takes each row's result. */
+template <bool L2, int TXN, int TM, int TN, bool VEC, class RowOf, class Put>
+__device__ __forceinline__ void staged_argmin(float (&As)[2][256 / TXN * TM][BK + 4],
+                                              float (&Bs)[2][TXN * TN][BK + 4], RowOf row_of,
+                                              int64_t n, int64_t kb, int64_t ke,
+                                              const float *__restrict__ x,
+                                              const float *__restrict__ xn,
+                                              const float *__restrict__ c,
+                                              const float *__restrict__ cn, int64_t d, Put put) {
+  constexpr int TYN = 256 / TXN, SBM = TYN * TM, SBN = TXN * TN;
+  const int tid = threadIdx.x;
+  const int tx = tid % TXN, ty = tid / TXN;
+  for (int64_t m0 = (int64_t)blockIdx.x * SBM; m0 < n; m0 += (int64_t)gridDim.x * SBM) {
+    float best[TM];
+    int bidx[TM];
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+      best[i] = L2 ? INFINITY : -INFINITY;
+      bidx[i] = -1;
+    }
+    const auto arow = [&](int t) { return m0 + t < n ? row_of(m0 + t) : (int64_t)-1; };
+    for (int64_t n0 = kb; n0 < ke; n0 += SBN) {
+      float acc[TM][TN];
+      staged_products<TXN, TM, TN, VEC>(As, Bs, arow, x, c, n0, ke, d, acc);
+      argmin_tile<L2, TXN>(acc, tx, n0, ke, cn,
+                           [&](int i) {
+                             const int64_t p = m0 + ty + TYN * i;
+                             return L2 && p < n ? xn[row_of(p)] : 0.0f;
+                           },
+                           best, bidx);
+    }
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+      combine_lanes<L2, TXN>(best[i], bidx[i]);
+      const int64_t p = m0 + ty + TYN * i;
+      if (tx == 0 && p < n) put(p, best[i], bidx[i]);
+    }
+  }
+}
+
 /* The reference kernel of a batch in one launch
  * (fkm_launch_assign_simt_batched): assign_simt's arithmetic (each
  * (point, centroid) accumulator the fmaf chain in dimension order from 0,
@@ -321,7 +384,6 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
                    const float *__restrict__ c, const float *__restrict__ cn, int64_t n,
                    int64_t d, int64_t k, int32_t *__restrict__ labels,
                    float *__restrict__ dist) {
-  constexpr int TYN = 256 / TXN, SBM = TYN * TM, SBN = TXN * TN, RS = BK + 4;
   {
     const int64_t z = blockIdx.z;
     x += z * n * d;
@@ -331,48 +393,37 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
     labels += z * n;
     dist += z * n;
   }
-  __shared__ __align__(16) float As[2][SBM][RS];
-  __shared__ __align__(16) float Bs[2][SBN][RS];
-  const int tid = threadIdx.x;
-  const int tx = tid % TXN, ty = tid / TXN;
-  for (int64_t m0 = (int64_t)blockIdx.x * SBM; m0 < n; m0 += (int64_t)gridDim.x * SBM) {
-    float best[TM];
-    int bidx[TM];
-#pragma unroll
-    for (int i = 0; i < TM; i++) {
-      best[i] = L2 ? INFINITY : -INFINITY;
-      bidx[i] = -1;
-    }
-    const auto arow = [&](int t) { return m0 + t < n ? m0 + t : (int64_t)-1; };
-    for (int64_t n0 = 0; n0 < k; n0 += SBN) {
-      float acc[TM][TN];
-      staged_products<TXN, TM, TN, VEC>(As, Bs, arow, x, c, n0, k, d, acc);
-      /* distances and the running strict argmin, centroids increasing */
-#pragma unroll
-      for (int j = 0; j < TN; j++) {
-        const int64_t q = n0 + tx + TXN * j;
-        if (q >= k) continue;
-        const float qcn = L2 ? cn[q] : 0.0f;
-#pragma unroll
-        for (int i = 0; i < TM; i++) {
-          const int64_t p = m0 + ty + TYN * i;
-          /* read here, TN times a tile: kept in registers across the tiles,
-           * the TM = 8 instances spill (ptxas -v) */
-          const float pxn = L2 && p < n ? xn[p] : 0.0f;
-          keep_better<L2>(ref_distance<L2>(pxn, qcn, acc[i][j]), (int)q, best[i], bidx[i]);
-        }
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < TM; i++) {
-      combine_lanes<L2, TXN>(best[i], bidx[i]);
-      const int64_t p = m0 + ty + TYN * i;
-      if (tx == 0 && p < n) {
-        labels[p] = bidx[i];
-        dist[p] = best[i];
-      }
-    }
-  }
+  __shared__ __align__(16) float As[2][256 / TXN * TM][BK + 4];
+  __shared__ __align__(16) float Bs[2][TXN * TN][BK + 4];
+  staged_argmin<L2, TXN, TM, TN, VEC>(
+      As, Bs, [](int64_t p) { return p; }, n, 0, k, x, xn, c, cn, d,
+      [&](int64_t p, float v, int i) {
+        labels[p] = i;
+        dist[p] = v;
+      });
+}
+
+/* The cascade's refine pass (launch_tc): the reference kernel over the
+ * rows rows[0 .. *count) and centroid range y (kps centroids), with
+ * assign_simt_staged's staging and arithmetic (128 rows by 64 centroids a
+ * block), each row's argmin of the range into part_v / part_i[y stride +
+ * p] for assign_combine, as assign_simt's refine writes them. */
+template <bool L2, bool VEC>
+__global__ void __launch_bounds__(256, 2)
+refine_staged(const float *__restrict__ x, const float *__restrict__ xn,
+              const float *__restrict__ c, const float *__restrict__ cn, int64_t d, int64_t k,
+              int64_t kps, const int32_t *__restrict__ rows, const int *__restrict__ count,
+              float *__restrict__ part_v, int32_t *__restrict__ part_i, int64_t stride) {
+  constexpr int TXN = 16, TM = 8, TN = 4;
+  __shared__ __align__(16) float As[2][256 / TXN * TM][BK + 4];
+  __shared__ __align__(16) float Bs[2][TXN * TN][BK + 4];
+  const int64_t kb = (int64_t)blockIdx.y * kps, ke = kb + kps < k ? kb + kps : k;
+  staged_argmin<L2, TXN, TM, TN, VEC>(
+      As, Bs, [&](int64_t p) { return (int64_t)rows[p]; }, *count, kb, ke, x, xn, c, cn, d,
+      [&](int64_t p, float v, int i) {
+        part_v[(int64_t)blockIdx.y * stride + p] = v;
+        part_i[(int64_t)blockIdx.y * stride + p] = i;
+      });
 }
 
 /* Combine the ksplit partial results of each point in increasing centroid

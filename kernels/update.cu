@@ -625,36 +625,29 @@ __global__ void post_process(float *__restrict__ cent, int64_t k, int64_t d,
 
 }  // namespace
 
-/* The radix sort's temp, or the counting sort's scratch where that is more:
- * 4 p (wu (k / p + 1) + 2) bytes for p problems, at most 4 (8 (k + k) + 2 k)
- * = 72 k as wu <= 8 and p <= k (group_plan below). */
-extern "C" cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes) {
-  const cudaError_t e = cub::DeviceRadixSort::SortPairs(
-      nullptr, *bytes, (const int32_t *)nullptr, (int32_t *)nullptr, (const int32_t *)nullptr,
-      (int32_t *)nullptr, n, 0, key_bits(k));
-  const size_t counting = (size_t)72 * (size_t)k;
-  if (e == cudaSuccess && *bytes < counting) *bytes = counting;
-  return e;
-}
-
 extern "C" cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s) {
   if (n == 0) return cudaSuccess;
   iota_kernel<<<blocks_for(n), THREADS, 0, s>>>(iota, n);
   return cudaGetLastError();
 }
 
-/* The grouping of a batch by a counting sort, a block of GW warps per
+/* The grouping of a batch by a counting sort, SB blocks of GW warps per
  * problem, in two launches: the same rows, hist and offsets as the radix
  * sort of the composed keys (stable; -1 after every label of every
  * problem, in row order). Problem b's rows [b m, (b + 1) m) are cut into
- * one contiguous slice per warp used (wu of them); bin kp holds the -1s.
- * Scratch: wh (problems, wu, kp + 1) int32 per-warp counts, then
- * tot (problems) the labelled rows and neg (problems) the -1s. */
+ * one contiguous slice per warp used, wt = sb wu of them in row order
+ * (block s's warp w takes slice s wu + w); bin kp holds the -1s.
+ * Scratch: wh (problems, wt, kp + 1) int32 per-warp counts, then tot
+ * (problems) the labelled rows and neg (problems) the -1s (summed by the
+ * problem's blocks with integer atomics: zeroed before). */
 constexpr int GW = 8, GROUP_SLICE = 2048;
+/* the counting sort's scratch above this many bytes: the radix sort (the
+ * workspace does not grow for it) */
+constexpr size_t GROUP_SCRATCH_MAX = (size_t)64 << 20;
 
 struct GroupPlan {
   int64_t m, kp; /* rows and centroids a problem */
-  int wu;        /* warps of a block that take a slice */
+  int wu, sb;    /* warps of a block that take a slice; blocks a problem */
   int32_t *wh, *tot, *neg;
 };
 
@@ -662,23 +655,32 @@ __device__ __forceinline__ int group_bin(int32_t label, int64_t kp) {
   return label < 0 ? (int)kp : label;
 }
 
+/* Warp w of block s's slice of a problem's m rows: [*r0, *r1). */
+__device__ __forceinline__ void group_slice(const GroupPlan &g, int w, int64_t *r0,
+                                            int64_t *r1) {
+  const int64_t wt = (int64_t)g.sb * g.wu, per = (g.m + wt - 1) / wt;
+  *r0 = ((int64_t)blockIdx.x * g.wu + w) * per;
+  *r1 = *r0 + per < g.m ? *r0 + per : g.m;
+}
+
 __global__ void __launch_bounds__(32 * GW) group_count(const int32_t *__restrict__ labels,
                                                        GroupPlan g) {
   extern __shared__ int32_t sh[]; /* (wu, kp + 1) */
-  const int64_t b = blockIdx.x, bins = g.kp + 1;
+  const int64_t b = blockIdx.y, bins = g.kp + 1, wt = (int64_t)g.sb * g.wu;
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int64_t i = threadIdx.x; i < g.wu * bins; i += blockDim.x) sh[i] = 0;
   __syncthreads();
-  const int64_t per = (g.m + g.wu - 1) / g.wu;
   if (w < g.wu) {
-    const int64_t r0 = w * per, r1 = r0 + per < g.m ? r0 + per : g.m;
+    int64_t r0, r1;
+    group_slice(g, w, &r0, &r1);
     for (int64_t r = r0 + lane; r < r1; r += 32)
       atomicAdd(&sh[w * bins + group_bin(labels[b * g.m + r], g.kp)], 1);
   }
   __syncthreads();
   int32_t labelled = 0, negs = 0;
+  int32_t *const mine = g.wh + (b * wt + (int64_t)blockIdx.x * g.wu) * bins;
   for (int64_t i = threadIdx.x; i < g.wu * bins; i += blockDim.x) {
-    g.wh[b * g.wu * bins + i] = sh[i];
+    mine[i] = sh[i];
     if (i % bins == g.kp) negs += sh[i];
     else labelled += sh[i];
   }
@@ -688,8 +690,8 @@ __global__ void __launch_bounds__(32 * GW) group_count(const int32_t *__restrict
   __syncthreads();
   negs = Reduce(rs).Sum(negs);
   if (threadIdx.x == 0) {
-    g.tot[b] = labelled;
-    g.neg[b] = negs;
+    atomicAdd(&g.tot[b], labelled);
+    atomicAdd(&g.neg[b], negs);
   }
 }
 
@@ -699,7 +701,8 @@ __global__ void __launch_bounds__(32 * GW) group_scatter(const int32_t *__restri
                                                          int32_t *__restrict__ hist,
                                                          int32_t *__restrict__ offsets) {
   extern __shared__ int32_t sh[]; /* (wu, kp + 1): each warp's next position a bin */
-  const int64_t b = blockIdx.x, bins = g.kp + 1;
+  const int64_t b = blockIdx.y, bins = g.kp + 1, wt = (int64_t)g.sb * g.wu;
+  const int64_t first = (int64_t)blockIdx.x * g.wu; /* this block's first slice */
   const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
   /* the labelled rows of problems before b, of all; the -1s before b */
   int64_t before = 0, all = 0, neg_before = 0;
@@ -717,12 +720,18 @@ __global__ void __launch_bounds__(32 * GW) group_scatter(const int32_t *__restri
   neg_before = Reduce(rs).Sum(neg_before);
   if (threadIdx.x == 0) base[0] = before, base[1] = all, base[2] = neg_before;
   __syncthreads();
-  /* bin by bin (a thread each, in turn): the bin's start, then each warp's */
+  /* bin by bin (a thread each, in turn): the bin's start, the rows the
+   * earlier blocks' slices hold in it, then each of this block's warps' */
+  const int32_t *const wb = g.wh + b * wt * bins;
   for (int64_t j0 = 0; j0 < bins; j0 += blockDim.x) {
     const int64_t j = j0 + threadIdx.x;
-    int32_t total = 0;
+    int32_t total = 0, earlier = 0;
     if (j < bins)
-      for (int u = 0; u < g.wu; u++) total += g.wh[(b * g.wu + u) * bins + j];
+      for (int64_t u = 0; u < wt; u++) {
+        const int32_t v = wb[u * bins + j];
+        total += v;
+        if (u < first) earlier += v;
+      }
     /* exclusive prefix over the labelled bins of this problem */
     typedef cub::BlockScan<int32_t, 32 * GW> Scan;
     __shared__ typename Scan::TempStorage ss;
@@ -733,14 +742,15 @@ __global__ void __launch_bounds__(32 * GW) group_scatter(const int32_t *__restri
     Scan(ss).ExclusiveSum(j < g.kp ? total : 0, pre, chunk);
     pre += carry;
     if (j < bins) {
-      int64_t at = j < g.kp ? base[0] + pre : base[1] + base[2]; /* the -1s after all */
-      if (j < g.kp) {
-        offsets[b * g.kp + j] = (int32_t)at;
+      /* the -1s after every labelled row, in problem order */
+      int64_t at = (j < g.kp ? base[0] + pre : base[1] + base[2]) + earlier;
+      if (j < g.kp && blockIdx.x == 0) {
+        offsets[b * g.kp + j] = (int32_t)(base[0] + pre);
         hist[b * g.kp + j] = total;
       }
       for (int u = 0; u < g.wu; u++) {
         sh[u * bins + j] = (int32_t)at;
-        at += g.wh[(b * g.wu + u) * bins + j];
+        at += wb[(first + u) * bins + j];
       }
     }
     __syncthreads();
@@ -749,9 +759,9 @@ __global__ void __launch_bounds__(32 * GW) group_scatter(const int32_t *__restri
   __syncthreads();
   /* each warp its slice in row order: a row's place is its bin's next,
    * after the lanes below it with the same bin */
-  const int64_t per = (g.m + g.wu - 1) / g.wu;
   if (w < g.wu) {
-    const int64_t r0 = w * per, r1 = r0 + per < g.m ? r0 + per : g.m;
+    int64_t r0, r1;
+    group_slice(g, w, &r0, &r1);
     for (int64_t r = r0; r < r1; r += 32) {
       const bool in = r + lane < r1;
       const int bin = in ? group_bin(labels[b * g.m + r + lane], g.kp) : -1;
@@ -768,29 +778,55 @@ __global__ void __launch_bounds__(32 * GW) group_scatter(const int32_t *__restri
   }
 }
 
+/* The counting sort's shape for n rows of problems problems, k centroids
+ * in all, or wu = 0 where it does not apply: wu warps a block (its counts
+ * within 44 KB of shared memory, 48 with the scans'), sb blocks a problem
+ * (a warp's slice at most GROUP_SLICE rows: a warp walks its slice 32 rows
+ * at a time; one block a problem with 9450 rows a warp, 32 x 75600 rows
+ * into 1000 centroids each, took 0.67 ms on an H100 against the radix
+ * sort's 0.2), and its scratch's bytes. */
+GroupPlan group_shape(int64_t n, int64_t k, int64_t problems, size_t *bytes) {
+  GroupPlan g{};
+  *bytes = 0;
+  if (problems < 2 || problems > 4096 || n == 0 || n % problems != 0 || k % problems != 0)
+    return g;
+  g.m = n / problems;
+  g.kp = k / problems;
+  const int64_t bins = g.kp + 1;
+  const int wu = (int)(11264 / bins < GW ? 11264 / bins : GW);
+  if (wu < 1) return g;
+  const int64_t sb = (g.m + (int64_t)wu * GROUP_SLICE - 1) / ((int64_t)wu * GROUP_SLICE);
+  const size_t need = (size_t)4 * (size_t)problems * ((size_t)(sb * wu) * (size_t)bins + 2);
+  if (sb > 65535 || need > GROUP_SCRATCH_MAX) return g;
+  g.wu = wu;
+  g.sb = (int)sb;
+  *bytes = need;
+  return g;
+}
+
 /* The counting sort's plan, or wu = 0 where it does not apply. */
 GroupPlan group_plan(const fkm_group_args *a) {
-  GroupPlan g{};
-  if (a->radix_only || a->problems < 2 || a->problems > 4096 || a->n == 0 ||
-      a->n % a->problems != 0 || a->k % a->problems != 0)
-    return g;
-  g.m = a->n / a->problems;
-  g.kp = a->k / a->problems;
+  size_t need = 0;
+  GroupPlan g = group_shape(a->n, a->k, a->problems, &need);
+  if (a->radix_only || g.wu == 0 || need > a->temp_bytes) return GroupPlan{};
   const int64_t bins = g.kp + 1;
-  /* shared memory: (wu, bins) int32 within 44 KB (48 with the scans') */
-  int wu = (int)(11264 / bins < GW ? 11264 / bins : GW);
-  const size_t need = (size_t)4 * (size_t)a->problems * ((size_t)wu * (size_t)bins + 2);
-  /* a warp's slice at most GROUP_SLICE rows: a warp walks its slice 32
-   * rows at a time, so long slices lose to the radix sort (measured on an
-   * H100: B = 64 x 8192 rows, K = 64, 1024 rows a warp: 0.038 ms against
-   * 0.06; 32 x 75600 rows, K = 1000, 9450 rows a warp: 0.67 against
-   * about 0.2) */
-  if (wu < 1 || need > a->temp_bytes || (g.m + wu - 1) / wu > GROUP_SLICE) return g;
-  g.wu = wu;
   g.wh = static_cast<int32_t *>(a->temp);
-  g.tot = g.wh + a->problems * wu * bins;
+  g.tot = g.wh + a->problems * g.sb * g.wu * bins;
   g.neg = g.tot + a->problems;
   return g;
+}
+
+/* The radix sort's temp, or the counting sort's scratch where that is more
+ * (group_shape: at most GROUP_SCRATCH_MAX). */
+extern "C" cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, int64_t problems,
+                                            size_t *bytes) {
+  const cudaError_t e = cub::DeviceRadixSort::SortPairs(
+      nullptr, *bytes, (const int32_t *)nullptr, (int32_t *)nullptr, (const int32_t *)nullptr,
+      (int32_t *)nullptr, n, 0, key_bits(k));
+  size_t counting = 0;
+  (void)group_shape(n, k, problems, &counting);
+  if (e == cudaSuccess && *bytes < counting) *bytes = counting;
+  return e;
 }
 
 extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s) {
@@ -799,11 +835,14 @@ extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s)
   const GroupPlan g = group_plan(a);
   if (g.wu > 0) {
     const size_t sh = sizeof(int32_t) * (size_t)g.wu * (size_t)(g.kp + 1);
-    group_count<<<(unsigned)a->problems, 32 * GW, sh, s>>>(a->labels, g);
+    const dim3 grid((unsigned)g.sb, (unsigned)a->problems);
+    e = cudaMemsetAsync(g.tot, 0, sizeof(int32_t) * 2 * (size_t)a->problems, s);
+    if (e != cudaSuccess) return e;
+    group_count<<<grid, 32 * GW, sh, s>>>(a->labels, g);
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    group_scatter<<<(unsigned)a->problems, 32 * GW, sh, s>>>(a->labels, a->problems, g,
-                                                             a->rows, a->hist, a->offsets);
+    group_scatter<<<grid, 32 * GW, sh, s>>>(a->labels, a->problems, g, a->rows, a->hist,
+                                            a->offsets);
     return cudaGetLastError();
   }
   if (a->problems > 1 && a->n > 0) {

@@ -16,9 +16,10 @@
 extern "C" {
 #endif
 
-/** Bytes of CUB scratch the grouping of n labels needs (the sort);
- *  k: all centroids (of every problem). */
-cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes);
+/** Bytes of scratch the grouping of n labels of problems problems needs
+ *  (CUB's sort, or a batch's counting sort where that needs more); k: all
+ *  centroids (of every problem). */
+cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, int64_t problems, size_t *bytes);
 
 /** Stable grouping of the training rows by label.
  *  labels (n) in [0, k) or -1; iota (n) = 0..n-1 (fkm_launch_iota);
@@ -32,7 +33,7 @@ cudaError_t fkm_group_temp_bytes(int64_t n, int64_t k, size_t *bytes);
  *  problems)); the keys sorted are the global centroid rows b * (k /
  *  problems) + label, written to composed (n) first. Batches of at most
  *  4096 problems whose per-warp label counts fit temp are grouped instead
- *  by a counting sort, a block per problem (the same rows, hist and
+ *  by a counting sort, a few blocks per problem (the same rows, hist and
  *  offsets; sorted_keys and composed are left unwritten). */
 typedef struct fkm_group_args {
   const int32_t *labels;

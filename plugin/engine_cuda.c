@@ -697,7 +697,7 @@ static fkm_status size_run(cuda_engine *c) {
     const int64_t target = FKM_BLOCKS_PER_SM * (int64_t)c->sm_count;
     c->plan = c->plan_last = fkm_assign_make_plan(nt, k, d, target, 0);
   }
-  FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, &c->temp_bytes));
+  FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, B, &c->temp_bytes));
   c->x = c->run.x; /* kept when plan_workspace finds it usable in place */
   c->ws_bytes = plan_workspace(c, NULL);
   return FKM_OK;
@@ -735,7 +735,7 @@ static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
   fkm_assign_plan pf = make_plan(c, &c->params, &c->sd, c->run.dtype, rows, k, d);
   fkm_assign_plan pl = make_plan(c, &c->params, &c->sd, c->run.dtype, last, k, d);
   size_t temp = 0;
-  if (fkm_group_temp_bytes(rows, k, &temp) != cudaSuccess) return SIZE_MAX;
+  if (fkm_group_temp_bytes(rows, k, 1, &temp) != cudaSuccess) return SIZE_MAX;
   carver cv = {base, 0};
   for (int i = 0; i < 2; i++) {
     float *x = carve(&cv, sizeof(float) * (size_t)(rows * d));

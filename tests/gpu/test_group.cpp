@@ -3,9 +3,10 @@
 // problem equals the radix sort of the composed keys, rows, hist and
 // offsets, bit for bit: labels -1 among them (after every label of every
 // problem, in row order), empty bins, slices that are not multiples of a
-// warp, a single row a problem, and bins enough that fewer warps take
-// slices; slices too long for it and a single problem take the radix sort.
-// Skips without a GPU.
+// warp, a single row a problem, bins enough that fewer warps take slices,
+// and problems long enough for several blocks each (a warp's slice at most
+// 2048 rows); a single problem and bins past shared memory take the radix
+// sort. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -33,7 +34,7 @@ struct Grouped {
 Grouped group(const std::vector<int32_t>& labels, int64_t problems, int64_t kp, int radix_only) {
   const int64_t n = (int64_t)labels.size(), k = problems * kp;
   size_t temp_bytes = 0;
-  EXPECT_EQ(fkm_group_temp_bytes(n, k, &temp_bytes), cudaSuccess);
+  EXPECT_EQ(fkm_group_temp_bytes(n, k, problems, &temp_bytes), cudaSuccess);
   int32_t *dl = nullptr, *iota = nullptr, *composed = nullptr, *keys = nullptr, *rows = nullptr,
           *hist = nullptr, *offsets = nullptr;
   void* temp = nullptr;
@@ -107,17 +108,18 @@ TEST_P(GpuGroup, CountingSortEqualsTheRadixSortOfComposedKeys) {
   EXPECT_NE(radix.keys, counted.keys) << c.name;
 }
 
-// Slices over 2048 rows a warp (8 warps, 2049 * 8 + 1 rows a problem) and a
-// single problem take the radix sort: it writes sorted_keys.
-TEST(GpuGroupPlan, LongSlicesAndOneProblemTakeTheRadixSort) {
+// A single problem, and bins too many for a warp's counts in shared memory
+// (20,000 centroids a problem), take the radix sort: it writes sorted_keys.
+TEST(GpuGroupPlan, OneProblemAndBinsPastSharedMemoryTakeTheRadixSort) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(5u);
-  std::uniform_int_distribution<int32_t> label(0, 15);
-  for (int64_t problems : {1, 3}) {
-    std::vector<int32_t> labels((size_t)(problems * (2048 * 8 + 1)));
+  for (const auto& [problems, kp] : {std::pair<int64_t, int64_t>{1, 16}, {2, 20000}}) {
+    std::uniform_int_distribution<int32_t> label(0, (int32_t)kp - 1);
+    std::vector<int32_t> labels((size_t)(problems * 5000));
     for (int32_t& l : labels) l = label(rng);
-    const Grouped g = group(labels, problems, 16, 0);
+    const Grouped g = group(labels, problems, kp, 0);
     EXPECT_NE(g.keys, std::vector<int32_t>(labels.size(), 0x7f7f7f7f)) << problems;
+    EXPECT_EQ(g.rows, group(labels, problems, kp, 1).rows) << problems;
   }
 }
 
@@ -130,7 +132,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"online_b64_k64", 64, 8192, 64, 0.0, 0},
                       Case{"online_b1024_k8", 1024, 256, 8, 0.02, 0},
                       Case{"k1000_eight_warps", 3, 16000, 1000, 0.01, 0},
-                      Case{"k3000_three_warps", 2, 6000, 3000, 0.0, 0}),
+                      Case{"k3000_three_warps", 2, 6000, 3000, 0.0, 0},
+                      Case{"three_blocks_a_problem", 3, 2 * 8 * 2048 + 5, 16, 0.02, 0},
+                      Case{"k1000_75600_rows_five_blocks", 4, 75600, 1000, 0.01, 0},
+                      Case{"k4096_two_warps_25_blocks", 2, 100000, 4096, 0.0, 3000}),
     [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.name); });
 
 }  // namespace
