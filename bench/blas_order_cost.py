@@ -20,6 +20,7 @@ Usage (the machine's faiss, e.g. pip's faiss-cpu, importable):
       [--cases fashion256,fashion1024,random] [--modes blas,staged,own]
 """
 import argparse
+import collections
 import contextlib
 import copy
 import gzip
@@ -50,6 +51,12 @@ def blobs(n, d, centers, seed=0):
     return c[rs.randint(0, centers, n)] + rs.randn(n, d).astype(np.float32)
 
 
+# one timed call: wall, median iteration and assignment seconds; per-iteration row
+# counts from the verbose phase lines (refined: left by the fp16 passes; full:
+# replayed in full after the float32 narrowing; two: decided over two candidates)
+Call = collections.namedtuple("Call", "wall per_iter search refined full two learned")
+
+
 def one_call(km, x):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -64,7 +71,7 @@ def one_call(km, x):
     full = [int(v) for v in re.findall(r"replayed in full after the float32 narrowing (\d+)", text)]
     two = [int(v) for v in re.findall(r"two candidates in the BLAS's order (\d+)", text)]
     learned = re.findall(r"the BLAS's order of sgemm.*", text)
-    return wall, per_iter, search, refined, two, learned, full
+    return Call(wall, per_iter, search, refined, full, two, learned)
 
 
 def case(name, x, k, niter, reps, compare, modes):
@@ -88,19 +95,19 @@ def case(name, x, k, niter, reps, compare, modes):
                 "staged": "BLAS order, staged"}[m]
         print("  %-17s whole call %8.2f ms   per iteration %7.3f ms   assign/iter %7.3f ms "
               "(first call %.2f ms)" % (
-                  mode, 1e3 * statistics.median(r[0] for r in runs),
-                  1e3 * statistics.median(r[1] for r in runs),
-                  1e3 * statistics.median(r[2] for r in runs), 1e3 * first[0]))
-        refined, two, full = runs[-1][3], runs[-1][4], runs[-1][6]
-        if refined:
-            # the rows the fp16 passes left; with the float32 narrowing (a
-            # laned scan or a BLAS's order) only some of them are replayed in full
+                  mode, 1e3 * statistics.median(r.wall for r in runs),
+                  1e3 * statistics.median(r.per_iter for r in runs),
+                  1e3 * statistics.median(r.search for r in runs), 1e3 * first.wall))
+        last = runs[-1]
+        if last.refined:
+            # with the float32 narrowing (a laned scan or a BLAS's order) only
+            # some of the rows the fp16 passes left are replayed in full
             print("  %-17s rows per iteration: left by the fp16 passes %s, replayed in full %s, "
                   "decided over two candidates %s" % (
-                      "", statistics.median(refined),
-                      statistics.median(full) if full else statistics.median(refined),
-                      statistics.median(two) if two else "-"))
-        for line in first[5]:
+                      "", statistics.median(last.refined),
+                      statistics.median(last.full or last.refined),
+                      statistics.median(last.two) if last.two else "-"))
+        for line in first.learned:
             print("  %-17s %s" % ("", line))
         if compare and not own:  # the BLAS's order, staged or not
             fk = faiss.Kmeans(x.shape[1], k, niter=niter)
