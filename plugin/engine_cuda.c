@@ -145,11 +145,13 @@ typedef struct cuda_engine {
                           the float32 narrowing */
   /* streamed runs (docs/data-path.md): the training set's host rows cross
    * every iteration in chunks of schunk rows, two device buffers, copies on
-   * their own stream beside the work on the other buffer */
+   * their own stream beside the work on the other buffer; 16-bit rows cross
+   * as they are (xraw) and are widened into xbuf[0] by the work's stream */
   int streamed;
   int64_t schunk;
   fkm_source ssrc;    /* the host rows (the user's matrix, or the run's source) */
-  float *xbuf[2];
+  float *xbuf[2];     /* float32 rows: both; 16-bit rows: xbuf[0], the widened chunk */
+  void *xraw[2];      /* 16-bit rows as they cross, or NULL (float32 rows) */
   float *acc, *cnt;   /* the update's chains, continued chunk to chunk */
   int64_t *seen;
   cudaStream_t copy;
@@ -377,17 +379,21 @@ static fkm_status grow_stage(cuda_engine *c, size_t bytes, int dev) {
 }
 
 /* Rows of a host source (rows[i], or first + i without rows; i < count) to
- * device floats out (count, d): the host reads chunk i into pinned buffer
- * i % 2 (a gather on OpenMP's threads, each row checked while in cache when
- * check) once that buffer's previous copy is done, and the copy of chunk i
- * runs while chunk i + 1 is read. *bad: the least non-finite element index
- * in the source's order (row * d + column) among the rows read, or -1. Asynchronous
- * on the context's stream; the buffers are waited for before their reuse. */
+ * the device buffer out (count, d): device floats with widen, else the
+ * source's own dtype (copies only: no kernel on stream). The host reads
+ * chunk i into pinned buffer i % 2 (a gather on OpenMP's threads, each row
+ * checked while in cache when check) once that buffer's previous copy is
+ * done, and the copy of chunk i runs while chunk i + 1 is read. *bad: the
+ * least non-finite element index in the source's order (row * d + column)
+ * among the rows read, or -1. Asynchronous on stream; the buffers are
+ * waited for before their reuse. */
 static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_source *src,
                                 const int64_t *rows, int64_t first, int64_t count, int check,
-                                float *out, int64_t *bad) {
+                                void *out, int widen, int64_t *bad) {
   const int64_t d = src->d;
   const size_t es = fkm_dtype_size(src->dtype), row = es * (size_t)d;
+  const int conv = widen && src->dtype != FKM_DTYPE_F32; /* 16-bit rows widened on stream */
+  float *outf = out; /* with conv */
   int64_t per = (int64_t)(FKM_STAGE_BYTES / row);
   if (per < 1) per = 1;
   if (per > count) per = count;
@@ -403,12 +409,12 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
     const int64_t e = host_first_nonfinite(src->dtype, from, count * d);
     if (e >= 0) *bad = first * d + e;
   }
-  if (direct && src->dtype == FKM_DTYPE_F32) {
+  if (direct && !conv) {
     FKM_CUDA_TRY(c, cudaMemcpyAsync(out, from, row * (size_t)count, cudaMemcpyHostToDevice,
                                     stream));
     return FKM_OK;
   }
-  FKM_FORWARD(grow_stage(c, row * (size_t)per, src->dtype != FKM_DTYPE_F32));
+  FKM_FORWARD(grow_stage(c, row * (size_t)per, conv));
   if (direct) { /* 16-bit: straight into the device staging, widened there */
     for (int64_t i0 = 0, it = 0; i0 < count; i0 += per, it++) {
       const int b = (int)(it & 1);
@@ -416,7 +422,7 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
       FKM_CUDA_TRY(c, cudaStreamWaitEvent(stream, c->ev_stage[b], 0)); /* its last user */
       FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], from + row * (size_t)i0,
                                       row * (size_t)m, cudaMemcpyHostToDevice, stream));
-      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, out + i0 * d, 1, 0, 0};
+      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, outf + i0 * d, 1, 0, 0};
       FKM_CUDA_TRY(c, fkm_launch_convert(&a, stream));
       FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], stream));
     }
@@ -433,13 +439,13 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
     else
       FKM_FORWARD(fkm_source_read(src, r, first + i0, m, c->stage[b], c->base.err));
     if (e >= 0 && e < least) least = e;
-    if (src->dtype == FKM_DTYPE_F32) {
-      FKM_CUDA_TRY(c, cudaMemcpyAsync(out + i0 * d, c->stage[b], row * (size_t)m,
-                                      cudaMemcpyHostToDevice, stream));
+    if (!conv) {
+      FKM_CUDA_TRY(c, cudaMemcpyAsync((char *)out + row * (size_t)i0, c->stage[b],
+                                      row * (size_t)m, cudaMemcpyHostToDevice, stream));
     } else {
       FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], c->stage[b], row * (size_t)m,
                                       cudaMemcpyHostToDevice, stream));
-      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, out + i0 * d, 1, 0, 0};
+      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, outf + i0 * d, 1, 0, 0};
       FKM_CUDA_TRY(c, fkm_launch_convert(&a, stream));
     }
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], stream));
@@ -451,7 +457,7 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
 static fkm_status stage_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
                              int64_t first, int64_t count, int check, float *out,
                              int64_t *bad) {
-  return stage_rows_on(c, c->stream, src, rows, first, count, check, out, bad);
+  return stage_rows_on(c, c->stream, src, rows, first, count, check, out, 1, bad);
 }
 
 /* The background check: x's rows not marked in skip, on OpenMP's threads
@@ -727,10 +733,14 @@ static fkm_status check_budget(cuda_engine *c, const fkm_params *p, size_t bytes
 /* ------------------------------------------------------------ streamed runs */
 
 /* Lays out (or, with a NULL base, sizes) a streamed run's workspace for
- * chunks of rows rows: two chunk buffers and every per-row buffer at chunk
- * size; centroids, the update's chains and the training weights whole. */
+ * chunks of rows rows: two chunk buffers (float32 rows: two float buffers;
+ * 16-bit rows: two of their own dtype and one float buffer they are
+ * widened into, the same bytes) and every per-row buffer at chunk size;
+ * centroids, the update's chains and the training weights whole. */
 static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
   const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
+  const size_t es = fkm_dtype_size(c->run.dtype);
+  const int raw = es != sizeof(float);
   const int64_t last = nt - (nt - 1) / rows * rows;
   fkm_assign_plan pf = make_plan(c, &c->params, &c->sd, c->run.dtype, rows, k, d);
   fkm_assign_plan pl = make_plan(c, &c->params, &c->sd, c->run.dtype, last, k, d);
@@ -738,8 +748,12 @@ static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
   if (fkm_group_temp_bytes(rows, k, 1, &temp) != cudaSuccess) return SIZE_MAX;
   carver cv = {base, 0};
   for (int i = 0; i < 2; i++) {
-    float *x = carve(&cv, sizeof(float) * (size_t)(rows * d));
-    if (base) c->xbuf[i] = x;
+    void *r = carve(&cv, raw ? es * (size_t)(rows * d) : 0);
+    float *x = carve(&cv, !raw || i == 0 ? sizeof(float) * (size_t)(rows * d) : 0);
+    if (base) {
+      c->xraw[i] = raw ? r : NULL;
+      c->xbuf[i] = !raw || i == 0 ? x : NULL;
+    }
   }
   float *w = carve(&cv, sizeof(float) * (size_t)nt); /* reserved as plan_workspace's */
   const int packs = plan_packs(&pf);
@@ -1225,7 +1239,11 @@ static cudaError_t assign_one(cuda_engine *c, const fkm_assign_plan *plan, const
  * on the copy stream once the work on chunk i - 2 is done with it, while
  * the context's stream assigns chunk i - 1; each chunk continues the
  * objective's chains and the update's sums (docs/data-path.md), and the
- * centroids are written after the last chunk. */
+ * centroids are written after the last chunk. The copy stream carries
+ * copies only: 16-bit rows are widened by the context's stream, which
+ * frees their buffer as soon as they are (a kernel on the copy stream
+ * waits for multiprocessors the assignment holds, and the copies behind it
+ * wait too). */
 static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
   const int64_t *train_rows = c->run.train_rows;
@@ -1248,31 +1266,38 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
                         .hist64 = c->hist64,
                         .weighted_fma = c->arith.weighted_fma};
   int64_t bad = -1, least = INT64_MAX;
+  const int raw = c->xraw[0] != NULL;
   for (int64_t ch = 0; ch < c->nchunk; ch++) {
     const int b = (int)(ch & 1);
     const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
     FKM_FORWARD(stage_rows_on(c, c->copy, &c->ssrc, train_rows ? train_rows + r0 : NULL, r0, m,
-                              c->check_pass, c->xbuf[b], &bad));
+                              c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], 0, &bad));
     if (bad >= 0 && bad < least) least = bad;
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
+    float *xf = c->xbuf[raw ? 0 : b];
+    if (raw) { /* widened here; its buffer takes chunk i + 2 from now on */
+      const fkm_convert_args ca = {c->ssrc.dtype, c->xraw[b], NULL, m, d, xf, 1, 0, 0};
+      FKM_CUDA_TRY(c, fkm_launch_convert(&ca, s));
+      FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], s));
+    }
     const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
-    FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->xbuf[b], m, d, c->xn, s));
+    FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, xf, m, d, c->xn, s));
     if (c->xp)
-      FKM_CUDA_TRY(c, fkm_launch_pack_x(c->xbuf[b], m, d, c->plan.fast_dtype, c->xp, c->xmax, s));
-    FKM_CUDA_TRY(c, assign_one(c, plan, c->xbuf[b], c->xn, r0, m, c->labels, c->dist, c->xp, s));
+      FKM_CUDA_TRY(c, fkm_launch_pack_x(xf, m, d, c->plan.fast_dtype, c->xp, c->xmax, s));
+    FKM_CUDA_TRY(c, assign_one(c, plan, xf, c->xn, r0, m, c->labels, c->dist, c->xp, s));
     /* the chains index rows r0 .. r0 + m of the training set: the chunk's
      * buffers, offset by r0 */
     FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - r0, c->labels - r0, r0, r0 + m, 1, 0, c->dsc,
                                          c->obj_scratch, s, NULL, NULL, NULL));
     const fkm_group_args ga = group_args(c, m, k, 1);
     FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
-    ua.x = c->xbuf[b];
+    ua.x = xf;
     ua.weights = c->w ? c->w + r0 : NULL;
     ua.n = m;
     FKM_CUDA_TRY(c, fkm_launch_update_chunk(&ua, c->acc, c->cnt, c->seen, s));
-    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], s));
+    if (!raw) FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], s));
   }
   if (least != INT64_MAX) {
     FKM_CUDA_TRY(c, cudaStreamSynchronize(s));

@@ -1005,39 +1005,49 @@ INSTANTIATE_TEST_SUITE_P(Table, CudaDataPath, ::testing::ValuesIn(source_cases::
                          });
 
 // Host x in pinned memory crosses without staging, in core and streamed
-// (the least budget: chunks of 128 rows): the CPU's bits either way.
+// (the least budget: chunks of 128 rows): the CPU's bits either way, for
+// float32 rows and for 16-bit rows (streamed, they cross as they are and
+// the work's stream widens them).
 TEST_F(Cuda, PinnedHostRowsInCoreAndStreamedEqualCpu) {
   const int64_t n = 9000, d = 16, k = 40;
-  const std::vector<float> x = fixtures::blobs(n, d, 12, 23);
-  float *pinned = nullptr;
-  ASSERT_EQ(cudaMallocHost((void **)&pinned, sizeof(float) * n * d), cudaSuccess);
-  std::memcpy(pinned, x.data(), sizeof(float) * n * d);
-  fkm_params p = quick(4);
-  p.max_points_per_centroid = 1000; /* every row trained on: contiguous chunks */
-  std::vector<float> cc(k * d), cg(k * d), cs(k * d);
-  std::vector<int64_t> lc(n), lg(n), ls(n);
-  ASSERT_EQ(fkm_train(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, cc.data(), 0,
-                      lc.data(), nullptr, nullptr, 0, nullptr),
-            FKM_OK);
-  ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, FKM_DTYPE_F32, pinned, nullptr, cg.data(), 0,
-                      lg.data(), nullptr, nullptr, 0, nullptr),
-            FKM_OK)
-      << fkm_ctx_last_error(gpu->c);
-  fkm_memory_plan plan;
-  ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &plan), FKM_OK);
-  p.memory_budget = plan.streamed_bytes;
-  ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &plan), FKM_OK);
-  EXPECT_EQ(plan.streamed, 1);
-  EXPECT_GT((n + plan.chunk_rows - 1) / plan.chunk_rows, 10);
-  ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, FKM_DTYPE_F32, pinned, nullptr, cs.data(), 0,
-                      ls.data(), nullptr, nullptr, 0, nullptr),
-            FKM_OK)
-      << fkm_ctx_last_error(gpu->c);
-  cudaFreeHost(pinned);
-  EXPECT_TRUE(same_bits(cg, cc)) << first_diff(cg, cc);
-  EXPECT_TRUE(same_bits(cs, cc)) << first_diff(cs, cc);
-  EXPECT_EQ(lg, lc);
-  EXPECT_EQ(ls, lc);
+  for (const fkm_dtype t : {FKM_DTYPE_F32, FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
+    SCOPED_TRACE(t == FKM_DTYPE_F32 ? "float32" : t == FKM_DTYPE_F16 ? "float16" : "bfloat16");
+    const std::vector<float> x32 =
+        t == FKM_DTYPE_F32 ? fixtures::blobs(n, d, 12, 23) : std::vector<float>();
+    const std::vector<uint16_t> x16 =
+        t == FKM_DTYPE_F32 ? std::vector<uint16_t>() : quantized_blobs(t, n, d, 12, 23).x16;
+    const void *host = t == FKM_DTYPE_F32 ? (const void *)x32.data() : (const void *)x16.data();
+    const size_t bytes = (t == FKM_DTYPE_F32 ? 4 : 2) * (size_t)(n * d);
+    void *pinned = nullptr;
+    ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
+    std::memcpy(pinned, host, bytes);
+    fkm_params p = quick(4);
+    p.max_points_per_centroid = 1000; /* every row trained on: contiguous chunks */
+    std::vector<float> cc(k * d), cg(k * d), cs(k * d);
+    std::vector<int64_t> lc(n), lg(n), ls(n);
+    ASSERT_EQ(fkm_train(cpu->c, &p, n, d, k, t, host, nullptr, cc.data(), 0, lc.data(), nullptr,
+                        nullptr, 0, nullptr),
+              FKM_OK);
+    ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, t, pinned, nullptr, cg.data(), 0, lg.data(),
+                        nullptr, nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    fkm_memory_plan plan;
+    ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, t, &plan), FKM_OK);
+    p.memory_budget = plan.streamed_bytes;
+    ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, t, &plan), FKM_OK);
+    EXPECT_EQ(plan.streamed, 1);
+    EXPECT_GT((n + plan.chunk_rows - 1) / plan.chunk_rows, 10);
+    ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, t, pinned, nullptr, cs.data(), 0, ls.data(),
+                        nullptr, nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    cudaFreeHost(pinned);
+    EXPECT_TRUE(same_bits(cg, cc)) << first_diff(cg, cc);
+    EXPECT_TRUE(same_bits(cs, cc)) << first_diff(cs, cc);
+    EXPECT_EQ(lg, lc);
+    EXPECT_EQ(ls, lc);
+  }
 }
 
 // A source with two bad training rows, the lesser row index late in
