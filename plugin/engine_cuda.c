@@ -737,10 +737,13 @@ static fkm_status check_budget(cuda_engine *c, const fkm_params *p, size_t bytes
  * 16-bit rows: two of their own dtype and one float buffer they are
  * widened into, the same bytes) and every per-row buffer at chunk size;
  * centroids, the update's chains and the training weights whole. */
+#ifndef FKM_STREAM_WIDEN_ON_COPY /* measurement builds: 1 widens on the copy stream, as before */
+#define FKM_STREAM_WIDEN_ON_COPY 0
+#endif
 static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
   const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
   const size_t es = fkm_dtype_size(c->run.dtype);
-  const int raw = es != sizeof(float);
+  const int raw = es != sizeof(float) && !FKM_STREAM_WIDEN_ON_COPY;
   const int64_t last = nt - (nt - 1) / rows * rows;
   fkm_assign_plan pf = make_plan(c, &c->params, &c->sd, c->run.dtype, rows, k, d);
   fkm_assign_plan pl = make_plan(c, &c->params, &c->sd, c->run.dtype, last, k, d);
@@ -1272,7 +1275,8 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
     const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
     FKM_FORWARD(stage_rows_on(c, c->copy, &c->ssrc, train_rows ? train_rows + r0 : NULL, r0, m,
-                              c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], 0, &bad));
+                              c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], !raw,
+                              &bad));
     if (bad >= 0 && bad < least) least = bad;
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
