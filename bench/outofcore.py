@@ -20,7 +20,9 @@ rate measured in this run.
 
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python[:path/to/flash-kmeans] \\
-    python3 bench/outofcore.py [--n 64M] [--k 16384] [--d 128] [--iters 3] [--budget-gb 16]
+    python3 bench/outofcore.py [--n 64M] [--k 16384] [--d 128] [--iters 3] [--budget-gb 16] \
+      [--no-peer] [--no-in-core]
+FLASHKM_CUDA_STREAM=copy-widen / no-prefetch (README) time the streamed path as it was.
 """
 import argparse
 import statistics
@@ -80,6 +82,9 @@ def main():
     ap.add_argument("--d", type=int, default=128)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--budget-gb", type=float, default=16.0)
+    ap.add_argument("--no-peer", action="store_true", help="skip flash-kmeans (its column: nan)")
+    ap.add_argument("--no-in-core", action="store_true",
+                    help="skip flashkm's in-core call (its column: nan)")
     args = ap.parse_args()
     n, k, d = rows(args.n), args.k, args.d
     budget = int(args.budget_gb * (1 << 30))
@@ -97,21 +102,23 @@ def main():
             x[i:i + step].copy_(torch.randn((min(step, n - i), d), device="cuda", generator=g)
                                 .to(dtype))
         floor = x.numel() * x.element_size() / (rate * 1e9) * 1e3
+        peer = float("nan")
         try:
-            peer = flash_kmeans_ms(x, k, args.iters)
+            if not args.no_peer:
+                peer = flash_kmeans_ms(x, k, args.iters)
         except Exception as e:  # reported, not hidden
             print("flash-kmeans failed: %r" % (e,))
-            peer = float("nan")
         modes = [("parity", False)] + ([("FAST", True)] if dtype == torch.float16 else [])
         for name, fast in modes:
             ours = flashkm_ms(x, k, args.iters, budget, fast)
+            core = float("nan")
             try:
-                core = flashkm_ms(x, k, args.iters, 0, fast)
+                if not args.no_in_core:
+                    core = flashkm_ms(x, k, args.iters, 0, fast)
             except flashkm.Error as e:  # does not fit the device: said, not hidden
                 if e.name != "FKM_ERR_OUT_OF_MEMORY":
                     raise
                 print("in core: %s" % (e,))
-                core = float("nan")
             print("| %s | %s | %.1f | %.1f | %.1f | %.2fx | %.1f | %.2fx |"
                   % (str(dtype).split(".")[1], name, ours, floor, core,
                      ours / max(floor, core), peer, peer / ours), flush=True)

@@ -152,6 +152,11 @@ typedef struct cuda_engine {
   fkm_source ssrc;    /* the host rows (the user's matrix, or the run's source) */
   float *xbuf[2];     /* float32 rows: both; 16-bit rows: xbuf[0], the widened chunk */
   void *xraw[2];      /* 16-bit rows as they cross, or NULL (float32 rows) */
+  int64_t sq;         /* chunks of this run sent so far: chunk sq + i takes buffer (sq + i) % 2 */
+  int prefetched;     /* the next pass's first chunk is on its way (buffer sq % 2) */
+  int stream_copy_widens, stream_prefetch; /* env FLASHKM_CUDA_STREAM (measurements):
+                                              copy-widen: 16-bit rows widened on the copy
+                                              stream, no prefetch; no-prefetch */
   float *acc, *cnt;   /* the update's chains, continued chunk to chunk */
   int64_t *seen;
   cudaStream_t copy;
@@ -737,13 +742,10 @@ static fkm_status check_budget(cuda_engine *c, const fkm_params *p, size_t bytes
  * 16-bit rows: two of their own dtype and one float buffer they are
  * widened into, the same bytes) and every per-row buffer at chunk size;
  * centroids, the update's chains and the training weights whole. */
-#ifndef FKM_STREAM_WIDEN_ON_COPY /* measurement builds: 1 widens on the copy stream, as before */
-#define FKM_STREAM_WIDEN_ON_COPY 0
-#endif
 static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
   const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
   const size_t es = fkm_dtype_size(c->run.dtype);
-  const int raw = es != sizeof(float) && !FKM_STREAM_WIDEN_ON_COPY;
+  const int raw = es != sizeof(float) && !c->stream_copy_widens;
   const int64_t last = nt - (nt - 1) / rows * rows;
   fkm_assign_plan pf = make_plan(c, &c->params, &c->sd, c->run.dtype, rows, k, d);
   fkm_assign_plan pl = make_plan(c, &c->params, &c->sd, c->run.dtype, last, k, d);
@@ -937,6 +939,8 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
                     avail);
   }
   c->streamed = 1;
+  c->sq = 0;
+  c->prefetched = 0;
   c->ssrc = run->source ? *run->source : fkm_source_of_matrix(run->x, n, d, run->dtype);
   c->ws_bytes = plan_streamed(c, rows, NULL);
   if (c->ws_cap < c->ws_bytes) {
@@ -1247,9 +1251,23 @@ static cudaError_t assign_one(cuda_engine *c, const fkm_assign_plan *plan, const
  * frees their buffer as soon as they are (a kernel on the copy stream
  * waits for multiprocessors the assignment holds, and the copies behind it
  * wait too). */
+/* Chunk ch of the training set onto the copy stream, into buffer b once
+ * the work on that buffer's last chunk is done with it (ev_ready[b] then
+ * marks its arrival). */
+static fkm_status send_chunk(cuda_engine *c, int64_t ch, int b, int64_t *bad) {
+  const int64_t nt = c->run.n_train, r0 = ch * c->chunk;
+  const int64_t m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+  const int raw = c->xraw[0] != NULL;
+  FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
+  FKM_FORWARD(stage_rows_on(c, c->copy, &c->ssrc,
+                            c->run.train_rows ? c->run.train_rows + r0 : NULL, r0, m,
+                            c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], !raw, bad));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
+  return FKM_OK;
+}
+
 static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
-  const int64_t *train_rows = c->run.train_rows;
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, k, d, c->cn, s));
@@ -1271,14 +1289,10 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   int64_t bad = -1, least = INT64_MAX;
   const int raw = c->xraw[0] != NULL;
   for (int64_t ch = 0; ch < c->nchunk; ch++) {
-    const int b = (int)(ch & 1);
+    const int b = (int)((c->sq + ch) & 1);
     const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
-    FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
-    FKM_FORWARD(stage_rows_on(c, c->copy, &c->ssrc, train_rows ? train_rows + r0 : NULL, r0, m,
-                              c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], !raw,
-                              &bad));
+    if (ch > 0 || !c->prefetched) FKM_FORWARD(send_chunk(c, ch, b, &bad));
     if (bad >= 0 && bad < least) least = bad;
-    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
     float *xf = c->xbuf[raw ? 0 : b];
     if (raw) { /* widened here; its buffer takes chunk i + 2 from now on */
@@ -1308,6 +1322,13 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
     return fkm_fail_not_finite(c->base.err, "x", least, 1, 0, d);
   }
   c->check_pass = 0; /* every training row has been read once */
+  c->sq += c->nchunk;
+  /* the next pass's first chunk crosses beside this pass's last work,
+   * unless this was the run's last iteration (a progress callback that
+   * stops the run earlier leaves one chunk's copy unused) */
+  c->prefetched = c->stream_prefetch &&
+                  ++c->iteration < (int64_t)c->params.niter * c->params.nredo;
+  if (c->prefetched) FKM_FORWARD(send_chunk(c, 0, (int)(c->sq & 1), &bad));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   FKM_CUDA_TRY(c, fkm_launch_update_finish(&ua, c->acc, c->cnt, c->seen, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)k,
@@ -2419,6 +2440,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
   c->fast_batched_wanted = !env_is("FLASHKM_CUDA_FAST_BATCHED", "0");
   c->group_radix = env_is("FLASHKM_CUDA_GROUP", "radix");
+  c->stream_copy_widens = env_is("FLASHKM_CUDA_STREAM", "copy-widen");
+  c->stream_prefetch = !c->stream_copy_widens && !env_is("FLASHKM_CUDA_STREAM", "no-prefetch");
   const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
   c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");
