@@ -1007,7 +1007,8 @@ INSTANTIATE_TEST_SUITE_P(Table, CudaDataPath, ::testing::ValuesIn(source_cases::
 // Host x in pinned memory crosses without staging, in core and streamed
 // (the least budget: chunks of 128 rows): the CPU's bits either way, for
 // float32 rows and for 16-bit rows (streamed, they cross as they are and
-// the work's stream widens them).
+// the work's stream widens them), and with the streamed path's measurement
+// switches (FLASHKM_CUDA_STREAM: copy-widen, no-prefetch).
 TEST_F(Cuda, PinnedHostRowsInCoreAndStreamedEqualCpu) {
   const int64_t n = 9000, d = 16, k = 40;
   for (const fkm_dtype t : {FKM_DTYPE_F32, FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
@@ -1042,11 +1043,24 @@ TEST_F(Cuda, PinnedHostRowsInCoreAndStreamedEqualCpu) {
                         nullptr, nullptr, 0, nullptr),
               FKM_OK)
         << fkm_ctx_last_error(gpu->c);
-    cudaFreeHost(pinned);
     EXPECT_TRUE(same_bits(cg, cc)) << first_diff(cg, cc);
     EXPECT_TRUE(same_bits(cs, cc)) << first_diff(cs, cc);
     EXPECT_EQ(lg, lc);
     EXPECT_EQ(ls, lc);
+    for (const char *mode : {"copy-widen", "no-prefetch"}) {
+      SCOPED_TRACE(mode);
+      Ctx other(FKM_BACKEND_CUDA, "FLASHKM_CUDA_STREAM", mode);
+      ASSERT_EQ(other.status, FKM_OK);
+      std::vector<float> co(k * d);
+      std::vector<int64_t> lo(n);
+      ASSERT_EQ(fkm_train(other.c, &p, n, d, k, t, pinned, nullptr, co.data(), 0, lo.data(),
+                          nullptr, nullptr, 0, nullptr),
+                FKM_OK)
+          << fkm_ctx_last_error(other.c);
+      EXPECT_TRUE(same_bits(co, cc)) << first_diff(co, cc);
+      EXPECT_EQ(lo, lc);
+    }
+    cudaFreeHost(pinned);
   }
 }
 
