@@ -86,6 +86,8 @@ typedef struct cuda_engine {
                    FLASHKM_CUDA_ASSIGN=mma: off) */
   int chunk_log2; /* least training rows per chunk, log2 (FKM_CUDA_CHUNK_LOG2;
                      env FLASHKM_CUDA_CHUNK_LOG2, 10 to 30, for tests) */
+  int64_t assign_chunk; /* rows per chunk of an assignment of host rows (0: 2^26 / d;
+                           env FLASHKM_CUDA_ASSIGN_CHUNK, for tests) */
   char name[320];
   cudaStream_t own_stream, stream, side;
   cudaStream_t side_aux;                           /* the objective's double chain */
@@ -1251,19 +1253,25 @@ static cudaError_t assign_one(cuda_engine *c, const fkm_assign_plan *plan, const
  * frees their buffer as soon as they are (a kernel on the copy stream
  * waits for multiprocessors the assignment holds, and the copies behind it
  * wait too). */
-/* Chunk ch of the training set onto the copy stream, into buffer b once
- * the work on that buffer's last chunk is done with it (ev_ready[b] then
- * marks its arrival). */
+/* stage_rows_on onto the copy stream into buffer buf, the b-th of two,
+ * once the work on its last rows is done with it (ev_free[b]); ev_ready[b]
+ * then marks their arrival. */
+static fkm_status send_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
+                            int64_t first, int64_t count, int check, void *buf, int widen,
+                            int b, int64_t *bad) {
+  FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
+  FKM_FORWARD(stage_rows_on(c, c->copy, src, rows, first, count, check, buf, widen, bad));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
+  return FKM_OK;
+}
+
+/* Chunk ch of the training set into buffer b (send_rows). */
 static fkm_status send_chunk(cuda_engine *c, int64_t ch, int b, int64_t *bad) {
   const int64_t nt = c->run.n_train, r0 = ch * c->chunk;
   const int64_t m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
   const int raw = c->xraw[0] != NULL;
-  FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
-  FKM_FORWARD(stage_rows_on(c, c->copy, &c->ssrc,
-                            c->run.train_rows ? c->run.train_rows + r0 : NULL, r0, m,
-                            c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], !raw, bad));
-  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
-  return FKM_OK;
+  return send_rows(c, &c->ssrc, c->run.train_rows ? c->run.train_rows + r0 : NULL, r0, m,
+                   c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], !raw, b, bad);
 }
 
 static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
@@ -1856,7 +1864,9 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   /* lab and dis on the host: each chunk's results cross back as it ends, so
    * that n may exceed what the device holds (fkm_assign_source) */
   const int dev_out = is_device_ptr(lab);
-  int64_t chunk = in_place && dev_out ? n : ((int64_t)1 << 26) / d;
+  int64_t chunk = in_place && dev_out      ? n
+                  : c->assign_chunk > 0 ? c->assign_chunk
+                                        : ((int64_t)1 << 26) / d;
   if (chunk < 1) chunk = 1;
   if (chunk > n) chunk = n;
   /* scratch for the larger of the full chunk's and the last chunk's plans */
@@ -1874,7 +1884,22 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   scalars *dsc = NULL;
   scalars hsc;
   cudaStream_t s = c->stream;
-  if (!in_place)
+  /* host rows cross on the copy stream into two buffers, chunk i + 1 beside
+   * chunk i's search (FLASHKM_CUDA_STREAM=copy-widen: one buffer, each
+   * chunk after the last one's search); 16-bit rows as they are, widened
+   * here into xf */
+  const int host_rows = !in_place && (src || !x_on_device);
+  const int overlap = host_rows && !c->stream_copy_widens;
+  const int raw = overlap && dtype != FKM_DTYPE_F32;
+  const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
+  const int check = src && params->check_finite;
+  void *xb[2] = {NULL, NULL};
+  int64_t bad = -1;
+  for (int i = 0; i < 2 && overlap; i++)
+    FKM_CUDA_GOTO(c, cudaMallocAsync(&xb[i], (raw ? fkm_dtype_size(dtype) : sizeof(float)) *
+                                                 (size_t)(chunk * d),
+                                     s));
+  if (!in_place && (!overlap || raw))
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xf, sizeof(float) * (size_t)(chunk * d), s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xn, sizeof(float) * (size_t)chunk, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cn, sizeof(float) * (size_t)k, s));
@@ -1891,19 +1916,30 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xmax, sizeof(int), s));
   }
   FKM_CUDA_GOTO(c, fkm_launch_profile_norms(&sd, cent, k, d, cn, s));
-  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+  /* the buffers' last users: the context's stream from here */
+  for (int i = 0; i < 2 && overlap; i++)
+    FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[i], s));
+  if (overlap) FKM_GOTO(send_rows(c, &hs, NULL, 0, chunk, check, xb[0], 0, 0, &bad));
+  for (int64_t r0 = 0, ch = 0; r0 < n; r0 += chunk, ch++) {
     const int64_t m = n - r0 < chunk ? n - r0 : chunk;
+    const int b = (int)(ch & 1);
     const float *xc;
+    if (bad >= 0) FKM_GOTO(fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d));
     if (in_place) {
       xc = (const float *)x + r0 * d;
-    } else if (!src && x_on_device) { /* device 16-bit rows, widened there */
+    } else if (!host_rows) { /* device 16-bit rows, widened there */
       FKM_GOTO(load_rows(c, dtype, (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d),
                          d, NULL, m, xf));
       xc = xf;
+    } else if (overlap) { /* host rows, sent beside the last chunk's search */
+      FKM_CUDA_GOTO(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
+      if (raw) {
+        const fkm_convert_args ca = {dtype, xb[b], NULL, m, d, xf, 1, 0, 0};
+        FKM_CUDA_GOTO(c, fkm_launch_convert(&ca, s));
+      }
+      xc = raw ? xf : (const float *)xb[b];
     } else { /* host rows, staged */
-      const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
-      int64_t bad = -1;
-      FKM_GOTO(stage_rows(c, &hs, NULL, r0, m, src && params->check_finite, xf, &bad));
+      FKM_GOTO(stage_rows(c, &hs, NULL, r0, m, check, xf, &bad));
       if (bad >= 0) FKM_GOTO(fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d));
       xc = xf;
     }
@@ -1935,6 +1971,12 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     FKM_CUDA_GOTO(c, fkm_launch_objective(dc - r0, lab32 - r0, r0, r0 + m, 1, 0, dsc, oscr, s,
                                           NULL, NULL, NULL));
     FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, m, dev_out ? lab + r0 : lab64, s));
+    if (overlap) { /* buffer b is free; the next chunk crosses into the other */
+      FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[b], s));
+      if (r0 + m < n)
+        FKM_GOTO(send_rows(c, &hs, NULL, r0 + m, n - r0 - m < chunk ? n - r0 - m : chunk, check,
+                           xb[b ^ 1], 0, b ^ 1, &bad));
+    }
     if (!dev_out) {
       FKM_CUDA_GOTO(c, cudaMemcpyAsync(lab + r0, lab64, sizeof(int64_t) * (size_t)m,
                                        cudaMemcpyDeviceToHost, s));
@@ -1946,6 +1988,11 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0) st = fkm_fail_no_finite(c->base.err, "x", problem, hsc.bad_label);
 done:
+  if (overlap) { /* copies may be in flight into xb */
+    (void)cudaStreamSynchronize(c->copy);
+    for (int i = 0; i < 2; i++)
+      if (xb[i]) (void)cudaFreeAsync(xb[i], s);
+  }
   if (xf) (void)cudaFreeAsync(xf, s);
   if (xn) (void)cudaFreeAsync(xn, s);
   if (cn) (void)cudaFreeAsync(cn, s);
@@ -2448,6 +2495,8 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
   c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;
   if (c->chunk_log2 < 10 || c->chunk_log2 > 30) c->chunk_log2 = FKM_CUDA_CHUNK_LOG2;
+  const char *ac = getenv("FLASHKM_CUDA_ASSIGN_CHUNK");
+  c->assign_chunk = ac && *ac ? strtoll(ac, NULL, 10) : 0;
   c->sm_count = prop.multiProcessorCount;
   snprintf(c->name, sizeof c->name, "%s (device %d, sm_%d%d, %d SMs)", prop.name, device,
            prop.major, prop.minor, prop.multiProcessorCount);

@@ -607,6 +607,13 @@ uint16_t exact_half_bits(float v, fkm_dtype t) {
   return (uint16_t)((sign << 15) | ((uint32_t)(e + 15) << 10) | man);
 }
 
+// The value of fp16 bits h.
+float half_value(uint16_t h) {
+  const int e = (h >> 10) & 31, m = h & 1023;
+  const float v = e == 0 ? std::ldexp((float)m, -24) : std::ldexp((float)(1024 + m), e - 25);
+  return (h & 0x8000u) ? -v : v;
+}
+
 Problem quantized_blobs(fkm_dtype t, int64_t n, int64_t d, int nb, uint32_t seed) {
   Problem pb;
   pb.n = n;
@@ -1134,6 +1141,86 @@ TEST_F(Cuda, AssignSourceEqualsCpuAssign) {
       << fkm_ctx_last_error(gpu->c);
   EXPECT_TRUE(same_bits(lg, lc)) << first_diff(lg, lc);
   EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
+}
+
+// fkm_assign of host rows in chunks of 6000 (FLASHKM_CUDA_ASSIGN_CHUNK; 12
+// chunks, each crossing beside the last one's search): float32 and float16
+// rows, pageable, pinned and through a callback source, against fkm_assign
+// on the CPU; also with FLASHKM_CUDA_STREAM=copy-widen (one buffer, chunk
+// after chunk). A non-finite value in a late chunk of a source: the CPU's
+// status and message, nothing written.
+TEST_F(Cuda, AssignOfHostRowsInChunksEqualsCpuAssign) {
+  const int64_t n = 70000, d = 24, k = 300;
+  for (const char *stream : {"default", "copy-widen"}) {
+    SCOPED_TRACE(stream);
+    /* FLASHKM_CUDA_STREAM as the case says (restored after), the chunk by
+     * Ctx's own variable */
+    const char *was = std::getenv("FLASHKM_CUDA_STREAM");
+    const std::string before = was ? was : "";
+    if (std::string(stream) == "default")
+      unsetenv("FLASHKM_CUDA_STREAM");
+    else
+      setenv("FLASHKM_CUDA_STREAM", stream, 1);
+    Ctx g(FKM_BACKEND_CUDA, "FLASHKM_CUDA_ASSIGN_CHUNK", "6000");
+    if (was)
+      setenv("FLASHKM_CUDA_STREAM", before.c_str(), 1);
+    else
+      unsetenv("FLASHKM_CUDA_STREAM");
+    ASSERT_EQ(g.status, FKM_OK);
+    for (const fkm_dtype t : {FKM_DTYPE_F32, FKM_DTYPE_F16}) {
+      SCOPED_TRACE(t == FKM_DTYPE_F32 ? "float32" : "float16");
+      const std::vector<float> x32 =
+          t == FKM_DTYPE_F32 ? fixtures::blobs(n, d, 40, 17) : std::vector<float>();
+      const std::vector<uint16_t> x16 =
+          t == FKM_DTYPE_F32 ? std::vector<uint16_t>() : quantized_blobs(t, n, d, 40, 17).x16;
+      const size_t es = t == FKM_DTYPE_F32 ? 4 : 2, bytes = es * (size_t)(n * d);
+      const char *host = t == FKM_DTYPE_F32 ? reinterpret_cast<const char *>(x32.data())
+                                            : reinterpret_cast<const char *>(x16.data());
+      std::vector<float> c(k * d); /* rows 5 .. 5 + k, as floats */
+      for (int64_t i = 0; i < k * d; i++)
+        c[i] = t == FKM_DTYPE_F32 ? x32[5 * d + i] : half_value(x16[5 * d + i]);
+      fkm_params p = defaults();
+      std::vector<int64_t> lc(n);
+      std::vector<float> dc(n);
+      ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, t, host, c.data(), lc.data(), dc.data()), FKM_OK);
+      void *pinned = nullptr;
+      ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
+      std::memcpy(pinned, host, bytes);
+      source_cases::Rows rows{host, es * (size_t)d};
+      fkm_source src;
+      ASSERT_EQ(fkm_source_callback(&src, n, d, t, source_cases::read_rows, &rows), FKM_OK);
+      for (int how = 0; how < 3; how++) {
+        SCOPED_TRACE(how == 0 ? "pageable" : how == 1 ? "pinned" : "callback");
+        std::vector<int64_t> lg(n, -9);
+        std::vector<float> dg(n, -9.f);
+        const fkm_status st =
+            how == 2 ? fkm_assign_source(g.c, &p, &src, k, c.data(), lg.data(), dg.data())
+                     : fkm_assign(g.c, &p, n, d, k, t, how == 0 ? (const void *)host : pinned,
+                                  c.data(), lg.data(), dg.data());
+        ASSERT_EQ(st, FKM_OK) << fkm_ctx_last_error(g.c);
+        EXPECT_TRUE(same_bits(lg, lc)) << first_diff(lg, lc);
+        EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
+      }
+      cudaFreeHost(pinned);
+    }
+    // a NaN in chunk 9 of a callback source: the CPU's status and message
+    std::vector<float> xb = fixtures::blobs(n, d, 40, 17);
+    const std::vector<float> c(xb.begin() + 5 * d, xb.begin() + (5 + k) * d);
+    xb[(9 * 6000 + 17) * d + 3] = std::numeric_limits<float>::quiet_NaN();
+    source_cases::Rows rows{reinterpret_cast<const char *>(xb.data()), sizeof(float) * d};
+    fkm_source src;
+    ASSERT_EQ(fkm_source_callback(&src, n, d, FKM_DTYPE_F32, source_cases::read_rows, &rows),
+              FKM_OK);
+    fkm_params p = defaults();
+    std::vector<int64_t> lc(n, -7), lg(n, -7);
+    const fkm_status sc = fkm_assign_source(cpu->c, &p, &src, k, c.data(), lc.data(), nullptr);
+    const std::string mc = fkm_ctx_last_error(cpu->c);
+    const fkm_status sg = fkm_assign_source(g.c, &p, &src, k, c.data(), lg.data(), nullptr);
+    EXPECT_EQ(sc, FKM_ERR_NOT_FINITE);
+    EXPECT_EQ(sg, sc);
+    EXPECT_EQ(std::string(fkm_ctx_last_error(g.c)), mc);
+    for (int64_t v : lg) ASSERT_EQ(v, -7);
+  }
 }
 
 TEST_F(Cuda, BatchedChunkedRowsEqualSeparateCpuRuns) {
