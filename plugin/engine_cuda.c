@@ -1244,15 +1244,6 @@ static cudaError_t assign_one(cuda_engine *c, const fkm_assign_plan *plan, const
                                : fkm_launch_assign_profile(&aa, plan, &c->sd, s);
 }
 
-/* One iteration of a streamed run: chunk i's rows cross into buffer i % 2
- * on the copy stream once the work on chunk i - 2 is done with it, while
- * the context's stream assigns chunk i - 1; each chunk continues the
- * objective's chains and the update's sums (docs/data-path.md), and the
- * centroids are written after the last chunk. The copy stream carries
- * copies only: 16-bit rows are widened by the context's stream, which
- * frees their buffer as soon as they are (a kernel on the copy stream
- * waits for multiprocessors the assignment holds, and the copies behind it
- * wait too). */
 /* stage_rows_on onto the copy stream into buffer buf, the b-th of two,
  * once the work on its last rows is done with it (ev_free[b]); ev_ready[b]
  * then marks their arrival. */
@@ -1274,6 +1265,16 @@ static fkm_status send_chunk(cuda_engine *c, int64_t ch, int b, int64_t *bad) {
                    c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], !raw, b, bad);
 }
 
+/* One iteration of a streamed run: the run's chunk i (counted across
+ * iterations) crosses into buffer i % 2 on the copy stream once the work on
+ * chunk i - 2 is done with it, while the context's stream works on chunk
+ * i - 1; each chunk continues the objective's chains and the update's sums
+ * (docs/data-path.md), and the centroids are written after the last chunk,
+ * beside which the next iteration's first chunk already crosses. The copy
+ * stream carries copies only: 16-bit rows are widened by the context's
+ * stream, which frees their buffer as soon as they are (a kernel on the
+ * copy stream waits for multiprocessors the assignment holds, and the
+ * copies behind it wait too). */
 static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
