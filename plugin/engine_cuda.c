@@ -41,6 +41,7 @@
 #include "convert.cuh"
 #include "cpu_kernels.h"
 #include "engine.h"
+#include "group.cuh"
 #include "pq.cuh"
 #include "profile.cuh"
 #include "source.h"
