@@ -2136,18 +2136,42 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
   bg_check_join(c, &bad);
   if (bad >= 0) return fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d);
   if (labels_in_place(c)) return finish_in_place(c, centroids, labels, distances);
+  const size_t cbytes = sizeof(float) * (size_t)(B * k * d);
+  const float *cent = c->cent;
+  float *cent_dev = NULL, *cent_host = NULL;
+  if (c->streamed && (labels || distances)) {
+    /* A streamed run's workspace took its budget (by default the device's
+     * free memory): the final search's scratch takes its place, the
+     * centroids moved out first (the next run allocates the workspace
+     * again). */
+    cent_host = malloc(cbytes);
+    if (!cent_host)
+      FKM_GOTO(fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                        "cuda engine: cannot allocate %zu bytes of centroids", cbytes));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(cent_host, c->cent, cbytes, cudaMemcpyDeviceToHost, s));
+    FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->copy)); /* a copy that a stop left in flight */
+    FKM_CUDA_GOTO(c, cudaFreeAsync(c->ws, s));
+    c->ws = NULL;
+    c->ws_cap = 0;
+    c->cent = NULL;
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cent_dev, cbytes, s));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(cent_dev, cent_host, cbytes, cudaMemcpyHostToDevice, s));
+    cent = cent_dev;
+  }
   if (labels || distances) {
     FKM_GOTO(tmp_alloc(c, B * n, labels, distances, &t));
     for (int64_t b = 0; b < B; b++)
       FKM_GOTO(assign_user(c, &c->params, &c->arith, c->run.dtype,
                            c->run.x ? (const char *)c->run.x + xb * (size_t)b : NULL,
-                           c->run.source, n, d, c->cent + b * k * d, k, t.lab + b * n,
+                           c->run.source, n, d, cent + b * k * d, k, t.lab + b * n,
                            t.dis + b * n, B > 1 ? b : -1));
   }
-  FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(B * k * d),
-                                   cudaMemcpyDefault, s));
+  FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, cent, cbytes, cudaMemcpyDefault, s));
   FKM_GOTO(publish_assignment(c, t.lab, t.dis, B * n, labels, distances));
 done:
+  if (cent_dev) (void)cudaFreeAsync(cent_dev, s);
+  (void)cudaStreamSynchronize(s); /* cent_host's copy */
+  free(cent_host);
   tmp_free(c, &t);
   return st;
 }

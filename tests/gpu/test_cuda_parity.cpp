@@ -1071,6 +1071,44 @@ TEST_F(Cuda, PinnedHostRowsInCoreAndStreamedEqualCpu) {
   }
 }
 
+// A training set larger than the device's free memory streams with that
+// memory as its budget (no memory_budget set: the device is filled here,
+// all but three quarters of what the run needs in core); the final
+// search's scratch then takes the workspace's place: centroids, labels and
+// distances the CPU's.
+TEST_F(Cuda, StreamedOnAFullDeviceStillReturnsLabels) {
+  const int64_t n = 6 << 20, d = 32, k = 64;
+  const std::vector<float> x = fixtures::blobs(n, d, 16, 41);
+  fkm_params p = quick(2);
+  p.max_points_per_centroid = (int)(n / k + 1); /* every row trained on */
+  std::vector<float> cc(k * d), cg(k * d), dc(n), dg(n);
+  std::vector<int64_t> lc(n), lg(n);
+  ASSERT_EQ(fkm_train(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, cc.data(), 0,
+                      lc.data(), dc.data(), nullptr, 0, nullptr),
+            FKM_OK);
+  fkm_memory_plan plan;
+  ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &plan), FKM_OK);
+  size_t free_b = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_b, &total), cudaSuccess);
+  const size_t leave = plan.in_core_bytes / 4 * 3;
+  ASSERT_GT(free_b, leave + ((size_t)256 << 20));
+  void *blob = nullptr;
+  ASSERT_EQ(cudaMalloc(&blob, free_b - leave), cudaSuccess);
+  fkm_memory_plan full;
+  const fkm_status sp = fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &full);
+  const fkm_status st = fkm_train(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), nullptr,
+                                  cg.data(), 0, lg.data(), dg.data(), nullptr, 0, nullptr);
+  const std::string msg = fkm_ctx_last_error(gpu->c);
+  cudaFree(blob);
+  ASSERT_EQ(sp, FKM_OK);
+  EXPECT_EQ(full.streamed, 1) << "in core " << full.in_core_bytes << ", available "
+                              << full.available;
+  ASSERT_EQ(st, FKM_OK) << msg;
+  EXPECT_TRUE(same_bits(cg, cc)) << first_diff(cg, cc);
+  EXPECT_EQ(lg, lc);
+  EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
+}
+
 // A source with two bad training rows, the lesser row index late in
 // training order (another chunk when streamed): the CPU's status and
 // message (the lesser row), in core and streamed, host rows and a
