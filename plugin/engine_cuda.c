@@ -718,11 +718,16 @@ static fkm_status size_run(cuda_engine *c) {
 }
 
 /* The device bytes a run may take: params->memory_budget, else the
- * device's free memory. */
+ * device's free memory less a reserve (an eighth of it, at most 512 MiB).
+ * A workspace planned to the last free byte does not fit: the allocator
+ * grows its pool in whole pages, and the driver and the run's small
+ * allocations take some too (a streamed run's plan fills its budget). */
+#define FKM_DEVICE_RESERVE_MAX ((size_t)512 << 20)
 static fkm_status device_budget(cuda_engine *c, const fkm_params *p, size_t *avail) {
   size_t free_b = 0, total = 0;
   FKM_CUDA_TRY(c, cudaMemGetInfo(&free_b, &total));
-  *avail = p->memory_budget > 0 ? p->memory_budget : free_b;
+  const size_t reserve = free_b / 8 < FKM_DEVICE_RESERVE_MAX ? free_b / 8 : FKM_DEVICE_RESERVE_MAX;
+  *avail = p->memory_budget > 0 ? p->memory_budget : free_b - reserve;
   return FKM_OK;
 }
 
@@ -733,7 +738,9 @@ static fkm_status check_budget(cuda_engine *c, const fkm_params *p, size_t bytes
                 "cuda engine: the run needs %zu bytes of device memory with its training set "
                 "resident and %s is %zu bytes (only one problem whose rows are in host "
                 "memory can stream)",
-                bytes, p->memory_budget > 0 ? "params->memory_budget" : "the device's free memory",
+                bytes,
+                p->memory_budget > 0 ? "params->memory_budget"
+                                     : "the device's free memory less its reserve",
                 avail);
   return FKM_OK;
 }
@@ -938,7 +945,7 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
                     "least %zu streamed (chunks of %lld rows); %s is %zu bytes",
                     c->ws_bytes, plan_streamed(c, least, NULL), (long long)least,
                     c->params.memory_budget > 0 ? "params->memory_budget"
-                                                : "the device's free memory",
+                                                : "the device's free memory less its reserve",
                     avail);
   }
   c->streamed = 1;

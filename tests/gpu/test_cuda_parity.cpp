@@ -1072,8 +1072,9 @@ TEST_F(Cuda, PinnedHostRowsInCoreAndStreamedEqualCpu) {
 }
 
 // A training set larger than the device's free memory streams with that
-// memory as its budget (no memory_budget set: the device is filled here,
-// all but three quarters of what the run needs in core); the final
+// memory less its reserve as its budget (no memory_budget set: the device
+// is filled here, all but three quarters of what the run needs in core;
+// the workspace planned to the last free byte did not allocate); the final
 // search's scratch then takes the workspace's place: centroids, labels and
 // distances the CPU's.
 TEST_F(Cuda, StreamedOnAFullDeviceStillReturnsLabels) {
