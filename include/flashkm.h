@@ -329,7 +329,8 @@ typedef struct fkm_params {
   /* appended in 0.3 */
   /** Bytes of the engine's memory a run may hold (docs/data-path.md): the
    *  device's on CUDA, the host's on the CPU. 0: no limit of its own (CUDA:
-   *  the device's free memory). A run whose training set does not fit in it
+   *  the device's free memory less a reserve of an eighth of it, at most
+   *  512 MiB). A run whose training set does not fit in it
    *  streams the training set from where it lives every iteration, in
    *  chunks, with the same results (one problem whose rows are host memory
    *  or a source: batched runs, and device data, stay resident); when even
@@ -583,7 +584,8 @@ typedef struct fkm_memory_plan {
                               cannot stream this run, e.g. batched runs) */
   size_t bytes;          /**< what the run will take under params->memory_budget */
   size_t available;      /**< the budget it was planned against (the device's
-                              free memory on CUDA without a budget; 0: none) */
+                              free memory less its reserve on CUDA without a
+                              budget; 0: none) */
   int streamed;          /**< 1: the training set will be streamed */
   int64_t chunk_rows;    /**< rows per streamed chunk (0: in core) */
 } fkm_memory_plan;

@@ -4,6 +4,7 @@
 set(FKM_KERNEL_SOURCES
   ${PROJECT_SOURCE_DIR}/kernels/assign.cu
   ${PROJECT_SOURCE_DIR}/kernels/update.cu
+  ${PROJECT_SOURCE_DIR}/kernels/group.cu
   ${PROJECT_SOURCE_DIR}/kernels/profile.cu
   ${PROJECT_SOURCE_DIR}/kernels/convert.cu
   ${PROJECT_SOURCE_DIR}/kernels/pq.cu)

@@ -6,6 +6,9 @@
 #ifndef FKM_KERNELS_OBJECTIVE_CUH
 #define FKM_KERNELS_OBJECTIVE_CUH
 
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+
 namespace {
 
 /* The objective (docs/contract.md section 4): obj = fl(...fl(fl(0 + d0) +

@@ -41,6 +41,7 @@
 #include "convert.cuh"
 #include "cpu_kernels.h"
 #include "engine.h"
+#include "group.cuh"
 #include "pq.cuh"
 #include "profile.cuh"
 #include "source.h"
@@ -86,6 +87,8 @@ typedef struct cuda_engine {
                    FLASHKM_CUDA_ASSIGN=mma: off) */
   int chunk_log2; /* least training rows per chunk, log2 (FKM_CUDA_CHUNK_LOG2;
                      env FLASHKM_CUDA_CHUNK_LOG2, 10 to 30, for tests) */
+  int64_t assign_chunk; /* rows per chunk of an assignment of host rows (0: 2^26 / d;
+                           env FLASHKM_CUDA_ASSIGN_CHUNK, for tests) */
   char name[320];
   cudaStream_t own_stream, stream, side;
   cudaStream_t side_aux;                           /* the objective's double chain */
@@ -145,11 +148,18 @@ typedef struct cuda_engine {
                           the float32 narrowing */
   /* streamed runs (docs/data-path.md): the training set's host rows cross
    * every iteration in chunks of schunk rows, two device buffers, copies on
-   * their own stream beside the work on the other buffer */
+   * their own stream beside the work on the other buffer; 16-bit rows cross
+   * as they are (xraw) and are widened into xbuf[0] by the work's stream */
   int streamed;
   int64_t schunk;
   fkm_source ssrc;    /* the host rows (the user's matrix, or the run's source) */
-  float *xbuf[2];
+  float *xbuf[2];     /* float32 rows: both; 16-bit rows: xbuf[0], the widened chunk */
+  void *xraw[2];      /* 16-bit rows as they cross, or NULL (float32 rows) */
+  int64_t sq;         /* chunks of this run sent so far: chunk sq + i takes buffer (sq + i) % 2 */
+  int prefetched;     /* the next pass's first chunk is on its way (buffer sq % 2) */
+  int stream_copy_widens, stream_prefetch; /* env FLASHKM_CUDA_STREAM (measurements):
+                                              copy-widen: 16-bit rows widened on the copy
+                                              stream, no prefetch; no-prefetch */
   float *acc, *cnt;   /* the update's chains, continued chunk to chunk */
   int64_t *seen;
   cudaStream_t copy;
@@ -377,17 +387,21 @@ static fkm_status grow_stage(cuda_engine *c, size_t bytes, int dev) {
 }
 
 /* Rows of a host source (rows[i], or first + i without rows; i < count) to
- * device floats out (count, d): the host reads chunk i into pinned buffer
- * i % 2 (a gather on OpenMP's threads, each row checked while in cache when
- * check) once that buffer's previous copy is done, and the copy of chunk i
- * runs while chunk i + 1 is read. *bad: the least non-finite element index
- * in the source's order (row * d + column) among the rows read, or -1. Asynchronous
- * on the context's stream; the buffers are waited for before their reuse. */
+ * the device buffer out (count, d): device floats with widen, else the
+ * source's own dtype (copies only: no kernel on stream). The host reads
+ * chunk i into pinned buffer i % 2 (a gather on OpenMP's threads, each row
+ * checked while in cache when check) once that buffer's previous copy is
+ * done, and the copy of chunk i runs while chunk i + 1 is read. *bad: the
+ * least non-finite element index in the source's order (row * d + column)
+ * among the rows read, or -1. Asynchronous on stream; the buffers are
+ * waited for before their reuse. */
 static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_source *src,
                                 const int64_t *rows, int64_t first, int64_t count, int check,
-                                float *out, int64_t *bad) {
+                                void *out, int widen, int64_t *bad) {
   const int64_t d = src->d;
   const size_t es = fkm_dtype_size(src->dtype), row = es * (size_t)d;
+  const int conv = widen && src->dtype != FKM_DTYPE_F32; /* 16-bit rows widened on stream */
+  float *outf = out; /* with conv */
   int64_t per = (int64_t)(FKM_STAGE_BYTES / row);
   if (per < 1) per = 1;
   if (per > count) per = count;
@@ -403,12 +417,12 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
     const int64_t e = host_first_nonfinite(src->dtype, from, count * d);
     if (e >= 0) *bad = first * d + e;
   }
-  if (direct && src->dtype == FKM_DTYPE_F32) {
+  if (direct && !conv) {
     FKM_CUDA_TRY(c, cudaMemcpyAsync(out, from, row * (size_t)count, cudaMemcpyHostToDevice,
                                     stream));
     return FKM_OK;
   }
-  FKM_FORWARD(grow_stage(c, row * (size_t)per, src->dtype != FKM_DTYPE_F32));
+  FKM_FORWARD(grow_stage(c, row * (size_t)per, conv));
   if (direct) { /* 16-bit: straight into the device staging, widened there */
     for (int64_t i0 = 0, it = 0; i0 < count; i0 += per, it++) {
       const int b = (int)(it & 1);
@@ -416,7 +430,7 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
       FKM_CUDA_TRY(c, cudaStreamWaitEvent(stream, c->ev_stage[b], 0)); /* its last user */
       FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], from + row * (size_t)i0,
                                       row * (size_t)m, cudaMemcpyHostToDevice, stream));
-      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, out + i0 * d, 1, 0, 0};
+      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, outf + i0 * d, 1, 0, 0};
       FKM_CUDA_TRY(c, fkm_launch_convert(&a, stream));
       FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], stream));
     }
@@ -433,13 +447,13 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
     else
       FKM_FORWARD(fkm_source_read(src, r, first + i0, m, c->stage[b], c->base.err));
     if (e >= 0 && e < least) least = e;
-    if (src->dtype == FKM_DTYPE_F32) {
-      FKM_CUDA_TRY(c, cudaMemcpyAsync(out + i0 * d, c->stage[b], row * (size_t)m,
-                                      cudaMemcpyHostToDevice, stream));
+    if (!conv) {
+      FKM_CUDA_TRY(c, cudaMemcpyAsync((char *)out + row * (size_t)i0, c->stage[b],
+                                      row * (size_t)m, cudaMemcpyHostToDevice, stream));
     } else {
       FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], c->stage[b], row * (size_t)m,
                                       cudaMemcpyHostToDevice, stream));
-      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, out + i0 * d, 1, 0, 0};
+      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, outf + i0 * d, 1, 0, 0};
       FKM_CUDA_TRY(c, fkm_launch_convert(&a, stream));
     }
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], stream));
@@ -451,7 +465,7 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
 static fkm_status stage_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
                              int64_t first, int64_t count, int check, float *out,
                              int64_t *bad) {
-  return stage_rows_on(c, c->stream, src, rows, first, count, check, out, bad);
+  return stage_rows_on(c, c->stream, src, rows, first, count, check, out, 1, bad);
 }
 
 /* The background check: x's rows not marked in skip, on OpenMP's threads
@@ -704,11 +718,16 @@ static fkm_status size_run(cuda_engine *c) {
 }
 
 /* The device bytes a run may take: params->memory_budget, else the
- * device's free memory. */
+ * device's free memory less a reserve (an eighth of it, at most 512 MiB).
+ * A workspace planned to the last free byte does not fit: the allocator
+ * grows its pool in whole pages, and the driver and the run's small
+ * allocations take some too (a streamed run's plan fills its budget). */
+#define FKM_DEVICE_RESERVE_MAX ((size_t)512 << 20)
 static fkm_status device_budget(cuda_engine *c, const fkm_params *p, size_t *avail) {
   size_t free_b = 0, total = 0;
   FKM_CUDA_TRY(c, cudaMemGetInfo(&free_b, &total));
-  *avail = p->memory_budget > 0 ? p->memory_budget : free_b;
+  const size_t reserve = free_b / 8 < FKM_DEVICE_RESERVE_MAX ? free_b / 8 : FKM_DEVICE_RESERVE_MAX;
+  *avail = p->memory_budget > 0 ? p->memory_budget : free_b - reserve;
   return FKM_OK;
 }
 
@@ -719,7 +738,9 @@ static fkm_status check_budget(cuda_engine *c, const fkm_params *p, size_t bytes
                 "cuda engine: the run needs %zu bytes of device memory with its training set "
                 "resident and %s is %zu bytes (only one problem whose rows are in host "
                 "memory can stream)",
-                bytes, p->memory_budget > 0 ? "params->memory_budget" : "the device's free memory",
+                bytes,
+                p->memory_budget > 0 ? "params->memory_budget"
+                                     : "the device's free memory less its reserve",
                 avail);
   return FKM_OK;
 }
@@ -727,10 +748,14 @@ static fkm_status check_budget(cuda_engine *c, const fkm_params *p, size_t bytes
 /* ------------------------------------------------------------ streamed runs */
 
 /* Lays out (or, with a NULL base, sizes) a streamed run's workspace for
- * chunks of rows rows: two chunk buffers and every per-row buffer at chunk
- * size; centroids, the update's chains and the training weights whole. */
+ * chunks of rows rows: two chunk buffers (float32 rows: two float buffers;
+ * 16-bit rows: two of their own dtype and one float buffer they are
+ * widened into, the same bytes) and every per-row buffer at chunk size;
+ * centroids, the update's chains and the training weights whole. */
 static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
   const int64_t d = c->run.d, k = c->run.k, nt = c->run.n_train;
+  const size_t es = fkm_dtype_size(c->run.dtype);
+  const int raw = es != sizeof(float) && !c->stream_copy_widens;
   const int64_t last = nt - (nt - 1) / rows * rows;
   fkm_assign_plan pf = make_plan(c, &c->params, &c->sd, c->run.dtype, rows, k, d);
   fkm_assign_plan pl = make_plan(c, &c->params, &c->sd, c->run.dtype, last, k, d);
@@ -738,8 +763,12 @@ static size_t plan_streamed(cuda_engine *c, int64_t rows, char *base) {
   if (fkm_group_temp_bytes(rows, k, 1, &temp) != cudaSuccess) return SIZE_MAX;
   carver cv = {base, 0};
   for (int i = 0; i < 2; i++) {
-    float *x = carve(&cv, sizeof(float) * (size_t)(rows * d));
-    if (base) c->xbuf[i] = x;
+    void *r = carve(&cv, raw ? es * (size_t)(rows * d) : 0);
+    float *x = carve(&cv, !raw || i == 0 ? sizeof(float) * (size_t)(rows * d) : 0);
+    if (base) {
+      c->xraw[i] = raw ? r : NULL;
+      c->xbuf[i] = !raw || i == 0 ? x : NULL;
+    }
   }
   float *w = carve(&cv, sizeof(float) * (size_t)nt); /* reserved as plan_workspace's */
   const int packs = plan_packs(&pf);
@@ -916,10 +945,12 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
                     "least %zu streamed (chunks of %lld rows); %s is %zu bytes",
                     c->ws_bytes, plan_streamed(c, least, NULL), (long long)least,
                     c->params.memory_budget > 0 ? "params->memory_budget"
-                                                : "the device's free memory",
+                                                : "the device's free memory less its reserve",
                     avail);
   }
   c->streamed = 1;
+  c->sq = 0;
+  c->prefetched = 0;
   c->ssrc = run->source ? *run->source : fkm_source_of_matrix(run->x, n, d, run->dtype);
   c->ws_bytes = plan_streamed(c, rows, NULL);
   if (c->ws_cap < c->ws_bytes) {
@@ -1221,14 +1252,39 @@ static cudaError_t assign_one(cuda_engine *c, const fkm_assign_plan *plan, const
                                : fkm_launch_assign_profile(&aa, plan, &c->sd, s);
 }
 
-/* One iteration of a streamed run: chunk i's rows cross into buffer i % 2
- * on the copy stream once the work on chunk i - 2 is done with it, while
- * the context's stream assigns chunk i - 1; each chunk continues the
- * objective's chains and the update's sums (docs/data-path.md), and the
- * centroids are written after the last chunk. */
+/* stage_rows_on onto the copy stream into buffer buf, the b-th of two,
+ * once the work on its last rows is done with it (ev_free[b]); ev_ready[b]
+ * then marks their arrival. */
+static fkm_status send_rows(cuda_engine *c, const fkm_source *src, const int64_t *rows,
+                            int64_t first, int64_t count, int check, void *buf, int widen,
+                            int b, int64_t *bad) {
+  FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
+  FKM_FORWARD(stage_rows_on(c, c->copy, src, rows, first, count, check, buf, widen, bad));
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
+  return FKM_OK;
+}
+
+/* Chunk ch of the training set into buffer b (send_rows). */
+static fkm_status send_chunk(cuda_engine *c, int64_t ch, int b, int64_t *bad) {
+  const int64_t nt = c->run.n_train, r0 = ch * c->chunk;
+  const int64_t m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+  const int raw = c->xraw[0] != NULL;
+  return send_rows(c, &c->ssrc, c->run.train_rows ? c->run.train_rows + r0 : NULL, r0, m,
+                   c->check_pass, raw ? c->xraw[b] : (void *)c->xbuf[b], !raw, b, bad);
+}
+
+/* One iteration of a streamed run: the run's chunk i (counted across
+ * iterations) crosses into buffer i % 2 on the copy stream once the work on
+ * chunk i - 2 is done with it, while the context's stream works on chunk
+ * i - 1; each chunk continues the objective's chains and the update's sums
+ * (docs/data-path.md), and the centroids are written after the last chunk,
+ * beside which the next iteration's first chunk already crosses. The copy
+ * stream carries copies only: 16-bit rows are widened by the context's
+ * stream, which frees their buffer as soon as they are (a kernel on the
+ * copy stream waits for multiprocessors the assignment holds, and the
+ * copies behind it wait too). */
 static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   const int64_t nt = c->run.n_train, d = c->run.d, k = c->run.k;
-  const int64_t *train_rows = c->run.train_rows;
   cudaStream_t s = c->stream;
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a0, s));
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, k, d, c->cn, s));
@@ -1248,37 +1304,48 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
                         .hist64 = c->hist64,
                         .weighted_fma = c->arith.weighted_fma};
   int64_t bad = -1, least = INT64_MAX;
+  const int raw = c->xraw[0] != NULL;
   for (int64_t ch = 0; ch < c->nchunk; ch++) {
-    const int b = (int)(ch & 1);
+    const int b = (int)((c->sq + ch) & 1);
     const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
-    FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->copy, c->ev_free[b], 0));
-    FKM_FORWARD(stage_rows_on(c, c->copy, &c->ssrc, train_rows ? train_rows + r0 : NULL, r0, m,
-                              c->check_pass, c->xbuf[b], &bad));
+    if (ch > 0 || !c->prefetched) FKM_FORWARD(send_chunk(c, ch, b, &bad));
     if (bad >= 0 && bad < least) least = bad;
-    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_ready[b], c->copy));
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
+    float *xf = c->xbuf[raw ? 0 : b];
+    if (raw) { /* widened here; its buffer takes chunk i + 2 from now on */
+      const fkm_convert_args ca = {c->ssrc.dtype, c->xraw[b], NULL, m, d, xf, 1, 0, 0};
+      FKM_CUDA_TRY(c, fkm_launch_convert(&ca, s));
+      FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], s));
+    }
     const fkm_assign_plan *plan = ch == c->nchunk - 1 ? &c->plan_last : &c->plan;
-    FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->xbuf[b], m, d, c->xn, s));
+    FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, xf, m, d, c->xn, s));
     if (c->xp)
-      FKM_CUDA_TRY(c, fkm_launch_pack_x(c->xbuf[b], m, d, c->plan.fast_dtype, c->xp, c->xmax, s));
-    FKM_CUDA_TRY(c, assign_one(c, plan, c->xbuf[b], c->xn, r0, m, c->labels, c->dist, c->xp, s));
+      FKM_CUDA_TRY(c, fkm_launch_pack_x(xf, m, d, c->plan.fast_dtype, c->xp, c->xmax, s));
+    FKM_CUDA_TRY(c, assign_one(c, plan, xf, c->xn, r0, m, c->labels, c->dist, c->xp, s));
     /* the chains index rows r0 .. r0 + m of the training set: the chunk's
      * buffers, offset by r0 */
     FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - r0, c->labels - r0, r0, r0 + m, 1, 0, c->dsc,
                                          c->obj_scratch, s, NULL, NULL, NULL));
     const fkm_group_args ga = group_args(c, m, k, 1);
     FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
-    ua.x = c->xbuf[b];
+    ua.x = xf;
     ua.weights = c->w ? c->w + r0 : NULL;
     ua.n = m;
     FKM_CUDA_TRY(c, fkm_launch_update_chunk(&ua, c->acc, c->cnt, c->seen, s));
-    FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], s));
+    if (!raw) FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], s));
   }
   if (least != INT64_MAX) {
     FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
     return fkm_fail_not_finite(c->base.err, "x", least, 1, 0, d);
   }
   c->check_pass = 0; /* every training row has been read once */
+  c->sq += c->nchunk;
+  /* the next pass's first chunk crosses beside this pass's last work,
+   * unless this was the run's last iteration (a progress callback that
+   * stops the run earlier leaves one chunk's copy unused) */
+  c->prefetched = c->stream_prefetch &&
+                  ++c->iteration < (int64_t)c->params.niter * c->params.nredo;
+  if (c->prefetched) FKM_FORWARD(send_chunk(c, 0, (int)(c->sq & 1), &bad));
   FKM_CUDA_TRY(c, cudaEventRecord(c->ev_a1, s));
   FKM_CUDA_TRY(c, fkm_launch_update_finish(&ua, c->acc, c->cnt, c->seen, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)k,
@@ -1806,7 +1873,9 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   /* lab and dis on the host: each chunk's results cross back as it ends, so
    * that n may exceed what the device holds (fkm_assign_source) */
   const int dev_out = is_device_ptr(lab);
-  int64_t chunk = in_place && dev_out ? n : ((int64_t)1 << 26) / d;
+  int64_t chunk = in_place && dev_out      ? n
+                  : c->assign_chunk > 0 ? c->assign_chunk
+                                        : ((int64_t)1 << 26) / d;
   if (chunk < 1) chunk = 1;
   if (chunk > n) chunk = n;
   /* scratch for the larger of the full chunk's and the last chunk's plans */
@@ -1824,7 +1893,22 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   scalars *dsc = NULL;
   scalars hsc;
   cudaStream_t s = c->stream;
-  if (!in_place)
+  /* host rows cross on the copy stream into two buffers, chunk i + 1 beside
+   * chunk i's search (FLASHKM_CUDA_STREAM=copy-widen: one buffer, each
+   * chunk after the last one's search); 16-bit rows as they are, widened
+   * here into xf */
+  const int host_rows = !in_place && (src || !x_on_device);
+  const int overlap = host_rows && !c->stream_copy_widens;
+  const int raw = overlap && dtype != FKM_DTYPE_F32;
+  const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
+  const int check = src && params->check_finite;
+  void *xb[2] = {NULL, NULL};
+  int64_t bad = -1;
+  for (int i = 0; i < 2 && overlap; i++)
+    FKM_CUDA_GOTO(c, cudaMallocAsync(&xb[i], (raw ? fkm_dtype_size(dtype) : sizeof(float)) *
+                                                 (size_t)(chunk * d),
+                                     s));
+  if (!in_place && (!overlap || raw))
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xf, sizeof(float) * (size_t)(chunk * d), s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xn, sizeof(float) * (size_t)chunk, s));
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cn, sizeof(float) * (size_t)k, s));
@@ -1841,19 +1925,30 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xmax, sizeof(int), s));
   }
   FKM_CUDA_GOTO(c, fkm_launch_profile_norms(&sd, cent, k, d, cn, s));
-  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+  /* the buffers' last users: the context's stream from here */
+  for (int i = 0; i < 2 && overlap; i++)
+    FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[i], s));
+  if (overlap) FKM_GOTO(send_rows(c, &hs, NULL, 0, chunk, check, xb[0], 0, 0, &bad));
+  for (int64_t r0 = 0, ch = 0; r0 < n; r0 += chunk, ch++) {
     const int64_t m = n - r0 < chunk ? n - r0 : chunk;
+    const int b = (int)(ch & 1);
     const float *xc;
+    if (bad >= 0) FKM_GOTO(fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d));
     if (in_place) {
       xc = (const float *)x + r0 * d;
-    } else if (!src && x_on_device) { /* device 16-bit rows, widened there */
+    } else if (!host_rows) { /* device 16-bit rows, widened there */
       FKM_GOTO(load_rows(c, dtype, (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d),
                          d, NULL, m, xf));
       xc = xf;
+    } else if (overlap) { /* host rows, sent beside the last chunk's search */
+      FKM_CUDA_GOTO(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
+      if (raw) {
+        const fkm_convert_args ca = {dtype, xb[b], NULL, m, d, xf, 1, 0, 0};
+        FKM_CUDA_GOTO(c, fkm_launch_convert(&ca, s));
+      }
+      xc = raw ? xf : (const float *)xb[b];
     } else { /* host rows, staged */
-      const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
-      int64_t bad = -1;
-      FKM_GOTO(stage_rows(c, &hs, NULL, r0, m, src && params->check_finite, xf, &bad));
+      FKM_GOTO(stage_rows(c, &hs, NULL, r0, m, check, xf, &bad));
       if (bad >= 0) FKM_GOTO(fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d));
       xc = xf;
     }
@@ -1885,6 +1980,12 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     FKM_CUDA_GOTO(c, fkm_launch_objective(dc - r0, lab32 - r0, r0, r0 + m, 1, 0, dsc, oscr, s,
                                           NULL, NULL, NULL));
     FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, m, dev_out ? lab + r0 : lab64, s));
+    if (overlap) { /* buffer b is free; the next chunk crosses into the other */
+      FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[b], s));
+      if (r0 + m < n)
+        FKM_GOTO(send_rows(c, &hs, NULL, r0 + m, n - r0 - m < chunk ? n - r0 - m : chunk, check,
+                           xb[b ^ 1], 0, b ^ 1, &bad));
+    }
     if (!dev_out) {
       FKM_CUDA_GOTO(c, cudaMemcpyAsync(lab + r0, lab64, sizeof(int64_t) * (size_t)m,
                                        cudaMemcpyDeviceToHost, s));
@@ -1896,6 +1997,11 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0) st = fkm_fail_no_finite(c->base.err, "x", problem, hsc.bad_label);
 done:
+  if (overlap) { /* copies may be in flight into xb */
+    (void)cudaStreamSynchronize(c->copy);
+    for (int i = 0; i < 2; i++)
+      if (xb[i]) (void)cudaFreeAsync(xb[i], s);
+  }
   if (xf) (void)cudaFreeAsync(xf, s);
   if (xn) (void)cudaFreeAsync(xn, s);
   if (cn) (void)cudaFreeAsync(cn, s);
@@ -2037,18 +2143,42 @@ static fkm_status cuda_finish(fkm_engine *e, float *centroids, int64_t *labels,
   bg_check_join(c, &bad);
   if (bad >= 0) return fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d);
   if (labels_in_place(c)) return finish_in_place(c, centroids, labels, distances);
+  const size_t cbytes = sizeof(float) * (size_t)(B * k * d);
+  const float *cent = c->cent;
+  float *cent_dev = NULL, *cent_host = NULL;
+  if (c->streamed && (labels || distances)) {
+    /* A streamed run's workspace took its budget (by default the device's
+     * free memory): the final search's scratch takes its place, the
+     * centroids moved out first (the next run allocates the workspace
+     * again). */
+    cent_host = malloc(cbytes);
+    if (!cent_host)
+      FKM_GOTO(fkm_fail(c->base.err, FKM_ERR_OUT_OF_MEMORY,
+                        "cuda engine: cannot allocate %zu bytes of centroids", cbytes));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(cent_host, c->cent, cbytes, cudaMemcpyDeviceToHost, s));
+    FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->copy)); /* a copy that a stop left in flight */
+    FKM_CUDA_GOTO(c, cudaFreeAsync(c->ws, s));
+    c->ws = NULL;
+    c->ws_cap = 0;
+    c->cent = NULL;
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cent_dev, cbytes, s));
+    FKM_CUDA_GOTO(c, cudaMemcpyAsync(cent_dev, cent_host, cbytes, cudaMemcpyHostToDevice, s));
+    cent = cent_dev;
+  }
   if (labels || distances) {
     FKM_GOTO(tmp_alloc(c, B * n, labels, distances, &t));
     for (int64_t b = 0; b < B; b++)
       FKM_GOTO(assign_user(c, &c->params, &c->arith, c->run.dtype,
                            c->run.x ? (const char *)c->run.x + xb * (size_t)b : NULL,
-                           c->run.source, n, d, c->cent + b * k * d, k, t.lab + b * n,
+                           c->run.source, n, d, cent + b * k * d, k, t.lab + b * n,
                            t.dis + b * n, B > 1 ? b : -1));
   }
-  FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, c->cent, sizeof(float) * (size_t)(B * k * d),
-                                   cudaMemcpyDefault, s));
+  FKM_CUDA_GOTO(c, cudaMemcpyAsync(centroids, cent, cbytes, cudaMemcpyDefault, s));
   FKM_GOTO(publish_assignment(c, t.lab, t.dis, B * n, labels, distances));
 done:
+  if (cent_dev) (void)cudaFreeAsync(cent_dev, s);
+  (void)cudaStreamSynchronize(s); /* cent_host's copy */
+  free(cent_host);
   tmp_free(c, &t);
   return st;
 }
@@ -2390,12 +2520,16 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
   c->fast_batched_wanted = !env_is("FLASHKM_CUDA_FAST_BATCHED", "0");
   c->group_radix = env_is("FLASHKM_CUDA_GROUP", "radix");
+  c->stream_copy_widens = env_is("FLASHKM_CUDA_STREAM", "copy-widen");
+  c->stream_prefetch = !c->stream_copy_widens && !env_is("FLASHKM_CUDA_STREAM", "no-prefetch");
   const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
   c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");
   const char *cl = getenv("FLASHKM_CUDA_CHUNK_LOG2");
   c->chunk_log2 = cl ? atoi(cl) : FKM_CUDA_CHUNK_LOG2;
   if (c->chunk_log2 < 10 || c->chunk_log2 > 30) c->chunk_log2 = FKM_CUDA_CHUNK_LOG2;
+  const char *ac = getenv("FLASHKM_CUDA_ASSIGN_CHUNK");
+  c->assign_chunk = ac && *ac ? strtoll(ac, NULL, 10) : 0;
   c->sm_count = prop.multiProcessorCount;
   snprintf(c->name, sizeof c->name, "%s (device %d, sm_%d%d, %d SMs)", prop.name, device,
            prop.major, prop.minor, prop.multiProcessorCount);

@@ -607,6 +607,13 @@ uint16_t exact_half_bits(float v, fkm_dtype t) {
   return (uint16_t)((sign << 15) | ((uint32_t)(e + 15) << 10) | man);
 }
 
+// The value of fp16 bits h.
+float half_value(uint16_t h) {
+  const int e = (h >> 10) & 31, m = h & 1023;
+  const float v = e == 0 ? std::ldexp((float)m, -24) : std::ldexp((float)(1024 + m), e - 25);
+  return (h & 0x8000u) ? -v : v;
+}
+
 Problem quantized_blobs(fkm_dtype t, int64_t n, int64_t d, int nb, uint32_t seed) {
   Problem pb;
   pb.n = n;
@@ -1005,39 +1012,102 @@ INSTANTIATE_TEST_SUITE_P(Table, CudaDataPath, ::testing::ValuesIn(source_cases::
                          });
 
 // Host x in pinned memory crosses without staging, in core and streamed
-// (the least budget: chunks of 128 rows): the CPU's bits either way.
+// (the least budget: chunks of 128 rows): the CPU's bits either way, for
+// float32 rows and for 16-bit rows (streamed, they cross as they are and
+// the work's stream widens them), and with the streamed path's measurement
+// switches (FLASHKM_CUDA_STREAM: copy-widen, no-prefetch).
 TEST_F(Cuda, PinnedHostRowsInCoreAndStreamedEqualCpu) {
   const int64_t n = 9000, d = 16, k = 40;
-  const std::vector<float> x = fixtures::blobs(n, d, 12, 23);
-  float *pinned = nullptr;
-  ASSERT_EQ(cudaMallocHost((void **)&pinned, sizeof(float) * n * d), cudaSuccess);
-  std::memcpy(pinned, x.data(), sizeof(float) * n * d);
-  fkm_params p = quick(4);
-  p.max_points_per_centroid = 1000; /* every row trained on: contiguous chunks */
-  std::vector<float> cc(k * d), cg(k * d), cs(k * d);
-  std::vector<int64_t> lc(n), lg(n), ls(n);
+  for (const fkm_dtype t : {FKM_DTYPE_F32, FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
+    SCOPED_TRACE(t == FKM_DTYPE_F32 ? "float32" : t == FKM_DTYPE_F16 ? "float16" : "bfloat16");
+    const std::vector<float> x32 =
+        t == FKM_DTYPE_F32 ? fixtures::blobs(n, d, 12, 23) : std::vector<float>();
+    const std::vector<uint16_t> x16 =
+        t == FKM_DTYPE_F32 ? std::vector<uint16_t>() : quantized_blobs(t, n, d, 12, 23).x16;
+    const void *host = t == FKM_DTYPE_F32 ? (const void *)x32.data() : (const void *)x16.data();
+    const size_t bytes = (t == FKM_DTYPE_F32 ? 4 : 2) * (size_t)(n * d);
+    void *pinned = nullptr;
+    ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
+    std::memcpy(pinned, host, bytes);
+    fkm_params p = quick(4);
+    p.max_points_per_centroid = 1000; /* every row trained on: contiguous chunks */
+    std::vector<float> cc(k * d), cg(k * d), cs(k * d);
+    std::vector<int64_t> lc(n), lg(n), ls(n);
+    ASSERT_EQ(fkm_train(cpu->c, &p, n, d, k, t, host, nullptr, cc.data(), 0, lc.data(), nullptr,
+                        nullptr, 0, nullptr),
+              FKM_OK);
+    ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, t, pinned, nullptr, cg.data(), 0, lg.data(),
+                        nullptr, nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    fkm_memory_plan plan;
+    ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, t, &plan), FKM_OK);
+    p.memory_budget = plan.streamed_bytes;
+    ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, t, &plan), FKM_OK);
+    EXPECT_EQ(plan.streamed, 1);
+    EXPECT_GT((n + plan.chunk_rows - 1) / plan.chunk_rows, 10);
+    ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, t, pinned, nullptr, cs.data(), 0, ls.data(),
+                        nullptr, nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    EXPECT_TRUE(same_bits(cg, cc)) << first_diff(cg, cc);
+    EXPECT_TRUE(same_bits(cs, cc)) << first_diff(cs, cc);
+    EXPECT_EQ(lg, lc);
+    EXPECT_EQ(ls, lc);
+    for (const char *mode : {"copy-widen", "no-prefetch"}) {
+      SCOPED_TRACE(mode);
+      Ctx other(FKM_BACKEND_CUDA, "FLASHKM_CUDA_STREAM", mode);
+      ASSERT_EQ(other.status, FKM_OK);
+      std::vector<float> co(k * d);
+      std::vector<int64_t> lo(n);
+      ASSERT_EQ(fkm_train(other.c, &p, n, d, k, t, pinned, nullptr, co.data(), 0, lo.data(),
+                          nullptr, nullptr, 0, nullptr),
+                FKM_OK)
+          << fkm_ctx_last_error(other.c);
+      EXPECT_TRUE(same_bits(co, cc)) << first_diff(co, cc);
+      EXPECT_EQ(lo, lc);
+    }
+    cudaFreeHost(pinned);
+  }
+}
+
+// A training set larger than the device's free memory streams with that
+// memory less its reserve as its budget (no memory_budget set: the device
+// is filled here, all but three quarters of what the run needs in core;
+// the workspace planned to the last free byte did not allocate); the final
+// search's scratch then takes the workspace's place: centroids, labels and
+// distances the CPU's.
+TEST_F(Cuda, StreamedOnAFullDeviceStillReturnsLabels) {
+  const int64_t n = 6 << 20, d = 32, k = 64;
+  const std::vector<float> x = fixtures::blobs(n, d, 16, 41);
+  fkm_params p = quick(2);
+  p.max_points_per_centroid = (int)(n / k + 1); /* every row trained on */
+  std::vector<float> cc(k * d), cg(k * d), dc(n), dg(n);
+  std::vector<int64_t> lc(n), lg(n);
   ASSERT_EQ(fkm_train(cpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), nullptr, cc.data(), 0,
-                      lc.data(), nullptr, nullptr, 0, nullptr),
+                      lc.data(), dc.data(), nullptr, 0, nullptr),
             FKM_OK);
-  ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, FKM_DTYPE_F32, pinned, nullptr, cg.data(), 0,
-                      lg.data(), nullptr, nullptr, 0, nullptr),
-            FKM_OK)
-      << fkm_ctx_last_error(gpu->c);
   fkm_memory_plan plan;
   ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &plan), FKM_OK);
-  p.memory_budget = plan.streamed_bytes;
-  ASSERT_EQ(fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &plan), FKM_OK);
-  EXPECT_EQ(plan.streamed, 1);
-  EXPECT_GT((n + plan.chunk_rows - 1) / plan.chunk_rows, 10);
-  ASSERT_EQ(fkm_train(gpu->c, &p, n, d, k, FKM_DTYPE_F32, pinned, nullptr, cs.data(), 0,
-                      ls.data(), nullptr, nullptr, 0, nullptr),
-            FKM_OK)
-      << fkm_ctx_last_error(gpu->c);
-  cudaFreeHost(pinned);
+  size_t free_b = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free_b, &total), cudaSuccess);
+  const size_t leave = plan.in_core_bytes / 4 * 3;
+  ASSERT_GT(free_b, leave + ((size_t)256 << 20));
+  void *blob = nullptr;
+  ASSERT_EQ(cudaMalloc(&blob, free_b - leave), cudaSuccess);
+  fkm_memory_plan full;
+  const fkm_status sp = fkm_train_memory(gpu->c, &p, 1, n, d, k, FKM_DTYPE_F32, &full);
+  const fkm_status st = fkm_train(gpu->c, &p, n, d, k, FKM_DTYPE_F32, x.data(), nullptr,
+                                  cg.data(), 0, lg.data(), dg.data(), nullptr, 0, nullptr);
+  const std::string msg = fkm_ctx_last_error(gpu->c);
+  cudaFree(blob);
+  ASSERT_EQ(sp, FKM_OK);
+  EXPECT_EQ(full.streamed, 1) << "in core " << full.in_core_bytes << ", available "
+                              << full.available;
+  ASSERT_EQ(st, FKM_OK) << msg;
   EXPECT_TRUE(same_bits(cg, cc)) << first_diff(cg, cc);
-  EXPECT_TRUE(same_bits(cs, cc)) << first_diff(cs, cc);
   EXPECT_EQ(lg, lc);
-  EXPECT_EQ(ls, lc);
+  EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
 }
 
 // A source with two bad training rows, the lesser row index late in
@@ -1110,6 +1180,86 @@ TEST_F(Cuda, AssignSourceEqualsCpuAssign) {
       << fkm_ctx_last_error(gpu->c);
   EXPECT_TRUE(same_bits(lg, lc)) << first_diff(lg, lc);
   EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
+}
+
+// fkm_assign of host rows in chunks of 6000 (FLASHKM_CUDA_ASSIGN_CHUNK; 12
+// chunks, each crossing beside the last one's search): float32 and float16
+// rows, pageable, pinned and through a callback source, against fkm_assign
+// on the CPU; also with FLASHKM_CUDA_STREAM=copy-widen (one buffer, chunk
+// after chunk). A non-finite value in a late chunk of a source: the CPU's
+// status and message, nothing written.
+TEST_F(Cuda, AssignOfHostRowsInChunksEqualsCpuAssign) {
+  const int64_t n = 70000, d = 24, k = 300;
+  for (const char *stream : {"default", "copy-widen"}) {
+    SCOPED_TRACE(stream);
+    /* FLASHKM_CUDA_STREAM as the case says (restored after), the chunk by
+     * Ctx's own variable */
+    const char *was = std::getenv("FLASHKM_CUDA_STREAM");
+    const std::string before = was ? was : "";
+    if (std::string(stream) == "default")
+      unsetenv("FLASHKM_CUDA_STREAM");
+    else
+      setenv("FLASHKM_CUDA_STREAM", stream, 1);
+    Ctx g(FKM_BACKEND_CUDA, "FLASHKM_CUDA_ASSIGN_CHUNK", "6000");
+    if (was)
+      setenv("FLASHKM_CUDA_STREAM", before.c_str(), 1);
+    else
+      unsetenv("FLASHKM_CUDA_STREAM");
+    ASSERT_EQ(g.status, FKM_OK);
+    for (const fkm_dtype t : {FKM_DTYPE_F32, FKM_DTYPE_F16}) {
+      SCOPED_TRACE(t == FKM_DTYPE_F32 ? "float32" : "float16");
+      const std::vector<float> x32 =
+          t == FKM_DTYPE_F32 ? fixtures::blobs(n, d, 40, 17) : std::vector<float>();
+      const std::vector<uint16_t> x16 =
+          t == FKM_DTYPE_F32 ? std::vector<uint16_t>() : quantized_blobs(t, n, d, 40, 17).x16;
+      const size_t es = t == FKM_DTYPE_F32 ? 4 : 2, bytes = es * (size_t)(n * d);
+      const char *host = t == FKM_DTYPE_F32 ? reinterpret_cast<const char *>(x32.data())
+                                            : reinterpret_cast<const char *>(x16.data());
+      std::vector<float> c(k * d); /* rows 5 .. 5 + k, as floats */
+      for (int64_t i = 0; i < k * d; i++)
+        c[i] = t == FKM_DTYPE_F32 ? x32[5 * d + i] : half_value(x16[5 * d + i]);
+      fkm_params p = defaults();
+      std::vector<int64_t> lc(n);
+      std::vector<float> dc(n);
+      ASSERT_EQ(fkm_assign(cpu->c, &p, n, d, k, t, host, c.data(), lc.data(), dc.data()), FKM_OK);
+      void *pinned = nullptr;
+      ASSERT_EQ(cudaMallocHost(&pinned, bytes), cudaSuccess);
+      std::memcpy(pinned, host, bytes);
+      source_cases::Rows rows{host, es * (size_t)d};
+      fkm_source src;
+      ASSERT_EQ(fkm_source_callback(&src, n, d, t, source_cases::read_rows, &rows), FKM_OK);
+      for (int how = 0; how < 3; how++) {
+        SCOPED_TRACE(how == 0 ? "pageable" : how == 1 ? "pinned" : "callback");
+        std::vector<int64_t> lg(n, -9);
+        std::vector<float> dg(n, -9.f);
+        const fkm_status st =
+            how == 2 ? fkm_assign_source(g.c, &p, &src, k, c.data(), lg.data(), dg.data())
+                     : fkm_assign(g.c, &p, n, d, k, t, how == 0 ? (const void *)host : pinned,
+                                  c.data(), lg.data(), dg.data());
+        ASSERT_EQ(st, FKM_OK) << fkm_ctx_last_error(g.c);
+        EXPECT_TRUE(same_bits(lg, lc)) << first_diff(lg, lc);
+        EXPECT_TRUE(same_bits(dg, dc)) << first_diff(dg, dc);
+      }
+      cudaFreeHost(pinned);
+    }
+    // a NaN in chunk 9 of a callback source: the CPU's status and message
+    std::vector<float> xb = fixtures::blobs(n, d, 40, 17);
+    const std::vector<float> c(xb.begin() + 5 * d, xb.begin() + (5 + k) * d);
+    xb[(9 * 6000 + 17) * d + 3] = std::numeric_limits<float>::quiet_NaN();
+    source_cases::Rows rows{reinterpret_cast<const char *>(xb.data()), sizeof(float) * d};
+    fkm_source src;
+    ASSERT_EQ(fkm_source_callback(&src, n, d, FKM_DTYPE_F32, source_cases::read_rows, &rows),
+              FKM_OK);
+    fkm_params p = defaults();
+    std::vector<int64_t> lc(n, -7), lg(n, -7);
+    const fkm_status sc = fkm_assign_source(cpu->c, &p, &src, k, c.data(), lc.data(), nullptr);
+    const std::string mc = fkm_ctx_last_error(cpu->c);
+    const fkm_status sg = fkm_assign_source(g.c, &p, &src, k, c.data(), lg.data(), nullptr);
+    EXPECT_EQ(sc, FKM_ERR_NOT_FINITE);
+    EXPECT_EQ(sg, sc);
+    EXPECT_EQ(std::string(fkm_ctx_last_error(g.c)), mc);
+    for (int64_t v : lg) ASSERT_EQ(v, -7);
+  }
 }
 
 TEST_F(Cuda, BatchedChunkedRowsEqualSeparateCpuRuns) {

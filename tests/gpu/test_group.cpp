@@ -1,4 +1,4 @@
-// fkm_launch_group (kernels/update.cu, compiled into this test: the
+// fkm_launch_group (kernels/group.cu, compiled into this test: the
 // launchers are internal to libflashkm) on batches: the counting sort a
 // problem equals the radix sort of the composed keys, rows, hist and
 // offsets, bit for bit: labels -1 among them (after every label of every
@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "update.cuh"
+#include "group.cuh"
 
 namespace {
 
