@@ -310,7 +310,8 @@ def add_index(index, x, ids=None, backend="auto", device=0, num_threads=0, profi
             codes = kmeans.pq_encode(
                 ctx, xt, faiss.vector_to_array(pq.centroids), pq.nbits, pq.M,
                 coarse=flat[0] if ivf.by_residual else None,
-                lists=assign if ivf.by_residual else None, profile=prof)
+                lists=assign if ivf.by_residual else None, profile=prof,
+                check_finite=False)  # the assignment checked xt; the centroids are FAISS's
             info["t_encode"] = time.time() - t2
         else:
             info["encode_reason"] = why

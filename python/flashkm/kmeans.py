@@ -334,12 +334,15 @@ def order_coverage(ctx, n, d, k, metric=_lib.METRIC_L2, profile="flashkm", dtype
 
 
 def pq_encode(ctx, x, pq_centroids, nbits=8, M=None, coarse=None, lists=None,
-              profile="flashkm"):
+              profile="flashkm", check_finite=True):
     """FAISS's ProductQuantizer::compute_codes (sub-vectors of fewer than 16
     dimensions) in a profile's arithmetic: codes uint8 (n, (M nbits + 7) // 8).
     pq_centroids: (M, 2^nbits, dsub), or ProductQuantizer.centroids' flat
     M * 2^nbits * dsub values with M given; coarse (nlist, d) and lists (n)
-    int64: encode x - coarse[lists] (IndexIVFPQ's residuals)."""
+    int64: encode x - coarse[lists] (IndexIVFPQ's residuals). check_finite=False
+    skips the scan of x, pq_centroids and coarse for NaN and infinity (for
+    rows a caller has checked already, as add_index's assignment does); a
+    value that is not finite then gives unspecified codes, never an error."""
     X = np.ascontiguousarray(x, dtype=np.float32)
     if X.ndim != 2:
         raise ValueError("x must be (n, d), got shape %s" % (X.shape,))
@@ -366,6 +369,7 @@ def pq_encode(ctx, x, pq_centroids, nbits=8, M=None, coarse=None, lists=None,
         nlist, cptr, lptr = coarse.shape[0], coarse.ctypes.data, lists.ctypes.data
     prof = _profile.resolve(profile)
     p = _make_params(clustering_fields(prof), _lib.METRIC_L2, False, prof)
+    p.check_finite = int(bool(check_finite))
     codes = np.empty((n, (M * int(nbits) + 7) // 8), dtype=np.uint8)
     with ctx.lock:
         st = _lib.lib().fkm_pq_encode(ctx.handle, ctypes.byref(p), n, d, M, int(nbits),

@@ -70,3 +70,40 @@ def test_other_indexes_are_added_by_faiss(faiss, train_and_db):
         flashkm.add_index(ours, db[:10], ids=np.arange(9))
     with pytest.raises(ValueError, match=r"\(n, 16\)"):
         flashkm.add_index(ours, db[:, :8])
+
+
+def test_a_nan_row_is_refused_once(faiss, train_and_db):
+    """add_index checks the rows once, in the coarse assignment (the PQ
+    encoding that follows skips its own scan): a NaN is still FAISS's
+    refusal of the rows, and nothing is added."""
+    x, db = train_and_db
+    ours, _ = trained(faiss, "IVF16,PQ4x4np", "L2", x)
+    bad = db[:500].copy()
+    bad[321, 5] = np.nan
+    with pytest.raises(flashkm.Error) as e:
+        flashkm.add_index(ours, bad, backend="cpu")
+    assert e.value.name == "FKM_ERR_NOT_FINITE" and "321" in str(e.value)
+    assert ours.ntotal == 0
+
+
+def test_pq_encode_check_finite(faiss, train_and_db):
+    """pq_encode scans x for NaN unless check_finite=False; on finite rows
+    both give the same codes."""
+    x, db = train_and_db
+    ours, _ = trained(faiss, "IVF16,PQ4x4np", "L2", x)
+    cent = faiss.vector_to_array(ours.pq.centroids)
+    ctx = flashkm.Context("cpu")
+    try:
+        rows = db[:400].copy()
+        codes = flashkm.pq_encode(ctx, rows, cent, 4, 4)
+        assert np.array_equal(codes, flashkm.pq_encode(ctx, rows, cent, 4, 4, check_finite=False))
+        rows[77, 3] = np.inf
+        with pytest.raises(flashkm.Error) as e:
+            flashkm.pq_encode(ctx, rows, cent, 4, 4)
+        assert e.value.name == "FKM_ERR_NOT_FINITE" and "77" in str(e.value)
+        unchecked = flashkm.pq_encode(ctx, rows, cent, 4, 4, check_finite=False)
+        assert unchecked.shape == codes.shape
+        keep = np.arange(400) != 77
+        assert np.array_equal(unchecked[keep], codes[keep])
+    finally:
+        ctx.close()
