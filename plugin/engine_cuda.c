@@ -2244,7 +2244,10 @@ static fkm_status cuda_blas_coverage(fkm_engine *e, const fkm_params *params, in
 }
 
 /* fkm_pq_encode: the centroids on the device once, then the rows in chunks
- * (host rows and lists copied in, host codes copied out). */
+ * (host lists copied in, host codes copied out). Host rows cross on the copy
+ * stream into two buffers through the pinned staging, chunk i + 1 beside
+ * chunk i's encoding (FLASHKM_CUDA_STREAM=copy-widen: one buffer, each chunk
+ * copied on the work's stream after the last one's encoding). */
 static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   cuda_engine *c = eng(e);
   cudaStream_t s = c->stream;
@@ -2260,7 +2263,8 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   const int xdev = is_device_ptr(a->x), cdev = is_device_ptr(a->codes);
   const int ldev = a->lists && is_device_ptr(a->lists);
   if (a->lists && !ldev) FKM_FORWARD(fkm_pq_check_lists(c->base.err, a->lists, a->n, a->nlist));
-  float *pq = NULL, *coarse = NULL, *xb = NULL;
+  float *pq = NULL, *coarse = NULL, *xb[2] = {NULL, NULL};
+  int overlap = 0; /* host rows on the copy stream */
   int64_t *lb = NULL;
   uint32_t *idx = NULL;
   uint8_t *cb = NULL;
@@ -2293,25 +2297,36 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
     FKM_CUDA_GOTO(c, cudaMemcpyAsync(coarse, a->coarse, bytes, cudaMemcpyHostToDevice, s));
     cd = coarse;
   }
-  /* chunks of about 64 MiB of rows */
+  /* chunks of about 64 MiB of rows (FLASHKM_CUDA_ASSIGN_CHUNK: tests) */
   int64_t chunk = ((int64_t)64 << 20) / (int64_t)sizeof(float) / a->d;
   if (chunk < 1024) chunk = 1024;
+  if (c->assign_chunk > 0) chunk = c->assign_chunk;
   if (chunk > a->n) chunk = a->n;
+  overlap = !xdev && !c->stream_copy_widens;
+  const fkm_source hs = fkm_source_of_matrix(a->x, a->n, a->d, FKM_DTYPE_F32);
+  int64_t unused = -1; /* the rows were checked above */
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&idx, sizeof *idx * (size_t)(chunk * a->M), s));
-  if (!xdev)
-    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xb, sizeof(float) * (size_t)(chunk * a->d), s));
+  for (int i = 0; i < (overlap ? 2 : !xdev); i++)
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xb[i], sizeof(float) * (size_t)(chunk * a->d), s));
   if (a->lists && !ldev)
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lb, sizeof *lb * (size_t)chunk, s));
   if (!cdev) FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cb, (size_t)(chunk * code_size), s));
-  for (int64_t i0 = 0; i0 < a->n; i0 += chunk) {
+  /* the buffers' last users: the work's stream from here */
+  for (int i = 0; i < 2 && overlap; i++) FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[i], s));
+  if (overlap) FKM_GOTO(send_rows(c, &hs, NULL, 0, chunk, 0, xb[0], 0, 0, &unused));
+  for (int64_t i0 = 0, ch = 0; i0 < a->n; i0 += chunk, ch++) {
     const int64_t m = a->n - i0 < chunk ? a->n - i0 : chunk;
+    const int b = overlap ? (int)(ch & 1) : 0;
     fkm_pq_launch_args k = {a->rule, m, a->d, a->M, a->nbits, a->x + i0 * a->d, pqd, cd,
                             a->lists ? a->lists + i0 : NULL, a->nlist, idx,
                             cdev ? a->codes + i0 * code_size : cb};
-    if (!xdev) {
-      FKM_CUDA_GOTO(c, cudaMemcpyAsync(xb, k.x, sizeof(float) * (size_t)(m * a->d),
+    if (overlap) {
+      FKM_CUDA_GOTO(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
+      k.x = xb[b];
+    } else if (!xdev) {
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(xb[0], k.x, sizeof(float) * (size_t)(m * a->d),
                                        cudaMemcpyHostToDevice, s));
-      k.x = xb;
+      k.x = xb[0];
     }
     if (a->lists && !ldev) {
       FKM_CUDA_GOTO(c, cudaMemcpyAsync(lb, k.lists, sizeof *lb * (size_t)m,
@@ -2319,17 +2334,25 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
       k.lists = lb;
     }
     FKM_CUDA_GOTO(c, fkm_launch_pq_encode(&k, s));
+    if (overlap) { /* buffer b is free; the next chunk crosses into the other */
+      FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[b], s));
+      if (i0 + m < a->n)
+        FKM_GOTO(send_rows(c, &hs, NULL, i0 + m, a->n - i0 - m < chunk ? a->n - i0 - m : chunk,
+                           0, xb[b ^ 1], 0, b ^ 1, &unused));
+    }
     if (!cdev)
       FKM_CUDA_GOTO(c, cudaMemcpyAsync(a->codes + i0 * code_size, cb, (size_t)(m * code_size),
                                        cudaMemcpyDeviceToHost, s));
   }
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
 done:
+  if (overlap) (void)cudaStreamSynchronize(c->copy); /* copies may be in flight into xb */
   if (bad) (void)cudaFreeAsync(bad, s);
   if (pq) (void)cudaFreeAsync(pq, s);
   if (coarse) (void)cudaFreeAsync(coarse, s);
   if (idx) (void)cudaFreeAsync(idx, s);
-  if (xb) (void)cudaFreeAsync(xb, s);
+  for (int i = 0; i < 2; i++)
+    if (xb[i]) (void)cudaFreeAsync(xb[i], s);
   if (lb) (void)cudaFreeAsync(lb, s);
   if (cb) (void)cudaFreeAsync(cb, s);
   (void)cudaStreamSynchronize(s);

@@ -9,6 +9,9 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -131,6 +134,76 @@ TEST_F(CudaPq, BadInputGivesCpuStatusesAndWritesNothing) {
       EXPECT_EQ(std::string(fkm_ctx_last_error(gpu->c)), fkm_ctx_last_error(cpu->c)) << which;
       EXPECT_EQ(g, std::vector<uint8_t>(g.size(), 0xAB)) << which;
     }
+  }
+}
+
+// Host rows in many chunks (FLASHKM_CUDA_ASSIGN_CHUNK), pageable and pinned,
+// crossing on the copy stream beside the last chunk's encoding and, with
+// FLASHKM_CUDA_STREAM=copy-widen, one chunk after the other on the work's
+// stream: the CPU's bytes. Without check_finite a NaN row in chunk 9 is not
+// an error, and every other row's code is still the CPU's.
+TEST_F(CudaPq, HostRowsInChunksEqualCpu) {
+  const int64_t chunk = 1000;
+  const PqCase c = make_pq_case(13 * chunk - 37, 4, 8, 8, true, 29);
+  const fkm_params p = pq_params("faiss-1.15.1-avx2");
+  fkm_status sc;
+  const auto want = encode(cpu->c, p, c, &sc);
+  ASSERT_EQ(sc, FKM_OK) << fkm_ctx_last_error(cpu->c);
+  PqCase bad = c;
+  const int64_t bad_row = 9 * chunk + 17;
+  bad.x[size_t(bad_row * c.d + 5)] = NAN;
+  for (const char *stream : {"default", "copy-widen"}) {
+    SCOPED_TRACE(stream);
+    const char *was = std::getenv("FLASHKM_CUDA_STREAM");
+    const std::string before = was ? was : "";
+    if (std::string(stream) == "default")
+      unsetenv("FLASHKM_CUDA_STREAM");
+    else
+      setenv("FLASHKM_CUDA_STREAM", stream, 1);
+    Ctx g(FKM_BACKEND_CUDA, "FLASHKM_CUDA_ASSIGN_CHUNK", std::to_string(chunk).c_str());
+    if (was)
+      setenv("FLASHKM_CUDA_STREAM", before.c_str(), 1);
+    else
+      unsetenv("FLASHKM_CUDA_STREAM");
+    ASSERT_EQ(g.status, FKM_OK);
+    float *pinned = nullptr;
+    ASSERT_EQ(cudaMallocHost((void **)&pinned, c.x.size() * sizeof(float)), cudaSuccess);
+    for (int how = 0; how < 2; how++) {
+      SCOPED_TRACE(how == 0 ? "pageable" : "pinned");
+      std::memcpy(pinned, c.x.data(), c.x.size() * sizeof(float));
+      std::vector<uint8_t> got(want.size(), 0xAB);
+      ASSERT_EQ(fkm_pq_encode(g.c, &p, c.n, c.d, c.M, c.nbits, how ? pinned : c.x.data(),
+                              c.pq.data(), c.nlist, c.coarse.data(), c.lists.data(),
+                              got.data()),
+                FKM_OK)
+          << fkm_ctx_last_error(g.c);
+      EXPECT_TRUE(same_bits(got, want)) << first_diff(got, want);
+      /* the NaN row: checked, the CPU's status and message, nothing written */
+      std::memcpy(pinned, bad.x.data(), bad.x.size() * sizeof(float));
+      const float *xb = how ? pinned : bad.x.data();
+      std::vector<uint8_t> g2(want.size(), 0xAB), c2(want.size(), 0xAB);
+      const fkm_status sg2 = fkm_pq_encode(g.c, &p, c.n, c.d, c.M, c.nbits, xb, c.pq.data(),
+                                           c.nlist, c.coarse.data(), c.lists.data(), g2.data());
+      const fkm_status sc2 = fkm_pq_encode(cpu->c, &p, c.n, c.d, c.M, c.nbits, bad.x.data(),
+                                           c.pq.data(), c.nlist, c.coarse.data(),
+                                           c.lists.data(), c2.data());
+      EXPECT_EQ(sc2, FKM_ERR_NOT_FINITE);
+      EXPECT_EQ(sg2, sc2);
+      EXPECT_EQ(std::string(fkm_ctx_last_error(g.c)), fkm_ctx_last_error(cpu->c));
+      EXPECT_EQ(g2, std::vector<uint8_t>(g2.size(), 0xAB));
+      /* unchecked: codes for every row, the CPU's outside the NaN row */
+      fkm_params q = p;
+      q.check_finite = 0;
+      ASSERT_EQ(fkm_pq_encode(g.c, &q, c.n, c.d, c.M, c.nbits, xb, c.pq.data(), c.nlist,
+                              c.coarse.data(), c.lists.data(), g2.data()),
+                FKM_OK)
+          << fkm_ctx_last_error(g.c);
+      const size_t cs = size_t(c.code_size()), at = size_t(bad_row) * cs;
+      EXPECT_EQ(std::memcmp(g2.data(), want.data(), at), 0);
+      EXPECT_EQ(std::memcmp(g2.data() + at + cs, want.data() + at + cs, want.size() - at - cs),
+                0);
+    }
+    cudaFreeHost(pinned);
   }
 }
 
