@@ -8,7 +8,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flashkm.h"
@@ -20,15 +22,27 @@ struct Ctx {
   /** A context created with the environment variable `name` set to
    *  `value` (the CUDA engine reads its switches at creation); the
    *  variable's earlier value, or its absence, is restored after. */
-  Ctx(fkm_backend b, const char *name, const char *value) {
-    const char *was = std::getenv(name);
-    const std::string before = was ? was : "";
-    setenv(name, value, 1);
+  Ctx(fkm_backend b, const char *name, const char *value) : Ctx(b, {{name, value}}) {}
+  /** The same for several variables; a null value unsets its variable. */
+  Ctx(fkm_backend b, std::initializer_list<std::pair<const char *, const char *>> env) {
+    std::vector<std::pair<std::string, const char *>> was;
+    std::vector<std::string> kept;
+    kept.reserve(env.size());
+    for (const auto &e : env) {
+      const char *v = std::getenv(e.first);
+      kept.emplace_back(v ? v : "");
+      was.emplace_back(e.first, v ? kept.back().c_str() : nullptr);
+      if (e.second)
+        setenv(e.first, e.second, 1);
+      else
+        unsetenv(e.first);
+    }
     status = fkm_ctx_create(b, 0, &c);
-    if (was)
-      setenv(name, before.c_str(), 1);
-    else
-      unsetenv(name);
+    for (const auto &w : was)
+      if (w.second)
+        setenv(w.first.c_str(), w.second, 1);
+      else
+        unsetenv(w.first.c_str());
   }
   ~Ctx() { fkm_ctx_destroy(c); }
 };

@@ -1192,19 +1192,9 @@ TEST_F(Cuda, AssignOfHostRowsInChunksEqualsCpuAssign) {
   const int64_t n = 70000, d = 24, k = 300;
   for (const char *stream : {"default", "copy-widen"}) {
     SCOPED_TRACE(stream);
-    /* FLASHKM_CUDA_STREAM as the case says (restored after), the chunk by
-     * Ctx's own variable */
-    const char *was = std::getenv("FLASHKM_CUDA_STREAM");
-    const std::string before = was ? was : "";
-    if (std::string(stream) == "default")
-      unsetenv("FLASHKM_CUDA_STREAM");
-    else
-      setenv("FLASHKM_CUDA_STREAM", stream, 1);
-    Ctx g(FKM_BACKEND_CUDA, "FLASHKM_CUDA_ASSIGN_CHUNK", "6000");
-    if (was)
-      setenv("FLASHKM_CUDA_STREAM", before.c_str(), 1);
-    else
-      unsetenv("FLASHKM_CUDA_STREAM");
+    Ctx g(FKM_BACKEND_CUDA,
+          {{"FLASHKM_CUDA_STREAM", std::string(stream) == "default" ? nullptr : stream},
+           {"FLASHKM_CUDA_ASSIGN_CHUNK", "6000"}});
     ASSERT_EQ(g.status, FKM_OK);
     for (const fkm_dtype t : {FKM_DTYPE_F32, FKM_DTYPE_F16}) {
       SCOPED_TRACE(t == FKM_DTYPE_F32 ? "float32" : "float16");

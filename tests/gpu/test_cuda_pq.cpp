@@ -154,17 +154,10 @@ TEST_F(CudaPq, HostRowsInChunksEqualCpu) {
   bad.x[size_t(bad_row * c.d + 5)] = NAN;
   for (const char *stream : {"default", "copy-widen"}) {
     SCOPED_TRACE(stream);
-    const char *was = std::getenv("FLASHKM_CUDA_STREAM");
-    const std::string before = was ? was : "";
-    if (std::string(stream) == "default")
-      unsetenv("FLASHKM_CUDA_STREAM");
-    else
-      setenv("FLASHKM_CUDA_STREAM", stream, 1);
-    Ctx g(FKM_BACKEND_CUDA, "FLASHKM_CUDA_ASSIGN_CHUNK", std::to_string(chunk).c_str());
-    if (was)
-      setenv("FLASHKM_CUDA_STREAM", before.c_str(), 1);
-    else
-      unsetenv("FLASHKM_CUDA_STREAM");
+    const std::string rows = std::to_string(chunk);
+    Ctx g(FKM_BACKEND_CUDA,
+          {{"FLASHKM_CUDA_STREAM", std::string(stream) == "default" ? nullptr : stream},
+           {"FLASHKM_CUDA_ASSIGN_CHUNK", rows.c_str()}});
     ASSERT_EQ(g.status, FKM_OK);
     float *pinned = nullptr;
     ASSERT_EQ(cudaMallocHost((void **)&pinned, c.x.size() * sizeof(float)), cudaSuccess);
