@@ -478,7 +478,9 @@ FKM_API fkm_status fkm_assign(fkm_ctx *ctx, const fkm_params *params,
  *  dimensions (d / M < 16: compute_code, one fvec_L2sqr_ny_nearest per
  *  sub-quantizer, in params->profile's arithmetic, docs/profiles.md): the
  *  same code bytes, ties and near-ties included. Uses params->profile and
- *  params->check_finite.
+ *  params->check_finite (0: x, pq_centroids and coarse are not scanned; a
+ *  row with a value that is not finite then gets some code, unspecified,
+ *  never an error or a write outside its own code).
  *  x            (n, d) float.
  *  pq_centroids (M, 2^nbits, d / M) float: ProductQuantizer::centroids.
  *  coarse, lists  NULL and NULL, or coarse (nlist, d) float and lists (n)
