@@ -19,14 +19,21 @@ the whole build and its ratio, whether the serialised indexes are identical,
 and recall@10 of both (nprobe 16, exact ground truth from an IndexFlat);
 then flashkm's split of its phases (its codebooks, FAISS's rest of train
 such as polysemous training, and add's assignment, encoding and FAISS's
-list appends). A warm-up call first starts the engine (a CUDA context).
+list appends). With --split-add, stock FAISS's add is also timed phase by
+phase, apart from the build (its add() does not say where its time goes):
+the pre-transform chain applied to the database, the coarse quantizer's
+k=1 search (quantizer.assign's), and for an IndexIVFPQ the residuals
+(compute_residual_n) and ProductQuantizer::compute_codes of them, the calls
+IndexIVFPQ::add_core makes; then the k=1 phases' ratios against flashkm's
+assignment and encoding. A warm-up call first starts the engine (a CUDA
+context).
 faiss.omp_get_max_threads() threads for FAISS; flashkm's engine from
 --backend (auto: the GPU when there is one).
 
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
     python3 bench/ivf_build.py [--n 1M] [--d 128] [--nb SAME] [--nq 1000] \\
-      [--factory "IVF4096,PQ32" ...] [--backend auto] [--skip-stock] [--verbose]
+      [--factory "IVF4096,PQ32" ...] [--backend auto] [--skip-stock] [--split-add] [--verbose]
 """
 import argparse
 import time
@@ -91,6 +98,37 @@ def stock_build(faiss, factory, x, xb):
     return index, t
 
 
+def stock_add_phases(faiss, index, xb):
+    """Stock FAISS's add of xb into the trained index, timed call by call
+    (the index is not changed): seconds of the pre-transform, the coarse
+    assignment, and for an IndexIVFPQ the residuals and the encoding."""
+    t = {}
+    top = faiss.downcast_index(index)
+    xt, ivf = xb, top
+    t0 = time.perf_counter()
+    if isinstance(top, faiss.IndexPreTransform):
+        for i in range(top.chain.size()):
+            xt = faiss.downcast_VectorTransform(top.chain.at(i)).apply(xt)
+        ivf = faiss.downcast_index(top.index)
+    xt = np.ascontiguousarray(xt, dtype=np.float32)
+    t1 = time.perf_counter()
+    t["pretransform"] = t1 - t0
+    lists = np.ascontiguousarray(ivf.quantizer.assign(xt, 1).reshape(-1), dtype=np.int64)
+    t2 = time.perf_counter()
+    t["assign"] = t2 - t1
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        res = xt
+        if ivf.by_residual:
+            res = np.empty_like(xt)
+            ivf.quantizer.compute_residual_n(xt.shape[0], faiss.swig_ptr(xt),
+                                             faiss.swig_ptr(res), faiss.swig_ptr(lists))
+        t3 = time.perf_counter()
+        t["residuals"] = t3 - t2
+        ivf.pq.compute_codes(res)
+        t["encode"] = time.perf_counter() - t3
+    return t
+
+
 def flashkm_build(faiss, factory, x, xb, backend, verbose=False):
     index = faiss.index_factory(x.shape[1], factory)
     t0 = time.perf_counter()
@@ -136,6 +174,8 @@ def main():
                          "IVF16384,Flat IVF4096,SQ8")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--skip-stock", action="store_true", help="flashkm's side only")
+    ap.add_argument("--split-add", action="store_true",
+                    help="also time stock FAISS's add call by call (assignment, encoding)")
     ap.add_argument("--verbose", action="store_true",
                     help="flashkm's k-means lines (per iteration; on the CUDA engine its phases)")
     args = ap.parse_args()
@@ -162,11 +202,24 @@ def main():
         ours, tf, who, engine, where = flashkm_build(faiss, f, x, xb, args.backend,
                                                      args.verbose)
         splits.append("- %s, flashkm's seconds: %s" % (f, where))
+        added = flashkm.last_add_info
         ours_bytes = faiss.serialize_index(ours)  # before the search sets nprobe
         r_ours = recall10(faiss, ours, xq, gt)
         if not args.skip_stock:
             stock, ts = stock_build(faiss, f, x, xb)
             same = np.array_equal(ours_bytes, faiss.serialize_index(stock))
+            if args.split_add:
+                sa = stock_add_phases(faiss, stock, xb)
+                line = "- %s, FAISS's add timed call by call: pre-transform %.3f, " \
+                    "assignment %.3f" % (f, sa["pretransform"], sa["assign"])
+                if added.get("assign_by_flashkm") and added.get("t_assign", 0) > 0:
+                    line += " (%.1fx flashkm's)" % (sa["assign"] / added["t_assign"])
+                if "encode" in sa:
+                    line += ", residuals %.3f, encoding %.3f" % (sa["residuals"], sa["encode"])
+                    if added.get("encode_by_flashkm") and added.get("t_encode", 0) > 0:
+                        line += " (with the residuals %.1fx flashkm's encoding)" % (
+                            (sa["residuals"] + sa["encode"]) / added["t_encode"])
+                splits.append(line)
             print("| %s | FAISS | %.3f | %.3f | %.3f | %.3f | %.3f | | | %.4f | |"
                   % (f, ts["pretransform"], ts["coarse"], ts["rest"], ts["add"], ts["total"],
                      recall10(faiss, stock, xq, gt)), flush=True)
