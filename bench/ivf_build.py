@@ -154,7 +154,7 @@ def flashkm_build(faiss, factory, x, xb, backend, verbose=False):
                            ("codebooks", info.get("codebooks_by_flashkm")),
                            ("add's assignment", add.get("assign_by_flashkm")),
                            ("add's encoding", add.get("encode_by_flashkm"))) if on]
-    return index, t, who, info.get("backend", "?"), where
+    return index, t, who, info.get("backend", "?"), where, add
 
 
 def recall10(faiss, index, xq, gt):
@@ -199,10 +199,9 @@ def main():
     flashkm.Kmeans(d, 16, niter=2, backend=args.backend).train(x[:4096])
     splits = []
     for f in factories:
-        ours, tf, who, engine, where = flashkm_build(faiss, f, x, xb, args.backend,
-                                                     args.verbose)
+        ours, tf, who, engine, where, added = flashkm_build(faiss, f, x, xb, args.backend,
+                                                            args.verbose)
         splits.append("- %s, flashkm's seconds: %s" % (f, where))
-        added = flashkm.last_add_info
         ours_bytes = faiss.serialize_index(ours)  # before the search sets nprobe
         r_ours = recall10(faiss, ours, xq, gt)
         if not args.skip_stock:

@@ -27,12 +27,7 @@ import torch
 from flashkm import _lib
 from flashkm import profile as _profile
 from flashkm.kmeans import _make_params, clustering_fields
-
-
-def rows(text):
-    t = text.strip().upper()
-    mult = {"K": 10**3, "M": 10**6, "G": 10**9}.get(t[-1:], 1)
-    return int(float(t[:-1] if t[-1:] in "KMG" else t) * mult)
+from ivf_build import rows  # bench/ is the script's folder: 10M = 10,000,000 rows
 
 
 def set_mode(mode):

@@ -25,26 +25,29 @@ struct Ctx {
   Ctx(fkm_backend b, const char *name, const char *value) : Ctx(b, {{name, value}}) {}
   /** The same for several variables; a null value unsets its variable. */
   Ctx(fkm_backend b, std::initializer_list<std::pair<const char *, const char *>> env) {
-    std::vector<std::pair<std::string, const char *>> was;
-    std::vector<std::string> kept;
-    kept.reserve(env.size());
+    struct Saved {
+      const char *name;
+      bool set;
+      std::string value;
+    };
+    std::vector<Saved> saved;
     for (const auto &e : env) {
       const char *v = std::getenv(e.first);
-      kept.emplace_back(v ? v : "");
-      was.emplace_back(e.first, v ? kept.back().c_str() : nullptr);
-      if (e.second)
-        setenv(e.first, e.second, 1);
-      else
-        unsetenv(e.first);
+      saved.push_back({e.first, v != nullptr, v ? v : ""});
+      set(e.first, e.second);
     }
     status = fkm_ctx_create(b, 0, &c);
-    for (const auto &w : was)
-      if (w.second)
-        setenv(w.first.c_str(), w.second, 1);
-      else
-        unsetenv(w.first.c_str());
+    for (const Saved &w : saved) set(w.name, w.set ? w.value.c_str() : nullptr);
   }
   ~Ctx() { fkm_ctx_destroy(c); }
+
+ private:
+  static void set(const char *name, const char *value) {
+    if (value)
+      setenv(name, value, 1);
+    else
+      unsetenv(name);
+  }
 };
 
 template <typename T>
