@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fkm_pq_encode on the CUDA engine, one process: the rows in pageable host
 memory, pinned host memory and device memory, under each engine mode named
-(FLASHKM_CUDA_STREAM / FLASHKM_CUDA_PQ values, read when a context is made),
+(FLASHKM_CUDA_* values, read when a context is made),
 with the same codes checked across every case.
 
 Random normal rows (n, d), M sub-quantizers of 2^nbits centroids, IndexIVFPQ's
@@ -12,8 +12,9 @@ add_index calls it). Prints the median of 3 timed calls after one warm-up.
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
     python3 bench/pq_encode.py [--n 10M] [--d 96] [--M 32] [--nlist 4096] \\
-      [--profile faiss-1.15.1-avx512] [--modes STREAM=copy-widen,default,PQ=specialised]
-A mode is `default` or VAR=value pairs joined by '+' (STREAM=copy-widen+PQ=specialised).
+      [--profile faiss-1.15.1-avx512] [--modes STREAM=copy-widen,default]
+A mode is `default` or VAR=value pairs joined by '+', each setting FLASHKM_CUDA_VAR
+(STREAM=copy-widen: the serial copy of host rows).
 """
 import argparse
 import ctypes
@@ -30,13 +31,20 @@ from flashkm.kmeans import _make_params, clustering_fields
 from ivf_build import rows  # bench/ is the script's folder: 10M = 10,000,000 rows
 
 
-def set_mode(mode):
-    for var in ("FLASHKM_CUDA_STREAM", "FLASHKM_CUDA_PQ"):
-        os.environ.pop(var, None)
-    if mode != "default":
-        for part in mode.split("+"):
-            name, value = part.split("=", 1)
-            os.environ["FLASHKM_CUDA_" + name] = value
+def settings(mode):
+    """A mode's {FLASHKM_CUDA_VAR: value}."""
+    if mode == "default":
+        return {}
+    return {"FLASHKM_CUDA_" + name: value
+            for name, value in (part.split("=", 1) for part in mode.split("+"))}
+
+
+def set_mode(mode, modes):
+    """The environment of mode: every variable another mode sets is unset."""
+    for other in modes:
+        for var in settings(other):
+            os.environ.pop(var, None)
+    os.environ.update(settings(mode))
 
 
 def main():
@@ -47,7 +55,7 @@ def main():
     ap.add_argument("--nbits", type=int, default=8)
     ap.add_argument("--nlist", type=int, default=4096)
     ap.add_argument("--profile", default="faiss-1.15.1-avx512")
-    ap.add_argument("--modes", default="STREAM=copy-widen,default,PQ=specialised")
+    ap.add_argument("--modes", default="STREAM=copy-widen,default")
     args = ap.parse_args()
     n, d, M, nbits, nlist = rows(args.n), args.d, args.M, args.nbits, args.nlist
     rs = np.random.RandomState(0)
@@ -72,8 +80,9 @@ def main():
     print("| mode | rows | median s | calls s |")
     print("|---|---|---|---|")
     first = None
-    for mode in args.modes.split(","):
-        set_mode(mode)
+    modes = args.modes.split(",")
+    for mode in modes:
+        set_mode(mode, modes)
         ctx = _lib.Context("cuda")
         try:
             for name, xp, out in cases:
