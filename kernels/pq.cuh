@@ -1,6 +1,6 @@
 /* FAISS's ProductQuantizer::compute_codes on the GPU (fkm_pq_encode): one
  * thread per (row, sub-quantizer) running kernels/faiss_scan.h's
- * fkm_pq_nearest, then one thread per row packing the indices into FAISS's
+ * fkm_pq_nearest (specialised per width and loop order, kernels/pq.cu), then one thread per row packing the indices into FAISS's
  * code bytes. Host launcher, included from C and CUDA; nothing here
  * synchronises. */
 #ifndef FKM_KERNELS_PQ_CUH
@@ -28,6 +28,7 @@ typedef struct fkm_pq_launch_args {
   int64_t nlist;
   uint32_t *idx;
   uint8_t *codes;
+  int generic; /* the run-time scan whatever the rule (kernels/pq.cu) */
 } fkm_pq_launch_args;
 cudaError_t fkm_launch_pq_encode(const fkm_pq_launch_args *a, cudaStream_t s);
 

@@ -160,6 +160,9 @@ typedef struct cuda_engine {
   int stream_copy_widens, stream_prefetch; /* env FLASHKM_CUDA_STREAM (measurements):
                                               copy-widen: 16-bit rows widened on the copy
                                               stream, no prefetch; no-prefetch */
+  int pq_specialised; /* env FLASHKM_CUDA_PQ=specialised: fkm_pq_encode's scans specialised
+                         per width and loop order (kernels/pq.cu; the default once run on a
+                         GPU), else the run-time scan */
   float *acc, *cnt;   /* the update's chains, continued chunk to chunk */
   int64_t *seen;
   cudaStream_t copy;
@@ -2319,7 +2322,7 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
     const int b = overlap ? (int)(ch & 1) : 0;
     fkm_pq_launch_args k = {a->rule, m, a->d, a->M, a->nbits, a->x + i0 * a->d, pqd, cd,
                             a->lists ? a->lists + i0 : NULL, a->nlist, idx,
-                            cdev ? a->codes + i0 * code_size : cb};
+                            cdev ? a->codes + i0 * code_size : cb, !c->pq_specialised};
     if (overlap) {
       FKM_CUDA_GOTO(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
       k.x = xb[b];
@@ -2545,6 +2548,7 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   c->group_radix = env_is("FLASHKM_CUDA_GROUP", "radix");
   c->stream_copy_widens = env_is("FLASHKM_CUDA_STREAM", "copy-widen");
   c->stream_prefetch = !c->stream_copy_widens && !env_is("FLASHKM_CUDA_STREAM", "no-prefetch");
+  c->pq_specialised = env_is("FLASHKM_CUDA_PQ", "specialised");
   const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
   c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");
