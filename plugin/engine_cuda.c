@@ -1267,6 +1267,43 @@ static fkm_status send_rows(cuda_engine *c, const fkm_source *src, const int64_t
   return FKM_OK;
 }
 
+/* A user's rows (first n of src) in chunks of `chunk` rows, crossing on the
+ * copy stream into two device buffers, chunk i + 1 beside the context
+ * stream's work on chunk i (assign_user, cuda_pq_encode). bad: the least
+ * non-finite element index among the rows sent when check, else -1. */
+typedef struct row_pipe {
+  const fkm_source *src;
+  int64_t n, chunk;
+  int check;
+  void *buf[2];
+  int64_t bad;
+} row_pipe;
+
+/* The context's stream is the buffers' last user from here; chunk 0 crosses. */
+static fkm_status pipe_start(cuda_engine *c, row_pipe *p) {
+  for (int i = 0; i < 2; i++) FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[i], c->stream));
+  return send_rows(c, p->src, NULL, 0, p->n < p->chunk ? p->n : p->chunk, p->check, p->buf[0],
+                   0, 0, &p->bad);
+}
+
+/* Chunk ch's rows, once they have arrived, for the context's stream. */
+static fkm_status pipe_take(cuda_engine *c, const row_pipe *p, int64_t ch, void **rows) {
+  FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->stream, c->ev_ready[ch & 1], 0));
+  *rows = p->buf[ch & 1];
+  return FKM_OK;
+}
+
+/* The context's stream has enqueued its last use of chunk ch's buffer;
+ * chunk ch + 2 may cross into it, and chunk ch + 1 crosses into the other. */
+static fkm_status pipe_next(cuda_engine *c, row_pipe *p, int64_t ch) {
+  const int b = (int)(ch & 1);
+  const int64_t r0 = (ch + 1) * p->chunk;
+  FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], c->stream));
+  if (r0 >= p->n) return FKM_OK;
+  return send_rows(c, p->src, NULL, r0, p->n - r0 < p->chunk ? p->n - r0 : p->chunk, p->check,
+                   p->buf[b ^ 1], 0, b ^ 1, &p->bad);
+}
+
 /* Chunk ch of the training set into buffer b (send_rows). */
 static fkm_status send_chunk(cuda_engine *c, int64_t ch, int b, int64_t *bad) {
   const int64_t nt = c->run.n_train, r0 = ch * c->chunk;
@@ -1905,11 +1942,11 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   const int raw = overlap && dtype != FKM_DTYPE_F32;
   const fkm_source hs = src ? *src : fkm_source_of_matrix(x, n, d, dtype);
   const int check = src && params->check_finite;
-  void *xb[2] = {NULL, NULL};
+  row_pipe pipe = {&hs, n, chunk, check, {NULL, NULL}, -1};
   int64_t bad = -1;
   for (int i = 0; i < 2 && overlap; i++)
-    FKM_CUDA_GOTO(c, cudaMallocAsync(&xb[i], (raw ? fkm_dtype_size(dtype) : sizeof(float)) *
-                                                 (size_t)(chunk * d),
+    FKM_CUDA_GOTO(c, cudaMallocAsync(&pipe.buf[i], (raw ? fkm_dtype_size(dtype) : sizeof(float)) *
+                                                       (size_t)(chunk * d),
                                      s));
   if (!in_place && (!overlap || raw))
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xf, sizeof(float) * (size_t)(chunk * d), s));
@@ -1928,15 +1965,11 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xmax, sizeof(int), s));
   }
   FKM_CUDA_GOTO(c, fkm_launch_profile_norms(&sd, cent, k, d, cn, s));
-  /* the buffers' last users: the context's stream from here */
-  for (int i = 0; i < 2 && overlap; i++)
-    FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[i], s));
-  if (overlap) FKM_GOTO(send_rows(c, &hs, NULL, 0, chunk, check, xb[0], 0, 0, &bad));
+  if (overlap) FKM_GOTO(pipe_start(c, &pipe));
   for (int64_t r0 = 0, ch = 0; r0 < n; r0 += chunk, ch++) {
     const int64_t m = n - r0 < chunk ? n - r0 : chunk;
-    const int b = (int)(ch & 1);
     const float *xc;
-    if (bad >= 0) FKM_GOTO(fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d));
+    if (pipe.bad >= 0) FKM_GOTO(fkm_fail_not_finite(c->base.err, "x", pipe.bad, 1, 0, d));
     if (in_place) {
       xc = (const float *)x + r0 * d;
     } else if (!host_rows) { /* device 16-bit rows, widened there */
@@ -1944,12 +1977,13 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
                          d, NULL, m, xf));
       xc = xf;
     } else if (overlap) { /* host rows, sent beside the last chunk's search */
-      FKM_CUDA_GOTO(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
+      void *rows = NULL;
+      FKM_GOTO(pipe_take(c, &pipe, ch, &rows));
       if (raw) {
-        const fkm_convert_args ca = {dtype, xb[b], NULL, m, d, xf, 1, 0, 0};
+        const fkm_convert_args ca = {dtype, rows, NULL, m, d, xf, 1, 0, 0};
         FKM_CUDA_GOTO(c, fkm_launch_convert(&ca, s));
       }
-      xc = raw ? xf : (const float *)xb[b];
+      xc = raw ? xf : (const float *)rows;
     } else { /* host rows, staged */
       FKM_GOTO(stage_rows(c, &hs, NULL, r0, m, check, xf, &bad));
       if (bad >= 0) FKM_GOTO(fkm_fail_not_finite(c->base.err, "x", bad, 1, 0, d));
@@ -1983,12 +2017,7 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     FKM_CUDA_GOTO(c, fkm_launch_objective(dc - r0, lab32 - r0, r0, r0 + m, 1, 0, dsc, oscr, s,
                                           NULL, NULL, NULL));
     FKM_CUDA_GOTO(c, fkm_launch_widen_labels(lab32, m, dev_out ? lab + r0 : lab64, s));
-    if (overlap) { /* buffer b is free; the next chunk crosses into the other */
-      FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[b], s));
-      if (r0 + m < n)
-        FKM_GOTO(send_rows(c, &hs, NULL, r0 + m, n - r0 - m < chunk ? n - r0 - m : chunk, check,
-                           xb[b ^ 1], 0, b ^ 1, &bad));
-    }
+    if (overlap) FKM_GOTO(pipe_next(c, &pipe, ch));
     if (!dev_out) {
       FKM_CUDA_GOTO(c, cudaMemcpyAsync(lab + r0, lab64, sizeof(int64_t) * (size_t)m,
                                        cudaMemcpyDeviceToHost, s));
@@ -2000,10 +2029,10 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
   if (hsc.bad_label >= 0) st = fkm_fail_no_finite(c->base.err, "x", problem, hsc.bad_label);
 done:
-  if (overlap) { /* copies may be in flight into xb */
+  if (overlap) { /* copies may be in flight into the pipe's buffers */
     (void)cudaStreamSynchronize(c->copy);
     for (int i = 0; i < 2; i++)
-      if (xb[i]) (void)cudaFreeAsync(xb[i], s);
+      if (pipe.buf[i]) (void)cudaFreeAsync(pipe.buf[i], s);
   }
   if (xf) (void)cudaFreeAsync(xf, s);
   if (xn) (void)cudaFreeAsync(xn, s);
@@ -2266,7 +2295,7 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   const int xdev = is_device_ptr(a->x), cdev = is_device_ptr(a->codes);
   const int ldev = a->lists && is_device_ptr(a->lists);
   if (a->lists && !ldev) FKM_FORWARD(fkm_pq_check_lists(c->base.err, a->lists, a->n, a->nlist));
-  float *pq = NULL, *coarse = NULL, *xb[2] = {NULL, NULL};
+  float *pq = NULL, *coarse = NULL, *xb = NULL; /* xb: host rows copied serially */
   int overlap = 0; /* host rows on the copy stream */
   int64_t *lb = NULL;
   uint32_t *idx = NULL;
@@ -2307,29 +2336,29 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   if (chunk > a->n) chunk = a->n;
   overlap = !xdev && !c->stream_copy_widens;
   const fkm_source hs = fkm_source_of_matrix(a->x, a->n, a->d, FKM_DTYPE_F32);
-  int64_t unused = -1; /* the rows were checked above */
+  row_pipe pipe = {&hs, a->n, chunk, 0, {NULL, NULL}, -1}; /* the rows were checked above */
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&idx, sizeof *idx * (size_t)(chunk * a->M), s));
-  for (int i = 0; i < (overlap ? 2 : !xdev); i++)
-    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xb[i], sizeof(float) * (size_t)(chunk * a->d), s));
+  for (int i = 0; i < 2 && overlap; i++)
+    FKM_CUDA_GOTO(c, cudaMallocAsync(&pipe.buf[i], sizeof(float) * (size_t)(chunk * a->d), s));
+  if (!xdev && !overlap)
+    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&xb, sizeof(float) * (size_t)(chunk * a->d), s));
   if (a->lists && !ldev)
     FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&lb, sizeof *lb * (size_t)chunk, s));
   if (!cdev) FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&cb, (size_t)(chunk * code_size), s));
-  /* the buffers' last users: the work's stream from here */
-  for (int i = 0; i < 2 && overlap; i++) FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[i], s));
-  if (overlap) FKM_GOTO(send_rows(c, &hs, NULL, 0, chunk, 0, xb[0], 0, 0, &unused));
+  if (overlap) FKM_GOTO(pipe_start(c, &pipe));
   for (int64_t i0 = 0, ch = 0; i0 < a->n; i0 += chunk, ch++) {
     const int64_t m = a->n - i0 < chunk ? a->n - i0 : chunk;
-    const int b = overlap ? (int)(ch & 1) : 0;
     fkm_pq_launch_args k = {a->rule, m, a->d, a->M, a->nbits, a->x + i0 * a->d, pqd, cd,
                             a->lists ? a->lists + i0 : NULL, a->nlist, idx,
                             cdev ? a->codes + i0 * code_size : cb, !c->pq_specialised};
     if (overlap) {
-      FKM_CUDA_GOTO(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
-      k.x = xb[b];
+      void *rows = NULL;
+      FKM_GOTO(pipe_take(c, &pipe, ch, &rows));
+      k.x = rows;
     } else if (!xdev) {
-      FKM_CUDA_GOTO(c, cudaMemcpyAsync(xb[0], k.x, sizeof(float) * (size_t)(m * a->d),
+      FKM_CUDA_GOTO(c, cudaMemcpyAsync(xb, k.x, sizeof(float) * (size_t)(m * a->d),
                                        cudaMemcpyHostToDevice, s));
-      k.x = xb[0];
+      k.x = xb;
     }
     if (a->lists && !ldev) {
       FKM_CUDA_GOTO(c, cudaMemcpyAsync(lb, k.lists, sizeof *lb * (size_t)m,
@@ -2337,25 +2366,21 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
       k.lists = lb;
     }
     FKM_CUDA_GOTO(c, fkm_launch_pq_encode(&k, s));
-    if (overlap) { /* buffer b is free; the next chunk crosses into the other */
-      FKM_CUDA_GOTO(c, cudaEventRecord(c->ev_free[b], s));
-      if (i0 + m < a->n)
-        FKM_GOTO(send_rows(c, &hs, NULL, i0 + m, a->n - i0 - m < chunk ? a->n - i0 - m : chunk,
-                           0, xb[b ^ 1], 0, b ^ 1, &unused));
-    }
+    if (overlap) FKM_GOTO(pipe_next(c, &pipe, ch));
     if (!cdev)
       FKM_CUDA_GOTO(c, cudaMemcpyAsync(a->codes + i0 * code_size, cb, (size_t)(m * code_size),
                                        cudaMemcpyDeviceToHost, s));
   }
   FKM_CUDA_GOTO(c, cudaStreamSynchronize(s));
 done:
-  if (overlap) (void)cudaStreamSynchronize(c->copy); /* copies may be in flight into xb */
+  if (overlap) (void)cudaStreamSynchronize(c->copy); /* copies may be in flight into the pipe */
   if (bad) (void)cudaFreeAsync(bad, s);
   if (pq) (void)cudaFreeAsync(pq, s);
   if (coarse) (void)cudaFreeAsync(coarse, s);
   if (idx) (void)cudaFreeAsync(idx, s);
   for (int i = 0; i < 2; i++)
-    if (xb[i]) (void)cudaFreeAsync(xb[i], s);
+    if (pipe.buf[i]) (void)cudaFreeAsync(pipe.buf[i], s);
+  if (xb) (void)cudaFreeAsync(xb, s);
   if (lb) (void)cudaFreeAsync(lb, s);
   if (cb) (void)cudaFreeAsync(cb, s);
   (void)cudaStreamSynchronize(s);
