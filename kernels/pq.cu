@@ -11,9 +11,8 @@
  * arrays in registers: the same functions, the same operations in the same
  * order. The launcher picks the instance whose arguments equal the rule's
  * (the loop orders of FAISS's releases); any other rule (an order a door
- * measured) runs pq_nearest, the run-time scan. Until the specialised scans
- * have run on a GPU they are opt-in: args.generic (the engine's default;
- * FLASHKM_CUDA_PQ=specialised clears it) runs pq_nearest for every rule. */
+ * measured) runs pq_nearest, the run-time scan. args.generic (the engine's
+ * FLASHKM_CUDA_PQ=generic, for measurements) runs pq_nearest for every rule. */
 #include "pq.cuh"
 
 #include "grid_stride.cuh"

@@ -160,9 +160,9 @@ typedef struct cuda_engine {
   int stream_copy_widens, stream_prefetch; /* env FLASHKM_CUDA_STREAM (measurements):
                                               copy-widen: 16-bit rows widened on the copy
                                               stream, no prefetch; no-prefetch */
-  int pq_specialised; /* env FLASHKM_CUDA_PQ=specialised: fkm_pq_encode's scans specialised
-                         per width and loop order (kernels/pq.cu; the default once run on a
-                         GPU), else the run-time scan */
+  int pq_specialised; /* fkm_pq_encode's scans specialised per width and loop order
+                         (kernels/pq.cu); env FLASHKM_CUDA_PQ=generic: the run-time scan
+                         for every rule (measurements) */
   float *acc, *cnt;   /* the update's chains, continued chunk to chunk */
   int64_t *seen;
   cudaStream_t copy;
@@ -2573,7 +2573,7 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
   c->group_radix = env_is("FLASHKM_CUDA_GROUP", "radix");
   c->stream_copy_widens = env_is("FLASHKM_CUDA_STREAM", "copy-widen");
   c->stream_prefetch = !c->stream_copy_widens && !env_is("FLASHKM_CUDA_STREAM", "no-prefetch");
-  c->pq_specialised = env_is("FLASHKM_CUDA_PQ", "specialised");
+  c->pq_specialised = !env_is("FLASHKM_CUDA_PQ", "generic");
   const char *bsk = getenv("FLASHKM_CUDA_BATCH_SIMT_K");
   c->batch_simt_k = bsk && *bsk ? strtoll(bsk, NULL, 10) : 64;
   c->replay_staged = !env_is("FLASHKM_CUDA_REPLAY", "global");

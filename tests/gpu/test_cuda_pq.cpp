@@ -200,54 +200,60 @@ TEST_F(CudaPq, HostRowsInChunksEqualCpu) {
   }
 }
 
-// FLASHKM_CUDA_PQ=specialised: the reference scan under every valid
-// summation order of fvec_L2sqr (a door may measure any of them), at every
-// sub-vector width: the kernels specialised for the releases' orders and the
-// run-time scan for the rest both give the CPU's bytes.
+// The reference scan under every valid summation order of fvec_L2sqr (a
+// door may measure any of them), at every sub-vector width: the kernels
+// specialised for the releases' orders and the run-time scan for the rest
+// (the default), and the run-time scan for all (FLASHKM_CUDA_PQ=generic),
+// give the CPU's bytes.
 TEST_F(CudaPq, EveryLoopOrderOfTheReferenceEqualsCpu) {
-  Ctx sp(FKM_BACKEND_CUDA, "FLASHKM_CUDA_PQ", "specialised");
-  ASSERT_EQ(sp.status, FKM_OK);
-  fkm_params p = pq_params("faiss-1.15.1-none");
-  int orders = 0;
-  for (int w : {0, 1, 2, 4, 8, 16, 32})
-    for (int tail = 0; tail < (w > 1 ? w : 1); tail = tail ? tail * 2 : 1)
-      for (int flags = 0; flags < 16; flags++) {
-        p.profile.l2 = fkm_loop_order{w, flags & 1, tail, (flags >> 1) & 1, (flags >> 2) & 1,
-                                      (flags >> 3) & 1};
-        orders++;
-        for (int64_t dsub = 1; dsub <= 15; dsub++) {
-          const PqCase c = make_pq_case(97, dsub, 3, 8, dsub % 2 == 1,
-                                        uint32_t(orders * 31 + dsub));
-          fkm_status sg, sc;
-          const auto g = encode(sp.c, p, c, &sg), want = encode(cpu->c, p, c, &sc);
-          ASSERT_EQ(sc, FKM_OK) << fkm_ctx_last_error(cpu->c);
-          ASSERT_EQ(sg, FKM_OK) << fkm_ctx_last_error(sp.c);
-          ASSERT_TRUE(same_bits(g, want))
-              << "width " << w << " tail " << tail << " flags " << flags << " dsub " << dsub
-              << ": " << first_diff(g, want);
+  for (const char *mode : {static_cast<const char *>(nullptr), "generic"}) {
+    Ctx g(FKM_BACKEND_CUDA, "FLASHKM_CUDA_PQ", mode);
+    ASSERT_EQ(g.status, FKM_OK);
+    fkm_params p = pq_params("faiss-1.15.1-none");
+    int orders = 0;
+    for (int w : {0, 1, 2, 4, 8, 16, 32})
+      for (int tail = 0; tail < (w > 1 ? w : 1); tail = tail ? tail * 2 : 1)
+        for (int flags = 0; flags < 16; flags++) {
+          p.profile.l2 = fkm_loop_order{w, flags & 1, tail, (flags >> 1) & 1, (flags >> 2) & 1,
+                                        (flags >> 3) & 1};
+          orders++;
+          for (int64_t dsub = 1; dsub <= 15; dsub++) {
+            const PqCase c = make_pq_case(97, dsub, 3, 8, dsub % 2 == 1,
+                                          uint32_t(orders * 31 + dsub));
+            fkm_status sg, sc;
+            const auto got = encode(g.c, p, c, &sg), want = encode(cpu->c, p, c, &sc);
+            ASSERT_EQ(sc, FKM_OK) << fkm_ctx_last_error(cpu->c);
+            ASSERT_EQ(sg, FKM_OK) << fkm_ctx_last_error(g.c);
+            ASSERT_TRUE(same_bits(got, want))
+                << (mode ? mode : "default") << ": width " << w << " tail " << tail
+                << " flags " << flags << " dsub " << dsub << ": " << first_diff(got, want);
+          }
         }
-      }
-  EXPECT_EQ(orders, 352);
+    EXPECT_EQ(orders, 352);
+  }
 }
 
-// FLASHKM_CUDA_PQ=specialised: every release's rule (lanes, the D12 kernel,
-// the reference in each release's order), every width: the CPU's bytes,
-// packed codes and residuals included.
-TEST_F(CudaPq, SpecialisedScansEqualCpu) {
-  Ctx g(FKM_BACKEND_CUDA, "FLASHKM_CUDA_PQ", "specialised");
-  ASSERT_EQ(g.status, FKM_OK);
-  for (const char *prof : PQ_PROFILES)
-    for (int64_t dsub = 1; dsub <= 15; dsub++) {
-      const PqCase c = make_pq_case(97, dsub, 3, dsub % 3 == 0 ? 5 : 8, dsub % 2 == 0,
-                                    uint32_t(dsub * 17 + 3));
-      const fkm_params p = pq_params(prof);
-      fkm_status sg, sc;
-      const auto got = encode(g.c, p, c, &sg), want = encode(cpu->c, p, c, &sc);
-      ASSERT_EQ(sc, FKM_OK) << fkm_ctx_last_error(cpu->c);
-      ASSERT_EQ(sg, FKM_OK) << fkm_ctx_last_error(g.c);
-      ASSERT_TRUE(same_bits(got, want)) << prof << " dsub " << dsub << ": "
-                                        << first_diff(got, want);
-    }
+// Every release's rule (lanes, the D12 kernel, the reference in each
+// release's order), every width, the specialised scans (the default) and the
+// run-time scan (FLASHKM_CUDA_PQ=generic): the CPU's bytes, packed codes and
+// residuals included.
+TEST_F(CudaPq, SpecialisedAndGenericScansEqualCpu) {
+  for (const char *mode : {static_cast<const char *>(nullptr), "generic"}) {
+    Ctx g(FKM_BACKEND_CUDA, "FLASHKM_CUDA_PQ", mode);
+    ASSERT_EQ(g.status, FKM_OK);
+    for (const char *prof : PQ_PROFILES)
+      for (int64_t dsub = 1; dsub <= 15; dsub++) {
+        const PqCase c = make_pq_case(97, dsub, 3, dsub % 3 == 0 ? 5 : 8, dsub % 2 == 0,
+                                      uint32_t(dsub * 17 + 3));
+        const fkm_params p = pq_params(prof);
+        fkm_status sg, sc;
+        const auto got = encode(g.c, p, c, &sg), want = encode(cpu->c, p, c, &sc);
+        ASSERT_EQ(sc, FKM_OK) << fkm_ctx_last_error(cpu->c);
+        ASSERT_EQ(sg, FKM_OK) << fkm_ctx_last_error(g.c);
+        ASSERT_TRUE(same_bits(got, want)) << (mode ? mode : "default") << " " << prof
+                                          << " dsub " << dsub << ": " << first_diff(got, want);
+      }
+  }
 }
 
 }  // namespace
