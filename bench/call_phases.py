@@ -13,9 +13,14 @@ off) whose progress callback stamps the host clock after each iteration:
 the time to the first iteration's end (begin included), each later
 iteration, and the outputs after the last.
 
+--large times bench/compare.py's shapes instead (SHAPE: 1M x 1024, 8M x 1024,
+..., --niter iterations), on --dtype float32 or float16 data: where the
+iteration of a large N goes, chunk count included (FLASHKM_CUDA_CHUNK_LOG2).
+
 Usage (a CUDA GPU; torch with CUDA):
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
     python3 bench/call_phases.py [--match B=16,B=64] [--modes fast,parity]
+    python3 bench/call_phases.py --large [--match "1M x 1024,8M"] [--modes parity] [--dtype float32]
 """
 import argparse
 import ctypes
@@ -37,6 +42,7 @@ KEEP = ("Call phases", "cuda engine: begin", "CUDA graph", "final labels", "in o
 
 
 def one_mode(ours, x, b, n, k, d, niter, fast):
+    dtype = _lib.DTYPE_F16 if x.dtype == torch.float16 else _lib.DTYPE_F32
     lines = []
 
     @_lib.LOG_FN
@@ -55,7 +61,7 @@ def one_mode(ours, x, b, n, k, d, niter, fast):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         st = ours.lib.fkm_train_batched(ours.ctx.handle, ctypes.byref(p), b, n, d, k,
-                                        _lib.DTYPE_F16, x.data_ptr(), None, cent.data_ptr(), 0,
+                                        dtype, x.data_ptr(), None, cent.data_ptr(), 0,
                                         lab.data_ptr(), None, None, 0, None)
         torch.cuda.synchronize()
         t1 = time.perf_counter()
@@ -94,12 +100,19 @@ def main():
     ap.add_argument("--match", help="only the calls whose names start with one of these "
                                     "comma-separated prefixes")
     ap.add_argument("--modes", default="fast,parity", help="fast and/or parity")
+    ap.add_argument("--large", action="store_true",
+                    help="bench/compare.py's shapes (1M x 1024, 8M x 1024, ...)")
+    ap.add_argument("--niter", type=int, default=12, help="iterations of a --large call")
+    ap.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     args = ap.parse_args()
+    calls = compare.ONLINE
+    if args.large:
+        calls = [(name,) + shape + (args.niter,) for name, shape in compare.SHAPE.items()]
     ours = compare.Flashkm()
     print("device: %s; torch %s" % (ours.device, torch.__version__))
-    for name, b, n, k, d, niter in compare.matching(args.match):
+    for name, b, n, k, d, niter in compare.matching(args.match, calls):
         g = torch.Generator(device="cuda").manual_seed(1234)
-        x = torch.randn((b, n, d), device="cuda", generator=g).half()
+        x = torch.randn((b, n, d), device="cuda", generator=g).to(getattr(torch, args.dtype))
         for mode in args.modes.split(","):
             walls, lines, phases, (wall, steps, tail) = one_mode(ours, x, b, n, k, d, niter,
                                                                  mode == "fast")
