@@ -2296,7 +2296,8 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   const int ldev = a->lists && is_device_ptr(a->lists);
   if (a->lists && !ldev) FKM_FORWARD(fkm_pq_check_lists(c->base.err, a->lists, a->n, a->nlist));
   float *pq = NULL, *coarse = NULL, *xb = NULL; /* xb: host rows copied serially */
-  int overlap = 0; /* host rows on the copy stream */
+  int overlap = 0; /* host rows on the copy stream, through pipe */
+  row_pipe pipe = {NULL, a->n, 0, 0, {NULL, NULL}, -1}; /* the rows were checked above */
   int64_t *lb = NULL;
   uint32_t *idx = NULL;
   uint8_t *cb = NULL;
@@ -2336,7 +2337,8 @@ static fkm_status cuda_pq_encode(fkm_engine *e, const fkm_pq_args *a) {
   if (chunk > a->n) chunk = a->n;
   overlap = !xdev && !c->stream_copy_widens;
   const fkm_source hs = fkm_source_of_matrix(a->x, a->n, a->d, FKM_DTYPE_F32);
-  row_pipe pipe = {&hs, a->n, chunk, 0, {NULL, NULL}, -1}; /* the rows were checked above */
+  pipe.src = &hs;
+  pipe.chunk = chunk;
   FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&idx, sizeof *idx * (size_t)(chunk * a->M), s));
   for (int i = 0; i < 2 && overlap; i++)
     FKM_CUDA_GOTO(c, cudaMallocAsync(&pipe.buf[i], sizeof(float) * (size_t)(chunk * a->d), s));
