@@ -32,14 +32,47 @@ static void mt_twist(fkm_mt19937 *g) {
   g->index = 0;
 }
 
-uint32_t fkm_mt_next(fkm_mt19937 *g) {
-  if (g->index >= 624) mt_twist(g);
-  uint32_t y = g->state[g->index++];
+static inline uint32_t mt_temper(uint32_t y) {
   y ^= y >> 11;
   y ^= (y << 7) & 0x9d2c5680u;
   y ^= (y << 15) & 0xefc60000u;
   y ^= y >> 18;
   return y;
+}
+
+uint32_t fkm_mt_next(fkm_mt19937 *g) {
+  if (g->index >= 624) mt_twist(g);
+  return mt_temper(g->state[g->index++]);
+}
+
+/* The next count words, a state's run at a time (a loop the compiler
+ * vectorises). */
+static void mt_fill(fkm_mt19937 *g, uint32_t *out, int count) {
+  while (count > 0) {
+    if (g->index >= 624) mt_twist(g);
+    const int c = 624 - g->index < count ? 624 - g->index : count;
+    const uint32_t *s = g->state + g->index;
+    for (int j = 0; j < c; j++) out[j] = mt_temper(s[j]);
+    g->index += c;
+    out += c;
+    count -= c;
+  }
+}
+
+/* Step i's swap partner for the words w[0..c) of steps i0.. (FAISS's
+ * i + rand_int(n - i), the last step's i drawing nothing): w mod b as
+ * w - q b with q = fl(w / b) rounded to an integer, one b added back when
+ * that q was one too many. Every value is an integer below 2^33, so each
+ * double operation is exact but the division, whose rounding moves q by at
+ * most one; unlike a 32-bit integer division the loop vectorises. */
+static void perm_draws(const uint32_t *w, int c, int64_t i0, int64_t n, int64_t *out) {
+  for (int j = 0; j < c; j++) {
+    const double b = (double)(int32_t)(n - i0 - j); /* n < 2^31 */
+    const double x = (double)(int32_t)(w[j] ^ 0x80000000u) + 2147483648.0;
+    const double q = (x / b + 0x1p52) - 0x1p52;
+    const double r = x - q * b;
+    out[j] = i0 + j + (int32_t)(r + (r < 0.0 ? b : 0.0));
+  }
 }
 
 /* The prefix of rand_perm(n) without its n-entry array. Step i of FAISS's
@@ -161,9 +194,13 @@ fkm_status fkm_rand_perm_prefix(int64_t n, int64_t seed, int64_t m,
   /* the draws (step i swaps positions i and out[i]), counted per bucket */
   fkm_mt19937 g;
   fkm_mt_seed(&g, seed);
-  for (int64_t i = 0; i < m; i++) {
-    out[i] = i + 1 < n ? i + (int64_t)fkm_rand_int(&g, (uint32_t)(n - i)) : i;
-    if (count) count[out[i] >> s]++;
+  uint32_t w[624];
+  for (int64_t i0 = 0; i0 < m; i0 += 624) {
+    const int c = m - i0 < 624 ? (int)(m - i0) : 624;
+    mt_fill(&g, w, c);
+    perm_draws(w, c, i0, n, out + i0);
+    if (count)
+      for (int j = 0; j < c; j++) count[out[i0 + j] >> s]++;
   }
   const fkm_status st = dense ? prefix_dense(n, m, out, err)
                               : prefix_grouped(n, m, out, count, s, err);
