@@ -60,7 +60,8 @@ static void mt_fill(fkm_mt19937 *g, uint32_t *out, int count) {
 }
 
 /* Step i's swap partner for the words w[0..c) of steps i0.. (FAISS's
- * i + rand_int(n - i), the last step's i drawing nothing): w mod b as
+ * i + rand_int(n - i); FAISS draws nothing at step n - 1, where a word
+ * reduced modulo 1 gives i all the same, and no step follows): w mod b as
  * w - q b with q = fl(w / b) rounded to an integer, one b added back when
  * that q was one too many. Every value is an integer below 2^33, so each
  * double operation is exact but the division, whose rounding moves q by at
@@ -113,8 +114,15 @@ static fkm_status prefix_dense(int64_t n, int64_t m, int64_t *out, fkm_errbuf *e
   return FKM_OK;
 }
 
-static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, const int64_t *count,
-                                 int s, fkm_errbuf *err) {
+#ifdef _OPENMP
+static int team_member(void) { return omp_get_thread_num(); }
+static int team_size(void) { return omp_get_num_threads(); }
+#else
+static int team_member(void) { return 0; }
+static int team_size(void) { return 1; }
+#endif
+
+static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, int s, fkm_errbuf *err) {
   const int64_t nb = (n + ((int64_t)1 << s) - 1) >> s;
   const uint32_t low = (1u << s) - 1;
 #ifdef _OPENMP
@@ -127,16 +135,39 @@ static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, const int64
   int32_t *prev = malloc(sizeof(int32_t) * (size_t)m);
   int32_t *g = malloc(sizeof(int32_t) * (size_t)m);
   int32_t *last = malloc((sizeof(int32_t) << s) * (size_t)threads);
+  int64_t *at = calloc((size_t)threads * (size_t)nb, sizeof(int64_t)); /* [thread][bucket] */
   fkm_status st = FKM_OK;
-  if (!end || !grouped || !prev || !g || !last) {
+  if (!end || !grouped || !prev || !g || !last || !at) {
     st = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
                   "rand_perm: cannot allocate the grouping of %lld draws", (long long)m);
     goto done;
   }
-  int64_t at = 0;
-  for (int64_t b = 0; b < nb; b++) end[b] = at, at += count[b];
-  for (int64_t i = 0; i < m; i++) /* end[b]: bucket b's next free entry, then its end */
-    grouped[end[out[i] >> s]++] = (uint64_t)i << 32 | ((uint64_t)out[i] & low);
+  /* the draws grouped by bucket, in step order within one: a counting sort
+   * on OpenMP's threads, each counting then placing its own range of steps
+   * behind the ranges before it (at[t][b]: thread t's next entry of bucket
+   * b; end[b]: bucket b's end) */
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = team_member(), nt = team_size();
+    const int64_t i0 = m * t / nt, i1 = m * (t + 1) / nt;
+    int64_t *mine = at + (size_t)t * (size_t)nb;
+    for (int64_t i = i0; i < i1; i++) mine[out[i] >> s]++;
+#pragma omp barrier
+#pragma omp single
+    {
+      int64_t e = 0;
+      for (int64_t b = 0; b < nb; b++) {
+        for (int u = 0; u < nt; u++) {
+          const int64_t c = at[(size_t)u * (size_t)nb + (size_t)b];
+          at[(size_t)u * (size_t)nb + (size_t)b] = e;
+          e += c;
+        }
+        end[b] = e;
+      }
+    }
+    for (int64_t i = i0; i < i1; i++)
+      grouped[mine[out[i] >> s]++] = (uint64_t)i << 32 | ((uint64_t)out[i] & low);
+  }
   memset(g, 0xff, sizeof(int32_t) * (size_t)m); /* w: none */
   memset(last, 0xff, (sizeof(int32_t) << s) * (size_t)threads);
 #pragma omp parallel for schedule(dynamic, 4)
@@ -167,6 +198,7 @@ done:
   free(prev);
   free(g);
   free(last);
+  free(at);
   return st;
 }
 
@@ -185,13 +217,7 @@ fkm_status fkm_rand_perm_prefix(int64_t n, int64_t seed, int64_t m,
   while (((int64_t)1 << lg) < n) lg++;
   int s = lg - BUCKETS_LOG2;
   s = s < BUCKET_LOG2_MIN ? BUCKET_LOG2_MIN : s > BUCKET_LOG2_MAX ? BUCKET_LOG2_MAX : s;
-  int64_t *count = NULL;
-  if (!dense) {
-    count = calloc((size_t)((n >> s) + 1), sizeof(int64_t));
-    FKM_RETURN_IF(!count, err, FKM_ERR_OUT_OF_MEMORY,
-                  "rand_perm: cannot allocate the bucket counts of %lld values", (long long)n);
-  }
-  /* the draws (step i swaps positions i and out[i]), counted per bucket */
+  /* the draws (step i swaps positions i and out[i]) */
   fkm_mt19937 g;
   fkm_mt_seed(&g, seed);
   uint32_t w[624];
@@ -199,11 +225,6 @@ fkm_status fkm_rand_perm_prefix(int64_t n, int64_t seed, int64_t m,
     const int c = m - i0 < 624 ? (int)(m - i0) : 624;
     mt_fill(&g, w, c);
     perm_draws(w, c, i0, n, out + i0);
-    if (count)
-      for (int j = 0; j < c; j++) count[out[i0 + j] >> s]++;
   }
-  const fkm_status st = dense ? prefix_dense(n, m, out, err)
-                              : prefix_grouped(n, m, out, count, s, err);
-  free(count);
-  return st;
+  return dense ? prefix_dense(n, m, out, err) : prefix_grouped(n, m, out, s, err);
 }
