@@ -98,6 +98,7 @@ static void perm_draws(const uint32_t *w, int c, int64_t i0, int64_t n, int64_t 
 #define BUCKET_LOG2_MIN 12 /* values per bucket: 2^12 .. 2^16 (a 256 KiB table) */
 #define BUCKET_LOG2_MAX 16
 #define BUCKETS_LOG2 10    /* about 2^10 buckets, more only when n > 2^26 */
+#define PARALLEL_MIN 16384 /* draws below which the grouping runs on one thread */
 
 static fkm_status prefix_dense(int64_t n, int64_t m, int64_t *out, fkm_errbuf *err) {
   int32_t *pos = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
@@ -126,7 +127,9 @@ static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, int s, fkm_
   const int64_t nb = (n + ((int64_t)1 << s) - 1) >> s;
   const uint32_t low = (1u << s) - 1;
 #ifdef _OPENMP
-  const int threads = omp_get_max_threads();
+  /* a short prefix (a run's k initial centroids) on the calling thread:
+   * a team's start and its tables would cost more than the work */
+  const int threads = m < PARALLEL_MIN ? 1 : omp_get_max_threads();
 #else
   const int threads = 1;
 #endif
@@ -146,7 +149,7 @@ static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, int s, fkm_
    * on OpenMP's threads, each counting then placing its own range of steps
    * behind the ranges before it (at[t][b]: thread t's next entry of bucket
    * b; end[b]: bucket b's end) */
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int t = team_member(), nt = team_size();
     const int64_t i0 = m * t / nt, i1 = m * (t + 1) / nt;
@@ -170,7 +173,7 @@ static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, int s, fkm_
   }
   memset(g, 0xff, sizeof(int32_t) * (size_t)m); /* w: none */
   memset(last, 0xff, (sizeof(int32_t) << s) * (size_t)threads);
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
   for (int64_t b = 0; b < nb; b++) {
 #ifdef _OPENMP
     int32_t *tab = last + ((size_t)omp_get_thread_num() << s);
@@ -189,7 +192,7 @@ static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, int s, fkm_
     for (int64_t e = e0; e < e1; e++) tab[(uint32_t)grouped[e]] = -1;
   }
   for (int64_t t = 0; t < m; t++) g[t] = g[t] < 0 ? (int32_t)t : g[g[t]];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t i = 0; i < m; i++)
     if (prev[i] >= 0) out[i] = g[prev[i]];
 done:
