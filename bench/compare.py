@@ -8,7 +8,7 @@ of
   - flash-kmeans (the paper's Triton library) on the same tensors, float32
     (its tf32 path) and float16, when `import flash_kmeans` works,
   - FAISS k-means (GPU when the installed FAISS has it), when `import faiss`
-    works,
+    works and --no-faiss is not given,
 and prints one table: ms per iteration, TFLOP/s, the fp16 floor, and each
 ratio. Data is random normal, generated on the GPU with a fixed seed; every
 input set is larger than L2.
@@ -307,6 +307,9 @@ def main():
                          "as one CUDA graph (the default), or both, a row each")
     ap.add_argument("--match", help="only the calls (shapes) whose names start with one of "
                                      "these comma-separated prefixes (e.g. B=16,B=64 or 8M)")
+    ap.add_argument("--no-faiss", action="store_true",
+                    help="leave FAISS's k-means out (a CPU-only FAISS takes seconds an "
+                         "iteration at the large shapes)")
     args = ap.parse_args()
     if args.niter < 4:
         ap.error("--niter must be at least 4 (two warm-up iterations are dropped)")
@@ -319,7 +322,7 @@ def main():
             with open(args.out, "w") as f:
                 f.write("\n".join(lines) + "\n")
         return
-    faiss = try_peer(FaissGpu)
+    faiss = None if args.no_faiss else try_peer(FaissGpu)
     head = ("| shape (B x N, K, d) | data | flashkm mode | flashkm ms/iter | TFLOP/s | "
             "fp16 floor ms | flashkm / floor | flash-kmeans ms/iter | flash-kmeans / flashkm | "
             "FAISS ms/iter | FAISS / flashkm |")
