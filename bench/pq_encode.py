@@ -12,9 +12,9 @@ add_index calls it). Prints the median of 3 timed calls after one warm-up.
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python \\
     python3 bench/pq_encode.py [--n 10M] [--d 96] [--M 32] [--nlist 4096] \\
-      [--profile faiss-1.15.1-avx512] [--modes STREAM=copy-widen,default,PQ=specialised]
+      [--profile faiss-1.15.1-avx512] [--modes STREAM=copy-widen,default,PQ=generic]
 A mode is `default` or VAR=value pairs joined by '+', each setting FLASHKM_CUDA_VAR
-(STREAM=copy-widen: the serial copy of host rows).
+(STREAM=copy-widen: the serial copy of host rows; PQ=generic: the run-time scan).
 """
 import argparse
 import ctypes
@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--nbits", type=int, default=8)
     ap.add_argument("--nlist", type=int, default=4096)
     ap.add_argument("--profile", default="faiss-1.15.1-avx512")
-    ap.add_argument("--modes", default="STREAM=copy-widen,default,PQ=specialised")
+    ap.add_argument("--modes", default="STREAM=copy-widen,default,PQ=generic")
     args = ap.parse_args()
     n, d, M, nbits, nlist = rows(args.n), args.d, args.M, args.nbits, args.nlist
     rs = np.random.RandomState(0)
