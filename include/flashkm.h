@@ -144,7 +144,7 @@ typedef struct fkm_iteration_stats {
 /** Called after every iteration with its statistics (redo is 0-based, iter is
  *  0-based within the redo). Return 0 to go on; any other value stops the run,
  *  which then returns FKM_ERR_INTERRUPTED and writes no output. Called on the
- *  thread that called fkm_train. */
+ *  thread that called fkm_train; it must not call flashkm on the same context. */
 typedef int (*fkm_progress_fn)(void *user, int redo, int iter,
                                const fkm_iteration_stats *stats);
 
@@ -398,7 +398,11 @@ FKM_API fkm_status fkm_ctx_set_stream(fkm_ctx *ctx, struct CUstream_st *stream);
 /** Free the memory the context keeps from one call to the next: the CUDA
  *  engine keeps its device workspace, small pinned buffers and pinned
  *  staging (grow-only, so that repeated calls allocate nothing); the next
- *  call allocates them again. fkm_ctx_destroy frees them too. */
+ *  call allocates them again. Either engine keeps the last subsampled run's
+ *  training rows (FAISS's rand_perm prefix, k * max_points_per_centroid
+ *  int64 entries, up to 2^23 of them) so that a run with the same n, seed
+ *  and subsample size does not draw them again. fkm_ctx_destroy frees them
+ *  too. */
 FKM_API fkm_status fkm_ctx_release_memory(fkm_ctx *ctx);
 
 /** Distributed training (docs/distributed.md). Makes every later fkm_train

@@ -99,7 +99,10 @@ fkm_status fkm_ctx_create(fkm_backend backend, int device, fkm_ctx **out) {
 void fkm_ctx_destroy(fkm_ctx *ctx) {
   if (!ctx) return;
   if (ctx->comm) ctx->comm->ops->destroy(ctx->comm);
-  if (ctx->engine) ctx->engine->ops->destroy(ctx->engine);
+  if (ctx->engine) {
+    fkm_engine_forget_rows(ctx->engine);
+    ctx->engine->ops->destroy(ctx->engine);
+  }
   free(ctx);
 }
 
@@ -398,6 +401,7 @@ fkm_status fkm_train_batched(fkm_ctx *ctx, const fkm_params *params,
 
 fkm_status fkm_ctx_release_memory(fkm_ctx *ctx) {
   if (!ctx) return FKM_ERR_INVALID_ARG;
+  fkm_engine_forget_rows(ctx->engine);
   return done(ctx, ctx->engine->ops->release_memory(ctx->engine));
 }
 

@@ -158,11 +158,25 @@ typedef struct fkm_engine_ops {
   int (*is_device)(fkm_engine *e, const void *p);
 } fkm_engine_ops;
 
+/** The last subsample's training rows (lloyd.c): a run that draws the same
+ *  rand_perm prefix (the same n, seed and size; FAISS's default seed is
+ *  fixed, so repeated trainings on as many rows do) reads them instead. */
+typedef struct fkm_rows_memo {
+  int64_t n, m;
+  uint64_t seed;
+  int64_t *rows; /* m entries, or NULL */
+} fkm_rows_memo;
+
 /** Every engine struct starts with this header. */
 struct fkm_engine {
   const fkm_engine_ops *ops;
-  fkm_errbuf *err; /* the owning context's */
+  fkm_errbuf *err;    /* the owning context's */
+  fkm_rows_memo memo; /* zero at creation; fkm_engine_forget_rows frees it */
 };
+
+/** Frees the engine's memo of training rows (fkm_ctx_release_memory,
+ *  fkm_ctx_destroy). */
+void fkm_engine_forget_rows(fkm_engine *e);
 
 /** Engine constructors. cuda: returns FKM_ERR_NO_DEVICE without a usable
  *  device, FKM_ERR_UNSUPPORTED in a build without CUDA. */

@@ -473,6 +473,37 @@ static fkm_status subsample(const fkm_params *p, const fkm_arith *ar, int64_t n,
   return FKM_OK;
 }
 
+/* Rows kept in the memo at most (64 MiB of them). */
+#define FKM_ROWS_MEMO_MAX ((int64_t)1 << 23)
+
+void fkm_engine_forget_rows(fkm_engine *e) {
+  free(e->memo.rows);
+  memset(&e->memo, 0, sizeof e->memo);
+}
+
+/* The m training rows of a subsampled run: the engine's memo when it holds
+ * the same rand_perm prefix (n, seed, m), else drawn into s->rows, which the
+ * memo then keeps (faster subsampling, a pass of SplitMix64, is drawn each
+ * time). */
+static fkm_status training_subset(fkm_engine *e, const fkm_params *p, const fkm_arith *ar,
+                                  int64_t n, int64_t m, uint64_t seed, loop_state *s,
+                                  const int64_t **rows, fkm_errbuf *err) {
+  fkm_rows_memo *mm = &e->memo;
+  const int memo = !p->use_faster_subsampling && m <= FKM_ROWS_MEMO_MAX;
+  if (memo && mm->rows && mm->n == n && mm->m == m && mm->seed == seed) {
+    *rows = mm->rows;
+    return FKM_OK;
+  }
+  FKM_FORWARD(subsample(p, ar, n, m, seed, s->rows, err));
+  *rows = s->rows;
+  if (memo) {
+    fkm_engine_forget_rows(e);
+    *mm = (fkm_rows_memo){n, m, seed, s->rows};
+    s->rows = NULL; /* the memo's now */
+  }
+  return FKM_OK;
+}
+
 fkm_status fkm_training_rows(const fkm_params *p, int64_t n, int64_t k, int64_t *rows,
                              int64_t *n_train, fkm_errbuf *err) {
   fkm_arith arith;
@@ -570,10 +601,11 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   const int subsample_it = n > max_train;
   const int64_t n_train = subsample_it ? max_train : n;
   FKM_FORWARD(loop_alloc(s, a, subsample_it ? max_train : 0, err));
+  const int64_t *rows = NULL;
   if (subsample_it) {
     logf_(p, FKM_LOG_INFO, "Sampling a subset of %lld / %lld for training",
           (long long)max_train, (long long)n);
-    FKM_FORWARD(subsample(p, &arith, n, max_train, seed, s->rows, err));
+    FKM_FORWARD(training_subset(e, p, &arith, n, max_train, seed, s, &rows, err));
   } else if (n < k * (int64_t)p->min_points_per_centroid) {
     logf_(p, FKM_LOG_WARNING,
           "clustering %lld points to %lld centroids: please provide at "
@@ -602,7 +634,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   }
 
   const double t_begin = fkm_now_seconds();
-  FKM_FORWARD(begin(e, a, &run, s, subsample_it ? s->rows : NULL, n_train));
+  FKM_FORWARD(begin(e, a, &run, s, rows, n_train));
   logf_(p, FKM_LOG_INFO,
         "Clustering %lld points in %lldD to %lld clusters, redo %d times, %d iterations",
         (long long)run.train_total, (long long)d, (long long)k, p->nredo, p->niter);

@@ -2,6 +2,8 @@
 // Fisher-Yates over std::mt19937, for many seeds and sizes.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <random>
 #include <vector>
 
 #include "flashkm.h"
@@ -49,4 +51,58 @@ TEST(RandomStreamsBadInput, PermRejectsOutOfRangeArguments) {
   EXPECT_EQ(fkm_rand_perm(3, 1, 4, out), FKM_ERR_INVALID_ARG);
   EXPECT_EQ(fkm_rand_perm(3, 1, 2, nullptr), FKM_ERR_INVALID_ARG);
   EXPECT_EQ(fkm_rand_perm((int64_t)1 << 31, 1, 2, out), FKM_ERR_INVALID_ARG);
+}
+
+// A context keeps the last subsampled run's rows (FAISS's rand_perm prefix)
+// and a run drawing the same prefix reads them: every call of a sequence on
+// one context, changing n, the seed, the subsample size, the subsampling
+// kind and releasing the context's memory between, equals the same call on
+// a fresh context, bit for bit.
+TEST(RandomStreams, AContextReusesTheLastSubsampleOnlyForTheSamePrefix) {
+  const int64_t d = 8, k = 8;
+  std::mt19937 mt(7);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(4000 * d);
+  for (float &v : x) v = nd(mt);
+  struct Call {
+    int64_t n, seed;
+    int max_points;
+    int faster;
+    bool release_before;
+  };
+  const Call calls[] = {{3000, 1234, 100, 0, false}, {3000, 1234, 100, 0, false},
+                        {3000, 99, 100, 0, false},   {3000, 1234, 100, 0, false},
+                        {3001, 1234, 100, 0, false}, {3001, 1234, 120, 0, false},
+                        {3001, 1234, 120, 1, false}, {3001, 1234, 120, 0, false},
+                        {3001, 1234, 120, 0, true},  {4000, 5, 300, 0, false},
+                        {4000, 5, 300, 0, false}};
+  fkm_ctx *kept = nullptr;
+  ASSERT_EQ(fkm_ctx_create(FKM_BACKEND_CPU, 0, &kept), FKM_OK);
+  for (const Call &c : calls) {
+    fkm_params p;
+    fkm_params_init(&p);
+    p.niter = 4;
+    p.seed = c.seed;
+    p.max_points_per_centroid = c.max_points;
+    p.use_faster_subsampling = c.faster;
+    if (c.release_before) {
+      ASSERT_EQ(fkm_ctx_release_memory(kept), FKM_OK);
+    }
+    std::vector<float> got(k * d), want(k * d);
+    ASSERT_EQ(fkm_train(kept, &p, c.n, d, k, FKM_DTYPE_F32, x.data(), nullptr, got.data(), 0,
+                        nullptr, nullptr, nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(kept);
+    fkm_ctx *fresh = nullptr;
+    ASSERT_EQ(fkm_ctx_create(FKM_BACKEND_CPU, 0, &fresh), FKM_OK);
+    ASSERT_EQ(fkm_train(fresh, &p, c.n, d, k, FKM_DTYPE_F32, x.data(), nullptr, want.data(), 0,
+                        nullptr, nullptr, nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(fresh);
+    fkm_ctx_destroy(fresh);
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * got.size()), 0)
+        << "n " << c.n << " seed " << c.seed << " max_points " << c.max_points << " faster "
+        << c.faster;
+  }
+  fkm_ctx_destroy(kept);
 }
