@@ -6,13 +6,14 @@
  * The scan is kernels/faiss_scan.h's fkm_pq_nearest, run as it is. Its
  * run-time widths (the sub-vector's, the lanes', the reference loop's
  * summation width and tail) index small arrays, which then live in local
- * memory; pq_nearest_at instead gets them as template arguments, written
+ * memory; pq_nearest_at's instances instead get them as template arguments, written
  * into its copy of the rule, so that the compiler folds them and keeps the
  * arrays in registers: the same functions, the same operations in the same
  * order. The launcher picks the instance whose arguments equal the rule's
  * (the loop orders of FAISS's releases); any other rule (an order a door
- * measured) runs pq_nearest, the run-time scan. args.generic (the engine's
- * FLASHKM_CUDA_PQ=generic, for measurements) runs pq_nearest for every rule. */
+ * measured) runs the run-time scan (pq_nearest_at<0, -1, -1, 0>). args.generic
+ * (the engine's FLASHKM_CUDA_PQ=generic, for measurements) runs it for every
+ * rule. */
 #include "pq.cuh"
 
 #include "grid_stride.cuh"
@@ -26,38 +27,28 @@ __global__ void pq_check_lists(const int64_t *lists, int64_t n, int64_t nlist,
     if (lists[i] < 0 || lists[i] >= nlist) atomicMin(bad, (unsigned long long)i);
 }
 
-__global__ void pq_nearest(const fkm_pq_launch_args a) {
-  const int dsub = (int)(a.d / a.M);
-  const int64_t ksub = (int64_t)1 << a.nbits, total = a.n * a.M;
-  for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total;
-       t += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t m = t / a.n, i = t % a.n;
-    float r[FKM_PQ_MAX_DSUB];
-    fkm_pq_subvector(a.x + i * a.d, a.coarse ? a.coarse + a.lists[i] * a.d : nullptr, m, dsub,
-                     r);
-    a.idx[i * a.M + m] =
-        (uint32_t)fkm_pq_nearest(&a.rule, r, a.pq + m * ksub * dsub, dsub, ksub);
-  }
-}
-
-/* D: sub-vector width; L: the rule's lanes at D (0: the reference scan);
- * W, E: the reference's summation width and tail width (W < 0: the rule's
- * own, for the lanes, which do not read them). */
+/* D: sub-vector width (0: the run-time d / M); L: the rule's lanes at D
+ * (0: the reference scan; < 0: the rule's own); W, E: the reference's
+ * summation width and tail width (W < 0: the rule's own, for the lanes,
+ * which do not read them). pq_nearest_at<0, -1, -1, 0> is the run-time
+ * scan. */
 template <int D, int L, int W, int E>
 __global__ void pq_nearest_at(const fkm_pq_launch_args a) {
   fkm_pq_rule rule = a.rule;
-  rule.lanes = L;
+  if (L >= 0) rule.lanes = L;
   if (W >= 0) {
     rule.l2.width = W;
     rule.l2.tail_width = E;
   }
+  const int dsub = D ? D : (int)(a.d / a.M);
   const int64_t ksub = (int64_t)1 << a.nbits, total = a.n * a.M;
   for (int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; t < total;
        t += (int64_t)gridDim.x * blockDim.x) {
     const int64_t m = t / a.n, i = t % a.n;
-    float r[D];
-    fkm_pq_subvector(a.x + i * a.d, a.coarse ? a.coarse + a.lists[i] * a.d : nullptr, m, D, r);
-    a.idx[i * a.M + m] = (uint32_t)fkm_pq_nearest(&rule, r, a.pq + m * ksub * D, D, ksub);
+    float r[D ? D : FKM_PQ_MAX_DSUB];
+    fkm_pq_subvector(a.x + i * a.d, a.coarse ? a.coarse + a.lists[i] * a.d : nullptr, m, dsub,
+                     r);
+    a.idx[i * a.M + m] = (uint32_t)fkm_pq_nearest(&rule, r, a.pq + m * ksub * dsub, dsub, ksub);
   }
 }
 
@@ -112,7 +103,7 @@ __global__ void pq_pack(const fkm_pq_launch_args a) {
 extern "C" cudaError_t fkm_launch_pq_encode(const fkm_pq_launch_args *a, cudaStream_t s) {
   if (a->n <= 0) return cudaSuccess;
   const pq_kernel k = a->generic ? nullptr : pick_width<1>((int)(a->d / a->M), a->rule);
-  (k ? k : pq_nearest)<<<fkm_grid_for(a->n * a->M), FKM_GRID_THREADS, 0, s>>>(*a);
+  (k ? k : pq_nearest_at<0, -1, -1, 0>)<<<fkm_grid_for(a->n * a->M), FKM_GRID_THREADS, 0, s>>>(*a);
   pq_pack<<<fkm_grid_for(a->n), FKM_GRID_THREADS, 0, s>>>(*a);
   return cudaGetLastError();
 }

@@ -46,6 +46,11 @@ typedef struct fkm_run {
   const int64_t *train_rows;   /* host, n_train indices into each problem's
                                   x in training order (the same for every
                                   problem); NULL: row i is x row i */
+  uint64_t rows_generation;    /* nonzero: train_rows is the engine's memo
+                                  of that generation (fkm_rows_memo): the
+                                  same list in every run that names it, so
+                                  an engine may keep what it derives from it
+                                  (a device copy) */
   int64_t n_train;             /* rows in the training set */
   int64_t n_init;              /* user-supplied centroid rows */
   int64_t k_frozen;            /* frozen_centroids ? n_init : 0 */
@@ -164,7 +169,8 @@ typedef struct fkm_engine_ops {
 typedef struct fkm_rows_memo {
   int64_t n, m;
   uint64_t seed;
-  int64_t *rows; /* m entries, or NULL */
+  int64_t *rows;       /* m entries, or NULL */
+  uint64_t generation; /* of these rows: a new one each time they are drawn */
 } fkm_rows_memo;
 
 /** Every engine struct starts with this header. */
@@ -172,6 +178,7 @@ struct fkm_engine {
   const fkm_engine_ops *ops;
   fkm_errbuf *err;    /* the owning context's */
   fkm_rows_memo memo; /* zero at creation; fkm_engine_forget_rows frees it */
+  uint64_t memo_draws; /* the memo's last generation (never reused) */
 };
 
 /** Frees the engine's memo of training rows (fkm_ctx_release_memory,

@@ -89,6 +89,10 @@ typedef struct cuda_engine {
                      env FLASHKM_CUDA_CHUNK_LOG2, 10 to 30, for tests) */
   int64_t assign_chunk; /* rows per chunk of an assignment of host rows (0: 2^26 / d;
                            env FLASHKM_CUDA_ASSIGN_CHUNK, for tests) */
+  int64_t *drows;       /* the device copy of a run's training rows (device x), kept
+                           for the next run of the same memo generation */
+  int64_t drows_cap;    /* its entries */
+  uint64_t drows_gen;   /* the memo generation it holds (0: none) */
   char name[320];
   cudaStream_t own_stream, stream, side;
   cudaStream_t side_aux;                           /* the objective's double chain */
@@ -680,16 +684,55 @@ static void cuda_end(fkm_engine *e) {
 
 /* Problem b's rows of train_rows, as rows of the (batch * n, d) matrix
  * (host, batch * n_train), or NULL when train_rows is NULL. */
-static fkm_status global_rows(cuda_engine *c, const fkm_run *run, int64_t **out) {
-  *out = NULL;
+static fkm_status global_rows(cuda_engine *c, const fkm_run *run, const int64_t **out,
+                              int64_t **owned) {
+  *out = *owned = NULL;
   if (!run->train_rows) return FKM_OK;
+  if (run->batch == 1) { /* problem 0's rows are x's */
+    *out = run->train_rows;
+    return FKM_OK;
+  }
   const int64_t nt = run->n_train;
   int64_t *g = malloc(sizeof(int64_t) * (size_t)(run->batch * nt));
   FKM_RETURN_IF(!g, c->base.err, FKM_ERR_OUT_OF_MEMORY,
                 "cuda engine: cannot allocate %lld row indices", (long long)(run->batch * nt));
   for (int64_t b = 0; b < run->batch; b++)
     for (int64_t i = 0; i < nt; i++) g[b * nt + i] = b * run->n + run->train_rows[i];
-  *out = g;
+  *out = *owned = g;
+  return FKM_OK;
+}
+
+/* The device copy of the count global training rows grows: the one kept
+ * from an earlier run when this run's rows are the same memo generation
+ * (one problem: grows is then the memo itself), else copied in. */
+static fkm_status device_rows(cuda_engine *c, const fkm_run *run, const int64_t *grows,
+                              int64_t count, const int64_t **out) {
+  const uint64_t gen = run->batch == 1 ? run->rows_generation : 0;
+  if (gen && c->drows_gen == gen && c->drows_cap >= count) {
+    *out = c->drows;
+    return FKM_OK;
+  }
+  c->drows_gen = 0;
+  if (c->drows_cap < count) {
+    if (c->drows) (void)cudaFree(c->drows);
+    c->drows = NULL;
+    c->drows_cap = 0;
+    FKM_CUDA_TRY(c, cudaMalloc((void **)&c->drows, sizeof(int64_t) * (size_t)count));
+    c->drows_cap = count;
+  }
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->drows, grows, sizeof(int64_t) * (size_t)count,
+                                  cudaMemcpyHostToDevice, c->stream));
+  c->drows_gen = gen;
+  *out = c->drows;
+  return FKM_OK;
+}
+
+/* Rows drows (device indices) of src into out, converted to float. */
+static fkm_status gather_rows(cuda_engine *c, fkm_dtype dtype, const void *src, int64_t d,
+                              const int64_t *drows, int64_t n, float *out) {
+  if (n == 0) return FKM_OK;
+  fkm_convert_args a = {dtype, src, drows, n, d, out, 1, 0, 0};
+  FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
   return FKM_OK;
 }
 
@@ -1013,7 +1056,7 @@ static int assign_in_one_launch(const cuda_engine *c) {
 }
 
 static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *user_centroids,
-                             int64_t *grows) {
+                             const int64_t *grows) {
   fkm_errbuf *err = c->base.err;
   const int64_t B = run->batch, n = run->n, d = run->d, k = run->k, nt = run->n_train;
   double t[5];
@@ -1078,12 +1121,16 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   t[2] = fkm_now_seconds();
 
   int64_t bad = -1;
+  const int64_t *drows = NULL; /* the device copy of grows, device x */
   if (run->source || (host_x && c->x != run->x)) { /* host rows, staged */
     const fkm_source src =
         run->source ? *run->source : fkm_source_of_matrix(run->x, B * n, d, run->dtype);
     FKM_FORWARD(stage_rows(c, &src, grows, 0, B * nt, check_staged, (float *)c->x, &bad));
+  } else if (c->x != run->x && grows) { /* device rows gathered there */
+    FKM_FORWARD(device_rows(c, run, grows, B * nt, &drows));
+    FKM_FORWARD(gather_rows(c, run->dtype, run->x, d, drows, B * nt, (float *)c->x));
   } else if (c->x != run->x) {
-    FKM_FORWARD(load_rows(c, run->dtype, run->x, d, grows, B * nt, (float *)c->x));
+    FKM_FORWARD(load_rows(c, run->dtype, run->x, d, NULL, B * nt, (float *)c->x));
   }
   if (bad >= 0 && !run->source && grows) /* the first bad value of all of x */
     bad = host_first_nonfinite(run->dtype, run->x, n * d);
@@ -1091,8 +1138,11 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   if (run->weights && !is_device_ptr(run->weights)) {
     const fkm_source ws = fkm_source_of_matrix(run->weights, B * n, 1, FKM_DTYPE_F32);
     FKM_FORWARD(stage_rows(c, &ws, grows, 0, B * nt, 0, c->w, &bad));
+  } else if (run->weights && grows) {
+    if (!drows) FKM_FORWARD(device_rows(c, run, grows, B * nt, &drows));
+    FKM_FORWARD(gather_rows(c, FKM_DTYPE_F32, run->weights, 1, drows, B * nt, c->w));
   } else if (run->weights) {
-    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, grows, B * nt, c->w));
+    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, NULL, B * nt, c->w));
   }
   if (check_staged && !run->source && grows)
     FKM_FORWARD(bg_check_start(c, run->x, run->dtype, n, d, run->train_rows, nt));
@@ -1156,11 +1206,13 @@ static fkm_status cuda_begin(fkm_engine *e, const fkm_run *run,
   fkm_status st = FKM_OK;
   if (c->sd.path == FKM_PATH_BLAS)
     st = blas_view(c, &c->params, run->n_train, run->k, run->d, &c->train_blas, NULL);
-  int64_t *grows = NULL;
-  if (st == FKM_OK) st = global_rows(c, run, &grows);
+  const int64_t *grows = NULL;
+  int64_t *owned = NULL;
+  if (st == FKM_OK) st = global_rows(c, run, &grows, &owned);
   if (st == FKM_OK) st = begin_impl(c, run, user_centroids, grows);
   if (st == FKM_OK && run->comm) st = begin_rank(c);
-  free(grows);
+  if (owned && st != FKM_OK) (void)cudaStreamSynchronize(c->stream); /* a copy from it */
+  free(owned);
   return st;
 }
 
@@ -2419,6 +2471,10 @@ static void cuda_trim(fkm_engine *e) {
     (void)cudaStreamSynchronize(c->own_stream);
   }
   if (c->pinned) (void)cudaFreeHost(c->pinned);
+  if (c->drows) (void)cudaFree(c->drows);
+  c->drows = NULL;
+  c->drows_cap = 0;
+  c->drows_gen = 0;
   if (c->graph_kept) (void)cudaGraphExecDestroy(c->graph_kept);
   c->graph_kept = NULL;
   fkm_blas_cache_clear(&c->blas);

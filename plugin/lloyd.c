@@ -172,8 +172,7 @@ static fkm_status stats_reserve(loop_state *s, int64_t B, int64_t need, fkm_errb
   return FKM_OK;
 }
 
-static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
-                             int64_t nrows, fkm_errbuf *err) {
+static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a, fkm_errbuf *err) {
   const fkm_params *p = a->params;
   const int64_t B = a->batch, bk = a->batch * a->k, redo = p->nredo > 1;
   s->nst_max = (int64_t)p->niter * p->nredo;
@@ -185,7 +184,6 @@ static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
   s->obj_iter = alloc_n(B, sizeof(float));
   s->obj_double = alloc_n(B, sizeof(double));
   s->perm = alloc_n(a->k, sizeof(int64_t));
-  s->rows = nrows > 0 ? alloc_n(nrows, sizeof(int64_t)) : NULL;
   s->pairs = alloc_n(bk, sizeof(fkm_split_pair));
   s->stats = alloc_n(B * s->nst, sizeof(fkm_iteration_stats));
   s->best_obj = alloc_n(B, sizeof(float));
@@ -200,7 +198,7 @@ static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a,
   FKM_RETURN_IF(!s->counts || !s->hist || !s->obj || !s->obj_iter || !s->obj_double ||
                     !s->perm || !s->pairs || !s->stats || !s->best_obj ||
                     !s->best_nstats || !s->nstats || !s->active ||
-                    (nrows > 0 && !s->rows) || ((redo || keep) && !s->cur) ||
+                    ((redo || keep) && !s->cur) ||
                     (keep && !s->stopped),
                 err, FKM_ERR_OUT_OF_MEMORY,
                 "cannot allocate the host buffers of the Lloyd loop (batch = %lld, "
@@ -482,9 +480,9 @@ void fkm_engine_forget_rows(fkm_engine *e) {
 }
 
 /* The m training rows of a subsampled run: the engine's memo when it holds
- * the same rand_perm prefix (n, seed, m), else drawn into s->rows, which the
- * memo then keeps (faster subsampling, a pass of SplitMix64, is drawn each
- * time). */
+ * the same rand_perm prefix (n, seed, m), else drawn into a new list that
+ * the memo then keeps (faster subsampling, a pass of SplitMix64, is drawn
+ * each time, into s->rows). */
 static fkm_status training_subset(fkm_engine *e, const fkm_params *p, const fkm_arith *ar,
                                   int64_t n, int64_t m, uint64_t seed, loop_state *s,
                                   const int64_t **rows, fkm_errbuf *err) {
@@ -494,13 +492,21 @@ static fkm_status training_subset(fkm_engine *e, const fkm_params *p, const fkm_
     *rows = mm->rows;
     return FKM_OK;
   }
-  FKM_FORWARD(subsample(p, ar, n, m, seed, s->rows, err));
-  *rows = s->rows;
+  int64_t *drawn = alloc_n(m, sizeof(int64_t));
+  FKM_RETURN_IF(!drawn, err, FKM_ERR_OUT_OF_MEMORY,
+                "cannot allocate the %lld training rows of the subsample", (long long)m);
+  const fkm_status st = subsample(p, ar, n, m, seed, drawn, err);
+  if (st != FKM_OK) {
+    free(drawn);
+    return st;
+  }
   if (memo) {
     fkm_engine_forget_rows(e);
-    *mm = (fkm_rows_memo){n, m, seed, s->rows};
-    s->rows = NULL; /* the memo's now */
+    *mm = (fkm_rows_memo){n, m, seed, drawn, ++e->memo_draws};
+  } else {
+    s->rows = drawn; /* freed with the loop's buffers */
   }
+  *rows = drawn;
   return FKM_OK;
 }
 
@@ -523,6 +529,7 @@ static void rank_run(fkm_run *run, const fkm_train_args *a, const fkm_dist *ds) 
   run->weights = ds->wt;
   run->source = NULL;
   run->train_rows = NULL;
+  run->rows_generation = 0;
   run->n = run->n_train = ds->train_first[me + 1] - ds->train_first[me];
   run->comm = a->comm;
   run->train_first = ds->train_first[me];
@@ -534,6 +541,8 @@ static void rank_run(fkm_run *run, const fkm_train_args *a, const fkm_dist *ds) 
 static fkm_status begin(fkm_engine *e, const fkm_train_args *a, fkm_run *run, loop_state *s,
                         const int64_t *rows, int64_t n_train) {
   run->train_rows = rows;
+  /* the memo's rows name their generation (an engine may keep a copy) */
+  run->rows_generation = rows && rows == e->memo.rows ? e->memo.generation : 0;
   run->n_train = run->train_total = n_train;
   if (!a->comm) return e->ops->begin(e, run, a->centroids);
   FKM_FORWARD(fkm_dist_training_set(&s->dist, a, rows, n_train, e->err));
@@ -600,7 +609,7 @@ static fkm_status train(fkm_engine *e, const fkm_train_args *a, loop_state *s) {
   const int64_t max_train = k * (int64_t)p->max_points_per_centroid;
   const int subsample_it = n > max_train;
   const int64_t n_train = subsample_it ? max_train : n;
-  FKM_FORWARD(loop_alloc(s, a, subsample_it ? max_train : 0, err));
+  FKM_FORWARD(loop_alloc(s, a, err));
   const int64_t *rows = NULL;
   if (subsample_it) {
     logf_(p, FKM_LOG_INFO, "Sampling a subset of %lld / %lld for training",

@@ -116,9 +116,11 @@ static fkm_status prefix_dense(int64_t n, int64_t m, int64_t *out, fkm_errbuf *e
 }
 
 #ifdef _OPENMP
+static int team_limit(void) { return omp_get_max_threads(); }
 static int team_member(void) { return omp_get_thread_num(); }
 static int team_size(void) { return omp_get_num_threads(); }
 #else
+static int team_limit(void) { return 1; }
 static int team_member(void) { return 0; }
 static int team_size(void) { return 1; }
 #endif
@@ -126,13 +128,9 @@ static int team_size(void) { return 1; }
 static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, int s, fkm_errbuf *err) {
   const int64_t nb = (n + ((int64_t)1 << s) - 1) >> s;
   const uint32_t low = (1u << s) - 1;
-#ifdef _OPENMP
   /* a short prefix (a run's k initial centroids) on the calling thread:
    * a team's start and its tables would cost more than the work */
-  const int threads = m < PARALLEL_MIN ? 1 : omp_get_max_threads();
-#else
-  const int threads = 1;
-#endif
+  const int threads = m < PARALLEL_MIN ? 1 : team_limit();
   int64_t *end = malloc(sizeof(int64_t) * (size_t)nb);
   uint64_t *grouped = malloc(sizeof(uint64_t) * (size_t)m); /* step << 32 | low bits of j */
   int32_t *prev = malloc(sizeof(int32_t) * (size_t)m);
@@ -175,11 +173,7 @@ static fkm_status prefix_grouped(int64_t n, int64_t m, int64_t *out, int s, fkm_
   memset(last, 0xff, (sizeof(int32_t) << s) * (size_t)threads);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(threads) if (threads > 1)
   for (int64_t b = 0; b < nb; b++) {
-#ifdef _OPENMP
-    int32_t *tab = last + ((size_t)omp_get_thread_num() << s);
-#else
-    int32_t *tab = last;
-#endif
+    int32_t *tab = last + ((size_t)team_member() << s);
     const int64_t e0 = b ? end[b - 1] : 0, e1 = end[b];
     for (int64_t e = e0; e < e1; e++) {
       const int32_t i = (int32_t)(grouped[e] >> 32);

@@ -280,6 +280,35 @@ TEST_F(Cuda, DevicePointersGiveSameBitsAsHost) {
   check(p, pb, true);
 }
 
+// Subsampled runs on device data one after the other on one context: a run
+// whose subsample is the last one's (the same n, seed and size) gathers its
+// rows through the device copy of the row list kept from that run. Every run
+// equals the CPU's, whatever the order of seeds, weights and a release of
+// the context's memory between them.
+TEST_F(Cuda, RepeatedSubsampledRunsOnDeviceDataEqualCpu) {
+  Problem pb = blobs(6000, 48, 80, 12);
+  const std::vector<float> w = fixtures::uniform(pb.n, 17, 0.5f, 1.5f);
+  struct Step {
+    int64_t seed;
+    bool weights, release;
+  };
+  const Step steps[] = {{3, false, false}, {3, false, false}, {4, false, false},
+                        {3, true, false},  {3, true, false},  {3, false, true},
+                        {3, false, false}};
+  for (const Step &s : steps) {
+    fkm_params p = quick(5);
+    p.max_points_per_centroid = 30;
+    p.seed = s.seed;
+    pb.w = s.weights ? w : std::vector<float>();
+    if (s.release) {
+      ASSERT_EQ(fkm_ctx_release_memory(gpu->c), FKM_OK);
+      ASSERT_EQ(fkm_ctx_release_memory(cpu->c), FKM_OK);
+    }
+    SCOPED_TRACE("seed " + std::to_string(s.seed) + (s.weights ? ", weights" : ""));
+    check(p, pb, true);
+  }
+}
+
 // f16 / bf16: random bit patterns of moderate exponent, exact in float.
 Problem half_problem(fkm_dtype t, int64_t n, int64_t d, int64_t k, uint32_t seed) {
   Problem pb;
