@@ -9,7 +9,10 @@
  * after one warm-up call in the same process; "loop" is fkm_train's own
  * time of the iterations (the last statistics entry's time: from the end of
  * the engine's begin to the last iteration's synchronisation); "outside"
- * is wall - loop. The floor is the training rows' bytes over the pinned
+ * is wall - loop; "row list drawn alone" is one fkm_train_rows call before
+ * them (FAISS's rand_perm prefix: the first call draws it; later calls on
+ * the context read the list it kept, so it is not part of their "outside").
+ * The floor is the training rows' bytes over the pinned
  * host-to-device copy rate measured at the start of this run (0 for device
  * data), plus the loop time; the last column is wall / floor.
  * With FLASHKM_BENCH_VERBOSE=1 the engine's log lines (its begin phases)
@@ -217,7 +220,7 @@ int main(int argc, char **argv) {
   printf("wall: median of %d calls after a warm-up; loop: the iterations (fkm_train's "
          "statistics); floor: training bytes / pinned rate + loop\n\n",
          repeats);
-  printf("| call | data | training rows | wall ms | loop ms | outside ms | of which row list ms | floor ms | wall / floor |\n");
+  printf("| call | data | training rows | wall ms | loop ms | outside ms | row list drawn alone ms | floor ms | wall / floor |\n");
   printf("|---|---|---|---|---|---|---|---|---|\n");
   int rc = 0;
   for (int i = 0; i < (int)(sizeof cases / sizeof *cases) && rc == 0; i++) {
