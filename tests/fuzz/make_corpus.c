@@ -247,16 +247,25 @@ static void api_seed(const char *name, const unsigned char *b, size_t n) {
 }
 
 static void api_seeds(void) {
-  /* op, mask (4), n, d, k, n_init, cap, dtype, null ctx, present, fill seeds */
+  /* op, mask (4), [batch,] n, d, k, n_init, cap, dtype, source (0: the array),
+   * null ctx, present (60: x, labels, distances, statistics and their
+   * counts; no weights), fill seeds */
   static const unsigned char train[] = {0, 0, 0, 0, 0, 0, I64(32), I64(2), I64(4),
-                                        ZERO, I64(8), 0, 0, 60, 7};
+                                        ZERO, I64(8), 0, 0, 0, 60, 7};
   static const unsigned char train_f16[] = {0, 0, 0, 0, 0, 0, I64(24), I64(3), I64(3),
-                                            I64(1), I64(4), 1, 0, 62, 9, 1, 3};
+                                            I64(1), I64(4), 1, 0, 0, 62, 9, 1, 3};
   static const unsigned char batched[] = {0, 1, 0, 0, 0, 0, I64(3), I64(16), I64(2),
-                                          I64(3), ZERO, I64(4), 0, 0, 60, 7};
+                                          I64(3), ZERO, I64(4), 0, 0, 0, 60, 7};
+  /* subsampled (max_points_per_centroid 2: 8 of 32 rows; a batch's 6 of 16):
+   * the harness repeats a call that succeeds, which reads the context's kept
+   * row list the second time */
+  static const unsigned char subsampled[] = {0, 0, 0x80, 0, 0, 0, 0, 1, 0, I64(32), I64(2),
+                                             I64(4), ZERO, I64(8), 0, 0, 0, 60, 7};
+  static const unsigned char batched_sub[] = {0, 1, 0x80, 0, 0, 0, 0, 1, 0, I64(3), I64(16),
+                                              I64(2), I64(3), ZERO, I64(4), 0, 0, 0, 60, 7};
   /* progress and log callbacks, the run stopped at the 2nd iteration */
   static const unsigned char stopped[] = {0, 0, 0, 0x30, 0, 2, I64(32), I64(2), I64(4),
-                                          ZERO, I64(8), 0, 0, 60, 7};
+                                          ZERO, I64(8), 0, 0, 0, 60, 7};
   static const unsigned char assign[] = {0, 2, 0, 0, 0, 0, I64(16), I64(3), I64(4), 0, 12, 1, 2};
   static const unsigned char params[] = {0, 3, 1};
   static const unsigned char threads[] = {0, 4, 0, 2, 0};
@@ -271,6 +280,8 @@ static void api_seeds(void) {
   api_seed("train_f16", train_f16, sizeof train_f16);
   api_seed("train_batched", batched, sizeof batched);
   api_seed("train_stopped", stopped, sizeof stopped);
+  api_seed("train_subsampled", subsampled, sizeof subsampled);
+  api_seed("train_batched_subsampled", batched_sub, sizeof batched_sub);
   api_seed("assign", assign, sizeof assign);
   api_seed("params_init", params, sizeof params);
   api_seed("threads", threads, sizeof threads);
