@@ -223,11 +223,14 @@ static buf buf_take(int64_t count, size_t es, int want) {
   return b;
 }
 
-static void buf_save(buf *b) {
-  if (!b->p) return;
-  b->before = malloc(b->bytes ? b->bytes : 1);
-  if (b->before) memcpy(b->before, b->p, b->bytes);
+/* A copy of b's bytes (NULL without a buffer, or when out of memory). */
+static void *buf_copy(const buf *b) {
+  void *c = b->p ? malloc(b->bytes ? b->bytes : 1) : NULL;
+  if (c) memcpy(c, b->p, b->bytes);
+  return c;
 }
+
+static void buf_save(buf *b) { b->before = buf_copy(b); }
 
 static int buf_unchanged(const buf *b) {
   return !b->p || !b->before || memcmp(b->p, b->before, b->bytes) == 0;
@@ -410,13 +413,11 @@ static int same_stats(const fkm_iteration_stats *a, const fkm_iteration_stats *b
  * profile says so). */
 static void repeat_train(train_call *t, fkm_ctx *ctx, int batched) {
   buf *outs[] = {&t->c, &t->labels, &t->dist, &t->stats, &t->n_stats};
-  void *first[5] = {NULL};
-  for (int i = 0; i < 5; i++)
-    if (outs[i]->p) {
-      first[i] = malloc(outs[i]->bytes ? outs[i]->bytes : 1);
-      FUZZ_CHECK(first[i] != NULL);
-      memcpy(first[i], outs[i]->p, outs[i]->bytes);
-    }
+  void *first[5];
+  for (int i = 0; i < 5; i++) {
+    first[i] = buf_copy(outs[i]);
+    FUZZ_CHECK(first[i] != NULL || !outs[i]->p);
+  }
   if (t->c.p && t->c.before) memcpy(t->c.p, t->c.before, t->c.bytes); /* the initial rows */
   t->h.calls = 0;
   t->reads = 0;
