@@ -59,6 +59,21 @@ __global__ void first_nonfinite(const T *__restrict__ src, int64_t count,
     if (nonfinite<T>(src[t])) atomicMin(first, (unsigned long long)t);
 }
 
+/* The problems' elements back to back in src and out (no row list): out[t]
+ * := float(src[t]) over all of them, one flat pass; CHECK: the least t of a
+ * non-finite element min'ed into *first (first_nonfinite's answer over
+ * them, in the same pass). */
+template <typename T, bool CHECK>
+__global__ void convert_flat(const T *__restrict__ src, int64_t total, float *__restrict__ out,
+                             unsigned long long *first) {
+  for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < total;
+       t += (int64_t)gridDim.x * blockDim.x) {
+    const T v = src[t];
+    if (CHECK && nonfinite<T>(v)) atomicMin(first, (unsigned long long)t);
+    out[t] = to_float<T>(v);
+  }
+}
+
 __global__ void first_bad_weight(const float *__restrict__ w, int64_t n,
                                  unsigned long long *first) {
   for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n;
@@ -76,7 +91,22 @@ __global__ void widen(const int32_t *__restrict__ in, int64_t n, int64_t *__rest
 
 extern "C" cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_t s) {
   const int64_t total = a->n * a->d, problems = a->problems > 1 ? a->problems : 1;
+  const bool flat = !a->rows && (problems == 1 || (a->src_stride == total &&
+                                                   a->out_stride == total));
+  if (a->first && !flat) return cudaErrorInvalidValue;
   if (total == 0) return cudaSuccess;
+  if (flat)
+    return by_dtype(
+        a->dtype,
+        [&](auto type) {
+          using T = decltype(type);
+          const int64_t all = problems * total;
+          auto kern = a->first ? convert_flat<T, true> : convert_flat<T, false>;
+          kern<<<fkm_grid_for(all), FKM_GRID_THREADS, 0, s>>>(static_cast<const T *>(a->src),
+                                                               all, a->out, a->first);
+          return cudaGetLastError();
+        },
+        cudaErrorInvalidValue);
   return by_dtype(
       a->dtype,
       [&](auto type) {

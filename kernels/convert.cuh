@@ -15,6 +15,8 @@ extern "C" {
 #endif
 
 /** out row i := float(src row (rows ? rows[i] : i)), i < n, d columns.
+ *  Without rows and with the problems back to back the conversion is one
+ *  flat pass over their elements (no row arithmetic).
  *  dtype: an fkm_dtype; f16/bf16 are converted exactly. src, rows, out:
  *  device. problems > 1: the same for problem b = 0 .. problems - 1 from
  *  src + b src_stride into out + b out_stride (elements), in one launch
@@ -26,6 +28,12 @@ typedef struct fkm_convert_args {
   int64_t n, d;
   float *out;          /* (n, d) */
   int64_t problems, src_stride, out_stride;
+  /* Optional (rows NULL, and the problems back to back: one problem, or
+   * both strides n d): *first := min(*first, the index in src of the first
+   * NaN/Inf among the elements converted), as fkm_launch_first_nonfinite
+   * over them would give it, in the same pass. Set *first to ~0ull
+   * beforehand. NULL: no check. */
+  unsigned long long *first;
 } fkm_convert_args;
 cudaError_t fkm_launch_convert(const fkm_convert_args *a, cudaStream_t s);
 

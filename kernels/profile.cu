@@ -149,14 +149,50 @@ __global__ void blas_choose(int64_t nx, int64_t ny, int64_t d, const int32_t *__
   }
 }
 
+/* A row's norm as the profile computes it (xi: global or shared memory). */
+__device__ __forceinline__ float profile_norm(const fkm_scan_desc &s, const float *xi, int64_t d) {
+  return s.path == 1 ? fkm_fused_norm(xi, d, s.fused_norm4_hadd)
+                     : fkm_loop_eval(&s.norm, FKM_PROBE_NORM, xi, xi, d);
+}
+
 __global__ void profile_norms(fkm_scan_desc s, const float *__restrict__ x, int64_t n,
                               int64_t d, float *__restrict__ out) {
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  const float *xi = x + i * d;
-  out[i] = s.path == 1 ? fkm_fused_norm(xi, d, s.fused_norm4_hadd)
-                       : fkm_loop_eval(&s.norm, FKM_PROBE_NORM, xi, xi, d);
+  out[i] = profile_norm(s, x + i * d, d);
 }
+
+/* The same norms, a warp's 32 rows staged through shared memory first: the
+ * warp reads them as consecutive 128-byte pieces, NORM_LOADS in flight a
+ * lane (one thread per row reads 32 rows 4 d bytes apart), then each lane
+ * computes its row's norm from the staged copy, the same function on the
+ * same values. Rows ld floats apart in the tile (ld odd: a lane's row and
+ * its neighbours' fall in distinct banks). */
+constexpr int NORM_ROWS = 32, NORM_LOADS = 8;
+
+__global__ void __launch_bounds__(NORM_ROWS)
+profile_norms_staged(fkm_scan_desc s, const float *__restrict__ x, int64_t n, int64_t d,
+                     int64_t ld, float *__restrict__ out) {
+  extern __shared__ float tile[];
+  const int lane = threadIdx.x;
+  const int64_t r0 = (int64_t)blockIdx.x * NORM_ROWS;
+  const int rows = n - r0 < NORM_ROWS ? (int)(n - r0) : NORM_ROWS;
+  const float *src = x + r0 * d;
+  for (int r = 0; r < rows; r += NORM_LOADS)
+    for (int64_t j = lane; j < d; j += NORM_ROWS) {
+      float v[NORM_LOADS];
+#pragma unroll
+      for (int u = 0; u < NORM_LOADS; u++) v[u] = r + u < rows ? src[(r + u) * d + j] : 0.0f;
+#pragma unroll
+      for (int u = 0; u < NORM_LOADS; u++)
+        if (r + u < rows) tile[(r + u) * ld + j] = v[u];
+    }
+  __syncwarp();
+  if (lane < rows) out[r0 + lane] = profile_norm(s, tile + lane * ld, d);
+}
+
+/* Rows up to this many floats are staged (the tile: 32 rows, 48 KB at most). */
+constexpr int64_t NORM_STAGED_MAX_D = (48 * 1024) / (NORM_ROWS * 4) - 1;
 
 /* The exact replay of one row's scan over the k centroids, in order (the
  * BLAS path's dot products in v's order). */
@@ -507,7 +543,14 @@ extern "C" cudaError_t fkm_launch_profile_norms(const fkm_scan_desc *s, const fl
                                                 int64_t n, int64_t d, float *out,
                                                 cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  profile_norms<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(*s, x, n, d, out);
+  if (d <= NORM_STAGED_MAX_D) {
+    const int64_t ld = d | 1;
+    const size_t smem = sizeof(float) * (size_t)(NORM_ROWS * ld);
+    profile_norms_staged<<<(unsigned)((n + NORM_ROWS - 1) / NORM_ROWS), NORM_ROWS, smem,
+                           stream>>>(*s, x, n, d, ld, out);
+  } else {
+    profile_norms<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(*s, x, n, d, out);
+  }
   return cudaGetLastError();
 }
 

@@ -142,6 +142,8 @@ typedef struct cuda_engine {
   fkm_assign_plan plan, plan_last; /* a full chunk, the last chunk */
   int64_t chunk, nchunk;
   scalars *dsc;        /* device (B) */
+  unsigned long long *bad; /* device: the first non-finite element of x, found as
+                              begin converts 16-bit device x (~0: none) */
   scalars *hsc;        /* pinned host (B) */
   float *h_counts;     /* pinned (B * k) */
   int64_t *h_hist;     /* pinned (B * k) */
@@ -346,9 +348,12 @@ static fkm_status check_weights(cuda_engine *c, const float *w, int64_t n) {
 
 /* Device float copy of rows (rows ? rows[i] : i), i < n, of a device
  * matrix of dtype (host rows cross through stage_rows). rows: host or
- * NULL. out: device (n, d). */
+ * NULL. out: device (n, d). first (rows NULL only; device, set to ~0
+ * beforehand): the first non-finite element's index min'ed in, in the same
+ * pass. */
 static fkm_status load_rows(cuda_engine *c, fkm_dtype dtype, const void *src,
-                            int64_t d, const int64_t *rows, int64_t n, float *out) {
+                            int64_t d, const int64_t *rows, int64_t n, float *out,
+                            unsigned long long *first) {
   fkm_status st = FKM_OK;
   int64_t *drows = NULL;
   if (n == 0) return FKM_OK;
@@ -357,7 +362,7 @@ static fkm_status load_rows(cuda_engine *c, fkm_dtype dtype, const void *src,
     FKM_CUDA_GOTO(c, cudaMemcpyAsync(drows, rows, sizeof(int64_t) * (size_t)n,
                                      cudaMemcpyHostToDevice, c->stream));
   }
-  fkm_convert_args a = {dtype, src, drows, n, d, out, 1, 0, 0};
+  fkm_convert_args a = {dtype, src, drows, n, d, out, 1, 0, 0, first};
   FKM_CUDA_GOTO(c, fkm_launch_convert(&a, c->stream));
   /* the row list (host memory of the caller) must outlive the copy */
   if (rows) FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
@@ -437,7 +442,7 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
       FKM_CUDA_TRY(c, cudaStreamWaitEvent(stream, c->ev_stage[b], 0)); /* its last user */
       FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], from + row * (size_t)i0,
                                       row * (size_t)m, cudaMemcpyHostToDevice, stream));
-      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, outf + i0 * d, 1, 0, 0};
+      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, outf + i0 * d, 1, 0, 0, NULL};
       FKM_CUDA_TRY(c, fkm_launch_convert(&a, stream));
       FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], stream));
     }
@@ -460,7 +465,7 @@ static fkm_status stage_rows_on(cuda_engine *c, cudaStream_t stream, const fkm_s
     } else {
       FKM_CUDA_TRY(c, cudaMemcpyAsync(c->stage_dev[b], c->stage[b], row * (size_t)m,
                                       cudaMemcpyHostToDevice, stream));
-      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, outf + i0 * d, 1, 0, 0};
+      fkm_convert_args a = {src->dtype, c->stage_dev[b], NULL, m, d, outf + i0 * d, 1, 0, 0, NULL};
       FKM_CUDA_TRY(c, fkm_launch_convert(&a, stream));
     }
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_stage[b], stream));
@@ -637,6 +642,7 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
       carve(&cv, c->work_bytes * (size_t)(fast_in_one_launch(c) ? B : c->lanes));
   c->temp = carve(&cv, c->temp_bytes);
   c->dsc = carve(&cv, sizeof(scalars) * (size_t)B);
+  c->bad = carve(&cv, sizeof *c->bad);
   /* one chunk per problem: every problem's objective in one call */
   c->obj_scratch = carve(&cv, c->nchunk == 1
                                   ? fkm_objective_scratch_bytes(c->run.n_train, B)
@@ -731,7 +737,7 @@ static fkm_status device_rows(cuda_engine *c, const fkm_run *run, const int64_t 
 static fkm_status gather_rows(cuda_engine *c, fkm_dtype dtype, const void *src, int64_t d,
                               const int64_t *drows, int64_t n, float *out) {
   if (n == 0) return FKM_OK;
-  fkm_convert_args a = {dtype, src, drows, n, d, out, 1, 0, 0};
+  fkm_convert_args a = {dtype, src, drows, n, d, out, 1, 0, 0, NULL};
   FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
   return FKM_OK;
 }
@@ -1021,7 +1027,7 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
     const fkm_source ws = fkm_source_of_matrix(run->weights, n, 1, FKM_DTYPE_F32);
     FKM_FORWARD(stage_rows(c, &ws, run->train_rows, 0, nt, 0, c->w, &bad));
   } else if (run->weights) {
-    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w));
+    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w, NULL));
   }
   if (run->n_init > 0)
     FKM_CUDA_TRY(c, cudaMemcpyAsync(c->init, user_centroids,
@@ -1055,32 +1061,13 @@ static int assign_in_one_launch(const cuda_engine *c) {
          c->plan_last.fast_dtype < 0;
 }
 
-static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *user_centroids,
-                             const int64_t *grows) {
+/* An in-core run's workspace (grow-only: kept for the next run), carved;
+ * *streamed: the run streams instead (begin_streamed took it). */
+static fkm_status take_workspace(cuda_engine *c, const fkm_run *run, const float *user_centroids,
+                                 int *streamed) {
   fkm_errbuf *err = c->base.err;
-  const int64_t B = run->batch, n = run->n, d = run->d, k = run->k, nt = run->n_train;
-  double t[5];
-  t[0] = fkm_now_seconds();
-  FKM_RETURN_IF(B * nt > INT32_MAX || B * k > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
-                "cuda engine: %lld training rows, %lld centroids (all problems): both must be "
-                "< 2^31",
-                (long long)(B * nt), (long long)(B * k));
-  /* x's values (FAISS checks all of x): device x by a kernel here; host
-   * rows as they cross (the training rows) and, for a subsampled run, the
-   * other rows on a host thread beside the iterations (joined in finish);
-   * a source's rows as they are read; batched host x here. */
-  const int host_x = !run->source && !is_device_ptr(run->x);
-  const int check = c->params.check_finite;
-  const int check_staged = check && (run->source || (host_x && B == 1));
-  if (check) {
-    if (!run->source && !check_staged) FKM_FORWARD(check_x(c, "x", run->dtype, run->x, B, n, d));
-    for (int64_t b = 0; b < B && run->n_init > 0; b++)
-      FKM_FORWARD(check_x(c, "initial centroids", FKM_DTYPE_F32, user_centroids + b * k * d, 1,
-                          run->n_init, d));
-  }
-  if (run->weights) FKM_FORWARD(check_weights(c, run->weights, B * n));
-  t[1] = fkm_now_seconds();
-
+  const int64_t B = run->batch, k = run->k, nt = run->n_train;
+  *streamed = 0;
   FKM_FORWARD(size_run(c));
   size_t avail = 0;
   FKM_FORWARD(device_budget(c, &c->params, &avail));
@@ -1089,9 +1076,12 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
                 "of device memory and %zu are available: a distributed run holds each rank's "
                 "rows (use more ranks or a larger budget)",
                 run->comm->rank, (long long)nt, c->ws_bytes, avail);
-  if (c->ws_bytes > avail && can_stream(run)) return begin_streamed(c, run, user_centroids, avail);
+  if (c->ws_bytes > avail && can_stream(run)) {
+    *streamed = 1;
+    return begin_streamed(c, run, user_centroids, avail);
+  }
   FKM_FORWARD(check_budget(c, &c->params, c->ws_bytes));
-  if (c->ws_cap < c->ws_bytes) { /* grow-only: kept for the next run */
+  if (c->ws_cap < c->ws_bytes) {
     if (c->ws) {
       (void)cudaFreeAsync(c->ws, c->stream);
       c->ws = NULL;
@@ -1117,7 +1107,43 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
       c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
     }
   }
-  FKM_FORWARD(carve_pinned(c, B, k));
+  return carve_pinned(c, B, k);
+}
+
+static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *user_centroids,
+                             const int64_t *grows) {
+  fkm_errbuf *err = c->base.err;
+  const int64_t B = run->batch, n = run->n, d = run->d, k = run->k, nt = run->n_train;
+  double t[5];
+  t[0] = fkm_now_seconds();
+  FKM_RETURN_IF(B * nt > INT32_MAX || B * k > INT32_MAX, err, FKM_ERR_UNSUPPORTED,
+                "cuda engine: %lld training rows, %lld centroids (all problems): both must be "
+                "< 2^31",
+                (long long)(B * nt), (long long)(B * k));
+  /* x's values (FAISS checks all of x): device x by a kernel here, or, when
+   * x is 16-bit and converted whole into the workspace, in the conversion's
+   * pass (read at this function's synchronisation; a failure before it
+   * reports x's values first, as the separate check would have); host rows
+   * as they cross (the training rows) and, for a subsampled run, the other
+   * rows on a host thread beside the iterations (joined in finish); a
+   * source's rows as they are read; batched host x here. */
+  const int host_x = !run->source && !is_device_ptr(run->x);
+  const int check = c->params.check_finite;
+  const int check_staged = check && (run->source || (host_x && B == 1));
+  const int check_converted = check && !run->source && !host_x &&
+                              run->dtype != FKM_DTYPE_F32 && !grows && nt == n;
+  if (check && !run->source && !check_staged && !check_converted)
+    FKM_FORWARD(check_x(c, "x", run->dtype, run->x, B, n, d));
+  fkm_status st = FKM_OK;
+  for (int64_t b = 0; check && b < B && run->n_init > 0 && st == FKM_OK; b++)
+    st = check_x(c, "initial centroids", FKM_DTYPE_F32, user_centroids + b * k * d, 1,
+                 run->n_init, d);
+  if (st == FKM_OK && run->weights) st = check_weights(c, run->weights, B * n);
+  t[1] = fkm_now_seconds();
+  int streamed = 0;
+  if (st == FKM_OK) st = take_workspace(c, run, user_centroids, &streamed);
+  if (st != FKM_OK && check_converted) FKM_FORWARD(check_x(c, "x", run->dtype, run->x, B, n, d));
+  if (st != FKM_OK || streamed) return st;
   t[2] = fkm_now_seconds();
 
   int64_t bad = -1;
@@ -1130,7 +1156,9 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
     FKM_FORWARD(device_rows(c, run, grows, B * nt, &drows));
     FKM_FORWARD(gather_rows(c, run->dtype, run->x, d, drows, B * nt, (float *)c->x));
   } else if (c->x != run->x) {
-    FKM_FORWARD(load_rows(c, run->dtype, run->x, d, NULL, B * nt, (float *)c->x));
+    if (check_converted) FKM_CUDA_TRY(c, cudaMemsetAsync(c->bad, 0xff, sizeof *c->bad, c->stream));
+    FKM_FORWARD(load_rows(c, run->dtype, run->x, d, NULL, B * nt, (float *)c->x,
+                          check_converted ? c->bad : NULL));
   }
   if (bad >= 0 && !run->source && grows) /* the first bad value of all of x */
     bad = host_first_nonfinite(run->dtype, run->x, n * d);
@@ -1142,7 +1170,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
     if (!drows) FKM_FORWARD(device_rows(c, run, grows, B * nt, &drows));
     FKM_FORWARD(gather_rows(c, FKM_DTYPE_F32, run->weights, 1, drows, B * nt, c->w));
   } else if (run->weights) {
-    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, NULL, B * nt, c->w));
+    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, NULL, B * nt, c->w, NULL));
   }
   if (check_staged && !run->source && grows)
     FKM_FORWARD(bg_check_start(c, run->x, run->dtype, n, d, run->train_rows, nt));
@@ -1158,7 +1186,12 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
                                       cudaMemcpyDefault, c->stream));
   FKM_CUDA_TRY(c, cudaMemsetAsync(c->cent, 0, sizeof(float) * (size_t)(B * k * d), c->stream));
   FKM_CUDA_TRY(c, fkm_launch_iota(c->iota, B * nt, c->stream));
+  unsigned long long first_bad = ~0ull;
+  if (check_converted)
+    FKM_CUDA_TRY(c, cudaMemcpyAsync(&first_bad, c->bad, sizeof first_bad, cudaMemcpyDeviceToHost,
+                                    c->stream));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(c->stream));
+  if (first_bad != ~0ull) return fkm_fail_not_finite(err, "x", (int64_t)first_bad, B, n, d);
   t[4] = fkm_now_seconds();
   if (c->params.verbose && c->params.log) {
     char msg[400];
@@ -1249,7 +1282,7 @@ static fkm_status cuda_init_rows(fkm_engine *e, const int64_t *perm, int64_t fro
                                   cudaMemcpyHostToDevice, c->stream));
   /* every problem's rows perm[from ..] of its own training rows, one launch */
   const fkm_convert_args a = {FKM_DTYPE_F32, c->x, c->perm, k - from, d, c->cent + from * d,
-                              c->run.batch, nt * d, k * d};
+                              c->run.batch, nt * d, k * d, NULL};
   FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
   return FKM_OK;
 }
@@ -1405,7 +1438,7 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_ready[b], 0));
     float *xf = c->xbuf[raw ? 0 : b];
     if (raw) { /* widened here; its buffer takes chunk i + 2 from now on */
-      const fkm_convert_args ca = {c->ssrc.dtype, c->xraw[b], NULL, m, d, xf, 1, 0, 0};
+      const fkm_convert_args ca = {c->ssrc.dtype, c->xraw[b], NULL, m, d, xf, 1, 0, 0, NULL};
       FKM_CUDA_TRY(c, fkm_launch_convert(&ca, s));
       FKM_CUDA_TRY(c, cudaEventRecord(c->ev_free[b], s));
     }
@@ -2026,13 +2059,13 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
       xc = (const float *)x + r0 * d;
     } else if (!host_rows) { /* device 16-bit rows, widened there */
       FKM_GOTO(load_rows(c, dtype, (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d),
-                         d, NULL, m, xf));
+                         d, NULL, m, xf, NULL));
       xc = xf;
     } else if (overlap) { /* host rows, sent beside the last chunk's search */
       void *rows = NULL;
       FKM_GOTO(pipe_take(c, &pipe, ch, &rows));
       if (raw) {
-        const fkm_convert_args ca = {dtype, rows, NULL, m, d, xf, 1, 0, 0};
+        const fkm_convert_args ca = {dtype, rows, NULL, m, d, xf, 1, 0, 0, NULL};
         FKM_CUDA_GOTO(c, fkm_launch_convert(&ca, s));
       }
       xc = raw ? xf : (const float *)rows;

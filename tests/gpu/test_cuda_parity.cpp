@@ -860,6 +860,79 @@ TEST_F(Cuda, NonFiniteAndNegativeWeightInputsGiveCpuStatuses) {
   check(p, pb);
 }
 
+// 16-bit device x is converted whole into the workspace and its check rides
+// on that pass: the first non-finite element of all of x is reported as the
+// CPU reports it (one problem and a batch, both modes); a failure that
+// comes before the conversion (a negative weight) still reports x's values
+// first; nothing is written.
+TEST_F(Cuda, NonFiniteHalfDeviceDataGivesCpuMessages) {
+  const int64_t n = 3000, d = 24, k = 20, B = 3;
+  for (fkm_dtype dt : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
+    const uint16_t nan = dt == FKM_DTYPE_F16 ? 0x7e00u : 0x7fc0u;
+    const uint16_t ninf = dt == FKM_DTYPE_F16 ? 0xfc00u : 0xff80u;
+    Problem pb = half_problem(dt, n, d, k, 31);
+    pb.x16[2100 * d + 7] = nan;
+    pb.x16[1500 * d + 3] = ninf;
+    // the batch: problem 1 holds the first bad value (row 700, column 5)
+    Problem all = half_problem(dt, B * n, d, k, 32);
+    all.x16[(2 * n + 10) * d + 1] = nan;
+    all.x16[(n + 700) * d + 5] = ninf;
+    for (fkm_assign_mode mode : {FKM_ASSIGN_FAISS, FKM_ASSIGN_FAST}) {
+      SCOPED_TRACE(std::string(dt == FKM_DTYPE_F16 ? "f16" : "bf16") +
+                   (mode == FKM_ASSIGN_FAST ? " FAST" : " parity"));
+      fkm_params p = quick(3);
+      fkm_params pc = p; /* the CPU's message (FAST runs on CUDA only) */
+      ASSERT_EQ(train(cpu->c, pc, pb).status, FKM_ERR_NOT_FINITE);
+      const std::string want = fkm_ctx_last_error(cpu->c);
+      p.assign_mode = mode;
+      for (bool weights : {false, true}) {
+        pb.w.clear();
+        if (weights) {
+          pb.w.assign(n, 1.0f);
+          pb.w[10] = -1.0f;
+        }
+        const Result r = train(gpu->c, p, pb, true);
+        EXPECT_EQ(r.status, FKM_ERR_NOT_FINITE) << (weights ? "weights" : "");
+        EXPECT_EQ(std::string(fkm_ctx_last_error(gpu->c)), want) << (weights ? "weights" : "");
+        for (float v : r.centroids) ASSERT_EQ(v, -7.f);
+        for (int64_t l : r.labels) ASSERT_EQ(l, -3);
+        for (float v : r.distances) ASSERT_EQ(v, -5.f);
+      }
+      pb.w.clear();
+      // batched: the CPU's message names the problem, row and column
+      std::vector<float> cent(B * k * d, 4.f);
+      std::vector<int64_t> lab(B * n, -3);
+      std::vector<fkm_iteration_stats> st(B * 8);
+      int64_t ns = 0;
+      ASSERT_EQ(fkm_train_batched(cpu->c, &pc, B, n, d, k, dt, all.x16.data(), nullptr,
+                                  cent.data(), 0, lab.data(), nullptr, st.data(), 8, &ns),
+                FKM_ERR_NOT_FINITE);
+      const std::string want_b = fkm_ctx_last_error(cpu->c);
+      void *dx = nullptr;
+      float *dc = nullptr;
+      ASSERT_EQ(cudaMalloc(&dx, all.x16.size() * 2), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(dx, all.x16.data(), all.x16.size() * 2, cudaMemcpyHostToDevice),
+                cudaSuccess);
+      ASSERT_EQ(cudaMalloc((void **)&dc, sizeof(float) * cent.size()), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(dc, cent.data(), sizeof(float) * cent.size(), cudaMemcpyHostToDevice),
+                cudaSuccess);
+      EXPECT_EQ(fkm_train_batched(gpu->c, &p, B, n, d, k, dt, dx, nullptr, dc, 0, nullptr,
+                                  nullptr, st.data(), 8, &ns),
+                FKM_ERR_NOT_FINITE);
+      EXPECT_EQ(std::string(fkm_ctx_last_error(gpu->c)), want_b);
+      std::vector<float> back(cent.size());
+      ASSERT_EQ(cudaMemcpy(back.data(), dc, sizeof(float) * back.size(), cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      for (float v : back) ASSERT_EQ(v, 4.f);
+      cudaFree(dx);
+      cudaFree(dc);
+    }
+  }
+  // the context stays usable, and a clean 16-bit device run equals the CPU's
+  fkm_params p = quick(3);
+  check(p, half_problem(FKM_DTYPE_F16, n, d, k, 33), true);
+}
+
 // Host x of a subsampled run: the training rows are checked as they are
 // staged, the other rows on a host thread beside the iterations; either
 // way the status and message are the CPU's (the first bad value of all of
