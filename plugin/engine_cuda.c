@@ -1005,7 +1005,7 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
   c->prefetched = 0;
   c->ssrc = run->source ? *run->source : fkm_source_of_matrix(run->x, n, d, run->dtype);
   c->ws_bytes = plan_streamed(c, rows, NULL);
-  if (c->ws_cap < c->ws_bytes) {
+  if (c->ws_cap < c->ws_bytes) { /* grow-only: kept for the next run */
     if (c->ws) (void)cudaFreeAsync(c->ws, c->stream);
     c->ws = NULL;
     c->ws_cap = 0;
@@ -1081,7 +1081,7 @@ static fkm_status take_workspace(cuda_engine *c, const fkm_run *run, const float
     return begin_streamed(c, run, user_centroids, avail);
   }
   FKM_FORWARD(check_budget(c, &c->params, c->ws_bytes));
-  if (c->ws_cap < c->ws_bytes) {
+  if (c->ws_cap < c->ws_bytes) { /* grow-only: kept for the next run */
     if (c->ws) {
       (void)cudaFreeAsync(c->ws, c->stream);
       c->ws = NULL;
