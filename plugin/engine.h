@@ -169,8 +169,7 @@ typedef struct fkm_engine_ops {
 typedef struct fkm_rows_memo {
   int64_t n, m;
   uint64_t seed;
-  int64_t *rows;       /* m entries, or NULL */
-  uint64_t generation; /* of these rows: a new one each time they are drawn */
+  int64_t *rows; /* m entries, or NULL */
 } fkm_rows_memo;
 
 /** Every engine struct starts with this header. */
@@ -178,7 +177,8 @@ struct fkm_engine {
   const fkm_engine_ops *ops;
   fkm_errbuf *err;    /* the owning context's */
   fkm_rows_memo memo; /* zero at creation; fkm_engine_forget_rows frees it */
-  uint64_t memo_draws; /* the memo's last generation (never reused) */
+  uint64_t memo_draws; /* the memo's generation: counts its draws (never reused,
+                          not reset when the memo is freed) */
 };
 
 /** Frees the engine's memo of training rows (fkm_ctx_release_memory,

@@ -502,7 +502,8 @@ static fkm_status training_subset(fkm_engine *e, const fkm_params *p, const fkm_
   }
   if (memo) {
     fkm_engine_forget_rows(e);
-    *mm = (fkm_rows_memo){n, m, seed, drawn, ++e->memo_draws};
+    *mm = (fkm_rows_memo){n, m, seed, drawn};
+    e->memo_draws++;
   } else {
     s->rows = drawn; /* freed with the loop's buffers */
   }
@@ -542,7 +543,7 @@ static fkm_status begin(fkm_engine *e, const fkm_train_args *a, fkm_run *run, lo
                         const int64_t *rows, int64_t n_train) {
   run->train_rows = rows;
   /* the memo's rows name their generation (an engine may keep a copy) */
-  run->rows_generation = rows && rows == e->memo.rows ? e->memo.generation : 0;
+  run->rows_generation = rows && rows == e->memo.rows ? e->memo_draws : 0;
   run->n_train = run->train_total = n_train;
   if (!a->comm) return e->ops->begin(e, run, a->centroids);
   FKM_FORWARD(fkm_dist_training_set(&s->dist, a, rows, n_train, e->err));
