@@ -78,8 +78,13 @@ Result train(fkm_ctx *ctx, const fkm_params &p, const Problem &pb, bool on_devic
     EXPECT_EQ(cudaMalloc((void **)&dc, sizeof(float) * k * d), cudaSuccess);
     EXPECT_EQ(cudaMemcpy(dc, r.centroids.data(), sizeof(float) * k * d, cudaMemcpyHostToDevice),
               cudaSuccess);
+    // the outputs start as the host's (-3, -5): a failed call must leave them
     EXPECT_EQ(cudaMalloc((void **)&dl, sizeof(int64_t) * n), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(dl, r.labels.data(), sizeof(int64_t) * n, cudaMemcpyHostToDevice),
+              cudaSuccess);
     EXPECT_EQ(cudaMalloc((void **)&dd, sizeof(float) * n), cudaSuccess);
+    EXPECT_EQ(cudaMemcpy(dd, r.distances.data(), sizeof(float) * n, cudaMemcpyHostToDevice),
+              cudaSuccess);
     r.status = fkm_train(ctx, &p, n, d, k, pb.dtype, dx, dw, dc, pb.n_init, dl, dd, r.stats.data(),
                          (int64_t)r.stats.size(), &ns);
     EXPECT_EQ(cudaMemcpy(r.centroids.data(), dc, sizeof(float) * k * d, cudaMemcpyDeviceToHost),
