@@ -21,7 +21,7 @@ rate measured in this run.
 Usage:
   FLASHKM_LIBRARY=build/plugin/libflashkm.so PYTHONPATH=python[:path/to/flash-kmeans] \\
     python3 bench/outofcore.py [--n 64M] [--k 16384] [--d 128] [--iters 3] [--budget-gb 16] \
-      [--no-peer] [--no-in-core]
+      [--no-peer] [--no-in-core] [--dtypes float16]
 FLASHKM_CUDA_STREAM=copy-widen / no-prefetch (README) time the streamed path as it was.
 """
 import argparse
@@ -85,7 +85,15 @@ def main():
     ap.add_argument("--no-peer", action="store_true", help="skip flash-kmeans (its column: nan)")
     ap.add_argument("--no-in-core", action="store_true",
                     help="skip flashkm's in-core call (its column: nan)")
+    ap.add_argument("--dtypes", default="float32,float16",
+                    help="the data types to time, in order (float16 alone halves the host "
+                         "memory a run of a given n needs)")
     args = ap.parse_args()
+    known = {"float32": torch.float32, "float16": torch.float16}
+    names = [t.strip() for t in args.dtypes.split(",")]
+    if not names or any(t not in known for t in names):
+        ap.error("--dtypes: a list of float32 and float16")
+    dtypes = [known[t] for t in names]
     n, k, d = rows(args.n), args.k, args.d
     budget = int(args.budget_gb * (1 << 30))
     rate = pinned_rate()
@@ -94,7 +102,7 @@ def main():
     print("| data | flashkm mode | flashkm ms/iter | bus floor ms/iter | flashkm in core ms/iter | "
           "streamed / max(floor, in core) | flash-kmeans ms/iter | flash-kmeans / flashkm |")
     print("|---|---|---|---|---|---|---|---|")
-    for dtype in (torch.float32, torch.float16):
+    for dtype in dtypes:
         g = torch.Generator(device="cuda").manual_seed(11)
         x = torch.empty((n, d), dtype=dtype, pin_memory=True)
         step = 1 << 22
