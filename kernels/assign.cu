@@ -119,7 +119,17 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
      * the objective's kernels on the side stream find free multiprocessors
      * between blocks (persistent, FAST's objective tail grew from 0.2 to
      * 0.6 ms at 1M x 1024 and the iteration got 7% slower). */
-    const int64_t cap = uses_bound<S>() ? plan->wgmma : items;
+    /* A batch (grid.z, FAST) whose blocks would fill several waves gives
+     * each problem plan->wgmma / problems persistent blocks (at least one):
+     * a block per item holds its multiprocessor alone (shared memory and
+     * registers allow one) and loads its rows before computing, while a
+     * block that takes further items loads the next one's rows into its
+     * second buffer meanwhile (ncu, B = 64 x 8192 rows, K = 64, a block per
+     * item: 2048 blocks, DRAM 36 % busy). */
+    const int64_t spread = plan->wgmma / bt.problems > 1 ? plan->wgmma / bt.problems : 1;
+    const int64_t cap = bt.problems > 1 ? (items * bt.problems > plan->wgmma ? spread : items)
+                        : uses_bound<S>() ? plan->wgmma
+                                          : items;
     const unsigned blocks = (unsigned)(items < cap ? items : cap);
     kern<<<dim3(blocks, 1, (unsigned)bt.problems), WG_THREADS, smem, s>>>(TcPassArgs<S>{
         .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
