@@ -104,15 +104,6 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
   if (plan->wgmma > 0) {
     /* x rows resident per item up to WG_MAX_CHUNKS chunks, else streamed
      * with the centroid chunks */
-    const bool stream = nkc > WG_MAX_CHUNKS;
-    const int nslots = stream ? WG_STREAM_SLOTS : wg_slots(nkc);
-    const size_t smem =
-        1024 + (stream ? sizeof(uint16_t) * TILE * (size_t)((1 + WG_RB) * nslots)
-                       : sizeof(uint16_t) * TILE * (size_t)(2 * WG_RB * nkc + nslots) +
-                             (size_t)(nslots / nkc) * MBN * 16);
-    auto kern = stream ? assign_wgmma<T, S, true> : assign_wgmma<T, S, false>;
-    e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
     const int64_t items = (n + WG_ROWS - 1) / WG_ROWS * ksplit;
     /* Parity: persistent, one block per multiprocessor (measured 3% faster
      * at 1M x 1024 than a block per item). FAST: a block per item, so that
@@ -131,11 +122,21 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
                         : uses_bound<S>() ? plan->wgmma
                                           : items;
     const unsigned blocks = (unsigned)(items < cap ? items : cap);
+    const bool stream = nkc > WG_MAX_CHUNKS;
+    const int xbufs = wg_xbufs(blocks, items);
+    const int nslots = stream ? WG_STREAM_SLOTS : wg_slots(nkc, xbufs);
+    const size_t smem =
+        1024 + (stream ? sizeof(uint16_t) * TILE * (size_t)((1 + WG_RB) * nslots)
+                       : sizeof(uint16_t) * TILE * (size_t)(xbufs * WG_RB * nkc + nslots) +
+                             (size_t)(nslots / nkc) * MBN * 16);
+    auto kern = stream ? assign_wgmma<T, S, true> : assign_wgmma<T, S, false>;
+    e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
     kern<<<dim3(blocks, 1, (unsigned)bt.problems), WG_THREADS, smem, s>>>(TcPassArgs<S>{
         .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
         .dp = dp, .k = a->k, .k_per_split = k_per_split, .ksplit = ksplit, .nslots = nslots,
-        .rows = rows, .count = count, .st = st, .xp_stride = xps, .cp_stride = cps,
-        .cc_stride = ccs, .xn_stride = xns, .st_stride = sts});
+        .xbufs = xbufs, .rows = rows, .count = count, .st = st, .xp_stride = xps,
+        .cp_stride = cps, .cc_stride = ccs, .xn_stride = xns, .st_stride = sts});
     return cudaGetLastError();
   }
   const bool res = nkc <= RES_MAX_CHUNKS;
@@ -150,7 +151,7 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
   kern<<<grid, MMA_THREADS, smem, s>>>(TcPassArgs<S>{
       .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
       .dp = dp, .k = a->k, .k_per_split = k_per_split, .ksplit = ksplit, .nslots = 0,
-      .rows = rows, .count = count, .st = st, .xp_stride = xps, .cp_stride = cps,
+      .xbufs = 0, .rows = rows, .count = count, .st = st, .xp_stride = xps, .cp_stride = cps,
       .cc_stride = ccs, .xn_stride = xns, .st_stride = sts});
   return cudaGetLastError();
 }

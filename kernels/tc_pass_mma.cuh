@@ -128,7 +128,7 @@ template <class S> struct TcPassArgs {
   const int *xmax;      /* the packing's scale of x (parity) */
   int64_t n, dp, k;     /* rows (rows != NULL: at most), packed dims, centroids */
   int64_t k_per_split, ksplit; /* centroid ranges: ksplit of k_per_split */
-  int nslots;           /* wgmma: centroid ring slots */
+  int nslots, xbufs;    /* wgmma: centroid ring slots; x buffers (wg_xbufs) */
   const int32_t *rows;  /* NULL, or the gathered rows' indices into x */
   const int *count;     /* with rows: their number, on the device */
   S *st;                /* states, st[split n + p] */
@@ -153,8 +153,8 @@ template <class S> struct TcPassArgs {
   const BoundConsts bc = (a).bc;                                                        \
   const int64_t n = count ? __ldg(count) : (a).n, dp = (a).dp, k = (a).k,                     \
                 k_per_split = (a).k_per_split, ksplit = (a).ksplit;                     \
-  const int nslots = (a).nslots;                                                        \
-  (void)ksplit, (void)nslots
+  const int nslots = (a).nslots, xbufs = (a).xbufs;                                    \
+  (void)ksplit, (void)nslots, (void)xbufs
 
 /* The tensor-core passes: S = Top2 (the parity screen) or Cert (the parity
  * pass over the rows the screen left), T = __half; S = Arg (FAST), T =

@@ -36,7 +36,8 @@ namespace {
  * 128-byte swizzle: exactly the packed tile layout, see packed_at). An
  * item's x rows (two packed row blocks of dp / 64 tiles; the last item may
  * have one) are resident in one of two buffers (the next item's rows load
- * while this one computes); centroid chunks stream through a ring of nslots
+ * while this one computes; one buffer, and a deeper ring, where the grid
+ * has a block per item); centroid chunks stream through a ring of nslots
  * 16 KB slots (two tiles), each filled by one bulk copy (cp.async.bulk,
  * completion counted on the slot's "full" mbarrier) with, on a tile's first
  * chunk, the tile's 128 centroid constants (2 KB, into the tile's constant
@@ -60,8 +61,18 @@ constexpr int WG_THREADS = 128 * (WG_CWG + 1); /* + the producer warpgroup */
 constexpr int WG_SLOTS_MAX = 8;
 constexpr int WG_MAX_CHUNKS = 2;          /* dp <= 128: x rows resident */
 constexpr int WG_STREAM_SLOTS = 4;        /* beyond: slots of a centroid and an x chunk */
-/* ring slots: two tiles (a tile is dp / 64 slots), eight where d <= 64 */
-__host__ __device__ constexpr int wg_slots(int nkc) { return nkc == 1 ? 8 : 4; }
+/* ring slots: two tiles (a tile is dp / 64 slots), eight where d <= 64;
+ * a block of one item (xbufs 1: no second x buffer) takes eight slots at
+ * d <= 128 too (four tiles: the warpgroups, which all wait for the same
+ * tile's slots, may drift further apart) */
+__host__ __device__ constexpr int wg_slots(int nkc, int xbufs = 2) {
+  return nkc == 1 || xbufs == 1 ? 8 : 4;
+}
+/* x buffers of a block: two where it takes further items (the next one's
+ * rows load while one computes), one where the grid has a block per item */
+__host__ __device__ constexpr int wg_xbufs(int64_t blocks, int64_t items) {
+  return blocks >= items ? 1 : 2;
+}
 /* Registers per thread: 96 at launch (five warps per SM sub-partition),
  * then the producer warpgroup gives 72 of its own back and the consumer
  * warps take 16 more (4 x 16 <= 72 per sub-partition: setmaxnreg.inc waits
@@ -70,7 +81,9 @@ __host__ __device__ constexpr int wg_slots(int nkc) { return nkc == 1 ? 8 : 4; }
 constexpr int WG_PRODUCER_REGS = 24, WG_CONSUMER_REGS = 112;
 static_assert(4 * (WG_CONSUMER_REGS - 96) <= 96 - WG_PRODUCER_REGS, "the registers released");
 static_assert(WG_ROWS % MBM == 0, "an item is whole packed row blocks");
-static_assert(wg_slots(1) <= WG_SLOTS_MAX && wg_slots(2) <= WG_SLOTS_MAX, "barrier arrays");
+static_assert(wg_slots(1) <= WG_SLOTS_MAX && wg_slots(2) <= WG_SLOTS_MAX &&
+                  wg_slots(2, 1) <= WG_SLOTS_MAX,
+              "barrier arrays");
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* Matrix descriptor of a K-major operand in the 128-byte swizzle: rows of
@@ -152,8 +165,8 @@ assign_wgmma(const TcPassArgs<S> a) {
   __shared__ uint64_t full[WG_SLOTS_MAX], empty[WG_SLOTS_MAX], xfull[2], xempty[2];
   const int nkc = (int)(dp / MBK);
   uint16_t *xs = reinterpret_cast<uint16_t *>(
-      wg_raw + ((1024u - (smem_addr(wg_raw) & 1023u)) & 1023u)); /* 2 x WG_RB x nkc tiles */
-  uint16_t *ring = xs + (STREAM ? 0 : 2 * WG_RB * nkc * TILE);   /* nslots slots */
+      wg_raw + ((1024u - (smem_addr(wg_raw) & 1023u)) & 1023u)); /* xbufs x WG_RB x nkc tiles */
+  uint16_t *ring = xs + (STREAM ? 0 : xbufs * WG_RB * nkc * TILE); /* nslots slots */
   float4 *ccs = reinterpret_cast<float4 *>(ring + nslots * TILE); /* nslots / nkc x MBN */
   constexpr int SLOT = STREAM ? (1 + WG_RB) * TILE : TILE;       /* a slot's elements */
   /* the warp index through a shuffle: provably warp-uniform for ptxas, which
