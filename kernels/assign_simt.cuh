@@ -403,6 +403,144 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
       });
 }
 
+/* assign_simt_staged with the problem's centroids resident: where a tile's
+ * TXN x TN centroids cover all k of a problem and their rows fit (k <= 64;
+ * fkm_launch_assign_simt_batched), a block copies them once into shared
+ * memory (SBN rows ld floats apart, zero past k and d) and walks its
+ * problem's row tiles t = blockIdx.x, + gridDim.x, ... (blocks persistent
+ * within their problem), x streamed BK dimensions a step through two
+ * buffers, the next (tile, step) copied while one computes, across tiles.
+ * Each (point, centroid) accumulator is the same fmaf chain in dimension
+ * order (float4 reads of both operands a full step, one dimension at a time
+ * in the tail step) and the argmin the same strict scan and lexicographic
+ * combine: assign_simt_staged's bits. (Where centroids were staged with x
+ * a step at a time, a block per 128-row tile, B = 64 x 8192 rows into 64
+ * ran at about a fifth of the FMA pipe's peak on an H100.) */
+template <bool L2, int TXN, int TM, int TN, bool VEC>
+__global__ void __launch_bounds__(256, 2)
+assign_simt_resident(const float *__restrict__ x, const float *__restrict__ xn,
+                     const float *__restrict__ c, const float *__restrict__ cn, int64_t n,
+                     int64_t d, int64_t k, int64_t ld, int32_t *__restrict__ labels,
+                     float *__restrict__ dist) {
+  constexpr int TYN = 256 / TXN, SBM = TYN * TM, SBN = TXN * TN;
+  constexpr int W = VEC ? 4 : 1, CPR = BK / W, RP = 256 / CPR, NA = (SBM + RP - 1) / RP;
+  static_assert(TXN * TYN == 256 && 32 % TXN == 0 && BK % 4 == 0, "tile");
+  {
+    const int64_t z = blockIdx.z;
+    x += z * n * d;
+    xn += z * n;
+    c += z * k * d;
+    cn += z * k;
+    labels += z * n;
+    dist += z * n;
+  }
+  extern __shared__ __align__(16) float resident_smem[];
+  float *const cs = resident_smem; /* SBN x ld */
+  float(*const as)[SBM][BK + 4] =
+      reinterpret_cast<float(*)[SBM][BK + 4]>(resident_smem + SBN * ld); /* two buffers */
+  const int tid = threadIdx.x, tx = tid % TXN, ty = tid / TXN;
+  const int64_t tiles = (n + SBM - 1) / SBM, steps = (d + BK - 1) / BK;
+  if ((int64_t)blockIdx.x >= tiles) return; /* the whole block */
+  for (int64_t i = tid; i < SBN * ld; i += 256) {
+    const int64_t q = i / ld, j = i - q * ld;
+    cs[i] = q < k && j < d ? c[q * d + j] : 0.0f;
+  }
+  /* (tile t, step s)'s rows into buffer b: a thread copies W floats at
+   * dimension col of rows r + RP u (every row's copies are CPR consecutive
+   * threads); rows past n and dimensions past d zero-filled */
+  const int col = tid % CPR * W, r = tid / CPR;
+  auto stage = [&](int64_t t, int64_t s, int b) {
+    const int64_t k0 = s * BK;
+    const bool dim_ok = col < d - k0;
+#pragma unroll
+    for (int u = 0; u < NA; u++) {
+      if (SBM % RP != 0 && r + RP * u >= SBM) break;
+      const int64_t g = t * SBM + r + RP * u;
+      const bool v = g < n && dim_ok;
+      const float *src = v ? x + g * d + k0 + col : x;
+      if (VEC)
+        cp_async16_zfill(&as[b][r + RP * u][col], src, v);
+      else
+        cp_async4_zfill(&as[b][r + RP * u][col], src, v);
+    }
+    cp_async_commit();
+  };
+  int b = 0;
+  stage(blockIdx.x, 0, 0);
+  for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; i++)
+#pragma unroll
+      for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+    for (int64_t s = 0; s < steps; s++, b ^= 1) {
+      const int64_t nt = s + 1 < steps ? t : t + gridDim.x, ns = s + 1 < steps ? s + 1 : 0;
+      if (nt < tiles) {
+        stage(nt, ns, b ^ 1);
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads(); /* buffer b (and, the first time, the centroids) for every thread */
+      const int64_t k0 = s * BK;
+      const int kmax = (int)((d - k0) < BK ? (d - k0) : BK);
+      if (kmax == BK) {
+#pragma unroll
+        for (int k4 = 0; k4 < BK; k4 += 4) {
+          float4 a[TM], w[TN];
+#pragma unroll
+          for (int i = 0; i < TM; i++)
+            a[i] = *reinterpret_cast<const float4 *>(&as[b][ty + TYN * i][k4]);
+#pragma unroll
+          for (int j = 0; j < TN; j++)
+            w[j] = *reinterpret_cast<const float4 *>(&cs[(tx + TXN * j) * ld + k0 + k4]);
+#pragma unroll
+          for (int i = 0; i < TM; i++)
+#pragma unroll
+            for (int j = 0; j < TN; j++) {
+              acc[i][j] = fmaf(a[i].x, w[j].x, acc[i][j]);
+              acc[i][j] = fmaf(a[i].y, w[j].y, acc[i][j]);
+              acc[i][j] = fmaf(a[i].z, w[j].z, acc[i][j]);
+              acc[i][j] = fmaf(a[i].w, w[j].w, acc[i][j]);
+            }
+        }
+      } else {
+        for (int kk = 0; kk < kmax; kk++) {
+#pragma unroll
+          for (int i = 0; i < TM; i++)
+#pragma unroll
+            for (int j = 0; j < TN; j++)
+              acc[i][j] = fmaf(as[b][ty + TYN * i][kk], cs[(tx + TXN * j) * ld + k0 + kk],
+                               acc[i][j]);
+        }
+      }
+      __syncthreads(); /* buffer b is the next step's but one */
+    }
+    float best[TM];
+    int bidx[TM];
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+      best[i] = L2 ? INFINITY : -INFINITY;
+      bidx[i] = -1;
+    }
+    argmin_tile<L2, TXN>(acc, tx, 0, k, cn,
+                         [&](int i) {
+                           const int64_t p = t * SBM + ty + TYN * i;
+                           return L2 && p < n ? xn[p] : 0.0f;
+                         },
+                         best, bidx);
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+      combine_lanes<L2, TXN>(best[i], bidx[i]);
+      const int64_t p = t * SBM + ty + TYN * i;
+      if (tx == 0 && p < n) {
+        labels[p] = bidx[i];
+        dist[p] = best[i];
+      }
+    }
+  }
+}
+
 /* The cascade's refine pass (launch_tc): the reference kernel over the
  * rows rows[0 .. *count) and centroid range y (kps centroids), with
  * assign_simt_staged's staging and arithmetic (128 rows by 64 centroids a

@@ -1095,6 +1095,28 @@ TEST_P(CudaBatched, OneLaunchEqualsSeparateCpuRuns) {
       << log.all();
 }
 
+// More problems than blocks fit on the device at once: the batch's one-launch
+// reference kernel (centroids resident) gives each problem one block, which
+// walks all of its row tiles (the next tile's rows copied during the last
+// step of one); the three tile shapes (k <= 8, <= 16, <= 64), a dimension
+// tail, rows neither 4-aligned nor a whole tile, both metrics.
+TEST_F(Cuda, ManyProblemsOneBlockEachEqualSeparateCpuRuns) {
+  std::vector<batched::Case> cases = {{"k8_d21", 300, 260, 21, 8},
+                                      {"k16_d7", 300, 300, 7, 13},
+                                      {"k40_d40", 290, 390, 40, 40},
+                                      {"k64_d36_ip", 280, 270, 36, 64}};
+  cases[3].metric = FKM_METRIC_INNER_PRODUCT;
+  for (batched::Case &c : cases) {
+    SCOPED_TRACE(c.name);
+    c.niter = 3;
+    const batched::Data s = batched::make(c);
+    LogLines log;
+    batched::expect_equal(c, batched::run_batched(gpu->c, c, s, LogLines::collect, &log),
+                          batched::run_separately(cpu->c, c, s));
+    EXPECT_TRUE(log.said("assignment in one launch")) << log.all();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Table, CudaBatched, ::testing::ValuesIn(batched::cases()),
                          [](const ::testing::TestParamInfo<batched::Case> &i) {
                            return std::string(i.param.name);
