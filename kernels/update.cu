@@ -635,6 +635,20 @@ extern "C" cudaError_t fkm_launch_update_finish(const fkm_update_args *a, const 
   return cudaGetLastError();
 }
 
+extern "C" cudaError_t fkm_launch_objective_labels(const int32_t *labels, int64_t r0,
+                                                   int64_t r1, int64_t problems, int64_t stride,
+                                                   fkm_objective *out, cudaStream_t s) {
+  const int64_t n = r1 - r0;
+  for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
+    const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
+    if (r0 == 0) objective_reset<<<dim3(1, np), 1, 0, s>>>(out + p0);
+    if (n <= 0) continue;
+    const unsigned g = blocks_for(n) < 1024u ? blocks_for(n) : 1024u;
+    objective_bad<<<dim3(g, np), THREADS, 0, s>>>(labels + p0 * stride, r0, r1, stride, out + p0);
+  }
+  return cudaGetLastError();
+}
+
 extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
                                             int64_t r0, int64_t r1, int64_t problems,
                                             int64_t stride, fkm_objective *out,
@@ -643,17 +657,16 @@ extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *la
                                             cudaEvent_t ev_join) {
   const int64_t n = r1 - r0;
   const ObjectiveScratch l = objective_scratch(n);
-  cudaError_t e;
+  /* the reset and the label check first, on s */
+  cudaError_t e = fkm_launch_objective_labels(labels, r0, r1, problems, stride, out, s);
+  if (e != cudaSuccess) return e;
   /* gridDim.y is at most 65535: problems in slices of that many */
   for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
     const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
     const float *dp = dist + p0 * stride;
     fkm_objective *op = out + p0;
     char *base = static_cast<char *>(scratch) + (size_t)p0 * l.bytes;
-    if (r0 == 0) objective_reset<<<dim3(1, np), 1, 0, s>>>(op);
     if (n <= 0) continue;
-    const unsigned g = blocks_for(n) < 1024u ? blocks_for(n) : 1024u;
-    objective_bad<<<dim3(g, np), THREADS, 0, s>>>(labels + p0 * stride, r0, r1, stride, op);
     double *est = reinterpret_cast<double *>(base + l.est);
     fkm_fc_sum *bsum = reinterpret_cast<fkm_fc_sum *>(base + l.bsum);
     fkm_fc_sum *gsum = reinterpret_cast<fkm_fc_sum *>(base + l.gsum);

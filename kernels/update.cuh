@@ -101,6 +101,12 @@ cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
                                  void *scratch, cudaStream_t s, cudaStream_t aux,
                                  cudaEvent_t ev_fork, cudaEvent_t ev_join);
 size_t fkm_objective_scratch_bytes(int64_t n, int64_t problems);
+/** fkm_launch_objective without the chains: rows [r0, r1)'s first negative
+ *  label into out (reset first when r0 == 0; obj and obj_double stay 0 then),
+ *  on s. A run's final labels need no objective, only that check. */
+cudaError_t fkm_launch_objective_labels(const int32_t *labels, int64_t r0, int64_t r1,
+                                        int64_t problems, int64_t stride, fkm_objective *out,
+                                        cudaStream_t s);
 
 /** Split row operations, pairs (dst, src) applied in order:
  *  dst := src; even j: dst *= 1 + 1/1024, src *= 1 - 1/1024; odd j the

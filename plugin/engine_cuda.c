@@ -1619,8 +1619,9 @@ static cudaError_t record_timing(const cuda_engine *c, cudaEvent_t ev, cudaStrea
 /* Every problem's training rows to its centroids c->cent, on the
  * context's stream: labels and distances in c->labels and c->dist, the
  * objective's scan of them (c->dsc) on the side stream, which ev_obj
- * closes. */
-static fkm_status enqueue_assignment(cuda_engine *c) {
+ * closes; chains 0 (the final labels): only its check of the labels (the
+ * rows without a finite distance), not its chains. */
+static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
   const int verbose = c->params.verbose && c->params.log;
@@ -1681,9 +1682,11 @@ static fkm_status enqueue_assignment(cuda_engine *c) {
       cudaEvent_t ev = c->ev_chunk[ch % FKM_CUDA_CHUNKS];
       FKM_CUDA_TRY(c, cudaEventRecord(ev, ls));
       FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, ev, 0));
-      FKM_CUDA_TRY(c, fkm_launch_objective(c->dist + rb, c->labels + rb, r0, r0 + m, 1, 0,
-                                           c->dsc + b, c->obj_scratch, c->side, c->side_aux,
-                                           c->ev_ofork, c->ev_ojoin));
+      FKM_CUDA_TRY(c, chains ? fkm_launch_objective(c->dist + rb, c->labels + rb, r0, r0 + m,
+                                                    1, 0, c->dsc + b, c->obj_scratch, c->side,
+                                                    c->side_aux, c->ev_ofork, c->ev_ojoin)
+                             : fkm_launch_objective_labels(c->labels + rb, r0, r0 + m, 1, 0,
+                                                           c->dsc + b, c->side));
     }
   }
   for (int l = 0; l < c->lanes && c->lanes > 1 && !one_launch; l++) { /* join */
@@ -1693,9 +1696,11 @@ static fkm_status enqueue_assignment(cuda_engine *c) {
   if (c->nchunk == 1) { /* every problem's objective at once, behind the grouping */
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_chunk[0], s));
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_chunk[0], 0));
-    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist, c->labels, 0, nt, B, nt, c->dsc,
-                                         c->obj_scratch, c->side, c->side_aux, c->ev_ofork,
-                                         c->ev_ojoin));
+    FKM_CUDA_TRY(c, chains ? fkm_launch_objective(c->dist, c->labels, 0, nt, B, nt, c->dsc,
+                                                  c->obj_scratch, c->side, c->side_aux,
+                                                  c->ev_ofork, c->ev_ojoin)
+                           : fkm_launch_objective_labels(c->labels, 0, nt, B, nt, c->dsc,
+                                                         c->side));
   }
   FKM_CUDA_TRY(c, record_timing(c, c->ev_a1, s));
   /* the timing record first: a captured graph must join every node of the
@@ -1711,7 +1716,7 @@ static fkm_status enqueue_assignment(cuda_engine *c) {
 static fkm_status enqueue_iteration(cuda_engine *c) {
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
-  FKM_FORWARD(enqueue_assignment(c));
+  FKM_FORWARD(enqueue_assignment(c, 1));
   const fkm_group_args ga = group_args(c, B * nt, B * k, B);
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, record_timing(c, c->ev_g1, s));
@@ -2216,7 +2221,7 @@ static fkm_status finish_in_place(cuda_engine *c, float *centroids, int64_t *lab
     c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
   }
   if (labels || distances) {
-    FKM_FORWARD(enqueue_assignment(c));
+    FKM_FORWARD(enqueue_assignment(c, 0)); /* no objective: the labels' check only */
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_obj, 0));
     FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars) * (size_t)B,
                                     cudaMemcpyDeviceToHost, s));
