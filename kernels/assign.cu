@@ -476,6 +476,33 @@ extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, i
 }
 
 
+extern "C" cudaError_t fkm_launch_pack_x16_batched(const void *x16, int dtype, int64_t n,
+                                                   int64_t d, int64_t problems, float *xf,
+                                                   uint16_t *xp, int64_t xp_stride,
+                                                   unsigned long long *first, cudaStream_t s) {
+  if ((dtype != FKM_DTYPE_F16 && dtype != FKM_DTYPE_BF16) || d % 8 != 0 ||
+      ((uintptr_t)x16 | (uintptr_t)xf) % 16 != 0)
+    return cudaErrorInvalidValue;
+  const int64_t dp = fkm_pack_dims(d), rp = fkm_round_up(n, MBM);
+  if (rp == 0 || problems == 0) return cudaSuccess;
+  const int64_t groups = rp * (dp / 8);
+  for (int64_t b0 = 0; b0 < problems; b0 += 65535) { /* grid.y: at most 65535 problems */
+    const int64_t pb = problems - b0 < 65535 ? problems - b0 : 65535;
+    const int64_t most = 4096 / pb > 0 ? 4096 / pb : 1; /* about 4096 blocks in all */
+    const int64_t want = (groups + 255) / 256;
+    const dim3 grid((unsigned)(want < most ? want : most), (unsigned)pb);
+    const uint16_t *src = static_cast<const uint16_t *>(x16) + b0 * n * d;
+    const cudaError_t e = by_half_dtype(dtype, [&](auto type) {
+      pack_rows16<decltype(type)><<<grid, 256, 0, s>>>(src, n, d, rp, dp, xp + b0 * xp_stride,
+                                                       xp_stride, xf + b0 * n * d, first,
+                                                       b0 * n * d);
+      return cudaGetLastError();
+    });
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
 extern "C" cudaError_t fkm_assign_probe_wgmma(int *ok) {
   *ok = 0;
   int *d = nullptr;

@@ -336,6 +336,19 @@ cudaError_t fkm_launch_pack_x_batched(const float *x, int64_t n, int64_t d, int 
                                       int64_t problems, uint16_t *xp, int64_t xp_stride,
                                       int *xmax, cudaStream_t s);
 
+/** 16-bit rows (dtype FKM_DTYPE_F16 or FKM_DTYPE_BF16, device) in one pass
+ *  into both copies a FAST run of that type keeps: xf := their float values
+ *  (fkm_launch_convert's) and xp := their packed copy
+ *  (fkm_launch_pack_x_batched(xf, ..., dtype, ...)'s bits), problem b's n
+ *  rows from x16 + b n d; first != NULL: *first := min(*first, the index in
+ *  x16 of the first NaN/Inf), as fkm_launch_convert's check. Requires
+ *  d % 8 == 0 and x16, xf 16-byte aligned (cudaErrorInvalidValue
+ *  otherwise). */
+cudaError_t fkm_launch_pack_x16_batched(const void *x16, int dtype, int64_t n, int64_t d,
+                                        int64_t problems, float *xf, uint16_t *xp,
+                                        int64_t xp_stride, unsigned long long *first,
+                                        cudaStream_t s);
+
 /** *ok := 1 when this build has the wgmma kernels for the current device
  *  (sm_90a code on a compute capability 9.0 device), else 0. Synchronous:
  *  allocates a word, runs a one-thread kernel, copies the word back. */

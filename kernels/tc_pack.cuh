@@ -135,6 +135,63 @@ __global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int
   }
 }
 
+/* FAST's packed copy and the float copy of 16-bit rows in one pass
+ * (fkm_launch_pack_x16_batched; problem blockIdx.y's n rows of d columns,
+ * d % 8 == 0, from src + blockIdx.y n d, into xf likewise and out +
+ * blockIdx.y out_stride): a thread takes 8 columns of a row (one 16-byte
+ * load), writes their float values (2 x 16 bytes) and the 16-byte piece of
+ * the packed tile, to_bits<T> of those values (pack_rows<T, false>'s
+ * bits); the packed copy's padding rows and columns zero. first != NULL:
+ * the index of a row's first non-finite element (all exponent bits set)
+ * among the 8, counted over all problems back to back (first0: the
+ * launch's first problem's offset), min'ed into *first. */
+template <typename T>
+__global__ void pack_rows16(const uint16_t *__restrict__ src, int64_t n, int64_t d,
+                            int64_t rows_pad, int64_t dp, uint16_t *__restrict__ out,
+                            int64_t out_stride, float *__restrict__ xf,
+                            unsigned long long *first, int64_t first0) {
+  constexpr uint16_t EXP = std::is_same<T, __half>::value ? 0x7c00u : 0x7f80u;
+  const int64_t base = (int64_t)blockIdx.y * n * d;
+  src += base;
+  xf += base;
+  out += blockIdx.y * out_stride;
+  const int64_t groups = rows_pad * (dp / 8);
+  for (int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; gi < groups;
+       gi += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t row = gi / (dp / 8), j0 = (gi % (dp / 8)) * 8;
+    uint4 w = make_uint4(0u, 0u, 0u, 0u);
+    if (row < n && j0 < d) {
+      const uint4 v = *reinterpret_cast<const uint4 *>(src + row * d + j0);
+      const uint32_t pair[4] = {v.x, v.y, v.z, v.w};
+      float f[8];
+      uint16_t h[8];
+#pragma unroll
+      for (int e = 0; e < 8; e++) {
+        const uint16_t b = (uint16_t)(pair[e / 2] >> (16 * (e % 2)));
+        f[e] = from_bits<T>(b);
+        h[e] = to_bits<T>(f[e]);
+      }
+      if (first)
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+          const uint16_t b = (uint16_t)(pair[e / 2] >> (16 * (e % 2)));
+          if ((b & EXP) == EXP) {
+            atomicMin(first, (unsigned long long)(first0 + base + row * d + j0 + e));
+            break;
+          }
+        }
+      float4 *to = reinterpret_cast<float4 *>(xf + row * d + j0);
+      to[0] = make_float4(f[0], f[1], f[2], f[3]);
+      to[1] = make_float4(f[4], f[5], f[6], f[7]);
+      w.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+      w.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
+      w.z = (uint32_t)h[4] | ((uint32_t)h[5] << 16);
+      w.w = (uint32_t)h[6] | ((uint32_t)h[7] << 16);
+    }
+    *reinterpret_cast<uint4 *>(out + packed_at(row, j0, dp)) = w;
+  }
+}
+
 /* One warp per (padded) centroid row: the packed row and its constants
  * cc[q] = (shift, factor, |c|', 0): g = fl(shift - acc factor) is the fast
  * value, |c|' (PARITY: cb[q], |c| rounded up) enters h.

@@ -845,6 +845,61 @@ TEST_F(Cuda, FastBatchInOneLaunchEqualsPerProblemLaunches) {
   }
 }
 
+// FAST on 16-bit device rows whose packed copy is their own bits (k >= 64,
+// d % 8 == 0) makes the float copy, the packed copy and x's check in one
+// pass: the same bits as the same rows from host memory (staged, converted,
+// then packed from the float copy), one problem and a batch, a dimension
+// count with a partial packed chunk; a NaN among them is the CPU's message
+// and writes nothing.
+TEST_F(Cuda, FastHalfDeviceRowsPackedInOnePassEqualHostRows) {
+  const int64_t n = 3000, k = 64;
+  for (const int64_t B : {1, 3})
+  for (const int64_t d : {32, 200})
+  for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
+    SCOPED_TRACE("B " + std::to_string(B) + ", d " + std::to_string(d) + ", dtype " +
+                 std::to_string((int)t));
+    std::vector<uint16_t> x16;
+    for (int64_t b = 0; b < B; b++) {
+      const Problem pb = quantized_blobs(t, n, d, 30, 91u + (uint32_t)(b + d));
+      x16.insert(x16.end(), pb.x16.begin(), pb.x16.end());
+    }
+    fkm_params fast = quick(4);
+    fast.assign_mode = FKM_ASSIGN_FAST;
+    std::vector<float> c1(B * k * d), c2(B * k * d, 4.f), d1(B * n), d2(B * n);
+    std::vector<int64_t> l1(B * n), l2(B * n);
+    ASSERT_EQ(fkm_train_batched(gpu->c, &fast, B, n, d, k, t, x16.data(), nullptr, c1.data(), 0,
+                                l1.data(), d1.data(), nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    void *dx = nullptr;
+    ASSERT_EQ(cudaMalloc(&dx, x16.size() * 2), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dx, x16.data(), x16.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    EXPECT_EQ(fkm_train_batched(gpu->c, &fast, B, n, d, k, t, dx, nullptr, c2.data(), 0,
+                                l2.data(), d2.data(), nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    EXPECT_TRUE(same_bits(c1, c2)) << "centroids " << first_diff(c1, c2);
+    EXPECT_TRUE(same_bits(l1, l2)) << "labels " << first_diff(l1, l2);
+    EXPECT_TRUE(same_bits(d1, d2)) << "distances " << first_diff(d1, d2);
+    // a NaN in the last problem's rows: the CPU's message, nothing written
+    std::vector<uint16_t> bad = x16;
+    bad[((B - 1) * n + 1234) * d + 5] = t == FKM_DTYPE_F16 ? 0x7e00u : 0x7fc0u;
+    fkm_params pc = quick(4);
+    ASSERT_EQ(fkm_train_batched(cpu->c, &pc, B, n, d, k, t, bad.data(), nullptr, c2.data(), 0,
+                                nullptr, nullptr, nullptr, 0, nullptr),
+              FKM_ERR_NOT_FINITE);
+    const std::string want = fkm_ctx_last_error(cpu->c);
+    ASSERT_EQ(cudaMemcpy(dx, bad.data(), bad.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    std::vector<float> c3(B * k * d, 4.f);
+    EXPECT_EQ(fkm_train_batched(gpu->c, &fast, B, n, d, k, t, dx, nullptr, c3.data(), 0,
+                                nullptr, nullptr, nullptr, 0, nullptr),
+              FKM_ERR_NOT_FINITE);
+    EXPECT_EQ(std::string(fkm_ctx_last_error(gpu->c)), want);
+    for (float v : c3) ASSERT_EQ(v, 4.f);
+    cudaFree(dx);
+  }
+}
+
 TEST_F(Cuda, NonFiniteAndNegativeWeightInputsGiveCpuStatuses) {
   fkm_params p = quick(3);
   Problem pb = blobs(1000, 8, 10, 26);
