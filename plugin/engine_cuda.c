@@ -1151,7 +1151,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   /* 16-bit device rows that a FAST run of their type packs as they are:
    * both copies in one pass over them (the packed one the same bits as
    * packing the float copy) */
-  const int packs16 = c->xp && !run->source && !host_x && !grows && c->x != run->x &&
+  const int packs16 = c->xp && !run->source && !host_x && !grows && nt == n && c->x != run->x &&
                       (run->dtype == FKM_DTYPE_F16 || run->dtype == FKM_DTYPE_BF16) &&
                       c->plan.fast_dtype == (int)run->dtype && d % 8 == 0 &&
                       ((uintptr_t)run->x | (uintptr_t)c->x) % 16 == 0;
