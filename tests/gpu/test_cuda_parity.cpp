@@ -845,6 +845,43 @@ TEST_F(Cuda, FastBatchInOneLaunchEqualsPerProblemLaunches) {
   }
 }
 
+// A FAST batch whose blocks would fill several waves takes a few persistent
+// blocks a problem (each walking items, the next one's rows loading while
+// one computes; with d = 200 the rows stream with the centroid chunks): the
+// bits of one launch sequence a problem (a block per item).
+TEST_F(Cuda, FastBatchOnPersistentBlocksEqualsPerProblemLaunches) {
+  Ctx each(FKM_BACKEND_CUDA, "FLASHKM_CUDA_FAST_BATCHED", "0");
+  ASSERT_EQ(each.status, FKM_OK);
+  const int64_t B = 40, n = 2000, k = 64; /* 8 items a problem, 320 in all */
+  for (const int64_t d : {64, 200}) {
+    const fkm_dtype t = d == 64 ? FKM_DTYPE_F16 : FKM_DTYPE_BF16;
+    SCOPED_TRACE("d " + std::to_string(d));
+    std::vector<uint16_t> x16;
+    for (int64_t b = 0; b < B; b++) {
+      const Problem pb = quantized_blobs(t, n, d, 20, 131u + (uint32_t)(b + d));
+      x16.insert(x16.end(), pb.x16.begin(), pb.x16.end());
+    }
+    fkm_params fast = quick(4);
+    fast.assign_mode = FKM_ASSIGN_FAST;
+    LogLines log;
+    const fkm_params logged = log.logged(fast);
+    std::vector<float> c1(B * k * d), c2(B * k * d), d1(B * n), d2(B * n);
+    std::vector<int64_t> l1(B * n), l2(B * n);
+    ASSERT_EQ(fkm_train_batched(gpu->c, &logged, B, n, d, k, t, x16.data(), nullptr, c1.data(),
+                                0, l1.data(), d1.data(), nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(gpu->c);
+    ASSERT_EQ(fkm_train_batched(each.c, &fast, B, n, d, k, t, x16.data(), nullptr, c2.data(), 0,
+                                l2.data(), d2.data(), nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(each.c);
+    EXPECT_TRUE(same_bits(c1, c2)) << "centroids " << first_diff(c1, c2);
+    EXPECT_TRUE(same_bits(l1, l2)) << "labels " << first_diff(l1, l2);
+    EXPECT_TRUE(same_bits(d1, d2)) << "distances " << first_diff(d1, d2);
+    EXPECT_TRUE(log.said("FAST assignment in one launch sequence")) << log.all();
+  }
+}
+
 // FAST on 16-bit device rows whose packed copy is their own bits (k >= 64,
 // d % 8 == 0) makes the float copy, the packed copy and x's check in one
 // pass: the same bits as the same rows from host memory (staged, converted,
