@@ -436,17 +436,32 @@ extern "C" cudaError_t fkm_launch_assign_narrow(const fkm_assign_args *a,
   });
 }
 
+namespace {
+/* The packing's launches: for each slice of at most 65535 problems (grid.y),
+ * launch(b0, problems in the slice, grid, padded rows, packed dims) with
+ * about 4096 blocks of 256 threads in all, each thread a group of 8 columns;
+ * the first error stops it. */
+template <class F>
+cudaError_t pack_slices(int64_t n, int64_t d, int64_t problems, F launch) {
+  const int64_t dp = fkm_pack_dims(d), rp = fkm_round_up(n, MBM);
+  if (rp == 0 || problems == 0) return cudaSuccess;
+  const int64_t want = (rp * (dp / 8) + 255) / 256;
+  for (int64_t b0 = 0; b0 < problems; b0 += 65535) {
+    const int64_t pb = problems - b0 < 65535 ? problems - b0 : 65535;
+    const int64_t most = 4096 / pb > 0 ? 4096 / pb : 1;
+    const dim3 grid((unsigned)(want < most ? want : most), (unsigned)pb);
+    const cudaError_t e = launch(b0, pb, grid, rp, dp);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+}  // namespace
+
 extern "C" cudaError_t fkm_launch_pack_x_batched(const float *x, int64_t n, int64_t d,
                                                  int fast_dtype, int64_t problems, uint16_t *xp,
                                                  int64_t xp_stride, int *xmax, cudaStream_t s) {
-  const int64_t dp = fkm_pack_dims(d), rp = fkm_round_up(n, MBM);
-  if (rp == 0 || problems == 0) return cudaSuccess;
-  const int64_t groups = rp * (dp / 8);
-  for (int64_t b0 = 0; b0 < problems; b0 += 65535) { /* grid.y: at most 65535 problems */
-    const int64_t pb = problems - b0 < 65535 ? problems - b0 : 65535;
-    const int64_t most = 4096 / pb > 0 ? 4096 / pb : 1; /* about 4096 blocks in all */
-    const int64_t want = (groups + 255) / 256;
-    const dim3 grid((unsigned)(want < most ? want : most), (unsigned)pb);
+  return pack_slices(n, d, problems, [&](int64_t b0, int64_t pb, dim3 grid, int64_t rp,
+                                         int64_t dp) {
     const float *xb = x + b0 * n * d;
     uint16_t *ob = xp + b0 * xp_stride;
     if (fast_dtype == FKM_DTYPE_F16 || fast_dtype == FKM_DTYPE_BF16) {
@@ -464,10 +479,8 @@ extern "C" cudaError_t fkm_launch_pack_x_batched(const float *x, int64_t n, int6
       pack_rows<__half, true><<<grid, 256, 0, s>>>(xb, n, d, rp, dp, mb, nullptr, nullptr, ob,
                                                    n * d, xp_stride);
     }
-    const cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return e;
-  }
-  return cudaSuccess;
+    return cudaGetLastError();
+  });
 }
 
 extern "C" cudaError_t fkm_launch_pack_x(const float *x, int64_t n, int64_t d, int fast_dtype,
@@ -483,24 +496,16 @@ extern "C" cudaError_t fkm_launch_pack_x16_batched(const void *x16, int dtype, i
   if ((dtype != FKM_DTYPE_F16 && dtype != FKM_DTYPE_BF16) || d % 8 != 0 ||
       ((uintptr_t)x16 | (uintptr_t)xf) % 16 != 0)
     return cudaErrorInvalidValue;
-  const int64_t dp = fkm_pack_dims(d), rp = fkm_round_up(n, MBM);
-  if (rp == 0 || problems == 0) return cudaSuccess;
-  const int64_t groups = rp * (dp / 8);
-  for (int64_t b0 = 0; b0 < problems; b0 += 65535) { /* grid.y: at most 65535 problems */
-    const int64_t pb = problems - b0 < 65535 ? problems - b0 : 65535;
-    const int64_t most = 4096 / pb > 0 ? 4096 / pb : 1; /* about 4096 blocks in all */
-    const int64_t want = (groups + 255) / 256;
-    const dim3 grid((unsigned)(want < most ? want : most), (unsigned)pb);
+  return pack_slices(n, d, problems, [&](int64_t b0, int64_t, dim3 grid, int64_t rp,
+                                         int64_t dp) {
     const uint16_t *src = static_cast<const uint16_t *>(x16) + b0 * n * d;
-    const cudaError_t e = by_half_dtype(dtype, [&](auto type) {
+    return by_half_dtype(dtype, [&](auto type) {
       pack_rows16<decltype(type)><<<grid, 256, 0, s>>>(src, n, d, rp, dp, xp + b0 * xp_stride,
                                                        xp_stride, xf + b0 * n * d, first,
                                                        b0 * n * d);
       return cudaGetLastError();
     });
-    if (e != cudaSuccess) return e;
-  }
-  return cudaSuccess;
+  });
 }
 
 extern "C" cudaError_t fkm_assign_probe_wgmma(int *ok) {

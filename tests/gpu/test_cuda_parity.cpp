@@ -809,39 +809,47 @@ TEST_F(Cuda, FastBelowSixtyFourCentroidsGivesTheExactBits) {
 // centroid range (k = 64) and two (k = 256), rows not a multiple of the
 // 128-row blocks; the verbose logs say which was taken. (The mma pass: gpu-check runs the suite
 // again with FLASHKM_CUDA_ASSIGN=mma.)
+// FAST on B problems of n quantized blobs (nb centres, seeds from seed):
+// one batched call on ctx against one on each (FLASHKM_CUDA_FAST_BATCHED=0:
+// a launch sequence a problem), bit for bit; ctx's log says the one launch
+// sequence.
+void expect_fast_batch_equals_each(fkm_ctx *ctx, fkm_ctx *each, int64_t B, int64_t n, int64_t d,
+                                   int64_t k, fkm_dtype t, int nb, uint32_t seed) {
+  std::vector<uint16_t> x16;
+  for (int64_t b = 0; b < B; b++) {
+    const Problem pb = quantized_blobs(t, n, d, nb, seed + (uint32_t)b);
+    x16.insert(x16.end(), pb.x16.begin(), pb.x16.end());
+  }
+  fkm_params fast = quick(5);
+  fast.assign_mode = FKM_ASSIGN_FAST;
+  LogLines log1, log2;
+  const fkm_params logged1 = log1.logged(fast), logged2 = log2.logged(fast);
+  std::vector<float> c1(B * k * d), c2(B * k * d), d1(B * n), d2(B * n);
+  std::vector<int64_t> l1(B * n), l2(B * n);
+  ASSERT_EQ(fkm_train_batched(ctx, &logged1, B, n, d, k, t, x16.data(), nullptr, c1.data(), 0,
+                              l1.data(), d1.data(), nullptr, 0, nullptr),
+            FKM_OK)
+      << fkm_ctx_last_error(ctx);
+  ASSERT_EQ(fkm_train_batched(each, &logged2, B, n, d, k, t, x16.data(), nullptr, c2.data(), 0,
+                              l2.data(), d2.data(), nullptr, 0, nullptr),
+            FKM_OK)
+      << fkm_ctx_last_error(each);
+  EXPECT_TRUE(same_bits(c1, c2)) << "centroids " << first_diff(c1, c2);
+  EXPECT_TRUE(same_bits(l1, l2)) << "labels " << first_diff(l1, l2);
+  EXPECT_TRUE(same_bits(d1, d2)) << "distances " << first_diff(d1, d2);
+  EXPECT_TRUE(log1.said("FAST assignment in one launch sequence")) << log1.all();
+  EXPECT_FALSE(log2.said("FAST assignment in one launch sequence")) << log2.all();
+}
+
 TEST_F(Cuda, FastBatchInOneLaunchEqualsPerProblemLaunches) {
   Ctx each(FKM_BACKEND_CUDA, "FLASHKM_CUDA_FAST_BATCHED", "0");
   ASSERT_EQ(each.status, FKM_OK);
-  const int64_t B = 3, n = 3000;
   for (const int64_t d : {64, 200})
   for (const int64_t k : {64, 256})
   for (fkm_dtype t : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
-    std::vector<uint16_t> x16;
-    for (int64_t b = 0; b < B; b++) {
-      const Problem pb = quantized_blobs(t, n, d, 30, 71u + (uint32_t)(b + d + k));
-      x16.insert(x16.end(), pb.x16.begin(), pb.x16.end());
-    }
-    fkm_params fast = quick(5);
-    fast.assign_mode = FKM_ASSIGN_FAST;
-    LogLines log1, log2;
-    const fkm_params logged1 = log1.logged(fast), logged2 = log2.logged(fast);
-    std::vector<float> c1(B * k * d), c2(B * k * d), d1(B * n), d2(B * n);
-    std::vector<int64_t> l1(B * n), l2(B * n);
-    ASSERT_EQ(fkm_train_batched(gpu->c, &logged1, B, n, d, k, t, x16.data(), nullptr, c1.data(),
-                                0, l1.data(), d1.data(), nullptr, 0, nullptr),
-              FKM_OK)
-        << fkm_ctx_last_error(gpu->c);
-    ASSERT_EQ(fkm_train_batched(each.c, &logged2, B, n, d, k, t, x16.data(), nullptr, c2.data(),
-                                0, l2.data(), d2.data(), nullptr, 0, nullptr),
-              FKM_OK)
-        << fkm_ctx_last_error(each.c);
-    const std::string at = "d " + std::to_string(d) + ", k " + std::to_string(k) + ", dtype " +
-                           std::to_string((int)t) + ": ";
-    EXPECT_TRUE(same_bits(c1, c2)) << at << "centroids " << first_diff(c1, c2);
-    EXPECT_TRUE(same_bits(l1, l2)) << at << "labels " << first_diff(l1, l2);
-    EXPECT_TRUE(same_bits(d1, d2)) << at << "distances " << first_diff(d1, d2);
-    EXPECT_TRUE(log1.said("FAST assignment in one launch sequence")) << at << log1.all();
-    EXPECT_FALSE(log2.said("FAST assignment in one launch sequence")) << at << log2.all();
+    SCOPED_TRACE("d " + std::to_string(d) + ", k " + std::to_string(k) + ", dtype " +
+                 std::to_string((int)t));
+    expect_fast_batch_equals_each(gpu->c, each.c, 3, 3000, d, k, t, 30, 71u + (uint32_t)(d + k));
   }
 }
 
@@ -852,33 +860,12 @@ TEST_F(Cuda, FastBatchInOneLaunchEqualsPerProblemLaunches) {
 TEST_F(Cuda, FastBatchOnPersistentBlocksEqualsPerProblemLaunches) {
   Ctx each(FKM_BACKEND_CUDA, "FLASHKM_CUDA_FAST_BATCHED", "0");
   ASSERT_EQ(each.status, FKM_OK);
-  const int64_t B = 40, n = 2000, k = 64; /* 8 items a problem, 320 in all */
+  /* 40 problems of 2000 rows: 8 items a problem, 320 in all */
   for (const int64_t d : {64, 200}) {
-    const fkm_dtype t = d == 64 ? FKM_DTYPE_F16 : FKM_DTYPE_BF16;
     SCOPED_TRACE("d " + std::to_string(d));
-    std::vector<uint16_t> x16;
-    for (int64_t b = 0; b < B; b++) {
-      const Problem pb = quantized_blobs(t, n, d, 20, 131u + (uint32_t)(b + d));
-      x16.insert(x16.end(), pb.x16.begin(), pb.x16.end());
-    }
-    fkm_params fast = quick(4);
-    fast.assign_mode = FKM_ASSIGN_FAST;
-    LogLines log;
-    const fkm_params logged = log.logged(fast);
-    std::vector<float> c1(B * k * d), c2(B * k * d), d1(B * n), d2(B * n);
-    std::vector<int64_t> l1(B * n), l2(B * n);
-    ASSERT_EQ(fkm_train_batched(gpu->c, &logged, B, n, d, k, t, x16.data(), nullptr, c1.data(),
-                                0, l1.data(), d1.data(), nullptr, 0, nullptr),
-              FKM_OK)
-        << fkm_ctx_last_error(gpu->c);
-    ASSERT_EQ(fkm_train_batched(each.c, &fast, B, n, d, k, t, x16.data(), nullptr, c2.data(), 0,
-                                l2.data(), d2.data(), nullptr, 0, nullptr),
-              FKM_OK)
-        << fkm_ctx_last_error(each.c);
-    EXPECT_TRUE(same_bits(c1, c2)) << "centroids " << first_diff(c1, c2);
-    EXPECT_TRUE(same_bits(l1, l2)) << "labels " << first_diff(l1, l2);
-    EXPECT_TRUE(same_bits(d1, d2)) << "distances " << first_diff(d1, d2);
-    EXPECT_TRUE(log.said("FAST assignment in one launch sequence")) << log.all();
+    expect_fast_batch_equals_each(gpu->c, each.c, 40, 2000, d, 64,
+                                  d == 64 ? FKM_DTYPE_F16 : FKM_DTYPE_BF16, 20,
+                                  131u + (uint32_t)d);
   }
 }
 
