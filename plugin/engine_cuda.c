@@ -346,26 +346,32 @@ static fkm_status check_weights(cuda_engine *c, const float *w, int64_t n) {
                   (long long)bad, (double)wb);
 }
 
-/* Device float copy of rows (rows ? rows[i] : i), i < n, of a device
- * matrix of dtype (host rows cross through stage_rows). rows: host or
- * NULL. out: device (n, d). first (rows NULL only; device, set to ~0
+/* Device float copy of rows (drows ? drows[i] : i), i < n, of a device
+ * matrix of dtype (host rows cross through stage_rows). drows: device or
+ * NULL. out: device (n, d). first (drows NULL only; device, set to ~0
  * beforehand): the first non-finite element's index min'ed in, in the same
  * pass. */
-static fkm_status load_rows(cuda_engine *c, fkm_dtype dtype, const void *src,
-                            int64_t d, const int64_t *rows, int64_t n, float *out,
-                            unsigned long long *first) {
+static fkm_status convert_rows(cuda_engine *c, fkm_dtype dtype, const void *src, int64_t d,
+                               const int64_t *drows, int64_t n, float *out,
+                               unsigned long long *first) {
+  if (n == 0) return FKM_OK;
+  fkm_convert_args a = {dtype, src, drows, n, d, out, 1, 0, 0, first};
+  FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
+  return FKM_OK;
+}
+
+/* The same with the row list in host memory (or NULL), copied over first. */
+static fkm_status load_rows(cuda_engine *c, fkm_dtype dtype, const void *src, int64_t d,
+                            const int64_t *rows, int64_t n, float *out) {
   fkm_status st = FKM_OK;
   int64_t *drows = NULL;
-  if (n == 0) return FKM_OK;
-  if (rows) {
-    FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&drows, sizeof(int64_t) * (size_t)n, c->stream));
-    FKM_CUDA_GOTO(c, cudaMemcpyAsync(drows, rows, sizeof(int64_t) * (size_t)n,
-                                     cudaMemcpyHostToDevice, c->stream));
-  }
-  fkm_convert_args a = {dtype, src, drows, n, d, out, 1, 0, 0, first};
-  FKM_CUDA_GOTO(c, fkm_launch_convert(&a, c->stream));
+  if (n == 0 || !rows) return convert_rows(c, dtype, src, d, NULL, n, out, NULL);
+  FKM_CUDA_GOTO(c, cudaMallocAsync((void **)&drows, sizeof(int64_t) * (size_t)n, c->stream));
+  FKM_CUDA_GOTO(c, cudaMemcpyAsync(drows, rows, sizeof(int64_t) * (size_t)n,
+                                   cudaMemcpyHostToDevice, c->stream));
+  FKM_GOTO(convert_rows(c, dtype, src, d, drows, n, out, NULL));
   /* the row list (host memory of the caller) must outlive the copy */
-  if (rows) FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
+  FKM_CUDA_GOTO(c, cudaStreamSynchronize(c->stream));
 done:
   if (drows) (void)cudaFreeAsync(drows, c->stream);
   return st;
@@ -733,15 +739,6 @@ static fkm_status device_rows(cuda_engine *c, const fkm_run *run, const int64_t 
   return FKM_OK;
 }
 
-/* Rows drows (device indices) of src into out, converted to float. */
-static fkm_status gather_rows(cuda_engine *c, fkm_dtype dtype, const void *src, int64_t d,
-                              const int64_t *drows, int64_t n, float *out) {
-  if (n == 0) return FKM_OK;
-  fkm_convert_args a = {dtype, src, drows, n, d, out, 1, 0, 0, NULL};
-  FKM_CUDA_TRY(c, fkm_launch_convert(&a, c->stream));
-  return FKM_OK;
-}
-
 /* The run's chunks, plans and workspace size (c->run, c->params and c->sd
  * set; nothing allocated). */
 static fkm_status size_run(cuda_engine *c) {
@@ -1027,7 +1024,7 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
     const fkm_source ws = fkm_source_of_matrix(run->weights, n, 1, FKM_DTYPE_F32);
     FKM_FORWARD(stage_rows(c, &ws, run->train_rows, 0, nt, 0, c->w, &bad));
   } else if (run->weights) {
-    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w, NULL));
+    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, run->train_rows, nt, c->w));
   }
   if (run->n_init > 0)
     FKM_CUDA_TRY(c, cudaMemcpyAsync(c->init, user_centroids,
@@ -1161,7 +1158,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
     FKM_FORWARD(stage_rows(c, &src, grows, 0, B * nt, check_staged, (float *)c->x, &bad));
   } else if (c->x != run->x && grows) { /* device rows gathered there */
     FKM_FORWARD(device_rows(c, run, grows, B * nt, &drows));
-    FKM_FORWARD(gather_rows(c, run->dtype, run->x, d, drows, B * nt, (float *)c->x));
+    FKM_FORWARD(convert_rows(c, run->dtype, run->x, d, drows, B * nt, (float *)c->x, NULL));
   } else if (c->x != run->x && packs16) { /* the float copy, FAST's packed copy, the check */
     if (check_converted) FKM_CUDA_TRY(c, cudaMemsetAsync(c->bad, 0xff, sizeof *c->bad, c->stream));
     FKM_CUDA_TRY(c, fkm_launch_pack_x16_batched(run->x, run->dtype, nt, d, B, (float *)c->x,
@@ -1169,8 +1166,8 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
                                                 check_converted ? c->bad : NULL, c->stream));
   } else if (c->x != run->x) {
     if (check_converted) FKM_CUDA_TRY(c, cudaMemsetAsync(c->bad, 0xff, sizeof *c->bad, c->stream));
-    FKM_FORWARD(load_rows(c, run->dtype, run->x, d, NULL, B * nt, (float *)c->x,
-                          check_converted ? c->bad : NULL));
+    FKM_FORWARD(convert_rows(c, run->dtype, run->x, d, NULL, B * nt, (float *)c->x,
+                             check_converted ? c->bad : NULL));
   }
   if (bad >= 0 && !run->source && grows) /* the first bad value of all of x */
     bad = host_first_nonfinite(run->dtype, run->x, n * d);
@@ -1180,9 +1177,9 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
     FKM_FORWARD(stage_rows(c, &ws, grows, 0, B * nt, 0, c->w, &bad));
   } else if (run->weights && grows) {
     if (!drows) FKM_FORWARD(device_rows(c, run, grows, B * nt, &drows));
-    FKM_FORWARD(gather_rows(c, FKM_DTYPE_F32, run->weights, 1, drows, B * nt, c->w));
+    FKM_FORWARD(convert_rows(c, FKM_DTYPE_F32, run->weights, 1, drows, B * nt, c->w, NULL));
   } else if (run->weights) {
-    FKM_FORWARD(load_rows(c, FKM_DTYPE_F32, run->weights, 1, NULL, B * nt, c->w, NULL));
+    FKM_FORWARD(convert_rows(c, FKM_DTYPE_F32, run->weights, 1, NULL, B * nt, c->w, NULL));
   }
   if (check_staged && !run->source && grows)
     FKM_FORWARD(bg_check_start(c, run->x, run->dtype, n, d, run->train_rows, nt));
@@ -2075,8 +2072,8 @@ static fkm_status assign_user(cuda_engine *c, const fkm_params *params, const fk
     if (in_place) {
       xc = (const float *)x + r0 * d;
     } else if (!host_rows) { /* device 16-bit rows, widened there */
-      FKM_GOTO(load_rows(c, dtype, (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d),
-                         d, NULL, m, xf, NULL));
+      const char *from = (const char *)x + fkm_dtype_size(dtype) * (size_t)(r0 * d);
+      FKM_GOTO(convert_rows(c, dtype, from, d, NULL, m, xf, NULL));
       xc = xf;
     } else if (overlap) { /* host rows, sent beside the last chunk's search */
       void *rows = NULL;
