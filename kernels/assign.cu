@@ -11,6 +11,7 @@
 #include "assign.cuh"
 #include "blas_code.h" /* after assign.cuh: the view helper */
 #include "faiss_scan.h"
+#include "grid_stride.cuh"
 #include "cp_async.cuh"
 #include "packed.cuh"
 #include "sm90.cuh"
@@ -361,13 +362,9 @@ extern "C" cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a,
                                              (int)smem);
         /* persistent within a problem: the blocks that fit at once, shared
          * by the problems (at least one a problem) */
-        int per_sm = 0, dev = 0, sms = 0;
-        if (e == cudaSuccess)
-          e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, 256, smem);
-        if (e == cudaSuccess) e = cudaGetDevice(&dev);
-        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        int64_t fit = 1;
+        if (e == cudaSuccess) e = fkm_resident_blocks(kern, 256, smem, &fit);
         if (e != cudaSuccess) return e;
-        const int64_t fit = (int64_t)(per_sm > 0 ? per_sm : 1) * (sms > 0 ? sms : 1);
         const int64_t per = fit / batch > 1 ? fit / batch : 1;
         const dim3 grid((unsigned)(row_blocks < per ? row_blocks : per), 1, (unsigned)batch);
         kern<<<grid, 256, smem, s>>>(a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, ld, a->labels,

@@ -16,6 +16,7 @@
 #include "cp_async.cuh"
 #include "dispatch.cuh"
 #include "faiss_scan.h"
+#include "grid_stride.cuh"
 #include "fchain.h"
 #include "packed.cuh"
 
@@ -409,12 +410,9 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
      * H100), each taking further items in turn: a grid of 2048 was 1.19
      * waves there, its last 332 warps running their items after the others
      * (ncu, B = 64 x 8192 rows into 64: 108 us, DRAM 39 % busy) */
-    int per_sm = 0, dev = 0, sms = 0;
-    cudaError_t oe = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, 32, 0);
-    if (oe == cudaSuccess) oe = cudaGetDevice(&dev);
-    if (oe == cudaSuccess) oe = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    int64_t fit = 1;
+    const cudaError_t oe = fkm_resident_blocks(kern, 32, 0, &fit);
     if (oe != cudaSuccess) return oe;
-    const int64_t fit = (int64_t)(per_sm > 0 ? per_sm : 1) * (sms > 0 ? sms : 1);
     const unsigned bgrid = (unsigned)(total < fit ? total : fit);
     kern<<<bgrid, 32, 0, ls>>>(src, a->rows, a->hist, a->offsets, a->d, a->k_problem,
                                a->k_frozen, total, long_min, a->centroids, a->counts);
