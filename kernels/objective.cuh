@@ -125,11 +125,41 @@ __device__ void warp_join(fkm_fc_sum *x) {
   }
 }
 
-/* One thread block per group: warp w summarises block w of the
- * group, lane l pushing values 8l .. 8l + 7 of a block at its three
- * candidate exponents, then the lanes joined; warp 0 then joins the group's
- * blocks at the first block's candidates (a block lacking one makes the
- * group's run at that exponent bad). Layout: bsum (nb), gsum (ng). */
+/* Block b's summary (a warp: lane l pushes values 8l .. 8l + 7 of the
+ * block at its three candidate exponents, from est, the estimate of s at
+ * the block's start; the lanes joined), in lane 0. */
+__device__ fkm_fc_sum fc_block_summary(const float *__restrict__ dist, int64_t r0, int64_t n,
+                                       int64_t b, double est) {
+  const int lane = threadIdx.x % 32;
+  fkm_fc_sum x;
+  fkm_fc_sum_init(&x, fkm_fc_base(__float_as_uint(__double2float_rn(est))));
+  const int64_t i0 = b * FKM_FC_BLOCK + lane * FC_LANE;
+#pragma unroll
+  for (int t = 0; t < FC_LANE; t++)
+    if (i0 + t < n) fkm_fc_sum_push(&x, __float_as_uint(dist[r0 + i0 + t]));
+  warp_join(&x);
+  return x;
+}
+
+/* A group's summary from its bn <= 32 block summaries (a warp), joined at
+ * the first block's candidates (a block lacking one makes the group's run
+ * at that exponent bad), in lane 0. */
+__device__ fkm_fc_sum fc_group_summary(const fkm_fc_sum *blk, int bn) {
+  const int lane = threadIdx.x % 32;
+  const int gbase = blk[0].base;
+  fkm_fc_sum x;
+  fkm_fc_sum_init(&x, gbase);
+  if (lane < bn) {
+    for (int c = 0; c < 3; c++) x.run[c] = fkm_fc_run_at(&blk[lane], gbase + c);
+    x.flags = blk[lane].flags;
+  }
+  warp_join(&x);
+  return x;
+}
+
+/* One thread block per group: warp w summarises blocks of the group
+ * (fc_block_summary), then warp 0 joins them (fc_group_summary). Layout:
+ * bsum (nb), gsum (ng). */
 __global__ void __launch_bounds__(32 * FC_WARPS)
 fchain_summarise(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
                  const double *__restrict__ est, fkm_fc_sum *__restrict__ bsum,
@@ -144,29 +174,15 @@ fchain_summarise(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t
   const int bn = (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP);
   for (int k = warp * (FKM_FC_GROUP / FC_WARPS); k < (warp + 1) * (FKM_FC_GROUP / FC_WARPS) && k < bn;
        k++) {
-    const int64_t b = b0 + k;
-    fkm_fc_sum x;
-    fkm_fc_sum_init(&x, fkm_fc_base(__float_as_uint(__double2float_rn(est[b]))));
-    const int64_t i0 = b * FKM_FC_BLOCK + lane * FC_LANE;
-#pragma unroll
-    for (int t = 0; t < FC_LANE; t++)
-      if (i0 + t < n) fkm_fc_sum_push(&x, __float_as_uint(dist[r0 + i0 + t]));
-    warp_join(&x);
+    const fkm_fc_sum x = fc_block_summary(dist, r0, n, b0 + k, est[b0 + k]);
     if (lane == 0) {
-      bsum[b] = x;
+      bsum[b0 + k] = x;
       blk[k] = x;
     }
   }
   __syncthreads();
   if (warp != 0) return;
-  const int gbase = blk[0].base;
-  fkm_fc_sum x;
-  fkm_fc_sum_init(&x, gbase);
-  if (lane < bn) {
-    for (int c = 0; c < 3; c++) x.run[c] = fkm_fc_run_at(&blk[lane], gbase + c);
-    x.flags = blk[lane].flags;
-  }
-  warp_join(&x);
+  const fkm_fc_sum x = fc_group_summary(blk, bn);
   if (lane == 0) gsum[blockIdx.x] = x;
 }
 
@@ -213,27 +229,21 @@ __device__ int fc_advance(const fkm_fc_sum *x, int m, uint32_t *s) {
   return __shfl_sync(~0u, ok, 0);
 }
 
-/* One warp walks the chain (s in every lane): 32 group summaries at a time
+/* One warp walks the chain from s (the result in every lane): 32 group summaries at a time
  * are staged in shared memory and applied by warp steps (fc_advance); a
  * group that does not apply has its block summaries staged and applied the
  * same way, and a block that does not apply has its values staged and
  * added one by one by lane 0 (FKM_FC_BLOCK dependent float additions).
  * Applying the summaries one at a time took about 200 us at 1M values on
  * an H100 (ncu); a warp step costs about what one such application did. */
-__global__ void __launch_bounds__(32)
-fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
-            const fkm_fc_sum *__restrict__ bsum, const fkm_fc_sum *__restrict__ gsum, size_t ss,
-            fkm_objective *o) {
-  dist += blockIdx.y * xs;
-  bsum = problem_ptr(bsum, ss);
-  gsum = problem_ptr(gsum, ss);
-  o += blockIdx.y;
+__device__ uint32_t fc_walk(const float *__restrict__ dist, int64_t r0, int64_t r1,
+                           const fkm_fc_sum *__restrict__ bsum,
+                           const fkm_fc_sum *__restrict__ gsum, uint32_t s) {
   __shared__ fkm_fc_sum tile[32];
   __shared__ fkm_fc_sum blk[FKM_FC_GROUP];
   __shared__ float vals[FKM_FC_BLOCK];
-  const int lane = threadIdx.x;
+  const int lane = threadIdx.x % 32;
   const int64_t n = r1 - r0, nb = fc_blocks(n), ng = fc_groups(n);
-  uint32_t s = __float_as_uint(o->obj);
   for (int64_t g0 = 0; g0 < ng; g0 += 32) {
     const int gn = (int)(ng - g0 < 32 ? ng - g0 : 32);
     __syncwarp();
@@ -269,7 +279,17 @@ fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
       gi++;
     }
   }
-  if (lane == 0) o->obj = __uint_as_float(s);
+  return s;
+}
+
+__global__ void __launch_bounds__(32)
+fchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+            const fkm_fc_sum *__restrict__ bsum, const fkm_fc_sum *__restrict__ gsum, size_t ss,
+            fkm_objective *o) {
+  o += blockIdx.y;
+  const uint32_t s = fc_walk(dist + blockIdx.y * xs, r0, r1, problem_ptr(bsum, ss),
+                             problem_ptr(gsum, ss), __float_as_uint(o->obj));
+  if (threadIdx.x == 0) o->obj = __uint_as_float(s);
 }
 
 constexpr int DBLOCK = 512;
@@ -290,41 +310,46 @@ struct DBlock {
   int glow, ok;
 };
 
-__global__ void __launch_bounds__(DBLOCK)
+constexpr int DLANE = DBLOCK / 32; /* values per lane of a block's warp */
+
+/* The summary of the DBLOCK values from i0 (those below r1), by a warp (the
+ * same in every lane): min, and, integer sum: exact in any order. */
+__device__ DBlock dblock_of(const float *__restrict__ dist, int64_t i0, int64_t r1) {
+  const int lane = threadIdx.x % 32;
+  float v[DLANE];
+  int glow = 1 << 30, ok = 1;
+#pragma unroll
+  for (int t = 0; t < DLANE; t++) {
+    const int64_t i = i0 + t * 32 + lane;
+    v[t] = i < r1 ? dist[i] : 0.0f;
+    const bool fin = v[t] >= 0.0f && v[t] <= FLT_MAX; /* false for NaN, inf, negatives */
+    ok &= fin;
+    if (fin && v[t] != 0.0f) glow = min(glow, lowbit_exp(v[t]));
+  }
+  for (int off = 16; off > 0; off /= 2) glow = min(glow, __shfl_xor_sync(~0u, glow, off));
+  unsigned long long q = 0;
+#pragma unroll
+  for (int t = 0; t < DLANE; t++) {
+    if (!ok || v[t] == 0.0f) continue;
+    const double qd = ldexp((double)v[t], -glow); /* an integer, exact */
+    if (qd >= 0x1p53) ok = 0;
+    else q += (unsigned long long)qd; /* 16 values below 2^53 each: below 2^57 */
+  }
+  for (int off = 16; off > 0; off /= 2) q += __shfl_xor_sync(~0u, q, off);
+  return DBlock{q, glow, __all_sync(~0u, ok)};
+}
+
+/* The double chain's blocks, a warp a block. */
+constexpr int DWARPS = 8;
+__global__ void __launch_bounds__(32 * DWARPS)
 dchain_blocks(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
               DBlock *__restrict__ out, size_t ss) {
   dist += blockIdx.y * xs;
   out = problem_ptr(out, ss);
-  constexpr int W = DBLOCK / 32;
-  __shared__ int s_glow[W], s_ok[W];
-  __shared__ unsigned long long s_t[W];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int64_t i = r0 + (int64_t)blockIdx.x * DBLOCK + threadIdx.x;
-  const float v = i < r1 ? dist[i] : 0.0f;
-  const bool fin = v >= 0.0f && v <= FLT_MAX; /* false for NaN, inf, negatives */
-  /* warp then block reductions (min, and, integer sum: exact in any order) */
-  int glow = fin && v != 0.0f ? lowbit_exp(v) : 1 << 30;
-  for (int off = 16; off > 0; off /= 2) glow = min(glow, __shfl_xor_sync(~0u, glow, off));
-  if (lane == 0) s_glow[warp] = glow;
-  __syncthreads();
-  glow = s_glow[0];
-  for (int w = 1; w < W; w++) glow = min(glow, s_glow[w]);
-  unsigned long long q = 0;
-  int ok = fin;
-  if (fin && v != 0.0f) {
-    const double qd = ldexp((double)v, -glow); /* an integer, exact */
-    if (qd >= 0x1p53) ok = 0;
-    else q = (unsigned long long)qd;
-  }
-  for (int off = 16; off > 0; off /= 2) q += __shfl_xor_sync(~0u, q, off);
-  ok = __all_sync(~0u, ok);
-  if (lane == 0) s_t[warp] = q, s_ok[warp] = ok;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    unsigned long long t = 0;
-    for (int w = 0; w < W; w++) t += s_t[w], ok &= s_ok[w];
-    out[blockIdx.x] = DBlock{t, glow, ok};
-  }
+  const int64_t b = (int64_t)blockIdx.x * DWARPS + threadIdx.x / 32;
+  if (r0 + b * DBLOCK >= r1) return;
+  const DBlock db = dblock_of(dist, r0 + b * DBLOCK, r1);
+  if (threadIdx.x % 32 == 0) out[b] = db;
 }
 
 /* One exact block addition s += (the block's values) where the test below
@@ -377,16 +402,11 @@ __device__ __forceinline__ bool dblock_apply(const DBlock &db, double &s) {
  * significand's partial sums are the scan's. The block summaries come
  * through shared memory DCACHE at a time (one memory latency per DCACHE
  * blocks, not per warp step). */
-__global__ void __launch_bounds__(32)
-dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
-           const DBlock *__restrict__ blk, size_t ss, fkm_objective *o) {
-  dist += blockIdx.y * xs;
-  blk = problem_ptr(blk, ss);
-  o += blockIdx.y;
+__device__ double dchain_walk(const float *__restrict__ dist, int64_t r0, int64_t r1,
+                              const DBlock *__restrict__ blk, double s) {
   __shared__ float vals[DBLOCK];
   __shared__ DBlock cache[DCACHE]; /* blocks [cb, cb + DCACHE) */
-  const int lane = threadIdx.x;
-  double s = o->obj_double; /* the same in every lane */
+  const int lane = threadIdx.x % 32;
   const int64_t nb = (r1 - r0 + DBLOCK - 1) / DBLOCK;
   int64_t b = 0, cb = -DCACHE;
   while (b < nb) {
@@ -441,7 +461,16 @@ dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
     s = __shfl_sync(~0u, s, 0);
     b++;
   }
-  if (lane == 0) o->obj_double = s;
+  return s;
+}
+
+__global__ void __launch_bounds__(32)
+dchain_seq(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
+           const DBlock *__restrict__ blk, size_t ss, fkm_objective *o) {
+  o += blockIdx.y;
+  const double s = dchain_walk(dist + blockIdx.y * xs, r0, r1, problem_ptr(blk, ss),
+                               o->obj_double);
+  if (threadIdx.x == 0) o->obj_double = s;
 }
 
 /* The objective's scratch: the double chain's blocks, then the float
@@ -459,6 +488,91 @@ ObjectiveScratch objective_scratch(int64_t n) {
   l.gsum = l.bsum + align256(sizeof(fkm_fc_sum) * (size_t)fc_blocks(n));
   l.bytes = l.gsum + align256(sizeof(fkm_fc_sum) * (size_t)fc_groups(n));
   return l;
+}
+
+
+/* A problem of at most OBJ_SMALL_MAX values in one thread block: the
+ * estimates, the double chain's blocks, the label check, the prefix, the
+ * block and group summaries, then both walks (warps 0 and 1 at once): the
+ * steps of the kernels above with the same scratch and the same bits, one
+ * launch instead of eight (B = 64 problems of 8192 values: the objective's
+ * six chain kernels and their fork took about 0.12 ms an iteration on an
+ * H100). The estimates are a warp's sums, not the block reduction's: they
+ * only guide the summaries' exponents. */
+constexpr int OBJ_SMALL_WARPS = 32;
+constexpr int64_t OBJ_SMALL_MAX = 32768;
+
+__global__ void __launch_bounds__(32 * OBJ_SMALL_WARPS)
+objective_small(const float *__restrict__ dist, const int32_t *__restrict__ labels, int64_t r0,
+                int64_t r1, int64_t xs, char *scratch, ObjectiveScratch l, fkm_objective *o) {
+  dist += blockIdx.y * xs;
+  labels += blockIdx.y * xs;
+  o += blockIdx.y;
+  char *base = scratch + (size_t)blockIdx.y * l.bytes;
+  DBlock *dblk = reinterpret_cast<DBlock *>(base);
+  double *est = reinterpret_cast<double *>(base + l.est);
+  fkm_fc_sum *bsum = reinterpret_cast<fkm_fc_sum *>(base + l.bsum);
+  fkm_fc_sum *gsum = reinterpret_cast<fkm_fc_sum *>(base + l.gsum);
+  __shared__ fkm_objective st;
+  __shared__ unsigned long long bad;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t n = r1 - r0, nb = fc_blocks(n), ng = fc_groups(n);
+  const int64_t nd = (n + DBLOCK - 1) / DBLOCK;
+  if (threadIdx.x == 0) {
+    if (r0 == 0) st = fkm_objective{0.0f, 0.0, -1};
+    else st = *o;
+    bad = ~0ull;
+  }
+  __syncthreads();
+  for (int64_t b = warp; b < nb; b += OBJ_SMALL_WARPS) {
+    double t = 0.0;
+    for (int j = 0; j < FC_LANE; j++) {
+      const int64_t i = b * FKM_FC_BLOCK + lane * FC_LANE + j;
+      const float v = i < n ? dist[r0 + i] : 0.0f;
+      t += fabsf(v) <= FLT_MAX ? (double)v : 0.0;
+    }
+    for (int off = 16; off > 0; off /= 2) t += __shfl_xor_sync(~0u, t, off);
+    if (lane == 0) est[b] = t;
+  }
+  for (int64_t b = warp; b < nd; b += OBJ_SMALL_WARPS) {
+    const DBlock db = dblock_of(dist, r0 + b * DBLOCK, r1);
+    if (lane == 0) dblk[b] = db;
+  }
+  for (int64_t i = r0 + threadIdx.x; i < r1; i += blockDim.x)
+    if (labels[i] < 0) {
+      atomicMin(&bad, (unsigned long long)i);
+      break;
+    }
+  __syncthreads();
+  if (threadIdx.x == 0) { /* est[b] := obj + the estimates before b */
+    double run = (double)st.obj;
+    for (int64_t b = 0; b < nb; b++) {
+      const double v = est[b];
+      est[b] = run;
+      run += v;
+    }
+  }
+  __syncthreads();
+  for (int64_t b = warp; b < nb; b += OBJ_SMALL_WARPS) {
+    const fkm_fc_sum x = fc_block_summary(dist, r0, n, b, est[b]);
+    if (lane == 0) bsum[b] = x;
+  }
+  __syncthreads();
+  for (int64_t g = warp; g < ng; g += OBJ_SMALL_WARPS) {
+    const int64_t b0 = g * FKM_FC_GROUP;
+    const fkm_fc_sum x = fc_group_summary(bsum + b0, (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP));
+    if (lane == 0) gsum[g] = x;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const uint32_t s = fc_walk(dist, r0, r1, bsum, gsum, __float_as_uint(st.obj));
+    if (lane == 0) o->obj = __uint_as_float(s);
+  } else if (warp == 1) {
+    const double s = dchain_walk(dist, r0, r1, dblk, st.obj_double);
+    if (lane == 0) o->obj_double = s;
+  } else if (threadIdx.x == 64) { /* the first bad label of all the rows so far */
+    o->bad_label = st.bad_label >= 0 ? st.bad_label : bad == ~0ull ? -1 : (long long)bad;
+  }
 }
 
 }  // namespace

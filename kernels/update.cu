@@ -655,6 +655,15 @@ extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *la
                                             cudaEvent_t ev_join) {
   const int64_t n = r1 - r0;
   const ObjectiveScratch l = objective_scratch(n);
+  if (n > 0 && n <= OBJ_SMALL_MAX) { /* a thread block a problem, everything in one launch */
+    for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
+      const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
+      objective_small<<<dim3(1, np), 32 * OBJ_SMALL_WARPS, 0, s>>>(
+          dist + p0 * stride, labels + p0 * stride, r0, r1, stride,
+          static_cast<char *>(scratch) + (size_t)p0 * l.bytes, l, out + p0);
+    }
+    return cudaGetLastError();
+  }
   /* the reset and the label check first, on s */
   cudaError_t e = fkm_launch_objective_labels(labels, r0, r1, problems, stride, out, s);
   if (e != cudaSuccess) return e;
@@ -677,8 +686,8 @@ extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *la
       if ((e = cudaStreamWaitEvent(aux, ev_fork, 0)) != cudaSuccess) return e;
     }
     DBlock *blk = reinterpret_cast<DBlock *>(base);
-    const unsigned nb = (unsigned)((n + DBLOCK - 1) / DBLOCK);
-    dchain_blocks<<<dim3(nb, np), DBLOCK, 0, ds>>>(dp, r0, r1, stride, blk, ss);
+    const unsigned nb = (unsigned)((n + DBLOCK * DWARPS - 1) / (DBLOCK * DWARPS));
+    dchain_blocks<<<dim3(nb, np), 32 * DWARPS, 0, ds>>>(dp, r0, r1, stride, blk, ss);
     dchain_seq<<<dim3(1, np), 32, 0, ds>>>(dp, r0, r1, stride, blk, ss, op);
     fchain_estimate<<<dim3((unsigned)fc_blocks(n), np), FKM_FC_BLOCK, 0, s>>>(dp, r0, r1, stride,
                                                                               est, ss);
