@@ -33,8 +33,11 @@ using fixtures::from_bits;
 // one call per chunk, chunks ending at splits (and at n). The problems lie
 // n + 3 values apart, the 3 between them NaN (never read). forked: the
 // double chain on a second stream (the engine's way).
+// bad: per problem, the first of two rows given label -1 (the other 7
+// rows later), or -1 for none.
 std::vector<fkm_objective> device_objectives(const std::vector<std::vector<float>>& vs,
-                                             std::vector<int64_t> splits, bool forked = true) {
+                                             std::vector<int64_t> splits, bool forked = true,
+                                             const std::vector<int64_t>& bad = {}) {
   const int64_t P = (int64_t)vs.size(), n = (int64_t)vs[0].size(), stride = n + 3;
   std::vector<float> all((size_t)(P * stride), std::nanf(""));
   for (int64_t p = 0; p < P; p++) std::copy(vs[p].begin(), vs[p].end(), all.begin() + p * stride);
@@ -65,6 +68,14 @@ std::vector<fkm_objective> device_objectives(const std::vector<std::vector<float
   EXPECT_EQ(cudaMemcpy(dist, all.data(), sizeof(float) * all.size(), cudaMemcpyHostToDevice),
             cudaSuccess);
   EXPECT_EQ(cudaMemset(labels, 0, sizeof(int32_t) * all.size()), cudaSuccess);
+  const int32_t minus1[] = {-1};
+  for (size_t p = 0; p < bad.size(); p++)
+    for (const int64_t i : {bad[p], bad[p] + 7}) {
+      if (bad[p] < 0 || i >= n) continue;
+      EXPECT_EQ(cudaMemcpy(labels + (int64_t)p * stride + i, minus1, sizeof minus1,
+                           cudaMemcpyHostToDevice),
+                cudaSuccess);
+    }
   r0 = 0;
   for (int64_t r1 : splits) {
     EXPECT_EQ(fkm_launch_objective(dist, labels, r0, r1, P, stride, out, scratch, s, aux, fork,
@@ -116,10 +127,20 @@ void expect_host_chain(const std::vector<float>& v, const fkm_objective& o) {
   EXPECT_EQ(o.bad_label, -1);
 }
 
-// Both ways: the double chain on the call's stream and forked.
+// Chunks of at most kSmall values go through the one-block kernel of a
+// problem (OBJ_SMALL_MAX, kernels/objective.cuh), longer ones through the
+// grid kernels.
+constexpr int64_t kSmall = 32768;
+
+// Every way: the double chain on the call's stream and forked, and in
+// chunks of 20000 values, each call on the one-block kernel continuing
+// the chains.
 void check(const std::vector<float>& v, std::vector<int64_t> splits = {}) {
   expect_host_chain(v, device_objective(v, splits, false));
   expect_host_chain(v, device_objective(v, splits, true));
+  std::vector<int64_t> small;
+  for (int64_t r = 20000; r < (int64_t)v.size(); r += 20000) small.push_back(r);
+  expect_host_chain(v, device_objective(v, small, true));
 }
 
 TEST(GpuObjectiveChain, BatchedProblemsEachMatchTheirHostChain) {
@@ -139,6 +160,40 @@ TEST(GpuObjectiveChain, BatchedProblemsEachMatchTheirHostChain) {
     for (size_t p = 0; p < vs.size(); p++) {
       SCOPED_TRACE("problem " + std::to_string(p));
       expect_host_chain(vs[p], o[p]);
+    }
+  }
+}
+
+TEST(GpuObjectiveChain, ManySmallProblemsInOneBlockEachMatchTheirHostChain) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  // issue 17's batch: 64 problems of 8192 distances, each a thread block;
+  // then problems of exactly kSmall values and of one value
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(1000.0f, 300.0f);
+  std::uniform_int_distribution<int> kind(0, 3);
+  for (const int64_t n : {int64_t{8192}, kSmall, int64_t{1}}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    std::vector<std::vector<float>> vs(n == 8192 ? 64 : 3, std::vector<float>((size_t)n));
+    for (auto& v : vs) {
+      const int c = kind(rng);
+      for (int64_t i = 0; i < n; i++)
+        v[(size_t)i] = c == 0   ? std::fabs(nd(rng))
+                       : c == 1 ? (float)(i % 89)
+                       : c == 2 ? nd(rng) - 1000.0f
+                                : std::fabs(nd(rng)) * 1e-40f;  // subnormal sums
+    }
+    for (const std::vector<int64_t>& splits : {std::vector<int64_t>{}, {n / 3 + 1}}) {
+      if (!splits.empty() && splits[0] >= n) continue;
+      const std::vector<fkm_objective> o = device_objectives(vs, splits);
+      for (size_t p = 0; p < vs.size(); p++) {
+        SCOPED_TRACE("problem " + std::to_string(p));
+        expect_host_chain(vs[p], o[p]);
+      }
+      // rows without a label: the first of each problem's, across chunks
+      std::vector<int64_t> bad(vs.size());
+      for (size_t p = 0; p < bad.size(); p++) bad[p] = p % 3 == 0 ? -1 : (int64_t)(p * 131) % n;
+      const std::vector<fkm_objective> ob = device_objectives(vs, splits, true, bad);
+      for (size_t p = 0; p < vs.size(); p++) EXPECT_EQ(ob[p].bad_label, bad[p]) << "problem " << p;
     }
   }
 }
