@@ -34,7 +34,9 @@ enum {
   FKM_FC_BLOCK = 256, /* values per block summary */
   FKM_FC_GROUP = 32,  /* blocks per group summary */
   FKM_FC_FINITE = 1,  /* flag: every value is finite */
-  FKM_FC_NEGZERO = 2  /* flag: every value is -0 */
+  FKM_FC_NEGZERO = 2, /* flag: every value is -0 */
+  FKM_FC_NONNEG = 4,  /* flag: every value is >= 0 or a zero */
+  FKM_FC_NONPOS = 8   /* flag: every value is <= 0 or a zero */
 };
 
 /* One run at one exponent; index p = parity of S. */
@@ -150,12 +152,15 @@ static inline FKM_HD void fkm_fc_sum_init(fkm_fc_sum *x, int base) {
   int c;
   for (c = 0; c < 3; c++) fkm_fc_run_init(&x->run[c]);
   x->base = base;
-  x->flags = FKM_FC_FINITE | FKM_FC_NEGZERO;
+  x->flags = FKM_FC_FINITE | FKM_FC_NEGZERO | FKM_FC_NONNEG | FKM_FC_NONPOS;
 }
 
 static inline FKM_HD uint32_t fkm_fc_flags(uint32_t a) {
+  const int zero = (a & 0x7fffffffu) == 0;
   return (((a >> 23) & 0xffu) != 0xffu ? (uint32_t)FKM_FC_FINITE : 0u) |
-         (a == 0x80000000u ? (uint32_t)FKM_FC_NEGZERO : 0u);
+         (a == 0x80000000u ? (uint32_t)FKM_FC_NEGZERO : 0u) |
+         (!(a >> 31) || zero ? (uint32_t)FKM_FC_NONNEG : 0u) |
+         ((a >> 31) || zero ? (uint32_t)FKM_FC_NONPOS : 0u);
 }
 
 static inline FKM_HD void fkm_fc_sum_push(fkm_fc_sum *x, uint32_t a) {
@@ -183,10 +188,19 @@ static inline FKM_HD const fkm_fc_run *fkm_fc_run_for(const fkm_fc_sum *x, int e
   return c < 0 || c > 2 || x->run[c].bad ? 0 : &x->run[c];
 }
 
-/* Whether every partial of run stays strictly inside (lo, hi) from S. */
-static inline FKM_HD int fkm_fc_fits(const fkm_fc_run *run, int64_t S, int64_t lo, int64_t hi) {
+/* Whether every partial of run stays inside the binade from S: strictly
+ * inside (lo, hi), except on the edge toward zero for a run whose values
+ * all move s away from zero (flags: the run's summary's). A partial on that
+ * edge is s = +-2^e exactly; an addition there that moved toward zero would
+ * round on the finer grid below, one that moves away rounds on the binade's
+ * own grid like any other (a float chain that saturates, its sum stuck
+ * where half its ulp exceeds the values, often sits exactly there). */
+static inline FKM_HD int fkm_fc_fits(const fkm_fc_run *run, uint32_t flags, int64_t S,
+                                     int64_t lo, int64_t hi) {
   const int p = fkm_fc_odd(S);
-  return S + run->lo[p] > lo && S + run->hi[p] < hi;
+  const int64_t lo_ok = S > 0 && (flags & FKM_FC_NONNEG) ? lo - 1 : lo;
+  const int64_t hi_ok = S < 0 && (flags & FKM_FC_NONPOS) ? hi + 1 : hi;
+  return S + run->lo[p] > lo_ok && S + run->hi[p] < hi_ok;
 }
 
 /* The float bits of R units at exponent ec (|R| < 2^24, and |R| >= 2^23
@@ -211,7 +225,7 @@ static inline FKM_HD int fkm_fc_apply(const fkm_fc_sum *x, uint32_t *s) {
     return (b & 0x7fffffu) == 0 && (x->flags & FKM_FC_FINITE);
   const int ec = fkm_fc_decode(b, &S, &lo, &hi);
   run = fkm_fc_run_for(x, ec);
-  if (!run || !fkm_fc_fits(run, S, lo, hi)) return 0;
+  if (!run || !fkm_fc_fits(run, x->flags, S, lo, hi)) return 0;
   *s = fkm_fc_encode(S + run->d[fkm_fc_odd(S)], ec,
                      b == 0x80000000u && (x->flags & FKM_FC_NEGZERO));
   return 1;
@@ -247,7 +261,7 @@ static inline FKM_HD int fkm_fc_apply_prefix(const fkm_fc_sum *x, int m, uint32_
   for (i = 0; i < m; i++) {
     const fkm_fc_run *run = fkm_fc_run_for(&x[i], ec);
     fkm_fc_step st;
-    if (!run || !fkm_fc_fits(run, S + acc.d[q], lo, hi)) break;
+    if (!run || !fkm_fc_fits(run, x[i].flags, S + acc.d[q], lo, hi)) break;
     st.d[0] = run->d[0];
     st.d[1] = run->d[1];
     acc = fkm_fc_then(acc, st);

@@ -208,7 +208,7 @@ __device__ int fc_apply_prefix(const fkm_fc_sum *x, int m, uint32_t *s) {
   const int64_t incq = q ? inc.d[1] : inc.d[0];
   int64_t before = __shfl_up_sync(~0u, incq, 1); /* the runs before this lane's */
   if (lane == 0) before = 0;
-  const bool fits = run && fkm_fc_fits(run, S + before, lo, hi);
+  const bool fits = run && fkm_fc_fits(run, x[lane].flags, S + before, lo, hi);
   const unsigned bad = __ballot_sync(~0u, lane < m && !fits);
   const int n = bad ? __ffs((int)bad) - 1 : m;
   if (n == 0) return 0;

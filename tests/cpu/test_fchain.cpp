@@ -180,7 +180,15 @@ TEST(FloatChain, HandComputedTiesRoundToEven) {
   s = bits(16777220.0f);  // even: saturates at once
   ASSERT_TRUE(fkm_fc_apply(&x, &s));
   EXPECT_EQ(from_bits(s), 16777220.0f);
-  s = bits(16777216.0f);  // 2^24 sits on the binade's lower edge: refused
+  s = bits(16777216.0f);  // 2^24 on the binade's lower edge, values >= 0: each + 1 ties
+  ASSERT_TRUE(fkm_fc_apply(&x, &s));  // back to the even 2^24
+  EXPECT_EQ(from_bits(s), 16777216.0f);
+  std::vector<float> mixed(ones);
+  mixed[7] = -0.75f;  // toward zero on the edge: the finer grid below, refused
+  fkm_fc_sum y = block_summary_seq(mixed.data(), (int64_t)mixed.size(), 150);
+  s = bits(16777216.0f);
+  EXPECT_FALSE(fkm_fc_apply(&y, &s));
+  s = bits(-16777216.0f);  // -2^24 with values >= 0: toward zero, refused
   EXPECT_FALSE(fkm_fc_apply(&x, &s));
   s = bits(4.0f);  // not a candidate exponent: refused
   EXPECT_FALSE(fkm_fc_apply(&x, &s));
@@ -265,16 +273,44 @@ TEST(FloatChain, ExactHalfUlpTiesBothParities) {
 TEST(FloatChain, SaturationBelowHalfUlp) {
   // s odd and even in units of its ulp, near FLT_MAX, negative (the ties move
   // it towards zero, across -2^20 into the finer binade), and exactly a power
-  // of two (the binade's edge, refused: value by value)
+  // of two (the binade's edge: values >= 0 move it away from zero, so the
+  // summaries apply there too)
   for (float s0 : {0x1p30f + 128.0f, 0x1p30f + 256.0f, 3.0e38f, -0x1p20f - 0.125f, 0x1p30f,
                    -0x1p20f}) {
     std::vector<float> v(70000);
     for (size_t i = 0; i < v.size(); i++) v[i] = (i % 3 ? 0.49f : 0.5f) * ulp(std::fabs(s0));
     Stats st = check(v, s0);
     if (s0 > 0.0f) {
-      EXPECT_EQ(st.group_blocks, s0 == 0x1p30f ? 0 : st.blocks) << s0;
+      EXPECT_EQ(st.group_blocks, st.blocks) << s0;
     }
   }
+}
+
+TEST(FloatChain, SaturatedOnAPowerOfTwo) {
+  // A long chain of distances stops growing where half its ulp exceeds them,
+  // often exactly at 2^e (k-means on 256M rows: 2^32). Summaries of values
+  // that move s away from zero apply on that edge; a value toward zero (an
+  // inner product's negative distance) makes its block go value by value,
+  // with the same bits.
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.0f, 0.999f);
+  std::vector<float> v(1 << 20);
+  for (auto& x : v) x = u(rng);
+  Stats st = check(v, 0x1p24f);
+  EXPECT_EQ(st.group_blocks, st.blocks);
+  std::vector<float> w(v);
+  for (auto& x : w) x = -x;
+  st = check(w, -0x1p24f);
+  EXPECT_EQ(st.group_blocks, st.blocks);
+  for (size_t i = 0; i < v.size(); i += 4099) v[i] = -0.75f;  // 2^24 - 1 on the grid below
+  check(v, 0x1p24f);
+  check(v, 0x1p24f, {5000, 5001, 700000});
+  // approaching 2^31 (values rounded to 128s below it) and crossing it
+  // (256s above: those under 128 vanish, the others add 256)
+  std::uniform_real_distribution<float> d(96.0f, 160.0f);
+  std::vector<float> z(1 << 21);
+  for (auto& x : z) x = d(rng);
+  check(z, 0x1p31f - 0x1p20f);
 }
 
 TEST(FloatChain, ZerosAndNegativeZeros) {

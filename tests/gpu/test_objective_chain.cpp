@@ -249,6 +249,15 @@ TEST(GpuObjectiveChain, TiesSaturationOverflowAndNaNMatchTheHostChain) {
   }
   check(ties);
   check(ties, {4097, 150000});
+  // saturated on a power of two (the binade's edge; docs/certification.md
+  // section 3): values that move it away from zero, then one toward zero
+  std::uniform_real_distribution<float> below(0.0f, 0.999f);
+  std::vector<float> edge{0x1p24f};
+  for (int i = 0; i < 300000; i++) edge.push_back(below(rng));
+  check(edge);
+  check(edge, {1, 100001});
+  edge[200000] = -0.75f;
+  check(edge, {1});
   std::vector<float> big(40000);
   for (size_t i = 0; i < big.size(); i++) big[i] = i % 2 ? FLT_MAX / 64.0f : 1.0e30f;
   check(big);
