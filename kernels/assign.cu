@@ -11,7 +11,6 @@
 #include "assign.cuh"
 #include "blas_code.h" /* after assign.cuh: the view helper */
 #include "faiss_scan.h"
-#include "grid_stride.cuh"
 #include "cp_async.cuh"
 #include "packed.cuh"
 #include "sm90.cuh"
@@ -334,9 +333,6 @@ cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, c
 
 }  // namespace
 
-/* assign_simt_resident's shared memory at most (two blocks a multiprocessor) */
-constexpr size_t RESIDENT_SMEM_MAX = 100 * 1024;
-
 extern "C" cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a,
                                                       int64_t batch, cudaStream_t s) {
   if (a->n == 0 || batch == 0) return cudaSuccess;
@@ -348,29 +344,8 @@ extern "C" cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a,
     /* the tile by k: TXN threads along centroids, TM points and TN centroids a thread */
     auto staged = [&](auto txn, auto tm, auto tn) {
       constexpr int TXN = decltype(txn)::value, TM = decltype(tm)::value;
-      constexpr int TN = decltype(tn)::value, SBM = 256 / TXN * TM, SBN = TXN * TN;
+      constexpr int TN = decltype(tn)::value, SBM = 256 / TXN * TM;
       const int64_t row_blocks = (a->n + SBM - 1) / SBM;
-      /* a tile's centroids cover the problem's: resident (rows ld floats
-       * apart, ld = 4 mod 32: the 16 rows a quarter-warp reads in distinct
-       * banks) where two blocks still fit a multiprocessor */
-      const int64_t ld = (a->d + 31) / 32 * 32 + 4;
-      const size_t smem = sizeof(float) * ((size_t)(SBN * ld) + (size_t)(2 * SBM * (BK + 4)));
-      if (a->k <= SBN && smem <= RESIDENT_SMEM_MAX) {
-        auto kern = vec ? assign_simt_resident<L2, TXN, TM, TN, true>
-                        : assign_simt_resident<L2, TXN, TM, TN, false>;
-        cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem);
-        /* persistent within a problem: the blocks that fit at once, shared
-         * by the problems (at least one a problem) */
-        int64_t fit = 1;
-        if (e == cudaSuccess) e = fkm_resident_blocks(kern, 256, smem, &fit);
-        if (e != cudaSuccess) return e;
-        const int64_t per = fit / batch > 1 ? fit / batch : 1;
-        const dim3 grid((unsigned)(row_blocks < per ? row_blocks : per), 1, (unsigned)batch);
-        kern<<<grid, 256, smem, s>>>(a->x, a->xn, a->c, a->cn, a->n, a->d, a->k, ld, a->labels,
-                                     a->dist);
-        return cudaGetLastError();
-      }
       const dim3 grid((unsigned)(row_blocks < 65535 ? row_blocks : 65535), 1, (unsigned)batch);
       auto kern = vec ? assign_simt_staged<L2, TXN, TM, TN, true>
                       : assign_simt_staged<L2, TXN, TM, TN, false>;
