@@ -530,6 +530,25 @@ __global__ void finish_means(const float *__restrict__ acc, const float *__restr
   store_mean(acc[t], count, c, d, j, true, centroids, counts);
 }
 
+__global__ void chains_scale(const float *__restrict__ msg, int64_t k, int64_t d,
+                             int64_t k_frozen, float *__restrict__ centroids,
+                             float *__restrict__ counts) {
+  const int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (t >= k * d) return;
+  const int64_t c = t / d, j = t % d;
+  if (c < k_frozen) {
+    if (j == 0) counts[c] = 0.0f;
+    return;
+  }
+  const float *m = msg + (c - k_frozen) * (d + 1);
+  store_mean(m[j], m[d], c, d, j, true, centroids, counts);
+}
+
+__global__ void widen_hist(const int32_t *__restrict__ hist, int64_t k, int64_t *__restrict__ out) {
+  const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (c < k) out[c] = hist[c];
+}
+
 __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k, int64_t kp,
                               int64_t k_frozen, float *__restrict__ counts,
                               int64_t *__restrict__ hist64) {
@@ -630,6 +649,20 @@ extern "C" cudaError_t fkm_launch_update_finish(const fkm_update_args *a, const 
     finish_means<<<blocks_for(a->k * a->d), THREADS, 0, s>>>(
         acc, cnt, seen, a->k, a->d, a->k_problem, a->k_frozen, a->weights != NULL,
         a->centroids, a->counts, a->hist64);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_chains_scale(const float *msg, int64_t k, int64_t d,
+                                               int64_t k_frozen, float *centroids,
+                                               float *counts, cudaStream_t s) {
+  if (k * d > 0)
+    chains_scale<<<blocks_for(k * d), THREADS, 0, s>>>(msg, k, d, k_frozen, centroids, counts);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_widen_hist(const int32_t *hist, int64_t k, int64_t *out,
+                                             cudaStream_t s) {
+  if (k > 0) widen_hist<<<blocks_for(k), THREADS, 0, s>>>(hist, k, out);
   return cudaGetLastError();
 }
 

@@ -76,6 +76,17 @@ cudaError_t fkm_launch_update_finish(const fkm_update_args *a, const float *acc,
 cudaError_t fkm_launch_rank_chains(const fkm_update_args *a, int64_t c0, int64_t c1,
                                    float *part, cudaStream_t s);
 
+/** A distributed run's ending on the device plane (docs/distributed.md):
+ *  msg holds the whole chains of the moving centroids (k - k_frozen rows of
+ *  d sums then the count, chains.h's layout); centroid k_frozen + i's row
+ *  of centroids = its sums times fl(1 / count), an empty cluster's its
+ *  sums (fkm_chains_scale's bits); counts (k) = the counts, 0 for the
+ *  frozen rows. */
+cudaError_t fkm_launch_chains_scale(const float *msg, int64_t k, int64_t d, int64_t k_frozen,
+                                    float *centroids, float *counts, cudaStream_t s);
+/** out (k) := hist (k) widened to int64. */
+cudaError_t fkm_launch_widen_hist(const int32_t *hist, int64_t k, int64_t *out, cudaStream_t s);
+
 /** The objective of one iteration, written by fkm_launch_objective. */
 typedef struct fkm_objective {
   float obj;           /* float sum of dist in point order */

@@ -94,6 +94,13 @@ fkm_rank_steps fkm_chains_host_steps(fkm_chains_host *h) {
  * rows and passes them on; the last rank's are the whole chains. */
 enum { TAG_OBJ = 1, TAG_SLICE = 2, SLICES_PER_RANK = 8, MAX_SLICES = 256 };
 
+int64_t fkm_chains_slices(int P, int64_t kk) {
+  int64_t slices = P == 1 ? 1 : (int64_t)SLICES_PER_RANK * P;
+  if (slices > MAX_SLICES) slices = MAX_SLICES;
+  if (slices > kk) slices = kk > 0 ? kk : 1;
+  return slices;
+}
+
 fkm_status fkm_chains_ranked(const fkm_chains *ch, const fkm_rank_steps *steps, fkm_comm *comm,
                              float *msg, float *cent, fkm_iter_result *out, fkm_errbuf *err) {
   const fkm_comm_ops *ops = comm->ops;
@@ -110,9 +117,7 @@ fkm_status fkm_chains_ranked(const fkm_chains *ch, const fkm_rank_steps *steps, 
    * a message that never comes), and every rank agrees at the end */
   fkm_status s = steps->objective(steps->self, &obj.f, &obj.d, err);
   if (!last) FKM_FORWARD(ops->send_next(comm, &obj, sizeof obj, TAG_OBJ, err));
-  int64_t slices = comm->size == 1 ? 1 : (int64_t)SLICES_PER_RANK * comm->size;
-  if (slices > MAX_SLICES) slices = MAX_SLICES;
-  if (slices > kk) slices = kk > 0 ? kk : 1;
+  const int64_t slices = fkm_chains_slices(comm->size, kk);
   for (int64_t g = 0; g < slices; g++) {
     const int64_t c0 = kk * g / slices, c1 = kk * (g + 1) / slices;
     float *part = msg + c0 * row;

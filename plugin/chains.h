@@ -70,6 +70,10 @@ typedef struct fkm_chains_host {
 } fkm_chains_host;
 fkm_rank_steps fkm_chains_host_steps(fkm_chains_host *h);
 
+/* The relay's slices of kk moving centroids over P ranks (slice g is
+ * centroids kk g / slices .. kk (g + 1) / slices). */
+int64_t fkm_chains_slices(int P, int64_t kk);
+
 /* Floats of fkm_chains_ranked's msg. */
 static inline int64_t fkm_chains_msg_floats(int64_t k, int64_t d) { return k * (d + 1) + 4; }
 

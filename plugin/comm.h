@@ -50,9 +50,16 @@ typedef struct fkm_comm_ops {
   fkm_status (*wait_sends)(fkm_comm *c, fkm_errbuf *err);
 } fkm_comm_ops;
 
+typedef struct fkm_nccl fkm_nccl;
+
 struct fkm_comm {
   const fkm_comm_ops *ops;
   int rank, size;
+  /* the device data plane of CUDA ranks (comm_nccl.h): made by the first
+   * run that can use it, released by destroy; nccl_state 0 not tried yet,
+   * 1 made (on device nccl_device), -1 not usable by these ranks */
+  fkm_nccl *nccl;
+  int nccl_state, nccl_device;
 };
 
 /** A communicator over the MPI communicator whose Fortran handle is f_handle

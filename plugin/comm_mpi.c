@@ -10,6 +10,7 @@
 #include <mpi.h>
 
 #include "comm.h"
+#include "comm_nccl.h"
 
 typedef struct mpi_comm {
   fkm_comm base;
@@ -39,6 +40,7 @@ static fkm_status mpi_fail(fkm_errbuf *err, int code, const char *what) {
 static void comm_destroy(fkm_comm *c) {
   mpi_comm *m = mc(c);
   int finalized = 1;
+  if (c->nccl) fkm_nccl_destroy(c->nccl);
   MPI_Finalized(&finalized);
   if (!finalized) {
     if (m->nreq > 0) MPI_Waitall(m->nreq, m->reqs, MPI_STATUSES_IGNORE);

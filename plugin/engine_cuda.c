@@ -38,6 +38,7 @@
 #include "assign.cuh"
 #include "blas_cache.h"
 #include "chains.h"
+#include "comm_nccl.h"
 #include "convert.cuh"
 #include "cpu_kernels.h"
 #include "engine.h"
@@ -1503,21 +1504,46 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
 /* A CUDA rank's steps of fkm_chains_ranked: the objective's chains and
  * the update's chains continued over its rows on the device, from the
  * values the previous rank passed (kernels/update.cuh). */
+/* The objective's chains over this rank's rows, continued from the state
+ * in c->dsc, on the stream (rows 1 .. nt of a chain that starts from that
+ * state, in the assignment's chunks: the scratch holds one chunk's). */
+static cudaError_t enqueue_rank_objective(cuda_engine *c) {
+  const int64_t nt = c->run.n_train;
+  cudaError_t e = cudaSuccess;
+  for (int64_t ch = 0; ch < c->nchunk && nt > 0 && e == cudaSuccess; ch++) {
+    const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
+    e = fkm_launch_objective(c->dist - 1, c->labels - 1, 1 + r0, 1 + r0 + m, 1, 0, c->dsc,
+                             c->obj_scratch, c->stream, NULL, NULL, NULL);
+  }
+  return e;
+}
+
+/* Moving centroids c0 .. c1's chains continued over this rank's rows, in
+ * place in dpart (device), on the stream. */
+static cudaError_t enqueue_rank_slice(cuda_engine *c, int64_t c0, int64_t c1, float *dpart) {
+  const fkm_update_args ua = {.x = c->x,
+                              .weights = c->w,
+                              .rows = c->rows,
+                              .hist = c->hist,
+                              .offsets = c->offsets,
+                              .n = c->run.n_train,
+                              .d = c->run.d,
+                              .k = c->run.k,
+                              .k_frozen = c->run.k_frozen,
+                              .k_problem = c->run.k,
+                              .weighted_fma = c->arith.weighted_fma};
+  return c->run.n_train > 0 ? fkm_launch_rank_chains(&ua, c0, c1, dpart, c->stream)
+                            : cudaSuccess;
+}
+
 static fkm_status rank_objective(void *self, float *f, double *dd, fkm_errbuf *err) {
   cuda_engine *c = self;
-  const int64_t nt = c->run.n_train;
   cudaStream_t s = c->stream;
   (void)err;
-  if (nt == 0) return FKM_OK;
+  if (c->run.n_train == 0) return FKM_OK;
   c->hsc[0] = (scalars){*f, *dd, -1};
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->dsc, c->hsc, sizeof(scalars), cudaMemcpyHostToDevice, s));
-  /* rows 1 .. nt of a chain that starts from the state just written, in
-   * the assignment's chunks (the scratch holds one chunk's) */
-  for (int64_t ch = 0; ch < c->nchunk; ch++) {
-    const int64_t r0 = ch * c->chunk, m = nt - r0 < c->chunk ? nt - r0 : c->chunk;
-    FKM_CUDA_TRY(c, fkm_launch_objective(c->dist - 1, c->labels - 1, 1 + r0, 1 + r0 + m, 1, 0,
-                                         c->dsc, c->obj_scratch, s, NULL, NULL, NULL));
-  }
+  FKM_CUDA_TRY(c, enqueue_rank_objective(c));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
   *f = c->hsc[0].obj;
@@ -1533,21 +1559,92 @@ static fkm_status rank_slice(void *self, int64_t c0, int64_t c1, float *part, fk
   if (c->run.n_train == 0) return FKM_OK;
   float *dpart = c->rk.dmsg + c0 * (d + 1);
   const size_t bytes = sizeof(float) * (size_t)((c1 - c0) * (d + 1));
-  fkm_update_args ua = {.x = c->x,
-                        .weights = c->w,
-                        .rows = c->rows,
-                        .hist = c->hist,
-                        .offsets = c->offsets,
-                        .n = c->run.n_train,
-                        .d = d,
-                        .k = c->run.k,
-                        .k_frozen = c->run.k_frozen,
-                        .k_problem = c->run.k,
-                        .weighted_fma = c->arith.weighted_fma};
   FKM_CUDA_TRY(c, cudaMemcpyAsync(dpart, part, bytes, cudaMemcpyHostToDevice, s));
-  FKM_CUDA_TRY(c, fkm_launch_rank_chains(&ua, c0, c1, dpart, s));
+  FKM_CUDA_TRY(c, enqueue_rank_slice(c, c0, c1, dpart));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(part, dpart, bytes, cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaStreamSynchronize(s));
+  return FKM_OK;
+}
+
+/* The bytes of the objective's state that pass between ranks: the float
+ * and the double chain (scalars' first two fields). */
+#define RANK_OBJ_BYTES (offsetof(scalars, obj_double) + sizeof(double))
+
+/* fkm_chains_ranked on the device plane (comm_nccl.h; docs/distributed.md):
+ * the same relay of the same slices in the same order, each step the same
+ * kernel on the same values, the messages between device buffers on the
+ * stream, queued without a host wait; the label counts summed by NCCL in
+ * int64; then the last rank's chains and objective broadcast and scaled on
+ * every device. Only the summed counts, the objective and the centroid
+ * counts come to the host, at the one synchronisation. A rank whose own
+ * step fails still makes every NCCL call (no rank waits on one that left)
+ * and every rank agrees at the end. */
+static fkm_status chains_ranked_device(cuda_engine *c, fkm_comm *comm, fkm_iter_result *out) {
+  const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen, kk = k - kf, row = d + 1;
+  const int first = comm->rank == 0, last = comm->rank == comm->size - 1;
+  fkm_nccl *nc = comm->nccl;
+  cudaStream_t s = c->stream;
+  fkm_errbuf *err = c->base.err;
+  fkm_status st = FKM_OK;
+  cudaError_t e = fkm_launch_widen_hist(c->hist, k, c->hist64, s);
+  if (e != cudaSuccess) st = cuda_fail(err, e, "widening the label counts", __FILE__, __LINE__);
+  fkm_status ns = fkm_nccl_sum_i64(nc, c->hist64, k, s, err);
+  if (st == FKM_OK) st = ns;
+  if (first) {
+    c->hsc[0] = (scalars){0.0f, 0.0, -1};
+    e = cudaMemcpyAsync(c->dsc, c->hsc, sizeof(scalars), cudaMemcpyHostToDevice, s);
+  } else {
+    ns = fkm_nccl_recv_prev(nc, c->dsc, RANK_OBJ_BYTES, s, err);
+    if (st == FKM_OK) st = ns;
+  }
+  if (e == cudaSuccess) e = enqueue_rank_objective(c);
+  if (e != cudaSuccess && st == FKM_OK)
+    st = cuda_fail(err, e, "the objective's chains", __FILE__, __LINE__);
+  if (!last) {
+    ns = fkm_nccl_send_next(nc, c->dsc, RANK_OBJ_BYTES, s, err);
+    if (st == FKM_OK) st = ns;
+  }
+  const int64_t slices = fkm_chains_slices(comm->size, kk);
+  for (int64_t g = 0; g < slices; g++) {
+    const int64_t c0 = kk * g / slices, c1 = kk * (g + 1) / slices;
+    float *dpart = c->rk.dmsg + c0 * row;
+    const size_t bytes = sizeof(float) * (size_t)((c1 - c0) * row);
+    e = cudaSuccess;
+    if (first) {
+      e = cudaMemsetAsync(dpart, 0, bytes, s);
+    } else {
+      ns = fkm_nccl_recv_prev(nc, dpart, bytes, s, err);
+      if (st == FKM_OK) st = ns;
+    }
+    if (e == cudaSuccess && c1 > c0) e = enqueue_rank_slice(c, c0, c1, dpart);
+    if (e != cudaSuccess && st == FKM_OK)
+      st = cuda_fail(err, e, "the update's chains", __FILE__, __LINE__);
+    if (!last) {
+      ns = fkm_nccl_send_next(nc, dpart, bytes, s, err);
+      if (st == FKM_OK) st = ns;
+    }
+  }
+  ns = fkm_nccl_bcast(nc, c->rk.dmsg, sizeof(float) * (size_t)(kk * row), comm->size - 1, s, err);
+  if (st == FKM_OK) st = ns;
+  ns = fkm_nccl_bcast(nc, c->dsc, RANK_OBJ_BYTES, comm->size - 1, s, err);
+  if (st == FKM_OK) st = ns;
+  e = fkm_launch_chains_scale(c->rk.dmsg, k, d, kf, c->cent, c->counts, s);
+  if (e == cudaSuccess)
+    e = cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)k,
+                        cudaMemcpyDeviceToHost, s);
+  if (e == cudaSuccess)
+    e = cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)k,
+                        cudaMemcpyDeviceToHost, s);
+  if (e == cudaSuccess)
+    e = cudaMemcpyAsync(c->hsc, c->dsc, sizeof(scalars), cudaMemcpyDeviceToHost, s);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+  if (e != cudaSuccess && st == FKM_OK)
+    st = cuda_fail(err, e, "the chains' ending", __FILE__, __LINE__);
+  FKM_FORWARD(comm->ops->agree(comm, st, err));
+  memcpy(out->hist, c->h_hist, sizeof(int64_t) * (size_t)k);
+  memcpy(out->counts, c->h_counts, sizeof(float) * (size_t)k);
+  out->obj[0] = c->hsc[0].obj;
+  out->obj_double[0] = c->hsc[0].obj_double;
   return FKM_OK;
 }
 
@@ -1608,6 +1705,20 @@ static fkm_status iterate_ranked(cuda_engine *c, fkm_iter_result *out) {
       st = fkm_fail_no_finite(c->base.err, "training set", -1, c->run.train_first + first);
   }
   FKM_FORWARD(comm->ops->agree(comm, st, c->base.err));
+  if (comm->nccl_state == 0) { /* the first run of these ranks: the device plane, if it applies */
+    fkm_nccl *made = NULL;
+    FKM_FORWARD(fkm_nccl_create(comm, c->device, c->base.err, &made));
+    comm->nccl = made;
+    comm->nccl_state = made ? 1 : -1;
+    comm->nccl_device = c->device;
+    if (c->params.verbose && c->params.log && comm->rank == 0) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "cuda engine: the ranks' chains pass %s",
+               made ? "between the devices (NCCL)" : "through the hosts (MPI)");
+      c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+    }
+  }
+  if (comm->nccl) return chains_ranked_device(c, comm, out);
   const fkm_chains chains = {.d = d, .k = k, .k_frozen = kf};
   const fkm_rank_steps steps = {c, rank_objective, rank_slice};
   FKM_FORWARD(fkm_chains_ranked(&chains, &steps, comm, r->msg, r->cent, out, c->base.err));

@@ -452,6 +452,48 @@ TEST_F(DistributedErrors, DISABLED_ARankKilledInTheMiddleOfARun) {
   t.train(ctx.c, p, t.s.x.data(), &msg);
 }
 
+// ---------------------------------------------------------------- the plane
+
+// Which way CUDA ranks pass their chains (docs/distributed.md): the ctest
+// entries that set FKM_TEST_EXPECT_PLANE (nccl: a build with NCCL, one rank
+// a device; host: FLASHKM_NCCL=0 or ranks sharing a device) check that the
+// run said so, and that its centroids are one process's.
+TEST_F(Ranks, TheChainsPassTheWayTheRanksAllow) {
+  const char *want = std::getenv("FKM_TEST_EXPECT_PLANE");
+  if (!want || !g_cuda) GTEST_SKIP() << "only where ctest names the plane (FKM_TEST_EXPECT_PLANE)";
+  Plain t;
+  fkm_params p = batched::params(t.c);
+  std::string log;
+  p.verbose = 1;
+  p.log_user = &log;
+  p.log = [](void *user, fkm_log_level, const char *msg) {
+    *static_cast<std::string *>(user) += std::string(msg) + "\n";
+  };
+  std::string msg;
+  std::vector<float> got(t.c.k * t.c.d), one(t.c.k * t.c.d);
+  {
+    Ctx ranks(true);
+    ASSERT_EQ(fkm_train(ranks.c, &p, t.hi - t.lo, t.c.d, t.c.k, FKM_DTYPE_F32,
+                        t.s.x.data() + t.lo * t.c.d, nullptr, got.data(), 0, nullptr, nullptr,
+                        nullptr, 0, nullptr),
+              FKM_OK)
+        << fkm_ctx_last_error(ranks.c);
+  }
+  {
+    Ctx single(false);
+    p.verbose = 0;
+    ASSERT_EQ(fkm_train(single.c, &p, t.c.n, t.c.d, t.c.k, FKM_DTYPE_F32, t.s.x.data(), nullptr,
+                        one.data(), 0, nullptr, nullptr, nullptr, 0, nullptr),
+              FKM_OK);
+  }
+  EXPECT_EQ(0, std::memcmp(got.data(), one.data(), sizeof(float) * got.size()));
+  if (g_rank == 0) {
+    const std::string line = std::string(want) == "nccl" ? "between the devices (NCCL)"
+                                                          : "through the hosts (MPI)";
+    EXPECT_NE(log.find(line), std::string::npos) << "the log:\n" << log;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
