@@ -560,7 +560,8 @@ objective_small(const float *__restrict__ dist, const int32_t *__restrict__ labe
   __syncthreads();
   for (int64_t g = warp; g < ng; g += OBJ_SMALL_WARPS) {
     const int64_t b0 = g * FKM_FC_GROUP;
-    const fkm_fc_sum x = fc_group_summary(bsum + b0, (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP));
+    const int bn = (int)(nb - b0 < FKM_FC_GROUP ? nb - b0 : FKM_FC_GROUP);
+    const fkm_fc_sum x = fc_group_summary(bsum + b0, bn);
     if (lane == 0) gsum[g] = x;
   }
   __syncthreads();

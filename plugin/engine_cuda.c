@@ -1587,8 +1587,9 @@ static fkm_status chains_ranked_device(cuda_engine *c, fkm_comm *comm, fkm_iter_
   fkm_errbuf *err = c->base.err;
   fkm_status st = FKM_OK;
   /* a rank without rows has no grouping: its counts are zeros */
-  cudaError_t e = c->run.n_train > 0 ? fkm_launch_widen_hist(c->hist, k, c->hist64, s)
-                                     : cudaMemsetAsync(c->hist64, 0, sizeof(int64_t) * (size_t)k, s);
+  cudaError_t e = c->run.n_train > 0
+                      ? fkm_launch_widen_hist(c->hist, k, c->hist64, s)
+                      : cudaMemsetAsync(c->hist64, 0, sizeof(int64_t) * (size_t)k, s);
   if (e != cudaSuccess) st = cuda_fail(err, e, "widening the label counts", __FILE__, __LINE__);
   fkm_status ns = fkm_nccl_sum_i64(nc, c->hist64, k, s, err);
   if (st == FKM_OK) st = ns;
