@@ -680,26 +680,19 @@ extern "C" cudaError_t fkm_launch_objective_labels(const int32_t *labels, int64_
   return cudaGetLastError();
 }
 
-extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
-                                            int64_t r0, int64_t r1, int64_t problems,
-                                            int64_t stride, fkm_objective *out,
-                                            void *scratch, cudaStream_t s,
-                                            cudaStream_t aux, cudaEvent_t ev_fork,
-                                            cudaEvent_t ev_join) {
+namespace {
+
+/* values a piece of the chains (fkm_launch_objective) */
+constexpr int64_t OBJ_PIECE = (int64_t)1 << 22;
+
+/* fkm_launch_objective's chains over rows [r0, r1) (the reset and label
+ * check done), with the scratch layout l of the whole call. */
+cudaError_t launch_chains(const float *dist, int64_t r0, int64_t r1, int64_t problems,
+                          int64_t stride, fkm_objective *out, void *scratch,
+                          const ObjectiveScratch &l, cudaStream_t s, cudaStream_t aux,
+                          cudaEvent_t ev_fork, cudaEvent_t ev_join) {
   const int64_t n = r1 - r0;
-  const ObjectiveScratch l = objective_scratch(n);
-  if (n > 0 && n <= OBJ_SMALL_MAX) { /* a thread block a problem, everything in one launch */
-    for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
-      const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
-      objective_small<<<dim3(1, np), 32 * OBJ_SMALL_WARPS, 0, s>>>(
-          dist + p0 * stride, labels + p0 * stride, r0, r1, stride,
-          static_cast<char *>(scratch) + (size_t)p0 * l.bytes, l, out + p0);
-    }
-    return cudaGetLastError();
-  }
-  /* the reset and the label check first, on s */
-  cudaError_t e = fkm_launch_objective_labels(labels, r0, r1, problems, stride, out, s);
-  if (e != cudaSuccess) return e;
+  cudaError_t e = cudaSuccess;
   /* gridDim.y is at most 65535: problems in slices of that many */
   for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
     const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
@@ -736,6 +729,43 @@ extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *la
   }
   return cudaGetLastError();
 }
+
+}  // namespace
+
+extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *labels,
+                                            int64_t r0, int64_t r1, int64_t problems,
+                                            int64_t stride, fkm_objective *out,
+                                            void *scratch, cudaStream_t s,
+                                            cudaStream_t aux, cudaEvent_t ev_fork,
+                                            cudaEvent_t ev_join) {
+  const int64_t n = r1 - r0;
+  const ObjectiveScratch l = objective_scratch(n);
+  if (n > 0 && n <= OBJ_SMALL_MAX) { /* a thread block a problem, everything in one launch */
+    for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
+      const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
+      objective_small<<<dim3(1, np), 32 * OBJ_SMALL_WARPS, 0, s>>>(
+          dist + p0 * stride, labels + p0 * stride, r0, r1, stride,
+          static_cast<char *>(scratch) + (size_t)p0 * l.bytes, l, out + p0);
+    }
+    return cudaGetLastError();
+  }
+  /* the reset and the label check first, on s */
+  cudaError_t e = fkm_launch_objective_labels(labels, r0, r1, problems, stride, out, s);
+  if (e != cudaSuccess) return e;
+  /* The chains in pieces of at most OBJ_PIECE values, each from the exact
+   * state the one before left: the estimate of s at a block's start (a
+   * double sum) then drifts from the float chain by at most OBJ_PIECE
+   * values, which keeps its exponent within the summaries' candidates
+   * even where the float chain has saturated (docs/certification.md
+   * section 3). */
+  for (int64_t q0 = r0; q0 < r1; q0 += OBJ_PIECE) {
+    const int64_t q1 = r1 - q0 < OBJ_PIECE ? r1 : q0 + OBJ_PIECE;
+    e = launch_chains(dist, q0, q1, problems, stride, out, scratch, l, s, aux, ev_fork, ev_join);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaGetLastError();
+}
+
 
 extern "C" size_t fkm_objective_scratch_bytes(int64_t n, int64_t problems) {
   return objective_scratch(n).bytes * (size_t)(problems > 0 ? problems : 1);

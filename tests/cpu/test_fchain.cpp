@@ -151,6 +151,9 @@ float walk(const float* v, int64_t n, float s0, Stats* st, const std::vector<int
   return from_bits(s);
 }
 
+// fkm_launch_objective's pieces (OBJ_PIECE, kernels/update.cu).
+constexpr int64_t kPiece = int64_t{1} << 22;
+
 // Walks v in chunks (split points given), carrying s, and checks the bits.
 Stats check(const std::vector<float>& v, float s0 = 0.0f, std::vector<int64_t> splits = {}) {
   Stats st;
@@ -159,7 +162,11 @@ Stats check(const std::vector<float>& v, float s0 = 0.0f, std::vector<int64_t> s
   int64_t r0 = 0;
   splits.push_back((int64_t)v.size());
   for (int64_t r1 : splits) {
-    s = walk(v.data() + r0, r1 - r0, s, &st);
+    // as fkm_launch_objective: the chains in pieces of at most 2^22 values
+    for (int64_t q0 = r0; q0 < r1; q0 += kPiece) {
+      const int64_t q1 = std::min<int64_t>(r1, q0 + kPiece);
+      s = walk(v.data() + q0, q1 - q0, s, &st);
+    }
     r0 = r1;
   }
   EXPECT_EQ(bits(ref), bits(s)) << "ref " << ref << " got " << s << " n " << v.size();
@@ -305,6 +312,13 @@ TEST(FloatChain, SaturatedOnAPowerOfTwo) {
   for (size_t i = 0; i < v.size(); i += 4099) v[i] = -0.75f;  // 2^24 - 1 on the grid below
   check(v, 0x1p24f);
   check(v, 0x1p24f, {5000, 5001, 700000});
+  // stuck on 2^31 from the start (every value below half its ulp) for two
+  // pieces of fkm_launch_objective: the estimate restarts from s
+  std::uniform_real_distribution<float> stuck(64.0f, 127.0f);
+  std::vector<float> y((size_t)kPiece + 4097);
+  for (auto& x : y) x = stuck(rng);
+  st = check(y, 0x1p31f);
+  EXPECT_EQ(st.group_blocks, st.blocks);
   // approaching 2^31 (values rounded to 128s below it) and crossing it
   // (256s above: those under 128 vanish, the others add 256)
   std::uniform_real_distribution<float> d(96.0f, 160.0f);

@@ -210,6 +210,10 @@ TEST(GpuObjectiveChain, TypicalAndIntegerDistancesMatchTheHostChain) {
   check(v, {333333, 700001});
   check(w);
   check(w, {8192, 8192 * 3 + 5});
+  // one call of more than OBJ_PIECE (2^22) values: the chains in two pieces
+  std::vector<float> p((1 << 22) + 12345);
+  for (auto& x : p) x = std::fabs(nd(rng));
+  check(p);
 }
 
 TEST(GpuObjectiveChain, MixedSignsZerosSubnormalsMatchTheHostChain) {
