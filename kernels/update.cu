@@ -221,14 +221,15 @@ centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
   }
 }
 
-/* Row sources of centroid_sums_long_async: 32 columns per item (lane l's
- * column j0 + l), a row's slice of bytes(j0) bytes (a multiple of 16) at
- * at(row, j0, g), whose 16-byte piece i belongs at piece i ^ g of the
- * staged row; value() reads lane l's element of a staged row. */
+/* Row sources of centroid_sums_long_async: COLS columns per item (lane l's
+ * columns j0 + l + 32 w), a row's slice of bytes(j0) bytes (a multiple of
+ * 16) at at(row, j0, g), whose 16-byte piece i belongs at piece i ^ g of
+ * the staged row; value(row, e) reads element e of a staged row; STAGES
+ * stages of 32 rows in shared memory. */
 
 /* x in float (d % 4 == 0, 16-byte aligned): 4 min(32, d - j0) bytes. */
 struct FloatRows {
-  static constexpr int ROW_BYTES = 128;
+  static constexpr int ROW_BYTES = 128, COLS = 32, STAGES = 8;
   const float *x;
   int64_t d;
   __device__ const void *at(int32_t row, int64_t j0, int &g) const {
@@ -236,39 +237,42 @@ struct FloatRows {
     return x + (int64_t)row * d + j0;
   }
   __device__ unsigned bytes(int64_t j0) const { return 4u * (unsigned)(d - j0 < 32 ? d - j0 : 32); }
-  __device__ float value(const uint8_t *row, int lane) const {
-    return reinterpret_cast<const float *>(row)[lane];
+  __device__ float value(const uint8_t *row, int e) const {
+    return reinterpret_cast<const float *>(row)[e];
   }
 };
 
+template <typename T> __device__ __forceinline__ float half_value(const uint8_t *row, int e) {
+  const unsigned short b = reinterpret_cast<const unsigned short *>(row)[e];
+  if constexpr (std::is_same<T, __half>::value)
+    return __half2float(__ushort_as_half(b));
+  else
+    return __bfloat162float(__ushort_as_bfloat16(b));
+}
+
 /* FKM_ASSIGN_FAST's packed 16-bit copy of x (kernels/packed.cuh; exact: the
- * data's own type, unscaled): a 32-column slice of a row is one half of its
- * 128 bytes in a tile (the other half where r % 8 >= 4), 64 contiguous
- * bytes whose 16-byte pieces are permuted by the row's swizzle (piece i
- * holds the slice's piece i ^ (r % 4)). Half the bytes of the float rows.
- * problems packed matrices of rows rows each, stride elements apart
- * (batched runs: global row = problem rows + local row). */
+ * data's own type, unscaled): a 64-column slice of a row is its 128 bytes
+ * in a tile, whose 16-byte pieces are permuted by the row's swizzle (piece
+ * i holds the slice's piece i ^ (r % 8)). Half the bytes of the float rows,
+ * and two columns a lane: the row's 128 contiguous bytes come in one
+ * item (32-column items read each row's halves in two items far apart in
+ * time: B = 64 x 8192 rows into 64, 0.093 ms an iteration on an H100,
+ * DRAM 39 % busy). problems packed matrices of rows rows each, stride
+ * elements apart (batched runs: global row = problem rows + local row). */
 template <typename T> struct PackedRows {
-  static constexpr int ROW_BYTES = 64; /* 32 columns of 16 bits: half a tile row */
-  static_assert(2 * 32 * 2 == FKM_MMA_BK * 2 && FKM_SEGS_PER_ROW == 8,
-                "a 32-column slice is half of a 128-byte tile row (packed.cuh)");
+  static constexpr int ROW_BYTES = 128, COLS = 64, STAGES = 4;
+  static_assert(FKM_MMA_BK == 64 && FKM_SEGS_PER_ROW == 8,
+                "a 64-column slice is a 128-byte tile row (packed.cuh)");
   const uint16_t *xp;
   int64_t dp, stride;
   uint32_t rows;
   __device__ const void *at(int32_t row, int64_t j0, int &g) const {
     const uint32_t b = (uint32_t)row / rows, r = (uint32_t)row - b * rows;
-    g = (int)(r & 3u);
-    return xp + (int64_t)b * stride + packed_at(r, j0 & ~(int64_t)(FKM_MMA_BK - 1), dp) -
-           (r & (FKM_SEGS_PER_ROW - 1u)) * FKM_SEG_ELEMS + (((j0 >> 5) & 1) ^ ((r >> 2) & 1)) * 32;
+    g = (int)(r & (FKM_SEGS_PER_ROW - 1u));
+    return xp + (int64_t)b * stride + packed_at(r, j0, dp) - g * FKM_SEG_ELEMS;
   }
-  __device__ unsigned bytes(int64_t) const { return 64u; }
-  __device__ float value(const uint8_t *row, int lane) const {
-    const unsigned short b = reinterpret_cast<const unsigned short *>(row)[lane];
-    if constexpr (std::is_same<T, __half>::value)
-      return __half2float(__ushort_as_half(b));
-    else
-      return __bfloat162float(__ushort_as_bfloat16(b));
-  }
+  __device__ unsigned bytes(int64_t) const { return 128u; }
+  __device__ float value(const uint8_t *row, int e) const { return half_value<T>(row, e); }
 };
 
 /* The long segments, unweighted, by 16-byte cp.async (any sm_80+ device):
@@ -285,7 +289,7 @@ template <typename T> struct PackedRows {
  * operands pass through uniform registers one lane at a time) bounding it;
  * here a row costs G / 32 copies and shuffles per lane. Update at
  * 1M x 256: float 0.31 -> 0.22 ms, packed 0.20 -> 0.12 ms. */
-constexpr int BLR = 32, AS = 8; /* rows per stage, stages */
+constexpr int BLR = 32; /* rows per stage */
 
 template <class Src>
 __global__ void __launch_bounds__(32)
@@ -294,14 +298,15 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
                          int64_t d, int64_t kp, int64_t k_frozen, int64_t total, int64_t min_len,
                          float *__restrict__ centroids, float *__restrict__ counts) {
   constexpr int G = Src::ROW_BYTES / 16, RPP = 32 / G; /* pieces per row, rows per pass */
+  constexpr int AS = Src::STAGES, W = Src::COLS / 32; /* stages; columns a lane */
   __shared__ __align__(128) uint8_t tile[AS][BLR][Src::ROW_BYTES];
   const int lane = threadIdx.x, q = lane % G;
-  const int64_t slices = (d + 31) / 32;
+  const int64_t slices = (d + Src::COLS - 1) / Src::COLS;
   for (int64_t item = blockIdx.x; item < total; item += gridDim.x) {
     const int64_t c = moving_centroid(item / slices, kp, k_frozen);
     const int64_t len = hist[c];
     if (len <= min_len) continue;
-    const int64_t b = offsets[c], j0 = item % slices * 32, nst = (len + BLR - 1) / BLR;
+    const int64_t b = offsets[c], j0 = item % slices * Src::COLS, nst = (len + BLR - 1) / BLR;
     const int pieces = (int)(src.bytes(j0) / 16); /* of a row's slice */
     auto index = [&](int64_t st) { /* lane's row of stage st, -1 past the segment */
       const int64_t i = st * BLR + lane;
@@ -329,8 +334,10 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
       nxt = index(st + 1);
       issue(st, row);
     }
-    float sum = 0.0f;
-    const bool col = j0 + lane < d;
+    float sum[W];
+    bool col[W];
+#pragma unroll
+    for (int w = 0; w < W; w++) sum[w] = 0.0f, col[w] = j0 + lane + 32 * w < d;
     for (int64_t st = 0; st < nst; st++) {
       cp_async_wait<AS - 2>();
       /* stage st is in shared memory for every lane, and every lane is done
@@ -338,12 +345,15 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
       __syncwarp();
       const int m = (int)(len - st * BLR < BLR ? len - st * BLR : BLR);
       const uint8_t(*t)[Src::ROW_BYTES] = tile[st % AS];
-      if (col) {
+#pragma unroll
+      for (int w = 0; w < W; w++) {
+        if (!col[w]) continue;
+        const int e = lane + 32 * w;
         if (m == BLR) {
 #pragma unroll
-          for (int r = 0; r < BLR; r++) sum = __fadd_rn(sum, src.value(t[r], lane));
+          for (int r = 0; r < BLR; r++) sum[w] = __fadd_rn(sum[w], src.value(t[r], e));
         } else {
-          for (int r = 0; r < m; r++) sum = __fadd_rn(sum, src.value(t[r], lane));
+          for (int r = 0; r < m; r++) sum[w] = __fadd_rn(sum[w], src.value(t[r], e));
         }
       }
       const int32_t row = nxt;
@@ -352,11 +362,13 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
     }
     cp_async_wait<0>();
     __syncwarp(); /* the ring is free for the next item */
-    store_mean(sum, unweighted_count(len), c, d, j0 + lane, col, centroids, counts);
+#pragma unroll
+    for (int w = 0; w < W; w++)
+      store_mean(sum[w], unweighted_count(len), c, d, j0 + lane + 32 * w, col[w], centroids,
+                 counts);
   }
 }
 
-/* moving: the non-frozen centroids of all problems, pairs = moving * d. */
 cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s) {
   const int64_t pairs = moving * a->d;
   /* below about 2^17 pairs, 8 loads per thread leave the memory system
@@ -398,7 +410,7 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
   if (e != cudaSuccess || !longs) return e;
   /* the long segments on the aux stream, beside the short ones (disjoint
    * centroids), joined back before anything after the update */
-  const int64_t total = moving * ((a->d + 31) / 32);
+  const int64_t total = moving * ((a->d + 31) / 32); /* 32-column items */
   const unsigned grid = (unsigned)(total < 4096 ? total : 4096);
   const cudaStream_t ls = a->aux ? a->aux : s;
   /* unweighted: the 16-byte cp.async kernel, from the packed 16-bit copy
@@ -413,9 +425,11 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
     int64_t fit = 1;
     const cudaError_t oe = fkm_resident_blocks(kern, 32, 0, &fit);
     if (oe != cudaSuccess) return oe;
-    const unsigned bgrid = (unsigned)(total < fit ? total : fit);
+    constexpr int COLS = decltype(src)::COLS;
+    const int64_t items = moving * ((a->d + COLS - 1) / COLS);
+    const unsigned bgrid = (unsigned)(items < fit ? items : fit);
     kern<<<bgrid, 32, 0, ls>>>(src, a->rows, a->hist, a->offsets, a->d, a->k_problem,
-                               a->k_frozen, total, long_min, a->centroids, a->counts);
+                               a->k_frozen, items, long_min, a->centroids, a->counts);
     return cudaGetLastError();
   };
   if (async16 && a->xp) {
