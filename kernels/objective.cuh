@@ -499,7 +499,7 @@ ObjectiveScratch objective_scratch(int64_t n) {
  * six chain kernels and their fork took about 0.12 ms an iteration on an
  * H100). The estimates are a warp's sums, not the block reduction's: they
  * only guide the summaries' exponents. */
-constexpr int OBJ_SMALL_WARPS = 32;
+constexpr int OBJ_SMALL_WARPS = 16;
 constexpr int64_t OBJ_SMALL_MAX = 32768;
 
 __global__ void __launch_bounds__(32 * OBJ_SMALL_WARPS)
