@@ -190,41 +190,6 @@ assign_simt(const float *__restrict__ x, const float *__restrict__ xn,
   }
 }
 
-/* One staged step's products: acc[i][j] continued over kmax <= BK
- * dimensions in order, a(i) and w(j) the thread's row i and centroid j at
- * the step's first dimension in shared memory (16-byte aligned): a full
- * step reads four dimensions of each as one float4, the tail step one at a
- * time (no zero padding: fmaf(0, 0, -0) would turn a -0 chain into +0). */
-template <int TM, int TN, class RowA, class RowW>
-__device__ __forceinline__ void step_products(float (&acc)[TM][TN], RowA a, RowW w, int kmax) {
-  if (kmax == BK) {
-#pragma unroll
-    for (int k4 = 0; k4 < BK; k4 += 4) {
-      float4 av[TM], wv[TN];
-#pragma unroll
-      for (int i = 0; i < TM; i++) av[i] = *reinterpret_cast<const float4 *>(a(i) + k4);
-#pragma unroll
-      for (int j = 0; j < TN; j++) wv[j] = *reinterpret_cast<const float4 *>(w(j) + k4);
-#pragma unroll
-      for (int i = 0; i < TM; i++)
-#pragma unroll
-        for (int j = 0; j < TN; j++) {
-          acc[i][j] = fmaf(av[i].x, wv[j].x, acc[i][j]);
-          acc[i][j] = fmaf(av[i].y, wv[j].y, acc[i][j]);
-          acc[i][j] = fmaf(av[i].z, wv[j].z, acc[i][j]);
-          acc[i][j] = fmaf(av[i].w, wv[j].w, acc[i][j]);
-        }
-    }
-  } else {
-    for (int kk = 0; kk < kmax; kk++) {
-#pragma unroll
-      for (int i = 0; i < TM; i++)
-#pragma unroll
-        for (int j = 0; j < TN; j++) acc[i][j] = fmaf(a(i)[kk], w(j)[kk], acc[i][j]);
-    }
-  }
-}
-
 /* One tile of a GEMM-staged reference pass (assign_simt_staged, the
  * narrowing pass of kernels/narrow.cuh): acc[i][j] = the fmaf chain over
  * dimensions 0..d-1 in order of the block's row ty + TYN i and centroid
@@ -309,19 +274,36 @@ __device__ __forceinline__ void staged_products(float (&As)[2][256 / TXN * TM][B
     }
     __syncthreads();
     const int kmax = (int)((d - s * BK) < BK ? (d - s * BK) : BK);
-    step_products(acc, [&](int i) { return &As[b][ty + TYN * i][0]; },
-                  [&](int j) { return &Bs[b][tx + TXN * j][0]; }, kmax);
-    __syncthreads(); /* buffer b is step s + 2's */
-  }
-}
-
-/* Running argmins before any centroid: the metric's worst value, no index. */
-template <bool L2, int TM>
-__device__ __forceinline__ void argmin_begin(float (&best)[TM], int (&bidx)[TM]) {
+    if (kmax == BK) {
 #pragma unroll
-  for (int i = 0; i < TM; i++) {
-    best[i] = L2 ? INFINITY : -INFINITY;
-    bidx[i] = -1;
+      for (int k4 = 0; k4 < BK; k4 += 4) {
+        float4 a[TM], w[TN];
+#pragma unroll
+        for (int i = 0; i < TM; i++)
+          a[i] = *reinterpret_cast<const float4 *>(&As[b][ty + TYN * i][k4]);
+#pragma unroll
+        for (int j = 0; j < TN; j++)
+          w[j] = *reinterpret_cast<const float4 *>(&Bs[b][tx + TXN * j][k4]);
+#pragma unroll
+        for (int i = 0; i < TM; i++)
+#pragma unroll
+          for (int j = 0; j < TN; j++) {
+            acc[i][j] = fmaf(a[i].x, w[j].x, acc[i][j]);
+            acc[i][j] = fmaf(a[i].y, w[j].y, acc[i][j]);
+            acc[i][j] = fmaf(a[i].z, w[j].z, acc[i][j]);
+            acc[i][j] = fmaf(a[i].w, w[j].w, acc[i][j]);
+          }
+      }
+    } else {
+      for (int kk = 0; kk < kmax; kk++) {
+#pragma unroll
+        for (int i = 0; i < TM; i++)
+#pragma unroll
+          for (int j = 0; j < TN; j++)
+            acc[i][j] = fmaf(As[b][ty + TYN * i][kk], Bs[b][tx + TXN * j][kk], acc[i][j]);
+      }
+    }
+    __syncthreads(); /* buffer b is step s + 2's */
   }
 }
 
@@ -363,7 +345,11 @@ __device__ __forceinline__ void staged_argmin(float (&As)[2][256 / TXN * TM][BK 
   for (int64_t m0 = (int64_t)blockIdx.x * SBM; m0 < n; m0 += (int64_t)gridDim.x * SBM) {
     float best[TM];
     int bidx[TM];
-    argmin_begin<L2>(best, bidx);
+#pragma unroll
+    for (int i = 0; i < TM; i++) {
+      best[i] = L2 ? INFINITY : -INFINITY;
+      bidx[i] = -1;
+    }
     const auto arow = [&](int t) { return m0 + t < n ? row_of(m0 + t) : (int64_t)-1; };
     for (int64_t n0 = kb; n0 < ke; n0 += SBN) {
       float acc[TM][TN];
@@ -384,24 +370,6 @@ __device__ __forceinline__ void staged_argmin(float (&As)[2][256 / TXN * TM][BK 
   }
 }
 
-/* Layer z = blockIdx.z of a batch's grid: problem z's n rows, k centroids
- * and n outputs, each problem's back to back. */
-__device__ __forceinline__ void batch_layer(const float *__restrict__ &x,
-                                            const float *__restrict__ &xn,
-                                            const float *__restrict__ &c,
-                                            const float *__restrict__ &cn,
-                                            int32_t *__restrict__ &labels,
-                                            float *__restrict__ &dist, int64_t n, int64_t d,
-                                            int64_t k) {
-  const int64_t z = blockIdx.z;
-  x += z * n * d;
-  xn += z * n;
-  c += z * k * d;
-  cn += z * k;
-  labels += z * n;
-  dist += z * n;
-}
-
 /* The reference kernel of a batch in one launch
  * (fkm_launch_assign_simt_batched): assign_simt's arithmetic (each
  * (point, centroid) accumulator the fmaf chain in dimension order from 0,
@@ -416,7 +384,15 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
                    const float *__restrict__ c, const float *__restrict__ cn, int64_t n,
                    int64_t d, int64_t k, int32_t *__restrict__ labels,
                    float *__restrict__ dist) {
-  batch_layer(x, xn, c, cn, labels, dist, n, d, k);
+  {
+    const int64_t z = blockIdx.z;
+    x += z * n * d;
+    xn += z * n;
+    c += z * k * d;
+    cn += z * k;
+    labels += z * n;
+    dist += z * n;
+  }
   __shared__ __align__(16) float As[2][256 / TXN * TM][BK + 4];
   __shared__ __align__(16) float Bs[2][TXN * TN][BK + 4];
   staged_argmin<L2, TXN, TM, TN, VEC>(

@@ -1174,14 +1174,12 @@ TEST_P(CudaBatched, OneLaunchEqualsSeparateCpuRuns) {
       << log.all();
 }
 
-// More problems than blocks fit on the device at once: the batch's one-launch
-// reference kernel (centroids resident) gives each problem one block, which
-// walks all of its row tiles (the next tile's rows copied during the last
-// step of one); the three tile shapes (k <= 8, <= 16, <= 64), a dimension
-// tail, rows neither 4-aligned nor a whole tile, both metrics.
-TEST_F(Cuda, ManyProblemsOneBlockEachEqualSeparateCpuRuns) {
-  // 140 problems: more than the 2 x 132 blocks an H100 or H200 holds at once
-  // allow two a problem
+// More problems than the device holds blocks of at once: the batch's
+// one-launch reference kernel; the three tile shapes (k <= 8, <= 16, <= 64),
+// a dimension tail, rows neither 4-aligned nor a whole tile, both metrics.
+TEST_F(Cuda, ManyProblemsInOneLaunchEqualSeparateCpuRuns) {
+  // 140 problems: more than two blocks a problem of the 2 x 132 an H100 or
+  // H200 holds at once
   std::vector<batched::Case> cases = {{"k8_d21", 140, 260, 21, 8},
                                       {"k16_d7", 140, 300, 7, 13},
                                       {"k40_d40", 140, 390, 40, 40},
