@@ -242,7 +242,8 @@ GroupPlan group_shape(int64_t n, int64_t k, int64_t problems, size_t *bytes) {
    * scatter on an H100, 64 blocks on 132 multiprocessors) */
   int64_t sb = (g.m + (int64_t)wu * GROUP_SLICE - 1) / ((int64_t)wu * GROUP_SLICE);
   const int64_t spread = GROUP_BLOCKS / problems, most = g.m / ((int64_t)wu * 32);
-  if (sb < spread) sb = spread < most ? spread : (most > sb ? most : sb);
+  const int64_t want = spread < most ? spread : most;
+  if (sb < want) sb = want;
   const size_t need = (size_t)4 * (size_t)problems * ((size_t)(sb * wu) * (size_t)bins + 2);
   if (sb > 65535 || need > GROUP_SCRATCH_MAX) return g;
   g.wu = wu;
