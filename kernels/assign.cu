@@ -117,10 +117,11 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
      * block that takes further items loads the next one's rows into its
      * second buffer meanwhile (ncu, B = 64 x 8192 rows, K = 64, a block per
      * item: 2048 blocks, DRAM 36 % busy). */
-    const int64_t spread = plan->wgmma / bt.problems > 1 ? plan->wgmma / bt.problems : 1;
-    const int64_t cap = bt.problems > 1 ? (items * bt.problems > plan->wgmma ? spread : items)
-                        : uses_bound<S>() ? plan->wgmma
-                                          : items;
+    int64_t cap = items;
+    if (bt.problems > 1 && items * bt.problems > plan->wgmma)
+      cap = plan->wgmma / bt.problems > 1 ? plan->wgmma / bt.problems : 1;
+    else if (bt.problems == 1 && uses_bound<S>())
+      cap = plan->wgmma;
     const unsigned blocks = (unsigned)(items < cap ? items : cap);
     const bool stream = nkc > WG_MAX_CHUNKS;
     const int xbufs = wg_xbufs(blocks, items);
