@@ -165,21 +165,16 @@ __global__ void pack_rows16(const uint16_t *__restrict__ src, int64_t n, int64_t
       const uint32_t pair[4] = {v.x, v.y, v.z, v.w};
       float f[8];
       uint16_t h[8];
+      int bad = -1; /* the first of the 8 with every exponent bit set */
 #pragma unroll
       for (int e = 0; e < 8; e++) {
         const uint16_t b = (uint16_t)(pair[e / 2] >> (16 * (e % 2)));
         f[e] = from_bits<T>(b);
         h[e] = to_bits<T>(f[e]);
+        if (bad < 0 && (b & EXP) == EXP) bad = e;
       }
-      if (first)
-#pragma unroll
-        for (int e = 0; e < 8; e++) {
-          const uint16_t b = (uint16_t)(pair[e / 2] >> (16 * (e % 2)));
-          if ((b & EXP) == EXP) {
-            atomicMin(first, (unsigned long long)(first0 + base + row * d + j0 + e));
-            break;
-          }
-        }
+      if (first && bad >= 0)
+        atomicMin(first, (unsigned long long)(first0 + base + row * d + j0 + bad));
       float4 *to = reinterpret_cast<float4 *>(xf + row * d + j0);
       to[0] = make_float4(f[0], f[1], f[2], f[3]);
       to[1] = make_float4(f[4], f[5], f[6], f[7]);
