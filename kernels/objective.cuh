@@ -6,7 +6,6 @@
 #ifndef FKM_KERNELS_OBJECTIVE_CUH
 #define FKM_KERNELS_OBJECTIVE_CUH
 
-#include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
 namespace {
@@ -35,17 +34,20 @@ __global__ void objective_reset(fkm_objective *o) {
   o->bad_label = -1;
 }
 
+/* The first of rows i0, i0 + step, ... below r1 without a label, or -1. */
+__device__ __forceinline__ long long first_unlabelled(const int32_t *__restrict__ labels,
+                                                      int64_t i0, int64_t r1, int64_t step) {
+  for (int64_t i = i0; i < r1; i += step)
+    if (labels[i] < 0) return i;
+  return -1;
+}
+
 __global__ void objective_bad(const int32_t *__restrict__ labels, int64_t r0, int64_t r1,
                               int64_t xs, fkm_objective *o) {
   labels += blockIdx.y * xs;
   o += blockIdx.y;
-  long long bad = -1;
-  for (int64_t i = r0 + (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < r1;
-       i += (int64_t)gridDim.x * blockDim.x)
-    if (labels[i] < 0) {
-      bad = i;
-      break;
-    }
+  const int64_t i0 = r0 + (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const long long bad = first_unlabelled(labels, i0, r1, (int64_t)gridDim.x * blockDim.x);
   if (bad >= 0) atomicMin((unsigned long long *)&o->bad_label, (unsigned long long)bad);
 }
 
@@ -58,20 +60,32 @@ static_assert(FKM_FC_GROUP % FC_WARPS == 0, "whole blocks per warp");
 __host__ __device__ int64_t fc_blocks(int64_t n) { return (n + FKM_FC_BLOCK - 1) / FKM_FC_BLOCK; }
 __host__ __device__ int64_t fc_groups(int64_t n) { return (fc_blocks(n) + FKM_FC_GROUP - 1) / FKM_FC_GROUP; }
 
-/* The estimate of s, part 1: one thread per value, one thread block per
- * block of values; est[b] = the double sum of block b's finite values (a
- * fixed reduction tree: deterministic, and only a guess). */
-__global__ void __launch_bounds__(FKM_FC_BLOCK)
+/* The estimate of s, part 1: est of block b = the double sum of its finite
+ * values, by a warp (each lane its FC_LANE values, then a fixed shuffle
+ * tree: deterministic, and only a guess), in every lane. */
+__device__ double fc_block_estimate(const float *__restrict__ dist, int64_t r0, int64_t n,
+                                    int64_t b) {
+  const int lane = threadIdx.x % 32;
+  double t = 0.0;
+  for (int j = 0; j < FC_LANE; j++) {
+    const int64_t i = b * FKM_FC_BLOCK + lane * FC_LANE + j;
+    const float v = i < n ? dist[r0 + i] : 0.0f;
+    t += fabsf(v) <= FLT_MAX ? (double)v : 0.0;
+  }
+  for (int off = 16; off > 0; off /= 2) t += __shfl_xor_sync(~0u, t, off);
+  return t;
+}
+
+constexpr int FC_EST_WARPS = 8; /* blocks estimated by a thread block */
+__global__ void __launch_bounds__(32 * FC_EST_WARPS)
 fchain_estimate(const float *__restrict__ dist, int64_t r0, int64_t r1, int64_t xs,
                 double *__restrict__ est, size_t ss) {
   dist += blockIdx.y * xs;
   est = problem_ptr(est, ss);
-  using Reduce = cub::BlockReduce<double, FKM_FC_BLOCK>;
-  __shared__ typename Reduce::TempStorage tmp;
-  const int64_t i = r0 + (int64_t)blockIdx.x * FKM_FC_BLOCK + threadIdx.x;
-  const float v = i < r1 ? dist[i] : 0.0f;
-  const double t = Reduce(tmp).Sum(fabsf(v) <= FLT_MAX ? (double)v : 0.0);
-  if (threadIdx.x == 0) est[blockIdx.x] = t;
+  const int64_t b = (int64_t)blockIdx.x * FC_EST_WARPS + threadIdx.x / 32;
+  if (b >= fc_blocks(r1 - r0)) return;
+  const double t = fc_block_estimate(dist, r0, r1 - r0, b);
+  if (threadIdx.x % 32 == 0) est[b] = t;
 }
 
 /* Part 2, one thread block: est[b] := obj + est[0] + ... + est[b - 1], each
@@ -497,8 +511,7 @@ ObjectiveScratch objective_scratch(int64_t n) {
  * steps of the kernels above with the same scratch and the same bits, one
  * launch instead of eight (B = 64 problems of 8192 values: the objective's
  * six chain kernels and their fork took about 0.12 ms an iteration on an
- * H100). The estimates are a warp's sums, not the block reduction's: they
- * only guide the summaries' exponents. */
+ * H100). */
 constexpr int OBJ_SMALL_WARPS = 16;
 constexpr int64_t OBJ_SMALL_MAX = 32768;
 
@@ -525,24 +538,15 @@ objective_small(const float *__restrict__ dist, const int32_t *__restrict__ labe
   }
   __syncthreads();
   for (int64_t b = warp; b < nb; b += OBJ_SMALL_WARPS) {
-    double t = 0.0;
-    for (int j = 0; j < FC_LANE; j++) {
-      const int64_t i = b * FKM_FC_BLOCK + lane * FC_LANE + j;
-      const float v = i < n ? dist[r0 + i] : 0.0f;
-      t += fabsf(v) <= FLT_MAX ? (double)v : 0.0;
-    }
-    for (int off = 16; off > 0; off /= 2) t += __shfl_xor_sync(~0u, t, off);
+    const double t = fc_block_estimate(dist, r0, n, b);
     if (lane == 0) est[b] = t;
   }
   for (int64_t b = warp; b < nd; b += OBJ_SMALL_WARPS) {
     const DBlock db = dblock_of(dist, r0 + b * DBLOCK, r1);
     if (lane == 0) dblk[b] = db;
   }
-  for (int64_t i = r0 + threadIdx.x; i < r1; i += blockDim.x)
-    if (labels[i] < 0) {
-      atomicMin(&bad, (unsigned long long)i);
-      break;
-    }
+  const long long mine = first_unlabelled(labels, r0 + threadIdx.x, r1, blockDim.x);
+  if (mine >= 0) atomicMin(&bad, (unsigned long long)mine);
   __syncthreads();
   if (threadIdx.x == 0) { /* est[b] := obj + the estimates before b */
     double run = (double)st.obj;

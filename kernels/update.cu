@@ -680,18 +680,31 @@ extern "C" cudaError_t fkm_launch_widen_hist(const int32_t *hist, int64_t k, int
   return cudaGetLastError();
 }
 
+namespace {
+
+/* launch(p0, np) for each slice of at most 65535 problems (gridDim.y's
+ * limit: problem p0 + blockIdx.y), until one fails. */
+template <class F> cudaError_t problem_slices(int64_t problems, F launch) {
+  for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
+    const cudaError_t e = launch(p0, (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535));
+    if (e != cudaSuccess) return e;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
 extern "C" cudaError_t fkm_launch_objective_labels(const int32_t *labels, int64_t r0,
                                                    int64_t r1, int64_t problems, int64_t stride,
                                                    fkm_objective *out, cudaStream_t s) {
   const int64_t n = r1 - r0;
-  for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
-    const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
+  return problem_slices(problems, [&](int64_t p0, unsigned np) {
     if (r0 == 0) objective_reset<<<dim3(1, np), 1, 0, s>>>(out + p0);
-    if (n <= 0) continue;
+    if (n <= 0) return cudaGetLastError();
     const unsigned g = blocks_for(n) < 1024u ? blocks_for(n) : 1024u;
     objective_bad<<<dim3(g, np), THREADS, 0, s>>>(labels + p0 * stride, r0, r1, stride, out + p0);
-  }
-  return cudaGetLastError();
+    return cudaGetLastError();
+  });
 }
 
 namespace {
@@ -706,14 +719,12 @@ cudaError_t launch_chains(const float *dist, int64_t r0, int64_t r1, int64_t pro
                           const ObjectiveScratch &l, cudaStream_t s, cudaStream_t aux,
                           cudaEvent_t ev_fork, cudaEvent_t ev_join) {
   const int64_t n = r1 - r0;
-  cudaError_t e = cudaSuccess;
-  /* gridDim.y is at most 65535: problems in slices of that many */
-  for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
-    const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
+  if (n <= 0) return cudaGetLastError();
+  return problem_slices(problems, [&](int64_t p0, unsigned np) {
+    cudaError_t e;
     const float *dp = dist + p0 * stride;
     fkm_objective *op = out + p0;
     char *base = static_cast<char *>(scratch) + (size_t)p0 * l.bytes;
-    if (n <= 0) continue;
     double *est = reinterpret_cast<double *>(base + l.est);
     fkm_fc_sum *bsum = reinterpret_cast<fkm_fc_sum *>(base + l.bsum);
     fkm_fc_sum *gsum = reinterpret_cast<fkm_fc_sum *>(base + l.gsum);
@@ -729,8 +740,8 @@ cudaError_t launch_chains(const float *dist, int64_t r0, int64_t r1, int64_t pro
     const unsigned nb = (unsigned)((n + DBLOCK * DWARPS - 1) / (DBLOCK * DWARPS));
     dchain_blocks<<<dim3(nb, np), 32 * DWARPS, 0, ds>>>(dp, r0, r1, stride, blk, ss);
     dchain_seq<<<dim3(1, np), 32, 0, ds>>>(dp, r0, r1, stride, blk, ss, op);
-    fchain_estimate<<<dim3((unsigned)fc_blocks(n), np), FKM_FC_BLOCK, 0, s>>>(dp, r0, r1, stride,
-                                                                              est, ss);
+    const unsigned eb = (unsigned)((fc_blocks(n) + FC_EST_WARPS - 1) / FC_EST_WARPS);
+    fchain_estimate<<<dim3(eb, np), 32 * FC_EST_WARPS, 0, s>>>(dp, r0, r1, stride, est, ss);
     fchain_prefix<<<dim3(1, np), FC_SCAN, 0, s>>>(est, fc_blocks(n), ss, op);
     fchain_summarise<<<dim3((unsigned)fc_groups(n), np), 32 * FC_WARPS, 0, s>>>(
         dp, r0, r1, stride, est, bsum, gsum, ss);
@@ -740,8 +751,8 @@ cudaError_t launch_chains(const float *dist, int64_t r0, int64_t r1, int64_t pro
       if ((e = cudaEventRecord(ev_join, aux)) != cudaSuccess) return e;
       if ((e = cudaStreamWaitEvent(s, ev_join, 0)) != cudaSuccess) return e;
     }
-  }
-  return cudaGetLastError();
+    return cudaSuccess;
+  });
 }
 
 }  // namespace
@@ -754,15 +765,13 @@ extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *la
                                             cudaEvent_t ev_join) {
   const int64_t n = r1 - r0;
   const ObjectiveScratch l = objective_scratch(n);
-  if (n > 0 && n <= OBJ_SMALL_MAX) { /* a thread block a problem, everything in one launch */
-    for (int64_t p0 = 0; p0 < problems; p0 += 65535) {
-      const unsigned np = (unsigned)(problems - p0 < 65535 ? problems - p0 : 65535);
+  if (n > 0 && n <= OBJ_SMALL_MAX) /* a thread block a problem, everything in one launch */
+    return problem_slices(problems, [&](int64_t p0, unsigned np) {
       objective_small<<<dim3(1, np), 32 * OBJ_SMALL_WARPS, 0, s>>>(
           dist + p0 * stride, labels + p0 * stride, r0, r1, stride,
           static_cast<char *>(scratch) + (size_t)p0 * l.bytes, l, out + p0);
-    }
-    return cudaGetLastError();
-  }
+      return cudaGetLastError();
+    });
   /* the reset and the label check first, on s */
   cudaError_t e = fkm_launch_objective_labels(labels, r0, r1, problems, stride, out, s);
   if (e != cudaSuccess) return e;
