@@ -1579,6 +1579,10 @@ static fkm_status rank_slice(void *self, int64_t c0, int64_t c1, float *part, fk
  * counts come to the host, at the one synchronisation. A rank whose own
  * step fails still makes every NCCL call (no rank waits on one that left)
  * and every rank agrees at the end. */
+static void keep_first(fkm_status *st, fkm_status now) {
+  if (*st == FKM_OK) *st = now;
+}
+
 static fkm_status chains_ranked_device(cuda_engine *c, fkm_comm *comm, fkm_iter_result *out) {
   const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen, kk = k - kf, row = d + 1;
   const int first = comm->rank == 0, last = comm->rank == comm->size - 1;
@@ -1591,21 +1595,18 @@ static fkm_status chains_ranked_device(cuda_engine *c, fkm_comm *comm, fkm_iter_
                       ? fkm_launch_widen_hist(c->hist, k, c->hist64, s)
                       : cudaMemsetAsync(c->hist64, 0, sizeof(int64_t) * (size_t)k, s);
   if (e != cudaSuccess) st = cuda_fail(err, e, "widening the label counts", __FILE__, __LINE__);
-  fkm_status ns = fkm_nccl_sum_i64(nc, c->hist64, k, s, err);
-  if (st == FKM_OK) st = ns;
+  keep_first(&st, fkm_nccl_sum_i64(nc, c->hist64, k, s, err));
   if (first) {
     c->hsc[0] = (scalars){0.0f, 0.0, -1};
     e = cudaMemcpyAsync(c->dsc, c->hsc, sizeof(scalars), cudaMemcpyHostToDevice, s);
   } else {
-    ns = fkm_nccl_recv_prev(nc, c->dsc, RANK_OBJ_BYTES, s, err);
-    if (st == FKM_OK) st = ns;
+    keep_first(&st, fkm_nccl_recv_prev(nc, c->dsc, RANK_OBJ_BYTES, s, err));
   }
   if (e == cudaSuccess) e = enqueue_rank_objective(c);
   if (e != cudaSuccess && st == FKM_OK)
     st = cuda_fail(err, e, "the objective's chains", __FILE__, __LINE__);
   if (!last) {
-    ns = fkm_nccl_send_next(nc, c->dsc, RANK_OBJ_BYTES, s, err);
-    if (st == FKM_OK) st = ns;
+    keep_first(&st, fkm_nccl_send_next(nc, c->dsc, RANK_OBJ_BYTES, s, err));
   }
   const int64_t slices = fkm_chains_slices(comm->size, kk);
   for (int64_t g = 0; g < slices; g++) {
@@ -1616,21 +1617,18 @@ static fkm_status chains_ranked_device(cuda_engine *c, fkm_comm *comm, fkm_iter_
     if (first) {
       e = cudaMemsetAsync(dpart, 0, bytes, s);
     } else {
-      ns = fkm_nccl_recv_prev(nc, dpart, bytes, s, err);
-      if (st == FKM_OK) st = ns;
+      keep_first(&st, fkm_nccl_recv_prev(nc, dpart, bytes, s, err));
     }
     if (e == cudaSuccess && c1 > c0) e = enqueue_rank_slice(c, c0, c1, dpart);
     if (e != cudaSuccess && st == FKM_OK)
       st = cuda_fail(err, e, "the update's chains", __FILE__, __LINE__);
     if (!last) {
-      ns = fkm_nccl_send_next(nc, dpart, bytes, s, err);
-      if (st == FKM_OK) st = ns;
+      keep_first(&st, fkm_nccl_send_next(nc, dpart, bytes, s, err));
     }
   }
-  ns = fkm_nccl_bcast(nc, c->rk.dmsg, sizeof(float) * (size_t)(kk * row), comm->size - 1, s, err);
-  if (st == FKM_OK) st = ns;
-  ns = fkm_nccl_bcast(nc, c->dsc, RANK_OBJ_BYTES, comm->size - 1, s, err);
-  if (st == FKM_OK) st = ns;
+  const size_t chains_bytes = sizeof(float) * (size_t)(kk * row);
+  keep_first(&st, fkm_nccl_bcast(nc, c->rk.dmsg, chains_bytes, comm->size - 1, s, err));
+  keep_first(&st, fkm_nccl_bcast(nc, c->dsc, RANK_OBJ_BYTES, comm->size - 1, s, err));
   e = fkm_launch_chains_scale(c->rk.dmsg, k, d, kf, c->cent, c->counts, s);
   if (e == cudaSuccess)
     e = cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)k,
@@ -1739,6 +1737,18 @@ static cudaError_t record_timing(const cuda_engine *c, cudaEvent_t ev, cudaStrea
   return cudaEventRecordWithFlags(ev, s, c->capturing ? cudaEventRecordExternal : 0);
 }
 
+/* The objective of rows [r0, r1) of the problems whose distances and
+ * labels start at offset `at` (problems of stride rows) into out, on the
+ * side stream; chains 0: only its check of the labels. */
+static cudaError_t enqueue_objective(cuda_engine *c, int chains, int64_t at, int64_t r0,
+                                     int64_t r1, int64_t problems, int64_t stride,
+                                     scalars *out) {
+  if (!chains)
+    return fkm_launch_objective_labels(c->labels + at, r0, r1, problems, stride, out, c->side);
+  return fkm_launch_objective(c->dist + at, c->labels + at, r0, r1, problems, stride, out,
+                              c->obj_scratch, c->side, c->side_aux, c->ev_ofork, c->ev_ojoin);
+}
+
 /* Every problem's training rows to its centroids c->cent, on the
  * context's stream: labels and distances in c->labels and c->dist, the
  * objective's scan of them (c->dsc) on the side stream, which ev_obj
@@ -1805,11 +1815,7 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
       cudaEvent_t ev = c->ev_chunk[ch % FKM_CUDA_CHUNKS];
       FKM_CUDA_TRY(c, cudaEventRecord(ev, ls));
       FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, ev, 0));
-      FKM_CUDA_TRY(c, chains ? fkm_launch_objective(c->dist + rb, c->labels + rb, r0, r0 + m,
-                                                    1, 0, c->dsc + b, c->obj_scratch, c->side,
-                                                    c->side_aux, c->ev_ofork, c->ev_ojoin)
-                             : fkm_launch_objective_labels(c->labels + rb, r0, r0 + m, 1, 0,
-                                                           c->dsc + b, c->side));
+      FKM_CUDA_TRY(c, enqueue_objective(c, chains, rb, r0, r0 + m, 1, 0, c->dsc + b));
     }
   }
   for (int l = 0; l < c->lanes && c->lanes > 1 && !one_launch; l++) { /* join */
@@ -1819,11 +1825,7 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
   if (c->nchunk == 1) { /* every problem's objective at once, behind the grouping */
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_chunk[0], s));
     FKM_CUDA_TRY(c, cudaStreamWaitEvent(c->side, c->ev_chunk[0], 0));
-    FKM_CUDA_TRY(c, chains ? fkm_launch_objective(c->dist, c->labels, 0, nt, B, nt, c->dsc,
-                                                  c->obj_scratch, c->side, c->side_aux,
-                                                  c->ev_ofork, c->ev_ojoin)
-                           : fkm_launch_objective_labels(c->labels, 0, nt, B, nt, c->dsc,
-                                                         c->side));
+    FKM_CUDA_TRY(c, enqueue_objective(c, chains, 0, 0, nt, B, nt, c->dsc));
   }
   FKM_CUDA_TRY(c, record_timing(c, c->ev_a1, s));
   /* the timing record first: a captured graph must join every node of the
