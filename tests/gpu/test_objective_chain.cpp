@@ -67,15 +67,12 @@ std::vector<fkm_objective> device_objectives(const std::vector<std::vector<float
   EXPECT_EQ(cudaMalloc(&scratch, scratch_bytes), cudaSuccess);
   EXPECT_EQ(cudaMemcpy(dist, all.data(), sizeof(float) * all.size(), cudaMemcpyHostToDevice),
             cudaSuccess);
-  EXPECT_EQ(cudaMemset(labels, 0, sizeof(int32_t) * all.size()), cudaSuccess);
-  const int32_t minus1[] = {-1};
+  std::vector<int32_t> lab(all.size(), 0);
   for (size_t p = 0; p < bad.size(); p++)
-    for (const int64_t i : {bad[p], bad[p] + 7}) {
-      if (bad[p] < 0 || i >= n) continue;
-      EXPECT_EQ(cudaMemcpy(labels + (int64_t)p * stride + i, minus1, sizeof minus1,
-                           cudaMemcpyHostToDevice),
-                cudaSuccess);
-    }
+    for (const int64_t i : {bad[p], bad[p] + 7})
+      if (bad[p] >= 0 && i < n) lab[(size_t)((int64_t)p * stride + i)] = -1;
+  EXPECT_EQ(cudaMemcpy(labels, lab.data(), sizeof(int32_t) * lab.size(), cudaMemcpyHostToDevice),
+            cudaSuccess);
   r0 = 0;
   for (int64_t r1 : splits) {
     EXPECT_EQ(fkm_launch_objective(dist, labels, r0, r1, P, stride, out, scratch, s, aux, fork,
