@@ -51,40 +51,17 @@ fkm_status fkm_split_plan(float *counts, int64_t k, int64_t k_frozen,
   const int64_t kk = k - k_frozen; /* the centroids that may move */
   float *h = counts + k_frozen;
   *npairs = 0;
-  int any_empty = 0;
-  for (int64_t ci = 0; ci < kk; ci++) any_empty |= h[ci] == 0;
-  if (!any_empty) return FKM_OK;
+  if (!fkm_split_any_empty(h, kk)) return FKM_OK;
   FKM_RETURN_IF(n_train <= kk, err, FKM_ERR_INVALID_ARG,
                 "cannot split empty clusters: %lld training points for %lld "
                 "non-frozen centroids (need more points than centroids)",
                 (long long)n_train, (long long)kk);
   fkm_mt19937 rng;
-  fkm_mt_seed(&rng, 1234);
-  const double denom = (double)(float)(n_train - kk);
-  const int64_t max_tries = 10 * kk;
-  for (int64_t ci = 0; ci < kk; ci++) {
-    if (h[ci] != 0) continue;
-    int64_t cj = 0, tries = 0;
-    int found = 0;
-    for (; tries < max_tries; cj = (cj + 1) % kk) {
-      const float p = (float)(((double)h[cj] - 1.0) / denom);
-      const float r = fkm_rand_float(&rng);
-      if (r < p) {
-        found = 1;
-        break;
-      }
-      tries++;
-    }
-    if (!found) { /* FAISS 1.15's fallback: the first largest cluster */
-      cj = 0;
-      for (int64_t j = 1; j < kk; j++)
-        if (h[j] > h[cj]) cj = j;
-    }
-    pairs[*npairs].dst = ci + k_frozen;
-    pairs[*npairs].src = cj + k_frozen;
-    (*npairs)++;
-    h[ci] = h[cj] / 2;
-    h[cj] -= h[ci];
+  int64_t *ij = (int64_t *)pairs; /* fkm_split_pair is two int64 */
+  *npairs = fkm_split_pairs(h, kk, n_train, &rng, ij);
+  for (int64_t i = 0; i < *npairs; i++) {
+    pairs[i].dst += k_frozen;
+    pairs[i].src += k_frozen;
   }
   return FKM_OK;
 }

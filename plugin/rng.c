@@ -7,52 +7,14 @@
 #include <omp.h>
 #endif
 
-void fkm_mt_seed(fkm_mt19937 *g, int64_t seed) {
-  g->state[0] = (uint32_t)seed;
-  for (int i = 1; i < 624; i++) {
-    uint32_t p = g->state[i - 1];
-    g->state[i] = 1812433253u * (p ^ (p >> 30)) + (uint32_t)i;
-  }
-  g->index = 624;
-}
-
-/* The twist without a modulo per word (the three ranges of i where i + 1
- * and i + 397 wrap differently). */
-static inline uint32_t mt_mix(uint32_t a, uint32_t b, uint32_t c) {
-  const uint32_t y = (a & 0x80000000u) | (b & 0x7fffffffu);
-  return c ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
-}
-
-static void mt_twist(fkm_mt19937 *g) {
-  uint32_t *s = g->state;
-  int i = 0;
-  for (; i < 624 - 397; i++) s[i] = mt_mix(s[i], s[i + 1], s[i + 397]);
-  for (; i < 623; i++) s[i] = mt_mix(s[i], s[i + 1], s[i + 397 - 624]);
-  s[623] = mt_mix(s[623], s[0], s[396]);
-  g->index = 0;
-}
-
-static inline uint32_t mt_temper(uint32_t y) {
-  y ^= y >> 11;
-  y ^= (y << 7) & 0x9d2c5680u;
-  y ^= (y << 15) & 0xefc60000u;
-  y ^= y >> 18;
-  return y;
-}
-
-uint32_t fkm_mt_next(fkm_mt19937 *g) {
-  if (g->index >= 624) mt_twist(g);
-  return mt_temper(g->state[g->index++]);
-}
-
 /* The next count words, a state's run at a time (a loop the compiler
  * vectorises). */
 static void mt_fill(fkm_mt19937 *g, uint32_t *out, int count) {
   while (count > 0) {
-    if (g->index >= 624) mt_twist(g);
+    if (g->index >= 624) fkm_mt_twist(g);
     const int c = 624 - g->index < count ? 624 - g->index : count;
     const uint32_t *s = g->state + g->index;
-    for (int j = 0; j < c; j++) out[j] = mt_temper(s[j]);
+    for (int j = 0; j < c; j++) out[j] = fkm_mt_temper(s[j]);
     g->index += c;
     out += c;
     count -= c;
