@@ -11,7 +11,10 @@ and the medians over iterations 2.. of the engine's per-iteration phases
 (assign, group, update, the objective's tail); then one quiet call (verbose
 off) whose progress callback stamps the host clock after each iteration:
 the time to the first iteration's end (begin included), each later
-iteration, and the outputs after the last.
+iteration, and the outputs after the last. These run the host's loop
+(FLASHKM_CUDA_LOOP=0: each iteration's phases need it); last, three quiet
+calls without a callback on a second context, where the iterations run as
+the loop on the device (docs/cuda-engine.md), their median wall.
 
 --large times bench/compare.py's shapes instead (SHAPE: 1M x 1024, 8M x 1024,
 ..., --niter iterations), on --dtype float32 or float16 data: where the
@@ -41,7 +44,7 @@ PHASES = re.compile(r"cuda engine phases \(ms\): assign ([0-9.]+) group ([0-9.]+
 KEEP = ("Call phases", "cuda engine: begin", "CUDA graph", "final labels", "in one launch")
 
 
-def one_mode(ours, x, b, n, k, d, niter, fast):
+def one_mode(ours, looped, x, b, n, k, d, niter, fast):
     dtype = _lib.DTYPE_F16 if x.dtype == torch.float16 else _lib.DTYPE_F32
     lines = []
 
@@ -56,16 +59,16 @@ def one_mode(ours, x, b, n, k, d, niter, fast):
     cent = torch.empty((b, k, d), device="cuda")
     lab = torch.empty((b, n), device="cuda", dtype=torch.int64)
 
-    def timed_call():
+    def timed_call(ctx=ours.ctx):
         """One synchronised call: its start and end on the host clock."""
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        st = ours.lib.fkm_train_batched(ours.ctx.handle, ctypes.byref(p), b, n, d, k,
+        st = ours.lib.fkm_train_batched(ctx.handle, ctypes.byref(p), b, n, d, k,
                                         dtype, x.data_ptr(), None, cent.data_ptr(), 0,
                                         lab.data_ptr(), None, None, 0, None)
         torch.cuda.synchronize()
         t1 = time.perf_counter()
-        _lib.check(st, ours.ctx.handle)
+        _lib.check(st, ctx.handle)
         return t0, t1
 
     walls = []
@@ -92,7 +95,11 @@ def one_mode(ours, x, b, n, k, d, niter, fast):
     ends = [t0] + stamps[::b]  # problem 0's call opens each iteration's b calls
     steps = [1e3 * (v - u) for u, v in zip(ends, ends[1:])]
     timeline = (1e3 * (t1 - t0), steps, 1e3 * (t1 - stamps[-1]) if stamps else 0.0)
-    return walls[1:], keep, phases[2:], timeline
+    p.progress = _lib.PROGRESS_FN()
+    timed_call(looped.ctx)  # its warm-up
+    on_device = statistics.median(1e3 * (u - t) for t, u in (timed_call(looped.ctx)
+                                                             for _ in range(3)))
+    return walls[1:], keep, phases[2:], timeline, on_device
 
 
 def main():
@@ -108,20 +115,25 @@ def main():
     calls = compare.ONLINE
     if args.large:
         calls = [(name,) + shape + (args.niter,) for name, shape in compare.SHAPE.items()]
+    os.environ["FLASHKM_CUDA_LOOP"] = "0"  # read when a context is created
     ours = compare.Flashkm()
+    del os.environ["FLASHKM_CUDA_LOOP"]
+    looped = compare.Flashkm()
     print("device: %s; torch %s" % (ours.device, torch.__version__))
     for name, b, n, k, d, niter in compare.matching(args.match, calls):
         g = torch.Generator(device="cuda").manual_seed(1234)
         x = torch.randn((b, n, d), device="cuda", generator=g).to(getattr(torch, args.dtype))
         for mode in args.modes.split(","):
-            walls, lines, phases, (wall, steps, tail) = one_mode(ours, x, b, n, k, d, niter,
-                                                                 mode == "fast")
+            walls, lines, phases, (wall, steps, tail), on_device = one_mode(
+                ours, looped, x, b, n, k, d, niter, mode == "fast")
             print("%s, %s: wall %s ms" % (name, mode, " ".join("%.2f" % w for w in walls)))
             if steps:
                 print("    quiet call with a progress callback: wall %.2f ms; call start to "
                       "iteration 1's callback %.3f ms, then per iteration %s ms; last callback "
                       "to return %.3f ms" % (wall, steps[0],
                                              " ".join("%.3f" % v for v in steps[1:]), tail))
+            print("    quiet call, the loop on the device: wall %.2f ms (median of 3)"
+                  % on_device)
             for line in lines:
                 print("    " + line)
             if phases:

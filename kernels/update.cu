@@ -19,11 +19,13 @@
 #include "grid_stride.cuh"
 #include "fchain.h"
 #include "packed.cuh"
+#include "split_block.cuh"
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <float.h>
+#include <limits.h>
 
 #include <type_traits>
 
@@ -578,15 +580,16 @@ __global__ void finish_counts(const int32_t *__restrict__ hist, int64_t k, int64
 
 namespace {
 
-/* One block; thread t owns dimensions t, t + blockDim, ...: each column is
- * processed by one thread through all pairs in order, so no barrier is
- * needed between pairs. */
-__global__ void splits(float *__restrict__ cent, int64_t d,
-                       const int64_t *__restrict__ pairs, int64_t count) {
+/* Split row operations (dst, src) = pairs[2 p] + base, pairs[2 p + 1] +
+ * base, in order, by the block: thread t owns dimensions t, t + blockDim,
+ * ...: each column is processed by one thread through all pairs in order,
+ * so no barrier is needed between pairs. */
+__device__ void split_rows(float *__restrict__ cent, int64_t d, const int64_t *__restrict__ pairs,
+                           int64_t count, int64_t base) {
   const float up = 1.0f + 1.0f / 1024.0f, down = 1.0f - 1.0f / 1024.0f;
   for (int64_t p = 0; p < count; p++) {
-    float *dst = cent + pairs[2 * p] * d;
-    float *src = cent + pairs[2 * p + 1] * d;
+    float *dst = cent + (pairs[2 * p] + base) * d;
+    float *src = cent + (pairs[2 * p + 1] + base) * d;
     for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
       const float v = src[j];
       const bool even = (j % 2) == 0;
@@ -594,6 +597,63 @@ __global__ void splits(float *__restrict__ cent, int64_t d,
       src[j] = __fmul_rn(v, even ? down : up);
     }
   }
+}
+
+__global__ void splits(float *__restrict__ cent, int64_t d,
+                       const int64_t *__restrict__ pairs, int64_t count) {
+  split_rows(cent, d, pairs, count, 0);
+}
+
+__device__ __forceinline__ unsigned long long device_clock() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+__global__ void clock_stamp(unsigned long long *stamps, const int *iteration) {
+  stamps[iteration ? 2 * (int64_t)*iteration + 1 : 0] = device_clock();
+}
+
+/* A block per problem (fkm_tail_args): the records, then the plan
+ * (kernels/split_block.cuh) and the splits of the rows. */
+__global__ void __launch_bounds__(THREADS) iteration_tail(fkm_tail_args a) {
+  __shared__ fkm_mt19937 rng;
+  __shared__ long long nsplit;
+  const int64_t p = blockIdx.x, k = a.k, kk = a.k - a.k_frozen;
+  const int64_t it = *a.iteration;
+  const int64_t *hist = a.hist64 + p * k;
+  int64_t *hrec = a.hist_records + (it * a.problems + p) * k;
+  for (int64_t j = threadIdx.x; j < k; j += blockDim.x) hrec[j] = hist[j];
+  float *h = a.counts + p * k + a.k_frozen;
+  if (threadIdx.x == 0) nsplit = 0;
+  int empty = 0;
+  for (int64_t j = threadIdx.x; j < kk; j += blockDim.x) empty |= h[j] == 0;
+  if (__syncthreads_or(empty)) {
+    int64_t *pairs = a.pairs + 2 * p * k;
+    const int64_t np = fkm_split::block_split_pairs(h, kk, a.n_train, &rng, pairs);
+    if (threadIdx.x == 0) nsplit = np;
+    split_rows(a.centroids, a.d, pairs, np, p * k + a.k_frozen);
+  }
+  if (threadIdx.x == 0) {
+    a.records[it * a.problems + p] = fkm_iteration_record{a.obj[p], nsplit};
+    __threadfence();
+    if (atomicAdd(a.done, 1u) == gridDim.x - 1) { /* the last block */
+      *a.done = 0;
+      a.stamps[2 * it + 2] = device_clock();
+      *a.iteration = (int)(it + 1);
+    }
+  }
+}
+
+/* The plan alone, a block per problem (fkm_launch_split_plan). */
+__global__ void __launch_bounds__(THREADS)
+    split_plan(float *counts, int64_t k, int64_t k_frozen, int64_t n_train, int64_t *pairs,
+               long long *nsplit) {
+  __shared__ fkm_mt19937 rng;
+  const int64_t p = blockIdx.x;
+  const int64_t np = fkm_split::block_split_pairs(counts + p * k + k_frozen, k - k_frozen,
+                                                  n_train, &rng, pairs + 2 * p * k);
+  if (threadIdx.x == 0) nsplit[p] = np;
 }
 
 /* One thread per row (the norm is a chain in j): fvec_renorm_L2, its norm
@@ -799,6 +859,26 @@ extern "C" cudaError_t fkm_launch_splits(float *centroids, int64_t d,
                                          cudaStream_t s) {
   if (count == 0) return cudaSuccess;
   splits<<<1, THREADS, 0, s>>>(centroids, d, pairs, count);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_iteration_tail(const fkm_tail_args *a, cudaStream_t s) {
+  if (a->problems < 1 || a->problems > INT_MAX) return cudaErrorInvalidValue;
+  iteration_tail<<<(unsigned)a->problems, THREADS, 0, s>>>(*a);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_split_plan(float *counts, int64_t problems, int64_t k,
+                                             int64_t k_frozen, int64_t n_train, int64_t *pairs,
+                                             long long *nsplit, cudaStream_t s) {
+  if (problems < 1 || problems > INT_MAX) return cudaErrorInvalidValue;
+  split_plan<<<(unsigned)problems, THREADS, 0, s>>>(counts, k, k_frozen, n_train, pairs, nsplit);
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t fkm_launch_clock_stamp(unsigned long long *stamps, const int *iteration,
+                                              cudaStream_t s) {
+  clock_stamp<<<1, 1, 0, s>>>(stamps, iteration);
   return cudaGetLastError();
 }
 

@@ -126,6 +126,46 @@ cudaError_t fkm_launch_splits(float *centroids, int64_t d,
                               const int64_t *pairs, int64_t count,
                               cudaStream_t s);
 
+/** What the device keeps of one problem's iteration when the Lloyd loop runs
+ *  without the host (docs/cuda-engine.md, "The loop on the device"). */
+typedef struct fkm_iteration_record {
+  fkm_objective obj; /* the assignment's objective and first negative label */
+  long long nsplit;  /* empty clusters split after the update */
+} fkm_iteration_record;
+
+/** The end of an iteration on the device, every problem at once (a block
+ *  each): records[it * problems + p] and hist_records[(it * problems + p) *
+ *  k ..] take problem p's objective, splits and label counts, where it =
+ *  *iteration; then problem p's empty clusters among its k - k_frozen
+ *  movable ones are split as the host loop splits them (kernels/split_plan.h:
+ *  counts updated, pairs (problems, 2 k) scratch, centroids split in order;
+ *  n_train > k - k_frozen is the caller's to ensure); the last block to
+ *  finish stamps stamps[2 it + 2] with the device clock (ns) and advances
+ *  *iteration (done: a zeroed counter it leaves zeroed). */
+typedef struct fkm_tail_args {
+  int64_t problems, k, k_frozen, d, n_train;
+  const fkm_objective *obj;
+  const int64_t *hist64;
+  float *counts, *centroids;
+  int64_t *pairs;
+  fkm_iteration_record *records;
+  int64_t *hist_records;
+  unsigned long long *stamps;
+  int *iteration;
+  unsigned *done;
+} fkm_tail_args;
+cudaError_t fkm_launch_iteration_tail(const fkm_tail_args *a, cudaStream_t s);
+/** The iteration tail's plan alone (tests): each problem p's movable counts
+ *  counts[p k + k_frozen .. (p + 1) k) planned and updated as
+ *  fkm_split_pairs would, its pairs (indices among the movable ones) at
+ *  pairs + 2 p k, their number nsplit[p]. n_train > k - k_frozen. */
+cudaError_t fkm_launch_split_plan(float *counts, int64_t problems, int64_t k, int64_t k_frozen,
+                                  int64_t n_train, int64_t *pairs, long long *nsplit,
+                                  cudaStream_t s);
+/** stamps[iteration ? 2 * *iteration + 1 : 0] := the device clock (ns). */
+cudaError_t fkm_launch_clock_stamp(unsigned long long *stamps, const int *iteration,
+                                   cudaStream_t s);
+
 /** spherical: rows with norm nr > 0 (the profile's fvec_norm_L2sqr loop,
  *  *norm) scaled by float(1 / double(sqrtf(nr))); then int_centroids:
  *  roundf. */

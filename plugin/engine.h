@@ -76,6 +76,18 @@ typedef struct fkm_iter_result {
   double assign_seconds; /* wall time of the assignment part (all problems) */
 } fkm_iter_result;
 
+/** What a run of iterations on the engine alone reports (iterate_loop),
+ *  iteration it's values at it * batch (+ problem) and it * batch * k; host
+ *  memory owned by the loop. */
+typedef struct fkm_loop_result {
+  float *obj;          /* (niter, batch) as fkm_iter_result's */
+  double *obj_double;  /* (niter, batch) */
+  int64_t *hist;       /* (niter, batch, k) */
+  int64_t *nsplit;     /* (niter, batch) empty clusters split after the update */
+  double *time;        /* (niter) seconds from the call to the iteration's end */
+  double *time_search; /* (niter) seconds of the iteration's assignment */
+} fkm_loop_result;
+
 /** One split: row dst := perturbed copy of row src (docs/contract.md section 6);
  *  pairs are applied in order. Rows index the (batch * k) centroids. */
 typedef struct fkm_split_pair {
@@ -112,6 +124,17 @@ typedef struct fkm_engine_ops {
   fkm_status (*iterate)(fkm_engine *e, fkm_iter_result *out);
   fkm_status (*apply_splits)(fkm_engine *e, const fkm_split_pair *pairs,
                              int64_t count);
+  /** Whether iterate_loop can run niter iterations of this run (NULL: never).
+   *  The loop asks only when nothing between its iterations needs the
+   *  host: no progress callback, no early stop, one process, and more
+   *  training points than movable centroids (a split cannot fail). */
+  int (*loop_fits)(fkm_engine *e, int niter);
+  /** niter iterations, each iterate's work followed by the splits of empty
+   *  clusters (kernels/split_plan.h, as the loop plans them) and
+   *  post_process, with no host decision between them; the statistics after
+   *  the last. An iteration with no finite distance fails the call, the
+   *  first such as iterate reports it. */
+  fkm_status (*iterate_loop)(fkm_engine *e, int niter, const fkm_loop_result *out);
   /** Copy the (batch, n_train, d) float training set to host memory
    *  (seeding with k-means++ / AFK-MC^2 runs on the host). */
   fkm_status (*read_train)(fkm_engine *e, float *host);

@@ -879,6 +879,8 @@ static const fkm_engine_ops cpu_ops = {
     cpu_post_process,
     cpu_iterate,
     cpu_apply_splits,
+    NULL, /* loop_fits: the host loop decides every iteration */
+    NULL, /* iterate_loop */
     cpu_read_train,
     cpu_read_centroids,
     cpu_write_centroids,

@@ -114,8 +114,20 @@ typedef struct cuda_engine {
   struct graph_key {           /* what decides a captured iteration's topology */
     int64_t batch, n_train, d, k, nchunk, nodes;
     int lanes, one_launch, verbose, metric, weighted, frozen, path, blas_order;
-    int tc, fast_dtype, wgmma, last_tc, last_fast_dtype, last_wgmma;
+    int tc, fast_dtype, wgmma, last_tc, last_fast_dtype, last_wgmma, loop;
   } graph_key, kept_key;
+  /* The Lloyd loop on the device (cuda_iterate_loop; env FLASHKM_CUDA_LOOP=0:
+   * off): each iteration ends with fkm_launch_iteration_tail (records,
+   * splits) and the post-processing, and the host reads every iteration's
+   * records once, after the last */
+  int loop_wanted, loop_on;
+  int64_t loop_cap;               /* iterations the records hold (0: no loop) */
+  fkm_iteration_record *records;  /* device (loop_cap, B) */
+  int64_t *hist_records;          /* device (loop_cap, B * k) */
+  unsigned long long *stamps;     /* device (2 loop_cap + 1): the device clock */
+  int *loop_iter;                 /* device: the iteration, then the tail's counter */
+  fkm_iteration_record *h_records; /* pinned (loop_cap, B) */
+  unsigned long long *h_stamps;    /* pinned (2 loop_cap + 1) */
   cudaEvent_t ev_chunk[FKM_CUDA_CHUNKS];           /* chunk c assigned */
 
   /* the current run: B problems; per-row buffers (B * nt), per-centroid
@@ -608,6 +620,19 @@ static int fast_in_one_launch(const cuda_engine *c) {
   return c->fast_batched_wanted && batch_in_one_grid(c) && c->plan.fast_dtype >= 0;
 }
 
+/* The device records of a run's loop on the device (docs/cuda-engine.md,
+ * "The loop on the device"), in bytes: the workspace holds them up to
+ * FKM_LOOP_RECORD_BYTES (every iteration's label counts of every problem);
+ * beyond, or when the loop cannot run, none (the host loop runs). */
+#define FKM_LOOP_RECORD_BYTES ((size_t)32 << 20)
+static size_t loop_records(const cuda_engine *c) {
+  const int64_t B = c->run.batch, niter = c->params.niter;
+  if (!c->loop_wanted || c->run.comm || niter < 1) return SIZE_MAX;
+  const double bytes = (double)niter * (double)B *
+                       ((double)sizeof(fkm_iteration_record) + 8.0 * (double)c->run.k);
+  return bytes > (double)FKM_LOOP_RECORD_BYTES ? SIZE_MAX : (size_t)bytes;
+}
+
 /* Lays out (or, with a NULL base, sizes) the run's workspace. */
 static size_t plan_workspace(cuda_engine *c, char *base) {
   const int64_t B = c->run.batch, d = c->run.d;
@@ -654,6 +679,12 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   c->obj_scratch = carve(&cv, c->nchunk == 1
                                   ? fkm_objective_scratch_bytes(c->run.n_train, B)
                                   : fkm_objective_scratch_bytes(c->chunk > 0 ? c->chunk : 1, 1));
+  c->loop_cap = loop_records(c) <= FKM_LOOP_RECORD_BYTES ? c->params.niter : 0;
+  const int64_t cap = c->loop_cap;
+  c->records = carve(&cv, sizeof(fkm_iteration_record) * (size_t)(cap * B));
+  c->hist_records = carve(&cv, sizeof(int64_t) * (size_t)(cap * k));
+  c->stamps = carve(&cv, sizeof(unsigned long long) * (size_t)(2 * cap + 1));
+  c->loop_iter = carve(&cv, 2 * sizeof(int));
   return cv.off;
 }
 
@@ -687,6 +718,9 @@ static void cuda_end(fkm_engine *e) {
   c->h_counts = NULL;
   c->h_hist = NULL;
   c->h_refined = NULL;
+  c->h_records = NULL;
+  c->h_stamps = NULL;
+  c->loop_cap = 0;
   c->x = NULL;
   free(c->rk.hist);
   free(c->rk.cent);
@@ -964,19 +998,24 @@ static fkm_status carve_pinned(cuda_engine *c, int64_t B, int64_t k) {
   const size_t a = (sizeof(scalars) * (size_t)B + 63) & ~(size_t)63;
   const size_t b = (sizeof(float) * (size_t)(B * k) + 63) & ~(size_t)63;
   const size_t h = (sizeof(int64_t) * (size_t)(B * k) + 63) & ~(size_t)63;
-  const size_t r = sizeof(int) * (size_t)(FKM_TC_COUNTERS * B * c->nchunk);
-  if (c->pinned_cap < a + b + h + r) {
+  const size_t r = (sizeof(int) * (size_t)(FKM_TC_COUNTERS * B * c->nchunk) + 63) & ~(size_t)63;
+  const size_t lr = sizeof(fkm_iteration_record) * (size_t)(c->loop_cap * B);
+  const size_t ls = sizeof(unsigned long long) * (size_t)(2 * c->loop_cap + 1);
+  const size_t all = a + b + h + r + lr + ls;
+  if (c->pinned_cap < all) {
     if (c->pinned) (void)cudaFreeHost(c->pinned);
     c->pinned = NULL;
     c->pinned_cap = 0;
-    FKM_CUDA_TRY(c, cudaMallocHost(&c->pinned, a + b + h + r));
-    c->pinned_cap = a + b + h + r;
+    FKM_CUDA_TRY(c, cudaMallocHost(&c->pinned, all));
+    c->pinned_cap = all;
   }
   char *p = c->pinned;
   c->hsc = (scalars *)p;
   c->h_counts = (float *)(p + a);
   c->h_hist = (int64_t *)(p + a + b);
   c->h_refined = (int *)(p + a + b + h);
+  c->h_records = (fkm_iteration_record *)(p + a + b + h + r);
+  c->h_stamps = (unsigned long long *)(p + a + b + h + r + lr);
   return FKM_OK;
 }
 
@@ -1011,6 +1050,7 @@ static fkm_status begin_streamed(cuda_engine *c, const fkm_run *run,
     c->ws_cap = c->ws_bytes;
   }
   plan_streamed(c, rows, c->ws);
+  c->loop_cap = 0; /* a streamed run's loop stays on the host */
   if (c->params.verbose && c->params.log) {
     char msg[512];
     snprintf(msg, sizeof msg,
@@ -1838,10 +1878,39 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
 /* One in-core iteration's work on the context's stream, up to the copies
  * of its results to pinned host memory: nothing the host decides inside,
  * so that it can be captured as a graph. */
+/* The end of an iteration of the loop on the device, after the update:
+ * the objective joined, the records and splits (fkm_launch_iteration_tail),
+ * the post-processing; nothing read back. */
+static fkm_status enqueue_tail(cuda_engine *c) {
+  cudaStream_t s = c->stream;
+  FKM_CUDA_TRY(c, cudaStreamWaitEvent(s, c->ev_obj, 0));
+  const fkm_tail_args ta = {.problems = c->run.batch,
+                            .k = c->run.k,
+                            .k_frozen = c->run.k_frozen,
+                            .d = c->run.d,
+                            .n_train = c->run.train_total,
+                            .obj = c->dsc,
+                            .hist64 = c->hist64,
+                            .counts = c->counts,
+                            .centroids = c->cent,
+                            .pairs = c->pairs,
+                            .records = c->records,
+                            .hist_records = c->hist_records,
+                            .stamps = c->stamps,
+                            .iteration = c->loop_iter,
+                            .done = (unsigned *)(c->loop_iter + 1)};
+  FKM_CUDA_TRY(c, fkm_launch_iteration_tail(&ta, s));
+  FKM_CUDA_TRY(c, fkm_launch_post_process(c->cent, c->run.batch * c->run.k, c->run.d,
+                                          c->params.spherical, c->params.int_centroids,
+                                          &c->arith.norm, s));
+  return FKM_OK;
+}
+
 static fkm_status enqueue_iteration(cuda_engine *c) {
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
   FKM_FORWARD(enqueue_assignment(c, 1));
+  if (c->loop_on) FKM_CUDA_TRY(c, fkm_launch_clock_stamp(c->stamps, c->loop_iter, s));
   const fkm_group_args ga = group_args(c, B * nt, B * k, B);
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, record_timing(c, c->ev_g1, s));
@@ -1869,6 +1938,7 @@ static fkm_status enqueue_iteration(cuda_engine *c) {
                         .weighted_fma = c->arith.weighted_fma};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
   FKM_CUDA_TRY(c, record_timing(c, c->ev_u1, s));
+  if (c->loop_on) return enqueue_tail(c);
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_counts, c->counts, sizeof(float) * (size_t)(B * k),
                                   cudaMemcpyDeviceToHost, s));
   FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_hist, c->hist64, sizeof(int64_t) * (size_t)(B * k),
@@ -1917,6 +1987,7 @@ static void graph_key_of(const cuda_engine *c, size_t nodes, struct graph_key *k
   key->last_tc = c->plan_last.tc;
   key->last_fast_dtype = c->plan_last.fast_dtype;
   key->last_wgmma = c->plan_last.wgmma;
+  key->loop = c->loop_on;
 }
 
 /* Captures the iteration into c->graph; 0 when the capture failed (the
@@ -1988,7 +2059,7 @@ static int capture_iteration(cuda_engine *c) {
 static fkm_status launch_iteration(cuda_engine *c) {
   const int64_t it = c->iteration++;
   if (!c->graph && it == 1 && graph_allowed(c) && !capture_iteration(c)) c->graph_failed = 1;
-  if (c->graph) {
+  if (c->graph && c->graph_key.loop == c->loop_on) {
     FKM_CUDA_TRY(c, cudaGraphLaunch(c->graph, c->stream));
     return FKM_OK;
   }
@@ -2046,6 +2117,65 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   }
   memcpy(out->counts, c->h_counts, sizeof(float) * (size_t)(B * k));
   memcpy(out->hist, c->h_hist, sizeof(int64_t) * (size_t)(B * k));
+  return FKM_OK;
+}
+
+static int cuda_loop_fits(fkm_engine *e, int niter) {
+  const cuda_engine *c = eng(e);
+  return !c->streamed && !c->run.comm && niter <= c->loop_cap;
+}
+
+/* niter iterations with no host sync between them: each ends on the device
+ * (enqueue_tail), the host reads the records after the last. The clock
+ * stamps: [0] the call's start, [2 it + 1] iteration it's assignment
+ * done, [2 it + 2] its end. */
+static fkm_status cuda_iterate_loop(fkm_engine *e, int niter, const fkm_loop_result *out) {
+  cuda_engine *c = eng(e);
+  const int64_t B = c->run.batch, k = c->run.k;
+  cudaStream_t s = c->stream;
+  FKM_CUDA_TRY(c, cudaSetDevice(c->device));
+  FKM_RETURN_IF(niter < 1 || niter > c->loop_cap, c->base.err, FKM_ERR_INVALID_ARG,
+                "cuda engine: %d iterations on the device; the run's records hold %lld", niter,
+                (long long)c->loop_cap);
+  FKM_CUDA_TRY(c, cudaMemsetAsync(c->loop_iter, 0, 2 * sizeof(int), s));
+  FKM_CUDA_TRY(c, fkm_launch_clock_stamp(c->stamps, NULL, s));
+  c->loop_on = 1;
+  fkm_status st = FKM_OK;
+  for (int it = 0; it < niter && st == FKM_OK; it++) st = launch_iteration(c);
+  c->loop_on = 0;
+  FKM_FORWARD(st);
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_records, c->records,
+                                  sizeof(fkm_iteration_record) * (size_t)(niter * B),
+                                  cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(c->h_stamps, c->stamps,
+                                  sizeof(unsigned long long) * (size_t)(2 * niter + 1),
+                                  cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaMemcpyAsync(out->hist, c->hist_records,
+                                  sizeof(int64_t) * (size_t)(niter * B * k),
+                                  cudaMemcpyDeviceToHost, s));
+  FKM_CUDA_TRY(c, cudaStreamSynchronize(s)); /* the loop's one sync */
+  const unsigned long long *t = c->h_stamps;
+  for (int it = 0; it < niter; it++) {
+    for (int64_t b = 0; b < B; b++) {
+      const fkm_iteration_record *r = &c->h_records[it * B + b];
+      if (r->obj.bad_label >= 0)
+        return fkm_fail_no_finite(c->base.err, "training set", B > 1 ? b : -1,
+                                  r->obj.bad_label);
+      out->obj[it * B + b] = r->obj.obj;
+      out->obj_double[it * B + b] = r->obj.obj_double;
+      out->nsplit[it * B + b] = r->nsplit;
+    }
+    out->time[it] = 1e-9 * (double)(t[2 * it + 2] - t[0]);
+    out->time_search[it] = 1e-9 * (double)(t[2 * it + 1] - t[2 * it]);
+  }
+  if (c->params.verbose && c->params.log) {
+    char msg[320];
+    snprintf(msg, sizeof msg,
+             "cuda engine: %d iterations on the device with no host sync between them, "
+             "%.3f ms on its clock (each iteration's phases: FLASHKM_CUDA_LOOP=0)",
+             niter, 1e3 * out->time[niter - 1]);
+    c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
+  }
   return FKM_OK;
 }
 
@@ -2701,6 +2831,8 @@ static const fkm_engine_ops cuda_ops = {
     cuda_post_process,
     cuda_iterate,
     cuda_apply_splits,
+    cuda_loop_fits,
+    cuda_iterate_loop,
     cuda_read_train,
     cuda_read_centroids,
     cuda_write_centroids,
@@ -2789,6 +2921,7 @@ fkm_status fkm_engine_cuda_create(fkm_errbuf *err, int device, fkm_engine **out)
     }
   }
   c->graph_wanted = !env_is("FLASHKM_CUDA_GRAPH", "0");
+  c->loop_wanted = !env_is("FLASHKM_CUDA_LOOP", "0");
   c->batched_wanted = !env_is("FLASHKM_CUDA_BATCHED", "0");
   c->fast_batched_wanted = !env_is("FLASHKM_CUDA_FAST_BATCHED", "0");
   c->group_radix = env_is("FLASHKM_CUDA_GROUP", "radix");

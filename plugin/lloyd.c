@@ -76,6 +76,7 @@ typedef struct loop_state {
   int64_t *perm;          /* (k) the redo's init permutation */
   int64_t *rows;          /* (k * max_points_per_centroid) subsample rows */
   fkm_split_pair *pairs;  /* (batch, k) */
+  int64_t *npairs;        /* (batch) this iteration's splits per problem */
   float *best;            /* (batch, k, d) with nredo > 1 */
   float *cur;             /* (batch, k, d) with nredo > 1: a redo's result */
   float *best_obj;        /* (batch) */
@@ -102,6 +103,7 @@ static void loop_free(loop_state *s) {
   free(s->perm);
   free(s->rows);
   free(s->pairs);
+  free(s->npairs);
   free(s->best);
   free(s->cur);
   free(s->best_obj);
@@ -162,6 +164,7 @@ static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a, fkm_errbuf 
   s->obj_double = alloc_n(B, sizeof(double));
   s->perm = alloc_n(a->k, sizeof(int64_t));
   s->pairs = alloc_n(bk, sizeof(fkm_split_pair));
+  s->npairs = alloc_n(B, sizeof(int64_t));
   s->stats = alloc_n(B * s->nst, sizeof(fkm_iteration_stats));
   s->best_obj = alloc_n(B, sizeof(float));
   s->best_nstats = alloc_n(B, sizeof(int64_t));
@@ -173,7 +176,7 @@ static fkm_status loop_alloc(loop_state *s, const fkm_train_args *a, fkm_errbuf 
   s->cur = redo || keep ? alloc_n(bk * a->d, sizeof(float)) : NULL;
   s->stopped = keep ? alloc_n(bk * a->d, sizeof(float)) : NULL;
   FKM_RETURN_IF(!s->counts || !s->hist || !s->obj || !s->obj_iter || !s->obj_double ||
-                    !s->perm || !s->pairs || !s->stats || !s->best_obj ||
+                    !s->perm || !s->pairs || !s->npairs || !s->stats || !s->best_obj ||
                     !s->best_nstats || !s->nstats || !s->active ||
                     ((redo || keep) && !s->cur) ||
                     (keep && !s->stopped),
@@ -274,6 +277,84 @@ static fkm_status restore_stopped(fkm_engine *e, const fkm_train_args *a, loop_s
   return e->ops->write_centroids(e, s->cur);
 }
 
+/* Iteration it's statistics of every active problem (objectives obj_it and
+ * obj_double, label counts hist (batch, k), splits npairs), recorded and
+ * logged as FAISS does; t, t_search: the times at its end. */
+static fkm_status record_iteration(const fkm_params *p, loop_state *s, int64_t B, int64_t k,
+                                   int it, double t, double t_search, const float *obj_it,
+                                   const double *obj_double, const int64_t *hist,
+                                   const int64_t *npairs, fkm_errbuf *err) {
+  for (int64_t b = 0; b < B; b++) {
+    if (!s->active[b]) continue;
+    FKM_FORWARD(stats_reserve(s, B, s->nstats[b] + 1, err));
+    s->obj[b] = obj_it[b];
+    fkm_iteration_stats *st = &s->stats[b * s->nst + s->nstats[b]];
+    st->obj = obj_it[b];
+    st->time = t;
+    st->time_search = t_search;
+    st->imbalance_factor = fkm_imbalance_factor(hist + b * k, k);
+    st->nsplit = (int)npairs[b];
+    st->obj_double = obj_double[b];
+    if (B > 1)
+      logf_(p, FKM_LOG_INFO,
+            "  Problem %lld iteration %d (%.2f s, search %.2f s): objective=%g "
+            "imbalance=%.3f nsplit=%d",
+            (long long)b, it, st->time, st->time_search, (double)st->obj,
+            st->imbalance_factor, st->nsplit);
+    else
+      logf_(p, FKM_LOG_INFO,
+            "  Iteration %d (%.2f s, search %.2f s): objective=%g imbalance=%.3f nsplit=%d",
+            it, st->time, st->time_search, (double)st->obj, st->imbalance_factor,
+            st->nsplit);
+    s->nstats[b]++;
+  }
+  return FKM_OK;
+}
+
+/* Whether a redo's iterations run on the engine alone (iterate_loop):
+ * nothing between two iterations needs the host (no progress callback, no
+ * early stop, one process, splits that cannot fail) and the engine can. */
+static int loop_on_device(fkm_engine *e, const fkm_train_args *a, const fkm_run *run,
+                          int early) {
+  const fkm_params *p = a->params;
+  return e->ops->iterate_loop && !p->progress && !early && !a->comm && p->niter > 0 &&
+         run->train_total > a->k - run->k_frozen && e->ops->loop_fits(e, p->niter);
+}
+
+/* A redo's iterations on the engine alone: the statistics and logs of
+ * record_iteration, after the last; the times from the device's clock
+ * (docs/cuda-engine.md, "The loop on the device"). */
+static fkm_status iterate_on_device(fkm_engine *e, const fkm_train_args *a, loop_state *s,
+                                    double t0, double *t_search) {
+  const fkm_params *p = a->params;
+  const int64_t B = a->batch, k = a->k, n = p->niter;
+  fkm_errbuf *err = e->err;
+  const size_t per_it = (size_t)B * (sizeof(float) + sizeof(double) + sizeof(int64_t) +
+                                     (size_t)k * sizeof(int64_t)) +
+                        2 * sizeof(double);
+  char *buf = (size_t)n <= SIZE_MAX / per_it ? malloc(per_it * (size_t)n) : NULL;
+  FKM_RETURN_IF(!buf, err, FKM_ERR_OUT_OF_MEMORY,
+                "cannot allocate the records of %lld iterations of %lld problems (k = %lld)",
+                (long long)n, (long long)B, (long long)k);
+  /* the doubles and int64 first, the floats last: every array aligned */
+  fkm_loop_result r;
+  r.obj_double = (double *)buf;
+  r.time = r.obj_double + n * B;
+  r.time_search = r.time + n;
+  r.hist = (int64_t *)(r.time_search + n);
+  r.nsplit = r.hist + n * B * k;
+  r.obj = (float *)(r.nsplit + n * B);
+  const double t_start = fkm_now_seconds() - t0;
+  fkm_status st = e->ops->iterate_loop(e, p->niter, &r);
+  for (int it = 0; it < p->niter && st == FKM_OK; it++) {
+    *t_search += r.time_search[it];
+    st = record_iteration(p, s, B, k, it, t_start + r.time[it], *t_search, r.obj + it * B,
+                          r.obj_double + it * B, r.hist + it * B * k, r.nsplit + it * B, err);
+  }
+  free(buf);
+  return st;
+}
+
 /* One redo of every problem: init, then niter iterations (fewer for a
  * problem that stops early). s->obj receives each problem's last objective
  * (0 when niter == 0, as FAISS). */
@@ -299,47 +380,27 @@ static fkm_status run_redo(fkm_engine *e, const fkm_train_args *a,
     s->obj[b] = 0;
     s->active[b] = 1;
   }
+  if (loop_on_device(e, a, run, early)) return iterate_on_device(e, a, s, t0, t_search);
   float *obj_it = s->obj_iter;
   for (int it = 0; it < p->niter && nactive > 0; it++) {
     fkm_iter_result r = {obj_it, s->obj_double, s->counts, s->hist, 0.0};
-    for (int64_t b = 0; b < B; b++) FKM_FORWARD(stats_reserve(s, B, s->nstats[b] + 1, err));
     FKM_FORWARD(ops->iterate(e, &r));
     *t_search += r.assign_seconds;
     const double t = fkm_now_seconds() - t0;
     /* every problem's splits, then one engine call applies them all */
     int64_t total = 0;
     for (int64_t b = 0; b < B; b++) {
-      int64_t npairs = 0;
       fkm_split_pair *pb = s->pairs + total;
       FKM_FORWARD(fkm_split_plan(s->counts + b * k, k, run->k_frozen, run->train_total, pb,
-                                 &npairs, err));
-      for (int64_t i = 0; i < npairs; i++) {
+                                 &s->npairs[b], err));
+      for (int64_t i = 0; i < s->npairs[b]; i++) {
         pb[i].dst += b * k;
         pb[i].src += b * k;
       }
-      total += npairs;
-      if (!s->active[b]) continue;
-      s->obj[b] = obj_it[b];
-      fkm_iteration_stats *st = &s->stats[b * s->nst + s->nstats[b]];
-      st->obj = obj_it[b];
-      st->time = t;
-      st->time_search = *t_search;
-      st->imbalance_factor = fkm_imbalance_factor(s->hist + b * k, k);
-      st->nsplit = (int)npairs;
-      st->obj_double = s->obj_double[b];
-      if (B > 1)
-        logf_(p, FKM_LOG_INFO,
-              "  Problem %lld iteration %d (%.2f s, search %.2f s): objective=%g "
-              "imbalance=%.3f nsplit=%d",
-              (long long)b, it, st->time, st->time_search, (double)st->obj,
-              st->imbalance_factor, st->nsplit);
-      else
-        logf_(p, FKM_LOG_INFO,
-              "  Iteration %d (%.2f s, search %.2f s): objective=%g imbalance=%.3f nsplit=%d",
-              it, st->time, st->time_search, (double)st->obj, st->imbalance_factor,
-              st->nsplit);
-      s->nstats[b]++;
+      total += s->npairs[b];
     }
+    FKM_FORWARD(record_iteration(p, s, B, k, it, t, *t_search, obj_it, s->obj_double, s->hist,
+                                 s->npairs, err));
     if (total > 0) FKM_FORWARD(ops->apply_splits(e, s->pairs, total));
     FKM_FORWARD(ops->post_process(e));
     fkm_status stop = FKM_OK; /* a distributed run stops on every rank */

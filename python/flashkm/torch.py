@@ -16,8 +16,9 @@ arithmetic by default; fast=True takes the approximate FKM_ASSIGN_FAST path
 (float16 / bfloat16 data, CUDA only). Unlike faiss.Kmeans, every point is
 trained on unless max_points_per_centroid is given (FAISS subsamples above
 256 points per centroid). The call returns when the results are computed:
-one host synchronisation per iteration (the loop's statistics), none other;
-there is no copy through host memory. CPU tensors run on the CPU engine.
+its iterations run with no host synchronisation between them (the loop on
+the device: nothing here needs the host between iterations), one after the
+last for their statistics; there is no copy through host memory. CPU tensors run on the CPU engine.
 
 A context (its device workspace, grown to the largest call and kept) is
 held per device for the process; release_memory() frees them.

@@ -467,6 +467,103 @@ TEST_F(Cuda, ManyEmptyClustersSplitLikeCpu) {
   check(p, pb);
 }
 
+// The Lloyd loop on the device (docs/cuda-engine.md, "The loop on the
+// device"): with nothing for the host to decide between iterations (no
+// progress callback, no early stop), the engine runs them all, the splits of
+// empty clusters and the post-processing on the device, and reports every
+// iteration's statistics after the last. Where clusters empty in several
+// iterations, its results equal the CPU's and the host loop's
+// (FLASHKM_CUDA_LOOP=0), statistics included: plain, spherical, integer
+// centroids, frozen rows, a batch whose problems split differently, three
+// redos; its times grow with the iterations. The log says which loop ran.
+TEST_F(Cuda, TheLoopOnTheDeviceEqualsTheHostLoop) {
+  Ctx host(FKM_BACKEND_CUDA, "FLASHKM_CUDA_LOOP", "0");
+  Ctx looped(FKM_BACKEND_CUDA, {{"FLASHKM_CUDA_LOOP", nullptr}});  // whatever the environment says
+  ASSERT_EQ(host.status, FKM_OK);
+  ASSERT_EQ(looped.status, FKM_OK);
+  const char *on_device = "iterations on the device with no host sync between them";
+  Problem pb = blobs(3000, 10, 256, 23, 12);  // 12 blobs, 256 centroids
+  for (int64_t i = 0; i < pb.n; i += 3)       // a third exact duplicates
+    std::memcpy(&pb.x[i * pb.d], &pb.x[0], sizeof(float) * pb.d);
+  int splits_seen = 0;
+  for (int variant = 0; variant < 5; variant++) {
+    SCOPED_TRACE(variant);
+    fkm_params p = quick(8);
+    Problem v = pb;
+    if (variant == 1) p.spherical = 1;
+    if (variant == 2) p.int_centroids = 1;
+    if (variant == 3) {
+      p.frozen_centroids = 1;
+      v.n_init = 7;
+      v.init.assign(v.x.begin() + 40 * v.d, v.x.begin() + 47 * v.d);
+    }
+    if (variant == 4) p.nredo = 3;
+    LogLines log;
+    const Result c = train(cpu->c, p, v), g = train(looped.c, log.logged(p), v),
+                 h = train(host.c, p, v);
+    expect_same(g, c);
+    expect_same(h, c);
+    EXPECT_TRUE(log.said(on_device)) << log.all();
+    for (size_t i = 0; i < g.stats.size(); i++) {
+      splits_seen += g.stats[i].nsplit > 0;
+      EXPECT_GE(g.stats[i].time_search, 0.0);
+      if (i % p.niter) {
+        EXPECT_GE(g.stats[i].time, g.stats[i - 1].time) << "iteration " << i;
+        EXPECT_GE(g.stats[i].time_search, g.stats[i - 1].time_search) << "iteration " << i;
+      }
+    }
+  }
+  EXPECT_GE(splits_seen, 5);  // the case splits (else it proves nothing)
+  // a batch: problems split in different iterations; a logged run with a
+  // progress callback stays on the host
+  const int64_t B = 4, n = 1500, d = 12, k = 96;
+  std::vector<float> x = fixtures::blobs(B * n, d, 10, 91);
+  for (int64_t b = 1; b < B; b++)  // problem b: every (b + 1)-th row one point
+    for (int64_t i = 0; i < n; i += b + 1)
+      std::memcpy(&x[(b * n + i) * d], &x[b * n * d], sizeof(float) * d);
+  const fkm_params p = quick(7);
+  std::vector<float> cc((size_t)(B * k * d)), cg(cc.size()), ch(cc.size());
+  std::vector<int64_t> lc((size_t)(B * n)), lg(lc.size()), lh(lc.size());
+  std::vector<fkm_iteration_stats> sc(B * p.niter), sg(sc.size()), sh(sc.size());
+  std::vector<int64_t> nc(B), ng(B), nh(B);  // stats (B, niter), n_stats (B)
+  LogLines log;
+  ASSERT_EQ(fkm_train_batched(cpu->c, &p, B, n, d, k, FKM_DTYPE_F32, x.data(), nullptr,
+                              cc.data(), 0, lc.data(), nullptr, sc.data(), p.niter,
+                              nc.data()),
+            FKM_OK);
+  ASSERT_EQ(fkm_train_batched(looped.c, &p, B, n, d, k, FKM_DTYPE_F32, x.data(), nullptr,
+                              cg.data(), 0, lg.data(), nullptr, sg.data(), p.niter,
+                              ng.data()),
+            FKM_OK)
+      << fkm_ctx_last_error(looped.c);
+  fkm_params ph = log.logged(p);
+  ph.progress = [](void *, int, int, const fkm_iteration_stats *) { return 0; };
+  ASSERT_EQ(fkm_train_batched(looped.c, &ph, B, n, d, k, FKM_DTYPE_F32, x.data(), nullptr,
+                              ch.data(), 0, lh.data(), nullptr, sh.data(), p.niter,
+                              nh.data()),
+            FKM_OK)
+      << fkm_ctx_last_error(looped.c);
+  EXPECT_FALSE(log.said(on_device)) << log.all();
+  EXPECT_TRUE(same_bits(cc, cg)) << "batched centroids " << first_diff(cc, cg);
+  EXPECT_TRUE(same_bits(lc, lg)) << "batched labels " << first_diff(lc, lg);
+  EXPECT_TRUE(same_bits(cc, ch)) << "host loop centroids " << first_diff(cc, ch);
+  ASSERT_EQ(ng, nc);
+  ASSERT_EQ(nh, nc);
+  ASSERT_EQ(nc[0], p.niter);
+  std::vector<int> split_at;
+  for (int64_t i = 0; i < B * p.niter; i++) {
+    EXPECT_EQ(std::memcmp(&sg[i].obj, &sc[i].obj, sizeof(float)), 0) << i;
+    EXPECT_EQ(std::memcmp(&sg[i].obj_double, &sc[i].obj_double, sizeof(double)), 0) << i;
+    EXPECT_EQ(std::memcmp(&sg[i].imbalance_factor, &sc[i].imbalance_factor, sizeof(double)),
+              0)
+        << i;
+    EXPECT_EQ(sg[i].nsplit, sc[i].nsplit) << i;
+    EXPECT_EQ(sh[i].nsplit, sc[i].nsplit) << i;
+    if (sc[i].nsplit > 0) split_at.push_back((int)i);
+  }
+  EXPECT_GE(split_at.size(), 2u);
+}
+
 TEST_F(Cuda, RepeatedRunsGiveIdenticalBits) {
   fkm_params p = quick(6);
   Problem pb = blobs(20000, 100, 300, 24);

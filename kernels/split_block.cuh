@@ -1,0 +1,140 @@
+/* FAISS's split plan (kernels/split_plan.h's fkm_split_pairs) made by one
+ * thread block: the same draws, tries, pairs and counts, so the loop on the
+ * device (kernels/update.cu's iteration tail) splits as the host loop.
+ *
+ * The plan is sequential: empty cluster after empty cluster, each trying
+ * cj = 0, 1, ... with one mt19937 draw a try until r < (h[cj] - 1) / denom,
+ * then moving counts. A try's outcome depends only on its draw and on the
+ * counts, which change only between two empty clusters; so the block tests
+ * up to blockDim tries at once (try t: cluster cj + t, the state's word
+ * index + t) and keeps the first that succeeds, consuming exactly the draws
+ * the sequential loop would. The 624-word twist runs in four parallel
+ * steps (words [0, 227) from old words, [227, 454) and [454, 623) from the
+ * step before, 623 last); thread 0 seeds. One thread alone took tens of
+ * seconds an iteration where 65536 clusters, half of them empty, each try
+ * about kk times (the GPU suite's large-k shapes). Needs blockDim >= 227. */
+#ifndef FKM_KERNELS_SPLIT_BLOCK_CUH
+#define FKM_KERNELS_SPLIT_BLOCK_CUH
+
+#include <climits>
+#include <cstdint>
+
+#include "split_plan.h"
+
+namespace fkm_split {
+
+/* The least thread index whose pred holds, or INT_MAX; every thread gets it.
+ * first: shared scratch. */
+__device__ __forceinline__ int block_first(int pred, int *first) {
+  if (threadIdx.x == 0) *first = INT_MAX;
+  __syncthreads();
+  if (pred) atomicMin(first, (int)threadIdx.x);
+  __syncthreads();
+  const int f = *first;
+  __syncthreads(); /* read by all before the next call resets it */
+  return f;
+}
+
+/* Words [lo, hi) of the twist, each from words the steps before left. */
+__device__ __forceinline__ void twist_step(uint32_t *s, int lo, int hi) {
+  const int i = lo + (int)threadIdx.x;
+  uint32_t v = 0;
+  if (i < hi) v = fkm_mt_mix(s[i], s[(i + 1) % FKM_MT_WORDS], s[(i + FKM_MT_SHIFT) % FKM_MT_WORDS]);
+  __syncthreads();
+  if (i < hi) s[i] = v;
+  __syncthreads();
+}
+
+/* fkm_mt_twist by the block. */
+__device__ inline void block_twist(fkm_mt19937 *g) {
+  const int a = FKM_MT_WORDS - FKM_MT_SHIFT; /* 227 */
+  twist_step(g->state, 0, a);
+  twist_step(g->state, a, 2 * a);
+  twist_step(g->state, 2 * a, FKM_MT_WORDS - 1);
+  twist_step(g->state, FKM_MT_WORDS - 1, FKM_MT_WORDS);
+  if (threadIdx.x == 0) g->index = 0;
+  __syncthreads();
+}
+
+/* The first index of the largest of h[0..kk) (fkm_split_pairs' fallback). */
+__device__ inline int64_t block_first_largest(const float *h, int64_t kk, float *best_v,
+                                              long long *best_i) {
+  float v = -INFINITY;
+  int64_t at = -1;
+  for (int64_t j = threadIdx.x; j < kk; j += blockDim.x)
+    if (at < 0 || h[j] > v) v = h[j], at = j;
+  if (threadIdx.x == 0) *best_v = -INFINITY, *best_i = LLONG_MAX;
+  __syncthreads();
+  for (unsigned t = 0; t < blockDim.x; t++) { /* in thread order: exact ties */
+    if (threadIdx.x == t && at >= 0 &&
+        (v > *best_v || (v == *best_v && at < *best_i)))
+      *best_v = v, *best_i = at;
+    __syncthreads();
+  }
+  const int64_t r = *best_i;
+  __syncthreads();
+  return r;
+}
+
+/* fkm_split_pairs by the block: every thread calls it and gets the count. g:
+ * shared. */
+__device__ inline int64_t block_split_pairs(float *h, int64_t kk, int64_t n_train,
+                                            fkm_mt19937 *g, int64_t *pairs) {
+  __shared__ int first;
+  __shared__ float best_v;
+  __shared__ long long best_i;
+  if (threadIdx.x == 0) fkm_mt_seed(g, FKM_SPLIT_SEED);
+  __syncthreads();
+  const double denom = (double)(float)(n_train - kk);
+  const int64_t max_tries = 10 * kk, bd = blockDim.x;
+  int64_t np = 0, ci = -1;
+  for (;;) {
+    int64_t next = kk; /* the next empty cluster after ci, in the counts as they are now */
+    for (int64_t base = ci + 1; base < kk; base += bd) {
+      const int64_t j = base + threadIdx.x;
+      const int f = block_first(j < kk && h[j] == 0, &first);
+      if (f != INT_MAX) {
+        next = base + f;
+        break;
+      }
+    }
+    if (next >= kk) break;
+    ci = next;
+    int64_t cj = 0, tries = 0;
+    int found = 0;
+    while (tries < max_tries && !found) {
+      if (g->index >= FKM_MT_WORDS) block_twist(g);
+      const int idx = g->index;
+      int64_t m = FKM_MT_WORDS - idx;
+      if (m > bd) m = bd;
+      if (m > max_tries - tries) m = max_tries - tries;
+      int hit = 0;
+      if ((int64_t)threadIdx.x < m) {
+        const float p = (float)(((double)h[(cj + threadIdx.x) % kk] - 1.0) / denom);
+        const float r = (float)fkm_mt_temper(g->state[idx + threadIdx.x]) / 4294967296.0f;
+        hit = r < p;
+      }
+      const int f = block_first(hit, &first);
+      const int64_t used = f != INT_MAX ? f + 1 : m;
+      found = f != INT_MAX;
+      cj = (cj + (found ? f : m)) % kk;
+      tries += found ? f : m;
+      if (threadIdx.x == 0) g->index = idx + (int)used;
+      __syncthreads();
+    }
+    if (!found) cj = block_first_largest(h, kk, &best_v, &best_i);
+    if (threadIdx.x == 0) {
+      pairs[2 * np] = ci;
+      pairs[2 * np + 1] = cj;
+      h[ci] = h[cj] / 2;
+      h[cj] -= h[ci];
+    }
+    np++;
+    __syncthreads();
+  }
+  return np;
+}
+
+}  // namespace fkm_split
+
+#endif
