@@ -2120,9 +2120,19 @@ static fkm_status cuda_iterate(fkm_engine *e, fkm_iter_result *out) {
   return FKM_OK;
 }
 
+/* With verbose on, a run of more than this many multiply-adds an iteration
+ * (B n_train k d; about 5 ms in parity mode) keeps the host's loop: its
+ * lines then come as its iterations end, and its sync is no longer a
+ * noticeable share. */
+#define FKM_LOOP_VERBOSE_WORK 68719476736.0 /* 2^36 */
+
 static int cuda_loop_fits(fkm_engine *e, int niter) {
   const cuda_engine *c = eng(e);
-  return !c->streamed && !c->run.comm && niter <= c->loop_cap;
+  const double work = (double)c->run.batch * (double)c->run.n_train * (double)c->run.k *
+                      (double)c->run.d;
+  const int verbose = c->params.verbose && c->params.log;
+  return !c->streamed && !c->run.comm && niter <= c->loop_cap &&
+         !(verbose && work > FKM_LOOP_VERBOSE_WORK);
 }
 
 /* niter iterations with no host sync between them: each ends on the device

@@ -212,7 +212,10 @@ TEST_P(CudaStagedReplay, EqualsTheCpuAndTheUnstagedReplay) {
   const int64_t n = 1400, k = 300; // n d >= 128000: FAISS 1.15's BLAS path
   Ctx global(FKM_BACKEND_CUDA, "FLASHKM_CUDA_REPLAY", "global");
   ASSERT_EQ(global.status, FKM_OK);
-  fkm_ctx *staged = gpu->c;
+  // the host's loop: the verbose log counts each iteration's rows
+  Ctx host_loop(FKM_BACKEND_CUDA, "FLASHKM_CUDA_LOOP", "0");
+  ASSERT_EQ(host_loop.status, FKM_OK);
+  fkm_ctx *staged = host_loop.c;
   fkm_params p = params("faiss-1.15.1-avx512", metric, true);
   p.blas_query_bs = 256;
   p.blas_database_bs = 128;
@@ -267,10 +270,13 @@ TEST_P(CudaNarrowing, NearTriplesAreNarrowedAndEqualTheCpu) {
             init[(size_t)(j * d + t)] + (j == 0 ? 0.0f : g() % 2 ? 0.05f : -0.05f);
     }
   LogLines log;
+  // the host's loop: the verbose log counts each iteration's rows
+  Ctx host_loop(FKM_BACKEND_CUDA, "FLASHKM_CUDA_LOOP", "0");
+  ASSERT_EQ(host_loop.status, FKM_OK);
   auto run = [&](fkm_ctx *ctx) {
-    return assign_then_train(ctx, ctx == gpu->c ? log.logged(p) : p, n, d, k, x, init);
+    return assign_then_train(ctx, ctx == host_loop.c ? log.logged(p) : p, n, d, k, x, init);
   };
-  const AssignTrain a = run(cpu->c), b = run(gpu->c);
+  const AssignTrain a = run(cpu->c), b = run(host_loop.c);
   expect_same_bits(a, b);
   const long long left = log.sum_after("refined "), full = log.sum_after("float32 narrowing ");
   EXPECT_GT(full, 0) << "no row reached the full replay\n" << log.all();
