@@ -12,6 +12,8 @@ set -eu
 cli=$(realpath "$1/cli/flashkm") work=${2:-/tmp/flashkm-mpi-scaling}
 mkdir -p "$work" && cd "$work"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# NVLink multicast off (docs/distributed.md), also for CUDA ranks
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 /usr/bin/python3 - <<'PY'
 import numpy as np
 rs = np.random.RandomState(2)
