@@ -26,11 +26,20 @@ def _mpi_or_skip():
         pytest.skip("no mpiexec or mpi4py (Debian: openmpi-bin, python3-mpi4py)")
 
 
+def _mpi_env(**extra):
+    """The ranks' environment: OpenMPI as root, one OpenMP thread a rank,
+    shared-memory copies without cross-memory attach, NVLink multicast off
+    (docs/distributed.md)."""
+    return dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                OMP_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none",
+                NCCL_NVLS_ENABLE="0", TORCH_SYMM_MEM_DISABLE_MULTICAST="1",
+                NVSHMEM_DISABLE_NVLS="1", **extra)
+
+
 @pytest.mark.parametrize("ranks", [1, 2, 3])
 def test_every_rank_gets_the_one_process_bits(ranks):
     _mpi_or_skip()
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMP_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+    env = _mpi_env()
     r = subprocess.run(["mpiexec", "-np", str(ranks), "--oversubscribe", sys.executable,
                         "-m", "mpi4py", WORKER], env=env, capture_output=True, text=True,
                        timeout=300)
@@ -48,10 +57,8 @@ def test_the_readme_example_runs_as_shown():
     example = os.path.join(root, "python", "examples", "distributed.py")
     with open(os.path.join(root, "README.md")) as f:
         assert open(example).read() in f.read(), "the README's copy of distributed.py differs"
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMP_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none",
-               PYTHONPATH=os.pathsep.join([os.path.join(root, "python"),
-                                           os.environ.get("PYTHONPATH", "")]))
+    env = _mpi_env(PYTHONPATH=os.pathsep.join([os.path.join(root, "python"),
+                                               os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run(["mpiexec", "-np", "2", "--oversubscribe", sys.executable, "-m", "mpi4py",
                         example], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
