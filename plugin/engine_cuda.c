@@ -620,17 +620,16 @@ static int fast_in_one_launch(const cuda_engine *c) {
   return c->fast_batched_wanted && batch_in_one_grid(c) && c->plan.fast_dtype >= 0;
 }
 
-/* The device records of a run's loop on the device (docs/cuda-engine.md,
- * "The loop on the device"), in bytes: the workspace holds them up to
- * FKM_LOOP_RECORD_BYTES (every iteration's label counts of every problem);
- * beyond, or when the loop cannot run, none (the host loop runs). */
-#define FKM_LOOP_RECORD_BYTES ((size_t)32 << 20)
-static size_t loop_records(const cuda_engine *c) {
-  const int64_t B = c->run.batch, niter = c->params.niter;
-  if (!c->loop_wanted || c->run.comm || niter < 1) return SIZE_MAX;
-  const double bytes = (double)niter * (double)B *
+/* Whether the workspace holds the records of a run's loop on the device
+ * (docs/cuda-engine.md, "The loop on the device"): wanted, one process, and
+ * every iteration's label counts of every problem in at most
+ * FKM_LOOP_RECORD_BYTES; else the host's loop runs. */
+#define FKM_LOOP_RECORD_BYTES ((double)(32 << 20))
+static int loop_records_fit(const cuda_engine *c) {
+  const int64_t niter = c->params.niter;
+  const double bytes = (double)niter * (double)c->run.batch *
                        ((double)sizeof(fkm_iteration_record) + 8.0 * (double)c->run.k);
-  return bytes > (double)FKM_LOOP_RECORD_BYTES ? SIZE_MAX : (size_t)bytes;
+  return c->loop_wanted && !c->run.comm && niter >= 1 && bytes <= FKM_LOOP_RECORD_BYTES;
 }
 
 /* Lays out (or, with a NULL base, sizes) the run's workspace. */
@@ -679,7 +678,7 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   c->obj_scratch = carve(&cv, c->nchunk == 1
                                   ? fkm_objective_scratch_bytes(c->run.n_train, B)
                                   : fkm_objective_scratch_bytes(c->chunk > 0 ? c->chunk : 1, 1));
-  c->loop_cap = loop_records(c) <= FKM_LOOP_RECORD_BYTES ? c->params.niter : 0;
+  c->loop_cap = loop_records_fit(c) ? c->params.niter : 0;
   const int64_t cap = c->loop_cap;
   c->records = carve(&cv, sizeof(fkm_iteration_record) * (size_t)(cap * B));
   c->hist_records = carve(&cv, sizeof(int64_t) * (size_t)(cap * k));
@@ -1875,9 +1874,6 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
   return FKM_OK;
 }
 
-/* One in-core iteration's work on the context's stream, up to the copies
- * of its results to pinned host memory: nothing the host decides inside,
- * so that it can be captured as a graph. */
 /* The end of an iteration of the loop on the device, after the update:
  * the objective joined, the records and splits (fkm_launch_iteration_tail),
  * the post-processing; nothing read back. */
@@ -1906,6 +1902,10 @@ static fkm_status enqueue_tail(cuda_engine *c) {
   return FKM_OK;
 }
 
+/* One in-core iteration's work on the context's stream, up to the copies
+ * of its results to pinned host memory (on the loop on the device, up to
+ * its tail): nothing the host decides inside, so that it can be captured
+ * as a graph. */
 static fkm_status enqueue_iteration(cuda_engine *c) {
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;

@@ -5,6 +5,9 @@
  *     init rows from a permutation, post-process;
  *     for each iteration: assign + objective + update (engine, one host sync),
  *       split empty clusters, stats, post-process, progress callback;
+ *       (or, where nothing between iterations needs the host and the engine
+ *       can: all iterations on the engine, the splits planned there by the
+ *       same rules, kernels/split_plan.h; the stats after the last)
  *     keep the run if its last objective is strictly better.
  *
  * The engine holds the data; only k-sized vectors cross to the host. */
