@@ -56,23 +56,29 @@ __device__ inline void block_twist(fkm_mt19937 *g) {
   __syncthreads();
 }
 
-/* The first index of the largest of h[0..kk) (fkm_split_pairs' fallback). */
-__device__ inline int64_t block_first_largest(const float *h, int64_t kk, float *best_v,
-                                              long long *best_i) {
-  float v = -INFINITY;
+/* A float's bits as an unsigned that orders as the floats do, both zeros
+ * equal (not NaN: counts are finite). */
+__device__ __forceinline__ uint32_t ordered(float v) {
+  const uint32_t u = __float_as_uint(v);
+  return v == 0.0f ? 0x80000000u : (u & 0x80000000u) ? ~u : u | 0x80000000u;
+}
+
+/* The first index of the largest of h[0..kk) (fkm_split_pairs' fallback):
+ * the greatest of (value, -index) keys, one atomicMax a thread. best:
+ * shared scratch. */
+__device__ inline int64_t block_first_largest(const float *h, int64_t kk,
+                                              unsigned long long *best) {
+  float v = 0.0f;
   int64_t at = -1;
-  for (int64_t j = threadIdx.x; j < kk; j += blockDim.x)
+  for (int64_t j = threadIdx.x; j < kk; j += blockDim.x) /* this thread's first largest */
     if (at < 0 || h[j] > v) v = h[j], at = j;
-  if (threadIdx.x == 0) *best_v = -INFINITY, *best_i = LLONG_MAX;
+  if (threadIdx.x == 0) *best = 0;
   __syncthreads();
-  for (unsigned t = 0; t < blockDim.x; t++) { /* in thread order: exact ties */
-    if (threadIdx.x == t && at >= 0 &&
-        (v > *best_v || (v == *best_v && at < *best_i)))
-      *best_v = v, *best_i = at;
-    __syncthreads();
-  }
-  const int64_t r = *best_i;
+  if (at >= 0)
+    atomicMax(best, (unsigned long long)ordered(v) << 32 | (0xffffffffu - (uint32_t)at));
   __syncthreads();
+  const int64_t r = 0xffffffffu - (uint32_t)(*best & 0xffffffffu);
+  __syncthreads(); /* read by all before a next call resets it */
   return r;
 }
 
@@ -81,8 +87,7 @@ __device__ inline int64_t block_first_largest(const float *h, int64_t kk, float 
 __device__ inline int64_t block_split_pairs(float *h, int64_t kk, int64_t n_train,
                                             fkm_mt19937 *g, int64_t *pairs) {
   __shared__ int first;
-  __shared__ float best_v;
-  __shared__ long long best_i;
+  __shared__ unsigned long long best;
   if (threadIdx.x == 0) fkm_mt_seed(g, FKM_SPLIT_SEED);
   __syncthreads();
   const double denom = (double)(float)(n_train - kk);
@@ -122,7 +127,7 @@ __device__ inline int64_t block_split_pairs(float *h, int64_t kk, int64_t n_trai
       if (threadIdx.x == 0) g->index = idx + (int)used;
       __syncthreads();
     }
-    if (!found) cj = block_first_largest(h, kk, &best_v, &best_i);
+    if (!found) cj = block_first_largest(h, kk, &best);
     if (threadIdx.x == 0) {
       pairs[2 * np] = ci;
       pairs[2 * np + 1] = cj;
