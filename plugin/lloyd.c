@@ -332,29 +332,31 @@ static fkm_status iterate_on_device(fkm_engine *e, const fkm_train_args *a, loop
   const fkm_params *p = a->params;
   const int64_t B = a->batch, k = a->k, n = p->niter;
   fkm_errbuf *err = e->err;
-  const size_t per_it = (size_t)B * (sizeof(float) + sizeof(double) + sizeof(int64_t) +
-                                     (size_t)k * sizeof(int64_t)) +
-                        2 * sizeof(double);
-  char *buf = (size_t)n <= SIZE_MAX / per_it ? malloc(per_it * (size_t)n) : NULL;
-  FKM_RETURN_IF(!buf, err, FKM_ERR_OUT_OF_MEMORY,
-                "cannot allocate the records of %lld iterations of %lld problems (k = %lld)",
-                (long long)n, (long long)B, (long long)k);
-  /* the doubles and int64 first, the floats last: every array aligned */
-  fkm_loop_result r;
-  r.obj_double = (double *)buf;
-  r.time = r.obj_double + n * B;
-  r.time_search = r.time + n;
-  r.hist = (int64_t *)(r.time_search + n);
-  r.nsplit = r.hist + n * B * k;
-  r.obj = (float *)(r.nsplit + n * B);
+  /* sizes the engine's records bound (loop_fits) */
+  fkm_loop_result r = {.obj = alloc_n(n * B, sizeof(float)),
+                       .obj_double = alloc_n(n * B, sizeof(double)),
+                       .hist = alloc_n(n * B * k, sizeof(int64_t)),
+                       .nsplit = alloc_n(n * B, sizeof(int64_t)),
+                       .time = alloc_n(n, sizeof(double)),
+                       .time_search = alloc_n(n, sizeof(double))};
+  fkm_status st = FKM_OK;
+  if (!r.obj || !r.obj_double || !r.hist || !r.nsplit || !r.time || !r.time_search)
+    st = fkm_fail(err, FKM_ERR_OUT_OF_MEMORY,
+                  "cannot allocate the records of %lld iterations of %lld problems (k = %lld)",
+                  (long long)n, (long long)B, (long long)k);
   const double t_start = fkm_now_seconds() - t0;
-  fkm_status st = e->ops->iterate_loop(e, p->niter, &r);
+  if (st == FKM_OK) st = e->ops->iterate_loop(e, p->niter, &r);
   for (int it = 0; it < p->niter && st == FKM_OK; it++) {
     *t_search += r.time_search[it];
     st = record_iteration(p, s, B, k, it, t_start + r.time[it], *t_search, r.obj + it * B,
                           r.obj_double + it * B, r.hist + it * B * k, r.nsplit + it * B, err);
   }
-  free(buf);
+  free(r.obj);
+  free(r.obj_double);
+  free(r.hist);
+  free(r.nsplit);
+  free(r.time);
+  free(r.time_search);
   return st;
 }
 
