@@ -120,11 +120,11 @@ __device__ inline int64_t block_split_pairs(float *h, int64_t kk, int64_t n_trai
         hit = r < p;
       }
       const int f = block_first(hit, &first);
-      const int64_t used = f != INT_MAX ? f + 1 : m;
       found = f != INT_MAX;
-      cj = (cj + (found ? f : m)) % kk;
-      tries += found ? f : m;
-      if (threadIdx.x == 0) g->index = idx + (int)used;
+      const int64_t failed = found ? f : m; /* tries before the success, or all m */
+      cj = (cj + failed) % kk;
+      tries += failed;
+      if (threadIdx.x == 0) g->index = idx + (int)(failed + found); /* one draw a try */
       __syncthreads();
     }
     if (!found) cj = block_first_largest(h, kk, &best);
