@@ -459,12 +459,18 @@ TEST_F(Cuda, LongWeightedSegmentsWithFrozenRowsMatch) {
   check(p, pb);
 }
 
+// 12 blobs into 256 centroids, a third of the rows one point: clusters
+// empty in several iterations.
+Problem many_empty() {
+  Problem pb = blobs(3000, 10, 256, 23, 12);
+  for (int64_t i = 0; i < pb.n; i += 3)
+    std::memcpy(&pb.x[i * pb.d], &pb.x[0], sizeof(float) * pb.d);
+  return pb;
+}
+
 TEST_F(Cuda, ManyEmptyClustersSplitLikeCpu) {
   fkm_params p = quick(8);
-  Problem pb = blobs(3000, 10, 256, 23, 12);  // 12 blobs, 256 centroids
-  for (int64_t i = 0; i < pb.n; i += 3)  // a third exact duplicates
-    std::memcpy(&pb.x[i * pb.d], &pb.x[0], sizeof(float) * pb.d);
-  check(p, pb);
+  check(p, many_empty());
 }
 
 // The Lloyd loop on the device (docs/cuda-engine.md, "The loop on the
@@ -482,9 +488,7 @@ TEST_F(Cuda, TheLoopOnTheDeviceEqualsTheHostLoop) {
   ASSERT_EQ(host.status, FKM_OK);
   ASSERT_EQ(looped.status, FKM_OK);
   const char *on_device = "iterations on the device with no host sync between them";
-  Problem pb = blobs(3000, 10, 256, 23, 12);  // 12 blobs, 256 centroids
-  for (int64_t i = 0; i < pb.n; i += 3)       // a third exact duplicates
-    std::memcpy(&pb.x[i * pb.d], &pb.x[0], sizeof(float) * pb.d);
+  const Problem pb = many_empty();
   int splits_seen = 0;
   for (int variant = 0; variant < 5; variant++) {
     SCOPED_TRACE(variant);
