@@ -16,14 +16,10 @@
 #include <string>
 #include <vector>
 
+#include "have_gpu.h"
 #include "group.cuh"
 
 namespace {
-
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
 
 struct Grouped {
   std::vector<int32_t> rows, hist, offsets, keys;

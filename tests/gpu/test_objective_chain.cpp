@@ -15,16 +15,12 @@
 #include <utility>
 #include <vector>
 
+#include "have_gpu.h"
 #include "fixtures.h"
 
 #include "update.cuh"
 
 namespace {
-
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
 
 using fixtures::bits;
 using fixtures::from_bits;

@@ -16,15 +16,11 @@
 #include <random>
 #include <vector>
 
+#include "have_gpu.h"
 #include "split_plan.h"
 #include "update.cuh"
 
 namespace {
-
-bool have_gpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
 
 struct Plan {
   std::vector<float> counts;
