@@ -10,9 +10,10 @@
  * index + t) and keeps the first that succeeds, consuming exactly the draws
  * the sequential loop would. The 624-word twist runs in four parallel
  * steps (words [0, 227) from old words, [227, 454) and [454, 623) from the
- * step before, 623 last); thread 0 seeds. One thread alone took tens of
- * seconds an iteration where 65536 clusters, half of them empty, each try
- * about kk times (the GPU suite's large-k shapes). Needs blockDim >= 227. */
+ * step before, 623 last); thread 0 seeds. On one thread, 65536 clusters
+ * about half of them empty, each trying about kk / 2 others (the GPU
+ * suite's largest k), are some 10^9 draws an iteration: a suite run did
+ * not finish (docs/cuda-engine.md). Needs blockDim >= 227. */
 #ifndef FKM_KERNELS_SPLIT_BLOCK_CUH
 #define FKM_KERNELS_SPLIT_BLOCK_CUH
 
