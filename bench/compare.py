@@ -24,8 +24,8 @@ function (assignment + sorted centroid update), after warm-up.
 --shapes online is the set of issue 17 (k-means as an online primitive:
 batches of small problems, fp16 keys, the video-diffusion call): whole calls
 as a PyTorch user makes them, flashkm.torch.kmeans against flash-kmeans'
-batch_kmeans_Euclid on the same tensors (median wall time of 5 synchronised
-calls after one warm-up), with flashkm's per-iteration time from its
+batch_kmeans_Euclid on the same tensors (median wall time of synchronised
+calls after one warm-up: at least 5, as many as fill 0.3 s, at most 51), with flashkm's per-iteration time from its
 statistics and flash-kmeans' from CUDA events around its iteration.
 
 Usage:
@@ -185,24 +185,32 @@ class FaissGpu:
         return 1e3 * (time.perf_counter() - t0) / niter
 
 
-def whole_ms(fn, reps=5, label=""):
-    """Median wall milliseconds of reps synchronised calls after a warm-up.
-    When the slowest call takes over 1.5 times the fastest, every time goes
-    to stderr with the label (some runs' whole calls took twice their usual
+WHOLE_MIN_REPS, WHOLE_MIN_S, WHOLE_MAX_REPS = 5, 0.3, 51
+
+
+def whole_ms(fn, label=""):
+    """Median wall milliseconds of synchronised calls after a warm-up: at
+    least WHOLE_MIN_REPS, then more until WHOLE_MIN_S seconds were spent,
+    at most WHOLE_MAX_REPS (a small call's median over five varied by 1.5x
+    between two runs of one tree: results v42). When the slowest call takes
+    over 1.5 times the fastest, the count, the median and the extremes go to
+    stderr with the label (some runs' whole calls took twice their usual
     time with per-iteration times unchanged: the spread tells one slow call
     from a slow run)."""
     fn()
     times = []
-    for _ in range(reps):
+    while len(times) < WHOLE_MIN_REPS or (sum(times) < 1e3 * WHOLE_MIN_S and
+                                          len(times) < WHOLE_MAX_REPS):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         fn()
         torch.cuda.synchronize()
         times.append(1e3 * (time.perf_counter() - t0))
+    med = statistics.median(times)
     if max(times) > 1.5 * min(times):
-        print("# whole-call times %s (ms): %s" % (label, " ".join("%.2f" % t for t in times)),
-              file=sys.stderr, flush=True)
-    return statistics.median(times)
+        print("# whole-call times %s (ms): %d calls, median %.2f, fastest %.2f, slowest %.2f"
+              % (label, len(times), med, min(times), max(times)), file=sys.stderr, flush=True)
+    return med
 
 
 def graph_contexts(mode):
@@ -235,10 +243,10 @@ def online(args, ours, flash):
     head = ("| call | niter | flashkm FAST fp16: whole / per iter ms | flashkm parity fp16 data | "
             "flashkm parity fp32 | flash-kmeans fp16 | flash-kmeans fp32 (tf32) | "
             "fp16 / FAST (target 2x) | fp16 / parity fp16 (1x) | fp32 / parity fp32 (1.5x) |")
-    lines = ["device: %s; torch %s; whole call: median wall time of 5 synchronised calls "
-             "after a warm-up; per iteration: flashkm's statistics (median of iterations "
+    lines = ["device: %s; torch %s; whole call: median wall time of synchronised calls "
+             "after a warm-up (at least %d, as many as fill %.1f s, at most %d); per iteration: flashkm's statistics (median of iterations "
              "2..), flash-kmeans' CUDA events around its iteration" %
-             (ours.device, torch.__version__), "", head, "|" + "---|" * (head.count("|") - 1)]
+             (ours.device, torch.__version__, WHOLE_MIN_REPS, WHOLE_MIN_S, WHOLE_MAX_REPS), "", head, "|" + "---|" * (head.count("|") - 1)]
     print("\n".join(lines), flush=True)
     g = torch.Generator(device="cuda").manual_seed(1234)
     current = None  # the graph mode flashkm's contexts were made with
