@@ -18,7 +18,9 @@ trained on unless max_points_per_centroid is given (FAISS subsamples above
 256 points per centroid). The call returns when the results are computed:
 its iterations run with no host synchronisation between them (the loop on
 the device: nothing here needs the host between iterations), one after the
-last for their statistics; there is no copy through host memory. CPU tensors run on the CPU engine.
+last for their statistics, where every iteration's records fit in 32 MiB
+(niter B (8 k + 32) bytes); above that, one synchronisation per iteration.
+There is no copy through host memory. CPU tensors run on the CPU engine.
 
 A context (its device workspace, grown to the largest call and kept) is
 held per device for the process; release_memory() frees them.
