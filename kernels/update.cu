@@ -849,7 +849,6 @@ extern "C" cudaError_t fkm_launch_objective(const float *dist, const int32_t *la
   return cudaGetLastError();
 }
 
-
 extern "C" size_t fkm_objective_scratch_bytes(int64_t n, int64_t problems) {
   return objective_scratch(n).bytes * (size_t)(problems > 0 ? problems : 1);
 }

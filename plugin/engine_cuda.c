@@ -1540,9 +1540,6 @@ static fkm_status iterate_streamed(cuda_engine *c, fkm_iter_result *out) {
   return FKM_OK;
 }
 
-/* A CUDA rank's steps of fkm_chains_ranked: the objective's chains and
- * the update's chains continued over its rows on the device, from the
- * values the previous rank passed (kernels/update.cuh). */
 /* The objective's chains over this rank's rows, continued from the state
  * in c->dsc, on the stream (rows 1 .. nt of a chain that starts from that
  * state, in the assignment's chunks: the scratch holds one chunk's). */
@@ -1575,6 +1572,9 @@ static cudaError_t enqueue_rank_slice(cuda_engine *c, int64_t c0, int64_t c1, fl
                             : cudaSuccess;
 }
 
+/* A CUDA rank's steps of fkm_chains_ranked (the host relay): the
+ * objective's chains and the update's chains continued over its rows on
+ * the device, from the values the previous rank passed. */
 static fkm_status rank_objective(void *self, float *f, double *dd, fkm_errbuf *err) {
   cuda_engine *c = self;
   cudaStream_t s = c->stream;
@@ -1609,6 +1609,10 @@ static fkm_status rank_slice(void *self, int64_t c0, int64_t c1, float *part, fk
  * and the double chain (scalars' first two fields). */
 #define RANK_OBJ_BYTES (offsetof(scalars, obj_double) + sizeof(double))
 
+static void keep_first(fkm_status *st, fkm_status now) {
+  if (*st == FKM_OK) *st = now;
+}
+
 /* fkm_chains_ranked on the device plane (comm_nccl.h; docs/distributed.md):
  * the same relay of the same slices in the same order, each step the same
  * kernel on the same values, the messages between device buffers on the
@@ -1618,10 +1622,6 @@ static fkm_status rank_slice(void *self, int64_t c0, int64_t c1, float *part, fk
  * counts come to the host, at the one synchronisation. A rank whose own
  * step fails still makes every NCCL call (no rank waits on one that left)
  * and every rank agrees at the end. */
-static void keep_first(fkm_status *st, fkm_status now) {
-  if (*st == FKM_OK) *st = now;
-}
-
 static fkm_status chains_ranked_device(cuda_engine *c, fkm_comm *comm, fkm_iter_result *out) {
   const int64_t d = c->run.d, k = c->run.k, kf = c->run.k_frozen, kk = k - kf, row = d + 1;
   const int first = comm->rank == 0, last = comm->rank == comm->size - 1;
@@ -2131,8 +2131,9 @@ static int cuda_loop_fits(fkm_engine *e, int niter) {
   const double work = (double)c->run.batch * (double)c->run.n_train * (double)c->run.k *
                       (double)c->run.d;
   const int verbose = c->params.verbose && c->params.log;
-  return !c->streamed && !c->run.comm && niter <= c->loop_cap &&
-         !(verbose && work > FKM_LOOP_VERBOSE_WORK);
+  /* loop_cap is 0 for a streamed run (begin_streamed) and a distributed one
+   * (loop_records_fit) */
+  return niter <= c->loop_cap && !(verbose && work > FKM_LOOP_VERBOSE_WORK);
 }
 
 /* niter iterations with no host sync between them: each ends on the device

@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,7 +61,10 @@ fkm_status fkm_split_plan(float *counts, int64_t k, int64_t k_frozen,
                 "non-frozen centroids (need more points than centroids)",
                 (long long)n_train, (long long)kk);
   fkm_mt19937 rng;
-  int64_t *ij = (int64_t *)pairs; /* fkm_split_pair is two int64 */
+  _Static_assert(sizeof(fkm_split_pair) == 2 * sizeof(int64_t) &&
+                     offsetof(fkm_split_pair, src) == sizeof(int64_t),
+                 "fkm_split_pairs writes (dst, src) int64 pairs");
+  int64_t *ij = (int64_t *)pairs;
   *npairs = fkm_split_pairs(h, kk, n_train, &rng, ij);
   for (int64_t i = 0; i < *npairs; i++) {
     pairs[i].dst += k_frozen;
