@@ -56,10 +56,10 @@ struct fkm_comm {
   const fkm_comm_ops *ops;
   int rank, size;
   /* the device data plane of CUDA ranks (comm_nccl.h): made by the first
-   * run that can use it, released by destroy; nccl_state 0 not tried yet,
-   * 1 made (on device nccl_device), -1 not usable by these ranks */
+   * run (nccl_tried), on that run's device nccl_device, NULL where it does
+   * not apply to these ranks; released by destroy */
   fkm_nccl *nccl;
-  int nccl_state, nccl_device;
+  int nccl_tried, nccl_device;
 };
 
 /** A communicator over the MPI communicator whose Fortran handle is f_handle

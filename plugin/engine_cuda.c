@@ -1744,12 +1744,21 @@ static fkm_status iterate_ranked(cuda_engine *c, fkm_iter_result *out) {
     if (st == FKM_OK)
       st = fkm_fail_no_finite(c->base.err, "training set", -1, c->run.train_first + first);
   }
+  /* the device plane is bound to the device it was made on: a later run of
+   * these ranks on another device fails on every rank (folded into the
+   * agreement below) rather than queue NCCL calls on a foreign stream */
+  if (st == FKM_OK && comm->nccl && comm->nccl_device != c->device)
+    st = fkm_fail(c->base.err, FKM_ERR_INVALID_ARG,
+                  "cuda engine: this communicator's NCCL plane was made on device %d and this "
+                  "run is on device %d (a communicator's CUDA ranks keep their devices; "
+                  "FLASHKM_NCCL=0 takes the host relay)",
+                  comm->nccl_device, c->device);
   FKM_FORWARD(comm->ops->agree(comm, st, c->base.err));
-  if (comm->nccl_state == 0) { /* the first run of these ranks: the device plane, if it applies */
+  if (!comm->nccl_tried) { /* the first run of these ranks: the device plane, if it applies */
     fkm_nccl *made = NULL;
     FKM_FORWARD(fkm_nccl_create(comm, c->device, c->base.err, &made));
     comm->nccl = made;
-    comm->nccl_state = made ? 1 : -1;
+    comm->nccl_tried = 1;
     comm->nccl_device = c->device;
     if (c->params.verbose && c->params.log && comm->rank == 0) {
       char msg[160];
