@@ -91,7 +91,7 @@ __device__ inline int64_t block_split_pairs(float *h, int64_t kk, int64_t n_trai
   __shared__ unsigned long long best;
   if (threadIdx.x == 0) fkm_mt_seed(g, FKM_SPLIT_SEED);
   __syncthreads();
-  const double denom = (double)(float)(n_train - kk);
+  const double denom = fkm_split_denom(n_train, kk);
   const int64_t max_tries = 10 * kk, bd = blockDim.x;
   int64_t np = 0, ci = -1;
   for (;;) {
@@ -116,8 +116,8 @@ __device__ inline int64_t block_split_pairs(float *h, int64_t kk, int64_t n_trai
       if (m > max_tries - tries) m = max_tries - tries;
       int hit = 0;
       if ((int64_t)threadIdx.x < m) {
-        const float p = (float)(((double)h[(cj + threadIdx.x) % kk] - 1.0) / denom);
-        const float r = (float)fkm_mt_temper(g->state[idx + threadIdx.x]) / 4294967296.0f;
+        const float p = fkm_split_chance(h[(cj + threadIdx.x) % kk], denom);
+        const float r = fkm_mt_unit(fkm_mt_temper(g->state[idx + threadIdx.x]));
         hit = r < p;
       }
       const int f = block_first(hit, &first);

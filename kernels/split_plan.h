@@ -72,9 +72,19 @@ FKM_SP_HD uint32_t fkm_mt_next(fkm_mt19937 *g) {
   return fkm_mt_temper(g->state[g->index++]);
 }
 
+/** The float of a drawn word w: float(w) / 2^32 (may be exactly 1.0f). */
+FKM_SP_HD float fkm_mt_unit(uint32_t w) { return (float)w / 4294967296.0f; }
+
 /** float(next()) / 2^32 (faiss::RandomGenerator::rand_float). */
-FKM_SP_HD float fkm_rand_float(fkm_mt19937 *g) {
-  return (float)fkm_mt_next(g) / 4294967296.0f;
+FKM_SP_HD float fkm_rand_float(fkm_mt19937 *g) { return fkm_mt_unit(fkm_mt_next(g)); }
+
+/** The chance that a try of a cluster of count h takes it: float((h - 1) /
+ *  denom), denom = double(float(n_train - kk)) (fkm_split_denom). */
+FKM_SP_HD double fkm_split_denom(int64_t n_train, int64_t kk) {
+  return (double)(float)(n_train - kk);
+}
+FKM_SP_HD float fkm_split_chance(float h, double denom) {
+  return (float)(((double)h - 1.0) / denom);
 }
 
 /** Whether one of the kk movable counts h[0..kk) is zero. */
@@ -92,7 +102,7 @@ FKM_SP_HD int fkm_split_any_empty(const float *h, int64_t kk) {
 FKM_SP_HD int64_t fkm_split_pairs(float *h, int64_t kk, int64_t n_train, fkm_mt19937 *rng,
                                   int64_t *pairs) {
   fkm_mt_seed(rng, FKM_SPLIT_SEED);
-  const double denom = (double)(float)(n_train - kk);
+  const double denom = fkm_split_denom(n_train, kk);
   const int64_t max_tries = 10 * kk;
   int64_t np = 0;
   for (int64_t ci = 0; ci < kk; ci++) {
@@ -100,7 +110,7 @@ FKM_SP_HD int64_t fkm_split_pairs(float *h, int64_t kk, int64_t n_train, fkm_mt1
     int64_t cj = 0, tries = 0;
     int found = 0;
     for (; tries < max_tries; cj = (cj + 1) % kk) {
-      const float p = (float)(((double)h[cj] - 1.0) / denom);
+      const float p = fkm_split_chance(h[cj], denom);
       const float r = fkm_rand_float(rng);
       if (r < p) {
         found = 1;
