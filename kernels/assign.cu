@@ -48,14 +48,14 @@ cudaError_t launch_simt(const fkm_assign_args *a, const fkm_assign_plan *plan, c
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || !split) return e;
   assign_combine<L2><<<(unsigned)((a->n + 255) / 256), 256, 0, s>>>(
-      pv, pi, a->n, plan->ksplit, a->labels, a->dist, nullptr, nullptr);
+      pv, pi, a->n, plan->ksplit, a->labels, a->dist, nullptr, nullptr, 0);
   return cudaGetLastError();
 }
 
-/* A batch's problems in one launch (FAST): problem b's inputs and outputs
- * where fkm_launch_assign_fast_batched puts them, its scratch work_stride
- * bytes (a multiple of 256) after problem b - 1's; problems = 1 is one
- * problem. */
+/* A batch's problems in one launch (FAST, or the parity cascade): problem
+ * b's inputs and outputs where fkm_launch_assign_fast_batched and
+ * fkm_launch_assign_tc_batched put them, its scratch work_stride bytes (a
+ * multiple of 256) after problem b - 1's; problems = 1 is one problem. */
 struct Batch {
   int64_t problems = 1, xp_stride = 0;
   size_t work_stride = 0;
@@ -91,10 +91,10 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
                         const int32_t *rows, const int *count, int64_t ksplit,
                         int64_t k_per_split, const BoundConsts &bc, S *st, cudaStream_t s,
                         const Batch &bt = Batch()) {
-  /* problem blockIdx.z's operands (TcPassArgs' strides, in elements) */
+  /* problem blockIdx.z's operands (TcPassArgs' strides: elements; its
+   * states and lists in its scratch: bytes) */
   const int64_t ws = (int64_t)bt.work_stride;
-  const int64_t xps = bt.xp_stride, cps = ws / 2, ccs = ws / 16, xns = bt.problems > 1 ? n : 0,
-                sts = ws / (int64_t)sizeof(S);
+  const int64_t xps = bt.xp_stride, cps = ws / 2, ccs = ws / 16, xns = bt.problems > 1 ? n : 0;
   char *w = static_cast<char *>(a->work);
   const uint16_t *cpack = reinterpret_cast<const uint16_t *>(w + lay.cpack);
   const float4 *cc = reinterpret_cast<const float4 *>(w + lay.cconst);
@@ -110,7 +110,7 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
      * the objective's kernels on the side stream find free multiprocessors
      * between blocks (persistent, FAST's objective tail grew from 0.2 to
      * 0.6 ms at 1M x 1024 and the iteration got 7% slower). */
-    /* A batch (grid.z, FAST) whose blocks would fill several waves gives
+    /* A batch (grid.z) whose blocks would fill several waves gives
      * each problem plan->wgmma / problems persistent blocks (at least one):
      * a block per item holds its multiprocessor alone (shared memory and
      * registers allow one) and loads its rows before computing, while a
@@ -137,7 +137,7 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
         .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
         .dp = dp, .k = a->k, .k_per_split = k_per_split, .ksplit = ksplit, .nslots = nslots,
         .xbufs = xbufs, .rows = rows, .count = count, .st = st, .xp_stride = xps,
-        .cp_stride = cps, .cc_stride = ccs, .xn_stride = xns, .st_stride = sts});
+        .cp_stride = cps, .cc_stride = ccs, .xn_stride = xns, .st_bytes = ws, .list_bytes = ws});
     return cudaGetLastError();
   }
   const bool res = nkc <= RES_MAX_CHUNKS;
@@ -153,7 +153,7 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
       .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
       .dp = dp, .k = a->k, .k_per_split = k_per_split, .ksplit = ksplit, .nslots = 0,
       .xbufs = 0, .rows = rows, .count = count, .st = st, .xp_stride = xps, .cp_stride = cps,
-      .cc_stride = ccs, .xn_stride = xns, .st_stride = sts});
+      .cc_stride = ccs, .xn_stride = xns, .st_bytes = ws, .list_bytes = ws});
   return cudaGetLastError();
 }
 
@@ -192,14 +192,15 @@ TcWork tc_work(const fkm_assign_args *a, const fkm_mma_work &lay) {
 template <class S>
 CertifyArgs<S> cert_args(const fkm_assign_args *a, const TcWork &t, const BoundConsts &bc,
                          const S *st, int64_t ksplit, const int32_t *in_rows,
-                         const int *in_count, int32_t *left, int *left_count) {
+                         const int *in_count, int32_t *left, int *left_count,
+                         int64_t ws = 0) {
   return CertifyArgs<S>{
       .x = a->x, .xn = a->xn, .c = a->c, .cn = a->cn, .n = a->n, .d = a->d, .k = a->k,
       .ksplit = ksplit, .st = st, .bc = bc, .cb = t.cb, .bc_max = t.bc_max, .xmax = a->xmax,
       .poison = t.poison, .in_rows = in_rows, .in_count = in_count, .labels = a->labels,
       .dist = a->dist, .rows = left, .count = left_count, .cmax_lanes = a->cmax_lanes,
       .defer_pairs = a->defer_pairs, .defer_all = a->defer_all, .order = a->blas,
-      .pairs = t.pairs, .pair_count = t.pair_count};
+      .pairs = t.pairs, .pair_count = t.pair_count, .ws = ws};
 }
 
 /* Rows of x and of the centroids start 16-byte aligned (certify's and the
@@ -219,41 +220,57 @@ inline unsigned list_grid(int64_t blocks, const fkm_assign_plan *plan) {
 /* The parity cascade (see "certified tensor-core path"): the screen over
  * every row, certify its states (test (1)), gather and pack the rows it
  * left, the Cert pass over them, certify (tests (1) and (2)), and the
- * reference kernel over the rest. Every count stays on the device. */
+ * reference kernel over the rest. Every count stays on the device. A batch
+ * (bt.problems > 1, fkm_launch_assign_tc_batched) runs each step once for
+ * every problem, a grid layer a problem, each in its own scratch. */
 template <bool L2>
-cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s) {
+cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cudaStream_t s,
+                      const Batch &bt = Batch()) {
   const int64_t n = a->n, k = a->k, d = a->d;
+  const unsigned P = (unsigned)bt.problems;
+  const int64_t ws = (int64_t)bt.work_stride, xs = P > 1 ? n * d : 0;
   const fkm_mma_work lay = fkm_mma_work_layout(n, k, d, plan);
   const TcWork t = tc_work(a, lay);
   const BoundConsts bc = bound_consts(L2, d, a->float_norms != 0);
-  cudaError_t e = cudaMemsetAsync(a->work, 0, 256, s);
+  /* a launch over lists whose lengths are on the device: grid g spread over
+   * the problems (g / P a problem, at least 8; the blocks stride) */
+  auto spread = [P](int64_t g) {
+    const int64_t per = (g + P - 1) / P, least = g < 8 ? g : 8;
+    return dim3((unsigned)(per > least ? per : least), P);
+  };
+  cudaError_t e = P > 1 ? cudaMemset2DAsync(a->work, (size_t)ws, 0, 256, P, s)
+                        : cudaMemsetAsync(a->work, 0, 256, s);
   if (e != cudaSuccess) return e;
-  centroid_bounds<<<(unsigned)((k + 255) / 256), 256, 0, s>>>(a->cn, k, bc.beta, t.cb);
-  bound_max<<<(unsigned)((k + 255) / 256 < 128 ? (k + 255) / 256 : 128), 256, 0, s>>>(
-      t.cb, k, t.bc_max);
-  e = launch_pack_centroids<__half, true>(a, lay, t.cb, t.poison, s);
+  centroid_bounds<<<dim3((unsigned)((k + 255) / 256), P), 256, 0, s>>>(a->cn, k, bc.beta, t.cb,
+                                                                      ws);
+  bound_max<<<dim3((unsigned)((k + 255) / 256 < 128 ? (k + 255) / 256 : 128), P), 256, 0, s>>>(
+      t.cb, k, t.bc_max, ws);
+  e = launch_pack_centroids<__half, true>(a, lay, t.cb, t.poison, s, bt);
   if (e == cudaSuccess)
     e = launch_pass<__half, Top2>(a, plan, lay, a->xp, n, nullptr, nullptr, plan->ksplit,
-                                  plan->k_per_split, bc, t.st1, s);
+                                  plan->k_per_split, bc, t.st1, s, bt);
   if (e != cudaSuccess) return e;
   const bool vec = rows_16b(a);
   const unsigned cblocks = (unsigned)((n + CERT_THREADS - 1) / CERT_THREADS);
   auto cert1 = vec ? certify<L2, true, Top2> : certify<L2, false, Top2>;
-  cert1<<<cblocks, CERT_THREADS, 0, s>>>(
-      cert_args(a, t, bc, t.st1, plan->ksplit, nullptr, nullptr, t.rows1, t.count1));
-  /* the rows the screen left, gathered and packed like x */
+  cert1<<<dim3(cblocks, P), CERT_THREADS, 0, s>>>(
+      cert_args(a, t, bc, t.st1, plan->ksplit, nullptr, nullptr, t.rows1, t.count1, ws));
+  /* the rows the screen left, gathered and packed like x (into each
+   * problem's scratch) */
   const int64_t dp = fkm_pack_dims(d), groups = fkm_round_up(n, MBM) * (dp / 8);
-  const unsigned gblocks = (unsigned)((groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096);
-  pack_rows<__half, true><<<gblocks, 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, t.rows1, t.count1,
-                                                   t.xg, 0, 0);
+  const int64_t gblocks = (groups + 255) / 256 < 4096 ? (groups + 255) / 256 : 4096;
+  pack_rows<__half, true><<<spread(gblocks), 256, 0, s>>>(a->x, n, d, 0, dp, a->xmax, t.rows1,
+                                                          t.count1, t.xg, xs, ws / 2, ws);
+  Batch gathered = bt;
+  gathered.xp_stride = ws / 2;
   e = launch_pass<__half, Cert>(a, plan, lay, t.xg, n, t.rows1, t.count1, plan->cert_split,
-                                plan->cert_k_per_split, bc, t.st2, s);
+                                plan->cert_k_per_split, bc, t.st2, s, gathered);
   if (e != cudaSuccess) return e;
   auto cert2 = vec ? certify<L2, true, Cert> : certify<L2, false, Cert>;
   /* the rows the screen left: a few blocks stride over them (their count
    * is on the device) */
-  cert2<<<list_grid(cblocks, plan), CERT_THREADS, 0, s>>>(
-      cert_args(a, t, bc, t.st2, plan->cert_split, t.rows1, t.count1, t.rows, t.count));
+  cert2<<<spread(list_grid(cblocks, plan)), CERT_THREADS, 0, s>>>(
+      cert_args(a, t, bc, t.st2, plan->cert_split, t.rows1, t.count1, t.rows, t.count, ws));
   /* a caller that decides rows itself (a profile's scan, a BLAS's order)
    * replays the rows left too: the reference kernel's values would be
    * overwritten */
@@ -266,13 +283,16 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   /* few rows are left: a small grid (blocks stride over the rows), so that
    * the blocks that find nothing to do cost little */
   /* 16-byte rows: refine_staged (its 4-byte instance would spill, as the
-   * batch kernel's does at this tile); else assign_simt */
+   * batch kernel's does at this tile); else assign_simt (one problem: the
+   * batched launcher asks for 16-byte rows) */
   if (vec) {
     constexpr int64_t SBM = 128; /* refine_staged's rows a block */
     const int64_t rblocks =
         (n + SBM - 1) / SBM < REFINE_ROW_BLOCKS ? (n + SBM - 1) / SBM : REFINE_ROW_BLOCKS;
-    refine_staged<L2, true><<<dim3((unsigned)rblocks, (unsigned)plan->refine_split), 256, 0, s>>>(
-        a->x, a->xn, a->c, a->cn, d, a->k, plan->refine_k_per_split, t.rows, t.count, pv, pi, n);
+    const dim3 rg = spread(rblocks);
+    refine_staged<L2, true><<<dim3(rg.x, (unsigned)plan->refine_split, P), 256, 0, s>>>(
+        a->x, a->xn, a->c, a->cn, d, a->k, plan->refine_k_per_split, t.rows, t.count, pv, pi, n,
+        ws);
   } else {
     const int64_t rblocks =
         (n + BM - 1) / BM < REFINE_ROW_BLOCKS ? (n + BM - 1) / BM : REFINE_ROW_BLOCKS;
@@ -281,10 +301,10 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
                                               plan->refine_k_per_split, a->labels, a->dist, pv,
                                               pi, t.rows, t.count);
   }
-  const unsigned cmblocks =
-      (unsigned)((n + 255) / 256 < plan->list_blocks ? (n + 255) / 256 : plan->list_blocks);
-  assign_combine<L2><<<cmblocks, 256, 0, s>>>(pv, pi, n, plan->refine_split, a->labels, a->dist,
-                                              t.rows, t.count);
+  const int64_t cmblocks =
+      (n + 255) / 256 < plan->list_blocks ? (n + 255) / 256 : plan->list_blocks;
+  assign_combine<L2><<<spread(cmblocks), 256, 0, s>>>(pv, pi, n, plan->refine_split, a->labels,
+                                                      a->dist, t.rows, t.count, ws);
   return cudaGetLastError();
 }
 
@@ -386,6 +406,23 @@ extern "C" cudaError_t fkm_launch_assign_fast_batched(const fkm_assign_args *a,
   });
 }
 
+extern "C" cudaError_t fkm_launch_assign_tc_batched(const fkm_assign_args *a,
+                                                    const fkm_assign_plan *plan, int64_t batch,
+                                                    int64_t xp_stride, size_t work_stride,
+                                                    cudaStream_t s) {
+  if (a->n == 0 || batch == 0) return cudaSuccess;
+  if (!plan->tc || plan->fast_dtype >= 0 || batch > 65535 || work_stride % 256 != 0 ||
+      work_stride < plan->work_bytes || !rows_16b(a) || a->defer_pairs || a->defer_all)
+    return cudaErrorInvalidValue;
+  Batch bt;
+  bt.problems = batch;
+  bt.xp_stride = xp_stride;
+  bt.work_stride = work_stride;
+  return by_metric(a->metric == FKM_METRIC_L2, [&](auto metric) {
+    return launch_tc<decltype(metric)::value>(a, plan, s, bt);
+  });
+}
+
 extern "C" cudaError_t fkm_launch_assign(const fkm_assign_args *a,
                                          const fkm_assign_plan *plan,
                                          cudaStream_t s) {
@@ -440,7 +477,8 @@ extern "C" cudaError_t fkm_launch_pack_x_batched(const float *x, int64_t n, int6
     if (fast_dtype == FKM_DTYPE_F16 || fast_dtype == FKM_DTYPE_BF16) {
       by_half_dtype(fast_dtype, [&](auto type) {
         pack_rows<decltype(type), false><<<grid, 256, 0, s>>>(xb, n, d, rp, dp, nullptr, nullptr,
-                                                              nullptr, ob, n * d, xp_stride);
+                                                              nullptr, ob, n * d, xp_stride,
+                                                              0);
         return 0;
       });
     } else {
@@ -450,7 +488,7 @@ extern "C" cudaError_t fkm_launch_pack_x_batched(const float *x, int64_t n, int6
       const unsigned ab = grid.x < 1024 ? grid.x : 1024;
       if (n * d > 0) abs_max<<<dim3(ab, (unsigned)pb), 256, 0, s>>>(xb, n * d, n * d, mb);
       pack_rows<__half, true><<<grid, 256, 0, s>>>(xb, n, d, rp, dp, mb, nullptr, nullptr, ob,
-                                                   n * d, xp_stride);
+                                                   n * d, xp_stride, 0);
     }
     return cudaGetLastError();
   });

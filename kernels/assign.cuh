@@ -377,6 +377,20 @@ cudaError_t fkm_launch_assign_fast_batched(const fkm_assign_args *a, const fkm_a
                                            int64_t batch, int64_t xp_stride, size_t work_stride,
                                            cudaStream_t s);
 
+/** The parity cascade (plan->tc, plan->fast_dtype < 0) over `batch`
+ *  problems of one plan, laid out as fkm_launch_assign_fast_batched's (a
+ *  describes problem 0; problem b's x rows follow at b a->n a->d, its xmax
+ *  at a->xmax + b), each step one launch for every problem (a grid layer
+ *  each). The labels and distances of batch separate fkm_launch_assign
+ *  calls, bit for bit (each problem's blocks do that call's arithmetic),
+ *  and problem b's FKM_TC_COUNTERS at the head of its scratch. Asks for
+ *  what the cascade's one-problem launch decides alone: rows of x and of the
+ *  centroids 16-byte aligned (d % 4 == 0), no deferred rows (defer_pairs,
+ *  defer_all 0); cudaErrorInvalidValue otherwise, or for batch > 65535. */
+cudaError_t fkm_launch_assign_tc_batched(const fkm_assign_args *a, const fkm_assign_plan *plan,
+                                         int64_t batch, int64_t xp_stride, size_t work_stride,
+                                         cudaStream_t s);
+
 /** tc parity plan, after fkm_launch_assign with defer_pairs or defer_all
  *  (the rows it left are the caller's to replay): narrows those rows in
  *  float32 (kernels/narrow.cuh) and certifies them with the float32 bound,

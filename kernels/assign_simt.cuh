@@ -14,6 +14,15 @@ constexpr int TM = 4, TN = 4;               /* accumulators per thread */
 constexpr int THREADS = (BM / TM) * (BN / TN); /* 256 */
 constexpr int TX = BN / TN;                 /* 16 threads along centroids */
 
+/* p, b times bytes further: a batch's problem b in its scratch (the
+ * problems' scratch lies side by side, a stride of bytes apart; b is 0 for
+ * one problem), NULL kept. */
+template <typename P>
+__host__ __device__ __forceinline__ P *fkm_bytes_on(P *p, int64_t b, int64_t bytes) {
+  typedef typename std::conditional<std::is_const<P>::value, const char, char>::type C;
+  return p ? reinterpret_cast<P *>(reinterpret_cast<C *>(p) + b * bytes) : p;
+}
+
 /* Strict improvement in the metric's direction. */
 template <bool L2>
 __device__ __forceinline__ bool better(float v, float best) {
@@ -407,13 +416,27 @@ assign_simt_staged(const float *__restrict__ x, const float *__restrict__ xn,
  * rows rows[0 .. *count) and centroid range y (kps centroids), with
  * assign_simt_staged's staging and arithmetic (128 rows by 64 centroids a
  * block), each row's argmin of the range into part_v / part_i[y stride +
- * p] for assign_combine, as assign_simt's refine writes them. */
+ * p] for assign_combine, as assign_simt's refine writes them. Layer z of
+ * the grid is problem z of a batch: its stride rows of x and k centroids,
+ * its list and partials in its scratch, ws bytes further. */
 template <bool L2, bool VEC>
 __global__ void __launch_bounds__(256, 2)
 refine_staged(const float *__restrict__ x, const float *__restrict__ xn,
               const float *__restrict__ c, const float *__restrict__ cn, int64_t d, int64_t k,
               int64_t kps, const int32_t *__restrict__ rows, const int *__restrict__ count,
-              float *__restrict__ part_v, int32_t *__restrict__ part_i, int64_t stride) {
+              float *__restrict__ part_v, int32_t *__restrict__ part_i, int64_t stride,
+              int64_t ws) {
+  {
+    const int64_t z = blockIdx.z;
+    x += z * stride * d;
+    xn += z * stride;
+    c += z * k * d;
+    cn += z * k;
+    rows = fkm_bytes_on(rows, z, ws);
+    count = fkm_bytes_on(count, z, ws);
+    part_v = fkm_bytes_on(part_v, z, ws);
+    part_i = fkm_bytes_on(part_i, z, ws);
+  }
   constexpr int TXN = 16, TM = 8, TN = 4;
   __shared__ __align__(16) float As[2][256 / TXN * TM][BK + 4];
   __shared__ __align__(16) float Bs[2][TXN * TN][BK + 4];
@@ -428,13 +451,24 @@ refine_staged(const float *__restrict__ x, const float *__restrict__ xn,
 
 /* Combine the ksplit partial results of each point in increasing centroid
  * range order with a strict comparison: a later range wins only when it is
- * strictly better, so ties keep the lowest index. One thread per point. */
+ * strictly better, so ties keep the lowest index. One thread per point.
+ * Problem blockIdx.y of a batch: its n labels and distances, its partials
+ * and list ws bytes further. */
 template <bool L2>
 __global__ void assign_combine(const float *__restrict__ part_v,
                                const int32_t *__restrict__ part_i, int64_t n,
                                int64_t ksplit, int32_t *__restrict__ labels,
                                float *__restrict__ dist, const int32_t *__restrict__ rows,
-                               const int *__restrict__ count) {
+                               const int *__restrict__ count, int64_t ws) {
+  {
+    const int64_t z = blockIdx.y;
+    labels += z * n;
+    dist += z * n;
+    part_v = fkm_bytes_on(part_v, z, ws);
+    part_i = fkm_bytes_on(part_i, z, ws);
+    rows = fkm_bytes_on(rows, z, ws);
+    count = fkm_bytes_on(count, z, ws);
+  }
   /* rows != NULL: partials of the refine pass, point i is rows[i], i < *count */
   const int64_t m = rows ? (int64_t)*count : n;
   for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < m;

@@ -171,10 +171,37 @@ template <class S> struct CertifyArgs {
   fkm_blas_view order;
   int32_t *pairs;           /* defer_pairs, defer_all: (row, b1, b2) triples */
   int *pair_count;
+  int64_t ws;               /* a batch (grid.y a problem): its scratch's stride, bytes */
 };
 
+/* Problem b's operands in a batch (b 0: a's own): its n rows of x, xn,
+ * labels and distances, its k centroids, its scale, its states, bound
+ * terms, lists and counts in its scratch, b ws bytes further. */
+template <class S>
+__device__ __forceinline__ CertifyArgs<S> cert_problem(CertifyArgs<S> a, int64_t b) {
+  a.x += b * a.n * a.d;
+  a.xn += b * a.n;
+  a.labels += b * a.n;
+  a.dist += b * a.n;
+  a.c += b * a.k * a.d;
+  a.cn += b * a.k;
+  a.xmax = fkm_bytes_on(a.xmax, b, sizeof(int));
+  a.st = fkm_bytes_on(a.st, b, a.ws);
+  a.cb = fkm_bytes_on(a.cb, b, a.ws);
+  a.bc_max = fkm_bytes_on(a.bc_max, b, a.ws);
+  a.poison = fkm_bytes_on(a.poison, b, a.ws);
+  a.in_rows = fkm_bytes_on(a.in_rows, b, a.ws);
+  a.in_count = fkm_bytes_on(a.in_count, b, a.ws);
+  a.rows = fkm_bytes_on(a.rows, b, a.ws);
+  a.count = fkm_bytes_on(a.count, b, a.ws);
+  a.pairs = fkm_bytes_on(a.pairs, b, a.ws);
+  a.pair_count = fkm_bytes_on(a.pair_count, b, a.ws);
+  return a;
+}
+
 template <bool L2, bool VEC, class S>
-__global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) {
+__global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a0) {
+  const CertifyArgs<S> a = cert_problem(a0, blockIdx.y);
   /* A pointer loaded from a struct is not a restrict kernel parameter to
    * the compiler: read-only values are read through __ldg. */
   const float *const x = a.x, *const c = a.c;

@@ -38,9 +38,13 @@ __device__ __forceinline__ float point_a(const BoundConsts &bc, float xn, int sx
   return __fadd_ru(__fmul_ru(__fmul_ru(bc.alpha, __fsqrt_ru(xn)), up), gam);
 }
 
-/* Per centroid: cb[c] = |c| and cb[k + c] = beta C, rounded up a little. */
+/* Per centroid: cb[c] = |c| and cb[k + c] = beta C, rounded up a little.
+ * Problem blockIdx.y of a batch: its k norms, its cb ws bytes further (its
+ * scratch's stride). */
 __global__ void centroid_bounds(const float *__restrict__ cn, int64_t k, float beta,
-                                float *__restrict__ cb) {
+                                float *__restrict__ cb, int64_t ws) {
+  cn += blockIdx.y * k;
+  cb = fkm_bytes_on(cb, blockIdx.y, ws);
   const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= k) return;
   const float up = 1.0f + 0x1p-20f;
@@ -64,8 +68,11 @@ __device__ __forceinline__ void block_max_to(int m, int *dst) {
   }
 }
 
-/* *bc_max = max_c beta C, i.e. of cb[k + c] (zeroed first). */
-__global__ void bound_max(const float *__restrict__ cb, int64_t k, float *bc_max) {
+/* *bc_max = max_c beta C, i.e. of cb[k + c] (zeroed first); problem
+ * blockIdx.y: both ws bytes further. */
+__global__ void bound_max(const float *__restrict__ cb, int64_t k, float *bc_max, int64_t ws) {
+  cb = fkm_bytes_on(cb, blockIdx.y, ws);
+  bc_max = fkm_bytes_on(bc_max, blockIdx.y, ws);
   int m = 0;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < k;
        i += (int64_t)gridDim.x * blockDim.x)
@@ -106,14 +113,17 @@ template <> __device__ __forceinline__ float from_bits<__nv_bfloat16>(uint16_t b
  * count != NULL: packs the rows rows[0 .. *count) of x (a gather; n and
  * rows_pad follow from the count on the device). Problem blockIdx.y: x +
  * blockIdx.y * x_stride into out + blockIdx.y * out_stride, its scale from
- * xmax[blockIdx.y]. */
+ * xmax[blockIdx.y], its rows and count list_bytes further. */
 template <typename T, bool SCALED>
 __global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int64_t rows_pad,
                           int64_t dp, const int *__restrict__ xmax,
                           const int32_t *__restrict__ rows, const int *__restrict__ count,
-                          uint16_t *__restrict__ out, int64_t x_stride, int64_t out_stride) {
+                          uint16_t *__restrict__ out, int64_t x_stride, int64_t out_stride,
+                          int64_t list_bytes) {
   x += blockIdx.y * x_stride;
   out += blockIdx.y * out_stride;
+  rows = fkm_bytes_on(rows, blockIdx.y, list_bytes);
+  count = fkm_bytes_on(count, blockIdx.y, list_bytes);
   const int s = SCALED ? scale_exp(xmax[blockIdx.y]) : 0;
   if (count) n = *count, rows_pad = (n + MBM - 1) / MBM * MBM;
   const int64_t groups = rows_pad * (dp / 8);
@@ -208,13 +218,18 @@ __global__ void pack_centroids(const float *__restrict__ c, const float *__restr
                                bool l2, const int *__restrict__ xmax, uint16_t *__restrict__ out,
                                float4 *__restrict__ cc, int *__restrict__ poison,
                                int64_t out_stride, int64_t cc_stride) {
-  /* problem blockIdx.y (a FAST batch in one launch): its k rows of c, its
-   * packed rows and constants out_stride / cc_stride further (parity
-   * packing is one problem's) */
-  if (!PARITY) {
-    c += blockIdx.y * k * d;
-    out += blockIdx.y * out_stride;
-    cc += blockIdx.y * cc_stride;
+  /* problem blockIdx.y of a batch in one launch: its k rows of c, its packed
+   * rows and constants out_stride / cc_stride further; parity: its norms,
+   * its scale, its bound terms and poison flag in its scratch (2 out_stride
+   * bytes further: out_stride counts 16-bit elements) */
+  c += blockIdx.y * k * d;
+  out += blockIdx.y * out_stride;
+  cc += blockIdx.y * cc_stride;
+  if (PARITY) {
+    cn += blockIdx.y * k;
+    xmax += blockIdx.y;
+    cb = fkm_bytes_on(cb, blockIdx.y, 2 * out_stride);
+    poison = fkm_bytes_on(poison, blockIdx.y, 2 * out_stride);
   }
   const int lane = threadIdx.x & 31;
   const int64_t q = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;

@@ -132,24 +132,26 @@ template <class S> struct TcPassArgs {
   const int32_t *rows;  /* NULL, or the gathered rows' indices into x */
   const int *count;     /* with rows: their number, on the device */
   S *st;                /* states, st[split n + p] */
-  /* a batch in one launch (FAST, S = Arg): problem blockIdx.z's xp, cp, cc,
-   * xn and st are these many elements further (0: one problem); the parity
-   * states ignore them (their kernels compile as for one problem) */
-  int64_t xp_stride, cp_stride, cc_stride, xn_stride, st_stride;
+  /* a batch in one launch: problem blockIdx.z's xp, cp, cc and xn are these
+   * many elements further, its st, rows and count these many bytes (its
+   * scratch's stride), its xmax the next word (one problem: blockIdx.z is 0) */
+  int64_t xp_stride, cp_stride, cc_stride, xn_stride, st_bytes, list_bytes;
 };
+
 /* The pass's values as locals named as the kernels' bodies read them (n:
  * the row count read on the device when rows are gathered). A pointer
  * loaded from a struct is not a restrict kernel parameter to the compiler:
  * the bodies read through __ldg where the values are read-only. */
 #define FKM_TC_PASS_BIND(a)                                                             \
-  const int64_t fkm_problem_ = uses_bound<S>() ? 0 : (int64_t)blockIdx.z;              \
+  const int64_t fkm_problem_ = (int64_t)blockIdx.z;                                    \
   const uint16_t *__restrict__ xp = (a).xp + fkm_problem_ * (a).xp_stride;              \
   const uint16_t *__restrict__ cp = (a).cp + fkm_problem_ * (a).cp_stride;              \
   const float4 *__restrict__ cc = (a).cc + fkm_problem_ * (a).cc_stride;                \
   const float *__restrict__ xn = (a).xn + fkm_problem_ * (a).xn_stride;                 \
-  const int *__restrict__ xmax = (a).xmax, *__restrict__ count = (a).count;             \
-  const int32_t *__restrict__ rows = (a).rows;                                          \
-  S *__restrict__ st = (a).st + fkm_problem_ * (a).st_stride;                           \
+  const int *__restrict__ xmax = fkm_bytes_on((a).xmax, fkm_problem_, sizeof(int));      \
+  const int *__restrict__ count = fkm_bytes_on((a).count, fkm_problem_, (a).list_bytes); \
+  const int32_t *__restrict__ rows = fkm_bytes_on((a).rows, fkm_problem_, (a).list_bytes); \
+  S *__restrict__ st = fkm_bytes_on((a).st, fkm_problem_, (a).st_bytes);                 \
   const BoundConsts bc = (a).bc;                                                        \
   const int64_t n = count ? __ldg(count) : (a).n, dp = (a).dp, k = (a).k,                     \
                 k_per_split = (a).k_per_split, ksplit = (a).ksplit;                     \

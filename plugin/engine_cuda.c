@@ -79,6 +79,7 @@ typedef struct cuda_engine {
   int fast_batched_wanted; /* a FAST batch's tensor-core pass in one launch sequence
                               where the batch fits one grid (env
                               FLASHKM_CUDA_FAST_BATCHED=0: off) */
+  int tc_batch_room; /* size_run: every problem's cascade scratch fits the budget */
   int group_radix; /* a batch grouped by the radix sort of composed keys (env
                       FLASHKM_CUDA_GROUP=radix), not a counting sort a problem */
   int64_t batch_simt_k; /* a parity batch of k <= this many centroids takes the
@@ -620,6 +621,25 @@ static int fast_in_one_launch(const cuda_engine *c) {
   return c->fast_batched_wanted && batch_in_one_grid(c) && c->plan.fast_dtype >= 0;
 }
 
+/* Whether the run keeps a float copy of the training rows of its own (else
+ * it reads the caller's device float32 rows in place). */
+static int owns_x(const cuda_engine *c) {
+  return !(c->run.dtype == FKM_DTYPE_F32 && !c->run.train_rows && is_device_ptr(c->run.x));
+}
+
+/* Whether an iteration runs a parity batch's certified cascade for every
+ * problem in one launch sequence (fkm_launch_assign_tc_batched;
+ * FLASHKM_CUDA_BATCHED=0: never): where the reference batch could run (one
+ * grid, the plain scan, no learned order), the plan is the cascade, every
+ * row of x and of the centroids starts 16-byte aligned (d % 4 == 0; the
+ * centroids and an own copy of x are carved aligned) and every problem's
+ * scratch fits the budget (size_run; else each lane's scratch, as before). */
+static int tc_in_one_launch(const cuda_engine *c) {
+  return c->tc_batch_room && reference_batch_fits(c) && c->plan_last.tc &&
+         c->plan_last.fast_dtype < 0 && c->run.d % 4 == 0 &&
+         (owns_x(c) || (uintptr_t)c->run.x % 16 == 0);
+}
+
 /* Whether the workspace holds the records of a run's loop on the device
  * (docs/cuda-engine.md, "The loop on the device"): wanted, one process, and
  * every iteration's label counts of every problem in at most
@@ -636,8 +656,7 @@ static int loop_records_fit(const cuda_engine *c) {
 static size_t plan_workspace(cuda_engine *c, char *base) {
   const int64_t B = c->run.batch, d = c->run.d;
   const int64_t nt = B * c->run.n_train, k = B * c->run.k; /* all problems */
-  const int own_x = !(c->run.dtype == FKM_DTYPE_F32 && !c->run.train_rows &&
-                      is_device_ptr(c->run.x));
+  const int own_x = owns_x(c);
   carver cv = {base, 0};
   float *x = carve(&cv, own_x ? sizeof(float) * (size_t)(nt * d) : 0);
   if (own_x) c->x = x;
@@ -668,9 +687,9 @@ static size_t plan_workspace(cuda_engine *c, char *base) {
   c->work_bytes = (c->plan.work_bytes > c->plan_last.work_bytes ? c->plan.work_bytes
                                                                  : c->plan_last.work_bytes);
   c->work_bytes = (c->work_bytes + 255) & ~(size_t)255;
-  /* a lane's scratch each, or every problem's for a FAST batch in one launch */
-  c->assign_work =
-      carve(&cv, c->work_bytes * (size_t)(fast_in_one_launch(c) ? B : c->lanes));
+  /* a lane's scratch each, or every problem's for a batch in one launch */
+  c->assign_work = carve(
+      &cv, c->work_bytes * (size_t)(fast_in_one_launch(c) || tc_in_one_launch(c) ? B : c->lanes));
   c->temp = carve(&cv, c->temp_bytes);
   c->dsc = carve(&cv, sizeof(scalars) * (size_t)B);
   c->bad = carve(&cv, sizeof *c->bad);
@@ -773,6 +792,8 @@ static fkm_status device_rows(cuda_engine *c, const fkm_run *run, const int64_t 
   return FKM_OK;
 }
 
+static fkm_status device_budget(cuda_engine *c, const fkm_params *p, size_t *avail);
+
 /* The run's chunks, plans and workspace size (c->run, c->params and c->sd
  * set; nothing allocated). */
 static fkm_status size_run(cuda_engine *c) {
@@ -796,7 +817,16 @@ static fkm_status size_run(cuda_engine *c) {
   }
   FKM_CUDA_TRY(c, fkm_group_temp_bytes(B * nt, B * k, B, &c->temp_bytes));
   c->x = c->run.x; /* kept when plan_workspace finds it usable in place */
+  c->tc_batch_room = 1;
   c->ws_bytes = plan_workspace(c, NULL);
+  /* every problem's cascade scratch at once where the budget has room for
+   * it, else the lanes' (a failed query: the caller's own check reports) */
+  size_t avail = 0;
+  if (tc_in_one_launch(c) && device_budget(c, &c->params, &avail) == FKM_OK &&
+      c->ws_bytes > avail) {
+    c->tc_batch_room = 0;
+    c->ws_bytes = plan_workspace(c, NULL);
+  }
   return FKM_OK;
 }
 
@@ -1137,10 +1167,10 @@ static fkm_status take_workspace(cuda_engine *c, const fkm_run *run, const float
                (long long)B);
       c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
     }
-    if (fast_in_one_launch(c)) {
+    if (fast_in_one_launch(c) || tc_in_one_launch(c)) {
       snprintf(msg, sizeof msg,
-               "cuda engine: the %lld problems' FAST assignment in one launch sequence",
-               (long long)B);
+               "cuda engine: the %lld problems' %s assignment in one launch sequence",
+               (long long)B, fast_in_one_launch(c) ? "FAST" : "parity");
       c->params.log(c->params.log_user, FKM_LOG_INFO, msg);
     }
   }
@@ -1809,16 +1839,27 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
   FKM_CUDA_TRY(c, record_timing(c, c->ev_a0, s));
   /* IP: for the bound */
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->cent, B * k, d, c->cn, s));
-  const int fast_one = fast_in_one_launch(c);
-  const int one_launch = assign_in_one_launch(c) || fast_one;
+  const int fast_one = fast_in_one_launch(c), tc_one = tc_in_one_launch(c);
+  const int one_launch = assign_in_one_launch(c) || fast_one || tc_one;
   if (one_launch) { /* every problem's rows in one grid (a layer each), on the stream */
     const fkm_assign_args aa = {.x = c->x, .xn = c->xn, .c = c->cent, .cn = c->cn, .n = nt,
                                 .d = d, .k = k, .metric = (int)c->params.metric,
                                 .labels = c->labels, .dist = c->dist,
-                                .work = c->assign_work, .xp = c->xp, .xmax = c->xmax};
-    FKM_CUDA_TRY(c, fast_one ? fkm_launch_assign_fast_batched(&aa, &c->plan, B, c->xp_stride,
-                                                              c->work_bytes, s)
-                             : fkm_launch_assign_simt_batched(&aa, B, s));
+                                .work = c->assign_work, .xp = c->xp, .xmax = c->xmax,
+                                .float_norms = c->sd.norm.width != 0};
+    if (fast_one)
+      FKM_CUDA_TRY(c, fkm_launch_assign_fast_batched(&aa, &c->plan, B, c->xp_stride,
+                                                     c->work_bytes, s));
+    else if (tc_one) /* the plain scan's cascade (fkm_launch_assign_profile's own path) */
+      FKM_CUDA_TRY(c, fkm_launch_assign_tc_batched(&aa, &c->plan_last, B, c->xp_stride,
+                                                   c->work_bytes, s));
+    else
+      FKM_CUDA_TRY(c, fkm_launch_assign_simt_batched(&aa, B, s));
+    if (verbose && tc_one) /* each problem's counters, at the head of its scratch */
+      FKM_CUDA_TRY(c, cudaMemcpy2DAsync(c->h_refined, FKM_TC_COUNTERS * sizeof(int),
+                                        fkm_assign_refined_count(&aa, &c->plan_last),
+                                        c->work_bytes, FKM_TC_COUNTERS * sizeof(int),
+                                        (size_t)B, cudaMemcpyDeviceToHost, s));
   }
   if (c->lanes > 1 && !one_launch) { /* fork */
     FKM_CUDA_TRY(c, cudaEventRecord(c->ev_fork, s));
@@ -1983,7 +2024,8 @@ static void graph_key_of(const cuda_engine *c, size_t nodes, struct graph_key *k
   key->nchunk = c->nchunk;
   key->nodes = (int64_t)nodes;
   key->lanes = c->lanes;
-  key->one_launch = assign_in_one_launch(c) + 2 * fast_in_one_launch(c);
+  key->one_launch =
+      assign_in_one_launch(c) + 2 * fast_in_one_launch(c) + 4 * tc_in_one_launch(c);
   key->verbose = c->params.verbose && c->params.log;
   key->metric = (int)c->params.metric;
   key->weighted = c->w != NULL;

@@ -1257,17 +1257,21 @@ TEST_P(CudaBatched, EqualsSeparateCpuRuns) {
   EXPECT_FALSE(log.said("assignment in one launch")) << log.all();
 }
 
-// By default a batch whose plan is the reference SIMT kernel (k < 64 or
-// d < 16, and a parity batch of k <= 64) with the plain scan assigns every
-// problem in one launch, and its verbose log says so; every case of the
-// table still equals separate CPU runs.
+// By default a batch with the plain scan assigns every problem in one
+// launch where its plan is the reference SIMT kernel (k < 64 or d < 16, and
+// a parity batch of k <= 64), and in one launch sequence where it is the
+// certified cascade with rows of 16 bytes (d % 4 == 0); its verbose log says
+// so; every case of the table still equals separate CPU runs.
 TEST_P(CudaBatched, OneLaunchEqualsSeparateCpuRuns) {
   const batched::Case &c = GetParam();
   const batched::Data s = batched::make(c);
   LogLines log;
   batched::expect_equal(c, batched::run_batched(gpu->c, c, s, LogLines::collect, &log),
                         batched::run_separately(cpu->c, c, s));
-  EXPECT_EQ(log.said("assignment in one launch"), c.k <= 64 || c.d < 16)
+  const bool simt = c.k <= 64 || c.d < 16;
+  EXPECT_EQ(log.said("assignment in one launch"), simt || c.d % 4 == 0)
+      << "k " << c.k << ", d " << c.d;
+  EXPECT_EQ(log.said("parity assignment in one launch sequence"), !simt && c.d % 4 == 0)
       << "k " << c.k << ", d " << c.d;
   // the final labels: one pass over the resident rows unless subsampled
   EXPECT_EQ(log.said("final labels from the resident training rows"),
@@ -1294,6 +1298,39 @@ TEST_F(Cuda, ManyProblemsInOneLaunchEqualSeparateCpuRuns) {
     batched::expect_equal(c, batched::run_batched(gpu->c, c, s, LogLines::collect, &log),
                           batched::run_separately(cpu->c, c, s));
     EXPECT_TRUE(log.said("assignment in one launch")) << log.all();
+  }
+}
+
+// A parity batch on the certified cascade (k > 64, d >= 16) runs each of
+// its steps once for every problem (fkm_launch_assign_tc_batched): equal to
+// separate CPU runs bit for bit with x resident in the screen (d <= 128) and
+// streamed beside the centroids (d = 200), both metrics, weights, 16-bit
+// rows subsampled, empty clusters split (few distinct points: many rows the
+// screen cannot certify, so the second pass and the reference kernel run),
+// more problems than the device has multiprocessors (one persistent block a
+// problem); rows of d % 4 != 0 keep a launch sequence a problem.
+TEST_F(Cuda, ParityBatchInOneLaunchSequenceEqualsSeparateCpuRuns) {
+  std::vector<batched::Case> cases = {{"d128", 5, 2500, 128, 100},
+                                      {"d64_ip_weights", 3, 2000, 64, 80},
+                                      {"d200_x_streamed", 3, 1500, 200, 130},
+                                      {"d32_few_distinct", 4, 1200, 32, 70},
+                                      {"d48_f16_subsampled", 3, 3000, 48, 72},
+                                      {"d32_140_problems", 140, 300, 32, 65},
+                                      {"d30_launches_a_problem", 3, 900, 30, 70}};
+  cases[1].metric = FKM_METRIC_INNER_PRODUCT;
+  cases[1].weighted = true;
+  cases[3].few_distinct = true;
+  cases[3].niter = 6;
+  cases[4].dtype = FKM_DTYPE_F16;
+  cases[4].max_points_per_centroid = 20;
+  for (batched::Case &c : cases) {
+    SCOPED_TRACE(c.name);
+    if (c.niter == 4) c.niter = 3;
+    const batched::Data s = batched::make(c);
+    LogLines log;
+    batched::expect_equal(c, batched::run_batched(gpu->c, c, s, LogLines::collect, &log),
+                          batched::run_separately(cpu->c, c, s));
+    EXPECT_EQ(log.said("parity assignment in one launch sequence"), c.d % 4 == 0) << log.all();
   }
 }
 
