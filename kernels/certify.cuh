@@ -174,39 +174,31 @@ template <class S> struct CertifyArgs {
   int64_t ws;               /* a batch (grid.y a problem): its scratch's stride, bytes */
 };
 
-/* Problem b's operands in a batch (b 0: a's own): its n rows of x, xn,
- * labels and distances, its k centroids, its scale, its states, bound
- * terms, lists and counts in its scratch, b ws bytes further. */
-template <class S>
-__device__ __forceinline__ CertifyArgs<S> cert_problem(CertifyArgs<S> a, int64_t b) {
-  a.x += b * a.n * a.d;
-  a.xn += b * a.n;
-  a.labels += b * a.n;
-  a.dist += b * a.n;
-  a.c += b * a.k * a.d;
-  a.cn += b * a.k;
-  a.xmax = fkm_bytes_on(a.xmax, b, sizeof(int));
-  a.st = fkm_bytes_on(a.st, b, a.ws);
-  a.cb = fkm_bytes_on(a.cb, b, a.ws);
-  a.bc_max = fkm_bytes_on(a.bc_max, b, a.ws);
-  a.poison = fkm_bytes_on(a.poison, b, a.ws);
-  a.in_rows = fkm_bytes_on(a.in_rows, b, a.ws);
-  a.in_count = fkm_bytes_on(a.in_count, b, a.ws);
-  a.rows = fkm_bytes_on(a.rows, b, a.ws);
-  a.count = fkm_bytes_on(a.count, b, a.ws);
-  a.pairs = fkm_bytes_on(a.pairs, b, a.ws);
-  a.pair_count = fkm_bytes_on(a.pair_count, b, a.ws);
-  return a;
-}
-
 template <bool L2, bool VEC, class S>
-__global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a0) {
-  const CertifyArgs<S> a = cert_problem(a0, blockIdx.y);
+__global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) {
   /* A pointer loaded from a struct is not a restrict kernel parameter to
-   * the compiler: read-only values are read through __ldg. */
-  const float *const x = a.x, *const c = a.c;
-  const int32_t *const in_rows = a.in_rows;
-  const int64_t d = a.d, ksplit = a.ksplit, n = a.in_count ? __ldg(a.in_count) : a.n;
+   * the compiler: read-only values are read through __ldg. Problem b =
+   * blockIdx.y of a batch: its n rows of x, xn, labels and distances, its k
+   * centroids, its scale, and its states, bound terms, lists and counts in
+   * its scratch, b a.ws bytes further (pointers, not a copy of a: a local
+   * struct would live in local memory). */
+  const int64_t b = blockIdx.y;
+  const float *const x = a.x + b * a.n * a.d, *const c = a.c + b * a.k * a.d;
+  const float *const xn = a.xn + b * a.n, *const cn = a.cn + b * a.k;
+  int32_t *const labels = a.labels + b * a.n;
+  float *const dist = a.dist + b * a.n;
+  const int *const xmax = a.xmax + b;
+  const S *const st = fkm_bytes_on(a.st, b, a.ws);
+  const float *const cb = fkm_bytes_on(a.cb, b, a.ws);
+  const float *const bc_max = fkm_bytes_on(a.bc_max, b, a.ws);
+  const int *const poison = fkm_bytes_on(a.poison, b, a.ws);
+  const int32_t *const in_rows = fkm_bytes_on(a.in_rows, b, a.ws);
+  const int *const in_count = fkm_bytes_on(a.in_count, b, a.ws);
+  int32_t *const rows = fkm_bytes_on(a.rows, b, a.ws);
+  int32_t *const pairs = fkm_bytes_on(a.pairs, b, a.ws);
+  int *const count = fkm_bytes_on(a.count, b, a.ws);
+  int *const pair_count = fkm_bytes_on(a.pair_count, b, a.ws);
+  const int64_t d = a.d, ksplit = a.ksplit, n = in_count ? __ldg(in_count) : a.n;
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
   __shared__ int64_t srow[CERT_THREADS]; /* the block's rows of x, -1 past n */
   /* blocks stride over the points (the pass over the rows the screen left
@@ -220,13 +212,13 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a0)
     if (p < n) {
       S t;
       state_init(t);
-      for (int64_t s = 0; s < ksplit; s++) state_merge(t, state_ldg(a.st + s * n + p));
-      if (__ldg(a.poison) == 0) {
+      for (int64_t s = 0; s < ksplit; s++) state_merge(t, state_ldg(st + s * n + p));
+      if (__ldg(poison) == 0) {
         /* B(x) = beta X + BC + eta, rounded up */
-        const float v = __ldg(a.xn + row), up = 1.0f + 0x1p-20f;
+        const float v = __ldg(xn + row), up = 1.0f + 0x1p-20f;
         const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(a.bc.beta, v), up), a.bc.eta),
-                                  __ldg(a.bc_max));
-        ncand = candidates(t, point_a(a.bc, v, scale_exp(__ldg(a.xmax))), bx, a.cb, b1, b2);
+                                  __ldg(bc_max));
+        ncand = candidates(t, point_a(a.bc, v, scale_exp(__ldg(xmax))), bx, cb, b1, b2);
       }
     }
     BlasChain chain; /* a row decided here in a BLAS's order (defer_all, order on) */
@@ -242,13 +234,13 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a0)
       }
       if (p < n && !inplace) {
         if (ncand) {
-          const int slot = atomicAdd(a.pair_count, 1);
-          a.pairs[3 * slot] = (int32_t)row;
-          a.pairs[3 * slot + 1] = b1;
-          a.pairs[3 * slot + 2] = ncand == 2 ? b2 : -1;
-          if (ncand == 2) atomicAdd(a.pair_count + 1, 1); /* the near-ties */
+          const int slot = atomicAdd(pair_count, 1);
+          pairs[3 * slot] = (int32_t)row;
+          pairs[3 * slot + 1] = b1;
+          pairs[3 * slot + 2] = ncand == 2 ? b2 : -1;
+          if (ncand == 2) atomicAdd(pair_count + 1, 1); /* the near-ties */
         } else {
-          a.rows[atomicAdd(a.count, 1)] = (int32_t)row;
+          rows[atomicAdd(count, 1)] = (int32_t)row;
         }
       }
       if (!a.order.on) continue;
@@ -293,25 +285,25 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a0)
       ip1 = chain.finish();
     }
     if (ncand == 2 && a.defer_pairs) {
-      const int slot = atomicAdd(a.pair_count, 1);
-      a.pairs[3 * slot] = (int32_t)row;
-      a.pairs[3 * slot + 1] = b1;
-      a.pairs[3 * slot + 2] = b2;
+      const int slot = atomicAdd(pair_count, 1);
+      pairs[3 * slot] = (int32_t)row;
+      pairs[3 * slot + 1] = b1;
+      pairs[3 * slot + 2] = b2;
       continue;
     }
     if (L2 && ncand == 1 && a.cmax_lanes) {
-      const fkm_top1 r = fkm_cmax_certified(b1, ip1, __ldg(a.cn + b1), __ldg(a.xn + row),
+      const fkm_top1 r = fkm_cmax_certified(b1, ip1, __ldg(cn + b1), __ldg(xn + row),
                                                  a.k, a.cmax_lanes);
-      a.labels[row] = (int32_t)r.idx;
-      a.dist[row] = r.dis;
+      labels[row] = (int32_t)r.idx;
+      dist[row] = r.dis;
       continue;
     }
     float v1 = ip1, v2 = ip2;
     if (L2 && ncand) {
-      v1 = __fsub_rn(__fadd_rn(__ldg(a.xn + row), __ldg(a.cn + b1)), __fadd_rn(ip1, ip1));
+      v1 = __fsub_rn(__fadd_rn(__ldg(xn + row), __ldg(cn + b1)), __fadd_rn(ip1, ip1));
       if (v1 < 0.0f) v1 = 0.0f;
       if (ncand == 2) {
-        v2 = __fsub_rn(__fadd_rn(__ldg(a.xn + row), __ldg(a.cn + b2)), __fadd_rn(ip2, ip2));
+        v2 = __fsub_rn(__fadd_rn(__ldg(xn + row), __ldg(cn + b2)), __fadd_rn(ip2, ip2));
         if (v2 < 0.0f) v2 = 0.0f;
       }
     }
@@ -326,10 +318,10 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a0)
       }
     }
     if (ncand) {
-      a.labels[row] = label;
-      a.dist[row] = dis;
+      labels[row] = label;
+      dist[row] = dis;
     } else {
-      a.rows[atomicAdd(a.count, 1)] = (int32_t)row;
+      rows[atomicAdd(count, 1)] = (int32_t)row;
     }
   }
 }
