@@ -352,6 +352,19 @@ cudaError_t launch_fast(const fkm_assign_args *a, const fkm_assign_plan *plan, c
   return cudaGetLastError();
 }
 
+/* *bt := the layout of a batched launch (batch problems, problem b's packed
+ * rows b xp_stride 16-bit elements and its scratch b work_stride bytes
+ * further); false where it cannot be: more problems than a grid dimension,
+ * a stride not a multiple of 256 bytes or below the plan's scratch. */
+bool batch_layout(int64_t batch, int64_t xp_stride, size_t work_stride,
+                  const fkm_assign_plan *plan, Batch *bt) {
+  if (batch > 65535 || work_stride % 256 != 0 || work_stride < plan->work_bytes) return false;
+  bt->problems = batch;
+  bt->xp_stride = xp_stride;
+  bt->work_stride = work_stride;
+  return true;
+}
+
 }  // namespace
 
 extern "C" cudaError_t fkm_launch_assign_simt_batched(const fkm_assign_args *a,
@@ -391,13 +404,9 @@ extern "C" cudaError_t fkm_launch_assign_fast_batched(const fkm_assign_args *a,
                                                       int64_t batch, int64_t xp_stride,
                                                       size_t work_stride, cudaStream_t s) {
   if (a->n == 0 || batch == 0) return cudaSuccess;
-  if (plan->fast_dtype < 0 || batch > 65535 || work_stride % 256 != 0 ||
-      work_stride < plan->work_bytes)
-    return cudaErrorInvalidValue;
   Batch bt;
-  bt.problems = batch;
-  bt.xp_stride = xp_stride;
-  bt.work_stride = work_stride;
+  if (plan->fast_dtype < 0 || !batch_layout(batch, xp_stride, work_stride, plan, &bt))
+    return cudaErrorInvalidValue;
   return by_metric(a->metric == FKM_METRIC_L2, [&](auto metric) {
     constexpr bool L2 = decltype(metric)::value;
     return by_half_dtype(plan->fast_dtype, [&](auto type) {
@@ -411,13 +420,10 @@ extern "C" cudaError_t fkm_launch_assign_tc_batched(const fkm_assign_args *a,
                                                     int64_t xp_stride, size_t work_stride,
                                                     cudaStream_t s) {
   if (a->n == 0 || batch == 0) return cudaSuccess;
-  if (!plan->tc || plan->fast_dtype >= 0 || batch > 65535 || work_stride % 256 != 0 ||
-      work_stride < plan->work_bytes || !rows_16b(a) || a->defer_pairs || a->defer_all)
-    return cudaErrorInvalidValue;
   Batch bt;
-  bt.problems = batch;
-  bt.xp_stride = xp_stride;
-  bt.work_stride = work_stride;
+  if (!plan->tc || plan->fast_dtype >= 0 || !rows_16b(a) || a->defer_pairs || a->defer_all ||
+      !batch_layout(batch, xp_stride, work_stride, plan, &bt))
+    return cudaErrorInvalidValue;
   return by_metric(a->metric == FKM_METRIC_L2, [&](auto metric) {
     return launch_tc<decltype(metric)::value>(a, plan, s, bt);
   });
