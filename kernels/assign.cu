@@ -92,7 +92,7 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
                         int64_t k_per_split, const BoundConsts &bc, S *st, cudaStream_t s,
                         const Batch &bt = Batch()) {
   /* problem blockIdx.z's operands (TcPassArgs' strides: elements; its
-   * states and lists in its scratch: bytes) */
+   * states and lists in its scratch: ws bytes) */
   const int64_t ws = (int64_t)bt.work_stride;
   const int64_t xps = bt.xp_stride, cps = ws / 2, ccs = ws / 16, xns = bt.problems > 1 ? n : 0;
   char *w = static_cast<char *>(a->work);
@@ -137,7 +137,7 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
         .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
         .dp = dp, .k = a->k, .k_per_split = k_per_split, .ksplit = ksplit, .nslots = nslots,
         .xbufs = xbufs, .rows = rows, .count = count, .st = st, .xp_stride = xps,
-        .cp_stride = cps, .cc_stride = ccs, .xn_stride = xns, .st_bytes = ws, .list_bytes = ws});
+        .cp_stride = cps, .cc_stride = ccs, .xn_stride = xns, .ws = ws});
     return cudaGetLastError();
   }
   const bool res = nkc <= RES_MAX_CHUNKS;
@@ -153,7 +153,7 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
       .xp = xp, .cp = cpack, .cc = cc, .xn = a->xn, .bc = bc, .xmax = a->xmax, .n = n,
       .dp = dp, .k = a->k, .k_per_split = k_per_split, .ksplit = ksplit, .nslots = 0,
       .xbufs = 0, .rows = rows, .count = count, .st = st, .xp_stride = xps, .cp_stride = cps,
-      .cc_stride = ccs, .xn_stride = xns, .st_bytes = ws, .list_bytes = ws});
+      .cc_stride = ccs, .xn_stride = xns, .ws = ws});
   return cudaGetLastError();
 }
 

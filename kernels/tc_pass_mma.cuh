@@ -133,9 +133,9 @@ template <class S> struct TcPassArgs {
   const int *count;     /* with rows: their number, on the device */
   S *st;                /* states, st[split n + p] */
   /* a batch in one launch: problem blockIdx.z's xp, cp, cc and xn are these
-   * many elements further, its st, rows and count these many bytes (its
-   * scratch's stride), its xmax the next word (one problem: blockIdx.z is 0) */
-  int64_t xp_stride, cp_stride, cc_stride, xn_stride, st_bytes, list_bytes;
+   * many elements further, its st, rows and count ws bytes (its scratch's
+   * stride), its xmax the next word (one problem: blockIdx.z is 0) */
+  int64_t xp_stride, cp_stride, cc_stride, xn_stride, ws;
 };
 
 /* The pass's values as locals named as the kernels' bodies read them (n:
@@ -149,9 +149,9 @@ template <class S> struct TcPassArgs {
   const float4 *__restrict__ cc = (a).cc + fkm_problem_ * (a).cc_stride;                \
   const float *__restrict__ xn = (a).xn + fkm_problem_ * (a).xn_stride;                 \
   const int *__restrict__ xmax = fkm_bytes_on((a).xmax, fkm_problem_, sizeof(int));      \
-  const int *__restrict__ count = fkm_bytes_on((a).count, fkm_problem_, (a).list_bytes); \
-  const int32_t *__restrict__ rows = fkm_bytes_on((a).rows, fkm_problem_, (a).list_bytes); \
-  S *__restrict__ st = fkm_bytes_on((a).st, fkm_problem_, (a).st_bytes);                 \
+  const int *__restrict__ count = fkm_bytes_on((a).count, fkm_problem_, (a).ws);         \
+  const int32_t *__restrict__ rows = fkm_bytes_on((a).rows, fkm_problem_, (a).ws);       \
+  S *__restrict__ st = fkm_bytes_on((a).st, fkm_problem_, (a).ws);                       \
   const BoundConsts bc = (a).bc;                                                        \
   const int64_t n = count ? __ldg(count) : (a).n, dp = (a).dp, k = (a).k,                     \
                 k_per_split = (a).k_per_split, ksplit = (a).ksplit;                     \
