@@ -193,14 +193,19 @@ template <class S>
 CertifyArgs<S> cert_args(const fkm_assign_args *a, const TcWork &t, const BoundConsts &bc,
                          const S *st, int64_t ksplit, const int32_t *in_rows,
                          const int *in_count, int32_t *left, int *left_count,
-                         int64_t ws = 0) {
+                         const Batch *bt = nullptr) {
+  /* the cascade's certifies (bt given) read x from its packed copy where
+   * that copy is exact (a->xp_exact) */
+  const bool packed = bt && a->xp_exact && a->xp;
   return CertifyArgs<S>{
       .x = a->x, .xn = a->xn, .c = a->c, .cn = a->cn, .n = a->n, .d = a->d, .k = a->k,
       .ksplit = ksplit, .st = st, .bc = bc, .cb = t.cb, .bc_max = t.bc_max, .xmax = a->xmax,
       .poison = t.poison, .in_rows = in_rows, .in_count = in_count, .labels = a->labels,
       .dist = a->dist, .rows = left, .count = left_count, .cmax_lanes = a->cmax_lanes,
       .defer_pairs = a->defer_pairs, .defer_all = a->defer_all, .order = a->blas,
-      .pairs = t.pairs, .pair_count = t.pair_count, .ws = ws};
+      .pairs = t.pairs, .pair_count = t.pair_count,
+      .ws = bt ? (int64_t)bt->work_stride : 0, .xp = packed ? a->xp : nullptr,
+      .dp = fkm_pack_dims(a->d), .xp_stride = bt ? bt->xp_stride : 0};
 }
 
 /* Rows of x and of the centroids start 16-byte aligned (certify's and the
@@ -254,7 +259,7 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   const unsigned cblocks = (unsigned)((n + CERT_THREADS - 1) / CERT_THREADS);
   auto cert1 = vec ? certify<L2, true, Top2> : certify<L2, false, Top2>;
   cert1<<<dim3(cblocks, P), CERT_THREADS, 0, s>>>(
-      cert_args(a, t, bc, t.st1, plan->ksplit, nullptr, nullptr, t.rows1, t.count1, ws));
+      cert_args(a, t, bc, t.st1, plan->ksplit, nullptr, nullptr, t.rows1, t.count1, &bt));
   /* the rows the screen left, gathered and packed like x (into each
    * problem's scratch) */
   const int64_t dp = fkm_pack_dims(d), groups = fkm_round_up(n, MBM) * (dp / 8);
@@ -270,7 +275,7 @@ cudaError_t launch_tc(const fkm_assign_args *a, const fkm_assign_plan *plan, cud
   /* the rows the screen left: a few blocks stride over them (their count
    * is on the device) */
   cert2<<<spread(list_grid(cblocks, plan)), CERT_THREADS, 0, s>>>(
-      cert_args(a, t, bc, t.st2, plan->cert_split, t.rows1, t.count1, t.rows, t.count, ws));
+      cert_args(a, t, bc, t.st2, plan->cert_split, t.rows1, t.count1, t.rows, t.count, &bt));
   /* a caller that decides rows itself (a profile's scan, a BLAS's order)
    * replays the rows left too: the reference kernel's values would be
    * overwritten */

@@ -280,6 +280,9 @@ typedef struct fkm_assign_args {
   const uint16_t *xp; /* tc and fast plans: x packed by fkm_launch_pack_x */
   const int *xmax;    /* tc plans: the word fkm_launch_pack_x wrote */
   int float_norms;    /* tc: xn, cn are a FAISS build's float loops (wider bound) */
+  int xp_exact;       /* tc: x's values are fp16 numbers (fp16 rows widened), so
+                         the packed copy xp holds them exactly where its scale
+                         2^sx is at least 1: certify then reads x from xp */
   int cmax_lanes;     /* tc, L2: a certified label's value and the block rule of
                          exhaustive_L2sqr_blas_cmax with these lanes (0: the
                          plain formula) */

@@ -172,7 +172,37 @@ template <class S> struct CertifyArgs {
   int32_t *pairs;           /* defer_pairs, defer_all: (row, b1, b2) triples */
   int *pair_count;
   int64_t ws;               /* a batch (grid.y a problem): its scratch's stride, bytes */
+  const uint16_t *xp;       /* non-NULL: x packed (fp16 of x 2^sx), exact where sx >= 0: */
+  int64_t dp, xp_stride;    /* its columns; a batch's problem b at xp + b xp_stride */
 };
+
+/* Rows srow[0 .. CERT_THREADS) of x, dimensions k0 .. k0 + CERT_BK, into xs
+ * from the packed copy xp (dp columns, fp16 of x 2^sx; a row -1: zeros):
+ * each 16-byte segment's eight values times 2^-sx, x's own values where the
+ * packing was exact (fp16 source rows, sx >= 0). */
+__device__ __forceinline__ void stage_from_packed(float (&xs)[CERT_THREADS][CERT_BK + 1],
+                                                  const int64_t (&srow)[CERT_THREADS],
+                                                  const uint16_t *xp, int64_t dp, int64_t k0,
+                                                  int sx) {
+  constexpr int S = CERT_BK / 8; /* segments a row and stage */
+  uint4 w[S]; /* every load in flight before the conversions */
+#pragma unroll
+  for (int i = 0; i < S; i++) {
+    const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / S;
+    w[i] = srow[r] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
+                              xp + packed_at(srow[r], k0 + e % S * 8, dp)))
+                        : make_uint4(0u, 0u, 0u, 0u);
+  }
+#pragma unroll
+  for (int i = 0; i < S; i++) {
+    const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / S, col = e % S * 8;
+    const uint32_t q[4] = {w[i].x, w[i].y, w[i].z, w[i].w};
+#pragma unroll
+    for (int h = 0; h < 8; h++)
+      xs[r][col + h] =
+          ldexpf(__half2float(__ushort_as_half((uint16_t)(q[h / 2] >> (16 * (h % 2))))), -sx);
+  }
+}
 
 template <bool L2, bool VEC, class S>
 __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) {
@@ -199,6 +229,10 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
   int *const count = fkm_bytes_on(a.count, b, a.ws);
   int *const pair_count = fkm_bytes_on(a.pair_count, b, a.ws);
   const int64_t d = a.d, ksplit = a.ksplit, n = in_count ? __ldg(in_count) : a.n;
+  /* x's rows from the packed copy where it holds them exactly (half the
+   * bytes of the float rows) */
+  const int sx = a.xp ? scale_exp(__ldg(xmax)) : -1;
+  const uint16_t *const xp = sx >= 0 ? a.xp + b * a.xp_stride : nullptr;
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
   __shared__ int64_t srow[CERT_THREADS]; /* the block's rows of x, -1 past n */
   /* blocks stride over the points (the pass over the rows the screen left
@@ -252,7 +286,9 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
     for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
       const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
       __syncthreads();
-      if (VEC && kmax == CERT_BK) {
+      if (xp && kmax == CERT_BK) {
+        stage_from_packed(xs, srow, xp, a.dp, k0, sx);
+      } else if (VEC && kmax == CERT_BK) {
         constexpr int Q = CERT_BK / 4; /* float4 per row and stage */
         float4 v[Q]; /* CERT_THREADS rows x Q float4 = Q per thread */
 #pragma unroll

@@ -1846,7 +1846,8 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
                                 .d = d, .k = k, .metric = (int)c->params.metric,
                                 .labels = c->labels, .dist = c->dist,
                                 .work = c->assign_work, .xp = c->xp, .xmax = c->xmax,
-                                .float_norms = c->sd.norm.width != 0};
+                                .float_norms = c->sd.norm.width != 0,
+                                .xp_exact = c->run.dtype == FKM_DTYPE_F16};
     if (fast_one)
       FKM_CUDA_TRY(c, fkm_launch_assign_fast_batched(&aa, &c->plan, B, c->xp_stride,
                                                      c->work_bytes, s));
@@ -1887,6 +1888,7 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
           .work = work,
           .xp = c->xp ? c->xp + b * c->xp_stride + r0 * fkm_pack_dims(d) : NULL,
           .xmax = c->xmax ? c->xmax + b : NULL,
+          .xp_exact = c->run.dtype == FKM_DTYPE_F16,
           .blas = c->train_blas};
       aa.blas.row0 = r0;
       if (plan->fast_dtype >= 0)

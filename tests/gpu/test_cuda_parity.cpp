@@ -348,6 +348,28 @@ TEST_F(Cuda, BFloat16InputBitIdentical) {
   check(p, pb, true);
 }
 
+// fp16 rows on the certified cascade (k >= 64, d >= 16): certify reads the
+// rows from the packed copy where its scale 2^sx is at least 1 (max |x| <
+// 2^15: the packing is exact), else from the float rows, and reads a
+// stage tail (d = 200 = 6 x 32 + 8) from the float rows; each gives the
+// CPU's bits. The wide problems span fp16's exponents, subnormals to past
+// 2^15 (sx < 0), host and device rows.
+TEST_F(Cuda, Float16InputOnTheCascadeBitIdentical) {
+  fkm_params p = quick(4);
+  for (const int64_t d : {64, 200}) {
+    SCOPED_TRACE("d " + std::to_string(d));
+    const Problem narrow = half_problem(FKM_DTYPE_F16, 3000, d, 100, 16 + (uint32_t)d);
+    check(p, narrow);
+    check(p, narrow, true);
+    Problem wide = narrow;
+    std::mt19937 g(17 + (uint32_t)d);
+    for (auto &h : wide.x16) /* exponent fields 0 (subnormal) to 30 (2^15 and beyond) */
+      h = (uint16_t)((h & 0x83ffu) | ((g() % 31u) << 10));
+    check(p, wide);
+    check(p, wide, true);
+  }
+}
+
 // ------------------------------------------------------------ adversarial
 
 TEST_F(Cuda, ExactTiesFromDuplicatePointsAndCentroidsPickLowestIndex) {
