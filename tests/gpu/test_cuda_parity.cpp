@@ -1356,6 +1356,37 @@ TEST_F(Cuda, ParityBatchInOneLaunchSequenceEqualsSeparateCpuRuns) {
   }
 }
 
+// A parity batch whose scratch, one a problem, would not fit the budget takes
+// the lanes' scratch (a launch sequence a problem) and still gives the CPU's
+// bits; fkm_train_memory plans what the run takes: under a budget of the
+// lanes' plan, the lanes' bytes.
+TEST_F(Cuda, ParityBatchOverItsBudgetTakesTheLanes) {
+  batched::Case c{"over_budget", 12, 3000, 64, 100}; /* 12 problems' scratch, 8 lanes' */
+  c.niter = 3;
+  const batched::Data s = batched::make(c);
+  fkm_params p = batched::params(c);
+  Ctx each(FKM_BACKEND_CUDA, "FLASHKM_CUDA_BATCHED", "0");
+  ASSERT_EQ(each.status, FKM_OK);
+  fkm_memory_plan batch{}, lanes{}, capped{};
+  ASSERT_EQ(fkm_train_memory(gpu->c, &p, c.batch, c.n, c.d, c.k, c.dtype, &batch), FKM_OK);
+  ASSERT_EQ(fkm_train_memory(each.c, &p, c.batch, c.n, c.d, c.k, c.dtype, &lanes), FKM_OK);
+  ASSERT_GT(batch.bytes, lanes.bytes);
+  p.memory_budget = lanes.bytes;
+  ASSERT_EQ(fkm_train_memory(gpu->c, &p, c.batch, c.n, c.d, c.k, c.dtype, &capped), FKM_OK)
+      << fkm_ctx_last_error(gpu->c);
+  EXPECT_EQ(capped.bytes, lanes.bytes);
+  LogLines log;
+  p = log.logged(p);
+  batched::Out got = batched::fresh(c, s);
+  got.status = fkm_train_batched(gpu->c, &p, c.batch, c.n, c.d, c.k, c.dtype,
+                                 batched::xptr(c, s, 0), nullptr, got.centroids.data(),
+                                 c.n_init, got.labels.data(), got.distances.data(),
+                                 got.stats.data(), got.cap, got.n_stats.data());
+  got.error = fkm_ctx_last_error(gpu->c);
+  batched::expect_equal(c, got, batched::run_separately(cpu->c, c, s));
+  EXPECT_FALSE(log.said("parity assignment in one launch sequence")) << log.all();
+}
+
 INSTANTIATE_TEST_SUITE_P(Table, CudaBatched, ::testing::ValuesIn(batched::cases()),
                          [](const ::testing::TestParamInfo<batched::Case> &i) {
                            return std::string(i.param.name);
