@@ -36,7 +36,7 @@ namespace {
  * 128-byte swizzle: exactly the packed tile layout, see packed_at). An
  * item's x rows (two packed row blocks of dp / 64 tiles; the last item may
  * have one) are resident in one of two buffers (the next item's rows load
- * while this one computes; one buffer, and a deeper ring, where the grid
+ * while this one computes, issued once its second tile is; one buffer, and a deeper ring, where the grid
  * has a block per item); centroid chunks stream through a ring of nslots
  * 16 KB slots (two tiles), each filled by one bulk copy (cp.async.bulk,
  * completion counted on the slot's "full" mbarrier) with, on a tile's first
@@ -208,21 +208,27 @@ assign_wgmma(const TcPassArgs<S> a) {
   if (warp >= (int)consumer_warps) { /* the producer */
     setmaxnreg_dec<WG_PRODUCER_REGS>();
     if (warp != (int)consumer_warps || lane != 0) return;
+    /* the item's packed row blocks that exist (the last may be short) */
+    auto row_blocks = [&](int64_t m0) {
+      return (int)((n - m0 + MBM - 1) / MBM < WG_RB ? (n - m0 + MBM - 1) / MBM : WG_RB);
+    };
+    /* an item's x rows into their buffer, once the item two before is done
+     * with it */
+    auto load_rows = [&](int64_t m0, int item_i) {
+      const int buf = item_i & 1, rbs = row_blocks(m0);
+      if (item_i >= 2) mbar_wait(&xempty[buf], (unsigned)((item_i >> 1) - 1) & 1u);
+      mbar_expect_tx(&xfull[buf], (unsigned)(rbs * nkc * TILE * 2));
+      for (int rb = 0; rb < rbs; rb++)
+        for (int kc = 0; kc < nkc; kc++)
+          bulk_load(xs + ((buf * WG_RB + rb) * nkc + kc) * TILE,
+                    xp + (m0 + rb * MBM) * dp + kc * TILE, TILE * 2, &xfull[buf]);
+    };
     WgTile c;
     int slot = 0, round = 0;
-    for (bool more = start_item(c, blockIdx.x, 0); more;) {
-      const int buf = c.item_i & 1;
-      /* the item's packed row blocks that exist (the last may be short) */
-      const int rbs = (int)((n - c.m0 + MBM - 1) / MBM < WG_RB ? (n - c.m0 + MBM - 1) / MBM
-                                                                : WG_RB);
-      if (!STREAM) {
-        if (c.item_i >= 2) mbar_wait(&xempty[buf], (unsigned)((c.item_i >> 1) - 1) & 1u);
-        mbar_expect_tx(&xfull[buf], (unsigned)(rbs * nkc * TILE * 2));
-        for (int rb = 0; rb < rbs; rb++)
-          for (int kc = 0; kc < nkc; kc++)
-            bulk_load(xs + ((buf * WG_RB + rb) * nkc + kc) * TILE,
-                      xp + (c.m0 + rb * MBM) * dp + kc * TILE, TILE * 2, &xfull[buf]);
-      }
+    bool more = start_item(c, blockIdx.x, 0);
+    if (!STREAM && more) load_rows(c.m0, 0);
+    while (more) {
+      const int rbs = STREAM ? row_blocks(c.m0) : 0;
       const int64_t item_i = c.item_i;
       do { /* the item's tiles, chunk by chunk */
         const uint16_t *src = cp + c.n0 * dp;
@@ -241,6 +247,13 @@ assign_wgmma(const TcPassArgs<S> a) {
             if (kc == 0) bulk_load(ccs + slot / nkc * MBN, cc + c.n0, MBN * 16, &full[slot]);
           }
           if (++slot == nslots) slot = 0, round++;
+        }
+        /* the next item's rows, one item ahead: once this item's second
+         * tile (or its only one) is issued, whose slots the item before
+         * released after its last MMA, so that the wait is short */
+        if (!STREAM && c.j == (c.nt > 1 ? 1 : 0)) { /* (xbufs 1: one item) */
+          const int64_t next = (int64_t)blockIdx.x + (int64_t)(c.item_i + 1) * gridDim.x;
+          if (next < items) load_rows(next / ksplit * WG_ROWS, c.item_i + 1);
         }
         more = advance(c);
       } while (more && c.item_i == item_i);
