@@ -82,6 +82,11 @@ __device__ __forceinline__ void state_push(Cert &t, float acc, const float4 &cq,
   cert_push(t, gv, fmaf(-pa, cq.z, gv), q);
 }
 
+/* The index of the least value (Arg, Top2). */
+__device__ __forceinline__ int &state_index(Arg &t) { return t.i; }
+__device__ __forceinline__ int &state_index(Top2 &t) { return t.b; }
+__device__ __forceinline__ int &state_index(Cert &t) { return t.b1; }
+
 __device__ __forceinline__ void state_merge(Arg &t, const Arg &o) { combine<true>(t.v, t.i, o.v, o.i); }
 __device__ __forceinline__ void state_merge(Top2 &t, const Top2 &o) {
   t.h2 = fminf(fminf(t.h2, o.h2), fmaxf(t.h1, o.h1));

@@ -341,6 +341,13 @@ assign_wgmma(const TcPassArgs<S> a) {
        * in L1); columns past ke are padding (value +inf) */
       const float4 *ccp = (STREAM ? cc + c.n0 : ccs + slot0 / nkc * MBN) + 2 * t;
       const int qb = (int)c.n0 + 2 * t;
+      /* Arg and Top2 keep one index: pushed as the column within the
+       * tile (an immediate operand of the select), the tile's base added
+       * once where the tile moved it */
+      constexpr bool local = !std::is_same<S, Cert>::value;
+      int kept[2];
+#pragma unroll
+      for (int h = 0; h < 2 && local; h++) kept[h] = state_index(st2[h]), state_index(st2[h]) = -2;
 #pragma unroll
       for (int i = 0; i < 16; i++)
 #pragma unroll
@@ -348,8 +355,13 @@ assign_wgmma(const TcPassArgs<S> a) {
           const float4 cq = STREAM ? __ldg(ccp + 8 * i + jj) : ccp[8 * i + jj];
 #pragma unroll
           for (int h = 0; h < 2; h++)
-            state_push(st2[h], acc[4 * i + 2 * h + jj], cq, pa[h], qb + 8 * i + jj);
+            state_push(st2[h], acc[4 * i + 2 * h + jj], cq, pa[h], (local ? 0 : qb) + 8 * i + jj);
         }
+#pragma unroll
+      for (int h = 0; h < 2 && local; h++) {
+        const int q = state_index(st2[h]);
+        state_index(st2[h]) = q == -2 ? kept[h] : q + qb;
+      }
     }
     /* the tile's slots (and constants) are free */
     for (int kc = 0, sl = slot0; kc < nkc && !STREAM; kc++) {
