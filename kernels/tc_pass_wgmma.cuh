@@ -38,11 +38,11 @@ namespace {
  * have one) are resident in one of two buffers (the next item's rows load
  * while this one computes, issued once its second tile is; one buffer, and a deeper ring, where the grid
  * has a block per item); centroid chunks stream through a ring of nslots
- * 16 KB slots (two tiles), each filled by one bulk copy (cp.async.bulk,
- * completion counted on the slot's "full" mbarrier) with, on a tile's first
- * chunk, the tile's 128 centroid constants (2 KB, into the tile's constant
- * slot), and handed back through its "empty" mbarrier by the 512 consumer
- * threads once the tile's pushes are done.
+ * 16 KB slots (two tiles), each filled by one bulk copy (cp.async.bulk)
+ * with, on a tile's first chunk, the tile's 128 centroid constants (2 KB,
+ * into the tile's constant slot); the tile's copies complete on one "full"
+ * mbarrier, and its slots go back through one "empty" mbarrier, one
+ * arrival a consumer warp once the tile's pushes are done.
  * STREAM (dp > 128: an item's rows no longer fit): each of WG_STREAM_SLOTS
  * slots holds a centroid chunk and the item's x chunk of the same 64
  * dimensions (48 KB); a warpgroup issues a chunk's MMAs once its slot is
@@ -195,12 +195,18 @@ assign_wgmma(const TcPassArgs<S> a) {
                       c.item_i + 1);
   };
 
-  /* every consumer thread hands slots and x buffers back itself (its own
-   * reads are then ordered before the refill that the producer issues) */
-  constexpr unsigned consumer_warps = 4 * WG_CWG, consumers = 32 * consumer_warps;
+  /* consumers hand slots and x buffers back with one arrival a warp, once
+   * its lanes have converged (__syncwarp orders their reads before it, and
+   * the arrival orders them before the refill the producer issues) */
+  constexpr unsigned consumer_warps = 4 * WG_CWG;
+  auto warp_arrive = [&](uint64_t *b) {
+    __syncwarp();
+    if (lane == 0) mbar_arrive(b);
+  };
   if (tid == 0) {
-    for (int i = 0; i < nslots; i++) mbar_init(&full[i], 1), mbar_init(&empty[i], consumers);
-    for (int i = 0; i < 2 && !STREAM; i++) mbar_init(&xfull[i], 1), mbar_init(&xempty[i], consumers);
+    for (int i = 0; i < nslots; i++) mbar_init(&full[i], 1), mbar_init(&empty[i], consumer_warps);
+    for (int i = 0; i < 2 && !STREAM; i++)
+      mbar_init(&xfull[i], 1), mbar_init(&xempty[i], consumer_warps);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncthreads();
@@ -233,18 +239,22 @@ assign_wgmma(const TcPassArgs<S> a) {
       do { /* the item's tiles, chunk by chunk */
         const uint16_t *src = cp + c.n0 * dp;
         for (int kc = 0; kc < nkc; kc++) {
-          if (round > 0) mbar_wait(&empty[slot], (unsigned)(round - 1) & 1u);
           uint16_t *sl = ring + slot * SLOT;
           if (STREAM) { /* the centroid chunk and the item's x chunk */
+            if (round > 0) mbar_wait(&empty[slot], (unsigned)(round - 1) & 1u);
             mbar_expect_tx(&full[slot], (unsigned)((1 + rbs) * TILE * 2));
             bulk_load(sl, src + kc * TILE, TILE * 2, &full[slot]);
             for (int rb = 0; rb < rbs; rb++)
               bulk_load(sl + (1 + rb) * TILE, xp + (c.m0 + rb * MBM) * dp + kc * TILE,
                         TILE * 2, &full[slot]);
-          } else {
-            mbar_expect_tx(&full[slot], TILE * 2 + (kc == 0 ? MBN * 16 : 0));
-            bulk_load(sl, src + kc * TILE, TILE * 2, &full[slot]);
-            if (kc == 0) bulk_load(ccs + slot / nkc * MBN, cc + c.n0, MBN * 16, &full[slot]);
+          } else { /* one full and one empty barrier a tile (slot / nkc) */
+            const int ts = slot / nkc;
+            if (kc == 0) {
+              if (round > 0) mbar_wait(&empty[ts], (unsigned)(round - 1) & 1u);
+              mbar_expect_tx(&full[ts], (unsigned)(nkc * TILE * 2 + MBN * 16));
+              bulk_load(ccs + ts * MBN, cc + c.n0, MBN * 16, &full[ts]);
+            }
+            bulk_load(sl, src + kc * TILE, TILE * 2, &full[ts]);
           }
           if (++slot == nslots) slot = 0, round++;
         }
@@ -304,22 +314,20 @@ assign_wgmma(const TcPassArgs<S> a) {
         if (kc > 0) {
           wg_wait<1>();
           acc_fence(acc);
-          mbar_arrive(&empty[prev]);
+          warp_arrive(&empty[prev]);
         }
         prev = slot;
         if (++slot == nslots) slot = 0, round++;
       }
       wg_wait<0>();
       acc_fence(acc);
-      mbar_arrive(&empty[prev]);
+      warp_arrive(&empty[prev]);
     } else {
-      /* all of the tile's chunks arrive before the first wgmma: a wait (a
-       * retry loop) between the fence and the MMAs makes ptxas serialise
-       * them (C7520) */
-      for (int kc = 0; kc < nkc; kc++) {
-        mbar_wait(&full[slot], (unsigned)round & 1u);
-        if (++slot == nslots) slot = 0, round++;
-      }
+      /* all of the tile's chunks arrive before the first wgmma (one
+       * barrier): a wait (a retry loop) between the fence and the MMAs
+       * makes ptxas serialise them (C7520) */
+      mbar_wait(&full[slot / nkc], (unsigned)round & 1u);
+      if ((slot += nkc) == nslots) slot = 0, round++;
       wg_fence();
       const uint64_t da0 =
           sw128_desc(xs + (buf * WG_RB + wg / 2) * nkc * TILE + (wg % 2) * 64 * MBK);
@@ -335,7 +343,7 @@ assign_wgmma(const TcPassArgs<S> a) {
       acc_fence(acc);
     }
     /* the item's last wgmma completed: its x buffer may be refilled */
-    if (!STREAM && c.j == c.nt - 1) mbar_arrive(&xempty[buf]);
+    if (!STREAM && c.j == c.nt - 1) warp_arrive(&xempty[buf]);
     {
       /* the tile's constants (STREAM: from global memory, where they stay
        * in L1); columns past ke are padding (value +inf) */
@@ -364,10 +372,7 @@ assign_wgmma(const TcPassArgs<S> a) {
       }
     }
     /* the tile's slots (and constants) are free */
-    for (int kc = 0, sl = slot0; kc < nkc && !STREAM; kc++) {
-      mbar_arrive(&empty[sl]);
-      if (++sl == nslots) sl = 0;
-    }
+    if (!STREAM) warp_arrive(&empty[slot0 / nkc]);
     if (c.j != c.nt - 1) continue;
 #pragma unroll
     for (int h = 0; h < 2; h++) {
