@@ -36,8 +36,9 @@ namespace {
  * 128-byte swizzle: exactly the packed tile layout, see packed_at). An
  * item's x rows (two packed row blocks of dp / 64 tiles; the last item may
  * have one) are resident in one of two buffers (the next item's rows load
- * while this one computes, issued once its second tile is; one buffer, and a deeper ring, where the grid
- * has a block per item); centroid chunks stream through a ring of nslots
+ * while this one computes, issued as soon as the ring shows the item
+ * before done with their buffer; one buffer, and a deeper ring, where the
+ * grid has a block per item); centroid chunks stream through a ring of nslots
  * 16 KB slots (two tiles), each filled by one bulk copy (cp.async.bulk)
  * with, on a tile's first chunk, the tile's 128 centroid constants (2 KB,
  * into the tile's constant slot); the tile's copies complete on one "full"
@@ -258,10 +259,12 @@ assign_wgmma(const TcPassArgs<S> a) {
           }
           if (++slot == nslots) slot = 0, round++;
         }
-        /* the next item's rows, one item ahead: once this item's second
-         * tile (or its only one) is issued, whose slots the item before
-         * released after its last MMA, so that the wait is short */
-        if (!STREAM && c.j == (c.nt > 1 ? 1 : 0)) { /* (xbufs 1: one item) */
+        /* the next item's rows, as soon as their buffer's wait is free:
+         * tile j = nslots / nkc - 1 of this item waited for the slots of
+         * the item before's last tile, handed back after its last MMA and
+         * so after its x buffer (or, in a shorter item, after its last
+         * tile, the order of old) */
+        if (!STREAM && c.j == (c.nt < nslots / nkc ? c.nt : nslots / nkc) - 1) {
           const int64_t next = (int64_t)blockIdx.x + (int64_t)(c.item_i + 1) * gridDim.x;
           if (next < items) load_rows(next / ksplit * WG_ROWS, c.item_i + 1);
         }
