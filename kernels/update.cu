@@ -131,7 +131,7 @@ centroid_sums(const float *__restrict__ x, const float *__restrict__ w,
  * indices are read two stages ahead of their copies, and lane l adds column
  * j0 + l of each staged row in order: the same in-order chain, the same
  * bits, with the loads far ahead of it. */
-constexpr int LONG_SEG = 1024, MID_SEG = 512, PACKED_SEG = 128, LR = 64, LS = 4;
+constexpr int LONG_SEG = 1024, MID_SEG = 512, PACKED_SEG = 64, LR = 64, LS = 4;
 
 /* One warp: centroid c's segment [b, b + len) of rows, column j (lane's). */
 template <int W>
@@ -390,7 +390,9 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
    * more (a batch of B = 64 x 8192 rows into 64 centroids, 128 rows), every
    * segment goes to the staged kernel (H100: 0.337 -> 0.290 ms an
    * iteration; at 32 rows a segment, B = 1024 x 256 into 8, it lost:
-   * 0.249 -> 0.271 ms). */
+   * 0.249 -> 0.271 ms). (Branch pseg, not yet measured: 64, for the
+   * (32, 75600) call into 1,000, 76 rows a segment, whose simple kernel
+   * reads 1.24 GB of float rows an iteration.) */
   const int64_t long_min = avg >= 2 * LONG_SEG                   ? LONG_SEG
                            : async16 && avg >= MID_SEG             ? MID_SEG / 2
                            : async16 && a->xp && avg >= PACKED_SEG ? 0
