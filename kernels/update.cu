@@ -390,9 +390,10 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
    * more (a batch of B = 64 x 8192 rows into 64 centroids, 128 rows), every
    * segment goes to the staged kernel (H100: 0.337 -> 0.290 ms an
    * iteration; at 32 rows a segment, B = 1024 x 256 into 8, it lost:
-   * 0.249 -> 0.271 ms). (Branch pseg, not yet measured: 64, for the
-   * (32, 75600) call into 1,000, 76 rows a segment, whose simple kernel
-   * reads 1.24 GB of float rows an iteration.) */
+   * 0.249 -> 0.271 ms). 64, not 128: the (32, 75600) call into 1,000
+   * (76 rows a segment) read 1.24 GB of float rows an iteration in the
+   * simple kernel; from the packed copy its update took 0.495 -> 0.283 ms
+   * (H100, results v45). */
   const int64_t long_min = avg >= 2 * LONG_SEG                   ? LONG_SEG
                            : async16 && avg >= MID_SEG             ? MID_SEG / 2
                            : async16 && a->xp && avg >= PACKED_SEG ? 0
