@@ -1,6 +1,7 @@
 /* The packed 16-bit layout of the tensor-core passes' operands (device
- * code): the assignment writes and reads it, FKM_ASSIGN_FAST's update reads
- * x through it. CUDA only.
+ * code): the assignment writes and reads it, the update reads x through it
+ * (FKM_ASSIGN_FAST's copy, and the parity cascade's where it is exact). CUDA
+ * only.
  *
  * A matrix of rows padded to 128 and dimensions padded to dp (a multiple of
  * 64) is stored as 128 x 64 tiles of 16 KB, tile (r / 128, j / 64) at element
@@ -19,6 +20,20 @@
 #include "assign.cuh"
 
 constexpr int FKM_TILE = FKM_MMA_BM * FKM_MMA_BK; /* 16-bit elements of a tile */
+
+/* The scale exponent of a matrix packed for the parity cascade (fp16 of
+ * v 2^s) whose max|v| has the bits mb: max|v| 2^s in [2^14, 2^15) (0 for
+ * an all-zero matrix). */
+__host__ __device__ inline int scale_exp(int mb) {
+  if (mb <= 0) return 0;
+  const int e = (mb >> 23) & 0xff;
+  if (e == 0) { /* subnormal: the exponent of its leading bit */
+    int m = mb & 0x7fffff, lead = 0;
+    while (m > 1) m >>= 1, lead++;
+    return 14 - (lead - 149);
+  }
+  return 14 - (e - 127);
+}
 
 /* The tile constants' compile-time check: every shift and mask below is
  * theirs, and the swizzle is the 128-byte one (eight 16-byte segments per

@@ -32,19 +32,6 @@ constexpr int TILE = FKM_TILE;   /* 16-bit elements of one 128 x 64 tile (16 KB)
 constexpr int RES_MAX_CHUNKS = 4; /* x tile resident in shared memory up to d = 256 */
 static_assert(MBM == MBN, "one tile loader serves both operands");
 
-/* The scale exponent of a matrix whose max|v| has the bits mb: max|v| 2^s in
- * [2^14, 2^15) (0 for an all-zero matrix). */
-__host__ __device__ inline int scale_exp(int mb) {
-  if (mb <= 0) return 0;
-  const int e = (mb >> 23) & 0xff;
-  if (e == 0) { /* subnormal: the exponent of its leading bit */
-    int m = mb & 0x7fffff, lead = 0;
-    while (m > 1) m >>= 1, lead++;
-    return 14 - (lead - 149);
-  }
-  return 14 - (e - 127);
-}
-
 struct Cert {
   float g1, h1, h2, h3; /* h1 <= h2 <= h3 */
   int b1, hb1, hb2;     /* -1 when empty */

@@ -232,6 +232,7 @@ centroid_sums_long(const float *__restrict__ x, const float *__restrict__ w,
 /* x in float (d % 4 == 0, 16-byte aligned): 4 min(32, d - j0) bytes. */
 struct FloatRows {
   static constexpr int ROW_BYTES = 128, COLS = 32, STAGES = 8;
+  static constexpr bool SCALED = false;
   const float *x;
   int64_t d;
   __device__ const void *at(int32_t row, int64_t j0, int &g) const {
@@ -239,7 +240,7 @@ struct FloatRows {
     return x + (int64_t)row * d + j0;
   }
   __device__ unsigned bytes(int64_t j0) const { return 4u * (unsigned)(d - j0 < 32 ? d - j0 : 32); }
-  __device__ float value(const uint8_t *row, int e) const {
+  __device__ float value(const uint8_t *row, int e, float) const {
     return reinterpret_cast<const float *>(row)[e];
   }
 };
@@ -263,6 +264,7 @@ template <typename T> __device__ __forceinline__ float half_value(const uint8_t 
  * elements apart (batched runs: global row = problem rows + local row). */
 template <typename T> struct PackedRows {
   static constexpr int ROW_BYTES = 128, COLS = 64, STAGES = 4;
+  static constexpr bool SCALED = false;
   static_assert(FKM_MMA_BK == 64 && FKM_SEGS_PER_ROW == 8,
                 "a 64-column slice is a 128-byte tile row (packed.cuh)");
   const uint16_t *xp;
@@ -274,8 +276,38 @@ template <typename T> struct PackedRows {
     return xp + (int64_t)b * stride + packed_at(r, j0, dp) - g * FKM_SEG_ELEMS;
   }
   __device__ unsigned bytes(int64_t) const { return 128u; }
-  __device__ float value(const uint8_t *row, int e) const { return half_value<T>(row, e); }
+  __device__ float value(const uint8_t *row, int e, float) const { return half_value<T>(row, e); }
 };
+
+/* The parity cascade's packed copy of fp16 rows (fkm_launch_pack_x_batched:
+ * fp16 of x 2^sx, sx = scale_exp(xmax[problem])): where sx >= 0 the packing
+ * was exact and value times 2^-sx is x's own value (the float rows' bits,
+ * half their bytes); a problem with sx < 0 (max|x| >= 2^15) reads its float
+ * rows x instead, row by row (sum_float_item). */
+struct ScaledPackedRows : PackedRows<__half> {
+  static constexpr bool SCALED = true;
+  const float *x;
+  const int *xmax;
+  __device__ int scale(int64_t problem) const { return scale_exp(__ldg(xmax + problem)); }
+  __device__ float value(const uint8_t *row, int e, float sc) const {
+    return __fmul_rn(half_value<__half>(row, e), sc);
+  }
+};
+
+/* One (centroid, COLS-column slice) item from x's float rows, each row
+ * loaded in the segment's order by every lane (the same chains and bits as
+ * the staged rows: a problem whose packed copy is not exact). */
+template <int W>
+__device__ void sum_float_item(const float *__restrict__ x, const int32_t *__restrict__ rows,
+                               int64_t b, int64_t len, int64_t d, int64_t j0, float (&sum)[W],
+                               const bool (&col)[W]) {
+  for (int64_t i = 0; i < len; i++) {
+    const int64_t r = rows[b + i];
+#pragma unroll
+    for (int w = 0; w < W; w++)
+      if (col[w]) sum[w] = __fadd_rn(sum[w], x[r * d + j0 + threadIdx.x + 32 * w]);
+  }
+}
 
 /* The long segments, unweighted, by 16-byte cp.async (any sm_80+ device):
  * one warp owns centroid c and 32 dimensions (lane l adds column j0 + l of
@@ -309,6 +341,22 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
     const int64_t len = hist[c];
     if (len <= min_len) continue;
     const int64_t b = offsets[c], j0 = item % slices * Src::COLS, nst = (len + BLR - 1) / BLR;
+    float sum[W], sc = 1.0f;
+    bool col[W];
+#pragma unroll
+    for (int w = 0; w < W; w++) sum[w] = 0.0f, col[w] = j0 + lane + 32 * w < d;
+    if constexpr (Src::SCALED) {
+      const int sx = src.scale(c / kp);
+      if (sx < 0) { /* the packing of this problem is not exact */
+        sum_float_item<W>(src.x, rows, b, len, d, j0, sum, col);
+#pragma unroll
+        for (int w = 0; w < W; w++)
+          store_mean(sum[w], unweighted_count(len), c, d, j0 + lane + 32 * w, col[w], centroids,
+                     counts);
+        continue;
+      }
+      sc = ldexpf(1.0f, -sx);
+    }
     const int pieces = (int)(src.bytes(j0) / 16); /* of a row's slice */
     auto index = [&](int64_t st) { /* lane's row of stage st, -1 past the segment */
       const int64_t i = st * BLR + lane;
@@ -336,10 +384,6 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
       nxt = index(st + 1);
       issue(st, row);
     }
-    float sum[W];
-    bool col[W];
-#pragma unroll
-    for (int w = 0; w < W; w++) sum[w] = 0.0f, col[w] = j0 + lane + 32 * w < d;
     for (int64_t st = 0; st < nst; st++) {
       cp_async_wait<AS - 2>();
       /* stage st is in shared memory for every lane, and every lane is done
@@ -353,9 +397,9 @@ centroid_sums_long_async(Src src, const int32_t *__restrict__ rows,
         const int e = lane + 32 * w;
         if (m == BLR) {
 #pragma unroll
-          for (int r = 0; r < BLR; r++) sum[w] = __fadd_rn(sum[w], src.value(t[r], e));
+          for (int r = 0; r < BLR; r++) sum[w] = __fadd_rn(sum[w], src.value(t[r], e, sc));
         } else {
-          for (int r = 0; r < m; r++) sum[w] = __fadd_rn(sum[w], src.value(t[r], e));
+          for (int r = 0; r < m; r++) sum[w] = __fadd_rn(sum[w], src.value(t[r], e, sc));
         }
       }
       const int32_t row = nxt;
@@ -437,7 +481,13 @@ cudaError_t launch_sums(const fkm_update_args *a, int64_t moving, cudaStream_t s
                                a->k_frozen, items, long_min, a->centroids, a->counts);
     return cudaGetLastError();
   };
-  if (async16 && a->xp) {
+  if (async16 && a->xp && a->xp_xmax) {
+    ScaledPackedRows src;
+    src.xp = a->xp, src.dp = fkm_pack_dims(a->d), src.stride = a->xp_stride;
+    src.rows = (uint32_t)a->xp_rows, src.x = a->x, src.xmax = a->xp_xmax;
+    e = sums(src);
+    if (e != cudaSuccess) return e;
+  } else if (async16 && a->xp) {
     const int64_t dp = fkm_pack_dims(a->d);
     e = by_half_dtype(a->xp_dtype, [&](auto type) {
       return sums(PackedRows<decltype(type)>{a->xp, dp, a->xp_stride, (uint32_t)a->xp_rows});

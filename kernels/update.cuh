@@ -41,14 +41,18 @@ typedef struct fkm_update_args {
   float *centroids;      /* (k, d) out (non-frozen rows) */
   float *counts;         /* (k) out */
   int64_t *hist64;       /* (k) out */
-  /* Optional: x's exact packed 16-bit copy (FKM_ASSIGN_FAST with fp16 /
-   * bf16 data: the data's own type, unscaled; fkm_launch_pack_x), read
+  /* Optional: x's packed 16-bit copy (fkm_launch_pack_x's layout), read
    * instead of x by the long-segment kernel (unweighted): one packed
-   * matrix of xp_rows rows per problem, xp_stride elements apart. NULL:
-   * x only. */
+   * matrix of xp_rows rows per problem, xp_stride elements apart. Either
+   * FKM_ASSIGN_FAST's with fp16 / bf16 data (the data's own type,
+   * unscaled: exact), or, with xp_xmax, the parity cascade's of fp16 data
+   * (fp16 of x 2^sx, sx = scale_exp(xp_xmax[problem]): read as x where
+   * sx >= 0, where it is exact; a problem with sx < 0 reads x). NULL: x
+   * only. */
   const uint16_t *xp;
   int xp_dtype;          /* FKM_DTYPE_F16 or FKM_DTYPE_BF16 */
   int64_t xp_rows, xp_stride;
+  const int *xp_xmax;    /* non-NULL: the parity packing's words (B) */
   int weighted_fma;      /* weighted: sum = fma(x, w, sum) (a profile's, see
                             docs/profiles.md), else sum + fl(x w) */
 } fkm_update_args;

@@ -1966,7 +1966,10 @@ static fkm_status enqueue_iteration(cuda_engine *c) {
   const fkm_group_args ga = group_args(c, B * nt, B * k, B);
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, record_timing(c, c->ev_g1, s));
-  /* the lanes are joined: lane 0 serves as the update's aux stream */
+  /* the lanes are joined: lane 0 serves as the update's aux stream; fp16
+   * rows packed for the parity cascade are read from that copy where its
+   * scale makes it exact (the kernel checks each problem's) */
+  const int parity16 = c->xp && c->plan.fast_dtype < 0 && c->run.dtype == FKM_DTYPE_F16;
   fkm_update_args ua = {.x = c->x,
                         .weights = c->w,
                         .rows = c->rows,
@@ -1983,10 +1986,11 @@ static fkm_status enqueue_iteration(cuda_engine *c) {
                         .centroids = c->cent,
                         .counts = c->counts,
                         .hist64 = c->hist64,
-                        .xp = c->plan.fast_dtype >= 0 ? c->xp : NULL,
+                        .xp = c->plan.fast_dtype >= 0 || parity16 ? c->xp : NULL,
                         .xp_dtype = c->plan.fast_dtype,
                         .xp_rows = nt,
                         .xp_stride = c->xp_stride,
+                        .xp_xmax = parity16 ? c->xmax : NULL,
                         .weighted_fma = c->arith.weighted_fma};
   FKM_CUDA_TRY(c, fkm_launch_update(&ua, s));
   FKM_CUDA_TRY(c, record_timing(c, c->ev_u1, s));

@@ -1356,6 +1356,31 @@ TEST_F(Cuda, ParityBatchInOneLaunchSequenceEqualsSeparateCpuRuns) {
   }
 }
 
+// fp16 rows with segments of 64 rows or more on average: the update reads
+// the parity cascade's packed copy times 2^-sx where that is exact (sx >= 0)
+// and x's float rows for a problem whose max|x| >= 2^15 (problem 1 here, one
+// value 40000, sx = -1); both the CPU's bits, batched and a problem at a
+// time, at d = 64 and at d = 200 (a partial 64-column slice).
+TEST_F(Cuda, ParityUpdateFromThePackedCopyEqualsCpu) {
+  for (const int64_t d : {64, 200}) {
+    SCOPED_TRACE("d " + std::to_string(d));
+    batched::Case c{"packed_update", 3, 8192, d, 100}; /* 82 rows a segment */
+    c.dtype = FKM_DTYPE_F16;
+    c.niter = 3;
+    batched::Data s = batched::make(c);
+    const int64_t at = (1 * c.n + 77) * c.d + 5; /* problem 1's row 77 */
+    s.x[at] = 40000.0f;                          /* exact in fp16 */
+    s.x16[at] = batched::half_bits(40000.0f);
+    const batched::Out want = batched::run_separately(cpu->c, c, s);
+    LogLines log;
+    batched::expect_equal(c, batched::run_batched(gpu->c, c, s, LogLines::collect, &log), want);
+    EXPECT_TRUE(log.said("parity assignment in one launch sequence")) << log.all();
+    Ctx each(FKM_BACKEND_CUDA, "FLASHKM_CUDA_BATCHED", "0");
+    ASSERT_EQ(each.status, FKM_OK);
+    batched::expect_equal(c, batched::run_batched(each.c, c, s), want);
+  }
+}
+
 // A parity batch whose scratch, one a problem, would not fit the budget takes
 // the lanes' scratch (a launch sequence a problem) and still gives the CPU's
 // bits; fkm_train_memory plans what the run takes: under a budget of the
