@@ -184,22 +184,27 @@ inline Out fresh(const Case &c, const Data &s) {
   return o;
 }
 
-/* log (or NULL): the run's verbose lines go to it */
-inline Out run_batched(fkm_ctx *ctx, const Case &c, const Data &s, fkm_log_fn log = nullptr,
-                       void *log_user = nullptr) {
+/* One batched call of c's problems with the parameters p. */
+inline Out run_batched_with(fkm_ctx *ctx, const Case &c, const Data &s, const fkm_params &p) {
   Out o = fresh(c, s);
-  fkm_params p = params(c);
-  if (log) {
-    p.verbose = 1;
-    p.log = log;
-    p.log_user = log_user;
-  }
   o.status = fkm_train_batched(ctx, &p, c.batch, c.n, c.d, c.k, c.dtype, xptr(c, s, 0),
                                s.w.empty() ? nullptr : s.w.data(), o.centroids.data(),
                                c.n_init, o.labels.data(), o.distances.data(), o.stats.data(),
                                o.cap, o.n_stats.data());
   o.error = fkm_ctx_last_error(ctx);
   return o;
+}
+
+/* log (or NULL): the run's verbose lines go to it */
+inline Out run_batched(fkm_ctx *ctx, const Case &c, const Data &s, fkm_log_fn log = nullptr,
+                       void *log_user = nullptr) {
+  fkm_params p = params(c);
+  if (log) {
+    p.verbose = 1;
+    p.log = log;
+    p.log_user = log_user;
+  }
+  return run_batched_with(ctx, c, s, p);
 }
 
 inline Out run_separately(fkm_ctx *ctx, const Case &c, const Data &s) {

@@ -1401,14 +1401,8 @@ TEST_F(Cuda, ParityBatchOverItsBudgetTakesTheLanes) {
       << fkm_ctx_last_error(gpu->c);
   EXPECT_EQ(capped.bytes, lanes.bytes);
   LogLines log;
-  p = log.logged(p);
-  batched::Out got = batched::fresh(c, s);
-  got.status = fkm_train_batched(gpu->c, &p, c.batch, c.n, c.d, c.k, c.dtype,
-                                 batched::xptr(c, s, 0), nullptr, got.centroids.data(),
-                                 c.n_init, got.labels.data(), got.distances.data(),
-                                 got.stats.data(), got.cap, got.n_stats.data());
-  got.error = fkm_ctx_last_error(gpu->c);
-  batched::expect_equal(c, got, batched::run_separately(cpu->c, c, s));
+  batched::expect_equal(c, batched::run_batched_with(gpu->c, c, s, log.logged(p)),
+                        batched::run_separately(cpu->c, c, s));
   EXPECT_FALSE(log.said("parity assignment in one launch sequence")) << log.all();
 }
 
