@@ -36,16 +36,19 @@ constexpr int CERT_THREADS = 128;
 /* Row blocks of the refine pass's grid (times its centroid ranges). */
 constexpr int64_t REFINE_ROW_BLOCKS = 64;
 constexpr int CERT_BK = 32;
+static_assert(CERT_BK / 4 == 8, "a stage of a candidate: eight 16-byte segments, swizzled by row % 8");
 
 /* Certify: one thread per point (blocks of 128 points stride over them).
  * Merges the splits' states, applies the proof's tests, and computes the
  * reference value of
  * (point, candidate) exactly for its one or two candidates: the fmaf chain
  * over j in order, x staged through shared memory (VEC: 16-byte loads, all
- * of a stage in flight at once; the block's row indices read once), the
- * centroid rows read CERT_BK values ahead from L1/L2 (16-byte loads when
- * VEC). Uncertain points are appended to rows[] (order irrelevant: each is
- * recomputed on its own). */
+ * of a stage in flight at once; the block's row indices read once); with
+ * 16-byte rows (VEC) the first candidates' CERT_BK values staged beside x
+ * (eight threads a candidate's 128 bytes), else and for the second
+ * candidate read by the thread CERT_BK values ahead from L1/L2. Uncertain
+ * points are appended to rows[] (order irrelevant: each is recomputed on
+ * its own). */
 template <bool VEC>
 __device__ __forceinline__ float cert_chunk(float ip, const float (&xr)[CERT_BK + 1],
                                             const float *crow, int kmax) {
@@ -60,6 +63,23 @@ __device__ __forceinline__ float cert_chunk(float ip, const float (&xr)[CERT_BK 
     for (int j = 0; j < CERT_BK; j++) ip = fmaf(xr[j], cv[j], ip);
   } else {
     for (int j = 0; j < kmax; j++) ip = fmaf(xr[j], __ldg(crow + j), ip);
+  }
+  return ip;
+}
+
+/* The fmaf chain over a stage's CERT_BK dimensions of a point (xr) and of
+ * its candidate staged in cr: 16-byte segment q of the candidate's stage at
+ * q ^ (row % 8) (the block's 128-byte rows stored and read without bank
+ * conflicts beyond the minimum). */
+__device__ __forceinline__ float cert_staged(float ip, const float (&xr)[CERT_BK + 1],
+                                             const float4 (&cr)[CERT_BK / 4], int row) {
+#pragma unroll
+  for (int q = 0; q < CERT_BK / 4; q++) {
+    const float4 w = cr[q ^ (row & 7)];
+    ip = fmaf(xr[4 * q], w.x, ip);
+    ip = fmaf(xr[4 * q + 1], w.y, ip);
+    ip = fmaf(xr[4 * q + 2], w.z, ip);
+    ip = fmaf(xr[4 * q + 3], w.w, ip);
   }
   return ip;
 }
@@ -234,7 +254,12 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
   const int sx = a.xp ? scale_exp(__ldg(xmax)) : -1;
   const uint16_t *const xp = sx >= 0 ? a.xp + b * a.xp_stride : nullptr;
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
+  /* the first candidates' stages (16-byte rows: coalesced loads, a
+   * candidate's 128 bytes by eight threads, instead of a thread's sixteen
+   * bytes from each of 32 lines a warp's load) */
+  __shared__ float4 cs[CERT_THREADS][CERT_BK / 4];
   __shared__ int64_t srow[CERT_THREADS]; /* the block's rows of x, -1 past n */
+  __shared__ int32_t scand[CERT_THREADS]; /* their staged candidates, -1: none */
   /* blocks stride over the points (the pass over the rows the screen left
    * launches a few blocks for a count known only on the device) */
   for (int64_t m0 = (int64_t)blockIdx.x * CERT_THREADS; m0 < n;
@@ -281,11 +306,24 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
     }
     float ip1 = 0.0f, ip2 = 0.0f;
     const bool own = !a.defer_all; /* the candidates in flashkm's order */
+    scand[threadIdx.x] = ncand && own ? b1 : -1;
     const float *c1 = (ncand && own) || inplace ? c + (int64_t)b1 * d : c;
     const float *c2 = ncand == 2 && own ? c + (int64_t)b2 * d : c;
     for (int64_t k0 = 0; k0 < d; k0 += CERT_BK) {
       const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
+      const bool staged = VEC && kmax == CERT_BK; /* the first candidates through cs */
       __syncthreads();
+      float4 cv[CERT_BK / 4]; /* loaded before x's stage, stored after it */
+      if (staged) {
+#pragma unroll
+        for (int i = 0; i < CERT_BK / 4; i++) {
+          const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / (CERT_BK / 4);
+          const int32_t cb1 = scand[r];
+          cv[i] = cb1 >= 0 ? __ldg(reinterpret_cast<const float4 *>(c + (int64_t)cb1 * d + k0) +
+                                   e % (CERT_BK / 4))
+                           : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        }
+      }
       if (xp && kmax == CERT_BK) {
         stage_from_packed(xs, srow, xp, a.dp, k0, sx);
       } else if (VEC && kmax == CERT_BK) {
@@ -309,10 +347,19 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
           xs[r][col] = srow[r] >= 0 && col < kmax ? __ldg(x + srow[r] * d + k0 + col) : 0.0f;
         }
       }
+      if (staged) {
+#pragma unroll
+        for (int i = 0; i < CERT_BK / 4; i++) {
+          const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / (CERT_BK / 4);
+          cs[r][(e % (CERT_BK / 4)) ^ (r & 7)] = cv[i];
+        }
+      }
       __syncthreads();
       if (inplace)
         for (int j = 0; j < kmax; j++) chain.add(k0 + j, xs[threadIdx.x][j], __ldg(c1 + k0 + j));
-      if (ncand && own) ip1 = cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
+      if (ncand && own)
+        ip1 = staged ? cert_staged(ip1, xs[threadIdx.x], cs[threadIdx.x], (int)threadIdx.x)
+                     : cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
       if (ncand == 2 && own) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
     }
     if (p >= n) continue;
