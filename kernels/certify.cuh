@@ -326,7 +326,7 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
       }
       if (xp && kmax == CERT_BK) {
         stage_from_packed(xs, srow, xp, a.dp, k0, sx);
-      } else if (VEC && kmax == CERT_BK) {
+      } else if (staged) {
         constexpr int Q = CERT_BK / 4; /* float4 per row and stage */
         float4 v[Q]; /* CERT_THREADS rows x Q float4 = Q per thread */
 #pragma unroll
