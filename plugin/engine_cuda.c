@@ -1832,6 +1832,12 @@ static cudaError_t enqueue_objective(cuda_engine *c, int chains, int64_t at, int
  * objective's scan of them (c->dsc) on the side stream, which ev_obj
  * closes; chains 0 (the final labels): only its check of the labels (the
  * rows without a finite distance), not its chains. */
+/* The training rows are fp16 numbers: the parity cascade's packed copy (fp16
+ * of x 2^sx) holds them exactly where its scale 2^sx is at least 1, and
+ * certify and the update then read x from it (each kernel checks its
+ * problem's scale). */
+static int packed_copy_exact(const cuda_engine *c) { return c->run.dtype == FKM_DTYPE_F16; }
+
 static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
@@ -1847,7 +1853,7 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
                                 .labels = c->labels, .dist = c->dist,
                                 .work = c->assign_work, .xp = c->xp, .xmax = c->xmax,
                                 .float_norms = c->sd.norm.width != 0,
-                                .xp_exact = c->run.dtype == FKM_DTYPE_F16};
+                                .xp_exact = packed_copy_exact(c)};
     if (fast_one)
       FKM_CUDA_TRY(c, fkm_launch_assign_fast_batched(&aa, &c->plan, B, c->xp_stride,
                                                      c->work_bytes, s));
@@ -1888,7 +1894,7 @@ static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
           .work = work,
           .xp = c->xp ? c->xp + b * c->xp_stride + r0 * fkm_pack_dims(d) : NULL,
           .xmax = c->xmax ? c->xmax + b : NULL,
-          .xp_exact = c->run.dtype == FKM_DTYPE_F16,
+          .xp_exact = packed_copy_exact(c),
           .blas = c->train_blas};
       aa.blas.row0 = r0;
       if (plan->fast_dtype >= 0)
@@ -1966,10 +1972,9 @@ static fkm_status enqueue_iteration(cuda_engine *c) {
   const fkm_group_args ga = group_args(c, B * nt, B * k, B);
   FKM_CUDA_TRY(c, fkm_launch_group(&ga, s));
   FKM_CUDA_TRY(c, record_timing(c, c->ev_g1, s));
-  /* the lanes are joined: lane 0 serves as the update's aux stream; fp16
-   * rows packed for the parity cascade are read from that copy where its
-   * scale makes it exact (the kernel checks each problem's) */
-  const int parity16 = c->xp && c->plan.fast_dtype < 0 && c->run.dtype == FKM_DTYPE_F16;
+  /* the lanes are joined: lane 0 serves as the update's aux stream; the
+   * parity cascade's packed copy is read where it is exact */
+  const int parity16 = c->xp && c->plan.fast_dtype < 0 && packed_copy_exact(c);
   fkm_update_args ua = {.x = c->x,
                         .weights = c->w,
                         .rows = c->rows,
