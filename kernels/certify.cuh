@@ -196,36 +196,58 @@ template <class S> struct CertifyArgs {
   int64_t dp, xp_stride;    /* its columns; a batch's problem b at xp + b xp_stride */
 };
 
-/* Rows srow[0 .. CERT_THREADS) of x, dimensions k0 .. k0 + CERT_BK, into xs
- * from the packed copy xp (dp columns, fp16 of x 2^sx; a row -1: zeros):
- * each 16-byte segment's eight values times 2^-sx, x's own values where the
- * packing was exact (fp16 source rows, sx >= 0). */
-__device__ __forceinline__ void stage_from_packed(float (&xs)[CERT_THREADS][CERT_BK + 1],
+/* Rows srow[0 .. CERT_THREADS) of x, dimensions k0 .. k0 + CERT_BK, from
+ * the packed copy xp (dp columns, fp16 of x 2^sx; a row -1: zeros) into xh
+ * as they are: a row's CERT_BK / 8 16-byte pieces, piece u at u ^ ((r / 2)
+ * % 4) (a warp's reads of its 32 rows' piece u, and its stores, take the
+ * fewest wavefronts). Half the shared bytes of float rows; each value is
+ * widened where it is used (xh_value). */
+constexpr int CERT_XH = CERT_BK / 8; /* 16-byte pieces of fp16 a row and stage */
+static_assert(CERT_XH == 4, "four pieces a row: the swizzle (r / 2) % 4");
+__device__ __forceinline__ int xh_slot(int r, int u) { return u ^ ((r >> 1) & 3); }
+__device__ __forceinline__ void stage_from_packed(uint4 (&xh)[CERT_THREADS][CERT_XH],
                                                   const int64_t (&srow)[CERT_THREADS],
-                                                  const uint16_t *xp, int64_t dp, int64_t k0,
-                                                  int sx) {
-  constexpr int S = CERT_BK / 8; /* segments a row and stage */
-  uint4 w[S]; /* every load in flight before the conversions */
+                                                  const uint16_t *xp, int64_t dp, int64_t k0) {
+  uint4 w[CERT_XH]; /* every load in flight before the stores */
 #pragma unroll
-  for (int i = 0; i < S; i++) {
-    const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / S;
+  for (int i = 0; i < CERT_XH; i++) {
+    const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / CERT_XH;
     w[i] = srow[r] >= 0 ? __ldg(reinterpret_cast<const uint4 *>(
-                              xp + packed_at(srow[r], k0 + e % S * 8, dp)))
+                              xp + packed_at(srow[r], k0 + e % CERT_XH * 8, dp)))
                         : make_uint4(0u, 0u, 0u, 0u);
   }
 #pragma unroll
-  for (int i = 0; i < S; i++) {
-    const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / S, col = e % S * 8;
-    const uint32_t q[4] = {w[i].x, w[i].y, w[i].z, w[i].w};
-#pragma unroll
-    for (int h = 0; h < 8; h++)
-      xs[r][col + h] =
-          ldexpf(__half2float(__ushort_as_half((uint16_t)(q[h / 2] >> (16 * (h % 2))))), -sx);
+  for (int i = 0; i < CERT_XH; i++) {
+    const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / CERT_XH;
+    xh[r][xh_slot(r, e % CERT_XH)] = w[i];
   }
+}
+/* Value h (0..7) of a piece: fp16 of x 2^sx times 2^-sx, x's own value
+ * where the packing was exact (fp16 source rows, sx >= 0). */
+__device__ __forceinline__ float xh_value(const uint4 &w, int h, int sx) {
+  const uint32_t q = h < 2 ? w.x : h < 4 ? w.y : h < 6 ? w.z : w.w;
+  return ldexpf(__half2float(__ushort_as_half((uint16_t)(q >> (16 * (h % 2))))), -sx);
+}
+/* cert_staged's chain over a point staged in xh (row `row`'s pieces). */
+__device__ __forceinline__ float cert_staged_h(float ip, const uint4 (&xr)[CERT_XH],
+                                               const float4 (&cr)[CERT_BK / 4], int row, int sx) {
+#pragma unroll
+  for (int u = 0; u < CERT_XH; u++) {
+    const uint4 w = xr[xh_slot(row, u)];
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+      const float4 c = cr[(2 * u + v) ^ (row & 7)];
+      ip = fmaf(xh_value(w, 4 * v, sx), c.x, ip);
+      ip = fmaf(xh_value(w, 4 * v + 1, sx), c.y, ip);
+      ip = fmaf(xh_value(w, 4 * v + 2, sx), c.z, ip);
+      ip = fmaf(xh_value(w, 4 * v + 3, sx), c.w, ip);
+    }
+  }
+  return ip;
 }
 
 template <bool L2, bool VEC, class S>
-__global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) {
+__global__ void __launch_bounds__(CERT_THREADS, 4) certify(const CertifyArgs<S> a) {
   /* A pointer loaded from a struct is not a restrict kernel parameter to
    * the compiler: read-only values are read through __ldg. Problem b =
    * blockIdx.y of a batch: its n rows of x, xn, labels and distances, its k
@@ -254,6 +276,7 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
   const int sx = a.xp ? scale_exp(__ldg(xmax)) : -1;
   const uint16_t *const xp = sx >= 0 ? a.xp + b * a.xp_stride : nullptr;
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
+  __shared__ uint4 xh[CERT_THREADS][CERT_XH]; /* a stage from the packed copy */
   /* the first candidates' stages (16-byte rows: coalesced loads, a
    * candidate's 128 bytes by eight threads, instead of a thread's sixteen
    * bytes from each of 32 lines a warp's load) */
@@ -324,8 +347,16 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
       }
-      if (xp && kmax == CERT_BK) {
-        stage_from_packed(xs, srow, xp, a.dp, k0, sx);
+      if (staged) {
+#pragma unroll
+        for (int i = 0; i < CERT_BK / 4; i++) {
+          const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / (CERT_BK / 4);
+          cs[r][(e % (CERT_BK / 4)) ^ (r & 7)] = cv[i];
+        }
+      }
+      const bool in_xh = xp && kmax == CERT_BK; /* the stage in xh */
+      if (in_xh) {
+        stage_from_packed(xh, srow, xp, a.dp, k0);
       } else if (staged) {
         constexpr int Q = CERT_BK / 4; /* float4 per row and stage */
         float4 v[Q]; /* CERT_THREADS rows x Q float4 = Q per thread */
@@ -347,19 +378,25 @@ __global__ void __launch_bounds__(CERT_THREADS) certify(const CertifyArgs<S> a) 
           xs[r][col] = srow[r] >= 0 && col < kmax ? __ldg(x + srow[r] * d + k0 + col) : 0.0f;
         }
       }
-      if (staged) {
+      __syncthreads();
+      /* a point whose chains read xs (a BLAS's order, a second candidate,
+       * a candidate read from L1/L2) widens its own row of xh into its own
+       * row of xs */
+      if (in_xh && (inplace || (own && ncand && (ncand == 2 || !staged)))) {
 #pragma unroll
-        for (int i = 0; i < CERT_BK / 4; i++) {
-          const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / (CERT_BK / 4);
-          cs[r][(e % (CERT_BK / 4)) ^ (r & 7)] = cv[i];
+        for (int u = 0; u < CERT_XH; u++) {
+          const uint4 w = xh[threadIdx.x][xh_slot((int)threadIdx.x, u)];
+#pragma unroll
+          for (int h = 0; h < 8; h++) xs[threadIdx.x][8 * u + h] = xh_value(w, h, sx);
         }
       }
-      __syncthreads();
       if (inplace)
         for (int j = 0; j < kmax; j++) chain.add(k0 + j, xs[threadIdx.x][j], __ldg(c1 + k0 + j));
       if (ncand && own)
-        ip1 = staged ? cert_staged(ip1, xs[threadIdx.x], cs[threadIdx.x], (int)threadIdx.x)
-                     : cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
+        ip1 = staged && in_xh
+                  ? cert_staged_h(ip1, xh[threadIdx.x], cs[threadIdx.x], (int)threadIdx.x, sx)
+              : staged ? cert_staged(ip1, xs[threadIdx.x], cs[threadIdx.x], (int)threadIdx.x)
+                       : cert_chunk<VEC>(ip1, xs[threadIdx.x], c1 + k0, kmax);
       if (ncand == 2 && own) ip2 = cert_chunk<VEC>(ip2, xs[threadIdx.x], c2 + k0, kmax);
     }
     if (p >= n) continue;
