@@ -336,7 +336,7 @@ __global__ void __launch_bounds__(CERT_THREADS, 4) certify(const CertifyArgs<S> 
       const int kmax = (int)(d - k0 < CERT_BK ? d - k0 : CERT_BK);
       const bool staged = VEC && kmax == CERT_BK; /* the first candidates through cs */
       __syncthreads();
-      float4 cv[CERT_BK / 4]; /* loaded before x's stage, stored after it */
+      float4 cv[CERT_BK / 4]; /* loaded, then stored before x's stage is loaded */
       if (staged) {
 #pragma unroll
         for (int i = 0; i < CERT_BK / 4; i++) {
