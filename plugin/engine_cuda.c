@@ -1827,17 +1827,17 @@ static cudaError_t enqueue_objective(cuda_engine *c, int chains, int64_t at, int
                               c->obj_scratch, c->side, c->side_aux, c->ev_ofork, c->ev_ojoin);
 }
 
-/* Every problem's training rows to its centroids c->cent, on the
- * context's stream: labels and distances in c->labels and c->dist, the
- * objective's scan of them (c->dsc) on the side stream, which ev_obj
- * closes; chains 0 (the final labels): only its check of the labels (the
- * rows without a finite distance), not its chains. */
 /* The training rows are fp16 numbers: the parity cascade's packed copy (fp16
  * of x 2^sx) holds them exactly where its scale 2^sx is at least 1, and
  * certify and the update then read x from it (each kernel checks its
  * problem's scale). */
 static int packed_copy_exact(const cuda_engine *c) { return c->run.dtype == FKM_DTYPE_F16; }
 
+/* Every problem's training rows to its centroids c->cent, on the
+ * context's stream: labels and distances in c->labels and c->dist, the
+ * objective's scan of them (c->dsc) on the side stream, which ev_obj
+ * closes; chains 0 (the final labels): only its check of the labels (the
+ * rows without a finite distance), not its chains. */
 static fkm_status enqueue_assignment(cuda_engine *c, int chains) {
   const int64_t B = c->run.batch, nt = c->run.n_train, d = c->run.d, k = c->run.k;
   cudaStream_t s = c->stream;
