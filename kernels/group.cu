@@ -72,16 +72,19 @@ extern "C" cudaError_t fkm_launch_iota(int32_t *iota, int64_t n, cudaStream_t s)
 }
 
 /* The grouping of a batch by a counting sort, SB blocks of GW warps per
- * problem, in two launches: the same rows, hist and offsets as the radix
- * sort of the composed keys (stable; -1 after every label of every
- * problem, in row order). Problem b's rows [b m, (b + 1) m) are cut into
- * one contiguous slice per warp used, wt = sb wu of them in row order
- * (block s's warp w takes slice s wu + w; slices of at most GROUP_SLICE
- * rows, more and shorter where the problems' blocks would be fewer than
- * GROUP_BLOCKS); bin kp holds the -1s.
- * Scratch: wh (problems, wt, kp + 1) int32 per-warp counts, then tot
- * (problems) the labelled rows and neg (problems) the -1s (summed by the
- * problem's blocks with integer atomics: zeroed before). */
+ * problem, in three launches (group_count: each slice's count a bin;
+ * group_starts, one block a problem: each slice's first place a bin;
+ * group_scatter: the rows to their places): the same rows, hist and
+ * offsets as the radix sort of the composed keys (stable; -1 after every
+ * label of every problem, in row order). Problem b's rows [b m, (b + 1) m)
+ * are cut into one contiguous slice per warp used, wt = sb wu of them in
+ * row order (block s's warp w takes slice s wu + w; slices of at most
+ * GROUP_SLICE rows, more and shorter where the problems' blocks would be
+ * fewer than GROUP_BLOCKS); bin kp holds the -1s.
+ * Scratch: wh (problems, wt, kp + 1) int32 per-warp counts (group_starts
+ * turns them into first places), then tot (problems) the labelled rows and
+ * neg (problems) the -1s (summed by the problem's blocks with integer
+ * atomics: zeroed before). */
 constexpr int GW = 8, GROUP_SLICE = 2048, GROUP_BLOCKS = 256;
 /* the counting sort's scratch above this many bytes: the radix sort (the
  * workspace does not grow for it) */
@@ -137,67 +140,80 @@ __global__ void __launch_bounds__(32 * GW) group_count(const int32_t *__restrict
   }
 }
 
-__global__ void __launch_bounds__(32 * GW) group_scatter(const int32_t *__restrict__ labels,
-                                                         int64_t problems, GroupPlan g,
-                                                         int32_t *__restrict__ rows,
-                                                         int32_t *__restrict__ hist,
-                                                         int32_t *__restrict__ offsets) {
-  extern __shared__ int32_t sh[]; /* (wu, kp + 1): each warp's next position a bin */
-  const int64_t b = blockIdx.y, bins = g.kp + 1, wt = (int64_t)g.sb * g.wu;
-  const int64_t first = (int64_t)blockIdx.x * g.wu; /* this block's first slice */
-  const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+/* Problem blockIdx.x's bins, GROUP_STARTS a round (each thread a bin):
+ * hist and offsets (the bin's rows, its first place among the problem's
+ * labelled rows, after the labelled rows of the problems before it), and
+ * each slice's counts in wh replaced by the slice's first place in its bin
+ * (the -1s' bin after every labelled row of every problem, in problem
+ * order). A bin's counts over the problem's slices are read twice, eight
+ * loads in flight. */
+constexpr int GROUP_STARTS = 1024;
+
+__global__ void __launch_bounds__(GROUP_STARTS) group_starts(int64_t problems, GroupPlan g,
+                                                             int32_t *__restrict__ hist,
+                                                             int32_t *__restrict__ offsets) {
+  const int64_t b = blockIdx.x, bins = g.kp + 1, wt = (int64_t)g.sb * g.wu;
   /* the labelled rows of problems before b, of all; the -1s before b */
   int64_t before = 0, all = 0, neg_before = 0;
   for (int64_t q = threadIdx.x; q < problems; q += blockDim.x) {
     all += g.tot[q];
     if (q < b) before += g.tot[q], neg_before += g.neg[q];
   }
-  typedef cub::BlockReduce<int64_t, 32 * GW> Reduce;
-  __shared__ typename Reduce::TempStorage rs;
+  typedef cub::BlockReduce<int64_t, GROUP_STARTS> Reduce;
+  typedef cub::BlockScan<int32_t, GROUP_STARTS> Scan;
+  __shared__ union {
+    typename Reduce::TempStorage r;
+    typename Scan::TempStorage s;
+  } tmp;
   __shared__ int64_t base[3];
-  before = Reduce(rs).Sum(before);
+  __shared__ int32_t carry;
+  before = Reduce(tmp.r).Sum(before);
   __syncthreads();
-  all = Reduce(rs).Sum(all);
+  all = Reduce(tmp.r).Sum(all);
   __syncthreads();
-  neg_before = Reduce(rs).Sum(neg_before);
-  if (threadIdx.x == 0) base[0] = before, base[1] = all, base[2] = neg_before;
+  neg_before = Reduce(tmp.r).Sum(neg_before);
+  if (threadIdx.x == 0) base[0] = before, base[1] = all, base[2] = neg_before, carry = 0;
   __syncthreads();
-  /* bin by bin (a thread each, in turn): the bin's start, the rows the
-   * earlier blocks' slices hold in it, then each of this block's warps' */
-  const int32_t *const wb = g.wh + b * wt * bins;
+  int32_t *const wb = g.wh + b * wt * bins;
   for (int64_t j0 = 0; j0 < bins; j0 += blockDim.x) {
     const int64_t j = j0 + threadIdx.x;
-    int32_t total = 0, earlier = 0;
-    if (j < bins)
-      for (int64_t u = 0; u < wt; u++) {
-        const int32_t v = wb[u * bins + j];
-        total += v;
-        if (u < first) earlier += v;
-      }
+    int32_t total = 0;
+    if (j < bins) {
+#pragma unroll 8
+      for (int64_t u = 0; u < wt; u++) total += wb[u * bins + j];
+    }
     /* exclusive prefix over the labelled bins of this problem */
-    typedef cub::BlockScan<int32_t, 32 * GW> Scan;
-    __shared__ typename Scan::TempStorage ss;
-    __shared__ int32_t carry;
-    if (j0 == 0 && threadIdx.x == 0) carry = 0;
-    __syncthreads();
     int32_t pre = 0, chunk = 0;
-    Scan(ss).ExclusiveSum(j < g.kp ? total : 0, pre, chunk);
+    Scan(tmp.s).ExclusiveSum(j < g.kp ? total : 0, pre, chunk);
     pre += carry;
     if (j < bins) {
-      /* the -1s after every labelled row, in problem order */
-      int64_t at = (j < g.kp ? base[0] + pre : base[1] + base[2]) + earlier;
-      if (j < g.kp && blockIdx.x == 0) {
+      int64_t at = j < g.kp ? base[0] + pre : base[1] + base[2];
+      if (j < g.kp) {
         offsets[b * g.kp + j] = (int32_t)(base[0] + pre);
         hist[b * g.kp + j] = total;
       }
-      for (int u = 0; u < g.wu; u++) {
-        sh[u * bins + j] = (int32_t)at;
-        at += wb[(first + u) * bins + j];
+#pragma unroll 8
+      for (int64_t u = 0; u < wt; u++) {
+        const int32_t v = wb[u * bins + j];
+        wb[u * bins + j] = (int32_t)at;
+        at += v;
       }
     }
-    __syncthreads();
+    __syncthreads(); /* every thread's carry read, the scan's storage free */
     if (threadIdx.x == 0) carry += chunk;
+    __syncthreads();
   }
+}
+
+__global__ void __launch_bounds__(32 * GW) group_scatter(const int32_t *__restrict__ labels,
+                                                         GroupPlan g,
+                                                         int32_t *__restrict__ rows) {
+  extern __shared__ int32_t sh[]; /* (wu, kp + 1): each warp's next position a bin */
+  const int64_t b = blockIdx.y, bins = g.kp + 1, wt = (int64_t)g.sb * g.wu;
+  const int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+  /* this block's slices' first places (group_starts) */
+  const int32_t *const wb = g.wh + (b * wt + (int64_t)blockIdx.x * g.wu) * bins;
+  for (int64_t i = threadIdx.x; i < g.wu * bins; i += blockDim.x) sh[i] = wb[i];
   __syncthreads();
   /* each warp its slice in row order: a row's place is its bin's next,
    * after the lanes below it with the same bin */
@@ -289,8 +305,11 @@ extern "C" cudaError_t fkm_launch_group(const fkm_group_args *a, cudaStream_t s)
     group_count<<<grid, 32 * GW, sh, s>>>(a->labels, g);
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    group_scatter<<<grid, 32 * GW, sh, s>>>(a->labels, a->problems, g, a->rows, a->hist,
-                                            a->offsets);
+    group_starts<<<(unsigned)a->problems, GROUP_STARTS, 0, s>>>(a->problems, g, a->hist,
+                                                                 a->offsets);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    group_scatter<<<grid, 32 * GW, sh, s>>>(a->labels, g, a->rows);
     return cudaGetLastError();
   }
   if (a->problems > 1 && a->n > 0) {
