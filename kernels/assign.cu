@@ -522,9 +522,34 @@ extern "C" cudaError_t fkm_launch_pack_x16_batched(const void *x16, int dtype, i
                                          int64_t dp) {
     const uint16_t *src = static_cast<const uint16_t *>(x16) + b0 * n * d;
     return by_half_dtype(dtype, [&](auto type) {
-      pack_rows16<decltype(type)><<<grid, 256, 0, s>>>(src, n, d, rp, dp, xp + b0 * xp_stride,
-                                                       xp_stride, xf + b0 * n * d, first,
-                                                       b0 * n * d);
+      pack_rows16<decltype(type), X16_FAST><<<grid, 256, 0, s>>>(
+          src, n, d, rp, dp, xp + b0 * xp_stride, xp_stride, xf + b0 * n * d, nullptr, first,
+          b0 * n * d);
+      return cudaGetLastError();
+    });
+  });
+}
+
+extern "C" cudaError_t fkm_launch_pack_x16_parity_batched(const void *x16, int dtype, int64_t n,
+                                                          int64_t d, int64_t problems, float *xf,
+                                                          uint16_t *xp, int64_t xp_stride,
+                                                          int *xmax, unsigned long long *first,
+                                                          cudaStream_t s) {
+  if ((dtype != FKM_DTYPE_F16 && dtype != FKM_DTYPE_BF16) || d % 8 != 0 ||
+      ((uintptr_t)x16 | (uintptr_t)xf) % 16 != 0)
+    return cudaErrorInvalidValue;
+  return pack_slices(n, d, problems, [&](int64_t b0, int64_t pb, dim3 grid, int64_t rp,
+                                         int64_t dp) {
+    const uint16_t *src = static_cast<const uint16_t *>(x16) + b0 * n * d;
+    int *mb = xmax + b0;
+    cudaError_t e = cudaMemsetAsync(mb, 0, sizeof(int) * (size_t)pb, s);
+    if (e != cudaSuccess) return e;
+    return by_half_dtype(dtype, [&](auto type) {
+      using T = decltype(type);
+      pack_rows16<T, X16_MAX><<<grid, 256, 0, s>>>(src, n, d, rp, dp, nullptr, 0,
+                                                   xf + b0 * n * d, mb, first, b0 * n * d);
+      pack_rows16<T, X16_SCALED><<<grid, 256, 0, s>>>(src, n, d, rp, dp, xp + b0 * xp_stride,
+                                                      xp_stride, nullptr, mb, nullptr, 0);
       return cudaGetLastError();
     });
   });

@@ -352,6 +352,18 @@ cudaError_t fkm_launch_pack_x16_batched(const void *x16, int dtype, int64_t n, i
                                         int64_t xp_stride, unsigned long long *first,
                                         cudaStream_t s);
 
+/** The parity cascade's copies of 16-bit rows (dtype FKM_DTYPE_F16 or
+ *  FKM_DTYPE_BF16, device), problem b's n rows from x16 + b n d: xf := their
+ *  float values (fkm_launch_convert's), xmax and xp := the scaled packed copy
+ *  with each problem's own scale (fkm_launch_pack_x_batched(xf, ..., -1,
+ *  ...)'s bits), in two passes over x16 instead of three over xf; first as
+ *  in fkm_launch_pack_x16_batched. Requires d % 8 == 0 and x16, xf 16-byte
+ *  aligned (cudaErrorInvalidValue otherwise). */
+cudaError_t fkm_launch_pack_x16_parity_batched(const void *x16, int dtype, int64_t n, int64_t d,
+                                               int64_t problems, float *xf, uint16_t *xp,
+                                               int64_t xp_stride, int *xmax,
+                                               unsigned long long *first, cudaStream_t s);
+
 /** *ok := 1 when this build has the wgmma kernels for the current device
  *  (sm_90a code on a compute capability 9.0 device), else 0. Synchronous:
  *  allocates a word, runs a one-thread kernel, copies the word back. */

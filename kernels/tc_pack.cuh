@@ -145,27 +145,39 @@ __global__ void pack_rows(const float *__restrict__ x, int64_t n, int64_t d, int
   }
 }
 
-/* FAST's packed copy and the float copy of 16-bit rows in one pass
- * (fkm_launch_pack_x16_batched; problem blockIdx.y's n rows of d columns,
- * d % 8 == 0, from src + blockIdx.y n d, into xf likewise and out +
- * blockIdx.y out_stride): a thread takes 8 columns of a row (one 16-byte
- * load), writes their float values (2 x 16 bytes) and the 16-byte piece of
- * the packed tile, to_bits<T> of those values (pack_rows<T, false>'s
- * bits); the packed copy's padding rows and columns zero. first != NULL:
- * the index of a row's first non-finite element (all exponent bits set)
- * among the 8, counted over all problems back to back (first0: the
- * launch's first problem's offset), min'ed into *first. */
-template <typename T>
+/* 16-bit rows in one pass (problem blockIdx.y's n rows of d columns,
+ * d % 8 == 0, from src + blockIdx.y n d; a thread takes 8 columns of a row,
+ * one 16-byte load), by MODE:
+ *  - X16_FAST (fkm_launch_pack_x16_batched): their float values into xf
+ *    (2 x 16 bytes) and FAST's packed copy into out + blockIdx.y
+ *    out_stride, to_bits<T> of those values (pack_rows<T, false>'s bits),
+ *    the padding rows and columns zero;
+ *  - X16_MAX (the parity cascade's first pass): the float values into xf
+ *    and the bits of their largest magnitude max'ed into xmax[blockIdx.y]
+ *    (abs_max's word over xf; zeroed first);
+ *  - X16_SCALED (its second pass): the packed copy of fp16 of v 2^s, s from
+ *    xmax[blockIdx.y] (pack_rows<__half, true>'s bits over xf), padding
+ *    zero; neither xf nor first is touched.
+ * first != NULL (X16_FAST, X16_MAX): the index of a row's first
+ * non-finite element (all exponent bits set) among the 8, counted over all
+ * problems back to back (first0: the launch's first problem's offset),
+ * min'ed into *first. */
+enum X16Mode { X16_FAST, X16_MAX, X16_SCALED };
+
+template <typename T, X16Mode MODE>
 __global__ void pack_rows16(const uint16_t *__restrict__ src, int64_t n, int64_t d,
                             int64_t rows_pad, int64_t dp, uint16_t *__restrict__ out,
-                            int64_t out_stride, float *__restrict__ xf,
+                            int64_t out_stride, float *__restrict__ xf, int *xmax,
                             unsigned long long *first, int64_t first0) {
   constexpr uint16_t EXP = std::is_same<T, __half>::value ? 0x7c00u : 0x7f80u;
   const int64_t base = (int64_t)blockIdx.y * n * d;
   src += base;
-  xf += base;
-  out += blockIdx.y * out_stride;
-  const int64_t groups = rows_pad * (dp / 8);
+  if (MODE != X16_SCALED) xf += base;
+  if (MODE != X16_MAX) out += blockIdx.y * out_stride;
+  const int s = MODE == X16_SCALED ? scale_exp(xmax[blockIdx.y]) : 0;
+  /* X16_MAX walks the rows alone, the others the padded tile too */
+  const int64_t groups = (MODE == X16_MAX ? n : rows_pad) * (dp / 8);
+  int m = 0; /* X16_MAX: the bits of the largest |v| seen */
   for (int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; gi < groups;
        gi += (int64_t)gridDim.x * blockDim.x) {
     const int64_t row = gi / (dp / 8), j0 = (gi % (dp / 8)) * 8;
@@ -180,21 +192,28 @@ __global__ void pack_rows16(const uint16_t *__restrict__ src, int64_t n, int64_t
       for (int e = 0; e < 8; e++) {
         const uint16_t b = (uint16_t)(pair[e / 2] >> (16 * (e % 2)));
         f[e] = from_bits<T>(b);
-        h[e] = to_bits<T>(f[e]);
-        if (bad < 0 && (b & EXP) == EXP) bad = e;
+        if (MODE == X16_FAST) h[e] = to_bits<T>(f[e]);
+        if (MODE == X16_SCALED) h[e] = to_bits<__half>(ldexpf(f[e], s));
+        if (MODE == X16_MAX) m = max(m, __float_as_int(fabsf(f[e])));
+        if (MODE != X16_SCALED && bad < 0 && (b & EXP) == EXP) bad = e;
       }
-      if (first && bad >= 0)
+      if (MODE != X16_SCALED && first && bad >= 0)
         atomicMin(first, (unsigned long long)(first0 + base + row * d + j0 + bad));
-      float4 *to = reinterpret_cast<float4 *>(xf + row * d + j0);
-      to[0] = make_float4(f[0], f[1], f[2], f[3]);
-      to[1] = make_float4(f[4], f[5], f[6], f[7]);
-      w.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
-      w.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
-      w.z = (uint32_t)h[4] | ((uint32_t)h[5] << 16);
-      w.w = (uint32_t)h[6] | ((uint32_t)h[7] << 16);
+      if (MODE != X16_SCALED) {
+        float4 *to = reinterpret_cast<float4 *>(xf + row * d + j0);
+        to[0] = make_float4(f[0], f[1], f[2], f[3]);
+        to[1] = make_float4(f[4], f[5], f[6], f[7]);
+      }
+      if (MODE != X16_MAX) {
+        w.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+        w.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
+        w.z = (uint32_t)h[4] | ((uint32_t)h[5] << 16);
+        w.w = (uint32_t)h[6] | ((uint32_t)h[7] << 16);
+      }
     }
-    *reinterpret_cast<uint4 *>(out + packed_at(row, j0, dp)) = w;
+    if (MODE != X16_MAX) *reinterpret_cast<uint4 *>(out + packed_at(row, j0, dp)) = w;
   }
+  if (MODE == X16_MAX) block_max_to(m, xmax + blockIdx.y);
 }
 
 /* One warp per (padded) centroid row: the packed row and its constants

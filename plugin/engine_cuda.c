@@ -1218,10 +1218,14 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
   /* 16-bit device rows that a FAST run of their type packs as they are:
    * both copies in one pass over them (the packed one the same bits as
    * packing the float copy) */
-  const int packs16 = c->xp && !run->source && !host_x && !grows && nt == n && c->x != run->x &&
-                      (run->dtype == FKM_DTYPE_F16 || run->dtype == FKM_DTYPE_BF16) &&
-                      c->plan.fast_dtype == (int)run->dtype && d % 8 == 0 &&
-                      ((uintptr_t)run->x | (uintptr_t)c->x) % 16 == 0;
+  const int rows16 = c->xp && !run->source && !host_x && !grows && nt == n && c->x != run->x &&
+                     (run->dtype == FKM_DTYPE_F16 || run->dtype == FKM_DTYPE_BF16) && d % 8 == 0 &&
+                     ((uintptr_t)run->x | (uintptr_t)c->x) % 16 == 0;
+  const int packs16 = rows16 && c->plan.fast_dtype == (int)run->dtype;
+  /* the parity cascade's scaled copy of them: two passes over the 16-bit
+   * rows (the float copy and each problem's largest magnitude, then the
+   * packed copy) instead of three over the float copy */
+  const int scales16 = rows16 && c->plan.fast_dtype < 0;
   if (run->source || (host_x && c->x != run->x)) { /* host rows, staged */
     const fkm_source src =
         run->source ? *run->source : fkm_source_of_matrix(run->x, B * n, d, run->dtype);
@@ -1234,6 +1238,12 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
     FKM_CUDA_TRY(c, fkm_launch_pack_x16_batched(run->x, run->dtype, nt, d, B, (float *)c->x,
                                                 c->xp, c->xp_stride,
                                                 check_converted ? c->bad : NULL, c->stream));
+  } else if (c->x != run->x && scales16) {
+    if (check_converted) FKM_CUDA_TRY(c, cudaMemsetAsync(c->bad, 0xff, sizeof *c->bad, c->stream));
+    FKM_CUDA_TRY(c, fkm_launch_pack_x16_parity_batched(run->x, run->dtype, nt, d, B, (float *)c->x,
+                                                       c->xp, c->xp_stride, c->xmax,
+                                                       check_converted ? c->bad : NULL,
+                                                       c->stream));
   } else if (c->x != run->x) {
     if (check_converted) FKM_CUDA_TRY(c, cudaMemsetAsync(c->bad, 0xff, sizeof *c->bad, c->stream));
     FKM_FORWARD(convert_rows(c, run->dtype, run->x, d, NULL, B * nt, (float *)c->x,
@@ -1255,7 +1265,7 @@ static fkm_status begin_impl(cuda_engine *c, const fkm_run *run, const float *us
     FKM_FORWARD(bg_check_start(c, run->x, run->dtype, n, d, run->train_rows, nt));
   t[3] = fkm_now_seconds();
   FKM_CUDA_TRY(c, fkm_launch_profile_norms(&c->sd, c->x, B * nt, d, c->xn, c->stream));
-  if (c->xp && !packs16) /* each problem packed on its own scale, in one launch sequence */
+  if (c->xp && !packs16 && !scales16) /* each problem on its own scale, one launch sequence */
     FKM_CUDA_TRY(c, fkm_launch_pack_x_batched(c->x, nt, d, c->plan.fast_dtype, B, c->xp,
                                               c->xp_stride, c->xmax, c->stream));
   if (run->n_init > 0) /* each problem's first n_init rows, packed together */

@@ -1071,9 +1071,11 @@ TEST_F(Cuda, NonFiniteAndNegativeWeightInputsGiveCpuStatuses) {
 // on that pass: the first non-finite element of all of x is reported as the
 // CPU reports it (one problem and a batch, both modes); a failure that
 // comes before the conversion (a negative weight) still reports x's values
-// first; nothing is written.
+// first; nothing is written. k = 20: the reference kernel; k = 100: the
+// parity cascade, whose scaled packed copy is made beside that pass.
 TEST_F(Cuda, NonFiniteHalfDeviceDataGivesCpuMessages) {
-  const int64_t n = 3000, d = 24, k = 20, B = 3;
+  const int64_t n = 3000, d = 24, B = 3;
+  for (const int64_t k : {20, 100})
   for (fkm_dtype dt : {FKM_DTYPE_F16, FKM_DTYPE_BF16}) {
     const uint16_t nan = dt == FKM_DTYPE_F16 ? 0x7e00u : 0x7fc0u;
     const uint16_t ninf = dt == FKM_DTYPE_F16 ? 0xfc00u : 0xff80u;
@@ -1086,7 +1088,7 @@ TEST_F(Cuda, NonFiniteHalfDeviceDataGivesCpuMessages) {
     all.x16[(n + 700) * d + 5] = ninf;
     for (fkm_assign_mode mode : {FKM_ASSIGN_FAISS, FKM_ASSIGN_FAST}) {
       SCOPED_TRACE(std::string(dt == FKM_DTYPE_F16 ? "f16" : "bf16") +
-                   (mode == FKM_ASSIGN_FAST ? " FAST" : " parity"));
+                   (mode == FKM_ASSIGN_FAST ? " FAST" : " parity") + " k " + std::to_string(k));
       fkm_params p = quick(3);
       fkm_params pc = p; /* the CPU's message (FAST runs on CUDA only) */
       ASSERT_EQ(train(cpu->c, pc, pb).status, FKM_ERR_NOT_FINITE);
@@ -1137,7 +1139,7 @@ TEST_F(Cuda, NonFiniteHalfDeviceDataGivesCpuMessages) {
   }
   // the context stays usable, and a clean 16-bit device run equals the CPU's
   fkm_params p = quick(3);
-  check(p, half_problem(FKM_DTYPE_F16, n, d, k, 33), true);
+  check(p, half_problem(FKM_DTYPE_F16, n, d, 100, 33), true);
 }
 
 // Host x of a subsampled run: the training rows are checked as they are
