@@ -346,6 +346,9 @@ TEST_F(Cuda, BFloat16InputBitIdentical) {
   check(p, pb);
   p.max_points_per_centroid = 40;
   check(p, pb, true);
+  // on the parity cascade (k >= 64), device rows trained whole: its scaled
+  // packed copy is made from the bf16 rows themselves
+  check(quick(5), half_problem(FKM_DTYPE_BF16, 4000, 96, 100, 16), true);
 }
 
 // fp16 rows on the certified cascade (k >= 64, d >= 16): certify reads the
