@@ -273,7 +273,8 @@ __global__ void __launch_bounds__(CERT_THREADS, 4) certify(const CertifyArgs<S> 
   const int64_t d = a.d, ksplit = a.ksplit, n = in_count ? __ldg(in_count) : a.n;
   /* x's rows from the packed copy where it holds them exactly (half the
    * bytes of the float rows) */
-  const int sx = a.xp ? scale_exp(__ldg(xmax)) : -1;
+  const int sxm = scale_exp(__ldg(xmax)); /* the packing's power of two */
+  const int sx = a.xp ? sxm : -1;
   const uint16_t *const xp = sx >= 0 ? a.xp + b * a.xp_stride : nullptr;
   __shared__ float xs[CERT_THREADS][CERT_BK + 1];
   __shared__ uint4 xh[CERT_THREADS][CERT_XH]; /* a stage from the packed copy */
@@ -300,7 +301,7 @@ __global__ void __launch_bounds__(CERT_THREADS, 4) certify(const CertifyArgs<S> 
         const float v = __ldg(xn + row), up = 1.0f + 0x1p-20f;
         const float bx = __fadd_ru(__fadd_ru(__fmul_ru(__fmul_ru(a.bc.beta, v), up), a.bc.eta),
                                   __ldg(bc_max));
-        ncand = candidates(t, point_a(a.bc, v, scale_exp(__ldg(xmax))), bx, cb, b1, b2);
+        ncand = candidates(t, point_a(a.bc, v, sxm), bx, cb, b1, b2);
       }
     }
     BlasChain chain; /* a row decided here in a BLAS's order (defer_all, order on) */
@@ -346,8 +347,6 @@ __global__ void __launch_bounds__(CERT_THREADS, 4) certify(const CertifyArgs<S> 
                                    e % (CERT_BK / 4))
                            : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         }
-      }
-      if (staged) {
 #pragma unroll
         for (int i = 0; i < CERT_BK / 4; i++) {
           const int e = (int)threadIdx.x + i * CERT_THREADS, r = e / (CERT_BK / 4);
