@@ -147,17 +147,24 @@ __device__ __forceinline__ int candidates(const Cert &t, float pax, float bx,
   b2 = c2;
   return 2;
 }
-/* The screen keeps b = the least h, and g(b) <= h1 + A(x) |b|' + (the
- * rounding of h, within B(x)): U = h1 + 2 (A(x) |b|' + B(x)) bounds
- * ref(b) - X, and test (1) applies with hm = h2. */
+/* The screen keeps b = the centroid of the least key, and a key k is
+ * within e(k) = 2^-18 |k| + 2^-144 of its h (docs/certification.md
+ * section 1): h(b) <= h1 + e(h1) and g(b) <= h(b) + A(x) |b|' + (the
+ * rounding of h, within B(x)), so U = h1 + e(h1) + 2 (A(x) |b|' + B(x))
+ * bounds ref(b) - X; every other centroid's h is at least h2 - e(h2) (k -
+ * e(k) increases with k), and test (1) applies with hm = h2 - e(h2). */
+__device__ __forceinline__ float key_slack(float k) {
+  return __fmaf_ru(fabsf(k), 0x1p-18f, 0x1p-144f);
+}
 __device__ __forceinline__ int candidates(const Top2 &t, float pax, float bx,
                                           const float *__restrict__ cb, int &b1, int &b2) {
   b1 = t.b;
   b2 = -1;
   if (t.b < 0) return 0;
   const float ab = __fadd_ru(__fmul_ru(pax, __ldg(cb + t.b)), bx);
-  const float u = __fadd_ru(__fadd_ru(t.h1, ab), ab);
-  return __fsub_rd(t.h2, bx) > u ? 1 : 0;
+  const float u = __fadd_ru(__fadd_ru(__fadd_ru(t.h1, key_slack(t.h1)), ab), ab);
+  const float hm = t.h2 == INFINITY ? INFINITY : __fsub_rd(t.h2, key_slack(t.h2));
+  return __fsub_rd(hm, bx) > u ? 1 : 0;
 }
 
 /* S = Top2 after the screen, Cert after the pass over the rows the screen

@@ -217,8 +217,9 @@ __global__ void pack_rows16(const uint16_t *__restrict__ src, int64_t n, int64_t
 }
 
 /* One warp per (padded) centroid row: the packed row and its constants
- * cc[q] = (shift, factor, |c|', 0): g = fl(shift - acc factor) is the fast
- * value, |c|' (PARITY: cb[q], |c| rounded up) enters h.
+ * cc[q] = (shift, factor, |c|', screen shift): g = fl(shift - acc factor)
+ * is the fast value, |c|' (PARITY: cb[q], |c| rounded up) enters h; the
+ * screen (Top2) reads the same shift from .w, except on padding.
  * PARITY (fp16): the row scaled by its own power of two; L2: shift = cn,
  * factor = 2^(1 - sx - sc); IP: shift 0, factor 2^(-sx - sc); NaN shift
  * when the factor's exponent leaves [-126, 60] or cn is not finite and below
@@ -226,9 +227,12 @@ __global__ void pack_rows16(const uint16_t *__restrict__ src, int64_t n, int64_t
  * fast pass never claims anything about that centroid).
  * FAST: the row rounded to T unscaled; L2: shift = the norm of the rounded
  * row (float squares summed in double, a fixed order), factor 2; IP: 0, 1.
- * Padding rows (q >= k) are zero with constants (+inf, 0, 0): their value is
- * fl(-0 0 + inf) = +inf in every row, which changes no state, so the passes
- * need no column mask (a split's range ends on a tile boundary or at k).
+ * Padding rows (q >= k) are zero with constants (+inf, 0, 0, 2^127): their
+ * value is fl(-0 0 + inf) = +inf in every row, which changes no state, so
+ * the passes need no column mask (a split's range ends on a tile boundary
+ * or at k); the screen's is 2^127, above every real value (h <= g <
+ * 2^121 where no centroid is poisoned) and finite, so that its key (h with
+ * its low bits replaced) is a number: a key of +inf would be a NaN.
  * PARITY: *poison := 1 when some centroid is poisoned (zeroed by the
  * launcher). */
 template <typename T, bool PARITY>
@@ -272,7 +276,7 @@ __global__ void pack_centroids(const float *__restrict__ c, const float *__restr
   if (!PARITY)
     for (int off = 16; off > 0; off /= 2) s2 = __dadd_rn(s2, __shfl_xor_sync(0xffffffffu, s2, off));
   if (lane != 0) return;
-  float4 v = make_float4(INFINITY, 0.0f, 0.0f, 0.0f);
+  float4 v = make_float4(INFINITY, 0.0f, 0.0f, 0x1p127f);
   if (q < k) {
     if (PARITY) {
       const int e = (l2 ? 1 : 0) - scale_exp(*xmax) - sc;
@@ -283,6 +287,7 @@ __global__ void pack_centroids(const float *__restrict__ c, const float *__restr
     } else {
       v = make_float4(l2 ? __double2float_rn(s2) : 0.0f, l2 ? 2.0f : 1.0f, 0.0f, 0.0f);
     }
+    v.w = v.x;
   }
   cc[q] = v;
 }

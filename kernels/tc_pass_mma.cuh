@@ -45,18 +45,25 @@ __device__ __forceinline__ void load_tile(uint16_t *dst, const uint16_t *src, in
  * has init, push (one (point, centroid) value, in increasing centroid order
  * within a thread), merge (disjoint centroid sets) and a lane shuffle.
  *  - Arg, the FAST pass: the strict argmin of g.
- *  - Top2, the parity screen: the least h, its index and the second least
- *    h (ties between the two leave h2 == h1, which certifies nothing).
- *    Per pair two fused operations on the FMA pipe and five ALU
- *    operations (a compare, two min/max, two selects; Cert needs thirteen).
- *  - Cert, the parity pass on the rows the screen left (see above). */
+ *  - Top2, the parity screen: the two least keyed values of h and the index
+ *    of the least. A key is h with its five low bits replaced by the
+ *    column's slot among the thread's columns of the tile (at most 32), so
+ *    that three min/max keep the two least keys and the least one names its
+ *    column (docs/certification.md section 1: a key is within 2^-18 |key| +
+ *    2^-144 of h); the index is decoded once a tile, where the least key
+ *    changed. Per pair two fused operations on the FMA pipe and four ALU
+ *    operations (the key's bits, three min/max; Cert needs thirteen).
+ *  - Cert, the parity pass on the rows the screen left (see above).
+ * Arg and Top2 are pushed the column within the tile (local, 8 i + j with
+ * j < 2: at most 32 a thread) between tile_begin and tile_end, which turns
+ * it into the centroid's index; Cert is pushed the index itself. */
 struct Arg {
   float v;
   int i;
 };
 struct Top2 {
-  float h1, h2;
-  int b; /* -1 when empty */
+  float h1, h2; /* keys (h1 the least, h2 the least of the others) */
+  int b;        /* the least key's centroid; -1 when empty */
 };
 static_assert(sizeof(Top2) == 12, "fkm_mma_work_layout reserves 12 bytes per screen state");
 static_assert(sizeof(Arg) == 8, "fkm_mma_work_layout reserves 8 bytes per FAST partial");
@@ -65,27 +72,59 @@ __device__ __forceinline__ void state_init(Arg &t) { t.v = INFINITY, t.i = -1; }
 __device__ __forceinline__ void state_init(Top2 &t) { t.h1 = t.h2 = INFINITY, t.b = -1; }
 __device__ __forceinline__ void state_init(Cert &t) { cert_init(t); }
 
-/* g = fl(shift - acc factor), h = fl(g - A(x) |c|') (see the proof). */
+/* Top2's key slot of local column q = 8 i + j (j < 2), and back. */
+__host__ __device__ constexpr int top2_slot(int q) { return (q >> 2) | (q & 1); }
+__device__ __forceinline__ int top2_column(int slot) { return (slot >> 1) * 8 + (slot & 1); }
+
+/* g = fl(shift - acc factor), h = fl(g - A(x) |c|') (see the proof); the
+ * screen reads its shift from cq.w (padding: finite, see pack_centroids). */
 __device__ __forceinline__ void state_push(Arg &t, float acc, const float4 &cq, float, int q) {
   const float gv = fmaf(-acc, cq.y, cq.x);
   if (gv < t.v) t.v = gv, t.i = q;
 }
+/* The key's bits in one operation: lop3 selects the slot's bits where the
+ * mask (31, held in a register: with two constants ptxas would split the
+ * select into an AND and an OR) is set, h's bits elsewhere. */
+__device__ __forceinline__ int top2_mask() {
+  int m;
+  asm volatile("mov.b32 %0, 31;" : "=r"(m));
+  return m;
+}
+__device__ __forceinline__ float top2_key(float h, int slot, int mask) {
+  int k;
+  asm("lop3.b32 %0, %1, %2, %3, 0xD8;" : "=r"(k) : "r"(__float_as_int(h)), "r"(slot), "r"(mask));
+  return __int_as_float(k);
+}
 __device__ __forceinline__ void state_push(Top2 &t, float acc, const float4 &cq, float pa, int q) {
-  const float h = fmaf(-pa, cq.z, fmaf(-acc, cq.y, cq.x));
-  const bool p = h < t.h1;
-  t.h2 = fminf(t.h2, fmaxf(h, t.h1));
-  t.h1 = p ? h : t.h1;
-  t.b = p ? q : t.b;
+  const float h = fmaf(-pa, cq.z, fmaf(-acc, cq.y, cq.w));
+  const float key = top2_key(h, top2_slot(q), top2_mask());
+  t.h2 = fminf(t.h2, fmaxf(key, t.h1));
+  t.h1 = fminf(t.h1, key);
 }
 __device__ __forceinline__ void state_push(Cert &t, float acc, const float4 &cq, float pa, int q) {
   const float gv = fmaf(-acc, cq.y, cq.x);
   cert_push(t, gv, fmaf(-pa, cq.z, gv), q);
 }
 
-/* The index of the least value (Arg, Top2). */
-__device__ __forceinline__ int &state_index(Arg &t) { return t.i; }
-__device__ __forceinline__ int &state_index(Top2 &t) { return t.b; }
-__device__ __forceinline__ int &state_index(Cert &t) { return t.b1; }
+/* Arg and Top2 are pushed local columns: tile_begin returns what tile_end
+ * needs to give the state its centroid index again (qb: the thread's first
+ * column of the tile). */
+template <class S> constexpr bool local_columns() { return !std::is_same<S, Cert>::value; }
+__device__ __forceinline__ int tile_begin(Arg &t) {
+  const int kept = t.i;
+  t.i = -2;
+  return kept;
+}
+__device__ __forceinline__ void tile_end(Arg &t, int kept, int qb) {
+  t.i = t.i == -2 ? kept : t.i + qb;
+}
+__device__ __forceinline__ int tile_begin(Top2 &t) { return __float_as_int(t.h1); }
+__device__ __forceinline__ void tile_end(Top2 &t, int kept, int qb) {
+  const int key = __float_as_int(t.h1);
+  if (key != kept) t.b = qb + top2_column(key & 31);
+}
+__device__ __forceinline__ int tile_begin(Cert &) { return 0; }
+__device__ __forceinline__ void tile_end(Cert &, int, int) {}
 
 __device__ __forceinline__ void state_merge(Arg &t, const Arg &o) { combine<true>(t.v, t.i, o.v, o.i); }
 __device__ __forceinline__ void state_merge(Top2 &t, const Top2 &o) {
@@ -276,6 +315,10 @@ assign_mma(const TcPassArgs<S> a) {
      * rounded up to MBN */
     const float4 *ccp = cc + n0 + wn * 64 + 2 * t;
     const int qb = (int)n0 + wn * 64 + 2 * t;
+    constexpr bool local = local_columns<S>();
+    int kept[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) kept[r] = tile_begin(st4[r]);
 #pragma unroll
     for (int nt = 0; nt < 8; nt++)
 #pragma unroll
@@ -283,8 +326,11 @@ assign_mma(const TcPassArgs<S> a) {
         const float4 cq = __ldg(ccp + nt * 8 + j);
 #pragma unroll
         for (int r = 0; r < 4; r++)
-          state_push(st4[r], acc[r >> 1][nt][(r & 1) * 2 + j], cq, pa[r], qb + nt * 8 + j);
+          state_push(st4[r], acc[r >> 1][nt][(r & 1) * 2 + j], cq, pa[r],
+                     (local ? 0 : qb) + nt * 8 + j);
       }
+#pragma unroll
+    for (int r = 0; r < 4; r++) tile_end(st4[r], kept[r], qb);
     zero_acc();
   }
   cp_async_wait<0>();

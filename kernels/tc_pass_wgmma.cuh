@@ -352,13 +352,13 @@ assign_wgmma(const TcPassArgs<S> a) {
        * in L1); columns past ke are padding (value +inf) */
       const float4 *ccp = (STREAM ? cc + c.n0 : ccs + slot0 / nkc * MBN) + 2 * t;
       const int qb = (int)c.n0 + 2 * t;
-      /* Arg and Top2 keep one index: pushed as the column within the
-       * tile (an immediate operand of the select), the tile's base added
-       * once where the tile moved it */
-      constexpr bool local = !std::is_same<S, Cert>::value;
+      /* Arg and Top2 are pushed the column within the tile (an immediate
+       * operand), the tile's base added once where the tile moved their
+       * index (tile_end) */
+      constexpr bool local = local_columns<S>();
       int kept[2];
 #pragma unroll
-      for (int h = 0; h < 2 && local; h++) kept[h] = state_index(st2[h]), state_index(st2[h]) = -2;
+      for (int h = 0; h < 2; h++) kept[h] = tile_begin(st2[h]);
 #pragma unroll
       for (int i = 0; i < 16; i++)
 #pragma unroll
@@ -369,10 +369,7 @@ assign_wgmma(const TcPassArgs<S> a) {
             state_push(st2[h], acc[4 * i + 2 * h + jj], cq, pa[h], (local ? 0 : qb) + 8 * i + jj);
         }
 #pragma unroll
-      for (int h = 0; h < 2 && local; h++) {
-        const int q = state_index(st2[h]);
-        state_index(st2[h]) = q == -2 ? kept[h] : q + qb;
-      }
+      for (int h = 0; h < 2; h++) tile_end(st2[h], kept[h], qb);
     }
     /* the tile's slots (and constants) are free */
     if (!STREAM) warp_arrive(&empty[slot0 / nkc]);

@@ -10,12 +10,12 @@ namespace {
 /* ------------------------------------------------ certified tensor-core path
  *
  * A cascade of three stages, each on the rows the one before left: the
- * screen (a tensor-core pass keeping per point the two least bounded values
- * h and the index of the least: state Top2; certify proves test (1) and
- * computes that pair's reference distance), the same pass over the rows it
- * left keeping the full state (Cert: tests (1) and (2), two candidates
- * computed exactly), and the SIMT reference kernel over the rest. Labels
- * and distances are the reference's bits either way.
+ * screen (a tensor-core pass keeping per point the two least keys of the
+ * bounded values h and the index of the least: state Top2; certify proves
+ * test (1) and computes that pair's reference distance), the same pass
+ * over the rows it left keeping the full state (Cert: tests (1) and (2),
+ * two candidates computed exactly), and the SIMT reference kernel over the
+ * rest. Labels and distances are the reference's bits either way.
  *
  * Operands: x packed once as fp16 of x 2^sx (fkm_launch_pack_x), each
  * centroid as fp16 of c 2^sc(c) (pack_centroids); the fast value of a pair is
