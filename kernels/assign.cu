@@ -130,7 +130,9 @@ cudaError_t launch_pass(const fkm_assign_args *a, const fkm_assign_plan *plan,
         1024 + (stream ? sizeof(uint16_t) * TILE * (size_t)((1 + WG_RB) * nslots)
                        : sizeof(uint16_t) * TILE * (size_t)(xbufs * WG_RB * nkc + nslots) +
                              (size_t)(nslots / nkc) * MBN * 16);
-    auto kern = stream ? assign_wgmma<T, S, true> : assign_wgmma<T, S, false>;
+    static_assert(WG_MAX_CHUNKS == 2, "resident rows: one or two chunks");
+    auto kern = stream ? assign_wgmma<T, S, 0> : nkc == 1 ? assign_wgmma<T, S, 1>
+                                                          : assign_wgmma<T, S, 2>;
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     kern<<<dim3(blocks, 1, (unsigned)bt.problems), WG_THREADS, smem, s>>>(TcPassArgs<S>{

@@ -157,14 +157,20 @@ struct WgTile {
   int j, nt;              /* tile within the item, tiles of the item */
 };
 
-template <typename T, class S, bool STREAM>
+/* NKC: the packed row's 64-dimension chunks where the item's rows are
+ * resident (1 or 2: the tile loops unroll, slot / nkc is a shift, and the
+ * last wgmma of a tile carries its commit; with a chunk count known only at
+ * run time ptxas added a wgmma of its own before each wait, ncu results
+ * v50); 0: STREAM, the chunk count dp / MBK. */
+template <typename T, class S, int NKC>
 __global__ void __launch_bounds__(WG_THREADS, 1)
 assign_wgmma(const TcPassArgs<S> a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr bool STREAM = NKC == 0;
   extern __shared__ uint8_t wg_raw[];
   FKM_TC_PASS_BIND(a); /* n: the gathered rows' count where rows (see assign_mma) */
   __shared__ uint64_t full[WG_SLOTS_MAX], empty[WG_SLOTS_MAX], xfull[2], xempty[2];
-  const int nkc = (int)(dp / MBK);
+  const int nkc = STREAM ? (int)(dp / MBK) : NKC;
   uint16_t *xs = reinterpret_cast<uint16_t *>(
       wg_raw + ((1024u - (smem_addr(wg_raw) & 1023u)) & 1023u)); /* xbufs x WG_RB x nkc tiles */
   uint16_t *ring = xs + (STREAM ? 0 : xbufs * WG_RB * nkc * TILE); /* nslots slots */
