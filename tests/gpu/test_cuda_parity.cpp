@@ -1306,6 +1306,35 @@ TEST_P(CudaBatched, OneLaunchEqualsSeparateCpuRuns) {
       << log.all();
 }
 
+// Each case run as a batch on the GPU equals separate CPU runs, and the
+// batch's verbose log says `said`.
+static void expect_batches_equal_cpu(fkm_ctx *gpu_c, fkm_ctx *cpu_c,
+                                     std::vector<batched::Case> cases, int niter,
+                                     const char *said) {
+  for (batched::Case &c : cases) {
+    SCOPED_TRACE(c.name);
+    c.niter = niter;
+    const batched::Data s = batched::make(c);
+    LogLines log;
+    batched::expect_equal(c, batched::run_batched(gpu_c, c, s, LogLines::collect, &log),
+                          batched::run_separately(cpu_c, c, s));
+    EXPECT_TRUE(log.said(said)) << log.all();
+  }
+}
+
+// A parity batch whose screen fills several waves takes a few persistent
+// blocks a problem (each walking items, the next one's rows loading while
+// one computes; d = 200: the rows stream with the centroid chunks): the
+// bits of separate CPU runs, both metrics, float32 and float16 rows.
+TEST_F(Cuda, ParityBatchOnPersistentBlocksEqualsSeparateCpuRuns) {
+  /* 40 problems of 2000 rows: 8 items a problem, 320 in all */
+  std::vector<batched::Case> cases = {{"d64_l2", 40, 2000, 64, 96},
+                                      {"d200_ip_f16", 40, 2000, 200, 130}};
+  cases[1].metric = FKM_METRIC_INNER_PRODUCT;
+  cases[1].dtype = FKM_DTYPE_F16;
+  expect_batches_equal_cpu(gpu->c, cpu->c, cases, 3, "parity assignment in one launch sequence");
+}
+
 // More problems than the device holds blocks of at once: the batch's
 // one-launch reference kernel; the three tile shapes (k <= 8, <= 16, <= 64),
 // a dimension tail, rows neither 4-aligned nor a whole tile, both metrics.
@@ -1317,15 +1346,7 @@ TEST_F(Cuda, ManyProblemsInOneLaunchEqualSeparateCpuRuns) {
                                       {"k40_d40", 140, 390, 40, 40},
                                       {"k64_d36_ip", 140, 270, 36, 64}};
   cases[3].metric = FKM_METRIC_INNER_PRODUCT;
-  for (batched::Case &c : cases) {
-    SCOPED_TRACE(c.name);
-    c.niter = 2;
-    const batched::Data s = batched::make(c);
-    LogLines log;
-    batched::expect_equal(c, batched::run_batched(gpu->c, c, s, LogLines::collect, &log),
-                          batched::run_separately(cpu->c, c, s));
-    EXPECT_TRUE(log.said("assignment in one launch")) << log.all();
-  }
+  expect_batches_equal_cpu(gpu->c, cpu->c, cases, 2, "assignment in one launch");
 }
 
 // A parity batch on the certified cascade (k > 64, d >= 16) runs each of
